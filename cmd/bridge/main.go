@@ -1,0 +1,187 @@
+// Command bridge runs the XMPP <-> Matrix receipt bridge: a Matrix
+// application service and an XMPP component in one process.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net/http"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/rs/zerolog"
+	"go.mau.fi/util/dbutil"
+	"maunium.net/go/mautrix/appservice"
+	"maunium.net/go/mautrix/sqlstatestore"
+	"mellium.im/xmpp/jid"
+
+	"xmppbridge"
+	"xmppbridge/config"
+	"xmppbridge/database"
+	"xmppbridge/mapping"
+	"xmppbridge/matrixside"
+	"xmppbridge/xmppside"
+)
+
+func main() {
+	configPath := flag.String("c", "config.yaml", "path to the configuration file")
+	regPath := flag.String("r", "registration.yaml", "path to the application service registration")
+	generate := flag.Bool("g", false, "write a registration with fresh tokens (and the tokens into the config), then exit")
+	example := flag.Bool("e", false, "print the commented example configuration, then exit")
+	flag.Parse()
+	if *example {
+		os.Stdout.Write(xmppbridge.ExampleConfig)
+		return
+	}
+	if err := run(*configPath, *regPath, *generate); err != nil {
+		fmt.Fprintln(os.Stderr, "bridge:", err)
+		os.Exit(1)
+	}
+}
+
+func run(configPath, regPath string, generate bool) error {
+	cfg, err := config.Load(configPath)
+	if err != nil {
+		return err
+	}
+	if generate {
+		reg := cfg.NewRegistration()
+		if err := config.SaveRegistration(reg, regPath); err != nil {
+			return fmt.Errorf("write registration: %w", err)
+		}
+		if err := cfg.SaveTokens(configPath); err != nil {
+			return fmt.Errorf("write tokens into %s: %w", configPath, err)
+		}
+		fmt.Printf("Wrote %s and the tokens into %s. Give %s to your homeserver, then start the bridge.\n", regPath, configPath, regPath)
+		return nil
+	}
+	reg, err := cfg.CheckRegistration(regPath)
+	if err != nil {
+		return err
+	}
+	log := newLogger(cfg)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	ctx = log.WithContext(ctx)
+
+	db, err := database.Open(ctx, cfg.AppService.Database.Type, cfg.DatabaseURI(), log.With().Str("component", "database").Logger())
+	if err != nil {
+		return fmt.Errorf("open database: %w", err)
+	}
+	defer db.Close()
+	stateStore := sqlstatestore.NewSQLStateStore(db.DB(), dbutil.ZeroLogger(log.With().Str("component", "statestore").Logger()), false)
+	if err := stateStore.Upgrade(ctx); err != nil {
+		return fmt.Errorf("upgrade state store: %w", err)
+	}
+	as, err := appservice.CreateFull(appservice.CreateOpts{
+		Registration:     reg,
+		HomeserverDomain: cfg.Homeserver.Domain,
+		HomeserverURL:    cfg.Homeserver.Address,
+		StateStore:       stateStore,
+	})
+	if err != nil {
+		return fmt.Errorf("set up application service: %w", err)
+	}
+	as.Log = log.With().Str("component", "appservice").Logger()
+
+	count := newCounter()
+	core := mapping.New(mapping.Config{
+		Identities:     cfg.Identities(),
+		Permissions:    cfg.Permissions(),
+		BlockedDomains: cfg.XMPP.BlockedDomains,
+	}, db, count, log.With().Str("component", "core").Logger())
+	domain, _ := jid.Parse(cfg.XMPP.Domain) // validated by config
+	comp := &xmppside.Component{
+		Address: cfg.XMPP.Address, Domain: domain, Secret: cfg.XMPP.Secret,
+		Core: core, Count: count, Log: log.With().Str("component", "xmpp").Logger(),
+	}
+	core.SetSides(&matrixside.Homeserver{AS: as, IDs: cfg.Identities()}, comp)
+	srv := &matrixside.Server{
+		HSToken: cfg.AppService.HSToken, Store: db, Core: core, Count: count,
+		Log: log.With().Str("component", "appservice").Logger(),
+	}
+
+	var wg sync.WaitGroup
+	errc := make(chan error, 2)
+	goRun := func(f func()) { wg.Add(1); go func() { defer wg.Done(); f() }() }
+	goRun(func() {
+		if err := srv.Listen(ctx, cfg.ListenAddress()); err != nil {
+			errc <- fmt.Errorf("listen on %s (appservice.hostname/port): %w", cfg.ListenAddress(), err)
+		}
+	})
+	if cfg.Metrics.Enabled {
+		goRun(func() {
+			if err := serveMetrics(ctx, cfg.Metrics.Listen); err != nil {
+				errc <- fmt.Errorf("serve metrics on %s: %w", cfg.Metrics.Listen, err)
+			}
+		})
+	}
+	goRun(func() { ensureBot(ctx, as, log) })
+	goRun(func() { srv.Run(ctx) })
+	goRun(func() { core.RunOutbox(ctx) })
+	goRun(func() { comp.Run(ctx) })
+	log.Info().Str("homeserver", cfg.Homeserver.Address).Str("xmpp", cfg.XMPP.Address).Str("domain", cfg.XMPP.Domain).Msg("Bridge started")
+
+	select {
+	case <-ctx.Done():
+		log.Info().Msg("Stopping")
+	case err = <-errc:
+		stop()
+	}
+	wg.Wait()
+	return err
+}
+
+// ensureBot makes sure the bot user exists, waiting for the homeserver if
+// it is not up yet.
+func ensureBot(ctx context.Context, as *appservice.AppService, log zerolog.Logger) {
+	for delay := time.Second; ctx.Err() == nil; delay = min(delay*2, time.Minute) {
+		err := as.BotIntent().EnsureRegistered(ctx)
+		if err == nil {
+			return
+		}
+		log.Warn().Err(err).Dur("retry_in", delay).Msg("Could not reach the homeserver to check the bot user")
+		select {
+		case <-ctx.Done():
+		case <-time.After(delay):
+		}
+	}
+}
+
+func newLogger(cfg *config.Config) zerolog.Logger {
+	level, _ := zerolog.ParseLevel(cfg.Logging.Level)
+	var log zerolog.Logger
+	if cfg.Logging.Format == "json" {
+		log = zerolog.New(os.Stderr)
+	} else {
+		log = zerolog.New(zerolog.ConsoleWriter{Out: os.Stderr, TimeFormat: time.RFC3339})
+	}
+	return log.Level(level).With().Timestamp().Logger()
+}
+
+var events = prometheus.NewCounterVec(prometheus.CounterOpts{
+	Name: "xmppbridge_events_total",
+	Help: "What the bridge did and refused, by kind and reason.",
+}, []string{"what", "reason"})
+
+func newCounter() mapping.Counter {
+	return func(what, reason string) { events.WithLabelValues(what, reason).Inc() }
+}
+
+func serveMetrics(ctx context.Context, addr string) error {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(events)
+	srv := &http.Server{Addr: addr, Handler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), ReadHeaderTimeout: 10 * time.Second}
+	go func() { <-ctx.Done(); _ = srv.Close() }()
+	if err := srv.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}

@@ -1,0 +1,446 @@
+// Package config reads and checks the bridge's YAML configuration and its
+// application service registration.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"reflect"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+	"maunium.net/go/mautrix/appservice"
+	"maunium.net/go/mautrix/id"
+	"mellium.im/xmpp/jid"
+
+	"xmppbridge"
+	"xmppbridge/mapping"
+)
+
+// Config is the whole configuration file.
+type Config struct {
+	Homeserver struct {
+		Address string `yaml:"address"`
+		Domain  string `yaml:"domain"`
+	} `yaml:"homeserver"`
+	AppService struct {
+		Address  string `yaml:"address"`
+		Hostname string `yaml:"hostname"`
+		Port     int    `yaml:"port"`
+		ID       string `yaml:"id"`
+		Bot      struct {
+			Username string `yaml:"username"`
+		} `yaml:"bot"`
+		ASToken  string `yaml:"as_token"`
+		HSToken  string `yaml:"hs_token"`
+		Database struct {
+			Type string `yaml:"type"`
+			URI  string `yaml:"uri"`
+		} `yaml:"database"`
+	} `yaml:"appservice"`
+	XMPP struct {
+		Address        string   `yaml:"address"`
+		Domain         string   `yaml:"domain"`
+		Secret         string   `yaml:"secret"`
+		BlockedDomains []string `yaml:"blocked_domains"`
+	} `yaml:"xmpp"`
+	Bridge struct {
+		Permissions map[string]string `yaml:"permissions"`
+	} `yaml:"bridge"`
+	Logging struct {
+		Level  string `yaml:"level"`
+		Format string `yaml:"format"`
+	} `yaml:"logging"`
+	Metrics struct {
+		Enabled bool   `yaml:"enabled"`
+		Listen  string `yaml:"listen"`
+	} `yaml:"metrics"`
+
+	// path is where the config was read from; relative SQLite paths are
+	// next to it.
+	path string
+}
+
+// Error is one problem with the configuration: the dotted key and what to do.
+type Error struct {
+	Key  string
+	What string
+}
+
+func (e *Error) Error() string { return e.Key + ": " + e.What }
+
+// Errors are all the problems found, so a newcomer fixes them in one go.
+type Errors []*Error
+
+func (es Errors) Error() string {
+	lines := make([]string, len(es))
+	for i, e := range es {
+		lines[i] = "  " + e.Error()
+	}
+	return "the configuration has problems:\n" + strings.Join(lines, "\n")
+}
+
+// Load reads the config file at path on top of the embedded defaults,
+// refusing unknown keys, and checks it.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	cfg, err := Parse(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	cfg.path = path
+	return cfg, nil
+}
+
+// Parse reads a configuration from YAML on top of the embedded defaults.
+func Parse(data []byte) (*Config, error) {
+	cfg := &Config{}
+	if err := yaml.Unmarshal(xmppbridge.ExampleConfig, cfg); err != nil {
+		return nil, fmt.Errorf("embedded defaults: %w", err)
+	}
+	// The keys marked REQUIRED in the example have no default: the
+	// example's values are illustrations, and a config that lacks one of
+	// them must be refused, not quietly pointed at localhost.
+	cfg.Homeserver.Address, cfg.Homeserver.Domain = "", ""
+	cfg.AppService.Address, cfg.AppService.Hostname, cfg.AppService.Port = "", "", 0
+	cfg.AppService.ID, cfg.AppService.Bot.Username = "", ""
+	cfg.XMPP.Address, cfg.XMPP.Domain, cfg.XMPP.Secret = "", "", ""
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		return nil, fmt.Errorf("not valid YAML: %w", err)
+	}
+	var errs Errors
+	if len(root.Content) > 0 {
+		checkKeys(root.Content[0], reflect.TypeOf(*cfg), "", &errs)
+		if len(errs) > 0 {
+			return nil, errs
+		}
+		if err := root.Content[0].Decode(cfg); err != nil {
+			return nil, fmt.Errorf("decode: %w", err)
+		}
+	}
+	if errs := cfg.validate(); len(errs) > 0 {
+		return nil, errs
+	}
+	return cfg, nil
+}
+
+// checkKeys names every key that the Config struct does not have, with its
+// dotted path, and suggests the known key it was probably meant to be.
+func checkKeys(n *yaml.Node, t reflect.Type, prefix string, errs *Errors) {
+	if t.Kind() != reflect.Struct || n.Kind != yaml.MappingNode {
+		return
+	}
+	known := map[string]reflect.Type{}
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		if tag := strings.Split(f.Tag.Get("yaml"), ",")[0]; tag != "" && tag != "-" {
+			known[tag] = f.Type
+		}
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		key := n.Content[i].Value
+		ft, ok := known[key]
+		if !ok {
+			e := &Error{Key: prefix + key, What: fmt.Sprintf("unknown key (line %d)", n.Content[i].Line)}
+			if s := closest(key, known); s != "" {
+				e.What += fmt.Sprintf("; did you mean %q?", prefix+s)
+			} else {
+				e.What += "; see config.example.yaml for the keys there are"
+			}
+			*errs = append(*errs, e)
+			continue
+		}
+		checkKeys(n.Content[i+1], ft, prefix+key+".", errs)
+	}
+}
+
+// closest is the known key nearest to key by edit distance, if near enough.
+func closest(key string, known map[string]reflect.Type) string {
+	best, bestD := "", 3
+	names := make([]string, 0, len(known))
+	for k := range known {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	for _, k := range names {
+		if d := editDistance(key, k); d < bestD {
+			best, bestD = k, d
+		}
+	}
+	return best
+}
+
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur := make([]int, len(b)+1)
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev = cur
+	}
+	return prev[len(b)]
+}
+
+const placeholderSecret = "CHANGE-ME"
+
+// validate checks every value and says, for each problem, what to put there.
+func (c *Config) validate() Errors {
+	var errs Errors
+	bad := func(key, what string) { errs = append(errs, &Error{Key: key, What: what}) }
+	if u, err := url.Parse(c.Homeserver.Address); c.Homeserver.Address == "" || err != nil || u.Host == "" {
+		bad("homeserver.address", "missing or not a URL; put the homeserver's client-server API URL, e.g. http://127.0.0.1:8008")
+	}
+	if c.Homeserver.Domain == "" {
+		bad("homeserver.domain", "missing; put the homeserver's server name, the part after ':' in user IDs (example.org)")
+	}
+	if u, err := url.Parse(c.AppService.Address); c.AppService.Address == "" || err != nil || u.Host == "" {
+		bad("appservice.address", "missing or not a URL; put the URL at which the homeserver reaches the bridge, e.g. http://127.0.0.1:29340")
+	}
+	if c.AppService.Hostname == "" {
+		bad("appservice.hostname", "missing; put the address to listen on, e.g. 127.0.0.1 or 0.0.0.0")
+	}
+	if c.AppService.Port <= 0 || c.AppService.Port > 65535 {
+		bad("appservice.port", "missing or out of range; put the TCP port to listen on, e.g. 29340")
+	}
+	if c.AppService.ID == "" {
+		bad("appservice.id", "missing; put a unique id for the application service, e.g. xmpp")
+	}
+	if err := id.ValidateUserLocalpart(c.AppService.Bot.Username); err != nil {
+		bad("appservice.bot.username", "missing or not a valid localpart; put the bot's localpart, e.g. xmppbridge")
+	} else if strings.HasPrefix(c.AppService.Bot.Username, mapping.GhostPrefix) {
+		bad("appservice.bot.username", "must not start with "+mapping.GhostPrefix+", which is the ghosts' namespace")
+	}
+	switch c.AppService.Database.Type {
+	case "sqlite3-fk-wal", "postgres":
+	default:
+		bad("appservice.database.type", fmt.Sprintf("%q is not supported; put sqlite3-fk-wal (a file) or postgres", c.AppService.Database.Type))
+	}
+	if c.AppService.Database.URI == "" {
+		bad("appservice.database.uri", "missing; put a file name for SQLite or a postgres:// URI")
+	}
+	if _, _, err := net.SplitHostPort(c.XMPP.Address); c.XMPP.Address == "" || err != nil {
+		bad("xmpp.address", "missing or not host:port; put the XMPP server's component listener, e.g. 127.0.0.1:5347")
+	}
+	if d, err := jid.Parse(c.XMPP.Domain); c.XMPP.Domain == "" || err != nil || d.Localpart() != "" || d.Resourcepart() != "" {
+		bad("xmpp.domain", "missing or not a domain; put the component's domain as declared on the XMPP server, e.g. matrix.example.org")
+	}
+	switch c.XMPP.Secret {
+	case "":
+		bad("xmpp.secret", "missing; put the component_secret from the XMPP server's Component block")
+	case placeholderSecret:
+		bad("xmpp.secret", "still the example's placeholder; put the component_secret from the XMPP server's Component block")
+	}
+	for k, v := range c.Bridge.Permissions {
+		if v != mapping.PermUser && v != mapping.PermNone {
+			bad("bridge.permissions."+k, fmt.Sprintf("%q is not a level; put user or none", v))
+		}
+	}
+	if _, ok := levels[c.Logging.Level]; !ok {
+		bad("logging.level", fmt.Sprintf("%q is not a level; put trace, debug, info, warn or error", c.Logging.Level))
+	}
+	if c.Logging.Format != "pretty" && c.Logging.Format != "json" {
+		bad("logging.format", fmt.Sprintf("%q is not a format; put pretty or json", c.Logging.Format))
+	}
+	if c.Metrics.Enabled {
+		if _, _, err := net.SplitHostPort(c.Metrics.Listen); err != nil {
+			bad("metrics.listen", "not host:port; put the address to serve metrics on, e.g. 127.0.0.1:29341")
+		}
+	}
+	return errs
+}
+
+var levels = map[string]struct{}{"trace": {}, "debug": {}, "info": {}, "warn": {}, "error": {}}
+
+// ListenAddress is where the application service API listens.
+func (c *Config) ListenAddress() string {
+	return net.JoinHostPort(c.AppService.Hostname, strconv.Itoa(c.AppService.Port))
+}
+
+// DatabaseURI resolves a relative SQLite file next to the config file.
+func (c *Config) DatabaseURI() string {
+	uri := c.AppService.Database.URI
+	if c.AppService.Database.Type != "sqlite3-fk-wal" || c.path == "" || filepath.IsAbs(uri) ||
+		strings.HasPrefix(uri, "file:") || strings.HasPrefix(uri, ":memory:") {
+		return uri
+	}
+	return filepath.Join(filepath.Dir(c.path), uri)
+}
+
+// Identities is the identity mapping this configuration defines.
+func (c *Config) Identities() mapping.Identities {
+	return mapping.Identities{
+		HomeserverDomain: c.Homeserver.Domain,
+		ComponentDomain:  c.XMPP.Domain,
+		BotLocalpart:     c.AppService.Bot.Username,
+	}
+}
+
+// Permissions returns bridge.permissions, or the default: the users of
+// homeserver.domain and nobody else.
+func (c *Config) Permissions() mapping.Permissions {
+	if len(c.Bridge.Permissions) == 0 {
+		return mapping.Permissions{c.Homeserver.Domain: mapping.PermUser}
+	}
+	return mapping.Permissions(c.Bridge.Permissions)
+}
+
+// ghostRegex and botRegex are the registration's user namespaces.
+func (c *Config) ghostRegex() string {
+	return "^@" + regexp.QuoteMeta(mapping.GhostPrefix) + ".*:" + regexp.QuoteMeta(c.Homeserver.Domain) + "$"
+}
+
+func (c *Config) botRegex() string {
+	return "^" + regexp.QuoteMeta(string(c.Identities().Bot())) + "$"
+}
+
+// NewRegistration makes a registration for this configuration with fresh
+// random tokens, and stores the tokens in c.
+func (c *Config) NewRegistration() *appservice.Registration {
+	reg := appservice.CreateRegistration()
+	c.AppService.ASToken, c.AppService.HSToken = reg.AppToken, reg.ServerToken
+	reg.ID = c.AppService.ID
+	reg.URL = c.AppService.Address
+	reg.SenderLocalpart = c.AppService.Bot.Username
+	f := false
+	reg.RateLimited = &f
+	reg.Namespaces.UserIDs.Register(regexp.MustCompile(c.botRegex()), true)
+	reg.Namespaces.UserIDs.Register(regexp.MustCompile(c.ghostRegex()), true)
+	// Both names: receive_ephemeral is the stable one (MSC2409 merged),
+	// Synapse before 1.115 reads only the unstable one.
+	reg.EphemeralEvents = true
+	reg.SoruEphemeralEvents = true
+	return reg
+}
+
+// SaveTokens writes the tokens of c into the config file at path, keeping
+// its comments and layout.
+func (c *Config) SaveTokens(path string) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("read config: %w", err)
+	}
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil || len(root.Content) == 0 {
+		return fmt.Errorf("parse config %s: %v", path, err)
+	}
+	as := mapChild(root.Content[0], "appservice")
+	setScalar(as, "as_token", c.AppService.ASToken)
+	setScalar(as, "hs_token", c.AppService.HSToken)
+	var buf bytes.Buffer
+	enc := yaml.NewEncoder(&buf)
+	enc.SetIndent(4)
+	if err := enc.Encode(&root); err != nil {
+		return fmt.Errorf("encode config: %w", err)
+	}
+	return writeFileAtomic(path, buf.Bytes(), 0o600)
+}
+
+func mapChild(n *yaml.Node, key string) *yaml.Node {
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value == key {
+			return n.Content[i+1]
+		}
+	}
+	child := &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map"}
+	n.Content = append(n.Content, &yaml.Node{Kind: yaml.ScalarNode, Value: key}, child)
+	return child
+}
+
+func setScalar(n *yaml.Node, key, value string) {
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value == key {
+			n.Content[i+1] = &yaml.Node{Kind: yaml.ScalarNode, Value: value, Tag: "!!str"}
+			return
+		}
+	}
+	n.Content = append(n.Content, &yaml.Node{Kind: yaml.ScalarNode, Value: key}, &yaml.Node{Kind: yaml.ScalarNode, Value: value, Tag: "!!str"})
+}
+
+func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, data, perm); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// SaveRegistration writes reg to path.
+func SaveRegistration(reg *appservice.Registration, path string) error {
+	out, err := reg.YAML()
+	if err != nil {
+		return fmt.Errorf("encode registration: %w", err)
+	}
+	return writeFileAtomic(path, []byte(out), 0o600)
+}
+
+// ErrPlaceholderRegistration means the example registration was used as is.
+var ErrPlaceholderRegistration = errors.New("the registration still has placeholder tokens")
+
+// CheckRegistration loads the registration at path and refuses it when it
+// is the example's, or disagrees with the configuration in anything the
+// homeserver and the bridge must agree on.
+func (c *Config) CheckRegistration(path string) (*appservice.Registration, error) {
+	reg, err := appservice.LoadRegistration(path)
+	if err != nil {
+		return nil, fmt.Errorf("read registration %s: %w (write one with: bridge -g -c CONFIG -r %s)", path, err, path)
+	}
+	fix := fmt.Sprintf("regenerate it with: bridge -g -c CONFIG -r %s, and give it to the homeserver again", path)
+	if strings.Contains(reg.AppToken, "PLACEHOLDER") || strings.Contains(reg.ServerToken, "PLACEHOLDER") || reg.AppToken == "" || reg.ServerToken == "" {
+		return nil, fmt.Errorf("%s: %w; %s", path, ErrPlaceholderRegistration, fix)
+	}
+	var errs Errors
+	bad := func(key, what string) { errs = append(errs, &Error{Key: key, What: what}) }
+	if c.AppService.ASToken == "" || c.AppService.HSToken == "" {
+		bad("appservice.as_token", "empty; "+fix+" (it writes the tokens into the config)")
+	} else {
+		if reg.AppToken != c.AppService.ASToken {
+			bad("appservice.as_token", "differs from as_token in "+path+"; "+fix)
+		}
+		if reg.ServerToken != c.AppService.HSToken {
+			bad("appservice.hs_token", "differs from hs_token in "+path+"; "+fix)
+		}
+	}
+	if reg.ID != c.AppService.ID {
+		bad("appservice.id", fmt.Sprintf("is %q but the registration's id is %q; %s", c.AppService.ID, reg.ID, fix))
+	}
+	if reg.SenderLocalpart != c.AppService.Bot.Username {
+		bad("appservice.bot.username", fmt.Sprintf("is %q but the registration's sender_localpart is %q; %s", c.AppService.Bot.Username, reg.SenderLocalpart, fix))
+	}
+	if reg.URL != c.AppService.Address {
+		bad("appservice.address", fmt.Sprintf("is %q but the registration's url is %q; %s", c.AppService.Address, reg.URL, fix))
+	}
+	for _, want := range []string{c.ghostRegex(), c.botRegex()} {
+		found := false
+		for _, ns := range reg.Namespaces.UserIDs {
+			found = found || (ns.Exclusive && ns.Regex == want)
+		}
+		if !found {
+			bad("homeserver.domain", fmt.Sprintf("the registration has no exclusive user namespace %q; %s", want, fix))
+		}
+	}
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("%s disagrees with the configuration: %w", path, errs)
+	}
+	return reg, nil
+}

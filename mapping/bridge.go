@@ -1,0 +1,99 @@
+package mapping
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/rs/zerolog"
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
+	"mellium.im/xmpp/jid"
+)
+
+// ErrPermanent marks a send that will never succeed; the outbox drops it
+// instead of retrying. The sides wrap their errors with it.
+var ErrPermanent = errors.New("permanent failure")
+
+// ErrNotConnected is returned by a side that has no live connection; the
+// outbox retries later and is woken when the connection comes back.
+var ErrNotConnected = errors.New("not connected")
+
+// MatrixSide is what the core asks of the homeserver; matrixside implements it.
+type MatrixSide interface {
+	// CreateDM creates a direct-message room as ghost and invites invitee.
+	CreateDM(ctx context.Context, ghost, invitee id.UserID) (id.RoomID, error)
+	// SendText sends an m.text as sender; txnID makes a retry idempotent.
+	SendText(ctx context.Context, room id.RoomID, sender id.UserID, body, txnID string) (id.EventID, error)
+	SendNotice(ctx context.Context, room id.RoomID, sender id.UserID, body, txnID string) error
+	Join(ctx context.Context, room id.RoomID, user id.UserID) error
+	Leave(ctx context.Context, room id.RoomID, user id.UserID, reason string) error
+}
+
+// XMPPSide is what the core asks of the XMPP server; xmppside implements it.
+type XMPPSide interface {
+	Send(ctx context.Context, msg *OutMessage) error
+}
+
+// Counter counts what the bridge refused or did, by what and why.
+type Counter func(what, reason string)
+
+// Config is the part of the configuration the core reads.
+type Config struct {
+	Identities  Identities
+	Permissions Permissions
+	// BlockedDomains are XMPP domains whose people may not use the bridge.
+	BlockedDomains []string
+}
+
+// Bridge is the core: it decides what every input means and what must be
+// sent, and keeps the sends owed in the store until they are done.
+type Bridge struct {
+	cfg    Config
+	store  Store
+	matrix MatrixSide
+	xmpp   XMPPSide
+	count  Counter
+	log    zerolog.Logger
+	wake   chan struct{}
+	now    func() time.Time
+}
+
+// New makes a core. The sides may be set later with SetSides, since they
+// usually need the core to deliver what they receive.
+func New(cfg Config, store Store, count Counter, log zerolog.Logger) *Bridge {
+	if count == nil {
+		count = func(string, string) {}
+	}
+	return &Bridge{cfg: cfg, store: store, count: count, log: log, wake: make(chan struct{}, 1), now: time.Now}
+}
+
+// SetSides connects the core to both servers.
+func (b *Bridge) SetSides(m MatrixSide, x XMPPSide) { b.matrix, b.xmpp = m, x }
+
+// Identities returns the identity mapping in force.
+func (b *Bridge) Identities() Identities { return b.cfg.Identities }
+
+// Wake makes the outbox look for work now, e.g. after a reconnect.
+func (b *Bridge) Wake() {
+	select {
+	case b.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (b *Bridge) blocked(j jid.JID) bool {
+	for _, d := range b.cfg.BlockedDomains {
+		if j.Domainpart() == d {
+			return true
+		}
+	}
+	return false
+}
+
+func tsOf(evt *event.Event) time.Time {
+	if evt.Timestamp > 0 {
+		return time.UnixMilli(evt.Timestamp)
+	}
+	return time.Now()
+}

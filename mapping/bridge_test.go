@@ -1,0 +1,388 @@
+package mapping
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
+	"mellium.im/xmpp/jid"
+)
+
+// fakeMatrix records what the core asked of the homeserver.
+type fakeMatrix struct {
+	rooms   int
+	created []string // "ghost invitee"
+	texts   []string // "room sender body txn"
+	notices []string
+	joins   []string
+	leaves  []string
+	fail    error
+}
+
+func (f *fakeMatrix) CreateDM(_ context.Context, ghost, invitee id.UserID) (id.RoomID, error) {
+	if f.fail != nil {
+		return "", f.fail
+	}
+	f.rooms++
+	f.created = append(f.created, string(ghost)+" "+string(invitee))
+	return id.RoomID(fmt.Sprintf("!room%d:example.org", f.rooms)), nil
+}
+
+func (f *fakeMatrix) SendText(_ context.Context, room id.RoomID, sender id.UserID, body, txnID string) (id.EventID, error) {
+	if f.fail != nil {
+		return "", f.fail
+	}
+	f.texts = append(f.texts, fmt.Sprintf("%s %s %s %s", room, sender, body, txnID))
+	return id.EventID(fmt.Sprintf("$ev%d", len(f.texts))), nil
+}
+
+func (f *fakeMatrix) SendNotice(_ context.Context, room id.RoomID, sender id.UserID, body, _ string) error {
+	f.notices = append(f.notices, fmt.Sprintf("%s %s %s", room, sender, body))
+	return f.fail
+}
+
+func (f *fakeMatrix) Join(_ context.Context, room id.RoomID, user id.UserID) error {
+	f.joins = append(f.joins, string(room)+" "+string(user))
+	return f.fail
+}
+
+func (f *fakeMatrix) Leave(_ context.Context, room id.RoomID, user id.UserID, reason string) error {
+	f.leaves = append(f.leaves, string(room)+" "+string(user)+" "+reason)
+	return f.fail
+}
+
+type fakeXMPP struct {
+	sent []*OutMessage
+	fail error
+}
+
+func (f *fakeXMPP) Send(_ context.Context, m *OutMessage) error {
+	if f.fail != nil {
+		return f.fail
+	}
+	f.sent = append(f.sent, m)
+	return nil
+}
+
+type harness struct {
+	b      *Bridge
+	store  *memStore
+	matrix *fakeMatrix
+	xmpp   *fakeXMPP
+	counts map[string]int
+}
+
+func newHarness(t *testing.T) *harness {
+	t.Helper()
+	h := &harness{store: newMemStore(), matrix: &fakeMatrix{}, xmpp: &fakeXMPP{}, counts: map[string]int{}}
+	h.b = New(Config{
+		Identities:     testIDs,
+		Permissions:    Permissions{"example.org": PermUser},
+		BlockedDomains: []string{"spam.example"},
+	}, h.store, func(what, reason string) { h.counts[what+"/"+reason]++ }, zerolog.Nop())
+	h.b.SetSides(h.matrix, h.xmpp)
+	return h
+}
+
+// drain runs the outbox until nothing is due.
+func (h *harness) drain(t *testing.T) {
+	t.Helper()
+	h.b.runDue(context.Background(), map[string]time.Time{}, map[string]time.Duration{})
+}
+
+const (
+	alice     = id.UserID("@alice:example.org")
+	alicePup  = `alice\3aexample.org@matrix.example.org`
+	julietJID = "juliet@capulet.lit"
+)
+
+var julietGhost = testIDs.Ghost(jid.MustParse(julietJID))
+
+func chat(id, body string) *XMPPMessage {
+	return &XMPPMessage{
+		ID: id, From: jid.MustParse(julietJID + "/balcony"), To: jid.MustParse(alicePup),
+		Type: TypeChat, Body: body, HasBody: body != "",
+	}
+}
+
+func TestXMPPMessageCreatesPortalAndIsBridged(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	m := chat("msg1", "Wherefore art thou?")
+	m.Requests = Requests{Receipt: true, Displayed: true, Markable: true}
+	if reply, err := h.b.HandleXMPPMessage(ctx, m); err != nil || reply != nil {
+		t.Fatalf("HandleXMPPMessage = %v, %v", reply, err)
+	}
+	h.drain(t)
+	if want := string(julietGhost) + " " + string(alice); len(h.matrix.created) != 1 || h.matrix.created[0] != want {
+		t.Fatalf("rooms created %q, want [%q]", h.matrix.created, want)
+	}
+	if want := "!room1:example.org " + string(julietGhost) + " Wherefore art thou? xmpp-1"; len(h.matrix.texts) != 1 || h.matrix.texts[0] != want {
+		t.Fatalf("texts %q, want [%q]", h.matrix.texts, want)
+	}
+	row, err := h.store.MessageByXMPPID(ctx, jid.MustParse(julietJID), "msg1", FromXMPP)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if row.EventID != "$ev1" || row.RoomID != "!room1:example.org" || row.PeerResource != "balcony" || row.MXID != alice ||
+		row.Requests != (Requests{Receipt: true, Displayed: true, Markable: true}) {
+		t.Errorf("row = %+v", row)
+	}
+	// A second message reuses the portal.
+	_, _ = h.b.HandleXMPPMessage(ctx, chat("msg2", "Deny thy father"))
+	h.drain(t)
+	if h.matrix.rooms != 1 || len(h.matrix.texts) != 2 {
+		t.Errorf("rooms %d texts %d, want 1 and 2", h.matrix.rooms, len(h.matrix.texts))
+	}
+}
+
+// Clients and servers resend: a (sender, id) already bridged is not again.
+func TestXMPPDuplicateNotBridgedTwice(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	_, _ = h.b.HandleXMPPMessage(ctx, chat("dup", "once"))
+	other := chat("dup", "once")
+	other.From = jid.MustParse(julietJID + "/other-resource")
+	_, _ = h.b.HandleXMPPMessage(ctx, other)
+	h.drain(t)
+	if len(h.matrix.texts) != 1 || h.counts["xmpp_message/"+DropDuplicate] != 1 {
+		t.Errorf("texts %d, duplicates counted %d", len(h.matrix.texts), h.counts["xmpp_message/"+DropDuplicate])
+	}
+}
+
+// A message without an id is bridged, but nothing can acknowledge it later,
+// so the row records no requests.
+func TestXMPPMessageWithoutID(t *testing.T) {
+	h := newHarness(t)
+	m := chat("", "no id")
+	m.Requests = Requests{Receipt: true}
+	_, _ = h.b.HandleXMPPMessage(context.Background(), m)
+	_, _ = h.b.HandleXMPPMessage(context.Background(), chat("", "no id"))
+	h.drain(t)
+	if len(h.matrix.texts) != 2 {
+		t.Fatalf("texts %d, want 2 (no id, no duplicate detection)", len(h.matrix.texts))
+	}
+	if row, _ := h.store.MessageByRow(context.Background(), 1); row.Requests != (Requests{}) {
+		t.Errorf("requests %+v, want none", row.Requests)
+	}
+}
+
+func TestXMPPRefusals(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		edit   func(*XMPPMessage)
+		reason string
+		bounce bool
+	}{
+		{"groupchat", func(m *XMPPMessage) { m.Type = TypeGroupchat }, DropGroupchat, false},
+		{"headline", func(m *XMPPMessage) { m.Type = TypeHeadline }, DropHeadline, false},
+		{"error", func(m *XMPPMessage) { m.Type = TypeError }, DropError, false},
+		{"no body", func(m *XMPPMessage) { m.HasBody, m.Body = false, "" }, DropNoBody, false},
+		{"blocked domain", func(m *XMPPMessage) { m.From = jid.MustParse("x@spam.example/r") }, DropBlockedDomain, false},
+		// RFC 6121 §8.5.2.2.1: no such account, <service-unavailable/>.
+		{"unknown puppet", func(m *XMPPMessage) { m.To = jid.MustParse("nobody@matrix.example.org") }, DropUnknownPuppet, true},
+		{"not permitted", func(m *XMPPMessage) { m.To = jid.MustParse(`eve\3aevil.example@matrix.example.org`) }, DropNotPermitted, true},
+		// XEP-0409 §4: a full-JID message with <im-ng/> is for that resource only.
+		{"im-ng full JID", func(m *XMPPMessage) { m.To = jid.MustParse(alicePup + "/phone"); m.IMNG = true }, DropIMNGFullJID, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t)
+			m := chat("r1", "hello")
+			tc.edit(m)
+			reply, err := h.b.HandleXMPPMessage(context.Background(), m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			h.drain(t)
+			if len(h.matrix.texts) != 0 || h.counts["xmpp_message/"+tc.reason] != 1 {
+				t.Errorf("texts %q, counts %v; want nothing bridged and %s counted", h.matrix.texts, h.counts, tc.reason)
+			}
+			if (reply != nil) != tc.bounce {
+				t.Fatalf("reply %+v, want bounce %v", reply, tc.bounce)
+			}
+			if reply != nil && (reply.Type != TypeError || reply.Error.Condition != "service-unavailable" || reply.ID != "r1" || !reply.To.Equal(m.From)) {
+				t.Errorf("bounce %+v %+v", reply, reply.Error)
+			}
+		})
+	}
+}
+
+// XEP-0409 §4: a message to a full JID without <im-ng/> is handled like one
+// to the bare JID.
+func TestXMPPFullJIDWithoutIMNGIsBridged(t *testing.T) {
+	h := newHarness(t)
+	m := chat("f1", "to a resource")
+	m.To = jid.MustParse(alicePup + "/phone")
+	if reply, _ := h.b.HandleXMPPMessage(context.Background(), m); reply != nil {
+		t.Fatalf("bounced: %+v", reply)
+	}
+	h.drain(t)
+	if len(h.matrix.texts) != 1 {
+		t.Errorf("texts %q", h.matrix.texts)
+	}
+}
+
+func memberEvent(sender id.UserID, room id.RoomID, target id.UserID, membership event.Membership) *event.Event {
+	sk := string(target)
+	return &event.Event{
+		ID: id.EventID("$m" + string(room)), Sender: sender, RoomID: room, StateKey: &sk,
+		Type:    event.StateMember,
+		Content: event.Content{Parsed: &event.MemberEventContent{Membership: membership, IsDirect: true}},
+	}
+}
+
+func textEvent(evID string, sender id.UserID, room id.RoomID, body string) *event.Event {
+	return &event.Event{
+		ID: id.EventID(evID), Sender: sender, RoomID: room, Type: event.EventMessage, Timestamp: 1700000000000,
+		Content: event.Content{Parsed: &event.MessageEventContent{MsgType: event.MsgText, Body: body}},
+	}
+}
+
+func TestMatrixInviteOpensPortal(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	if err := h.b.HandleMatrixTxn(ctx, "t1", []*event.Event{memberEvent(alice, "!dm:example.org", julietGhost, event.MembershipInvite)}); err != nil {
+		t.Fatal(err)
+	}
+	h.drain(t)
+	if want := "!dm:example.org " + string(julietGhost); len(h.matrix.joins) != 1 || h.matrix.joins[0] != want {
+		t.Fatalf("joins %q, want [%q]", h.matrix.joins, want)
+	}
+	p, err := h.store.PortalByRoom(ctx, "!dm:example.org")
+	if err != nil || p.MXID != alice || p.JID.String() != julietJID {
+		t.Fatalf("portal %+v, %v", p, err)
+	}
+}
+
+// By default only users of homeserver.domain may use the bridge; a ghost
+// invited by anyone else declines with a reason.
+func TestMatrixInviteByStrangerDeclined(t *testing.T) {
+	h := newHarness(t)
+	_ = h.b.HandleMatrixTxn(context.Background(), "t1", []*event.Event{memberEvent("@eve:evil.example", "!x:evil.example", julietGhost, event.MembershipInvite)})
+	h.drain(t)
+	if len(h.matrix.joins) != 0 || len(h.matrix.leaves) != 1 || h.matrix.leaves[0] != "!x:evil.example "+string(julietGhost)+" "+DeclineReason {
+		t.Fatalf("joins %q leaves %q", h.matrix.joins, h.matrix.leaves)
+	}
+	if _, err := h.store.PortalByRoom(context.Background(), "!x:evil.example"); err == nil {
+		t.Error("a portal was stored for a declined invite")
+	}
+}
+
+var nmtoken = regexp.MustCompile(`^[A-Za-z0-9._:-]+$`)
+
+func TestMatrixTextReachesXMPPWithRequests(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	_ = h.store.PutPortal(ctx, &Portal{RoomID: "!dm:example.org", MXID: alice, JID: jid.MustParse(julietJID)})
+	evts := []*event.Event{textEvent("$e1", alice, "!dm:example.org", "It is the east")}
+	if err := h.b.HandleMatrixTxn(ctx, "t1", evts); err != nil {
+		t.Fatal(err)
+	}
+	// The homeserver re-sends the transaction, or the event comes again.
+	_ = h.b.HandleMatrixTxn(ctx, "t2", evts)
+	// The row exists before anything is sent: receipts can never outrun it.
+	row, err := h.store.MessageByEventID(ctx, "$e1")
+	if err != nil || len(h.xmpp.sent) != 0 {
+		t.Fatalf("row %v err %v sent %d before the outbox ran", row, err, len(h.xmpp.sent))
+	}
+	h.drain(t)
+	if len(h.xmpp.sent) != 1 {
+		t.Fatalf("sent %d stanzas, want 1", len(h.xmpp.sent))
+	}
+	out := h.xmpp.sent[0]
+	if out.ID != row.XMPPID || out.OriginID != row.XMPPID || !nmtoken.MatchString(out.ID) {
+		t.Errorf("id %q origin %q row %q: want the stored NMTOKEN id", out.ID, out.OriginID, row.XMPPID)
+	}
+	if out.From.String() != alicePup || out.To.String() != julietJID || out.Type != TypeChat || out.Body != "It is the east" {
+		t.Errorf("out = %+v", out)
+	}
+	if want := (Requests{Receipt: true, Delivered: true, Displayed: true, Composing: true, Markable: true}); out.Request != want {
+		t.Errorf("requests %+v, want %+v", out.Request, want)
+	}
+}
+
+func TestMatrixIgnored(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	_ = h.store.PutPortal(ctx, &Portal{RoomID: "!dm:example.org", MXID: alice, JID: jid.MustParse(julietJID)})
+	image := textEvent("$img", alice, "!dm:example.org", "cat.png")
+	image.Content.Parsed = &event.MessageEventContent{MsgType: event.MsgImage, Body: "cat.png"}
+	_ = h.b.HandleMatrixTxn(ctx, "t1", []*event.Event{
+		textEvent("$own", julietGhost, "!dm:example.org", "echo of our own"),
+		textEvent("$bob", "@bob:example.org", "!dm:example.org", "not the portal's user"),
+		textEvent("$else", alice, "!other:example.org", "not a portal"),
+		image,
+	})
+	h.drain(t)
+	if len(h.xmpp.sent) != 0 {
+		t.Fatalf("sent %d", len(h.xmpp.sent))
+	}
+	for _, r := range []string{IgnoreOwn, IgnoreWrongSender, IgnoreNotPortal, IgnoreMsgType} {
+		if h.counts["matrix_event/"+r] != 1 {
+			t.Errorf("%s counted %d times, want 1", r, h.counts["matrix_event/"+r])
+		}
+	}
+}
+
+// An encrypted event gets a notice in the room, never silence.
+func TestMatrixEncryptedGetsNotice(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	_ = h.store.PutPortal(ctx, &Portal{RoomID: "!dm:example.org", MXID: alice, JID: jid.MustParse(julietJID)})
+	_ = h.b.HandleMatrixTxn(ctx, "t1", []*event.Event{{
+		ID: "$enc", Sender: alice, RoomID: "!dm:example.org", Type: event.EventEncrypted,
+		Content: event.Content{VeryRaw: json.RawMessage(`{"algorithm":"m.megolm.v1.aes-sha2"}`)},
+	}})
+	h.drain(t)
+	if want := "!dm:example.org " + string(julietGhost) + " " + EncryptedNotice; len(h.matrix.notices) != 1 || h.matrix.notices[0] != want {
+		t.Fatalf("notices %q", h.matrix.notices)
+	}
+}
+
+// While the XMPP side is down, sends wait in order and go out after the
+// reconnect; Matrix sends are not held up meanwhile.
+func TestOutboxWaitsForReconnectInOrder(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	_ = h.store.PutPortal(ctx, &Portal{RoomID: "!dm:example.org", MXID: alice, JID: jid.MustParse(julietJID)})
+	h.xmpp.fail = ErrNotConnected
+	_ = h.b.HandleMatrixTxn(ctx, "t1", []*event.Event{
+		textEvent("$1", alice, "!dm:example.org", "one"),
+		textEvent("$2", alice, "!dm:example.org", "two"),
+	})
+	_, _ = h.b.HandleXMPPMessage(ctx, chat("x1", "from juliet"))
+	pause, backoff := map[string]time.Time{}, map[string]time.Duration{}
+	h.b.runDue(ctx, pause, backoff)
+	if len(h.xmpp.sent) != 0 || len(h.matrix.texts) != 1 {
+		t.Fatalf("sent %d to XMPP (want 0), %d to Matrix (want 1)", len(h.xmpp.sent), len(h.matrix.texts))
+	}
+	if jobs, _ := h.store.DueJobs(ctx, time.Now().Add(time.Hour), 10); len(jobs) != 2 || jobs[0].Attempts != 1 {
+		t.Fatalf("jobs %+v, want both XMPP sends kept", jobs)
+	}
+	h.xmpp.fail = nil
+	h.drain(t)
+	if len(h.xmpp.sent) != 2 || h.xmpp.sent[0].Body != "one" || h.xmpp.sent[1].Body != "two" {
+		t.Fatalf("sent %+v, want one then two", h.xmpp.sent)
+	}
+}
+
+// A permanent failure is dropped, not retried for ever.
+func TestOutboxDropsPermanentFailure(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	h.matrix.fail = fmt.Errorf("%w: M_FORBIDDEN", ErrPermanent)
+	_, _ = h.b.HandleXMPPMessage(ctx, chat("p1", "doomed"))
+	h.drain(t)
+	if jobs, _ := h.store.DueJobs(ctx, time.Now().Add(time.Hour), 10); len(jobs) != 0 {
+		t.Fatalf("jobs left: %+v", jobs)
+	}
+	if h.counts["job_failed/"+string(JobSendToMatrix)] != 1 {
+		t.Errorf("counts %v", h.counts)
+	}
+}

@@ -1,0 +1,158 @@
+package mapping
+
+import (
+	"context"
+	"fmt"
+
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
+)
+
+// EncryptedNotice is what a ghost says in a portal when an encrypted event
+// arrives: silence would leave the sender believing it was delivered.
+const EncryptedNotice = "Encrypted messages cannot reach XMPP yet: this bridge does not take part in end-to-end encryption. Please send unencrypted messages in this room."
+
+// DeclineReason is given when someone who may not use the bridge invites a ghost.
+const DeclineReason = "You are not permitted to use this XMPP bridge."
+
+// Reasons a Matrix event is ignored, as counted.
+const (
+	IgnoreOwn          = "own_user"
+	IgnoreNotPortal    = "not_portal"
+	IgnoreWrongSender  = "wrong_sender"
+	IgnoreMsgType      = "unsupported_msgtype"
+	IgnoreDuplicate    = "duplicate"
+	IgnoreEventType    = "unsupported_event_type"
+	IgnoreNotPermitted = "not_permitted"
+)
+
+// HandleMatrixTxn applies the events of one stored transaction and marks it
+// done; the jobs it produces are stored in the same step, so a crash at any
+// point leads to a replay that repeats nothing already stored.
+func (b *Bridge) HandleMatrixTxn(ctx context.Context, txnID string, events []*event.Event) error {
+	var jobs []*Job
+	for _, evt := range events {
+		j, err := b.handleMatrixEvent(ctx, evt)
+		if err != nil {
+			return fmt.Errorf("handle event %s of transaction %s: %w", evt.ID, txnID, err)
+		}
+		jobs = append(jobs, j...)
+	}
+	if err := b.store.FinishTxn(ctx, txnID, jobs); err != nil {
+		return fmt.Errorf("finish transaction %s: %w", txnID, err)
+	}
+	b.Wake()
+	return nil
+}
+
+func (b *Bridge) handleMatrixEvent(ctx context.Context, evt *event.Event) ([]*Job, error) {
+	ids := b.cfg.Identities
+	log := b.log.With().Str("event_id", string(evt.ID)).Str("room", string(evt.RoomID)).Str("sender", string(evt.Sender)).Logger()
+	if evt.Sender == ids.Bot() || ids.IsGhost(evt.Sender) {
+		b.count("matrix_event", IgnoreOwn)
+		return nil, nil
+	}
+	switch evt.Type {
+	case event.StateMember:
+		return b.handleMember(ctx, evt)
+	case event.EventMessage, event.EventEncrypted:
+	default:
+		b.count("matrix_event", IgnoreEventType)
+		return nil, nil
+	}
+	portal, err := b.store.PortalByRoom(ctx, evt.RoomID)
+	if isNotFound(err) {
+		b.count("matrix_event", IgnoreNotPortal)
+		return nil, nil
+	} else if err != nil {
+		return nil, fmt.Errorf("look up portal: %w", err)
+	}
+	if evt.Sender != portal.MXID {
+		log.Debug().Msg("Ignoring a message from someone else than the portal's user")
+		b.count("matrix_event", IgnoreWrongSender)
+		return nil, nil
+	}
+	ghost := ids.Ghost(portal.JID)
+	if evt.Type == event.EventEncrypted {
+		b.count("matrix_event", "encrypted")
+		return []*Job{newJob(JobNotice, jobArgs{Room: evt.RoomID, User: ghost, Body: EncryptedNotice})}, nil
+	}
+	body, ok := textOf(evt)
+	if !ok {
+		log.Debug().Msg("Ignoring a message that is not text")
+		b.count("matrix_event", IgnoreMsgType)
+		return nil, nil
+	}
+	xid := NewXMPPID()
+	msg := &Message{
+		RoomID: evt.RoomID, EventID: evt.ID,
+		// The id is chosen and stored before the stanza leaves, so no
+		// receipt can come back before the bridge knows what it is for.
+		XMPPID: xid, OriginID: xid,
+		PeerJID: portal.JID, Direction: FromMatrix, MXID: evt.Sender,
+		Body: body, TS: tsOf(evt),
+		Requests: Requests{Receipt: true, Delivered: true, Displayed: true, Composing: true, Markable: true},
+	}
+	added, err := b.store.AddMessage(ctx, msg, &Job{Kind: JobSendToXMPP})
+	if err != nil {
+		return nil, fmt.Errorf("store message: %w", err)
+	}
+	if !added {
+		b.count("matrix_event", IgnoreDuplicate)
+		return nil, nil
+	}
+	log.Debug().Str("xmpp_id", xid).Msg("Message queued for XMPP")
+	return nil, nil
+}
+
+// handleMember turns an invite of a ghost into a portal: a permitted user's
+// invite is accepted, anybody else's declined with a reason.
+func (b *Bridge) handleMember(ctx context.Context, evt *event.Event) ([]*Job, error) {
+	ids := b.cfg.Identities
+	if evt.StateKey == nil {
+		return nil, nil
+	}
+	target := id.UserID(*evt.StateKey)
+	peer, err := ids.GhostJID(target)
+	if err != nil {
+		b.count("matrix_event", IgnoreEventType)
+		return nil, nil
+	}
+	content, ok := evt.Content.Parsed.(*event.MemberEventContent)
+	if !ok {
+		if err := evt.Content.ParseRaw(event.StateMember); err != nil {
+			return nil, nil
+		}
+		content = evt.Content.AsMember()
+	}
+	if content.Membership != event.MembershipInvite {
+		return nil, nil
+	}
+	if !b.cfg.Permissions.Allowed(evt.Sender) || b.blocked(peer) {
+		b.count("matrix_invite", IgnoreNotPermitted)
+		return []*Job{newJob(JobLeave, jobArgs{Room: evt.RoomID, User: target, Reason: DeclineReason})}, nil
+	}
+	p := &Portal{RoomID: evt.RoomID, MXID: evt.Sender, JID: peer, CreatedAt: tsOf(evt)}
+	if err := b.store.PutPortal(ctx, p); err != nil {
+		return nil, fmt.Errorf("store portal: %w", err)
+	}
+	b.log.Info().Str("room", string(evt.RoomID)).Str("mxid", string(evt.Sender)).Str("jid", peer.String()).Msg("Portal opened by invite")
+	b.count("matrix_invite", "accepted")
+	return []*Job{newJob(JobJoin, jobArgs{Room: evt.RoomID, User: target})}, nil
+}
+
+func textOf(evt *event.Event) (string, bool) {
+	if evt.Content.Parsed == nil {
+		if err := evt.Content.ParseRaw(evt.Type); err != nil {
+			return "", false
+		}
+	}
+	c := evt.Content.AsMessage()
+	switch c.MsgType {
+	case event.MsgText, event.MsgNotice:
+		return c.Body, true
+	case event.MsgEmote:
+		return "/me " + c.Body, true
+	}
+	return "", false
+}

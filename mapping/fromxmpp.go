@@ -1,0 +1,132 @@
+package mapping
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/rs/zerolog"
+	"maunium.net/go/mautrix/id"
+	"mellium.im/xmpp/jid"
+)
+
+// Reasons an incoming stanza is dropped, as counted.
+const (
+	DropGroupchat     = "groupchat"
+	DropHeadline      = "headline"
+	DropUnknownPuppet = "unknown_puppet"
+	DropNotPermitted  = "not_permitted"
+	DropBlockedDomain = "blocked_domain"
+	DropNoBody        = "no_body"
+	DropDuplicate     = "duplicate"
+	DropIMNGFullJID   = "imng_full_jid"
+	DropError         = "error_stanza"
+)
+
+// HandleXMPPMessage takes a message addressed to one of the component's
+// JIDs. It returns a bounce to send back to the sender when the message is
+// refused with an error (RFC 6121 §8.5.2.2.1: a message to an account that
+// does not exist gets <service-unavailable/>), or nil.
+func (b *Bridge) HandleXMPPMessage(ctx context.Context, m *XMPPMessage) (*OutMessage, error) {
+	log := b.log.With().Str("from", m.From.String()).Str("to", m.To.String()).Str("id", m.ID).Logger()
+	switch m.Type {
+	case TypeGroupchat:
+		return b.drop(log, "xmpp_message", DropGroupchat), nil
+	case TypeHeadline:
+		return b.drop(log, "xmpp_message", DropHeadline), nil
+	case TypeError:
+		// Errors answering our own messages become failure statuses in a
+		// later step; they are never answered (RFC 6120 §8.3.1).
+		return b.drop(log, "xmpp_message", DropError), nil
+	}
+	if b.blocked(m.From) {
+		return b.drop(log, "xmpp_message", DropBlockedDomain), nil
+	}
+	mxid, reason := b.ResolvePuppet(m.To)
+	if reason != "" {
+		b.drop(log, "xmpp_message", reason)
+		return bounce(m, "cancel", "service-unavailable"), nil
+	}
+	if m.IMNG && m.To.Resourcepart() != "" {
+		// XEP-0409 §4: a full-JID message with <im-ng/> is for that one
+		// client only; a puppet's "clients" are all of a Matrix user's
+		// devices, which cannot be told apart, so it cannot be delivered.
+		b.drop(log, "xmpp_message", DropIMNGFullJID)
+		return bounce(m, "cancel", "service-unavailable"), nil
+	}
+	if !m.HasBody {
+		return b.drop(log, "xmpp_message", DropNoBody), nil
+	}
+	peer := m.From.Bare()
+	portal, err := b.store.PortalByPair(ctx, mxid, peer)
+	if err != nil && !isNotFound(err) {
+		return nil, fmt.Errorf("look up portal of %s and %s: %w", mxid, peer, err)
+	}
+	msg := &Message{
+		XMPPID:       m.ID,
+		OriginID:     m.OriginID,
+		StanzaID:     m.StanzaID,
+		PeerJID:      peer,
+		PeerResource: m.From.Resourcepart(),
+		Direction:    FromXMPP,
+		MXID:         mxid,
+		Body:         m.Body,
+		TS:           b.now(),
+		Requests:     m.Requests,
+	}
+	if portal != nil {
+		msg.RoomID = portal.RoomID
+	}
+	if m.ID == "" {
+		// Nothing can refer to it later, so nothing can acknowledge it.
+		log.Debug().Msg("Message without id: bridged, but it can never be acknowledged")
+		msg.Requests = Requests{}
+	}
+	job := &Job{Kind: JobSendToMatrix}
+	added, err := b.store.AddMessage(ctx, msg, job)
+	if err != nil {
+		return nil, fmt.Errorf("store message %s from %s: %w", m.ID, peer, err)
+	}
+	if !added {
+		return b.drop(log, "xmpp_message", DropDuplicate), nil
+	}
+	b.count("xmpp_message", "accepted")
+	b.Wake()
+	return nil, nil
+}
+
+// ResolvePuppet tells which Matrix user the puppet JID to stands for, or
+// why it stands for nobody. A user who may not use the bridge is treated
+// exactly like one who does not exist, so that no XMPP entity learns from
+// the bridge whether a Matrix user is there.
+func (b *Bridge) ResolvePuppet(to jid.JID) (id.UserID, string) {
+	mxid, err := b.cfg.Identities.PuppetUser(to)
+	if err != nil {
+		return "", DropUnknownPuppet
+	}
+	if !b.cfg.Permissions.Allowed(mxid) {
+		return "", DropNotPermitted
+	}
+	return mxid, ""
+}
+
+func (b *Bridge) drop(log zerolog.Logger, what, reason string) *OutMessage {
+	log.Debug().Str("reason", reason).Msg("Dropped incoming stanza")
+	b.count(what, reason)
+	return nil
+}
+
+// bounce answers m with a stanza error (RFC 6120 §8.2-8.3): the same id,
+// from and to swapped.
+func bounce(m *XMPPMessage, typ, condition string) *OutMessage {
+	if m.Type == TypeError {
+		return nil // never answer an error with an error
+	}
+	return &OutMessage{
+		ID: m.ID, From: m.To, To: m.From, Type: TypeError,
+		Body:  m.Body,
+		Error: &StanzaError{Type: typ, Condition: condition},
+	}
+}
+
+func isNotFound(err error) bool { return errors.Is(err, ErrNotFound) }

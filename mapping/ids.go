@@ -1,0 +1,160 @@
+package mapping
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"maunium.net/go/mautrix/id"
+	"mellium.im/xmpp/jid"
+)
+
+// GhostPrefix starts the localpart of every Matrix ghost of an XMPP person.
+const GhostPrefix = "_xmpp_"
+
+// Identity errors callers branch on.
+var (
+	ErrNotGhost  = errors.New("not a ghost user ID of this bridge")
+	ErrNotPuppet = errors.New("not a puppet JID of this bridge")
+)
+
+// Identities maps people between the two networks. It is the one place that
+// decides who is who; both mappings are bijective (see ids_fuzz_test.go).
+type Identities struct {
+	// HomeserverDomain is the server name of the homeserver (example.org).
+	HomeserverDomain string
+	// ComponentDomain is the XMPP component's domain (matrix.example.org).
+	ComponentDomain string
+	// BotLocalpart is the localpart of the bridge bot.
+	BotLocalpart string
+}
+
+// Bot is the bridge bot's Matrix user ID.
+func (ids Identities) Bot() id.UserID {
+	return id.NewUserID(ids.BotLocalpart, ids.HomeserverDomain)
+}
+
+// Ghost is the Matrix user standing for the XMPP person with bare JID j:
+// "_xmpp_" + mautrix's localpart encoding of the bare JID.
+func (ids Identities) Ghost(j jid.JID) id.UserID {
+	return id.NewUserID(GhostPrefix+id.EncodeUserLocalpart(j.Bare().String()), ids.HomeserverDomain)
+}
+
+// GhostJID is the inverse of Ghost. It refuses user IDs outside the ghost
+// namespace and encodings that Ghost would never have produced, so that one
+// XMPP person has exactly one ghost.
+func (ids Identities) GhostJID(u id.UserID) (jid.JID, error) {
+	local, server, err := u.Parse()
+	if err != nil || server != ids.HomeserverDomain || !strings.HasPrefix(local, GhostPrefix) {
+		return jid.JID{}, fmt.Errorf("%w: %q", ErrNotGhost, u)
+	}
+	enc := local[len(GhostPrefix):]
+	dec, err := id.DecodeUserLocalpart(enc)
+	if err != nil {
+		return jid.JID{}, fmt.Errorf("%w: %q: %v", ErrNotGhost, u, err)
+	}
+	j, err := jid.Parse(dec)
+	if err != nil || j.Resourcepart() != "" || j.String() != dec || id.EncodeUserLocalpart(dec) != enc {
+		return jid.JID{}, fmt.Errorf("%w: %q does not encode a bare JID", ErrNotGhost, u)
+	}
+	return j, nil
+}
+
+// IsGhost tells whether u is one of this bridge's ghosts.
+func (ids Identities) IsGhost(u id.UserID) bool {
+	_, err := ids.GhostJID(u)
+	return err == nil
+}
+
+// Puppet is the XMPP address of the Matrix user u on the component: the user
+// ID without its "@", XEP-0106-escaped, as the localpart. It fails for user
+// IDs that cannot be a JID localpart (too long, or changed by PRECIS case
+// mapping, such as historical upper-case localparts).
+func (ids Identities) Puppet(u id.UserID) (jid.JID, error) {
+	s := string(u)
+	if !strings.HasPrefix(s, "@") || !strings.Contains(s, ":") {
+		return jid.JID{}, fmt.Errorf("puppet for %q: not a Matrix user ID", u)
+	}
+	local := Escape(s[1:])
+	j, err := jid.New(local, ids.ComponentDomain, "")
+	if err != nil {
+		return jid.JID{}, fmt.Errorf("puppet for %q: %w", u, err)
+	}
+	if j.Localpart() != local {
+		return jid.JID{}, fmt.Errorf("puppet for %q: localpart would change under PRECIS", u)
+	}
+	return j, nil
+}
+
+// PuppetUser is the inverse of Puppet: the Matrix user a puppet JID stands
+// for. Only canonical escapes are accepted, so each Matrix user has exactly
+// one puppet.
+func (ids Identities) PuppetUser(j jid.JID) (id.UserID, error) {
+	if j.Domainpart() != ids.ComponentDomain || j.Localpart() == "" {
+		return "", fmt.Errorf("%w: %s", ErrNotPuppet, j)
+	}
+	local := j.Localpart()
+	raw, ok := Unescape(local)
+	if !ok || Escape(raw) != local {
+		return "", fmt.Errorf("%w: %s is not a canonical XEP-0106 escape", ErrNotPuppet, j)
+	}
+	u := id.UserID("@" + raw)
+	if _, _, err := u.Parse(); err != nil || !strings.Contains(raw, ":") {
+		return "", fmt.Errorf("%w: %s does not name a Matrix user", ErrNotPuppet, j)
+	}
+	return u, nil
+}
+
+// escapes lists XEP-0106 §3.2's characters and their escape sequences.
+var escapes = map[byte]string{
+	' ': `\20`, '"': `\22`, '&': `\26`, '\'': `\27`, '/': `\2f`,
+	':': `\3a`, '<': `\3c`, '>': `\3e`, '@': `\40`, '\\': `\5c`,
+}
+
+// Escape applies XEP-0106 JID escaping to a would-be localpart. Unlike the
+// XEP's lenient rule for "\", every backslash is escaped: that keeps the
+// mapping bijective (Unescape(Escape(s)) == s for every s).
+func Escape(s string) string {
+	var b strings.Builder
+	b.Grow(len(s) + 8)
+	for i := 0; i < len(s); i++ {
+		if e, ok := escapes[s[i]]; ok {
+			b.WriteString(e)
+		} else {
+			b.WriteByte(s[i])
+		}
+	}
+	return b.String()
+}
+
+// Unescape reverses XEP-0106 escaping (§4.3): every "\hh" that is one of the
+// ten escape sequences becomes its character, anywhere in the string. ok is
+// false when a character that must be escaped stands unescaped. mellium's
+// jid.Unescape mishandles escapes after the second character, hence our own.
+func Unescape(s string) (string, bool) {
+	var b strings.Builder
+	b.Grow(len(s))
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c == '\\' && i+2 < len(s) {
+			if r, ok := unescapes[strings.ToLower(s[i:i+3])]; ok {
+				b.WriteByte(r)
+				i += 2
+				continue
+			}
+		}
+		if _, must := escapes[c]; must && c != '\\' {
+			return "", false
+		}
+		b.WriteByte(c)
+	}
+	return b.String(), true
+}
+
+var unescapes = func() map[string]byte {
+	m := make(map[string]byte, len(escapes))
+	for c, e := range escapes {
+		m[e] = c
+	}
+	return m
+}()

@@ -1,0 +1,211 @@
+package mapping
+
+import (
+	"context"
+	"sort"
+	"sync"
+	"time"
+
+	"maunium.net/go/mautrix/id"
+	"mellium.im/xmpp/jid"
+)
+
+// memStore is an in-memory Store for testing the rules; the database package
+// tests the real one on SQLite and PostgreSQL.
+type memStore struct {
+	mu       sync.Mutex
+	portals  []*Portal
+	messages []*Message
+	txns     map[string]*Txn
+	txnOrder []string
+	done     map[string]bool
+	jobs     []*Job
+	nextJob  int64
+}
+
+func newMemStore() *memStore {
+	return &memStore{txns: map[string]*Txn{}, done: map[string]bool{}}
+}
+
+func (s *memStore) PortalByRoom(_ context.Context, room id.RoomID) (*Portal, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, p := range s.portals {
+		if p.RoomID == room {
+			c := *p
+			return &c, nil
+		}
+	}
+	return nil, ErrNotFound
+}
+
+func (s *memStore) PortalByPair(_ context.Context, mxid id.UserID, peer jid.JID) (*Portal, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, p := range s.portals {
+		if p.MXID == mxid && p.JID.Equal(peer) {
+			c := *p
+			return &c, nil
+		}
+	}
+	return nil, ErrNotFound
+}
+
+func (s *memStore) PutPortal(_ context.Context, p *Portal) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, q := range s.portals {
+		if q.MXID == p.MXID && q.JID.Equal(p.JID) {
+			q.RoomID = p.RoomID
+			return nil
+		}
+	}
+	c := *p
+	s.portals = append(s.portals, &c)
+	return nil
+}
+
+func (s *memStore) AddMessage(_ context.Context, msg *Message, jobs ...*Job) (bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, m := range s.messages {
+		if (msg.EventID != "" && m.EventID == msg.EventID) ||
+			(msg.XMPPID != "" && m.XMPPID == msg.XMPPID && m.PeerJID.Equal(msg.PeerJID) && m.Direction == msg.Direction) {
+			return false, nil
+		}
+	}
+	msg.RowID = int64(len(s.messages) + 1)
+	c := *msg
+	s.messages = append(s.messages, &c)
+	for _, j := range jobs {
+		j.MessageID = msg.RowID
+		s.addJob(j)
+	}
+	return true, nil
+}
+
+func (s *memStore) MessageByRow(_ context.Context, row int64) (*Message, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if row < 1 || int(row) > len(s.messages) {
+		return nil, ErrNotFound
+	}
+	c := *s.messages[row-1]
+	return &c, nil
+}
+
+func (s *memStore) find(match func(*Message) bool) (*Message, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, m := range s.messages {
+		if match(m) {
+			c := *m
+			return &c, nil
+		}
+	}
+	return nil, ErrNotFound
+}
+
+func (s *memStore) MessageByEventID(_ context.Context, ev id.EventID) (*Message, error) {
+	return s.find(func(m *Message) bool { return m.EventID == ev })
+}
+
+func (s *memStore) MessageByXMPPID(_ context.Context, peer jid.JID, xid string, dir Direction) (*Message, error) {
+	return s.find(func(m *Message) bool { return m.XMPPID == xid && m.PeerJID.Equal(peer) && m.Direction == dir })
+}
+
+func (s *memStore) SetMessageEventID(_ context.Context, row int64, room id.RoomID, ev id.EventID) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.messages[row-1].RoomID, s.messages[row-1].EventID = room, ev
+	return nil
+}
+
+func (s *memStore) PutTxn(_ context.Context, txn *Txn) (bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.txns[txn.ID]; ok {
+		return false, nil
+	}
+	s.txns[txn.ID] = txn
+	s.txnOrder = append(s.txnOrder, txn.ID)
+	return true, nil
+}
+
+func (s *memStore) PendingTxns(context.Context) ([]*Txn, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []*Txn
+	for _, t := range s.txnOrder {
+		if !s.done[t] {
+			out = append(out, s.txns[t])
+		}
+	}
+	return out, nil
+}
+
+func (s *memStore) FinishTxn(_ context.Context, txnID string, jobs []*Job) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.done[txnID] = true
+	for _, j := range jobs {
+		s.addJob(j)
+	}
+	return nil
+}
+
+func (s *memStore) addJob(j *Job) {
+	s.nextJob++
+	j.ID = s.nextJob
+	c := *j
+	s.jobs = append(s.jobs, &c)
+}
+
+func (s *memStore) AddJobs(_ context.Context, jobs ...*Job) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, j := range jobs {
+		s.addJob(j)
+	}
+	return nil
+}
+
+func (s *memStore) DueJobs(_ context.Context, now time.Time, limit int) ([]*Job, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []*Job
+	for _, j := range s.jobs {
+		if !j.NotBefore.After(now) && len(out) < limit {
+			c := *j
+			out = append(out, &c)
+		}
+	}
+	sort.Slice(out, func(a, b int) bool { return out[a].ID < out[b].ID })
+	return out, nil
+}
+
+func (s *memStore) DeleteJob(_ context.Context, jobID int64) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i, j := range s.jobs {
+		if j.ID == jobID {
+			s.jobs = append(s.jobs[:i], s.jobs[i+1:]...)
+			return nil
+		}
+	}
+	return nil
+}
+
+func (s *memStore) RetryJob(_ context.Context, jobID int64, notBefore time.Time, lastErr string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, j := range s.jobs {
+		if j.ID == jobID {
+			j.Attempts++
+			j.NotBefore, j.LastError = notBefore, lastErr
+		}
+	}
+	return nil
+}
+
+var _ Store = (*memStore)(nil)

@@ -1,0 +1,119 @@
+package mapping
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"maunium.net/go/mautrix/id"
+	"mellium.im/xmpp/jid"
+)
+
+// ErrNotFound is returned by Store lookups that find nothing.
+var ErrNotFound = errors.New("not found")
+
+// Portal is the Matrix DM room of one (Matrix user, XMPP bare JID) pair.
+type Portal struct {
+	RoomID    id.RoomID
+	MXID      id.UserID
+	JID       jid.JID // bare
+	CreatedAt time.Time
+}
+
+// Direction says which way a message crossed the bridge.
+type Direction string
+
+const (
+	// FromXMPP: sent by an XMPP person, delivered to Matrix by their ghost.
+	FromXMPP Direction = "xmpp"
+	// FromMatrix: sent by a Matrix user, delivered to XMPP by their puppet.
+	FromMatrix Direction = "matrix"
+)
+
+// Requests is what the sender of a message asked to be told about it.
+type Requests struct {
+	Receipt   bool // XEP-0184 <request/>
+	Delivered bool // XEP-0022 <delivered/>
+	Displayed bool // XEP-0022 <displayed/>
+	Composing bool // XEP-0022 <composing/>
+	Offline   bool // XEP-0022 <offline/>
+	Markable  bool // XEP-0333 <markable/>
+}
+
+// Message is one row of the id map: a message that crossed the bridge.
+type Message struct {
+	RowID   int64
+	RoomID  id.RoomID
+	EventID id.EventID // empty until the Matrix side has it
+	// XMPPID is the stanza's id attribute: ours for FromMatrix messages,
+	// the sender's for FromXMPP ones (empty if the sender gave none, in
+	// which case nothing can acknowledge it later).
+	XMPPID       string
+	OriginID     string // XEP-0359
+	StanzaID     string // XEP-0359, as stamped by the sender's server
+	PeerJID      jid.JID
+	PeerResource string
+	Direction    Direction
+	// MXID is the Matrix user of the pair: the sender of a FromMatrix
+	// message, the recipient of a FromXMPP one (PeerJID is the other).
+	MXID        id.UserID
+	Body        string
+	TS          time.Time
+	Requests    Requests
+	DeliveredAt time.Time
+	DisplayedAt time.Time
+}
+
+// Job is a send owed to one of the servers, kept until it has been done.
+type Job struct {
+	ID        int64
+	Kind      JobKind
+	MessageID int64  // row of the message it concerns, if any
+	Payload   []byte // kind-specific JSON
+	Attempts  int
+	NotBefore time.Time
+	LastError string
+}
+
+// JobKind names what a Job does; each kind has one handler in the outbox.
+type JobKind string
+
+// Txn is a transaction pushed by the homeserver, kept until processed.
+type Txn struct {
+	ID   string
+	Body []byte
+}
+
+// Store is what the bridge keeps. The database package implements it on
+// SQLite and PostgreSQL. Methods returning one row return ErrNotFound when
+// there is none.
+type Store interface {
+	PortalByRoom(ctx context.Context, room id.RoomID) (*Portal, error)
+	PortalByPair(ctx context.Context, mxid id.UserID, peer jid.JID) (*Portal, error)
+	// PutPortal inserts the portal or, if the pair already has one, points it
+	// at p.RoomID.
+	PutPortal(ctx context.Context, p *Portal) error
+
+	// AddMessage stores msg and, in the same transaction, the jobs that
+	// send it (their MessageID is set to msg's new row). It returns false
+	// and stores nothing when the message is already known: same
+	// (PeerJID, XMPPID, Direction) for a non-empty XMPPID, or same EventID.
+	AddMessage(ctx context.Context, msg *Message, jobs ...*Job) (bool, error)
+	MessageByRow(ctx context.Context, row int64) (*Message, error)
+	MessageByEventID(ctx context.Context, ev id.EventID) (*Message, error)
+	MessageByXMPPID(ctx context.Context, peer jid.JID, xmppID string, dir Direction) (*Message, error)
+	SetMessageEventID(ctx context.Context, row int64, room id.RoomID, ev id.EventID) error
+
+	// PutTxn stores a pushed transaction; false if its id was seen before.
+	PutTxn(ctx context.Context, txn *Txn) (bool, error)
+	PendingTxns(ctx context.Context) ([]*Txn, error)
+	// FinishTxn marks the transaction processed and stores the jobs its
+	// events produced, atomically.
+	FinishTxn(ctx context.Context, txnID string, jobs []*Job) error
+
+	AddJobs(ctx context.Context, jobs ...*Job) error
+	// DueJobs returns up to limit jobs whose NotBefore has passed, oldest first.
+	DueJobs(ctx context.Context, now time.Time, limit int) ([]*Job, error)
+	DeleteJob(ctx context.Context, jobID int64) error
+	RetryJob(ctx context.Context, jobID int64, notBefore time.Time, lastErr string) error
+}

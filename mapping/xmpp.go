@@ -1,0 +1,62 @@
+package mapping
+
+import (
+	"crypto/rand"
+	"encoding/base32"
+
+	"mellium.im/xmpp/jid"
+)
+
+// Stanza types of RFC 6121 §5.2.2 that the bridge distinguishes.
+const (
+	TypeChat      = "chat"
+	TypeNormal    = "normal"
+	TypeGroupchat = "groupchat"
+	TypeHeadline  = "headline"
+	TypeError     = "error"
+)
+
+// XMPPMessage is an incoming <message/> as xmppside decoded it: only what the
+// bridge reads, no wire format.
+type XMPPMessage struct {
+	ID       string
+	From, To jid.JID
+	Type     string // "" means normal (RFC 6121 §5.2.2)
+	Body     string
+	HasBody  bool
+	OriginID string // XEP-0359 <origin-id/>
+	StanzaID string // XEP-0359 <stanza-id/> by the sender's server
+	Requests Requests
+	IMNG     bool // XEP-0409 <im-ng/> present
+	Error    *StanzaError
+}
+
+// StanzaError is the <error/> of a stanza (RFC 6120 §8.3).
+type StanzaError struct {
+	Type      string // cancel, continue, modify, auth, wait
+	Condition string // e.g. service-unavailable
+	Text      string
+}
+
+// OutMessage is a <message/> the bridge sends; xmppside encodes it.
+type OutMessage struct {
+	ID       string
+	From, To jid.JID
+	Type     string
+	Body     string
+	OriginID string
+	// Request lists what the message asks the recipient to report.
+	Request Requests
+	// Error, with Type "error", makes this a bounce of a received stanza.
+	Error *StanzaError
+}
+
+var idEncoding = base32.StdEncoding.WithPadding(base32.NoPadding)
+
+// NewXMPPID returns a fresh stanza id. It is a valid NMTOKEN (XEP-0022's
+// schema types <id/> as one), so it can never be a Matrix event id with "$".
+func NewXMPPID() string {
+	var b [15]byte
+	_, _ = rand.Read(b[:])
+	return "mx" + idEncoding.EncodeToString(b[:])
+}

@@ -1,0 +1,240 @@
+// Package matrixside is the bridge's Matrix application service: it takes
+// the homeserver's transactions (storing each before answering), and acts
+// for the ghosts and the bot through mautrix's intents.
+package matrixside
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/rs/zerolog"
+	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
+
+	"xmppbridge/mapping"
+)
+
+// maxTxnBytes bounds a transaction body; Synapse sends at most 100 PDUs and
+// 100 EDUs per transaction, far below this.
+const maxTxnBytes = 64 << 20
+
+// Server answers the homeserver's application service API.
+type Server struct {
+	HSToken string
+	Store   mapping.Store
+	Core    *mapping.Bridge
+	Count   mapping.Counter
+	Log     zerolog.Logger
+
+	queue chan string
+}
+
+// txnBody is the JSON of a transaction (application service API, PUT
+// /transactions). Ephemeral events come under the stable name or MSC2409's.
+type txnBody struct {
+	Events          []json.RawMessage `json:"events"`
+	Ephemeral       []json.RawMessage `json:"ephemeral"`
+	MSC2409Ephemera []json.RawMessage `json:"de.sorunome.msc2409.ephemeral"`
+}
+
+// Handler is the HTTP handler of the application service API.
+func (s *Server) Handler() http.Handler {
+	if s.queue == nil {
+		s.queue = make(chan string, 1024)
+	}
+	mux := http.NewServeMux()
+	for _, prefix := range []string{"/_matrix/app/v1", ""} { // "" is the legacy path
+		mux.HandleFunc("PUT "+prefix+"/transactions/{txnID}", s.putTransaction)
+		mux.HandleFunc("GET "+prefix+"/users/{userID}", s.queryUser)
+		mux.HandleFunc("GET "+prefix+"/rooms/{alias}", s.queryAlias)
+	}
+	mux.HandleFunc("POST /_matrix/app/v1/ping", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, struct{}{}) })
+	return s.authenticate(mux)
+}
+
+// authenticate puts the spec's answers in front of everything: no token is
+// 401 M_UNAUTHORIZED, a wrong one 403 M_FORBIDDEN (mautrix's own check would
+// say 401 M_UNKNOWN_TOKEN), an unknown route 404 M_UNRECOGNIZED.
+func (s *Server) authenticate(next *http.ServeMux) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, pattern := next.Handler(r); pattern == "" {
+			writeError(w, http.StatusNotFound, "M_UNRECOGNIZED", "Unrecognized request")
+			return
+		}
+		token := r.URL.Query().Get("access_token")
+		if auth := r.Header.Get("Authorization"); strings.HasPrefix(auth, "Bearer ") {
+			token = strings.TrimPrefix(auth, "Bearer ")
+		}
+		switch {
+		case token == "":
+			s.Count("as_request", "no_token")
+			writeError(w, http.StatusUnauthorized, "M_UNAUTHORIZED", "Missing access token")
+		case subtle.ConstantTimeCompare([]byte(token), []byte(s.HSToken)) != 1:
+			s.Count("as_request", "bad_token")
+			s.Log.Warn().Str("remote", r.RemoteAddr).Msg("Refused a request with a wrong hs_token")
+			writeError(w, http.StatusForbidden, "M_FORBIDDEN", "Bad hs_token")
+		default:
+			next.ServeHTTP(w, r)
+		}
+	})
+}
+
+// putTransaction makes the transaction durable, then answers 200; only then
+// is it processed, so a crash at any instant loses nothing the homeserver
+// believes delivered, and a re-sent transaction is processed once.
+func (s *Server) putTransaction(w http.ResponseWriter, r *http.Request) {
+	txnID := r.PathValue("txnID")
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxTxnBytes))
+	if err != nil {
+		writeError(w, http.StatusRequestEntityTooLarge, "M_TOO_LARGE", "Transaction too large")
+		return
+	}
+	var parsed txnBody
+	if err := json.Unmarshal(body, &parsed); err != nil {
+		s.Count("as_txn", "bad_json")
+		s.Log.Warn().Err(err).Str("txn_id", txnID).Msg("Refused a transaction that is not valid JSON")
+		writeError(w, http.StatusBadRequest, "M_NOT_JSON", "Transaction body is not valid JSON: "+err.Error())
+		return
+	}
+	isNew, err := s.Store.PutTxn(r.Context(), &mapping.Txn{ID: txnID, Body: body})
+	if err != nil {
+		// Not stored, so not acknowledged: the homeserver will retry.
+		s.Log.Err(err).Str("txn_id", txnID).Msg("Failed to store transaction")
+		writeError(w, http.StatusInternalServerError, "M_UNKNOWN", "Failed to store transaction")
+		return
+	}
+	writeJSON(w, http.StatusOK, struct{}{})
+	if !isNew {
+		s.Count("as_txn", "duplicate")
+		return
+	}
+	s.Count("as_txn", "accepted")
+	select {
+	case s.queue <- txnID:
+	default:
+		// The processor is behind; it rereads pending transactions anyway.
+	}
+}
+
+// queryUser answers the homeserver's question whether a user in our
+// namespace exists: every ghost does.
+func (s *Server) queryUser(w http.ResponseWriter, r *http.Request) {
+	if s.Core.Identities().IsGhost(id.UserID(r.PathValue("userID"))) {
+		writeJSON(w, http.StatusOK, struct{}{})
+		return
+	}
+	writeError(w, http.StatusNotFound, "M_NOT_FOUND", "No such user")
+}
+
+func (s *Server) queryAlias(w http.ResponseWriter, r *http.Request) {
+	writeError(w, http.StatusNotFound, "M_NOT_FOUND", "The bridge has no room aliases")
+}
+
+// Run processes stored transactions in order until ctx ends: first those a
+// previous run left unfinished, then each new one as it arrives.
+func (s *Server) Run(ctx context.Context) {
+	if s.queue == nil {
+		s.queue = make(chan string, 1024)
+	}
+	tick := time.NewTicker(5 * time.Second)
+	defer tick.Stop()
+	for {
+		s.processPending(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.queue:
+		case <-tick.C:
+		}
+	}
+}
+
+func (s *Server) processPending(ctx context.Context) {
+	txns, err := s.Store.PendingTxns(ctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			s.Log.Err(err).Msg("Failed to read pending transactions")
+		}
+		return
+	}
+	for _, txn := range txns {
+		if err := s.Core.HandleMatrixTxn(ctx, txn.ID, s.decodeEvents(txn)); err != nil {
+			// Left pending: retried on the next round, nothing lost.
+			if ctx.Err() == nil {
+				s.Log.Err(err).Str("txn_id", txn.ID).Msg("Failed to process transaction; will retry")
+			}
+			return
+		}
+	}
+}
+
+// decodeEvents reads a stored transaction's events. A bad event is counted
+// and skipped: the rest of the transaction still counts.
+func (s *Server) decodeEvents(txn *mapping.Txn) []*event.Event {
+	var body txnBody
+	if err := json.Unmarshal(txn.Body, &body); err != nil {
+		s.Count("as_txn", "bad_json")
+		return nil
+	}
+	evts := make([]*event.Event, 0, len(body.Events))
+	for _, raw := range body.Events {
+		evt := &event.Event{}
+		if err := json.Unmarshal(raw, evt); err != nil || evt.Type.Type == "" {
+			s.Count("matrix_event", "malformed")
+			s.Log.Debug().Err(err).Str("txn_id", txn.ID).Msg("Skipped a malformed event")
+			continue
+		}
+		// As mautrix's appservice does: the class follows the state key.
+		if evt.StateKey != nil {
+			evt.Type.Class = event.StateEventType
+		} else {
+			evt.Type.Class = event.MessageEventType
+		}
+		if err := evt.Content.ParseRaw(evt.Type); err != nil && !errors.Is(err, event.ErrContentAlreadyParsed) {
+			if !errors.Is(err, event.ErrUnsupportedContentType) {
+				s.Count("matrix_event", "malformed_content")
+				continue
+			}
+		}
+		evts = append(evts, evt)
+	}
+	return evts
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, status int, code, msg string) {
+	writeJSON(w, status, mautrix.RespError{ErrCode: code, Err: msg})
+}
+
+// Listen serves the API on addr until ctx ends.
+func (s *Server) Listen(ctx context.Context, addr string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		<-ctx.Done()
+		shutCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(shutCtx)
+	}()
+	s.Log.Info().Str("address", addr).Msg("Application service listening")
+	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}

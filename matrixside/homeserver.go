@@ -1,0 +1,132 @@
+package matrixside
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+
+	"github.com/rs/zerolog"
+	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/appservice"
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
+	"mellium.im/xmpp/jid"
+
+	"xmppbridge/mapping"
+)
+
+// Homeserver carries out the core's sends through mautrix intents. It
+// implements mapping.MatrixSide.
+type Homeserver struct {
+	AS  *appservice.AppService
+	IDs mapping.Identities
+}
+
+var _ mapping.MatrixSide = (*Homeserver)(nil)
+
+// ghost returns the intent of user, registered, with the JID as display name
+// on first use.
+func (h *Homeserver) intent(ctx context.Context, user id.UserID) (*appservice.IntentAPI, error) {
+	intent := h.AS.Intent(user)
+	if err := intent.EnsureRegistered(ctx); err != nil {
+		return nil, classify(fmt.Errorf("register %s: %w", user, err))
+	}
+	return intent, nil
+}
+
+// CreateDM creates the portal room as the ghost and invites the Matrix user.
+func (h *Homeserver) CreateDM(ctx context.Context, ghost, invitee id.UserID) (id.RoomID, error) {
+	intent, err := h.intent(ctx, ghost)
+	if err != nil {
+		return "", err
+	}
+	if j, err := h.IDs.GhostJID(ghost); err == nil {
+		h.setDisplayName(ctx, intent, j)
+	}
+	resp, err := intent.CreateRoom(ctx, &mautrix.ReqCreateRoom{
+		Preset:   "trusted_private_chat",
+		IsDirect: true,
+		Invite:   []id.UserID{invitee},
+	})
+	if err != nil {
+		return "", classify(fmt.Errorf("create room for %s: %w", invitee, err))
+	}
+	return resp.RoomID, nil
+}
+
+func (h *Homeserver) setDisplayName(ctx context.Context, intent *appservice.IntentAPI, j jid.JID) {
+	name := j.String() + " (XMPP)"
+	if err := intent.SetDisplayName(ctx, name); err != nil {
+		zerolog.Ctx(ctx).Debug().Err(err).Msg("Failed to set a ghost's display name")
+	}
+}
+
+// SendText sends an m.text as sender, idempotently by txnID.
+func (h *Homeserver) SendText(ctx context.Context, room id.RoomID, sender id.UserID, body, txnID string) (id.EventID, error) {
+	intent, err := h.intent(ctx, sender)
+	if err != nil {
+		return "", err
+	}
+	resp, err := intent.SendMessageEvent(ctx, room, event.EventMessage,
+		&event.MessageEventContent{MsgType: event.MsgText, Body: body},
+		mautrix.ReqSendEvent{TransactionID: txnID})
+	if err != nil {
+		return "", classify(err)
+	}
+	return resp.EventID, nil
+}
+
+// SendNotice sends an m.notice as sender.
+func (h *Homeserver) SendNotice(ctx context.Context, room id.RoomID, sender id.UserID, body, txnID string) error {
+	intent, err := h.intent(ctx, sender)
+	if err != nil {
+		return err
+	}
+	_, err = intent.SendMessageEvent(ctx, room, event.EventMessage,
+		&event.MessageEventContent{MsgType: event.MsgNotice, Body: body},
+		mautrix.ReqSendEvent{TransactionID: txnID})
+	return classify(err)
+}
+
+// Join makes user join room (accepting an invite).
+func (h *Homeserver) Join(ctx context.Context, room id.RoomID, user id.UserID) error {
+	intent, err := h.intent(ctx, user)
+	if err != nil {
+		return err
+	}
+	if j, err := h.IDs.GhostJID(user); err == nil {
+		h.setDisplayName(ctx, intent, j)
+	}
+	_, err = intent.JoinRoomByID(ctx, room)
+	if err == nil {
+		_ = intent.StateStore.SetMembership(ctx, room, user, event.MembershipJoin)
+	}
+	return classify(err)
+}
+
+// Leave makes user leave room, or decline its invite, with a reason.
+func (h *Homeserver) Leave(ctx context.Context, room id.RoomID, user id.UserID, reason string) error {
+	intent, err := h.intent(ctx, user)
+	if err != nil {
+		return err
+	}
+	_, err = intent.LeaveRoom(ctx, room, &mautrix.ReqLeave{Reason: reason})
+	return classify(err)
+}
+
+// classify marks client errors as permanent (retrying cannot help), except
+// rate limiting; server errors and network faults stay transient.
+func classify(err error) error {
+	if err == nil {
+		return nil
+	}
+	var httpErr mautrix.HTTPError
+	if errors.As(err, &httpErr) && httpErr.Response != nil {
+		code := httpErr.Response.StatusCode
+		if code >= 400 && code < 500 && code != http.StatusTooManyRequests {
+			return fmt.Errorf("%w: %w", mapping.ErrPermanent, err)
+		}
+	}
+	return err
+}

@@ -1,0 +1,168 @@
+// XEP-0114: Jabber Component Protocol.
+
+// Package xmppside connects the bridge to an XMPP server as a component
+// (XEP-0114) and turns stanzas into the core's values and back. One file per
+// protocol: component.go (XEP-0114), receipts.go (XEP-0184), events.go
+// (XEP-0022), markers.go (XEP-0333), sid.go (XEP-0359), chatstates.go
+// (XEP-0085), imng.go (XEP-0409), disco.go (XEP-0030).
+package xmppside
+
+import (
+	"context"
+	"encoding/xml"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+	"mellium.im/xmlstream"
+	"mellium.im/xmpp"
+	"mellium.im/xmpp/component"
+	"mellium.im/xmpp/jid"
+
+	"xmppbridge/mapping"
+)
+
+// Counter counts refusals by reason, like mapping.Counter.
+type Counter = mapping.Counter
+
+// Component is the bridge's XEP-0114 connection. It redials by itself.
+type Component struct {
+	Address string  // host:port of the server's component listener
+	Domain  jid.JID // the component's domain
+	Secret  string
+	Core    *mapping.Bridge
+	Count   Counter
+	Log     zerolog.Logger
+	// MaxBackoff caps the wait between reconnection attempts.
+	MaxBackoff time.Duration
+
+	mu   sync.Mutex
+	sess *xmpp.Session
+}
+
+// Run keeps the component connected until ctx ends. It never gives up on a
+// network fault or a refused secret: it logs why and tries again later.
+func (c *Component) Run(ctx context.Context) {
+	if c.MaxBackoff == 0 {
+		c.MaxBackoff = 30 * time.Second
+	}
+	backoff := time.Second
+	for ctx.Err() == nil {
+		start := time.Now()
+		err := c.serveOnce(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		if time.Since(start) > time.Minute {
+			backoff = time.Second // it was up for a while: a fresh failure
+		}
+		c.Log.Warn().Err(err).Dur("retry_in", backoff).Str("address", c.Address).Msg("XMPP component connection lost or refused; reconnecting")
+		c.Count("xmpp_reconnect", reasonOf(err))
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, c.MaxBackoff)
+	}
+}
+
+func reasonOf(err error) string {
+	var ne net.Error
+	switch {
+	case errors.As(err, &ne):
+		return "network"
+	case err == nil:
+		return "closed"
+	}
+	return "stream"
+}
+
+// serveOnce dials, negotiates and serves one session until it ends.
+func (c *Component) serveOnce(ctx context.Context) error {
+	dialer := net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
+	conn, err := dialer.DialContext(ctx, "tcp", c.Address)
+	if err != nil {
+		return fmt.Errorf("dial %s: %w", c.Address, err)
+	}
+	// Session.Close does not close the connection; we always do.
+	defer conn.Close()
+	negCtx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	sess, err := component.NewSession(negCtx, c.Domain, []byte(c.Secret), conn)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("negotiate component stream as %s (is xmpp.secret right?): %w", c.Domain, err)
+	}
+	c.Log.Info().Str("address", c.Address).Str("domain", c.Domain.String()).Msg("XMPP component connected")
+	c.mu.Lock()
+	c.sess = sess
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		c.sess = nil
+		c.mu.Unlock()
+	}()
+	c.Core.Wake() // flush what waited for us
+
+	stop := context.AfterFunc(ctx, func() { _ = sess.Close(); _ = conn.Close() })
+	defer stop()
+	return sess.Serve(xmpp.HandlerFunc(func(t xmlstream.TokenReadEncoder, start *xml.StartElement) error {
+		return c.handle(ctx, t, start)
+	}))
+}
+
+// Send implements mapping.XMPPSide.
+func (c *Component) Send(ctx context.Context, m *mapping.OutMessage) error {
+	c.mu.Lock()
+	sess := c.sess
+	c.mu.Unlock()
+	if sess == nil {
+		return mapping.ErrNotConnected
+	}
+	if err := sess.Encode(ctx, encodeMessage(m)); err != nil {
+		return fmt.Errorf("%w: %v", mapping.ErrNotConnected, err)
+	}
+	return nil
+}
+
+// handle routes one top-level stanza. mellium's mux matches message types
+// literally and calls a handler once per matching child, while receipts
+// often come without a type: one decode here and the core decides.
+func (c *Component) handle(ctx context.Context, t xmlstream.TokenReadEncoder, start *xml.StartElement) error {
+	d := xml.NewTokenDecoder(xmlstream.MultiReader(xmlstream.Token(*start), t))
+	tok, err := d.Token() // the start element again, for DecodeElement
+	if err != nil {
+		return nil
+	}
+	se := tok.(xml.StartElement)
+	switch se.Name.Local {
+	case "message":
+		m, err := decodeMessage(d, &se)
+		if err != nil {
+			c.Log.Debug().Err(err).Msg("Dropped malformed message")
+			c.Count("xmpp_message", "malformed")
+			return nil
+		}
+		reply, err := c.Core.HandleXMPPMessage(ctx, m)
+		if err != nil {
+			// Not accepted, so nothing is lost: the sender's server sees
+			// no receipt and the client may resend.
+			c.Log.Err(err).Msg("Failed to handle message")
+			c.Count("xmpp_message", "internal_error")
+			return nil
+		}
+		if reply != nil {
+			return t.Encode(encodeMessage(reply))
+		}
+	case "iq":
+		return c.handleIQ(d, &se, t)
+	case "presence":
+		c.Count("xmpp_presence", "ignored")
+	default:
+		c.Count("xmpp_stanza", "unknown")
+	}
+	return nil
+}

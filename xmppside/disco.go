@@ -1,0 +1,136 @@
+// XEP-0030: Service Discovery, and the other IQs the component answers.
+
+package xmppside
+
+import (
+	"encoding/xml"
+
+	"mellium.im/xmlstream"
+	"mellium.im/xmpp/jid"
+)
+
+// Namespaces of the IQ payloads the component answers.
+const (
+	NSDiscoInfo  = "http://jabber.org/protocol/disco#info"
+	NSDiscoItems = "http://jabber.org/protocol/disco#items"
+	NSPing       = "urn:xmpp:ping" // XEP-0199
+)
+
+// puppetFeatures is what every puppet supports: the receipts the bridge
+// translates, IM-NG routing (it is the puppets' server) and stable ids.
+var puppetFeatures = []string{
+	NSDiscoInfo, NSReceipts, NSEvent, NSMarkers, NSIMNG, NSSID, NSChatStates, NSPing,
+}
+
+// domainFeatures is what the component itself supports.
+var domainFeatures = []string{
+	NSDiscoInfo, NSDiscoItems, NSReceipts, NSEvent, NSMarkers, NSIMNG, NSSID, NSChatStates, NSPing,
+}
+
+type inIQ struct {
+	XMLName xml.Name `xml:"iq"`
+	ID      string   `xml:"id,attr"`
+	From    string   `xml:"from,attr"`
+	To      string   `xml:"to,attr"`
+	Type    string   `xml:"type,attr"`
+	Payload struct {
+		XMLName xml.Name
+		Node    string `xml:"node,attr"`
+	} `xml:",any"`
+}
+
+type identity struct {
+	Category string `xml:"category,attr"`
+	Type     string `xml:"type,attr"`
+	Name     string `xml:"name,attr,omitempty"`
+}
+
+type feature struct {
+	Var string `xml:"var,attr"`
+}
+
+type discoInfo struct {
+	XMLName    xml.Name   `xml:"http://jabber.org/protocol/disco#info query"`
+	Node       string     `xml:"node,attr,omitempty"`
+	Identities []identity `xml:"identity"`
+	Features   []feature  `xml:"feature"`
+}
+
+type discoItems struct {
+	XMLName xml.Name `xml:"http://jabber.org/protocol/disco#items query"`
+}
+
+type outIQ struct {
+	XMLName xml.Name  `xml:"iq"`
+	ID      string    `xml:"id,attr"`
+	From    string    `xml:"from,attr"`
+	To      string    `xml:"to,attr"`
+	Type    string    `xml:"type,attr"`
+	Payload any       `xml:",omitempty"`
+	Error   *outError `xml:"error"`
+}
+
+// handleIQ answers every get and set: the mellium session answers no IQ on
+// a component stream by itself, and RFC 6120 §8.2.3 wants an answer.
+func (c *Component) handleIQ(d *xml.Decoder, start *xml.StartElement, t xmlstream.TokenReadEncoder) error {
+	var iq inIQ
+	if err := d.DecodeElement(&iq, start); err != nil {
+		c.Count("xmpp_iq", "malformed")
+		return nil
+	}
+	if iq.Type != "get" && iq.Type != "set" {
+		return nil
+	}
+	to, err1 := jid.Parse(iq.To)
+	_, err2 := jid.Parse(iq.From)
+	if err1 != nil || err2 != nil {
+		c.Count("xmpp_iq", "malformed")
+		return nil
+	}
+	reply := &outIQ{ID: iq.ID, From: iq.To, To: iq.From, Type: "result"}
+	fail := func(typ, cond string) {
+		reply.Type = "error"
+		reply.Error = &outError{Type: typ}
+		reply.Error.Condition.XMLName = xml.Name{Space: NSStanzas, Local: cond}
+	}
+	isDomain := to.Localpart() == "" && to.Resourcepart() == ""
+	if !isDomain {
+		if _, reason := c.Core.ResolvePuppet(to); reason != "" {
+			// The same answer for a user who does not exist and for one
+			// the asker may not learn about.
+			fail("cancel", "item-not-found")
+			c.Count("xmpp_iq", reason)
+			return t.Encode(reply)
+		}
+	}
+	p := iq.Payload.XMLName
+	switch {
+	case iq.Type == "get" && p.Space == NSDiscoInfo && iq.Payload.Node == "":
+		info := discoInfo{}
+		if isDomain {
+			info.Identities = []identity{{Category: "gateway", Type: "matrix", Name: "Matrix bridge"}}
+			for _, f := range domainFeatures {
+				info.Features = append(info.Features, feature{f})
+			}
+		} else {
+			// "client"/"pc": a puppet stands for a person using Matrix
+			// clients, not for an automated "bot"; clients treat "pc"
+			// contacts as people and return receipts to them.
+			info.Identities = []identity{{Category: "client", Type: "pc", Name: "Matrix"}}
+			for _, f := range puppetFeatures {
+				info.Features = append(info.Features, feature{f})
+			}
+		}
+		reply.Payload = info
+	case iq.Type == "get" && p.Space == NSDiscoItems:
+		reply.Payload = discoItems{}
+	case iq.Type == "get" && p.Space == NSPing && p.Local == "ping":
+	case iq.Type == "set" && p.Space == NSIMNG && p.Local == "enable":
+		// XEP-0409 §6: the server acknowledges; the component routes the
+		// same way whatever the client enabled.
+	default:
+		fail("cancel", "service-unavailable")
+		c.Count("xmpp_iq", "unsupported")
+	}
+	return t.Encode(reply)
+}

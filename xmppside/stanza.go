@@ -1,0 +1,177 @@
+package xmppside
+
+import (
+	"encoding/xml"
+	"fmt"
+
+	"mellium.im/xmpp/jid"
+
+	"xmppbridge/mapping"
+)
+
+// NSStanzas is the namespace of stanza error conditions (RFC 6120 §8.3.3).
+const NSStanzas = "urn:ietf:params:xml:ns:xmpp-stanzas"
+
+// maxIDLen bounds the ids the bridge stores: longer ones are not ids a
+// client made up, and would only bloat the database.
+const maxIDLen = 256
+
+// inMessage is everything the bridge reads of an incoming <message/>, in one
+// decode.
+type inMessage struct {
+	XMLName  xml.Name          `xml:"message"`
+	ID       string            `xml:"id,attr"`
+	From     string            `xml:"from,attr"`
+	To       string            `xml:"to,attr"`
+	Type     string            `xml:"type,attr"`
+	Body     []string          `xml:"body"`
+	Request  *receiptsRequest  `xml:"urn:xmpp:receipts request"`
+	Received *receiptsReceived `xml:"urn:xmpp:receipts received"`
+	Event    *xEvent           `xml:"jabber:x:event x"`
+	Markable *markable         `xml:"urn:xmpp:chat-markers:0 markable"`
+	Shown    *marker           `xml:"urn:xmpp:chat-markers:0 displayed"`
+	OriginID *originID         `xml:"urn:xmpp:sid:0 origin-id"`
+	StanzaID []stanzaID        `xml:"urn:xmpp:sid:0 stanza-id"`
+	IMNG     *struct{}         `xml:"urn:xmpp:im-ng:0 im-ng"`
+	Error    *errorElem        `xml:"error"`
+}
+
+// errorElem is a stanza's <error/> (RFC 6120 §8.3.2).
+type errorElem struct {
+	XMLName   xml.Name   `xml:"error"`
+	Type      string     `xml:"type,attr"`
+	Condition conditions `xml:",any"`
+	Text      string     `xml:"urn:ietf:params:xml:ns:xmpp-stanzas text,omitempty"`
+}
+
+type conditions []xml.Name
+
+// UnmarshalXML keeps the names of the defined conditions and skips the rest.
+func (c *conditions) UnmarshalXML(d *xml.Decoder, start xml.StartElement) error {
+	if start.Name.Space == NSStanzas && start.Name.Local != "text" {
+		*c = append(*c, start.Name)
+	}
+	return d.Skip()
+}
+
+// decodeMessage turns the wire form into the core's value; an error means
+// the stanza is unusable (bad addresses), and says why.
+func decodeMessage(d *xml.Decoder, start *xml.StartElement) (*mapping.XMPPMessage, error) {
+	var in inMessage
+	if err := d.DecodeElement(&in, start); err != nil {
+		return nil, fmt.Errorf("decode message: %w", err)
+	}
+	from, err := parseJID(in.From)
+	if err != nil {
+		return nil, fmt.Errorf("bad from: %w", err)
+	}
+	to, err := parseJID(in.To)
+	if err != nil {
+		return nil, fmt.Errorf("bad to: %w", err)
+	}
+	if len(in.ID) > maxIDLen {
+		return nil, fmt.Errorf("id is %d bytes long", len(in.ID))
+	}
+	m := &mapping.XMPPMessage{
+		ID: in.ID, From: from, To: to, Type: in.Type,
+		IMNG: in.IMNG != nil,
+	}
+	if len(in.Body) > 0 {
+		m.Body, m.HasBody = in.Body[0], true
+	}
+	if in.OriginID != nil && len(in.OriginID.ID) <= maxIDLen {
+		m.OriginID = in.OriginID.ID
+	}
+	for _, s := range in.StanzaID {
+		// XEP-0359 §3.1: only the stamp of the sender's own server is
+		// trustworthy for us; it is the one whose "by" is their bare JID
+		// or domain.
+		if (s.By == from.Bare().String() || s.By == from.Domainpart()) && len(s.ID) <= maxIDLen {
+			m.StanzaID = s.ID
+		}
+	}
+	m.Requests.Receipt = in.Request != nil
+	m.Requests.Markable = in.Markable != nil
+	if in.Event != nil && m.HasBody {
+		// With a body, an x:event names what the sender wants to be told
+		// (XEP-0022 §2.1).
+		m.Requests.Offline = in.Event.Offline != nil
+		m.Requests.Delivered = in.Event.Delivered != nil
+		m.Requests.Displayed = in.Event.Displayed != nil
+		m.Requests.Composing = in.Event.Composing != nil
+	}
+	if in.Error != nil {
+		m.Error = &mapping.StanzaError{Type: in.Error.Type, Text: in.Error.Text}
+		if len(in.Error.Condition) > 0 {
+			m.Error.Condition = in.Error.Condition[0].Local
+		}
+	}
+	return m, nil
+}
+
+// outMessage is the wire form of mapping.OutMessage.
+type outMessage struct {
+	XMLName  xml.Name         `xml:"message"`
+	ID       string           `xml:"id,attr,omitempty"`
+	From     string           `xml:"from,attr"`
+	To       string           `xml:"to,attr"`
+	Type     string           `xml:"type,attr,omitempty"`
+	Body     string           `xml:"body,omitempty"`
+	OriginID *originID        `xml:"urn:xmpp:sid:0 origin-id"`
+	Request  *receiptsRequest `xml:"urn:xmpp:receipts request"`
+	Event    *xEvent          `xml:"jabber:x:event x"`
+	Markable *markable        `xml:"urn:xmpp:chat-markers:0 markable"`
+	Error    *outError        `xml:"error"`
+}
+
+type outError struct {
+	Type      string `xml:"type,attr"`
+	Condition struct {
+		XMLName xml.Name
+	}
+	Text string `xml:"urn:ietf:params:xml:ns:xmpp-stanzas text,omitempty"`
+}
+
+func encodeMessage(m *mapping.OutMessage) *outMessage {
+	out := &outMessage{ID: m.ID, From: m.From.String(), To: m.To.String(), Type: m.Type, Body: m.Body}
+	if m.OriginID != "" {
+		out.OriginID = &originID{ID: m.OriginID}
+	}
+	r := m.Request
+	if r.Receipt {
+		out.Request = &receiptsRequest{}
+	}
+	if r.Delivered || r.Displayed || r.Composing || r.Offline {
+		ev := &xEvent{}
+		set := func(b bool) *struct{} {
+			if b {
+				return &struct{}{}
+			}
+			return nil
+		}
+		ev.Offline, ev.Delivered, ev.Displayed, ev.Composing = set(r.Offline), set(r.Delivered), set(r.Displayed), set(r.Composing)
+		out.Event = ev
+	}
+	if r.Markable {
+		out.Markable = &markable{}
+	}
+	if m.Error != nil {
+		out.Error = &outError{Type: m.Error.Type, Text: m.Error.Text}
+		out.Error.Condition.XMLName = xml.Name{Space: NSStanzas, Local: m.Error.Condition}
+	}
+	return out
+}
+
+// parseJID parses an address and refuses one whose string form does not
+// parse back to itself (jid.Parse("..") does that): the bridge keys ghosts
+// and rows by the string form.
+func parseJID(s string) (jid.JID, error) {
+	j, err := jid.Parse(s)
+	if err != nil {
+		return jid.JID{}, fmt.Errorf("%q: %w", s, err)
+	}
+	if again, err := jid.Parse(j.String()); err != nil || !again.Equal(j) {
+		return jid.JID{}, fmt.Errorf("%q is not a canonical JID", s)
+	}
+	return j, nil
+}
