@@ -77,6 +77,11 @@ func run(configPath, regPath string, generate bool) error {
 	}
 	defer db.Close()
 	stateStore := sqlstatestore.NewSQLStateStore(db.DB(), dbutil.ZeroLogger(log.With().Str("component", "statestore").Logger()), false)
+	// dbutil looks for its version table in every PostgreSQL schema; make
+	// the state store's in ours first (see database.EnsureVersionTable).
+	if err := database.EnsureVersionTable(ctx, stateStore.Database); err != nil {
+		return fmt.Errorf("prepare state store: %w", err)
+	}
 	if err := stateStore.Upgrade(ctx); err != nil {
 		return fmt.Errorf("upgrade state store: %w", err)
 	}

@@ -1,0 +1,139 @@
+// Package database keeps the bridge's state on SQLite or PostgreSQL: the
+// portals, the id map of bridged messages, the inbox of homeserver
+// transactions and the outbox of sends still owed. It implements
+// mapping.Store.
+package database
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+
+	_ "github.com/lib/pq"
+	"github.com/rs/zerolog"
+	"go.mau.fi/util/dbutil"
+	_ "go.mau.fi/util/dbutil/litestream"
+	"mellium.im/xmpp/jid"
+
+	"xmppbridge/database/upgrades"
+	"xmppbridge/mapping"
+)
+
+// owner is recorded in the database so that pointing the bridge at another
+// program's database fails instead of mixing tables.
+const owner = "xmppbridge"
+
+// Database is the bridge's store.
+type Database struct {
+	db *dbutil.Database
+}
+
+var _ mapping.Store = (*Database)(nil)
+
+// Open connects to the database and brings its schema up to date.
+//
+// dbType is "sqlite3-fk-wal" (uri a file path or "file:" URI) or "postgres"
+// (uri a lib/pq connection string). A SQLite URI without "_txlock" gets
+// "_txlock=immediate": a deferred transaction that reads before it writes
+// fails with SQLITE_BUSY instead of waiting when another writer is active.
+func Open(ctx context.Context, dbType, uri string, log zerolog.Logger) (*Database, error) {
+	dialect, err := dbutil.ParseDialect(dbType)
+	if err != nil {
+		return nil, fmt.Errorf("open %s database: %w", dbType, err)
+	}
+	if dialect == dbutil.SQLite {
+		uri = withImmediateTxLock(uri)
+	}
+	db, err := dbutil.NewWithDialect(uri, dbType)
+	if err != nil {
+		return nil, fmt.Errorf("open %s database: %w", dbType, err)
+	}
+	db.Owner = owner
+	db.Log = dbutil.ZeroLogger(log.With().Str("db_section", "main").Logger())
+	db.UpgradeTable = upgrades.Table
+
+	ctx = log.WithContext(ctx)
+	if err = EnsureVersionTable(ctx, db); err != nil {
+		_ = db.Close()
+		return nil, err
+	}
+	if err = db.Upgrade(ctx); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("upgrade %s database: %w", dbType, err)
+	}
+	return &Database{db: db}, nil
+}
+
+// EnsureVersionTable creates db's version table in the current schema if it
+// is missing. Call it before db.Upgrade on every dbutil.Database sharing a
+// PostgreSQL database (e.g. mautrix's sqlstatestore): dbutil looks the table
+// up in information_schema by name only, so a table of the same name in any
+// other schema makes it skip creating its own and then fail to read it.
+func EnsureVersionTable(ctx context.Context, db *dbutil.Database) error {
+	// Same columns dbutil would create; the name is dbutil's own setting,
+	// never user input.
+	query := fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s (version INTEGER, compat INTEGER)", db.VersionTable)
+	if _, err := db.Exec(ctx, query); err != nil {
+		return fmt.Errorf("create version table %s: %w", db.VersionTable, err)
+	}
+	return nil
+}
+
+// DB is the underlying database, for other stores (such as mautrix's
+// sqlstatestore) that keep their tables next to the bridge's.
+func (db *Database) DB() *dbutil.Database {
+	return db.db
+}
+
+// Close closes the database.
+func (db *Database) Close() error {
+	if err := db.db.Close(); err != nil {
+		return fmt.Errorf("close database: %w", err)
+	}
+	return nil
+}
+
+func withImmediateTxLock(uri string) string {
+	_, query, hasQuery := strings.Cut(uri, "?")
+	params, err := url.ParseQuery(query)
+	if err != nil || params.Has("_txlock") {
+		// Leave a URI we cannot read to the driver, which reports it.
+		return uri
+	}
+	if hasQuery {
+		return uri + "&_txlock=immediate"
+	}
+	return uri + "?_txlock=immediate"
+}
+
+// toMilli stores the zero time as 0, so that it reads back as zero.
+func toMilli(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixMilli()
+}
+
+func fromMilli(ms int64) time.Time {
+	if ms == 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(ms)
+}
+
+func bareJID(j jid.JID) string {
+	return j.Bare().String()
+}
+
+func parseJID(s string) (jid.JID, error) {
+	if s == "" {
+		return jid.JID{}, nil
+	}
+	j, err := jid.Parse(s)
+	if err != nil {
+		return jid.JID{}, fmt.Errorf("parse stored jid %q: %w", s, err)
+	}
+	return j, nil
+}

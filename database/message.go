@@ -1,0 +1,147 @@
+package database
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+
+	"go.mau.fi/util/dbutil"
+	"maunium.net/go/mautrix/id"
+	"mellium.im/xmpp/jid"
+
+	"xmppbridge/mapping"
+)
+
+const (
+	getMessageBaseQuery = `
+		SELECT rowid, room_id, event_id, xmpp_id, origin_id, stanza_id, peer_jid, peer_resource,
+		       direction, mxid, body, ts, want_receipt, want_delivered, want_displayed,
+		       want_composing, want_offline, markable, delivered_at, displayed_at
+		FROM message
+	`
+	getMessageByRowQuery     = getMessageBaseQuery + `WHERE rowid=$1`
+	getMessageByEventIDQuery = getMessageBaseQuery + `WHERE event_id=$1`
+	// "xmpp_id <> ''" lets PostgreSQL use the partial unique index.
+	getMessageByXMPPIDQuery = getMessageBaseQuery + `WHERE peer_jid=$1 AND xmpp_id=$2 AND direction=$3 AND xmpp_id <> ''`
+	// DO NOTHING without a target covers both ways a message can be known
+	// (event_id, and the partial index on the stanza id); RETURNING then
+	// yields no row, which is how AddMessage tells a duplicate.
+	insertMessageQuery = `
+		INSERT INTO message (
+			room_id, event_id, xmpp_id, origin_id, stanza_id, peer_jid, peer_resource,
+			direction, mxid, body, ts, want_receipt, want_delivered, want_displayed,
+			want_composing, want_offline, markable, delivered_at, displayed_at
+		)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)
+		ON CONFLICT DO NOTHING
+		RETURNING rowid
+	`
+	setMessageEventIDQuery = `UPDATE message SET room_id=$2, event_id=$3 WHERE rowid=$1`
+)
+
+func scanMessage(row dbutil.Scannable) (*mapping.Message, error) {
+	var m mapping.Message
+	var eventID sql.NullString
+	var peer string
+	var ts int64
+	var deliveredAt, displayedAt sql.NullInt64
+	err := row.Scan(
+		&m.RowID, &m.RoomID, &eventID, &m.XMPPID, &m.OriginID, &m.StanzaID, &peer, &m.PeerResource,
+		&m.Direction, &m.MXID, &m.Body, &ts, &m.Requests.Receipt, &m.Requests.Delivered, &m.Requests.Displayed,
+		&m.Requests.Composing, &m.Requests.Offline, &m.Requests.Markable, &deliveredAt, &displayedAt,
+	)
+	if err != nil {
+		return nil, err
+	}
+	if m.PeerJID, err = parseJID(peer); err != nil {
+		return nil, err
+	}
+	m.EventID = id.EventID(eventID.String)
+	m.TS = fromMilli(ts)
+	m.DeliveredAt = fromMilli(deliveredAt.Int64)
+	m.DisplayedAt = fromMilli(displayedAt.Int64)
+	return &m, nil
+}
+
+func messageArgs(m *mapping.Message) []any {
+	return []any{
+		m.RoomID, dbutil.StrPtr(m.EventID), m.XMPPID, m.OriginID, m.StanzaID, bareJID(m.PeerJID), m.PeerResource,
+		m.Direction, m.MXID, m.Body, toMilli(m.TS), m.Requests.Receipt, m.Requests.Delivered, m.Requests.Displayed,
+		m.Requests.Composing, m.Requests.Offline, m.Requests.Markable,
+		dbutil.UnixMilliPtr(m.DeliveredAt), dbutil.UnixMilliPtr(m.DisplayedAt),
+	}
+}
+
+// AddMessage stores msg and, in the same transaction, jobs about it. It
+// returns false and stores nothing if msg is already known by its event id
+// or by its (peer, stanza id, direction). On success msg.RowID, and each
+// job's ID and MessageID, are set; on failure or duplicate they are left
+// alone. PeerJID is stored bare.
+func (db *Database) AddMessage(ctx context.Context, msg *mapping.Message, jobs ...*mapping.Job) (bool, error) {
+	var rowID int64
+	var jobIDs []int64
+	err := db.db.DoTxn(ctx, nil, func(ctx context.Context) error {
+		err := db.db.QueryRow(ctx, insertMessageQuery, messageArgs(msg)...).Scan(&rowID)
+		if errors.Is(err, sql.ErrNoRows) {
+			rowID = 0
+			return nil
+		} else if err != nil {
+			return err
+		}
+		jobIDs, err = db.insertJobs(ctx, rowID, jobs)
+		return err
+	})
+	if err != nil {
+		return false, fmt.Errorf("store %s message %q (event %s) with %s: %w",
+			msg.Direction, msg.XMPPID, msg.EventID, msg.PeerJID.Bare(), err)
+	} else if rowID == 0 {
+		return false, nil
+	}
+	msg.RowID = rowID
+	for i, job := range jobs {
+		job.ID = jobIDs[i]
+		job.MessageID = rowID
+	}
+	return true, nil
+}
+
+// MessageByRow returns the message stored in row.
+func (db *Database) MessageByRow(ctx context.Context, row int64) (*mapping.Message, error) {
+	m, err := queryOne(ctx, db.db, scanMessage, getMessageByRowQuery, row)
+	if err != nil {
+		return nil, fmt.Errorf("get message %d: %w", row, err)
+	}
+	return m, nil
+}
+
+// MessageByEventID returns the message bridged as or from event ev.
+func (db *Database) MessageByEventID(ctx context.Context, ev id.EventID) (*mapping.Message, error) {
+	m, err := queryOne(ctx, db.db, scanMessage, getMessageByEventIDQuery, ev)
+	if err != nil {
+		return nil, fmt.Errorf("get message by event %s: %w", ev, err)
+	}
+	return m, nil
+}
+
+// MessageByXMPPID returns the message with stanza id xmppID exchanged with
+// the bare JID of peer in direction dir. An empty xmppID names no message.
+func (db *Database) MessageByXMPPID(ctx context.Context, peer jid.JID, xmppID string, dir mapping.Direction) (*mapping.Message, error) {
+	if xmppID == "" {
+		return nil, fmt.Errorf("get %s message with %s by empty stanza id: %w", dir, peer.Bare(), mapping.ErrNotFound)
+	}
+	m, err := queryOne(ctx, db.db, scanMessage, getMessageByXMPPIDQuery, bareJID(peer), xmppID, dir)
+	if err != nil {
+		return nil, fmt.Errorf("get %s message %q with %s: %w", dir, xmppID, peer.Bare(), err)
+	}
+	return m, nil
+}
+
+// SetMessageEventID records the room and event a stored message became on
+// Matrix. It fails if another message already has ev.
+func (db *Database) SetMessageEventID(ctx context.Context, row int64, room id.RoomID, ev id.EventID) error {
+	if err := execOne(ctx, db.db, setMessageEventIDQuery, row, room, dbutil.StrPtr(ev)); err != nil {
+		return fmt.Errorf("set event of message %d to %s in %s: %w", row, ev, room, err)
+	}
+	return nil
+}

@@ -1,0 +1,107 @@
+package database
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"time"
+
+	"go.mau.fi/util/dbutil"
+
+	"xmppbridge/mapping"
+)
+
+const (
+	insertJobQuery = `
+		INSERT INTO outbox (kind, message_id, payload, attempts, not_before, last_error)
+		VALUES ($1, $2, $3, $4, $5, $6)
+		RETURNING id
+	`
+	getDueJobsQuery = `
+		SELECT id, kind, message_id, payload, attempts, not_before, last_error
+		FROM outbox WHERE not_before<=$1 ORDER BY id LIMIT $2
+	`
+	deleteJobQuery = `DELETE FROM outbox WHERE id=$1`
+	retryJobQuery  = `UPDATE outbox SET attempts=attempts+1, not_before=$2, last_error=$3 WHERE id=$1`
+)
+
+func scanJob(row dbutil.Scannable) (*mapping.Job, error) {
+	var j mapping.Job
+	var messageID sql.NullInt64
+	var notBefore int64
+	err := row.Scan(&j.ID, &j.Kind, &messageID, &j.Payload, &j.Attempts, &notBefore, &j.LastError)
+	if err != nil {
+		return nil, err
+	}
+	j.MessageID = messageID.Int64
+	j.NotBefore = fromMilli(notBefore)
+	return &j, nil
+}
+
+// insertJobs stores jobs and returns their ids, leaving the jobs untouched
+// so that a rolled-back transaction leaves no trace in them. A non-zero
+// messageID overrides the jobs' own.
+func (db *Database) insertJobs(ctx context.Context, messageID int64, jobs []*mapping.Job) ([]int64, error) {
+	ids := make([]int64, len(jobs))
+	for i, job := range jobs {
+		msgID := job.MessageID
+		if messageID != 0 {
+			msgID = messageID
+		}
+		err := db.db.QueryRow(ctx, insertJobQuery,
+			job.Kind, dbutil.NumPtr(msgID), job.Payload, job.Attempts, toMilli(job.NotBefore), job.LastError,
+		).Scan(&ids[i])
+		if err != nil {
+			return nil, fmt.Errorf("store %s job: %w", job.Kind, err)
+		}
+	}
+	return ids, nil
+}
+
+// AddJobs stores jobs, all or none, and sets their IDs. A zero NotBefore
+// makes a job due at once.
+func (db *Database) AddJobs(ctx context.Context, jobs ...*mapping.Job) error {
+	var ids []int64
+	err := db.db.DoTxn(ctx, nil, func(ctx context.Context) (err error) {
+		ids, err = db.insertJobs(ctx, 0, jobs)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("store %d jobs: %w", len(jobs), err)
+	}
+	for i, job := range jobs {
+		job.ID = ids[i]
+	}
+	return nil
+}
+
+// DueJobs returns up to limit jobs whose NotBefore is not after now, oldest
+// first.
+func (db *Database) DueJobs(ctx context.Context, now time.Time, limit int) ([]*mapping.Job, error) {
+	if limit <= 0 {
+		// SQLite reads a negative LIMIT as none, PostgreSQL rejects it.
+		return nil, fmt.Errorf("get due jobs: limit %d is not positive", limit)
+	}
+	jobs, err := queryMany(ctx, db.db, scanJob, getDueJobsQuery, now.UnixMilli(), limit)
+	if err != nil {
+		return nil, fmt.Errorf("get due jobs: %w", err)
+	}
+	return jobs, nil
+}
+
+// DeleteJob removes a job that is done. A job that is already gone is not
+// an error: it is done either way.
+func (db *Database) DeleteJob(ctx context.Context, jobID int64) error {
+	if _, err := db.db.Exec(ctx, deleteJobQuery, jobID); err != nil {
+		return fmt.Errorf("delete job %d: %w", jobID, err)
+	}
+	return nil
+}
+
+// RetryJob records a failed attempt and postpones the job to notBefore.
+func (db *Database) RetryJob(ctx context.Context, jobID int64, notBefore time.Time, lastErr string) error {
+	if err := execOne(ctx, db.db, retryJobQuery, jobID, toMilli(notBefore), lastErr); err != nil {
+		return fmt.Errorf("postpone job %d: %w", jobID, err)
+	}
+	return nil
+}

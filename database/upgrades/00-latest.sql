@@ -1,0 +1,96 @@
+-- v0 -> v1: Latest revision
+
+-- All times are unix milliseconds; all JIDs are bare.
+
+-- A portal is the Matrix DM room of one (Matrix user, XMPP JID) pair. The
+-- bridge looks portals up by the pair, so a pair has at most one room.
+CREATE TABLE portal (
+	room_id    TEXT   PRIMARY KEY,
+	mxid       TEXT   NOT NULL,
+	jid        TEXT   NOT NULL,
+	created_at BIGINT NOT NULL,
+
+	CONSTRAINT portal_pair_unique UNIQUE (mxid, jid)
+);
+
+-- The id map: every message that crossed the bridge, so that receipts and
+-- markers arriving later on either side can be matched to it.
+CREATE TABLE message (
+	-- only: sqlite (line commented)
+--	rowid          INTEGER PRIMARY KEY,
+	-- only: postgres
+	rowid          BIGSERIAL PRIMARY KEY,
+	-- '' until the portal is known.
+	room_id        TEXT    NOT NULL DEFAULT '',
+	-- NULL (not '') until the Matrix side has it, so that UNIQUE ignores it.
+	event_id       TEXT    UNIQUE,
+	xmpp_id        TEXT    NOT NULL DEFAULT '',
+	origin_id      TEXT    NOT NULL DEFAULT '',
+	stanza_id      TEXT    NOT NULL DEFAULT '',
+	peer_jid       TEXT    NOT NULL,
+	peer_resource  TEXT    NOT NULL DEFAULT '',
+	direction      TEXT    NOT NULL CHECK (direction IN ('xmpp', 'matrix')),
+	-- The Matrix user of the pair: sender of a 'matrix' message, recipient
+	-- of an 'xmpp' one.
+	mxid           TEXT    NOT NULL DEFAULT '',
+	body           TEXT    NOT NULL DEFAULT '',
+	ts             BIGINT  NOT NULL,
+	want_receipt   BOOLEAN NOT NULL DEFAULT false,
+	want_delivered BOOLEAN NOT NULL DEFAULT false,
+	want_displayed BOOLEAN NOT NULL DEFAULT false,
+	want_composing BOOLEAN NOT NULL DEFAULT false,
+	want_offline   BOOLEAN NOT NULL DEFAULT false,
+	markable       BOOLEAN NOT NULL DEFAULT false,
+	-- NULL until it happened.
+	delivered_at   BIGINT,
+	displayed_at   BIGINT
+);
+-- A stanza id names a message only together with its peer and the way it
+-- travelled; a message without one can never be acknowledged, so it never
+-- conflicts. Lookups must repeat "xmpp_id <> ''" for PostgreSQL to use it.
+CREATE UNIQUE INDEX message_xmpp_id_idx ON message (peer_jid, xmpp_id, direction) WHERE xmpp_id <> '';
+CREATE INDEX message_room_ts_idx ON message (room_id, ts);
+
+-- Transactions pushed by the homeserver, stored before it gets its 200 and
+-- kept after processing so that a retried transaction is recognised.
+CREATE TABLE txn_inbox (
+	-- Arrival order: received_at can tie within a millisecond.
+	-- only: sqlite (line commented)
+--	seq         INTEGER PRIMARY KEY,
+	-- only: postgres
+	seq         BIGSERIAL PRIMARY KEY,
+	txn_id      TEXT    NOT NULL UNIQUE,
+	-- only: sqlite (line commented)
+--	body        BLOB    NOT NULL,
+	-- only: postgres
+	body        BYTEA   NOT NULL,
+	done        BOOLEAN NOT NULL DEFAULT false,
+	received_at BIGINT  NOT NULL
+);
+
+-- Sends still owed to either server, retried with backoff until done.
+CREATE TABLE outbox (
+	-- AUTOINCREMENT so that SQLite never reuses the id of a deleted job,
+	-- which a slow worker could still be holding.
+	-- only: sqlite (line commented)
+--	id         INTEGER PRIMARY KEY AUTOINCREMENT,
+	-- only: postgres
+	id         BIGSERIAL PRIMARY KEY,
+	-- Each kind has one handler; a job without one could never run.
+	kind       TEXT    NOT NULL CHECK (kind <> ''),
+	message_id BIGINT  REFERENCES message (rowid) ON DELETE CASCADE,
+	-- only: sqlite (line commented)
+--	payload    BLOB,
+	-- only: postgres
+	payload    BYTEA,
+	attempts   INTEGER NOT NULL DEFAULT 0,
+	not_before BIGINT  NOT NULL,
+	last_error TEXT    NOT NULL DEFAULT ''
+);
+CREATE INDEX outbox_not_before_idx ON outbox (not_before);
+
+-- Small pieces of bridge state, such as the /sync token.
+CREATE TABLE kv (
+	key   TEXT PRIMARY KEY,
+	value TEXT NOT NULL
+);
