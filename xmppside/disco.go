@@ -6,7 +6,6 @@ import (
 	"encoding/xml"
 
 	"mellium.im/xmlstream"
-	"mellium.im/xmpp/jid"
 )
 
 // Namespaces of the IQ payloads the component answers.
@@ -81,8 +80,8 @@ func (c *Component) handleIQ(d *xml.Decoder, start *xml.StartElement, t xmlstrea
 	if iq.Type != "get" && iq.Type != "set" {
 		return nil
 	}
-	to, err1 := jid.Parse(iq.To)
-	_, err2 := jid.Parse(iq.From)
+	to, err1 := parseJID(iq.To)
+	_, err2 := parseJID(iq.From)
 	if err1 != nil || err2 != nil {
 		c.Count("xmpp_iq", "malformed")
 		return nil

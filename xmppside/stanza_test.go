@@ -1,0 +1,161 @@
+package xmppside
+
+import (
+	"bytes"
+	"encoding/xml"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"mellium.im/xmpp/jid"
+
+	"xmppbridge/mapping"
+)
+
+func decodeFile(t *testing.T, name string) *mapping.XMPPMessage {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join("testdata", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := decodeString(string(data))
+	if err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	return m
+}
+
+func decodeString(s string) (*mapping.XMPPMessage, error) {
+	d := xml.NewDecoder(strings.NewReader(s))
+	for {
+		tok, err := d.Token()
+		if err != nil {
+			return nil, err
+		}
+		if se, ok := tok.(xml.StartElement); ok {
+			return decodeMessage(d, &se)
+		}
+	}
+}
+
+// What a message with a body asks for: XEP-0184 §5 (<request/>) and
+// XEP-0022 §2.1 (the events named in <x/>), from the specs' own examples.
+func TestDecodeRequests(t *testing.T) {
+	for _, tc := range []struct {
+		file string
+		id   string
+		want mapping.Requests
+	}{
+		{"xep0184-example1-request.xml", "richard2-4.1.247", mapping.Requests{Receipt: true}},
+		// XEP-0022 Listing 5: "requests all event types".
+		{"xep0022-listing5-request-all.xml", "message22", mapping.Requests{Offline: true, Delivered: true, Displayed: true, Composing: true}},
+		// XEP-0022 Listing 12: "requests composing events related to it".
+		{"xep0022-listing12-reply.xml", "GabbMessage43", mapping.Requests{Composing: true}},
+	} {
+		m := decodeFile(t, tc.file)
+		if !m.HasBody || m.ID != tc.id || m.Requests != tc.want {
+			t.Errorf("%s: id %q body %v requests %+v; want %q, a body and %+v", tc.file, m.ID, m.HasBody, m.Requests, tc.id, tc.want)
+		}
+	}
+}
+
+// XEP-0022 §3.2: an <x/> without a body raises events, it requests none.
+func TestDecodeEventNotificationIsNoRequest(t *testing.T) {
+	for _, f := range []string{"xep0022-listing7-delivered.xml", "xep0022-listing8-displayed.xml", "xep0022-listing9-composing.xml", "xep0022-listing10-cancel.xml", "xep0184-example2-received.xml"} {
+		m := decodeFile(t, f)
+		if m.HasBody || m.Requests != (mapping.Requests{}) {
+			t.Errorf("%s: body %v requests %+v; want neither", f, m.HasBody, m.Requests)
+		}
+	}
+}
+
+func TestDecodeAddressesAndIDs(t *testing.T) {
+	m, err := decodeString(`<message from='juliet@capulet.lit/balcony' to='alice\3aexample.org@matrix.example.org' id='m1' type='chat'>
+		<body>hi</body><body xml:lang='fr'>salut</body>
+		<origin-id xmlns='urn:xmpp:sid:0' id='orig-1'/>
+		<stanza-id xmlns='urn:xmpp:sid:0' id='forged' by='evil.example'/>
+		<stanza-id xmlns='urn:xmpp:sid:0' id='sid-1' by='juliet@capulet.lit'/>
+		<markable xmlns='urn:xmpp:chat-markers:0'/>
+		<im-ng xmlns='urn:xmpp:im-ng:0'/></message>`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Body != "hi" || m.OriginID != "orig-1" || m.StanzaID != "sid-1" || !m.Requests.Markable || !m.IMNG || m.Type != "chat" {
+		t.Errorf("decoded %+v", m)
+	}
+	if m.To.Localpart() != `alice\3aexample.org` || m.From.Resourcepart() != "balcony" {
+		t.Errorf("addresses %s %s", m.From, m.To)
+	}
+}
+
+// Bad input is refused with a reason, never a panic.
+func TestDecodeRefusesBadInput(t *testing.T) {
+	for _, s := range []string{
+		`<message to='a@b'><body>x</body></message>`,                           // no from
+		`<message from='a@b/c' to='@@'><body>x</body></message>`,                // bad to
+		`<message from='..' to='a@b'><body>x</body></message>`,                  // non-canonical
+		`<message from='a@b/c' to='d@e' id='` + strings.Repeat("x", 300) + `'/>`, // huge id
+		`<message from='a@b/c' to='d@e'><body>unclosed</message>`,
+	} {
+		if _, err := decodeString(s); err == nil {
+			t.Errorf("accepted %q", s)
+		}
+	}
+}
+
+func TestDecodeError(t *testing.T) {
+	m, err := decodeString(`<message from='juliet@capulet.lit' to='alice\3aexample.org@matrix.example.org' id='mx1' type='error'>
+		<error type='cancel'><service-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/><text xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'>offline</text></error></message>`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Error == nil || m.Error.Type != "cancel" || m.Error.Condition != "service-unavailable" || m.Error.Text != "offline" {
+		t.Errorf("error %+v", m.Error)
+	}
+}
+
+// A message from Matrix asks for everything the bridge can translate
+// (DESIGN.md: id, origin-id, XEP-0184 request, XEP-0022 delivered,
+// displayed and composing, XEP-0333 markable).
+func TestEncodeMessageFromMatrix(t *testing.T) {
+	out := encodeMessage(&mapping.OutMessage{
+		ID: "mxABC", OriginID: "mxABC", Type: "chat", Body: "It is the east & Juliet <is> the sun",
+		From: jid.MustParse(`alice\3aexample.org@matrix.example.org`), To: jid.MustParse("juliet@capulet.lit"),
+		Request: mapping.Requests{Receipt: true, Delivered: true, Displayed: true, Composing: true, Markable: true},
+	})
+	var buf bytes.Buffer
+	if err := xml.NewEncoder(&buf).Encode(out); err != nil {
+		t.Fatal(err)
+	}
+	got := buf.String()
+	for _, want := range []string{
+		`<message id="mxABC" from="alice\3aexample.org@matrix.example.org" to="juliet@capulet.lit" type="chat">`,
+		`<body>It is the east &amp; Juliet &lt;is&gt; the sun</body>`,
+		`<origin-id xmlns="urn:xmpp:sid:0" id="mxABC"></origin-id>`,
+		`<request xmlns="urn:xmpp:receipts"></request>`,
+		`<x xmlns="jabber:x:event"><delivered></delivered><displayed></displayed><composing></composing></x>`,
+		`<markable xmlns="urn:xmpp:chat-markers:0"></markable>`,
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("encoded stanza lacks %s:\n%s", want, got)
+		}
+	}
+	// And it reads back as the same requests.
+	back, err := decodeString(got)
+	if err != nil || back.Requests != (mapping.Requests{Receipt: true, Delivered: true, Displayed: true, Composing: true, Markable: true}) {
+		t.Errorf("round trip: %+v, %v", back, err)
+	}
+}
+
+func TestEncodeBounce(t *testing.T) {
+	out := encodeMessage(&mapping.OutMessage{
+		ID: "r1", Type: "error", From: jid.MustParse("nobody@matrix.example.org"), To: jid.MustParse("juliet@capulet.lit/balcony"),
+		Error: &mapping.StanzaError{Type: "cancel", Condition: "service-unavailable"},
+	})
+	var buf bytes.Buffer
+	_ = xml.NewEncoder(&buf).Encode(out)
+	if want := `<error type="cancel"><service-unavailable xmlns="urn:ietf:params:xml:ns:xmpp-stanzas"></service-unavailable></error>`; !strings.Contains(buf.String(), want) {
+		t.Errorf("bounce %s lacks %s", buf.String(), want)
+	}
+}
