@@ -88,9 +88,9 @@ func TestUnescapeXEP0106Examples(t *testing.T) {
 
 func TestPuppetUserRefuses(t *testing.T) {
 	for _, j := range []string{
-		`alice\3aexample.org@other.example`,      // not our domain
-		"matrix.example.org",                     // the domain itself
-		"alice@matrix.example.org",               // no server part
+		`alice\3aexample.org@other.example`,        // not our domain
+		"matrix.example.org",                       // the domain itself
+		"alice@matrix.example.org",                 // no server part
 		`x\2plus\3aexample.org@matrix.example.org`, // a "\" Escape would have escaped
 	} {
 		if u, err := testIDs.PuppetUser(jid.MustParse(j)); err == nil {

@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
-	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
@@ -216,7 +215,10 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 }
 
 func writeError(w http.ResponseWriter, status int, code, msg string) {
-	writeJSON(w, status, mautrix.RespError{ErrCode: code, Err: msg})
+	writeJSON(w, status, struct {
+		ErrCode string `json:"errcode"`
+		Err     string `json:"error"`
+	}{code, msg})
 }
 
 // Listen serves the API on addr until ctx ends.

@@ -92,9 +92,9 @@ func TestDecodeAddressesAndIDs(t *testing.T) {
 // Bad input is refused with a reason, never a panic.
 func TestDecodeRefusesBadInput(t *testing.T) {
 	for _, s := range []string{
-		`<message to='a@b'><body>x</body></message>`,                           // no from
-		`<message from='a@b/c' to='@@'><body>x</body></message>`,                // bad to
-		`<message from='..' to='a@b'><body>x</body></message>`,                  // non-canonical
+		`<message to='a@b'><body>x</body></message>`,                             // no from
+		`<message from='a@b/c' to='@@'><body>x</body></message>`,                 // bad to
+		`<message from='..' to='a@b'><body>x</body></message>`,                   // non-canonical
 		`<message from='a@b/c' to='d@e' id='` + strings.Repeat("x", 300) + `'/>`, // huge id
 		`<message from='a@b/c' to='d@e'><body>unclosed</message>`,
 	} {

@@ -1,0 +1,129 @@
+package matrixside
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+	"maunium.net/go/mautrix/id"
+	"mellium.im/xmpp/jid"
+
+	"xmppbridge/database"
+	"xmppbridge/mapping"
+)
+
+var ids = mapping.Identities{HomeserverDomain: "example.org", ComponentDomain: "matrix.example.org", BotLocalpart: "xmppbridge"}
+
+type nopXMPP struct{ sent []*mapping.OutMessage }
+
+func (n *nopXMPP) Send(_ context.Context, m *mapping.OutMessage) error {
+	n.sent = append(n.sent, m)
+	return nil
+}
+
+func newServer(t *testing.T) (*Server, *database.Database, *httptest.Server) {
+	t.Helper()
+	db, err := database.Open(context.Background(), "sqlite3-fk-wal", filepath.Join(t.TempDir(), "as.db"), zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	core := mapping.New(mapping.Config{Identities: ids, Permissions: mapping.Permissions{"example.org": mapping.PermUser}}, db, nil, zerolog.Nop())
+	s := &Server{HSToken: "hs-secret", Store: db, Core: core, Count: func(string, string) {}, Log: zerolog.Nop()}
+	ts := httptest.NewServer(s.Handler())
+	t.Cleanup(ts.Close)
+	return s, db, ts
+}
+
+func do(t *testing.T, method, url, token, body string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest(method, url, strings.NewReader(body))
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+const txnPath = "/_matrix/app/v1/transactions/"
+
+// Application service API: a wrong hs_token is 403 M_FORBIDDEN, none is
+// 401 M_UNAUTHORIZED, an unknown route 404 M_UNRECOGNIZED, bad JSON 400.
+func TestAppServiceAPIRefusals(t *testing.T) {
+	_, db, ts := newServer(t)
+	for _, tc := range []struct {
+		name, method, path, token, body string
+		status                          int
+		errcode                         string
+	}{
+		{"wrong token", "PUT", txnPath + "1", "nope", `{"events":[]}`, 403, "M_FORBIDDEN"},
+		{"no token", "PUT", txnPath + "1", "", `{"events":[]}`, 401, "M_UNAUTHORIZED"},
+		{"unknown route", "GET", "/_matrix/app/v1/thirdparty/protocol/x", "hs-secret", "", 404, "M_UNRECOGNIZED"},
+		{"malformed json", "PUT", txnPath + "2", "hs-secret", `{"events":[`, 400, "M_NOT_JSON"},
+		{"unknown user", "GET", "/_matrix/app/v1/users/@someone:example.org", "hs-secret", "", 404, "M_NOT_FOUND"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			status, body := do(t, tc.method, ts.URL+tc.path, tc.token, tc.body)
+			if status != tc.status || !strings.Contains(body, `"errcode":"`+tc.errcode+`"`) {
+				t.Errorf("got %d %s, want %d %s", status, body, tc.status, tc.errcode)
+			}
+		})
+	}
+	if txns, _ := db.PendingTxns(context.Background()); len(txns) != 0 {
+		t.Errorf("refused transactions were stored: %d", len(txns))
+	}
+	if status, _ := do(t, "GET", ts.URL+"/_matrix/app/v1/users/"+string(ids.Ghost(jid.MustParse("juliet@capulet.lit"))), "hs-secret", ""); status != 200 {
+		t.Errorf("ghost query answered %d", status)
+	}
+}
+
+// A transaction is stored before it is answered 200, and processed once
+// even when re-sent.
+func TestTransactionDurableAndOnce(t *testing.T) {
+	s, db, ts := newServer(t)
+	ctx := context.Background()
+	room := id.RoomID("!dm:example.org")
+	_ = db.PutPortal(ctx, &mapping.Portal{RoomID: room, MXID: "@alice:example.org", JID: jid.MustParse("juliet@capulet.lit")})
+	body := `{"events":[{"type":"m.room.message","event_id":"$e1","room_id":"!dm:example.org","sender":"@alice:example.org","origin_server_ts":1,"content":{"msgtype":"m.text","body":"hello"}},{"type":"m.room.message","content":"not an object"}]}`
+	for i := 0; i < 2; i++ {
+		if status, resp := do(t, "PUT", ts.URL+txnPath+"txn1", "hs-secret", body); status != 200 || strings.TrimSpace(resp) != "{}" {
+			t.Fatalf("PUT #%d = %d %s", i, status, resp)
+		}
+	}
+	// Stored, not yet processed: the processor has not run.
+	if txns, _ := db.PendingTxns(ctx); len(txns) != 1 || txns[0].ID != "txn1" {
+		t.Fatalf("pending %v, want txn1 once", txns)
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	go s.Run(runCtx)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if txns, _ := db.PendingTxns(ctx); len(txns) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("transaction never processed")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	msg, err := db.MessageByEventID(ctx, "$e1")
+	if err != nil || msg.Body != "hello" || msg.Direction != mapping.FromMatrix {
+		t.Fatalf("message %+v, %v", msg, err)
+	}
+	jobs, _ := db.DueJobs(ctx, time.Now(), 10)
+	if len(jobs) != 1 || jobs[0].Kind != mapping.JobSendToXMPP {
+		t.Errorf("jobs %+v, want one XMPP send", jobs)
+	}
+}
