@@ -38,6 +38,7 @@ const (
 		RETURNING rowid
 	`
 	setMessageEventIDQuery = `UPDATE message SET room_id=$2, event_id=$3 WHERE rowid=$1`
+	getRoomMessagesQuery   = getMessageBaseQuery + `WHERE room_id=$1 ORDER BY ts, rowid`
 )
 
 func scanMessage(row dbutil.Scannable) (*mapping.Message, error) {
@@ -144,4 +145,14 @@ func (db *Database) SetMessageEventID(ctx context.Context, row int64, room id.Ro
 		return fmt.Errorf("set event of message %d to %s in %s: %w", row, ev, room, err)
 	}
 	return nil
+}
+
+// Messages returns every message of a room, oldest first (for people and
+// tools looking at the id map; the bridge itself looks up one at a time).
+func (db *Database) Messages(ctx context.Context, room id.RoomID) ([]*mapping.Message, error) {
+	ms, err := queryMany(ctx, db.db, scanMessage, getRoomMessagesQuery, room)
+	if err != nil {
+		return nil, fmt.Errorf("list messages of %s: %w", room, err)
+	}
+	return ms, nil
 }

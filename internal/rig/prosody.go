@@ -1,0 +1,348 @@
+package rig
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Prosody is a Prosody 0.12 server run from a configuration of its own: one
+// VirtualHost (Domain) for users, one XEP-0114 component (ComponentDomain)
+// for the bridge, plaintext c2s with PLAIN allowed, no s2s, every listener on
+// 127.0.0.1 and on ports chosen here, never Prosody's defaults.
+type Prosody struct {
+	Dir             string // data, pidfile, log and config live here
+	ConfigPath      string // Dir/prosody.cfg.lua
+	LogPath         string // Dir/prosody.log
+	Domain          string // "localhost"
+	ComponentDomain string // "matrix.localhost"
+	ComponentSecret string
+	C2SPort         int
+	ComponentPort   int
+	HTTPPort        int // reserved for HTTP modules; none is loaded by default
+
+	opts   ProsodyOptions
+	logw   io.Writer
+	ownDir bool
+
+	mu     sync.Mutex
+	proc   *process
+	closed bool
+}
+
+// ProsodyOptions adjusts the generated configuration. The zero value is what
+// StartProsody uses.
+type ProsodyOptions struct {
+	// ComponentSecret for ComponentDomain; random when empty.
+	ComponentSecret string
+	// LogLevel for the log file and the console ("debug", "info", …);
+	// "info" when empty. Below "info" the output is large.
+	LogLevel string
+	// ExtraModules are added to modules_enabled.
+	ExtraModules []string
+	// ExtraGlobal is Lua appended to the global section.
+	ExtraGlobal string
+	// ExtraVirtualHost is Lua appended under VirtualHost Domain.
+	ExtraVirtualHost string
+}
+
+// Timeouts for a server to come up when the context has no deadline, and
+// to go down after SIGTERM before it is killed.
+const (
+	prosodyStartTimeout = 30 * time.Second
+	prosodyStopGrace    = 10 * time.Second
+	startAttempts       = 3
+)
+
+// StartProsody writes a Prosody configuration into dir (a new temporary
+// directory, removed on Close, when dir is ""), starts Prosody and waits
+// until its c2s and component ports accept connections. The server's output
+// goes to logw when it is not nil, and always to Dir/prosody.log.
+func StartProsody(ctx context.Context, dir string, logw io.Writer) (*Prosody, error) {
+	return StartProsodyWith(ctx, dir, logw, ProsodyOptions{})
+}
+
+// StartProsodyWith is StartProsody with options.
+func StartProsodyWith(ctx context.Context, dir string, logw io.Writer, opts ProsodyOptions) (*Prosody, error) {
+	if err := ProsodyAvailable(); err != nil {
+		return nil, err
+	}
+	dir, owned, err := prepareDir(dir, "rig-prosody-")
+	if err != nil {
+		return nil, err
+	}
+	p := &Prosody{
+		Dir:             dir,
+		ConfigPath:      filepath.Join(dir, "prosody.cfg.lua"),
+		LogPath:         filepath.Join(dir, "prosody.log"),
+		Domain:          "localhost",
+		ComponentDomain: "matrix.localhost",
+		ComponentSecret: opts.ComponentSecret,
+		opts:            opts,
+		logw:            logw,
+		ownDir:          owned,
+	}
+	if p.ComponentSecret == "" {
+		p.ComponentSecret = randomToken()
+	}
+	for _, sub := range []string{"data", "certs"} {
+		if err := os.MkdirAll(filepath.Join(dir, sub), 0o755); err != nil {
+			p.cleanupDir()
+			return nil, fmt.Errorf("create prosody %s dir: %w", sub, err)
+		}
+	}
+	for attempt := 1; ; attempt++ {
+		if err := p.pickPorts(); err != nil {
+			p.cleanupDir()
+			return nil, err
+		}
+		if err := p.writeConfig(); err != nil {
+			p.cleanupDir()
+			return nil, err
+		}
+		err := p.start(ctx)
+		if err == nil {
+			return p, nil
+		}
+		if !errors.Is(err, errPortTaken) || attempt == startAttempts {
+			p.cleanupDir()
+			return nil, err
+		}
+	}
+}
+
+var errPortTaken = errors.New("port already in use")
+
+func (p *Prosody) pickPorts() error {
+	for _, port := range []*int{&p.C2SPort, &p.ComponentPort, &p.HTTPPort} {
+		n, err := FreePort()
+		if err != nil {
+			return err
+		}
+		*port = n
+	}
+	return nil
+}
+
+// Addr is the c2s address, host:port.
+func (p *Prosody) Addr() string {
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(p.C2SPort))
+}
+
+// ComponentAddr is the XEP-0114 component address, host:port.
+func (p *Prosody) ComponentAddr() string {
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(p.ComponentPort))
+}
+
+// JID is user's bare JID on Domain.
+func (p *Prosody) JID(user string) string {
+	return user + "@" + p.Domain
+}
+
+// Register creates (or resets the password of) an account on Domain with
+// prosodyctl. It works whether or not the server is running.
+func (p *Prosody) Register(user, pass string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "prosodyctl", "--config", p.ConfigPath, "register", user, p.Domain, pass)
+	cmd.Dir = p.Dir
+	cmd.Env = childEnv()
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("prosodyctl register %s@%s: %w: %s", user, p.Domain, err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+// Start starts a stopped server again, on the same ports and data.
+func (p *Prosody) Start(ctx context.Context) error {
+	return p.start(ctx)
+}
+
+func (p *Prosody) start(ctx context.Context) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return errors.New("prosody: closed")
+	}
+	if p.proc != nil && !p.proc.exited() {
+		return errors.New("prosody: already running")
+	}
+	c2sUp := fmt.Sprintf("Activated service 'c2s' on [127.0.0.1]:%d", p.C2SPort)
+	compUp := fmt.Sprintf("Activated service 'component' on [127.0.0.1]:%d", p.ComponentPort)
+	const portFailed = "Failed to open server port"
+	out := newOutput(p.logw, "prosody: ", []string{c2sUp, compUp, portFailed})
+	proc, err := launch("prosody", p.Dir, childEnv(), out, "prosody", "-F", "--config", p.ConfigPath)
+	if err != nil {
+		return err
+	}
+	p.proc = proc
+
+	ctx, cancel := withDefaultTimeout(ctx, prosodyStartTimeout)
+	defer cancel()
+	tick := time.NewTicker(pollInterval)
+	defer tick.Stop()
+	for {
+		switch {
+		case out.saw(portFailed):
+			proc.stop(prosodyStopGrace)
+			return fmt.Errorf("prosody: %w; last output:\n%s", errPortTaken, out.tail())
+		case proc.exited():
+			return proc.exitError()
+		case out.saw(c2sUp) && out.saw(compUp) && dialable(p.Addr()) && dialable(p.ComponentAddr()):
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			proc.stop(prosodyStopGrace)
+			return fmt.Errorf("prosody did not come up: %w; last output:\n%s", ctx.Err(), out.tail())
+		case <-tick.C:
+		}
+	}
+}
+
+// Stop stops the server (SIGTERM, then SIGKILL after a grace period); Start
+// or Restart bring it back.
+func (p *Prosody) Stop() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.proc != nil {
+		p.proc.stop(prosodyStopGrace)
+		p.proc = nil
+	}
+	return nil
+}
+
+// Restart stops the server and starts it again on the same ports and data.
+func (p *Prosody) Restart(ctx context.Context) error {
+	if err := p.Stop(); err != nil {
+		return err
+	}
+	return p.start(ctx)
+}
+
+// Close stops the server and, if StartProsody created Dir, removes it. It is
+// safe to call more than once.
+func (p *Prosody) Close() error {
+	if err := p.Stop(); err != nil {
+		return err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return nil
+	}
+	p.closed = true
+	return p.cleanupDir()
+}
+
+func (p *Prosody) cleanupDir() error {
+	if !p.ownDir {
+		return nil
+	}
+	return os.RemoveAll(p.Dir)
+}
+
+func (p *Prosody) writeConfig() error {
+	level := p.opts.LogLevel
+	if level == "" {
+		level = "info"
+	}
+	modules := append([]string{
+		"roster", "saslauth", "disco", "carbons", "private", "blocklist",
+		"ping", "time", "version", "uptime",
+	}, p.opts.ExtraModules...)
+
+	var b strings.Builder
+	w := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
+	w("-- Written by xmppbridge/internal/rig; rewritten on every start.")
+	w("run_as_root = true")
+	w("daemonize = false")
+	w("pidfile = %s", luaString(filepath.Join(p.Dir, "prosody.pid")))
+	w("data_path = %s", luaString(filepath.Join(p.Dir, "data")))
+	w("certificates = %s", luaString(filepath.Join(p.Dir, "certs")))
+	w("plugin_paths = {}")
+	w("")
+	w("-- Loopback only, and never Prosody's default ports (5222, 5269, 5347,")
+	w("-- 5280, 5281): a system Prosody may hold them.")
+	w(`interfaces = { "127.0.0.1" }`)
+	w(`local_interfaces = { "127.0.0.1" }`)
+	w("c2s_ports = { %d }", p.C2SPort)
+	w("c2s_direct_tls_ports = {}")
+	w("legacy_ssl_ports = {}")
+	w("s2s_ports = {}")
+	w("s2s_direct_tls_ports = {}")
+	w("component_ports = { %d }", p.ComponentPort)
+	w(`component_interfaces = { "127.0.0.1" }`)
+	w("http_ports = { %d }", p.HTTPPort)
+	w(`http_interfaces = { "127.0.0.1" }`)
+	w("https_ports = {}")
+	w(`https_interfaces = { "127.0.0.1" }`)
+	w("proxy65_ports = {}")
+	w("")
+	w(`authentication = "internal_plain"`)
+	w(`storage = "internal"`)
+	w("c2s_require_encryption = false")
+	w("s2s_require_encryption = false")
+	w("allow_unencrypted_plain_auth = true")
+	w("")
+	w("modules_enabled = {")
+	for _, m := range modules {
+		w("\t%s;", luaString(m))
+	}
+	w("}")
+	w(`modules_disabled = { "s2s"; "s2s_auth_certs" }`)
+	w("")
+	w("log = {")
+	w("\t{ levels = { min = %s }, to = \"file\", filename = %s };", luaString(level), luaString(p.LogPath))
+	// The console sink is what the rig reads to know the ports are up.
+	w("\t{ levels = { min = %s }, to = \"console\" };", luaString(minLevel(level, "info")))
+	w("}")
+	if p.opts.ExtraGlobal != "" {
+		w("")
+		w("%s", p.opts.ExtraGlobal)
+	}
+	w("")
+	w("VirtualHost %s", luaString(p.Domain))
+	if p.opts.ExtraVirtualHost != "" {
+		w("%s", p.opts.ExtraVirtualHost)
+	}
+	w("")
+	w("Component %s", luaString(p.ComponentDomain))
+	w("\tcomponent_secret = %s", luaString(p.ComponentSecret))
+
+	if err := os.WriteFile(p.ConfigPath, []byte(b.String()), 0o600); err != nil {
+		return fmt.Errorf("write prosody config: %w", err)
+	}
+	return nil
+}
+
+// minLevel is the more verbose of two Prosody log levels.
+func minLevel(a, b string) string {
+	order := map[string]int{"debug": 0, "info": 1, "warn": 2, "error": 3}
+	if oa, ok := order[a]; ok && oa < order[b] {
+		return a
+	}
+	return b
+}
+
+func luaString(s string) string {
+	r := strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`, "\r", `\r`, "\x00", `\0`)
+	return `"` + r.Replace(s) + `"`
+}
+
+func withDefaultTimeout(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, d)
+}

@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# Installs what the end-to-end tests and the demo run against (internal/rig):
+#   - Prosody, from Debian;
+#   - Dendrite v0.15.2, built once from tools/dendrite into
+#     ${XMPPBRIDGE_CACHE:-$HOME/.cache/xmppbridge}/dendrite-v0.15.2/;
+#   - a running PostgreSQL, if one is installed.
+# Idempotent: what is already there is left alone. Meant for Debian, as root.
+set -euo pipefail
+
+DENDRITE_VERSION=v0.15.2
+DENDRITE_MODULE=github.com/element-hq/dendrite
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+CACHE=${XMPPBRIDGE_CACHE:-$HOME/.cache/xmppbridge}
+DENDRITE_DIR=$CACHE/dendrite-$DENDRITE_VERSION
+
+say() { printf 'setup: %s\n' "$*"; }
+die() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }
+
+as_root() {
+	if [ "$(id -u)" -eq 0 ]; then
+		"$@"
+	elif command -v sudo >/dev/null 2>&1; then
+		sudo "$@"
+	else
+		die "need root for: $*"
+	fi
+}
+
+# --- Prosody ----------------------------------------------------------------
+if command -v prosody >/dev/null 2>&1 && command -v prosodyctl >/dev/null 2>&1; then
+	say "prosody: already installed ($(dpkg-query -W -f='${Version}' prosody 2>/dev/null || echo 'version unknown'))"
+else
+	say "prosody: installing from apt"
+	as_root apt-get update
+	as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y prosody
+	# The package starts a system-wide Prosody on the default ports. The rig
+	# never uses those ports, but a server nobody asked for should not keep
+	# running: stop the one the install just started.
+	say "prosody: stopping the system service the package started (the rig runs its own)"
+	as_root service prosody stop >/dev/null 2>&1 || as_root prosodyctl stop >/dev/null 2>&1 || true
+fi
+
+# --- Dendrite ---------------------------------------------------------------
+dendrite_built() {
+	local b
+	for b in dendrite generate-config generate-keys; do
+		[ -x "$DENDRITE_DIR/$b" ] || return 1
+	done
+}
+
+if dendrite_built; then
+	say "dendrite: already built in $DENDRITE_DIR"
+else
+	command -v go >/dev/null 2>&1 || die "go is not on PATH; install Go (see go.mod) and run again"
+	mkdir -p "$CACHE"
+	# One build at a time, even if setup.sh runs twice at once.
+	exec 9>"$CACHE/.setup.lock"
+	say "dendrite: waiting for the build lock $CACHE/.setup.lock"
+	flock 9
+	if dendrite_built; then
+		say "dendrite: built by another setup.sh meanwhile"
+	else
+		if ! command -v cc >/dev/null 2>&1 && ! command -v gcc >/dev/null 2>&1; then
+			# Dendrite falls back to a pure-Go SQLite (modernc) without cgo.
+			say "dendrite: no C compiler, building with CGO_ENABLED=0"
+			export CGO_ENABLED=0
+		fi
+		# Build next to the cache dir, then rename: a killed build leaves
+		# only a temporary directory, never a half-filled cache. Holding the
+		# lock, any such leftover is from a build that is gone.
+		rm -rf "$CACHE"/.dendrite-build.*
+		tmp=$(mktemp -d "$CACHE/.dendrite-build.XXXXXX")
+		trap 'rm -rf "$tmp"' EXIT
+		trap 'exit 130' INT TERM
+		say "dendrite: building $DENDRITE_MODULE $DENDRITE_VERSION into $DENDRITE_DIR (a few minutes)"
+		start=$(date +%s)
+		(
+			cd "$ROOT/tools/dendrite"
+			go build -o "$tmp/" \
+				"$DENDRITE_MODULE/cmd/dendrite" \
+				"$DENDRITE_MODULE/cmd/generate-config" \
+				"$DENDRITE_MODULE/cmd/generate-keys"
+		)
+		for b in dendrite generate-config generate-keys; do
+			[ -x "$tmp/$b" ] || die "dendrite: build produced no $b"
+		done
+		rm -rf "$DENDRITE_DIR"
+		mv "$tmp" "$DENDRITE_DIR"
+		chmod 755 "$DENDRITE_DIR"
+		trap - EXIT INT TERM
+		say "dendrite: built in $(( $(date +%s) - start ))s: $("$DENDRITE_DIR/dendrite" -version 2>/dev/null || echo "$DENDRITE_DIR/dendrite")"
+	fi
+	exec 9>&-
+fi
+
+# --- PostgreSQL -------------------------------------------------------------
+if ! command -v pg_isready >/dev/null 2>&1; then
+	say "postgresql: not installed; skipping (the rig does not need it)"
+elif pg_isready -q -h 127.0.0.1; then
+	say "postgresql: running"
+else
+	say "postgresql: not answering on 127.0.0.1, starting it"
+	if [ -d /etc/postgresql ] && command -v pg_ctlcluster >/dev/null 2>&1; then
+		for v in $(ls /etc/postgresql); do
+			as_root pg_ctlcluster --skip-systemctl-redirect "$v" main start || true
+		done
+	fi
+	for _ in $(seq 1 50); do
+		pg_isready -q -h 127.0.0.1 && break
+		sleep 0.2
+	done
+	if pg_isready -q -h 127.0.0.1; then
+		say "postgresql: running"
+	else
+		die "postgresql: still not answering on 127.0.0.1"
+	fi
+fi
+
+say "done"

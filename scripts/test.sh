@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Runs every test of the bridge on a fresh machine: installs and builds what
+# the tests need (scripts/setup.sh), then the unit and store tests (SQLite and
+# PostgreSQL), then the end-to-end tests against real Prosody and Dendrite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/setup.sh
+
+# The store tests run on both engines; PostgreSQL runs here with trust auth.
+export XMPPBRIDGE_TEST_POSTGRES="${XMPPBRIDGE_TEST_POSTGRES:-postgres://postgres@127.0.0.1:5432/test?sslmode=disable}"
+
+echo "== go vet"
+go vet ./...
+go vet -tags e2e ./...
+
+echo "== unit and store tests"
+go test -count=1 ./...
+
+echo "== end-to-end tests (Prosody, Dendrite, the bridge binary, real clients)"
+go test -count=1 -tags e2e -timeout 30m -p 1 ./internal/rig/ ./e2e/
