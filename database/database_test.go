@@ -541,7 +541,7 @@ func TestTxnInbox(t *testing.T) {
 		pending("b={\"b\":1}", "a={\"a\":1}", "c={\"c\":1}")
 
 		job := &mapping.Job{Kind: "xmpp-send", Payload: []byte("a")}
-		must(t, s.FinishTxn(ctx, "a", []*mapping.Job{job}))
+		must(t, s.FinishTxn(ctx, "a", nil, []*mapping.Job{job}))
 		if job.ID == 0 {
 			t.Error("FinishTxn did not set the job's ID")
 		}
@@ -553,23 +553,23 @@ func TestTxnInbox(t *testing.T) {
 		// Finishing again, as after a crash between finishing and forgetting,
 		// stores nothing a second time.
 		replayed := &mapping.Job{Kind: "xmpp-send"}
-		must(t, s.FinishTxn(ctx, "a", []*mapping.Job{replayed}))
+		must(t, s.FinishTxn(ctx, "a", nil, []*mapping.Job{replayed}))
 		if replayed.ID != 0 || len(allJobs(t, s)) != 1 {
 			t.Errorf("FinishTxn of a finished transaction stored job %d", replayed.ID)
 		}
 		put("a", `{"a":3}`, false) // still known once done
 
-		wantNotFound(t, "FinishTxn of an unknown transaction", s.FinishTxn(ctx, "zzz", nil))
+		wantNotFound(t, "FinishTxn of an unknown transaction", s.FinishTxn(ctx, "zzz", nil, nil))
 
 		// A job that cannot be stored leaves the transaction pending.
-		if err := s.FinishTxn(ctx, "b", []*mapping.Job{{Kind: "ok"}, {Kind: ""}}); err == nil {
+		if err := s.FinishTxn(ctx, "b", nil, []*mapping.Job{{Kind: "ok"}, {Kind: ""}}); err == nil {
 			t.Error("FinishTxn with a kindless job succeeded")
 		}
 		pending("b={\"b\":1}", "c={\"c\":1}")
 		if n := len(allJobs(t, s)); n != 1 {
 			t.Errorf("failed FinishTxn left %d jobs, want 1", n)
 		}
-		must(t, s.FinishTxn(ctx, "b", nil))
+		must(t, s.FinishTxn(ctx, "b", nil, nil))
 		pending("c={\"c\":1}")
 	})
 }
@@ -605,7 +605,7 @@ func TestReopen(t *testing.T) {
 		job.Attempts, job.NotBefore, job.LastError = 1, t0.Add(time.Minute), "busy"
 		_, err := s.PutTxn(ctx, &mapping.Txn{ID: "done", Body: []byte("1")})
 		must(t, err)
-		must(t, s.FinishTxn(ctx, "done", nil))
+		must(t, s.FinishTxn(ctx, "done", nil, nil))
 		_, err = s.PutTxn(ctx, &mapping.Txn{ID: "pending", Body: []byte("2")})
 		must(t, err)
 		must(t, s.SetKV(ctx, "sync_token", "s42"))

@@ -54,11 +54,12 @@ func (db *Database) PendingTxns(ctx context.Context) ([]*mapping.Txn, error) {
 	return txns, nil
 }
 
-// FinishTxn marks the transaction processed and stores the jobs its events
-// produced, atomically, setting their IDs. Finishing a transaction again
-// stores nothing, so that replaying it cannot send anything twice.
-func (db *Database) FinishTxn(ctx context.Context, txnID string, jobs []*mapping.Job) error {
-	var ids []int64
+// FinishTxn marks the transaction processed, records the acks its events
+// produced and stores their jobs, atomically, setting the jobs' IDs.
+// Finishing a transaction again stores nothing, so that replaying it cannot
+// send anything twice.
+func (db *Database) FinishTxn(ctx context.Context, txnID string, acks []mapping.Ack, jobs []*mapping.Job) error {
+	var commit func()
 	err := db.db.DoTxn(ctx, nil, func(ctx context.Context) error {
 		err := execOne(ctx, db.db, finishTxnQuery, txnID)
 		if errors.Is(err, mapping.ErrNotFound) {
@@ -69,14 +70,14 @@ func (db *Database) FinishTxn(ctx context.Context, txnID string, jobs []*mapping
 		} else if err != nil {
 			return err
 		}
-		ids, err = db.insertJobs(ctx, 0, jobs)
+		_, commit, err = db.acks(ctx, acks, jobs)
 		return err
 	})
 	if err != nil {
 		return fmt.Errorf("finish transaction %s: %w", txnID, err)
 	}
-	for i, id := range ids {
-		jobs[i].ID = id
+	if commit != nil {
+		commit()
 	}
 	return nil
 }

@@ -38,7 +38,7 @@ func (b *Bridge) HandleMatrixTxn(ctx context.Context, txnID string, events []*ev
 		}
 		jobs = append(jobs, j...)
 	}
-	if err := b.store.FinishTxn(ctx, txnID, jobs); err != nil {
+	if err := b.store.FinishTxn(ctx, txnID, nil, jobs); err != nil {
 		return fmt.Errorf("finish transaction %s: %w", txnID, err)
 	}
 	b.Wake()

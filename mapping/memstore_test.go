@@ -144,14 +144,62 @@ func (s *memStore) PendingTxns(context.Context) ([]*Txn, error) {
 	return out, nil
 }
 
-func (s *memStore) FinishTxn(_ context.Context, txnID string, jobs []*Job) error {
+func (s *memStore) FinishTxn(_ context.Context, txnID string, acks []Ack, jobs []*Job) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.done[txnID] {
+		return nil
+	}
 	s.done[txnID] = true
+	s.acks(acks, jobs)
+	return nil
+}
+
+func (s *memStore) acks(acks []Ack, jobs []*Job) []bool {
+	isNew := make([]bool, len(acks))
+	for i, a := range acks {
+		m := s.messages[a.Row-1]
+		at := &m.DeliveredAt
+		if a.Kind == AckDisplayed {
+			at = &m.DisplayedAt
+		}
+		if at.IsZero() {
+			*at, isNew[i] = a.At, true
+			if a.Job != nil {
+				if a.Job.MessageID == 0 {
+					a.Job.MessageID = a.Row
+				}
+				s.addJob(a.Job)
+			}
+		}
+	}
 	for _, j := range jobs {
 		s.addJob(j)
 	}
-	return nil
+	return isNew
+}
+
+func (s *memStore) Acknowledge(_ context.Context, acks []Ack, jobs ...*Job) ([]bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.acks(acks, jobs), nil
+}
+
+func (s *memStore) NewestAcked(_ context.Context, room id.RoomID, dir Direction, kind AckKind) (*Message, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i := len(s.messages) - 1; i >= 0; i-- {
+		m := s.messages[i]
+		at := m.DeliveredAt
+		if kind == AckDisplayed {
+			at = m.DisplayedAt
+		}
+		if m.RoomID == room && m.Direction == dir && !at.IsZero() {
+			c := *m
+			return &c, nil
+		}
+	}
+	return nil, ErrNotFound
 }
 
 func (s *memStore) addJob(j *Job) {

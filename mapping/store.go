@@ -78,6 +78,24 @@ type Job struct {
 // JobKind names what a Job does; each kind has one handler in the outbox.
 type JobKind string
 
+// AckKind is what happened to a message, as its sender may learn.
+type AckKind string
+
+const (
+	AckDelivered AckKind = "delivered"
+	AckDisplayed AckKind = "displayed"
+)
+
+// Ack records that a message was delivered or displayed. Job, if set, is
+// stored only when the ack is new: that is how each (message, kind) is
+// translated once, however many devices or resources report it.
+type Ack struct {
+	Row  int64
+	Kind AckKind
+	At   time.Time
+	Job  *Job
+}
+
 // Txn is a transaction pushed by the homeserver, kept until processed.
 type Txn struct {
 	ID   string
@@ -103,13 +121,19 @@ type Store interface {
 	MessageByEventID(ctx context.Context, ev id.EventID) (*Message, error)
 	MessageByXMPPID(ctx context.Context, peer jid.JID, xmppID string, dir Direction) (*Message, error)
 	SetMessageEventID(ctx context.Context, row int64, room id.RoomID, ev id.EventID) error
+	// Acknowledge records acks and stores the jobs of the new ones (and
+	// jobs), in one transaction. new[i] tells whether acks[i] was new.
+	Acknowledge(ctx context.Context, acks []Ack, jobs ...*Job) (new []bool, err error)
+	// NewestAcked is the newest message (by row) of the room, in direction
+	// dir, that has an ack of kind.
+	NewestAcked(ctx context.Context, room id.RoomID, dir Direction, kind AckKind) (*Message, error)
 
 	// PutTxn stores a pushed transaction; false if its id was seen before.
 	PutTxn(ctx context.Context, txn *Txn) (bool, error)
 	PendingTxns(ctx context.Context) ([]*Txn, error)
-	// FinishTxn marks the transaction processed and stores the jobs its
-	// events produced, atomically.
-	FinishTxn(ctx context.Context, txnID string, jobs []*Job) error
+	// FinishTxn marks the transaction processed, records the acks its
+	// events produced (with their jobs) and stores jobs, atomically.
+	FinishTxn(ctx context.Context, txnID string, acks []Ack, jobs []*Job) error
 
 	AddJobs(ctx context.Context, jobs ...*Job) error
 	// DueJobs returns up to limit jobs whose NotBefore has passed, oldest first.

@@ -29,6 +29,19 @@ type XMPPMessage struct {
 	Requests Requests
 	IMNG     bool // XEP-0409 <im-ng/> present
 	Error    *StanzaError
+
+	// Receipts and notifications about earlier messages.
+	Received  string       // XEP-0184 <received id/>
+	Event     *EventNotice // XEP-0022 <x/> without a body
+	Displayed string       // XEP-0333 <displayed id/>
+	ChatState string       // XEP-0085 element name: active, composing, paused, inactive, gone
+}
+
+// EventNotice is an XEP-0022 notification (§3.2): the events it raises for
+// the message with ID. With no event at all it cancels composing (§3.2.4).
+type EventNotice struct {
+	ID                                       string
+	Offline, Delivered, Displayed, Composing bool
 }
 
 // StanzaError is the <error/> of a stanza (RFC 6120 §8.3).
@@ -49,6 +62,12 @@ type OutMessage struct {
 	Request Requests
 	// Error, with Type "error", makes this a bounce of a received stanza.
 	Error *StanzaError
+
+	// Receipts and notifications the bridge raises about earlier messages.
+	Received  string       // XEP-0184 <received id/>
+	Event     *EventNotice // XEP-0022 notification (no body)
+	Displayed string       // XEP-0333 <displayed id/>
+	ChatState string       // XEP-0085
 }
 
 var idEncoding = base32.StdEncoding.WithPadding(base32.NoPadding)

@@ -1,0 +1,105 @@
+package database
+
+import (
+	"context"
+	"fmt"
+
+	"maunium.net/go/mautrix/id"
+
+	"xmppbridge/mapping"
+)
+
+const (
+	// Only an empty column is set: the first report of a kind wins, and the
+	// affected-row count tells the caller whether this one was first.
+	ackDeliveredQuery = `UPDATE message SET delivered_at=$2 WHERE rowid=$1 AND delivered_at IS NULL`
+	ackDisplayedQuery = `UPDATE message SET displayed_at=$2 WHERE rowid=$1 AND displayed_at IS NULL`
+
+	getNewestDeliveredQuery = getMessageBaseQuery + `WHERE room_id=$1 AND direction=$2 AND delivered_at IS NOT NULL ORDER BY rowid DESC LIMIT 1`
+	getNewestDisplayedQuery = getMessageBaseQuery + `WHERE room_id=$1 AND direction=$2 AND displayed_at IS NOT NULL ORDER BY rowid DESC LIMIT 1`
+)
+
+// ack records one ack inside a transaction and stores its job if it is new.
+func (db *Database) ack(ctx context.Context, a mapping.Ack) (bool, int64, error) {
+	query := ackDeliveredQuery
+	if a.Kind == mapping.AckDisplayed {
+		query = ackDisplayedQuery
+	}
+	res, err := db.db.Exec(ctx, query, a.Row, toMilli(a.At))
+	if err != nil {
+		return false, 0, fmt.Errorf("mark message %d %s: %w", a.Row, a.Kind, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil || n == 0 || a.Job == nil {
+		return n > 0, 0, err
+	}
+	msgID := a.Job.MessageID
+	if msgID == 0 {
+		msgID = a.Row
+	}
+	ids, err := db.insertJobs(ctx, msgID, []*mapping.Job{a.Job})
+	if err != nil {
+		return false, 0, err
+	}
+	return true, ids[0], nil
+}
+
+// acks records several acks and jobs inside a transaction; it returns which
+// acks were new, and sets the IDs only after the caller's commit.
+func (db *Database) acks(ctx context.Context, acks []mapping.Ack, jobs []*mapping.Job) (isNew []bool, commit func(), err error) {
+	isNew = make([]bool, len(acks))
+	ackJobIDs := make([]int64, len(acks))
+	for i, a := range acks {
+		if isNew[i], ackJobIDs[i], err = db.ack(ctx, a); err != nil {
+			return nil, nil, err
+		}
+	}
+	jobIDs, err := db.insertJobs(ctx, 0, jobs)
+	if err != nil {
+		return nil, nil, err
+	}
+	return isNew, func() {
+		for i, a := range acks {
+			if isNew[i] && a.Job != nil {
+				a.Job.ID = ackJobIDs[i]
+				if a.Job.MessageID == 0 {
+					a.Job.MessageID = a.Row
+				}
+			}
+		}
+		for i, j := range jobs {
+			j.ID = jobIDs[i]
+		}
+	}, nil
+}
+
+// Acknowledge records acks and stores the jobs of the new ones, and jobs,
+// in one transaction.
+func (db *Database) Acknowledge(ctx context.Context, acks []mapping.Ack, jobs ...*mapping.Job) ([]bool, error) {
+	var isNew []bool
+	var commit func()
+	err := db.db.DoTxn(ctx, nil, func(ctx context.Context) (err error) {
+		isNew, commit, err = db.acks(ctx, acks, jobs)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("acknowledge %d messages: %w", len(acks), err)
+	}
+	commit()
+	return isNew, nil
+}
+
+// NewestAcked is the newest message (by row) of room in direction dir with
+// an ack of kind.
+func (db *Database) NewestAcked(ctx context.Context, room id.RoomID, dir mapping.Direction, kind mapping.AckKind) (*mapping.Message, error) {
+	query := getNewestDeliveredQuery
+	if kind == mapping.AckDisplayed {
+		query = getNewestDisplayedQuery
+	}
+	m, err := queryOne(ctx, db.db, scanMessage, query, room, dir)
+	if err != nil {
+		return nil, fmt.Errorf("get newest %s %s message of %s: %w", kind, dir, room, err)
+	}
+	return m, nil
+}
+

@@ -1,0 +1,80 @@
+package database
+
+import (
+	"testing"
+	"time"
+
+	"xmppbridge/mapping"
+)
+
+// Each (message, kind) is acknowledged once: a second report, from another
+// resource or device, is not new and stores no job.
+func TestAcknowledgeOnce(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, _ engine, s *store) {
+		ctx := t.Context()
+		m1 := newMessage(bob, "m1", mapping.FromMatrix)
+		m1.RoomID, m1.EventID = "!r:example.org", "$1"
+		m2 := newMessage(bob, "m2", mapping.FromMatrix)
+		m2.RoomID, m2.EventID = "!r:example.org", "$2"
+		mustAdd(t, s, m1)
+		mustAdd(t, s, m2)
+		at := time.UnixMilli(1700000000000)
+		job := &mapping.Job{Kind: "matrix.delivery"}
+		isNew, err := s.Acknowledge(ctx, []mapping.Ack{{Row: m1.RowID, Kind: mapping.AckDelivered, At: at, Job: job}})
+		must(t, err)
+		if !isNew[0] || job.ID == 0 || job.MessageID != m1.RowID {
+			t.Fatalf("first ack: new %v, job %+v", isNew, job)
+		}
+		again := &mapping.Job{Kind: "matrix.delivery"}
+		isNew, err = s.Acknowledge(ctx, []mapping.Ack{{Row: m1.RowID, Kind: mapping.AckDelivered, At: at.Add(time.Second), Job: again}})
+		must(t, err)
+		if isNew[0] || again.ID != 0 {
+			t.Errorf("second ack: new %v, job %+v; want neither", isNew, again)
+		}
+		if n := len(allJobs(t, s)); n != 1 {
+			t.Errorf("%d jobs, want the one delivery", n)
+		}
+		got, err := s.MessageByRow(ctx, m1.RowID)
+		must(t, err)
+		if !got.DeliveredAt.Equal(at) || !got.DisplayedAt.IsZero() {
+			t.Errorf("delivered %v displayed %v; want the first time and none", got.DeliveredAt, got.DisplayedAt)
+		}
+		// Displayed is its own kind; NewestAcked finds the newest row.
+		if _, err := s.NewestAcked(ctx, "!r:example.org", mapping.FromMatrix, mapping.AckDisplayed); err == nil {
+			t.Error("NewestAcked found a displayed message before any")
+		}
+		_, err = s.Acknowledge(ctx, []mapping.Ack{{Row: m2.RowID, Kind: mapping.AckDisplayed, At: at}, {Row: m1.RowID, Kind: mapping.AckDisplayed, At: at}})
+		must(t, err)
+		newest, err := s.NewestAcked(ctx, "!r:example.org", mapping.FromMatrix, mapping.AckDisplayed)
+		must(t, err)
+		if newest.RowID != m2.RowID {
+			t.Errorf("newest displayed is row %d, want %d", newest.RowID, m2.RowID)
+		}
+	})
+}
+
+// FinishTxn records a transaction's acks with it, and a replay records
+// nothing again.
+func TestFinishTxnWithAcks(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, _ engine, s *store) {
+		ctx := t.Context()
+		m := newMessage(bob, "m1", mapping.FromXMPP)
+		mustAdd(t, s, m)
+		_, err := s.PutTxn(ctx, &mapping.Txn{ID: "t1", Body: []byte("{}")})
+		must(t, err)
+		ackJob := &mapping.Job{Kind: "xmpp.receipt"}
+		must(t, s.FinishTxn(ctx, "t1", []mapping.Ack{{Row: m.RowID, Kind: mapping.AckDisplayed, At: time.Now(), Job: ackJob}}, nil))
+		if ackJob.ID == 0 {
+			t.Error("the ack's job got no ID")
+		}
+		before := len(allJobs(t, s))
+		must(t, s.FinishTxn(ctx, "t1", []mapping.Ack{{Row: m.RowID, Kind: mapping.AckDelivered, At: time.Now(), Job: &mapping.Job{Kind: "xmpp.receipt"}}}, nil))
+		if n := len(allJobs(t, s)); n != before {
+			t.Errorf("replayed FinishTxn stored %d jobs", n-before)
+		}
+		got, _ := s.MessageByRow(ctx, m.RowID)
+		if got.DisplayedAt.IsZero() || !got.DeliveredAt.IsZero() {
+			t.Errorf("displayed %v delivered %v; want displayed only", got.DisplayedAt, got.DeliveredAt)
+		}
+	})
+}
