@@ -17,6 +17,7 @@ import (
 	"strings"
 
 	"gopkg.in/yaml.v3"
+	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/appservice"
 	"maunium.net/go/mautrix/id"
 	"mellium.im/xmpp/jid"
@@ -55,6 +56,10 @@ type Config struct {
 	Bridge struct {
 		Permissions map[string]string `yaml:"permissions"`
 	} `yaml:"bridge"`
+	Receipts struct {
+		DeliveryFallback    string `yaml:"delivery_fallback"`
+		DeliverySpecVersion string `yaml:"delivery_spec_version"`
+	} `yaml:"receipts"`
 	Logging struct {
 		Level  string `yaml:"level"`
 		Format string `yaml:"format"`
@@ -254,6 +259,16 @@ func (c *Config) validate() Errors {
 	for k, v := range c.Bridge.Permissions {
 		if v != mapping.PermUser && v != mapping.PermNone {
 			bad("bridge.permissions."+k, fmt.Sprintf("%q is not a level; put user or none", v))
+		}
+	}
+	switch c.Receipts.DeliveryFallback {
+	case "message_status", "none":
+	default:
+		bad("receipts.delivery_fallback", fmt.Sprintf("%q is not a fallback; put message_status or none", c.Receipts.DeliveryFallback))
+	}
+	if v := c.Receipts.DeliverySpecVersion; v != "" {
+		if _, err := mautrix.ParseSpecVersion(v); err != nil {
+			bad("receipts.delivery_spec_version", fmt.Sprintf("%q is not a spec version; put one like v1.18, or leave it empty", v))
 		}
 	}
 	if _, ok := levels[c.Logging.Level]; !ok {

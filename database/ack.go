@@ -102,4 +102,3 @@ func (db *Database) NewestAcked(ctx context.Context, room id.RoomID, dir mapping
 	}
 	return m, nil
 }
-

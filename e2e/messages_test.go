@@ -20,7 +20,6 @@ const wait = 45 * time.Second
 
 var nmtoken = regexp.MustCompile(`^[A-Za-z0-9._:-]+$`)
 
-
 func isMessage(from, body string) func(*peers.Stanza) bool {
 	return func(s *peers.Stanza) bool {
 		return s.Name == "message" && strings.HasPrefix(s.From, from) && s.Body == body

@@ -28,6 +28,15 @@ type MatrixSide interface {
 	SendNotice(ctx context.Context, room id.RoomID, sender id.UserID, body, txnID string) error
 	Join(ctx context.Context, room id.RoomID, user id.UserID) error
 	Leave(ctx context.Context, room id.RoomID, user id.UserID, reason string) error
+	// SetTyping shows or clears user's typing, for at most timeoutSec.
+	SetTyping(ctx context.Context, room id.RoomID, user id.UserID, on bool, timeoutSec int) error
+	// SendDelivery says that ev was delivered to ghost, in whatever way the
+	// homeserver allows (m.delivery, its unstable name, or a status event).
+	SendDelivery(ctx context.Context, room id.RoomID, ghost id.UserID, ev id.EventID) error
+	// SendRead moves user's m.read receipt to ev.
+	SendRead(ctx context.Context, room id.RoomID, user id.UserID, ev id.EventID) error
+	// SendFailure marks ev as not delivered.
+	SendFailure(ctx context.Context, room id.RoomID, ev id.EventID, status StatusArgs) error
 }
 
 // XMPPSide is what the core asks of the XMPP server; xmppside implements it.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"regexp"
+	"sync"
 	"testing"
 	"time"
 
@@ -23,6 +24,10 @@ type fakeMatrix struct {
 	joins   []string
 	leaves  []string
 	fail    error
+
+	deliveries, reads, failures []string
+	mu                          sync.Mutex // typing is set from goroutines
+	typing                      []string
 }
 
 func (f *fakeMatrix) CreateDM(_ context.Context, ghost, invitee id.UserID) (id.RoomID, error) {
@@ -55,6 +60,34 @@ func (f *fakeMatrix) Join(_ context.Context, room id.RoomID, user id.UserID) err
 func (f *fakeMatrix) Leave(_ context.Context, room id.RoomID, user id.UserID, reason string) error {
 	f.leaves = append(f.leaves, string(room)+" "+string(user)+" "+reason)
 	return f.fail
+}
+
+func (f *fakeMatrix) SetTyping(_ context.Context, room id.RoomID, user id.UserID, on bool, timeout int) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.typing = append(f.typing, fmt.Sprintf("%s %s %v %d", room, user, on, timeout))
+	return f.fail
+}
+
+func (f *fakeMatrix) SendDelivery(_ context.Context, room id.RoomID, ghost id.UserID, ev id.EventID) error {
+	f.deliveries = append(f.deliveries, fmt.Sprintf("%s %s %s", room, ghost, ev))
+	return f.fail
+}
+
+func (f *fakeMatrix) SendRead(_ context.Context, room id.RoomID, user id.UserID, ev id.EventID) error {
+	f.reads = append(f.reads, fmt.Sprintf("%s %s %s", room, user, ev))
+	return f.fail
+}
+
+func (f *fakeMatrix) SendFailure(_ context.Context, room id.RoomID, ev id.EventID, st StatusArgs) error {
+	f.failures = append(f.failures, fmt.Sprintf("%s %s %v %s", room, ev, st.Retriable, st.Condition))
+	return f.fail
+}
+
+func (f *fakeMatrix) typings() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.typing...)
 }
 
 type fakeXMPP struct {
@@ -182,7 +215,6 @@ func TestXMPPRefusals(t *testing.T) {
 	}{
 		{"groupchat", func(m *XMPPMessage) { m.Type = TypeGroupchat }, DropGroupchat, false},
 		{"headline", func(m *XMPPMessage) { m.Type = TypeHeadline }, DropHeadline, false},
-		{"error", func(m *XMPPMessage) { m.Type = TypeError }, DropError, false},
 		{"no body", func(m *XMPPMessage) { m.HasBody, m.Body = false, "" }, DropNoBody, false},
 		{"blocked domain", func(m *XMPPMessage) { m.From = jid.MustParse("x@spam.example/r") }, DropBlockedDomain, false},
 		// RFC 6121 §8.5.2.2.1: no such account, <service-unavailable/>.

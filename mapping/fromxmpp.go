@@ -20,7 +20,6 @@ const (
 	DropNoBody        = "no_body"
 	DropDuplicate     = "duplicate"
 	DropIMNGFullJID   = "imng_full_jid"
-	DropError         = "error_stanza"
 )
 
 // HandleXMPPMessage takes a message addressed to one of the component's
@@ -34,10 +33,6 @@ func (b *Bridge) HandleXMPPMessage(ctx context.Context, m *XMPPMessage) (*OutMes
 		return b.drop(log, "xmpp_message", DropGroupchat), nil
 	case TypeHeadline:
 		return b.drop(log, "xmpp_message", DropHeadline), nil
-	case TypeError:
-		// Errors answering our own messages become failure statuses in a
-		// later step; they are never answered (RFC 6120 §8.3.1).
-		return b.drop(log, "xmpp_message", DropError), nil
 	}
 	if b.blocked(m.From) {
 		return b.drop(log, "xmpp_message", DropBlockedDomain), nil
@@ -45,17 +40,33 @@ func (b *Bridge) HandleXMPPMessage(ctx context.Context, m *XMPPMessage) (*OutMes
 	mxid, reason := b.ResolvePuppet(m.To)
 	if reason != "" {
 		b.drop(log, "xmpp_message", reason)
+		if !m.HasBody {
+			// A receipt or notification for nobody: XEP-0184 §5 wants no
+			// error for an unwanted receipt, so it is dropped quietly.
+			return nil, nil
+		}
 		return bounce(m, "cancel", "service-unavailable"), nil
 	}
-	if m.IMNG && m.To.Resourcepart() != "" {
+	if m.Type == TypeError {
+		// Never answered with an error (RFC 6120 §8.3.1); one that answers
+		// a message of ours becomes its failure status on Matrix.
+		return nil, b.errorFromXMPP(ctx, log, mxid, m)
+	}
+	if m.HasBody && m.IMNG && m.To.Resourcepart() != "" {
 		// XEP-0409 §4: a full-JID message with <im-ng/> is for that one
 		// client only; a puppet's "clients" are all of a Matrix user's
 		// devices, which cannot be told apart, so it cannot be delivered.
 		b.drop(log, "xmpp_message", DropIMNGFullJID)
 		return bounce(m, "cancel", "service-unavailable"), nil
 	}
+	if err := b.receiptsFromXMPP(ctx, log, mxid, m); err != nil {
+		return nil, err
+	}
 	if !m.HasBody {
-		return b.drop(log, "xmpp_message", DropNoBody), nil
+		if m.Received == "" && m.Event == nil && m.Displayed == "" && m.ChatState == "" {
+			b.drop(log, "xmpp_message", DropNoBody)
+		}
+		return nil, nil
 	}
 	peer := m.From.Bare()
 	portal, err := b.store.PortalByPair(ctx, mxid, peer)

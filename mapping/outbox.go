@@ -129,6 +129,8 @@ func (b *Bridge) runJob(ctx context.Context, job *Job) error {
 		return b.sendToMatrix(ctx, job.MessageID)
 	case JobSendToXMPP:
 		return b.sendToXMPP(ctx, job.MessageID)
+	case JobMatrixDelivery, JobMatrixRead, JobMatrixStatus:
+		return b.receiptToMatrix(ctx, job)
 	}
 	var args jobArgs
 	if err := json.Unmarshal(job.Payload, &args); err != nil {

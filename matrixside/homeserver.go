@@ -19,8 +19,9 @@ import (
 // Homeserver carries out the core's sends through mautrix intents. It
 // implements mapping.MatrixSide.
 type Homeserver struct {
-	AS  *appservice.AppService
-	IDs mapping.Identities
+	AS       *appservice.AppService
+	IDs      mapping.Identities
+	Delivery Delivery
 }
 
 var _ mapping.MatrixSide = (*Homeserver)(nil)

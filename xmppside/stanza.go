@@ -3,6 +3,7 @@ package xmppside
 import (
 	"encoding/xml"
 	"fmt"
+	"strings"
 
 	"mellium.im/xmpp/jid"
 
@@ -34,6 +35,12 @@ type inMessage struct {
 	StanzaID []stanzaID        `xml:"urn:xmpp:sid:0 stanza-id"`
 	IMNG     *struct{}         `xml:"urn:xmpp:im-ng:0 im-ng"`
 	Error    *errorElem        `xml:"error"`
+	// XEP-0085 chat states: at most one is meaningful (§5.1).
+	Active    *struct{} `xml:"http://jabber.org/protocol/chatstates active"`
+	Composing *struct{} `xml:"http://jabber.org/protocol/chatstates composing"`
+	Paused    *struct{} `xml:"http://jabber.org/protocol/chatstates paused"`
+	Inactive  *struct{} `xml:"http://jabber.org/protocol/chatstates inactive"`
+	Gone      *struct{} `xml:"http://jabber.org/protocol/chatstates gone"`
 }
 
 // errorElem is a stanza's <error/> (RFC 6120 §8.3.2).
@@ -100,6 +107,32 @@ func decodeMessage(d *xml.Decoder, start *xml.StartElement) (*mapping.XMPPMessag
 		m.Requests.Displayed = in.Event.Displayed != nil
 		m.Requests.Composing = in.Event.Composing != nil
 	}
+	if in.Received != nil && len(in.Received.ID) <= maxIDLen {
+		m.Received = in.Received.ID
+	}
+	if in.Shown != nil && len(in.Shown.ID) <= maxIDLen {
+		m.Displayed = in.Shown.ID
+	}
+	if ev := in.Event; ev != nil && !m.HasBody && ev.ID != nil && len(*ev.ID) <= maxIDLen {
+		// Without a body, an x:event with an <id/> is a notification about
+		// that message (XEP-0022 §3.2); one with no event cancels composing.
+		m.Event = &mapping.EventNotice{
+			ID:        strings.TrimSpace(*ev.ID),
+			Offline:   ev.Offline != nil,
+			Delivered: ev.Delivered != nil,
+			Displayed: ev.Displayed != nil,
+			Composing: ev.Composing != nil,
+		}
+	}
+	for _, cs := range []struct {
+		el   *struct{}
+		name string
+	}{{in.Composing, "composing"}, {in.Paused, "paused"}, {in.Active, "active"}, {in.Inactive, "inactive"}, {in.Gone, "gone"}} {
+		if cs.el != nil {
+			m.ChatState = cs.name
+			break
+		}
+	}
 	if in.Error != nil {
 		m.Error = &mapping.StanzaError{Type: in.Error.Type, Text: in.Error.Text}
 		if len(in.Error.Condition) > 0 {
@@ -111,17 +144,28 @@ func decodeMessage(d *xml.Decoder, start *xml.StartElement) (*mapping.XMPPMessag
 
 // outMessage is the wire form of mapping.OutMessage.
 type outMessage struct {
-	XMLName  xml.Name         `xml:"message"`
-	ID       string           `xml:"id,attr,omitempty"`
-	From     string           `xml:"from,attr"`
-	To       string           `xml:"to,attr"`
-	Type     string           `xml:"type,attr,omitempty"`
-	Body     string           `xml:"body,omitempty"`
-	OriginID *originID        `xml:"urn:xmpp:sid:0 origin-id"`
-	Request  *receiptsRequest `xml:"urn:xmpp:receipts request"`
-	Event    *xEvent          `xml:"jabber:x:event x"`
-	Markable *markable        `xml:"urn:xmpp:chat-markers:0 markable"`
-	Error    *outError        `xml:"error"`
+	XMLName  xml.Name          `xml:"message"`
+	ID       string            `xml:"id,attr,omitempty"`
+	From     string            `xml:"from,attr"`
+	To       string            `xml:"to,attr"`
+	Type     string            `xml:"type,attr,omitempty"`
+	Body     string            `xml:"body,omitempty"`
+	OriginID *originID         `xml:"urn:xmpp:sid:0 origin-id"`
+	Request  *receiptsRequest  `xml:"urn:xmpp:receipts request"`
+	Event    *xEvent           `xml:"jabber:x:event x"`
+	Markable *markable         `xml:"urn:xmpp:chat-markers:0 markable"`
+	Received *receiptsReceived `xml:"urn:xmpp:receipts received"`
+	Shown    *displayedMarker  `xml:"urn:xmpp:chat-markers:0 displayed"`
+	State    *chatState        `xml:",omitempty"`
+	Error    *outError         `xml:"error"`
+}
+
+type displayedMarker struct {
+	ID string `xml:"id,attr"`
+}
+
+type chatState struct {
+	XMLName xml.Name
 }
 
 type outError struct {
@@ -142,18 +186,24 @@ func encodeMessage(m *mapping.OutMessage) *outMessage {
 		out.Request = &receiptsRequest{}
 	}
 	if r.Delivered || r.Displayed || r.Composing || r.Offline {
-		ev := &xEvent{}
-		set := func(b bool) *struct{} {
-			if b {
-				return &struct{}{}
-			}
-			return nil
-		}
-		ev.Offline, ev.Delivered, ev.Displayed, ev.Composing = set(r.Offline), set(r.Delivered), set(r.Displayed), set(r.Composing)
-		out.Event = ev
+		out.Event = &xEvent{Offline: flag(r.Offline), Delivered: flag(r.Delivered), Displayed: flag(r.Displayed), Composing: flag(r.Composing)}
 	}
 	if r.Markable {
 		out.Markable = &markable{}
+	}
+	if m.Received != "" {
+		out.Received = &receiptsReceived{ID: m.Received}
+	}
+	if m.Displayed != "" {
+		out.Shown = &displayedMarker{ID: m.Displayed}
+	}
+	if e := m.Event; e != nil {
+		// XEP-0022 §3.2: the events raised, and the <id/> they are about.
+		id := e.ID
+		out.Event = &xEvent{ID: &id, Offline: flag(e.Offline), Delivered: flag(e.Delivered), Displayed: flag(e.Displayed), Composing: flag(e.Composing)}
+	}
+	if m.ChatState != "" {
+		out.State = &chatState{XMLName: xml.Name{Space: NSChatStates, Local: m.ChatState}}
 	}
 	if m.Error != nil {
 		out.Error = &outError{Type: m.Error.Type, Text: m.Error.Text}
@@ -174,4 +224,12 @@ func parseJID(s string) (jid.JID, error) {
 		return jid.JID{}, fmt.Errorf("%q is not a canonical JID", s)
 	}
 	return j, nil
+}
+
+// flag is an empty element if b, else none.
+func flag(b bool) *struct{} {
+	if b {
+		return &struct{}{}
+	}
+	return nil
 }

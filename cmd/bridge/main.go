@@ -107,7 +107,10 @@ func run(configPath, regPath string, generate bool) error {
 		Address: cfg.XMPP.Address, Domain: domain, Secret: cfg.XMPP.Secret,
 		Core: core, Count: count, Log: log.With().Str("component", "xmpp").Logger(),
 	}
-	core.SetSides(&matrixside.Homeserver{AS: as, IDs: cfg.Identities()}, comp)
+	hs := &matrixside.Homeserver{AS: as, IDs: cfg.Identities(), Delivery: matrixside.Delivery{
+		Fallback: cfg.Receipts.DeliveryFallback, SpecVersion: cfg.Receipts.DeliverySpecVersion,
+	}}
+	core.SetSides(hs, comp)
 	srv := &matrixside.Server{
 		HSToken: cfg.AppService.HSToken, Store: db, Core: core, Count: count,
 		Log: log.With().Str("component", "appservice").Logger(),
@@ -128,7 +131,7 @@ func run(configPath, regPath string, generate bool) error {
 			}
 		})
 	}
-	goRun(func() { ensureBot(ctx, as, log) })
+	goRun(func() { ensureBot(ctx, as, hs, log) })
 	goRun(func() { srv.Run(ctx) })
 	goRun(func() { core.RunOutbox(ctx) })
 	goRun(func() { comp.Run(ctx) })
@@ -144,11 +147,14 @@ func run(configPath, regPath string, generate bool) error {
 	return err
 }
 
-// ensureBot makes sure the bot user exists, waiting for the homeserver if
-// it is not up yet.
-func ensureBot(ctx context.Context, as *appservice.AppService, log zerolog.Logger) {
+// ensureBot makes sure the bot user exists and reads what the homeserver
+// supports, waiting for it if it is not up yet.
+func ensureBot(ctx context.Context, as *appservice.AppService, hs *matrixside.Homeserver, log zerolog.Logger) {
 	for delay := time.Second; ctx.Err() == nil; delay = min(delay*2, time.Minute) {
 		err := as.BotIntent().EnsureRegistered(ctx)
+		if err == nil {
+			_, err = hs.Detect(ctx)
+		}
 		if err == nil {
 			return
 		}

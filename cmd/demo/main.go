@@ -82,7 +82,9 @@ func run() error {
 		return err
 	}
 	step("Alice sends %s: %q", ev, "It is the east, and Juliet is the sun")
-	st, err := juliet.Wait(ctx, timeout, func(s *peers.Stanza) bool { return s.Name == "message" && s.Body == "It is the east, and Juliet is the sun" })
+	st, err := juliet.Wait(ctx, timeout, func(s *peers.Stanza) bool {
+		return s.Name == "message" && s.Body == "It is the east, and Juliet is the sun"
+	})
 	if err != nil {
 		return err
 	}

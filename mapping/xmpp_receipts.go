@@ -1,0 +1,235 @@
+package mapping
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"github.com/rs/zerolog"
+	"maunium.net/go/mautrix/id"
+	"mellium.im/xmpp/jid"
+)
+
+// Kinds of sends toward Matrix that answer XMPP receipts.
+const (
+	JobMatrixDelivery JobKind = "matrix.delivery" // a delivery receipt, by row
+	JobMatrixRead     JobKind = "matrix.read"     // the ghost's m.read, by row
+	JobMatrixStatus   JobKind = "matrix.status"   // a failure status, by row
+)
+
+// Reasons an XMPP receipt is ignored, as counted. XEP-0184 §5: a recipient
+// SHOULD NOT answer an unwanted receipt with an error, so none is.
+const (
+	RefuseUnknownID   = "unknown_id"
+	RefuseWrongSender = "wrong_sender" // not the bare JID the message went to
+	RefuseWrongPuppet = "wrong_puppet" // not addressed to the message's sender
+	RefuseUnsolicited = "unsolicited"  // XEP-0022 §2.1: no event unasked
+	RefuseDuplicate   = "duplicate"    // already translated
+	RefuseNoPortal    = "no_portal"    // typing without a portal
+	RefuseNotOurs     = "not_from_matrix"
+)
+
+// TypingTimeout is how long a ghost shows as typing without news: the
+// homeserver clears it by itself, so a lost cancellation cannot leave it.
+const TypingTimeout = 30 // seconds
+
+// StatusArgs is the payload of a JobMatrixStatus.
+type StatusArgs struct {
+	Retriable bool   `json:"retriable"`
+	Condition string `json:"condition"`
+	Text      string `json:"text,omitempty"`
+}
+
+// receiptsFromXMPP handles what an incoming message says about earlier ones:
+// receipts, notifications, markers, chat states, and errors answering a
+// message the bridge sent. It is the XMPP → Matrix table of DESIGN.md.
+func (b *Bridge) receiptsFromXMPP(ctx context.Context, log zerolog.Logger, mxid id.UserID, m *XMPPMessage) error {
+	peer := m.From.Bare()
+	var acks []Ack
+	// ack asks for kind to be recorded for our message id, if the rules allow.
+	ack := func(xid string, kind AckKind, requested func(Requests) bool, job JobKind, what string) error {
+		msg, reason, err := b.ourMessage(ctx, peer, mxid, xid)
+		if err != nil {
+			return err
+		}
+		if reason == "" && !requested(msg.Requests) {
+			reason = RefuseUnsolicited
+		}
+		if reason != "" {
+			log.Debug().Str("receipt", what).Str("for", xid).Str("reason", reason).Msg("Ignored a receipt")
+			b.count("xmpp_receipt", reason)
+			return nil
+		}
+		acks = append(acks, Ack{Row: msg.RowID, Kind: kind, At: b.now(), Job: &Job{Kind: job}})
+		b.count("xmpp_receipt", what)
+		return nil
+	}
+	if m.Received != "" {
+		// XEP-0184 §5: <received id='X'/> acknowledges message X.
+		if err := ack(m.Received, AckDelivered, func(r Requests) bool { return r.Receipt }, JobMatrixDelivery, "received"); err != nil {
+			return err
+		}
+	}
+	if e := m.Event; e != nil && e.ID != "" {
+		// XEP-0022 §3.2: an event about message <id/>, which must have
+		// asked for it.
+		if e.Delivered {
+			if err := ack(e.ID, AckDelivered, func(r Requests) bool { return r.Delivered }, JobMatrixDelivery, "event_delivered"); err != nil {
+				return err
+			}
+		}
+		if e.Displayed {
+			if err := ack(e.ID, AckDisplayed, func(r Requests) bool { return r.Displayed }, JobMatrixRead, "event_displayed"); err != nil {
+				return err
+			}
+		}
+	}
+	if m.Displayed != "" {
+		// XEP-0333 §3: displayed marker; our messages are all markable.
+		if err := ack(m.Displayed, AckDisplayed, func(r Requests) bool { return r.Markable }, JobMatrixRead, "marker_displayed"); err != nil {
+			return err
+		}
+	}
+	if len(acks) > 0 {
+		isNew, err := b.store.Acknowledge(ctx, acks)
+		if err != nil {
+			return fmt.Errorf("record receipts from %s: %w", peer, err)
+		}
+		for i, n := range isNew {
+			if !n {
+				b.count("xmpp_receipt", RefuseDuplicate)
+				log.Debug().Int64("row", acks[i].Row).Str("kind", string(acks[i].Kind)).Msg("Receipt already translated")
+			}
+		}
+		b.Wake()
+	}
+	return b.typingFromXMPP(ctx, log, mxid, peer, m)
+}
+
+// ourMessage finds the message the bridge sent with stanza id xid and
+// checks that the receipt may speak of it: it comes from the bare JID the
+// message went to, and is addressed to the puppet that sent it.
+func (b *Bridge) ourMessage(ctx context.Context, peer jid.JID, mxid id.UserID, xid string) (*Message, string, error) {
+	msg, err := b.store.MessageByXMPPID(ctx, peer, xid, FromMatrix)
+	if isNotFound(err) {
+		// Unknown to us, or sent to someone else (the lookup is by the
+		// peer's bare JID): a forged or misdirected receipt.
+		return nil, RefuseUnknownID, nil
+	} else if err != nil {
+		return nil, "", fmt.Errorf("look up message %q to %s: %w", xid, peer, err)
+	}
+	if msg.MXID != mxid {
+		return nil, RefuseWrongPuppet, nil
+	}
+	return msg, "", nil
+}
+
+// typingFromXMPP turns XEP-0022 composing notifications and XEP-0085 chat
+// states into the ghost's typing. Typing is ephemeral: it is not queued.
+func (b *Bridge) typingFromXMPP(ctx context.Context, log zerolog.Logger, mxid id.UserID, peer jid.JID, m *XMPPMessage) error {
+	on, known := false, false
+	if e := m.Event; e != nil && e.ID != "" && !e.Delivered && !e.Displayed && !e.Offline {
+		// XEP-0022 §3.2.4: <composing/> with an id starts, an <id/> alone
+		// cancels. Only for a message of ours that asked for composing.
+		msg, reason, err := b.ourMessage(ctx, peer, mxid, e.ID)
+		if err != nil {
+			return err
+		}
+		if reason == "" && !msg.Requests.Composing {
+			reason = RefuseUnsolicited
+		}
+		if reason != "" {
+			b.count("xmpp_typing", reason)
+			return nil
+		}
+		on, known = e.Composing, true
+	}
+	switch m.ChatState {
+	case "composing": // XEP-0085 §5.1
+		on, known = true, true
+	case "paused", "active", "inactive", "gone":
+		on, known = false, true
+	}
+	if !known {
+		return nil
+	}
+	portal, err := b.store.PortalByPair(ctx, mxid, peer)
+	if isNotFound(err) {
+		b.count("xmpp_typing", RefuseNoPortal)
+		return nil
+	} else if err != nil {
+		return fmt.Errorf("look up portal for typing: %w", err)
+	}
+	b.count("xmpp_typing", fmt.Sprint(on))
+	ghost := b.cfg.Identities.Ghost(peer)
+	go func() {
+		// Off the XMPP read loop: typing is best effort and never waits.
+		tctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10e9)
+		defer cancel()
+		if err := b.matrix.SetTyping(tctx, portal.RoomID, ghost, on, TypingTimeout); err != nil {
+			log.Debug().Err(err).Msg("Failed to set typing")
+		}
+	}()
+	return nil
+}
+
+// errorFromXMPP turns an error answering a message the bridge sent into a
+// failure status on its Matrix event (RFC 6120 §8.3.2: "wait" is worth
+// retrying, the other types are not).
+func (b *Bridge) errorFromXMPP(ctx context.Context, log zerolog.Logger, mxid id.UserID, m *XMPPMessage) error {
+	if m.ID == "" || m.Error == nil {
+		b.count("xmpp_error", RefuseUnknownID)
+		return nil
+	}
+	msg, reason, err := b.ourMessage(ctx, m.From.Bare(), mxid, m.ID)
+	if err != nil {
+		return err
+	}
+	if reason != "" {
+		log.Debug().Str("reason", reason).Msg("Ignored an error stanza")
+		b.count("xmpp_error", reason)
+		return nil
+	}
+	payload, _ := json.Marshal(StatusArgs{Retriable: m.Error.Type == "wait", Condition: m.Error.Condition, Text: m.Error.Text})
+	if err := b.store.AddJobs(ctx, &Job{Kind: JobMatrixStatus, MessageID: msg.RowID, Payload: payload}); err != nil {
+		return fmt.Errorf("queue failure status of %s: %w", msg.EventID, err)
+	}
+	b.count("xmpp_error", "status")
+	b.Wake()
+	return nil
+}
+
+// receiptToMatrix carries out one of the jobs above.
+func (b *Bridge) receiptToMatrix(ctx context.Context, job *Job) error {
+	msg, err := b.store.MessageByRow(ctx, job.MessageID)
+	if err != nil {
+		return fmt.Errorf("load message %d: %w", job.MessageID, err)
+	}
+	if msg.EventID == "" || msg.RoomID == "" {
+		return fmt.Errorf("%w: message %d has no Matrix event", ErrPermanent, msg.RowID)
+	}
+	ghost := b.cfg.Identities.Ghost(msg.PeerJID)
+	switch job.Kind {
+	case JobMatrixDelivery:
+		return b.matrix.SendDelivery(ctx, msg.RoomID, ghost, msg.EventID)
+	case JobMatrixRead:
+		// m.read is "up to" and only moves forward: post it for the
+		// newest displayed message only. Older jobs of a burst find a
+		// newer one and stand aside, so a burst becomes one receipt.
+		newest, err := b.store.NewestAcked(ctx, msg.RoomID, FromMatrix, AckDisplayed)
+		if err != nil {
+			return fmt.Errorf("newest displayed message of %s: %w", msg.RoomID, err)
+		}
+		if newest.RowID != msg.RowID {
+			b.count("matrix_read", "coalesced")
+			return nil
+		}
+		return b.matrix.SendRead(ctx, msg.RoomID, ghost, msg.EventID)
+	default:
+		var args StatusArgs
+		if err := json.Unmarshal(job.Payload, &args); err != nil {
+			return fmt.Errorf("%w: bad status payload: %v", ErrPermanent, err)
+		}
+		return b.matrix.SendFailure(ctx, msg.RoomID, msg.EventID, args)
+	}
+}

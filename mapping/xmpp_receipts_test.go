@@ -1,0 +1,217 @@
+package mapping
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"maunium.net/go/mautrix/event"
+	"mellium.im/xmpp/jid"
+)
+
+// sentToJuliet opens a portal and has Alice send n messages to Juliet; it
+// returns their stanza ids, in order.
+func sentToJuliet(t *testing.T, h *harness, n int) []string {
+	t.Helper()
+	ctx := context.Background()
+	_ = h.store.PutPortal(ctx, &Portal{RoomID: "!dm:example.org", MXID: alice, JID: jid.MustParse(julietJID)})
+	var evts []*event.Event
+	for i := 0; i < n; i++ {
+		evts = append(evts, textEvent("$a"+string(rune('1'+i)), alice, "!dm:example.org", "line"))
+	}
+	if err := h.b.HandleMatrixTxn(ctx, "sent", evts); err != nil {
+		t.Fatal(err)
+	}
+	h.drain(t)
+	ids := make([]string, n)
+	for i, s := range h.xmpp.sent {
+		ids[i] = s.ID
+	}
+	return ids
+}
+
+// receipt is a body-less message from Juliet's phone to Alice's puppet.
+func receipt(edit func(*XMPPMessage)) *XMPPMessage {
+	m := &XMPPMessage{From: jid.MustParse(julietJID + "/phone"), To: jid.MustParse(alicePup), Type: ""}
+	edit(m)
+	return m
+}
+
+func (h *harness) handle(t *testing.T, m *XMPPMessage) {
+	t.Helper()
+	reply, err := h.b.HandleXMPPMessage(context.Background(), m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if reply != nil {
+		// XEP-0184 §5: "SHOULD NOT return an error" for receipts.
+		t.Fatalf("answered a receipt with %+v", reply)
+	}
+	h.drain(t)
+}
+
+// DESIGN.md, XMPP → Matrix: <received/> (XEP-0184 §5) and x:event
+// <delivered/> (XEP-0022 §3.2) become a delivery receipt on the event, as
+// the ghost; each (message, kind) once, however many resources report it.
+func TestDeliveryFromXMPP(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		edit func(m *XMPPMessage, id string)
+	}{
+		{"XEP-0184 received", func(m *XMPPMessage, id string) { m.Received = id }},
+		{"XEP-0022 delivered", func(m *XMPPMessage, id string) { m.Event = &EventNotice{ID: id, Delivered: true} }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t)
+			ids := sentToJuliet(t, h, 2)
+			h.handle(t, receipt(func(m *XMPPMessage) { tc.edit(m, ids[1]) }))
+			want := "!dm:example.org " + string(julietGhost) + " $a2"
+			if len(h.matrix.deliveries) != 1 || h.matrix.deliveries[0] != want {
+				t.Fatalf("deliveries %q, want [%q]", h.matrix.deliveries, want)
+			}
+			// Another resource, then the other protocol, report it again.
+			h.handle(t, receipt(func(m *XMPPMessage) { m.From = jid.MustParse(julietJID + "/laptop"); tc.edit(m, ids[1]) }))
+			h.handle(t, receipt(func(m *XMPPMessage) { m.Received = ids[1]; m.Event = &EventNotice{ID: ids[1], Delivered: true} }))
+			// Three duplicate reports: the laptop's, and both of the last stanza's.
+			if len(h.matrix.deliveries) != 1 || h.counts["xmpp_receipt/"+RefuseDuplicate] != 3 {
+				t.Errorf("deliveries %q, duplicates %d; want one delivery, three duplicates", h.matrix.deliveries, h.counts["xmpp_receipt/"+RefuseDuplicate])
+			}
+		})
+	}
+}
+
+// x:event <displayed/> (XEP-0022 §3.2) and XEP-0333 <displayed/> become the
+// ghost's m.read on the event; m.read only moves forward (Matrix receipts
+// module: an "up to" marker), and a burst is coalesced into one receipt.
+func TestDisplayedFromXMPP(t *testing.T) {
+	h := newHarness(t)
+	ids := sentToJuliet(t, h, 3)
+	h.handle(t, receipt(func(m *XMPPMessage) { m.Event = &EventNotice{ID: ids[1], Displayed: true} }))
+	if want := "!dm:example.org " + string(julietGhost) + " $a2"; len(h.matrix.reads) != 1 || h.matrix.reads[0] != want {
+		t.Fatalf("reads %q, want [%q]", h.matrix.reads, want)
+	}
+	// An older marker changes nothing.
+	h.handle(t, receipt(func(m *XMPPMessage) { m.Displayed = ids[0] }))
+	if len(h.matrix.reads) != 1 {
+		t.Fatalf("reads %q after an older marker, want still one", h.matrix.reads)
+	}
+	// A burst: the newest, then an older one, before the outbox runs.
+	_, _ = h.b.HandleXMPPMessage(context.Background(), receipt(func(m *XMPPMessage) { m.Displayed = ids[2] }))
+	_, _ = h.b.HandleXMPPMessage(context.Background(), receipt(func(m *XMPPMessage) { m.Event = &EventNotice{ID: ids[2], Displayed: true} }))
+	h.drain(t)
+	if len(h.matrix.reads) != 2 || h.matrix.reads[1] != "!dm:example.org "+string(julietGhost)+" $a3" {
+		t.Errorf("reads %q, want a second one on $a3", h.matrix.reads)
+	}
+}
+
+// Who may acknowledge (DESIGN.md): only the bare JID the message went to,
+// addressed to the puppet that sent it, about a message that asked for it,
+// never in a groupchat; everything else is ignored and counted, never
+// answered with an error (XEP-0184 §5).
+func TestReceiptRefusals(t *testing.T) {
+	h := newHarness(t)
+	ids := sentToJuliet(t, h, 1)
+	// A message from Juliet that requested nothing, to test XEP-0022's
+	// rule that unsolicited events are not allowed.
+	for _, tc := range []struct {
+		name, reason string
+		m            *XMPPMessage
+	}{
+		{"forged by a third JID", RefuseUnknownID, receipt(func(m *XMPPMessage) { m.From = jid.MustParse("tybalt@capulet.lit/street"); m.Received = ids[0] })},
+		{"unknown id", RefuseUnknownID, receipt(func(m *XMPPMessage) { m.Received = "no-such-id" })},
+		{"to another puppet", RefuseWrongPuppet, receipt(func(m *XMPPMessage) { m.To = jid.MustParse(`bob\3aexample.org@matrix.example.org`); m.Received = ids[0] })},
+	} {
+		before := h.counts["xmpp_receipt/"+tc.reason]
+		h.handle(t, tc.m)
+		if h.counts["xmpp_receipt/"+tc.reason] != before+1 {
+			t.Errorf("%s: not counted as %s (%v)", tc.name, tc.reason, h.counts)
+		}
+	}
+	// Groupchat receipts never count.
+	gc := receipt(func(m *XMPPMessage) { m.Type = TypeGroupchat; m.Received = ids[0] })
+	h.handle(t, gc)
+	if len(h.matrix.deliveries) != 0 || len(h.matrix.reads) != 0 {
+		t.Errorf("deliveries %q reads %q, want none", h.matrix.deliveries, h.matrix.reads)
+	}
+}
+
+// XEP-0022 §2.1: events are raised only if requested; a message from Matrix
+// whose row asked for nothing gets no translation.
+func TestUnsolicitedEventIgnored(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	_ = h.store.PutPortal(ctx, &Portal{RoomID: "!dm:example.org", MXID: alice, JID: jid.MustParse(julietJID)})
+	msg := &Message{RoomID: "!dm:example.org", EventID: "$plain", XMPPID: "plain-1", PeerJID: jid.MustParse(julietJID), Direction: FromMatrix, MXID: alice, TS: time.Now()}
+	if _, err := h.store.AddMessage(ctx, msg); err != nil {
+		t.Fatal(err)
+	}
+	h.handle(t, receipt(func(m *XMPPMessage) { m.Event = &EventNotice{ID: "plain-1", Delivered: true, Displayed: true} }))
+	h.handle(t, receipt(func(m *XMPPMessage) { m.Event = &EventNotice{ID: "plain-1", Composing: true} }))
+	if len(h.matrix.deliveries)+len(h.matrix.reads)+len(h.matrix.typings()) != 0 || h.counts["xmpp_receipt/"+RefuseUnsolicited] != 2 || h.counts["xmpp_typing/"+RefuseUnsolicited] != 1 {
+		t.Errorf("deliveries %q reads %q typing %q counts %v", h.matrix.deliveries, h.matrix.reads, h.matrix.typings(), h.counts)
+	}
+}
+
+// XEP-0022 §3.2.4 composing and its cancellation, and XEP-0085's states,
+// become the ghost's typing, with a timeout so a lost cancellation cannot
+// leave it typing for ever.
+func TestTypingFromXMPP(t *testing.T) {
+	h := newHarness(t)
+	ids := sentToJuliet(t, h, 1)
+	steps := []struct {
+		edit func(*XMPPMessage)
+		want bool
+	}{
+		{func(m *XMPPMessage) { m.Event = &EventNotice{ID: ids[0], Composing: true} }, true},
+		{func(m *XMPPMessage) { m.Event = &EventNotice{ID: ids[0]} }, false}, // XEP-0022 Listing 10
+		{func(m *XMPPMessage) { m.ChatState = "composing"; m.Type = TypeChat }, true},
+		{func(m *XMPPMessage) { m.ChatState = "paused"; m.Type = TypeChat }, false},
+		{func(m *XMPPMessage) { m.ChatState = "gone"; m.Type = TypeChat }, false},
+	}
+	for i, s := range steps {
+		h.handle(t, receipt(s.edit))
+		want := "!dm:example.org " + string(julietGhost) + " " + map[bool]string{true: "true", false: "false"}[s.want] + " 30"
+		waitFor(t, func() bool { return len(h.matrix.typings()) == i+1 })
+		if got := h.matrix.typings()[i]; got != want {
+			t.Errorf("step %d: typing %q, want %q", i, got, want)
+		}
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	for i := 0; i < 200 && !cond(); i++ {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if !cond() {
+		t.Fatal("condition never met")
+	}
+}
+
+// A message of type error answering one of ours becomes a failure status
+// on its event: "wait" is retriable, the other types are not (RFC 6120
+// §8.3.2). It is never answered.
+func TestErrorFromXMPPBecomesFailureStatus(t *testing.T) {
+	h := newHarness(t)
+	ids := sentToJuliet(t, h, 2)
+	h.handle(t, receipt(func(m *XMPPMessage) {
+		m.Type, m.ID = TypeError, ids[0]
+		m.Error = &StanzaError{Type: "cancel", Condition: "service-unavailable"}
+	}))
+	h.handle(t, receipt(func(m *XMPPMessage) {
+		m.Type, m.ID = TypeError, ids[1]
+		m.Error = &StanzaError{Type: "wait", Condition: "resource-constraint"}
+	}))
+	h.handle(t, receipt(func(m *XMPPMessage) {
+		m.Type, m.ID = TypeError, "not-ours"
+		m.Error = &StanzaError{Type: "cancel", Condition: "item-not-found"}
+	}))
+	want := []string{"!dm:example.org $a1 false service-unavailable", "!dm:example.org $a2 true resource-constraint"}
+	if len(h.matrix.failures) != 2 || h.matrix.failures[0] != want[0] || h.matrix.failures[1] != want[1] {
+		t.Errorf("failures %q, want %q", h.matrix.failures, want)
+	}
+	if h.counts["xmpp_error/"+RefuseUnknownID] != 1 {
+		t.Errorf("counts %v", h.counts)
+	}
+}
+

@@ -1,0 +1,232 @@
+package matrixside
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/appservice"
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
+
+	"xmppbridge/mapping"
+)
+
+// Receipt types of MSC4089: the stable name, and the unstable one behind
+// the org.matrix.msc4089 feature flag of /versions.
+const (
+	ReceiptDelivery         event.ReceiptType = "m.delivery"
+	ReceiptDeliveryUnstable event.ReceiptType = "org.matrix.msc4089.delivery"
+	FeatureMSC4089                            = "org.matrix.msc4089"
+)
+
+// Delivery fallbacks (receipts.delivery_fallback) for a homeserver without
+// MSC4089, which today is every homeserver.
+const (
+	FallbackMessageStatus = "message_status"
+	FallbackNone          = "none"
+)
+
+// DeliveryWay is how delivery receipts reach Matrix; Homeserver decides it
+// from /versions.
+type DeliveryWay string
+
+// Delivery is the configuration and state of the way delivery is told.
+type Delivery struct {
+	// Fallback is used when the homeserver has no MSC4089.
+	Fallback string
+	// SpecVersion is the first Matrix spec version that defines m.delivery
+	// ("" while none does).
+	SpecVersion string
+
+	mu       sync.Mutex
+	way      DeliveryWay
+	detected bool
+}
+
+// Detect reads /versions and chooses the way, logging the choice.
+func (h *Homeserver) Detect(ctx context.Context) (DeliveryWay, error) {
+	resp, err := h.AS.BotClient().Versions(ctx)
+	if err != nil {
+		return "", fmt.Errorf("read the homeserver's /versions: %w", err)
+	}
+	d := &h.Delivery
+	way := DeliveryWay(d.Fallback)
+	switch {
+	case d.SpecVersion != "" && resp.ContainsGreaterOrEqual(mautrix.MustParseSpecVersion(d.SpecVersion)):
+		way = DeliveryWay(ReceiptDelivery)
+	case resp.UnstableFeatures[FeatureMSC4089]:
+		way = DeliveryWay(ReceiptDeliveryUnstable)
+	}
+	d.mu.Lock()
+	changed := !d.detected || d.way != way
+	d.way, d.detected = way, true
+	d.mu.Unlock()
+	if changed {
+		h.log(ctx).Info().Str("delivery_receipts", string(way)).Strs("versions", versionStrings(resp)).
+			Bool(FeatureMSC4089, resp.UnstableFeatures[FeatureMSC4089]).Msg("Chose how delivery receipts reach Matrix")
+	}
+	return way, nil
+}
+
+func versionStrings(resp *mautrix.RespVersions) []string {
+	out := make([]string, len(resp.Versions))
+	for i, v := range resp.Versions {
+		out[i] = v.String()
+	}
+	return out
+}
+
+func (h *Homeserver) deliveryWay(ctx context.Context) (DeliveryWay, error) {
+	h.Delivery.mu.Lock()
+	way, ok := h.Delivery.way, h.Delivery.detected
+	h.Delivery.mu.Unlock()
+	if ok {
+		return way, nil
+	}
+	return h.Detect(ctx)
+}
+
+// fallBack abandons a receipt type the homeserver advertised but refused,
+// once, and says so.
+func (h *Homeserver) fallBack(ctx context.Context, refused DeliveryWay, err error) DeliveryWay {
+	d := &h.Delivery
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.way == refused {
+		d.way = DeliveryWay(d.Fallback)
+		h.log(ctx).Warn().Err(err).Str("refused", string(refused)).Str("now", d.Fallback).
+			Msg("The homeserver refused a receipt type it advertises; falling back")
+	}
+	return d.way
+}
+
+func (h *Homeserver) log(ctx context.Context) *zerolog.Logger {
+	if l := zerolog.Ctx(ctx); l.GetLevel() != zerolog.Disabled {
+		return l
+	}
+	return &h.AS.Log
+}
+
+// SendDelivery implements mapping.MatrixSide: MSC4089 receipts where the
+// homeserver has them, else the configured fallback.
+func (h *Homeserver) SendDelivery(ctx context.Context, room id.RoomID, ghost id.UserID, ev id.EventID) error {
+	way, err := h.deliveryWay(ctx)
+	if err != nil {
+		return err
+	}
+	if way == DeliveryWay(ReceiptDelivery) || way == DeliveryWay(ReceiptDeliveryUnstable) {
+		intent, err := h.intent(ctx, ghost)
+		if err != nil {
+			return err
+		}
+		err = intent.SendReceipt(ctx, room, ev, event.ReceiptType(way), struct{}{})
+		if isBadRequest(err) {
+			way = h.fallBack(ctx, way, err)
+		} else {
+			return h.transient(classify(err))
+		}
+	}
+	switch way {
+	case FallbackMessageStatus:
+		delivered := []id.UserID{ghost}
+		return h.sendStatus(ctx, room, ev, &event.BeeperMessageStatusEventContent{
+			Status: event.MessageStatusSuccess, DeliveredToUsers: &delivered,
+		}, "dlv")
+	default:
+		return nil // receipts.delivery_fallback: none
+	}
+}
+
+// SendRead implements mapping.MatrixSide.
+func (h *Homeserver) SendRead(ctx context.Context, room id.RoomID, user id.UserID, ev id.EventID) error {
+	intent, err := h.intent(ctx, user)
+	if err != nil {
+		return err
+	}
+	return h.transient(classify(intent.SendReceipt(ctx, room, ev, event.ReceiptTypeRead, struct{}{})))
+}
+
+// SetTyping implements mapping.MatrixSide.
+func (h *Homeserver) SetTyping(ctx context.Context, room id.RoomID, user id.UserID, on bool, timeoutSec int) error {
+	intent, err := h.intent(ctx, user)
+	if err != nil {
+		return err
+	}
+	_, err = intent.UserTyping(ctx, room, on, time.Duration(timeoutSec)*time.Second)
+	return classify(err)
+}
+
+// SendFailure implements mapping.MatrixSide: the bot marks ev as failed,
+// as the mautrix bridges do (com.beeper.message_send_status).
+func (h *Homeserver) SendFailure(ctx context.Context, room id.RoomID, ev id.EventID, st mapping.StatusArgs) error {
+	status := event.MessageStatusFail
+	if st.Retriable {
+		status = event.MessageStatusRetriable
+	}
+	msg := "The XMPP side answered: " + st.Condition
+	if st.Text != "" {
+		msg += " (" + st.Text + ")"
+	}
+	return h.sendStatus(ctx, room, ev, &event.BeeperMessageStatusEventContent{
+		Status: status, Reason: event.MessageStatusReason(st.Condition), Message: msg,
+	}, "fail")
+}
+
+func (h *Homeserver) sendStatus(ctx context.Context, room id.RoomID, ev id.EventID, content *event.BeeperMessageStatusEventContent, kind string) error {
+	content.Network = "xmpp"
+	content.RelatesTo = event.RelatesTo{Type: event.RelReference, EventID: ev}
+	bot := h.AS.BotIntent()
+	if err := h.botJoin(ctx, room); err != nil {
+		return err
+	}
+	// One status per (event, kind): a retry is the same transaction.
+	_, err := bot.SendMessageEvent(ctx, room, event.BeeperMessageStatus, content, mautrix.ReqSendEvent{TransactionID: kind + "-" + string(ev)})
+	return h.transient(classify(err))
+}
+
+// botJoin puts the bot into a portal, invited by the ghost there if it must
+// be: the status events are the bot's.
+func (h *Homeserver) botJoin(ctx context.Context, room id.RoomID) error {
+	bot := h.AS.BotIntent()
+	if h.AS.StateStore.IsInRoom(ctx, room, bot.UserID) {
+		return nil
+	}
+	var override *mautrix.Client
+	if members, err := h.AS.StateStore.GetRoomJoinedOrInvitedMembers(ctx, room); err == nil {
+		for _, m := range members {
+			if h.IDs.IsGhost(m) {
+				override = h.AS.Intent(m).Client
+				break
+			}
+		}
+	}
+	if err := bot.EnsureJoined(ctx, room, appservice.EnsureJoinedParams{BotOverride: override}); err != nil {
+		return classify(fmt.Errorf("bring the bot into %s: %w", room, err))
+	}
+	return nil
+}
+
+// transient makes the next send re-read /versions after a network fault:
+// the homeserver may have been upgraded while it was away.
+func (h *Homeserver) transient(err error) error {
+	if err != nil && !errors.Is(err, mapping.ErrPermanent) {
+		var httpErr mautrix.HTTPError
+		if !errors.As(err, &httpErr) || httpErr.Response == nil {
+			h.Delivery.mu.Lock()
+			h.Delivery.detected = false
+			h.Delivery.mu.Unlock()
+		}
+	}
+	return err
+}
+
+func isBadRequest(err error) bool {
+	var httpErr mautrix.HTTPError
+	return errors.As(err, &httpErr) && httpErr.Response != nil && httpErr.Response.StatusCode == http.StatusBadRequest
+}
