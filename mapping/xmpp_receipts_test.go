@@ -119,7 +119,10 @@ func TestReceiptRefusals(t *testing.T) {
 	}{
 		{"forged by a third JID", RefuseUnknownID, receipt(func(m *XMPPMessage) { m.From = jid.MustParse("tybalt@capulet.lit/street"); m.Received = ids[0] })},
 		{"unknown id", RefuseUnknownID, receipt(func(m *XMPPMessage) { m.Received = "no-such-id" })},
-		{"to another puppet", RefuseWrongPuppet, receipt(func(m *XMPPMessage) { m.To = jid.MustParse(`bob\3aexample.org@matrix.example.org`); m.Received = ids[0] })},
+		{"to another puppet", RefuseWrongPuppet, receipt(func(m *XMPPMessage) {
+			m.To = jid.MustParse(`bob\3aexample.org@matrix.example.org`)
+			m.Received = ids[0]
+		})},
 	} {
 		before := h.counts["xmpp_receipt/"+tc.reason]
 		h.handle(t, tc.m)
@@ -214,4 +217,3 @@ func TestErrorFromXMPPBecomesFailureStatus(t *testing.T) {
 		t.Errorf("counts %v", h.counts)
 	}
 }
-

@@ -41,9 +41,11 @@ func (r *recMatrix) CreateDM(context.Context, id.UserID, id.UserID) (id.RoomID, 
 func (r *recMatrix) SendText(context.Context, id.RoomID, id.UserID, string, string) (id.EventID, error) {
 	return "$new", nil
 }
-func (r *recMatrix) SendNotice(context.Context, id.RoomID, id.UserID, string, string) error { return nil }
-func (r *recMatrix) Join(context.Context, id.RoomID, id.UserID) error                       { return nil }
-func (r *recMatrix) Leave(context.Context, id.RoomID, id.UserID, string) error              { return nil }
+func (r *recMatrix) SendNotice(context.Context, id.RoomID, id.UserID, string, string) error {
+	return nil
+}
+func (r *recMatrix) Join(context.Context, id.RoomID, id.UserID) error          { return nil }
+func (r *recMatrix) Leave(context.Context, id.RoomID, id.UserID, string) error { return nil }
 func (r *recMatrix) SetTyping(_ context.Context, _ id.RoomID, u id.UserID, on bool, _ int) error {
 	return r.add(&r.typing, fmt.Sprintf("%s %v", u, on))
 }

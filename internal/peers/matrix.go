@@ -79,11 +79,23 @@ func (u *MatrixUser) syncLoop(ctx context.Context) {
 
 // Wait returns the first event seen (at any time) that matches.
 func (u *MatrixUser) Wait(ctx context.Context, timeout time.Duration, match func(*event.Event) bool) (*event.Event, error) {
+	return u.WaitSince(ctx, 0, timeout, match)
+}
+
+// Mark is the number of events seen so far, for WaitSince.
+func (u *MatrixUser) Mark() int {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return len(u.events)
+}
+
+// WaitSince returns the first matching event among those seen after mark.
+func (u *MatrixUser) WaitSince(ctx context.Context, mark int, timeout time.Duration, match func(*event.Event) bool) (*event.Event, error) {
 	deadline := time.NewTimer(timeout)
 	defer deadline.Stop()
 	for {
 		u.mu.Lock()
-		for _, e := range u.events {
+		for _, e := range u.events[min(mark, len(u.events)):] {
 			if match(e) {
 				u.mu.Unlock()
 				return e, nil
