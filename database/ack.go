@@ -15,6 +15,13 @@ const (
 	ackDeliveredQuery = `UPDATE message SET delivered_at=$2 WHERE rowid=$1 AND delivered_at IS NULL`
 	ackDisplayedQuery = `UPDATE message SET displayed_at=$2 WHERE rowid=$1 AND displayed_at IS NULL`
 
+	// The "up to" forms, over FromXMPP messages of a room.
+	ackDeliveredUpToQuery = `UPDATE message SET delivered_at=$2 WHERE room_id=$3 AND direction='xmpp' AND rowid<=$1 AND delivered_at IS NULL`
+	ackDisplayedUpToQuery = `UPDATE message SET displayed_at=$2 WHERE room_id=$3 AND direction='xmpp' AND rowid<=$1 AND displayed_at IS NULL`
+
+	getUnreadUpToQuery       = getMessageBaseQuery + `WHERE room_id=$1 AND rowid<=$2 AND displayed_at IS NULL AND direction='xmpp' ORDER BY rowid`
+	getNewestComposableQuery = getMessageBaseQuery + `WHERE room_id=$1 AND direction='xmpp' AND want_composing ORDER BY rowid DESC LIMIT 1`
+
 	getNewestDeliveredQuery = getMessageBaseQuery + `WHERE room_id=$1 AND direction=$2 AND delivered_at IS NOT NULL ORDER BY rowid DESC LIMIT 1`
 	getNewestDisplayedQuery = getMessageBaseQuery + `WHERE room_id=$1 AND direction=$2 AND displayed_at IS NOT NULL ORDER BY rowid DESC LIMIT 1`
 )
@@ -22,10 +29,19 @@ const (
 // ack records one ack inside a transaction and stores its job if it is new.
 func (db *Database) ack(ctx context.Context, a mapping.Ack) (bool, int64, error) {
 	query := ackDeliveredQuery
-	if a.Kind == mapping.AckDisplayed {
+	args := []any{a.Row, toMilli(a.At)}
+	switch {
+	case a.Kind == mapping.AckDisplayed && a.UpTo != "":
+		query = ackDisplayedUpToQuery
+	case a.UpTo != "":
+		query = ackDeliveredUpToQuery
+	case a.Kind == mapping.AckDisplayed:
 		query = ackDisplayedQuery
 	}
-	res, err := db.db.Exec(ctx, query, a.Row, toMilli(a.At))
+	if a.UpTo != "" {
+		args = append(args, a.UpTo)
+	}
+	res, err := db.db.Exec(ctx, query, args...)
 	if err != nil {
 		return false, 0, fmt.Errorf("mark message %d %s: %w", a.Row, a.Kind, err)
 	}
@@ -99,6 +115,26 @@ func (db *Database) NewestAcked(ctx context.Context, room id.RoomID, dir mapping
 	m, err := queryOne(ctx, db.db, scanMessage, query, room, dir)
 	if err != nil {
 		return nil, fmt.Errorf("get newest %s %s message of %s: %w", kind, dir, room, err)
+	}
+	return m, nil
+}
+
+// UnreadUpTo lists the FromXMPP messages of room up to row not yet
+// displayed, oldest first.
+func (db *Database) UnreadUpTo(ctx context.Context, room id.RoomID, row int64) ([]*mapping.Message, error) {
+	ms, err := queryMany(ctx, db.db, scanMessage, getUnreadUpToQuery, room, row)
+	if err != nil {
+		return nil, fmt.Errorf("list unread messages of %s up to %d: %w", room, row, err)
+	}
+	return ms, nil
+}
+
+// NewestComposable is the newest FromXMPP message of room that asked for
+// composing events.
+func (db *Database) NewestComposable(ctx context.Context, room id.RoomID) (*mapping.Message, error) {
+	m, err := queryOne(ctx, db.db, scanMessage, getNewestComposableQuery, room)
+	if err != nil {
+		return nil, fmt.Errorf("get newest composable message of %s: %w", room, err)
 	}
 	return m, nil
 }

@@ -78,3 +78,43 @@ func TestFinishTxnWithAcks(t *testing.T) {
 		}
 	})
 }
+
+// The "up to" ack of an m.read: every FromXMPP message of the room up to
+// the row is marked, nothing after it and nothing from Matrix.
+func TestAckUpTo(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, _ engine, s *store) {
+		ctx := t.Context()
+		var rows []int64
+		for i, dir := range []mapping.Direction{mapping.FromXMPP, mapping.FromMatrix, mapping.FromXMPP, mapping.FromXMPP} {
+			m := newMessage(bob, "u"+string(rune('0'+i)), dir)
+			m.RoomID = "!r:example.org"
+			m.Requests.Composing = i == 2
+			mustAdd(t, s, m)
+			rows = append(rows, m.RowID)
+		}
+		unread, err := s.UnreadUpTo(ctx, "!r:example.org", rows[2])
+		must(t, err)
+		if len(unread) != 2 || unread[0].RowID != rows[0] || unread[1].RowID != rows[2] {
+			t.Fatalf("unread up to %d: %d messages", rows[2], len(unread))
+		}
+		if c, err := s.NewestComposable(ctx, "!r:example.org"); err != nil || c.RowID != rows[2] {
+			t.Errorf("NewestComposable = %v, %v; want row %d", c, err, rows[2])
+		}
+		isNew, err := s.Acknowledge(ctx, []mapping.Ack{{Row: rows[2], Kind: mapping.AckDisplayed, At: time.Now(), UpTo: "!r:example.org", Job: &mapping.Job{Kind: "x"}}})
+		must(t, err)
+		if !isNew[0] {
+			t.Error("up-to ack not new")
+		}
+		if unread, _ := s.UnreadUpTo(ctx, "!r:example.org", rows[3]); len(unread) != 1 || unread[0].RowID != rows[3] {
+			t.Errorf("after the ack, unread = %d messages, want only the last", len(unread))
+		}
+		if m, _ := s.MessageByRow(ctx, rows[1]); !m.DisplayedAt.IsZero() {
+			t.Error("a message from Matrix was marked by an up-to ack")
+		}
+		isNew, err = s.Acknowledge(ctx, []mapping.Ack{{Row: rows[2], Kind: mapping.AckDisplayed, At: time.Now(), UpTo: "!r:example.org", Job: &mapping.Job{Kind: "x"}}})
+		must(t, err)
+		if isNew[0] {
+			t.Error("repeated up-to ack was new")
+		}
+	})
+}

@@ -158,13 +158,19 @@ func (s *memStore) FinishTxn(_ context.Context, txnID string, acks []Ack, jobs [
 func (s *memStore) acks(acks []Ack, jobs []*Job) []bool {
 	isNew := make([]bool, len(acks))
 	for i, a := range acks {
-		m := s.messages[a.Row-1]
-		at := &m.DeliveredAt
-		if a.Kind == AckDisplayed {
-			at = &m.DisplayedAt
+		for _, m := range s.messages {
+			if a.UpTo == "" && m.RowID != a.Row || a.UpTo != "" && (m.RoomID != a.UpTo || m.Direction != FromXMPP || m.RowID > a.Row) {
+				continue
+			}
+			at := &m.DeliveredAt
+			if a.Kind == AckDisplayed {
+				at = &m.DisplayedAt
+			}
+			if at.IsZero() {
+				*at, isNew[i] = a.At, true
+			}
 		}
-		if at.IsZero() {
-			*at, isNew[i] = a.At, true
+		if isNew[i] {
 			if a.Job != nil {
 				if a.Job.MessageID == 0 {
 					a.Job.MessageID = a.Row
@@ -257,3 +263,28 @@ func (s *memStore) RetryJob(_ context.Context, jobID int64, notBefore time.Time,
 }
 
 var _ Store = (*memStore)(nil)
+
+func (s *memStore) UnreadUpTo(_ context.Context, room id.RoomID, row int64) ([]*Message, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []*Message
+	for _, m := range s.messages {
+		if m.RoomID == room && m.Direction == FromXMPP && m.RowID <= row && m.DisplayedAt.IsZero() {
+			c := *m
+			out = append(out, &c)
+		}
+	}
+	return out, nil
+}
+
+func (s *memStore) NewestComposable(_ context.Context, room id.RoomID) (*Message, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i := len(s.messages) - 1; i >= 0; i-- {
+		if m := s.messages[i]; m.RoomID == room && m.Direction == FromXMPP && m.Requests.Composing {
+			c := *m
+			return &c, nil
+		}
+	}
+	return nil, ErrNotFound
+}

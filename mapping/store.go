@@ -94,6 +94,10 @@ type Ack struct {
 	Kind AckKind
 	At   time.Time
 	Job  *Job
+	// UpTo, when set, makes this an "up to" ack: every FromXMPP message of
+	// the room UpTo with a row up to Row that lacks the kind gets it, and
+	// the ack is new if any did.
+	UpTo id.RoomID
 }
 
 // Txn is a transaction pushed by the homeserver, kept until processed.
@@ -127,6 +131,12 @@ type Store interface {
 	// NewestAcked is the newest message (by row) of the room, in direction
 	// dir, that has an ack of kind.
 	NewestAcked(ctx context.Context, room id.RoomID, dir Direction, kind AckKind) (*Message, error)
+	// UnreadUpTo lists the FromXMPP messages of room with a row up to row
+	// that are not displayed yet, oldest first.
+	UnreadUpTo(ctx context.Context, room id.RoomID, row int64) ([]*Message, error)
+	// NewestComposable is the newest FromXMPP message of room that asked
+	// for XEP-0022 composing events.
+	NewestComposable(ctx context.Context, room id.RoomID) (*Message, error)
 
 	// PutTxn stores a pushed transaction; false if its id was seen before.
 	PutTxn(ctx context.Context, txn *Txn) (bool, error)

@@ -50,6 +50,9 @@ CREATE TABLE message (
 -- conflicts. Lookups must repeat "xmpp_id <> ''" for PostgreSQL to use it.
 CREATE UNIQUE INDEX message_xmpp_id_idx ON message (peer_jid, xmpp_id, direction) WHERE xmpp_id <> '';
 CREATE INDEX message_room_ts_idx ON message (room_id, ts);
+-- The "up to" expansion of an m.read: the not yet displayed messages of a
+-- room up to a row. Partial, so that it holds only what is still unread.
+CREATE INDEX message_unread_idx ON message (room_id, rowid) WHERE displayed_at IS NULL;
 
 -- Transactions pushed by the homeserver, stored before it gets its 200 and
 -- kept after processing so that a retried transaction is recognised.
