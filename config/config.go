@@ -46,19 +46,25 @@ type Config struct {
 			Type string `yaml:"type"`
 			URI  string `yaml:"uri"`
 		} `yaml:"database"`
+		Ephemeral string `yaml:"ephemeral"`
 	} `yaml:"appservice"`
 	XMPP struct {
 		Address        string   `yaml:"address"`
 		Domain         string   `yaml:"domain"`
 		Secret         string   `yaml:"secret"`
 		BlockedDomains []string `yaml:"blocked_domains"`
+		ReceiptTo      string   `yaml:"receipt_to"`
 	} `yaml:"xmpp"`
 	Bridge struct {
 		Permissions map[string]string `yaml:"permissions"`
 	} `yaml:"bridge"`
 	Receipts struct {
-		DeliveryFallback    string `yaml:"delivery_fallback"`
-		DeliverySpecVersion string `yaml:"delivery_spec_version"`
+		DeliveryFallback     string          `yaml:"delivery_fallback"`
+		DeliverySpecVersion  string          `yaml:"delivery_spec_version"`
+		SendToXMPP           bool            `yaml:"send_to_xmpp"`
+		SendToXMPPUsers      map[string]bool `yaml:"send_to_xmpp_users"`
+		MaxDisplayedPerRead  int             `yaml:"max_displayed_per_read"`
+		ReadImpliesDelivered bool            `yaml:"read_implies_delivered"`
 	} `yaml:"receipts"`
 	Logging struct {
 		Level  string `yaml:"level"`
@@ -261,6 +267,22 @@ func (c *Config) validate() Errors {
 			bad("bridge.permissions."+k, fmt.Sprintf("%q is not a level; put user or none", v))
 		}
 	}
+	switch c.AppService.Ephemeral {
+	case "auto", "push", "sync":
+	default:
+		bad("appservice.ephemeral", fmt.Sprintf("%q is not a way; put auto, push or sync", c.AppService.Ephemeral))
+	}
+	if c.XMPP.ReceiptTo != "bare" && c.XMPP.ReceiptTo != "full" {
+		bad("xmpp.receipt_to", fmt.Sprintf("%q is not an addressing; put bare or full", c.XMPP.ReceiptTo))
+	}
+	if c.Receipts.MaxDisplayedPerRead < 1 {
+		bad("receipts.max_displayed_per_read", "must be at least 1; put how many <displayed/> one read may raise, e.g. 50")
+	}
+	for u := range c.Receipts.SendToXMPPUsers {
+		if _, _, err := id.UserID(u).Parse(); err != nil {
+			bad("receipts.send_to_xmpp_users."+u, "not a Matrix user ID; put one like @alice:example.org")
+		}
+	}
 	switch c.Receipts.DeliveryFallback {
 	case "message_status", "none":
 	default:
@@ -458,4 +480,19 @@ func (c *Config) CheckRegistration(path string) (*appservice.Registration, error
 		return nil, fmt.Errorf("%s disagrees with the configuration: %w", path, errs)
 	}
 	return reg, nil
+}
+
+// ReceiptPolicy is the receipts.* part the core reads.
+func (c *Config) ReceiptPolicy() mapping.ReceiptPolicy {
+	p := mapping.ReceiptPolicy{
+		MaxDisplayedPerRead:  c.Receipts.MaxDisplayedPerRead,
+		ReadImpliesDelivered: c.Receipts.ReadImpliesDelivered,
+		SendToXMPP:           c.Receipts.SendToXMPP,
+		Overrides:            map[id.UserID]bool{},
+		ToFullJID:            c.XMPP.ReceiptTo == "full",
+	}
+	for u, v := range c.Receipts.SendToXMPPUsers {
+		p.Overrides[id.UserID(u)] = v
+	}
+	return p
 }

@@ -3,6 +3,7 @@ package mapping
 import (
 	"context"
 	"errors"
+	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -53,6 +54,33 @@ type Config struct {
 	Permissions Permissions
 	// BlockedDomains are XMPP domains whose people may not use the bridge.
 	BlockedDomains []string
+	Receipts       ReceiptPolicy
+}
+
+// ReceiptPolicy is how receipts from Matrix reach XMPP (config: receipts.*).
+type ReceiptPolicy struct {
+	// MaxDisplayedPerRead caps the XEP-0022 <displayed/> (and delivery)
+	// notifications one m.read raises; the newest messages win.
+	MaxDisplayedPerRead int
+	// ReadImpliesDelivered sends a requested delivery receipt that was
+	// never sent before the displayed ones: bridged messages are never
+	// encrypted, so a message read was received.
+	ReadImpliesDelivered bool
+	// SendToXMPP is whether Matrix users' receipts reach XMPP at all;
+	// Overrides sets it per user.
+	SendToXMPP bool
+	Overrides  map[id.UserID]bool
+	// ToFullJID addresses receipts to the resource the message came from
+	// instead of the bare JID (IM-NG: all of the person's clients).
+	ToFullJID bool
+}
+
+// sendsReceipts tells whether u lets the bridge tell XMPP about receipts.
+func (p ReceiptPolicy) sendsReceipts(u id.UserID) bool {
+	if v, ok := p.Overrides[u]; ok {
+		return v
+	}
+	return p.SendToXMPP
 }
 
 // Bridge is the core: it decides what every input means and what must be
@@ -66,6 +94,9 @@ type Bridge struct {
 	log    zerolog.Logger
 	wake   chan struct{}
 	now    func() time.Time
+
+	typingMu sync.Mutex
+	typing   map[id.RoomID]bool // whether the portal's user types, by room
 }
 
 // New makes a core. The sides may be set later with SetSides, since they
@@ -74,7 +105,7 @@ func New(cfg Config, store Store, count Counter, log zerolog.Logger) *Bridge {
 	if count == nil {
 		count = func(string, string) {}
 	}
-	return &Bridge{cfg: cfg, store: store, count: count, log: log, wake: make(chan struct{}, 1), now: time.Now}
+	return &Bridge{cfg: cfg, store: store, count: count, log: log, wake: make(chan struct{}, 1), now: time.Now, typing: map[id.RoomID]bool{}}
 }
 
 // SetSides connects the core to both servers.

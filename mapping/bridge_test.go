@@ -279,7 +279,7 @@ func textEvent(evID string, sender id.UserID, room id.RoomID, body string) *even
 func TestMatrixInviteOpensPortal(t *testing.T) {
 	h := newHarness(t)
 	ctx := context.Background()
-	if err := h.b.HandleMatrixTxn(ctx, "t1", []*event.Event{memberEvent(alice, "!dm:example.org", julietGhost, event.MembershipInvite)}); err != nil {
+	if err := h.b.HandleMatrixTxn(ctx, "t1", []*event.Event{memberEvent(alice, "!dm:example.org", julietGhost, event.MembershipInvite)}, nil); err != nil {
 		t.Fatal(err)
 	}
 	h.drain(t)
@@ -296,7 +296,7 @@ func TestMatrixInviteOpensPortal(t *testing.T) {
 // invited by anyone else declines with a reason.
 func TestMatrixInviteByStrangerDeclined(t *testing.T) {
 	h := newHarness(t)
-	_ = h.b.HandleMatrixTxn(context.Background(), "t1", []*event.Event{memberEvent("@eve:evil.example", "!x:evil.example", julietGhost, event.MembershipInvite)})
+	_ = h.b.HandleMatrixTxn(context.Background(), "t1", []*event.Event{memberEvent("@eve:evil.example", "!x:evil.example", julietGhost, event.MembershipInvite)}, nil)
 	h.drain(t)
 	if len(h.matrix.joins) != 0 || len(h.matrix.leaves) != 1 || h.matrix.leaves[0] != "!x:evil.example "+string(julietGhost)+" "+DeclineReason {
 		t.Fatalf("joins %q leaves %q", h.matrix.joins, h.matrix.leaves)
@@ -313,11 +313,11 @@ func TestMatrixTextReachesXMPPWithRequests(t *testing.T) {
 	ctx := context.Background()
 	_ = h.store.PutPortal(ctx, &Portal{RoomID: "!dm:example.org", MXID: alice, JID: jid.MustParse(julietJID)})
 	evts := []*event.Event{textEvent("$e1", alice, "!dm:example.org", "It is the east")}
-	if err := h.b.HandleMatrixTxn(ctx, "t1", evts); err != nil {
+	if err := h.b.HandleMatrixTxn(ctx, "t1", evts, nil); err != nil {
 		t.Fatal(err)
 	}
 	// The homeserver re-sends the transaction, or the event comes again.
-	_ = h.b.HandleMatrixTxn(ctx, "t2", evts)
+	_ = h.b.HandleMatrixTxn(ctx, "t2", evts, nil)
 	// The row exists before anything is sent: receipts can never outrun it.
 	row, err := h.store.MessageByEventID(ctx, "$e1")
 	if err != nil || len(h.xmpp.sent) != 0 {
@@ -350,7 +350,7 @@ func TestMatrixIgnored(t *testing.T) {
 		textEvent("$bob", "@bob:example.org", "!dm:example.org", "not the portal's user"),
 		textEvent("$else", alice, "!other:example.org", "not a portal"),
 		image,
-	})
+	}, nil)
 	h.drain(t)
 	if len(h.xmpp.sent) != 0 {
 		t.Fatalf("sent %d", len(h.xmpp.sent))
@@ -370,7 +370,7 @@ func TestMatrixEncryptedGetsNotice(t *testing.T) {
 	_ = h.b.HandleMatrixTxn(ctx, "t1", []*event.Event{{
 		ID: "$enc", Sender: alice, RoomID: "!dm:example.org", Type: event.EventEncrypted,
 		Content: event.Content{VeryRaw: json.RawMessage(`{"algorithm":"m.megolm.v1.aes-sha2"}`)},
-	}})
+	}}, nil)
 	h.drain(t)
 	if want := "!dm:example.org " + string(julietGhost) + " " + EncryptedNotice; len(h.matrix.notices) != 1 || h.matrix.notices[0] != want {
 		t.Fatalf("notices %q", h.matrix.notices)
@@ -387,7 +387,7 @@ func TestOutboxWaitsForReconnectInOrder(t *testing.T) {
 	_ = h.b.HandleMatrixTxn(ctx, "t1", []*event.Event{
 		textEvent("$1", alice, "!dm:example.org", "one"),
 		textEvent("$2", alice, "!dm:example.org", "two"),
-	})
+	}, nil)
 	_, _ = h.b.HandleXMPPMessage(ctx, chat("x1", "from juliet"))
 	pause, backoff := map[string]time.Time{}, map[string]time.Duration{}
 	h.b.runDue(ctx, pause, backoff)

@@ -29,7 +29,7 @@ const (
 // HandleMatrixTxn applies the events of one stored transaction and marks it
 // done; the jobs it produces are stored in the same step, so a crash at any
 // point leads to a replay that repeats nothing already stored.
-func (b *Bridge) HandleMatrixTxn(ctx context.Context, txnID string, events []*event.Event) error {
+func (b *Bridge) HandleMatrixTxn(ctx context.Context, txnID string, events, ephemeral []*event.Event) error {
 	var jobs []*Job
 	for _, evt := range events {
 		j, err := b.handleMatrixEvent(ctx, evt)
@@ -38,7 +38,13 @@ func (b *Bridge) HandleMatrixTxn(ctx context.Context, txnID string, events []*ev
 		}
 		jobs = append(jobs, j...)
 	}
-	if err := b.store.FinishTxn(ctx, txnID, nil, jobs); err != nil {
+	plan := &receiptPlan{done: map[int64]AckKind{}}
+	for _, evt := range ephemeral {
+		if err := b.handleEphemeral(ctx, evt, plan); err != nil {
+			return fmt.Errorf("handle %s in %s of transaction %s: %w", evt.Type.Type, evt.RoomID, txnID, err)
+		}
+	}
+	if err := b.store.FinishTxn(ctx, txnID, plan.acks, jobs); err != nil {
 		return fmt.Errorf("finish transaction %s: %w", txnID, err)
 	}
 	b.Wake()

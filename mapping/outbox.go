@@ -34,7 +34,7 @@ func newJob(kind JobKind, args jobArgs) *Job {
 }
 
 func (k JobKind) side() string {
-	if k == JobSendToXMPP {
+	if k == JobSendToXMPP || k == JobSendStanzas {
 		return "xmpp"
 	}
 	return "matrix"
@@ -131,6 +131,8 @@ func (b *Bridge) runJob(ctx context.Context, job *Job) error {
 		return b.sendToXMPP(ctx, job.MessageID)
 	case JobMatrixDelivery, JobMatrixRead, JobMatrixStatus:
 		return b.receiptToMatrix(ctx, job)
+	case JobSendStanzas:
+		return b.sendStanzas(ctx, job)
 	}
 	var args jobArgs
 	if err := json.Unmarshal(job.Payload, &args); err != nil {

@@ -36,6 +36,11 @@ type Server struct {
 	queue chan string
 }
 
+// NewServer makes the application service API server.
+func NewServer(hsToken string, store mapping.Store, core *mapping.Bridge, count mapping.Counter, log zerolog.Logger) *Server {
+	return &Server{HSToken: hsToken, Store: store, Core: core, Count: count, Log: log, queue: make(chan string, 1024)}
+}
+
 // txnBody is the JSON of a transaction (application service API, PUT
 // /transactions). Ephemeral events come under the stable name or MSC2409's.
 type txnBody struct {
@@ -46,9 +51,6 @@ type txnBody struct {
 
 // Handler is the HTTP handler of the application service API.
 func (s *Server) Handler() http.Handler {
-	if s.queue == nil {
-		s.queue = make(chan string, 1024)
-	}
 	mux := http.NewServeMux()
 	for _, prefix := range []string{"/_matrix/app/v1", ""} { // "" is the legacy path
 		mux.HandleFunc("PUT "+prefix+"/transactions/{txnID}", s.putTransaction)
@@ -116,6 +118,11 @@ func (s *Server) putTransaction(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.Count("as_txn", "accepted")
+	s.Enqueue(txnID)
+}
+
+// Enqueue tells the processor that a stored transaction waits.
+func (s *Server) Enqueue(txnID string) {
 	select {
 	case s.queue <- txnID:
 	default:
@@ -140,9 +147,6 @@ func (s *Server) queryAlias(w http.ResponseWriter, r *http.Request) {
 // Run processes stored transactions in order until ctx ends: first those a
 // previous run left unfinished, then each new one as it arrives.
 func (s *Server) Run(ctx context.Context) {
-	if s.queue == nil {
-		s.queue = make(chan string, 1024)
-	}
 	tick := time.NewTicker(5 * time.Second)
 	defer tick.Stop()
 	for {
@@ -165,7 +169,8 @@ func (s *Server) processPending(ctx context.Context) {
 		return
 	}
 	for _, txn := range txns {
-		if err := s.Core.HandleMatrixTxn(ctx, txn.ID, s.decodeEvents(txn)); err != nil {
+		events, ephemeral := s.decodeEvents(txn)
+		if err := s.Core.HandleMatrixTxn(ctx, txn.ID, events, ephemeral); err != nil {
 			// Left pending: retried on the next round, nothing lost.
 			if ctx.Err() == nil {
 				s.Log.Err(err).Str("txn_id", txn.ID).Msg("Failed to process transaction; will retry")
@@ -175,26 +180,37 @@ func (s *Server) processPending(ctx context.Context) {
 	}
 }
 
-// decodeEvents reads a stored transaction's events. A bad event is counted
-// and skipped: the rest of the transaction still counts.
-func (s *Server) decodeEvents(txn *mapping.Txn) []*event.Event {
+// decodeEvents reads a stored transaction's events and ephemeral events
+// (under the stable name or MSC2409's). A bad event is counted and
+// skipped: the rest of the transaction still counts.
+func (s *Server) decodeEvents(txn *mapping.Txn) (events, ephemeral []*event.Event) {
 	var body txnBody
 	if err := json.Unmarshal(txn.Body, &body); err != nil {
 		s.Count("as_txn", "bad_json")
-		return nil
+		return nil, nil
 	}
-	evts := make([]*event.Event, 0, len(body.Events))
-	for _, raw := range body.Events {
+	events = s.decodeList(txn.ID, body.Events, event.UnknownEventType)
+	ephemeral = s.decodeList(txn.ID, body.Ephemeral, event.EphemeralEventType)
+	ephemeral = append(ephemeral, s.decodeList(txn.ID, body.MSC2409Ephemera, event.EphemeralEventType)...)
+	return events, ephemeral
+}
+
+func (s *Server) decodeList(txnID string, raws []json.RawMessage, class event.TypeClass) []*event.Event {
+	evts := make([]*event.Event, 0, len(raws))
+	for _, raw := range raws {
 		evt := &event.Event{}
 		if err := json.Unmarshal(raw, evt); err != nil || evt.Type.Type == "" {
 			s.Count("matrix_event", "malformed")
-			s.Log.Debug().Err(err).Str("txn_id", txn.ID).Msg("Skipped a malformed event")
+			s.Log.Debug().Err(err).Str("txn_id", txnID).Msg("Skipped a malformed event")
 			continue
 		}
 		// As mautrix's appservice does: the class follows the state key.
-		if evt.StateKey != nil {
+		switch {
+		case class != event.UnknownEventType:
+			evt.Type.Class = class
+		case evt.StateKey != nil:
 			evt.Type.Class = event.StateEventType
-		} else {
+		default:
 			evt.Type.Class = event.MessageEventType
 		}
 		if err := evt.Content.ParseRaw(evt.Type); err != nil && !errors.Is(err, event.ErrContentAlreadyParsed) {

@@ -35,7 +35,7 @@ func newServer(t *testing.T) (*Server, *database.Database, *httptest.Server) {
 	}
 	t.Cleanup(func() { db.Close() })
 	core := mapping.New(mapping.Config{Identities: ids, Permissions: mapping.Permissions{"example.org": mapping.PermUser}}, db, nil, zerolog.Nop())
-	s := &Server{HSToken: "hs-secret", Store: db, Core: core, Count: func(string, string) {}, Log: zerolog.Nop()}
+	s := NewServer("hs-secret", db, core, func(string, string) {}, zerolog.Nop())
 	ts := httptest.NewServer(s.Handler())
 	t.Cleanup(ts.Close)
 	return s, db, ts

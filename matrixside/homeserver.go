@@ -22,6 +22,8 @@ type Homeserver struct {
 	AS       *appservice.AppService
 	IDs      mapping.Identities
 	Delivery Delivery
+
+	delivery deliveryState
 }
 
 var _ mapping.MatrixSide = (*Homeserver)(nil)
@@ -45,13 +47,18 @@ func (h *Homeserver) CreateDM(ctx context.Context, ghost, invitee id.UserID) (id
 	if j, err := h.IDs.GhostJID(ghost); err == nil {
 		h.setDisplayName(ctx, intent, j)
 	}
+	// The bot is invited too: it reads the portal's receipts by /sync where
+	// the homeserver pushes none, and sends the delivery status events.
 	resp, err := intent.CreateRoom(ctx, &mautrix.ReqCreateRoom{
 		Preset:   "trusted_private_chat",
 		IsDirect: true,
-		Invite:   []id.UserID{invitee},
+		Invite:   []id.UserID{invitee, h.AS.BotMXID()},
 	})
 	if err != nil {
 		return "", classify(fmt.Errorf("create room for %s: %w", invitee, err))
+	}
+	if err := h.botJoin(ctx, resp.RoomID); err != nil {
+		return "", err
 	}
 	return resp.RoomID, nil
 }
@@ -99,11 +106,15 @@ func (h *Homeserver) Join(ctx context.Context, room id.RoomID, user id.UserID) e
 	if j, err := h.IDs.GhostJID(user); err == nil {
 		h.setDisplayName(ctx, intent, j)
 	}
-	_, err = intent.JoinRoomByID(ctx, room)
-	if err == nil {
-		_ = intent.StateStore.SetMembership(ctx, room, user, event.MembershipJoin)
+	if _, err = intent.JoinRoomByID(ctx, room); err != nil {
+		return classify(err)
 	}
-	return classify(err)
+	_ = intent.StateStore.SetMembership(ctx, room, user, event.MembershipJoin)
+	if h.IDs.IsGhost(user) {
+		// The bot follows the ghost into a portal opened from Matrix.
+		return h.botJoinVia(ctx, room, intent.Client)
+	}
+	return nil
 }
 
 // Leave makes user leave room, or decline its invite, with a reason.

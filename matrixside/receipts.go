@@ -36,14 +36,17 @@ const (
 // from /versions.
 type DeliveryWay string
 
-// Delivery is the configuration and state of the way delivery is told.
+// Delivery is the configuration of the way delivery is told.
 type Delivery struct {
 	// Fallback is used when the homeserver has no MSC4089.
 	Fallback string
 	// SpecVersion is the first Matrix spec version that defines m.delivery
 	// ("" while none does).
 	SpecVersion string
+}
 
+// deliveryState is the way chosen, until the next detection.
+type deliveryState struct {
 	mu       sync.Mutex
 	way      DeliveryWay
 	detected bool
@@ -55,10 +58,10 @@ func (h *Homeserver) Detect(ctx context.Context) (DeliveryWay, error) {
 	if err != nil {
 		return "", fmt.Errorf("read the homeserver's /versions: %w", err)
 	}
-	d := &h.Delivery
-	way := DeliveryWay(d.Fallback)
+	d := &h.delivery
+	way := DeliveryWay(h.Delivery.Fallback)
 	switch {
-	case d.SpecVersion != "" && resp.ContainsGreaterOrEqual(mautrix.MustParseSpecVersion(d.SpecVersion)):
+	case h.Delivery.SpecVersion != "" && resp.ContainsGreaterOrEqual(mautrix.MustParseSpecVersion(h.Delivery.SpecVersion)):
 		way = DeliveryWay(ReceiptDelivery)
 	case resp.UnstableFeatures[FeatureMSC4089]:
 		way = DeliveryWay(ReceiptDeliveryUnstable)
@@ -83,9 +86,9 @@ func versionStrings(resp *mautrix.RespVersions) []string {
 }
 
 func (h *Homeserver) deliveryWay(ctx context.Context) (DeliveryWay, error) {
-	h.Delivery.mu.Lock()
-	way, ok := h.Delivery.way, h.Delivery.detected
-	h.Delivery.mu.Unlock()
+	h.delivery.mu.Lock()
+	way, ok := h.delivery.way, h.delivery.detected
+	h.delivery.mu.Unlock()
 	if ok {
 		return way, nil
 	}
@@ -95,12 +98,12 @@ func (h *Homeserver) deliveryWay(ctx context.Context) (DeliveryWay, error) {
 // fallBack abandons a receipt type the homeserver advertised but refused,
 // once, and says so.
 func (h *Homeserver) fallBack(ctx context.Context, refused DeliveryWay, err error) DeliveryWay {
-	d := &h.Delivery
+	d := &h.delivery
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.way == refused {
-		d.way = DeliveryWay(d.Fallback)
-		h.log(ctx).Warn().Err(err).Str("refused", string(refused)).Str("now", d.Fallback).
+		d.way = DeliveryWay(h.Delivery.Fallback)
+		h.log(ctx).Warn().Err(err).Str("refused", string(refused)).Str("now", h.Delivery.Fallback).
 			Msg("The homeserver refused a receipt type it advertises; falling back")
 	}
 	return d.way
@@ -193,10 +196,6 @@ func (h *Homeserver) sendStatus(ctx context.Context, room id.RoomID, ev id.Event
 // botJoin puts the bot into a portal, invited by the ghost there if it must
 // be: the status events are the bot's.
 func (h *Homeserver) botJoin(ctx context.Context, room id.RoomID) error {
-	bot := h.AS.BotIntent()
-	if h.AS.StateStore.IsInRoom(ctx, room, bot.UserID) {
-		return nil
-	}
 	var override *mautrix.Client
 	if members, err := h.AS.StateStore.GetRoomJoinedOrInvitedMembers(ctx, room); err == nil {
 		for _, m := range members {
@@ -205,6 +204,15 @@ func (h *Homeserver) botJoin(ctx context.Context, room id.RoomID) error {
 				break
 			}
 		}
+	}
+	return h.botJoinVia(ctx, room, override)
+}
+
+// botJoinVia joins the bot to room, invited by inviter if it must be.
+func (h *Homeserver) botJoinVia(ctx context.Context, room id.RoomID, override *mautrix.Client) error {
+	bot := h.AS.BotIntent()
+	if h.AS.StateStore.IsInRoom(ctx, room, bot.UserID) {
+		return nil
 	}
 	if err := bot.EnsureJoined(ctx, room, appservice.EnsureJoinedParams{BotOverride: override}); err != nil {
 		return classify(fmt.Errorf("bring the bot into %s: %w", room, err))
@@ -218,9 +226,9 @@ func (h *Homeserver) transient(err error) error {
 	if err != nil && !errors.Is(err, mapping.ErrPermanent) {
 		var httpErr mautrix.HTTPError
 		if !errors.As(err, &httpErr) || httpErr.Response == nil {
-			h.Delivery.mu.Lock()
-			h.Delivery.detected = false
-			h.Delivery.mu.Unlock()
+			h.delivery.mu.Lock()
+			h.delivery.detected = false
+			h.delivery.mu.Unlock()
 		}
 	}
 	return err

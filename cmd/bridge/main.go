@@ -101,6 +101,7 @@ func run(configPath, regPath string, generate bool) error {
 		Identities:     cfg.Identities(),
 		Permissions:    cfg.Permissions(),
 		BlockedDomains: cfg.XMPP.BlockedDomains,
+		Receipts:       cfg.ReceiptPolicy(),
 	}, db, count, log.With().Str("component", "core").Logger())
 	domain, _ := jid.Parse(cfg.XMPP.Domain) // validated by config
 	comp := &xmppside.Component{
@@ -111,10 +112,7 @@ func run(configPath, regPath string, generate bool) error {
 		Fallback: cfg.Receipts.DeliveryFallback, SpecVersion: cfg.Receipts.DeliverySpecVersion,
 	}}
 	core.SetSides(hs, comp)
-	srv := &matrixside.Server{
-		HSToken: cfg.AppService.HSToken, Store: db, Core: core, Count: count,
-		Log: log.With().Str("component", "appservice").Logger(),
-	}
+	srv := matrixside.NewServer(cfg.AppService.HSToken, db, core, count, log.With().Str("component", "appservice").Logger())
 
 	var wg sync.WaitGroup
 	errc := make(chan error, 2)
@@ -131,7 +129,12 @@ func run(configPath, regPath string, generate bool) error {
 			}
 		})
 	}
-	goRun(func() { ensureBot(ctx, as, hs, log) })
+	goRun(func() {
+		ensureBot(ctx, as, hs, log)
+		if matrixside.ChooseMode(ctx, as, cfg.AppService.Ephemeral, log) == matrixside.EphemeralSync {
+			(&matrixside.Syncer{AS: as, Store: db, KV: db, Server: srv, Log: log.With().Str("component", "sync").Logger()}).Run(ctx)
+		}
+	})
 	goRun(func() { srv.Run(ctx) })
 	goRun(func() { core.RunOutbox(ctx) })
 	goRun(func() { comp.Run(ctx) })

@@ -1,0 +1,335 @@
+package mapping
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
+	"mellium.im/xmpp/jid"
+)
+
+// JobSendStanzas sends receipts and notifications to XMPP, in order.
+const JobSendStanzas JobKind = "xmpp.stanzas"
+
+// Receipt types this side reads (MSC4089's names and the Matrix spec's).
+const (
+	receiptDelivery         = event.ReceiptType("m.delivery")
+	receiptDeliveryUnstable = event.ReceiptType("org.matrix.msc4089.delivery")
+)
+
+// Reasons a Matrix receipt is not translated, as counted.
+const (
+	SkipPrivate      = "private"         // m.read.private never leaves Matrix
+	SkipOwn          = "own_user"        // the bridge's own receipts
+	SkipNotPortal    = "not_portal"      // not a portal room
+	SkipNotPortalMX  = "not_portal_user" // not the portal's Matrix user
+	SkipUnknownType  = "unknown_type"
+	SkipUnknownEvent = "unknown_event"
+	SkipNotFromXMPP  = "not_from_xmpp"
+	SkipThread       = "thread"   // a threaded receipt outside its thread
+	SkipDisabled     = "disabled" // receipts.send_to_xmpp off for the user
+	SkipBeforeInvite = "before_invite"
+	SkipDone         = "already_sent"
+	SkipMalformed    = "malformed"
+)
+
+// receiptPlan gathers what one transaction's receipts cause, so that the
+// store records it with the transaction, at once.
+type receiptPlan struct {
+	acks []Ack
+	// done is what this transaction already acknowledged, by row.
+	done map[int64]AckKind
+}
+
+func (p *receiptPlan) has(row int64, kind AckKind) bool {
+	k, ok := p.done[row]
+	return ok && (k == kind || k == AckDisplayed)
+}
+
+// stanzaJob is the JSON form of the stanzas of a JobSendStanzas.
+type stanzaJob struct {
+	ID        string       `json:"id"`
+	From      string       `json:"from"`
+	To        string       `json:"to"`
+	Type      string       `json:"type,omitempty"`
+	Received  string       `json:"received,omitempty"`
+	Event     *EventNotice `json:"event,omitempty"`
+	Displayed string       `json:"displayed,omitempty"`
+}
+
+func stanzasJob(out []*OutMessage) *Job {
+	js := make([]stanzaJob, len(out))
+	for i, m := range out {
+		js[i] = stanzaJob{ID: m.ID, From: m.From.String(), To: m.To.String(), Type: m.Type, Received: m.Received, Event: m.Event, Displayed: m.Displayed}
+	}
+	payload, _ := json.Marshal(js)
+	return &Job{Kind: JobSendStanzas, Payload: payload}
+}
+
+func (b *Bridge) sendStanzas(ctx context.Context, job *Job) error {
+	var js []stanzaJob
+	if err := json.Unmarshal(job.Payload, &js); err != nil {
+		return fmt.Errorf("%w: bad stanzas payload: %v", ErrPermanent, err)
+	}
+	// A retry after a failure part-way resends the ones before it: a
+	// receipt twice is harmless, one lost is not.
+	for _, s := range js {
+		from, err1 := jid.Parse(s.From)
+		to, err2 := jid.Parse(s.To)
+		if err1 != nil || err2 != nil {
+			return fmt.Errorf("%w: bad address in stanza job", ErrPermanent)
+		}
+		out := &OutMessage{ID: s.ID, From: from, To: to, Type: s.Type, Received: s.Received, Event: s.Event, Displayed: s.Displayed}
+		if err := b.xmpp.Send(ctx, out); err != nil {
+			return fmt.Errorf("send receipt to %s: %w", to, err)
+		}
+	}
+	b.count("receipts_to_xmpp", "sent")
+	return nil
+}
+
+// handleEphemeral takes an m.receipt or m.typing of a room. The Matrix →
+// XMPP table of DESIGN.md.
+func (b *Bridge) handleEphemeral(ctx context.Context, evt *event.Event, plan *receiptPlan) error {
+	switch evt.Type.Type {
+	case event.EphemeralEventReceipt.Type:
+		rc, ok := evt.Content.Parsed.(*event.ReceiptEventContent)
+		if !ok {
+			b.count("matrix_receipt", SkipMalformed)
+			return nil
+		}
+		for ev, byType := range *rc {
+			for typ, byUser := range byType {
+				for user, r := range byUser {
+					if err := b.handleReceipt(ctx, evt.RoomID, ev, typ, user, r, plan); err != nil {
+						return err
+					}
+				}
+			}
+		}
+	case event.EphemeralEventTyping.Type:
+		tc, ok := evt.Content.Parsed.(*event.TypingEventContent)
+		if !ok {
+			b.count("matrix_typing", SkipMalformed)
+			return nil
+		}
+		return b.typingFromMatrix(ctx, evt.RoomID, tc.UserIDs)
+	}
+	return nil
+}
+
+func (b *Bridge) handleReceipt(ctx context.Context, room id.RoomID, ev id.EventID, typ event.ReceiptType, user id.UserID, r event.ReadReceipt, plan *receiptPlan) error {
+	skip := func(reason string) error {
+		b.count("matrix_receipt", reason)
+		return nil
+	}
+	var kind AckKind
+	switch typ {
+	case event.ReceiptTypeRead:
+		kind = AckDisplayed
+	case receiptDelivery, receiptDeliveryUnstable:
+		kind = AckDelivered
+	case event.ReceiptTypeReadPrivate:
+		// Private by definition: never leaves Matrix.
+		return skip(SkipPrivate)
+	default:
+		return skip(SkipUnknownType)
+	}
+	ids := b.cfg.Identities
+	if user == ids.Bot() || ids.IsGhost(user) {
+		// A receipt never triggers a receipt: these are our own.
+		return skip(SkipOwn)
+	}
+	if r.ThreadID != "" && r.ThreadID != event.ReadReceiptThreadMain {
+		// Bridged messages live in the main timeline; a receipt of another
+		// thread is about something else.
+		return skip(SkipThread)
+	}
+	portal, err := b.store.PortalByRoom(ctx, room)
+	if isNotFound(err) {
+		return skip(SkipNotPortal)
+	} else if err != nil {
+		return fmt.Errorf("look up portal: %w", err)
+	}
+	if user != portal.MXID {
+		return skip(SkipNotPortalMX)
+	}
+	if !b.cfg.Receipts.sendsReceipts(user) {
+		return skip(SkipDisabled)
+	}
+	msg, err := b.store.MessageByEventID(ctx, ev)
+	if isNotFound(err) {
+		return skip(SkipUnknownEvent)
+	} else if err != nil {
+		return fmt.Errorf("look up event %s: %w", ev, err)
+	}
+	if msg.Direction != FromXMPP || msg.RoomID != room || !msg.PeerJID.Equal(portal.JID) {
+		return skip(SkipNotFromXMPP)
+	}
+	if msg.TS.Before(portal.CreatedAt.Add(-1e9)) {
+		// MSC4089: not for events before the user's invite.
+		return skip(SkipBeforeInvite)
+	}
+	from, err := ids.Puppet(portal.MXID)
+	if err != nil {
+		return skip(SkipNotPortalMX)
+	}
+	if kind == AckDelivered {
+		return b.deliveryToXMPP(from, msg, plan)
+	}
+	return b.readToXMPP(ctx, from, portal, msg, plan)
+}
+
+// to is where a receipt about msg goes: the bare JID (IM-NG: all of the
+// person's clients), or the resource it came from if so configured.
+func (b *Bridge) to(msg *Message) jid.JID {
+	if b.cfg.Receipts.ToFullJID && msg.PeerResource != "" {
+		if full, err := msg.PeerJID.WithResource(msg.PeerResource); err == nil {
+			return full
+		}
+	}
+	return msg.PeerJID
+}
+
+// deliveryStanzas are what msg's sender asked for on delivery, and only
+// that: XEP-0184 <received/> if it had <request/>, XEP-0022 <delivered/>
+// if its x:event asked for it.
+func (b *Bridge) deliveryStanzas(from jid.JID, msg *Message) []*OutMessage {
+	var out []*OutMessage
+	if msg.Requests.Receipt {
+		out = append(out, &OutMessage{ID: NewXMPPID(), From: from, To: b.to(msg), Type: TypeChat, Received: msg.XMPPID})
+	}
+	if msg.Requests.Delivered {
+		out = append(out, &OutMessage{ID: NewXMPPID(), From: from, To: b.to(msg), Type: TypeChat, Event: &EventNotice{ID: msg.XMPPID, Delivered: true}})
+	}
+	return out
+}
+
+func (b *Bridge) deliveryToXMPP(from jid.JID, msg *Message, plan *receiptPlan) error {
+	if !msg.DeliveredAt.IsZero() || plan.has(msg.RowID, AckDelivered) {
+		b.count("matrix_receipt", SkipDone)
+		return nil
+	}
+	plan.done[msg.RowID] = AckDelivered
+	ack := Ack{Row: msg.RowID, Kind: AckDelivered, At: b.now()}
+	if out := b.deliveryStanzas(from, msg); len(out) > 0 {
+		ack.Job = stanzasJob(out)
+	}
+	plan.acks = append(plan.acks, ack)
+	b.count("matrix_receipt", "delivery")
+	return nil
+}
+
+// readToXMPP expands an m.read, an "up to" marker (Matrix receipts module),
+// into XEP-0022's per-message events: for every message up to the read one
+// not displayed yet, oldest first, its delivery receipt if it was never
+// sent, then one <displayed/> each (capped; the newest win), then one
+// XEP-0333 <displayed/> for the newest markable message.
+func (b *Bridge) readToXMPP(ctx context.Context, from jid.JID, portal *Portal, read *Message, plan *receiptPlan) error {
+	if !read.DisplayedAt.IsZero() || plan.has(read.RowID, AckDisplayed) {
+		b.count("matrix_receipt", SkipDone)
+		return nil
+	}
+	unread, err := b.store.UnreadUpTo(ctx, portal.RoomID, read.RowID)
+	if err != nil {
+		return err
+	}
+	var fresh []*Message
+	for _, m := range unread {
+		if !plan.has(m.RowID, AckDisplayed) && !m.TS.Before(portal.CreatedAt.Add(-1e9)) {
+			fresh = append(fresh, m)
+		}
+	}
+	if len(fresh) == 0 {
+		b.count("matrix_receipt", SkipDone)
+		return nil
+	}
+	capped := fresh
+	if max := b.cfg.Receipts.MaxDisplayedPerRead; max > 0 && len(capped) > max {
+		capped = capped[len(capped)-max:]
+	}
+	var out []*OutMessage
+	if b.cfg.Receipts.ReadImpliesDelivered {
+		for _, m := range capped {
+			if m.DeliveredAt.IsZero() && !plan.has(m.RowID, AckDelivered) {
+				out = append(out, b.deliveryStanzas(from, m)...)
+			}
+		}
+	}
+	var newestMarkable *Message
+	for _, m := range capped {
+		if m.Requests.Displayed {
+			out = append(out, &OutMessage{ID: NewXMPPID(), From: from, To: b.to(m), Type: TypeChat, Event: &EventNotice{ID: m.XMPPID, Displayed: true}})
+		}
+		if m.Requests.Markable {
+			newestMarkable = m
+		}
+	}
+	if newestMarkable != nil {
+		out = append(out, &OutMessage{ID: NewXMPPID(), From: from, To: b.to(newestMarkable), Type: TypeChat, Displayed: newestMarkable.XMPPID})
+	}
+	now := b.now()
+	// Everything up to the read message is displayed now, and delivered
+	// if reading implies it: one up-to ack each, carrying the stanzas.
+	if b.cfg.Receipts.ReadImpliesDelivered {
+		plan.acks = append(plan.acks, Ack{Row: read.RowID, Kind: AckDelivered, At: now, UpTo: portal.RoomID})
+	}
+	disp := Ack{Row: read.RowID, Kind: AckDisplayed, At: now, UpTo: portal.RoomID}
+	if len(out) > 0 {
+		disp.Job = stanzasJob(out)
+	}
+	plan.acks = append(plan.acks, disp)
+	for _, m := range fresh {
+		plan.done[m.RowID] = AckDisplayed
+	}
+	b.count("matrix_receipt", "read")
+	return nil
+}
+
+// typingFromMatrix tells the XMPP peer when the portal's user starts or
+// stops typing: XEP-0085 <composing/> / <active/>, and XEP-0022
+// <composing/> (and its cancellation) against the newest message that
+// asked for composing events. Only changes are sent; typing is not queued.
+func (b *Bridge) typingFromMatrix(ctx context.Context, room id.RoomID, users []id.UserID) error {
+	portal, err := b.store.PortalByRoom(ctx, room)
+	if isNotFound(err) {
+		b.count("matrix_typing", SkipNotPortal)
+		return nil
+	} else if err != nil {
+		return fmt.Errorf("look up portal: %w", err)
+	}
+	on := false
+	for _, u := range users {
+		on = on || u == portal.MXID
+	}
+	b.typingMu.Lock()
+	was := b.typing[room]
+	b.typing[room] = on
+	b.typingMu.Unlock()
+	if was == on || !b.cfg.Receipts.sendsReceipts(portal.MXID) {
+		return nil
+	}
+	from, err := b.cfg.Identities.Puppet(portal.MXID)
+	if err != nil {
+		return nil
+	}
+	state := "active"
+	if on {
+		state = "composing"
+	}
+	out := []*OutMessage{{ID: NewXMPPID(), From: from, To: portal.JID, Type: TypeChat, ChatState: state}}
+	if m, err := b.store.NewestComposable(ctx, room); err == nil {
+		// XEP-0022 §3.2.4: a composing event, or an <id/> alone to cancel.
+		out = append(out, &OutMessage{ID: NewXMPPID(), From: from, To: b.to(m), Type: TypeChat, Event: &EventNotice{ID: m.XMPPID, Composing: on}})
+	}
+	for _, m := range out {
+		if err := b.xmpp.Send(ctx, m); err != nil {
+			b.log.Debug().Err(err).Msg("Failed to send typing to XMPP")
+			return nil
+		}
+	}
+	b.count("matrix_typing", fmt.Sprint(on))
+	return nil
+}

@@ -1,0 +1,153 @@
+package matrixside
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/rs/zerolog"
+	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/appservice"
+	"maunium.net/go/mautrix/event"
+
+	"xmppbridge/mapping"
+)
+
+// Ways Matrix receipts reach the bridge (appservice.ephemeral).
+const (
+	EphemeralPush = "push" // pushed in transactions (MSC2409)
+	EphemeralSync = "sync" // read by the bot's own /sync
+	EphemeralAuto = "auto" // decided from what the homeserver is
+)
+
+// KV is where the sync token is kept.
+type KV interface {
+	GetKV(ctx context.Context, key string) (string, error)
+	SetKV(ctx context.Context, key, value string) error
+}
+
+const syncTokenKey = "sync.next_batch"
+
+// Syncer reads m.receipt and m.typing of the portals with the bot's /sync,
+// for homeservers that push no ephemeral events to application services
+// (Dendrite, continuwuity). What it reads takes the transactions' way: it
+// is stored in the inbox as a transaction of its own, then processed by
+// Server.Run, so that a receipt seen both pushed and synced, or replayed
+// after a crash, is translated once.
+type Syncer struct {
+	AS     *appservice.AppService
+	Store  mapping.Store
+	KV     KV
+	Server *Server
+	Log    zerolog.Logger
+}
+
+// ChooseMode resolves "auto" by asking the homeserver what it is (the
+// federation version endpoint, which every homeserver serves): Synapse and
+// Tuwunel push ephemeral events, the others are synced.
+func ChooseMode(ctx context.Context, as *appservice.AppService, mode string, log zerolog.Logger) string {
+	if mode != EphemeralAuto {
+		log.Info().Str("ephemeral", mode).Msg("Matrix receipts: as configured")
+		return mode
+	}
+	name, err := serverName(ctx, as)
+	chosen := EphemeralSync
+	switch strings.ToLower(name) {
+	case "synapse", "tuwunel":
+		chosen = EphemeralPush
+	}
+	log.Info().Str("server", name).AnErr("error", err).Str("ephemeral", chosen).
+		Msg("Matrix receipts: chose how to get them from what the homeserver is")
+	return chosen
+}
+
+func serverName(ctx context.Context, as *appservice.AppService) (string, error) {
+	var resp struct {
+		Server struct {
+			Name string `json:"name"`
+		} `json:"server"`
+	}
+	cli := as.BotClient()
+	u := cli.BuildURL(mautrix.BaseURLPath{"_matrix", "federation", "v1", "version"})
+	_, err := cli.MakeFullRequest(ctx, mautrix.FullRequest{Method: http.MethodGet, URL: u, ResponseJSON: &resp, MaxAttempts: 1})
+	if err != nil {
+		return "", err
+	}
+	return resp.Server.Name, nil
+}
+
+// Run syncs until ctx ends, resuming from the stored token.
+func (s *Syncer) Run(ctx context.Context) {
+	bot := s.AS.BotClient()
+	var filterID string
+	since, _ := s.KV.GetKV(ctx, syncTokenKey)
+	backoff := time.Second
+	for ctx.Err() == nil {
+		err := s.syncOnce(ctx, bot, &filterID, &since)
+		if err == nil {
+			backoff = time.Second
+			continue
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		s.Log.Warn().Err(err).Dur("retry_in", backoff).Msg("Sync for receipts failed")
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, time.Minute)
+	}
+}
+
+func (s *Syncer) syncOnce(ctx context.Context, bot *mautrix.Client, filterID, since *string) error {
+	if *filterID == "" {
+		// Ephemeral events of the rooms only: no timeline, state, account
+		// data or presence.
+		none := &mautrix.FilterPart{NotTypes: []event.Type{{Type: "*"}}}
+		resp, err := bot.CreateFilter(ctx, &mautrix.Filter{
+			AccountData: none, Presence: none,
+			Room: &mautrix.RoomFilter{
+				AccountData: none, State: none, Timeline: none,
+				Ephemeral: &mautrix.FilterPart{Types: []event.Type{event.EphemeralEventReceipt, event.EphemeralEventTyping}},
+			},
+		})
+		if err != nil {
+			return fmt.Errorf("create sync filter: %w", err)
+		}
+		*filterID = resp.FilterID
+	}
+	resp, err := bot.FullSyncRequest(ctx, mautrix.ReqSync{Timeout: 30000, Since: *since, FilterID: *filterID, SetPresence: event.PresenceOffline})
+	if err != nil {
+		return err
+	}
+	var ephemeral []json.RawMessage
+	for room, r := range resp.Rooms.Join {
+		for _, evt := range r.Ephemeral.Events {
+			evt.RoomID = room
+			raw, err := json.Marshal(evt)
+			if err != nil {
+				continue
+			}
+			ephemeral = append(ephemeral, raw)
+		}
+	}
+	if len(ephemeral) > 0 {
+		body, _ := json.Marshal(txnBody{Ephemeral: ephemeral})
+		// The batch token names the batch: a replay after a crash stores
+		// the same id, which the inbox recognises.
+		if _, err := s.Store.PutTxn(ctx, &mapping.Txn{ID: "sync:" + resp.NextBatch, Body: body}); err != nil {
+			return fmt.Errorf("store synced receipts: %w", err)
+		}
+		s.Server.Enqueue("sync:" + resp.NextBatch)
+	}
+	if err := s.KV.SetKV(ctx, syncTokenKey, resp.NextBatch); err != nil {
+		return fmt.Errorf("store sync token: %w", err)
+	}
+	*since = resp.NextBatch
+	return nil
+}
