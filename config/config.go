@@ -54,6 +54,9 @@ type Config struct {
 		Secret         string   `yaml:"secret"`
 		BlockedDomains []string `yaml:"blocked_domains"`
 		ReceiptTo      string   `yaml:"receipt_to"`
+		// A bool has no "unset": the embedded example gives the defaults.
+		AutoSubscribe     bool `yaml:"auto_subscribe"`
+		SubscribeOnPortal bool `yaml:"subscribe_on_portal"`
 	} `yaml:"xmpp"`
 	Bridge struct {
 		Permissions map[string]string `yaml:"permissions"`
@@ -495,4 +498,10 @@ func (c *Config) ReceiptPolicy() mapping.ReceiptPolicy {
 		p.Overrides[id.UserID(u)] = v
 	}
 	return p
+}
+
+// PresencePolicy is the part of xmpp.* that rules the puppets' presence
+// subscriptions.
+func (c *Config) PresencePolicy() mapping.PresencePolicy {
+	return mapping.PresencePolicy{AutoSubscribe: c.XMPP.AutoSubscribe, SubscribeOnPortal: c.XMPP.SubscribeOnPortal}
 }

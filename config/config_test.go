@@ -199,3 +199,27 @@ func TestSQLiteFileNextToConfig(t *testing.T) {
 		t.Errorf("DatabaseURI = %s", got)
 	}
 }
+
+// xmpp.auto_subscribe and xmpp.subscribe_on_portal are on unless turned off.
+func TestPresencePolicy(t *testing.T) {
+	cfg, err := Parse([]byte(minimal))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := cfg.PresencePolicy(); !p.AutoSubscribe || !p.SubscribeOnPortal {
+		t.Errorf("defaults %+v, want both on", p)
+	}
+	off := strings.Replace(minimal, "    secret: s3cret\n", "    secret: s3cret\n    auto_subscribe: false\n    subscribe_on_portal: false\n", 1)
+	if cfg, err = Parse([]byte(off)); err != nil {
+		t.Fatal(err)
+	}
+	if p := cfg.PresencePolicy(); p.AutoSubscribe || p.SubscribeOnPortal {
+		t.Errorf("turned off: %+v, want both off", p)
+	}
+	// A misspelling is refused, not read as false.
+	_, err = Parse([]byte(strings.Replace(minimal, "    secret: s3cret\n", "    secret: s3cret\n    auto_subscibe: false\n", 1)))
+	var errs Errors
+	if !errors.As(err, &errs) || errs[0].Key != "xmpp.auto_subscibe" || !strings.Contains(errs[0].What, `"xmpp.auto_subscribe"`) {
+		t.Errorf("misspelled key: %v", err)
+	}
+}

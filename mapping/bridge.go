@@ -43,6 +43,7 @@ type MatrixSide interface {
 // XMPPSide is what the core asks of the XMPP server; xmppside implements it.
 type XMPPSide interface {
 	Send(ctx context.Context, msg *OutMessage) error
+	SendPresence(ctx context.Context, p *OutPresence) error
 }
 
 // Counter counts what the bridge refused or did, by what and why.
@@ -55,6 +56,7 @@ type Config struct {
 	// BlockedDomains are XMPP domains whose people may not use the bridge.
 	BlockedDomains []string
 	Receipts       ReceiptPolicy
+	Presence       PresencePolicy
 }
 
 // ReceiptPolicy is how receipts from Matrix reach XMPP (config: receipts.*).

@@ -91,8 +91,9 @@ func (f *fakeMatrix) typings() []string {
 }
 
 type fakeXMPP struct {
-	sent []*OutMessage
-	fail error
+	sent      []*OutMessage
+	presences []*OutPresence // SendPresence is in presence_test.go
+	fail      error
 }
 
 func (f *fakeXMPP) Send(_ context.Context, m *OutMessage) error {

@@ -144,7 +144,7 @@ func (b *Bridge) handleMember(ctx context.Context, evt *event.Event) ([]*Job, er
 	}
 	b.log.Info().Str("room", string(evt.RoomID)).Str("mxid", string(evt.Sender)).Str("jid", peer.String()).Msg("Portal opened by invite")
 	b.count("matrix_invite", "accepted")
-	return []*Job{newJob(JobJoin, jobArgs{Room: evt.RoomID, User: target})}, nil
+	return append([]*Job{newJob(JobJoin, jobArgs{Room: evt.RoomID, User: target})}, b.subscribeJobs(evt.Sender, peer)...), nil
 }
 
 func textOf(evt *event.Event) (string, bool) {

@@ -21,6 +21,7 @@ type memStore struct {
 	done     map[string]bool
 	jobs     []*Job
 	nextJob  int64
+	subs     map[string]*Subscription // by mxid and bare JID
 }
 
 func newMemStore() *memStore {
@@ -287,4 +288,39 @@ func (s *memStore) NewestComposable(_ context.Context, room id.RoomID) (*Message
 		}
 	}
 	return nil, ErrNotFound
+}
+
+func subKey(mxid id.UserID, peer jid.JID) string { return string(mxid) + " " + peer.Bare().String() }
+
+func (s *memStore) Subscription(_ context.Context, mxid id.UserID, peer jid.JID) (*Subscription, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if sub, ok := s.subs[subKey(mxid, peer)]; ok {
+		c := *sub
+		return &c, nil
+	}
+	return nil, ErrNotFound
+}
+
+func (s *memStore) setSub(mxid id.UserID, peer jid.JID, set func(*Subscription)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.subs == nil {
+		s.subs = map[string]*Subscription{}
+	}
+	k := subKey(mxid, peer)
+	if s.subs[k] == nil {
+		s.subs[k] = &Subscription{MXID: mxid, JID: peer.Bare()}
+	}
+	set(s.subs[k])
+}
+
+func (s *memStore) SetSubscriptionFrom(_ context.Context, mxid id.UserID, peer jid.JID, on bool) error {
+	s.setSub(mxid, peer, func(sub *Subscription) { sub.FromThem = on })
+	return nil
+}
+
+func (s *memStore) SetSubscriptionTo(_ context.Context, mxid id.UserID, peer jid.JID, on bool) error {
+	s.setSub(mxid, peer, func(sub *Subscription) { sub.ToThem = on })
+	return nil
 }

@@ -34,7 +34,7 @@ func newJob(kind JobKind, args jobArgs) *Job {
 }
 
 func (k JobKind) side() string {
-	if k == JobSendToXMPP || k == JobSendStanzas {
+	if k == JobSendToXMPP || k == JobSendStanzas || k == JobSubscribe {
 		return "xmpp"
 	}
 	return "matrix"
@@ -133,6 +133,8 @@ func (b *Bridge) runJob(ctx context.Context, job *Job) error {
 		return b.receiptToMatrix(ctx, job)
 	case JobSendStanzas:
 		return b.sendStanzas(ctx, job)
+	case JobSubscribe:
+		return b.sendSubscribe(ctx, job)
 	}
 	var args jobArgs
 	if err := json.Unmarshal(job.Payload, &args); err != nil {
@@ -188,6 +190,12 @@ func (b *Bridge) ensurePortal(ctx context.Context, mxid id.UserID, msg *Message)
 	room, err := b.matrix.CreateDM(ctx, b.cfg.Identities.Ghost(msg.PeerJID), mxid)
 	if err != nil {
 		return nil, fmt.Errorf("create portal for %s and %s: %w", mxid, msg.PeerJID, err)
+	}
+	// Before the portal: a crash in between asks twice, which is harmless.
+	if jobs := b.subscribeJobs(mxid, msg.PeerJID); jobs != nil {
+		if err := b.store.AddJobs(ctx, jobs...); err != nil {
+			return nil, fmt.Errorf("queue subscription request to %s: %w", msg.PeerJID, err)
+		}
 	}
 	p = &Portal{RoomID: room, MXID: mxid, JID: msg.PeerJID, CreatedAt: b.now()}
 	if err := b.store.PutPortal(ctx, p); err != nil {

@@ -110,6 +110,7 @@ type Txn struct {
 // SQLite and PostgreSQL. Methods returning one row return ErrNotFound when
 // there is none.
 type Store interface {
+	SubscriptionStore // presence.go
 	PortalByRoom(ctx context.Context, room id.RoomID) (*Portal, error)
 	PortalByPair(ctx context.Context, mxid id.UserID, peer jid.JID) (*Portal, error)
 	// PutPortal inserts the portal or, if the pair already has one, points it

@@ -27,6 +27,8 @@ func (n *nopXMPP) Send(_ context.Context, m *mapping.OutMessage) error {
 	return nil
 }
 
+func (n *nopXMPP) SendPresence(context.Context, *mapping.OutPresence) error { return nil }
+
 func newServer(t *testing.T) (*Server, *database.Database, *httptest.Server) {
 	t.Helper()
 	db, err := database.Open(context.Background(), "sqlite3-fk-wal", filepath.Join(t.TempDir(), "as.db"), zerolog.Nop())

@@ -4,7 +4,8 @@
 // (XEP-0114) and turns stanzas into the core's values and back. One file per
 // protocol: component.go (XEP-0114), receipts.go (XEP-0184), events.go
 // (XEP-0022), markers.go (XEP-0333), sid.go (XEP-0359), chatstates.go
-// (XEP-0085), imng.go (XEP-0409), disco.go (XEP-0030).
+// (XEP-0085), imng.go (XEP-0409), disco.go (XEP-0030), presence.go
+// (RFC 6121 presence and subscriptions), caps.go (XEP-0115).
 package xmppside
 
 import (
@@ -116,13 +117,23 @@ func (c *Component) serveOnce(ctx context.Context) error {
 
 // Send implements mapping.XMPPSide.
 func (c *Component) Send(ctx context.Context, m *mapping.OutMessage) error {
+	return c.encode(ctx, encodeMessage(m))
+}
+
+// SendPresence implements mapping.XMPPSide.
+func (c *Component) SendPresence(ctx context.Context, p *mapping.OutPresence) error {
+	return c.encode(ctx, encodePresence(p))
+}
+
+// encode sends one stanza on the live session.
+func (c *Component) encode(ctx context.Context, stanza any) error {
 	c.mu.Lock()
 	sess := c.sess
 	c.mu.Unlock()
 	if sess == nil {
 		return mapping.ErrNotConnected
 	}
-	if err := sess.Encode(ctx, encodeMessage(m)); err != nil {
+	if err := sess.Encode(ctx, stanza); err != nil {
 		return fmt.Errorf("%w: %v", mapping.ErrNotConnected, err)
 	}
 	return nil
@@ -160,7 +171,7 @@ func (c *Component) handle(ctx context.Context, t xmlstream.TokenReadEncoder, st
 	case "iq":
 		return c.handleIQ(d, &se, t)
 	case "presence":
-		c.Count("xmpp_presence", "ignored")
+		return c.handlePresence(ctx, d, &se, t)
 	default:
 		c.Count("xmpp_stanza", "unknown")
 	}

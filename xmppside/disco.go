@@ -16,10 +16,16 @@ const (
 )
 
 // puppetFeatures is what every puppet supports: the receipts the bridge
-// translates, IM-NG routing (it is the puppets' server) and stable ids.
+// translates, IM-NG routing (it is the puppets' server), stable ids and the
+// entity capabilities in their presence. caps.go hashes it.
 var puppetFeatures = []string{
-	NSDiscoInfo, NSReceipts, NSEvent, NSMarkers, NSIMNG, NSSID, NSChatStates, NSPing,
+	NSDiscoInfo, NSReceipts, NSEvent, NSMarkers, NSIMNG, NSSID, NSChatStates, NSPing, NSCaps,
 }
+
+// puppetIdentity is every puppet's. "client"/"pc": a puppet stands for a
+// person using Matrix clients, not for an automated "bot"; clients treat
+// "pc" contacts as people and return receipts to them.
+var puppetIdentity = identity{Category: "client", Type: "pc", Name: "Matrix"}
 
 // domainFeatures is what the component itself supports.
 var domainFeatures = []string{
@@ -104,18 +110,21 @@ func (c *Component) handleIQ(d *xml.Decoder, start *xml.StartElement, t xmlstrea
 	}
 	p := iq.Payload.XMLName
 	switch {
-	case iq.Type == "get" && p.Space == NSDiscoInfo && iq.Payload.Node == "":
-		info := discoInfo{}
+	case iq.Type == "get" && p.Space == NSDiscoInfo && iq.Payload.Node != "" &&
+		(isDomain || !isPuppetCapsNode(c.Domain, iq.Payload.Node)):
+		// XEP-0030: a JID+node that does not exist is item-not-found.
+		fail("cancel", "item-not-found")
+		c.Count("xmpp_iq", "unknown_node")
+	case iq.Type == "get" && p.Space == NSDiscoInfo:
+		// Without node, or with the caps node of XEP-0115 §6.2, echoed.
+		info := discoInfo{Node: iq.Payload.Node}
 		if isDomain {
 			info.Identities = []identity{{Category: "gateway", Type: "matrix", Name: "Matrix bridge"}}
 			for _, f := range domainFeatures {
 				info.Features = append(info.Features, feature{f})
 			}
 		} else {
-			// "client"/"pc": a puppet stands for a person using Matrix
-			// clients, not for an automated "bot"; clients treat "pc"
-			// contacts as people and return receipts to them.
-			info.Identities = []identity{{Category: "client", Type: "pc", Name: "Matrix"}}
+			info.Identities = []identity{puppetIdentity}
 			for _, f := range puppetFeatures {
 				info.Features = append(info.Features, feature{f})
 			}

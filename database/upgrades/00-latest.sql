@@ -97,3 +97,15 @@ CREATE TABLE kv (
 	key   TEXT PRIMARY KEY,
 	value TEXT NOT NULL
 );
+
+-- Presence subscriptions (RFC 6121 §3) between a Matrix user's puppet and an
+-- XMPP person, seen from the puppet: from_them is "from" in the puppet's
+-- roster (the person sees the puppet's presence), to_them is "to" (the
+-- person approved the puppet's request). No row means neither.
+CREATE TABLE subscription (
+	mxid      TEXT    NOT NULL,
+	jid       TEXT    NOT NULL,
+	from_them BOOLEAN NOT NULL DEFAULT false,
+	to_them   BOOLEAN NOT NULL DEFAULT false,
+	PRIMARY KEY (mxid, jid)
+);

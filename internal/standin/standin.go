@@ -1,0 +1,197 @@
+// Package standin has do-nothing stand-ins for both servers, for measuring
+// the bridge's own cost: an XMPP server that accepts one XEP-0114
+// component and a homeserver that answers every request at once. They are
+// for benchmarks only; the tests prove features against real servers.
+package standin
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha1"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"regexp"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// XMPPServer accepts one component connection (XEP-0114 handshake), lets
+// the caller write stanzas to it, and counts the stanzas it receives.
+type XMPPServer struct {
+	Addr   string
+	Secret string
+	ln     net.Listener
+
+	mu       sync.Mutex
+	conn     net.Conn
+	w        *bufio.Writer
+	ready    chan struct{}
+	received atomic.Int64
+	// Match is what Received counts in the component's output.
+	Match string
+}
+
+// NewXMPPServer listens on a loopback port.
+func NewXMPPServer(secret string) (*XMPPServer, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	s := &XMPPServer{Addr: ln.Addr().String(), Secret: secret, ln: ln, ready: make(chan struct{})}
+	go s.accept()
+	return s, nil
+}
+
+var handshakeRe = regexp.MustCompile(`<handshake>([0-9a-f]+)</handshake>`)
+
+func (s *XMPPServer) accept() {
+	conn, err := s.ln.Accept()
+	if err != nil {
+		return
+	}
+	r := bufio.NewReaderSize(conn, 1<<16)
+	// The component's stream header, then ours with a stream id.
+	if _, err := r.ReadString('>'); err != nil { // <?xml ...?> or <stream:stream ...>
+		return
+	}
+	const streamID = "standin"
+	fmt.Fprintf(conn, `<stream:stream xmlns='jabber:component:accept' xmlns:stream='http://etherx.jabber.org/streams' from='component' id='%s'>`, streamID)
+	var buf strings.Builder
+	for !strings.Contains(buf.String(), "</handshake>") {
+		b, err := r.ReadByte()
+		if err != nil {
+			return
+		}
+		buf.WriteByte(b)
+	}
+	sum := sha1.Sum([]byte(streamID + s.Secret))
+	if m := handshakeRe.FindStringSubmatch(buf.String()); m == nil || m[1] != hex.EncodeToString(sum[:]) {
+		fmt.Fprint(conn, `<stream:error><not-authorized xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error>`)
+		conn.Close()
+		return
+	}
+	fmt.Fprint(conn, `<handshake/>`)
+	s.mu.Lock()
+	s.conn, s.w = conn, bufio.NewWriterSize(conn, 1<<16)
+	s.mu.Unlock()
+	close(s.ready)
+	s.count(r)
+}
+
+// count reads what the component sends and counts the occurrences of
+// Match ("<message" unless set): one per stanza of that kind.
+func (s *XMPPServer) count(r *bufio.Reader) {
+	match := s.Match
+	if match == "" {
+		match = "<message"
+	}
+	buf := make([]byte, 1<<16)
+	var tail string
+	for {
+		n, err := r.Read(buf)
+		if n > 0 {
+			chunk := tail + string(buf[:n])
+			s.received.Add(int64(strings.Count(chunk, match)))
+			// Keep what could be the start of a match cut by the chunk end.
+			keep := min(len(match)-1, len(chunk))
+			tail = chunk[len(chunk)-keep:]
+			if strings.Contains(tail, match) {
+				tail = ""
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// Ready waits for the component to be connected.
+func (s *XMPPServer) Ready(ctx context.Context) error {
+	select {
+	case <-s.ready:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Write sends raw stanzas to the component.
+func (s *XMPPServer) Write(stanzas string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, err := io.WriteString(s.w, stanzas); err != nil {
+		return err
+	}
+	return s.w.Flush()
+}
+
+// Received is how many (matching) stanzas the component sent.
+func (s *XMPPServer) Received() int64 { return s.received.Load() }
+
+// Close stops the server.
+func (s *XMPPServer) Close() {
+	s.ln.Close()
+	s.mu.Lock()
+	if s.conn != nil {
+		s.conn.Close()
+	}
+	s.mu.Unlock()
+}
+
+// Homeserver answers every client-server request at once and counts them
+// by kind (the path segment after the room, e.g. "receipt" or "send").
+type Homeserver struct {
+	*httptest.Server
+	Versions string
+	counts   sync.Map // string -> *atomic.Int64
+	// Latency is added to every request, to model a real round trip.
+	Latency time.Duration
+}
+
+// NewHomeserver starts a stand-in homeserver.
+func NewHomeserver() *Homeserver {
+	h := &Homeserver{Versions: `{"versions":["v1.11"]}`}
+	h.Server = httptest.NewServer(http.HandlerFunc(h.serve))
+	return h
+}
+
+func (h *Homeserver) serve(w http.ResponseWriter, r *http.Request) {
+	_, _ = io.Copy(io.Discard, r.Body)
+	if h.Latency > 0 {
+		time.Sleep(h.Latency)
+	}
+	path := r.URL.Path
+	kind := "other"
+	for _, k := range []string{"/receipt/", "/send/", "/typing/", "/join", "/register", "/versions"} {
+		if strings.Contains(path, k) {
+			kind = strings.Trim(k, "/")
+		}
+	}
+	c, _ := h.counts.LoadOrStore(kind, new(atomic.Int64))
+	c.(*atomic.Int64).Add(1)
+	w.Header().Set("Content-Type", "application/json")
+	switch kind {
+	case "versions":
+		_, _ = io.WriteString(w, h.Versions)
+	case "send":
+		_, _ = io.WriteString(w, `{"event_id":"$standin"}`)
+	case "join":
+		_, _ = io.WriteString(w, `{"room_id":"!standin:example.org"}`)
+	default:
+		_, _ = io.WriteString(w, `{}`)
+	}
+}
+
+// Count is how many requests of kind arrived.
+func (h *Homeserver) Count(kind string) int64 {
+	if c, ok := h.counts.Load(kind); ok {
+		return c.(*atomic.Int64).Load()
+	}
+	return 0
+}

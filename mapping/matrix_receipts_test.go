@@ -1,0 +1,253 @@
+package mapping
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
+	"mellium.im/xmpp/jid"
+)
+
+const dm = id.RoomID("!dm:example.org")
+
+// fromJuliet has Juliet send n messages asking for req; it returns their
+// Matrix events. The portal is Alice's.
+func fromJuliet(t *testing.T, h *harness, n int, req Requests) []id.EventID {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := h.store.PortalByRoom(ctx, dm); err != nil {
+		_ = h.store.PutPortal(ctx, &Portal{RoomID: dm, MXID: alice, JID: jid.MustParse(julietJID), CreatedAt: time.Now().Add(-time.Hour)})
+	}
+	var evs []id.EventID
+	for i := 0; i < n; i++ {
+		m := chat(fmt.Sprintf("j%d-%d", len(h.matrix.texts), i), "hello")
+		m.Requests = req
+		if _, err := h.b.HandleXMPPMessage(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+		h.drain(t)
+		evs = append(evs, id.EventID(fmt.Sprintf("$ev%d", len(h.matrix.texts))))
+	}
+	return evs
+}
+
+func receiptEvent(room id.RoomID, ev id.EventID, typ event.ReceiptType, user id.UserID, thread string) *event.Event {
+	rc := event.ReceiptEventContent{ev: {typ: {user: {Timestamp: time.Now(), ThreadID: event.ThreadID(thread)}}}}
+	return &event.Event{Type: event.EphemeralEventReceipt, RoomID: room, Content: event.Content{Parsed: &rc}}
+}
+
+// ephemeral hands the core one transaction of ephemeral events and runs the
+// outbox; it returns what reached XMPP, one line per stanza.
+func (h *harness) ephemeral(t *testing.T, evts ...*event.Event) []string {
+	t.Helper()
+	before := len(h.xmpp.sent)
+	if err := h.b.HandleMatrixTxn(context.Background(), fmt.Sprintf("e%d", time.Now().UnixNano()), nil, evts); err != nil {
+		t.Fatal(err)
+	}
+	h.drain(t)
+	var out []string
+	for _, m := range h.xmpp.sent[before:] {
+		out = append(out, describe(m))
+	}
+	return out
+}
+
+func describe(m *OutMessage) string {
+	var parts []string
+	if m.Received != "" {
+		parts = append(parts, "received "+m.Received)
+	}
+	if e := m.Event; e != nil {
+		kind := "cancel"
+		switch {
+		case e.Delivered:
+			kind = "x-delivered"
+		case e.Displayed:
+			kind = "x-displayed"
+		case e.Composing:
+			kind = "x-composing"
+		}
+		parts = append(parts, kind+" "+e.ID)
+	}
+	if m.Displayed != "" {
+		parts = append(parts, "marker "+m.Displayed)
+	}
+	if m.ChatState != "" {
+		parts = append(parts, "state "+m.ChatState)
+	}
+	return strings.Join(parts, "+") + " to " + m.To.String()
+}
+
+var all = Requests{Receipt: true, Delivered: true, Displayed: true, Composing: true, Markable: true}
+
+// The Matrix receipts module: m.read is an "up to" marker. XEP-0022 §3.2:
+// events are per message. An m.read on the second of three messages raises,
+// oldest first, delivery (reading implies it) then <displayed/> for the
+// first two, one XEP-0333 marker for the newest markable (the second), and
+// nothing for the third; the same read again raises nothing.
+func TestReadIsUpTo(t *testing.T) {
+	h := newHarness(t)
+	h.b.cfg.Receipts = ReceiptPolicy{SendToXMPP: true, ReadImpliesDelivered: true, MaxDisplayedPerRead: 50}
+	evs := fromJuliet(t, h, 3, all)
+	rows := func(i int) string { m, _ := h.store.MessageByEventID(context.Background(), evs[i]); return m.XMPPID }
+	got := h.ephemeral(t, receiptEvent(dm, evs[1], event.ReceiptTypeRead, alice, ""))
+	to := " to " + julietJID
+	want := []string{
+		"received " + rows(0) + to, "x-delivered " + rows(0) + to,
+		"received " + rows(1) + to, "x-delivered " + rows(1) + to,
+		"x-displayed " + rows(0) + to, "x-displayed " + rows(1) + to,
+		"marker " + rows(1) + to,
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if again := h.ephemeral(t, receiptEvent(dm, evs[1], event.ReceiptTypeRead, alice, ""), receiptEvent(dm, evs[0], event.ReceiptTypeRead, alice, "")); len(again) != 0 {
+		t.Errorf("the same read (and an older one) again raised %q", again)
+	}
+	// Then the third: only it.
+	if got := h.ephemeral(t, receiptEvent(dm, evs[2], event.ReceiptTypeRead, alice, "main")); len(got) != 4 {
+		t.Errorf("third read raised %q, want 4 stanzas for the third message only", got)
+	}
+}
+
+// Only what was requested: a message that asked only for XEP-0184 gets
+// <received/> on delivery and nothing on display; one that asked for
+// nothing gets nothing.
+func TestOnlyWhatWasRequested(t *testing.T) {
+	h := newHarness(t)
+	h.b.cfg.Receipts = ReceiptPolicy{SendToXMPP: true, ReadImpliesDelivered: true, MaxDisplayedPerRead: 50}
+	onlyReceipt := fromJuliet(t, h, 1, Requests{Receipt: true})
+	nothing := fromJuliet(t, h, 1, Requests{})
+	if got := h.ephemeral(t, receiptEvent(dm, onlyReceipt[0], "m.delivery", alice, "")); len(got) != 1 || !strings.HasPrefix(got[0], "received ") {
+		t.Errorf("m.delivery of a XEP-0184 message raised %q, want one <received/>", got)
+	}
+	if got := h.ephemeral(t, receiptEvent(dm, nothing[0], event.ReceiptTypeRead, alice, "")); len(got) != 0 {
+		t.Errorf("a read of messages that asked for nothing more raised %q", got)
+	}
+}
+
+// MSC4089: m.delivery and its unstable name, by the portal's user, become
+// exactly the requested delivery receipts, once however many devices send it.
+func TestDeliveryToXMPP(t *testing.T) {
+	for _, typ := range []event.ReceiptType{"m.delivery", "org.matrix.msc4089.delivery"} {
+		t.Run(string(typ), func(t *testing.T) {
+			h := newHarness(t)
+			h.b.cfg.Receipts = ReceiptPolicy{SendToXMPP: true, MaxDisplayedPerRead: 50}
+			evs := fromJuliet(t, h, 1, Requests{Receipt: true, Delivered: true})
+			got := h.ephemeral(t, receiptEvent(dm, evs[0], typ, alice, ""), receiptEvent(dm, evs[0], typ, alice, ""))
+			if len(got) != 2 || !strings.HasPrefix(got[0], "received ") || !strings.HasPrefix(got[1], "x-delivered ") {
+				t.Errorf("got %q", got)
+			}
+			if again := h.ephemeral(t, receiptEvent(dm, evs[0], typ, alice, "")); len(again) != 0 {
+				t.Errorf("a second device's delivery raised %q", again)
+			}
+		})
+	}
+}
+
+// The cap: one read raises at most max <displayed/>; the newest win, and
+// none of the older ones is ever acknowledged later either.
+func TestReadCap(t *testing.T) {
+	h := newHarness(t)
+	h.b.cfg.Receipts = ReceiptPolicy{SendToXMPP: true, MaxDisplayedPerRead: 2}
+	evs := fromJuliet(t, h, 5, Requests{Displayed: true})
+	got := h.ephemeral(t, receiptEvent(dm, evs[4], event.ReceiptTypeRead, alice, ""))
+	m3, _ := h.store.MessageByEventID(context.Background(), evs[3])
+	m4, _ := h.store.MessageByEventID(context.Background(), evs[4])
+	want := []string{"x-displayed " + m3.XMPPID + " to " + julietJID, "x-displayed " + m4.XMPPID + " to " + julietJID}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("got %q, want %q", got, want)
+	}
+	if m0, _ := h.store.MessageByEventID(context.Background(), evs[0]); m0.DisplayedAt.IsZero() {
+		t.Error("the capped-out message is still unread; it would be acknowledged later, out of order")
+	}
+}
+
+// Privacy and refusals: m.read.private never leaves Matrix; receipts of the
+// bridge's own users, of other users, in non-portal rooms, on events that
+// did not come from XMPP, on unknown events, in other threads, and of a
+// user who turned them off, are all ignored and counted.
+func TestMatrixReceiptRefusals(t *testing.T) {
+	h := newHarness(t)
+	h.b.cfg.Receipts = ReceiptPolicy{SendToXMPP: true, MaxDisplayedPerRead: 50, Overrides: map[id.UserID]bool{"@shy:example.org": false}}
+	evs := fromJuliet(t, h, 1, all)
+	ctx := context.Background()
+	_ = h.store.PutPortal(ctx, &Portal{RoomID: "!shy:example.org", MXID: "@shy:example.org", JID: jid.MustParse("romeo@montague.lit")})
+	_ = h.b.HandleMatrixTxn(ctx, "out", []*event.Event{textEvent("$fromAlice", alice, dm, "hi")}, nil)
+	h.drain(t)
+	for _, tc := range []struct {
+		reason string
+		evt    *event.Event
+	}{
+		{SkipPrivate, receiptEvent(dm, evs[0], event.ReceiptTypeReadPrivate, alice, "")},
+		{SkipOwn, receiptEvent(dm, evs[0], event.ReceiptTypeRead, julietGhost, "")},
+		{SkipOwn, receiptEvent(dm, evs[0], event.ReceiptTypeRead, testIDs.Bot(), "")},
+		{SkipNotPortalMX, receiptEvent(dm, evs[0], event.ReceiptTypeRead, "@bob:example.org", "")},
+		{SkipNotPortal, receiptEvent("!elsewhere:example.org", evs[0], event.ReceiptTypeRead, alice, "")},
+		{SkipNotFromXMPP, receiptEvent(dm, "$fromAlice", event.ReceiptTypeRead, alice, "")},
+		{SkipUnknownEvent, receiptEvent(dm, "$never", event.ReceiptTypeRead, alice, "")},
+		{SkipThread, receiptEvent(dm, evs[0], event.ReceiptTypeRead, alice, "$thread-root")},
+		{SkipUnknownType, receiptEvent(dm, evs[0], "com.example.seen", alice, "")},
+		{SkipDisabled, receiptEvent("!shy:example.org", evs[0], event.ReceiptTypeRead, "@shy:example.org", "")},
+	} {
+		before := h.counts["matrix_receipt/"+tc.reason]
+		if got := h.ephemeral(t, tc.evt); len(got) != 0 {
+			t.Errorf("%s: raised %q", tc.reason, got)
+		}
+		if h.counts["matrix_receipt/"+tc.reason] != before+1 {
+			t.Errorf("%s: not counted", tc.reason)
+		}
+	}
+}
+
+// MSC4089: "Delivery receipts should not be sent for events prior to a
+// user's join"; the same for reads of messages from before the portal.
+func TestNoReceiptsBeforeInvite(t *testing.T) {
+	h := newHarness(t)
+	h.b.cfg.Receipts = ReceiptPolicy{SendToXMPP: true, MaxDisplayedPerRead: 50}
+	evs := fromJuliet(t, h, 1, all)
+	p, _ := h.store.PortalByRoom(context.Background(), dm)
+	p.CreatedAt = time.Now().Add(time.Hour)
+	_ = h.store.PutPortal(context.Background(), p)
+	h.store.portals[0].CreatedAt = p.CreatedAt
+	if got := h.ephemeral(t, receiptEvent(dm, evs[0], "m.delivery", alice, "")); len(got) != 0 || h.counts["matrix_receipt/"+SkipBeforeInvite] != 1 {
+		t.Errorf("got %q, counts %v", got, h.counts)
+	}
+}
+
+// Typing: the portal user's m.typing becomes XEP-0085 composing/active and
+// XEP-0022 composing (and its cancellation) against the newest message that
+// asked for composing events; only changes are sent.
+func TestTypingToXMPP(t *testing.T) {
+	h := newHarness(t)
+	h.b.cfg.Receipts = ReceiptPolicy{SendToXMPP: true, MaxDisplayedPerRead: 50}
+	evs := fromJuliet(t, h, 2, Requests{Composing: true})
+	newest, _ := h.store.MessageByEventID(context.Background(), evs[1])
+	typing := func(users ...id.UserID) *event.Event {
+		return &event.Event{Type: event.EphemeralEventTyping, RoomID: dm, Content: event.Content{Parsed: &event.TypingEventContent{UserIDs: users}}}
+	}
+	to := " to " + julietJID
+	if got := h.ephemeral(t, typing(alice)); fmt.Sprint(got) != fmt.Sprint([]string{"state composing" + to, "x-composing " + newest.XMPPID + to}) {
+		t.Errorf("typing on: %q", got)
+	}
+	if got := h.ephemeral(t, typing(alice, "@bob:example.org")); len(got) != 0 {
+		t.Errorf("no change, yet %q", got)
+	}
+	if got := h.ephemeral(t, typing()); fmt.Sprint(got) != fmt.Sprint([]string{"state active" + to, "cancel " + newest.XMPPID + to}) {
+		t.Errorf("typing off: %q", got)
+	}
+}
+
+// xmpp.receipt_to: full sends to the resource the message came from.
+func TestReceiptToFullJID(t *testing.T) {
+	h := newHarness(t)
+	h.b.cfg.Receipts = ReceiptPolicy{SendToXMPP: true, MaxDisplayedPerRead: 50, ToFullJID: true}
+	evs := fromJuliet(t, h, 1, Requests{Receipt: true})
+	if got := h.ephemeral(t, receiptEvent(dm, evs[0], "m.delivery", alice, "")); len(got) != 1 || !strings.HasSuffix(got[0], " to "+julietJID+"/balcony") {
+		t.Errorf("got %q, want it to the balcony resource", got)
+	}
+}

@@ -1,0 +1,292 @@
+package mapping
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"maunium.net/go/mautrix/id"
+	"mellium.im/xmpp/jid"
+)
+
+// Presence types of RFC 6121 (§4.7.1 and §3); "" is available presence.
+const (
+	PresenceAvailable    = ""
+	PresenceUnavailable  = "unavailable"
+	PresenceSubscribe    = "subscribe"
+	PresenceSubscribed   = "subscribed"
+	PresenceUnsubscribe  = "unsubscribe"
+	PresenceUnsubscribed = "unsubscribed"
+	PresenceProbe        = "probe"
+	PresenceError        = "error"
+)
+
+// JobSubscribe has a puppet ask an XMPP person for a presence
+// subscription (RFC 6121 §3.1.1), so that the person's client treats the
+// puppet as a contact and returns receipts to it.
+const JobSubscribe JobKind = "xmpp.subscribe"
+
+// XMPPPresence is an incoming <presence/> as xmppside decoded it.
+type XMPPPresence struct {
+	ID       string
+	From, To jid.JID
+	Type     string // one of the Presence* types
+}
+
+// OutPresence is a <presence/> a puppet sends; xmppside encodes it.
+type OutPresence struct {
+	ID       string
+	From, To jid.JID
+	Type     string
+	// Caps attaches the puppets' entity capabilities (XEP-0115); xmppside
+	// knows what they are, since it answers the disco#info they stand for.
+	Caps bool
+}
+
+// Subscription is the presence subscription state between a puppet and an
+// XMPP person (RFC 6121 §3, seen from the puppet's side, as in Appendix A).
+type Subscription struct {
+	MXID id.UserID
+	JID  jid.JID // bare
+	// FromThem: the person is subscribed to the puppet's presence
+	// ("from" in the puppet's roster); they may see it and probe it.
+	FromThem bool
+	// ToThem: the puppet is subscribed to the person's presence ("to"):
+	// the person approved the puppet's request.
+	ToThem bool
+}
+
+// SubscriptionStore keeps the Subscriptions. Store embeds it.
+type SubscriptionStore interface {
+	// Subscription returns the pair's state, or ErrNotFound if nothing
+	// was ever stored for it (which means neither direction).
+	Subscription(ctx context.Context, mxid id.UserID, peer jid.JID) (*Subscription, error)
+	// SetSubscriptionFrom sets FromThem of the pair, creating it if need be.
+	SetSubscriptionFrom(ctx context.Context, mxid id.UserID, peer jid.JID, on bool) error
+	// SetSubscriptionTo sets ToThem of the pair, creating it if need be.
+	SetSubscriptionTo(ctx context.Context, mxid id.UserID, peer jid.JID, on bool) error
+}
+
+// PresencePolicy is how puppets treat subscriptions (config: xmpp.*).
+type PresencePolicy struct {
+	// AutoSubscribe approves a subscription request from anyone who may
+	// talk to the Matrix user through the bridge; without it, only the
+	// people who already have a portal with them.
+	AutoSubscribe bool
+	// SubscribeOnPortal has the puppet ask for a subscription to the
+	// person when their portal is created.
+	SubscribeOnPortal bool
+}
+
+// Reasons and outcomes of incoming presence, as counted under xmpp_presence.
+const (
+	PresenceApproved      = "subscribe_approved"
+	PresenceDenied        = "subscribe_denied"
+	PresenceProbeAnswered = "probe_answered"
+	PresenceProbeDenied   = "probe_denied"
+	PresenceIgnored       = "ignored"
+)
+
+// HandleXMPPPresence takes a presence addressed to one of the component's
+// JIDs and returns what the puppet answers, in order. The component is the
+// server of its puppets and, since they have no client of their own, also
+// answers for them as their client would.
+//
+// Privacy: a puppet that stands for nobody, one of a user who may not use
+// the bridge, and one asked by a person of a blocked domain all answer
+// exactly like a puppet that may not talk to the asker, so no answer tells
+// whether a Matrix user is there.
+func (b *Bridge) HandleXMPPPresence(ctx context.Context, p *XMPPPresence) ([]*OutPresence, error) {
+	log := b.log.With().Str("from", p.From.String()).Str("to", p.To.String()).Str("type", p.Type).Logger()
+	mxid, reason := b.ResolvePuppet(p.To)
+	if reason == "" && b.blocked(p.From) {
+		reason = DropBlockedDomain
+	}
+	// RFC 6121 §3.1.3: a request to a full JID is treated as one to the
+	// bare JID; a puppet's presence is its bare JID's (all of the user's
+	// devices), as IM-NG addresses it.
+	puppet, peer := p.To.Bare(), p.From.Bare()
+	answer := func(typ string, to jid.JID, outcome string) []*OutPresence {
+		log.Debug().Str("outcome", outcome).Str("reason", reason).Msg("Answered presence")
+		b.count("xmpp_presence", outcome)
+		return []*OutPresence{{From: puppet, To: to, Type: typ, Caps: typ == PresenceAvailable}}
+	}
+	ignore := func(why string) ([]*OutPresence, error) {
+		if why == "" {
+			why = PresenceIgnored
+		}
+		log.Debug().Str("reason", why).Msg("Ignored presence")
+		b.count("xmpp_presence", why)
+		return nil, nil
+	}
+	switch {
+	case p.Type == PresenceAvailable || p.Type == PresenceUnavailable || p.Type == PresenceError:
+		// A person's presence (broadcast to a puppet subscribed to them,
+		// directed, or Prosody acknowledging a subscribe with
+		// "unavailable") changes nothing on Matrix.
+		return ignore(reason)
+	case reason != "" && p.Type != PresenceSubscribe && p.Type != PresenceProbe:
+		// RFC 6121 §8.5.1: for an account that does not exist, "For a
+		// presence stanza of type "subscribed", "unsubscribe", or
+		// "unsubscribed", the server MUST ignore the stanza."
+		return ignore(reason)
+	}
+	var sub Subscription
+	if reason == "" {
+		s, err := b.store.Subscription(ctx, mxid, peer)
+		if err != nil && !isNotFound(err) {
+			return nil, fmt.Errorf("look up subscription of %s and %s: %w", mxid, peer, err)
+		} else if err == nil {
+			sub = *s
+		}
+	}
+	switch p.Type {
+	case PresenceSubscribe:
+		if reason != "" {
+			// Answered like a request the user denies (below), so that
+			// nobody learns from it whether the user is there.
+			return answer(PresenceUnsubscribed, peer, PresenceDenied), nil
+		}
+		if !sub.FromThem {
+			// RFC 6121 §3.1.3 rule 1: no automatic approval unless the
+			// account is configured for it, which the bridge is (for
+			// the pairs that may talk).
+			ok, err := b.mayTalk(ctx, mxid, peer)
+			if err != nil {
+				return nil, err
+			}
+			if !ok {
+				// §3.1.4: the contact denies with "unsubscribed".
+				return answer(PresenceUnsubscribed, peer, PresenceDenied), nil
+			}
+			if err := b.store.SetSubscriptionFrom(ctx, mxid, peer, true); err != nil {
+				return nil, fmt.Errorf("store subscription of %s to %s: %w", peer, mxid, err)
+			}
+		}
+		// §3.1.3 rule 2 (already subscribed: "subscribed" again) and
+		// §3.1.5: an approval is followed by the contact's presence.
+		out := answer(PresenceSubscribed, peer, PresenceApproved)
+		return append(out, &OutPresence{From: puppet, To: peer, Caps: true}), nil
+	case PresenceProbe:
+		if reason != "" || !sub.FromThem {
+			// RFC 6121 §4.3.2 rule 1: "If the contact account does not
+			// exist or the user's bare JID is in the contact's roster
+			// with a subscription state other than "From", "From +
+			// Pending Out", or "Both" ..., then the contact's server
+			// SHOULD return a presence stanza of type "unsubscribed"".
+			return answer(PresenceUnsubscribed, peer, PresenceProbeDenied), nil
+		}
+		// §4.3.2 rule 3: the presence of the contact's available
+		// resources, to the entity that probed. A puppet is always
+		// available: its Matrix user's devices are reached by Matrix.
+		// (Following the user's m.presence is left out: Dendrite has
+		// presence off by default, and it would tell strangers who may
+		// subscribe when the user is online.)
+		return answer(PresenceAvailable, p.From, PresenceProbeAnswered), nil
+	case PresenceUnsubscribe:
+		if !sub.FromThem {
+			return ignore("")
+		}
+		if err := b.store.SetSubscriptionFrom(ctx, mxid, peer, false); err != nil {
+			return nil, fmt.Errorf("cancel subscription of %s to %s: %w", peer, mxid, err)
+		}
+		// RFC 6121 §3.3.3: the contact's server sends "unavailable" from
+		// the contact's available resources to the user.
+		return answer(PresenceUnavailable, peer, "unsubscribe"), nil
+	case PresenceUnsubscribed:
+		// §3.2.3: the person cancels the puppet's subscription, or
+		// denies its request.
+		if sub.ToThem {
+			if err := b.store.SetSubscriptionTo(ctx, mxid, peer, false); err != nil {
+				return nil, fmt.Errorf("note %s cancelling %s's subscription: %w", peer, mxid, err)
+			}
+		}
+		return ignore("unsubscribed")
+	case PresenceSubscribed:
+		// §3.1.6: an approval counts only if the user asked for it; the
+		// user's server ignores any other. The puppet asks when the
+		// portal is created, so a portal stands for the pending request.
+		if sub.ToThem {
+			return ignore("")
+		}
+		if _, err := b.store.PortalByPair(ctx, mxid, peer); isNotFound(err) {
+			return ignore("unsolicited_subscribed")
+		} else if err != nil {
+			return nil, fmt.Errorf("look up portal of %s and %s: %w", mxid, peer, err)
+		}
+		if err := b.store.SetSubscriptionTo(ctx, mxid, peer, true); err != nil {
+			return nil, fmt.Errorf("note %s approving %s's subscription: %w", peer, mxid, err)
+		}
+		return ignore("subscribed")
+	}
+	// RFC 6120 §8.2.3: another type is a bad-request; the server in
+	// front of us refuses those already.
+	return ignore("bad_type")
+}
+
+// mayTalk tells whether a subscription request of peer to mxid's puppet is
+// approved, once ResolvePuppet and the blocked domains have let it through.
+func (b *Bridge) mayTalk(ctx context.Context, mxid id.UserID, peer jid.JID) (bool, error) {
+	if b.cfg.Presence.AutoSubscribe {
+		return true, nil
+	}
+	_, err := b.store.PortalByPair(ctx, mxid, peer)
+	if isNotFound(err) {
+		return false, nil
+	} else if err != nil {
+		return false, fmt.Errorf("look up portal of %s and %s: %w", mxid, peer, err)
+	}
+	return true, nil
+}
+
+// subscribeArgs is the payload of a JobSubscribe.
+type subscribeArgs struct {
+	MXID id.UserID `json:"mxid"`
+	JID  string    `json:"jid"`
+}
+
+// subscribeJobs are the jobs owed when the portal of mxid and peer is
+// created: the puppet asks the person for a subscription.
+func (b *Bridge) subscribeJobs(mxid id.UserID, peer jid.JID) []*Job {
+	if !b.cfg.Presence.SubscribeOnPortal {
+		return nil
+	}
+	payload, _ := json.Marshal(subscribeArgs{MXID: mxid, JID: peer.Bare().String()}) // strings only
+	return []*Job{{Kind: JobSubscribe, Payload: payload}}
+}
+
+// sendSubscribe carries out a JobSubscribe, unless the person approved a
+// request already; asking twice is harmless (servers deliver a pending
+// request once).
+func (b *Bridge) sendSubscribe(ctx context.Context, job *Job) error {
+	var args subscribeArgs
+	if err := json.Unmarshal(job.Payload, &args); err != nil {
+		return fmt.Errorf("%w: bad subscribe payload: %v", ErrPermanent, err)
+	}
+	peer, err := jid.Parse(args.JID)
+	if err != nil {
+		return fmt.Errorf("%w: bad jid %q: %v", ErrPermanent, args.JID, err)
+	}
+	if !b.cfg.Permissions.Allowed(args.MXID) || b.blocked(peer) {
+		b.count("xmpp_subscribe", DropNotPermitted)
+		return nil
+	}
+	sub, err := b.store.Subscription(ctx, args.MXID, peer)
+	if err != nil && !isNotFound(err) {
+		return fmt.Errorf("look up subscription of %s and %s: %w", args.MXID, peer, err)
+	} else if err == nil && sub.ToThem {
+		b.count("xmpp_subscribe", "already")
+		return nil
+	}
+	from, err := b.cfg.Identities.Puppet(args.MXID)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrPermanent, err)
+	}
+	// RFC 6121 §3.1.1: to the bare JID, with an id.
+	out := &OutPresence{ID: NewXMPPID(), From: from, To: peer.Bare(), Type: PresenceSubscribe}
+	if err := b.xmpp.SendPresence(ctx, out); err != nil {
+		return fmt.Errorf("ask %s for a subscription for %s: %w", peer, args.MXID, err)
+	}
+	b.count("xmpp_subscribe", "sent")
+	return nil
+}

@@ -1,0 +1,88 @@
+// RFC 6121: presence and presence subscriptions (§3, §4), of the puppets.
+
+package xmppside
+
+import (
+	"context"
+	"encoding/xml"
+	"fmt"
+
+	"mellium.im/xmlstream"
+
+	"xmppbridge/mapping"
+)
+
+// inPresence is what the bridge reads of an incoming <presence/>: who asks
+// what of which puppet. Show, status and priority mean nothing to Matrix.
+type inPresence struct {
+	XMLName xml.Name `xml:"presence"`
+	ID      string   `xml:"id,attr"`
+	From    string   `xml:"from,attr"`
+	To      string   `xml:"to,attr"`
+	Type    string   `xml:"type,attr"`
+}
+
+// outPresence is the wire form of mapping.OutPresence.
+type outPresence struct {
+	XMLName xml.Name `xml:"presence"`
+	ID      string   `xml:"id,attr,omitempty"`
+	From    string   `xml:"from,attr"`
+	To      string   `xml:"to,attr"`
+	Type    string   `xml:"type,attr,omitempty"`
+	Caps    *caps
+}
+
+func decodePresence(d *xml.Decoder, start *xml.StartElement) (*mapping.XMPPPresence, error) {
+	var in inPresence
+	if err := d.DecodeElement(&in, start); err != nil {
+		return nil, fmt.Errorf("decode presence: %w", err)
+	}
+	from, err := parseJID(in.From)
+	if err != nil {
+		return nil, fmt.Errorf("bad from: %w", err)
+	}
+	to, err := parseJID(in.To)
+	if err != nil {
+		return nil, fmt.Errorf("bad to: %w", err)
+	}
+	if len(in.ID) > maxIDLen {
+		return nil, fmt.Errorf("id is %d bytes long", len(in.ID))
+	}
+	return &mapping.XMPPPresence{ID: in.ID, From: from, To: to, Type: in.Type}, nil
+}
+
+// encodePresence writes p. Its from is a puppet, so its domain is the
+// component's, which names the caps node.
+func encodePresence(p *mapping.OutPresence) *outPresence {
+	out := &outPresence{ID: p.ID, From: p.From.String(), To: p.To.String(), Type: p.Type}
+	if p.Caps {
+		// XEP-0115 §6.1: caps in every available presence.
+		out.Caps = puppetCaps(p.From.Domain())
+	}
+	return out
+}
+
+// handlePresence hands a presence to the core and sends its answers back
+// on the stream it came from.
+func (c *Component) handlePresence(ctx context.Context, d *xml.Decoder, start *xml.StartElement, t xmlstream.TokenReadEncoder) error {
+	p, err := decodePresence(d, start)
+	if err != nil {
+		c.Log.Debug().Err(err).Msg("Dropped malformed presence")
+		c.Count("xmpp_presence", "malformed")
+		return nil
+	}
+	replies, err := c.Core.HandleXMPPPresence(ctx, p)
+	if err != nil {
+		// Nothing was stored: a subscription request stays pending on
+		// the sender's server, which sends it again at their next login.
+		c.Log.Err(err).Msg("Failed to handle presence")
+		c.Count("xmpp_presence", "internal_error")
+		return nil
+	}
+	for _, r := range replies {
+		if err := t.Encode(encodePresence(r)); err != nil {
+			return err
+		}
+	}
+	return nil
+}

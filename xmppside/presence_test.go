@@ -1,0 +1,171 @@
+package xmppside
+
+import (
+	"bytes"
+	"context"
+	"encoding/xml"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/rs/zerolog"
+	"mellium.im/xmpp/jid"
+
+	"xmppbridge/database"
+	"xmppbridge/mapping"
+)
+
+// XEP-0115 §5.2, the simple generation example: client/pc "Exodus 0.9.1"
+// with caps, disco#info, disco#items and muc gives
+// ver = QgayPKawpkPSDYmwT/WM94uAlu0= (features given unsorted here, since
+// the method sorts them).
+func TestCapsVerXEP0115Example(t *testing.T) {
+	got := capsVer([]identity{{Category: "client", Type: "pc", Name: "Exodus 0.9.1"}}, []string{
+		"http://jabber.org/protocol/muc",
+		"http://jabber.org/protocol/disco#info",
+		"http://jabber.org/protocol/caps",
+		"http://jabber.org/protocol/disco#items",
+	})
+	if want := "QgayPKawpkPSDYmwT/WM94uAlu0="; got != want {
+		t.Errorf("ver = %q, want %q", got, want)
+	}
+}
+
+// Identities are sorted by category, then type, before their names count.
+func TestCapsVerSortsIdentities(t *testing.T) {
+	a := identity{Category: "client", Type: "pc", Name: "B"}
+	b := identity{Category: "client", Type: "pc-x", Name: "A"}
+	c := identity{Category: "gateway", Type: "matrix", Name: "0"}
+	if capsVer([]identity{c, b, a}, nil) != capsVer([]identity{a, b, c}, nil) {
+		t.Error("the order identities are given in changes ver")
+	}
+}
+
+// streamRig runs raw stanzas through Component.handle, with a core on a
+// real (SQLite) store, and collects what the component writes back.
+type streamRig struct {
+	c      *Component
+	counts map[string]int
+}
+
+func newStreamRig(t *testing.T, policy mapping.PresencePolicy) *streamRig {
+	t.Helper()
+	db, err := database.Open(context.Background(), "sqlite3-fk-wal", filepath.Join(t.TempDir(), "presence.db"), zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	r := &streamRig{counts: map[string]int{}}
+	count := func(what, reason string) { r.counts[what+"/"+reason]++ }
+	core := mapping.New(mapping.Config{
+		Identities: specIDs, Permissions: mapping.Permissions{"example.org": mapping.PermUser}, Presence: policy,
+	}, db, count, zerolog.Nop())
+	r.c = &Component{Domain: jid.MustParse("matrix.example.org"), Core: core, Count: count, Log: zerolog.Nop()}
+	return r
+}
+
+// stream is what handle reads the rest of a stanza from and writes to.
+type stream struct {
+	*xml.Decoder
+	*xml.Encoder
+}
+
+// send hands raw to the component and returns what it wrote back.
+func (r *streamRig) send(t *testing.T, raw string) string {
+	t.Helper()
+	d := xml.NewDecoder(strings.NewReader(raw))
+	tok, err := d.Token()
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := tok.(xml.StartElement)
+	var out bytes.Buffer
+	s := stream{d, xml.NewEncoder(&out)}
+	if err := r.c.handle(context.Background(), s, &start); err != nil {
+		t.Fatal(err)
+	}
+	_ = s.Flush()
+	return out.String()
+}
+
+var pupBare = `alice\3aexample.org@matrix.example.org`
+
+// A subscribe is approved and followed by the puppet's presence, both from
+// its bare JID (in the component's domain, which Prosody insists on), the
+// presence with the caps of XEP-0115 §6.1.
+func TestSubscribeThroughComponent(t *testing.T) {
+	r := newStreamRig(t, mapping.PresencePolicy{AutoSubscribe: true})
+	got := r.send(t, `<presence xmlns='jabber:component:accept' from='juliet@capulet.lit' to='`+pupBare+`' type='subscribe' id='sub1'/>`)
+	caps := `<c xmlns="http://jabber.org/protocol/caps" hash="sha-1" node="xmpp:matrix.example.org" ver="` + puppetVer + `"></c>`
+	want := `<presence from="` + pupBare + `" to="juliet@capulet.lit" type="subscribed"></presence>` +
+		`<presence from="` + pupBare + `" to="juliet@capulet.lit">` + caps + `</presence>`
+	if got != want {
+		t.Errorf("wrote\n  %s\nwant\n  %s", got, want)
+	}
+	// RFC 6121 §4.3.2: Prosody probes from the full JID that comes online.
+	got = r.send(t, `<presence from='juliet@capulet.lit/balcony' to='`+pupBare+`' type='probe'/>`)
+	if want := `<presence from="` + pupBare + `" to="juliet@capulet.lit/balcony">` + caps + `</presence>`; got != want {
+		t.Errorf("probe answered\n  %s\nwant\n  %s", got, want)
+	}
+	if got := r.send(t, `<presence from='not a jid@@' to='`+pupBare+`' type='subscribe'/>`); got != "" || r.counts["xmpp_presence/malformed"] != 1 {
+		t.Errorf("malformed presence answered %q, counts %v", got, r.counts)
+	}
+}
+
+// discoInfoOf asks the component for disco#info of to at node.
+func (r *streamRig) discoInfoOf(t *testing.T, to, node string) (typ string, info discoInfo, raw string) {
+	t.Helper()
+	nodeAttr := ""
+	if node != "" {
+		nodeAttr = ` node='` + node + `'`
+	}
+	raw = r.send(t, `<iq type='get' id='d1' from='juliet@capulet.lit/balcony' to='`+to+`'><query xmlns='http://jabber.org/protocol/disco#info'`+nodeAttr+`/></iq>`)
+	var res struct {
+		Type  string    `xml:"type,attr"`
+		Query discoInfo `xml:"http://jabber.org/protocol/disco#info query"`
+	}
+	if err := xml.Unmarshal([]byte(raw), &res); err != nil {
+		t.Fatalf("%v: %s", err, raw)
+	}
+	return res.Type, res.Query, raw
+}
+
+// XEP-0115 §6.2: a client that saw the caps asks disco#info at node#ver
+// and gets the same identity and features, with the node echoed; they hash
+// to the ver the presence carried (the processing method of §5.4).
+// Another node does not exist (XEP-0030: item-not-found), and a puppet
+// of nobody answers the caps node as it answers anything.
+func TestDiscoCapsNode(t *testing.T) {
+	r := newStreamRig(t, mapping.PresencePolicy{AutoSubscribe: true})
+	node := "xmpp:matrix.example.org#" + puppetVer
+	_, plain, _ := r.discoInfoOf(t, pupBare, "")
+	for _, to := range []string{pupBare, pupBare + "/desk"} {
+		typ, info, raw := r.discoInfoOf(t, to, node)
+		if typ != "result" || info.Node != node {
+			t.Fatalf("%s: %s", to, raw)
+		}
+		var features []string
+		for _, f := range info.Features {
+			features = append(features, f.Var)
+		}
+		if got := capsVer(info.Identities, features); got != puppetVer {
+			t.Errorf("%s: the answer hashes to %q, the presence says %q: %s", to, got, puppetVer, raw)
+		}
+		if len(info.Features) != len(plain.Features) || len(info.Identities) != 1 || info.Identities[0] != plain.Identities[0] {
+			t.Errorf("%s: the caps node answers %+v, the plain query %+v", to, info, plain)
+		}
+		if !strings.Contains(raw, `var="`+NSCaps+`"`) {
+			t.Errorf("%s: the caps feature is not advertised: %s", to, raw)
+		}
+	}
+	for _, tc := range []struct{ to, node string }{
+		{pupBare, "xmpp:matrix.example.org#not-the-ver"},
+		{`eve\3aevil.example@matrix.example.org`, node},
+		{"nobody@matrix.example.org", node},
+		{"matrix.example.org", node},
+	} {
+		if typ, _, raw := r.discoInfoOf(t, tc.to, tc.node); typ != "error" || !strings.Contains(raw, "item-not-found") {
+			t.Errorf("%s at %s: %s, want item-not-found", tc.to, tc.node, raw)
+		}
+	}
+}
