@@ -3,6 +3,7 @@ package database
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	"maunium.net/go/mautrix/id"
 
@@ -16,10 +17,14 @@ const (
 	ackDisplayedQuery = `UPDATE message SET displayed_at=$2 WHERE rowid=$1 AND displayed_at IS NULL`
 
 	// The "up to" forms, over FromXMPP messages of a room.
-	ackDeliveredUpToQuery = `UPDATE message SET delivered_at=$2 WHERE room_id=$3 AND direction='xmpp' AND rowid<=$1 AND delivered_at IS NULL`
-	ackDisplayedUpToQuery = `UPDATE message SET displayed_at=$2 WHERE room_id=$3 AND direction='xmpp' AND rowid<=$1 AND displayed_at IS NULL`
+	// The "up to" forms move the portal's watermark, forward only.
+	ackDeliveredUpToQuery = `UPDATE portal SET delivered_upto=$1 WHERE room_id=$2 AND delivered_upto<$1`
+	ackDisplayedUpToQuery = `UPDATE portal SET read_upto=$1 WHERE room_id=$2 AND read_upto<$1`
 
-	getUnreadUpToQuery       = getMessageBaseQuery + `WHERE room_id=$1 AND rowid<=$2 AND displayed_at IS NULL AND direction='xmpp' ORDER BY rowid`
+	getUnreadUpToQuery = getMessageBaseQuery + `
+		WHERE room_id=$1 AND rowid<=$2 AND displayed_at IS NULL AND direction='xmpp'
+		  AND rowid > COALESCE((SELECT read_upto FROM portal WHERE portal.room_id=$1), 0)
+		ORDER BY rowid DESC LIMIT $3`
 	getNewestComposableQuery = getMessageBaseQuery + `WHERE room_id=$1 AND direction='xmpp' AND want_composing ORDER BY rowid DESC LIMIT 1`
 
 	getNewestDeliveredQuery = getMessageBaseQuery + `WHERE room_id=$1 AND direction=$2 AND delivered_at IS NOT NULL ORDER BY rowid DESC LIMIT 1`
@@ -39,7 +44,7 @@ func (db *Database) ack(ctx context.Context, a mapping.Ack) (bool, int64, error)
 		query = ackDisplayedQuery
 	}
 	if a.UpTo != "" {
-		args = append(args, a.UpTo)
+		args = []any{a.Row, a.UpTo}
 	}
 	res, err := db.db.Exec(ctx, query, args...)
 	if err != nil {
@@ -119,13 +124,14 @@ func (db *Database) NewestAcked(ctx context.Context, room id.RoomID, dir mapping
 	return m, nil
 }
 
-// UnreadUpTo lists the FromXMPP messages of room up to row not yet
-// displayed, oldest first.
-func (db *Database) UnreadUpTo(ctx context.Context, room id.RoomID, row int64) ([]*mapping.Message, error) {
-	ms, err := queryMany(ctx, db.db, scanMessage, getUnreadUpToQuery, room, row)
+// UnreadUpTo lists the newest limit FromXMPP messages of room up to row not
+// yet displayed, oldest first.
+func (db *Database) UnreadUpTo(ctx context.Context, room id.RoomID, row int64, limit int) ([]*mapping.Message, error) {
+	ms, err := queryMany(ctx, db.db, scanMessage, getUnreadUpToQuery, room, row, limit)
 	if err != nil {
 		return nil, fmt.Errorf("list unread messages of %s up to %d: %w", room, row, err)
 	}
+	slices.Reverse(ms)
 	return ms, nil
 }
 

@@ -84,6 +84,7 @@ func TestFinishTxnWithAcks(t *testing.T) {
 func TestAckUpTo(t *testing.T) {
 	forEachEngine(t, func(t *testing.T, _ engine, s *store) {
 		ctx := t.Context()
+		must(t, s.PutPortal(ctx, &mapping.Portal{RoomID: "!r:example.org", MXID: "@alice:example.org", JID: bob}))
 		var rows []int64
 		for i, dir := range []mapping.Direction{mapping.FromXMPP, mapping.FromMatrix, mapping.FromXMPP, mapping.FromXMPP} {
 			m := newMessage(bob, "u"+string(rune('0'+i)), dir)
@@ -92,10 +93,13 @@ func TestAckUpTo(t *testing.T) {
 			mustAdd(t, s, m)
 			rows = append(rows, m.RowID)
 		}
-		unread, err := s.UnreadUpTo(ctx, "!r:example.org", rows[2])
+		unread, err := s.UnreadUpTo(ctx, "!r:example.org", rows[2], 10)
 		must(t, err)
 		if len(unread) != 2 || unread[0].RowID != rows[0] || unread[1].RowID != rows[2] {
 			t.Fatalf("unread up to %d: %d messages", rows[2], len(unread))
+		}
+		if newest, _ := s.UnreadUpTo(ctx, "!r:example.org", rows[2], 1); len(newest) != 1 || newest[0].RowID != rows[2] {
+			t.Fatalf("the newest unread with limit 1: %d messages", len(newest))
 		}
 		if c, err := s.NewestComposable(ctx, "!r:example.org"); err != nil || c.RowID != rows[2] {
 			t.Errorf("NewestComposable = %v, %v; want row %d", c, err, rows[2])
@@ -105,11 +109,19 @@ func TestAckUpTo(t *testing.T) {
 		if !isNew[0] {
 			t.Error("up-to ack not new")
 		}
-		if unread, _ := s.UnreadUpTo(ctx, "!r:example.org", rows[3]); len(unread) != 1 || unread[0].RowID != rows[3] {
+		if unread, _ := s.UnreadUpTo(ctx, "!r:example.org", rows[3], 10); len(unread) != 1 || unread[0].RowID != rows[3] {
 			t.Errorf("after the ack, unread = %d messages, want only the last", len(unread))
 		}
 		if m, _ := s.MessageByRow(ctx, rows[1]); !m.DisplayedAt.IsZero() {
 			t.Error("a message from Matrix was marked by an up-to ack")
+		}
+		if p, _ := s.PortalByRoom(ctx, "!r:example.org"); p.ReadUpTo != rows[2] || p.DeliveredUpTo != 0 {
+			t.Errorf("watermarks read %d delivered %d, want %d and 0", p.ReadUpTo, p.DeliveredUpTo, rows[2])
+		}
+		// Putting the portal again keeps its watermarks.
+		must(t, s.PutPortal(ctx, &mapping.Portal{RoomID: "!r:example.org", MXID: "@alice:example.org", JID: bob}))
+		if p, _ := s.PortalByRoom(ctx, "!r:example.org"); p.ReadUpTo != rows[2] {
+			t.Errorf("PutPortal reset the watermark to %d", p.ReadUpTo)
 		}
 		isNew, err = s.Acknowledge(ctx, []mapping.Ack{{Row: rows[2], Kind: mapping.AckDisplayed, At: time.Now(), UpTo: "!r:example.org", Job: &mapping.Job{Kind: "x"}}})
 		must(t, err)

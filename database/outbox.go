@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"strings"
 	"time"
 
 	"go.mau.fi/util/dbutil"
@@ -13,12 +14,12 @@ import (
 
 const (
 	insertJobQuery = `
-		INSERT INTO outbox (kind, message_id, payload, attempts, not_before, last_error)
-		VALUES ($1, $2, $3, $4, $5, $6)
+		INSERT INTO outbox (kind, message_id, payload, attempts, not_before, last_error, lane)
+		VALUES ($1, $2, $3, $4, $5, $6, $7)
 		RETURNING id
 	`
 	getDueJobsQuery = `
-		SELECT id, kind, message_id, payload, attempts, not_before, last_error
+		SELECT id, kind, message_id, payload, attempts, not_before, last_error, lane
 		FROM outbox WHERE not_before<=$1 ORDER BY id LIMIT $2
 	`
 	deleteJobQuery = `DELETE FROM outbox WHERE id=$1`
@@ -29,7 +30,7 @@ func scanJob(row dbutil.Scannable) (*mapping.Job, error) {
 	var j mapping.Job
 	var messageID sql.NullInt64
 	var notBefore int64
-	err := row.Scan(&j.ID, &j.Kind, &messageID, &j.Payload, &j.Attempts, &notBefore, &j.LastError)
+	err := row.Scan(&j.ID, &j.Kind, &messageID, &j.Payload, &j.Attempts, &notBefore, &j.LastError, &j.Lane)
 	if err != nil {
 		return nil, err
 	}
@@ -49,7 +50,7 @@ func (db *Database) insertJobs(ctx context.Context, messageID int64, jobs []*map
 			msgID = messageID
 		}
 		err := db.db.QueryRow(ctx, insertJobQuery,
-			job.Kind, dbutil.NumPtr(msgID), job.Payload, job.Attempts, toMilli(job.NotBefore), job.LastError,
+			job.Kind, dbutil.NumPtr(msgID), job.Payload, job.Attempts, toMilli(job.NotBefore), job.LastError, job.Lane,
 		).Scan(&ids[i])
 		if err != nil {
 			return nil, fmt.Errorf("store %s job: %w", job.Kind, err)
@@ -102,6 +103,25 @@ func (db *Database) DeleteJob(ctx context.Context, jobID int64) error {
 func (db *Database) RetryJob(ctx context.Context, jobID int64, notBefore time.Time, lastErr string) error {
 	if err := execOne(ctx, db.db, retryJobQuery, jobID, toMilli(notBefore), lastErr); err != nil {
 		return fmt.Errorf("postpone job %d: %w", jobID, err)
+	}
+	return nil
+}
+
+// DeleteJobs removes finished jobs, in one statement per few hundred.
+func (db *Database) DeleteJobs(ctx context.Context, jobIDs ...int64) error {
+	for len(jobIDs) > 0 {
+		n := min(len(jobIDs), 500)
+		placeholders := make([]string, n)
+		args := make([]any, n)
+		for i, id := range jobIDs[:n] {
+			placeholders[i] = fmt.Sprintf("$%d", i+1)
+			args[i] = id
+		}
+		query := "DELETE FROM outbox WHERE id IN (" + strings.Join(placeholders, ",") + ")"
+		if _, err := db.db.Exec(ctx, query, args...); err != nil {
+			return fmt.Errorf("delete %d jobs: %w", n, err)
+		}
+		jobIDs = jobIDs[n:]
 	}
 	return nil
 }

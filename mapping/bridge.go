@@ -97,6 +97,9 @@ type Bridge struct {
 	wake   chan struct{}
 	now    func() time.Time
 
+	acksMu      sync.Mutex
+	pendingAcks []Ack // receipts from XMPP waiting to be recorded
+
 	typingMu sync.Mutex
 	typing   map[id.RoomID]bool // whether the portal's user types, by room
 }

@@ -38,11 +38,14 @@ func (b *Bridge) HandleMatrixTxn(ctx context.Context, txnID string, events, ephe
 		}
 		jobs = append(jobs, j...)
 	}
-	plan := &receiptPlan{done: map[int64]AckKind{}}
+	plan := newReceiptPlan()
 	for _, evt := range ephemeral {
 		if err := b.handleEphemeral(ctx, evt, plan); err != nil {
 			return fmt.Errorf("handle %s in %s of transaction %s: %w", evt.Type.Type, evt.RoomID, txnID, err)
 		}
+	}
+	if len(plan.out) > 0 {
+		jobs = append(jobs, stanzasJob(plan.out))
 	}
 	if err := b.store.FinishTxn(ctx, txnID, plan.acks, jobs); err != nil {
 		return fmt.Errorf("finish transaction %s: %w", txnID, err)

@@ -93,7 +93,9 @@ func (b *Bridge) HandleXMPPMessage(ctx context.Context, m *XMPPMessage) (*OutMes
 		log.Debug().Msg("Message without id: bridged, but it can never be acknowledged")
 		msg.Requests = Requests{}
 	}
-	job := &Job{Kind: JobSendToMatrix}
+	// One lane per pair: its messages reach the portal in order, and the
+	// portal is created once.
+	job := &Job{Kind: JobSendToMatrix, Lane: string(mxid) + "|" + peer.String()}
 	added, err := b.store.AddMessage(ctx, msg, job)
 	if err != nil {
 		return nil, fmt.Errorf("store message %s from %s: %w", m.ID, peer, err)

@@ -39,13 +39,21 @@ const (
 // store records it with the transaction, at once.
 type receiptPlan struct {
 	acks []Ack
-	// done is what this transaction already acknowledged, by row.
-	done map[int64]AckKind
+	// out is every stanza the transaction's receipts raise, in order: one
+	// job for them all, stored with the transaction.
+	out []*OutMessage
+	// delivered is what this transaction already acknowledged as
+	// delivered, by row; readUpTo the row up to which each room is read.
+	delivered map[int64]bool
+	readUpTo  map[id.RoomID]int64
 }
 
-func (p *receiptPlan) has(row int64, kind AckKind) bool {
-	k, ok := p.done[row]
-	return ok && (k == kind || k == AckDisplayed)
+func newReceiptPlan() *receiptPlan {
+	return &receiptPlan{delivered: map[int64]bool{}, readUpTo: map[id.RoomID]int64{}}
+}
+
+func (p *receiptPlan) isDelivered(m *Message) bool {
+	return p.delivered[m.RowID] || m.RowID <= p.readUpTo[m.RoomID]
 }
 
 // stanzaJob is the JSON form of the stanzas of a JobSendStanzas.
@@ -177,6 +185,9 @@ func (b *Bridge) handleReceipt(ctx context.Context, room id.RoomID, ev id.EventI
 		return skip(SkipNotPortalMX)
 	}
 	if kind == AckDelivered {
+		if msg.RowID <= portal.DeliveredUpTo || msg.RowID <= portal.ReadUpTo && b.cfg.Receipts.ReadImpliesDelivered {
+			return skip(SkipDone)
+		}
 		return b.deliveryToXMPP(from, msg, plan)
 	}
 	return b.readToXMPP(ctx, from, portal, msg, plan)
@@ -208,16 +219,13 @@ func (b *Bridge) deliveryStanzas(from jid.JID, msg *Message) []*OutMessage {
 }
 
 func (b *Bridge) deliveryToXMPP(from jid.JID, msg *Message, plan *receiptPlan) error {
-	if !msg.DeliveredAt.IsZero() || plan.has(msg.RowID, AckDelivered) {
+	if !msg.DeliveredAt.IsZero() || plan.isDelivered(msg) {
 		b.count("matrix_receipt", SkipDone)
 		return nil
 	}
-	plan.done[msg.RowID] = AckDelivered
-	ack := Ack{Row: msg.RowID, Kind: AckDelivered, At: b.now()}
-	if out := b.deliveryStanzas(from, msg); len(out) > 0 {
-		ack.Job = stanzasJob(out)
-	}
-	plan.acks = append(plan.acks, ack)
+	plan.delivered[msg.RowID] = true
+	plan.acks = append(plan.acks, Ack{Row: msg.RowID, Kind: AckDelivered, At: b.now()})
+	plan.out = append(plan.out, b.deliveryStanzas(from, msg)...)
 	b.count("matrix_receipt", "delivery")
 	return nil
 }
@@ -228,32 +236,37 @@ func (b *Bridge) deliveryToXMPP(from jid.JID, msg *Message, plan *receiptPlan) e
 // sent, then one <displayed/> each (capped; the newest win), then one
 // XEP-0333 <displayed/> for the newest markable message.
 func (b *Bridge) readToXMPP(ctx context.Context, from jid.JID, portal *Portal, read *Message, plan *receiptPlan) error {
-	if !read.DisplayedAt.IsZero() || plan.has(read.RowID, AckDisplayed) {
+	if read.RowID <= portal.ReadUpTo || read.RowID <= plan.readUpTo[portal.RoomID] {
 		b.count("matrix_receipt", SkipDone)
 		return nil
 	}
-	unread, err := b.store.UnreadUpTo(ctx, portal.RoomID, read.RowID)
+	limit := b.cfg.Receipts.MaxDisplayedPerRead
+	if limit <= 0 {
+		limit = 50
+	}
+	// Only the newest few are told (the cap); all are marked, below.
+	unread, err := b.store.UnreadUpTo(ctx, portal.RoomID, read.RowID, limit)
 	if err != nil {
 		return err
 	}
-	var fresh []*Message
+	var capped []*Message
 	for _, m := range unread {
-		if !plan.has(m.RowID, AckDisplayed) && !m.TS.Before(portal.CreatedAt.Add(-1e9)) {
-			fresh = append(fresh, m)
+		if m.RowID > plan.readUpTo[portal.RoomID] && !m.TS.Before(portal.CreatedAt.Add(-1e9)) {
+			// Delivered already by an earlier read's watermark?
+			if m.RowID <= portal.DeliveredUpTo {
+				m.DeliveredAt = portal.CreatedAt
+			}
+			capped = append(capped, m)
 		}
 	}
-	if len(fresh) == 0 {
+	if len(capped) == 0 {
 		b.count("matrix_receipt", SkipDone)
 		return nil
-	}
-	capped := fresh
-	if max := b.cfg.Receipts.MaxDisplayedPerRead; max > 0 && len(capped) > max {
-		capped = capped[len(capped)-max:]
 	}
 	var out []*OutMessage
 	if b.cfg.Receipts.ReadImpliesDelivered {
 		for _, m := range capped {
-			if m.DeliveredAt.IsZero() && !plan.has(m.RowID, AckDelivered) {
+			if m.DeliveredAt.IsZero() && !plan.isDelivered(m) {
 				out = append(out, b.deliveryStanzas(from, m)...)
 			}
 		}
@@ -270,20 +283,15 @@ func (b *Bridge) readToXMPP(ctx context.Context, from jid.JID, portal *Portal, r
 	if newestMarkable != nil {
 		out = append(out, &OutMessage{ID: NewXMPPID(), From: from, To: b.to(newestMarkable), Type: TypeChat, Displayed: newestMarkable.XMPPID})
 	}
-	now := b.now()
 	// Everything up to the read message is displayed now, and delivered
-	// if reading implies it: one up-to ack each, carrying the stanzas.
+	// if reading implies it: one up-to ack each, however many messages.
+	now := b.now()
 	if b.cfg.Receipts.ReadImpliesDelivered {
 		plan.acks = append(plan.acks, Ack{Row: read.RowID, Kind: AckDelivered, At: now, UpTo: portal.RoomID})
 	}
-	disp := Ack{Row: read.RowID, Kind: AckDisplayed, At: now, UpTo: portal.RoomID}
-	if len(out) > 0 {
-		disp.Job = stanzasJob(out)
-	}
-	plan.acks = append(plan.acks, disp)
-	for _, m := range fresh {
-		plan.done[m.RowID] = AckDisplayed
-	}
+	plan.acks = append(plan.acks, Ack{Row: read.RowID, Kind: AckDisplayed, At: now, UpTo: portal.RoomID})
+	plan.out = append(plan.out, out...)
+	plan.readUpTo[portal.RoomID] = read.RowID
 	b.count("matrix_receipt", "read")
 	return nil
 }

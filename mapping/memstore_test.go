@@ -159,8 +159,19 @@ func (s *memStore) FinishTxn(_ context.Context, txnID string, acks []Ack, jobs [
 func (s *memStore) acks(acks []Ack, jobs []*Job) []bool {
 	isNew := make([]bool, len(acks))
 	for i, a := range acks {
+		if a.UpTo != "" {
+			for _, p := range s.portals {
+				mark := &p.DeliveredUpTo
+				if a.Kind == AckDisplayed {
+					mark = &p.ReadUpTo
+				}
+				if p.RoomID == a.UpTo && *mark < a.Row {
+					*mark, isNew[i] = a.Row, true
+				}
+			}
+		}
 		for _, m := range s.messages {
-			if a.UpTo == "" && m.RowID != a.Row || a.UpTo != "" && (m.RoomID != a.UpTo || m.Direction != FromXMPP || m.RowID > a.Row) {
+			if a.UpTo != "" || m.RowID != a.Row {
 				continue
 			}
 			at := &m.DeliveredAt
@@ -265,15 +276,24 @@ func (s *memStore) RetryJob(_ context.Context, jobID int64, notBefore time.Time,
 
 var _ Store = (*memStore)(nil)
 
-func (s *memStore) UnreadUpTo(_ context.Context, room id.RoomID, row int64) ([]*Message, error) {
+func (s *memStore) UnreadUpTo(_ context.Context, room id.RoomID, row int64, limit int) ([]*Message, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var out []*Message
+	var mark int64
+	for _, p := range s.portals {
+		if p.RoomID == room {
+			mark = p.ReadUpTo
+		}
+	}
 	for _, m := range s.messages {
-		if m.RoomID == room && m.Direction == FromXMPP && m.RowID <= row && m.DisplayedAt.IsZero() {
+		if m.RoomID == room && m.Direction == FromXMPP && m.RowID <= row && m.RowID > mark && m.DisplayedAt.IsZero() {
 			c := *m
 			out = append(out, &c)
 		}
+	}
+	if len(out) > limit {
+		out = out[len(out)-limit:]
 	}
 	return out, nil
 }
@@ -322,5 +342,12 @@ func (s *memStore) SetSubscriptionFrom(_ context.Context, mxid id.UserID, peer j
 
 func (s *memStore) SetSubscriptionTo(_ context.Context, mxid id.UserID, peer jid.JID, on bool) error {
 	s.setSub(mxid, peer, func(sub *Subscription) { sub.ToThem = on })
+	return nil
+}
+
+func (s *memStore) DeleteJobs(ctx context.Context, ids ...int64) error {
+	for _, id := range ids {
+		_ = s.DeleteJob(ctx, id)
+	}
 	return nil
 }

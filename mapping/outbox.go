@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 	"time"
 
 	"maunium.net/go/mautrix/id"
@@ -30,7 +31,7 @@ type jobArgs struct {
 
 func newJob(kind JobKind, args jobArgs) *Job {
 	payload, _ := json.Marshal(args) // cannot fail: strings only
-	return &Job{Kind: kind, Payload: payload}
+	return &Job{Kind: kind, Payload: payload, Lane: string(args.Room)}
 }
 
 func (k JobKind) side() string {
@@ -47,7 +48,10 @@ func (b *Bridge) RunOutbox(ctx context.Context) {
 	pauseUntil := map[string]time.Time{}
 	backoff := map[string]time.Duration{}
 	for {
-		next := b.runDue(ctx, pauseUntil, backoff)
+		next, worked := b.runDue(ctx, pauseUntil, backoff)
+		if worked && ctx.Err() == nil {
+			continue // more may be due already: no waiting between rounds
+		}
 		wait := time.Second
 		if !next.IsZero() {
 			if d := time.Until(next); d < wait {
@@ -68,50 +72,102 @@ func (b *Bridge) RunOutbox(ctx context.Context) {
 	}
 }
 
-// runDue runs the due jobs once; it returns when the earliest paused side
-// may be tried again (zero if none).
-func (b *Bridge) runDue(ctx context.Context, pauseUntil map[string]time.Time, backoff map[string]time.Duration) time.Time {
-	jobs, err := b.store.DueJobs(ctx, b.now(), 200)
+// maxLanes is how many lanes of jobs run at once. Sends to the homeserver
+// are round trips: one at a time they would cap the bridge far below what
+// the servers can take.
+const maxLanes = 32
+
+// lane is the order a job must keep: jobs of one lane run one after the
+// other, in the order they were stored; lanes run side by side.
+func (j *Job) lane() string {
+	if j.Lane != "" {
+		return j.Kind.side() + ":" + j.Lane
+	}
+	return j.Kind.side()
+}
+
+// runDue runs the due jobs once, lanes in parallel; it returns when the
+// earliest paused side may be tried again (zero if none), and whether any
+// job was done.
+func (b *Bridge) runDue(ctx context.Context, pauseUntil map[string]time.Time, backoff map[string]time.Duration) (time.Time, bool) {
+	b.flushAcks(ctx)
+	jobs, err := b.store.DueJobs(ctx, b.now(), 1000)
 	if err != nil {
 		if ctx.Err() == nil {
 			b.log.Err(err).Msg("Failed to read the outbox")
 		}
-		return time.Time{}
+		return time.Time{}, false
 	}
+	var order []string
+	lanes := map[string][]*Job{}
 	for _, job := range jobs {
-		if ctx.Err() != nil {
-			return time.Time{}
-		}
-		side := job.Kind.side()
-		if b.now().Before(pauseUntil[side]) {
+		if b.now().Before(pauseUntil[job.Kind.side()]) {
 			continue
 		}
-		err := b.runJob(ctx, job)
-		log := b.log.With().Int64("job", job.ID).Str("kind", string(job.Kind)).Int64("message_row", job.MessageID).Logger()
-		switch {
-		case err == nil:
-			delete(backoff, side)
-			if err := b.store.DeleteJob(ctx, job.ID); err != nil {
-				log.Err(err).Msg("Failed to remove a finished job; it will run again")
+		l := job.lane()
+		if _, ok := lanes[l]; !ok {
+			order = append(order, l)
+		}
+		lanes[l] = append(lanes[l], job)
+	}
+	var (
+		mu   sync.Mutex
+		done []int64
+		wg   sync.WaitGroup
+		sem  = make(chan struct{}, maxLanes)
+	)
+	for _, l := range order {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func(lane []*Job) {
+			defer func() { <-sem; wg.Done() }()
+			for _, job := range lane {
+				if ctx.Err() != nil {
+					return
+				}
+				side := job.Kind.side()
+				mu.Lock()
+				paused := b.now().Before(pauseUntil[side])
+				mu.Unlock()
+				if paused {
+					return
+				}
+				err := b.runJob(ctx, job)
+				log := b.log.With().Int64("job", job.ID).Str("kind", string(job.Kind)).Int64("message_row", job.MessageID).Logger()
+				mu.Lock()
+				switch {
+				case err == nil:
+					delete(backoff, side)
+					done = append(done, job.ID)
+					b.count("job_done", string(job.Kind))
+				case errors.Is(err, ErrPermanent):
+					log.Err(err).Msg("Send failed permanently; dropping it")
+					b.count("job_failed", string(job.Kind))
+					done = append(done, job.ID)
+				default:
+					d := min(max(backoff[side]*2, 500*time.Millisecond), time.Minute)
+					backoff[side] = d
+					pauseUntil[side] = b.now().Add(d)
+					mu.Unlock()
+					if !errors.Is(err, ErrNotConnected) || job.Attempts%10 == 0 {
+						log.Warn().Err(err).Dur("retry_in", d).Msg("Send failed; will retry")
+					}
+					if err := b.store.RetryJob(ctx, job.ID, b.now(), err.Error()); err != nil {
+						log.Err(err).Msg("Failed to note a failed job")
+					}
+					b.count("job_retry", string(job.Kind))
+					return // the rest of the lane waits, so order is kept
+				}
+				mu.Unlock()
 			}
-			b.count("job_done", string(job.Kind))
-		case errors.Is(err, ErrPermanent):
-			log.Err(err).Msg("Send failed permanently; dropping it")
-			b.count("job_failed", string(job.Kind))
-			if err := b.store.DeleteJob(ctx, job.ID); err != nil {
-				log.Err(err).Msg("Failed to remove a failed job")
-			}
-		default:
-			d := min(max(backoff[side]*2, 500*time.Millisecond), time.Minute)
-			backoff[side] = d
-			pauseUntil[side] = b.now().Add(d)
-			if !errors.Is(err, ErrNotConnected) || job.Attempts%10 == 0 {
-				log.Warn().Err(err).Dur("retry_in", d).Msg("Send failed; will retry")
-			}
-			if err := b.store.RetryJob(ctx, job.ID, b.now(), err.Error()); err != nil {
-				log.Err(err).Msg("Failed to note a failed job")
-			}
-			b.count("job_retry", string(job.Kind))
+		}(lanes[l])
+	}
+	wg.Wait()
+	if len(done) > 0 {
+		// One write for the round: a job done but not yet removed when the
+		// bridge stops runs again, which every handler tolerates.
+		if err := b.store.DeleteJobs(ctx, done...); err != nil {
+			b.log.Err(err).Msg("Failed to remove finished jobs; they will run again")
 		}
 	}
 	var next time.Time
@@ -120,7 +176,7 @@ func (b *Bridge) runDue(ctx context.Context, pauseUntil map[string]time.Time, ba
 			next = t
 		}
 	}
-	return next
+	return next, len(done) > 0
 }
 
 func (b *Bridge) runJob(ctx context.Context, job *Job) error {

@@ -18,6 +18,10 @@ type Portal struct {
 	MXID      id.UserID
 	JID       jid.JID // bare
 	CreatedAt time.Time
+	// ReadUpTo and DeliveredUpTo: every FromXMPP message of the portal with
+	// a row up to these was acknowledged to XMPP as displayed / delivered
+	// (set by "up to" acks; PutPortal leaves them alone).
+	ReadUpTo, DeliveredUpTo int64
 }
 
 // Direction says which way a message crossed the bridge.
@@ -73,6 +77,9 @@ type Job struct {
 	Attempts  int
 	NotBefore time.Time
 	LastError string
+	// Lane keeps order: jobs of one lane (and side) run one at a time, in
+	// order; different lanes run in parallel. Empty is the side's own lane.
+	Lane string
 }
 
 // JobKind names what a Job does; each kind has one handler in the outbox.
@@ -95,8 +102,8 @@ type Ack struct {
 	At   time.Time
 	Job  *Job
 	// UpTo, when set, makes this an "up to" ack: every FromXMPP message of
-	// the room UpTo with a row up to Row that lacks the kind gets it, and
-	// the ack is new if any did.
+	// the room UpTo with a row up to Row has the kind (the portal's
+	// watermark moves), and the ack is new if the watermark moved.
 	UpTo id.RoomID
 }
 
@@ -132,9 +139,9 @@ type Store interface {
 	// NewestAcked is the newest message (by row) of the room, in direction
 	// dir, that has an ack of kind.
 	NewestAcked(ctx context.Context, room id.RoomID, dir Direction, kind AckKind) (*Message, error)
-	// UnreadUpTo lists the FromXMPP messages of room with a row up to row
-	// that are not displayed yet, oldest first.
-	UnreadUpTo(ctx context.Context, room id.RoomID, row int64) ([]*Message, error)
+	// UnreadUpTo lists the newest limit FromXMPP messages of room with a
+	// row up to row that are not displayed yet, oldest first.
+	UnreadUpTo(ctx context.Context, room id.RoomID, row int64, limit int) ([]*Message, error)
 	// NewestComposable is the newest FromXMPP message of room that asked
 	// for XEP-0022 composing events.
 	NewestComposable(ctx context.Context, room id.RoomID) (*Message, error)
@@ -150,5 +157,7 @@ type Store interface {
 	// DueJobs returns up to limit jobs whose NotBefore has passed, oldest first.
 	DueJobs(ctx context.Context, now time.Time, limit int) ([]*Job, error)
 	DeleteJob(ctx context.Context, jobID int64) error
+	// DeleteJobs removes finished jobs in one write.
+	DeleteJobs(ctx context.Context, jobIDs ...int64) error
 	RetryJob(ctx context.Context, jobID int64, notBefore time.Time, lastErr string) error
 }

@@ -60,7 +60,7 @@ func (b *Bridge) receiptsFromXMPP(ctx context.Context, log zerolog.Logger, mxid 
 			b.count("xmpp_receipt", reason)
 			return nil
 		}
-		acks = append(acks, Ack{Row: msg.RowID, Kind: kind, At: b.now(), Job: &Job{Kind: job}})
+		acks = append(acks, Ack{Row: msg.RowID, Kind: kind, At: b.now(), Job: &Job{Kind: job, Lane: string(msg.RoomID), Payload: receiptPayload(msg)}})
 		b.count("xmpp_receipt", what)
 		return nil
 	}
@@ -91,16 +91,11 @@ func (b *Bridge) receiptsFromXMPP(ctx context.Context, log zerolog.Logger, mxid 
 		}
 	}
 	if len(acks) > 0 {
-		isNew, err := b.store.Acknowledge(ctx, acks)
-		if err != nil {
-			return fmt.Errorf("record receipts from %s: %w", peer, err)
-		}
-		for i, n := range isNew {
-			if !n {
-				b.count("xmpp_receipt", RefuseDuplicate)
-				log.Debug().Int64("row", acks[i].Row).Str("kind", string(acks[i].Kind)).Msg("Receipt already translated")
-			}
-		}
+		// Recorded by the outbox loop, many at once: one write for a burst
+		// instead of one per receipt.
+		b.acksMu.Lock()
+		b.pendingAcks = append(b.pendingAcks, acks...)
+		b.acksMu.Unlock()
 		b.Wake()
 	}
 	return b.typingFromXMPP(ctx, log, mxid, peer, m)
@@ -191,7 +186,7 @@ func (b *Bridge) errorFromXMPP(ctx context.Context, log zerolog.Logger, mxid id.
 		return nil
 	}
 	payload, _ := json.Marshal(StatusArgs{Retriable: m.Error.Type == "wait", Condition: m.Error.Condition, Text: m.Error.Text})
-	if err := b.store.AddJobs(ctx, &Job{Kind: JobMatrixStatus, MessageID: msg.RowID, Payload: payload}); err != nil {
+	if err := b.store.AddJobs(ctx, &Job{Kind: JobMatrixStatus, MessageID: msg.RowID, Payload: payload, Lane: string(msg.RoomID)}); err != nil {
 		return fmt.Errorf("queue failure status of %s: %w", msg.EventID, err)
 	}
 	b.count("xmpp_error", "status")
@@ -199,11 +194,34 @@ func (b *Bridge) errorFromXMPP(ctx context.Context, log zerolog.Logger, mxid id.
 	return nil
 }
 
+// receiptArgs is what a receipt job needs of its message, carried in the
+// job so that sending it reads nothing back.
+type receiptArgs struct {
+	Room  id.RoomID  `json:"r"`
+	Event id.EventID `json:"e"`
+	Peer  string     `json:"p"`
+}
+
+func receiptPayload(msg *Message) []byte {
+	payload, _ := json.Marshal(receiptArgs{Room: msg.RoomID, Event: msg.EventID, Peer: msg.PeerJID.String()})
+	return payload
+}
+
 // receiptToMatrix carries out one of the jobs above.
 func (b *Bridge) receiptToMatrix(ctx context.Context, job *Job) error {
-	msg, err := b.store.MessageByRow(ctx, job.MessageID)
-	if err != nil {
-		return fmt.Errorf("load message %d: %w", job.MessageID, err)
+	var msg *Message
+	var args receiptArgs
+	if job.Kind != JobMatrixStatus && json.Unmarshal(job.Payload, &args) == nil && args.Event != "" {
+		peer, err := jid.Parse(args.Peer)
+		if err != nil {
+			return fmt.Errorf("%w: bad peer in receipt job: %v", ErrPermanent, err)
+		}
+		msg = &Message{RowID: job.MessageID, RoomID: args.Room, EventID: args.Event, PeerJID: peer}
+	} else {
+		var err error
+		if msg, err = b.store.MessageByRow(ctx, job.MessageID); err != nil {
+			return fmt.Errorf("load message %d: %w", job.MessageID, err)
+		}
 	}
 	if msg.EventID == "" || msg.RoomID == "" {
 		return fmt.Errorf("%w: message %d has no Matrix event", ErrPermanent, msg.RowID)
@@ -231,5 +249,33 @@ func (b *Bridge) receiptToMatrix(ctx context.Context, job *Job) error {
 			return fmt.Errorf("%w: bad status payload: %v", ErrPermanent, err)
 		}
 		return b.matrix.SendFailure(ctx, msg.RoomID, msg.EventID, args)
+	}
+}
+
+// flushAcks records the receipts gathered since the last call, in one
+// transaction, with the jobs of the new ones.
+func (b *Bridge) flushAcks(ctx context.Context) {
+	b.acksMu.Lock()
+	acks := b.pendingAcks
+	b.pendingAcks = nil
+	b.acksMu.Unlock()
+	if len(acks) == 0 {
+		return
+	}
+	isNew, err := b.store.Acknowledge(ctx, acks)
+	if err != nil {
+		if ctx.Err() == nil {
+			b.log.Err(err).Int("receipts", len(acks)).Msg("Failed to record receipts from XMPP; will retry")
+		}
+		b.acksMu.Lock()
+		b.pendingAcks = append(acks, b.pendingAcks...)
+		b.acksMu.Unlock()
+		return
+	}
+	for i, n := range isNew {
+		if !n {
+			b.count("xmpp_receipt", RefuseDuplicate)
+			b.log.Debug().Int64("row", acks[i].Row).Str("kind", string(acks[i].Kind)).Msg("Receipt already translated")
+		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"sync"
 
 	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix"
@@ -23,7 +24,19 @@ type Homeserver struct {
 	IDs      mapping.Identities
 	Delivery Delivery
 
-	delivery deliveryState
+	delivery   deliveryState
+	registered sync.Map // id.UserID → true: users known to exist
+}
+
+// NewHomeserver prepares the homeserver side. Its HTTP client keeps as
+// many connections open as the outbox has lanes: Go's default of two idle
+// connections per host would make most sends dial anew.
+func NewHomeserver(as *appservice.AppService, ids mapping.Identities, d Delivery) *Homeserver {
+	transport := http.DefaultTransport.(*http.Transport).Clone()
+	transport.MaxIdleConns = 128
+	transport.MaxIdleConnsPerHost = 64
+	as.HTTPClient.Transport = transport
+	return &Homeserver{AS: as, IDs: ids, Delivery: d}
 }
 
 var _ mapping.MatrixSide = (*Homeserver)(nil)
@@ -32,9 +45,13 @@ var _ mapping.MatrixSide = (*Homeserver)(nil)
 // on first use.
 func (h *Homeserver) intent(ctx context.Context, user id.UserID) (*appservice.IntentAPI, error) {
 	intent := h.AS.Intent(user)
+	if _, ok := h.registered.Load(user); ok {
+		return intent, nil // spares a state store query per send
+	}
 	if err := intent.EnsureRegistered(ctx); err != nil {
 		return nil, classify(fmt.Errorf("register %s: %w", user, err))
 	}
+	h.registered.Store(user, true)
 	return intent, nil
 }
 

@@ -109,9 +109,9 @@ func run(configPath, regPath string, generate bool) error {
 		Address: cfg.XMPP.Address, Domain: domain, Secret: cfg.XMPP.Secret,
 		Core: core, Count: count, Log: log.With().Str("component", "xmpp").Logger(),
 	}
-	hs := &matrixside.Homeserver{AS: as, IDs: cfg.Identities(), Delivery: matrixside.Delivery{
+	hs := matrixside.NewHomeserver(as, cfg.Identities(), matrixside.Delivery{
 		Fallback: cfg.Receipts.DeliveryFallback, SpecVersion: cfg.Receipts.DeliverySpecVersion,
-	}}
+	})
 	core.SetSides(hs, comp)
 	srv := matrixside.NewServer(cfg.AppService.HSToken, db, core, count, log.With().Str("component", "appservice").Logger())
 

@@ -9,6 +9,11 @@ CREATE TABLE portal (
 	mxid       TEXT   NOT NULL,
 	jid        TEXT   NOT NULL,
 	created_at BIGINT NOT NULL,
+	-- Rows of the messages from XMPP acknowledged to XMPP as displayed (and
+	-- as delivered) up to: an m.read is "up to", so it moves a watermark
+	-- instead of marking each of thousands of rows.
+	read_upto      BIGINT NOT NULL DEFAULT 0,
+	delivered_upto BIGINT NOT NULL DEFAULT 0,
 
 	CONSTRAINT portal_pair_unique UNIQUE (mxid, jid)
 );
@@ -88,7 +93,9 @@ CREATE TABLE outbox (
 	payload    BYTEA,
 	attempts   INTEGER NOT NULL DEFAULT 0,
 	not_before BIGINT  NOT NULL,
-	last_error TEXT    NOT NULL DEFAULT ''
+	last_error TEXT    NOT NULL DEFAULT '',
+	-- Jobs of one lane keep their order; lanes run in parallel.
+	lane       TEXT    NOT NULL DEFAULT ''
 );
 CREATE INDEX outbox_not_before_idx ON outbox (not_before);
 
