@@ -16,6 +16,7 @@ import (
 
 	"xmppbridge/database"
 	"xmppbridge/internal/peers"
+	"xmppbridge/mapping"
 )
 
 func main() {
@@ -90,7 +91,9 @@ func run() error {
 	}
 	step("Juliet receives:\n    %s", st.XML)
 
-	demoReceipts(ctx, w, juliet, room, st)
+	if err := demoReceipts(ctx, w, juliet, room, st); err != nil {
+		return err
+	}
 
 	step("Stopping the bridge to read its id map")
 	_ = w.Bridge.Stop()
@@ -103,9 +106,16 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	fmt.Println("\n  direction  xmpp id                            matrix event id                               delivered  displayed")
+	portal, err := db.PortalByRoom(ctx, room)
+	if err != nil {
+		return err
+	}
+	fmt.Println("\n  direction  xmpp id                      matrix event id                               delivered  displayed")
 	for _, m := range rows {
-		fmt.Printf("  %-9s  %-33s  %-44s  %-9v  %v\n", m.Direction, m.XMPPID, m.EventID, !m.DeliveredAt.IsZero(), !m.DisplayedAt.IsZero())
+		// A message from XMPP is acknowledged "up to" the portal's marks.
+		delivered := !m.DeliveredAt.IsZero() || m.Direction == mapping.FromXMPP && m.RowID <= portal.DeliveredUpTo
+		displayed := !m.DisplayedAt.IsZero() || m.Direction == mapping.FromXMPP && m.RowID <= portal.ReadUpTo
+		fmt.Printf("  %-9s  %-27s  %-44s  %-9v  %v\n", m.Direction, m.XMPPID, m.EventID, delivered, displayed)
 	}
 	step("Done; stopping Prosody and Dendrite")
 	return nil
