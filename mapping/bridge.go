@@ -36,6 +36,9 @@ type MatrixSide interface {
 	SendDelivery(ctx context.Context, room id.RoomID, ghost id.UserID, ev id.EventID) error
 	// SendRead moves user's m.read receipt to ev.
 	SendRead(ctx context.Context, room id.RoomID, user id.UserID, ev id.EventID) error
+	// Offline tells whether the homeserver knows user to be offline; false
+	// when it does not know (presence disabled, never seen).
+	Offline(ctx context.Context, user id.UserID) (bool, error)
 	// SendFailure marks ev as not delivered.
 	SendFailure(ctx context.Context, room id.RoomID, ev id.EventID, status StatusArgs) error
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"regexp"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -26,6 +27,7 @@ type fakeMatrix struct {
 	fail    error
 
 	deliveries, reads, failures []string
+	offline                     bool
 	mu                          sync.Mutex // typing is set from goroutines
 	typing                      []string
 }
@@ -83,6 +85,8 @@ func (f *fakeMatrix) SendFailure(_ context.Context, room id.RoomID, ev id.EventI
 	f.failures = append(f.failures, fmt.Sprintf("%s %s %v %s", room, ev, st.Retriable, st.Condition))
 	return f.fail
 }
+
+func (f *fakeMatrix) Offline(context.Context, id.UserID) (bool, error) { return f.offline, nil }
 
 func (f *fakeMatrix) typings() []string {
 	f.mu.Lock()
@@ -417,5 +421,49 @@ func TestOutboxDropsPermanentFailure(t *testing.T) {
 	}
 	if h.counts["job_failed/"+string(JobSendToMatrix)] != 1 {
 		t.Errorf("counts %v", h.counts)
+	}
+}
+
+// Public rooms are never portals: the ghost declines, saying why.
+func TestMatrixInviteToPublicRoomDeclined(t *testing.T) {
+	h := newHarness(t)
+	invite := memberEvent(alice, "!public:example.org", julietGhost, event.MembershipInvite)
+	invite.Unsigned.InviteRoomState = []*event.Event{{
+		Type: event.StateJoinRules, Content: event.Content{Raw: map[string]any{"join_rule": "public"}},
+	}}
+	_ = h.b.HandleMatrixTxn(context.Background(), "t1", []*event.Event{invite}, nil)
+	h.drain(t)
+	if len(h.matrix.joins) != 0 || len(h.matrix.leaves) != 1 || !strings.HasSuffix(h.matrix.leaves[0], PublicRoomReason) {
+		t.Fatalf("joins %q leaves %q", h.matrix.joins, h.matrix.leaves)
+	}
+	if _, err := h.store.PortalByRoom(context.Background(), "!public:example.org"); err == nil {
+		t.Error("a public room became a portal")
+	}
+}
+
+// XEP-0022 §3.2: the server raises <offline/> for a message that asked for
+// it when the recipient is offline; unknown presence raises nothing.
+func TestOfflineEvent(t *testing.T) {
+	for _, offline := range []bool{true, false} {
+		h := newHarness(t)
+		h.matrix.offline = offline
+		m := chat("off-1", "are you there?")
+		m.Requests = Requests{Offline: true}
+		_, _ = h.b.HandleXMPPMessage(context.Background(), m)
+		h.drain(t)
+		h.drain(t)
+		var got []string
+		for _, s := range h.xmpp.sent {
+			if s.Event != nil && s.Event.Offline {
+				got = append(got, s.Event.ID+" to "+s.To.String()+" from "+s.From.String())
+			}
+		}
+		want := 0
+		if offline {
+			want = 1
+		}
+		if len(got) != want || (offline && got[0] != "off-1 to "+julietJID+" from "+alicePup) {
+			t.Errorf("offline=%v: events %q", offline, got)
+		}
 	}
 }

@@ -141,6 +141,12 @@ func (b *Bridge) handleMember(ctx context.Context, evt *event.Event) ([]*Job, er
 		b.count("matrix_invite", IgnoreNotPermitted)
 		return []*Job{newJob(JobLeave, jobArgs{Room: evt.RoomID, User: target, Reason: DeclineReason})}, nil
 	}
+	if isPublic(evt) {
+		// A portal is a private 1:1 room: receipts in a public room would
+		// tell anyone who joins who read what (MSC4089, privacy).
+		b.count("matrix_invite", "public_room")
+		return []*Job{newJob(JobLeave, jobArgs{Room: evt.RoomID, User: target, Reason: PublicRoomReason})}, nil
+	}
 	p := &Portal{RoomID: evt.RoomID, MXID: evt.Sender, JID: peer, CreatedAt: tsOf(evt)}
 	if err := b.store.PutPortal(ctx, p); err != nil {
 		return nil, fmt.Errorf("store portal: %w", err)
@@ -148,6 +154,20 @@ func (b *Bridge) handleMember(ctx context.Context, evt *event.Event) ([]*Job, er
 	b.log.Info().Str("room", string(evt.RoomID)).Str("mxid", string(evt.Sender)).Str("jid", peer.String()).Msg("Portal opened by invite")
 	b.count("matrix_invite", "accepted")
 	return append([]*Job{newJob(JobJoin, jobArgs{Room: evt.RoomID, User: target})}, b.subscribeJobs(evt.Sender, peer)...), nil
+}
+
+// PublicRoomReason is given when a ghost is invited into a public room.
+const PublicRoomReason = "This XMPP bridge only takes part in private direct chats, not in public rooms."
+
+// isPublic tells from the invite's stripped room state whether anyone may
+// join the room.
+func isPublic(evt *event.Event) bool {
+	for _, s := range evt.Unsigned.InviteRoomState {
+		if s != nil && s.Type.Type == event.StateJoinRules.Type && s.Content.Raw["join_rule"] == string(event.JoinRulePublic) {
+			return true
+		}
+	}
+	return false
 }
 
 func textOf(evt *event.Event) (string, bool) {

@@ -233,6 +233,9 @@ func (b *Bridge) sendToMatrix(ctx context.Context, row int64) error {
 		return fmt.Errorf("note event %s of message %d: %w", ev, row, err)
 	}
 	b.count("bridged", "to_matrix")
+	if msg.Requests.Offline {
+		b.offlineEvent(ctx, msg)
+	}
 	return nil
 }
 

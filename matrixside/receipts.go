@@ -238,3 +238,15 @@ func isBadRequest(err error) bool {
 	var httpErr mautrix.HTTPError
 	return errors.As(err, &httpErr) && httpErr.Response != nil && httpErr.Response.StatusCode == http.StatusBadRequest
 }
+
+// Offline implements mapping.MatrixSide: only a user the homeserver has
+// seen (last_active_ago set) and knows to be offline counts; a homeserver
+// with presence disabled answers "offline" for everyone, which says
+// nothing.
+func (h *Homeserver) Offline(ctx context.Context, user id.UserID) (bool, error) {
+	resp, err := h.AS.BotClient().GetPresence(ctx, user)
+	if err != nil {
+		return false, err
+	}
+	return resp.Presence == event.PresenceOffline && resp.LastActiveAgo > 0, nil
+}

@@ -58,6 +58,8 @@ func (r *recMatrix) SendRead(_ context.Context, _ id.RoomID, u id.UserID, ev id.
 func (r *recMatrix) SendFailure(_ context.Context, _ id.RoomID, ev id.EventID, st mapping.StatusArgs) error {
 	return r.add(&r.fails, fmt.Sprintf("%s %s", ev, st.Condition))
 }
+func (r *recMatrix) Offline(context.Context, id.UserID) (bool, error) { return false, nil }
+
 func (r *recMatrix) get(list *[]string) []string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
