@@ -12,7 +12,10 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -247,4 +250,47 @@ func BenchmarkReadUpTo10000(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkXMPPToMatrixLatency: receipts at a steady 1,000 per second; the
+// time from writing each to the component stream to its arrival at the
+// stand-in homeserver, as percentiles (b.N is the number of receipts).
+func BenchmarkXMPPToMatrixLatency(b *testing.B) {
+	br := start(b, `{"versions":["v1.11"],"unstable_features":{"org.matrix.msc4089":true}}`, true)
+	br.seed(b, b.N, mapping.FromMatrix, mapping.Requests{Receipt: true})
+	puppet, _ := ids.Puppet(alice)
+	sent := make([]time.Time, b.N)
+	arrived := make([]time.Time, b.N)
+	var mu sync.Mutex
+	br.hs.Seen = func(path string) {
+		// .../receipt/org.matrix.msc4089.delivery/$e<i>
+		if i := strings.LastIndex(path, "/$e"); i >= 0 {
+			if n, err := strconv.Atoi(path[i+3:]); err == nil && n < len(arrived) {
+				mu.Lock()
+				arrived[n] = time.Now()
+				mu.Unlock()
+			}
+		}
+	}
+	b.ResetTimer()
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	for i := 0; i < b.N; i++ {
+		<-tick.C
+		sent[i] = time.Now()
+		if err := br.xs.Write(fmt.Sprintf(`<message from='%s/res' to='%s'><received xmlns='urn:xmpp:receipts' id='m%d'/></message>`, peer(i), puppet, i)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	waitFor(b, "receipts on Matrix", func() bool { return br.hs.Count("receipt") >= int64(b.N) })
+	b.StopTimer()
+	lat := make([]time.Duration, b.N)
+	mu.Lock()
+	for i := range lat {
+		lat[i] = arrived[i].Sub(sent[i])
+	}
+	mu.Unlock()
+	slices.Sort(lat)
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
 }

@@ -152,6 +152,8 @@ type Homeserver struct {
 	counts   sync.Map // string -> *atomic.Int64
 	// Latency is added to every request, to model a real round trip.
 	Latency time.Duration
+	// Seen, if set, is called with each request's path as it arrives.
+	Seen func(path string)
 }
 
 // NewHomeserver starts a stand-in homeserver.
@@ -163,6 +165,9 @@ func NewHomeserver() *Homeserver {
 
 func (h *Homeserver) serve(w http.ResponseWriter, r *http.Request) {
 	_, _ = io.Copy(io.Discard, r.Body)
+	if h.Seen != nil {
+		h.Seen(r.URL.Path)
+	}
 	if h.Latency > 0 {
 		time.Sleep(h.Latency)
 	}
