@@ -75,6 +75,45 @@ func (db *Database) acks(ctx context.Context, acks []mapping.Ack, jobs []*mappin
 			return nil, nil, err
 		}
 	}
+	return db.finishAcks(ctx, acks, jobs, isNew, ackJobIDs)
+}
+
+// acksNoResult records acks whose newness nobody asks: the plain ones (no
+// job, not "up to") in one statement per kind, the others one by one.
+func (db *Database) acksNoResult(ctx context.Context, acks []mapping.Ack, jobs []*mapping.Job) (commit func(), err error) {
+	isNew := make([]bool, len(acks))
+	ackJobIDs := make([]int64, len(acks))
+	plain := map[mapping.AckKind][]int64{}
+	at := map[mapping.AckKind]int64{}
+	for i, a := range acks {
+		if a.Job == nil && a.UpTo == "" {
+			plain[a.Kind] = append(plain[a.Kind], a.Row)
+			at[a.Kind] = toMilli(a.At)
+			continue
+		}
+		if isNew[i], ackJobIDs[i], err = db.ack(ctx, a); err != nil {
+			return nil, err
+		}
+	}
+	for kind, rows := range plain {
+		column := "delivered_at"
+		if kind == mapping.AckDisplayed {
+			column = "displayed_at"
+		}
+		for len(rows) > 0 {
+			n := min(len(rows), 500)
+			query, args := inList(fmt.Sprintf("UPDATE message SET %s=%d WHERE %s IS NULL AND rowid IN (", column, at[kind], column), rows[:n])
+			if _, err := db.db.Exec(ctx, query+")", args...); err != nil {
+				return nil, fmt.Errorf("mark %d messages %s: %w", n, kind, err)
+			}
+			rows = rows[n:]
+		}
+	}
+	_, commit, err = db.finishAcks(ctx, acks, jobs, isNew, ackJobIDs)
+	return commit, err
+}
+
+func (db *Database) finishAcks(ctx context.Context, acks []mapping.Ack, jobs []*mapping.Job, isNew []bool, ackJobIDs []int64) ([]bool, func(), error) {
 	jobIDs, err := db.insertJobs(ctx, 0, jobs)
 	if err != nil {
 		return nil, nil, err

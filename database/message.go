@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 
 	"go.mau.fi/util/dbutil"
 	"maunium.net/go/mautrix/id"
@@ -155,4 +156,37 @@ func (db *Database) Messages(ctx context.Context, room id.RoomID) ([]*mapping.Me
 		return nil, fmt.Errorf("list messages of %s: %w", room, err)
 	}
 	return ms, nil
+}
+
+// MessagesByEventIDs looks up many events in one query per few hundred.
+func (db *Database) MessagesByEventIDs(ctx context.Context, evs []id.EventID) (map[id.EventID]*mapping.Message, error) {
+	out := make(map[id.EventID]*mapping.Message, len(evs))
+	for len(evs) > 0 {
+		n := min(len(evs), 500)
+		query, args := inList(getMessageBaseQuery+"WHERE event_id IN (", evs[:n])
+		ms, err := queryMany(ctx, db.db, scanMessage, query+")", args...)
+		if err != nil {
+			return nil, fmt.Errorf("get %d messages by event: %w", n, err)
+		}
+		for _, m := range ms {
+			out[m.EventID] = m
+		}
+		evs = evs[n:]
+	}
+	return out, nil
+}
+
+// inList appends "$1,$2,…" for vals to prefix and returns the arguments.
+func inList[T any](prefix string, vals []T) (string, []any) {
+	var b strings.Builder
+	b.WriteString(prefix)
+	args := make([]any, len(vals))
+	for i, v := range vals {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, "$%d", i+1)
+		args[i] = v
+	}
+	return b.String(), args
 }

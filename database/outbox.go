@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"strings"
 	"time"
 
 	"go.mau.fi/util/dbutil"
@@ -111,14 +110,8 @@ func (db *Database) RetryJob(ctx context.Context, jobID int64, notBefore time.Ti
 func (db *Database) DeleteJobs(ctx context.Context, jobIDs ...int64) error {
 	for len(jobIDs) > 0 {
 		n := min(len(jobIDs), 500)
-		placeholders := make([]string, n)
-		args := make([]any, n)
-		for i, id := range jobIDs[:n] {
-			placeholders[i] = fmt.Sprintf("$%d", i+1)
-			args[i] = id
-		}
-		query := "DELETE FROM outbox WHERE id IN (" + strings.Join(placeholders, ",") + ")"
-		if _, err := db.db.Exec(ctx, query, args...); err != nil {
+		query, args := inList("DELETE FROM outbox WHERE id IN (", jobIDs[:n])
+		if _, err := db.db.Exec(ctx, query+")", args...); err != nil {
 			return fmt.Errorf("delete %d jobs: %w", n, err)
 		}
 		jobIDs = jobIDs[n:]

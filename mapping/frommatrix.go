@@ -39,6 +39,9 @@ func (b *Bridge) HandleMatrixTxn(ctx context.Context, txnID string, events, ephe
 		jobs = append(jobs, j...)
 	}
 	plan := newReceiptPlan()
+	if err := b.prefetch(ctx, ephemeral, plan); err != nil {
+		return fmt.Errorf("look up the events of transaction %s: %w", txnID, err)
+	}
 	for _, evt := range ephemeral {
 		if err := b.handleEphemeral(ctx, evt, plan); err != nil {
 			return fmt.Errorf("handle %s in %s of transaction %s: %w", evt.Type.Type, evt.RoomID, txnID, err)

@@ -46,10 +46,31 @@ type receiptPlan struct {
 	// delivered, by row; readUpTo the row up to which each room is read.
 	delivered map[int64]bool
 	readUpTo  map[id.RoomID]int64
+	// portals caches the lookups of one transaction (nil: not a portal):
+	// its receipts are mostly about a few rooms.
+	portals map[id.RoomID]*Portal
+	puppets map[id.UserID]jid.JID
+	// msgs are the messages the receipts speak of, looked up at once.
+	msgs map[id.EventID]*Message
 }
 
 func newReceiptPlan() *receiptPlan {
-	return &receiptPlan{delivered: map[int64]bool{}, readUpTo: map[id.RoomID]int64{}}
+	return &receiptPlan{delivered: map[int64]bool{}, readUpTo: map[id.RoomID]int64{},
+		portals: map[id.RoomID]*Portal{}, puppets: map[id.UserID]jid.JID{}}
+}
+
+func (b *Bridge) planPortal(ctx context.Context, plan *receiptPlan, room id.RoomID) (*Portal, error) {
+	if p, ok := plan.portals[room]; ok {
+		return p, nil
+	}
+	p, err := b.store.PortalByRoom(ctx, room)
+	if isNotFound(err) {
+		p, err = nil, nil
+	} else if err != nil {
+		return nil, fmt.Errorf("look up portal: %w", err)
+	}
+	plan.portals[room] = p
+	return p, nil
 }
 
 func (p *receiptPlan) isDelivered(m *Message) bool {
@@ -155,11 +176,11 @@ func (b *Bridge) handleReceipt(ctx context.Context, room id.RoomID, ev id.EventI
 		// thread is about something else.
 		return skip(SkipThread)
 	}
-	portal, err := b.store.PortalByRoom(ctx, room)
-	if isNotFound(err) {
+	portal, err := b.planPortal(ctx, plan, room)
+	if err != nil {
+		return err
+	} else if portal == nil {
 		return skip(SkipNotPortal)
-	} else if err != nil {
-		return fmt.Errorf("look up portal: %w", err)
 	}
 	if user != portal.MXID {
 		return skip(SkipNotPortalMX)
@@ -167,11 +188,9 @@ func (b *Bridge) handleReceipt(ctx context.Context, room id.RoomID, ev id.EventI
 	if !b.cfg.Receipts.sendsReceipts(user) {
 		return skip(SkipDisabled)
 	}
-	msg, err := b.store.MessageByEventID(ctx, ev)
-	if isNotFound(err) {
+	msg, ok := plan.msgs[ev]
+	if !ok {
 		return skip(SkipUnknownEvent)
-	} else if err != nil {
-		return fmt.Errorf("look up event %s: %w", ev, err)
 	}
 	if msg.Direction != FromXMPP || msg.RoomID != room || !msg.PeerJID.Equal(portal.JID) {
 		return skip(SkipNotFromXMPP)
@@ -180,9 +199,12 @@ func (b *Bridge) handleReceipt(ctx context.Context, room id.RoomID, ev id.EventI
 		// MSC4089: not for events before the user's invite.
 		return skip(SkipBeforeInvite)
 	}
-	from, err := ids.Puppet(portal.MXID)
-	if err != nil {
-		return skip(SkipNotPortalMX)
+	from, ok := plan.puppets[portal.MXID]
+	if !ok {
+		if from, err = ids.Puppet(portal.MXID); err != nil {
+			return skip(SkipNotPortalMX)
+		}
+		plan.puppets[portal.MXID] = from
 	}
 	if kind == AckDelivered {
 		if msg.RowID <= portal.DeliveredUpTo || msg.RowID <= portal.ReadUpTo && b.cfg.Receipts.ReadImpliesDelivered {
@@ -362,4 +384,27 @@ func (b *Bridge) offlineEvent(ctx context.Context, msg *Message) {
 		return
 	}
 	b.count("receipts_to_xmpp", "offline")
+}
+
+// prefetch looks up, in one query, every event the transaction's receipts
+// name: one lookup for a transaction instead of one per receipt.
+func (b *Bridge) prefetch(ctx context.Context, ephemeral []*event.Event, plan *receiptPlan) error {
+	var evs []id.EventID
+	for _, evt := range ephemeral {
+		if rc, ok := evt.Content.Parsed.(*event.ReceiptEventContent); ok {
+			for ev := range *rc {
+				evs = append(evs, ev)
+			}
+		}
+	}
+	if len(evs) == 0 {
+		plan.msgs = map[id.EventID]*Message{}
+		return nil
+	}
+	msgs, err := b.store.MessagesByEventIDs(ctx, evs)
+	if err != nil {
+		return err
+	}
+	plan.msgs = msgs
+	return nil
 }

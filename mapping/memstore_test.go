@@ -351,3 +351,13 @@ func (s *memStore) DeleteJobs(ctx context.Context, ids ...int64) error {
 	}
 	return nil
 }
+
+func (s *memStore) MessagesByEventIDs(ctx context.Context, evs []id.EventID) (map[id.EventID]*Message, error) {
+	out := map[id.EventID]*Message{}
+	for _, ev := range evs {
+		if m, err := s.MessageByEventID(ctx, ev); err == nil {
+			out[ev] = m
+		}
+	}
+	return out, nil
+}

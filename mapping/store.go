@@ -131,6 +131,9 @@ type Store interface {
 	AddMessage(ctx context.Context, msg *Message, jobs ...*Job) (bool, error)
 	MessageByRow(ctx context.Context, row int64) (*Message, error)
 	MessageByEventID(ctx context.Context, ev id.EventID) (*Message, error)
+	// MessagesByEventIDs looks up many events at once; unknown ones are
+	// missing from the map.
+	MessagesByEventIDs(ctx context.Context, evs []id.EventID) (map[id.EventID]*Message, error)
 	MessageByXMPPID(ctx context.Context, peer jid.JID, xmppID string, dir Direction) (*Message, error)
 	SetMessageEventID(ctx context.Context, row int64, room id.RoomID, ev id.EventID) error
 	// Acknowledge records acks and stores the jobs of the new ones (and
