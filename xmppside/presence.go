@@ -37,16 +37,9 @@ func decodePresence(d *xml.Decoder, start *xml.StartElement) (*mapping.XMPPPrese
 	if err := d.DecodeElement(&in, start); err != nil {
 		return nil, fmt.Errorf("decode presence: %w", err)
 	}
-	from, err := parseJID(in.From)
+	from, to, err := header(in.From, in.To, in.ID)
 	if err != nil {
-		return nil, fmt.Errorf("bad from: %w", err)
-	}
-	to, err := parseJID(in.To)
-	if err != nil {
-		return nil, fmt.Errorf("bad to: %w", err)
-	}
-	if len(in.ID) > maxIDLen {
-		return nil, fmt.Errorf("id is %d bytes long", len(in.ID))
+		return nil, err
 	}
 	return &mapping.XMPPPresence{ID: in.ID, From: from, To: to, Type: in.Type}, nil
 }

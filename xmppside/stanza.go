@@ -68,16 +68,9 @@ func decodeMessage(d *xml.Decoder, start *xml.StartElement) (*mapping.XMPPMessag
 	if err := d.DecodeElement(&in, start); err != nil {
 		return nil, fmt.Errorf("decode message: %w", err)
 	}
-	from, err := parseJID(in.From)
+	from, to, err := header(in.From, in.To, in.ID)
 	if err != nil {
-		return nil, fmt.Errorf("bad from: %w", err)
-	}
-	to, err := parseJID(in.To)
-	if err != nil {
-		return nil, fmt.Errorf("bad to: %w", err)
-	}
-	if len(in.ID) > maxIDLen {
-		return nil, fmt.Errorf("id is %d bytes long", len(in.ID))
+		return nil, err
 	}
 	m := &mapping.XMPPMessage{
 		ID: in.ID, From: from, To: to, Type: in.Type,
@@ -232,4 +225,19 @@ func flag(b bool) *struct{} {
 		return &struct{}{}
 	}
 	return nil
+}
+
+// header checks what every incoming stanza must have right: both
+// addresses canonical, and an id of bounded length.
+func header(fromAttr, toAttr, id string) (from, to jid.JID, err error) {
+	if from, err = parseJID(fromAttr); err != nil {
+		return from, to, fmt.Errorf("bad from: %w", err)
+	}
+	if to, err = parseJID(toAttr); err != nil {
+		return from, to, fmt.Errorf("bad to: %w", err)
+	}
+	if len(id) > maxIDLen {
+		return from, to, fmt.Errorf("id is %d bytes long", len(id))
+	}
+	return from, to, nil
 }
