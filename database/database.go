@@ -35,16 +35,19 @@ var _ mapping.Store = (*Database)(nil)
 // Open connects to the database and brings its schema up to date.
 //
 // dbType is "sqlite3-fk-wal" (uri a file path or "file:" URI) or "postgres"
-// (uri a lib/pq connection string). A SQLite URI without "_txlock" gets
-// "_txlock=immediate": a deferred transaction that reads before it writes
-// fails with SQLITE_BUSY instead of waiting when another writer is active.
+// (uri a lib/pq connection string). A SQLite URI gets two defaults where
+// it does not set them: "_txlock=immediate", because a deferred
+// transaction that reads before it writes fails with SQLITE_BUSY instead
+// of waiting when another writer is active; and "_stmt_cache_size=64",
+// because without it go-sqlite3 compiles every statement anew each time,
+// which was a sixth of the CPU of a receipt.
 func Open(ctx context.Context, dbType, uri string, log zerolog.Logger) (*Database, error) {
 	dialect, err := dbutil.ParseDialect(dbType)
 	if err != nil {
 		return nil, fmt.Errorf("open %s database: %w", dbType, err)
 	}
 	if dialect == dbutil.SQLite {
-		uri = withImmediateTxLock(uri)
+		uri = withSQLiteDefaults(uri)
 	}
 	db, err := dbutil.NewWithDialect(uri, dbType)
 	if err != nil {
@@ -95,17 +98,26 @@ func (db *Database) Close() error {
 	return nil
 }
 
-func withImmediateTxLock(uri string) string {
+func withSQLiteDefaults(uri string) string {
 	_, query, hasQuery := strings.Cut(uri, "?")
 	params, err := url.ParseQuery(query)
-	if err != nil || params.Has("_txlock") {
+	if err != nil {
 		// Leave a URI we cannot read to the driver, which reports it.
 		return uri
 	}
-	if hasQuery {
-		return uri + "&_txlock=immediate"
+	for _, p := range [][2]string{{"_txlock", "immediate"}, {"_stmt_cache_size", "64"}} {
+		if params.Has(p[0]) {
+			continue
+		}
+		if hasQuery {
+			uri += "&"
+		} else {
+			uri += "?"
+		}
+		uri += p[0] + "=" + p[1]
+		hasQuery = true
 	}
-	return uri + "?_txlock=immediate"
+	return uri
 }
 
 // toMilli stores the zero time as 0, so that it reads back as zero.

@@ -699,3 +699,17 @@ func TestConcurrentAddMessage(t *testing.T) {
 		}
 	})
 }
+
+func TestSQLiteDefaults(t *testing.T) {
+	for in, want := range map[string]string{
+		"bridge.db":                                 "bridge.db?_txlock=immediate&_stmt_cache_size=64",
+		"file:b.db?mode=rwc":                        "file:b.db?mode=rwc&_txlock=immediate&_stmt_cache_size=64",
+		"b.db?_txlock=deferred":                     "b.db?_txlock=deferred&_stmt_cache_size=64",
+		"b.db?_stmt_cache_size=0":                   "b.db?_stmt_cache_size=0&_txlock=immediate",
+		"b.db?_txlock=exclusive&_stmt_cache_size=8": "b.db?_txlock=exclusive&_stmt_cache_size=8",
+	} {
+		if got := withSQLiteDefaults(in); got != want {
+			t.Errorf("withSQLiteDefaults(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
