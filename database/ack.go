@@ -5,18 +5,13 @@ import (
 	"fmt"
 	"slices"
 
+	"go.mau.fi/util/dbutil"
 	"maunium.net/go/mautrix/id"
 
 	"xmppbridge/mapping"
 )
 
 const (
-	// Only an empty column is set: the first report of a kind wins, and the
-	// affected-row count tells the caller whether this one was first.
-	ackDeliveredQuery = `UPDATE message SET delivered_at=$2 WHERE rowid=$1 AND delivered_at IS NULL`
-	ackDisplayedQuery = `UPDATE message SET displayed_at=$2 WHERE rowid=$1 AND displayed_at IS NULL`
-
-	// The "up to" forms, over FromXMPP messages of a room.
 	// The "up to" forms move the portal's watermark, forward only.
 	ackDeliveredUpToQuery = `UPDATE portal SET delivered_upto=$1 WHERE room_id=$2 AND delivered_upto<$1`
 	ackDisplayedUpToQuery = `UPDATE portal SET read_upto=$1 WHERE room_id=$2 AND read_upto<$1`
@@ -31,104 +26,95 @@ const (
 	getNewestDisplayedQuery = getMessageBaseQuery + `WHERE room_id=$1 AND direction=$2 AND displayed_at IS NOT NULL ORDER BY rowid DESC LIMIT 1`
 )
 
-// ack records one ack inside a transaction and stores its job if it is new.
-func (db *Database) ack(ctx context.Context, a mapping.Ack) (bool, int64, error) {
-	query := ackDeliveredQuery
-	args := []any{a.Row, toMilli(a.At)}
-	switch {
-	case a.Kind == mapping.AckDisplayed && a.UpTo != "":
+// ackUpTo records an "up to" ack: the portal's watermark moves forward,
+// and the ack is new if it moved.
+func (db *Database) ackUpTo(ctx context.Context, a mapping.Ack) (bool, error) {
+	query := ackDeliveredUpToQuery
+	if a.Kind == mapping.AckDisplayed {
 		query = ackDisplayedUpToQuery
-	case a.UpTo != "":
-		query = ackDeliveredUpToQuery
-	case a.Kind == mapping.AckDisplayed:
-		query = ackDisplayedQuery
 	}
-	if a.UpTo != "" {
-		args = []any{a.Row, a.UpTo}
-	}
-	res, err := db.db.Exec(ctx, query, args...)
+	res, err := db.db.Exec(ctx, query, a.Row, a.UpTo)
 	if err != nil {
-		return false, 0, fmt.Errorf("mark message %d %s: %w", a.Row, a.Kind, err)
+		return false, fmt.Errorf("mark %s %s up to %d: %w", a.UpTo, a.Kind, a.Row, err)
 	}
 	n, err := res.RowsAffected()
-	if err != nil || n == 0 || a.Job == nil {
-		return n > 0, 0, err
-	}
-	msgID := a.Job.MessageID
-	if msgID == 0 {
-		msgID = a.Row
-	}
-	ids, err := db.insertJobs(ctx, msgID, []*mapping.Job{a.Job})
-	if err != nil {
-		return false, 0, err
-	}
-	return true, ids[0], nil
+	return n > 0, err
 }
 
-// acks records several acks and jobs inside a transaction; it returns which
-// acks were new, and sets the IDs only after the caller's commit.
+// markRows sets the kind's time on the rows that have none yet, a few
+// hundred rows a statement, and returns the rows it set: only an empty
+// column is set, so the first report of a kind wins.
+func (db *Database) markRows(ctx context.Context, kind mapping.AckKind, at int64, rows []int64) (map[int64]bool, error) {
+	column := "delivered_at"
+	if kind == mapping.AckDisplayed {
+		column = "displayed_at"
+	}
+	set := make(map[int64]bool, len(rows))
+	for len(rows) > 0 {
+		n := min(len(rows), 500)
+		query, args := inList(fmt.Sprintf("UPDATE message SET %s=%d WHERE %s IS NULL AND rowid IN (", column, at, column), rows[:n])
+		marked, err := queryMany(ctx, db.db, dbutil.ScanSingleColumn[int64], query+") RETURNING rowid", args...)
+		if err != nil {
+			return nil, fmt.Errorf("mark %d messages %s: %w", n, kind, err)
+		}
+		for _, r := range marked {
+			set[r] = true
+		}
+		rows = rows[n:]
+	}
+	return set, nil
+}
+
+// acks records acks inside a transaction, with the jobs of the new ones
+// and jobs: one statement per kind for the plain acks, however many, and
+// one for all the jobs. It returns which acks were new, and a commit that
+// sets the jobs' IDs, to be called only once the transaction is committed.
 func (db *Database) acks(ctx context.Context, acks []mapping.Ack, jobs []*mapping.Job) (isNew []bool, commit func(), err error) {
 	isNew = make([]bool, len(acks))
-	ackJobIDs := make([]int64, len(acks))
+	plain := map[mapping.AckKind][]int{} // indexes into acks
 	for i, a := range acks {
-		if isNew[i], ackJobIDs[i], err = db.ack(ctx, a); err != nil {
+		if a.UpTo == "" {
+			plain[a.Kind] = append(plain[a.Kind], i)
+		} else if isNew[i], err = db.ackUpTo(ctx, a); err != nil {
 			return nil, nil, err
 		}
 	}
-	return db.finishAcks(ctx, acks, jobs, isNew, ackJobIDs)
-}
-
-// acksNoResult records acks whose newness nobody asks: the plain ones (no
-// job, not "up to") in one statement per kind, the others one by one.
-func (db *Database) acksNoResult(ctx context.Context, acks []mapping.Ack, jobs []*mapping.Job) (commit func(), err error) {
-	isNew := make([]bool, len(acks))
-	ackJobIDs := make([]int64, len(acks))
-	plain := map[mapping.AckKind][]int64{}
-	at := map[mapping.AckKind]int64{}
+	for kind, idx := range plain {
+		rows := make([]int64, len(idx))
+		for j, i := range idx {
+			rows[j] = acks[i].Row
+		}
+		set, err := db.markRows(ctx, kind, toMilli(acks[idx[0]].At), rows)
+		if err != nil {
+			return nil, nil, err
+		}
+		for _, i := range idx {
+			// The same row twice in one batch: only the first is new.
+			isNew[i] = set[acks[i].Row]
+			delete(set, acks[i].Row)
+		}
+	}
+	// The new acks' jobs, about their rows, then the others; copies, so
+	// that a rolled-back transaction leaves no trace in the caller's jobs.
+	var owners []*mapping.Job
+	var toStore []*mapping.Job
 	for i, a := range acks {
-		if a.Job == nil && a.UpTo == "" {
-			plain[a.Kind] = append(plain[a.Kind], a.Row)
-			at[a.Kind] = toMilli(a.At)
-			continue
-		}
-		if isNew[i], ackJobIDs[i], err = db.ack(ctx, a); err != nil {
-			return nil, err
-		}
-	}
-	for kind, rows := range plain {
-		column := "delivered_at"
-		if kind == mapping.AckDisplayed {
-			column = "displayed_at"
-		}
-		for len(rows) > 0 {
-			n := min(len(rows), 500)
-			query, args := inList(fmt.Sprintf("UPDATE message SET %s=%d WHERE %s IS NULL AND rowid IN (", column, at[kind], column), rows[:n])
-			if _, err := db.db.Exec(ctx, query+")", args...); err != nil {
-				return nil, fmt.Errorf("mark %d messages %s: %w", n, kind, err)
+		if isNew[i] && a.Job != nil {
+			c := *a.Job
+			if c.MessageID == 0 {
+				c.MessageID = a.Row
 			}
-			rows = rows[n:]
+			owners, toStore = append(owners, a.Job), append(toStore, &c)
 		}
 	}
-	_, commit, err = db.finishAcks(ctx, acks, jobs, isNew, ackJobIDs)
-	return commit, err
-}
-
-func (db *Database) finishAcks(ctx context.Context, acks []mapping.Ack, jobs []*mapping.Job, isNew []bool, ackJobIDs []int64) ([]bool, func(), error) {
-	jobIDs, err := db.insertJobs(ctx, 0, jobs)
+	owners, toStore = append(owners, jobs...), append(toStore, jobs...)
+	ids, err := db.insertJobs(ctx, 0, toStore)
 	if err != nil {
 		return nil, nil, err
 	}
 	return isNew, func() {
-		for i, a := range acks {
-			if isNew[i] && a.Job != nil {
-				a.Job.ID = ackJobIDs[i]
-				if a.Job.MessageID == 0 {
-					a.Job.MessageID = a.Row
-				}
-			}
-		}
-		for i, j := range jobs {
-			j.ID = jobIDs[i]
+		for i, j := range owners {
+			j.ID, j.MessageID = ids[i], toStore[i].MessageID
 		}
 	}, nil
 }

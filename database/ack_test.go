@@ -1,6 +1,7 @@
 package database
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -127,6 +128,63 @@ func TestAckUpTo(t *testing.T) {
 		must(t, err)
 		if isNew[0] {
 			t.Error("repeated up-to ack was new")
+		}
+	})
+}
+
+// A burst of acks is recorded in a few statements and means what the same
+// acks one by one would: the first report of each (row, kind) is new,
+// a repeat in the same burst is not, and the new ones' jobs are stored in
+// the order of their acks (the outbox runs them in that order).
+func TestAcknowledgeBurst(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, _ engine, s *store) {
+		ctx := t.Context()
+		const n = 600 // more than one statement's worth of rows and jobs
+		var msgs []*mapping.Message
+		for i := 0; i < n; i++ {
+			m := newMessage(bob, fmt.Sprintf("b%d", i), mapping.FromMatrix)
+			mustAdd(t, s, m)
+			msgs = append(msgs, m)
+		}
+		// Row 5 was delivered before the burst.
+		_, err := s.Acknowledge(ctx, []mapping.Ack{{Row: msgs[5].RowID, Kind: mapping.AckDelivered, At: time.Now()}})
+		must(t, err)
+		var acks []mapping.Ack
+		var wantNew []bool
+		for i, m := range msgs {
+			acks = append(acks, mapping.Ack{Row: m.RowID, Kind: mapping.AckDelivered, At: time.Now(), Job: &mapping.Job{Kind: "matrix.delivery"}})
+			wantNew = append(wantNew, i != 5)
+			if i%100 == 0 {
+				// Displayed is a kind of its own; a repeat is not new.
+				acks = append(acks, mapping.Ack{Row: m.RowID, Kind: mapping.AckDisplayed, At: time.Now(), Job: &mapping.Job{Kind: "matrix.read"}},
+					mapping.Ack{Row: m.RowID, Kind: mapping.AckDisplayed, At: time.Now(), Job: &mapping.Job{Kind: "matrix.read"}})
+				wantNew = append(wantNew, true, false)
+			}
+		}
+		extra := &mapping.Job{Kind: "xmpp.stanzas"}
+		isNew, err := s.Acknowledge(ctx, acks, extra)
+		must(t, err)
+		var last int64
+		for i, a := range acks {
+			if isNew[i] != wantNew[i] {
+				t.Fatalf("ack %d (row %d, %s): new %t, want %t", i, a.Row, a.Kind, isNew[i], wantNew[i])
+			}
+			if !isNew[i] {
+				if a.Job.ID != 0 {
+					t.Errorf("ack %d is not new but its job got ID %d", i, a.Job.ID)
+				}
+				continue
+			}
+			if a.Job.ID <= last || a.Job.MessageID != a.Row {
+				t.Fatalf("ack %d: job %+v after job %d; want a rising ID about row %d", i, a.Job, last, a.Row)
+			}
+			last = a.Job.ID
+		}
+		if extra.ID <= last {
+			t.Errorf("the extra job got ID %d, want one after the acks' jobs (%d)", extra.ID, last)
+		}
+		if got, want := len(allJobs(t, s)), n-1+n/100+1; got != want {
+			t.Errorf("%d jobs stored, want %d", got, want)
 		}
 	})
 }

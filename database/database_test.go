@@ -232,6 +232,11 @@ func must(t *testing.T, err error) {
 	}
 }
 
+func withEvent(m *mapping.Message, ev id.EventID) *mapping.Message {
+	m.EventID = ev
+	return m
+}
+
 func mustAdd(t *testing.T, s *store, msg *mapping.Message, jobs ...*mapping.Job) {
 	t.Helper()
 	added, err := s.AddMessage(t.Context(), msg, jobs...)
@@ -320,10 +325,6 @@ func TestAddMessageDedup(t *testing.T) {
 		first.EventID = "$e1"
 		mustAdd(t, s, first)
 
-		withEvent := func(m *mapping.Message, ev id.EventID) *mapping.Message {
-			m.EventID = ev
-			return m
-		}
 		tests := []struct {
 			name      string
 			msg       *mapping.Message
@@ -364,6 +365,47 @@ func TestAddMessageDedup(t *testing.T) {
 		must(t, err)
 		if !reflect.DeepEqual(viewMessage(got), viewMessage(first)) {
 			t.Errorf("first message after duplicates = %+v, want %+v", viewMessage(got), viewMessage(first))
+		}
+	})
+}
+
+// The batch lookups find what the one-at-a-time ones find, over more keys
+// than one query takes, and nothing of another direction or peer.
+func TestMessageBatchLookups(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, _ engine, s *store) {
+		ctx := t.Context()
+		const n = 700
+		var keys []mapping.XMPPKey
+		var evs []id.EventID
+		for i := 0; i < n; i++ {
+			xid := fmt.Sprintf("x%d", i)
+			mustAdd(t, s, withEvent(newMessage(bob, xid, mapping.FromMatrix), id.EventID("$"+xid)))
+			keys = append(keys, mapping.XMPPKey{Peer: bob.String(), ID: xid})
+			evs = append(evs, id.EventID("$"+xid))
+		}
+		mustAdd(t, s, newMessage(carol, "c1", mapping.FromXMPP))
+		keys = append(keys,
+			keys[0], // twice
+			mapping.XMPPKey{Peer: bob.String(), ID: "missing"},
+			mapping.XMPPKey{Peer: carol.String(), ID: "x1"},          // another peer
+			mapping.XMPPKey{Peer: carol.String(), ID: "c1"},          // the other direction
+			mapping.XMPPKey{Peer: bob.String(), ID: ""},              // no id names no message
+			mapping.XMPPKey{Peer: "bob@example.net/phone", ID: "x2"}, // peers are bare
+		)
+		got, err := s.MessagesByXMPPIDs(ctx, mapping.FromMatrix, keys)
+		must(t, err)
+		if len(got) != n {
+			t.Errorf("MessagesByXMPPIDs found %d messages, want %d", len(got), n)
+		}
+		for _, k := range keys[:n] {
+			if m := got[k]; m == nil || m.XMPPID != k.ID || m.EventID != id.EventID("$"+k.ID) {
+				t.Fatalf("MessagesByXMPPIDs[%v] = %+v", k, m)
+			}
+		}
+		byEvent, err := s.MessagesByEventIDs(ctx, append(evs, "$missing"))
+		must(t, err)
+		if len(byEvent) != n || byEvent["$x650"].XMPPID != "x650" {
+			t.Errorf("MessagesByEventIDs found %d messages, want %d", len(byEvent), n)
 		}
 	})
 }

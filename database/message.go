@@ -15,12 +15,12 @@ import (
 )
 
 const (
-	getMessageBaseQuery = `
-		SELECT rowid, room_id, event_id, xmpp_id, origin_id, stanza_id, peer_jid, peer_resource,
-		       direction, mxid, body, ts, want_receipt, want_delivered, want_displayed,
-		       want_composing, want_offline, markable, delivered_at, displayed_at
-		FROM message
+	messageColumns = `
+		rowid, room_id, event_id, xmpp_id, origin_id, stanza_id, peer_jid, peer_resource,
+		direction, mxid, body, ts, want_receipt, want_delivered, want_displayed,
+		want_composing, want_offline, markable, delivered_at, displayed_at
 	`
+	getMessageBaseQuery      = `SELECT ` + messageColumns + ` FROM message `
 	getMessageByRowQuery     = getMessageBaseQuery + `WHERE rowid=$1`
 	getMessageByEventIDQuery = getMessageBaseQuery + `WHERE event_id=$1`
 	// "xmpp_id <> ''" lets PostgreSQL use the partial unique index.
@@ -172,6 +172,48 @@ func (db *Database) MessagesByEventIDs(ctx context.Context, evs []id.EventID) (m
 			out[m.EventID] = m
 		}
 		evs = evs[n:]
+	}
+	return out, nil
+}
+
+// MessagesByXMPPIDs looks up many (peer, stanza id) pairs of direction dir
+// in one query per few hundred.
+func (db *Database) MessagesByXMPPIDs(ctx context.Context, dir mapping.Direction, keys []mapping.XMPPKey) (map[mapping.XMPPKey]*mapping.Message, error) {
+	out := make(map[mapping.XMPPKey]*mapping.Message, len(keys))
+	seen := make(map[mapping.XMPPKey]bool, len(keys))
+	var b strings.Builder
+	for len(keys) > 0 {
+		n := min(len(keys), 300)
+		b.Reset()
+		// A join with the pairs as a table: SQLite scans the whole index
+		// for "(peer_jid, xmpp_id) IN (VALUES ...)", but searches it for
+		// each row of a joined VALUES. Both engines name the columns of
+		// VALUES column1, column2.
+		b.WriteString("SELECT " + messageColumns + " FROM (VALUES ")
+		args := []any{dir}
+		for _, k := range keys[:n] {
+			if seen[k] || k.ID == "" {
+				continue
+			}
+			seen[k] = true
+			if len(args) > 1 {
+				b.WriteByte(',')
+			}
+			fmt.Fprintf(&b, "($%d,$%d)", len(args)+1, len(args)+2)
+			args = append(args, k.Peer, k.ID)
+		}
+		keys = keys[n:]
+		if len(args) == 1 {
+			continue
+		}
+		b.WriteString(") AS k JOIN message ON peer_jid=k.column1 AND xmpp_id=k.column2 WHERE direction=$1 AND xmpp_id <> ''")
+		ms, err := queryMany(ctx, db.db, scanMessage, b.String(), args...)
+		if err != nil {
+			return nil, fmt.Errorf("get %d %s messages by stanza id: %w", len(args)/2, dir, err)
+		}
+		for _, m := range ms {
+			out[mapping.XMPPKey{Peer: m.PeerJID.String(), ID: m.XMPPID}] = m
+		}
 	}
 	return out, nil
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"go.mau.fi/util/dbutil"
@@ -12,11 +14,7 @@ import (
 )
 
 const (
-	insertJobQuery = `
-		INSERT INTO outbox (kind, message_id, payload, attempts, not_before, last_error, lane)
-		VALUES ($1, $2, $3, $4, $5, $6, $7)
-		RETURNING id
-	`
+	insertJobsQuery = `INSERT INTO outbox (kind, message_id, payload, attempts, not_before, last_error, lane) VALUES `
 	getDueJobsQuery = `
 		SELECT id, kind, message_id, payload, attempts, not_before, last_error, lane
 		FROM outbox WHERE not_before<=$1 ORDER BY id LIMIT $2
@@ -38,22 +36,41 @@ func scanJob(row dbutil.Scannable) (*mapping.Job, error) {
 	return &j, nil
 }
 
-// insertJobs stores jobs and returns their ids, leaving the jobs untouched
-// so that a rolled-back transaction leaves no trace in them. A non-zero
-// messageID overrides the jobs' own.
+// insertJobs stores jobs, a few hundred a statement, and returns their
+// ids, leaving the jobs untouched so that a rolled-back transaction leaves
+// no trace in them. A non-zero messageID overrides the jobs' own.
 func (db *Database) insertJobs(ctx context.Context, messageID int64, jobs []*mapping.Job) ([]int64, error) {
-	ids := make([]int64, len(jobs))
-	for i, job := range jobs {
-		msgID := job.MessageID
-		if messageID != 0 {
-			msgID = messageID
+	ids := make([]int64, 0, len(jobs))
+	var b strings.Builder
+	for len(jobs) > 0 {
+		n := min(len(jobs), 200)
+		b.Reset()
+		b.WriteString(insertJobsQuery)
+		args := make([]any, 0, 7*n)
+		for i, job := range jobs[:n] {
+			msgID := job.MessageID
+			if messageID != 0 {
+				msgID = messageID
+			}
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			p := len(args)
+			fmt.Fprintf(&b, "($%d,$%d,$%d,$%d,$%d,$%d,$%d)", p+1, p+2, p+3, p+4, p+5, p+6, p+7)
+			args = append(args, job.Kind, dbutil.NumPtr(msgID), job.Payload, job.Attempts, toMilli(job.NotBefore), job.LastError, job.Lane)
 		}
-		err := db.db.QueryRow(ctx, insertJobQuery,
-			job.Kind, dbutil.NumPtr(msgID), job.Payload, job.Attempts, toMilli(job.NotBefore), job.LastError, job.Lane,
-		).Scan(&ids[i])
+		got, err := queryMany(ctx, db.db, dbutil.ScanSingleColumn[int64], b.String()+" RETURNING id", args...)
 		if err != nil {
-			return nil, fmt.Errorf("store %s job: %w", job.Kind, err)
+			return nil, fmt.Errorf("store %d jobs (%s first): %w", n, jobs[0].Kind, err)
+		} else if len(got) != n {
+			return nil, fmt.Errorf("store %d jobs: %d ids came back", n, len(got))
 		}
+		// The ids of one statement rise in the order of its rows (SQLite's
+		// AUTOINCREMENT, PostgreSQL's sequence), whatever order RETURNING
+		// lists them in.
+		slices.Sort(got)
+		ids = append(ids, got...)
+		jobs = jobs[n:]
 	}
 	return ids, nil
 }

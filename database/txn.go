@@ -70,7 +70,7 @@ func (db *Database) FinishTxn(ctx context.Context, txnID string, acks []mapping.
 		} else if err != nil {
 			return err
 		}
-		commit, err = db.acksNoResult(ctx, acks, jobs)
+		_, commit, err = db.acks(ctx, acks, jobs)
 		return err
 	})
 	if err != nil {

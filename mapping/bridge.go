@@ -100,8 +100,8 @@ type Bridge struct {
 	wake   chan struct{}
 	now    func() time.Time
 
-	acksMu      sync.Mutex
-	pendingAcks []Ack // receipts from XMPP waiting to be recorded
+	acksMu          sync.Mutex
+	pendingReceipts []xmppReceipt // receipts from XMPP waiting to be recorded
 
 	typingMu sync.Mutex
 	typing   map[id.RoomID]bool // whether the portal's user types, by room

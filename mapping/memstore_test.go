@@ -361,3 +361,15 @@ func (s *memStore) MessagesByEventIDs(ctx context.Context, evs []id.EventID) (ma
 	}
 	return out, nil
 }
+
+func (s *memStore) MessagesByXMPPIDs(ctx context.Context, dir Direction, keys []XMPPKey) (map[XMPPKey]*Message, error) {
+	out := map[XMPPKey]*Message{}
+	for _, k := range keys {
+		if peer, err := jid.Parse(k.Peer); err == nil {
+			if m, err := s.MessageByXMPPID(ctx, peer, k.ID, dir); err == nil {
+				out[k] = m
+			}
+		}
+	}
+	return out, nil
+}

@@ -90,7 +90,7 @@ func (j *Job) lane() string {
 // earliest paused side may be tried again (zero if none), and whether any
 // job was done.
 func (b *Bridge) runDue(ctx context.Context, pauseUntil map[string]time.Time, backoff map[string]time.Duration) (time.Time, bool) {
-	b.flushAcks(ctx)
+	b.flushReceipts(ctx)
 	jobs, err := b.store.DueJobs(ctx, b.now(), 1000)
 	if err != nil {
 		if ctx.Err() == nil {

@@ -107,6 +107,13 @@ type Ack struct {
 	UpTo id.RoomID
 }
 
+// XMPPKey names a message by its stanza id and the bare JID of the peer it
+// was exchanged with.
+type XMPPKey struct {
+	Peer string // bare JID
+	ID   string
+}
+
 // Txn is a transaction pushed by the homeserver, kept until processed.
 type Txn struct {
 	ID   string
@@ -135,6 +142,9 @@ type Store interface {
 	// missing from the map.
 	MessagesByEventIDs(ctx context.Context, evs []id.EventID) (map[id.EventID]*Message, error)
 	MessageByXMPPID(ctx context.Context, peer jid.JID, xmppID string, dir Direction) (*Message, error)
+	// MessagesByXMPPIDs looks up many stanza ids at once; unknown ones are
+	// missing from the map.
+	MessagesByXMPPIDs(ctx context.Context, dir Direction, keys []XMPPKey) (map[XMPPKey]*Message, error)
 	SetMessageEventID(ctx context.Context, row int64, room id.RoomID, ev id.EventID) error
 	// Acknowledge records acks and stores the jobs of the new ones (and
 	// jobs), in one transaction. new[i] tells whether acks[i] was new.

@@ -40,65 +40,82 @@ type StatusArgs struct {
 	Text      string `json:"text,omitempty"`
 }
 
+// xmppReceiptKind is one row of the XMPP → Matrix table for receipts: what
+// it records, what it sends, and which request it needs.
+type xmppReceiptKind struct {
+	what  string // as counted and logged
+	ack   AckKind
+	job   JobKind
+	asked func(Requests) bool
+}
+
+var (
+	// XEP-0184 §5: <received id='X'/> acknowledges message X.
+	kindReceived = &xmppReceiptKind{"received", AckDelivered, JobMatrixDelivery, func(r Requests) bool { return r.Receipt }}
+	// XEP-0022 §3.2: an event about message <id/>, which must have asked
+	// for it (§2.1: unsolicited events are illegal).
+	kindEventDelivered = &xmppReceiptKind{"event_delivered", AckDelivered, JobMatrixDelivery, func(r Requests) bool { return r.Delivered }}
+	kindEventDisplayed = &xmppReceiptKind{"event_displayed", AckDisplayed, JobMatrixRead, func(r Requests) bool { return r.Displayed }}
+	// XEP-0333 §3: displayed marker; our messages are all markable.
+	kindMarkerDisplayed = &xmppReceiptKind{"marker_displayed", AckDisplayed, JobMatrixRead, func(r Requests) bool { return r.Markable }}
+)
+
+// xmppReceipt is a receipt from XMPP waiting to be checked and recorded.
+type xmppReceipt struct {
+	peer jid.JID   // bare sender
+	mxid id.UserID // the puppet's Matrix user it was addressed to
+	xid  string    // the stanza id it is about
+	kind *xmppReceiptKind
+}
+
 // receiptsFromXMPP handles what an incoming message says about earlier ones:
 // receipts, notifications, markers, chat states, and errors answering a
 // message the bridge sent. It is the XMPP → Matrix table of DESIGN.md.
+//
+// Receipts are not looked up here, on the XMPP read loop, but gathered and
+// checked and recorded by the outbox loop a burst at a time (flushReceipts):
+// one query and one write for many receipts instead of one each.
 func (b *Bridge) receiptsFromXMPP(ctx context.Context, log zerolog.Logger, mxid id.UserID, m *XMPPMessage) error {
 	peer := m.From.Bare()
-	var acks []Ack
-	// ack asks for kind to be recorded for our message id, if the rules allow.
-	ack := func(xid string, kind AckKind, requested func(Requests) bool, job JobKind, what string) error {
-		msg, reason, err := b.ourMessage(ctx, peer, mxid, xid)
-		if err != nil {
-			return err
-		}
-		if reason == "" && !requested(msg.Requests) {
-			reason = RefuseUnsolicited
-		}
-		if reason != "" {
-			log.Debug().Str("receipt", what).Str("for", xid).Str("reason", reason).Msg("Ignored a receipt")
-			b.count("xmpp_receipt", reason)
-			return nil
-		}
-		acks = append(acks, Ack{Row: msg.RowID, Kind: kind, At: b.now(), Job: &Job{Kind: job, Lane: string(msg.RoomID), Payload: receiptPayload(msg)}})
-		b.count("xmpp_receipt", what)
-		return nil
-	}
+	var rs []xmppReceipt
 	if m.Received != "" {
-		// XEP-0184 §5: <received id='X'/> acknowledges message X.
-		if err := ack(m.Received, AckDelivered, func(r Requests) bool { return r.Receipt }, JobMatrixDelivery, "received"); err != nil {
-			return err
-		}
+		rs = append(rs, xmppReceipt{peer, mxid, m.Received, kindReceived})
 	}
 	if e := m.Event; e != nil && e.ID != "" {
-		// XEP-0022 §3.2: an event about message <id/>, which must have
-		// asked for it.
 		if e.Delivered {
-			if err := ack(e.ID, AckDelivered, func(r Requests) bool { return r.Delivered }, JobMatrixDelivery, "event_delivered"); err != nil {
-				return err
-			}
+			rs = append(rs, xmppReceipt{peer, mxid, e.ID, kindEventDelivered})
 		}
 		if e.Displayed {
-			if err := ack(e.ID, AckDisplayed, func(r Requests) bool { return r.Displayed }, JobMatrixRead, "event_displayed"); err != nil {
-				return err
-			}
+			rs = append(rs, xmppReceipt{peer, mxid, e.ID, kindEventDisplayed})
 		}
 	}
 	if m.Displayed != "" {
-		// XEP-0333 §3: displayed marker; our messages are all markable.
-		if err := ack(m.Displayed, AckDisplayed, func(r Requests) bool { return r.Markable }, JobMatrixRead, "marker_displayed"); err != nil {
-			return err
-		}
+		rs = append(rs, xmppReceipt{peer, mxid, m.Displayed, kindMarkerDisplayed})
 	}
-	if len(acks) > 0 {
-		// Recorded by the outbox loop, many at once: one write for a burst
-		// instead of one per receipt.
+	if len(rs) > 0 {
 		b.acksMu.Lock()
-		b.pendingAcks = append(b.pendingAcks, acks...)
+		b.pendingReceipts = append(b.pendingReceipts, rs...)
 		b.acksMu.Unlock()
 		b.Wake()
 	}
 	return b.typingFromXMPP(ctx, log, mxid, peer, m)
+}
+
+// checkReceipt applies the rules of who may acknowledge to a receipt whose
+// message is msg (nil: none by that id from that peer). It returns the
+// reason to ignore it, or "".
+func checkReceipt(r *xmppReceipt, msg *Message) string {
+	switch {
+	case msg == nil:
+		// Unknown to us, or sent to someone else (the lookup is by the
+		// peer's bare JID): a forged or misdirected receipt.
+		return RefuseUnknownID
+	case msg.MXID != r.mxid:
+		return RefuseWrongPuppet
+	case !r.kind.asked(msg.Requests):
+		return RefuseUnsolicited
+	}
+	return ""
 }
 
 // ourMessage finds the message the bridge sent with stanza id xid and
@@ -107,8 +124,6 @@ func (b *Bridge) receiptsFromXMPP(ctx context.Context, log zerolog.Logger, mxid 
 func (b *Bridge) ourMessage(ctx context.Context, peer jid.JID, mxid id.UserID, xid string) (*Message, string, error) {
 	msg, err := b.store.MessageByXMPPID(ctx, peer, xid, FromMatrix)
 	if isNotFound(err) {
-		// Unknown to us, or sent to someone else (the lookup is by the
-		// peer's bare JID): a forged or misdirected receipt.
 		return nil, RefuseUnknownID, nil
 	} else if err != nil {
 		return nil, "", fmt.Errorf("look up message %q to %s: %w", xid, peer, err)
@@ -252,24 +267,53 @@ func (b *Bridge) receiptToMatrix(ctx context.Context, job *Job) error {
 	}
 }
 
-// flushAcks records the receipts gathered since the last call, in one
-// transaction, with the jobs of the new ones.
-func (b *Bridge) flushAcks(ctx context.Context) {
+// flushReceipts checks the receipts gathered since the last call against
+// the messages they name, all looked up in one query, and records the valid
+// ones with their jobs in one transaction. On a store error they wait for
+// the next call: nothing accepted is lost.
+func (b *Bridge) flushReceipts(ctx context.Context) {
 	b.acksMu.Lock()
-	acks := b.pendingAcks
-	b.pendingAcks = nil
+	rs := b.pendingReceipts
+	b.pendingReceipts = nil
 	b.acksMu.Unlock()
+	if len(rs) == 0 {
+		return
+	}
+	retry := func(err error, what string) {
+		if ctx.Err() == nil {
+			b.log.Err(err).Int("receipts", len(rs)).Msg("Failed to " + what + " receipts from XMPP; will retry")
+		}
+		b.acksMu.Lock()
+		b.pendingReceipts = append(rs, b.pendingReceipts...)
+		b.acksMu.Unlock()
+	}
+	keys := make([]XMPPKey, len(rs))
+	for i, r := range rs {
+		keys[i] = XMPPKey{Peer: r.peer.String(), ID: r.xid}
+	}
+	msgs, err := b.store.MessagesByXMPPIDs(ctx, FromMatrix, keys)
+	if err != nil {
+		retry(err, "look up")
+		return
+	}
+	acks := make([]Ack, 0, len(rs))
+	for i := range rs {
+		r := &rs[i]
+		msg := msgs[keys[i]]
+		if reason := checkReceipt(r, msg); reason != "" {
+			b.log.Debug().Str("receipt", r.kind.what).Str("for", r.xid).Str("from", keys[i].Peer).Str("reason", reason).Msg("Ignored a receipt")
+			b.count("xmpp_receipt", reason)
+			continue
+		}
+		acks = append(acks, Ack{Row: msg.RowID, Kind: r.kind.ack, At: b.now(), Job: &Job{Kind: r.kind.job, Lane: string(msg.RoomID), Payload: receiptPayload(msg)}})
+		b.count("xmpp_receipt", r.kind.what)
+	}
 	if len(acks) == 0 {
 		return
 	}
 	isNew, err := b.store.Acknowledge(ctx, acks)
 	if err != nil {
-		if ctx.Err() == nil {
-			b.log.Err(err).Int("receipts", len(acks)).Msg("Failed to record receipts from XMPP; will retry")
-		}
-		b.acksMu.Lock()
-		b.pendingAcks = append(acks, b.pendingAcks...)
-		b.acksMu.Unlock()
+		retry(err, "record")
 		return
 	}
 	for i, n := range isNew {
