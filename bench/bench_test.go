@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -63,7 +64,7 @@ func start(b *testing.B, versions string, inbox bool) *bridge {
 	if br.xs, err = standin.NewXMPPServer(secret); err != nil {
 		b.Fatal(err)
 	}
-	if br.db, err = database.Open(ctx, "sqlite3-fk-wal", filepath.Join(b.TempDir(), "bench.db"), zerolog.Nop()); err != nil {
+	if br.db, err = database.Open(ctx, "sqlite3-fk-wal", filepath.Join(benchDir(b), "bench.db"), zerolog.Nop()); err != nil {
 		b.Fatal(err)
 	}
 	ss := sqlstatestore.NewSQLStateStore(br.db.DB(), dbutil.ZeroLogger(zerolog.Nop()), false)
@@ -287,4 +288,16 @@ func BenchmarkXMPPToMatrixLatency(b *testing.B) {
 	slices.Sort(lat)
 	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
 	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
+}
+
+func benchDir(b *testing.B) string {
+	if d := os.Getenv("BENCH_DIR"); d != "" {
+		dir, err := os.MkdirTemp(d, "bench")
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { os.RemoveAll(dir) })
+		return dir
+	}
+	return b.TempDir()
 }
