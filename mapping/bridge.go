@@ -45,7 +45,8 @@ type MatrixSide interface {
 
 // XMPPSide is what the core asks of the XMPP server; xmppside implements it.
 type XMPPSide interface {
-	Send(ctx context.Context, msg *OutMessage) error
+	// Send sends the messages in order, all or (on an error) some of them.
+	Send(ctx context.Context, msgs ...*OutMessage) error
 	SendPresence(ctx context.Context, p *OutPresence) error
 }
 

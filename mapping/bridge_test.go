@@ -100,11 +100,11 @@ type fakeXMPP struct {
 	fail      error
 }
 
-func (f *fakeXMPP) Send(_ context.Context, m *OutMessage) error {
+func (f *fakeXMPP) Send(_ context.Context, ms ...*OutMessage) error {
 	if f.fail != nil {
 		return f.fail
 	}
-	f.sent = append(f.sent, m)
+	f.sent = append(f.sent, ms...)
 	return nil
 }
 

@@ -102,18 +102,19 @@ func (b *Bridge) sendStanzas(ctx context.Context, job *Job) error {
 	if err := json.Unmarshal(job.Payload, &js); err != nil {
 		return fmt.Errorf("%w: bad stanzas payload: %v", ErrPermanent, err)
 	}
-	// A retry after a failure part-way resends the ones before it: a
-	// receipt twice is harmless, one lost is not.
-	for _, s := range js {
+	// One write for them all. A retry after a failure part-way resends
+	// the ones before it: a receipt twice is harmless, one lost is not.
+	out := make([]*OutMessage, len(js))
+	for i, s := range js {
 		from, err1 := jid.Parse(s.From)
 		to, err2 := jid.Parse(s.To)
 		if err1 != nil || err2 != nil {
 			return fmt.Errorf("%w: bad address in stanza job", ErrPermanent)
 		}
-		out := &OutMessage{ID: s.ID, From: from, To: to, Type: s.Type, Received: s.Received, Event: s.Event, Displayed: s.Displayed}
-		if err := b.xmpp.Send(ctx, out); err != nil {
-			return fmt.Errorf("send receipt to %s: %w", to, err)
-		}
+		out[i] = &OutMessage{ID: s.ID, From: from, To: to, Type: s.Type, Received: s.Received, Event: s.Event, Displayed: s.Displayed}
+	}
+	if err := b.xmpp.Send(ctx, out...); err != nil {
+		return fmt.Errorf("send %d receipts to XMPP: %w", len(out), err)
 	}
 	b.count("receipts_to_xmpp", "sent")
 	return nil
@@ -354,11 +355,9 @@ func (b *Bridge) typingFromMatrix(ctx context.Context, room id.RoomID, users []i
 		// XEP-0022 §3.2.4: a composing event, or an <id/> alone to cancel.
 		out = append(out, &OutMessage{ID: NewXMPPID(), From: from, To: b.to(m), Type: TypeChat, Event: &EventNotice{ID: m.XMPPID, Composing: on}})
 	}
-	for _, m := range out {
-		if err := b.xmpp.Send(ctx, m); err != nil {
-			b.log.Debug().Err(err).Msg("Failed to send typing to XMPP")
-			return nil
-		}
+	if err := b.xmpp.Send(ctx, out...); err != nil {
+		b.log.Debug().Err(err).Msg("Failed to send typing to XMPP")
+		return nil
 	}
 	b.count("matrix_typing", fmt.Sprint(on))
 	return nil

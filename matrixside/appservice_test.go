@@ -22,8 +22,8 @@ var ids = mapping.Identities{HomeserverDomain: "example.org", ComponentDomain: "
 
 type nopXMPP struct{ sent []*mapping.OutMessage }
 
-func (n *nopXMPP) Send(_ context.Context, m *mapping.OutMessage) error {
-	n.sent = append(n.sent, m)
+func (n *nopXMPP) Send(_ context.Context, ms ...*mapping.OutMessage) error {
+	n.sent = append(n.sent, ms...)
 	return nil
 }
 

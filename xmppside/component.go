@@ -42,6 +42,7 @@ type Component struct {
 
 	mu   sync.Mutex
 	sess *xmpp.Session
+	conn net.Conn // sess's connection, for write deadlines
 }
 
 // Run keeps the component connected until ctx ends. It never gives up on a
@@ -99,11 +100,11 @@ func (c *Component) serveOnce(ctx context.Context) error {
 	}
 	c.Log.Info().Str("address", c.Address).Str("domain", c.Domain.String()).Msg("XMPP component connected")
 	c.mu.Lock()
-	c.sess = sess
+	c.sess, c.conn = sess, conn
 	c.mu.Unlock()
 	defer func() {
 		c.mu.Lock()
-		c.sess = nil
+		c.sess, c.conn = nil, nil
 		c.mu.Unlock()
 	}()
 	c.Core.Wake() // flush what waited for us
@@ -115,9 +116,35 @@ func (c *Component) serveOnce(ctx context.Context) error {
 	}))
 }
 
-// Send implements mapping.XMPPSide.
-func (c *Component) Send(ctx context.Context, m *mapping.OutMessage) error {
-	return c.encode(ctx, encodeMessage(m))
+// Send implements mapping.XMPPSide: the messages go out in one write.
+func (c *Component) Send(ctx context.Context, msgs ...*mapping.OutMessage) error {
+	c.mu.Lock()
+	sess, conn := c.sess, c.conn
+	c.mu.Unlock()
+	if sess == nil {
+		return mapping.ErrNotConnected
+	}
+	// Holding the stream's writer keeps other writes out until Close, which
+	// flushes. ctx bounds the write as mellium's own Encode does: a past
+	// deadline makes a blocked write fail.
+	stop := context.AfterFunc(ctx, func() { _ = conn.SetWriteDeadline(time.Unix(1, 0)) })
+	w := sess.TokenWriter()
+	var err error
+	for _, m := range msgs {
+		if err = writeMessage(w, m); err != nil {
+			break
+		}
+	}
+	if cerr := w.Close(); err == nil {
+		err = cerr
+	}
+	if !stop() {
+		_ = conn.SetWriteDeadline(time.Time{})
+	}
+	if err != nil {
+		return fmt.Errorf("%w: %v", mapping.ErrNotConnected, err)
+	}
+	return nil
 }
 
 // SendPresence implements mapping.XMPPSide.
@@ -166,7 +193,7 @@ func (c *Component) handle(ctx context.Context, t xmlstream.TokenReadEncoder, st
 			return nil
 		}
 		if reply != nil {
-			return t.Encode(encodeMessage(reply))
+			return writeMessage(t, reply)
 		}
 	case "iq":
 		return c.handleIQ(d, &se, t)

@@ -119,16 +119,11 @@ func TestDecodeError(t *testing.T) {
 // (DESIGN.md: id, origin-id, XEP-0184 request, XEP-0022 delivered,
 // displayed and composing, XEP-0333 markable).
 func TestEncodeMessageFromMatrix(t *testing.T) {
-	out := encodeMessage(&mapping.OutMessage{
+	got := encodeString(t, &mapping.OutMessage{
 		ID: "mxABC", OriginID: "mxABC", Type: "chat", Body: "It is the east & Juliet <is> the sun",
 		From: jid.MustParse(`alice\3aexample.org@matrix.example.org`), To: jid.MustParse("juliet@capulet.lit"),
 		Request: mapping.Requests{Receipt: true, Delivered: true, Displayed: true, Composing: true, Markable: true},
 	})
-	var buf bytes.Buffer
-	if err := xml.NewEncoder(&buf).Encode(out); err != nil {
-		t.Fatal(err)
-	}
-	got := buf.String()
 	for _, want := range []string{
 		`<message id="mxABC" from="alice\3aexample.org@matrix.example.org" to="juliet@capulet.lit" type="chat">`,
 		`<body>It is the east &amp; Juliet &lt;is&gt; the sun</body>`,
@@ -149,13 +144,65 @@ func TestEncodeMessageFromMatrix(t *testing.T) {
 }
 
 func TestEncodeBounce(t *testing.T) {
-	out := encodeMessage(&mapping.OutMessage{
+	got := encodeString(t, &mapping.OutMessage{
 		ID: "r1", Type: "error", From: jid.MustParse("nobody@matrix.example.org"), To: jid.MustParse("juliet@capulet.lit/balcony"),
-		Error: &mapping.StanzaError{Type: "cancel", Condition: "service-unavailable"},
+		Error: &mapping.StanzaError{Type: "cancel", Condition: "service-unavailable", Text: "gone"},
 	})
-	var buf bytes.Buffer
-	_ = xml.NewEncoder(&buf).Encode(out)
-	if want := `<error type="cancel"><service-unavailable xmlns="urn:ietf:params:xml:ns:xmpp-stanzas"></service-unavailable></error>`; !strings.Contains(buf.String(), want) {
-		t.Errorf("bounce %s lacks %s", buf.String(), want)
+	want := `<error type="cancel"><service-unavailable xmlns="urn:ietf:params:xml:ns:xmpp-stanzas"></service-unavailable>` +
+		`<text xmlns="urn:ietf:params:xml:ns:xmpp-stanzas">gone</text></error>`
+	if !strings.Contains(got, want) {
+		t.Errorf("bounce %s lacks %s", got, want)
 	}
+	back, err := decodeString(got)
+	if err != nil || back.Error == nil || *back.Error != (mapping.StanzaError{Type: "cancel", Condition: "service-unavailable", Text: "gone"}) {
+		t.Errorf("round trip: %+v, %v", back, err)
+	}
+}
+
+// Receipts and notifications as the bridge raises them toward XMPP, in the
+// shapes of the specs' examples: XEP-0184 §5 Example 2 (received), XEP-0022
+// §3.2 (an event with the <id/> it is about), XEP-0333 §3 (displayed),
+// XEP-0085 §5 (a chat state).
+func TestEncodeReceipts(t *testing.T) {
+	from, to := jid.MustParse(`alice\3aexample.org@matrix.example.org`), jid.MustParse("juliet@capulet.lit")
+	for _, tt := range []struct {
+		m    mapping.OutMessage
+		want string
+	}{
+		{mapping.OutMessage{ID: "r1", Type: "chat", Received: "richard2-4.1.247"},
+			`<received xmlns="urn:xmpp:receipts" id="richard2-4.1.247"></received></message>`},
+		{mapping.OutMessage{ID: "r2", Type: "chat", Event: &mapping.EventNotice{ID: "message22", Delivered: true}},
+			`<x xmlns="jabber:x:event"><delivered></delivered><id>message22</id></x></message>`},
+		{mapping.OutMessage{ID: "r3", Type: "chat", Event: &mapping.EventNotice{ID: "message22"}},
+			`<x xmlns="jabber:x:event"><id>message22</id></x></message>`},
+		{mapping.OutMessage{ID: "r4", Type: "chat", Displayed: "message-1"},
+			`<displayed xmlns="urn:xmpp:chat-markers:0" id="message-1"></displayed></message>`},
+		{mapping.OutMessage{ID: "r5", Type: "chat", ChatState: "composing"},
+			`<composing xmlns="http://jabber.org/protocol/chatstates"></composing></message>`},
+	} {
+		tt.m.From, tt.m.To = from, to
+		got := encodeString(t, &tt.m)
+		head := `<message id="` + tt.m.ID + `" from="alice\3aexample.org@matrix.example.org" to="juliet@capulet.lit" type="chat">`
+		if got != head+tt.want {
+			t.Errorf("encoded %s,\nwant %s", got, head+tt.want)
+		}
+		back, err := decodeString(got)
+		if err != nil || back.Received != tt.m.Received || back.Displayed != tt.m.Displayed || back.ChatState != tt.m.ChatState ||
+			(tt.m.Event != nil) != (back.Event != nil) || tt.m.Event != nil && *back.Event != *tt.m.Event {
+			t.Errorf("round trip of %s: %+v, %v", got, back, err)
+		}
+	}
+}
+
+func encodeString(t *testing.T, m *mapping.OutMessage) string {
+	t.Helper()
+	var buf bytes.Buffer
+	e := xml.NewEncoder(&buf)
+	if err := writeMessage(e, m); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.String()
 }
