@@ -755,3 +755,23 @@ func TestSQLiteDefaults(t *testing.T) {
 		}
 	}
 }
+
+func TestPortalsByRooms(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, _ engine, s *store) {
+		ctx := t.Context()
+		var rooms []id.RoomID
+		for i := 0; i < 600; i++ { // more than one query's worth
+			r := id.RoomID(fmt.Sprintf("!p%d:example.org", i))
+			must(t, s.PutPortal(ctx, &mapping.Portal{RoomID: r, MXID: alice, JID: jid.MustParse(fmt.Sprintf("p%d@example.net", i)), CreatedAt: t0}))
+			rooms = append(rooms, r)
+		}
+		got, err := s.PortalsByRooms(ctx, append(rooms, "!nothing:example.org", rooms[3]))
+		must(t, err)
+		if len(got) != len(rooms) {
+			t.Errorf("PortalsByRooms found %d portals, want %d", len(got), len(rooms))
+		}
+		if p := got["!p599:example.org"]; p == nil || p.JID.String() != "p599@example.net" || p.MXID != alice || !p.CreatedAt.Equal(t0) {
+			t.Errorf("portal of !p599 = %+v", p)
+		}
+	})
+}

@@ -385,25 +385,36 @@ func (b *Bridge) offlineEvent(ctx context.Context, msg *Message) {
 	b.count("receipts_to_xmpp", "offline")
 }
 
-// prefetch looks up, in one query, every event the transaction's receipts
-// name: one lookup for a transaction instead of one per receipt.
+// prefetch looks up, in one query each, every event the transaction's
+// receipts name and every room they are in: one lookup of each for a
+// transaction instead of one per receipt.
 func (b *Bridge) prefetch(ctx context.Context, ephemeral []*event.Event, plan *receiptPlan) error {
 	var evs []id.EventID
+	var rooms []id.RoomID
 	for _, evt := range ephemeral {
 		if rc, ok := evt.Content.Parsed.(*event.ReceiptEventContent); ok {
 			for ev := range *rc {
 				evs = append(evs, ev)
 			}
+			if _, ok := plan.portals[evt.RoomID]; !ok {
+				plan.portals[evt.RoomID] = nil // not a portal unless found
+				rooms = append(rooms, evt.RoomID)
+			}
 		}
 	}
+	plan.msgs = map[id.EventID]*Message{}
 	if len(evs) == 0 {
-		plan.msgs = map[id.EventID]*Message{}
 		return nil
 	}
-	msgs, err := b.store.MessagesByEventIDs(ctx, evs)
+	portals, err := b.store.PortalsByRooms(ctx, rooms)
 	if err != nil {
 		return err
 	}
-	plan.msgs = msgs
+	for room, p := range portals {
+		plan.portals[room] = p
+	}
+	if plan.msgs, err = b.store.MessagesByEventIDs(ctx, evs); err != nil {
+		return err
+	}
 	return nil
 }

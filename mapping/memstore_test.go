@@ -373,3 +373,13 @@ func (s *memStore) MessagesByXMPPIDs(ctx context.Context, dir Direction, keys []
 	}
 	return out, nil
 }
+
+func (s *memStore) PortalsByRooms(ctx context.Context, rooms []id.RoomID) (map[id.RoomID]*Portal, error) {
+	out := map[id.RoomID]*Portal{}
+	for _, r := range rooms {
+		if p, err := s.PortalByRoom(ctx, r); err == nil {
+			out[r] = p
+		}
+	}
+	return out, nil
+}

@@ -127,6 +127,9 @@ type Store interface {
 	SubscriptionStore // presence.go
 	PortalByRoom(ctx context.Context, room id.RoomID) (*Portal, error)
 	PortalByPair(ctx context.Context, mxid id.UserID, peer jid.JID) (*Portal, error)
+	// PortalsByRooms looks up many rooms at once; rooms that are not
+	// portals are missing from the map.
+	PortalsByRooms(ctx context.Context, rooms []id.RoomID) (map[id.RoomID]*Portal, error)
 	// PutPortal inserts the portal or, if the pair already has one, points it
 	// at p.RoomID.
 	PutPortal(ctx context.Context, p *Portal) error

@@ -168,9 +168,26 @@ func (s *Server) processPending(ctx context.Context) {
 		}
 		return
 	}
+	// Decoding runs a transaction ahead of handling, on another goroutine:
+	// the two are the bulk of the work and independent, and transactions
+	// must still be handled one at a time, in order.
+	type decoded struct{ events, ephemeral []*event.Event }
+	ahead := make(chan decoded, 2)
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		for _, txn := range txns {
+			events, ephemeral := s.decodeEvents(txn)
+			select {
+			case ahead <- decoded{events, ephemeral}:
+			case <-stop:
+				return
+			}
+		}
+	}()
 	for _, txn := range txns {
-		events, ephemeral := s.decodeEvents(txn)
-		if err := s.Core.HandleMatrixTxn(ctx, txn.ID, events, ephemeral); err != nil {
+		d := <-ahead
+		if err := s.Core.HandleMatrixTxn(ctx, txn.ID, d.events, d.ephemeral); err != nil {
 			// Left pending: retried on the next round, nothing lost.
 			if ctx.Err() == nil {
 				s.Log.Err(err).Str("txn_id", txn.ID).Msg("Failed to process transaction; will retry")
