@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	_ "github.com/lib/pq"
@@ -139,13 +140,36 @@ func bareJID(j jid.JID) string {
 	return j.Bare().String()
 }
 
+// parsedJIDs remembers stored JIDs already parsed: rows name the same few
+// peers over and over, and parsing (PRECIS normalisation) is a good part of
+// reading a row. Parsing is a pure function of the string, so one cache
+// serves every database; it is emptied when it grows past maxParsedJIDs.
+var parsedJIDs = struct {
+	sync.Mutex
+	m map[string]jid.JID
+}{m: map[string]jid.JID{}}
+
+const maxParsedJIDs = 10000
+
 func parseJID(s string) (jid.JID, error) {
 	if s == "" {
 		return jid.JID{}, nil
+	}
+	parsedJIDs.Lock()
+	j, ok := parsedJIDs.m[s]
+	parsedJIDs.Unlock()
+	if ok {
+		return j, nil
 	}
 	j, err := jid.Parse(s)
 	if err != nil {
 		return jid.JID{}, fmt.Errorf("parse stored jid %q: %w", s, err)
 	}
+	parsedJIDs.Lock()
+	if len(parsedJIDs.m) >= maxParsedJIDs {
+		clear(parsedJIDs.m)
+	}
+	parsedJIDs.m[s] = j
+	parsedJIDs.Unlock()
 	return j, nil
 }
