@@ -207,9 +207,51 @@ func (s *Server) decodeEvents(txn *mapping.Txn) (events, ephemeral []*event.Even
 		return nil, nil
 	}
 	events = s.decodeList(txn.ID, body.Events, event.UnknownEventType)
-	ephemeral = s.decodeList(txn.ID, body.Ephemeral, event.EphemeralEventType)
-	ephemeral = append(ephemeral, s.decodeList(txn.ID, body.MSC2409Ephemera, event.EphemeralEventType)...)
+	ephemeral = s.decodeEphemeral(txn.ID, body.Ephemeral)
+	ephemeral = append(ephemeral, s.decodeEphemeral(txn.ID, body.MSC2409Ephemera)...)
 	return events, ephemeral
+}
+
+// ephemeralEvent is what the bridge reads of an ephemeral event.
+type ephemeralEvent struct {
+	Type    string          `json:"type"`
+	RoomID  id.RoomID       `json:"room_id"`
+	Content json.RawMessage `json:"content"`
+}
+
+// decodeEphemeral reads the receipts and typing of a transaction straight
+// into their content types. They are most of what a homeserver pushes, and
+// mautrix's event decoding would read each content twice, once into a
+// generic map; other types are skipped here, as the core ignores them.
+func (s *Server) decodeEphemeral(txnID string, raws []json.RawMessage) []*event.Event {
+	evts := make([]*event.Event, 0, len(raws))
+	for _, raw := range raws {
+		var e ephemeralEvent
+		if err := json.Unmarshal(raw, &e); err != nil || e.Type == "" {
+			s.Count("matrix_event", "malformed")
+			s.Log.Debug().Err(err).Str("txn_id", txnID).Msg("Skipped a malformed ephemeral event")
+			continue
+		}
+		evt := &event.Event{Type: event.Type{Type: e.Type, Class: event.EphemeralEventType}, RoomID: e.RoomID}
+		var content any
+		switch evt.Type {
+		case event.EphemeralEventReceipt:
+			content = &event.ReceiptEventContent{}
+		case event.EphemeralEventTyping:
+			content = &event.TypingEventContent{}
+		default:
+			s.Count("matrix_event", "unsupported_ephemeral")
+			continue
+		}
+		if err := json.Unmarshal(e.Content, content); err != nil {
+			s.Count("matrix_event", "malformed_content")
+			s.Log.Debug().Err(err).Str("txn_id", txnID).Str("type", e.Type).Msg("Skipped an ephemeral event with malformed content")
+			continue
+		}
+		evt.Content = event.Content{Parsed: content}
+		evts = append(evts, evt)
+	}
+	return evts
 }
 
 func (s *Server) decodeList(txnID string, raws []json.RawMessage, class event.TypeClass) []*event.Event {
