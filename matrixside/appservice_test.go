@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 	"mellium.im/xmpp/jid"
 
@@ -127,5 +128,44 @@ func TestTransactionDurableAndOnce(t *testing.T) {
 	jobs, _ := db.DueJobs(ctx, time.Now(), 10)
 	if len(jobs) != 1 || jobs[0].Kind != mapping.JobSendToXMPP {
 		t.Errorf("jobs %+v, want one XMPP send", jobs)
+	}
+}
+
+// Ephemeral events come under the stable key or MSC2409's; a bad one is
+// counted and skipped while the rest of the transaction counts.
+func TestDecodeEphemeral(t *testing.T) {
+	counts := map[string]int{}
+	s := NewServer("hs-secret", nil, nil, func(what, why string) { counts[what+"/"+why]++ }, zerolog.Nop())
+	body := `{
+		"ephemeral": [
+			{"type":"m.receipt","room_id":"!a:example.org","content":{"$e1":{"m.read":{"@alice:example.org":{"ts":1,"thread_id":"main"}}}}},
+			{"type":"m.receipt","room_id":"!a:example.org","content":"not an object"},
+			{"type":"m.presence","content":{"presence":"online"}},
+			{"content":{}}
+		],
+		"de.sorunome.msc2409.ephemeral": [
+			{"type":"m.typing","room_id":"!b:example.org","content":{"user_ids":["@alice:example.org"]}}
+		]}`
+	_, evts := s.decodeEvents(&mapping.Txn{ID: "t", Body: []byte(body)})
+	if len(evts) != 2 {
+		t.Fatalf("decoded %d ephemeral events, want 2: %+v", len(evts), evts)
+	}
+	rc, ok := evts[0].Content.Parsed.(*event.ReceiptEventContent)
+	if !ok || evts[0].RoomID != "!a:example.org" || evts[0].Type != event.EphemeralEventReceipt {
+		t.Fatalf("first event %+v", evts[0])
+	}
+	r := (*rc)["$e1"][event.ReceiptTypeRead]["@alice:example.org"]
+	if r.Timestamp.UnixMilli() != 1 || r.ThreadID != event.ReadReceiptThreadMain {
+		t.Errorf("receipt %+v", r)
+	}
+	tc, ok := evts[1].Content.Parsed.(*event.TypingEventContent)
+	if !ok || evts[1].RoomID != "!b:example.org" || len(tc.UserIDs) != 1 || tc.UserIDs[0] != "@alice:example.org" {
+		t.Errorf("typing event %+v", evts[1])
+	}
+	want := map[string]int{"matrix_event/malformed_content": 1, "matrix_event/unsupported_ephemeral": 1, "matrix_event/malformed": 1}
+	for k, n := range want {
+		if counts[k] != n {
+			t.Errorf("count %s = %d, want %d (all: %v)", k, counts[k], n, counts)
+		}
 	}
 }
