@@ -509,6 +509,10 @@ func TestJobs(t *testing.T) {
 		due(now, 10, j1, j2, j4)
 		due(now, 2, j1, j2)
 		due(now.Add(2*time.Hour), 10, j1, j2, j3, j4)
+		// The next batch of a long queue: the due jobs after the last read.
+		if got, err := s.DueJobsAfter(ctx, now, j2.ID, 10); err != nil || !reflect.DeepEqual(viewJobs(got), viewJobs([]*mapping.Job{j4})) {
+			t.Errorf("DueJobsAfter(now, j2) = %+v, %v; want j4", viewJobs(got), err)
+		}
 		if _, err := s.DueJobs(ctx, now, 0); err == nil {
 			t.Error("DueJobs with limit 0 succeeded")
 		}

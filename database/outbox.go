@@ -17,7 +17,7 @@ const (
 	insertJobsQuery = `INSERT INTO outbox (kind, message_id, payload, attempts, not_before, last_error, lane) VALUES `
 	getDueJobsQuery = `
 		SELECT id, kind, message_id, payload, attempts, not_before, last_error, lane
-		FROM outbox WHERE not_before<=$1 ORDER BY id LIMIT $2
+		FROM outbox WHERE not_before<=$1 AND id>$2 ORDER BY id LIMIT $3
 	`
 	deleteJobQuery = `DELETE FROM outbox WHERE id=$1`
 	retryJobQuery  = `UPDATE outbox SET attempts=attempts+1, not_before=$2, last_error=$3 WHERE id=$1`
@@ -95,11 +95,17 @@ func (db *Database) AddJobs(ctx context.Context, jobs ...*mapping.Job) error {
 // DueJobs returns up to limit jobs whose NotBefore is not after now, oldest
 // first.
 func (db *Database) DueJobs(ctx context.Context, now time.Time, limit int) ([]*mapping.Job, error) {
+	return db.DueJobsAfter(ctx, now, 0, limit)
+}
+
+// DueJobsAfter is DueJobs for the jobs with an ID above after: the
+// outbox reads a long queue a batch at a time.
+func (db *Database) DueJobsAfter(ctx context.Context, now time.Time, after int64, limit int) ([]*mapping.Job, error) {
 	if limit <= 0 {
 		// SQLite reads a negative LIMIT as none, PostgreSQL rejects it.
 		return nil, fmt.Errorf("get due jobs: limit %d is not positive", limit)
 	}
-	jobs, err := queryMany(ctx, db.db, scanJob, getDueJobsQuery, now.UnixMilli(), limit)
+	jobs, err := queryMany(ctx, db.db, scanJob, getDueJobsQuery, now.UnixMilli(), after, limit)
 	if err != nil {
 		return nil, fmt.Errorf("get due jobs: %w", err)
 	}

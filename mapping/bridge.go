@@ -100,6 +100,7 @@ type Bridge struct {
 	log    zerolog.Logger
 	wake   chan struct{}
 	now    func() time.Time
+	out    *dispatcher // dispatch.go
 
 	acksMu          sync.Mutex
 	pendingReceipts []xmppReceipt // receipts from XMPP waiting to be recorded
@@ -114,7 +115,7 @@ func New(cfg Config, store Store, count Counter, log zerolog.Logger) *Bridge {
 	if count == nil {
 		count = func(string, string) {}
 	}
-	return &Bridge{cfg: cfg, store: store, count: count, log: log, wake: make(chan struct{}, 1), now: time.Now, typing: map[id.RoomID]bool{}}
+	return &Bridge{cfg: cfg, store: store, count: count, log: log, wake: make(chan struct{}, 1), now: time.Now, out: newDispatcher(), typing: map[id.RoomID]bool{}}
 }
 
 // SetSides connects the core to both servers.
@@ -123,13 +124,6 @@ func (b *Bridge) SetSides(m MatrixSide, x XMPPSide) { b.matrix, b.xmpp = m, x }
 // Identities returns the identity mapping in force.
 func (b *Bridge) Identities() Identities { return b.cfg.Identities }
 
-// Wake makes the outbox look for work now, e.g. after a reconnect.
-func (b *Bridge) Wake() {
-	select {
-	case b.wake <- struct{}{}:
-	default:
-	}
-}
 
 func (b *Bridge) blocked(j jid.JID) bool {
 	for _, d := range b.cfg.BlockedDomains {

@@ -128,10 +128,25 @@ func newHarness(t *testing.T) *harness {
 	return h
 }
 
-// drain runs the outbox until nothing is due.
+// drain runs what the outbox holds, as after a reconnect (paused sides are
+// tried again), and waits until every lane has stopped.
 func (h *harness) drain(t *testing.T) {
 	t.Helper()
-	h.b.runDue(context.Background(), map[string]time.Time{}, map[string]time.Duration{})
+	ctx := context.Background()
+	d := h.b.out
+	h.b.Wake()
+	d.mu.Lock()
+	d.ctx = ctx
+	d.mu.Unlock()
+	h.b.flushReceipts(ctx)
+	h.b.scan(ctx)
+	d.mu.Lock()
+	for d.running > 0 || len(d.waiting) > 0 {
+		d.start(h.b)
+		d.idle.Wait()
+	}
+	d.mu.Unlock()
+	h.b.deleteDone(ctx)
 }
 
 const (
@@ -394,8 +409,7 @@ func TestOutboxWaitsForReconnectInOrder(t *testing.T) {
 		textEvent("$2", alice, "!dm:example.org", "two"),
 	}, nil)
 	_, _ = h.b.HandleXMPPMessage(ctx, chat("x1", "from juliet"))
-	pause, backoff := map[string]time.Time{}, map[string]time.Duration{}
-	h.b.runDue(ctx, pause, backoff)
+	h.drain(t)
 	if len(h.xmpp.sent) != 0 || len(h.matrix.texts) != 1 {
 		t.Fatalf("sent %d to XMPP (want 0), %d to Matrix (want 1)", len(h.xmpp.sent), len(h.matrix.texts))
 	}

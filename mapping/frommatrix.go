@@ -53,7 +53,7 @@ func (b *Bridge) HandleMatrixTxn(ctx context.Context, txnID string, events, ephe
 	if err := b.store.FinishTxn(ctx, txnID, plan.acks, jobs); err != nil {
 		return fmt.Errorf("finish transaction %s: %w", txnID, err)
 	}
-	b.Wake()
+	b.queue(jobs...)
 	return nil
 }
 
@@ -105,7 +105,8 @@ func (b *Bridge) handleMatrixEvent(ctx context.Context, evt *event.Event) ([]*Jo
 		Body: body, TS: tsOf(evt),
 		Requests: Requests{Receipt: true, Delivered: true, Displayed: true, Composing: true, Markable: true},
 	}
-	added, err := b.store.AddMessage(ctx, msg, &Job{Kind: JobSendToXMPP})
+	job := &Job{Kind: JobSendToXMPP}
+	added, err := b.store.AddMessage(ctx, msg, job)
 	if err != nil {
 		return nil, fmt.Errorf("store message: %w", err)
 	}
@@ -113,6 +114,7 @@ func (b *Bridge) handleMatrixEvent(ctx context.Context, evt *event.Event) ([]*Jo
 		b.count("matrix_event", IgnoreDuplicate)
 		return nil, nil
 	}
+	b.queue(job)
 	log.Debug().Str("xmpp_id", xid).Msg("Message queued for XMPP")
 	return nil, nil
 }

@@ -104,7 +104,7 @@ func (b *Bridge) HandleXMPPMessage(ctx context.Context, m *XMPPMessage) (*OutMes
 		return b.drop(log, "xmpp_message", DropDuplicate), nil
 	}
 	b.count("xmpp_message", "accepted")
-	b.Wake()
+	b.queue(job)
 	return nil, nil
 }
 

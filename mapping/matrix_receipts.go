@@ -382,6 +382,7 @@ func (b *Bridge) offlineEvent(ctx context.Context, msg *Message) {
 		b.log.Err(err).Msg("Failed to queue an offline event")
 		return
 	}
+	b.queue(job)
 	b.count("receipts_to_xmpp", "offline")
 }
 

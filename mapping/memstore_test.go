@@ -383,3 +383,14 @@ func (s *memStore) PortalsByRooms(ctx context.Context, rooms []id.RoomID) (map[i
 	}
 	return out, nil
 }
+
+func (s *memStore) DueJobsAfter(ctx context.Context, now time.Time, after int64, limit int) ([]*Job, error) {
+	jobs, err := s.DueJobs(ctx, now, 1<<30)
+	var out []*Job
+	for _, j := range jobs {
+		if j.ID > after && len(out) < limit {
+			out = append(out, j)
+		}
+	}
+	return out, err
+}

@@ -3,11 +3,8 @@ package mapping
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strconv"
-	"sync"
-	"time"
 
 	"maunium.net/go/mautrix/id"
 )
@@ -39,144 +36,6 @@ func (k JobKind) side() string {
 		return "xmpp"
 	}
 	return "matrix"
-}
-
-// RunOutbox carries out the owed sends until ctx ends. Jobs of one side run
-// in the order they were stored; when a side fails, its remaining jobs wait
-// (so order is kept) with a capped backoff, while the other side goes on.
-func (b *Bridge) RunOutbox(ctx context.Context) {
-	pauseUntil := map[string]time.Time{}
-	backoff := map[string]time.Duration{}
-	for {
-		next, worked := b.runDue(ctx, pauseUntil, backoff)
-		if worked && ctx.Err() == nil {
-			continue // more may be due already: no waiting between rounds
-		}
-		wait := time.Second
-		if !next.IsZero() {
-			if d := time.Until(next); d < wait {
-				wait = max(d, 10*time.Millisecond)
-			}
-		}
-		timer := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			timer.Stop()
-			return
-		case <-b.wake:
-			// A reconnect or new work: try paused sides again now.
-			clear(pauseUntil)
-		case <-timer.C:
-		}
-		timer.Stop()
-	}
-}
-
-// maxLanes is how many lanes of jobs run at once. Sends to the homeserver
-// are round trips: one at a time they would cap the bridge far below what
-// the servers can take.
-const maxLanes = 32
-
-// lane is the order a job must keep: jobs of one lane run one after the
-// other, in the order they were stored; lanes run side by side.
-func (j *Job) lane() string {
-	if j.Lane != "" {
-		return j.Kind.side() + ":" + j.Lane
-	}
-	return j.Kind.side()
-}
-
-// runDue runs the due jobs once, lanes in parallel; it returns when the
-// earliest paused side may be tried again (zero if none), and whether any
-// job was done.
-func (b *Bridge) runDue(ctx context.Context, pauseUntil map[string]time.Time, backoff map[string]time.Duration) (time.Time, bool) {
-	b.flushReceipts(ctx)
-	jobs, err := b.store.DueJobs(ctx, b.now(), 1000)
-	if err != nil {
-		if ctx.Err() == nil {
-			b.log.Err(err).Msg("Failed to read the outbox")
-		}
-		return time.Time{}, false
-	}
-	var order []string
-	lanes := map[string][]*Job{}
-	for _, job := range jobs {
-		if b.now().Before(pauseUntil[job.Kind.side()]) {
-			continue
-		}
-		l := job.lane()
-		if _, ok := lanes[l]; !ok {
-			order = append(order, l)
-		}
-		lanes[l] = append(lanes[l], job)
-	}
-	var (
-		mu   sync.Mutex
-		done []int64
-		wg   sync.WaitGroup
-		sem  = make(chan struct{}, maxLanes)
-	)
-	for _, l := range order {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func(lane []*Job) {
-			defer func() { <-sem; wg.Done() }()
-			for _, job := range lane {
-				if ctx.Err() != nil {
-					return
-				}
-				side := job.Kind.side()
-				mu.Lock()
-				paused := b.now().Before(pauseUntil[side])
-				mu.Unlock()
-				if paused {
-					return
-				}
-				err := b.runJob(ctx, job)
-				log := b.log.With().Int64("job", job.ID).Str("kind", string(job.Kind)).Int64("message_row", job.MessageID).Logger()
-				mu.Lock()
-				switch {
-				case err == nil:
-					delete(backoff, side)
-					done = append(done, job.ID)
-					b.count("job_done", string(job.Kind))
-				case errors.Is(err, ErrPermanent):
-					log.Err(err).Msg("Send failed permanently; dropping it")
-					b.count("job_failed", string(job.Kind))
-					done = append(done, job.ID)
-				default:
-					d := min(max(backoff[side]*2, 500*time.Millisecond), time.Minute)
-					backoff[side] = d
-					pauseUntil[side] = b.now().Add(d)
-					mu.Unlock()
-					if !errors.Is(err, ErrNotConnected) || job.Attempts%10 == 0 {
-						log.Warn().Err(err).Dur("retry_in", d).Msg("Send failed; will retry")
-					}
-					if err := b.store.RetryJob(ctx, job.ID, b.now(), err.Error()); err != nil {
-						log.Err(err).Msg("Failed to note a failed job")
-					}
-					b.count("job_retry", string(job.Kind))
-					return // the rest of the lane waits, so order is kept
-				}
-				mu.Unlock()
-			}
-		}(lanes[l])
-	}
-	wg.Wait()
-	if len(done) > 0 {
-		// One write for the round: a job done but not yet removed when the
-		// bridge stops runs again, which every handler tolerates.
-		if err := b.store.DeleteJobs(ctx, done...); err != nil {
-			b.log.Err(err).Msg("Failed to remove finished jobs; they will run again")
-		}
-	}
-	var next time.Time
-	for _, t := range pauseUntil {
-		if next.IsZero() || t.Before(next) {
-			next = t
-		}
-	}
-	return next, len(done) > 0
 }
 
 func (b *Bridge) runJob(ctx context.Context, job *Job) error {
@@ -255,6 +114,7 @@ func (b *Bridge) ensurePortal(ctx context.Context, mxid id.UserID, msg *Message)
 		if err := b.store.AddJobs(ctx, jobs...); err != nil {
 			return nil, fmt.Errorf("queue subscription request to %s: %w", msg.PeerJID, err)
 		}
+		b.queue(jobs...)
 	}
 	p = &Portal{RoomID: room, MXID: mxid, JID: msg.PeerJID, CreatedAt: b.now()}
 	if err := b.store.PutPortal(ctx, p); err != nil {

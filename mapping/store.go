@@ -172,6 +172,8 @@ type Store interface {
 	AddJobs(ctx context.Context, jobs ...*Job) error
 	// DueJobs returns up to limit jobs whose NotBefore has passed, oldest first.
 	DueJobs(ctx context.Context, now time.Time, limit int) ([]*Job, error)
+	// DueJobsAfter is DueJobs for the jobs with an ID above after.
+	DueJobsAfter(ctx context.Context, now time.Time, after int64, limit int) ([]*Job, error)
 	DeleteJob(ctx context.Context, jobID int64) error
 	// DeleteJobs removes finished jobs in one write.
 	DeleteJobs(ctx context.Context, jobIDs ...int64) error

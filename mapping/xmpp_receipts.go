@@ -96,7 +96,7 @@ func (b *Bridge) receiptsFromXMPP(ctx context.Context, log zerolog.Logger, mxid 
 		b.acksMu.Lock()
 		b.pendingReceipts = append(b.pendingReceipts, rs...)
 		b.acksMu.Unlock()
-		b.Wake()
+		b.poke()
 	}
 	return b.typingFromXMPP(ctx, log, mxid, peer, m)
 }
@@ -201,11 +201,12 @@ func (b *Bridge) errorFromXMPP(ctx context.Context, log zerolog.Logger, mxid id.
 		return nil
 	}
 	payload, _ := json.Marshal(StatusArgs{Retriable: m.Error.Type == "wait", Condition: m.Error.Condition, Text: m.Error.Text})
-	if err := b.store.AddJobs(ctx, &Job{Kind: JobMatrixStatus, MessageID: msg.RowID, Payload: payload, Lane: string(msg.RoomID)}); err != nil {
+	job := &Job{Kind: JobMatrixStatus, MessageID: msg.RowID, Payload: payload, Lane: string(msg.RoomID)}
+	if err := b.store.AddJobs(ctx, job); err != nil {
 		return fmt.Errorf("queue failure status of %s: %w", msg.EventID, err)
 	}
 	b.count("xmpp_error", "status")
-	b.Wake()
+	b.queue(job)
 	return nil
 }
 
@@ -316,6 +317,13 @@ func (b *Bridge) flushReceipts(ctx context.Context) {
 		retry(err, "record")
 		return
 	}
+	jobs := make([]*Job, 0, len(acks))
+	for i := range acks {
+		if isNew[i] {
+			jobs = append(jobs, acks[i].Job)
+		}
+	}
+	b.queue(jobs...)
 	for i, n := range isNew {
 		if !n {
 			b.count("xmpp_receipt", RefuseDuplicate)
