@@ -1,6 +1,7 @@
 package database
 
 import (
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -185,6 +186,39 @@ func TestAcknowledgeBurst(t *testing.T) {
 		}
 		if got, want := len(allJobs(t, s)), n-1+n/100+1; got != want {
 			t.Errorf("%d jobs stored, want %d", got, want)
+		}
+	})
+}
+
+// Several transactions finish as one, or, if one of them is not pending,
+// not at all.
+func TestFinishTxns(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, _ engine, s *store) {
+		ctx := t.Context()
+		m := newMessage(bob, "m1", mapping.FromXMPP)
+		mustAdd(t, s, m)
+		for _, id := range []string{"t1", "t2", "t3"} {
+			_, err := s.PutTxn(ctx, &mapping.Txn{ID: id, Body: []byte("{}")})
+			must(t, err)
+		}
+		must(t, s.FinishTxn(ctx, "t3", nil, nil))
+		job := &mapping.Job{Kind: "xmpp.stanzas"}
+		err := s.FinishTxns(ctx, []string{"t1", "t2", "t3"}, []mapping.Ack{{Row: m.RowID, Kind: mapping.AckDelivered, At: time.Now()}}, []*mapping.Job{job})
+		if !errors.Is(err, mapping.ErrNotPending) || job.ID != 0 {
+			t.Fatalf("FinishTxns with a finished one: %v, job %+v; want ErrNotPending and nothing stored", err, job)
+		}
+		if pending, _ := s.PendingTxns(ctx); len(pending) != 2 {
+			t.Fatalf("%d pending after the refused group, want 2", len(pending))
+		}
+		if got, _ := s.MessageByRow(ctx, m.RowID); !got.DeliveredAt.IsZero() {
+			t.Fatal("the refused group recorded its ack")
+		}
+		must(t, s.FinishTxns(ctx, []string{"t1", "t2"}, []mapping.Ack{{Row: m.RowID, Kind: mapping.AckDelivered, At: time.Now()}}, []*mapping.Job{job}))
+		if pending, _ := s.PendingTxns(ctx); len(pending) != 0 || job.ID == 0 {
+			t.Errorf("after FinishTxns: %d pending, job %+v", len(pending), job)
+		}
+		if got, _ := s.MessageByRow(ctx, m.RowID); got.DeliveredAt.IsZero() {
+			t.Error("the group's ack was not recorded")
 		}
 	})
 }

@@ -81,3 +81,29 @@ func (db *Database) FinishTxn(ctx context.Context, txnID string, acks []mapping.
 	}
 	return nil
 }
+
+// FinishTxns is FinishTxn for several transactions at once, in one
+// database transaction. Each must be pending; if one is not, nothing is
+// stored and the error is mapping.ErrNotPending.
+func (db *Database) FinishTxns(ctx context.Context, txnIDs []string, acks []mapping.Ack, jobs []*mapping.Job) error {
+	var commit func()
+	err := db.db.DoTxn(ctx, nil, func(ctx context.Context) error {
+		query, args := inList("UPDATE txn_inbox SET done=true WHERE done=false AND txn_id IN (", txnIDs)
+		res, err := db.db.Exec(ctx, query+")", args...)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return err
+		} else if n != int64(len(txnIDs)) {
+			return mapping.ErrNotPending
+		}
+		_, commit, err = db.acks(ctx, acks, jobs)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("finish %d transactions: %w", len(txnIDs), err)
+	}
+	commit()
+	return nil
+}

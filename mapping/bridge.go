@@ -20,6 +20,10 @@ var ErrPermanent = errors.New("permanent failure")
 // outbox retries later and is woken when the connection comes back.
 var ErrNotConnected = errors.New("not connected")
 
+// ErrNotPending is returned by Store.FinishTxns when a transaction of the
+// group was not pending.
+var ErrNotPending = errors.New("transaction not pending")
+
 // MatrixSide is what the core asks of the homeserver; matrixside implements it.
 type MatrixSide interface {
 	// CreateDM creates a direct-message room as ghost and invites invitee.

@@ -2,6 +2,7 @@ package mapping
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"maunium.net/go/mautrix/event"
@@ -26,32 +27,64 @@ const (
 	IgnoreNotPermitted = "not_permitted"
 )
 
+// MatrixTxn is a stored transaction's events, decoded.
+type MatrixTxn struct {
+	ID               string
+	Events, Ephemera []*event.Event
+}
+
 // HandleMatrixTxn applies the events of one stored transaction and marks it
 // done; the jobs it produces are stored in the same step, so a crash at any
 // point leads to a replay that repeats nothing already stored.
 func (b *Bridge) HandleMatrixTxn(ctx context.Context, txnID string, events, ephemeral []*event.Event) error {
+	return b.HandleMatrixTxns(ctx, []MatrixTxn{{ID: txnID, Events: events, Ephemera: ephemeral}})
+}
+
+// HandleMatrixTxns applies several stored transactions, in order, as one:
+// their receipts are looked up and recorded together, which is most of the
+// cost of a transaction when a homeserver pushes many. If the group cannot
+// be finished as one (a transaction of it was finished meanwhile), each is
+// handled on its own; handling an event twice repeats nothing stored.
+func (b *Bridge) HandleMatrixTxns(ctx context.Context, txns []MatrixTxn) error {
 	var jobs []*Job
-	for _, evt := range events {
-		j, err := b.handleMatrixEvent(ctx, evt)
-		if err != nil {
-			return fmt.Errorf("handle event %s of transaction %s: %w", evt.ID, txnID, err)
+	var ephemeral []*event.Event
+	ids := make([]string, len(txns))
+	for i, txn := range txns {
+		ids[i] = txn.ID
+		for _, evt := range txn.Events {
+			j, err := b.handleMatrixEvent(ctx, evt)
+			if err != nil {
+				return fmt.Errorf("handle event %s of transaction %s: %w", evt.ID, txn.ID, err)
+			}
+			jobs = append(jobs, j...)
 		}
-		jobs = append(jobs, j...)
+		ephemeral = append(ephemeral, txn.Ephemera...)
 	}
 	plan := newReceiptPlan()
 	if err := b.prefetch(ctx, ephemeral, plan); err != nil {
-		return fmt.Errorf("look up the events of transaction %s: %w", txnID, err)
+		return fmt.Errorf("look up the events of transactions %v: %w", ids, err)
 	}
 	for _, evt := range ephemeral {
 		if err := b.handleEphemeral(ctx, evt, plan); err != nil {
-			return fmt.Errorf("handle %s in %s of transaction %s: %w", evt.Type.Type, evt.RoomID, txnID, err)
+			return fmt.Errorf("handle %s in %s of transactions %v: %w", evt.Type.Type, evt.RoomID, ids, err)
 		}
 	}
 	if len(plan.out) > 0 {
 		jobs = append(jobs, stanzasJob(plan.out))
 	}
-	if err := b.store.FinishTxn(ctx, txnID, plan.acks, jobs); err != nil {
-		return fmt.Errorf("finish transaction %s: %w", txnID, err)
+	var err error
+	if len(txns) == 1 {
+		err = b.store.FinishTxn(ctx, ids[0], plan.acks, jobs)
+	} else if err = b.store.FinishTxns(ctx, ids, plan.acks, jobs); errors.Is(err, ErrNotPending) {
+		for _, txn := range txns {
+			if err := b.HandleMatrixTxns(ctx, []MatrixTxn{txn}); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("finish transactions %v: %w", ids, err)
 	}
 	b.queue(jobs...)
 	return nil

@@ -251,3 +251,60 @@ func TestReceiptToFullJID(t *testing.T) {
 		t.Errorf("got %q, want it to the balcony resource", got)
 	}
 }
+
+// Transactions handled as a group mean what they mean one by one: each
+// receipt once, in order; and a group holding a transaction finished
+// before falls back to one at a time, which repeats nothing of it.
+func TestTransactionGroup(t *testing.T) {
+	h := newHarness(t)
+	h.b.cfg.Receipts = ReceiptPolicy{SendToXMPP: true, MaxDisplayedPerRead: 50, ReadImpliesDelivered: true}
+	evs := fromJuliet(t, h, 3, Requests{Receipt: true, Displayed: true})
+	ctx := context.Background()
+	before := len(h.xmpp.sent)
+	err := h.b.HandleMatrixTxns(ctx, []MatrixTxn{
+		{ID: "g1", Ephemera: []*event.Event{receiptEvent(dm, evs[0], "m.delivery", alice, "")}},
+		{ID: "g2", Ephemera: []*event.Event{receiptEvent(dm, evs[0], "m.delivery", alice, ""), receiptEvent(dm, evs[1], event.ReceiptTypeRead, alice, "")}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.drain(t)
+	var got []string
+	for _, m := range h.xmpp.sent[before:] {
+		got = append(got, describe(m))
+	}
+	want := []string{"received " + h.xmppIDOf(t, evs[0]), "received " + h.xmppIDOf(t, evs[1]),
+		"x-displayed " + h.xmppIDOf(t, evs[0]), "x-displayed " + h.xmppIDOf(t, evs[1])}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("group sent %q,\nwant %q", got, want)
+	}
+
+	// g2 is finished: the group falls back, and only g3 counts.
+	before = len(h.xmpp.sent)
+	err = h.b.HandleMatrixTxns(ctx, []MatrixTxn{
+		{ID: "g2", Ephemera: []*event.Event{receiptEvent(dm, evs[2], "m.delivery", alice, "")}},
+		{ID: "g3", Ephemera: []*event.Event{receiptEvent(dm, evs[2], event.ReceiptTypeRead, alice, "")}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.drain(t)
+	got = nil
+	for _, m := range h.xmpp.sent[before:] {
+		got = append(got, describe(m))
+	}
+	want = []string{"received " + h.xmppIDOf(t, evs[2]), "x-displayed " + h.xmppIDOf(t, evs[2])}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("fallback sent %q,\nwant %q (g2's delivery is a replay: nothing)", got, want)
+	}
+}
+
+// xmppIDOf is the stanza id of ev's message, and where receipts about it go.
+func (h *harness) xmppIDOf(t *testing.T, ev id.EventID) string {
+	t.Helper()
+	m, err := h.store.MessageByEventID(context.Background(), ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m.XMPPID + " to " + julietJID
+}

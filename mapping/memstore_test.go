@@ -394,3 +394,20 @@ func (s *memStore) DueJobsAfter(ctx context.Context, now time.Time, after int64,
 	}
 	return out, err
 }
+
+func (s *memStore) FinishTxns(ctx context.Context, txnIDs []string, acks []Ack, jobs []*Job) error {
+	s.mu.Lock()
+	for _, id := range txnIDs {
+		if s.done[id] {
+			s.mu.Unlock()
+			return ErrNotPending
+		}
+	}
+	s.mu.Unlock()
+	for i, id := range txnIDs {
+		if i < len(txnIDs)-1 {
+			_ = s.FinishTxn(ctx, id, nil, nil)
+		}
+	}
+	return s.FinishTxn(ctx, txnIDs[len(txnIDs)-1], acks, jobs)
+}

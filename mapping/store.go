@@ -168,6 +168,10 @@ type Store interface {
 	// FinishTxn marks the transaction processed, records the acks its
 	// events produced (with their jobs) and stores jobs, atomically.
 	FinishTxn(ctx context.Context, txnID string, acks []Ack, jobs []*Job) error
+	// FinishTxns is FinishTxn for several pending transactions at once; if
+	// one of them is not pending, it stores nothing and fails with
+	// ErrNotPending.
+	FinishTxns(ctx context.Context, txnIDs []string, acks []Ack, jobs []*Job) error
 
 	AddJobs(ctx context.Context, jobs ...*Job) error
 	// DueJobs returns up to limit jobs whose NotBefore has passed, oldest first.

@@ -160,6 +160,9 @@ func (s *Server) Run(ctx context.Context) {
 	}
 }
 
+// maxTxnGroup is how many decoded transactions are handled as one at most.
+const maxTxnGroup = 16
+
 func (s *Server) processPending(ctx context.Context) {
 	txns, err := s.Store.PendingTxns(ctx)
 	if err != nil {
@@ -168,29 +171,39 @@ func (s *Server) processPending(ctx context.Context) {
 		}
 		return
 	}
-	// Decoding runs a transaction ahead of handling, on another goroutine:
-	// the two are the bulk of the work and independent, and transactions
-	// must still be handled one at a time, in order.
-	type decoded struct{ events, ephemeral []*event.Event }
-	ahead := make(chan decoded, 2)
+	// Decoding runs ahead of handling, on another goroutine: the two are
+	// the bulk of the work and independent. Transactions are handled in
+	// order, those decoded already together (the core records their
+	// receipts at once).
+	ahead := make(chan mapping.MatrixTxn, maxTxnGroup)
 	stop := make(chan struct{})
 	defer close(stop)
 	go func() {
 		for _, txn := range txns {
 			events, ephemeral := s.decodeEvents(txn)
 			select {
-			case ahead <- decoded{events, ephemeral}:
+			case ahead <- mapping.MatrixTxn{ID: txn.ID, Events: events, Ephemera: ephemeral}:
 			case <-stop:
 				return
 			}
 		}
 	}()
-	for _, txn := range txns {
-		d := <-ahead
-		if err := s.Core.HandleMatrixTxn(ctx, txn.ID, d.events, d.ephemeral); err != nil {
+	for left := len(txns); left > 0; {
+		group := []mapping.MatrixTxn{<-ahead}
+	more:
+		for len(group) < min(left, maxTxnGroup) {
+			select {
+			case t := <-ahead:
+				group = append(group, t)
+			default:
+				break more
+			}
+		}
+		left -= len(group)
+		if err := s.Core.HandleMatrixTxns(ctx, group); err != nil {
 			// Left pending: retried on the next round, nothing lost.
 			if ctx.Err() == nil {
-				s.Log.Err(err).Str("txn_id", txn.ID).Msg("Failed to process transaction; will retry")
+				s.Log.Err(err).Str("txn_id", group[0].ID).Int("transactions", len(group)).Msg("Failed to process transactions; will retry")
 			}
 			return
 		}
