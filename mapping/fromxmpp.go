@@ -27,7 +27,12 @@ const (
 // refused with an error (RFC 6121 §8.5.2.2.1: a message to an account that
 // does not exist gets <service-unavailable/>), or nil.
 func (b *Bridge) HandleXMPPMessage(ctx context.Context, m *XMPPMessage) (*OutMessage, error) {
-	log := b.log.With().Str("from", m.From.String()).Str("to", m.To.String()).Str("id", m.ID).Logger()
+	// This logger only ever writes at debug level: its context is built
+	// only when that is on, as it costs more than the rest of a receipt.
+	log := b.log
+	if log.GetLevel() <= zerolog.DebugLevel {
+		log = b.log.With().Str("from", m.From.String()).Str("to", m.To.String()).Str("id", m.ID).Logger()
+	}
 	switch m.Type {
 	case TypeGroupchat:
 		return b.drop(log, "xmpp_message", DropGroupchat), nil
