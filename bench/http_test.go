@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -45,4 +46,42 @@ func BenchmarkHTTPOnly(b *testing.B) {
 	}
 	wg.Wait()
 	b.ReportMetric(float64(per*32)/time.Since(start).Seconds(), "requests/s")
+}
+
+// BenchmarkHTTPOnlyLatency is the stand-in homeserver's own round trip at
+// a steady 1,000 receipts per second, sent as the bridge sends them: the
+// baseline that BenchmarkXMPPToMatrixLatency's figures add to.
+func BenchmarkHTTPOnlyLatency(b *testing.B) {
+	hs := standin.NewHomeserver()
+	hs.Versions = `{"versions":["v1.11"],"unstable_features":{"org.matrix.msc4089":true}}`
+	defer hs.Close()
+	reg := &appservice.Registration{ID: "xmpp", AppToken: "as", ServerToken: "hs", SenderLocalpart: "xmppbridge"}
+	as, _ := appservice.CreateFull(appservice.CreateOpts{Registration: reg, HomeserverDomain: "example.org", HomeserverURL: hs.URL})
+	as.Log = zerolog.Nop()
+	h := matrixside.NewHomeserver(as, ids, matrixside.Delivery{Fallback: matrixside.FallbackNone})
+	ctx := context.Background()
+	_, _ = h.Detect(ctx)
+	lat := make([]time.Duration, b.N)
+	var wg sync.WaitGroup
+	b.ResetTimer()
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	for i := 0; i < b.N; i++ {
+		<-tick.C
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			ghost := ids.Ghost(jid.MustParse(fmt.Sprintf("p%d@x.example", i%64)))
+			start := time.Now()
+			if err := h.SendDelivery(ctx, id.RoomID(fmt.Sprintf("!r%d:example.org", i%64)), ghost, id.EventID(fmt.Sprintf("$e%d", i))); err != nil {
+				b.Error(err)
+			}
+			lat[i] = time.Since(start)
+		}(i)
+	}
+	wg.Wait()
+	b.StopTimer()
+	slices.Sort(lat)
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
 }
