@@ -28,11 +28,13 @@ type fakeMatrix struct {
 
 	deliveries, reads, failures []string
 	offline                     bool
-	mu                          sync.Mutex // typing is set from goroutines
+	mu                          sync.Mutex // lanes run side by side
 	typing                      []string
 }
 
 func (f *fakeMatrix) CreateDM(_ context.Context, ghost, invitee id.UserID) (id.RoomID, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	if f.fail != nil {
 		return "", f.fail
 	}
@@ -42,6 +44,8 @@ func (f *fakeMatrix) CreateDM(_ context.Context, ghost, invitee id.UserID) (id.R
 }
 
 func (f *fakeMatrix) SendText(_ context.Context, room id.RoomID, sender id.UserID, body, txnID string) (id.EventID, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	if f.fail != nil {
 		return "", f.fail
 	}
@@ -50,16 +54,22 @@ func (f *fakeMatrix) SendText(_ context.Context, room id.RoomID, sender id.UserI
 }
 
 func (f *fakeMatrix) SendNotice(_ context.Context, room id.RoomID, sender id.UserID, body, _ string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	f.notices = append(f.notices, fmt.Sprintf("%s %s %s", room, sender, body))
 	return f.fail
 }
 
 func (f *fakeMatrix) Join(_ context.Context, room id.RoomID, user id.UserID) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	f.joins = append(f.joins, string(room)+" "+string(user))
 	return f.fail
 }
 
 func (f *fakeMatrix) Leave(_ context.Context, room id.RoomID, user id.UserID, reason string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	f.leaves = append(f.leaves, string(room)+" "+string(user)+" "+reason)
 	return f.fail
 }
@@ -72,16 +82,22 @@ func (f *fakeMatrix) SetTyping(_ context.Context, room id.RoomID, user id.UserID
 }
 
 func (f *fakeMatrix) SendDelivery(_ context.Context, room id.RoomID, ghost id.UserID, ev id.EventID) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	f.deliveries = append(f.deliveries, fmt.Sprintf("%s %s %s", room, ghost, ev))
 	return f.fail
 }
 
 func (f *fakeMatrix) SendRead(_ context.Context, room id.RoomID, user id.UserID, ev id.EventID) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	f.reads = append(f.reads, fmt.Sprintf("%s %s %s", room, user, ev))
 	return f.fail
 }
 
 func (f *fakeMatrix) SendFailure(_ context.Context, room id.RoomID, ev id.EventID, st StatusArgs) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	f.failures = append(f.failures, fmt.Sprintf("%s %s %v %s", room, ev, st.Retriable, st.Condition))
 	return f.fail
 }
@@ -95,12 +111,15 @@ func (f *fakeMatrix) typings() []string {
 }
 
 type fakeXMPP struct {
+	mu        sync.Mutex // lanes run side by side
 	sent      []*OutMessage
 	presences []*OutPresence // SendPresence is in presence_test.go
 	fail      error
 }
 
 func (f *fakeXMPP) Send(_ context.Context, ms ...*OutMessage) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	if f.fail != nil {
 		return f.fail
 	}
@@ -114,6 +133,9 @@ type harness struct {
 	matrix *fakeMatrix
 	xmpp   *fakeXMPP
 	counts map[string]int
+	// countMu guards counts, written by lanes side by side; tests read
+	// counts once the outbox is drained.
+	countMu sync.Mutex
 }
 
 func newHarness(t *testing.T) *harness {
@@ -123,7 +145,11 @@ func newHarness(t *testing.T) *harness {
 		Identities:     testIDs,
 		Permissions:    Permissions{"example.org": PermUser},
 		BlockedDomains: []string{"spam.example"},
-	}, h.store, func(what, reason string) { h.counts[what+"/"+reason]++ }, zerolog.Nop())
+	}, h.store, func(what, reason string) {
+		h.countMu.Lock()
+		h.counts[what+"/"+reason]++
+		h.countMu.Unlock()
+	}, zerolog.Nop())
 	h.b.SetSides(h.matrix, h.xmpp)
 	return h
 }

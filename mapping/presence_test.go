@@ -11,6 +11,8 @@ import (
 )
 
 func (f *fakeXMPP) SendPresence(_ context.Context, p *OutPresence) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	if f.fail != nil {
 		return f.fail
 	}
