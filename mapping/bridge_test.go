@@ -507,3 +507,39 @@ func TestOfflineEvent(t *testing.T) {
 		}
 	}
 }
+
+// A job the outbox finished stays known until it has left the store: a
+// scan of the table in between does not run it again.
+func TestOutboxFinishedJobNotRerun(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	d := h.b.out
+	d.mu.Lock()
+	d.ctx = ctx
+	d.mu.Unlock()
+	if _, err := h.b.HandleXMPPMessage(ctx, chat("once", "only once")); err != nil {
+		t.Fatal(err)
+	}
+	wait := func() {
+		d.mu.Lock()
+		for d.running > 0 || len(d.waiting) > 0 {
+			d.idle.Wait()
+		}
+		d.mu.Unlock()
+	}
+	wait() // handed over by queue, run by its lane
+	h.b.scan(ctx)
+	wait()
+	if len(h.matrix.texts) != 1 {
+		t.Fatalf("sent %d times before the delete, want once: %q", len(h.matrix.texts), h.matrix.texts)
+	}
+	h.b.deleteDone(ctx)
+	if jobs, _ := h.store.DueJobs(ctx, time.Now(), 10); len(jobs) != 0 {
+		t.Errorf("jobs left after the delete: %+v", jobs)
+	}
+	h.b.scan(ctx)
+	wait()
+	if len(h.matrix.texts) != 1 {
+		t.Errorf("sent %d times, want once", len(h.matrix.texts))
+	}
+}
