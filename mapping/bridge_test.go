@@ -509,15 +509,14 @@ func TestOfflineEvent(t *testing.T) {
 }
 
 // A job the outbox finished stays known until it has left the store: a
-// scan of the table in between does not run it again.
+// scan of the table in between does not run it again (a delivery receipt
+// would go twice).
 func TestOutboxFinishedJobNotRerun(t *testing.T) {
 	h := newHarness(t)
+	ids := sentToJuliet(t, h, 1)
 	ctx := context.Background()
 	d := h.b.out
-	d.mu.Lock()
-	d.ctx = ctx
-	d.mu.Unlock()
-	if _, err := h.b.HandleXMPPMessage(ctx, chat("once", "only once")); err != nil {
+	if _, err := h.b.HandleXMPPMessage(ctx, receipt(func(m *XMPPMessage) { m.Received = ids[0] })); err != nil {
 		t.Fatal(err)
 	}
 	wait := func() {
@@ -527,11 +526,12 @@ func TestOutboxFinishedJobNotRerun(t *testing.T) {
 		}
 		d.mu.Unlock()
 	}
-	wait() // handed over by queue, run by its lane
+	h.b.flushReceipts(ctx) // records it and hands the job to its lane
+	wait()
 	h.b.scan(ctx)
 	wait()
-	if len(h.matrix.texts) != 1 {
-		t.Fatalf("sent %d times before the delete, want once: %q", len(h.matrix.texts), h.matrix.texts)
+	if len(h.matrix.deliveries) != 1 {
+		t.Fatalf("delivered %d times before the delete, want once: %q", len(h.matrix.deliveries), h.matrix.deliveries)
 	}
 	h.b.deleteDone(ctx)
 	if jobs, _ := h.store.DueJobs(ctx, time.Now(), 10); len(jobs) != 0 {
@@ -539,7 +539,7 @@ func TestOutboxFinishedJobNotRerun(t *testing.T) {
 	}
 	h.b.scan(ctx)
 	wait()
-	if len(h.matrix.texts) != 1 {
-		t.Errorf("sent %d times, want once", len(h.matrix.texts))
+	if len(h.matrix.deliveries) != 1 {
+		t.Errorf("delivered %d times, want once", len(h.matrix.deliveries))
 	}
 }
