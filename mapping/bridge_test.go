@@ -543,3 +543,41 @@ func TestOutboxFinishedJobNotRerun(t *testing.T) {
 		t.Errorf("delivered %d times, want once", len(h.matrix.deliveries))
 	}
 }
+
+// Past the jobs it may hold in memory, the outbox leaves new ones in the
+// store and reads them back in order as lanes work the others off.
+func TestOutboxOverflowKeepsOrder(t *testing.T) {
+	h := newHarness(t)
+	h.b.out.maxKnown = 3
+	ctx := context.Background()
+	_ = h.store.PutPortal(ctx, &Portal{RoomID: "!dm:example.org", MXID: alice, JID: jid.MustParse(julietJID)})
+	var evts []*event.Event
+	var want []string
+	for i := 0; i < 10; i++ {
+		body := fmt.Sprintf("line %d", i)
+		evts = append(evts, textEvent(fmt.Sprintf("$o%d", i), alice, "!dm:example.org", body))
+		want = append(want, body)
+	}
+	if err := h.b.HandleMatrixTxn(ctx, "many", evts, nil); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(h.b.out.known); n != 3 || !h.b.out.overflow {
+		t.Fatalf("%d jobs held, overflow %t; want 3 and true", n, h.b.out.overflow)
+	}
+	for i := 0; i < 20; i++ {
+		if jobs, _ := h.store.DueJobs(ctx, time.Now(), 100); len(jobs) == 0 {
+			break
+		}
+		h.drain(t)
+	}
+	var got []string
+	for _, m := range h.xmpp.sent {
+		got = append(got, m.Body)
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("sent %q,\nwant %q", got, want)
+	}
+	if h.b.out.overflow {
+		t.Error("still overflowing with the store empty")
+	}
+}

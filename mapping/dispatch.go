@@ -70,11 +70,17 @@ type dispatcher struct {
 	scanFrom int64
 	needScan bool
 	lastScan time.Time
+	// maxKnown bounds the jobs held in memory. Past it (a homeserver
+	// slower than what arrives), new jobs stay in the store only, and
+	// overflow is set until scans have read them all, in order.
+	maxKnown int
+	overflow bool
 }
 
 func newDispatcher() *dispatcher {
 	d := &dispatcher{known: map[int64]bool{}, lanes: map[string]*lane{},
-		pauseUntil: map[string]time.Time{}, backoff: map[string]time.Duration{}, needScan: true}
+		pauseUntil: map[string]time.Time{}, backoff: map[string]time.Duration{}, needScan: true,
+		maxKnown: 10000}
 	d.idle = sync.NewCond(&d.mu)
 	return d
 }
@@ -87,6 +93,11 @@ func (b *Bridge) queue(jobs ...*Job) {
 	d.mu.Lock()
 	for _, j := range jobs {
 		if j.ID == 0 || d.known[j.ID] {
+			continue
+		}
+		if d.overflow || len(d.known) >= d.maxKnown {
+			// Behind the ones already left in the store, in order.
+			d.overflow = true
 			continue
 		}
 		if b.now().Before(d.pauseUntil[j.Kind.side()]) {
@@ -237,7 +248,17 @@ func (b *Bridge) scan(ctx context.Context) {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	for _, j := range jobs {
+	defer d.start(b)
+	for i, j := range jobs {
+		if len(d.known) >= d.maxKnown {
+			// Full: read on after the last one taken once lanes have
+			// worked some off (refill).
+			d.overflow = true
+			if i > 0 {
+				d.scanFrom = jobs[i-1].ID
+			}
+			return
+		}
 		if !d.known[j.ID] && !b.now().Before(d.pauseUntil[j.Kind.side()]) {
 			d.add(j)
 		}
@@ -246,9 +267,17 @@ func (b *Bridge) scan(ctx context.Context) {
 		// More may be due: read on from here next round.
 		d.scanFrom, d.needScan = jobs[len(jobs)-1].ID, true
 	} else {
-		d.scanFrom = 0
+		d.scanFrom, d.overflow = 0, false
 	}
-	d.start(b)
+}
+
+// refill asks for a scan once an overflow has been worked off by half.
+// d.mu is held.
+func (d *dispatcher) refill(b *Bridge) {
+	if d.overflow && len(d.known) <= d.maxKnown/2 && !d.needScan {
+		d.needScan = true
+		b.poke()
+	}
 }
 
 // deleteDone removes finished jobs from the store, many in one write. A
@@ -276,6 +305,7 @@ func (b *Bridge) deleteDone(ctx context.Context) {
 	for _, id := range done {
 		delete(d.known, id)
 	}
+	d.refill(b)
 }
 
 // poke makes the outbox loop look for work now.
