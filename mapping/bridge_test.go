@@ -112,12 +112,18 @@ func (f *fakeMatrix) typings() []string {
 
 type fakeXMPP struct {
 	mu        sync.Mutex // lanes run side by side
+	entered   chan struct{} // if set, Send says it was called, then
+	block     chan struct{} // waits for this
 	sent      []*OutMessage
 	presences []*OutPresence // SendPresence is in presence_test.go
 	fail      error
 }
 
 func (f *fakeXMPP) Send(_ context.Context, ms ...*OutMessage) error {
+	if f.block != nil {
+		f.entered <- struct{}{}
+		<-f.block
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.fail != nil {
@@ -579,5 +585,35 @@ func TestOutboxOverflowKeepsOrder(t *testing.T) {
 	}
 	if h.b.out.overflow {
 		t.Error("still overflowing with the store empty")
+	}
+}
+
+// Stopping the outbox stops its lanes, jobs left or not: none starts again
+// after the context ends (they would spin, starting and stopping).
+func TestOutboxStopsWithJobsLeft(t *testing.T) {
+	h := newHarness(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	_ = h.store.PutPortal(ctx, &Portal{RoomID: "!dm:example.org", MXID: alice, JID: jid.MustParse(julietJID)})
+	h.xmpp.entered, h.xmpp.block = make(chan struct{}, 10), make(chan struct{})
+	evts := []*event.Event{textEvent("$s1", alice, "!dm:example.org", "one"), textEvent("$s2", alice, "!dm:example.org", "two")}
+	if err := h.b.HandleMatrixTxn(ctx, "t", evts, nil); err != nil {
+		t.Fatal(err)
+	}
+	stopped := make(chan struct{})
+	go func() { h.b.RunOutbox(ctx); close(stopped) }()
+	<-h.xmpp.entered // the first send is under way
+	cancel()
+	close(h.xmpp.block)
+	select {
+	case <-stopped:
+	case <-time.After(10 * time.Second):
+		t.Fatal("RunOutbox did not return")
+	}
+	time.Sleep(50 * time.Millisecond)
+	d := h.b.out
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.running != 0 || len(d.waiting) != 1 {
+		t.Errorf("after the stop: %d lanes running, %d waiting; want none running and the lane with \"two\" waiting", d.running, len(d.waiting))
 	}
 }

@@ -132,7 +132,8 @@ func (d *dispatcher) add(j *Job) {
 
 // start runs waiting lanes while fewer than maxLanes run. d.mu is held.
 func (d *dispatcher) start(b *Bridge) {
-	for d.ctx != nil && d.running < maxLanes && len(d.waiting) > 0 {
+	// Not once stopping: a lane that stops with jobs left comes back here.
+	for d.ctx != nil && d.ctx.Err() == nil && d.running < maxLanes && len(d.waiting) > 0 {
 		l := d.waiting[0]
 		d.waiting = d.waiting[1:]
 		if len(l.jobs) == 0 || l.running {
