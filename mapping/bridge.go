@@ -128,7 +128,6 @@ func (b *Bridge) SetSides(m MatrixSide, x XMPPSide) { b.matrix, b.xmpp = m, x }
 // Identities returns the identity mapping in force.
 func (b *Bridge) Identities() Identities { return b.cfg.Identities }
 
-
 func (b *Bridge) blocked(j jid.JID) bool {
 	for _, d := range b.cfg.BlockedDomains {
 		if j.Domainpart() == d {

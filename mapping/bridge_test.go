@@ -111,7 +111,7 @@ func (f *fakeMatrix) typings() []string {
 }
 
 type fakeXMPP struct {
-	mu        sync.Mutex // lanes run side by side
+	mu        sync.Mutex    // lanes run side by side
 	entered   chan struct{} // if set, Send says it was called, then
 	block     chan struct{} // waits for this
 	sent      []*OutMessage

@@ -271,7 +271,6 @@ func parseJID(s string) (jid.JID, error) {
 	return j, nil
 }
 
-
 // header checks what every incoming stanza must have right: both
 // addresses canonical, and an id of bounded length.
 func header(fromAttr, toAttr, id string) (from, to jid.JID, err error) {
