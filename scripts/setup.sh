@@ -3,7 +3,8 @@
 #   - Prosody, from Debian;
 #   - Dendrite v0.15.2, built once from tools/dendrite into
 #     ${XMPPBRIDGE_CACHE:-$HOME/.cache/xmppbridge}/dendrite-v0.15.2/;
-#   - a running PostgreSQL, if one is installed.
+#   - PostgreSQL (installed and started if need be), trusting the user
+#     postgres on 127.0.0.1, with a database "test" for the store tests.
 # Idempotent: what is already there is left alone. Meant for Debian, as root.
 set -euo pipefail
 
@@ -94,9 +95,14 @@ else
 fi
 
 # --- PostgreSQL -------------------------------------------------------------
+# The store tests need PostgreSQL on 127.0.0.1 with trust auth for the user
+# postgres and a database "test" (scripts/test.sh's default URI).
 if ! command -v pg_isready >/dev/null 2>&1; then
-	say "postgresql: not installed; skipping (the rig does not need it)"
-elif pg_isready -q -h 127.0.0.1; then
+	say "postgresql: installing from Debian's packages"
+	as_root apt-get update
+	as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y postgresql
+fi
+if pg_isready -q -h 127.0.0.1; then
 	say "postgresql: running"
 else
 	say "postgresql: not answering on 127.0.0.1, starting it"
@@ -114,6 +120,22 @@ else
 	else
 		die "postgresql: still not answering on 127.0.0.1"
 	fi
+fi
+if ! psql -h 127.0.0.1 -U postgres -d postgres -Atc 'SELECT 1' >/dev/null 2>&1; then
+	# A fresh Debian install asks for a password over TCP: trust the user
+	# postgres on loopback, for these tests (this is a test machine).
+	say "postgresql: trusting the user postgres on 127.0.0.1"
+	for hba in /etc/postgresql/*/main/pg_hba.conf; do
+		as_root sed -i '1i host all postgres 127.0.0.1/32 trust' "$hba"
+	done
+	for v in $(ls /etc/postgresql); do
+		as_root pg_ctlcluster --skip-systemctl-redirect "$v" main reload || true
+	done
+	sleep 1
+fi
+if ! psql -h 127.0.0.1 -U postgres -d postgres -Atc "SELECT 1 FROM pg_database WHERE datname='test'" | grep -q 1; then
+	say "postgresql: creating the database test"
+	psql -h 127.0.0.1 -U postgres -d postgres -qc 'CREATE DATABASE test' || die "postgresql: cannot create the database test"
 fi
 
 say "done"
