@@ -158,22 +158,14 @@ func (db *Database) Messages(ctx context.Context, room id.RoomID) ([]*mapping.Me
 	return ms, nil
 }
 
-// MessagesByEventIDs looks up many events in one query per few hundred.
+// MessagesByEventIDs looks up many events in one query per inBatch.
 func (db *Database) MessagesByEventIDs(ctx context.Context, evs []id.EventID) (map[id.EventID]*mapping.Message, error) {
-	out := make(map[id.EventID]*mapping.Message, len(evs))
-	for len(evs) > 0 {
-		n := min(len(evs), 500)
-		query, args := inList(getMessageBaseQuery+"WHERE event_id IN (", evs[:n])
-		ms, err := queryMany(ctx, db.db, scanMessage, query+")", args...)
-		if err != nil {
-			return nil, fmt.Errorf("get %d messages by event: %w", n, err)
-		}
-		for _, m := range ms {
-			out[m.EventID] = m
-		}
-		evs = evs[n:]
+	ms, err := queryIn(ctx, db.db, scanMessage, getMessageBaseQuery+"WHERE event_id IN (", evs,
+		func(m *mapping.Message) id.EventID { return m.EventID })
+	if err != nil {
+		return nil, fmt.Errorf("get %d messages by event: %w", len(evs), err)
 	}
-	return out, nil
+	return ms, nil
 }
 
 // MessagesByXMPPIDs looks up many (peer, stanza id) pairs of direction dir

@@ -51,23 +51,15 @@ func (db *Database) PortalByRoom(ctx context.Context, room id.RoomID) (*mapping.
 	return p, nil
 }
 
-// PortalsByRooms looks up the portals of many rooms in one query per few
-// hundred; rooms that are not portals are missing from the map.
+// PortalsByRooms looks up the portals of many rooms in one query per
+// inBatch; rooms that are not portals are missing from the map.
 func (db *Database) PortalsByRooms(ctx context.Context, rooms []id.RoomID) (map[id.RoomID]*mapping.Portal, error) {
-	out := make(map[id.RoomID]*mapping.Portal, len(rooms))
-	for len(rooms) > 0 {
-		n := min(len(rooms), 500)
-		query, args := inList(getPortalBaseQuery+"WHERE room_id IN (", rooms[:n])
-		ps, err := queryMany(ctx, db.db, scanPortal, query+")", args...)
-		if err != nil {
-			return nil, fmt.Errorf("get portals of %d rooms: %w", n, err)
-		}
-		for _, p := range ps {
-			out[p.RoomID] = p
-		}
-		rooms = rooms[n:]
+	ps, err := queryIn(ctx, db.db, scanPortal, getPortalBaseQuery+"WHERE room_id IN (", rooms,
+		func(p *mapping.Portal) id.RoomID { return p.RoomID })
+	if err != nil {
+		return nil, fmt.Errorf("get portals of %d rooms: %w", len(rooms), err)
 	}
-	return out, nil
+	return ps, nil
 }
 
 // PortalByPair returns the portal of mxid and the bare JID of peer.

@@ -39,3 +39,25 @@ func execOne(ctx context.Context, db *dbutil.Database, query string, args ...any
 	}
 	return nil
 }
+
+// inBatch is how many keys one "IN (…)" query takes.
+const inBatch = 500
+
+// queryIn runs prefix followed by "$1,$2,…)" over keys, inBatch at a time,
+// and maps the rows found by keyOf; keys with no row are missing.
+func queryIn[K comparable, T any](ctx context.Context, db *dbutil.Database, scan dbutil.ConvertRowFn[T], prefix string, keys []K, keyOf func(T) K) (map[K]T, error) {
+	out := make(map[K]T, len(keys))
+	for len(keys) > 0 {
+		n := min(len(keys), inBatch)
+		query, args := inList(prefix, keys[:n])
+		rows, err := queryMany(ctx, db, scan, query+")", args...)
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range rows {
+			out[keyOf(r)] = r
+		}
+		keys = keys[n:]
+	}
+	return out, nil
+}
