@@ -105,9 +105,20 @@ func (b *Bridge) sendStanzas(ctx context.Context, job *Job) error {
 	// One write for them all. A retry after a failure part-way resends
 	// the ones before it: a receipt twice is harmless, one lost is not.
 	out := make([]*OutMessage, len(js))
+	// A job's stanzas come from few puppets and go to few people: each
+	// address is parsed (PRECIS, not cheap) once.
+	parsed := map[string]jid.JID{}
+	parse := func(a string) (jid.JID, error) {
+		if j, ok := parsed[a]; ok {
+			return j, nil
+		}
+		j, err := jid.Parse(a)
+		parsed[a] = j
+		return j, err
+	}
 	for i, s := range js {
-		from, err1 := jid.Parse(s.From)
-		to, err2 := jid.Parse(s.To)
+		from, err1 := parse(s.From)
+		to, err2 := parse(s.To)
 		if err1 != nil || err2 != nil {
 			return fmt.Errorf("%w: bad address in stanza job", ErrPermanent)
 		}
