@@ -6,10 +6,12 @@ package database
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	_ "github.com/lib/pq"
@@ -29,6 +31,12 @@ const owner = "xmppbridge"
 // Database is the bridge's store.
 type Database struct {
 	db *dbutil.Database
+	// stopCheckpoints ends the SQLite checkpointer; checkpointsDone is
+	// closed once it has. Both nil on PostgreSQL.
+	stopCheckpoints context.CancelFunc
+	checkpointsDone chan struct{}
+	checkpoints     atomic.Int64 // done by the checkpointer, for tests
+	log             zerolog.Logger
 }
 
 var _ mapping.Store = (*Database)(nil)
@@ -47,11 +55,20 @@ func Open(ctx context.Context, dbType, uri string, log zerolog.Logger) (*Databas
 	if err != nil {
 		return nil, fmt.Errorf("open %s database: %w", dbType, err)
 	}
+	driverName := dbType
 	if dialect == dbutil.SQLite {
 		uri = withSQLiteDefaults(uri)
+		if dbType == "sqlite3-fk-wal" {
+			driverName = sqliteDriver // the same, checkpointed off the path
+		}
 	}
-	db, err := dbutil.NewWithDialect(uri, dbType)
+	raw, err := sql.Open(driverName, uri)
 	if err != nil {
+		return nil, fmt.Errorf("open %s database: %w", dbType, err)
+	}
+	db, err := dbutil.NewWithDB(raw, dbType)
+	if err != nil {
+		_ = raw.Close()
 		return nil, fmt.Errorf("open %s database: %w", dbType, err)
 	}
 	db.Owner = owner
@@ -67,7 +84,14 @@ func Open(ctx context.Context, dbType, uri string, log zerolog.Logger) (*Databas
 		_ = db.Close()
 		return nil, fmt.Errorf("upgrade %s database: %w", dbType, err)
 	}
-	return &Database{db: db}, nil
+	d := &Database{db: db, log: log}
+	if driverName == sqliteDriver {
+		var cctx context.Context
+		cctx, d.stopCheckpoints = context.WithCancel(context.WithoutCancel(ctx))
+		d.checkpointsDone = make(chan struct{})
+		go d.checkpointer(cctx, d.checkpointsDone)
+	}
+	return d, nil
 }
 
 // EnsureVersionTable creates db's version table in the current schema if it
@@ -93,6 +117,16 @@ func (db *Database) DB() *dbutil.Database {
 
 // Close closes the database.
 func (db *Database) Close() error {
+	if db.stopCheckpoints != nil {
+		db.stopCheckpoints()
+		<-db.checkpointsDone
+		// The last connection to close checkpoints what is left anyway;
+		// TRUNCATE here leaves no WAL behind even if another process
+		// still has the file open.
+		if _, err := db.Checkpoint(context.Background(), "TRUNCATE"); err != nil {
+			db.log.Warn().Err(err).Msg("Failed to checkpoint the SQLite WAL before closing")
+		}
+	}
 	if err := db.db.Close(); err != nil {
 		return fmt.Errorf("close database: %w", err)
 	}
