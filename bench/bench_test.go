@@ -86,6 +86,7 @@ func start(b *testing.B, versions string, inbox bool) *bridge {
 	hs := matrixside.NewHomeserver(as, ids, matrixside.Delivery{Fallback: matrixside.FallbackMessageStatus})
 	br.core.SetSides(hs, comp)
 	br.srv = matrixside.NewServer("hs", br.db, br.core, func(string, string) {}, zerolog.Nop())
+	br.core.SetInbox(br.srv.Enqueue)
 	br.api = httptest.NewServer(br.srv.Handler())
 	go comp.Run(ctx)
 	go br.core.RunOutbox(ctx)

@@ -779,3 +779,40 @@ func TestPortalsByRooms(t *testing.T) {
 		}
 	})
 }
+
+// HasUnsentToMatrix sees a message from XMPP until its event is stored, and
+// only for its own pair: it decides whether an early receipt waits
+// (mapping/early_receipts.go).
+func TestHasUnsentToMatrix(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, _ engine, s *store) {
+		ctx := t.Context()
+		unsent := func(mxid id.UserID, peer jid.JID) bool {
+			t.Helper()
+			v, err := s.HasUnsentToMatrix(ctx, mxid, peer)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return v
+		}
+		if unsent(alice, bob) {
+			t.Fatal("unsent with no messages")
+		}
+		toMatrix := newMessage(bob, "m1", mapping.FromXMPP)
+		toMatrix.EventID = ""
+		mustAdd(t, s, toMatrix)
+		fromMatrix := newMessage(bob, "m2", mapping.FromMatrix)
+		fromMatrix.EventID = "$mine"
+		mustAdd(t, s, fromMatrix)
+		other, _ := bob.WithResource("phone") // the same person, by bare JID
+		if !unsent(alice, other) {
+			t.Error("a stored message from XMPP without its event is not unsent")
+		}
+		if unsent("@carol:example.org", bob) {
+			t.Error("another Matrix user's pair is unsent")
+		}
+		must(t, s.SetMessageEventID(ctx, toMatrix.RowID, "!room:example.org", "$sent"))
+		if unsent(alice, bob) {
+			t.Error("still unsent once its event is stored")
+		}
+	})
+}

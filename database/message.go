@@ -40,6 +40,8 @@ const (
 	`
 	setMessageEventIDQuery = `UPDATE message SET room_id=$2, event_id=$3 WHERE rowid=$1`
 	getRoomMessagesQuery   = getMessageBaseQuery + `WHERE room_id=$1 ORDER BY ts, rowid`
+	// "event_id IS NULL" lets both engines use the partial index.
+	hasUnsentToMatrixQuery = `SELECT EXISTS (SELECT 1 FROM message WHERE peer_jid=$1 AND mxid=$2 AND direction='xmpp' AND event_id IS NULL)`
 )
 
 func scanMessage(row dbutil.Scannable) (*mapping.Message, error) {
@@ -146,6 +148,15 @@ func (db *Database) SetMessageEventID(ctx context.Context, row int64, room id.Ro
 		return fmt.Errorf("set event of message %d to %s in %s: %w", row, ev, room, err)
 	}
 	return nil
+}
+
+// HasUnsentToMatrix implements mapping.Store.
+func (db *Database) HasUnsentToMatrix(ctx context.Context, mxid id.UserID, peer jid.JID) (bool, error) {
+	unsent, err := queryOne(ctx, db.db, dbutil.ScanSingleColumn[bool], hasUnsentToMatrixQuery, bareJID(peer), mxid)
+	if err != nil {
+		return false, fmt.Errorf("look for messages from %s to %s not on Matrix yet: %w", peer, mxid, err)
+	}
+	return unsent, nil
 }
 
 // Messages returns every message of a room, oldest first (for people and

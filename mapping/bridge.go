@@ -105,6 +105,7 @@ type Bridge struct {
 	wake   chan struct{}
 	now    func() time.Time
 	out    *dispatcher // dispatch.go
+	inbox  Inbox       // early_receipts.go
 
 	acksMu          sync.Mutex
 	pendingReceipts []xmppReceipt // receipts from XMPP waiting to be recorded

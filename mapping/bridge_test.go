@@ -30,6 +30,9 @@ type fakeMatrix struct {
 	offline                     bool
 	mu                          sync.Mutex // lanes run side by side
 	typing                      []string
+	// beforeAnswer, if set, runs when SendText has made its event and not
+	// yet answered: what the homeserver does meanwhile.
+	beforeAnswer func(room id.RoomID, ev id.EventID)
 }
 
 func (f *fakeMatrix) CreateDM(_ context.Context, ghost, invitee id.UserID) (id.RoomID, error) {
@@ -45,12 +48,18 @@ func (f *fakeMatrix) CreateDM(_ context.Context, ghost, invitee id.UserID) (id.R
 
 func (f *fakeMatrix) SendText(_ context.Context, room id.RoomID, sender id.UserID, body, txnID string) (id.EventID, error) {
 	f.mu.Lock()
-	defer f.mu.Unlock()
 	if f.fail != nil {
+		f.mu.Unlock()
 		return "", f.fail
 	}
 	f.texts = append(f.texts, fmt.Sprintf("%s %s %s %s", room, sender, body, txnID))
-	return id.EventID(fmt.Sprintf("$ev%d", len(f.texts))), nil
+	ev := id.EventID(fmt.Sprintf("$ev%d", len(f.texts)))
+	hook := f.beforeAnswer
+	f.mu.Unlock()
+	if hook != nil {
+		hook(room, ev)
+	}
+	return ev, nil
 }
 
 func (f *fakeMatrix) SendNotice(_ context.Context, room id.RoomID, sender id.UserID, body, _ string) error {

@@ -72,6 +72,7 @@ func (b *Bridge) HandleMatrixTxns(ctx context.Context, txns []MatrixTxn) error {
 	if len(plan.out) > 0 {
 		jobs = append(jobs, stanzasJob(plan.out))
 	}
+	jobs = append(jobs, plan.jobs...)
 	var err error
 	if len(txns) == 1 {
 		err = b.store.FinishTxn(ctx, ids[0], plan.acks, jobs)

@@ -98,9 +98,7 @@ func (b *Bridge) HandleXMPPMessage(ctx context.Context, m *XMPPMessage) (*OutMes
 		log.Debug().Msg("Message without id: bridged, but it can never be acknowledged")
 		msg.Requests = Requests{}
 	}
-	// One lane per pair: its messages reach the portal in order, and the
-	// portal is created once.
-	job := &Job{Kind: JobSendToMatrix, Lane: string(mxid) + "|" + peer.String()}
+	job := &Job{Kind: JobSendToMatrix, Lane: pairLane(mxid, peer)}
 	added, err := b.store.AddMessage(ctx, msg, job)
 	if err != nil {
 		return nil, fmt.Errorf("store message %s from %s: %w", m.ID, peer, err)

@@ -52,11 +52,16 @@ type receiptPlan struct {
 	puppets map[id.UserID]jid.JID
 	// msgs are the messages the receipts speak of, looked up at once.
 	msgs map[id.EventID]*Message
+	// unsent tells, by portal, whether a message from XMPP is still on its
+	// way to it; jobs are the receipts parked until it has arrived
+	// (early_receipts.go).
+	unsent map[id.RoomID]bool
+	jobs   []*Job
 }
 
 func newReceiptPlan() *receiptPlan {
 	return &receiptPlan{delivered: map[int64]bool{}, readUpTo: map[id.RoomID]int64{},
-		portals: map[id.RoomID]*Portal{}, puppets: map[id.UserID]jid.JID{}}
+		portals: map[id.RoomID]*Portal{}, puppets: map[id.UserID]jid.JID{}, unsent: map[id.RoomID]bool{}}
 }
 
 func (b *Bridge) planPortal(ctx context.Context, plan *receiptPlan, room id.RoomID) (*Portal, error) {
@@ -202,7 +207,7 @@ func (b *Bridge) handleReceipt(ctx context.Context, room id.RoomID, ev id.EventI
 	}
 	msg, ok := plan.msgs[ev]
 	if !ok {
-		return skip(SkipUnknownEvent)
+		return b.parkUnknown(ctx, plan, portal, ev, typ, user, r)
 	}
 	if msg.Direction != FromXMPP || msg.RoomID != room || !msg.PeerJID.Equal(portal.JID) {
 		return skip(SkipNotFromXMPP)

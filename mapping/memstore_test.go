@@ -122,6 +122,13 @@ func (s *memStore) SetMessageEventID(_ context.Context, row int64, room id.RoomI
 	return nil
 }
 
+func (s *memStore) HasUnsentToMatrix(_ context.Context, mxid id.UserID, peer jid.JID) (bool, error) {
+	_, err := s.find(func(m *Message) bool {
+		return m.Direction == FromXMPP && m.MXID == mxid && m.PeerJID.Equal(peer.Bare()) && m.EventID == ""
+	})
+	return err == nil, nil
+}
+
 func (s *memStore) PutTxn(_ context.Context, txn *Txn) (bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -50,6 +50,8 @@ func (b *Bridge) runJob(ctx context.Context, job *Job) error {
 		return b.sendStanzas(ctx, job)
 	case JobSubscribe:
 		return b.sendSubscribe(ctx, job)
+	case JobReplayReceipt:
+		return b.replayReceipt(ctx, job)
 	}
 	var args jobArgs
 	if err := json.Unmarshal(job.Payload, &args); err != nil {

@@ -149,6 +149,9 @@ type Store interface {
 	// missing from the map.
 	MessagesByXMPPIDs(ctx context.Context, dir Direction, keys []XMPPKey) (map[XMPPKey]*Message, error)
 	SetMessageEventID(ctx context.Context, row int64, room id.RoomID, ev id.EventID) error
+	// HasUnsentToMatrix tells whether a message from peer to mxid is
+	// stored without its Matrix event yet (on its way, or failed).
+	HasUnsentToMatrix(ctx context.Context, mxid id.UserID, peer jid.JID) (bool, error)
 	// Acknowledge records acks and stores the jobs of the new ones (and
 	// jobs), in one transaction. new[i] tells whether acks[i] was new.
 	Acknowledge(ctx context.Context, acks []Ack, jobs ...*Job) (new []bool, err error)

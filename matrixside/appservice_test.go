@@ -44,6 +44,14 @@ func newServer(t *testing.T) (*Server, *database.Database, *httptest.Server) {
 	return s, db, ts
 }
 
+// newAPI serves s's application service API; it returns its base URL.
+func newAPI(t *testing.T, s *Server) string {
+	t.Helper()
+	ts := httptest.NewServer(s.Handler())
+	t.Cleanup(ts.Close)
+	return ts.URL
+}
+
 func do(t *testing.T, method, url, token, body string) (int, string) {
 	t.Helper()
 	req, _ := http.NewRequest(method, url, strings.NewReader(body))

@@ -114,6 +114,7 @@ func run(configPath, regPath string, generate bool) error {
 	})
 	core.SetSides(hs, comp)
 	srv := matrixside.NewServer(cfg.AppService.HSToken, db, core, count, log.With().Str("component", "appservice").Logger())
+	core.SetInbox(srv.Enqueue) // receipts that outran their event come back through it
 
 	var wg sync.WaitGroup
 	errc := make(chan error, 2)

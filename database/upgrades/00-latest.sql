@@ -1,4 +1,4 @@
--- v0 -> v1: Latest revision
+-- v0 -> v2 (compatible with v1+): Latest revision
 
 -- All times are unix milliseconds; all JIDs are bare.
 
@@ -58,6 +58,9 @@ CREATE INDEX message_room_ts_idx ON message (room_id, ts);
 -- The "up to" expansion of an m.read: the not yet displayed messages of a
 -- room up to a row. Partial, so that it holds only what is still unread.
 CREATE INDEX message_unread_idx ON message (room_id, rowid) WHERE displayed_at IS NULL;
+-- Messages from XMPP not yet on Matrix, for receipts that arrive before
+-- their event's id (mapping/early_receipts.go). Holds only those.
+CREATE INDEX message_unsent_idx ON message (peer_jid, mxid) WHERE event_id IS NULL;
 
 -- Transactions pushed by the homeserver, stored before it gets its 200 and
 -- kept after processing so that a retried transaction is recognised.

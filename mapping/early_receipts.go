@@ -1,0 +1,121 @@
+package mapping
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
+	"mellium.im/xmpp/jid"
+)
+
+// Receipts that outrun their event's id.
+//
+// A message from XMPP becomes a Matrix event in two steps: the homeserver
+// takes the event and answers with its id, then the bridge stores the id.
+// In between, the homeserver may already have shown the event to the Matrix
+// user's client and handed the bridge that client's receipt for it (an
+// MSC4089 client sends m.delivery as soon as it syncs an event; Dendrite
+// hands events to /sync before it answers the sender). The id map cannot
+// yet say which message the receipt is about, and a delivery receipt is
+// per event: nothing later would make up for dropping it.
+//
+// So when a receipt names an unknown event in a portal that still owes
+// Matrix a message, the receipt is parked: a job stored with its
+// transaction, in the lane of the pair's sends, so it runs after the send
+// that was on its way. By then the id is stored, and the receipt goes back
+// to the inbox as a transaction of its own, handled like any other. If the
+// event is still unknown then, it was not one of ours (or its send failed
+// for good), and the receipt is dropped as unknown.
+
+// JobReplayReceipt re-delivers a parked Matrix receipt to the inbox.
+const JobReplayReceipt JobKind = "matrix.replay_receipt"
+
+// Counted reasons of this file.
+const (
+	ReceiptParked   = "parked"
+	ReceiptReplayed = "replayed"
+)
+
+// pairLane is the lane of the sends of one (Matrix user, XMPP person) pair:
+// its messages reach the portal in order, and the portal is created once.
+func pairLane(mxid id.UserID, peer jid.JID) string {
+	return string(mxid) + "|" + peer.String()
+}
+
+// replayArgs is the payload of a JobReplayReceipt: one receipt.
+type replayArgs struct {
+	Room    id.RoomID         `json:"room"`
+	Event   id.EventID        `json:"event"`
+	Type    event.ReceiptType `json:"type"`
+	User    id.UserID         `json:"user"`
+	Receipt event.ReadReceipt `json:"receipt"`
+}
+
+// Inbox is where a replayed receipt is announced once stored: the
+// transaction processor (matrixside.Server.Enqueue).
+type Inbox func(txnID string)
+
+// SetInbox connects the core to the transaction processor. Without it,
+// replayed receipts wait for the processor's next look at the store.
+func (b *Bridge) SetInbox(enqueue Inbox) { b.inbox = enqueue }
+
+// parkUnknown handles a receipt of the portal's user about ev, which the
+// id map does not know.
+func (b *Bridge) parkUnknown(ctx context.Context, plan *receiptPlan, portal *Portal, ev id.EventID, typ event.ReceiptType, user id.UserID, r event.ReadReceipt) error {
+	unsent, ok := plan.unsent[portal.RoomID]
+	if !ok {
+		var err error
+		if unsent, err = b.store.HasUnsentToMatrix(ctx, portal.MXID, portal.JID); err != nil {
+			return fmt.Errorf("look for messages on their way to %s: %w", portal.RoomID, err)
+		}
+		plan.unsent[portal.RoomID] = unsent
+	}
+	if !unsent {
+		b.count("matrix_receipt", SkipUnknownEvent)
+		return nil
+	}
+	payload, err := json.Marshal(replayArgs{Room: portal.RoomID, Event: ev, Type: typ, User: user, Receipt: r})
+	if err != nil {
+		return fmt.Errorf("park receipt on %s: %w", ev, err)
+	}
+	plan.jobs = append(plan.jobs, &Job{Kind: JobReplayReceipt, Lane: pairLane(portal.MXID, portal.JID), Payload: payload})
+	b.count("matrix_receipt", ReceiptParked)
+	return nil
+}
+
+// replayReceipt carries out a JobReplayReceipt.
+func (b *Bridge) replayReceipt(ctx context.Context, job *Job) error {
+	var args replayArgs
+	if err := json.Unmarshal(job.Payload, &args); err != nil {
+		return fmt.Errorf("%w: bad parked receipt: %v", ErrPermanent, err)
+	}
+	if _, err := b.store.MessageByEventID(ctx, args.Event); isNotFound(err) {
+		b.count("matrix_receipt", SkipUnknownEvent)
+		return nil
+	} else if err != nil {
+		return fmt.Errorf("look up parked receipt's event %s: %w", args.Event, err)
+	}
+	// The shape of a pushed transaction, so that the processor reads it
+	// as it reads every other.
+	content := event.ReceiptEventContent{args.Event: {args.Type: {args.User: args.Receipt}}}
+	body, err := json.Marshal(map[string]any{"events": []any{}, "ephemeral": []any{
+		map[string]any{"type": event.EphemeralEventReceipt.Type, "room_id": args.Room, "content": content},
+	}})
+	if err != nil {
+		return fmt.Errorf("%w: encode parked receipt: %v", ErrPermanent, err)
+	}
+	// Job ids are never reused, so the id is the job's: a rerun after a
+	// crash stores nothing new.
+	txnID := "replay:" + strconv.FormatInt(job.ID, 10)
+	if _, err := b.store.PutTxn(ctx, &Txn{ID: txnID, Body: body}); err != nil {
+		return fmt.Errorf("store parked receipt on %s: %w", args.Event, err)
+	}
+	if b.inbox != nil {
+		b.inbox(txnID)
+	}
+	b.count("matrix_receipt", ReceiptReplayed)
+	return nil
+}

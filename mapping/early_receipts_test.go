@@ -1,0 +1,169 @@
+package mapping
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"reflect"
+	"testing"
+	"time"
+
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
+	"mellium.im/xmpp/jid"
+)
+
+// processInbox handles the stored transactions the core announced, as the
+// transaction processor (matrixside.Server) does, and runs the outbox.
+func (h *harness) processInbox(t *testing.T) {
+	t.Helper()
+	ctx := context.Background()
+	txns, err := h.store.PendingTxns(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, txn := range txns {
+		var body struct {
+			Ephemeral []*event.Event `json:"ephemeral"`
+		}
+		if err := json.Unmarshal(txn.Body, &body); err != nil {
+			t.Fatalf("transaction %s: %v", txn.ID, err)
+		}
+		for _, evt := range body.Ephemeral {
+			evt.Type.Class = event.EphemeralEventType
+			if err := evt.Content.ParseRaw(evt.Type); err != nil {
+				t.Fatalf("transaction %s: %v", txn.ID, err)
+			}
+		}
+		if err := h.b.HandleMatrixTxn(ctx, txn.ID, nil, body.Ephemeral); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.drain(t)
+}
+
+// earlyHarness has Alice's portal with Juliet, and an inbox that records
+// what the core announces to it.
+func earlyHarness(t *testing.T) (*harness, *[]string) {
+	h := newHarness(t)
+	_ = h.store.PutPortal(context.Background(), &Portal{RoomID: dm, MXID: alice, JID: jid.MustParse(julietJID), CreatedAt: time.Now().Add(-time.Hour)})
+	h.b.cfg.Receipts = ReceiptPolicy{SendToXMPP: true, ReadImpliesDelivered: true, MaxDisplayedPerRead: 50}
+	var announced []string
+	h.b.SetInbox(func(txnID string) { announced = append(announced, txnID) })
+	return h, &announced
+}
+
+// MSC4089: "If an event is not encrypted, a delivery receipt is sent when
+// the client receives the event", and delivery receipts "are not 'up to'
+// markers - they are for singular events". So Alice's client may deliver
+// its m.delivery before the homeserver has answered the bridge's send with
+// the event's id, and no later receipt makes up for losing it: the bridge
+// parks it behind the send and translates it once the id is known
+// (XEP-0184 §5: <received/> to the sender, who asked for it).
+func TestReceiptBeforeEventIDIsParkedAndTranslated(t *testing.T) {
+	for _, typ := range []event.ReceiptType{receiptDelivery, receiptDeliveryUnstable, event.ReceiptTypeRead} {
+		t.Run(string(typ), func(t *testing.T) {
+			h, announced := earlyHarness(t)
+			ctx := context.Background()
+			h.matrix.beforeAnswer = func(room id.RoomID, ev id.EventID) {
+				// The homeserver pushes Alice's receipt before it answers.
+				if err := h.b.HandleMatrixTxn(ctx, "early-"+string(ev), nil, []*event.Event{receiptEvent(room, ev, typ, alice, "")}); err != nil {
+					t.Error(err)
+				}
+			}
+			m := chat("wherefore", "Wherefore art thou?")
+			m.Requests = Requests{Receipt: true, Displayed: true}
+			if _, err := h.b.HandleXMPPMessage(ctx, m); err != nil {
+				t.Fatal(err)
+			}
+			h.drain(t)
+			if got := h.counts["matrix_receipt/"+ReceiptParked]; got != 1 {
+				t.Fatalf("parked receipts = %d, want 1 (counts %v)", got, h.counts)
+			}
+			if len(h.xmpp.sent) != 0 {
+				t.Fatalf("sent before the event was known: %v", h.xmpp.sent)
+			}
+			if len(*announced) != 1 {
+				t.Fatalf("transactions announced to the inbox = %v, want one", *announced)
+			}
+			h.processInbox(t)
+			to := " to " + julietJID
+			want := []string{"received wherefore" + to}
+			if typ == event.ReceiptTypeRead {
+				// Reading implies delivery (receipts.read_implies_delivered).
+				want = append(want, "x-displayed wherefore"+to)
+			}
+			var got []string
+			for _, m := range h.xmpp.sent {
+				got = append(got, describe(m))
+			}
+			if !reflect.DeepEqual(got, want) {
+				t.Errorf("to XMPP = %v, want %v", got, want)
+			}
+			// A replay that runs again (a crash before its job left the
+			// store) stores nothing new: the transaction id is the job's.
+			h.processInbox(t)
+			if got := len(h.xmpp.sent); got != len(want) {
+				t.Errorf("after processing the inbox again: %d stanzas, want %d", got, len(want))
+			}
+		})
+	}
+}
+
+// A receipt on an event the bridge does not know, in a portal that owes
+// Matrix nothing, is about something that never crossed the bridge (a
+// notice, a state event): dropped at once, as unknown, with no job.
+func TestUnknownEventWithNothingOnItsWayIsDropped(t *testing.T) {
+	h, announced := earlyHarness(t)
+	if out := h.ephemeral(t, receiptEvent(dm, "$notice", receiptDelivery, alice, "")); len(out) != 0 {
+		t.Errorf("to XMPP = %v, want nothing", out)
+	}
+	if h.counts["matrix_receipt/"+SkipUnknownEvent] != 1 || h.counts["matrix_receipt/"+ReceiptParked] != 0 || len(*announced) != 0 {
+		t.Errorf("counts %v, announced %v: want one unknown_event, nothing parked", h.counts, *announced)
+	}
+}
+
+// A parked receipt whose event never gets an id (the send failed for good)
+// is dropped as unknown when its turn comes: nothing loops.
+func TestParkedReceiptOfFailedSendIsDropped(t *testing.T) {
+	h, announced := earlyHarness(t)
+	ctx := context.Background()
+	h.matrix.beforeAnswer = func(room id.RoomID, ev id.EventID) {
+		if err := h.b.HandleMatrixTxn(ctx, "early", nil, []*event.Event{receiptEvent(room, ev, receiptDelivery, alice, "")}); err != nil {
+			t.Error(err)
+		}
+		// ... and then refuses the send after all.
+		h.matrix.mu.Lock()
+		h.matrix.fail = fmt.Errorf("%w: M_FORBIDDEN", ErrPermanent)
+		h.matrix.mu.Unlock()
+	}
+	wrapped := &failAfterHook{fakeMatrix: h.matrix}
+	h.b.SetSides(wrapped, h.xmpp)
+	m := chat("doomed", "hello")
+	m.Requests = Requests{Receipt: true}
+	if _, err := h.b.HandleXMPPMessage(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	h.drain(t)
+	h.processInbox(t)
+	if len(h.xmpp.sent) != 0 || len(*announced) != 0 {
+		t.Errorf("sent %v, announced %v: want nothing", h.xmpp.sent, *announced)
+	}
+	if h.counts["matrix_receipt/"+ReceiptParked] != 1 || h.counts["matrix_receipt/"+SkipUnknownEvent] != 1 {
+		t.Errorf("counts %v: want one parked, then one unknown_event", h.counts)
+	}
+}
+
+// failAfterHook is the fake homeserver whose SendText fails with f.fail
+// when its hook has set it: the event was seen by clients, then refused.
+type failAfterHook struct{ *fakeMatrix }
+
+func (f *failAfterHook) SendText(ctx context.Context, room id.RoomID, sender id.UserID, body, txnID string) (id.EventID, error) {
+	ev, err := f.fakeMatrix.SendText(ctx, room, sender, body, txnID)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err == nil && f.fail != nil {
+		return "", f.fail
+	}
+	return ev, err
+}

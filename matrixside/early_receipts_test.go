@@ -1,0 +1,127 @@
+package matrixside
+
+import (
+	"context"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+	"maunium.net/go/mautrix/id"
+	"mellium.im/xmpp/jid"
+
+	"xmppbridge/database"
+	"xmppbridge/mapping"
+)
+
+// slowHomeserver answers SendText only when released: meanwhile the
+// receipt for the event it made arrives, as when a homeserver hands the
+// event to clients before it answers the bridge.
+type slowHomeserver struct {
+	mapping.MatrixSide // nil: nothing else is called
+	sending, release   chan struct{}
+}
+
+func (h *slowHomeserver) SendText(ctx context.Context, _ id.RoomID, _ id.UserID, _, _ string) (id.EventID, error) {
+	close(h.sending)
+	select {
+	case <-h.release:
+	case <-ctx.Done():
+		return "", ctx.Err()
+	}
+	return "$late", nil
+}
+
+type lockedXMPP struct {
+	mu   sync.Mutex
+	sent []*mapping.OutMessage
+}
+
+func (x *lockedXMPP) Send(_ context.Context, ms ...*mapping.OutMessage) error {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	x.sent = append(x.sent, ms...)
+	return nil
+}
+
+func (x *lockedXMPP) SendPresence(context.Context, *mapping.OutPresence) error { return nil }
+
+func (x *lockedXMPP) received() []string {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	var ids []string
+	for _, m := range x.sent {
+		if m.Received != "" {
+			ids = append(ids, m.Received)
+		}
+	}
+	return ids
+}
+
+// MSC4089 delivery receipts are per event and sent as soon as a client has
+// the event: one that reaches the bridge, in a pushed transaction, before
+// the homeserver has answered the send with the event's id is parked, put
+// back into the inbox once the id is stored, and becomes the XEP-0184
+// <received/> the XMPP sender asked for. Real store, real transaction
+// processor and outbox.
+func TestReceiptBeforeEventIDThroughTheInbox(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	db, err := database.Open(ctx, "sqlite3-fk-wal", filepath.Join(t.TempDir(), "as.db"), zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	core := mapping.New(mapping.Config{Identities: ids, Permissions: mapping.Permissions{"example.org": mapping.PermUser},
+		Receipts: mapping.ReceiptPolicy{SendToXMPP: true, MaxDisplayedPerRead: 50}}, db, nil, zerolog.Nop())
+	hs := &slowHomeserver{sending: make(chan struct{}), release: make(chan struct{})}
+	xs := &lockedXMPP{}
+	core.SetSides(hs, xs)
+	s := NewServer("hs-secret", db, core, func(string, string) {}, zerolog.Nop())
+	core.SetInbox(s.Enqueue)
+	api := newAPI(t, s)
+
+	alice := id.UserID("@alice:example.org")
+	juliet := jid.MustParse("juliet@capulet.lit")
+	room := id.RoomID("!dm:example.org")
+	if err := db.PutPortal(ctx, &mapping.Portal{RoomID: room, MXID: alice, JID: juliet, CreatedAt: time.Now().Add(-time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	puppet, _ := ids.Puppet(alice)
+	from, _ := juliet.WithResource("balcony")
+	_, err = core.HandleXMPPMessage(ctx, &mapping.XMPPMessage{ID: "m1", From: from, To: puppet, Type: mapping.TypeChat,
+		Body: "Wherefore art thou?", HasBody: true, Requests: mapping.Requests{Receipt: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go core.RunOutbox(ctx)
+	go s.Run(ctx)
+
+	<-hs.sending
+	body := `{"events":[],"ephemeral":[{"type":"m.receipt","room_id":"!dm:example.org","content":{"$late":{"m.delivery":{"@alice:example.org":{"ts":1}}}}}]}`
+	if status, resp := do(t, "PUT", api+txnPath+"early", "hs-secret", body); status != 200 {
+		t.Fatalf("PUT = %d %s", status, resp)
+	}
+	waitUntil(t, "the early transaction processed", func() bool { txns, _ := db.PendingTxns(ctx); return len(txns) == 0 })
+	if got := xs.received(); len(got) != 0 {
+		t.Fatalf("receipts sent before the event was known: %v", got)
+	}
+	close(hs.release)
+	waitUntil(t, "the <received/>", func() bool { return len(xs.received()) > 0 })
+	time.Sleep(100 * time.Millisecond) // room for a second one, which would be wrong
+	if got := xs.received(); len(got) != 1 || got[0] != "m1" {
+		t.Errorf("receipts to XMPP = %v, want one <received id='m1'/>", got)
+	}
+}
+
+func waitUntil(t *testing.T, what string, done func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !done() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
