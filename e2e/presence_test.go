@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"maunium.net/go/mautrix/event"
 
@@ -220,5 +221,82 @@ func TestPresenceSubscribeOnPortalFromMatrixInvite(t *testing.T) {
 	}
 	if _, err := balthasar.Wait(ctx, wait, isPresence(w.puppet(t, w.alice.Client.UserID), "subscribe")); err != nil {
 		t.Fatalf("the puppet never asked for a subscription: %v", err)
+	}
+}
+
+// Issue 5, with a client people could run: XEP-0184's Security
+// Considerations say "a recipient SHOULD NOT return message receipts to
+// senders who are not otherwise authorized to view its presence", and
+// Gajim and Monal answer receipts only to contacts with a subscription
+// "from" or "both". slixmpp, keeping that rule, is Rosaline: the puppet
+// asks her for a subscription when Alice opens the portal, she approves,
+// and the receipt of Alice's message crosses back as its delivery status.
+// Sampson keeps the same rule and declines: his client returns nothing,
+// and Alice sees no delivery.
+func TestSubscribedClientReturnsReceipts(t *testing.T) {
+	if err := peers.SlixmppAvailable(); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	puppet := w.puppet(t, w.alice.Client.UserID)
+	for _, c := range []struct {
+		user    string
+		decline bool
+	}{{"rosaline", false}, {"sampson", true}} {
+		t.Run(c.user, func(t *testing.T) {
+			var refuse []string
+			if c.decline {
+				refuse = []string{puppet}
+			}
+			client, err := w.StartSlixmpp(ctx, c.user, refuse...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(client.Close)
+			ghost := w.ghost(c.user + "@" + w.Prosody.Domain)
+			room, err := w.alice.CreateDM(ctx, ghost)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := w.alice.Wait(ctx, wait, peers.IsMembership(room, ghost, event.MembershipJoin)); err != nil {
+				t.Fatalf("the ghost never joined: %v", err)
+			}
+			sub, err := client.Wait(ctx, wait, func(e peers.SlixmppEvent) bool { return e.Event == "subscribe" && e.JID == puppet })
+			if err != nil {
+				t.Fatalf("the puppet never asked %s for a subscription: %v", c.user, err)
+			}
+			if sub.Approved == c.decline {
+				t.Fatalf("subscription approved = %t", sub.Approved)
+			}
+			if !c.decline {
+				// Prosody's roster push: the puppet may now see her presence.
+				if _, err := client.Wait(ctx, wait, func(e peers.SlixmppEvent) bool {
+					return e.Event == "roster" && e.JID == puppet && (e.Subscription == "from" || e.Subscription == "both")
+				}); err != nil {
+					t.Fatalf("the puppet never got a subscription in %s's roster: %v", c.user, err)
+				}
+			}
+			body := "Did my heart love till now? (" + c.user + ")"
+			ev, err := w.alice.SendText(ctx, room, body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := client.Wait(ctx, wait, func(e peers.SlixmppEvent) bool { return e.Event == "message" && e.Body == body })
+			if err != nil {
+				t.Fatalf("Alice's message never reached %s: %v", c.user, err)
+			}
+			if got.Acked == c.decline {
+				t.Fatalf("%s's client acked = %t with subscription %q", c.user, got.Acked, got.Subscription)
+			}
+			if c.decline {
+				if _, err := w.alice.Wait(ctx, 3*time.Second, isStatus(room, ev, event.MessageStatusSuccess)); err == nil {
+					t.Error("Alice sees a delivery no client acknowledged")
+				}
+				return
+			}
+			if _, err := w.alice.Wait(ctx, wait, isStatus(room, ev, event.MessageStatusSuccess)); err != nil {
+				t.Fatalf("Alice never saw %s's receipt: %v", c.user, err)
+			}
+		})
 	}
 }

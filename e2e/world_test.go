@@ -1,8 +1,9 @@
 //go:build e2e
 
 // Package e2e runs the bridge binary between a real Prosody and a real
-// Dendrite on loopback, driven by real clients: mellium for the XMPP people,
-// mautrix for the Matrix ones. Run with: go test -tags e2e ./e2e/
+// Dendrite on loopback, driven by real clients: mellium for the XMPP people
+// (and slixmpp where a third-party client's own rules matter), mautrix for
+// the Matrix ones. Run with: go test -tags e2e ./e2e/
 package e2e
 
 import (
@@ -37,7 +38,7 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	code := 1
-	pw, err := peers.StartWorld(context.Background(), dir, peers.WorldOptions{XMPPUsers: []string{"juliet", "romeo", "tybalt", "mercutio", "benvolio", "paris", "nurse", "balthasar", "friar"}}, logFile)
+	pw, err := peers.StartWorld(context.Background(), dir, peers.WorldOptions{XMPPUsers: []string{"juliet", "romeo", "tybalt", "mercutio", "benvolio", "paris", "nurse", "balthasar", "friar", "rosaline", "sampson"}}, logFile)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "e2e: setting up Prosody, Dendrite and the bridge:", err)
 	} else {

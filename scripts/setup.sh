@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the end-to-end tests and the demo run against (internal/rig):
 #   - Prosody, from Debian;
+#   - slixmpp (python3-slixmpp), from Debian, a real client for the e2e tests;
 #   - Dendrite v0.15.2, built once from tools/dendrite into
 #     ${XMPPBRIDGE_CACHE:-$HOME/.cache/xmppbridge}/dendrite-v0.15.2/;
 #   - PostgreSQL (installed and started if need be), trusting the user
@@ -39,6 +40,17 @@ else
 	# running: stop the one the install just started.
 	say "prosody: stopping the system service the package started (the rig runs its own)"
 	as_root service prosody stop >/dev/null 2>&1 || as_root prosodyctl stop >/dev/null 2>&1 || true
+fi
+
+# --- slixmpp ----------------------------------------------------------------
+# A real third-party XMPP client for the end-to-end tests (internal/peers),
+# in Debian's own python3 (the pyenv one first on PATH does not see it).
+if /usr/bin/python3 -c 'from slixmpp import ClientXMPP' >/dev/null 2>&1; then
+	say "slixmpp: already installed ($(dpkg-query -W -f='${Version}' python3-slixmpp 2>/dev/null || echo 'version unknown'))"
+else
+	say "slixmpp: installing python3-slixmpp from apt"
+	as_root apt-get update
+	as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y python3-slixmpp
 fi
 
 # --- Dendrite ---------------------------------------------------------------

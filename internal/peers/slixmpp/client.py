@@ -1,0 +1,89 @@
+"""A real XMPP client for the end-to-end tests: slixmpp, with the receipt
+policy of Gajim and Monal, which answer XEP-0184 requests only from contacts
+allowed to see their presence (subscription "from" or "both"), as XEP-0184's
+Security Considerations ask. slixmpp's own auto_ack would answer anyone, so it is off.
+
+Run by internal/peers (Debian's python3 with python3-slixmpp):
+    client.py ADDRESS JID PASSWORD [--refuse BARE_JID ...]
+It approves every subscription request except those from --refuse JIDs,
+and prints one JSON object a line on stdout for the test to read:
+    {"event": "online"}
+    {"event": "roster", "jid": J, "subscription": S}
+    {"event": "subscribe", "jid": J, "approved": true|false}
+    {"event": "message", "from": J, "id": I, "body": B, "acked": true|false, "subscription": S}
+It ends when its standard input closes.
+"""
+
+import asyncio
+import json
+import sys
+
+import slixmpp
+
+
+def say(**fields):
+    print(json.dumps(fields), flush=True)
+
+
+class Client(slixmpp.ClientXMPP):
+    def __init__(self, jid, password, refuse):
+        super().__init__(jid, password)
+        self.refuse = set(refuse)
+        # Subscriptions are decided here, not by the roster's defaults.
+        self.roster.auto_authorize = None
+        self.roster.auto_subscribe = False
+        self.register_plugin("xep_0030")
+        self.register_plugin("xep_0184", pconfig={"auto_ack": False})
+        # The test server has no TLS; PLAIN over loopback is allowed there.
+        self.register_plugin("feature_mechanisms", pconfig={"unencrypted_plain": True})
+        self.add_event_handler("session_start", self.on_start)
+        self.add_event_handler("presence_subscribe", self.on_subscribe)
+        self.add_event_handler("roster_update", self.on_roster)
+        self.add_event_handler("message", self.on_message)
+
+    async def on_start(self, _):
+        await self.get_roster()
+        self.send_presence()
+        say(event="online")
+
+    def on_subscribe(self, pres):
+        who = pres["from"].bare
+        approved = who not in self.refuse
+        self.send_presence(pto=who, ptype="subscribed" if approved else "unsubscribed")
+        say(event="subscribe", jid=who, approved=approved)
+
+    def on_roster(self, iq):
+        for item_jid, item in iq["roster"]["items"].items():
+            say(event="roster", jid=str(item_jid), subscription=item["subscription"])
+
+    def subscription(self, bare):
+        if bare in self.client_roster:
+            return self.client_roster[bare]["subscription"]
+        return "none"
+
+    def on_message(self, msg):
+        if msg["type"] not in ("chat", "normal") or not msg["body"]:
+            return
+        sub = self.subscription(msg["from"].bare)
+        acked = bool(msg["request_receipt"]) and sub in ("from", "both")
+        if acked:
+            self.plugin["xep_0184"].ack(msg)
+        say(event="message", **{"from": str(msg["from"]), "id": msg["id"], "body": msg["body"],
+                                "acked": acked, "subscription": sub})
+
+
+async def main():
+    address, jid, password = sys.argv[1], sys.argv[2], sys.argv[3]
+    refuse = sys.argv[5:] if len(sys.argv) > 4 and sys.argv[4] == "--refuse" else []
+    host, port = address.rsplit(":", 1)
+    client = Client(jid, password, refuse)
+    client.connect((host, int(port)), force_starttls=False, disable_starttls=True)
+    loop = asyncio.get_running_loop()
+    # Until the test closes our standard input.
+    await loop.run_in_executor(None, sys.stdin.read)
+    client.disconnect()
+    await asyncio.sleep(0.2)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
