@@ -19,6 +19,7 @@ const (
 		INSERT INTO subscription (mxid, jid, from_them, to_them) VALUES ($1, $2, $3, false)
 		ON CONFLICT (mxid, jid) DO UPDATE SET from_them=excluded.from_them
 	`
+	getSubscribersQuery    = `SELECT mxid, jid, from_them, to_them FROM subscription WHERE from_them ORDER BY mxid, jid`
 	setSubscriptionToQuery = `
 		INSERT INTO subscription (mxid, jid, from_them, to_them) VALUES ($1, $2, false, $3)
 		ON CONFLICT (mxid, jid) DO UPDATE SET to_them=excluded.to_them
@@ -36,6 +37,15 @@ func scanSubscription(row dbutil.Scannable) (*mapping.Subscription, error) {
 		return nil, err
 	}
 	return &s, nil
+}
+
+// Subscribers lists the pairs whose person is subscribed to the puppet.
+func (db *Database) Subscribers(ctx context.Context) ([]*mapping.Subscription, error) {
+	subs, err := queryMany(ctx, db.db, scanSubscription, getSubscribersQuery)
+	if err != nil {
+		return nil, fmt.Errorf("list subscribers: %w", err)
+	}
+	return subs, nil
 }
 
 // Subscription returns the presence subscription state of mxid's puppet

@@ -1,6 +1,7 @@
 package database
 
 import (
+	"fmt"
 	"testing"
 
 	"mellium.im/xmpp/jid"
@@ -42,5 +43,33 @@ func TestSubscription(t *testing.T) {
 
 		s.reopen()
 		check("after reopen", mapping.Subscription{MXID: alice, JID: bob, ToThem: true})
+	})
+}
+
+// Subscribers lists the pairs with a subscription from the person, in a
+// stable order, and nothing else.
+func TestSubscribers(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, _ engine, s *store) {
+		ctx := t.Context()
+		if subs, err := s.Subscribers(ctx); err != nil || len(subs) != 0 {
+			t.Fatalf("Subscribers on an empty store = %v, %v", subs, err)
+		}
+		must(t, s.SetSubscriptionFrom(ctx, dave, bob, true))
+		must(t, s.SetSubscriptionFrom(ctx, alice, carol, true))
+		must(t, s.SetSubscriptionTo(ctx, alice, bob, true)) // "to" only
+		must(t, s.SetSubscriptionFrom(ctx, alice, bob, true))
+		must(t, s.SetSubscriptionFrom(ctx, alice, bob, false)) // and cancelled
+		subs, err := s.Subscribers(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, sub := range subs {
+			got = append(got, string(sub.MXID)+" "+sub.JID.String())
+		}
+		want := []string{string(alice) + " " + carol.String(), string(dave) + " " + bob.String()}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("Subscribers = %v, want %v", got, want)
+		}
 	})
 }

@@ -300,3 +300,48 @@ func TestSubscribedClientReturnsReceipts(t *testing.T) {
 		})
 	}
 }
+
+// since matches what match matches among the stanzas c receives from now on.
+func since(c *peers.XMPPClient, match func(*peers.Stanza) bool) func(*peers.Stanza) bool {
+	old := map[*peers.Stanza]bool{}
+	for _, s := range c.Stanzas() {
+		old[s] = true
+	}
+	return func(s *peers.Stanza) bool { return !old[s] && match(s) }
+}
+
+// RFC 6121 §4.5.2 and §4.2.2: a server broadcasts a user's unavailable
+// presence, and the initial presence when the user comes back, to the
+// contacts subscribed to it. The component is the puppets' server: when
+// the bridge stops, Gregory, subscribed to Alice's puppet, sees it go
+// offline; when it starts again, online, with its capabilities.
+func TestPresenceFollowsTheBridge(t *testing.T) {
+	ctx := context.Background()
+	gregory := w.xmppUser(t, "gregory", "street")
+	interested(t, ctx, gregory)
+	puppet := w.puppet(t, w.alice.Client.UserID)
+	if err := gregory.SendRaw(ctx, fmt.Sprintf(`<presence to='%s' type='subscribe' id='sub-g'/>`, peers.XMLEscape(puppet))); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := gregory.Wait(ctx, wait, isPresence(puppet, "subscribed")); err != nil {
+		t.Fatalf("no subscribed: %v", err)
+	}
+	offline := since(gregory, isPresence(puppet, "unavailable"))
+	if err := w.Bridge.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := gregory.Wait(ctx, wait, offline); err != nil {
+		t.Errorf("the puppet did not go offline with the bridge: %v", err)
+	}
+	online := since(gregory, isPresence(puppet, ""))
+	if err := w.Bridge.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	pres, err := gregory.Wait(ctx, wait, online)
+	if err != nil {
+		t.Fatalf("the puppet did not come back online with the bridge: %v", err)
+	}
+	if hash, _, ver := capsOf(t, pres); hash != "sha-1" || ver == "" {
+		t.Errorf("presence after the restart has caps hash %q ver %q", hash, ver)
+	}
+}

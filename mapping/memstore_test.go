@@ -129,6 +129,25 @@ func (s *memStore) HasUnsentToMatrix(_ context.Context, mxid id.UserID, peer jid
 	return err == nil, nil
 }
 
+func (s *memStore) Subscribers(context.Context) ([]*Subscription, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []*Subscription
+	for _, sub := range s.subs {
+		if sub.FromThem {
+			c := *sub
+			out = append(out, &c)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].MXID != out[j].MXID {
+			return out[i].MXID < out[j].MXID
+		}
+		return out[i].JID.String() < out[j].JID.String()
+	})
+	return out, nil
+}
+
 func (s *memStore) PutTxn(_ context.Context, txn *Txn) (bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -65,6 +65,9 @@ type SubscriptionStore interface {
 	SetSubscriptionFrom(ctx context.Context, mxid id.UserID, peer jid.JID, on bool) error
 	// SetSubscriptionTo sets ToThem of the pair, creating it if need be.
 	SetSubscriptionTo(ctx context.Context, mxid id.UserID, peer jid.JID, on bool) error
+	// Subscribers lists the pairs whose person is subscribed to the
+	// puppet's presence (FromThem).
+	Subscribers(ctx context.Context) ([]*Subscription, error)
 }
 
 // PresencePolicy is how puppets treat subscriptions (config: xmpp.*).
@@ -222,6 +225,38 @@ func (b *Bridge) HandleXMPPPresence(ctx context.Context, p *XMPPPresence) ([]*Ou
 	// RFC 6120 §8.2.3: another type is a bad-request; the server in
 	// front of us refuses those already.
 	return ignore("bad_type")
+}
+
+// SubscriberPresence is the presence every puppet owes the people
+// subscribed to it: available (with caps) when the component has connected,
+// unavailable before it disconnects. RFC 6121 §4.2.2: the server of a user
+// who comes online broadcasts the initial presence "to all contacts that
+// are subscribed to the user's presence" (from or both), and §4.5.2 the
+// same for unavailable presence. Without it a contact would show a puppet
+// online while the bridge is away, and offline (until it probes again)
+// after the bridge is back. Puppets of users who may no longer use the
+// bridge, and people of blocked domains, are left out.
+func (b *Bridge) SubscriberPresence(ctx context.Context, available bool) ([]*OutPresence, error) {
+	subs, err := b.store.Subscribers(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list the puppets' subscribers: %w", err)
+	}
+	typ := PresenceUnavailable
+	if available {
+		typ = PresenceAvailable
+	}
+	out := make([]*OutPresence, 0, len(subs))
+	for _, s := range subs {
+		puppet, err := b.cfg.Identities.Puppet(s.MXID)
+		if err != nil {
+			continue
+		}
+		if _, reason := b.ResolvePuppet(puppet); reason != "" || b.blocked(s.JID) {
+			continue
+		}
+		out = append(out, &OutPresence{From: puppet, To: s.JID, Type: typ, Caps: available})
+	}
+	return out, nil
 }
 
 // mayTalk tells whether a subscription request of peer to mxid's puppet is

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
 	"mellium.im/xmpp/jid"
 )
 
@@ -308,5 +309,51 @@ func TestNoSubscribeOnPortalWhenOff(t *testing.T) {
 	h.drain(t)
 	if len(h.xmpp.presences) != 0 || len(h.matrix.texts) != 1 {
 		t.Errorf("presences %+v texts %q", h.xmpp.presences, h.matrix.texts)
+	}
+}
+
+// RFC 6121 §4.2.2 and §4.5.2: initial and unavailable presence go "to all
+// contacts that are subscribed to the user's presence". The puppets' owed
+// presence lists exactly the people with a subscription from, and not
+// those of blocked domains nor the puppets of users the bridge no longer
+// serves.
+func TestSubscriberPresence(t *testing.T) {
+	h := presenceHarness(t, autoPolicy)
+	ctx := context.Background()
+	stranger := id.UserID("@eve:evil.example") // not of a permitted domain
+	for _, s := range []struct {
+		mxid     id.UserID
+		peer     string
+		from, to bool
+	}{
+		{alice, julietJID, true, false},
+		{alice, "romeo@montague.lit", false, true},  // only "to": not a subscriber
+		{alice, "spammer@spam.example", true, true}, // a blocked domain
+		{stranger, julietJID, true, true},
+	} {
+		must := func(err error) {
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		must(h.store.SetSubscriptionFrom(ctx, s.mxid, jid.MustParse(s.peer), s.from))
+		must(h.store.SetSubscriptionTo(ctx, s.mxid, jid.MustParse(s.peer), s.to))
+	}
+	for _, available := range []bool{true, false} {
+		ps, err := h.b.SubscriberPresence(ctx, available)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, p := range ps {
+			got = append(got, fmt.Sprintf("%q %s %s %t", p.Type, p.From, p.To, p.Caps))
+		}
+		want := fmt.Sprintf(`["unavailable" %s %s false]`, alicePup, julietJID)
+		if available {
+			want = fmt.Sprintf(`["" %s %s true]`, alicePup, julietJID)
+		}
+		if fmt.Sprint(got) != want {
+			t.Errorf("available=%t: %v, want %s", available, got, want)
+		}
 	}
 }

@@ -108,8 +108,18 @@ func (c *Component) serveOnce(ctx context.Context) error {
 		c.mu.Unlock()
 	}()
 	c.Core.Wake() // flush what waited for us
+	sessCtx, endSession := context.WithCancel(ctx)
+	defer endSession()
+	go c.announce(sessCtx, true)
 
-	stop := context.AfterFunc(ctx, func() { _ = sess.Close(); _ = conn.Close() })
+	stop := context.AfterFunc(ctx, func() {
+		// Stopping: the puppets go offline before the stream closes.
+		bye, cancel := context.WithTimeout(context.WithoutCancel(ctx), 3*time.Second)
+		c.announce(bye, false)
+		cancel()
+		_ = sess.Close()
+		_ = conn.Close()
+	})
 	defer stop()
 	return sess.Serve(xmpp.HandlerFunc(func(t xmlstream.TokenReadEncoder, start *xml.StartElement) error {
 		return c.handle(ctx, t, start)
@@ -145,6 +155,25 @@ func (c *Component) Send(ctx context.Context, msgs ...*mapping.OutMessage) error
 		return fmt.Errorf("%w: %v", mapping.ErrNotConnected, err)
 	}
 	return nil
+}
+
+// announce sends every puppet's presence, available or not, to the people
+// subscribed to it (mapping.SubscriberPresence).
+func (c *Component) announce(ctx context.Context, available bool) {
+	ps, err := c.Core.SubscriberPresence(ctx, available)
+	if err != nil {
+		if ctx.Err() == nil {
+			c.Log.Warn().Err(err).Msg("Failed to list the presence owed to the puppets' subscribers")
+		}
+		return
+	}
+	for _, p := range ps {
+		if err := c.SendPresence(ctx, p); err != nil {
+			c.Log.Debug().Err(err).Msg("Stopped announcing the puppets' presence")
+			return
+		}
+	}
+	c.Log.Debug().Int("subscribers", len(ps)).Bool("available", available).Msg("Announced the puppets' presence")
 }
 
 // SendPresence implements mapping.XMPPSide.
