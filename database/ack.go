@@ -52,8 +52,11 @@ func (db *Database) markRows(ctx context.Context, kind mapping.AckKind, at int64
 	set := make(map[int64]bool, len(rows))
 	for len(rows) > 0 {
 		n := min(len(rows), 500)
-		query, args := inList(fmt.Sprintf("UPDATE message SET %s=%d WHERE %s IS NULL AND rowid IN (", column, at, column), rows[:n])
-		marked, err := queryMany(ctx, db.db, dbutil.ScanSingleColumn[int64], query+") RETURNING rowid", args...)
+		// The time is the last parameter, not a literal: the statement's
+		// text then depends on the batch size only, and the statement
+		// cache keeps it instead of compiling one every millisecond.
+		query, args := inList(fmt.Sprintf("UPDATE message SET %s=$%d WHERE %s IS NULL AND rowid IN (", column, n+1, column), rows[:n])
+		marked, err := queryMany(ctx, db.db, dbutil.ScanSingleColumn[int64], query+") RETURNING rowid", append(args, at)...)
 		if err != nil {
 			return nil, fmt.Errorf("mark %d messages %s: %w", n, kind, err)
 		}
