@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -32,13 +31,9 @@ type Dendrite struct {
 	ServerName        string // "localhost"
 	RegistrationPaths []string
 
-	opts   DendriteOptions
-	logw   io.Writer
-	ownDir bool
-
-	mu     sync.Mutex
-	proc   *process
-	closed bool
+	opts DendriteOptions
+	logw io.Writer
+	server
 }
 
 // DendriteOptions adjusts the generated configuration. The zero value is
@@ -91,7 +86,7 @@ func StartDendriteWith(ctx context.Context, dir string, registrationPaths []stri
 		ServerName: "localhost",
 		opts:       opts,
 		logw:       logw,
-		ownDir:     owned,
+		server:     server{name: "dendrite", dir: dir, ownDir: owned, grace: dendriteStopGrace},
 	}
 	for _, p := range registrationPaths {
 		abs, err := filepath.Abs(p)
@@ -245,15 +240,9 @@ func (d *Dendrite) Start(ctx context.Context) error {
 func (d *Dendrite) start(ctx context.Context) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.closed {
-		return errors.New("dendrite: closed")
-	}
-	if d.proc != nil && !d.proc.exited() {
-		return errors.New("dendrite: already running")
-	}
 	const inUse = "address already in use"
 	out := newOutput(d.logw, "dendrite: ", []string{inUse})
-	proc, err := launch("dendrite", d.Dir, childEnv(), out, d.bin("dendrite"),
+	proc, err := d.launch(out, d.bin("dendrite"),
 		"--config", d.ConfigPath,
 		"--really-enable-open-registration",
 		"--http-bind-address", "127.0.0.1:"+strconv.Itoa(d.Port),
@@ -261,7 +250,6 @@ func (d *Dendrite) start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	d.proc = proc
 
 	ctx, cancel := withDefaultTimeout(ctx, dendriteStartTimeout)
 	defer cancel()
@@ -304,46 +292,9 @@ func (d *Dendrite) answers(ctx context.Context, hc *http.Client) bool {
 	return resp.StatusCode == http.StatusOK && json.NewDecoder(resp.Body).Decode(&v) == nil && len(v.Versions) > 0
 }
 
-// Stop stops the server (SIGTERM, then SIGKILL after a grace period); Start
-// or Restart bring it back.
-func (d *Dendrite) Stop() error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.proc != nil {
-		d.proc.stop(dendriteStopGrace)
-		d.proc = nil
-	}
-	return nil
-}
-
 // Restart stops the server and starts it again on the same port and data.
 func (d *Dendrite) Restart(ctx context.Context) error {
-	if err := d.Stop(); err != nil {
-		return err
-	}
-	return d.start(ctx)
-}
-
-// Close stops the server and, if StartDendrite created Dir, removes it. It
-// is safe to call more than once.
-func (d *Dendrite) Close() error {
-	if err := d.Stop(); err != nil {
-		return err
-	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.closed {
-		return nil
-	}
-	d.closed = true
-	return d.cleanupDir()
-}
-
-func (d *Dendrite) cleanupDir() error {
-	if !d.ownDir {
-		return nil
-	}
-	return os.RemoveAll(d.Dir)
+	return d.restart(ctx, d.start)
 }
 
 // UserID is the Matrix ID of localpart on this server.

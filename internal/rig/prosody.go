@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 )
 
@@ -30,13 +29,9 @@ type Prosody struct {
 	ComponentPort   int
 	HTTPPort        int // reserved for HTTP modules; none is loaded by default
 
-	opts   ProsodyOptions
-	logw   io.Writer
-	ownDir bool
-
-	mu     sync.Mutex
-	proc   *process
-	closed bool
+	opts ProsodyOptions
+	logw io.Writer
+	server
 }
 
 // ProsodyOptions adjusts the generated configuration. The zero value is what
@@ -89,7 +84,7 @@ func StartProsodyWith(ctx context.Context, dir string, logw io.Writer, opts Pros
 		ComponentSecret: opts.ComponentSecret,
 		opts:            opts,
 		logw:            logw,
-		ownDir:          owned,
+		server:          server{name: "prosody", dir: dir, ownDir: owned, grace: prosodyStopGrace},
 	}
 	if p.ComponentSecret == "" {
 		p.ComponentSecret = randomToken()
@@ -171,21 +166,14 @@ func (p *Prosody) Start(ctx context.Context) error {
 func (p *Prosody) start(ctx context.Context) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.closed {
-		return errors.New("prosody: closed")
-	}
-	if p.proc != nil && !p.proc.exited() {
-		return errors.New("prosody: already running")
-	}
 	c2sUp := fmt.Sprintf("Activated service 'c2s' on [127.0.0.1]:%d", p.C2SPort)
 	compUp := fmt.Sprintf("Activated service 'component' on [127.0.0.1]:%d", p.ComponentPort)
 	const portFailed = "Failed to open server port"
 	out := newOutput(p.logw, "prosody: ", []string{c2sUp, compUp, portFailed})
-	proc, err := launch("prosody", p.Dir, childEnv(), out, "prosody", "-F", "--config", p.ConfigPath)
+	proc, err := p.launch(out, "prosody", "-F", "--config", p.ConfigPath)
 	if err != nil {
 		return err
 	}
-	p.proc = proc
 
 	ctx, cancel := withDefaultTimeout(ctx, prosodyStartTimeout)
 	defer cancel()
@@ -210,46 +198,9 @@ func (p *Prosody) start(ctx context.Context) error {
 	}
 }
 
-// Stop stops the server (SIGTERM, then SIGKILL after a grace period); Start
-// or Restart bring it back.
-func (p *Prosody) Stop() error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.proc != nil {
-		p.proc.stop(prosodyStopGrace)
-		p.proc = nil
-	}
-	return nil
-}
-
 // Restart stops the server and starts it again on the same ports and data.
 func (p *Prosody) Restart(ctx context.Context) error {
-	if err := p.Stop(); err != nil {
-		return err
-	}
-	return p.start(ctx)
-}
-
-// Close stops the server and, if StartProsody created Dir, removes it. It is
-// safe to call more than once.
-func (p *Prosody) Close() error {
-	if err := p.Stop(); err != nil {
-		return err
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.closed {
-		return nil
-	}
-	p.closed = true
-	return p.cleanupDir()
-}
-
-func (p *Prosody) cleanupDir() error {
-	if !p.ownDir {
-		return nil
-	}
-	return os.RemoveAll(p.Dir)
+	return p.restart(ctx, p.start)
 }
 
 func (p *Prosody) writeConfig() error {

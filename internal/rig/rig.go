@@ -14,6 +14,7 @@ package rig
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -191,6 +192,78 @@ func (o *output) tail() string {
 }
 
 // process is one running server, in a process group of its own.
+// server is the life cycle Prosody and Dendrite share: at most one process
+// at a time, stopped with SIGTERM and then SIGKILL after a grace period, in
+// a directory that Close removes if the rig created it.
+type server struct {
+	name   string
+	dir    string
+	ownDir bool
+	grace  time.Duration
+
+	mu     sync.Mutex
+	proc   *process
+	closed bool
+}
+
+// launch starts the server's process. s.mu is held: the caller waits for
+// the server to come up under it.
+func (s *server) launch(out *output, bin string, args ...string) (*process, error) {
+	if s.closed {
+		return nil, fmt.Errorf("%s: closed", s.name)
+	}
+	if s.proc != nil && !s.proc.exited() {
+		return nil, fmt.Errorf("%s: already running", s.name)
+	}
+	proc, err := launch(s.name, s.dir, childEnv(), out, bin, args...)
+	if err != nil {
+		return nil, err
+	}
+	s.proc = proc
+	return proc, nil
+}
+
+// Stop stops the server (SIGTERM, then SIGKILL after a grace period); Start
+// or Restart bring it back.
+func (s *server) Stop() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.proc != nil {
+		s.proc.stop(s.grace)
+		s.proc = nil
+	}
+	return nil
+}
+
+func (s *server) restart(ctx context.Context, start func(context.Context) error) error {
+	if err := s.Stop(); err != nil {
+		return err
+	}
+	return start(ctx)
+}
+
+// Close stops the server and, if the rig created its directory, removes
+// it. It is safe to call more than once.
+func (s *server) Close() error {
+	if err := s.Stop(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	return s.cleanupDir()
+}
+
+func (s *server) cleanupDir() error {
+	if !s.ownDir {
+		return nil
+	}
+	return os.RemoveAll(s.dir)
+}
+
 type process struct {
 	name    string
 	cmd     *exec.Cmd
