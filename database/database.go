@@ -123,7 +123,7 @@ func (db *Database) Close() error {
 		// The last connection to close checkpoints what is left anyway;
 		// TRUNCATE here leaves no WAL behind even if another process
 		// still has the file open.
-		if _, err := db.Checkpoint(context.Background(), "TRUNCATE"); err != nil {
+		if _, err := db.Checkpoint(context.Background(), checkpointTruncate); err != nil {
 			db.log.Warn().Err(err).Msg("Failed to checkpoint the SQLite WAL before closing")
 		}
 	}

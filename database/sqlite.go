@@ -61,7 +61,7 @@ func (db *Database) checkpointer(ctx context.Context, done chan<- struct{}) {
 			return
 		case <-tick.C:
 		}
-		_, err := db.Checkpoint(ctx, "PASSIVE")
+		_, err := db.Checkpoint(ctx, checkpointPassive)
 		if err == nil {
 			db.checkpoints.Add(1)
 		}
@@ -77,17 +77,23 @@ func (db *Database) checkpointer(ctx context.Context, done chan<- struct{}) {
 	}
 }
 
-// Checkpoint copies the WAL back into the database file (mode PASSIVE,
-// FULL, RESTART or TRUNCATE, as in SQLite's PRAGMA wal_checkpoint) and
-// returns how many frames the WAL still holds that are not in the file.
-// On PostgreSQL it does nothing.
-func (db *Database) Checkpoint(ctx context.Context, mode string) (behind int, err error) {
+// checkpointMode is a mode of SQLite's PRAGMA wal_checkpoint.
+type checkpointMode string
+
+const (
+	checkpointPassive  checkpointMode = "PASSIVE"  // what it can without waiting
+	checkpointTruncate checkpointMode = "TRUNCATE" // all, then empty the WAL
+)
+
+// Checkpoint copies the WAL back into the database file and returns how
+// many frames the WAL still holds that are not in the file. On PostgreSQL
+// it does nothing.
+func (db *Database) Checkpoint(ctx context.Context, mode checkpointMode) (behind int, err error) {
 	if db.db.Dialect != dbutil.SQLite {
 		return 0, nil
 	}
 	var busy, frames, done int
-	// mode is one of SQLite's four words, from this package only.
-	err = db.db.QueryRow(ctx, "PRAGMA wal_checkpoint("+mode+")").Scan(&busy, &frames, &done)
+	err = db.db.QueryRow(ctx, "PRAGMA wal_checkpoint("+string(mode)+")").Scan(&busy, &frames, &done)
 	if err != nil {
 		return 0, fmt.Errorf("checkpoint the WAL (%s): %w", mode, err)
 	}

@@ -84,7 +84,7 @@ func TestSQLiteCheckpoints(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	if behind, err := db.Checkpoint(ctx, "PASSIVE"); err != nil || behind != 0 {
+	if behind, err := db.Checkpoint(ctx, checkpointPassive); err != nil || behind != 0 {
 		t.Errorf("frames not yet in the database file = %d, %v; want 0", behind, err)
 	}
 

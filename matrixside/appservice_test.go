@@ -21,15 +21,6 @@ import (
 
 var ids = mapping.Identities{HomeserverDomain: "example.org", ComponentDomain: "matrix.example.org", BotLocalpart: "xmppbridge"}
 
-type nopXMPP struct{ sent []*mapping.OutMessage }
-
-func (n *nopXMPP) Send(_ context.Context, ms ...*mapping.OutMessage) error {
-	n.sent = append(n.sent, ms...)
-	return nil
-}
-
-func (n *nopXMPP) SendPresence(context.Context, *mapping.OutPresence) error { return nil }
-
 func newServer(t *testing.T) (*Server, *database.Database, *httptest.Server) {
 	t.Helper()
 	db, err := database.Open(context.Background(), "sqlite3-fk-wal", filepath.Join(t.TempDir(), "as.db"), zerolog.Nop())
