@@ -69,6 +69,11 @@ type Config struct {
 		MaxDisplayedPerRead  int             `yaml:"max_displayed_per_read"`
 		ReadImpliesDelivered bool            `yaml:"read_implies_delivered"`
 	} `yaml:"receipts"`
+	Limits struct {
+		PeerRate        float64 `yaml:"peer_rate"`
+		PeerBurst       int     `yaml:"peer_burst"`
+		PendingReceipts int     `yaml:"pending_receipts"`
+	} `yaml:"limits"`
 	Logging struct {
 		Level  string `yaml:"level"`
 		Format string `yaml:"format"`
@@ -296,6 +301,15 @@ func (c *Config) validate() Errors {
 			bad("receipts.delivery_spec_version", fmt.Sprintf("%q is not a spec version; put one like v1.18, or leave it empty", v))
 		}
 	}
+	if c.Limits.PeerRate <= 0 {
+		bad("limits.peer_rate", "must be above 0; put how many receipts a second one XMPP person may send, e.g. 1000")
+	}
+	if c.Limits.PeerBurst < 1 {
+		bad("limits.peer_burst", "must be at least 1; put how many receipts one XMPP person may send at once, e.g. 20000")
+	}
+	if c.Limits.PendingReceipts < 1 {
+		bad("limits.pending_receipts", "must be at least 1; put how many receipts may wait to be recorded, e.g. 50000")
+	}
 	if _, ok := levels[c.Logging.Level]; !ok {
 		bad("logging.level", fmt.Sprintf("%q is not a level; put trace, debug, info, warn or error", c.Logging.Level))
 	}
@@ -498,6 +512,11 @@ func (c *Config) ReceiptPolicy() mapping.ReceiptPolicy {
 		p.Overrides[id.UserID(u)] = v
 	}
 	return p
+}
+
+// CoreLimits is limits.*, as the core reads it.
+func (c *Config) CoreLimits() mapping.Limits {
+	return mapping.Limits{PeerRate: c.Limits.PeerRate, PeerBurst: c.Limits.PeerBurst, Pending: c.Limits.PendingReceipts}
 }
 
 // PresencePolicy is the part of xmpp.* that rules the puppets' presence

@@ -65,6 +65,7 @@ type Config struct {
 	BlockedDomains []string
 	Receipts       ReceiptPolicy
 	Presence       PresencePolicy
+	Limits         Limits // zero: DefaultLimits
 }
 
 // ReceiptPolicy is how receipts from Matrix reach XMPP (config: receipts.*).
@@ -107,11 +108,13 @@ type Bridge struct {
 	out    *dispatcher // dispatch.go
 	inbox  Inbox       // early_receipts.go
 
-	acksMu          sync.Mutex
-	pendingReceipts []xmppReceipt // receipts from XMPP waiting to be recorded
+	in *intake // receipts from XMPP waiting to be recorded
 
 	typingMu sync.Mutex
 	typing   map[id.RoomID]bool // whether the portal's user types, by room
+
+	ghostTypingMu sync.Mutex
+	ghostTypingOf map[id.RoomID]*typingState // xmpp_receipts.go
 }
 
 // New makes a core. The sides may be set later with SetSides, since they
@@ -120,7 +123,9 @@ func New(cfg Config, store Store, count Counter, log zerolog.Logger) *Bridge {
 	if count == nil {
 		count = func(string, string) {}
 	}
-	return &Bridge{cfg: cfg, store: store, count: count, log: log, wake: make(chan struct{}, 1), now: time.Now, out: newDispatcher(), typing: map[id.RoomID]bool{}}
+	b := &Bridge{cfg: cfg, store: store, count: count, log: log, wake: make(chan struct{}, 1), now: time.Now, out: newDispatcher(), typing: map[id.RoomID]bool{}, ghostTypingOf: map[id.RoomID]*typingState{}}
+	b.in = newIntake(cfg.Limits, func() time.Time { return b.now() }, log)
+	return b
 }
 
 // SetSides connects the core to both servers.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"time"
 
 	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix/id"
@@ -93,9 +94,15 @@ func (b *Bridge) receiptsFromXMPP(ctx context.Context, log zerolog.Logger, mxid 
 		rs = append(rs, xmppReceipt{peer, mxid, m.Displayed, kindMarkerDisplayed})
 	}
 	if len(rs) > 0 {
-		b.acksMu.Lock()
-		b.pendingReceipts = append(b.pendingReceipts, rs...)
-		b.acksMu.Unlock()
+		ok, err := b.in.add(ctx, peer.String(), rs)
+		if err != nil {
+			return err
+		} else if !ok {
+			for _, r := range rs {
+				b.count("xmpp_receipt", RefuseOverBudget)
+				log.Debug().Str("receipt", r.kind.what).Str("for", r.xid).Msg("Refused a receipt past its sender's budget")
+			}
+		}
 		b.poke()
 	}
 	return b.typingFromXMPP(ctx, log, mxid, peer, m)
@@ -137,8 +144,18 @@ func (b *Bridge) ourMessage(ctx context.Context, peer jid.JID, mxid id.UserID, x
 // typingFromXMPP turns XEP-0022 composing notifications and XEP-0085 chat
 // states into the ghost's typing. Typing is ephemeral: it is not queued.
 func (b *Bridge) typingFromXMPP(ctx context.Context, log zerolog.Logger, mxid id.UserID, peer jid.JID, m *XMPPMessage) error {
+	e := m.Event
+	isEvent := e != nil && e.ID != "" && !e.Delivered && !e.Displayed && !e.Offline
+	if !isEvent && m.ChatState == "" {
+		return nil
+	}
+	// Before any lookup: a flood of chat states costs its sender's budget.
+	if !b.in.allow(peer.String(), 1) {
+		b.count("xmpp_typing", RefuseOverBudget)
+		return nil
+	}
 	on, known := false, false
-	if e := m.Event; e != nil && e.ID != "" && !e.Delivered && !e.Displayed && !e.Offline {
+	if isEvent {
 		// XEP-0022 §3.2.4: <composing/> with an id starts, an <id/> alone
 		// cancels. Only for a message of ours that asked for composing.
 		msg, reason, err := b.ourMessage(ctx, peer, mxid, e.ID)
@@ -171,16 +188,66 @@ func (b *Bridge) typingFromXMPP(ctx context.Context, log zerolog.Logger, mxid id
 		return fmt.Errorf("look up portal for typing: %w", err)
 	}
 	b.count("xmpp_typing", fmt.Sprint(on))
-	ghost := b.cfg.Identities.Ghost(peer)
+	b.ghostTyping(ctx, log, portal.RoomID, b.cfg.Identities.Ghost(peer), on)
+	return nil
+}
+
+// typingState is what the bridge told the homeserver of a ghost's typing
+// in one room, and what it should say next.
+type typingState struct {
+	want, sent, known, busy bool
+	sentAt                  time.Time
+}
+
+// ghostTyping sets the ghost's typing in room, off the XMPP read loop:
+// one request at a time per room, the last state winning, and none for a
+// state the homeserver already has (clients repeat <active/> with every
+// message). The map holds only rooms where a ghost types or a request is
+// on its way.
+func (b *Bridge) ghostTyping(ctx context.Context, log zerolog.Logger, room id.RoomID, ghost id.UserID, on bool) {
+	b.ghostTypingMu.Lock()
+	defer b.ghostTypingMu.Unlock()
+	st := b.ghostTypingOf[room]
+	if st == nil {
+		st = &typingState{}
+		b.ghostTypingOf[room] = st
+	}
+	st.want = on
+	if st.busy {
+		return // the request on its way sends this after it
+	}
+	st.busy = true
 	go func() {
-		// Off the XMPP read loop: typing is best effort and never waits.
-		tctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10e9)
-		defer cancel()
-		if err := b.matrix.SetTyping(tctx, portal.RoomID, ghost, on, TypingTimeout); err != nil {
-			log.Debug().Err(err).Msg("Failed to set typing")
+		ctx := context.WithoutCancel(ctx)
+		b.ghostTypingMu.Lock()
+		defer b.ghostTypingMu.Unlock()
+		for {
+			want := st.want
+			// Typing shown again before the homeserver's timeout runs out.
+			if st.known && want == st.sent && (!want || b.now().Sub(st.sentAt) < TypingTimeout*time.Second/2) {
+				st.busy = false
+				if !want {
+					delete(b.ghostTypingOf, room)
+				}
+				return
+			}
+			b.ghostTypingMu.Unlock()
+			tctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			err := b.matrix.SetTyping(tctx, room, ghost, want, TypingTimeout)
+			cancel()
+			b.ghostTypingMu.Lock()
+			if err != nil {
+				// Best effort: typing is not queued; the next change tries.
+				log.Debug().Err(err).Msg("Failed to set typing")
+				st.known, st.busy = false, false
+				if !st.want {
+					delete(b.ghostTypingOf, room)
+				}
+				return
+			}
+			st.sent, st.known, st.sentAt = want, true, b.now()
 		}
 	}()
-	return nil
 }
 
 // errorFromXMPP turns an error answering a message the bridge sent into a
@@ -276,20 +343,18 @@ func (b *Bridge) receiptToMatrix(ctx context.Context, job *Job) error {
 // ones with their jobs in one transaction. On a store error they wait for
 // the next call: nothing accepted is lost.
 func (b *Bridge) flushReceipts(ctx context.Context) {
-	b.acksMu.Lock()
-	rs := b.pendingReceipts
-	b.pendingReceipts = nil
-	b.acksMu.Unlock()
+	rs, more := b.in.take()
 	if len(rs) == 0 {
 		return
+	}
+	if more {
+		defer b.poke() // the next burst, after this one
 	}
 	retry := func(err error, what string) {
 		if ctx.Err() == nil {
 			b.log.Err(err).Int("receipts", len(rs)).Msg("Failed to " + what + " receipts from XMPP; will retry")
 		}
-		b.acksMu.Lock()
-		b.pendingReceipts = append(rs, b.pendingReceipts...)
-		b.acksMu.Unlock()
+		b.in.putBack(rs)
 	}
 	keys := make([]XMPPKey, len(rs))
 	for i, r := range rs {

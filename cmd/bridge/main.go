@@ -102,6 +102,7 @@ func run(configPath, regPath string, generate bool) error {
 		Permissions:    cfg.Permissions(),
 		BlockedDomains: cfg.XMPP.BlockedDomains,
 		Receipts:       cfg.ReceiptPolicy(),
+		Limits:         cfg.CoreLimits(),
 		Presence:       cfg.PresencePolicy(),
 	}, db, count, log.With().Str("component", "core").Logger())
 	domain, _ := jid.Parse(cfg.XMPP.Domain) // validated by config
