@@ -40,10 +40,10 @@ const (
 // lane names the order a job must keep: jobs of one lane run one after the
 // other, in the order they were stored; lanes run side by side.
 func (j *Job) lane() string {
-	if j.Lane != "" {
-		return j.Kind.side() + ":" + j.Lane
+	if o := j.Order(); o != "" {
+		return j.Kind.Side() + ":" + o
 	}
-	return j.Kind.side()
+	return j.Kind.Side()
 }
 
 type lane struct {
@@ -100,7 +100,7 @@ func (b *Bridge) queue(jobs ...*Job) {
 			d.overflow = true
 			continue
 		}
-		if b.now().Before(d.pauseUntil[j.Kind.side()]) {
+		if b.now().Before(d.pauseUntil[j.Kind.Side()]) {
 			d.needScan = true
 			continue
 		}
@@ -163,7 +163,7 @@ func (b *Bridge) runLane(ctx context.Context, l *lane) {
 	}()
 	for len(l.jobs) > 0 && ctx.Err() == nil {
 		job := l.jobs[0]
-		side := job.Kind.side()
+		side := job.Kind.Side()
 		if b.now().Before(d.pauseUntil[side]) {
 			d.setAside(l)
 			return
@@ -260,7 +260,7 @@ func (b *Bridge) scan(ctx context.Context) {
 			}
 			return
 		}
-		if !d.known[j.ID] && !b.now().Before(d.pauseUntil[j.Kind.side()]) {
+		if !d.known[j.ID] && !b.now().Before(d.pauseUntil[j.Kind.Side()]) {
 			d.add(j)
 		}
 	}

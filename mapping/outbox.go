@@ -26,16 +26,9 @@ type jobArgs struct {
 	Body   string    `json:"body,omitempty"`
 }
 
-func newJob(kind JobKind, args jobArgs) *Job {
+func argsJob(kind JobKind, args jobArgs) *Job {
 	payload, _ := json.Marshal(args) // cannot fail: strings only
-	return &Job{Kind: kind, Payload: payload, Lane: string(args.Room)}
-}
-
-func (k JobKind) side() string {
-	if k == JobSendToXMPP || k == JobSendStanzas || k == JobSubscribe {
-		return "xmpp"
-	}
-	return "matrix"
+	return newJob(kind, about{room: args.Room}, 0, payload)
 }
 
 func (b *Bridge) runJob(ctx context.Context, job *Job) error {
