@@ -102,10 +102,10 @@ type Bridge struct {
 	xmpp   XMPPSide
 	count  Counter
 	log    zerolog.Logger
-	wake   chan struct{}
+	wake   chan struct{} // pokes Run
 	now    func() time.Time
-	out    *dispatcher // dispatch.go
-	inbox  Inbox       // early_receipts.go
+	out    Outbox // outbox.go
+	inbox  Inbox  // early_receipts.go
 
 	acksMu          sync.Mutex
 	pendingReceipts []xmppReceipt // receipts from XMPP waiting to be recorded
@@ -120,7 +120,45 @@ func New(cfg Config, store Store, count Counter, log zerolog.Logger) *Bridge {
 	if count == nil {
 		count = func(string, string) {}
 	}
-	return &Bridge{cfg: cfg, store: store, count: count, log: log, wake: make(chan struct{}, 1), now: time.Now, out: newDispatcher(), typing: map[id.RoomID]bool{}}
+	return &Bridge{cfg: cfg, store: store, count: count, log: log, wake: make(chan struct{}, 1), now: time.Now, out: noOutbox{}, typing: map[id.RoomID]bool{}}
+}
+
+// retryReceipts is how soon Run tries again to record receipts from XMPP
+// that a store error left waiting, if no new one comes first.
+const retryReceipts = time.Second
+
+// Run does the core's own work until ctx ends: as soon as it is poked, it
+// checks and records the receipts from XMPP that the read loop gathered
+// meanwhile, a burst at a time (flushReceipts).
+func (b *Bridge) Run(ctx context.Context) {
+	for ctx.Err() == nil {
+		b.flushReceipts(ctx)
+		b.acksMu.Lock()
+		left := len(b.pendingReceipts) > 0
+		b.acksMu.Unlock()
+		var retry <-chan time.Time
+		var timer *time.Timer
+		if left {
+			timer = time.NewTimer(retryReceipts)
+			retry = timer.C
+		}
+		select {
+		case <-ctx.Done():
+		case <-b.wake:
+		case <-retry:
+		}
+		if timer != nil {
+			timer.Stop()
+		}
+	}
+}
+
+// poke makes Run look for work now.
+func (b *Bridge) poke() {
+	select {
+	case b.wake <- struct{}{}:
+	default:
+	}
 }
 
 // SetSides connects the core to both servers.

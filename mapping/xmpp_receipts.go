@@ -73,7 +73,7 @@ type xmppReceipt struct {
 // message the bridge sent. It is the XMPP → Matrix table of DESIGN.md.
 //
 // Receipts are not looked up here, on the XMPP read loop, but gathered and
-// checked and recorded by the outbox loop a burst at a time (flushReceipts):
+// checked and recorded by the core's loop a burst at a time (Run, flushReceipts):
 // one query and one write for many receipts instead of one each.
 func (b *Bridge) receiptsFromXMPP(ctx context.Context, log zerolog.Logger, mxid id.UserID, m *XMPPMessage) error {
 	peer := m.From.Bare()
