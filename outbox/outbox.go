@@ -223,15 +223,12 @@ func (o *Outbox) runLane(ctx context.Context, l *lane) {
 		switch {
 		case err == nil:
 			delete(o.backoff, side)
-			o.done = append(o.done, job.ID)
-			if len(o.done) == 1 {
-				o.poke() // for the loop to remove it from the store soon
-			}
+			o.finished(job)
 			o.count("job_done", string(job.Kind))
 		case errors.Is(err, mapping.ErrPermanent):
 			o.jobLog(job).Err(err).Msg("Send failed permanently; dropping it")
 			o.count("job_failed", string(job.Kind))
-			o.done = append(o.done, job.ID)
+			o.finished(job)
 		case ctx.Err() != nil:
 			delete(o.known, job.ID)
 			return // stopping: the job stays in the store for the next run
@@ -256,6 +253,15 @@ func (o *Outbox) runLane(ctx context.Context, l *lane) {
 			o.poke()
 			return
 		}
+	}
+}
+
+// finished notes that job is done with, to be removed from the store.
+// o.mu is held.
+func (o *Outbox) finished(job *mapping.Job) {
+	o.done = append(o.done, job.ID)
+	if len(o.done) == 1 {
+		o.poke() // for the loop to remove it from the store soon
 	}
 }
 
