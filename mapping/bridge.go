@@ -123,9 +123,10 @@ func New(cfg Config, store Store, count Counter, log zerolog.Logger) *Bridge {
 	return &Bridge{cfg: cfg, store: store, count: count, log: log, wake: make(chan struct{}, 1), now: time.Now, out: noOutbox{}, typing: map[id.RoomID]bool{}}
 }
 
-// retryReceipts is how soon Run tries again to record receipts from XMPP
-// that a store error left waiting, if no new one comes first.
-const retryReceipts = time.Second
+// flushEvery is how long Run waits for a poke before it looks anyway: for
+// receipts a store error left waiting (flushReceipts keeps them for its
+// next call), since nothing else may come to poke it.
+const flushEvery = time.Second
 
 // Run does the core's own work until ctx ends: as soon as it is poked, it
 // checks and records the receipts from XMPP that the read loop gathered
@@ -133,23 +134,13 @@ const retryReceipts = time.Second
 func (b *Bridge) Run(ctx context.Context) {
 	for ctx.Err() == nil {
 		b.flushReceipts(ctx)
-		b.acksMu.Lock()
-		left := len(b.pendingReceipts) > 0
-		b.acksMu.Unlock()
-		var retry <-chan time.Time
-		var timer *time.Timer
-		if left {
-			timer = time.NewTimer(retryReceipts)
-			retry = timer.C
-		}
+		timer := time.NewTimer(flushEvery)
 		select {
 		case <-ctx.Done():
 		case <-b.wake:
-		case <-retry:
+		case <-timer.C:
 		}
-		if timer != nil {
-			timer.Stop()
-		}
+		timer.Stop()
 	}
 }
 

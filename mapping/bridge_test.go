@@ -495,3 +495,60 @@ func TestOfflineEvent(t *testing.T) {
 		}
 	}
 }
+
+// recOutbox records what the core hands its outbox.
+type recOutbox struct {
+	mu     sync.Mutex
+	queued []*Job
+	wakes  int
+}
+
+func (o *recOutbox) Queue(jobs ...*Job) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.queued = append(o.queued, jobs...)
+}
+
+func (o *recOutbox) Wake() {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.wakes++
+}
+
+// The core's loop records a receipt from XMPP as soon as the read loop
+// hands it over, and hands the job it makes to the outbox; a reconnect's
+// Wake reaches the outbox.
+func TestRunRecordsReceiptsAndQueuesTheirJobs(t *testing.T) {
+	h := newHarness(t)
+	ids := sentToJuliet(t, h, 1)
+	out := &recOutbox{}
+	h.b.SetOutbox(out)
+	ctx, cancel := context.WithCancel(context.Background())
+	stopped := make(chan struct{})
+	go func() { h.b.Run(ctx); close(stopped) }()
+	defer func() { cancel(); <-stopped }()
+	if _, err := h.b.HandleXMPPMessage(ctx, receipt(func(m *XMPPMessage) { m.Received = ids[0] })); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		out.mu.Lock()
+		n := len(out.queued)
+		out.mu.Unlock()
+		if n > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no job queued for the receipt")
+		}
+	}
+	out.mu.Lock()
+	job := out.queued[0]
+	out.mu.Unlock()
+	if job.Kind != JobMatrixDelivery || job.ID == 0 {
+		t.Errorf("queued %+v, want a stored delivery job", job)
+	}
+	h.b.Wake()
+	if out.wakes != 1 {
+		t.Errorf("%d wakes reached the outbox, want 1", out.wakes)
+	}
+}
