@@ -32,6 +32,7 @@ import (
 	"xmppbridge/internal/standin"
 	"xmppbridge/mapping"
 	"xmppbridge/matrixside"
+	"xmppbridge/outbox"
 	"xmppbridge/xmppside"
 )
 
@@ -85,11 +86,14 @@ func start(b *testing.B, versions string, inbox bool) *bridge {
 	comp := &xmppside.Component{Address: br.xs.Addr, Domain: jid.MustParse(ids.ComponentDomain), Secret: secret, Core: br.core, Count: func(string, string) {}, Log: zerolog.Nop()}
 	hs := matrixside.NewHomeserver(as, ids, matrixside.Delivery{Fallback: matrixside.FallbackMessageStatus})
 	br.core.SetSides(hs, comp)
+	out := outbox.New(br.db, br.core, nil, zerolog.Nop())
+	br.core.SetOutbox(out)
 	br.srv = matrixside.NewServer("hs", br.db, br.core, func(string, string) {}, zerolog.Nop())
 	br.core.SetInbox(br.srv.Enqueue)
 	br.api = httptest.NewServer(br.srv.Handler())
 	go comp.Run(ctx)
-	go br.core.RunOutbox(ctx)
+	go br.core.Run(ctx)
+	go out.Run(ctx)
 	if inbox {
 		go br.srv.Run(ctx)
 	}

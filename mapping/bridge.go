@@ -103,10 +103,10 @@ type Bridge struct {
 	xmpp   XMPPSide
 	count  Counter
 	log    zerolog.Logger
-	wake   chan struct{}
+	wake   chan struct{} // pokes Run
 	now    func() time.Time
-	out    *dispatcher // dispatch.go
-	inbox  Inbox       // early_receipts.go
+	out    Outbox // outbox.go
+	inbox  Inbox  // early_receipts.go
 
 	in *intake // receipts from XMPP waiting to be recorded
 
@@ -123,9 +123,38 @@ func New(cfg Config, store Store, count Counter, log zerolog.Logger) *Bridge {
 	if count == nil {
 		count = func(string, string) {}
 	}
-	b := &Bridge{cfg: cfg, store: store, count: count, log: log, wake: make(chan struct{}, 1), now: time.Now, out: newDispatcher(), typing: map[id.RoomID]bool{}, ghostTypingOf: map[id.RoomID]*typingState{}}
+	b := &Bridge{cfg: cfg, store: store, count: count, log: log, wake: make(chan struct{}, 1), now: time.Now, out: noOutbox{}, typing: map[id.RoomID]bool{}, ghostTypingOf: map[id.RoomID]*typingState{}}
 	b.in = newIntake(cfg.Limits, func() time.Time { return b.now() }, log)
 	return b
+}
+
+// flushEvery is how long Run waits for a poke before it looks anyway: for
+// receipts a store error left waiting (flushReceipts keeps them for its
+// next call), since nothing else may come to poke it.
+const flushEvery = time.Second
+
+// Run does the core's own work until ctx ends: as soon as it is poked, it
+// checks and records the receipts from XMPP that the read loop gathered
+// meanwhile, a burst at a time (flushReceipts).
+func (b *Bridge) Run(ctx context.Context) {
+	for ctx.Err() == nil {
+		b.flushReceipts(ctx)
+		timer := time.NewTimer(flushEvery)
+		select {
+		case <-ctx.Done():
+		case <-b.wake:
+		case <-timer.C:
+		}
+		timer.Stop()
+	}
+}
+
+// poke makes Run look for work now.
+func (b *Bridge) poke() {
+	select {
+	case b.wake <- struct{}{}:
+	default:
+	}
 }
 
 // SetSides connects the core to both servers.

@@ -81,7 +81,7 @@ func (b *Bridge) parkUnknown(ctx context.Context, plan *receiptPlan, portal *Por
 	if err != nil {
 		return fmt.Errorf("park receipt on %s: %w", ev, err)
 	}
-	plan.jobs = append(plan.jobs, &Job{Kind: JobReplayReceipt, Lane: pairLane(portal.MXID, portal.JID), Payload: payload})
+	plan.jobs = append(plan.jobs, newJob(JobReplayReceipt, about{room: portal.RoomID, mxid: portal.MXID, peer: portal.JID}, 0, payload))
 	b.count("matrix_receipt", ReceiptParked)
 	return nil
 }

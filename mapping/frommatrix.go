@@ -121,7 +121,7 @@ func (b *Bridge) handleMatrixEvent(ctx context.Context, evt *event.Event) ([]*Jo
 	ghost := ids.Ghost(portal.JID)
 	if evt.Type == event.EventEncrypted {
 		b.count("matrix_event", "encrypted")
-		return []*Job{newJob(JobNotice, jobArgs{Room: evt.RoomID, User: ghost, Body: EncryptedNotice})}, nil
+		return []*Job{argsJob(JobNotice, jobArgs{Room: evt.RoomID, User: ghost, Body: EncryptedNotice})}, nil
 	}
 	body, ok := textOf(evt)
 	if !ok {
@@ -139,7 +139,7 @@ func (b *Bridge) handleMatrixEvent(ctx context.Context, evt *event.Event) ([]*Jo
 		Body: body, TS: tsOf(evt),
 		Requests: Requests{Receipt: true, Delivered: true, Displayed: true, Composing: true, Markable: true},
 	}
-	job := &Job{Kind: JobSendToXMPP}
+	job := newJob(JobSendToXMPP, about{room: evt.RoomID, mxid: portal.MXID, peer: portal.JID}, 0, nil)
 	added, err := b.store.AddMessage(ctx, msg, job)
 	if err != nil {
 		return nil, fmt.Errorf("store message: %w", err)
@@ -178,13 +178,13 @@ func (b *Bridge) handleMember(ctx context.Context, evt *event.Event) ([]*Job, er
 	}
 	if !b.cfg.Permissions.Allowed(evt.Sender) || b.blocked(peer) {
 		b.count("matrix_invite", IgnoreNotPermitted)
-		return []*Job{newJob(JobLeave, jobArgs{Room: evt.RoomID, User: target, Reason: DeclineReason})}, nil
+		return []*Job{argsJob(JobLeave, jobArgs{Room: evt.RoomID, User: target, Reason: DeclineReason})}, nil
 	}
 	if isPublic(evt) {
 		// A portal is a private 1:1 room: receipts in a public room would
 		// tell anyone who joins who read what (MSC4089, privacy).
 		b.count("matrix_invite", "public_room")
-		return []*Job{newJob(JobLeave, jobArgs{Room: evt.RoomID, User: target, Reason: PublicRoomReason})}, nil
+		return []*Job{argsJob(JobLeave, jobArgs{Room: evt.RoomID, User: target, Reason: PublicRoomReason})}, nil
 	}
 	p := &Portal{RoomID: evt.RoomID, MXID: evt.Sender, JID: peer, CreatedAt: tsOf(evt)}
 	if err := b.store.PutPortal(ctx, p); err != nil {
@@ -192,7 +192,7 @@ func (b *Bridge) handleMember(ctx context.Context, evt *event.Event) ([]*Job, er
 	}
 	b.log.Info().Str("room", string(evt.RoomID)).Str("mxid", string(evt.Sender)).Str("jid", peer.String()).Msg("Portal opened by invite")
 	b.count("matrix_invite", "accepted")
-	return append([]*Job{newJob(JobJoin, jobArgs{Room: evt.RoomID, User: target})}, b.subscribeJobs(evt.Sender, peer)...), nil
+	return append([]*Job{argsJob(JobJoin, jobArgs{Room: evt.RoomID, User: target})}, b.subscribeJobs(evt.Sender, peer)...), nil
 }
 
 // PublicRoomReason is given when a ghost is invited into a public room.

@@ -98,7 +98,7 @@ func (b *Bridge) HandleXMPPMessage(ctx context.Context, m *XMPPMessage) (*OutMes
 		log.Debug().Msg("Message without id: bridged, but it can never be acknowledged")
 		msg.Requests = Requests{}
 	}
-	job := &Job{Kind: JobSendToMatrix, Lane: pairLane(mxid, peer)}
+	job := newJob(JobSendToMatrix, about{room: msg.RoomID, mxid: mxid, peer: peer}, 0, nil)
 	added, err := b.store.AddMessage(ctx, msg, job)
 	if err != nil {
 		return nil, fmt.Errorf("store message %s from %s: %w", m.ID, peer, err)

@@ -99,7 +99,7 @@ func stanzasJob(out []*OutMessage) *Job {
 		js[i] = stanzaJob{ID: m.ID, From: m.From.String(), To: m.To.String(), Type: m.Type, Received: m.Received, Event: m.Event, Displayed: m.Displayed}
 	}
 	payload, _ := json.Marshal(js)
-	return &Job{Kind: JobSendStanzas, Payload: payload}
+	return newJob(JobSendStanzas, about{}, 0, payload)
 }
 
 func (b *Bridge) sendStanzas(ctx context.Context, job *Job) error {

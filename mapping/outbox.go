@@ -9,6 +9,33 @@ import (
 	"maunium.net/go/mautrix/id"
 )
 
+// Outbox carries out the jobs the core stores: package outbox, which
+// decides when and how many at once; what each does is RunJob's, and
+// which side and lane each takes its kind's (jobs.go).
+type Outbox interface {
+	// Queue hands over jobs the store has just stored (their IDs set),
+	// so that they need not wait for a look at the store.
+	Queue(jobs ...*Job)
+	// Wake has the outbox try every side again now: one reconnected.
+	Wake()
+}
+
+// noOutbox is the outbox until SetOutbox: jobs wait in the store for the
+// first look of the one set later.
+type noOutbox struct{}
+
+func (noOutbox) Queue(...*Job) {}
+func (noOutbox) Wake()         {}
+
+// SetOutbox connects the core to what runs its jobs.
+func (b *Bridge) SetOutbox(o Outbox) { b.out = o }
+
+func (b *Bridge) queue(jobs ...*Job) { b.out.Queue(jobs...) }
+
+// Wake makes the outbox try every side again now, paused or not: a side
+// reconnected.
+func (b *Bridge) Wake() { b.out.Wake() }
+
 // The kinds of sends the outbox carries out.
 const (
 	JobSendToMatrix JobKind = "matrix.send"   // a FromXMPP message, by row
@@ -26,19 +53,15 @@ type jobArgs struct {
 	Body   string    `json:"body,omitempty"`
 }
 
-func newJob(kind JobKind, args jobArgs) *Job {
+func argsJob(kind JobKind, args jobArgs) *Job {
 	payload, _ := json.Marshal(args) // cannot fail: strings only
-	return &Job{Kind: kind, Payload: payload, Lane: string(args.Room)}
+	return newJob(kind, about{room: args.Room}, 0, payload)
 }
 
-func (k JobKind) side() string {
-	if k == JobSendToXMPP || k == JobSendStanzas || k == JobSubscribe {
-		return "xmpp"
-	}
-	return "matrix"
-}
-
-func (b *Bridge) runJob(ctx context.Context, job *Job) error {
+// RunJob carries out one job, for the outbox. An error wrapping
+// ErrPermanent means it will never succeed; any other, that its side
+// failed and the job is to be retried.
+func (b *Bridge) RunJob(ctx context.Context, job *Job) error {
 	switch job.Kind {
 	case JobSendToMatrix:
 		return b.sendToMatrix(ctx, job.MessageID)

@@ -287,7 +287,7 @@ func (b *Bridge) subscribeJobs(mxid id.UserID, peer jid.JID) []*Job {
 		return nil
 	}
 	payload, _ := json.Marshal(subscribeArgs{MXID: mxid, JID: peer.Bare().String()}) // strings only
-	return []*Job{{Kind: JobSubscribe, Payload: payload}}
+	return []*Job{newJob(JobSubscribe, about{mxid: mxid, peer: peer}, 0, payload)}
 }
 
 // sendSubscribe carries out a JobSubscribe, unless the person approved a

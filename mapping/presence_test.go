@@ -270,7 +270,7 @@ func TestSubscribeOnPortalFromXMPP(t *testing.T) {
 		t.Fatalf("texts %q", h.matrix.texts)
 	}
 	jobs, _ := h.store.DueJobs(context.Background(), time.Now().Add(time.Hour), 10)
-	if len(jobs) != 1 || jobs[0].Kind != JobSubscribe || jobs[0].Kind.side() != "xmpp" {
+	if len(jobs) != 1 || jobs[0].Kind != JobSubscribe || jobs[0].Kind.Side() != "xmpp" {
 		t.Fatalf("jobs %+v, want the subscribe waiting for XMPP", jobs)
 	}
 	h.xmpp.fail = nil

@@ -81,11 +81,13 @@ type Job struct {
 	NotBefore time.Time
 	LastError string
 	// Lane keeps order: jobs of one lane (and side) run one at a time, in
-	// order; different lanes run in parallel. Empty is the side's own lane.
+	// order; different lanes run in parallel. Empty needs no order. Its
+	// kind declares what it is (jobs.go); the outbox reads it by Order.
 	Lane string
 }
 
-// JobKind names what a Job does; each kind has one handler in the outbox.
+// JobKind names what a Job does; each kind has one handler (RunJob) and
+// declares its side and lane in jobKinds.
 type JobKind string
 
 // AckKind is what happened to a message, as its sender may learn.

@@ -74,7 +74,7 @@ type xmppReceipt struct {
 // message the bridge sent. It is the XMPP → Matrix table of DESIGN.md.
 //
 // Receipts are not looked up here, on the XMPP read loop, but gathered and
-// checked and recorded by the outbox loop a burst at a time (flushReceipts):
+// checked and recorded by the core's loop a burst at a time (Run, flushReceipts):
 // one query and one write for many receipts instead of one each.
 func (b *Bridge) receiptsFromXMPP(ctx context.Context, log zerolog.Logger, mxid id.UserID, m *XMPPMessage) error {
 	peer := m.From.Bare()
@@ -268,7 +268,7 @@ func (b *Bridge) errorFromXMPP(ctx context.Context, log zerolog.Logger, mxid id.
 		return nil
 	}
 	payload, _ := json.Marshal(StatusArgs{Retriable: m.Error.Type == "wait", Condition: m.Error.Condition, Text: m.Error.Text})
-	job := &Job{Kind: JobMatrixStatus, MessageID: msg.RowID, Payload: payload, Lane: string(msg.RoomID)}
+	job := newJob(JobMatrixStatus, about{room: msg.RoomID}, msg.RowID, payload)
 	if err := b.store.AddJobs(ctx, job); err != nil {
 		return fmt.Errorf("queue failure status of %s: %w", msg.EventID, err)
 	}
@@ -385,7 +385,7 @@ func (b *Bridge) flushReceipts(ctx context.Context) {
 				read[msg.RoomID] = msg
 			}
 		} else {
-			ack.Job = &Job{Kind: r.kind.job, Lane: string(msg.RoomID), Payload: receiptPayload(msg)}
+			ack.Job = newJob(r.kind.job, about{room: msg.RoomID}, msg.RowID, receiptPayload(msg))
 		}
 		acks = append(acks, ack)
 		b.count("xmpp_receipt", r.kind.what)
@@ -394,7 +394,7 @@ func (b *Bridge) flushReceipts(ctx context.Context) {
 		// New only if it moves the portal's watermark: an older marker
 		// after a newer one raises nothing.
 		acks = append(acks, Ack{Row: msg.RowID, Kind: AckDisplayed, At: b.now(), UpTo: room, Dir: FromMatrix,
-			Job: &Job{Kind: JobMatrixRead, Lane: string(room), Payload: receiptPayload(msg)}})
+			Job: newJob(JobMatrixRead, about{room: room}, msg.RowID, receiptPayload(msg))})
 	}
 	if len(acks) == 0 {
 		return

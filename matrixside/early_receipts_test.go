@@ -13,6 +13,7 @@ import (
 
 	"xmppbridge/database"
 	"xmppbridge/mapping"
+	"xmppbridge/outbox"
 )
 
 // slowHomeserver answers SendText only when released: meanwhile the
@@ -78,6 +79,8 @@ func TestReceiptBeforeEventIDThroughTheInbox(t *testing.T) {
 	hs := &slowHomeserver{sending: make(chan struct{}), release: make(chan struct{})}
 	xs := &lockedXMPP{}
 	core.SetSides(hs, xs)
+	out := outbox.New(db, core, nil, zerolog.Nop())
+	core.SetOutbox(out)
 	s := NewServer("hs-secret", db, core, func(string, string) {}, zerolog.Nop())
 	core.SetInbox(s.Enqueue)
 	api := newAPI(t, s)
@@ -95,7 +98,8 @@ func TestReceiptBeforeEventIDThroughTheInbox(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	go core.RunOutbox(ctx)
+	go core.Run(ctx)
+	go out.Run(ctx)
 	go s.Run(ctx)
 
 	<-hs.sending

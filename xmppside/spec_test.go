@@ -14,6 +14,7 @@ import (
 
 	"xmppbridge/database"
 	"xmppbridge/mapping"
+	"xmppbridge/outbox"
 )
 
 // These tests feed the specifications' own example stanzas through the
@@ -68,6 +69,7 @@ func (r *recMatrix) get(list *[]string) []string {
 
 type specRig struct {
 	core   *mapping.Bridge
+	out    *outbox.Outbox
 	db     *database.Database
 	matrix *recMatrix
 }
@@ -92,6 +94,8 @@ func newSpecRig(t *testing.T, xmppID string) *specRig {
 	r := &specRig{db: db, matrix: &recMatrix{}}
 	r.core = mapping.New(mapping.Config{Identities: specIDs, Permissions: mapping.Permissions{"example.org": mapping.PermUser}}, db, nil, zerolog.Nop())
 	r.core.SetSides(r.matrix, nil)
+	r.out = outbox.New(db, r.core, nil, zerolog.Nop())
+	r.core.SetOutbox(r.out)
 	_ = db.PutPortal(ctx, &mapping.Portal{RoomID: "!dm:example.org", MXID: specAlice, JID: jid.MustParse(julietBare)})
 	_, err = db.AddMessage(ctx, &mapping.Message{
 		RoomID: "!dm:example.org", EventID: "$sent", XMPPID: xmppID, OriginID: xmppID,
@@ -118,7 +122,10 @@ func (r *specRig) feed(t *testing.T, file string) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 	defer cancel()
-	r.core.RunOutbox(ctx)
+	flushed := make(chan struct{})
+	go func() { r.core.Run(ctx); close(flushed) }()
+	r.out.Run(ctx)
+	<-flushed
 }
 
 func TestSpecExamplesToMatrix(t *testing.T) {

@@ -27,6 +27,7 @@ import (
 	"xmppbridge/database"
 	"xmppbridge/mapping"
 	"xmppbridge/matrixside"
+	"xmppbridge/outbox"
 	"xmppbridge/xmppside"
 )
 
@@ -114,6 +115,8 @@ func run(configPath, regPath string, generate bool) error {
 		Fallback: cfg.Receipts.DeliveryFallback, SpecVersion: cfg.Receipts.DeliverySpecVersion,
 	})
 	core.SetSides(hs, comp)
+	out := outbox.New(db, core, count, log.With().Str("component", "outbox").Logger())
+	core.SetOutbox(out)
 	srv := matrixside.NewServer(cfg.AppService.HSToken, db, core, count, log.With().Str("component", "appservice").Logger())
 	core.SetInbox(srv.Enqueue) // receipts that outran their event come back through it
 
@@ -139,7 +142,8 @@ func run(configPath, regPath string, generate bool) error {
 		}
 	})
 	goRun(func() { srv.Run(ctx) })
-	goRun(func() { core.RunOutbox(ctx) })
+	goRun(func() { core.Run(ctx) })
+	goRun(func() { out.Run(ctx) })
 	goRun(func() { comp.Run(ctx) })
 	log.Info().Str("homeserver", cfg.Homeserver.Address).Str("xmpp", cfg.XMPP.Address).Str("domain", cfg.XMPP.Domain).Msg("Bridge started")
 

@@ -1,0 +1,110 @@
+package mapping
+
+import (
+	"maunium.net/go/mautrix/id"
+	"mellium.im/xmpp/jid"
+)
+
+// The sides a job sends to. While one is unreachable its jobs wait, and
+// the other side's go on.
+const (
+	SideMatrix = "matrix"
+	SideXMPP   = "xmpp"
+)
+
+// order is what the jobs of a kind keep their order within.
+type order int
+
+const (
+	// noOrder: each job on its own, side by side with the others (within
+	// the outbox's bound on what runs at once).
+	noOrder order = iota
+	// byRoom: the jobs of one portal room run one after the other.
+	byRoom
+	// byPair: the jobs of one (Matrix user, XMPP person) pair, so that
+	// they follow the pair's sends to Matrix (pairLane).
+	byPair
+	// bySide: every job of the side ordered so runs in one line.
+	bySide
+)
+
+// jobKind is what a kind of job is, declared once: the side it sends to,
+// what orders it, and the type its Payload decodes to (nil: the message
+// row, Job.MessageID, alone).
+type jobKind struct {
+	side    string
+	order   order
+	payload any
+}
+
+// jobKinds declares every kind the outbox carries out (RunJob).
+var jobKinds = map[JobKind]jobKind{
+	// Messages reach the portal in order, and the portal is created once.
+	JobSendToMatrix: {SideMatrix, byPair, nil},
+	// Behind the send it outran (early_receipts.go).
+	JobReplayReceipt: {SideMatrix, byPair, replayArgs{}},
+	JobJoin:          {SideMatrix, byRoom, jobArgs{}},
+	JobLeave:         {SideMatrix, byRoom, jobArgs{}},
+	JobNotice:        {SideMatrix, byRoom, jobArgs{}},
+	// m.read only moves forward, and a burst's older reads stand aside
+	// for the newest (receiptToMatrix).
+	JobMatrixRead:     {SideMatrix, byRoom, receiptArgs{}},
+	JobMatrixDelivery: {SideMatrix, byRoom, receiptArgs{}},
+	JobMatrixStatus:   {SideMatrix, byRoom, StatusArgs{}},
+	// Messages and the notifications about them keep one order toward
+	// XMPP: a composing notification must not overtake the message that
+	// ends it, nor <displayed/> the <delivered/> before it.
+	JobSendToXMPP:  {SideXMPP, bySide, nil},
+	JobSendStanzas: {SideXMPP, bySide, []stanzaJob{}},
+	// A request for a subscription is about nothing else the bridge
+	// sends, and asking twice is harmless.
+	JobSubscribe: {SideXMPP, noOrder, subscribeArgs{}},
+}
+
+// Side is the server jobs of kind k send to. A kind the bridge does not
+// know (a job left by another version) is the homeserver's, as before
+// sides were declared; running it fails for good.
+func (k JobKind) Side() string {
+	if kind, ok := jobKinds[k]; ok {
+		return kind.side
+	}
+	return SideMatrix
+}
+
+// about is what a job concerns, for the lane its kind keeps.
+type about struct {
+	room id.RoomID
+	mxid id.UserID
+	peer jid.JID
+}
+
+// newJob makes a job of kind about a, in the lane its kind declares.
+func newJob(kind JobKind, a about, row int64, payload []byte) *Job {
+	j := &Job{Kind: kind, MessageID: row, Payload: payload}
+	switch jobKinds[kind].order {
+	case byRoom:
+		j.Lane = string(a.room)
+	case byPair:
+		if a.mxid != "" {
+			j.Lane = pairLane(a.mxid, a.peer)
+		}
+	case bySide:
+		j.Lane = kind.Side()
+	}
+	return j
+}
+
+// Order is the lane j keeps its order in, within its side; "" needs no
+// order: it runs side by side with the others. The kind decides: its
+// room or pair is the one in Lane, and a kind ordered by side is so even
+// in a job stored before its Lane said so.
+func (j *Job) Order() string {
+	kind := jobKinds[j.Kind]
+	switch kind.order {
+	case byRoom, byPair:
+		return j.Lane
+	case bySide:
+		return kind.side
+	}
+	return ""
+}

@@ -1,0 +1,443 @@
+// Package outbox carries out the sends the core owes either server. Jobs
+// live in the store until done; this is the in-memory side that runs
+// them: lanes of jobs that must keep their order (a room, a pair), run
+// side by side, each by a goroutine of its own that takes the next job as
+// soon as the last is done, without waiting for the other lanes. A job
+// that needs no order is a lane of its own.
+//
+// Jobs reach the lanes two ways. Those this process stores are handed over
+// as soon as the store has them (Queue), so a receipt does not wait for a
+// poll of the table. A scan of the table picks up the rest: at start (what
+// a previous run left), after a failure (the jobs a paused side set aside),
+// and now and then as a safety net.
+//
+// What a job does, which side it sends to and what orders it are the
+// core's (mapping: RunJob, JobKind.Side, Job.Order); when and how many at
+// once are decided here.
+package outbox
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"xmppbridge/mapping"
+)
+
+// maxLanes is how many lanes run at once. Sends to the homeserver are
+// round trips: one at a time they would cap the bridge far below what the
+// servers can take.
+const maxLanes = 32
+
+const (
+	scanEvery    = 5 * time.Second        // the safety net
+	scanBatch    = 1000                   // jobs read by one scan
+	deleteEvery  = 20 * time.Millisecond  // finished jobs leave the store at most this late
+	deleteBatch  = 500                    // or as soon as this many are finished
+	minBackoff   = 500 * time.Millisecond // first wait after a failed send
+	maxBackoff   = time.Minute
+	retryLogEach = 10    // attempts between warnings while a side is unreachable
+	maxKnown     = 10000 // jobs held in memory at most
+)
+
+// Store is where the jobs are kept; the core stores them, the outbox reads
+// and removes them. database.Database implements it.
+type Store interface {
+	// DueJobsAfter returns up to limit jobs with an ID above after whose
+	// NotBefore has passed, oldest first.
+	DueJobsAfter(ctx context.Context, now time.Time, after int64, limit int) ([]*mapping.Job, error)
+	// DeleteJobs removes finished jobs in one write.
+	DeleteJobs(ctx context.Context, jobIDs ...int64) error
+	RetryJob(ctx context.Context, jobID int64, notBefore time.Time, lastErr string) error
+}
+
+// Runner carries out one job: the core (mapping.Bridge). An error wrapping
+// mapping.ErrPermanent drops the job; any other pauses the job's side and
+// retries it; mapping.ErrNotConnected is the expected one while a side is
+// down, and is logged less.
+type Runner interface {
+	RunJob(ctx context.Context, job *mapping.Job) error
+}
+
+// laneKey names the order a job must keep: jobs of one lane run one after
+// the other, in the order they were stored; lanes run side by side. A job
+// that needs no order has a lane of its own, by its id.
+type laneKey struct {
+	side, order string
+	job         int64
+}
+
+func keyOf(j *mapping.Job) laneKey {
+	if o := j.Order(); o != "" {
+		return laneKey{side: j.Kind.Side(), order: o}
+	}
+	return laneKey{side: j.Kind.Side(), job: j.ID}
+}
+
+type lane struct {
+	key     laneKey
+	jobs    []*mapping.Job // in id order; the first is running if running is set
+	running bool
+}
+
+// Outbox runs the jobs of a Store with a Runner. Make it with New; it
+// starts running lanes once Run is called.
+type Outbox struct {
+	store Store
+	run   Runner
+	count mapping.Counter
+	log   zerolog.Logger
+	now   func() time.Time
+	wake  chan struct{}
+
+	mu      sync.Mutex
+	ctx     context.Context // set by Run; lanes start only then
+	known   map[int64]bool  // jobs queued, running, or done and not yet deleted
+	lanes   map[laneKey]*lane
+	waiting []*lane // lanes with jobs and no goroutine, in arrival order
+	running int
+	idle    *sync.Cond // signalled when a lane stops
+	done    []int64    // finished jobs still in the store
+	// Per side: a side that failed waits until pauseUntil, its jobs set
+	// aside in the store until a scan after that.
+	pauseUntil map[string]time.Time
+	backoff    map[string]time.Duration
+	// scanFrom is the id after which the next scan reads; 0 reads all.
+	// needScan asks for a scan at the next round.
+	scanFrom int64
+	needScan bool
+	lastScan time.Time
+	// maxKnown bounds the jobs held in memory. Past it (a homeserver
+	// slower than what arrives), new jobs stay in the store only, and
+	// overflow is set until scans have read them all, in order.
+	maxKnown int
+	overflow bool
+}
+
+// New makes an outbox that runs store's jobs with run, counting what
+// becomes of them (job_done, job_failed, job_retry, by kind) with count,
+// which may be nil.
+func New(store Store, run Runner, count mapping.Counter, log zerolog.Logger) *Outbox {
+	if count == nil {
+		count = func(string, string) {}
+	}
+	o := &Outbox{store: store, run: run, count: count, log: log, now: time.Now, wake: make(chan struct{}, 1),
+		known: map[int64]bool{}, lanes: map[laneKey]*lane{},
+		pauseUntil: map[string]time.Time{}, backoff: map[string]time.Duration{}, needScan: true,
+		maxKnown: maxKnown}
+	o.idle = sync.NewCond(&o.mu)
+	return o
+}
+
+// Queue hands jobs the store has just stored (their IDs set) to their
+// lanes. Jobs of a paused side stay in the store for the scan that ends
+// the pause, which keeps them in order behind the ones set aside.
+func (o *Outbox) Queue(jobs ...*mapping.Job) {
+	o.mu.Lock()
+	for _, j := range jobs {
+		if j.ID == 0 || o.known[j.ID] {
+			continue
+		}
+		if o.overflow || len(o.known) >= o.maxKnown {
+			// Behind the ones already left in the store, in order.
+			o.overflow = true
+			continue
+		}
+		if o.now().Before(o.pauseUntil[j.Kind.Side()]) {
+			o.needScan = true
+			continue
+		}
+		o.add(j)
+	}
+	o.start()
+	o.mu.Unlock()
+	o.poke()
+}
+
+// add puts j in its lane, in id order. o.mu is held.
+func (o *Outbox) add(j *mapping.Job) {
+	o.known[j.ID] = true
+	key := keyOf(j)
+	l := o.lanes[key]
+	if l == nil {
+		l = &lane{key: key}
+		o.lanes[key] = l
+	}
+	i := len(l.jobs)
+	for i > 0 && l.jobs[i-1].ID > j.ID && !(i == 1 && l.running) {
+		i--
+	}
+	l.jobs = slices.Insert(l.jobs, i, j)
+	if !l.running && len(l.jobs) == 1 {
+		o.waiting = append(o.waiting, l)
+	}
+}
+
+// start runs waiting lanes while fewer than maxLanes run. o.mu is held.
+func (o *Outbox) start() {
+	// Not once stopping: a lane that stops with jobs left comes back here.
+	for o.ctx != nil && o.ctx.Err() == nil && o.running < maxLanes && len(o.waiting) > 0 {
+		l := o.waiting[0]
+		o.waiting = o.waiting[1:]
+		if len(l.jobs) == 0 || l.running {
+			continue
+		}
+		l.running = true
+		o.running++
+		go o.runLane(o.ctx, l)
+	}
+}
+
+// runLane runs l's jobs one after the other until it has none.
+func (o *Outbox) runLane(ctx context.Context, l *lane) {
+	o.mu.Lock()
+	defer func() {
+		l.running = false
+		if len(l.jobs) == 0 {
+			delete(o.lanes, l.key)
+		} else {
+			o.waiting = append(o.waiting, l)
+		}
+		o.running--
+		o.start()
+		o.idle.Broadcast()
+		o.mu.Unlock()
+	}()
+	for len(l.jobs) > 0 && ctx.Err() == nil {
+		job := l.jobs[0]
+		side := job.Kind.Side()
+		if o.now().Before(o.pauseUntil[side]) {
+			o.setAside(l)
+			return
+		}
+		o.mu.Unlock()
+		err := o.run.RunJob(ctx, job)
+		o.mu.Lock()
+		l.jobs = l.jobs[1:]
+		// A finished job stays known until it has left the store, so that
+		// a scan meanwhile does not run it again.
+		switch {
+		case err == nil:
+			delete(o.backoff, side)
+			o.finished(job)
+			o.count("job_done", string(job.Kind))
+		case errors.Is(err, mapping.ErrPermanent):
+			o.jobLog(job).Err(err).Msg("Send failed permanently; dropping it")
+			o.count("job_failed", string(job.Kind))
+			o.finished(job)
+		case ctx.Err() != nil:
+			delete(o.known, job.ID)
+			return // stopping: the job stays in the store for the next run
+		default:
+			delete(o.known, job.ID)
+			wait := min(max(o.backoff[side]*2, minBackoff), maxBackoff)
+			o.backoff[side] = wait
+			o.pauseUntil[side] = o.now().Add(wait)
+			if !errors.Is(err, mapping.ErrNotConnected) || job.Attempts%retryLogEach == 0 {
+				o.jobLog(job).Warn().Err(err).Dur("retry_in", wait).Msg("Send failed; will retry")
+			}
+			o.count("job_retry", string(job.Kind))
+			o.setAside(l)
+			o.mu.Unlock()
+			// Due at once in the store: the pause is the side's, in memory,
+			// and a reconnect ends it early; a job due later than those
+			// behind it would let them overtake it.
+			if err := o.store.RetryJob(ctx, job.ID, o.now(), err.Error()); err != nil {
+				o.jobLog(job).Err(err).Msg("Failed to note a failed job")
+			}
+			o.mu.Lock()
+			o.poke()
+			return
+		}
+	}
+}
+
+// finished notes that job is done with, to be removed from the store.
+// o.mu is held.
+func (o *Outbox) finished(job *mapping.Job) {
+	o.done = append(o.done, job.ID)
+	if len(o.done) == 1 {
+		o.poke() // for the loop to remove it from the store soon
+	}
+}
+
+// setAside drops l's queued jobs from memory: they stay in the store, and
+// the scan that ends their side's pause reads them again, in order. o.mu
+// is held.
+func (o *Outbox) setAside(l *lane) {
+	for _, j := range l.jobs {
+		delete(o.known, j.ID)
+	}
+	l.jobs = nil
+	o.needScan = true
+	o.scanFrom = 0
+}
+
+func (o *Outbox) jobLog(job *mapping.Job) *zerolog.Logger {
+	l := o.log.With().Int64("job", job.ID).Str("kind", string(job.Kind)).Int64("message_row", job.MessageID).Logger()
+	return &l
+}
+
+// scan reads due jobs from the store and queues those not known yet.
+func (o *Outbox) scan(ctx context.Context) {
+	o.mu.Lock()
+	from := o.scanFrom
+	o.needScan, o.lastScan = false, o.now()
+	o.mu.Unlock()
+	jobs, err := o.store.DueJobsAfter(ctx, o.now(), from, scanBatch)
+	if err != nil {
+		if ctx.Err() == nil {
+			o.log.Err(err).Msg("Failed to read the outbox")
+		}
+		o.mu.Lock()
+		o.needScan = true
+		o.mu.Unlock()
+		return
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	defer o.start()
+	for i, j := range jobs {
+		if len(o.known) >= o.maxKnown {
+			// Full: read on after the last one taken once lanes have
+			// worked some off (refill).
+			o.overflow = true
+			if i > 0 {
+				o.scanFrom = jobs[i-1].ID
+			}
+			return
+		}
+		if !o.known[j.ID] && !o.now().Before(o.pauseUntil[j.Kind.Side()]) {
+			o.add(j)
+		}
+	}
+	if len(jobs) == scanBatch {
+		// More may be due: read on from here next round.
+		o.scanFrom, o.needScan = jobs[len(jobs)-1].ID, true
+	} else {
+		o.scanFrom, o.overflow = 0, false
+	}
+}
+
+// refill asks for a scan once an overflow has been worked off by half.
+// o.mu is held.
+func (o *Outbox) refill() {
+	if o.overflow && len(o.known) <= o.maxKnown/2 && !o.needScan {
+		o.needScan = true
+		o.poke()
+	}
+}
+
+// deleteDone removes finished jobs from the store, many in one write. A
+// job done but not yet removed when the bridge stops runs again, which
+// every handler tolerates.
+func (o *Outbox) deleteDone(ctx context.Context) {
+	o.mu.Lock()
+	done := o.done
+	o.done = nil
+	o.mu.Unlock()
+	if len(done) == 0 {
+		return
+	}
+	err := o.store.DeleteJobs(ctx, done...)
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if err != nil {
+		if ctx.Err() == nil {
+			o.log.Err(err).Msg("Failed to remove finished jobs; will retry")
+		}
+		o.done = append(o.done, done...)
+		return
+	}
+	for _, id := range done {
+		delete(o.known, id)
+	}
+	o.refill()
+}
+
+// poke makes the loop look for work now.
+func (o *Outbox) poke() {
+	select {
+	case o.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Wake makes the outbox try every side again now, paused or not: a side
+// reconnected.
+func (o *Outbox) Wake() {
+	o.mu.Lock()
+	clear(o.pauseUntil)
+	o.needScan, o.scanFrom = true, 0
+	o.mu.Unlock()
+	o.poke()
+}
+
+// Run carries out the owed sends until ctx ends. Jobs of one lane run in
+// the order they were stored; when a side fails, its jobs wait (so order
+// is kept) with a capped backoff, while the other side goes on.
+func (o *Outbox) Run(ctx context.Context) {
+	o.mu.Lock()
+	o.ctx = ctx
+	o.start()
+	o.mu.Unlock()
+	lastDelete := o.now()
+	for ctx.Err() == nil {
+		o.mu.Lock()
+		now := o.now()
+		deleteNow := len(o.done) >= deleteBatch || len(o.done) > 0 && now.Sub(lastDelete) >= deleteEvery
+		scanNow := o.needScan || now.Sub(o.lastScan) >= scanEvery
+		var next time.Time // when a paused side may go on
+		for side, t := range o.pauseUntil {
+			if !now.Before(t) {
+				delete(o.pauseUntil, side)
+				scanNow, o.scanFrom = true, 0
+			} else if next.IsZero() || t.Before(next) {
+				next = t
+			}
+		}
+		pendingDone := len(o.done) > 0
+		o.mu.Unlock()
+		if deleteNow {
+			o.deleteDone(ctx)
+			lastDelete, pendingDone = o.now(), false
+		}
+		if scanNow {
+			o.scan(ctx)
+		}
+		wait := scanEvery
+		if pendingDone {
+			wait = deleteEvery
+		}
+		if !next.IsZero() {
+			wait = min(wait, max(time.Until(next), time.Millisecond))
+		}
+		o.mu.Lock()
+		if o.needScan {
+			wait = 0
+		}
+		o.mu.Unlock()
+		if wait == 0 {
+			continue
+		}
+		timer := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+		case <-o.wake:
+		case <-timer.C:
+		}
+		timer.Stop()
+	}
+	// Lanes stop at their next job; wait for them, then record what they
+	// finished.
+	o.mu.Lock()
+	for o.running > 0 {
+		o.idle.Wait()
+	}
+	o.mu.Unlock()
+	o.deleteDone(context.WithoutCancel(ctx))
+}

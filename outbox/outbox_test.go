@@ -1,0 +1,483 @@
+package outbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"xmppbridge/mapping"
+)
+
+// The kinds these tests use, for what the core declares of them: a lane
+// of its own for each pair toward Matrix, one lane for the XMPP side's
+// messages, and no order at all.
+const (
+	toMatrix  = mapping.JobSendToMatrix // side matrix, ordered by Lane
+	toXMPP    = mapping.JobSendToXMPP   // side xmpp, one lane
+	unordered = mapping.JobSubscribe    // side xmpp, no order
+)
+
+func TestKindsAsDeclared(t *testing.T) {
+	for _, tc := range []struct {
+		job         *mapping.Job
+		side, order string
+	}{
+		{&mapping.Job{Kind: toMatrix, Lane: "a"}, "matrix", "a"},
+		{&mapping.Job{Kind: toXMPP}, "xmpp", "xmpp"},
+		{&mapping.Job{Kind: unordered, Lane: "a"}, "xmpp", ""},
+	} {
+		if side, order := tc.job.Kind.Side(), tc.job.Order(); side != tc.side || order != tc.order {
+			t.Fatalf("%s: side %q order %q, want %q %q: the tests below need other kinds", tc.job.Kind, side, order, tc.side, tc.order)
+		}
+	}
+}
+
+// memStore keeps jobs as the database does: ids in order, never reused.
+type memStore struct {
+	mu      sync.Mutex
+	jobs    []*mapping.Job // by id
+	lastID  int64
+	deletes int // calls of DeleteJobs
+}
+
+func (s *memStore) add(jobs ...*mapping.Job) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, j := range jobs {
+		s.lastID++
+		j.ID = s.lastID
+		c := *j
+		s.jobs = append(s.jobs, &c)
+	}
+}
+
+func (s *memStore) DueJobsAfter(_ context.Context, now time.Time, after int64, limit int) ([]*mapping.Job, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []*mapping.Job
+	for _, j := range s.jobs {
+		if j.ID > after && !j.NotBefore.After(now) && len(out) < limit {
+			c := *j
+			out = append(out, &c)
+		}
+	}
+	return out, nil
+}
+
+func (s *memStore) DeleteJobs(_ context.Context, ids ...int64) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.deletes++
+	s.jobs = slices.DeleteFunc(s.jobs, func(j *mapping.Job) bool { return slices.Contains(ids, j.ID) })
+	return nil
+}
+
+func (s *memStore) RetryJob(_ context.Context, id int64, notBefore time.Time, lastErr string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, j := range s.jobs {
+		if j.ID == id {
+			j.Attempts++
+			j.NotBefore, j.LastError = notBefore, lastErr
+		}
+	}
+	return nil
+}
+
+func (s *memStore) left() []*mapping.Job {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []*mapping.Job
+	for _, j := range s.jobs {
+		c := *j
+		out = append(out, &c)
+	}
+	return out
+}
+
+// runner records the jobs it ran, by their Payload, and fails or blocks
+// as a test says.
+type runner struct {
+	mu      sync.Mutex
+	ran     []string
+	running int              // at this moment
+	most    int              // at once, ever
+	fail    map[string]error // by side
+	// gate, if set, is waited on by every job: one receive each.
+	gate    chan struct{}
+	entered chan string // if set, told the payload of each job started
+}
+
+func (r *runner) RunJob(ctx context.Context, job *mapping.Job) error {
+	r.mu.Lock()
+	r.running++
+	r.most = max(r.most, r.running)
+	gate, entered := r.gate, r.entered
+	r.mu.Unlock()
+	if entered != nil {
+		entered <- string(job.Payload)
+	}
+	if gate != nil {
+		<-gate
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.running--
+	if err := r.fail[job.Kind.Side()]; err != nil {
+		return err
+	}
+	r.ran = append(r.ran, string(job.Payload))
+	return nil
+}
+
+func (r *runner) done() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.ran)
+}
+
+func (r *runner) setFail(side string, err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.fail == nil {
+		r.fail = map[string]error{}
+	}
+	r.fail[side] = err
+}
+
+type rig struct {
+	store  *memStore
+	run    *runner
+	o      *Outbox
+	mu     sync.Mutex
+	counts map[string]int
+}
+
+func newRig() *rig {
+	r := &rig{store: &memStore{}, run: &runner{}, counts: map[string]int{}}
+	r.o = New(r.store, r.run, func(what, reason string) {
+		r.mu.Lock()
+		r.counts[what+"/"+reason]++
+		r.mu.Unlock()
+	}, zerolog.Nop())
+	return r
+}
+
+func (r *rig) count(what string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.counts[what]
+}
+
+// job makes a job of kind in lane whose payload names it.
+func job(kind mapping.JobKind, lane, name string) *mapping.Job {
+	return &mapping.Job{Kind: kind, Lane: lane, Payload: []byte(name)}
+}
+
+// add stores jobs and queues them, as the core does.
+func (r *rig) add(jobs ...*mapping.Job) {
+	r.store.add(jobs...)
+	r.o.Queue(jobs...)
+}
+
+// start runs the outbox until the returned stop, which waits for Run to
+// return.
+func (r *rig) start(t *testing.T) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	stopped := make(chan struct{})
+	go func() { r.o.Run(ctx); close(stopped) }()
+	stop = func() {
+		cancel()
+		select {
+		case <-stopped:
+		case <-time.After(10 * time.Second):
+			t.Fatal("Run did not return")
+		}
+	}
+	t.Cleanup(func() { cancel(); <-stopped })
+	return stop
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}
+
+func names(prefix string, n int) []string {
+	var out []string
+	for i := range n {
+		out = append(out, fmt.Sprintf("%s%d", prefix, i))
+	}
+	return out
+}
+
+// Jobs of one lane run one after the other in the order they were stored,
+// whatever order they are queued in; the store is emptied behind them.
+func TestLaneKeepsOrder(t *testing.T) {
+	r := newRig()
+	want := names("m", 20)
+	var jobs []*mapping.Job
+	for _, n := range want {
+		jobs = append(jobs, job(toXMPP, "", n))
+	}
+	r.store.add(jobs...)
+	slices.Reverse(jobs)
+	r.o.Queue(jobs...)
+	r.start(t)
+	waitFor(t, "every job", func() bool { return len(r.run.done()) == len(want) })
+	if got := r.run.done(); !slices.Equal(got, want) {
+		t.Errorf("ran %q,\nwant %q", got, want)
+	}
+	if r.run.most != 1 {
+		t.Errorf("%d jobs of one lane ran at once", r.run.most)
+	}
+	waitFor(t, "the store emptied", func() bool { return len(r.store.left()) == 0 })
+}
+
+// Lanes run side by side: one that waits on its server holds up no other.
+func TestLanesRunSideBySide(t *testing.T) {
+	r := newRig()
+	r.run.gate, r.run.entered = make(chan struct{}), make(chan string, 10)
+	r.start(t)
+	r.add(job(toMatrix, "pair-a", "a1"), job(toMatrix, "pair-a", "a2"), job(toMatrix, "pair-b", "b1"))
+	started := []string{<-r.run.entered, <-r.run.entered}
+	slices.Sort(started)
+	if !slices.Equal(started, []string{"a1", "b1"}) {
+		t.Fatalf("started %q, want a1 and b1 at once", started)
+	}
+	close(r.run.gate)
+	waitFor(t, "every job", func() bool { return len(r.run.done()) == 3 })
+	if got := r.run.done(); slices.Index(got, "a1") > slices.Index(got, "a2") {
+		t.Errorf("ran %q: a2 before a1", got)
+	}
+}
+
+// A job that needs no order is a lane of its own: such jobs run side by
+// side, as many at once as the limit on lanes allows and no more.
+func TestUnorderedJobsRunSideBySideWithinTheLimit(t *testing.T) {
+	r := newRig()
+	r.run.gate, r.run.entered = make(chan struct{}), make(chan string, 100)
+	r.start(t)
+	n := maxLanes + 8
+	for _, name := range names("u", n) {
+		r.add(job(unordered, "", name))
+	}
+	for range maxLanes {
+		<-r.run.entered
+	}
+	time.Sleep(20 * time.Millisecond) // room for a lane too many
+	r.run.mu.Lock()
+	running := r.run.running
+	r.run.mu.Unlock()
+	if running != maxLanes {
+		t.Errorf("%d unordered jobs running at once, want %d", running, maxLanes)
+	}
+	close(r.run.gate)
+	waitFor(t, "every job", func() bool { return len(r.run.done()) == n })
+	if r.run.most != maxLanes {
+		t.Errorf("at most %d at once, want %d", r.run.most, maxLanes)
+	}
+}
+
+// While the XMPP side is down its jobs wait in the store, in order, and
+// its pause grows with each failure, up to a cap; Matrix's jobs are not
+// held up meanwhile. After the reconnect (Wake) they go out in order.
+func TestFailedSidePausesWithBackoffOthersGoOn(t *testing.T) {
+	r := newRig()
+	r.run.setFail("xmpp", mapping.ErrNotConnected)
+	r.start(t)
+	r.add(job(toXMPP, "", "one"), job(toXMPP, "", "two"), job(toMatrix, "pair", "from juliet"))
+	waitFor(t, "the Matrix job", func() bool { return slices.Equal(r.run.done(), []string{"from juliet"}) })
+	waitFor(t, "a second failure", func() bool { left := r.store.left(); return len(left) > 0 && left[0].Attempts >= 2 })
+	r.o.mu.Lock()
+	backoff := r.o.backoff["xmpp"]
+	r.o.mu.Unlock()
+	if backoff < 2*minBackoff || backoff > maxBackoff {
+		t.Errorf("after two failures: backoff %v, want twice %v or more", backoff, minBackoff)
+	}
+	left := r.store.left()
+	if len(left) != 2 || string(left[0].Payload) != "one" || left[1].Attempts != 0 {
+		t.Fatalf("left %+v, want both XMPP jobs, only the first tried", left)
+	}
+	r.run.setFail("xmpp", nil)
+	r.o.Wake()
+	waitFor(t, "the XMPP jobs", func() bool { return len(r.run.done()) == 3 })
+	if got := r.run.done(); !slices.Equal(got[1:], []string{"one", "two"}) {
+		t.Errorf("ran %q, want one then two after the Matrix job", got)
+	}
+	waitFor(t, "the store emptied", func() bool { return len(r.store.left()) == 0 })
+	r.o.mu.Lock()
+	defer r.o.mu.Unlock()
+	if _, ok := r.o.backoff["xmpp"]; ok {
+		t.Error("the backoff outlived a success")
+	}
+}
+
+// The pause is capped: a side down for long is tried every maxBackoff.
+func TestBackoffCapped(t *testing.T) {
+	r := newRig()
+	r.run.setFail("matrix", errors.New("502"))
+	r.o.ctx = context.Background()
+	now := time.Now()
+	r.o.now = func() time.Time { return now }
+	for range 12 {
+		r.add(job(toMatrix, "pair", "x"))
+		r.o.mu.Lock()
+		for r.o.running > 0 || len(r.o.waiting) > 0 {
+			r.o.start()
+			r.o.idle.Wait()
+		}
+		clear(r.o.pauseUntil)
+		r.o.mu.Unlock()
+		r.store.DeleteJobs(context.Background(), r.store.lastID)
+	}
+	if got := r.o.backoff["matrix"]; got != maxBackoff {
+		t.Errorf("backoff after 12 failures = %v, want %v", got, maxBackoff)
+	}
+}
+
+// A permanent failure is dropped, not retried for ever.
+func TestPermanentFailureDropped(t *testing.T) {
+	r := newRig()
+	r.run.setFail("matrix", fmt.Errorf("%w: M_FORBIDDEN", mapping.ErrPermanent))
+	r.start(t)
+	r.add(job(toMatrix, "pair", "doomed"), job(toMatrix, "pair", "doomed too"))
+	waitFor(t, "the store emptied", func() bool { return len(r.store.left()) == 0 })
+	if r.count("job_failed/"+string(toMatrix)) != 2 || r.count("job_retry/"+string(toMatrix)) != 0 {
+		t.Errorf("counts %v", r.counts)
+	}
+}
+
+// What a previous run left in the store runs at start.
+func TestScanAtStart(t *testing.T) {
+	r := newRig()
+	r.store.add(job(toMatrix, "pair", "left"), job(unordered, "", "also left"))
+	r.start(t)
+	waitFor(t, "the jobs left", func() bool { return len(r.run.done()) == 2 })
+}
+
+// A job the outbox finished stays known until it has left the store: a
+// scan of the table in between does not run it again (a delivery receipt
+// would go twice).
+func TestFinishedJobNotRerun(t *testing.T) {
+	r := newRig()
+	ctx := context.Background()
+	r.o.ctx = ctx
+	wait := func() {
+		r.o.mu.Lock()
+		for r.o.running > 0 || len(r.o.waiting) > 0 {
+			r.o.idle.Wait()
+		}
+		r.o.mu.Unlock()
+	}
+	r.add(job(toMatrix, "room", "delivery"))
+	wait()
+	r.o.scan(ctx)
+	wait()
+	if got := r.run.done(); len(got) != 1 {
+		t.Fatalf("ran %q before the delete, want once", got)
+	}
+	r.o.deleteDone(ctx)
+	if left := r.store.left(); len(left) != 0 {
+		t.Errorf("jobs left after the delete: %+v", left)
+	}
+	r.o.scan(ctx)
+	wait()
+	if got := r.run.done(); len(got) != 1 {
+		t.Errorf("ran %q, want once", got)
+	}
+}
+
+// Finished jobs leave the store many in one write.
+func TestDeletesBatched(t *testing.T) {
+	r := newRig()
+	r.run.gate = make(chan struct{})
+	r.start(t)
+	var jobs []*mapping.Job
+	for _, n := range names("d", 100) {
+		jobs = append(jobs, job(toMatrix, n, n))
+	}
+	r.add(jobs...)
+	close(r.run.gate)
+	waitFor(t, "the store emptied", func() bool { return len(r.store.left()) == 0 })
+	r.store.mu.Lock()
+	defer r.store.mu.Unlock()
+	if r.store.deletes > 10 {
+		t.Errorf("%d writes to delete 100 jobs", r.store.deletes)
+	}
+}
+
+// Past the jobs it may hold in memory, the outbox leaves new ones in the
+// store and reads them back in order as lanes work the others off.
+func TestOverflowKeepsOrder(t *testing.T) {
+	r := newRig()
+	r.o.maxKnown = 3
+	want := names("line ", 10)
+	var jobs []*mapping.Job
+	for _, n := range want {
+		jobs = append(jobs, job(toXMPP, "", n))
+	}
+	r.add(jobs...)
+	r.o.mu.Lock()
+	known, overflow := len(r.o.known), r.o.overflow
+	r.o.mu.Unlock()
+	if known != 3 || !overflow {
+		t.Fatalf("%d jobs held, overflow %t; want 3 and true", known, overflow)
+	}
+	r.start(t)
+	waitFor(t, "every job", func() bool { return len(r.run.done()) == len(want) })
+	if got := r.run.done(); !slices.Equal(got, want) {
+		t.Errorf("ran %q,\nwant %q", got, want)
+	}
+	waitFor(t, "the store emptied", func() bool { return len(r.store.left()) == 0 })
+	r.o.mu.Lock()
+	defer r.o.mu.Unlock()
+	if r.o.overflow {
+		t.Error("still overflowing with the store empty")
+	}
+}
+
+// Stopping the outbox stops its lanes, jobs left or not: none starts again
+// after the context ends (they would spin, starting and stopping). What
+// they finished leaves the store; the rest stays for the next run.
+func TestStopsWithJobsLeft(t *testing.T) {
+	r := newRig()
+	r.run.gate, r.run.entered = make(chan struct{}), make(chan string, 10)
+	stop := r.start(t)
+	r.add(job(toXMPP, "", "one"), job(toXMPP, "", "two"))
+	<-r.run.entered // the first job is under way
+	stopped := make(chan struct{})
+	go func() { stop(); close(stopped) }()
+	time.Sleep(20 * time.Millisecond)
+	close(r.run.gate)
+	<-stopped
+	r.add(job(toXMPP, "", "three"), job(unordered, "", "four"))
+	time.Sleep(50 * time.Millisecond)
+	if got := r.run.done(); !slices.Equal(got, []string{"one"}) {
+		t.Errorf("ran %q, want only the job under way", got)
+	}
+	r.o.mu.Lock()
+	running, waiting := r.o.running, len(r.o.waiting)
+	r.o.mu.Unlock()
+	if running != 0 || waiting != 2 {
+		t.Errorf("after the stop: %d lanes running, %d waiting; want none running, the XMPP lane and four's waiting", running, waiting)
+	}
+	var left []string
+	for _, j := range r.store.left() {
+		left = append(left, string(j.Payload))
+	}
+	if !slices.Equal(left, []string{"two", "three", "four"}) {
+		t.Errorf("left in the store %q, want two, three, four", left)
+	}
+}
