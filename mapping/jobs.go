@@ -1,6 +1,8 @@
 package mapping
 
 import (
+	"strconv"
+
 	"maunium.net/go/mautrix/id"
 	"mellium.im/xmpp/jid"
 )
@@ -26,7 +28,17 @@ const (
 	byPair
 	// bySide: every job of the side ordered so runs in one line.
 	bySide
+	// inRoom: no order among themselves, but the jobs of one room share
+	// RoomSpread lanes: up to that many run at once, and a room flooded
+	// with them holds no more of the outbox than that while other rooms'
+	// jobs wait their turn.
+	inRoom
 )
+
+// RoomSpread is how many jobs of an inRoom kind one room runs at once:
+// enough that one room's burst of per-event receipts is not one request
+// at a time, few enough to leave the outbox's other lanes to other rooms.
+const RoomSpread = 8
 
 // jobKind is what a kind of job is, declared once: the side it sends to,
 // what orders it, and the type its Payload decodes to (nil: the message
@@ -48,9 +60,11 @@ var jobKinds = map[JobKind]jobKind{
 	JobNotice:        {SideMatrix, byRoom, jobArgs{}},
 	// m.read only moves forward, and a burst's older reads stand aside
 	// for the newest (receiptToMatrix).
-	JobMatrixRead:     {SideMatrix, byRoom, receiptArgs{}},
-	JobMatrixDelivery: {SideMatrix, byRoom, receiptArgs{}},
-	JobMatrixStatus:   {SideMatrix, byRoom, StatusArgs{}},
+	JobMatrixRead: {SideMatrix, byRoom, receiptArgs{}},
+	// Per event: a receipt or status about one message needs no order
+	// with another's (MSC4089 receipts and status events are per event).
+	JobMatrixDelivery: {SideMatrix, inRoom, receiptArgs{}},
+	JobMatrixStatus:   {SideMatrix, inRoom, StatusArgs{}},
 	// Messages and the notifications about them keep one order toward
 	// XMPP: a composing notification must not overtake the message that
 	// ends it, nor <displayed/> the <delivered/> before it.
@@ -82,7 +96,7 @@ type about struct {
 func newJob(kind JobKind, a about, row int64, payload []byte) *Job {
 	j := &Job{Kind: kind, MessageID: row, Payload: payload}
 	switch jobKinds[kind].order {
-	case byRoom:
+	case byRoom, inRoom:
 		j.Lane = string(a.room)
 	case byPair:
 		if a.mxid != "" {
@@ -105,6 +119,8 @@ func (j *Job) Order() string {
 		return j.Lane
 	case bySide:
 		return kind.side
+	case inRoom:
+		return j.Lane + "#" + strconv.FormatInt(j.ID%RoomSpread, 10)
 	}
 	return ""
 }

@@ -34,7 +34,9 @@ func TestJobOrder(t *testing.T) {
 		{newJob(JobSendToMatrix, a, 0, nil), pairLane(alice, julietBareID)},
 		{newJob(JobReplayReceipt, a, 0, nil), pairLane(alice, julietBareID)},
 		{argsJob(JobJoin, jobArgs{Room: "!dm:example.org"}), "!dm:example.org"},
-		{newJob(JobMatrixDelivery, a, 0, nil), "!dm:example.org"},
+		// Per event: spread over the room's lanes by id.
+		{&Job{ID: 9, Kind: JobMatrixDelivery, Lane: "!dm:example.org"}, "!dm:example.org#1"},
+		{&Job{ID: 10, Kind: JobMatrixStatus, Lane: "!dm:example.org"}, "!dm:example.org#2"},
 		{newJob(JobSendToXMPP, a, 0, nil), SideXMPP},
 		{&Job{Kind: JobSendToXMPP}, SideXMPP}, // stored before lanes were declared
 		{newJob(JobSendStanzas, about{}, 0, nil), SideXMPP},

@@ -33,6 +33,10 @@ import (
 // servers can take.
 const maxLanes = 32
 
+// yieldAfter is how many jobs a lane runs in a row before it lets a
+// waiting lane have its place, when all places are taken.
+const yieldAfter = 16
+
 const (
 	scanEvery    = 5 * time.Second        // the safety net
 	scanBatch    = 1000                   // jobs read by one scan
@@ -207,7 +211,13 @@ func (o *Outbox) runLane(ctx context.Context, l *lane) {
 		o.idle.Broadcast()
 		o.mu.Unlock()
 	}()
-	for len(l.jobs) > 0 && ctx.Err() == nil {
+	for ran := 0; len(l.jobs) > 0 && ctx.Err() == nil; ran++ {
+		if ran >= yieldAfter && len(o.waiting) > 0 && o.running >= maxLanes {
+			// Others wait for a place: this lane goes to the back of the
+			// line (the deferred function), so that a lane with a long
+			// queue does not keep its place while others have none.
+			return
+		}
 		job := l.jobs[0]
 		side := job.Kind.Side()
 		if o.now().Before(o.pauseUntil[side]) {

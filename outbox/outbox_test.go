@@ -481,3 +481,71 @@ func TestStopsWithJobsLeft(t *testing.T) {
 		t.Errorf("left in the store %q, want two, three, four", left)
 	}
 }
+
+// A lane with a long queue lets a waiting lane have its place after
+// yieldAfter jobs when every place is taken: a lane that comes later starts
+// long before the first ones are through (which, each holding its place,
+// took a hundred jobs of one lane at the least).
+func TestLongLanesYield(t *testing.T) {
+	r := newRig()
+	r.run.gate, r.run.entered = make(chan struct{}), make(chan string, 10)
+	const per = 100
+	var jobs []*mapping.Job
+	for l := range maxLanes {
+		for _, name := range names(fmt.Sprintf("l%d-", l), per) {
+			jobs = append(jobs, job(toMatrix, fmt.Sprintf("pair-%d", l), name))
+		}
+	}
+	r.add(jobs...)
+	r.add(job(toMatrix, "late", "late"))
+	r.start(t)
+	for range maxLanes {
+		if <-r.run.entered == "late" {
+			t.Fatal("the late lane started before the others")
+		}
+	}
+	// One job finishes at a time; each lets one start.
+	released := 0
+	for started := ""; started != "late"; started = <-r.run.entered {
+		r.run.gate <- struct{}{}
+		released++
+		if released > maxLanes*per {
+			t.Fatal("the late lane never started")
+		}
+	}
+	if released > maxLanes*yieldAfter {
+		t.Errorf("the late lane started after %d jobs of the others, want at most %d", released, maxLanes*yieldAfter)
+	}
+	close(r.run.gate)
+	go func() {
+		for range r.run.entered {
+		}
+	}()
+	waitFor(t, "every job", func() bool { return len(r.run.done()) == maxLanes*per+1 })
+}
+
+// Receipts about events of one room need no order (mapping.JobMatrixDelivery)
+// but share the room's mapping.RoomSpread lanes: a room's burst runs that
+// many at once, and leaves the other places to other rooms.
+func TestRoomSpread(t *testing.T) {
+	r := newRig()
+	r.run.gate, r.run.entered = make(chan struct{}), make(chan string, 200)
+	r.start(t)
+	for _, name := range names("d", 100) {
+		r.add(job(mapping.JobMatrixDelivery, "!flood", name))
+	}
+	r.add(job(mapping.JobMatrixDelivery, "!calm", "calm"))
+	seen := map[string]bool{}
+	for range mapping.RoomSpread + 1 {
+		seen[<-r.run.entered] = true
+	}
+	time.Sleep(20 * time.Millisecond) // room for a lane too many
+	r.run.mu.Lock()
+	running := r.run.running
+	r.run.mu.Unlock()
+	if !seen["calm"] || running != mapping.RoomSpread+1 {
+		t.Errorf("%d running, the other room's started: %v; want %d and true", running, seen["calm"], mapping.RoomSpread+1)
+	}
+	close(r.run.gate)
+	waitFor(t, "every job", func() bool { return len(r.run.done()) == 101 })
+}
