@@ -246,6 +246,9 @@ func (d *driver) main() error {
 		}
 	}
 	d.print(os.Stdout)
+	fmt.Println("\nreceipts/s: results seen by the stand-in over the time from the first write to the last result; p50/p99: from the")
+	fmt.Println("write of a receipt's stanza or transaction to the stand-in seeing its result (an m.read or XEP-0333 marker settles the")
+	fmt.Println("receipts of its room up to it); CPU: utime+stime over the shape; RSS: VmHWM; load: the 1-minute load average at the end.")
 	fmt.Printf("\n\"Query took long\" lines in the bridge's logs: %d\n", d.queryTookLong)
 	fmt.Printf("whole run: %s; logs and databases in %s\n", time.Since(began).Round(time.Second), d.base)
 	return nil
@@ -263,6 +266,7 @@ type run struct {
 	stalled         bool
 	errs            string
 	tookLong        int
+	load            string // the machine's load average when it ended
 }
 
 func (r *run) rate() float64 {
@@ -464,6 +468,7 @@ func (d *driver) runOne(ctx context.Context, s *scenario, dir, target, seedDB st
 	}
 	res.cpu = cpu1 - cpu0
 	res.rss, _ = peakRSS(p.pid)
+	res.load = loadAverage()
 	close(pushDone)
 	if res.stalled {
 		// Do not wait for a stalled process to drain its queue.
@@ -620,7 +625,7 @@ func ms(d time.Duration) string {
 
 func (d *driver) print(w io.Writer) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "shape/direction\tportals\treceipts\tbridge r/s\trelay r/s\tratio\tp50\tp99\trelay p50\trelay p99\tCPU ms/1k\trelay CPU ms/1k\tpeak RSS MB\trelay RSS MB\tmax WAL MB\t")
+	fmt.Fprintln(tw, "shape/direction\tportals\treceipts\tbridge r/s\trelay r/s\tratio\tp50\tp99\trelay p50\trelay p99\tCPU ms/1k\trelay CPU ms/1k\tpeak RSS MB\trelay RSS MB\tmax WAL MB\tload\t")
 	var notes []string
 	for _, r := range d.rows {
 		b, l := r.bridge, r.relay
@@ -635,14 +640,14 @@ func (d *driver) print(w io.Writer) {
 		if r.s.paced != nil {
 			ratio = "-" // paced: the rate is the pace
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%.0f\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%.0f\t%.0f\t%.1f\t\n",
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%.0f\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%.0f\t%.0f\t%.1f\t%s\t\n",
 			r.s.name(), r.s.portals, b.sent, rs, l.rate(), ratio, ms(b.p50), ms(b.p99), ms(l.p50), ms(l.p99),
-			perK(b.cpu, b.sent), perK(l.cpu, l.sent), float64(b.rss)/1024, float64(l.rss)/1024, float64(b.wal)/(1<<20))
+			perK(b.cpu, b.sent), perK(l.cpu, l.sent), float64(b.rss)/1024, float64(l.rss)/1024, float64(b.wal)/(1<<20), b.load)
 		if r.s.paced != nil {
 			notes = append(notes, fmt.Sprintf("%s: p99 added over the relay's at %d/s: %s", r.s.name(), rate, ms(b.p99-l.p99)))
 		}
 		if r.s.flood != nil {
-			notes = append(notes, fmt.Sprintf("%s: the paced portal's p99 without the flood %s (relay %s), with it %s (relay %s); flood results seen: bridge %d, relay %d, of %d sent",
+			notes = append(notes, fmt.Sprintf("%s: the paced portal's p99 without the flood %s (relay %s), with it %s (relay %s); requests or stanzas about the flood's messages: bridge %d, relay %d, for %d sent",
 				r.s.name(), ms(percentile(b.alone, 99)), ms(percentile(l.alone, 99)), ms(b.p99), ms(l.p99), b.others, l.others, len(r.s.flood)))
 		}
 		for _, x := range []struct {

@@ -96,3 +96,17 @@ func countLines(path, sub string) int {
 	}
 	return bytes.Count(b, []byte(sub))
 }
+
+// loadAverage is the machine's 1-minute load average: the machine is
+// shared, and a figure taken under load says so.
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return "?"
+	}
+	return f[0]
+}
