@@ -15,23 +15,28 @@ const (
 	// The "up to" forms move the portal's watermark, forward only.
 	ackDeliveredUpToQuery = `UPDATE portal SET delivered_upto=$1 WHERE room_id=$2 AND delivered_upto<$1`
 	ackDisplayedUpToQuery = `UPDATE portal SET read_upto=$1 WHERE room_id=$2 AND read_upto<$1`
+	ackPeerReadUpToQuery  = `UPDATE portal SET peer_read_upto=$1 WHERE room_id=$2 AND peer_read_upto<$1`
 
 	getUnreadUpToQuery = getMessageBaseQuery + `
 		WHERE room_id=$1 AND rowid<=$2 AND displayed_at IS NULL AND direction='xmpp'
 		  AND rowid > COALESCE((SELECT read_upto FROM portal WHERE portal.room_id=$1), 0)
 		ORDER BY rowid DESC LIMIT $3`
 	getNewestComposableQuery = getMessageBaseQuery + `WHERE room_id=$1 AND direction='xmpp' AND want_composing ORDER BY rowid DESC LIMIT 1`
-
-	getNewestDeliveredQuery = getMessageBaseQuery + `WHERE room_id=$1 AND direction=$2 AND delivered_at IS NOT NULL ORDER BY rowid DESC LIMIT 1`
-	getNewestDisplayedQuery = getMessageBaseQuery + `WHERE room_id=$1 AND direction=$2 AND displayed_at IS NOT NULL ORDER BY rowid DESC LIMIT 1`
 )
 
 // ackUpTo records an "up to" ack: the portal's watermark moves forward,
 // and the ack is new if it moved.
 func (db *Database) ackUpTo(ctx context.Context, a mapping.Ack) (bool, error) {
-	query := ackDeliveredUpToQuery
-	if a.Kind == mapping.AckDisplayed {
+	var query string
+	switch {
+	case a.Dir == mapping.FromXMPP && a.Kind == mapping.AckDelivered:
+		query = ackDeliveredUpToQuery
+	case a.Dir == mapping.FromXMPP && a.Kind == mapping.AckDisplayed:
 		query = ackDisplayedUpToQuery
+	case a.Dir == mapping.FromMatrix && a.Kind == mapping.AckDisplayed:
+		query = ackPeerReadUpToQuery
+	default:
+		return false, fmt.Errorf("mark %s %s up to %d: no %s watermark for messages from %s", a.UpTo, a.Kind, a.Row, a.Kind, a.Dir)
 	}
 	res, err := db.db.Exec(ctx, query, a.Row, a.UpTo)
 	if err != nil {
@@ -136,20 +141,6 @@ func (db *Database) Acknowledge(ctx context.Context, acks []mapping.Ack, jobs ..
 	}
 	commit()
 	return isNew, nil
-}
-
-// NewestAcked is the newest message (by row) of room in direction dir with
-// an ack of kind.
-func (db *Database) NewestAcked(ctx context.Context, room id.RoomID, dir mapping.Direction, kind mapping.AckKind) (*mapping.Message, error) {
-	query := getNewestDeliveredQuery
-	if kind == mapping.AckDisplayed {
-		query = getNewestDisplayedQuery
-	}
-	m, err := queryOne(ctx, db.db, scanMessage, query, room, dir)
-	if err != nil {
-		return nil, fmt.Errorf("get newest %s %s message of %s: %w", kind, dir, room, err)
-	}
-	return m, nil
 }
 
 // UnreadUpTo lists the newest limit FromXMPP messages of room up to row not

@@ -20,6 +20,7 @@ func TestAcknowledgeOnce(t *testing.T) {
 		m2.RoomID, m2.EventID = "!r:example.org", "$2"
 		mustAdd(t, s, m1)
 		mustAdd(t, s, m2)
+		must(t, s.PutPortal(ctx, &mapping.Portal{RoomID: "!r:example.org", MXID: "@alice:example.org", JID: bob}))
 		at := time.UnixMilli(1700000000000)
 		job := &mapping.Job{Kind: "matrix.delivery"}
 		isNew, err := s.Acknowledge(ctx, []mapping.Ack{{Row: m1.RowID, Kind: mapping.AckDelivered, At: at, Job: job}})
@@ -41,16 +42,23 @@ func TestAcknowledgeOnce(t *testing.T) {
 		if !got.DeliveredAt.Equal(at) || !got.DisplayedAt.IsZero() {
 			t.Errorf("delivered %v displayed %v; want the first time and none", got.DeliveredAt, got.DisplayedAt)
 		}
-		// Displayed is its own kind; NewestAcked finds the newest row.
-		if _, err := s.NewestAcked(ctx, "!r:example.org", mapping.FromMatrix, mapping.AckDisplayed); err == nil {
-			t.Error("NewestAcked found a displayed message before any")
+		// Displayed is its own kind. The ghost's read position is a
+		// watermark of the portal: forward only, new when it moves.
+		isNew, err = s.Acknowledge(ctx, []mapping.Ack{
+			{Row: m2.RowID, Kind: mapping.AckDisplayed, At: at},
+			{Row: m2.RowID, Kind: mapping.AckDisplayed, At: at, UpTo: "!r:example.org", Dir: mapping.FromMatrix},
+		})
+		must(t, err)
+		if !isNew[0] || !isNew[1] {
+			t.Errorf("displayed up to m2: new %v, want both", isNew)
 		}
-		_, err = s.Acknowledge(ctx, []mapping.Ack{{Row: m2.RowID, Kind: mapping.AckDisplayed, At: at}, {Row: m1.RowID, Kind: mapping.AckDisplayed, At: at}})
+		isNew, err = s.Acknowledge(ctx, []mapping.Ack{{Row: m1.RowID, Kind: mapping.AckDisplayed, At: at, UpTo: "!r:example.org", Dir: mapping.FromMatrix}})
 		must(t, err)
-		newest, err := s.NewestAcked(ctx, "!r:example.org", mapping.FromMatrix, mapping.AckDisplayed)
-		must(t, err)
-		if newest.RowID != m2.RowID {
-			t.Errorf("newest displayed is row %d, want %d", newest.RowID, m2.RowID)
+		if isNew[0] {
+			t.Error("an older displayed message moved the read position back")
+		}
+		if p, _ := s.PortalByRoom(ctx, "!r:example.org"); p.PeerReadUpTo != m2.RowID || p.ReadUpTo != 0 {
+			t.Errorf("peer read up to %d, read up to %d; want %d and 0", p.PeerReadUpTo, p.ReadUpTo, m2.RowID)
 		}
 	})
 }
@@ -106,7 +114,7 @@ func TestAckUpTo(t *testing.T) {
 		if c, err := s.NewestComposable(ctx, "!r:example.org"); err != nil || c.RowID != rows[2] {
 			t.Errorf("NewestComposable = %v, %v; want row %d", c, err, rows[2])
 		}
-		isNew, err := s.Acknowledge(ctx, []mapping.Ack{{Row: rows[2], Kind: mapping.AckDisplayed, At: time.Now(), UpTo: "!r:example.org", Job: &mapping.Job{Kind: "x"}}})
+		isNew, err := s.Acknowledge(ctx, []mapping.Ack{{Row: rows[2], Kind: mapping.AckDisplayed, At: time.Now(), UpTo: "!r:example.org", Dir: mapping.FromXMPP, Job: &mapping.Job{Kind: "x"}}})
 		must(t, err)
 		if !isNew[0] {
 			t.Error("up-to ack not new")
@@ -125,7 +133,7 @@ func TestAckUpTo(t *testing.T) {
 		if p, _ := s.PortalByRoom(ctx, "!r:example.org"); p.ReadUpTo != rows[2] {
 			t.Errorf("PutPortal reset the watermark to %d", p.ReadUpTo)
 		}
-		isNew, err = s.Acknowledge(ctx, []mapping.Ack{{Row: rows[2], Kind: mapping.AckDisplayed, At: time.Now(), UpTo: "!r:example.org", Job: &mapping.Job{Kind: "x"}}})
+		isNew, err = s.Acknowledge(ctx, []mapping.Ack{{Row: rows[2], Kind: mapping.AckDisplayed, At: time.Now(), UpTo: "!r:example.org", Dir: mapping.FromXMPP, Job: &mapping.Job{Kind: "x"}}})
 		must(t, err)
 		if isNew[0] {
 			t.Error("repeated up-to ack was new")

@@ -34,6 +34,7 @@ type store struct {
 	*Database
 	t    *testing.T
 	open func() *Database
+	path string // SQLite's file, "" on PostgreSQL
 }
 
 func (s *store) reopen() {
@@ -82,7 +83,7 @@ func newSQLiteStore(t *testing.T) *store {
 	// A plain path, not a "file:" URI: Open must add its own parameters to
 	// either.
 	path := filepath.Join(t.TempDir(), "bridge.db")
-	return newOpenedStore(t, func() *Database {
+	s := newOpenedStore(t, func() *Database {
 		t.Helper()
 		db, err := Open(t.Context(), "sqlite3-fk-wal", path, testLogger(t))
 		if err != nil {
@@ -90,6 +91,8 @@ func newSQLiteStore(t *testing.T) *store {
 		}
 		return db
 	})
+	s.path = path
+	return s
 }
 
 // newPostgresStore gives each store a schema of its own, so that tests can

@@ -184,33 +184,14 @@ func (db *Database) MessagesByEventIDs(ctx context.Context, evs []id.EventID) (m
 func (db *Database) MessagesByXMPPIDs(ctx context.Context, dir mapping.Direction, keys []mapping.XMPPKey) (map[mapping.XMPPKey]*mapping.Message, error) {
 	out := make(map[mapping.XMPPKey]*mapping.Message, len(keys))
 	seen := make(map[mapping.XMPPKey]bool, len(keys))
-	var b strings.Builder
 	for len(keys) > 0 {
 		n := min(len(keys), 300)
-		b.Reset()
-		// A join with the pairs as a table: SQLite scans the whole index
-		// for "(peer_jid, xmpp_id) IN (VALUES ...)", but searches it for
-		// each row of a joined VALUES. Both engines name the columns of
-		// VALUES column1, column2.
-		b.WriteString("SELECT " + messageColumns + " FROM (VALUES ")
-		args := []any{dir}
-		for _, k := range keys[:n] {
-			if seen[k] || k.ID == "" {
-				continue
-			}
-			seen[k] = true
-			if len(args) > 1 {
-				b.WriteByte(',')
-			}
-			fmt.Fprintf(&b, "($%d,$%d)", len(args)+1, len(args)+2)
-			args = append(args, k.Peer, k.ID)
-		}
+		query, args := xmppKeysQuery(dir, keys[:n], seen)
 		keys = keys[n:]
-		if len(args) == 1 {
+		if query == "" {
 			continue
 		}
-		b.WriteString(") AS k JOIN message ON peer_jid=k.column1 AND xmpp_id=k.column2 WHERE direction=$1 AND xmpp_id <> ''")
-		ms, err := queryMany(ctx, db.db, scanMessage, b.String(), args...)
+		ms, err := queryMany(ctx, db.db, scanMessage, query, args...)
 		if err != nil {
 			return nil, fmt.Errorf("get %d %s messages by stanza id: %w", len(args)/2, dir, err)
 		}
@@ -219,6 +200,33 @@ func (db *Database) MessagesByXMPPIDs(ctx context.Context, dir mapping.Direction
 		}
 	}
 	return out, nil
+}
+
+// xmppKeysQuery is the query of MessagesByXMPPIDs for keys not yet in seen
+// (which it adds to), "" if there are none. A join with the pairs as a
+// table: SQLite scans the whole index for "(peer_jid, xmpp_id) IN (VALUES
+// ...)", but searches it for each row of a joined VALUES. Both engines name
+// the columns of VALUES column1, column2.
+func xmppKeysQuery(dir mapping.Direction, keys []mapping.XMPPKey, seen map[mapping.XMPPKey]bool) (string, []any) {
+	var b strings.Builder
+	b.WriteString("SELECT " + messageColumns + " FROM (VALUES ")
+	args := []any{dir}
+	for _, k := range keys {
+		if seen[k] || k.ID == "" {
+			continue
+		}
+		seen[k] = true
+		if len(args) > 1 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, "($%d,$%d)", len(args)+1, len(args)+2)
+		args = append(args, k.Peer, k.ID)
+	}
+	if len(args) == 1 {
+		return "", nil
+	}
+	b.WriteString(") AS k JOIN message ON peer_jid=k.column1 AND xmpp_id=k.column2 WHERE direction=$1 AND xmpp_id <> ''")
+	return b.String(), args
 }
 
 // inList appends "$1,$2,…" for vals to prefix and returns the arguments.

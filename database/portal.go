@@ -13,7 +13,7 @@ import (
 )
 
 const (
-	getPortalBaseQuery   = `SELECT room_id, mxid, jid, created_at, read_upto, delivered_upto FROM portal `
+	getPortalBaseQuery   = `SELECT room_id, mxid, jid, created_at, read_upto, delivered_upto, peer_read_upto FROM portal `
 	getPortalByRoomQuery = getPortalBaseQuery + `WHERE room_id=$1`
 	getPortalByPairQuery = getPortalBaseQuery + `WHERE mxid=$1 AND jid=$2`
 	// Re-putting the same room keeps its creation time; pointing the pair at
@@ -31,7 +31,7 @@ func scanPortal(row dbutil.Scannable) (*mapping.Portal, error) {
 	var p mapping.Portal
 	var peer string
 	var createdAt int64
-	if err := row.Scan(&p.RoomID, &p.MXID, &peer, &createdAt, &p.ReadUpTo, &p.DeliveredUpTo); err != nil {
+	if err := row.Scan(&p.RoomID, &p.MXID, &peer, &createdAt, &p.ReadUpTo, &p.DeliveredUpTo, &p.PeerReadUpTo); err != nil {
 		return nil, err
 	}
 	var err error

@@ -326,9 +326,9 @@ func (b *Bridge) readToXMPP(ctx context.Context, from jid.JID, portal *Portal, r
 	// if reading implies it: one up-to ack each, however many messages.
 	now := b.now()
 	if b.cfg.Receipts.ReadImpliesDelivered {
-		plan.acks = append(plan.acks, Ack{Row: read.RowID, Kind: AckDelivered, At: now, UpTo: portal.RoomID})
+		plan.acks = append(plan.acks, Ack{Row: read.RowID, Kind: AckDelivered, At: now, UpTo: portal.RoomID, Dir: FromXMPP})
 	}
-	plan.acks = append(plan.acks, Ack{Row: read.RowID, Kind: AckDisplayed, At: now, UpTo: portal.RoomID})
+	plan.acks = append(plan.acks, Ack{Row: read.RowID, Kind: AckDisplayed, At: now, UpTo: portal.RoomID, Dir: FromXMPP})
 	plan.out = append(plan.out, out...)
 	plan.readUpTo[portal.RoomID] = read.RowID
 	b.count("matrix_receipt", "read")

@@ -188,7 +188,10 @@ func (s *memStore) acks(acks []Ack, jobs []*Job) []bool {
 		if a.UpTo != "" {
 			for _, p := range s.portals {
 				mark := &p.DeliveredUpTo
-				if a.Kind == AckDisplayed {
+				switch {
+				case a.Dir == FromMatrix:
+					mark = &p.PeerReadUpTo
+				case a.Kind == AckDisplayed:
 					mark = &p.ReadUpTo
 				}
 				if p.RoomID == a.UpTo && *mark < a.Row {
@@ -229,21 +232,11 @@ func (s *memStore) Acknowledge(_ context.Context, acks []Ack, jobs ...*Job) ([]b
 	return s.acks(acks, jobs), nil
 }
 
-func (s *memStore) NewestAcked(_ context.Context, room id.RoomID, dir Direction, kind AckKind) (*Message, error) {
+// jobsAdded is how many jobs were ever stored.
+func (s *memStore) jobsAdded() int64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for i := len(s.messages) - 1; i >= 0; i-- {
-		m := s.messages[i]
-		at := m.DeliveredAt
-		if kind == AckDisplayed {
-			at = m.DisplayedAt
-		}
-		if m.RoomID == room && m.Direction == dir && !at.IsZero() {
-			c := *m
-			return &c, nil
-		}
-	}
-	return nil, ErrNotFound
+	return s.nextJob
 }
 
 func (s *memStore) addJob(j *Job) {

@@ -22,6 +22,9 @@ type Portal struct {
 	// a row up to these was acknowledged to XMPP as displayed / delivered
 	// (set by "up to" acks; PutPortal leaves them alone).
 	ReadUpTo, DeliveredUpTo int64
+	// PeerReadUpTo is the newest FromMatrix message, by row, that the XMPP
+	// person displayed: the ghost's m.read stands there (forward only).
+	PeerReadUpTo int64
 }
 
 // Direction says which way a message crossed the bridge.
@@ -101,10 +104,13 @@ type Ack struct {
 	Kind AckKind
 	At   time.Time
 	Job  *Job
-	// UpTo, when set, makes this an "up to" ack: every FromXMPP message of
-	// the room UpTo with a row up to Row has the kind (the portal's
-	// watermark moves), and the ack is new if the watermark moved.
+	// UpTo, when set, makes this an "up to" ack: every message of the room
+	// UpTo in direction Dir with a row up to Row has the kind (the portal's
+	// watermark moves), and the ack is new if the watermark moved. The
+	// watermarks are ReadUpTo and DeliveredUpTo for FromXMPP, PeerReadUpTo
+	// (displayed only) for FromMatrix.
 	UpTo id.RoomID
+	Dir  Direction
 }
 
 // XMPPKey names a message by its stanza id and the bare JID of the peer it
@@ -155,9 +161,6 @@ type Store interface {
 	// Acknowledge records acks and stores the jobs of the new ones (and
 	// jobs), in one transaction. new[i] tells whether acks[i] was new.
 	Acknowledge(ctx context.Context, acks []Ack, jobs ...*Job) (new []bool, err error)
-	// NewestAcked is the newest message (by row) of the room, in direction
-	// dir, that has an ack of kind.
-	NewestAcked(ctx context.Context, room id.RoomID, dir Direction, kind AckKind) (*Message, error)
 	// UnreadUpTo lists the newest limit FromXMPP messages of room with a
 	// row up to row that are not displayed yet, oldest first.
 	UnreadUpTo(ctx context.Context, room id.RoomID, row int64, limit int) ([]*Message, error)

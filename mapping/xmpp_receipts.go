@@ -247,14 +247,17 @@ func (b *Bridge) receiptToMatrix(ctx context.Context, job *Job) error {
 	case JobMatrixDelivery:
 		return b.matrix.SendDelivery(ctx, msg.RoomID, ghost, msg.EventID)
 	case JobMatrixRead:
-		// m.read is "up to" and only moves forward: post it for the
-		// newest displayed message only. Older jobs of a burst find a
-		// newer one and stand aside, so a burst becomes one receipt.
-		newest, err := b.store.NewestAcked(ctx, msg.RoomID, FromMatrix, AckDisplayed)
+		// m.read is "up to" and only moves forward: a burst of markers
+		// became one job per flush (flushReceipts), and of the jobs of
+		// several flushes only the newest is posted. Each job moved the
+		// portal's watermark, so a watermark past this row means a newer
+		// job follows in this lane: one look at the portal by its key,
+		// whatever the room's history.
+		portal, err := b.store.PortalByRoom(ctx, msg.RoomID)
 		if err != nil {
-			return fmt.Errorf("newest displayed message of %s: %w", msg.RoomID, err)
+			return fmt.Errorf("look up portal %s: %w", msg.RoomID, err)
 		}
-		if newest.RowID != msg.RowID {
+		if portal.PeerReadUpTo > msg.RowID {
 			b.count("matrix_read", "coalesced")
 			return nil
 		}
@@ -298,6 +301,9 @@ func (b *Bridge) flushReceipts(ctx context.Context) {
 		return
 	}
 	acks := make([]Ack, 0, len(rs))
+	// The newest message of each room the burst marks displayed: its m.read
+	// is the one the ghost posts (forward only, "up to").
+	read := map[id.RoomID]*Message{}
 	for i := range rs {
 		r := &rs[i]
 		msg := msgs[keys[i]]
@@ -306,8 +312,24 @@ func (b *Bridge) flushReceipts(ctx context.Context) {
 			b.count("xmpp_receipt", reason)
 			continue
 		}
-		acks = append(acks, Ack{Row: msg.RowID, Kind: r.kind.ack, At: b.now(), Job: &Job{Kind: r.kind.job, Lane: string(msg.RoomID), Payload: receiptPayload(msg)}})
+		ack := Ack{Row: msg.RowID, Kind: r.kind.ack, At: b.now()}
+		if r.kind.job == JobMatrixRead {
+			// Recorded on the row (once per message and kind); posted
+			// once per room below.
+			if newest := read[msg.RoomID]; newest == nil || msg.RowID > newest.RowID {
+				read[msg.RoomID] = msg
+			}
+		} else {
+			ack.Job = &Job{Kind: r.kind.job, Lane: string(msg.RoomID), Payload: receiptPayload(msg)}
+		}
+		acks = append(acks, ack)
 		b.count("xmpp_receipt", r.kind.what)
+	}
+	for room, msg := range read {
+		// New only if it moves the portal's watermark: an older marker
+		// after a newer one raises nothing.
+		acks = append(acks, Ack{Row: msg.RowID, Kind: AckDisplayed, At: b.now(), UpTo: room, Dir: FromMatrix,
+			Job: &Job{Kind: JobMatrixRead, Lane: string(room), Payload: receiptPayload(msg)}})
 	}
 	if len(acks) == 0 {
 		return
@@ -319,13 +341,13 @@ func (b *Bridge) flushReceipts(ctx context.Context) {
 	}
 	jobs := make([]*Job, 0, len(acks))
 	for i := range acks {
-		if isNew[i] {
+		if isNew[i] && acks[i].Job != nil {
 			jobs = append(jobs, acks[i].Job)
 		}
 	}
 	b.queue(jobs...)
 	for i, n := range isNew {
-		if !n {
+		if !n && acks[i].UpTo == "" {
 			b.count("xmpp_receipt", RefuseDuplicate)
 			b.log.Debug().Int64("row", acks[i].Row).Str("kind", string(acks[i].Kind)).Msg("Receipt already translated")
 		}

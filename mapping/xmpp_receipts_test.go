@@ -104,6 +104,29 @@ func TestDisplayedFromXMPP(t *testing.T) {
 	}
 }
 
+// A burst of XEP-0333 markers, one per message as a client catching up on a
+// long history sends them, is one m.read on the newest (XEP-0333 §4: a
+// marker is "up to"; Matrix m.read too): one job stored and one sent, not
+// one per marker.
+func TestDisplayedBurstOneRead(t *testing.T) {
+	h := newHarness(t)
+	ids := sentToJuliet(t, h, 200)
+	jobsBefore := h.store.jobsAdded()
+	for _, x := range ids {
+		_, _ = h.b.HandleXMPPMessage(context.Background(), receipt(func(m *XMPPMessage) { m.Displayed = x }))
+	}
+	h.drain(t)
+	if want := "!dm:example.org " + string(julietGhost) + " $a" + string(rune('1'+199)); len(h.matrix.reads) != 1 || h.matrix.reads[0] != want {
+		t.Fatalf("reads %q, want [%q]", h.matrix.reads, want)
+	}
+	if n := h.store.jobsAdded() - jobsBefore; n != 1 {
+		t.Errorf("%d jobs stored for the burst, want 1", n)
+	}
+	if n := h.counts["xmpp_receipt/marker_displayed"]; n != 200 {
+		t.Errorf("%d markers counted, want 200", n)
+	}
+}
+
 // Who may acknowledge (DESIGN.md): only the bare JID the message went to,
 // addressed to the puppet that sent it, about a message that asked for it,
 // never in a groupchat; everything else is ignored and counted, never

@@ -1,4 +1,4 @@
--- v0 -> v2 (compatible with v1+): Latest revision
+-- v0 -> v3 (compatible with v1+): Latest revision
 
 -- All times are unix milliseconds; all JIDs are bare.
 
@@ -14,6 +14,9 @@ CREATE TABLE portal (
 	-- instead of marking each of thousands of rows.
 	read_upto      BIGINT NOT NULL DEFAULT 0,
 	delivered_upto BIGINT NOT NULL DEFAULT 0,
+	-- Row of the newest message from Matrix the XMPP person displayed: the
+	-- ghost's m.read is "up to", so a burst of markers moves it once.
+	peer_read_upto BIGINT NOT NULL DEFAULT 0,
 
 	CONSTRAINT portal_pair_unique UNIQUE (mxid, jid)
 );
@@ -55,9 +58,13 @@ CREATE TABLE message (
 -- conflicts. Lookups must repeat "xmpp_id <> ''" for PostgreSQL to use it.
 CREATE UNIQUE INDEX message_xmpp_id_idx ON message (peer_jid, xmpp_id, direction) WHERE xmpp_id <> '';
 CREATE INDEX message_room_ts_idx ON message (room_id, ts);
--- The "up to" expansion of an m.read: the not yet displayed messages of a
--- room up to a row. Partial, so that it holds only what is still unread.
-CREATE INDEX message_unread_idx ON message (room_id, rowid) WHERE displayed_at IS NULL;
+-- The "up to" expansion of an m.read: the not yet displayed messages from
+-- XMPP of a room up to a row. Partial, so that it holds only what is still
+-- unread, and only what an m.read can name.
+CREATE INDEX message_unread_idx ON message (room_id, rowid) WHERE displayed_at IS NULL AND direction = 'xmpp';
+-- The newest message from XMPP of a room that asked for XEP-0022 composing
+-- events, for typing from Matrix.
+CREATE INDEX message_composable_idx ON message (room_id, rowid) WHERE want_composing AND direction = 'xmpp';
 -- Messages from XMPP not yet on Matrix, for receipts that arrive before
 -- their event's id (mapping/early_receipts.go). Holds only those.
 CREATE INDEX message_unsent_idx ON message (peer_jid, mxid) WHERE event_id IS NULL;
