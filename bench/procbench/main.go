@@ -248,7 +248,7 @@ func (d *driver) main() error {
 	d.print(os.Stdout)
 	fmt.Println("\nreceipts/s: results seen by the stand-in over the time from the first write to the last result; p50/p99: from the")
 	fmt.Println("write of a receipt's stanza or transaction to the stand-in seeing its result (an m.read or XEP-0333 marker settles the")
-	fmt.Println("receipts of its room up to it); CPU: utime+stime over the shape; RSS: VmHWM; load: the 1-minute load average at the end.")
+	fmt.Println("receipts of its room up to it); CPU: utime+stime over the shape (idle: over the second before it); RSS: VmHWM; load: the 1-minute load average at the end.")
 	fmt.Printf("\n\"Query took long\" lines in the bridge's logs: %d\n", d.queryTookLong)
 	fmt.Printf("whole run: %s; logs and databases in %s\n", time.Since(began).Round(time.Second), d.base)
 	return nil
@@ -261,7 +261,7 @@ type run struct {
 	dur             time.Duration
 	p50, p99        time.Duration
 	alone           []time.Duration // flood: the paced portal's latencies without the flood
-	cpu             time.Duration
+	cpu, idle       time.Duration
 	rss, wal        int64
 	stalled         bool
 	errs            string
@@ -380,7 +380,11 @@ func (d *driver) runOne(ctx context.Context, s *scenario, dir, target, seedDB st
 	}
 	res := &run{}
 	var sendErr atomic.Value
+	// What the process burns doing nothing, over a second, before the load.
+	idle0, _ := cpuTime(p.pid)
+	time.Sleep(time.Second)
 	cpu0, _ := cpuTime(p.pid)
+	res.idle = cpu0 - idle0
 	sender := &xmppSender{xs: xs, puppet: puppetOf(alice)}
 	push := newPusher(p.asURL, p.hsToken)
 	pushDone := make(chan struct{})
@@ -625,7 +629,7 @@ func ms(d time.Duration) string {
 
 func (d *driver) print(w io.Writer) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "shape/direction\tportals\treceipts\tbridge r/s\trelay r/s\tratio\tp50\tp99\trelay p50\trelay p99\tCPU ms/1k\trelay CPU ms/1k\tpeak RSS MB\trelay RSS MB\tmax WAL MB\tload\t")
+	fmt.Fprintln(tw, "shape/direction\tportals\treceipts\tbridge r/s\trelay r/s\tratio\tp50\tp99\trelay p50\trelay p99\tCPU ms/1k\trelay CPU ms/1k\tpeak RSS MB\trelay RSS MB\tmax WAL MB\tidle CPU ms/s\trelay idle\tload\t")
 	var notes []string
 	for _, r := range d.rows {
 		b, l := r.bridge, r.relay
@@ -640,9 +644,9 @@ func (d *driver) print(w io.Writer) {
 		if r.s.paced != nil {
 			ratio = "-" // paced: the rate is the pace
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%.0f\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%.0f\t%.0f\t%.1f\t%s\t\n",
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%.0f\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%.0f\t%.0f\t%.1f\t%d\t%d\t%s\t\n",
 			r.s.name(), r.s.portals, b.sent, rs, l.rate(), ratio, ms(b.p50), ms(b.p99), ms(l.p50), ms(l.p99),
-			perK(b.cpu, b.sent), perK(l.cpu, l.sent), float64(b.rss)/1024, float64(l.rss)/1024, float64(b.wal)/(1<<20), b.load)
+			perK(b.cpu, b.sent), perK(l.cpu, l.sent), float64(b.rss)/1024, float64(l.rss)/1024, float64(b.wal)/(1<<20), b.idle.Milliseconds(), l.idle.Milliseconds(), b.load)
 		if r.s.paced != nil {
 			notes = append(notes, fmt.Sprintf("%s: p99 added over the relay's at %d/s: %s", r.s.name(), rate, ms(b.p99-l.p99)))
 		}
