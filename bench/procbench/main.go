@@ -10,6 +10,7 @@
 // Knobs (flags, or the environment): BENCH_SHAPES (comma-separated shape
 // or shape/direction names; empty for all), BENCH_N (receipts in a burst),
 // BENCH_HISTORY (messages in the hot portal), BENCH_PACED_SECONDS,
+// BENCH_REPEAT (runs of each shape by each process, the median shown),
 // BENCH_TIMEOUT and BENCH_STALL (a shape that has not finished by then, or
 // that sees nothing for that long, is reported as stalled), BENCH_BRIDGE
 // (a built bridge binary), BENCH_DIR (where the databases and logs go).
@@ -17,6 +18,7 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -26,6 +28,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -55,6 +58,7 @@ func main() {
 	flag.IntVar(&d.pacedSeconds, "paced-seconds", envInt("BENCH_PACED_SECONDS", 3), "seconds of each paced run")
 	flag.DurationVar(&d.timeout, "timeout", envDur("BENCH_TIMEOUT", 60*time.Second), "longest a shape may take")
 	flag.DurationVar(&d.stall, "stall", envDur("BENCH_STALL", 20*time.Second), "a shape that sees nothing for this long has stalled")
+	flag.IntVar(&d.repeat, "repeat", envInt("BENCH_REPEAT", 1), "runs of each shape by each process; the median is shown")
 	flag.StringVar(&d.bridgeBin, "bridge", env("BENCH_BRIDGE", ""), "the bridge binary (built from ./cmd/bridge if empty)")
 	flag.StringVar(&d.base, "dir", env("BENCH_DIR", ""), "where the databases and logs go (a new temporary directory if empty)")
 	flag.Parse()
@@ -90,12 +94,14 @@ func envDur(k string, def time.Duration) time.Duration {
 }
 
 type driver struct {
-	shapes                       string
-	n, history, pacedSeconds     int
-	timeout, stall               time.Duration
-	bridgeBin, base, self        string
-	rows                         []row
-	queryTookLong, bridgeCrashes int
+	shapes                   string
+	n, history, pacedSeconds int
+	timeout, stall           time.Duration
+	bridgeBin, base, self    string
+	rows                     []row
+	repeat                   int
+	tookLongAll              int
+	bridgeCrashes            int
 }
 
 // A scenario is one shape in one direction.
@@ -249,7 +255,7 @@ func (d *driver) main() error {
 	fmt.Println("\nreceipts/s: results seen by the stand-in over the time from the first write to the last result; p50/p99: from the")
 	fmt.Println("write of a receipt's stanza or transaction to the stand-in seeing its result (an m.read or XEP-0333 marker settles the")
 	fmt.Println("receipts of its room up to it); CPU: utime+stime over the shape (idle: over the second before it); RSS: VmHWM; load: the 1-minute load average at the end.")
-	fmt.Printf("\n\"Query took long\" lines in the bridge's logs: %d\n", d.queryTookLong)
+	fmt.Printf("\n\"Query took long\" lines in the bridge's logs: %d\n", d.tookLongAll)
 	fmt.Printf("whole run: %s; logs and databases in %s\n", time.Since(began).Round(time.Second), d.base)
 	return nil
 }
@@ -277,8 +283,35 @@ func (r *run) rate() float64 {
 }
 
 type row struct {
-	s             *scenario
-	bridge, relay *run
+	s               *scenario
+	bridge, relay   *run
+	bridges, relays string // every repeat's figure, when there are repeats
+}
+
+// median picks the run of median speed (of median p99 when paced) and
+// lists every run's figure when there are several.
+func median(s *scenario, runs []*run) (*run, string) {
+	paced := s.paced != nil
+	figure := func(r *run) float64 {
+		if paced {
+			return float64(r.p99)
+		}
+		return r.rate()
+	}
+	sorted := slices.Clone(runs)
+	slices.SortFunc(sorted, func(a, b *run) int { return cmp.Compare(figure(a), figure(b)) })
+	if len(runs) == 1 {
+		return runs[0], ""
+	}
+	var list []string
+	for _, r := range runs {
+		if paced {
+			list = append(list, "p99 "+ms(r.p99))
+		} else {
+			list = append(list, fmt.Sprintf("%.0f/s", r.rate()))
+		}
+	}
+	return sorted[len(sorted)/2], strings.Join(list, ", ")
 }
 
 func (d *driver) runScenario(ctx context.Context, s *scenario) error {
@@ -293,14 +326,26 @@ func (d *driver) runScenario(ctx context.Context, s *scenario) error {
 	}
 	fmt.Fprintf(os.Stderr, "%-18s seeded %d messages in %d portals (%s)\n", s.name(), len(s.roomOf), s.portals, time.Since(t0).Round(time.Millisecond))
 	r := row{s: s}
-	var err error
-	if r.relay, err = d.runOne(ctx, s, dir, "relay", seedDB); err != nil {
-		return err
+	// Relay and bridge take turns, so that a change in the machine's load
+	// falls on both; with repeats, the run of median speed (or p99, when
+	// paced) of each is the one shown.
+	var relays, bridges []*run
+	for k := range max(1, d.repeat) {
+		for _, target := range []string{"relay", "bridge"} {
+			res, err := d.runOne(ctx, s, dir, target, fmt.Sprintf("%s-%d", target, k), seedDB)
+			if err != nil {
+				return err
+			}
+			if target == "relay" {
+				relays = append(relays, res)
+			} else {
+				bridges = append(bridges, res)
+			}
+			d.tookLongAll += res.tookLong
+		}
 	}
-	if r.bridge, err = d.runOne(ctx, s, dir, "bridge", seedDB); err != nil {
-		return err
-	}
-	d.queryTookLong += r.bridge.tookLong
+	r.relay, r.relays = median(s, relays)
+	r.bridge, r.bridges = median(s, bridges)
 	d.rows = append(d.rows, r)
 	for _, x := range []struct {
 		n string
@@ -323,8 +368,8 @@ type process struct {
 	hsToken string
 }
 
-func (d *driver) runOne(ctx context.Context, s *scenario, dir, target, seedDB string) (*run, error) {
-	tdir := filepath.Join(dir, target)
+func (d *driver) runOne(ctx context.Context, s *scenario, dir, target, name, seedDB string) (*run, error) {
+	tdir := filepath.Join(dir, name)
 	if err := os.MkdirAll(tdir, 0o755); err != nil {
 		return nil, err
 	}
@@ -664,6 +709,9 @@ func (d *driver) print(w io.Writer) {
 			if x.r.errs != "" {
 				notes = append(notes, fmt.Sprintf("%s: %s: %s", r.s.name(), x.n, x.r.errs))
 			}
+		}
+		if r.bridges != "" {
+			notes = append(notes, fmt.Sprintf("%s: runs of the bridge %s; of the relay %s", r.s.name(), r.bridges, r.relays))
 		}
 		if b.tookLong > 0 {
 			notes = append(notes, fmt.Sprintf("%s: %d \"Query took long\" in the bridge's log", r.s.name(), b.tookLong))
