@@ -143,7 +143,7 @@ func newPostgresStore(t *testing.T) *store {
 }
 
 // withSearchPath adds search_path to a lib/pq URL or key=value string.
-func withSearchPath(t *testing.T, base, schema string) string {
+func withSearchPath(t testing.TB, base, schema string) string {
 	if !strings.HasPrefix(base, "postgres://") && !strings.HasPrefix(base, "postgresql://") {
 		return base + " search_path=" + schema
 	}
@@ -157,7 +157,7 @@ func withSearchPath(t *testing.T, base, schema string) string {
 	return u.String()
 }
 
-func randomHex(t *testing.T) string {
+func randomHex(t testing.TB) string {
 	b := make([]byte, 8)
 	if _, err := rand.Read(b); err != nil {
 		t.Fatal(err)

@@ -24,6 +24,7 @@ type BridgeSettings struct {
 	DatabaseType     string // "" for SQLite next to the config
 	DatabaseURI      string
 	LogLevel         string // "" for debug
+	Ephemeral        string // appservice.ephemeral: "" for the default (auto), push or sync
 	Extra            string // YAML appended to the config, for options of later features
 }
 
@@ -57,6 +58,10 @@ func NewBridgeProcess(ctx context.Context, bin, dir string, s BridgeSettings, lo
 	if s.DatabaseType == "" {
 		s.DatabaseType, s.DatabaseURI = "sqlite3-fk-wal", "bridge.db"
 	}
+	ephemeral := ""
+	if s.Ephemeral != "" {
+		ephemeral = fmt.Sprintf("    ephemeral: %s\n", s.Ephemeral)
+	}
 	p := &BridgeProcess{Bin: bin, Dir: dir, Config: filepath.Join(dir, "config.yaml"), Registr: filepath.Join(dir, "registration.yaml"), Settings: s, Log: log}
 	cfg := fmt.Sprintf(`homeserver:
     address: %s
@@ -71,14 +76,14 @@ appservice:
     database:
         type: %s
         uri: %q
-xmpp:
+%sxmpp:
     address: %s
     domain: %s
     secret: %q
 logging:
     level: %s
     format: pretty
-%s`, s.HomeserverURL, s.HomeserverDomain, s.ASPort, s.ASPort, s.DatabaseType, s.DatabaseURI, s.XMPPAddress, s.XMPPDomain, s.XMPPSecret, s.LogLevel, s.Extra)
+%s`, s.HomeserverURL, s.HomeserverDomain, s.ASPort, s.ASPort, s.DatabaseType, s.DatabaseURI, ephemeral, s.XMPPAddress, s.XMPPDomain, s.XMPPSecret, s.LogLevel, s.Extra)
 	if err := os.WriteFile(p.Config, []byte(cfg), 0o600); err != nil {
 		return nil, err
 	}
@@ -117,6 +122,14 @@ func (p *BridgeProcess) Start(ctx context.Context) error {
 		time.Sleep(50 * time.Millisecond)
 	}
 	return fmt.Errorf("bridge did not listen on %s within 30s", addr)
+}
+
+// Pid is the bridge's process id while it runs, else 0.
+func (p *BridgeProcess) Pid() int {
+	if p.cmd == nil {
+		return 0
+	}
+	return p.cmd.Process.Pid
 }
 
 // Stop ends the bridge with SIGTERM, as an init system would.

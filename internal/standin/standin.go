@@ -35,6 +35,9 @@ type XMPPServer struct {
 	received atomic.Int64
 	// Match is what Received counts in the component's output.
 	Match string
+	// Tap, if set before the component connects, is given everything the
+	// component sends, in order, as it is read (chunks cut anywhere).
+	Tap func([]byte)
 }
 
 // NewXMPPServer listens on a loopback port.
@@ -95,6 +98,9 @@ func (s *XMPPServer) count(r *bufio.Reader) {
 	var tail string
 	for {
 		n, err := r.Read(buf)
+		if n > 0 && s.Tap != nil {
+			s.Tap(buf[:n])
+		}
 		if n > 0 {
 			chunk := tail + string(buf[:n])
 			s.received.Add(int64(strings.Count(chunk, match)))

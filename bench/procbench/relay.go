@@ -1,0 +1,257 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha1"
+	"encoding/hex"
+	"encoding/json"
+	"encoding/xml"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/signal"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+
+	"github.com/rs/zerolog"
+	"mellium.im/xmpp/jid"
+
+	"xmppbridge/database"
+)
+
+// The relay is the physical limit of the path: per receipt it does what the
+// bridge minimally must (decode the stanza or transaction, look the id up
+// in a Go map, send one HTTP request or write one stanza) and nothing else:
+// no store, no checks, no retries. It is this binary started with -relay,
+// a process of its own like the bridge.
+
+type relayEntry struct{ room, event, peer, xmppID, ghost string }
+
+// relayMaps reads the id map the driver seeded into the SQLite file: the
+// messages to XMPP by (bare peer, stanza id) and those from XMPP by event.
+func relayMaps(ctx context.Context, path string) (toXMPP, fromXMPP map[string]relayEntry, err error) {
+	db, err := database.Open(ctx, "sqlite3-fk-wal", path, zerolog.Nop())
+	if err != nil {
+		return nil, nil, err
+	}
+	defer db.Close()
+	rows, err := db.DB().Query(ctx, `SELECT room_id, event_id, peer_jid, xmpp_id, direction FROM message`)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer rows.Close()
+	toXMPP, fromXMPP = map[string]relayEntry{}, map[string]relayEntry{}
+	for rows.Next() {
+		var e relayEntry
+		var dir string
+		if err := rows.Scan(&e.room, &e.event, &e.peer, &e.xmppID, &dir); err != nil {
+			return nil, nil, err
+		}
+		if dir == "matrix" {
+			j, err := jid.Parse(e.peer)
+			if err != nil {
+				return nil, nil, err
+			}
+			e.ghost = string(ids.Ghost(j))
+			toXMPP[e.peer+"\x00"+e.xmppID] = e
+		} else {
+			fromXMPP[e.event] = e
+		}
+	}
+	return toXMPP, fromXMPP, rows.Err()
+}
+
+func runRelay(args []string) error {
+	fs := flag.NewFlagSet("relay", flag.ExitOnError)
+	dbPath := fs.String("db", "", "the seeded SQLite file to read the id map from")
+	hsURL := fs.String("hs", "", "the stand-in homeserver's URL")
+	xmppAddr := fs.String("xmpp", "", "the stand-in XMPP server's component address")
+	listen := fs.String("listen", "", "where to listen for transactions")
+	_ = fs.Parse(args)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+
+	toXMPP, fromXMPP, err := relayMaps(ctx, *dbPath)
+	if err != nil {
+		return fmt.Errorf("read id map: %w", err)
+	}
+	conn, r, err := componentHandshake(*xmppAddr)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	out := &stanzaWriter{w: bufio.NewWriterSize(conn, 1<<16)}
+
+	// XMPP → Matrix: decode, look up, 32 requests in flight, kept alive.
+	transport := http.DefaultTransport.(*http.Transport).Clone()
+	transport.MaxIdleConns, transport.MaxIdleConnsPerHost = 64, 64
+	client := &http.Client{Transport: transport}
+	jobs := make(chan string, 1<<16)
+	var wg sync.WaitGroup
+	for range 32 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for u := range jobs {
+				resp, err := client.Post(u, "application/json", strings.NewReader("{}"))
+				if err != nil {
+					fmt.Fprintln(os.Stderr, "relay:", err)
+					continue
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}
+		}()
+	}
+	go func() {
+		defer close(jobs)
+		dec := xml.NewDecoder(r)
+		for {
+			tok, err := dec.Token()
+			if err != nil {
+				return
+			}
+			se, ok := tok.(xml.StartElement)
+			if !ok || se.Name.Local != "message" {
+				continue
+			}
+			var m struct {
+				From     string `xml:"from,attr"`
+				Received *struct {
+					ID string `xml:"id,attr"`
+				} `xml:"urn:xmpp:receipts received"`
+				Displayed *struct {
+					ID string `xml:"id,attr"`
+				} `xml:"urn:xmpp:chat-markers:0 displayed"`
+			}
+			if err := dec.DecodeElement(&m, &se); err != nil {
+				return
+			}
+			bare, _, _ := strings.Cut(m.From, "/")
+			kind, sid := "org.matrix.msc4089.delivery", ""
+			if m.Received != nil {
+				sid = m.Received.ID
+			} else if m.Displayed != nil {
+				kind, sid = "m.read", m.Displayed.ID
+			}
+			e, ok := toXMPP[bare+"\x00"+sid]
+			if !ok {
+				continue
+			}
+			jobs <- fmt.Sprintf("%s/_matrix/client/v3/rooms/%s/receipt/%s/%s?user_id=%s",
+				*hsURL, url.PathEscape(e.room), kind, url.PathEscape(e.event), url.QueryEscape(e.ghost))
+		}
+	}()
+
+	// Matrix → XMPP: decode the transaction, look up, one stanza each.
+	puppet := puppetOf(alice)
+	mux := http.NewServeMux()
+	mux.HandleFunc("PUT /_matrix/app/v1/transactions/{txn}", func(w http.ResponseWriter, req *http.Request) {
+		var body struct {
+			Ephemeral []struct {
+				Type    string                                           `json:"type"`
+				Content map[string]map[string]map[string]json.RawMessage `json:"content"`
+			} `json:"ephemeral"`
+		}
+		if err := json.NewDecoder(req.Body).Decode(&body); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		var b strings.Builder
+		for _, ev := range body.Ephemeral {
+			if ev.Type != "m.receipt" {
+				continue
+			}
+			for evID, byType := range ev.Content {
+				e, ok := fromXMPP[evID]
+				if !ok {
+					continue
+				}
+				for typ := range byType {
+					switch typ {
+					case "m.delivery", "org.matrix.msc4089.delivery":
+						fmt.Fprintf(&b, `<message from='%s' to='%s'><received xmlns='urn:xmpp:receipts' id='%s'/></message>`, puppet, e.peer, e.xmppID)
+					case "m.read":
+						fmt.Fprintf(&b, `<message from='%s' to='%s'><displayed xmlns='urn:xmpp:chat-markers:0' id='%s'/></message>`, puppet, e.peer, e.xmppID)
+					}
+				}
+			}
+		}
+		if err := out.write(b.String()); err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		_, _ = io.WriteString(w, "{}")
+	})
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: mux}
+	go func() { <-ctx.Done(); _ = srv.Close(); conn.Close() }()
+	fmt.Println("ready")
+	if err := srv.Serve(ln); err != http.ErrServerClosed {
+		return err
+	}
+	wg.Wait()
+	return nil
+}
+
+type stanzaWriter struct {
+	mu sync.Mutex
+	w  *bufio.Writer
+}
+
+func (s *stanzaWriter) write(stanzas string) error {
+	if stanzas == "" {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, err := s.w.WriteString(stanzas); err != nil {
+		return err
+	}
+	return s.w.Flush()
+}
+
+var streamIDRe = regexp.MustCompile(`id=['"]([^'"]+)['"]`)
+
+// componentHandshake opens an XEP-0114 stream to addr and authenticates;
+// the reader it returns starts after <handshake/>.
+func componentHandshake(addr string) (net.Conn, *bufio.Reader, error) {
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		return nil, nil, err
+	}
+	fail := func(err error) (net.Conn, *bufio.Reader, error) {
+		conn.Close()
+		return nil, nil, fmt.Errorf("component handshake with %s: %w", addr, err)
+	}
+	if _, err := fmt.Fprintf(conn, `<stream:stream xmlns='jabber:component:accept' xmlns:stream='http://etherx.jabber.org/streams' to='%s'>`, ids.ComponentDomain); err != nil {
+		return fail(err)
+	}
+	r := bufio.NewReaderSize(conn, 1<<16)
+	header, err := r.ReadString('>')
+	if err != nil {
+		return fail(err)
+	}
+	m := streamIDRe.FindStringSubmatch(header)
+	if m == nil {
+		return fail(fmt.Errorf("no stream id in %q", header))
+	}
+	sum := sha1.Sum([]byte(m[1] + secret))
+	if _, err := fmt.Fprintf(conn, "<handshake>%s</handshake>", hex.EncodeToString(sum[:])); err != nil {
+		return fail(err)
+	}
+	if answer, err := r.ReadString('>'); err != nil || !strings.Contains(answer, "<handshake") {
+		return fail(fmt.Errorf("answer %q: %v", answer, err))
+	}
+	return conn, r, nil
+}

@@ -1,0 +1,73 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/rs/zerolog"
+	"go.mau.fi/util/dbutil"
+	"maunium.net/go/mautrix/id"
+	"maunium.net/go/mautrix/sqlstatestore"
+	"mellium.im/xmpp/jid"
+
+	"xmppbridge/database"
+	"xmppbridge/mapping"
+)
+
+var ids = mapping.Identities{HomeserverDomain: "example.org", ComponentDomain: "matrix.example.org", BotLocalpart: "xmppbridge"}
+
+const (
+	alice  = id.UserID("@alice:example.org")
+	secret = "bench-secret"
+)
+
+func peer(r int) jid.JID   { return jid.MustParse(fmt.Sprintf("p%d@xmpp.example", r)) }
+func room(r int) id.RoomID { return id.RoomID(fmt.Sprintf("!r%d:example.org", r)) }
+func eventID(i int) string { return fmt.Sprintf("$e%d", i) }
+func xmppID(i int) string  { return fmt.Sprintf("m%d", i) }
+func puppetOf(u id.UserID) string {
+	j, err := ids.Puppet(u)
+	if err != nil {
+		panic(err)
+	}
+	return j.String()
+}
+
+// seed writes the bridge's SQLite database at path before the bridge
+// starts: the portals, message i in room roomOf[i] (event $e<i>, stanza id
+// m<i>) in direction dir with req, and every ghost marked registered in
+// the state store, as a bridge that has run for a while has them.
+func seed(ctx context.Context, path string, portals int, roomOf []int, dir mapping.Direction, req mapping.Requests) error {
+	db, err := database.Open(ctx, "sqlite3-fk-wal", path, zerolog.Nop())
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	ss := sqlstatestore.NewSQLStateStore(db.DB(), dbutil.ZeroLogger(zerolog.Nop()), false)
+	if err := database.EnsureVersionTable(ctx, ss.Database); err != nil {
+		return err
+	}
+	if err := ss.Upgrade(ctx); err != nil {
+		return err
+	}
+	ts := time.Now().Add(-time.Hour)
+	return db.DB().DoTxn(ctx, nil, func(ctx context.Context) error {
+		for r := 0; r < portals; r++ {
+			if err := db.PutPortal(ctx, &mapping.Portal{RoomID: room(r), MXID: alice, JID: peer(r), CreatedAt: ts}); err != nil {
+				return err
+			}
+			if err := ss.MarkRegistered(ctx, ids.Ghost(peer(r))); err != nil {
+				return err
+			}
+		}
+		for i, r := range roomOf {
+			m := &mapping.Message{RoomID: room(r), EventID: id.EventID(eventID(i)), XMPPID: xmppID(i), PeerJID: peer(r),
+				Direction: dir, MXID: alice, TS: ts.Add(time.Duration(i) * time.Millisecond), Requests: req}
+			if _, err := db.AddMessage(ctx, m); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
