@@ -56,6 +56,7 @@ type options struct {
 	// defaultWALLimit); 0 never does, as before it existed.
 	walLimit        int64
 	walCheckEvery   time.Duration
+	walResetWait    time.Duration
 	checkpointEvery time.Duration
 	// The inbox keeps done transactions that are among the newest keepTxns
 	// or younger than keepTxnsFor (see keepTxns), pruning every pruneEvery.
@@ -68,6 +69,7 @@ func defaultOptions() options {
 	return options{
 		walLimit:        defaultWALLimit,
 		walCheckEvery:   walCheckEvery,
+		walResetWait:    walResetWait,
 		checkpointEvery: checkpointEvery,
 		keepTxns:        keepTxns,
 		keepTxnsFor:     keepTxnsFor,

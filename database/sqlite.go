@@ -1,11 +1,14 @@
 package database
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"database/sql/driver"
+	"encoding/binary"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/mattn/go-sqlite3"
@@ -15,7 +18,7 @@ import (
 // sqliteDriver is what the database type "sqlite3-fk-wal" opens: the
 // pragmas of mautrix's driver of that name (foreign keys, WAL, synchronous
 // NORMAL, a 5 s busy timeout), and two more: no automatic checkpoints, and
-// a WAL file cut back to defaultWALLimit whenever it starts over.
+// a WAL file cut back to walFileLimit whenever it starts over.
 //
 // Left to itself, SQLite copies the WAL back into the database file, with
 // an fsync of each, inside whichever commit takes the WAL past 1,000 pages.
@@ -37,7 +40,7 @@ func init() {
 				"PRAGMA synchronous = NORMAL",
 				"PRAGMA busy_timeout = 5000",
 				"PRAGMA wal_autocheckpoint = 0",
-				fmt.Sprintf("PRAGMA journal_size_limit = %d", defaultWALLimit),
+				fmt.Sprintf("PRAGMA journal_size_limit = %d", walFileLimit),
 			} {
 				if _, err := conn.Exec(pragma, []driver.Value{}); err != nil {
 					return fmt.Errorf("%s: %w", pragma, err)
@@ -54,9 +57,8 @@ func init() {
 // database file.
 const checkpointEvery = time.Second
 
-// defaultWALLimit is the size of the WAL file past which the checkpointer
-// empties it, and the size a WAL file is cut back to when SQLite starts it
-// over (journal_size_limit).
+// defaultWALLimit is the size of the WAL in use past which the
+// checkpointer makes SQLite start it over.
 //
 // A PASSIVE checkpoint copies frames into the database file but never
 // starts the WAL over: only the next writer can, and only once every frame
@@ -66,42 +68,56 @@ const checkpointEvery = time.Second
 // ever longer WAL index, and the first connection after a crash reads the
 // whole file to rebuild it: 2 s before the first query.
 //
-// So when the file passes walLimit the checkpointer runs a PASSIVE
+// So when the WAL in use passes walLimit the checkpointer runs a PASSIVE
 // checkpoint (which copies nearly everything without blocking anyone) and
-// then a TRUNCATE one. TRUNCATE takes the write lock, copies the frames
-// committed since, waits for the readers still in the WAL to finish, and
-// empties the file. Writers wait meanwhile (their busy_timeout applies):
-// the frames of a fraction of a second, two fsyncs and the end of the
-// readers' queries; readers are never blocked. TRUNCATE rather than
-// RESTART because the file's size is then the WAL's size: stat tells
-// the checkpointer all it needs every walCheckEvery, and a WAL that
-// SQLite starts over by itself is cut back by journal_size_limit.
+// then RESTART ones. RESTART takes the write lock, copies the frames
+// committed since, and checks that no reader is still in the WAL, so that
+// the next writer starts the WAL over from its first frame. Writers wait
+// meanwhile (their busy_timeout applies): for those frames and two fsyncs,
+// a millisecond or so; readers are never blocked. Waiting for readers
+// would hold the lock longer, so the tries do not wait, unless the WAL
+// passed twice walLimit (see restart). The file keeps its size and is
+// written over.
 //
-// 32 MiB is about two seconds of writes at the bench's top rate: a reset
-// every few seconds at full load, every few minutes at 1,000 receipts a
-// second, and a WAL file that stays under 64 MiB even if the writes of a
-// whole walCheckEvery land on top.
-const defaultWALLimit = 32 << 20
+// RESTART rather than TRUNCATE: emptying the file frees its blocks inside
+// the write lock, 12 ms for 32 MiB on this machine's ext4 (mounted with
+// discard), and the writes after it allocate them again.
+// journal_size_limit (walFileLimit) cuts the file back, in the commit
+// that starts the WAL over, only when it grew past 64 MiB, as when a
+// reader held the WAL for long.
+//
+// 16 MiB is about two and a half seconds of writes at 1,000 receipts a
+// second (BenchmarkXMPPToMatrixLatency wrote 6.5 MB/s). The file stays
+// under twice that plus what is written while the checkpointer waits
+// (walResetWait, walCheckEvery): under 64 MiB up to about 90 MB/s.
+const defaultWALLimit = 16 << 20
 
-// walCheckEvery is how often the checkpointer looks at the WAL file's
-// size: a stat, nearly free.
+// walFileLimit is journal_size_limit: the size a WAL file is cut back to
+// when it starts over, the bound aimed at.
+const walFileLimit = 64 << 20
+
+// walCheckEvery is how often the checkpointer looks at the size of the WAL
+// in use: a read of 96 bytes of the -shm file.
 const walCheckEvery = 100 * time.Millisecond
 
-// walResetWait is the busy timeout of the checkpointer's own connection.
-// The TRUNCATE checkpoint holds the write lock while it waits for readers:
-// it must give up long before the writers queued behind it (5 s) do. It
-// tries again at the next check.
+// walResetWait is how long the checkpointer tries to have the WAL start
+// over before it leaves it to the next check (see restart). A RESTART
+// checkpoint holds the write lock while it waits for readers: it must give
+// up long before the writers queued behind it (5 s) do.
 const walResetWait = 250 * time.Millisecond
 
-// walLimit is the WAL size past which the checkpointer empties it; 0 means
-// never (tests only, to show that PASSIVE checkpoints alone do not bound
-// it).
+// walResetRetry is the pause between RESTART checkpoints that do not wait.
+const walResetRetry = 200 * time.Microsecond
+
+// walLimit is the WAL size past which the checkpointer starts it over; 0
+// means never (tests only, to show that PASSIVE checkpoints alone do not
+// bound it).
 func (db *Database) walLimit() int64 {
 	return db.opts.walLimit
 }
 
-// checkpointer runs PASSIVE checkpoints every checkpointEvery, and empties
-// the WAL when it passes walLimit, until ctx ends.
+// checkpointer runs PASSIVE checkpoints every checkpointEvery, and has the
+// WAL start over when it passes walLimit, until ctx ends.
 func (db *Database) checkpointer(ctx context.Context) {
 	ck := &walCheckpointer{db: db}
 	defer ck.close()
@@ -109,15 +125,20 @@ func (db *Database) checkpointer(ctx context.Context) {
 	defer tick.Stop()
 	var lastPassive time.Time
 	failing := false
-	var overSince time.Time // the WAL could not be emptied since then
+	var overSince time.Time // the WAL could not be started over since then
+	restartedAt := -1       // frames in use when it last was, until a writer starts over
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
 		}
-		size := db.walSize()
-		over := db.walLimit() > 0 && size > db.walLimit()
+		frames, known := ck.framesInUse()
+		if frames == restartedAt {
+			// No writer since the last reset: it starts over at the next.
+			frames = 0
+		}
+		over := known && db.walLimit() > 0 && int64(frames)*(ck.pageSize+24) > db.walLimit()
 		if !over && time.Since(lastPassive) < db.opts.checkpointEvery {
 			continue
 		}
@@ -125,22 +146,26 @@ func (db *Database) checkpointer(ctx context.Context) {
 		lastPassive = time.Now()
 		if err == nil {
 			db.checkpoints.Add(1)
-			// Where the file cannot be found, the frames in use tell.
-			over = over || (db.walLimit() > 0 && int64(st.frames)*(ck.pageSize+24) > db.walLimit())
+			if !known && st.frames != restartedAt {
+				// No -shm to read: the frames in use the checkpoint saw.
+				over = db.walLimit() > 0 && int64(st.frames)*(ck.pageSize+24) > db.walLimit()
+			}
 		}
 		if err == nil && over {
-			var emptied bool
-			emptied, err = ck.empty(ctx)
+			var restarted bool
+			urgent := int64(max(frames, st.frames))*(ck.pageSize+24) > 2*db.walLimit()
+			restarted, st, err = ck.restart(ctx, urgent)
 			switch {
-			case emptied:
+			case restarted:
 				overSince = time.Time{}
+				restartedAt = st.frames
 			case overSince.IsZero():
 				overSince = time.Now()
 			case time.Since(overSince) > 10*time.Second:
-				// A reader has been in the WAL for seconds (or a writer
-				// never lets go): it grows until that ends.
-				db.log.Warn().Int64("wal_bytes", size).Dur("for", time.Since(overSince)).
-					Msg("The SQLite WAL is over its limit and cannot be emptied: readers still in it")
+				// A reader has been in the WAL for seconds (or writers
+				// never let go of the lock): it grows until that ends.
+				db.log.Warn().Int("wal_frames", frames).Dur("for", time.Since(overSince)).
+					Msg("The SQLite WAL is over its limit and cannot start over: readers still in it")
 				overSince = time.Now()
 			}
 		}
@@ -156,25 +181,13 @@ func (db *Database) checkpointer(ctx context.Context) {
 	}
 }
 
-// walSize is the size of the WAL file, 0 if there is none or its name is
-// unknown (an in-memory database).
-func (db *Database) walSize() int64 {
-	if db.walPath == "" {
-		return 0
-	}
-	st, err := os.Stat(db.walPath)
-	if err != nil {
-		return 0
-	}
-	return st.Size()
-}
-
 // walCheckpointer is the checkpointer's own connection, kept out of the
 // pool so that its busy timeout can be walResetWait.
 type walCheckpointer struct {
 	db       *Database
 	conn     *sql.Conn
 	pageSize int64
+	shm      *os.File // the -shm file, nil until opened
 }
 
 func (ck *walCheckpointer) open(ctx context.Context) error {
@@ -186,7 +199,7 @@ func (ck *walCheckpointer) open(ctx context.Context) error {
 		return fmt.Errorf("get a connection for checkpoints: %w", err)
 	}
 	if err = conn.QueryRowContext(ctx, "PRAGMA page_size").Scan(&ck.pageSize); err == nil {
-		_, err = conn.ExecContext(ctx, fmt.Sprintf("PRAGMA busy_timeout = %d", walResetWait.Milliseconds()))
+		_, err = conn.ExecContext(ctx, "PRAGMA busy_timeout = 0")
 	}
 	if err != nil {
 		_ = conn.Raw(func(any) error { return driver.ErrBadConn }) // not back into the pool
@@ -197,7 +210,21 @@ func (ck *walCheckpointer) open(ctx context.Context) error {
 	return nil
 }
 
+func (ck *walCheckpointer) setBusyTimeout(ctx context.Context, d time.Duration) error {
+	if err := ck.open(ctx); err != nil {
+		return err
+	}
+	if _, err := ck.conn.ExecContext(ctx, fmt.Sprintf("PRAGMA busy_timeout = %d", d.Milliseconds())); err != nil {
+		return fmt.Errorf("set the checkpoints' busy timeout: %w", err)
+	}
+	return nil
+}
+
 func (ck *walCheckpointer) close() {
+	if ck.shm != nil {
+		_ = ck.shm.Close()
+		ck.shm = nil
+	}
 	if ck.conn == nil {
 		return
 	}
@@ -223,26 +250,85 @@ func (ck *walCheckpointer) checkpoint(ctx context.Context, mode checkpointMode) 
 	return st, err
 }
 
-// empty runs a TRUNCATE checkpoint: false if readers or a writer held it
-// up past walResetWait.
-func (ck *walCheckpointer) empty(ctx context.Context) (bool, error) {
+// restart runs RESTART checkpoints that do not wait (busy_timeout 0), a
+// try every walResetRetry for up to walResetWait, or, if urgent, one that
+// waits up to walResetWait: false if readers or writers held it up.
+//
+// Not waiting is what keeps writers' latency: a checkpoint that waits
+// holds the write lock while it sleeps in SQLite's busy handler, whose
+// sleeps grow to 100 ms, so writers queued behind it waited 100-250 ms a
+// reset in TestSQLiteWALBounded (p99 of commits 110-140 ms against 20-55
+// ms). But with a reader in the WAL nearly all the time, tries that do not
+// wait can fail for longer than it takes the WAL to double: past twice
+// walLimit the checkpointer waits.
+func (ck *walCheckpointer) restart(ctx context.Context, urgent bool) (bool, walState, error) {
+	if urgent {
+		if err := ck.setBusyTimeout(ctx, ck.db.opts.walResetWait); err != nil {
+			return false, walState{}, err
+		}
+		defer func() { _ = ck.setBusyTimeout(context.Background(), 0) }()
+	}
 	start := time.Now()
-	st, err := ck.checkpoint(ctx, checkpointTruncate)
-	took := time.Since(start)
+	var st walState
+	var err error
+	var took time.Duration
+	for {
+		st, err = ck.checkpoint(ctx, checkpointRestart)
+		took = time.Since(start)
+		if err != nil || !st.busy || urgent || took > ck.db.opts.walResetWait {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return false, st, ctx.Err()
+		case <-time.After(walResetRetry):
+		}
+	}
 	if err != nil {
-		return false, err
+		return false, st, err
 	}
 	if st.busy {
 		ck.db.walResetsBusy.Add(1)
-		ck.db.log.Debug().Dur("took", took).Msg("SQLite WAL not emptied yet: busy")
-		return false, nil
+		ck.db.log.Debug().Dur("took", took).Msg("SQLite WAL not started over yet: busy")
+		return false, st, nil
 	}
 	ck.db.walResets.Add(1)
 	if ns := took.Nanoseconds(); ns > ck.db.walResetMax.Load() {
 		ck.db.walResetMax.Store(ns)
 	}
-	ck.db.log.Debug().Dur("took", took).Int("frames", st.frames).Msg("Emptied the SQLite WAL")
-	return true, nil
+	ck.db.log.Debug().Dur("took", took).Int("frames", st.frames).Msg("The SQLite WAL starts over")
+	return true, st, nil
+}
+
+// framesInUse reads the number of frames of the WAL in use (mxFrame) from
+// the header of the wal-index, the -shm file, without a lock: false if it
+// cannot (no such file, or a header being written). The layout is SQLite's
+// documented one (https://sqlite.org/walformat.html, "The WAL-Index
+// Header"): two copies of a 48-byte header in native byte order, the
+// version 3007000 at offset 0, isInit at 12, mxFrame at 16; writers update
+// the second copy first, so equal copies are a whole header.
+func (ck *walCheckpointer) framesInUse() (int, bool) {
+	if ck.db.walPath == "" {
+		return 0, false
+	}
+	if ck.shm == nil {
+		f, err := os.Open(strings.TrimSuffix(ck.db.walPath, "-wal") + "-shm")
+		if err != nil {
+			return 0, false
+		}
+		ck.shm = f
+	}
+	var hdr [96]byte
+	if _, err := ck.shm.ReadAt(hdr[:], 0); err != nil {
+		_ = ck.shm.Close()
+		ck.shm = nil
+		return 0, false
+	}
+	h := hdr[:48]
+	if !bytes.Equal(h, hdr[48:]) || binary.NativeEndian.Uint32(h[0:]) != 3007000 || h[12] == 0 {
+		return 0, false
+	}
+	return int(binary.NativeEndian.Uint32(h[16:])), true
 }
 
 // checkpointMode is a mode of SQLite's PRAGMA wal_checkpoint.
@@ -250,6 +336,7 @@ type checkpointMode string
 
 const (
 	checkpointPassive  checkpointMode = "PASSIVE"  // what it can without waiting
+	checkpointRestart  checkpointMode = "RESTART"  // all, and the next writer starts over
 	checkpointTruncate checkpointMode = "TRUNCATE" // all, then empty the WAL
 )
 
