@@ -1,11 +1,15 @@
 package database
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -137,16 +141,22 @@ type walLoadResult struct {
 	resetMax   time.Duration
 }
 
-func (l walLoad) run(t *testing.T, opts options) walLoadResult {
+// run runs the load on a new database opened with opts, or on db if given.
+func (l walLoad) run(t *testing.T, opts options, dbs ...*Database) walLoadResult {
 	t.Helper()
 	ctx := t.Context()
-	path := filepath.Join(t.TempDir(), "bridge.db")
-	db, err := openWith(ctx, "sqlite3-fk-wal", path, testLogger(t), opts)
-	if err != nil {
-		t.Fatal(err)
+	var db *Database
+	if len(dbs) > 0 {
+		db = dbs[0]
+	} else {
+		var err error
+		db, err = openWith(ctx, "sqlite3-fk-wal", filepath.Join(t.TempDir(), "bridge.db"), testLogger(t), opts)
+		if err != nil {
+			t.Fatal(err)
+		}
 	}
 	defer db.Close()
-	wal := path + "-wal"
+	wal := db.walPath
 
 	stop := make(chan struct{})
 	var bg sync.WaitGroup
@@ -279,4 +289,95 @@ func TestSQLiteWALBounded(t *testing.T) {
 	if r.walResets == 0 {
 		t.Error("the checkpointer never had the WAL start over")
 	}
+}
+
+const (
+	restartMeasureEnv = "XMPPBRIDGE_MEASURE_RESTART" // seconds of load before the kill
+	restartChildEnv   = "XMPPBRIDGE_RESTART_CHILD"   // the database the child loads
+	restartNoBoundEnv = "XMPPBRIDGE_RESTART_NO_BOUND"
+)
+
+// TestSQLiteRestartAfterKill measures, when XMPPBRIDGE_MEASURE_RESTART is
+// a number of seconds, what a start costs after kill -9 under load: a
+// child process (this test binary again) fills a database with 100,000
+// messages, then writes steadily with readers in the WAL until it is
+// killed; then Open and the first queries run on what it left. With
+// XMPPBRIDGE_RESTART_NO_BOUND=1 the child runs without the WAL's bound.
+// It only reports figures: a machine's speed is no test's business.
+func TestSQLiteRestartAfterKill(t *testing.T) {
+	if path := os.Getenv(restartChildEnv); path != "" {
+		restartChild(t, path)
+		return
+	}
+	secs, err := strconv.Atoi(os.Getenv(restartMeasureEnv))
+	if err != nil {
+		t.Skipf("set %s to a number of seconds to measure a restart after kill -9", restartMeasureEnv)
+	}
+	path := filepath.Join(t.TempDir(), "bridge.db")
+	child := exec.Command(os.Args[0], "-test.run=^TestSQLiteRestartAfterKill$", "-test.v")
+	child.Env = append(os.Environ(), restartChildEnv+"="+path)
+	child.Stderr = os.Stderr
+	out, err := child.StdoutPipe()
+	must(t, err)
+	must(t, child.Start())
+	// The child says "loading" once seeded.
+	lines := bufio.NewScanner(out)
+	for lines.Scan() && !strings.Contains(lines.Text(), "loading") {
+	}
+	go func() {
+		for lines.Scan() {
+		}
+	}()
+	time.Sleep(time.Duration(secs) * time.Second)
+	must(t, child.Process.Kill())
+	_ = child.Wait()
+
+	wal, db := fileSize(path+"-wal"), fileSize(path)
+	start := time.Now()
+	d, err := Open(t.Context(), "sqlite3-fk-wal", path, testLogger(t))
+	must(t, err)
+	opened := time.Since(start)
+	_, err = d.PendingTxns(t.Context())
+	must(t, err)
+	_, err = d.MessageByXMPPID(t.Context(), bob, "seed99999", mapping.FromXMPP)
+	must(t, err)
+	first := time.Since(start)
+	must(t, d.Close())
+	t.Logf("after %d s of load (bound off: %t): WAL %d MiB, database %d MiB; Open %v, Open and the first queries %v",
+		secs, os.Getenv(restartNoBoundEnv) == "1", wal>>20, db>>20, opened, first)
+}
+
+func fileSize(path string) int64 {
+	st, err := os.Stat(path)
+	if err != nil {
+		return 0
+	}
+	return st.Size()
+}
+
+// restartChild seeds the database at path and loads it until killed.
+func restartChild(t *testing.T, path string) {
+	ctx := t.Context()
+	opts := defaultOptions()
+	if os.Getenv(restartNoBoundEnv) == "1" {
+		opts.walLimit = 0
+	}
+	db, err := openWith(ctx, "sqlite3-fk-wal", path, testLogger(t), opts)
+	must(t, err)
+	body := fmt.Sprintf("%01000d", 0)
+	for b := 0; b < 100; b++ {
+		must(t, db.DB().DoTxn(ctx, nil, func(ctx context.Context) error {
+			for i := b * 1000; i < (b+1)*1000; i++ {
+				m := newMessage(bob, fmt.Sprintf("seed%d", i), mapping.FromXMPP)
+				m.Body = body
+				if _, err := db.AddMessage(ctx, m); err != nil {
+					return err
+				}
+			}
+			return nil
+		}))
+	}
+	fmt.Println("loading")
+	walLoad{writers: 4, txnsEach: 1 << 30, every: 100 * time.Microsecond,
+		readHold: 2 * time.Millisecond, readGap: time.Millisecond}.run(t, opts, db)
 }

@@ -217,3 +217,24 @@ func TestPendingTxnsOrder(t *testing.T) {
 		}
 	})
 }
+
+// The pruner runs by itself, on both engines.
+func TestPrunerRuns(t *testing.T) {
+	opts := defaultOptions()
+	opts.keepTxns, opts.keepTxnsFor, opts.pruneEvery = 0, 0, 10*time.Millisecond
+	forEachEngineWith(t, opts, func(t *testing.T, _ engine, s *store) {
+		ctx := t.Context()
+		putTxns(ctx, t, s, "p1", "p2", "p3", "p4")
+		must(t, s.FinishTxns(ctx, []string{"p1", "p2", "p3"}, nil, nil))
+		deadline := time.Now().Add(10 * time.Second)
+		for s.pruned.Load() < 3 {
+			if time.Now().After(deadline) {
+				t.Fatalf("the pruner deleted %d of the 3 done transactions", s.pruned.Load())
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		if got := pendingIDs(t, s); !reflect.DeepEqual(got, []string{"p4"}) {
+			t.Errorf("pending after the pruner = %q, want p4", got)
+		}
+	})
+}
