@@ -43,9 +43,10 @@ type Database struct {
 
 	// For tests and measurements.
 	checkpoints   atomic.Int64 // PASSIVE checkpoints done by the checkpointer
-	walResets     atomic.Int64 // times it emptied the WAL
+	walResets     atomic.Int64 // times it had the WAL start over
 	walResetsBusy atomic.Int64 // times it tried and readers held it up
-	walResetMax   atomic.Int64 // the longest emptying, in nanoseconds
+	walResetMax   atomic.Int64 // the longest reset, all its tries, in nanoseconds
+	walTryMax     atomic.Int64 // the longest single RESTART try, in nanoseconds
 	pruned        atomic.Int64 // done transactions deleted by the pruner
 }
 

@@ -139,6 +139,7 @@ type walLoadResult struct {
 	walResets  int64 // times the checkpointer had the WAL start over
 	resetsBusy int64
 	resetMax   time.Duration
+	tryMax     time.Duration // the longest RESTART try: writers wait at most that
 }
 
 // run runs the load on a new database opened with opts, or on db if given.
@@ -254,7 +255,7 @@ func (l walLoad) run(t *testing.T, opts options, dbs ...*Database) walLoadResult
 	r := walLoadResult{
 		maxWAL: maxWAL.Load(), commits: len(all), took: took,
 		walResets: db.walResets.Load(), resetsBusy: db.walResetsBusy.Load(),
-		resetMax: time.Duration(db.walResetMax.Load()),
+		resetMax: time.Duration(db.walResetMax.Load()), tryMax: time.Duration(db.walTryMax.Load()),
 	}
 	if len(all) > 0 {
 		r.maxCommit, r.p99Commit = all[len(all)-1], all[len(all)*99/100]
@@ -281,8 +282,8 @@ func TestSQLiteWALBounded(t *testing.T) {
 		readHold: 20 * time.Millisecond, readGap: 2 * time.Millisecond,
 	}
 	r := load.run(t, opts)
-	t.Logf("%d commits in %v: WAL at most %d KiB, started over %d times (%d tries held up, longest %v); commits p99 %v, max %v",
-		r.commits, r.took, r.maxWAL>>10, r.walResets, r.resetsBusy, r.resetMax, r.p99Commit, r.maxCommit)
+	t.Logf("%d commits in %v: WAL at most %d KiB, started over %d times (%d resets held up, longest %v, longest try %v); commits p99 %v, max %v",
+		r.commits, r.took, r.maxWAL>>10, r.walResets, r.resetsBusy, r.resetMax, r.tryMax, r.p99Commit, r.maxCommit)
 	if r.maxWAL > 4*limit {
 		t.Errorf("WAL file reached %d KiB, want at most %d KiB", r.maxWAL>>10, 4*limit>>10)
 	}
