@@ -30,13 +30,52 @@ const owner = "xmppbridge"
 
 // Database is the bridge's store.
 type Database struct {
-	db *dbutil.Database
-	// stopCheckpoints ends the SQLite checkpointer; checkpointsDone is
-	// closed once it has. Both nil on PostgreSQL.
-	stopCheckpoints context.CancelFunc
-	checkpointsDone chan struct{}
-	checkpoints     atomic.Int64 // done by the checkpointer, for tests
-	log             zerolog.Logger
+	db   *dbutil.Database
+	opts options
+	// stopBackground ends the goroutines that look after the database
+	// (the SQLite checkpointer, the pruner of the inbox); background is
+	// done once they have.
+	stopBackground context.CancelFunc
+	background     sync.WaitGroup
+	checkpointing  bool   // the SQLite checkpointer runs
+	walPath        string // the SQLite WAL file, "" if unknown
+	log            zerolog.Logger
+
+	// For tests and measurements.
+	checkpoints   atomic.Int64 // PASSIVE checkpoints done by the checkpointer
+	walResets     atomic.Int64 // times it had the WAL start over
+	walResetsBusy atomic.Int64 // times it tried and readers held it up
+	walResetMax   atomic.Int64 // the longest reset, all its tries, in nanoseconds
+	walTryMax     atomic.Int64 // the longest single RESTART try, in nanoseconds
+	pruned        atomic.Int64 // done transactions deleted by the pruner
+}
+
+// options are the knobs of the background work; Open uses defaultOptions,
+// tests change them.
+type options struct {
+	// walLimit is the WAL size past which the checkpointer empties it (see
+	// defaultWALLimit); 0 never does, as before it existed.
+	walLimit        int64
+	walCheckEvery   time.Duration
+	walResetWait    time.Duration
+	checkpointEvery time.Duration
+	// The inbox keeps done transactions that are among the newest keepTxns
+	// or younger than keepTxnsFor (see keepTxns), pruning every pruneEvery.
+	keepTxns    int64
+	keepTxnsFor time.Duration
+	pruneEvery  time.Duration
+}
+
+func defaultOptions() options {
+	return options{
+		walLimit:        defaultWALLimit,
+		walCheckEvery:   walCheckEvery,
+		walResetWait:    walResetWait,
+		checkpointEvery: checkpointEvery,
+		keepTxns:        keepTxns,
+		keepTxnsFor:     keepTxnsFor,
+		pruneEvery:      pruneEvery,
+	}
 }
 
 var _ mapping.Store = (*Database)(nil)
@@ -51,6 +90,10 @@ var _ mapping.Store = (*Database)(nil)
 // because without it go-sqlite3 compiles every statement anew each time,
 // which was a sixth of the CPU of a receipt.
 func Open(ctx context.Context, dbType, uri string, log zerolog.Logger) (*Database, error) {
+	return openWith(ctx, dbType, uri, log, defaultOptions())
+}
+
+func openWith(ctx context.Context, dbType, uri string, log zerolog.Logger, opts options) (*Database, error) {
 	dialect, err := dbutil.ParseDialect(dbType)
 	if err != nil {
 		return nil, fmt.Errorf("open %s database: %w", dbType, err)
@@ -84,13 +127,20 @@ func Open(ctx context.Context, dbType, uri string, log zerolog.Logger) (*Databas
 		_ = db.Close()
 		return nil, fmt.Errorf("upgrade %s database: %w", dbType, err)
 	}
-	d := &Database{db: db, log: log}
+	d := &Database{db: db, opts: opts, log: log}
 	if driverName == sqliteDriver {
-		var cctx context.Context
-		cctx, d.stopCheckpoints = context.WithCancel(context.WithoutCancel(ctx))
-		d.checkpointsDone = make(chan struct{})
-		go d.checkpointer(cctx, d.checkpointsDone)
+		if d.walPath, err = sqliteWALPath(ctx, db); err != nil {
+			_ = db.Close()
+			return nil, err
+		}
+		d.checkpointing = true
 	}
+	var bctx context.Context
+	bctx, d.stopBackground = context.WithCancel(context.WithoutCancel(ctx))
+	if d.checkpointing {
+		d.background.Go(func() { d.checkpointer(bctx) })
+	}
+	d.background.Go(func() { d.pruner(bctx) })
 	return d, nil
 }
 
@@ -117,9 +167,9 @@ func (db *Database) DB() *dbutil.Database {
 
 // Close closes the database.
 func (db *Database) Close() error {
-	if db.stopCheckpoints != nil {
-		db.stopCheckpoints()
-		<-db.checkpointsDone
+	db.stopBackground()
+	db.background.Wait()
+	if db.checkpointing {
 		// The last connection to close checkpoints what is left anyway;
 		// TRUNCATE here leaves no WAL behind even if another process
 		// still has the file open.

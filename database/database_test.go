@@ -47,8 +47,9 @@ func (s *store) reopen() {
 
 type engine struct {
 	name string
-	// newStore opens an empty store of its own, removed when t ends.
-	newStore func(t *testing.T) *store
+	// newStore opens an empty store of its own, removed when t ends, with
+	// the options given (defaultOptions if none).
+	newStore func(t *testing.T, opts ...options) *store
 }
 
 var engines = []engine{
@@ -58,12 +59,24 @@ var engines = []engine{
 
 // forEachEngine runs test once on each engine, in parallel.
 func forEachEngine(t *testing.T, test func(t *testing.T, e engine, s *store)) {
+	forEachEngineWith(t, defaultOptions(), test)
+}
+
+// forEachEngineWith is forEachEngine on stores opened with opts.
+func forEachEngineWith(t *testing.T, opts options, test func(t *testing.T, e engine, s *store)) {
 	for _, e := range engines {
 		t.Run(e.name, func(t *testing.T) {
 			t.Parallel()
-			test(t, e, e.newStore(t))
+			test(t, e, e.newStore(t, opts))
 		})
 	}
+}
+
+func pickOptions(opts []options) options {
+	if len(opts) > 0 {
+		return opts[0]
+	}
+	return defaultOptions()
 }
 
 func testLogger(t *testing.T) zerolog.Logger {
@@ -79,13 +92,13 @@ func newOpenedStore(t *testing.T, open func() *Database) *store {
 	return s
 }
 
-func newSQLiteStore(t *testing.T) *store {
+func newSQLiteStore(t *testing.T, opts ...options) *store {
 	// A plain path, not a "file:" URI: Open must add its own parameters to
 	// either.
 	path := filepath.Join(t.TempDir(), "bridge.db")
 	s := newOpenedStore(t, func() *Database {
 		t.Helper()
-		db, err := Open(t.Context(), "sqlite3-fk-wal", path, testLogger(t))
+		db, err := openWith(t.Context(), "sqlite3-fk-wal", path, testLogger(t), pickOptions(opts))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -97,7 +110,7 @@ func newSQLiteStore(t *testing.T) *store {
 
 // newPostgresStore gives each store a schema of its own, so that tests can
 // run in parallel on one database and leave nothing behind.
-func newPostgresStore(t *testing.T) *store {
+func newPostgresStore(t *testing.T, opts ...options) *store {
 	base := os.Getenv(postgresEnv)
 	if base == "" {
 		if os.Getenv(skipPostgresEnv) == "1" {
@@ -126,7 +139,7 @@ func newPostgresStore(t *testing.T) *store {
 	uri := withSearchPath(t, base, schema)
 	return newOpenedStore(t, func() *Database {
 		t.Helper()
-		db, err := Open(t.Context(), "postgres", uri, testLogger(t))
+		db, err := openWith(t.Context(), "postgres", uri, testLogger(t), pickOptions(opts))
 		if err != nil {
 			t.Fatal(err)
 		}

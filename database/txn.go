@@ -19,6 +19,39 @@ const (
 	getPendingTxnsQuery = `SELECT txn_id, body FROM txn_inbox WHERE done=false ORDER BY seq`
 	finishTxnQuery      = `UPDATE txn_inbox SET done=true WHERE txn_id=$1 AND done=false`
 	getTxnDoneQuery     = `SELECT done FROM txn_inbox WHERE txn_id=$1`
+
+	maxTxnSeqQuery       = `SELECT COALESCE(MAX(seq), 0) FROM txn_inbox`
+	pruneCandidatesQuery = `
+		SELECT seq, received_at FROM txn_inbox WHERE seq>$1 AND seq<=$2 ORDER BY seq LIMIT $3
+	`
+	pruneTxnsQuery = `DELETE FROM txn_inbox WHERE seq>$1 AND seq<=$2 AND done=true AND received_at<$3`
+)
+
+// Done transactions stay in the inbox so that a retried one is recognised
+// (PutTxn returns false) instead of being processed twice. Retries come
+// from the homeserver, which resends a transaction whose 200 it did not
+// get, backing off up to minutes (Synapse caps its backoff near 8.5
+// minutes), and from the bridge itself after a crash (a /sync batch stored
+// again, a parked receipt's job run again), within moments of a restart.
+// An hour covers those with room to spare; the newest 10,000 cover a
+// bridge whose clock jumped, or one that was down past the hour while the
+// homeserver queued its retries. A transaction is pruned only when both
+// are past: done, not among the newest keepTxns, and received more than
+// keepTxnsFor ago. Pending transactions are never pruned.
+//
+// On PostgreSQL a duplicate PutTxn spends a number of the seq sequence, so
+// "the newest 10,000" counts numbers, not rows: a few fewer rows may be
+// kept, never transactions of the last hour. On SQLite seq is the rowid,
+// one more than the largest, so there it counts rows.
+const (
+	keepTxns    = 10_000
+	keepTxnsFor = time.Hour
+	// pruneEvery is how often the pruner runs; each run deletes in
+	// batches of pruneBatch rows, pausing prunePause between them so that
+	// the receipts' own writes get the database in between.
+	pruneEvery = time.Minute
+	pruneBatch = 500
+	prunePause = 20 * time.Millisecond
 )
 
 func scanTxn(row dbutil.Scannable) (*mapping.Txn, error) {
@@ -106,4 +139,87 @@ func (db *Database) FinishTxns(ctx context.Context, txnIDs []string, acks []mapp
 	}
 	commit()
 	return nil
+}
+
+// pruner prunes the inbox every pruneEvery until ctx ends.
+func (db *Database) pruner(ctx context.Context) {
+	tick := time.NewTicker(db.opts.pruneEvery)
+	defer tick.Stop()
+	failing := false
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		n, err := db.pruneTxns(ctx, time.Now())
+		db.pruned.Add(n)
+		switch {
+		case err != nil && ctx.Err() == nil && !failing:
+			db.log.Warn().Err(err).Msg("Failed to prune done transactions; will retry")
+			failing = true
+		case err == nil:
+			failing = false
+			if n > 0 {
+				db.log.Debug().Int64("deleted", n).Msg("Pruned done transactions")
+			}
+		}
+	}
+}
+
+// pruneTxns deletes the done transactions that are neither among the
+// newest db.opts.keepTxns nor received within db.opts.keepTxnsFor before
+// now, a batch at a time, and returns how many it deleted.
+//
+// Each batch reads the next pruneBatch rows' seq and arrival time in
+// arrival order and deletes the done ones up to the first that arrived
+// within the hour, where it stops: rows arrive in seq order, so the rest
+// are younger still. Every statement is bounded by pruneBatch rows, walks
+// the primary key only, and runs on its own, off the receipts' path.
+func (db *Database) pruneTxns(ctx context.Context, now time.Time) (int64, error) {
+	maxSeq, err := queryOne(ctx, db.db, dbutil.ScanSingleColumn[int64], maxTxnSeqQuery)
+	if err != nil {
+		return 0, fmt.Errorf("prune transactions: %w", err)
+	}
+	upto := maxSeq - db.opts.keepTxns
+	cutoff := now.Add(-db.opts.keepTxnsFor).UnixMilli()
+	var deleted int64
+	for after := int64(0); after < upto; {
+		type candidate struct{ seq, receivedAt int64 }
+		rows, err := queryMany(ctx, db.db, func(row dbutil.Scannable) (c candidate, err error) {
+			return c, row.Scan(&c.seq, &c.receivedAt)
+		}, pruneCandidatesQuery, after, upto, pruneBatch)
+		if err != nil {
+			return deleted, fmt.Errorf("prune transactions: %w", err)
+		}
+		end, young := after, false
+		for _, c := range rows {
+			if c.receivedAt >= cutoff {
+				young = true
+				break
+			}
+			end = c.seq
+		}
+		if end > after {
+			res, err := db.db.Exec(ctx, pruneTxnsQuery, after, end, cutoff)
+			if err != nil {
+				return deleted, fmt.Errorf("prune transactions: %w", err)
+			}
+			n, err := res.RowsAffected()
+			if err != nil {
+				return deleted, fmt.Errorf("prune transactions: %w", err)
+			}
+			deleted += n
+		}
+		if young || len(rows) < pruneBatch {
+			break
+		}
+		after = end
+		select {
+		case <-ctx.Done():
+			return deleted, ctx.Err()
+		case <-time.After(prunePause):
+		}
+	}
+	return deleted, nil
 }

@@ -1,4 +1,4 @@
--- v0 -> v3 (compatible with v1+): Latest revision
+-- v0 -> v4 (compatible with v1+): Latest revision
 
 -- All times are unix milliseconds; all JIDs are bare.
 
@@ -70,7 +70,8 @@ CREATE INDEX message_composable_idx ON message (room_id, rowid) WHERE want_compo
 CREATE INDEX message_unsent_idx ON message (peer_jid, mxid) WHERE event_id IS NULL;
 
 -- Transactions pushed by the homeserver, stored before it gets its 200 and
--- kept after processing so that a retried transaction is recognised.
+-- kept for a while after processing so that a retried transaction is
+-- recognised (the newest 10,000 and those of the last hour, database/txn.go).
 CREATE TABLE txn_inbox (
 	-- Arrival order: received_at can tie within a millisecond.
 	-- only: sqlite (line commented)
@@ -85,6 +86,8 @@ CREATE TABLE txn_inbox (
 	done        BOOLEAN NOT NULL DEFAULT false,
 	received_at BIGINT  NOT NULL
 );
+-- The transactions still to process, for PendingTxns. Holds only those.
+CREATE INDEX txn_inbox_pending_idx ON txn_inbox (seq) WHERE done=false;
 
 -- Sends still owed to either server, retried with backoff until done.
 CREATE TABLE outbox (
