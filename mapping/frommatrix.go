@@ -69,6 +69,9 @@ func (b *Bridge) HandleMatrixTxns(ctx context.Context, txns []MatrixTxn) error {
 			return fmt.Errorf("handle %s in %s of transactions %v: %w", evt.Type.Type, evt.RoomID, ids, err)
 		}
 	}
+	if err := b.readsToXMPP(ctx, plan); err != nil {
+		return fmt.Errorf("handle the reads of transactions %v: %w", ids, err)
+	}
 	if len(plan.out) > 0 {
 		jobs = append(jobs, stanzasJob(plan.out))
 	}

@@ -57,11 +57,14 @@ type receiptPlan struct {
 	// (early_receipts.go).
 	unsent map[id.RoomID]bool
 	jobs   []*Job
+	// reads is the newest m.read of each room, expanded at the end.
+	reads map[id.RoomID]*pendingRead
+	order []id.RoomID // rooms of reads, as first read
 }
 
 func newReceiptPlan() *receiptPlan {
 	return &receiptPlan{delivered: map[int64]bool{}, readUpTo: map[id.RoomID]int64{},
-		portals: map[id.RoomID]*Portal{}, puppets: map[id.UserID]jid.JID{}, unsent: map[id.RoomID]bool{}}
+		portals: map[id.RoomID]*Portal{}, puppets: map[id.UserID]jid.JID{}, unsent: map[id.RoomID]bool{}, reads: map[id.RoomID]*pendingRead{}}
 }
 
 func (b *Bridge) planPortal(ctx context.Context, plan *receiptPlan, room id.RoomID) (*Portal, error) {
@@ -229,7 +232,39 @@ func (b *Bridge) handleReceipt(ctx context.Context, room id.RoomID, ev id.EventI
 		}
 		return b.deliveryToXMPP(from, msg, plan)
 	}
-	return b.readToXMPP(ctx, from, portal, msg, plan)
+	// m.read is "up to": of several in the transactions handled together,
+	// only the newest of each room is expanded (readsToXMPP), one lookup
+	// of unread messages for the lot.
+	pr := plan.reads[room]
+	if pr == nil {
+		plan.order = append(plan.order, room)
+	} else {
+		b.count("matrix_receipt", "read_coalesced")
+	}
+	if pr == nil || msg.RowID > pr.msg.RowID {
+		plan.reads[room] = &pendingRead{from: from, portal: portal, msg: msg}
+	}
+	return nil
+}
+
+// pendingRead is the newest m.read of a room in the transactions handled.
+type pendingRead struct {
+	from   jid.JID
+	portal *Portal
+	msg    *Message
+}
+
+// readsToXMPP expands the newest m.read of each room, once every receipt
+// of the transactions has been seen, in the order the rooms were first
+// read.
+func (b *Bridge) readsToXMPP(ctx context.Context, plan *receiptPlan) error {
+	for _, room := range plan.order {
+		r := plan.reads[room]
+		if err := b.readToXMPP(ctx, r.from, r.portal, r.msg, plan); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // to is where a receipt about msg goes: the bare JID (IM-NG: all of the

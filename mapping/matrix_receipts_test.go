@@ -114,6 +114,30 @@ func TestReadIsUpTo(t *testing.T) {
 	}
 }
 
+// A client reading through a conversation sends an m.read per message; a
+// transaction (or a group of them) carrying many of one room is expanded
+// once, for the newest (m.read is "up to"): the same stanzas as that read
+// alone, and one lookup of the room's unread messages, not one per read.
+func TestReadsOfATransactionCoalesced(t *testing.T) {
+	h := newHarness(t)
+	h.b.cfg.Receipts = ReceiptPolicy{SendToXMPP: true, ReadImpliesDelivered: true, MaxDisplayedPerRead: 50}
+	evs := fromJuliet(t, h, 20, Requests{Displayed: true, Markable: true})
+	var reads []*event.Event
+	for _, ev := range evs[:10] {
+		reads = append(reads, receiptEvent(dm, ev, event.ReceiptTypeRead, alice, ""))
+	}
+	reads[3], reads[9] = reads[9], reads[3] // the newest need not come last
+	lookups := h.store.unreadLookups()
+	got := h.ephemeral(t, reads...)
+	if n := h.store.unreadLookups() - lookups; n != 1 {
+		t.Errorf("%d lookups of unread messages for 10 reads of one room, want 1", n)
+	}
+	m9, _ := h.store.MessageByEventID(context.Background(), evs[9])
+	if len(got) != 11 || got[10] != "marker "+m9.XMPPID+" to "+julietJID {
+		t.Errorf("got %d stanzas ending %q, want 10 <displayed/> and the marker of the tenth message", len(got), got[len(got)-1])
+	}
+}
+
 // Only what was requested: a message that asked only for XEP-0184 gets
 // <received/> on delivery and nothing on display; one that asked for
 // nothing gets nothing.

@@ -21,7 +21,9 @@ type memStore struct {
 	done     map[string]bool
 	jobs     []*Job
 	nextJob  int64
-	subs     map[string]*Subscription // by mxid and bare JID
+	// unreadCalls counts UnreadUpTo, for a test of coalesced reads.
+	unreadCalls int
+	subs        map[string]*Subscription // by mxid and bare JID
 }
 
 func newMemStore() *memStore {
@@ -295,9 +297,17 @@ func (s *memStore) RetryJob(_ context.Context, jobID int64, notBefore time.Time,
 
 var _ Store = (*memStore)(nil)
 
+// unreadLookups is how many times UnreadUpTo was called.
+func (s *memStore) unreadLookups() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.unreadCalls
+}
+
 func (s *memStore) UnreadUpTo(_ context.Context, room id.RoomID, row int64, limit int) ([]*Message, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.unreadCalls++
 	var out []*Message
 	var mark int64
 	for _, p := range s.portals {
