@@ -101,7 +101,7 @@ type driver struct {
 	rows                     []row
 	repeat                   int
 	tookLongAll              int
-	bridgeCrashes            int
+	gone                     int // processes that died during a shape
 }
 
 // A scenario is one shape in one direction.
@@ -256,6 +256,9 @@ func (d *driver) main() error {
 	fmt.Println("write of a receipt's stanza or transaction to the stand-in seeing its result (an m.read or XEP-0333 marker settles the")
 	fmt.Println("receipts of its room up to it); CPU: utime+stime over the shape (idle: over the second before it); RSS: VmHWM; load: the 1-minute load average at the end.")
 	fmt.Printf("\n\"Query took long\" lines in the bridge's logs: %d\n", d.tookLongAll)
+	if d.gone > 0 {
+		fmt.Printf("processes that died during a shape: %d (see the notes and the logs)\n", d.gone)
+	}
 	fmt.Printf("whole run: %s; logs and databases in %s\n", time.Since(began).Round(time.Second), d.base)
 	return nil
 }
@@ -513,7 +516,7 @@ func (d *driver) runOne(ctx context.Context, s *scenario, dir, target, name, see
 	cpu1, err := cpuTime(p.pid)
 	if err != nil {
 		res.errs = fmt.Sprintf("the %s process is gone: %v", target, err)
-		d.bridgeCrashes++
+		d.gone++
 	}
 	res.cpu = cpu1 - cpu0
 	res.rss, _ = peakRSS(p.pid)
