@@ -31,6 +31,10 @@ import (
 // not keep the WAL small (see walLimit).
 const sqliteDriver = "sqlite3-xmppbridge"
 
+// sqliteCacheKiB is the page cache of each SQLite connection, the most it
+// holds however large the database grows.
+const sqliteCacheKiB = 16 << 10
+
 func init() {
 	sql.Register(sqliteDriver, &sqlite3.SQLiteDriver{
 		ConnectHook: func(conn *sqlite3.SQLiteConn) error {
@@ -40,6 +44,11 @@ func init() {
 				"PRAGMA synchronous = NORMAL",
 				"PRAGMA busy_timeout = 5000",
 				"PRAGMA wal_autocheckpoint = 0",
+				// 16 MiB of pages a connection instead of SQLite's 2: a
+				// burst of 100 lookups at 1 M mappings took 7.1 ms with
+				// the default (most of it reading index pages again), 1.8
+				// with this; at 10 M, 11.1 and 2.2 ms (BenchmarkStore).
+				fmt.Sprintf("PRAGMA cache_size = %d", -sqliteCacheKiB),
 				fmt.Sprintf("PRAGMA journal_size_limit = %d", walFileLimit),
 			} {
 				if _, err := conn.Exec(pragma, []driver.Value{}); err != nil {
