@@ -134,3 +134,66 @@ func TestReceiptsFromXMPPReachMatrix(t *testing.T) {
 		t.Fatalf("the ghost never stopped typing: %v", err)
 	}
 }
+
+// A client catching up on a conversation marks every message it shows
+// (XEP-0333 §4: a marker means all messages up to it are displayed). The
+// bridge posts the ghost's m.read on the newest, whatever order the markers
+// come in, and never moves it back (Matrix receipts module: m.read is "up
+// to"): an older marker afterwards raises no receipt at all.
+func TestMarkerBurstReachesMatrixAsOneRead(t *testing.T) {
+	ctx := context.Background()
+	juliet := w.xmppUser(t, "juliet", "catchup")
+	room := openPortal(t, ctx, juliet, "juliet")
+	ghost := w.ghost("juliet@localhost")
+	alicePuppet := w.puppet(t, w.alice.Client.UserID)
+	var evs []id.EventID
+	var xids []string
+	for i := 1; i <= 20; i++ {
+		body := fmt.Sprintf("catch up %d", i)
+		ev, err := w.alice.SendText(ctx, room, body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, err := juliet.Wait(ctx, wait, isMessage(alicePuppet, body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		evs, xids = append(evs, ev), append(xids, st.ID)
+	}
+	marker := func(x string) string {
+		return fmt.Sprintf(`<message to='%s'><displayed xmlns='urn:xmpp:chat-markers:0' id='%s'/></message>`, peers.XMLEscape(alicePuppet), x)
+	}
+	for _, i := range []int{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 19, 10, 11, 12, 13, 14, 15, 16, 17, 18} {
+		if err := juliet.SendRaw(ctx, marker(xids[i])); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := w.alice.Wait(ctx, wait, isRead(room, evs[19], ghost)); err != nil {
+		t.Fatalf("no m.read by the ghost on the newest message: %v", err)
+	}
+	mark := w.alice.Mark()
+	if err := juliet.SendRaw(ctx, marker(xids[5])); err != nil {
+		t.Fatal(err)
+	}
+	// Then a new message, marked: its m.read goes out in the room's lane
+	// behind anything the old marker could have raised.
+	ev, err := w.alice.SendText(ctx, room, "caught up")
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := juliet.Wait(ctx, wait, isMessage(alicePuppet, "caught up"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := juliet.SendRaw(ctx, marker(st.ID)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.alice.WaitSince(ctx, mark, wait, isRead(room, ev, ghost)); err != nil {
+		t.Fatalf("no m.read by the ghost on the new message: %v", err)
+	}
+	for _, ev := range evs[:19] {
+		if _, err := w.alice.WaitSince(ctx, mark, 0, isRead(room, ev, ghost)); err == nil {
+			t.Errorf("the ghost's m.read moved back to %s", ev)
+		}
+	}
+}
