@@ -583,7 +583,7 @@ func TestTxnInbox(t *testing.T) {
 		}
 		pending := func(want ...string) {
 			t.Helper()
-			txns, err := s.PendingTxns(ctx)
+			txns, err := s.PendingTxns(ctx, 0)
 			must(t, err)
 			var got []string
 			for _, txn := range txns {
@@ -687,7 +687,7 @@ func TestReopen(t *testing.T) {
 			if jobs := allJobs(t, s); !reflect.DeepEqual(viewJobs(jobs), viewJobs([]*mapping.Job{job})) {
 				t.Errorf("round %d: jobs = %+v, want %+v", round, viewJobs(jobs), viewJobs([]*mapping.Job{job}))
 			}
-			txns, err := s.PendingTxns(ctx)
+			txns, err := s.PendingTxns(ctx, 0)
 			if err != nil || len(txns) != 1 || txns[0].ID != "pending" || string(txns[0].Body) != "2" {
 				t.Errorf("round %d: pending transactions = %+v, %v", round, txns, err)
 			}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"go.mau.fi/util/dbutil"
@@ -16,7 +17,7 @@ const (
 		INSERT INTO txn_inbox (txn_id, body, done, received_at) VALUES ($1, $2, false, $3)
 		ON CONFLICT (txn_id) DO NOTHING
 	`
-	getPendingTxnsQuery = `SELECT txn_id, body FROM txn_inbox WHERE done=false ORDER BY seq`
+	getPendingTxnsQuery = `SELECT txn_id, body FROM txn_inbox WHERE done=false ORDER BY seq LIMIT $1`
 	finishTxnQuery      = `UPDATE txn_inbox SET done=true WHERE txn_id=$1 AND done=false`
 	getTxnDoneQuery     = `SELECT done FROM txn_inbox WHERE txn_id=$1`
 
@@ -77,10 +78,13 @@ func (db *Database) PutTxn(ctx context.Context, txn *mapping.Txn) (bool, error) 
 	return n > 0, nil
 }
 
-// PendingTxns returns the transactions not yet processed, in the order they
-// arrived.
-func (db *Database) PendingTxns(ctx context.Context) ([]*mapping.Txn, error) {
-	txns, err := queryMany(ctx, db.db, scanTxn, getPendingTxnsQuery)
+// PendingTxns returns the oldest limit transactions not yet processed (all
+// of them if limit is not positive), in the order they arrived.
+func (db *Database) PendingTxns(ctx context.Context, limit int) ([]*mapping.Txn, error) {
+	if limit <= 0 {
+		limit = math.MaxInt32
+	}
+	txns, err := queryMany(ctx, db.db, scanTxn, getPendingTxnsQuery, limit)
 	if err != nil {
 		return nil, fmt.Errorf("get pending transactions: %w", err)
 	}

@@ -33,7 +33,7 @@ func putTxns(ctx context.Context, t *testing.T, s *store, ids ...string) {
 
 func pendingIDs(t *testing.T, s *store) []string {
 	t.Helper()
-	txns, err := s.PendingTxns(t.Context())
+	txns, err := s.PendingTxns(t.Context(), 0)
 	must(t, err)
 	ids := []string{}
 	for _, txn := range txns {
@@ -185,7 +185,7 @@ func TestPendingTxnsOrder(t *testing.T) {
 
 		var plan []string
 		if e.name == "sqlite" {
-			rows, err := s.DB().Query(ctx, "EXPLAIN QUERY PLAN "+getPendingTxnsQuery)
+			rows, err := s.DB().Query(ctx, "EXPLAIN QUERY PLAN "+getPendingTxnsQuery, 64)
 			must(t, err)
 			for rows.Next() {
 				var id, parent, unused int
@@ -202,7 +202,7 @@ func TestPendingTxnsOrder(t *testing.T) {
 			defer conn.Close()
 			_, err = conn.ExecContext(ctx, "SET enable_seqscan = off")
 			must(t, err)
-			rows, err := conn.QueryContext(ctx, "EXPLAIN "+getPendingTxnsQuery)
+			rows, err := conn.QueryContext(ctx, "EXPLAIN "+getPendingTxnsQuery, 64)
 			must(t, err)
 			for rows.Next() {
 				var line string

@@ -161,12 +161,12 @@ func (s *memStore) PutTxn(_ context.Context, txn *Txn) (bool, error) {
 	return true, nil
 }
 
-func (s *memStore) PendingTxns(context.Context) ([]*Txn, error) {
+func (s *memStore) PendingTxns(_ context.Context, limit int) ([]*Txn, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var out []*Txn
 	for _, t := range s.txnOrder {
-		if !s.done[t] {
+		if !s.done[t] && (limit <= 0 || len(out) < limit) {
 			out = append(out, s.txns[t])
 		}
 	}

@@ -172,7 +172,9 @@ type Store interface {
 
 	// PutTxn stores a pushed transaction; false if its id was seen before.
 	PutTxn(ctx context.Context, txn *Txn) (bool, error)
-	PendingTxns(ctx context.Context) ([]*Txn, error)
+	// PendingTxns returns the oldest limit transactions not processed yet
+	// (all if limit is not positive), in arrival order.
+	PendingTxns(ctx context.Context, limit int) ([]*Txn, error)
 	// FinishTxn marks the transaction processed, records the acks its
 	// events produced (with their jobs) and stores jobs, atomically.
 	FinishTxn(ctx context.Context, txnID string, acks []Ack, jobs []*Job) error

@@ -163,14 +163,31 @@ func (s *Server) Run(ctx context.Context) {
 // maxTxnGroup is how many decoded transactions are handled as one at most.
 const maxTxnGroup = 16
 
+// pendingBatch is how many stored transactions are read at once: after an
+// outage thousands may be pending, of up to maxTxnBytes each, and memory
+// must not grow with them.
+const pendingBatch = 64
+
+// processPending handles the stored transactions not processed yet, oldest
+// first, a batch at a time, until none is left.
 func (s *Server) processPending(ctx context.Context) {
-	txns, err := s.Store.PendingTxns(ctx)
-	if err != nil {
-		if ctx.Err() == nil {
-			s.Log.Err(err).Msg("Failed to read pending transactions")
+	for ctx.Err() == nil {
+		txns, err := s.Store.PendingTxns(ctx, pendingBatch)
+		if err != nil {
+			if ctx.Err() == nil {
+				s.Log.Err(err).Msg("Failed to read pending transactions")
+			}
+			return
 		}
-		return
+		if !s.processBatch(ctx, txns) || len(txns) < pendingBatch {
+			return
+		}
 	}
+}
+
+// processBatch handles txns in order; false if one failed (it and those
+// after it stay pending for the next round).
+func (s *Server) processBatch(ctx context.Context, txns []*mapping.Txn) bool {
 	// Decoding runs ahead of handling, on another goroutine: the two are
 	// the bulk of the work and independent. Transactions are handled in
 	// order, those decoded already together (the core records their
@@ -205,9 +222,10 @@ func (s *Server) processPending(ctx context.Context) {
 			if ctx.Err() == nil {
 				s.Log.Err(err).Str("txn_id", group[0].ID).Int("transactions", len(group)).Msg("Failed to process transactions; will retry")
 			}
-			return
+			return false
 		}
 	}
+	return true
 }
 
 // decodeEvents reads a stored transaction's events and ephemeral events

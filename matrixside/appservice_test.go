@@ -2,6 +2,7 @@ package matrixside
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -82,7 +83,7 @@ func TestAppServiceAPIRefusals(t *testing.T) {
 			}
 		})
 	}
-	if txns, _ := db.PendingTxns(context.Background()); len(txns) != 0 {
+	if txns, _ := db.PendingTxns(context.Background(), 0); len(txns) != 0 {
 		t.Errorf("refused transactions were stored: %d", len(txns))
 	}
 	if status, _ := do(t, "GET", ts.URL+"/_matrix/app/v1/users/"+string(ids.Ghost(jid.MustParse("juliet@capulet.lit"))), "hs-secret", ""); status != 200 {
@@ -104,14 +105,14 @@ func TestTransactionDurableAndOnce(t *testing.T) {
 		}
 	}
 	// Stored, not yet processed: the processor has not run.
-	if txns, _ := db.PendingTxns(ctx); len(txns) != 1 || txns[0].ID != "txn1" {
+	if txns, _ := db.PendingTxns(ctx, 0); len(txns) != 1 || txns[0].ID != "txn1" {
 		t.Fatalf("pending %v, want txn1 once", txns)
 	}
 	runCtx, cancel := context.WithCancel(ctx)
 	go s.Run(runCtx)
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		if txns, _ := db.PendingTxns(ctx); len(txns) == 0 {
+		if txns, _ := db.PendingTxns(ctx, 0); len(txns) == 0 {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -166,5 +167,33 @@ func TestDecodeEphemeral(t *testing.T) {
 		if counts[k] != n {
 			t.Errorf("count %s = %d, want %d (all: %v)", k, counts[k], n, counts)
 		}
+	}
+}
+
+// Transactions left pending (an outage, a crash) are read a batch at a time,
+// so that memory does not grow with how many there are, and all of them are
+// processed, in order.
+func TestManyPendingTransactionsInBatches(t *testing.T) {
+	s, db, ts := newServer(t)
+	ctx := context.Background()
+	_ = db.PutPortal(ctx, &mapping.Portal{RoomID: "!dm:example.org", MXID: "@alice:example.org", JID: jid.MustParse("juliet@capulet.lit")})
+	n := 2*pendingBatch + 5
+	for i := range n {
+		body := fmt.Sprintf(`{"events":[{"type":"m.room.message","event_id":"$b%d","room_id":"!dm:example.org","sender":"@alice:example.org","origin_server_ts":%d,"content":{"msgtype":"m.text","body":"m%d"}}]}`, i, i+1, i)
+		if status, resp := do(t, "PUT", ts.URL+txnPath+fmt.Sprintf("b%d", i), "hs-secret", body); status != 200 {
+			t.Fatalf("PUT %d = %d %s", i, status, resp)
+		}
+	}
+	if txns, _ := db.PendingTxns(ctx, pendingBatch); len(txns) != pendingBatch {
+		t.Fatalf("%d pending in a batch, want %d", len(txns), pendingBatch)
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go s.Run(runCtx)
+	waitUntil(t, "every transaction processed", func() bool { txns, _ := db.PendingTxns(ctx, 0); return len(txns) == 0 })
+	first, err1 := db.MessageByEventID(ctx, "$b0")
+	last, err2 := db.MessageByEventID(ctx, id.EventID(fmt.Sprintf("$b%d", n-1)))
+	if err1 != nil || err2 != nil || first.RowID >= last.RowID {
+		t.Errorf("first %v (%v), last %v (%v): want both stored, in order", first, err1, last, err2)
 	}
 }
