@@ -172,9 +172,10 @@ func (b *Bridge) blocked(j jid.JID) bool {
 	return false
 }
 
-func tsOf(evt *event.Event) time.Time {
+// tsOf is when evt was sent, or now (the core's clock) if it says not.
+func (b *Bridge) tsOf(evt *event.Event) time.Time {
 	if evt.Timestamp > 0 {
 		return time.UnixMilli(evt.Timestamp)
 	}
-	return time.Now()
+	return b.now()
 }

@@ -90,7 +90,7 @@ func (b *Bridge) parkUnknown(ctx context.Context, plan *receiptPlan, portal *Por
 func (b *Bridge) replayReceipt(ctx context.Context, job *Job) error {
 	var args replayArgs
 	if err := json.Unmarshal(job.Payload, &args); err != nil {
-		return fmt.Errorf("%w: bad parked receipt: %v", ErrPermanent, err)
+		return fmt.Errorf("%w: bad parked receipt: %w", ErrPermanent, err)
 	}
 	if _, err := b.store.MessageByEventID(ctx, args.Event); isNotFound(err) {
 		b.count("matrix_receipt", SkipUnknownEvent)
@@ -105,7 +105,7 @@ func (b *Bridge) replayReceipt(ctx context.Context, job *Job) error {
 		map[string]any{"type": event.EphemeralEventReceipt.Type, "room_id": args.Room, "content": content},
 	}})
 	if err != nil {
-		return fmt.Errorf("%w: encode parked receipt: %v", ErrPermanent, err)
+		return fmt.Errorf("%w: encode parked receipt: %w", ErrPermanent, err)
 	}
 	// Job ids are never reused, so the id is the job's: a rerun after a
 	// crash stores nothing new.

@@ -139,7 +139,7 @@ func (b *Bridge) handleMatrixEvent(ctx context.Context, evt *event.Event) ([]*Jo
 		// receipt can come back before the bridge knows what it is for.
 		XMPPID: xid, OriginID: xid,
 		PeerJID: portal.JID, Direction: FromMatrix, MXID: evt.Sender,
-		Body: body, TS: tsOf(evt),
+		Body: body, TS: b.tsOf(evt),
 		Requests: Requests{Receipt: true, Delivered: true, Displayed: true, Composing: true, Markable: true},
 	}
 	job := newJob(JobSendToXMPP, about{room: evt.RoomID, mxid: portal.MXID, peer: portal.JID}, 0, nil)
@@ -189,7 +189,7 @@ func (b *Bridge) handleMember(ctx context.Context, evt *event.Event) ([]*Job, er
 		b.count("matrix_invite", "public_room")
 		return []*Job{argsJob(JobLeave, jobArgs{Room: evt.RoomID, User: target, Reason: PublicRoomReason})}, nil
 	}
-	p := &Portal{RoomID: evt.RoomID, MXID: evt.Sender, JID: peer, CreatedAt: tsOf(evt)}
+	p := &Portal{RoomID: evt.RoomID, MXID: evt.Sender, JID: peer, CreatedAt: b.tsOf(evt)}
 	if err := b.store.PutPortal(ctx, p); err != nil {
 		return nil, fmt.Errorf("store portal: %w", err)
 	}

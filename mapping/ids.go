@@ -51,7 +51,7 @@ func (ids Identities) GhostJID(u id.UserID) (jid.JID, error) {
 	enc := local[len(GhostPrefix):]
 	dec, err := id.DecodeUserLocalpart(enc)
 	if err != nil {
-		return jid.JID{}, fmt.Errorf("%w: %q: %v", ErrNotGhost, u, err)
+		return jid.JID{}, fmt.Errorf("%w: %q: %w", ErrNotGhost, u, err)
 	}
 	j, err := jid.Parse(dec)
 	if err != nil || j.Resourcepart() != "" || j.String() != dec || id.EncodeUserLocalpart(dec) != enc {

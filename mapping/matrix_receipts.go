@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"time"
 
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
@@ -12,6 +13,11 @@ import (
 
 // JobSendStanzas sends receipts and notifications to XMPP, in order.
 const JobSendStanzas JobKind = "xmpp.stanzas"
+
+// clockSkew is how much earlier than a portal's creation an event may be
+// stamped and still count as after the user's invite: the homeserver's
+// clock and the bridge's are not the same clock.
+const clockSkew = time.Second
 
 // Receipt types this side reads (MSC4089's names and the Matrix spec's).
 const (
@@ -108,7 +114,7 @@ func stanzasJob(out []*OutMessage) *Job {
 func (b *Bridge) sendStanzas(ctx context.Context, job *Job) error {
 	var js []stanzaJob
 	if err := json.Unmarshal(job.Payload, &js); err != nil {
-		return fmt.Errorf("%w: bad stanzas payload: %v", ErrPermanent, err)
+		return fmt.Errorf("%w: bad stanzas payload: %w", ErrPermanent, err)
 	}
 	// One write for them all. A retry after a failure part-way resends
 	// the ones before it: a receipt twice is harmless, one lost is not.
@@ -215,7 +221,7 @@ func (b *Bridge) handleReceipt(ctx context.Context, room id.RoomID, ev id.EventI
 	if msg.Direction != FromXMPP || msg.RoomID != room || !msg.PeerJID.Equal(portal.JID) {
 		return skip(SkipNotFromXMPP)
 	}
-	if msg.TS.Before(portal.CreatedAt.Add(-1e9)) {
+	if msg.TS.Before(portal.CreatedAt.Add(-clockSkew)) {
 		// MSC4089: not for events before the user's invite.
 		return skip(SkipBeforeInvite)
 	}
@@ -325,7 +331,7 @@ func (b *Bridge) readToXMPP(ctx context.Context, from jid.JID, portal *Portal, r
 	}
 	var capped []*Message
 	for _, m := range unread {
-		if m.RowID > plan.readUpTo[portal.RoomID] && !m.TS.Before(portal.CreatedAt.Add(-1e9)) {
+		if m.RowID > plan.readUpTo[portal.RoomID] && !m.TS.Before(portal.CreatedAt.Add(-clockSkew)) {
 			// Delivered already by an earlier read's watermark?
 			if m.RowID <= portal.DeliveredUpTo {
 				m.DeliveredAt = portal.CreatedAt

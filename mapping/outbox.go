@@ -78,7 +78,7 @@ func (b *Bridge) RunJob(ctx context.Context, job *Job) error {
 	}
 	var args jobArgs
 	if err := json.Unmarshal(job.Payload, &args); err != nil {
-		return fmt.Errorf("%w: bad payload: %v", ErrPermanent, err)
+		return fmt.Errorf("%w: bad payload: %w", ErrPermanent, err)
 	}
 	switch job.Kind {
 	case JobJoin:
@@ -158,7 +158,7 @@ func (b *Bridge) sendToXMPP(ctx context.Context, row int64) error {
 	}
 	from, err := b.cfg.Identities.Puppet(msg.MXID)
 	if err != nil {
-		return fmt.Errorf("%w: %v", ErrPermanent, err)
+		return fmt.Errorf("%w: %w", ErrPermanent, err)
 	}
 	out := &OutMessage{
 		ID: msg.XMPPID, From: from, To: msg.PeerJID, Type: TypeChat,

@@ -296,11 +296,11 @@ func (b *Bridge) subscribeJobs(mxid id.UserID, peer jid.JID) []*Job {
 func (b *Bridge) sendSubscribe(ctx context.Context, job *Job) error {
 	var args subscribeArgs
 	if err := json.Unmarshal(job.Payload, &args); err != nil {
-		return fmt.Errorf("%w: bad subscribe payload: %v", ErrPermanent, err)
+		return fmt.Errorf("%w: bad subscribe payload: %w", ErrPermanent, err)
 	}
 	peer, err := jid.Parse(args.JID)
 	if err != nil {
-		return fmt.Errorf("%w: bad jid %q: %v", ErrPermanent, args.JID, err)
+		return fmt.Errorf("%w: bad jid %q: %w", ErrPermanent, args.JID, err)
 	}
 	if !b.cfg.Permissions.Allowed(args.MXID) || b.blocked(peer) {
 		b.count("xmpp_subscribe", DropNotPermitted)
@@ -315,7 +315,7 @@ func (b *Bridge) sendSubscribe(ctx context.Context, job *Job) error {
 	}
 	from, err := b.cfg.Identities.Puppet(args.MXID)
 	if err != nil {
-		return fmt.Errorf("%w: %v", ErrPermanent, err)
+		return fmt.Errorf("%w: %w", ErrPermanent, err)
 	}
 	// RFC 6121 §3.1.1: to the bare JID, with an id.
 	out := &OutPresence{ID: NewXMPPID(), From: from, To: peer.Bare(), Type: PresenceSubscribe}

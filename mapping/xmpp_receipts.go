@@ -297,7 +297,7 @@ func (b *Bridge) receiptToMatrix(ctx context.Context, job *Job) error {
 	if job.Kind != JobMatrixStatus && json.Unmarshal(job.Payload, &args) == nil && args.Event != "" {
 		peer, err := jid.Parse(args.Peer)
 		if err != nil {
-			return fmt.Errorf("%w: bad peer in receipt job: %v", ErrPermanent, err)
+			return fmt.Errorf("%w: bad peer in receipt job: %w", ErrPermanent, err)
 		}
 		msg = &Message{RowID: job.MessageID, RoomID: args.Room, EventID: args.Event, PeerJID: peer}
 	} else {
@@ -332,7 +332,7 @@ func (b *Bridge) receiptToMatrix(ctx context.Context, job *Job) error {
 	default:
 		var args StatusArgs
 		if err := json.Unmarshal(job.Payload, &args); err != nil {
-			return fmt.Errorf("%w: bad status payload: %v", ErrPermanent, err)
+			return fmt.Errorf("%w: bad status payload: %w", ErrPermanent, err)
 		}
 		return b.matrix.SendFailure(ctx, msg.RoomID, msg.EventID, args)
 	}

@@ -152,7 +152,7 @@ func (c *Component) Send(ctx context.Context, msgs ...*mapping.OutMessage) error
 		_ = conn.SetWriteDeadline(time.Time{})
 	}
 	if err != nil {
-		return fmt.Errorf("%w: %v", mapping.ErrNotConnected, err)
+		return fmt.Errorf("%w: %w", mapping.ErrNotConnected, err)
 	}
 	return nil
 }
@@ -190,7 +190,7 @@ func (c *Component) encode(ctx context.Context, stanza any) error {
 		return mapping.ErrNotConnected
 	}
 	if err := sess.Encode(ctx, stanza); err != nil {
-		return fmt.Errorf("%w: %v", mapping.ErrNotConnected, err)
+		return fmt.Errorf("%w: %w", mapping.ErrNotConnected, err)
 	}
 	return nil
 }
