@@ -19,7 +19,7 @@ var (
 )
 
 // Identities maps people between the two networks. It is the one place that
-// decides who is who; both mappings are bijective (see ids_fuzz_test.go).
+// decides who is who; both mappings are bijective (the Fuzz tests of ids_test.go).
 type Identities struct {
 	// HomeserverDomain is the server name of the homeserver (example.org).
 	HomeserverDomain string
