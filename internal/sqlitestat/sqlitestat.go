@@ -26,6 +26,7 @@ extern int sqlite3_finalize(sqlite3_stmt *);
 extern int sqlite3_stmt_status(sqlite3_stmt *, int op, int resetFlg);
 extern const char *sqlite3_errmsg(sqlite3 *);
 extern int sqlite3_exec(sqlite3 *, const char *sql, void *callback, void *arg, char **errmsg);
+extern int sqlite3_busy_timeout(sqlite3 *, int ms);
 
 #define XB_OPEN_READWRITE 0x00000002
 #define XB_OPEN_URI 0x00000040
@@ -76,6 +77,9 @@ func Run(path, query string, args ...any) (Stats, error) {
 		return Stats{}, fmt.Errorf("open %s: sqlite error %d", path, rc)
 	}
 	defer C.sqlite3_close_v2(db)
+	// The store's own connections (its checkpointer) may hold a lock for
+	// a moment: wait as they do, instead of failing at once.
+	C.sqlite3_busy_timeout(db, 5000)
 	if err := exec(db, "BEGIN"); err != nil {
 		return Stats{}, err
 	}
