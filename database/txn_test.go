@@ -185,15 +185,7 @@ func TestPendingTxnsOrder(t *testing.T) {
 
 		var plan []string
 		if e.name == "sqlite" {
-			rows, err := s.DB().Query(ctx, "EXPLAIN QUERY PLAN "+getPendingTxnsQuery, 64)
-			must(t, err)
-			for rows.Next() {
-				var id, parent, unused int
-				var detail string
-				must(t, rows.Scan(&id, &parent, &unused, &detail))
-				plan = append(plan, detail)
-			}
-			must(t, rows.Err())
+			plan = sqlitePlan(t, s, lookup{name: "pending transactions", query: getPendingTxnsQuery, args: []any{64}})
 		} else {
 			// Too few rows for the planner to prefer an index of its own
 			// accord.

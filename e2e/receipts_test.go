@@ -57,6 +57,27 @@ func isTyping(room id.RoomID, user id.UserID, on bool) func(*event.Event) bool {
 	}
 }
 
+// sendToJuliet has Alice send n messages into room and returns their event
+// ids and the stanza ids Juliet's client saw them with.
+func sendToJuliet(t *testing.T, ctx context.Context, juliet *peers.XMPPClient, room id.RoomID, alicePuppet, prefix string, n int) ([]id.EventID, []string) {
+	t.Helper()
+	var evs []id.EventID
+	var xids []string
+	for i := 1; i <= n; i++ {
+		body := fmt.Sprintf("%s %d", prefix, i)
+		ev, err := w.alice.SendText(ctx, room, body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, err := juliet.Wait(ctx, wait, isMessage(alicePuppet, body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		evs, xids = append(evs, ev), append(xids, st.ID)
+	}
+	return evs, xids
+}
+
 // Issue 3: Alice writes to Juliet; Juliet's client acknowledges in every
 // way XMPP has, and Alice's client shows it: the delivery status event
 // (Dendrite has no MSC4089, so the message_status fallback), the ghost's
@@ -71,20 +92,7 @@ func TestReceiptsFromXMPPReachMatrix(t *testing.T) {
 	alicePuppet := w.puppet(t, w.alice.Client.UserID)
 
 	// Alice sends three messages; Juliet's client sees their stanza ids.
-	var evs []id.EventID
-	var xids []string
-	for i := 1; i <= 3; i++ {
-		body := fmt.Sprintf("receipts %d", i)
-		ev, err := w.alice.SendText(ctx, room, body)
-		if err != nil {
-			t.Fatal(err)
-		}
-		st, err := juliet.Wait(ctx, wait, isMessage(alicePuppet, body))
-		if err != nil {
-			t.Fatal(err)
-		}
-		evs, xids = append(evs, ev), append(xids, st.ID)
-	}
+	evs, xids := sendToJuliet(t, ctx, juliet, room, alicePuppet, "receipts", 3)
 	send := func(c *peers.XMPPClient, payload string) {
 		t.Helper()
 		if err := c.SendRaw(ctx, fmt.Sprintf(`<message to='%s'>%s</message>`, peers.XMLEscape(alicePuppet), payload)); err != nil {
@@ -146,20 +154,7 @@ func TestMarkerBurstReachesMatrixAsOneRead(t *testing.T) {
 	room := openPortal(t, ctx, juliet, "juliet")
 	ghost := w.ghost("juliet@localhost")
 	alicePuppet := w.puppet(t, w.alice.Client.UserID)
-	var evs []id.EventID
-	var xids []string
-	for i := 1; i <= 20; i++ {
-		body := fmt.Sprintf("catch up %d", i)
-		ev, err := w.alice.SendText(ctx, room, body)
-		if err != nil {
-			t.Fatal(err)
-		}
-		st, err := juliet.Wait(ctx, wait, isMessage(alicePuppet, body))
-		if err != nil {
-			t.Fatal(err)
-		}
-		evs, xids = append(evs, ev), append(xids, st.ID)
-	}
+	evs, xids := sendToJuliet(t, ctx, juliet, room, alicePuppet, "catch up", 20)
 	marker := func(x string) string {
 		return fmt.Sprintf(`<message to='%s'><displayed xmlns='urn:xmpp:chat-markers:0' id='%s'/></message>`, peers.XMLEscape(alicePuppet), x)
 	}

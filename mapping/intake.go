@@ -78,11 +78,7 @@ func newIntake(limits Limits, now func() time.Time, log zerolog.Logger) *intake 
 // spend takes n from peer's budget. in.mu is held.
 func (in *intake) spend(peer string, n int) (*peerQueue, bool) {
 	now := in.now()
-	q := in.peers[peer]
-	if q == nil {
-		q = &peerQueue{peer: peer, tokens: float64(in.limits.PeerBurst), last: now}
-		in.peers[peer] = q
-	}
+	q := in.queueOf(peer)
 	q.tokens = min(q.tokens+now.Sub(q.last).Seconds()*in.limits.PeerRate, float64(in.limits.PeerBurst))
 	q.last = now
 	if q.tokens < float64(n) {
@@ -92,6 +88,17 @@ func (in *intake) spend(peer string, n int) (*peerQueue, bool) {
 	}
 	q.tokens -= float64(n)
 	return q, true
+}
+
+// queueOf is peer's state, a full budget for one not seen lately. in.mu is
+// held.
+func (in *intake) queueOf(peer string) *peerQueue {
+	q := in.peers[peer]
+	if q == nil {
+		q = &peerQueue{peer: peer, tokens: float64(in.limits.PeerBurst), last: in.now()}
+		in.peers[peer] = q
+	}
+	return q
 }
 
 // allow tells whether peer may have n more things done (chat states),
@@ -175,11 +182,7 @@ func (in *intake) putBack(rs []xmppReceipt) {
 		byPeer[p] = append(byPeer[p], r)
 	}
 	for _, p := range order {
-		q := in.peers[p]
-		if q == nil {
-			q = &peerQueue{peer: p, tokens: float64(in.limits.PeerBurst), last: in.now()}
-			in.peers[p] = q
-		}
+		q := in.queueOf(p)
 		q.rs = append(slices.Clip(byPeer[p]), q.rs...)
 		if !q.queued {
 			q.queued = true
