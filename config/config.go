@@ -73,6 +73,7 @@ type Config struct {
 		PeerRate        float64 `yaml:"peer_rate"`
 		PeerBurst       int     `yaml:"peer_burst"`
 		PendingReceipts int     `yaml:"pending_receipts"`
+		MemoryMiB       int     `yaml:"memory_mib"`
 	} `yaml:"limits"`
 	Logging struct {
 		Level  string `yaml:"level"`
@@ -309,6 +310,9 @@ func (c *Config) validate() Errors {
 	}
 	if c.Limits.PendingReceipts < 1 {
 		bad("limits.pending_receipts", "must be at least 1; put how many receipts may wait to be recorded, e.g. 50000")
+	}
+	if c.Limits.MemoryMiB < 0 {
+		bad("limits.memory_mib", "must be 0 (no limit) or more; put the MiB the bridge's Go heap should stay under, e.g. 64")
 	}
 	if _, ok := levels[c.Logging.Level]; !ok {
 		bad("logging.level", fmt.Sprintf("%q is not a level; put trace, debug, info, warn or error", c.Logging.Level))

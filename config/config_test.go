@@ -69,6 +69,7 @@ func TestConfigErrors(t *testing.T) {
 		{"bad xmpp domain", "s/matrix.example.org/a@b/", "xmpp.domain", "component's domain"},
 		{"bad database", "+    database:\n        type: mysql\n", "appservice.database.type", "sqlite3-fk-wal"},
 		{"bad level", "+logging:\n    level: loud\n", "logging.level", "trace, debug"},
+		{"negative memory", "+limits:\n    memory_mib: -1\n", "limits.memory_mib", "e.g. 64"},
 		{"bad permission", "+bridge:\n    permissions:\n        example.org: admin\n", "bridge.permissions.example.org", "user or none"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"sync"
 	"syscall"
 	"time"
@@ -68,6 +69,7 @@ func run(configPath, regPath string, generate bool) error {
 		return err
 	}
 	log := newLogger(cfg)
+	setMemory(cfg.Limits.MemoryMiB, log)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	ctx = log.WithContext(ctx)
@@ -155,6 +157,30 @@ func run(configPath, regPath string, generate bool) error {
 	}
 	wg.Wait()
 	return err
+}
+
+// gcPercent is GOGC while the heap is below limits.memory_mib: the
+// collector runs when the heap has grown to five times what was live.
+// In the load bench (scripts/bench.sh) it took pushed m.delivery from
+// 0.32x the relay to 0.41x and m.read from 0.43x to 0.60x, for a peak RSS
+// of 50-84 MB instead of 34-80; the soft limit keeps it from growing
+// further with the load.
+const gcPercent = 400
+
+// setMemory sets the Go heap's soft limit to mib MiB and collects less
+// often below it (see gcPercent); 0, or GOGC or GOMEMLIMIT in the
+// environment, leaves Go's own settings.
+func setMemory(mib int, log zerolog.Logger) {
+	if mib <= 0 {
+		return
+	}
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(int64(mib) << 20)
+	}
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(gcPercent)
+	}
+	log.Debug().Int64("memory_limit", debug.SetMemoryLimit(-1)).Msg("Go memory limit set")
 }
 
 // ensureBot makes sure the bot user exists and reads what the homeserver
