@@ -1,9 +1,13 @@
 package database
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"maps"
 	"slices"
+	"strconv"
+	"strings"
 
 	"go.mau.fi/util/dbutil"
 	"maunium.net/go/mautrix/id"
@@ -17,10 +21,14 @@ const (
 	ackDisplayedUpToQuery = `UPDATE portal SET read_upto=$1 WHERE room_id=$2 AND read_upto<$1`
 	ackPeerReadUpToQuery  = `UPDATE portal SET peer_read_upto=$1 WHERE room_id=$2 AND peer_read_upto<$1`
 
-	getUnreadUpToQuery = getMessageBaseQuery + `
-		WHERE room_id=$1 AND rowid<=$2 AND displayed_at IS NULL AND direction='xmpp'
-		  AND rowid > COALESCE((SELECT read_upto FROM portal WHERE portal.room_id=$1), 0)
-		ORDER BY rowid DESC LIMIT $3`
+	// unreadBranch is one room's part of unreadUpToQuery: $R the room,
+	// $U the row, $L the limit. The limit is written into the text, not
+	// bound: SQLite compiles a statement again every time a LIMIT
+	// parameter is bound (TestReceiptPathCompiledOnce).
+	unreadBranch = `SELECT * FROM (` + getMessageBaseQuery + `
+		WHERE room_id=$R AND rowid<=$U AND displayed_at IS NULL AND direction='xmpp'
+		  AND rowid > COALESCE((SELECT read_upto FROM portal WHERE portal.room_id=$R), 0)
+		ORDER BY rowid DESC LIMIT $L) AS u`
 	getNewestComposableQuery = getMessageBaseQuery + `WHERE room_id=$1 AND direction='xmpp' AND want_composing ORDER BY rowid DESC LIMIT 1`
 )
 
@@ -143,15 +151,73 @@ func (db *Database) Acknowledge(ctx context.Context, acks []mapping.Ack, jobs ..
 	return isNew, nil
 }
 
-// UnreadUpTo lists the newest limit FromXMPP messages of room up to row not
-// yet displayed, oldest first.
-func (db *Database) UnreadUpTo(ctx context.Context, room id.RoomID, row int64, limit int) ([]*mapping.Message, error) {
-	ms, err := queryMany(ctx, db.db, scanMessage, getUnreadUpToQuery, room, row, limit)
-	if err != nil {
-		return nil, fmt.Errorf("list unread messages of %s up to %d: %w", room, row, err)
+// unreadRooms is how many rooms one statement of UnreadUpTo asks about at
+// most. A statement's branches are rounded up to a power of two, padded
+// with a room that does not exist, so that the statement cache holds the
+// few texts there are instead of compiling one for every count of rooms.
+//
+// 16 rooms are 32 parameters, and no more: SQLite tracks which parameters
+// may change a plan in a 32-bit mask whose last bit stands for every
+// parameter from the 32nd on, so that past it binding any of them can make
+// SQLite compile the statement again on every run (with 32 rooms it did,
+// each time: TestReceiptPathCompiledOnce).
+const unreadRooms = 16
+
+// unreadPadding is the room and row of a branch of unreadUpToQuery that
+// pads it: no room has that id.
+var unreadPadding = []any{"", int64(0)}
+
+// unreadUpToQuery asks for the newest limit unread messages of each of n
+// rooms: one branch a room (each walks its room's part of
+// message_unread_idx backwards from its row, at most limit rows), joined
+// by UNION ALL. It is one statement and one read of the database, where a
+// statement a room paid SQLite's locking and Go's call overhead a room.
+func unreadUpToQuery(n, limit int) string {
+	var b strings.Builder
+	for i := range n {
+		if i > 0 {
+			b.WriteString(" UNION ALL ")
+		}
+		b.WriteString(strings.NewReplacer("$R", fmt.Sprintf("$%d", 2*i+1), "$U", fmt.Sprintf("$%d", 2*i+2),
+			"$L", strconv.Itoa(limit), ") AS u", fmt.Sprintf(") AS u%d", i)).Replace(unreadBranch))
 	}
-	slices.Reverse(ms)
-	return ms, nil
+	return b.String()
+}
+
+// UnreadUpTo lists, for each room of upTo, the newest limit FromXMPP
+// messages with a row up to its row that are not displayed yet, oldest
+// first. Rooms with none are absent.
+func (db *Database) UnreadUpTo(ctx context.Context, upTo map[id.RoomID]int64, limit int) (map[id.RoomID][]*mapping.Message, error) {
+	rooms := slices.Sorted(maps.Keys(upTo))
+	out := make(map[id.RoomID][]*mapping.Message, len(rooms))
+	for len(rooms) > 0 {
+		chunk := rooms[:min(len(rooms), unreadRooms)]
+		rooms = rooms[len(chunk):]
+		n := 1
+		for n < len(chunk) {
+			n *= 2
+		}
+		args := make([]any, 0, 2*n)
+		for i := range n {
+			if i < len(chunk) {
+				args = append(args, chunk[i], upTo[chunk[i]])
+			} else {
+				args = append(args, unreadPadding...)
+			}
+		}
+		ms, err := queryMany(ctx, db.db, scanMessage, unreadUpToQuery(n, limit), args...)
+		if err != nil {
+			return nil, fmt.Errorf("list unread messages of %d rooms: %w", len(chunk), err)
+		}
+		for _, m := range ms {
+			out[m.RoomID] = append(out[m.RoomID], m)
+		}
+	}
+	for _, ms := range out {
+		// Oldest first; UNION ALL promises no order of its own.
+		slices.SortFunc(ms, func(a, b *mapping.Message) int { return cmp.Compare(a.RowID, b.RowID) })
+	}
+	return out, nil
 }
 
 // NewestComposable is the newest FromXMPP message of room that asked for

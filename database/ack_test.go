@@ -1,10 +1,15 @@
 package database
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
+
+	"maunium.net/go/mautrix/id"
+	"mellium.im/xmpp/jid"
 
 	"xmppbridge/mapping"
 )
@@ -103,12 +108,12 @@ func TestAckUpTo(t *testing.T) {
 			mustAdd(t, s, m)
 			rows = append(rows, m.RowID)
 		}
-		unread, err := s.UnreadUpTo(ctx, "!r:example.org", rows[2], 10)
+		unread, err := unreadOf(ctx, s, "!r:example.org", rows[2], 10)
 		must(t, err)
 		if len(unread) != 2 || unread[0].RowID != rows[0] || unread[1].RowID != rows[2] {
 			t.Fatalf("unread up to %d: %d messages", rows[2], len(unread))
 		}
-		if newest, _ := s.UnreadUpTo(ctx, "!r:example.org", rows[2], 1); len(newest) != 1 || newest[0].RowID != rows[2] {
+		if newest, _ := unreadOf(ctx, s, "!r:example.org", rows[2], 1); len(newest) != 1 || newest[0].RowID != rows[2] {
 			t.Fatalf("the newest unread with limit 1: %d messages", len(newest))
 		}
 		if c, err := s.NewestComposable(ctx, "!r:example.org"); err != nil || c.RowID != rows[2] {
@@ -119,7 +124,7 @@ func TestAckUpTo(t *testing.T) {
 		if !isNew[0] {
 			t.Error("up-to ack not new")
 		}
-		if unread, _ := s.UnreadUpTo(ctx, "!r:example.org", rows[3], 10); len(unread) != 1 || unread[0].RowID != rows[3] {
+		if unread, _ := unreadOf(ctx, s, "!r:example.org", rows[3], 10); len(unread) != 1 || unread[0].RowID != rows[3] {
 			t.Errorf("after the ack, unread = %d messages, want only the last", len(unread))
 		}
 		if m, _ := s.MessageByRow(ctx, rows[1]); !m.DisplayedAt.IsZero() {
@@ -227,6 +232,59 @@ func TestFinishTxns(t *testing.T) {
 		}
 		if got, _ := s.MessageByRow(ctx, m.RowID); got.DeliveredAt.IsZero() {
 			t.Error("the group's ack was not recorded")
+		}
+	})
+}
+
+// unreadOf is UnreadUpTo for one room.
+func unreadOf(ctx context.Context, s *store, room id.RoomID, row int64, limit int) ([]*mapping.Message, error) {
+	unread, err := s.UnreadUpTo(ctx, map[id.RoomID]int64{room: row}, limit)
+	return unread[room], err
+}
+
+// One UnreadUpTo answers for many rooms, each up to its own row and within
+// the limit, across more rooms than one statement asks about.
+func TestUnreadUpToManyRooms(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, _ engine, s *store) {
+		ctx := t.Context()
+		const rooms = unreadRooms + 7
+		upTo := map[id.RoomID]int64{}
+		want := map[id.RoomID][]int64{}
+		for r := range rooms {
+			room := id.RoomID(fmt.Sprintf("!r%d:example.org", r))
+			peer := jid.MustParse(fmt.Sprintf("bob%d@xmpp.example", r))
+			must(t, s.PutPortal(ctx, &mapping.Portal{RoomID: room, MXID: "@alice:example.org", JID: peer}))
+			var rows []int64
+			for i := range 4 {
+				m := newMessage(peer, fmt.Sprintf("m%d", i), mapping.FromXMPP)
+				m.RoomID = room
+				mustAdd(t, s, m)
+				rows = append(rows, m.RowID)
+			}
+			switch r % 3 {
+			case 0: // up to the third, newest two
+				upTo[room], want[room] = rows[2], rows[1:3]
+			case 1: // up to the first
+				upTo[room], want[room] = rows[0], rows[:1]
+			case 2: // read up to the third already: only the fourth is left
+				_, err := s.Acknowledge(ctx, []mapping.Ack{{Row: rows[2], Kind: mapping.AckDisplayed, At: time.Now(), UpTo: room, Dir: mapping.FromXMPP}})
+				must(t, err)
+				upTo[room] = rows[1] // behind the watermark: nothing
+			}
+		}
+		got, err := s.UnreadUpTo(ctx, upTo, 2)
+		must(t, err)
+		for room := range upTo {
+			var rows []int64
+			for _, m := range got[room] {
+				rows = append(rows, m.RowID)
+			}
+			if !slices.Equal(rows, want[room]) {
+				t.Errorf("%s: unread rows %v, want %v", room, rows, want[room])
+			}
+		}
+		if len(got) != len(want) {
+			t.Errorf("%d rooms in the answer, want %d", len(got), len(want))
 		}
 	})
 }

@@ -3,6 +3,7 @@ package database
 import (
 	"encoding/json"
 	"fmt"
+	"reflect"
 	"regexp"
 	"strings"
 	"testing"
@@ -43,6 +44,12 @@ type history struct {
 
 func seedHistory(t *testing.T, s *store, n int) history {
 	t.Helper()
+	return seedHistoryBurst(t, s, n, burstLen)
+}
+
+// seedHistoryBurst is seedHistory with burst keys in a batched lookup.
+func seedHistoryBurst(t *testing.T, s *store, n, burst int) history {
+	t.Helper()
 	ctx := t.Context()
 	seed := func(room id.RoomID, peer, prefix string) {
 		// A recursive CTE, which both engines take, instead of n round trips.
@@ -81,7 +88,7 @@ func seedHistory(t *testing.T, s *store, n int) history {
 	}
 	h := history{n: n}
 	must(t, s.DB().QueryRow(ctx, "SELECT max(rowid) FROM message WHERE room_id=$1", hotRoom).Scan(&h.newest))
-	rows, err := s.DB().Query(ctx, "SELECT rowid, xmpp_id FROM message WHERE room_id=$1 AND direction='matrix' ORDER BY rowid DESC LIMIT $2", hotRoom, burstLen)
+	rows, err := s.DB().Query(ctx, "SELECT rowid, xmpp_id FROM message WHERE room_id=$1 AND direction='matrix' ORDER BY rowid DESC LIMIT $2", hotRoom, burst)
 	must(t, err)
 	for rows.Next() {
 		var r int64
@@ -114,6 +121,16 @@ func receiptLookups(h history) []lookup {
 	rooms, roomsArgs := inList(getPortalBaseQuery+"WHERE room_id IN (", []id.RoomID{hotRoom, "!p1:example.org", "!p999:example.org"})
 	mark, markArgs := inList(fmt.Sprintf("UPDATE message SET displayed_at=$%d WHERE displayed_at IS NULL AND rowid IN (", len(h.fromMX)+1), h.fromMX)
 	del, delArgs := inList("DELETE FROM outbox WHERE id IN (", []int64{1, 2, 3})
+	// As many rooms as one statement asks about: the hot one, others,
+	// and padding as UnreadUpTo pads.
+	unreadArgs := []any{hotRoom, h.newest}
+	for i := 1; i < unreadRooms; i++ {
+		if i < unreadRooms/2 {
+			unreadArgs = append(unreadArgs, fmt.Sprintf("!p%d:example.org", i), h.newest)
+		} else {
+			unreadArgs = append(unreadArgs, unreadPadding...)
+		}
+	}
 	return []lookup{
 		// XMPP → Matrix: a burst of receipts, looked up and recorded.
 		{"messages by stanza id", byIDs, byIDsArgs, "message_xmpp_id_idx"},
@@ -125,7 +142,7 @@ func receiptLookups(h history) []lookup {
 		// Matrix → XMPP: a transaction's receipts.
 		{"messages by event", byEvents + ")", byEventsArgs, ""},
 		{"portals by room", rooms + ")", roomsArgs, ""},
-		{"unread up to", getUnreadUpToQuery, []any{hotRoom, h.newest, burstLen}, "message_unread_idx"},
+		{"unread up to", unreadUpToQuery(unreadRooms, burstLen), unreadArgs, "message_unread_idx"},
 		{"move the read watermark", ackDisplayedUpToQuery, []any{h.newest, hotRoom}, ""},
 		{"newest composable", getNewestComposableQuery, []any{hotRoom}, "message_composable_idx"},
 		// SQLite takes the unique index on event_id for "event_id IS NULL"
@@ -271,4 +288,38 @@ func TestReceiptPathRowsVisited(t *testing.T) {
 			}
 		}
 	})
+}
+
+// No receipt-path statement is compiled again each time it runs. SQLite
+// recompiles a cached statement when a value bound to it may change its
+// plan (a LIMIT parameter; any parameter past the 32nd; an integer in an
+// equality that becomes or stops being 0 or 1), which made a cached lookup
+// cost as much as a new one, most of the CPU of m.read receipts over many
+// portals. Each lookup runs with its arguments, then with others, as the
+// next burst brings: every number 1,000 more, every string another.
+func TestReceiptPathCompiledOnce(t *testing.T) {
+	// SQLite only: PostgreSQL plans a statement with parameters once,
+	// generic after five runs, whatever is bound.
+	// Bursts of 100 keys: most statements have more than 32 parameters.
+	s := newSQLiteStore(t)
+	for _, l := range receiptLookups(seedHistoryBurst(t, s, 300, 100)) {
+		again := make([]any, len(l.args))
+		for i, a := range l.args {
+			switch v := reflect.ValueOf(a); v.Kind() {
+			case reflect.String:
+				again[i] = v.String() + "x"
+			case reflect.Int, reflect.Int64:
+				again[i] = v.Int() + 1000
+			default:
+				again[i] = a
+			}
+		}
+		st, err := sqlitestat.RunAgain(s.path, l.query, l.args, again)
+		if err != nil {
+			t.Fatalf("%s: %v", l.name, err)
+		}
+		if st.Reprepares != 0 {
+			t.Errorf("%s: compiled again when run with other arguments", l.name)
+		}
+	}
 }

@@ -264,10 +264,33 @@ type pendingRead struct {
 // of the transactions has been seen, in the order the rooms were first
 // read.
 func (b *Bridge) readsToXMPP(ctx context.Context, plan *receiptPlan) error {
+	upTo := make(map[id.RoomID]int64, len(plan.order))
 	for _, room := range plan.order {
 		r := plan.reads[room]
-		if err := b.readToXMPP(ctx, r.from, r.portal, r.msg, plan); err != nil {
-			return err
+		if r.msg.RowID <= r.portal.ReadUpTo || r.msg.RowID <= plan.readUpTo[room] {
+			b.count("matrix_receipt", SkipDone)
+			continue
+		}
+		upTo[room] = r.msg.RowID
+	}
+	if len(upTo) == 0 {
+		return nil
+	}
+	limit := b.cfg.Receipts.MaxDisplayedPerRead
+	if limit <= 0 {
+		limit = 50
+	}
+	// Only the newest few are told (the cap); all are marked (readToXMPP).
+	// One lookup for all the rooms: a lookup a room cost more than the
+	// rest of the m.read.
+	unread, err := b.store.UnreadUpTo(ctx, upTo, limit)
+	if err != nil {
+		return err
+	}
+	for _, room := range plan.order {
+		if _, ok := upTo[room]; ok {
+			r := plan.reads[room]
+			b.readToXMPP(r.from, r.portal, r.msg, unread[room], plan)
 		}
 	}
 	return nil
@@ -315,20 +338,10 @@ func (b *Bridge) deliveryToXMPP(from jid.JID, msg *Message, plan *receiptPlan) e
 // not displayed yet, oldest first, its delivery receipt if it was never
 // sent, then one <displayed/> each (capped; the newest win), then one
 // XEP-0333 <displayed/> for the newest markable message.
-func (b *Bridge) readToXMPP(ctx context.Context, from jid.JID, portal *Portal, read *Message, plan *receiptPlan) error {
-	if read.RowID <= portal.ReadUpTo || read.RowID <= plan.readUpTo[portal.RoomID] {
-		b.count("matrix_receipt", SkipDone)
-		return nil
-	}
-	limit := b.cfg.Receipts.MaxDisplayedPerRead
-	if limit <= 0 {
-		limit = 50
-	}
-	// Only the newest few are told (the cap); all are marked, below.
-	unread, err := b.store.UnreadUpTo(ctx, portal.RoomID, read.RowID, limit)
-	if err != nil {
-		return err
-	}
+//
+// unread are the newest messages of the room up to read not displayed yet
+// (at most receipts.max_displayed_per_read of them), oldest first.
+func (b *Bridge) readToXMPP(from jid.JID, portal *Portal, read *Message, unread []*Message, plan *receiptPlan) {
 	var capped []*Message
 	for _, m := range unread {
 		if m.RowID > plan.readUpTo[portal.RoomID] && !m.TS.Before(portal.CreatedAt.Add(-clockSkew)) {
@@ -341,7 +354,7 @@ func (b *Bridge) readToXMPP(ctx context.Context, from jid.JID, portal *Portal, r
 	}
 	if len(capped) == 0 {
 		b.count("matrix_receipt", SkipDone)
-		return nil
+		return
 	}
 	var out []*OutMessage
 	if b.cfg.Receipts.ReadImpliesDelivered {
@@ -373,7 +386,7 @@ func (b *Bridge) readToXMPP(ctx context.Context, from jid.JID, portal *Portal, r
 	plan.out = append(plan.out, out...)
 	plan.readUpTo[portal.RoomID] = read.RowID
 	b.count("matrix_receipt", "read")
-	return nil
+	return
 }
 
 // typingFromMatrix tells the XMPP peer when the portal's user starts or

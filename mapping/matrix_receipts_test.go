@@ -186,8 +186,43 @@ func TestReadCap(t *testing.T) {
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("got %q, want %q", got, want)
 	}
-	if unread, _ := h.store.UnreadUpTo(context.Background(), dm, 1<<60, 100); len(unread) != 0 {
-		t.Errorf("%d capped-out messages are still unread; they would be acknowledged later, out of order", len(unread))
+	if unread, _ := h.store.UnreadUpTo(context.Background(), map[id.RoomID]int64{dm: 1 << 60}, 100); len(unread[dm]) != 0 {
+		t.Errorf("%d capped-out messages are still unread; they would be acknowledged later, out of order", len(unread[dm]))
+	}
+}
+
+// The newest m.read of each of several rooms in one transaction: each is
+// expanded (Matrix receipts module: "up to" per room), with one lookup of
+// unread messages for all the rooms, not one a room.
+func TestReadsOfSeveralRoomsOneLookup(t *testing.T) {
+	h := newHarness(t)
+	h.b.cfg.Receipts = ReceiptPolicy{SendToXMPP: true, MaxDisplayedPerRead: 50}
+	ctx := context.Background()
+	var reads []*event.Event
+	var want []string
+	for i, peer := range []string{"juliet@capulet.lit", "romeo@montague.lit", "nurse@capulet.lit"} {
+		m := chat(fmt.Sprintf("s%d", i), "hello")
+		m.From = jid.MustParse(peer + "/phone")
+		m.Requests = Requests{Displayed: true}
+		if _, err := h.b.HandleXMPPMessage(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+		h.drain(t)
+		p, err := h.store.PortalByPair(ctx, alice, jid.MustParse(peer))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ev := id.EventID(fmt.Sprintf("$ev%d", len(h.matrix.texts)))
+		reads = append(reads, receiptEvent(p.RoomID, ev, event.ReceiptTypeRead, alice, ""))
+		want = append(want, "x-displayed s"+fmt.Sprint(i)+" to "+peer)
+	}
+	lookups := h.store.unreadLookups()
+	got := h.ephemeral(t, reads...)
+	if n := h.store.unreadLookups() - lookups; n != 1 {
+		t.Errorf("%d lookups of unread messages for reads of 3 rooms, want 1", n)
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("got %q, want %q", got, want)
 	}
 }
 

@@ -304,25 +304,31 @@ func (s *memStore) unreadLookups() int {
 	return s.unreadCalls
 }
 
-func (s *memStore) UnreadUpTo(_ context.Context, room id.RoomID, row int64, limit int) ([]*Message, error) {
+func (s *memStore) UnreadUpTo(_ context.Context, upTo map[id.RoomID]int64, limit int) (map[id.RoomID][]*Message, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.unreadCalls++
-	var out []*Message
-	var mark int64
-	for _, p := range s.portals {
-		if p.RoomID == room {
-			mark = p.ReadUpTo
+	out := map[id.RoomID][]*Message{}
+	for room, row := range upTo {
+		var unread []*Message
+		var mark int64
+		for _, p := range s.portals {
+			if p.RoomID == room {
+				mark = p.ReadUpTo
+			}
 		}
-	}
-	for _, m := range s.messages {
-		if m.RoomID == room && m.Direction == FromXMPP && m.RowID <= row && m.RowID > mark && m.DisplayedAt.IsZero() {
-			c := *m
-			out = append(out, &c)
+		for _, m := range s.messages {
+			if m.RoomID == room && m.Direction == FromXMPP && m.RowID <= row && m.RowID > mark && m.DisplayedAt.IsZero() {
+				c := *m
+				unread = append(unread, &c)
+			}
 		}
-	}
-	if len(out) > limit {
-		out = out[len(out)-limit:]
+		if len(unread) > limit {
+			unread = unread[len(unread)-limit:]
+		}
+		if len(unread) > 0 {
+			out[room] = unread
+		}
 	}
 	return out, nil
 }

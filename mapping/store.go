@@ -163,9 +163,11 @@ type Store interface {
 	// Acknowledge records acks and stores the jobs of the new ones (and
 	// jobs), in one transaction. new[i] tells whether acks[i] was new.
 	Acknowledge(ctx context.Context, acks []Ack, jobs ...*Job) (new []bool, err error)
-	// UnreadUpTo lists the newest limit FromXMPP messages of room with a
-	// row up to row that are not displayed yet, oldest first.
-	UnreadUpTo(ctx context.Context, room id.RoomID, row int64, limit int) ([]*Message, error)
+	// UnreadUpTo lists, for each room of upTo, the newest limit FromXMPP
+	// messages with a row up to the room's that are not displayed yet,
+	// oldest first; a room with none is absent. It is one lookup for
+	// however many rooms.
+	UnreadUpTo(ctx context.Context, upTo map[id.RoomID]int64, limit int) (map[id.RoomID][]*Message, error)
 	// NewestComposable is the newest FromXMPP message of room that asked
 	// for XEP-0022 composing events.
 	NewestComposable(ctx context.Context, room id.RoomID) (*Message, error)

@@ -23,6 +23,7 @@ extern int sqlite3_bind_int64(sqlite3_stmt *, int, sqlite3_int64);
 extern int sqlite3_bind_text(sqlite3_stmt *, int, const char *, int, void (*)(void *));
 extern int sqlite3_step(sqlite3_stmt *);
 extern int sqlite3_finalize(sqlite3_stmt *);
+extern int sqlite3_reset(sqlite3_stmt *);
 extern int sqlite3_stmt_status(sqlite3_stmt *, int op, int resetFlg);
 extern const char *sqlite3_errmsg(sqlite3 *);
 extern int sqlite3_exec(sqlite3 *, const char *sql, void *callback, void *arg, char **errmsg);
@@ -35,6 +36,7 @@ extern int sqlite3_busy_timeout(sqlite3 *, int ms);
 #define XB_STATUS_FULLSCAN_STEP 1
 #define XB_STATUS_SORT 2
 #define XB_STATUS_VM_STEP 4
+#define XB_STATUS_REPREPARE 5
 
 // SQLITE_TRANSIENT: SQLite copies the text.
 static int xb_bind_text(sqlite3_stmt *s, int i, const char *p, int n) {
@@ -58,6 +60,13 @@ type Stats struct {
 	FullScanSteps int // steps forward in a full table scan
 	Sorts         int // sorts the plan needed
 	Rows          int // rows returned
+	// Reprepares counts the times SQLite compiled the statement again when
+	// it ran a second time, with the arguments of RunAgain (the same ones
+	// if not given): it does when a bound value may change the plan (a
+	// LIMIT or LIKE parameter, a parameter past the 32nd, an integer that
+	// becomes or stops being 0 or 1 in an equality), and then every run
+	// pays for a compile, tens of µs, as if no statement were cached.
+	Reprepares int
 }
 
 // dollar is a placeholder as the bridge writes them, $1 and on. SQLite
@@ -69,6 +78,11 @@ var dollar = regexp.MustCompile(`\$([0-9]+)`)
 // completion inside a transaction that it rolls back, so that a write
 // changes nothing, and reports what it cost. Placeholders are $1, $2, …
 func Run(path, query string, args ...any) (Stats, error) {
+	return RunAgain(path, query, args, args)
+}
+
+// RunAgain is Run with args, then once more with again (Stats.Reprepares).
+func RunAgain(path, query string, args, again []any) (Stats, error) {
 	cpath := C.CString(path)
 	defer C.free(unsafe.Pointer(cpath))
 	var db *C.sqlite3
@@ -91,6 +105,38 @@ func Run(path, query string, args ...any) (Stats, error) {
 		return Stats{}, fmt.Errorf("prepare %q: %s", query, C.GoString(C.sqlite3_errmsg(db)))
 	}
 	defer C.sqlite3_finalize(stmt)
+	var st Stats
+	// Twice, binding the same arguments again, to see whether binding
+	// makes SQLite compile the statement anew (Reprepares).
+	for run := range 2 {
+		if run > 0 {
+			C.sqlite3_reset(stmt)
+		}
+		if err := bind(db, stmt, map[bool][]any{false: args, true: again}[run > 0]); err != nil {
+			return Stats{}, err
+		}
+		st.Rows = 0
+		for {
+			rc := C.sqlite3_step(stmt)
+			if rc == C.XB_DONE {
+				break
+			} else if rc != C.XB_ROW {
+				return Stats{}, fmt.Errorf("run %q: %s", query, C.GoString(C.sqlite3_errmsg(db)))
+			}
+			st.Rows++
+		}
+		if run == 0 {
+			// The first run's work; the second would add to it.
+			st.VMSteps = int(C.sqlite3_stmt_status(stmt, C.XB_STATUS_VM_STEP, 1))
+			st.FullScanSteps = int(C.sqlite3_stmt_status(stmt, C.XB_STATUS_FULLSCAN_STEP, 1))
+			st.Sorts = int(C.sqlite3_stmt_status(stmt, C.XB_STATUS_SORT, 1))
+		}
+	}
+	st.Reprepares = int(C.sqlite3_stmt_status(stmt, C.XB_STATUS_REPREPARE, 0))
+	return st, nil
+}
+
+func bind(db *C.sqlite3, stmt *C.sqlite3_stmt, args []any) error {
 	for i, a := range args {
 		n := C.int(i + 1)
 		if v := reflect.ValueOf(a); v.Kind() == reflect.String {
@@ -113,26 +159,13 @@ func Run(path, query string, args ...any) (Stats, error) {
 			rc = C.xb_bind_text(stmt, n, cs, C.int(len(v)))
 			C.free(unsafe.Pointer(cs))
 		default:
-			return Stats{}, fmt.Errorf("argument %d: type %T not supported", i+1, a)
+			return fmt.Errorf("argument %d: type %T not supported", i+1, a)
 		}
 		if rc != 0 {
-			return Stats{}, fmt.Errorf("bind argument %d: %s", i+1, C.GoString(C.sqlite3_errmsg(db)))
+			return fmt.Errorf("bind argument %d: %s", i+1, C.GoString(C.sqlite3_errmsg(db)))
 		}
 	}
-	var st Stats
-	for {
-		rc := C.sqlite3_step(stmt)
-		if rc == C.XB_DONE {
-			break
-		} else if rc != C.XB_ROW {
-			return Stats{}, fmt.Errorf("run %q: %s", query, C.GoString(C.sqlite3_errmsg(db)))
-		}
-		st.Rows++
-	}
-	st.VMSteps = int(C.sqlite3_stmt_status(stmt, C.XB_STATUS_VM_STEP, 0))
-	st.FullScanSteps = int(C.sqlite3_stmt_status(stmt, C.XB_STATUS_FULLSCAN_STEP, 0))
-	st.Sorts = int(C.sqlite3_stmt_status(stmt, C.XB_STATUS_SORT, 0))
-	return st, nil
+	return nil
 }
 
 func exec(db *C.sqlite3, sql string) error {
