@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
@@ -90,6 +91,9 @@ func (b *Bridge) HandleMatrixTxns(ctx context.Context, txns []MatrixTxn) error {
 	if err != nil {
 		return fmt.Errorf("finish transactions %v: %w", ids, err)
 	}
+	b.typingMu.Lock()
+	maps.Copy(b.typing, plan.typing)
+	b.typingMu.Unlock()
 	b.queue(jobs...)
 	return nil
 }

@@ -66,11 +66,14 @@ type receiptPlan struct {
 	// reads is the newest m.read of each room, expanded at the end.
 	reads map[id.RoomID]*pendingRead
 	order []id.RoomID // rooms of reads, as first read
+	// typing is whether each room's portal user types, as of the typing
+	// events handled so far (typingFromMatrix).
+	typing map[id.RoomID]bool
 }
 
 func newReceiptPlan() *receiptPlan {
 	return &receiptPlan{delivered: map[int64]bool{}, readUpTo: map[id.RoomID]int64{},
-		portals: map[id.RoomID]*Portal{}, puppets: map[id.UserID]jid.JID{}, unsent: map[id.RoomID]bool{}, reads: map[id.RoomID]*pendingRead{}}
+		portals: map[id.RoomID]*Portal{}, puppets: map[id.UserID]jid.JID{}, unsent: map[id.RoomID]bool{}, reads: map[id.RoomID]*pendingRead{}, typing: map[id.RoomID]bool{}}
 }
 
 func (b *Bridge) planPortal(ctx context.Context, plan *receiptPlan, room id.RoomID) (*Portal, error) {
@@ -100,12 +103,13 @@ type stanzaJob struct {
 	Received  string       `json:"received,omitempty"`
 	Event     *EventNotice `json:"event,omitempty"`
 	Displayed string       `json:"displayed,omitempty"`
+	ChatState string       `json:"chat_state,omitempty"`
 }
 
 func stanzasJob(out []*OutMessage) *Job {
 	js := make([]stanzaJob, len(out))
 	for i, m := range out {
-		js[i] = stanzaJob{ID: m.ID, From: m.From.String(), To: m.To.String(), Type: m.Type, Received: m.Received, Event: m.Event, Displayed: m.Displayed}
+		js[i] = stanzaJob{ID: m.ID, From: m.From.String(), To: m.To.String(), Type: m.Type, Received: m.Received, Event: m.Event, Displayed: m.Displayed, ChatState: m.ChatState}
 	}
 	payload, _ := json.Marshal(js)
 	return newJob(JobSendStanzas, about{}, 0, payload)
@@ -136,7 +140,7 @@ func (b *Bridge) sendStanzas(ctx context.Context, job *Job) error {
 		if err1 != nil || err2 != nil {
 			return fmt.Errorf("%w: bad address in stanza job", ErrPermanent)
 		}
-		out[i] = &OutMessage{ID: s.ID, From: from, To: to, Type: s.Type, Received: s.Received, Event: s.Event, Displayed: s.Displayed}
+		out[i] = &OutMessage{ID: s.ID, From: from, To: to, Type: s.Type, Received: s.Received, Event: s.Event, Displayed: s.Displayed, ChatState: s.ChatState}
 	}
 	if err := b.xmpp.Send(ctx, out...); err != nil {
 		return fmt.Errorf("send %d receipts to XMPP: %w", len(out), err)
@@ -170,7 +174,7 @@ func (b *Bridge) handleEphemeral(ctx context.Context, evt *event.Event, plan *re
 			b.count("matrix_typing", SkipMalformed)
 			return nil
 		}
-		return b.typingFromMatrix(ctx, evt.RoomID, tc.UserIDs)
+		return b.typingFromMatrix(ctx, evt.RoomID, tc.UserIDs, plan)
 	}
 	return nil
 }
@@ -392,23 +396,29 @@ func (b *Bridge) readToXMPP(from jid.JID, portal *Portal, read *Message, unread 
 // typingFromMatrix tells the XMPP peer when the portal's user starts or
 // stops typing: XEP-0085 <composing/> / <active/>, and XEP-0022
 // <composing/> (and its cancellation) against the newest message that
-// asked for composing events. Only changes are sent; typing is not queued.
-func (b *Bridge) typingFromMatrix(ctx context.Context, room id.RoomID, users []id.UserID) error {
-	portal, err := b.store.PortalByRoom(ctx, room)
-	if isNotFound(err) {
+// asked for composing events. Only changes are sent. The stanzas go with
+// the transaction's others, in one job stored with it (and so in order
+// with the messages and receipts before them); the new state is the
+// bridge's once the transaction is (plan.typing, HandleMatrixTxns).
+func (b *Bridge) typingFromMatrix(ctx context.Context, room id.RoomID, users []id.UserID, plan *receiptPlan) error {
+	portal, err := b.planPortal(ctx, plan, room)
+	if err != nil {
+		return err
+	} else if portal == nil {
 		b.count("matrix_typing", SkipNotPortal)
 		return nil
-	} else if err != nil {
-		return fmt.Errorf("look up portal: %w", err)
 	}
 	on := false
 	for _, u := range users {
 		on = on || u == portal.MXID
 	}
-	b.typingMu.Lock()
-	was := b.typing[room]
-	b.typing[room] = on
-	b.typingMu.Unlock()
+	was, ok := plan.typing[room]
+	if !ok {
+		b.typingMu.Lock()
+		was = b.typing[room]
+		b.typingMu.Unlock()
+	}
+	plan.typing[room] = on
 	if was == on || !b.cfg.Receipts.sendsReceipts(portal.MXID) {
 		return nil
 	}
@@ -420,14 +430,12 @@ func (b *Bridge) typingFromMatrix(ctx context.Context, room id.RoomID, users []i
 	if on {
 		state = "composing"
 	}
-	out := []*OutMessage{{ID: NewXMPPID(), From: from, To: portal.JID, Type: TypeChat, ChatState: state}}
+	plan.out = append(plan.out, &OutMessage{ID: NewXMPPID(), From: from, To: portal.JID, Type: TypeChat, ChatState: state})
 	if m, err := b.store.NewestComposable(ctx, room); err == nil {
 		// XEP-0022 §3.2.4: a composing event, or an <id/> alone to cancel.
-		out = append(out, &OutMessage{ID: NewXMPPID(), From: from, To: b.to(m), Type: TypeChat, Event: &EventNotice{ID: m.XMPPID, Composing: on}})
-	}
-	if err := b.xmpp.Send(ctx, out...); err != nil {
-		b.log.Debug().Err(err).Msg("Failed to send typing to XMPP")
-		return nil
+		plan.out = append(plan.out, &OutMessage{ID: NewXMPPID(), From: from, To: b.to(m), Type: TypeChat, Event: &EventNotice{ID: m.XMPPID, Composing: on}})
+	} else if !isNotFound(err) {
+		return fmt.Errorf("look up the newest composable message: %w", err)
 	}
 	b.count("matrix_typing", fmt.Sprint(on))
 	return nil
