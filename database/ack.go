@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	"go.mau.fi/util/dbutil"
 	"maunium.net/go/mautrix/id"
@@ -24,12 +25,13 @@ const (
 	// unreadBranch is one room's part of unreadUpToQuery: $R the room,
 	// $U the row, $L the limit. The limit is written into the text, not
 	// bound: SQLite compiles a statement again every time a LIMIT
-	// parameter is bound (TestReceiptPathCompiledOnce).
+	// parameter is bound. The room is CAST (see CAST in message.go).
 	unreadBranch = `SELECT * FROM (` + getMessageBaseQuery + `
-		WHERE room_id=$R AND rowid<=$U AND displayed_at IS NULL AND direction='xmpp'
+		WHERE room_id=CAST($R AS TEXT) AND rowid<=$U AND displayed_at IS NULL AND direction='xmpp'
 		  AND rowid > COALESCE((SELECT read_upto FROM portal WHERE portal.room_id=$R), 0)
 		ORDER BY rowid DESC LIMIT $L) AS u`
-	getNewestComposableQuery = getMessageBaseQuery + `WHERE room_id=$1 AND direction='xmpp' AND want_composing ORDER BY rowid DESC LIMIT 1`
+	// The room is CAST (see CAST in message.go).
+	getNewestComposableQuery = getMessageBaseQuery + `WHERE room_id=CAST($1 AS TEXT) AND direction='xmpp' AND want_composing ORDER BY rowid DESC LIMIT 1`
 )
 
 // ackUpTo records an "up to" ack: the portal's watermark moves forward,
@@ -167,12 +169,20 @@ const unreadRooms = 16
 // pads it: no room has that id.
 var unreadPadding = []any{"", int64(0)}
 
+// unreadQueries keeps the texts of unreadUpToQuery, by branches and limit:
+// a few, built once instead of at every lookup.
+var unreadQueries sync.Map
+
 // unreadUpToQuery asks for the newest limit unread messages of each of n
 // rooms: one branch a room (each walks its room's part of
 // message_unread_idx backwards from its row, at most limit rows), joined
 // by UNION ALL. It is one statement and one read of the database, where a
 // statement a room paid SQLite's locking and Go's call overhead a room.
 func unreadUpToQuery(n, limit int) string {
+	key := [2]int{n, limit}
+	if q, ok := unreadQueries.Load(key); ok {
+		return q.(string)
+	}
 	var b strings.Builder
 	for i := range n {
 		if i > 0 {
@@ -181,6 +191,7 @@ func unreadUpToQuery(n, limit int) string {
 		b.WriteString(strings.NewReplacer("$R", fmt.Sprintf("$%d", 2*i+1), "$U", fmt.Sprintf("$%d", 2*i+2),
 			"$L", strconv.Itoa(limit), ") AS u", fmt.Sprintf(") AS u%d", i)).Replace(unreadBranch))
 	}
+	unreadQueries.Store(key, b.String())
 	return b.String()
 }
 

@@ -293,10 +293,13 @@ func TestReceiptPathRowsVisited(t *testing.T) {
 // No receipt-path statement is compiled again each time it runs. SQLite
 // recompiles a cached statement when a value bound to it may change its
 // plan (a LIMIT parameter; any parameter past the 32nd; an integer in an
-// equality that becomes or stops being 0 or 1), which made a cached lookup
-// cost as much as a new one, most of the CPU of m.read receipts over many
-// portals. Each lookup runs with its arguments, then with others, as the
-// next burst brings: every number 1,000 more, every string another.
+// equality that becomes or stops being 0 or 1; a parameter compared with
+// a column of a table with a partial index, once its bindings are
+// cleared, as go-sqlite3 clears them for its cache), which made a cached
+// lookup cost as much as a new one, most of the CPU of m.read receipts
+// over many portals. Each lookup runs with its arguments, then with
+// others, as the next burst brings: every number 1,000 more, every string
+// another.
 func TestReceiptPathCompiledOnce(t *testing.T) {
 	// SQLite only: PostgreSQL plans a statement with parameters once,
 	// generic after five runs, whatever is bound.

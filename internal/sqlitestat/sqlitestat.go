@@ -24,6 +24,7 @@ extern int sqlite3_bind_text(sqlite3_stmt *, int, const char *, int, void (*)(vo
 extern int sqlite3_step(sqlite3_stmt *);
 extern int sqlite3_finalize(sqlite3_stmt *);
 extern int sqlite3_reset(sqlite3_stmt *);
+extern int sqlite3_clear_bindings(sqlite3_stmt *);
 extern int sqlite3_stmt_status(sqlite3_stmt *, int op, int resetFlg);
 extern const char *sqlite3_errmsg(sqlite3 *);
 extern int sqlite3_exec(sqlite3 *, const char *sql, void *callback, void *arg, char **errmsg);
@@ -110,7 +111,11 @@ func RunAgain(path, query string, args, again []any) (Stats, error) {
 	// makes SQLite compile the statement anew (Reprepares).
 	for run := range 2 {
 		if run > 0 {
+			// As go-sqlite3 does when it puts a statement back in its
+			// cache; clearing the bindings of a statement whose plan
+			// may depend on one expires it.
 			C.sqlite3_reset(stmt)
+			C.sqlite3_clear_bindings(stmt)
 		}
 		if err := bind(db, stmt, map[bool][]any{false: args, true: again}[run > 0]); err != nil {
 			return Stats{}, err
