@@ -23,7 +23,6 @@ import (
 	"github.com/rs/zerolog"
 	"go.mau.fi/util/dbutil"
 	"maunium.net/go/mautrix/appservice"
-	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 	"maunium.net/go/mautrix/sqlstatestore"
 	"mellium.im/xmpp/jid"
@@ -234,8 +233,7 @@ func BenchmarkReadUpTo10000(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	rc := event.ReceiptEventContent{id.EventID(fmt.Sprintf("$big%d", unread-1)): {event.ReceiptTypeRead: {alice: {Timestamp: time.Now()}}}}
-	read := &event.Event{Type: event.EphemeralEventReceipt, RoomID: r, Content: event.Content{Parsed: &rc}}
+	read := mapping.Receipt{Room: r, Event: id.EventID(fmt.Sprintf("$big%d", unread-1)), Type: mapping.ReceiptRead, User: alice}
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
@@ -247,7 +245,7 @@ func BenchmarkReadUpTo10000(b *testing.B) {
 			b.Fatal(err)
 		}
 		b.StartTimer()
-		if err := br.core.HandleMatrixTxn(ctx, fmt.Sprintf("read%d", i), nil, []*event.Event{read}); err != nil {
+		if err := br.core.HandleMatrixTxn(ctx, mapping.MatrixTxn{ID: fmt.Sprintf("read%d", i), Receipts: []mapping.Receipt{read}}); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -354,7 +354,7 @@ func textEvent(evID string, sender id.UserID, room id.RoomID, body string) *even
 func TestMatrixInviteOpensPortal(t *testing.T) {
 	h := newHarness(t)
 	ctx := context.Background()
-	if err := h.b.HandleMatrixTxn(ctx, "t1", []*event.Event{memberEvent(alice, "!dm:example.org", julietGhost, event.MembershipInvite)}, nil); err != nil {
+	if err := h.b.HandleMatrixTxn(ctx, MatrixTxn{ID: "t1", Events: []*event.Event{memberEvent(alice, "!dm:example.org", julietGhost, event.MembershipInvite)}}); err != nil {
 		t.Fatal(err)
 	}
 	h.drain(t)
@@ -371,7 +371,7 @@ func TestMatrixInviteOpensPortal(t *testing.T) {
 // invited by anyone else declines with a reason.
 func TestMatrixInviteByStrangerDeclined(t *testing.T) {
 	h := newHarness(t)
-	_ = h.b.HandleMatrixTxn(context.Background(), "t1", []*event.Event{memberEvent("@eve:evil.example", "!x:evil.example", julietGhost, event.MembershipInvite)}, nil)
+	_ = h.b.HandleMatrixTxn(context.Background(), MatrixTxn{ID: "t1", Events: []*event.Event{memberEvent("@eve:evil.example", "!x:evil.example", julietGhost, event.MembershipInvite)}})
 	h.drain(t)
 	if len(h.matrix.joins) != 0 || len(h.matrix.leaves) != 1 || h.matrix.leaves[0] != "!x:evil.example "+string(julietGhost)+" "+DeclineReason {
 		t.Fatalf("joins %q leaves %q", h.matrix.joins, h.matrix.leaves)
@@ -388,11 +388,11 @@ func TestMatrixTextReachesXMPPWithRequests(t *testing.T) {
 	ctx := context.Background()
 	_ = h.store.PutPortal(ctx, &Portal{RoomID: "!dm:example.org", MXID: alice, JID: jid.MustParse(julietJID)})
 	evts := []*event.Event{textEvent("$e1", alice, "!dm:example.org", "It is the east")}
-	if err := h.b.HandleMatrixTxn(ctx, "t1", evts, nil); err != nil {
+	if err := h.b.HandleMatrixTxn(ctx, MatrixTxn{ID: "t1", Events: evts}); err != nil {
 		t.Fatal(err)
 	}
 	// The homeserver re-sends the transaction, or the event comes again.
-	_ = h.b.HandleMatrixTxn(ctx, "t2", evts, nil)
+	_ = h.b.HandleMatrixTxn(ctx, MatrixTxn{ID: "t2", Events: evts})
 	// The row exists before anything is sent: receipts can never outrun it.
 	row, err := h.store.MessageByEventID(ctx, "$e1")
 	if err != nil || len(h.xmpp.sent) != 0 {
@@ -420,12 +420,12 @@ func TestMatrixIgnored(t *testing.T) {
 	_ = h.store.PutPortal(ctx, &Portal{RoomID: "!dm:example.org", MXID: alice, JID: jid.MustParse(julietJID)})
 	image := textEvent("$img", alice, "!dm:example.org", "cat.png")
 	image.Content.Parsed = &event.MessageEventContent{MsgType: event.MsgImage, Body: "cat.png"}
-	_ = h.b.HandleMatrixTxn(ctx, "t1", []*event.Event{
+	_ = h.b.HandleMatrixTxn(ctx, MatrixTxn{ID: "t1", Events: []*event.Event{
 		textEvent("$own", julietGhost, "!dm:example.org", "echo of our own"),
 		textEvent("$bob", "@bob:example.org", "!dm:example.org", "not the portal's user"),
 		textEvent("$else", alice, "!other:example.org", "not a portal"),
 		image,
-	}, nil)
+	}})
 	h.drain(t)
 	if len(h.xmpp.sent) != 0 {
 		t.Fatalf("sent %d", len(h.xmpp.sent))
@@ -442,10 +442,10 @@ func TestMatrixEncryptedGetsNotice(t *testing.T) {
 	h := newHarness(t)
 	ctx := context.Background()
 	_ = h.store.PutPortal(ctx, &Portal{RoomID: "!dm:example.org", MXID: alice, JID: jid.MustParse(julietJID)})
-	_ = h.b.HandleMatrixTxn(ctx, "t1", []*event.Event{{
+	_ = h.b.HandleMatrixTxn(ctx, MatrixTxn{ID: "t1", Events: []*event.Event{{
 		ID: "$enc", Sender: alice, RoomID: "!dm:example.org", Type: event.EventEncrypted,
 		Content: event.Content{VeryRaw: json.RawMessage(`{"algorithm":"m.megolm.v1.aes-sha2"}`)},
-	}}, nil)
+	}}})
 	h.drain(t)
 	if want := "!dm:example.org " + string(julietGhost) + " " + EncryptedNotice; len(h.matrix.notices) != 1 || h.matrix.notices[0] != want {
 		t.Fatalf("notices %q", h.matrix.notices)
@@ -459,7 +459,7 @@ func TestMatrixInviteToPublicRoomDeclined(t *testing.T) {
 	invite.Unsigned.InviteRoomState = []*event.Event{{
 		Type: event.StateJoinRules, Content: event.Content{Raw: map[string]any{"join_rule": "public"}},
 	}}
-	_ = h.b.HandleMatrixTxn(context.Background(), "t1", []*event.Event{invite}, nil)
+	_ = h.b.HandleMatrixTxn(context.Background(), MatrixTxn{ID: "t1", Events: []*event.Event{invite}})
 	h.drain(t)
 	if len(h.matrix.joins) != 0 || len(h.matrix.leaves) != 1 || !strings.HasSuffix(h.matrix.leaves[0], PublicRoomReason) {
 		t.Fatalf("joins %q leaves %q", h.matrix.joins, h.matrix.leaves)

@@ -5,8 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"strings"
 
-	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 	"mellium.im/xmpp/jid"
 )
@@ -26,9 +26,10 @@ import (
 // Matrix a message, the receipt is parked: a job stored with its
 // transaction, in the lane of the pair's sends, so it runs after the send
 // that was on its way. By then the id is stored, and the receipt goes back
-// to the inbox as a transaction of its own, handled like any other. If the
-// event is still unknown then, it was not one of ours (or its send failed
-// for good), and the receipt is dropped as unknown.
+// to the inbox, as the receipt it is (ParkedReceipts), to be handled in
+// turn with the transactions, by the one processor of them. If the event
+// is still unknown then, it was not one of ours (or its send failed for
+// good), and the receipt is dropped as unknown.
 
 // JobReplayReceipt re-delivers a parked Matrix receipt to the inbox.
 const JobReplayReceipt JobKind = "matrix.replay_receipt"
@@ -45,13 +46,31 @@ func pairLane(mxid id.UserID, peer jid.JID) string {
 	return string(mxid) + "|" + peer.String()
 }
 
-// replayArgs is the payload of a JobReplayReceipt: one receipt.
-type replayArgs struct {
-	Room    id.RoomID         `json:"room"`
-	Event   id.EventID        `json:"event"`
-	Type    event.ReceiptType `json:"type"`
-	User    id.UserID         `json:"user"`
-	Receipt event.ReadReceipt `json:"receipt"`
+// parkedPrefix starts the id of an inbox entry that is a parked receipt
+// handed back, not a homeserver's transaction.
+const parkedPrefix = "replay:"
+
+// parked is the body of such an entry.
+type parked struct {
+	Receipts []Receipt `json:"receipts"`
+}
+
+// ParkedReceipts reads the receipts of an inbox entry that is a parked
+// receipt handed back (false if txn is a homeserver's transaction).
+func ParkedReceipts(txn *Txn) ([]Receipt, bool, error) {
+	if !strings.HasPrefix(txn.ID, parkedPrefix) {
+		return nil, false, nil
+	}
+	var p parked
+	if err := json.Unmarshal(txn.Body, &p); err != nil {
+		return nil, true, fmt.Errorf("parked receipt %s: %w", txn.ID, err)
+	}
+	if len(p.Receipts) == 0 {
+		// Stored by an earlier version, in the shape of a pushed
+		// transaction: read as one.
+		return nil, false, nil
+	}
+	return p.Receipts, true, nil
 }
 
 // Inbox is where a replayed receipt is announced once stored: the
@@ -64,7 +83,7 @@ func (b *Bridge) SetInbox(enqueue Inbox) { b.inbox = enqueue }
 
 // parkUnknown handles a receipt of the portal's user about ev, which the
 // id map does not know.
-func (b *Bridge) parkUnknown(ctx context.Context, plan *receiptPlan, portal *Portal, ev id.EventID, typ event.ReceiptType, user id.UserID, r event.ReadReceipt) error {
+func (b *Bridge) parkUnknown(ctx context.Context, plan *receiptPlan, portal *Portal, rc Receipt) error {
 	unsent, ok := plan.unsent[portal.RoomID]
 	if !ok {
 		var err error
@@ -77,9 +96,9 @@ func (b *Bridge) parkUnknown(ctx context.Context, plan *receiptPlan, portal *Por
 		b.count("matrix_receipt", SkipUnknownEvent)
 		return nil
 	}
-	payload, err := json.Marshal(replayArgs{Room: portal.RoomID, Event: ev, Type: typ, User: user, Receipt: r})
+	payload, err := json.Marshal(rc)
 	if err != nil {
-		return fmt.Errorf("park receipt on %s: %w", ev, err)
+		return fmt.Errorf("park receipt on %s: %w", rc.Event, err)
 	}
 	plan.jobs = append(plan.jobs, newJob(JobReplayReceipt, about{room: portal.RoomID, mxid: portal.MXID, peer: portal.JID}, 0, payload))
 	b.count("matrix_receipt", ReceiptParked)
@@ -88,30 +107,25 @@ func (b *Bridge) parkUnknown(ctx context.Context, plan *receiptPlan, portal *Por
 
 // replayReceipt carries out a JobReplayReceipt.
 func (b *Bridge) replayReceipt(ctx context.Context, job *Job) error {
-	var args replayArgs
-	if err := json.Unmarshal(job.Payload, &args); err != nil {
+	var rc Receipt
+	if err := json.Unmarshal(job.Payload, &rc); err != nil {
 		return fmt.Errorf("%w: bad parked receipt: %w", ErrPermanent, err)
 	}
-	if _, err := b.store.MessageByEventID(ctx, args.Event); isNotFound(err) {
+	if _, err := b.store.MessageByEventID(ctx, rc.Event); isNotFound(err) {
 		b.count("matrix_receipt", SkipUnknownEvent)
 		return nil
 	} else if err != nil {
-		return fmt.Errorf("look up parked receipt's event %s: %w", args.Event, err)
+		return fmt.Errorf("look up parked receipt's event %s: %w", rc.Event, err)
 	}
-	// The shape of a pushed transaction, so that the processor reads it
-	// as it reads every other.
-	content := event.ReceiptEventContent{args.Event: {args.Type: {args.User: args.Receipt}}}
-	body, err := json.Marshal(map[string]any{"events": []any{}, "ephemeral": []any{
-		map[string]any{"type": event.EphemeralEventReceipt.Type, "room_id": args.Room, "content": content},
-	}})
+	body, err := json.Marshal(parked{Receipts: []Receipt{rc}})
 	if err != nil {
 		return fmt.Errorf("%w: encode parked receipt: %w", ErrPermanent, err)
 	}
 	// Job ids are never reused, so the id is the job's: a rerun after a
 	// crash stores nothing new.
-	txnID := "replay:" + strconv.FormatInt(job.ID, 10)
+	txnID := parkedPrefix + strconv.FormatInt(job.ID, 10)
 	if _, err := b.store.PutTxn(ctx, &Txn{ID: txnID, Body: body}); err != nil {
-		return fmt.Errorf("store parked receipt on %s: %w", args.Event, err)
+		return fmt.Errorf("store parked receipt on %s: %w", rc.Event, err)
 	}
 	if b.inbox != nil {
 		b.inbox(txnID)

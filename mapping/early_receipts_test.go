@@ -2,13 +2,11 @@ package mapping
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"reflect"
 	"testing"
 	"time"
 
-	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 	"mellium.im/xmpp/jid"
 )
@@ -23,19 +21,11 @@ func (h *harness) processInbox(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, txn := range txns {
-		var body struct {
-			Ephemeral []*event.Event `json:"ephemeral"`
+		receipts, ok, err := ParkedReceipts(txn)
+		if err != nil || !ok {
+			t.Fatalf("inbox entry %s is not a parked receipt (%v)", txn.ID, err)
 		}
-		if err := json.Unmarshal(txn.Body, &body); err != nil {
-			t.Fatalf("transaction %s: %v", txn.ID, err)
-		}
-		for _, evt := range body.Ephemeral {
-			evt.Type.Class = event.EphemeralEventType
-			if err := evt.Content.ParseRaw(evt.Type); err != nil {
-				t.Fatalf("transaction %s: %v", txn.ID, err)
-			}
-		}
-		if err := h.b.HandleMatrixTxn(ctx, txn.ID, nil, body.Ephemeral); err != nil {
+		if err := h.b.HandleMatrixTxn(ctx, MatrixTxn{ID: txn.ID, Receipts: receipts}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -61,13 +51,13 @@ func earlyHarness(t *testing.T) (*harness, *[]string) {
 // parks it behind the send and translates it once the id is known
 // (XEP-0184 §5: <received/> to the sender, who asked for it).
 func TestReceiptBeforeEventIDIsParkedAndTranslated(t *testing.T) {
-	for _, typ := range []event.ReceiptType{receiptDelivery, receiptDeliveryUnstable, event.ReceiptTypeRead} {
+	for _, typ := range []ReceiptType{ReceiptDelivery, ReceiptDeliveryUnstable, ReceiptRead} {
 		t.Run(string(typ), func(t *testing.T) {
 			h, announced := earlyHarness(t)
 			ctx := context.Background()
 			h.matrix.beforeAnswer = func(room id.RoomID, ev id.EventID) {
 				// The homeserver pushes Alice's receipt before it answers.
-				if err := h.b.HandleMatrixTxn(ctx, "early-"+string(ev), nil, []*event.Event{receiptEvent(room, ev, typ, alice, "")}); err != nil {
+				if err := h.b.HandleMatrixTxn(ctx, MatrixTxn{ID: "early-" + string(ev), Receipts: []Receipt{receiptEvent(room, ev, typ, alice, "")}}); err != nil {
 					t.Error(err)
 				}
 			}
@@ -89,7 +79,7 @@ func TestReceiptBeforeEventIDIsParkedAndTranslated(t *testing.T) {
 			h.processInbox(t)
 			to := " to " + julietJID
 			want := []string{"received wherefore" + to}
-			if typ == event.ReceiptTypeRead {
+			if typ == ReceiptRead {
 				// Reading implies delivery (receipts.read_implies_delivered).
 				want = append(want, "x-displayed wherefore"+to)
 			}
@@ -115,7 +105,7 @@ func TestReceiptBeforeEventIDIsParkedAndTranslated(t *testing.T) {
 // notice, a state event): dropped at once, as unknown, with no job.
 func TestUnknownEventWithNothingOnItsWayIsDropped(t *testing.T) {
 	h, announced := earlyHarness(t)
-	if out := h.ephemeral(t, receiptEvent(dm, "$notice", receiptDelivery, alice, "")); len(out) != 0 {
+	if out := h.ephemeral(t, receiptEvent(dm, "$notice", ReceiptDelivery, alice, "")); len(out) != 0 {
 		t.Errorf("to XMPP = %v, want nothing", out)
 	}
 	if h.counts["matrix_receipt/"+SkipUnknownEvent] != 1 || h.counts["matrix_receipt/"+ReceiptParked] != 0 || len(*announced) != 0 {
@@ -129,7 +119,7 @@ func TestParkedReceiptOfFailedSendIsDropped(t *testing.T) {
 	h, announced := earlyHarness(t)
 	ctx := context.Background()
 	h.matrix.beforeAnswer = func(room id.RoomID, ev id.EventID) {
-		if err := h.b.HandleMatrixTxn(ctx, "early", nil, []*event.Event{receiptEvent(room, ev, receiptDelivery, alice, "")}); err != nil {
+		if err := h.b.HandleMatrixTxn(ctx, MatrixTxn{ID: "early", Receipts: []Receipt{receiptEvent(room, ev, ReceiptDelivery, alice, "")}}); err != nil {
 			t.Error(err)
 		}
 		// ... and then refuses the send after all.

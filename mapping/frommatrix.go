@@ -28,17 +28,11 @@ const (
 	IgnoreNotPermitted = "not_permitted"
 )
 
-// MatrixTxn is a stored transaction's events, decoded.
-type MatrixTxn struct {
-	ID               string
-	Events, Ephemera []*event.Event
-}
-
-// HandleMatrixTxn applies the events of one stored transaction and marks it
-// done; the jobs it produces are stored in the same step, so a crash at any
-// point leads to a replay that repeats nothing already stored.
-func (b *Bridge) HandleMatrixTxn(ctx context.Context, txnID string, events, ephemeral []*event.Event) error {
-	return b.HandleMatrixTxns(ctx, []MatrixTxn{{ID: txnID, Events: events, Ephemera: ephemeral}})
+// HandleMatrixTxn applies one stored transaction and marks it done; the
+// jobs it produces are stored in the same step, so a crash at any point
+// leads to a replay that repeats nothing already stored.
+func (b *Bridge) HandleMatrixTxn(ctx context.Context, txn MatrixTxn) error {
+	return b.HandleMatrixTxns(ctx, []MatrixTxn{txn})
 }
 
 // HandleMatrixTxns applies several stored transactions, in order, as one:
@@ -48,7 +42,8 @@ func (b *Bridge) HandleMatrixTxn(ctx context.Context, txnID string, events, ephe
 // handled on its own; handling an event twice repeats nothing stored.
 func (b *Bridge) HandleMatrixTxns(ctx context.Context, txns []MatrixTxn) error {
 	var jobs []*Job
-	var ephemeral []*event.Event
+	var receipts []Receipt
+	var typing []Typing
 	ids := make([]string, len(txns))
 	for i, txn := range txns {
 		ids[i] = txn.ID
@@ -59,15 +54,21 @@ func (b *Bridge) HandleMatrixTxns(ctx context.Context, txns []MatrixTxn) error {
 			}
 			jobs = append(jobs, j...)
 		}
-		ephemeral = append(ephemeral, txn.Ephemera...)
+		receipts = append(receipts, txn.Receipts...)
+		typing = append(typing, txn.Typing...)
 	}
 	plan := newReceiptPlan()
-	if err := b.prefetch(ctx, ephemeral, plan); err != nil {
+	if err := b.prefetch(ctx, receipts, plan); err != nil {
 		return fmt.Errorf("look up the events of transactions %v: %w", ids, err)
 	}
-	for _, evt := range ephemeral {
-		if err := b.handleEphemeral(ctx, evt, plan); err != nil {
-			return fmt.Errorf("handle %s in %s of transactions %v: %w", evt.Type.Type, evt.RoomID, ids, err)
+	for _, rc := range receipts {
+		if err := b.handleReceipt(ctx, rc, plan); err != nil {
+			return fmt.Errorf("handle %s of %s in %s of transactions %v: %w", rc.Type, rc.User, rc.Room, ids, err)
+		}
+	}
+	for _, tp := range typing {
+		if err := b.typingFromMatrix(ctx, tp.Room, tp.Users, plan); err != nil {
+			return fmt.Errorf("handle typing in %s of transactions %v: %w", tp.Room, ids, err)
 		}
 	}
 	if err := b.readsToXMPP(ctx, plan); err != nil {

@@ -54,7 +54,7 @@ var jobKinds = map[JobKind]jobKind{
 	// Messages reach the portal in order, and the portal is created once.
 	JobSendToMatrix: {SideMatrix, byPair, nil},
 	// Behind the send it outran (early_receipts.go).
-	JobReplayReceipt: {SideMatrix, byPair, replayArgs{}},
+	JobReplayReceipt: {SideMatrix, byPair, Receipt{}},
 	JobJoin:          {SideMatrix, byRoom, jobArgs{}},
 	JobLeave:         {SideMatrix, byRoom, jobArgs{}},
 	JobNotice:        {SideMatrix, byRoom, jobArgs{}},

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"time"
 
-	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 	"mellium.im/xmpp/jid"
 )
@@ -18,12 +17,6 @@ const JobSendStanzas JobKind = "xmpp.stanzas"
 // stamped and still count as after the user's invite: the homeserver's
 // clock and the bridge's are not the same clock.
 const clockSkew = time.Second
-
-// Receipt types this side reads (MSC4089's names and the Matrix spec's).
-const (
-	receiptDelivery         = event.ReceiptType("m.delivery")
-	receiptDeliveryUnstable = event.ReceiptType("org.matrix.msc4089.delivery")
-)
 
 // Reasons a Matrix receipt is not translated, as counted.
 const (
@@ -149,48 +142,21 @@ func (b *Bridge) sendStanzas(ctx context.Context, job *Job) error {
 	return nil
 }
 
-// handleEphemeral takes an m.receipt or m.typing of a room. The Matrix →
-// XMPP table of DESIGN.md.
-func (b *Bridge) handleEphemeral(ctx context.Context, evt *event.Event, plan *receiptPlan) error {
-	switch evt.Type.Type {
-	case event.EphemeralEventReceipt.Type:
-		rc, ok := evt.Content.Parsed.(*event.ReceiptEventContent)
-		if !ok {
-			b.count("matrix_receipt", SkipMalformed)
-			return nil
-		}
-		for ev, byType := range *rc {
-			for typ, byUser := range byType {
-				for user, r := range byUser {
-					if err := b.handleReceipt(ctx, evt.RoomID, ev, typ, user, r, plan); err != nil {
-						return err
-					}
-				}
-			}
-		}
-	case event.EphemeralEventTyping.Type:
-		tc, ok := evt.Content.Parsed.(*event.TypingEventContent)
-		if !ok {
-			b.count("matrix_typing", SkipMalformed)
-			return nil
-		}
-		return b.typingFromMatrix(ctx, evt.RoomID, tc.UserIDs, plan)
-	}
-	return nil
-}
-
-func (b *Bridge) handleReceipt(ctx context.Context, room id.RoomID, ev id.EventID, typ event.ReceiptType, user id.UserID, r event.ReadReceipt, plan *receiptPlan) error {
+// handleReceipt takes one receipt of a transaction. The Matrix → XMPP
+// table of DESIGN.md.
+func (b *Bridge) handleReceipt(ctx context.Context, rc Receipt, plan *receiptPlan) error {
+	room, ev, user := rc.Room, rc.Event, rc.User
 	skip := func(reason string) error {
 		b.count("matrix_receipt", reason)
 		return nil
 	}
 	var kind AckKind
-	switch typ {
-	case event.ReceiptTypeRead:
+	switch rc.Type {
+	case ReceiptRead:
 		kind = AckDisplayed
-	case receiptDelivery, receiptDeliveryUnstable:
+	case ReceiptDelivery, ReceiptDeliveryUnstable:
 		kind = AckDelivered
-	case event.ReceiptTypeReadPrivate:
+	case ReceiptReadPrivate:
 		// Private by definition: never leaves Matrix.
 		return skip(SkipPrivate)
 	default:
@@ -201,7 +167,7 @@ func (b *Bridge) handleReceipt(ctx context.Context, room id.RoomID, ev id.EventI
 		// A receipt never triggers a receipt: these are our own.
 		return skip(SkipOwn)
 	}
-	if r.ThreadID != "" && r.ThreadID != event.ReadReceiptThreadMain {
+	if rc.Thread != "" && rc.Thread != ThreadMain {
 		// Bridged messages live in the main timeline; a receipt of another
 		// thread is about something else.
 		return skip(SkipThread)
@@ -220,7 +186,7 @@ func (b *Bridge) handleReceipt(ctx context.Context, room id.RoomID, ev id.EventI
 	}
 	msg, ok := plan.msgs[ev]
 	if !ok {
-		return b.parkUnknown(ctx, plan, portal, ev, typ, user, r)
+		return b.parkUnknown(ctx, plan, portal, rc)
 	}
 	if msg.Direction != FromXMPP || msg.RoomID != room || !msg.PeerJID.Equal(portal.JID) {
 		return skip(SkipNotFromXMPP)
@@ -467,18 +433,14 @@ func (b *Bridge) offlineEvent(ctx context.Context, msg *Message) {
 // prefetch looks up, in one query each, every event the transaction's
 // receipts name and every room they are in: one lookup of each for a
 // transaction instead of one per receipt.
-func (b *Bridge) prefetch(ctx context.Context, ephemeral []*event.Event, plan *receiptPlan) error {
-	var evs []id.EventID
+func (b *Bridge) prefetch(ctx context.Context, receipts []Receipt, plan *receiptPlan) error {
+	evs := make([]id.EventID, 0, len(receipts))
 	var rooms []id.RoomID
-	for _, evt := range ephemeral {
-		if rc, ok := evt.Content.Parsed.(*event.ReceiptEventContent); ok {
-			for ev := range *rc {
-				evs = append(evs, ev)
-			}
-			if _, ok := plan.portals[evt.RoomID]; !ok {
-				plan.portals[evt.RoomID] = nil // not a portal unless found
-				rooms = append(rooms, evt.RoomID)
-			}
+	for _, rc := range receipts {
+		evs = append(evs, rc.Event)
+		if _, ok := plan.portals[rc.Room]; !ok {
+			plan.portals[rc.Room] = nil // not a portal unless found
+			rooms = append(rooms, rc.Room)
 		}
 	}
 	plan.msgs = map[id.EventID]*Message{}

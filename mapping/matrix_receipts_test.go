@@ -35,17 +35,28 @@ func fromJuliet(t *testing.T, h *harness, n int, req Requests) []id.EventID {
 	return evs
 }
 
-func receiptEvent(room id.RoomID, ev id.EventID, typ event.ReceiptType, user id.UserID, thread string) *event.Event {
-	rc := event.ReceiptEventContent{ev: {typ: {user: {Timestamp: time.Now(), ThreadID: event.ThreadID(thread)}}}}
-	return &event.Event{Type: event.EphemeralEventReceipt, RoomID: room, Content: event.Content{Parsed: &rc}}
+func receiptEvent(room id.RoomID, ev id.EventID, typ ReceiptType, user id.UserID, thread string) Receipt {
+	return Receipt{Room: room, Event: ev, Type: typ, User: user, Thread: thread}
 }
 
-// ephemeral hands the core one transaction of ephemeral events and runs the
-// outbox; it returns what reached XMPP, one line per stanza.
-func (h *harness) ephemeral(t *testing.T, evts ...*event.Event) []string {
+// ephemeral hands the core one transaction of receipts and typing (in
+// any order: Receipt or Typing values) and runs the outbox; it returns
+// what reached XMPP, one line per stanza.
+func (h *harness) ephemeral(t *testing.T, in ...any) []string {
 	t.Helper()
 	before := len(h.xmpp.sent)
-	if err := h.b.HandleMatrixTxn(context.Background(), fmt.Sprintf("e%d", time.Now().UnixNano()), nil, evts); err != nil {
+	txn := MatrixTxn{ID: fmt.Sprintf("e%d", time.Now().UnixNano())}
+	for _, v := range in {
+		switch v := v.(type) {
+		case Receipt:
+			txn.Receipts = append(txn.Receipts, v)
+		case Typing:
+			txn.Typing = append(txn.Typing, v)
+		default:
+			t.Fatalf("ephemeral: %T is neither a Receipt nor a Typing", v)
+		}
+	}
+	if err := h.b.HandleMatrixTxn(context.Background(), txn); err != nil {
 		t.Fatal(err)
 	}
 	h.drain(t)
@@ -94,7 +105,7 @@ func TestReadIsUpTo(t *testing.T) {
 	h.b.cfg.Receipts = ReceiptPolicy{SendToXMPP: true, ReadImpliesDelivered: true, MaxDisplayedPerRead: 50}
 	evs := fromJuliet(t, h, 3, all)
 	rows := func(i int) string { m, _ := h.store.MessageByEventID(context.Background(), evs[i]); return m.XMPPID }
-	got := h.ephemeral(t, receiptEvent(dm, evs[1], event.ReceiptTypeRead, alice, ""))
+	got := h.ephemeral(t, receiptEvent(dm, evs[1], ReceiptRead, alice, ""))
 	to := " to " + julietJID
 	want := []string{
 		"received " + rows(0) + to, "x-delivered " + rows(0) + to,
@@ -105,11 +116,11 @@ func TestReadIsUpTo(t *testing.T) {
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
-	if again := h.ephemeral(t, receiptEvent(dm, evs[1], event.ReceiptTypeRead, alice, ""), receiptEvent(dm, evs[0], event.ReceiptTypeRead, alice, "")); len(again) != 0 {
+	if again := h.ephemeral(t, receiptEvent(dm, evs[1], ReceiptRead, alice, ""), receiptEvent(dm, evs[0], ReceiptRead, alice, "")); len(again) != 0 {
 		t.Errorf("the same read (and an older one) again raised %q", again)
 	}
 	// Then the third: only it.
-	if got := h.ephemeral(t, receiptEvent(dm, evs[2], event.ReceiptTypeRead, alice, "main")); len(got) != 4 {
+	if got := h.ephemeral(t, receiptEvent(dm, evs[2], ReceiptRead, alice, "main")); len(got) != 4 {
 		t.Errorf("third read raised %q, want 4 stanzas for the third message only", got)
 	}
 }
@@ -122,9 +133,9 @@ func TestReadsOfATransactionCoalesced(t *testing.T) {
 	h := newHarness(t)
 	h.b.cfg.Receipts = ReceiptPolicy{SendToXMPP: true, ReadImpliesDelivered: true, MaxDisplayedPerRead: 50}
 	evs := fromJuliet(t, h, 20, Requests{Displayed: true, Markable: true})
-	var reads []*event.Event
+	var reads []any
 	for _, ev := range evs[:10] {
-		reads = append(reads, receiptEvent(dm, ev, event.ReceiptTypeRead, alice, ""))
+		reads = append(reads, receiptEvent(dm, ev, ReceiptRead, alice, ""))
 	}
 	reads[3], reads[9] = reads[9], reads[3] // the newest need not come last
 	lookups := h.store.unreadLookups()
@@ -149,7 +160,7 @@ func TestOnlyWhatWasRequested(t *testing.T) {
 	if got := h.ephemeral(t, receiptEvent(dm, onlyReceipt[0], "m.delivery", alice, "")); len(got) != 1 || !strings.HasPrefix(got[0], "received ") {
 		t.Errorf("m.delivery of a XEP-0184 message raised %q, want one <received/>", got)
 	}
-	if got := h.ephemeral(t, receiptEvent(dm, nothing[0], event.ReceiptTypeRead, alice, "")); len(got) != 0 {
+	if got := h.ephemeral(t, receiptEvent(dm, nothing[0], ReceiptRead, alice, "")); len(got) != 0 {
 		t.Errorf("a read of messages that asked for nothing more raised %q", got)
 	}
 }
@@ -157,7 +168,7 @@ func TestOnlyWhatWasRequested(t *testing.T) {
 // MSC4089: m.delivery and its unstable name, by the portal's user, become
 // exactly the requested delivery receipts, once however many devices send it.
 func TestDeliveryToXMPP(t *testing.T) {
-	for _, typ := range []event.ReceiptType{"m.delivery", "org.matrix.msc4089.delivery"} {
+	for _, typ := range []ReceiptType{"m.delivery", "org.matrix.msc4089.delivery"} {
 		t.Run(string(typ), func(t *testing.T) {
 			h := newHarness(t)
 			h.b.cfg.Receipts = ReceiptPolicy{SendToXMPP: true, MaxDisplayedPerRead: 50}
@@ -179,7 +190,7 @@ func TestReadCap(t *testing.T) {
 	h := newHarness(t)
 	h.b.cfg.Receipts = ReceiptPolicy{SendToXMPP: true, MaxDisplayedPerRead: 2}
 	evs := fromJuliet(t, h, 5, Requests{Displayed: true})
-	got := h.ephemeral(t, receiptEvent(dm, evs[4], event.ReceiptTypeRead, alice, ""))
+	got := h.ephemeral(t, receiptEvent(dm, evs[4], ReceiptRead, alice, ""))
 	m3, _ := h.store.MessageByEventID(context.Background(), evs[3])
 	m4, _ := h.store.MessageByEventID(context.Background(), evs[4])
 	want := []string{"x-displayed " + m3.XMPPID + " to " + julietJID, "x-displayed " + m4.XMPPID + " to " + julietJID}
@@ -198,7 +209,7 @@ func TestReadsOfSeveralRoomsOneLookup(t *testing.T) {
 	h := newHarness(t)
 	h.b.cfg.Receipts = ReceiptPolicy{SendToXMPP: true, MaxDisplayedPerRead: 50}
 	ctx := context.Background()
-	var reads []*event.Event
+	var reads []any
 	var want []string
 	for i, peer := range []string{"juliet@capulet.lit", "romeo@montague.lit", "nurse@capulet.lit"} {
 		m := chat(fmt.Sprintf("s%d", i), "hello")
@@ -213,7 +224,7 @@ func TestReadsOfSeveralRoomsOneLookup(t *testing.T) {
 			t.Fatal(err)
 		}
 		ev := id.EventID(fmt.Sprintf("$ev%d", len(h.matrix.texts)))
-		reads = append(reads, receiptEvent(p.RoomID, ev, event.ReceiptTypeRead, alice, ""))
+		reads = append(reads, receiptEvent(p.RoomID, ev, ReceiptRead, alice, ""))
 		want = append(want, "x-displayed s"+fmt.Sprint(i)+" to "+peer)
 	}
 	lookups := h.store.unreadLookups()
@@ -236,22 +247,22 @@ func TestMatrixReceiptRefusals(t *testing.T) {
 	evs := fromJuliet(t, h, 1, all)
 	ctx := context.Background()
 	_ = h.store.PutPortal(ctx, &Portal{RoomID: "!shy:example.org", MXID: "@shy:example.org", JID: jid.MustParse("romeo@montague.lit")})
-	_ = h.b.HandleMatrixTxn(ctx, "out", []*event.Event{textEvent("$fromAlice", alice, dm, "hi")}, nil)
+	_ = h.b.HandleMatrixTxn(ctx, MatrixTxn{ID: "out", Events: []*event.Event{textEvent("$fromAlice", alice, dm, "hi")}})
 	h.drain(t)
 	for _, tc := range []struct {
 		reason string
-		evt    *event.Event
+		evt    Receipt
 	}{
-		{SkipPrivate, receiptEvent(dm, evs[0], event.ReceiptTypeReadPrivate, alice, "")},
-		{SkipOwn, receiptEvent(dm, evs[0], event.ReceiptTypeRead, julietGhost, "")},
-		{SkipOwn, receiptEvent(dm, evs[0], event.ReceiptTypeRead, testIDs.Bot(), "")},
-		{SkipNotPortalMX, receiptEvent(dm, evs[0], event.ReceiptTypeRead, "@bob:example.org", "")},
-		{SkipNotPortal, receiptEvent("!elsewhere:example.org", evs[0], event.ReceiptTypeRead, alice, "")},
-		{SkipNotFromXMPP, receiptEvent(dm, "$fromAlice", event.ReceiptTypeRead, alice, "")},
-		{SkipUnknownEvent, receiptEvent(dm, "$never", event.ReceiptTypeRead, alice, "")},
-		{SkipThread, receiptEvent(dm, evs[0], event.ReceiptTypeRead, alice, "$thread-root")},
+		{SkipPrivate, receiptEvent(dm, evs[0], ReceiptReadPrivate, alice, "")},
+		{SkipOwn, receiptEvent(dm, evs[0], ReceiptRead, julietGhost, "")},
+		{SkipOwn, receiptEvent(dm, evs[0], ReceiptRead, testIDs.Bot(), "")},
+		{SkipNotPortalMX, receiptEvent(dm, evs[0], ReceiptRead, "@bob:example.org", "")},
+		{SkipNotPortal, receiptEvent("!elsewhere:example.org", evs[0], ReceiptRead, alice, "")},
+		{SkipNotFromXMPP, receiptEvent(dm, "$fromAlice", ReceiptRead, alice, "")},
+		{SkipUnknownEvent, receiptEvent(dm, "$never", ReceiptRead, alice, "")},
+		{SkipThread, receiptEvent(dm, evs[0], ReceiptRead, alice, "$thread-root")},
 		{SkipUnknownType, receiptEvent(dm, evs[0], "com.example.seen", alice, "")},
-		{SkipDisabled, receiptEvent("!shy:example.org", evs[0], event.ReceiptTypeRead, "@shy:example.org", "")},
+		{SkipDisabled, receiptEvent("!shy:example.org", evs[0], ReceiptRead, "@shy:example.org", "")},
 	} {
 		before := h.counts["matrix_receipt/"+tc.reason]
 		if got := h.ephemeral(t, tc.evt); len(got) != 0 {
@@ -286,8 +297,8 @@ func TestTypingToXMPP(t *testing.T) {
 	h.b.cfg.Receipts = ReceiptPolicy{SendToXMPP: true, MaxDisplayedPerRead: 50}
 	evs := fromJuliet(t, h, 2, Requests{Composing: true})
 	newest, _ := h.store.MessageByEventID(context.Background(), evs[1])
-	typing := func(users ...id.UserID) *event.Event {
-		return &event.Event{Type: event.EphemeralEventTyping, RoomID: dm, Content: event.Content{Parsed: &event.TypingEventContent{UserIDs: users}}}
+	typing := func(users ...id.UserID) Typing {
+		return Typing{Room: dm, Users: users}
 	}
 	to := " to " + julietJID
 	if got := h.ephemeral(t, typing(alice)); fmt.Sprint(got) != fmt.Sprint([]string{"state composing" + to, "x-composing " + newest.XMPPID + to}) {
@@ -321,8 +332,8 @@ func TestTransactionGroup(t *testing.T) {
 	ctx := context.Background()
 	before := len(h.xmpp.sent)
 	err := h.b.HandleMatrixTxns(ctx, []MatrixTxn{
-		{ID: "g1", Ephemera: []*event.Event{receiptEvent(dm, evs[0], "m.delivery", alice, "")}},
-		{ID: "g2", Ephemera: []*event.Event{receiptEvent(dm, evs[0], "m.delivery", alice, ""), receiptEvent(dm, evs[1], event.ReceiptTypeRead, alice, "")}},
+		{ID: "g1", Receipts: []Receipt{receiptEvent(dm, evs[0], "m.delivery", alice, "")}},
+		{ID: "g2", Receipts: []Receipt{receiptEvent(dm, evs[0], "m.delivery", alice, ""), receiptEvent(dm, evs[1], ReceiptRead, alice, "")}},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -341,8 +352,8 @@ func TestTransactionGroup(t *testing.T) {
 	// g2 is finished: the group falls back, and only g3 counts.
 	before = len(h.xmpp.sent)
 	err = h.b.HandleMatrixTxns(ctx, []MatrixTxn{
-		{ID: "g2", Ephemera: []*event.Event{receiptEvent(dm, evs[2], "m.delivery", alice, "")}},
-		{ID: "g3", Ephemera: []*event.Event{receiptEvent(dm, evs[2], event.ReceiptTypeRead, alice, "")}},
+		{ID: "g2", Receipts: []Receipt{receiptEvent(dm, evs[2], "m.delivery", alice, "")}},
+		{ID: "g3", Receipts: []Receipt{receiptEvent(dm, evs[2], ReceiptRead, alice, "")}},
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -287,13 +287,13 @@ func TestSubscribeOnPortalFromXMPP(t *testing.T) {
 func TestSubscribeOnPortalFromMatrixInvite(t *testing.T) {
 	h := presenceHarness(t, autoPolicy)
 	invite := []*event.Event{memberEvent(alice, "!dm:example.org", julietGhost, event.MembershipInvite)}
-	if err := h.b.HandleMatrixTxn(context.Background(), "t1", invite, nil); err != nil {
+	if err := h.b.HandleMatrixTxn(context.Background(), MatrixTxn{ID: "t1", Events: invite}); err != nil {
 		t.Fatal(err)
 	}
 	h.drain(t)
 	wantSubscribeSent(t, h, 1)
 	_ = h.store.SetSubscriptionTo(context.Background(), alice, julietBareID, true)
-	_ = h.b.HandleMatrixTxn(context.Background(), "t2", invite, nil)
+	_ = h.b.HandleMatrixTxn(context.Background(), MatrixTxn{ID: "t2", Events: invite})
 	h.drain(t)
 	wantSubscribeSent(t, h, 1)
 	if len(h.matrix.joins) != 2 {
@@ -305,7 +305,7 @@ func TestSubscribeOnPortalFromMatrixInvite(t *testing.T) {
 func TestNoSubscribeOnPortalWhenOff(t *testing.T) {
 	h := presenceHarness(t, PresencePolicy{AutoSubscribe: true})
 	_, _ = h.b.HandleXMPPMessage(context.Background(), chat("m1", "hello"))
-	_ = h.b.HandleMatrixTxn(context.Background(), "t1", []*event.Event{memberEvent(alice, "!dm2:example.org", testIDs.Ghost(jid.MustParse("romeo@montague.lit")), event.MembershipInvite)}, nil)
+	_ = h.b.HandleMatrixTxn(context.Background(), MatrixTxn{ID: "t1", Events: []*event.Event{memberEvent(alice, "!dm2:example.org", testIDs.Ghost(jid.MustParse("romeo@montague.lit")), event.MembershipInvite)}})
 	h.drain(t)
 	if len(h.xmpp.presences) != 0 || len(h.matrix.texts) != 1 {
 		t.Errorf("presences %+v texts %q", h.xmpp.presences, h.matrix.texts)

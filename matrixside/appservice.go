@@ -197,9 +197,8 @@ func (s *Server) processBatch(ctx context.Context, txns []*mapping.Txn) bool {
 	defer close(stop)
 	go func() {
 		for _, txn := range txns {
-			events, ephemeral := s.decodeEvents(txn)
 			select {
-			case ahead <- mapping.MatrixTxn{ID: txn.ID, Events: events, Ephemera: ephemeral}:
+			case ahead <- s.decode(txn):
 			case <-stop:
 				return
 			}
@@ -228,19 +227,35 @@ func (s *Server) processBatch(ctx context.Context, txns []*mapping.Txn) bool {
 	return true
 }
 
-// decodeEvents reads a stored transaction's events and ephemeral events
-// (under the stable name or MSC2409's). A bad event is counted and
-// skipped: the rest of the transaction still counts.
-func (s *Server) decodeEvents(txn *mapping.Txn) (events, ephemeral []*event.Event) {
+// decode reads a stored transaction: a homeserver's (decodeEvents), or a
+// receipt the core parked and handed back (mapping.ParkedReceipts).
+func (s *Server) decode(txn *mapping.Txn) mapping.MatrixTxn {
+	receipts, ok, err := mapping.ParkedReceipts(txn)
+	if err != nil {
+		s.Count("as_txn", "bad_json")
+		s.Log.Warn().Err(err).Str("txn_id", txn.ID).Msg("Dropped a parked receipt that cannot be read")
+	}
+	if ok {
+		return mapping.MatrixTxn{ID: txn.ID, Receipts: receipts}
+	}
+	return s.decodeEvents(txn)
+}
+
+// decodeEvents reads a homeserver's transaction: its events, and its
+// ephemeral events (under the stable name or MSC2409's) as receipts and
+// typing. A bad event is counted and skipped: the rest of the transaction
+// still counts.
+func (s *Server) decodeEvents(txn *mapping.Txn) mapping.MatrixTxn {
+	out := mapping.MatrixTxn{ID: txn.ID}
 	var body txnBody
 	if err := json.Unmarshal(txn.Body, &body); err != nil {
 		s.Count("as_txn", "bad_json")
-		return nil, nil
+		return out
 	}
-	events = s.decodeList(txn.ID, body.Events, event.UnknownEventType)
-	ephemeral = s.decodeEphemeral(txn.ID, body.Ephemeral)
-	ephemeral = append(ephemeral, s.decodeEphemeral(txn.ID, body.MSC2409Ephemera)...)
-	return events, ephemeral
+	out.Events = s.decodeList(txn.ID, body.Events, event.UnknownEventType)
+	s.decodeEphemeral(txn.ID, body.Ephemeral, &out)
+	s.decodeEphemeral(txn.ID, body.MSC2409Ephemera, &out)
+	return out
 }
 
 // ephemeralEvent is what the bridge reads of an ephemeral event.
@@ -250,12 +265,15 @@ type ephemeralEvent struct {
 	Content json.RawMessage `json:"content"`
 }
 
-// decodeEphemeral reads the receipts and typing of a transaction straight
-// into their content types. They are most of what a homeserver pushes, and
-// mautrix's event decoding would read each content twice, once into a
-// generic map; other types are skipped here, as the core ignores them.
-func (s *Server) decodeEphemeral(txnID string, raws []json.RawMessage) []*event.Event {
-	evts := make([]*event.Event, 0, len(raws))
+// receiptContent is an m.receipt's content (receipts module): event id →
+// receipt type → user → the receipt, of which the bridge reads the thread.
+type receiptContent map[id.EventID]map[mapping.ReceiptType]map[id.UserID]struct {
+	ThreadID string `json:"thread_id"`
+}
+
+// decodeEphemeral reads the receipts and typing of a transaction into
+// out; other types are skipped, as the core ignores them.
+func (s *Server) decodeEphemeral(txnID string, raws []json.RawMessage, out *mapping.MatrixTxn) {
 	for _, raw := range raws {
 		var e ephemeralEvent
 		if err := json.Unmarshal(raw, &e); err != nil || e.Type == "" {
@@ -263,26 +281,35 @@ func (s *Server) decodeEphemeral(txnID string, raws []json.RawMessage) []*event.
 			s.Log.Debug().Err(err).Str("txn_id", txnID).Msg("Skipped a malformed ephemeral event")
 			continue
 		}
-		evt := &event.Event{Type: event.Type{Type: e.Type, Class: event.EphemeralEventType}, RoomID: e.RoomID}
-		var content any
-		switch evt.Type {
-		case event.EphemeralEventReceipt:
-			content = &event.ReceiptEventContent{}
-		case event.EphemeralEventTyping:
-			content = &event.TypingEventContent{}
+		var err error
+		switch e.Type {
+		case event.EphemeralEventReceipt.Type:
+			var rc receiptContent
+			if err = json.Unmarshal(e.Content, &rc); err == nil {
+				for ev, byType := range rc {
+					for typ, byUser := range byType {
+						for user, r := range byUser {
+							out.Receipts = append(out.Receipts, mapping.Receipt{Room: e.RoomID, Event: ev, Type: typ, User: user, Thread: r.ThreadID})
+						}
+					}
+				}
+			}
+		case event.EphemeralEventTyping.Type:
+			var tc struct {
+				UserIDs []id.UserID `json:"user_ids"`
+			}
+			if err = json.Unmarshal(e.Content, &tc); err == nil {
+				out.Typing = append(out.Typing, mapping.Typing{Room: e.RoomID, Users: tc.UserIDs})
+			}
 		default:
 			s.Count("matrix_event", "unsupported_ephemeral")
 			continue
 		}
-		if err := json.Unmarshal(e.Content, content); err != nil {
+		if err != nil {
 			s.Count("matrix_event", "malformed_content")
 			s.Log.Debug().Err(err).Str("txn_id", txnID).Str("type", e.Type).Msg("Skipped an ephemeral event with malformed content")
-			continue
 		}
-		evt.Content = event.Content{Parsed: content}
-		evts = append(evts, evt)
 	}
-	return evts
 }
 
 func (s *Server) decodeList(txnID string, raws []json.RawMessage, class event.TypeClass) []*event.Event {

@@ -7,12 +7,12 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/rs/zerolog"
-	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 	"mellium.im/xmpp/jid"
 
@@ -146,21 +146,14 @@ func TestDecodeEphemeral(t *testing.T) {
 		"de.sorunome.msc2409.ephemeral": [
 			{"type":"m.typing","room_id":"!b:example.org","content":{"user_ids":["@alice:example.org"]}}
 		]}`
-	_, evts := s.decodeEvents(&mapping.Txn{ID: "t", Body: []byte(body)})
-	if len(evts) != 2 {
-		t.Fatalf("decoded %d ephemeral events, want 2: %+v", len(evts), evts)
+	txn := s.decodeEvents(&mapping.Txn{ID: "t", Body: []byte(body)})
+	wantReceipts := []mapping.Receipt{{Room: "!a:example.org", Event: "$e1", Type: mapping.ReceiptRead, User: "@alice:example.org", Thread: mapping.ThreadMain}}
+	if !reflect.DeepEqual(txn.Receipts, wantReceipts) {
+		t.Errorf("receipts %+v, want %+v", txn.Receipts, wantReceipts)
 	}
-	rc, ok := evts[0].Content.Parsed.(*event.ReceiptEventContent)
-	if !ok || evts[0].RoomID != "!a:example.org" || evts[0].Type != event.EphemeralEventReceipt {
-		t.Fatalf("first event %+v", evts[0])
-	}
-	r := (*rc)["$e1"][event.ReceiptTypeRead]["@alice:example.org"]
-	if r.Timestamp.UnixMilli() != 1 || r.ThreadID != event.ReadReceiptThreadMain {
-		t.Errorf("receipt %+v", r)
-	}
-	tc, ok := evts[1].Content.Parsed.(*event.TypingEventContent)
-	if !ok || evts[1].RoomID != "!b:example.org" || len(tc.UserIDs) != 1 || tc.UserIDs[0] != "@alice:example.org" {
-		t.Errorf("typing event %+v", evts[1])
+	wantTyping := []mapping.Typing{{Room: "!b:example.org", Users: []id.UserID{"@alice:example.org"}}}
+	if !reflect.DeepEqual(txn.Typing, wantTyping) {
+		t.Errorf("typing %+v, want %+v", txn.Typing, wantTyping)
 	}
 	want := map[string]int{"matrix_event/malformed_content": 1, "matrix_event/unsupported_ephemeral": 1, "matrix_event/malformed": 1}
 	for k, n := range want {

@@ -14,6 +14,8 @@ import (
 	"maunium.net/go/mautrix/appservice"
 	"maunium.net/go/mautrix/id"
 	"mellium.im/xmpp/jid"
+
+	"xmppbridge/mapping"
 )
 
 // standIn is a recording stand-in homeserver: it answers /versions as told
@@ -88,7 +90,7 @@ func receiptRequests(reqs []string) []string {
 func TestDeliveryUnstableFeature(t *testing.T) {
 	si := &standIn{versions: `{"versions":["v1.11"],"unstable_features":{"org.matrix.msc4089":true}}`}
 	h := newStandInHomeserver(t, si, Delivery{Fallback: FallbackMessageStatus})
-	if way, err := h.Detect(context.Background()); err != nil || way != DeliveryWay(ReceiptDeliveryUnstable) {
+	if way, err := h.Detect(context.Background()); err != nil || way != DeliveryWay(mapping.ReceiptDeliveryUnstable) {
 		t.Fatalf("Detect = %q, %v", way, err)
 	}
 	if err := h.SendDelivery(context.Background(), "!dm:example.org", deliveryGhost, "$ev"); err != nil {
@@ -119,7 +121,7 @@ func TestDeliveryStableSpecVersion(t *testing.T) {
 // Dendrite, Tuwunel and continuwuity do for unknown receipt types) makes
 // the bridge fall back to the bot's message status, for good.
 func TestDeliveryFallsBackOn400(t *testing.T) {
-	si := &standIn{versions: `{"versions":["v1.11"],"unstable_features":{"org.matrix.msc4089":true}}`, refuse: string(ReceiptDeliveryUnstable)}
+	si := &standIn{versions: `{"versions":["v1.11"],"unstable_features":{"org.matrix.msc4089":true}}`, refuse: string(mapping.ReceiptDeliveryUnstable)}
 	h := newStandInHomeserver(t, si, Delivery{Fallback: FallbackMessageStatus})
 	for _, ev := range []id.EventID{"$one", "$two"} {
 		if err := h.SendDelivery(context.Background(), "!dm:example.org", deliveryGhost, ev); err != nil {

@@ -17,13 +17,10 @@ import (
 	"xmppbridge/mapping"
 )
 
-// Receipt types of MSC4089: the stable name, and the unstable one behind
-// the org.matrix.msc4089 feature flag of /versions.
-const (
-	ReceiptDelivery         event.ReceiptType = "m.delivery"
-	ReceiptDeliveryUnstable event.ReceiptType = "org.matrix.msc4089.delivery"
-	FeatureMSC4089                            = "org.matrix.msc4089"
-)
+// FeatureMSC4089 is the /versions feature flag behind which a homeserver
+// takes MSC4089's receipt under its unstable name
+// (mapping.ReceiptDeliveryUnstable).
+const FeatureMSC4089 = "org.matrix.msc4089"
 
 // Delivery fallbacks (receipts.delivery_fallback) for a homeserver without
 // MSC4089, which today is every homeserver.
@@ -62,9 +59,9 @@ func (h *Homeserver) Detect(ctx context.Context) (DeliveryWay, error) {
 	way := DeliveryWay(h.Delivery.Fallback)
 	switch {
 	case h.Delivery.SpecVersion != "" && resp.ContainsGreaterOrEqual(mautrix.MustParseSpecVersion(h.Delivery.SpecVersion)):
-		way = DeliveryWay(ReceiptDelivery)
+		way = DeliveryWay(mapping.ReceiptDelivery)
 	case resp.UnstableFeatures[FeatureMSC4089]:
-		way = DeliveryWay(ReceiptDeliveryUnstable)
+		way = DeliveryWay(mapping.ReceiptDeliveryUnstable)
 	}
 	d.mu.Lock()
 	changed := !d.detected || d.way != way
@@ -123,7 +120,7 @@ func (h *Homeserver) SendDelivery(ctx context.Context, room id.RoomID, ghost id.
 	if err != nil {
 		return err
 	}
-	if way == DeliveryWay(ReceiptDelivery) || way == DeliveryWay(ReceiptDeliveryUnstable) {
+	if way == DeliveryWay(mapping.ReceiptDelivery) || way == DeliveryWay(mapping.ReceiptDeliveryUnstable) {
 		intent, err := h.intent(ctx, ghost)
 		if err != nil {
 			return err
