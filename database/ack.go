@@ -140,6 +140,7 @@ func (db *Database) acks(ctx context.Context, acks []mapping.Ack, jobs []*mappin
 // Acknowledge records acks and stores the jobs of the new ones, and jobs,
 // in one transaction.
 func (db *Database) Acknowledge(ctx context.Context, acks []mapping.Ack, jobs ...*mapping.Job) ([]bool, error) {
+	defer db.writing()()
 	var isNew []bool
 	var commit func()
 	err := db.db.DoTxn(ctx, nil, func(ctx context.Context) (err error) {

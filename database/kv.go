@@ -26,6 +26,7 @@ func (db *Database) GetKV(ctx context.Context, key string) (string, error) {
 
 // SetKV stores value under key, replacing what was there.
 func (db *Database) SetKV(ctx context.Context, key, value string) error {
+	defer db.writing()()
 	if _, err := db.db.Exec(ctx, setKVQuery, key, value); err != nil {
 		return fmt.Errorf("set %s: %w", key, err)
 	}

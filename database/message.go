@@ -97,6 +97,7 @@ func messageArgs(m *mapping.Message) []any {
 // job's ID and MessageID, are set; on failure or duplicate they are left
 // alone. PeerJID is stored bare.
 func (db *Database) AddMessage(ctx context.Context, msg *mapping.Message, jobs ...*mapping.Job) (bool, error) {
+	defer db.writing()()
 	var rowID int64
 	var jobIDs []int64
 	err := db.db.DoTxn(ctx, nil, func(ctx context.Context) error {
@@ -158,6 +159,7 @@ func (db *Database) MessageByXMPPID(ctx context.Context, peer jid.JID, xmppID st
 // SetMessageEventID records the room and event a stored message became on
 // Matrix. It fails if another message already has ev.
 func (db *Database) SetMessageEventID(ctx context.Context, row int64, room id.RoomID, ev id.EventID) error {
+	defer db.writing()()
 	if err := execOne(ctx, db.db, setMessageEventIDQuery, row, room, dbutil.StrPtr(ev)); err != nil {
 		return fmt.Errorf("set event of message %d to %s in %s: %w", row, ev, room, err)
 	}

@@ -78,6 +78,7 @@ func (db *Database) insertJobs(ctx context.Context, messageID int64, jobs []*map
 // AddJobs stores jobs, all or none, and sets their IDs. A zero NotBefore
 // makes a job due at once.
 func (db *Database) AddJobs(ctx context.Context, jobs ...*mapping.Job) error {
+	defer db.writing()()
 	var ids []int64
 	err := db.db.DoTxn(ctx, nil, func(ctx context.Context) (err error) {
 		ids, err = db.insertJobs(ctx, 0, jobs)
@@ -115,6 +116,7 @@ func (db *Database) DueJobsAfter(ctx context.Context, now time.Time, after int64
 // DeleteJob removes a job that is done. A job that is already gone is not
 // an error: it is done either way.
 func (db *Database) DeleteJob(ctx context.Context, jobID int64) error {
+	defer db.writing()()
 	if _, err := db.db.Exec(ctx, deleteJobQuery, jobID); err != nil {
 		return fmt.Errorf("delete job %d: %w", jobID, err)
 	}
@@ -123,6 +125,7 @@ func (db *Database) DeleteJob(ctx context.Context, jobID int64) error {
 
 // RetryJob records a failed attempt and postpones the job to notBefore.
 func (db *Database) RetryJob(ctx context.Context, jobID int64, notBefore time.Time, lastErr string) error {
+	defer db.writing()()
 	if err := execOne(ctx, db.db, retryJobQuery, jobID, toMilli(notBefore), lastErr); err != nil {
 		return fmt.Errorf("postpone job %d: %w", jobID, err)
 	}
@@ -131,6 +134,7 @@ func (db *Database) RetryJob(ctx context.Context, jobID int64, notBefore time.Ti
 
 // DeleteJobs removes finished jobs, in one statement per few hundred.
 func (db *Database) DeleteJobs(ctx context.Context, jobIDs ...int64) error {
+	defer db.writing()()
 	for len(jobIDs) > 0 {
 		n := min(len(jobIDs), 500)
 		query, args := inList("DELETE FROM outbox WHERE id IN (", jobIDs[:n])

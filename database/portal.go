@@ -75,6 +75,7 @@ func (db *Database) PortalByPair(ctx context.Context, mxid id.UserID, peer jid.J
 // at p.RoomID. A zero p.CreatedAt means now. p.CreatedAt is set to what is
 // stored. It fails if p.RoomID already belongs to another pair.
 func (db *Database) PutPortal(ctx context.Context, p *mapping.Portal) error {
+	defer db.writing()()
 	createdAt := p.CreatedAt
 	if createdAt.IsZero() {
 		createdAt = time.Now()

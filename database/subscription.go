@@ -60,6 +60,7 @@ func (db *Database) Subscription(ctx context.Context, mxid id.UserID, peer jid.J
 
 // SetSubscriptionFrom sets whether peer is subscribed to the puppet of mxid.
 func (db *Database) SetSubscriptionFrom(ctx context.Context, mxid id.UserID, peer jid.JID, on bool) error {
+	defer db.writing()()
 	if _, err := db.db.Exec(ctx, setSubscriptionFromQuery, mxid, bareJID(peer), on); err != nil {
 		return fmt.Errorf("set subscription of %s to %s: %w", peer.Bare(), mxid, err)
 	}
@@ -68,6 +69,7 @@ func (db *Database) SetSubscriptionFrom(ctx context.Context, mxid id.UserID, pee
 
 // SetSubscriptionTo sets whether the puppet of mxid is subscribed to peer.
 func (db *Database) SetSubscriptionTo(ctx context.Context, mxid id.UserID, peer jid.JID, on bool) error {
+	defer db.writing()()
 	if _, err := db.db.Exec(ctx, setSubscriptionToQuery, mxid, bareJID(peer), on); err != nil {
 		return fmt.Errorf("set subscription of %s to %s: %w", mxid, peer.Bare(), err)
 	}

@@ -67,6 +67,7 @@ func scanTxn(row dbutil.Scannable) (*mapping.Txn, error) {
 // storing nothing, if a transaction with the same id was stored before,
 // whether or not it has been processed since.
 func (db *Database) PutTxn(ctx context.Context, txn *mapping.Txn) (bool, error) {
+	defer db.writing()()
 	res, err := db.db.Exec(ctx, insertTxnQuery, txn.ID, txn.Body, time.Now().UnixMilli())
 	if err != nil {
 		return false, fmt.Errorf("store transaction %s: %w", txn.ID, err)
@@ -96,6 +97,7 @@ func (db *Database) PendingTxns(ctx context.Context, limit int) ([]*mapping.Txn,
 // Finishing a transaction again stores nothing, so that replaying it cannot
 // send anything twice.
 func (db *Database) FinishTxn(ctx context.Context, txnID string, acks []mapping.Ack, jobs []*mapping.Job) error {
+	defer db.writing()()
 	var commit func()
 	err := db.db.DoTxn(ctx, nil, func(ctx context.Context) error {
 		err := execOne(ctx, db.db, finishTxnQuery, txnID)
@@ -123,6 +125,7 @@ func (db *Database) FinishTxn(ctx context.Context, txnID string, acks []mapping.
 // database transaction. Each must be pending; if one is not, nothing is
 // stored and the error is mapping.ErrNotPending.
 func (db *Database) FinishTxns(ctx context.Context, txnIDs []string, acks []mapping.Ack, jobs []*mapping.Job) error {
+	defer db.writing()()
 	var commit func()
 	err := db.db.DoTxn(ctx, nil, func(ctx context.Context) error {
 		query, args := inList("UPDATE txn_inbox SET done=true WHERE done=false AND txn_id IN (", txnIDs)
@@ -205,7 +208,9 @@ func (db *Database) pruneTxns(ctx context.Context, now time.Time) (int64, error)
 			end = c.seq
 		}
 		if end > after {
+			unlock := db.writing()
 			res, err := db.db.Exec(ctx, pruneTxnsQuery, after, end, cutoff)
+			unlock()
 			if err != nil {
 				return deleted, fmt.Errorf("prune transactions: %w", err)
 			}
