@@ -3,6 +3,7 @@ package xmppside
 import (
 	"bytes"
 	"encoding/xml"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -205,4 +206,31 @@ func encodeString(t *testing.T, m *mapping.OutMessage) string {
 		t.Fatal(err)
 	}
 	return buf.String()
+}
+
+// Addresses parseJID takes are remembered as written; one it refuses is
+// not, and is refused again; the memory is bounded.
+func TestCanonicalAddressesRemembered(t *testing.T) {
+	c := &canonical
+	if _, err := parseJID("juliet@capulet.lit/balcony"); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := c.get("juliet@capulet.lit/balcony"); !ok {
+		t.Error("a canonical address was not remembered")
+	}
+	for range 2 {
+		if _, err := parseJID(".."); err == nil {
+			t.Error(`the address ".." was taken`)
+		}
+	}
+	if _, ok := c.get(".."); ok {
+		t.Error("a refused address was remembered")
+	}
+	small := jidCache{max: 3}
+	for i := range 10 {
+		small.put(fmt.Sprintf("u%d@x.example", i), jid.MustParse("u@x.example"))
+		if len(small.m) > small.max {
+			t.Fatalf("the cache holds %d addresses, more than its %d", len(small.m), small.max)
+		}
+	}
 }
