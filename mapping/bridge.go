@@ -54,7 +54,8 @@ type XMPPSide interface {
 	SendPresence(ctx context.Context, p *OutPresence) error
 }
 
-// Counter counts what the bridge refused or did, by what and why.
+// Counter counts what the bridge refused or did, by what and why (a
+// Reason, or what came of it).
 type Counter func(what, reason string)
 
 // Config is the part of the configuration the core reads.
@@ -97,16 +98,16 @@ func (p ReceiptPolicy) sendsReceipts(u id.UserID) bool {
 // Bridge is the core: it decides what every input means and what must be
 // sent, and keeps the sends owed in the store until they are done.
 type Bridge struct {
-	cfg    Config
-	store  Store
-	matrix MatrixSide
-	xmpp   XMPPSide
-	count  Counter
-	log    zerolog.Logger
-	wake   chan struct{} // pokes Run
-	now    func() time.Time
-	out    Outbox // outbox.go
-	inbox  Inbox  // early_receipts.go
+	cfg     Config
+	store   Store
+	matrix  MatrixSide
+	xmpp    XMPPSide
+	counter Counter
+	log     zerolog.Logger
+	wake    chan struct{} // pokes Run
+	now     func() time.Time
+	out     Outbox // outbox.go
+	inbox   Inbox  // early_receipts.go
 
 	in *intake // receipts from XMPP waiting to be recorded
 
@@ -123,7 +124,7 @@ func New(cfg Config, store Store, count Counter, log zerolog.Logger) *Bridge {
 	if count == nil {
 		count = func(string, string) {}
 	}
-	b := &Bridge{cfg: cfg, store: store, count: count, log: log, wake: make(chan struct{}, 1), now: time.Now, out: noOutbox{}, typing: map[id.RoomID]bool{}, ghostTypingOf: map[id.RoomID]*typingState{}}
+	b := &Bridge{cfg: cfg, store: store, counter: count, log: log, wake: make(chan struct{}, 1), now: time.Now, out: noOutbox{}, typing: map[id.RoomID]bool{}, ghostTypingOf: map[id.RoomID]*typingState{}}
 	b.in = newIntake(cfg.Limits, func() time.Time { return b.now() }, log)
 	return b
 }
@@ -179,3 +180,7 @@ func (b *Bridge) tsOf(evt *event.Event) time.Time {
 	}
 	return b.now()
 }
+
+// count counts one thing of kind what, left alone for reason or done
+// (a Reason naming the outcome).
+func (b *Bridge) count(what string, reason Reason) { b.counter(what, string(reason)) }

@@ -259,8 +259,8 @@ func TestXMPPDuplicateNotBridgedTwice(t *testing.T) {
 	other.From = jid.MustParse(julietJID + "/other-resource")
 	_, _ = h.b.HandleXMPPMessage(ctx, other)
 	h.drain(t)
-	if len(h.matrix.texts) != 1 || h.counts["xmpp_message/"+DropDuplicate] != 1 {
-		t.Errorf("texts %d, duplicates counted %d", len(h.matrix.texts), h.counts["xmpp_message/"+DropDuplicate])
+	if len(h.matrix.texts) != 1 || h.counts["xmpp_message/"+string(ReasonDuplicate)] != 1 {
+		t.Errorf("texts %d, duplicates counted %d", len(h.matrix.texts), h.counts["xmpp_message/"+string(ReasonDuplicate)])
 	}
 }
 
@@ -285,18 +285,18 @@ func TestXMPPRefusals(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
 		edit   func(*XMPPMessage)
-		reason string
+		reason Reason
 		bounce bool
 	}{
-		{"groupchat", func(m *XMPPMessage) { m.Type = TypeGroupchat }, DropGroupchat, false},
-		{"headline", func(m *XMPPMessage) { m.Type = TypeHeadline }, DropHeadline, false},
-		{"no body", func(m *XMPPMessage) { m.HasBody, m.Body = false, "" }, DropNoBody, false},
-		{"blocked domain", func(m *XMPPMessage) { m.From = jid.MustParse("x@spam.example/r") }, DropBlockedDomain, false},
+		{"groupchat", func(m *XMPPMessage) { m.Type = TypeGroupchat }, ReasonGroupchat, false},
+		{"headline", func(m *XMPPMessage) { m.Type = TypeHeadline }, ReasonHeadline, false},
+		{"no body", func(m *XMPPMessage) { m.HasBody, m.Body = false, "" }, ReasonNoBody, false},
+		{"blocked domain", func(m *XMPPMessage) { m.From = jid.MustParse("x@spam.example/r") }, ReasonBlockedDomain, false},
 		// RFC 6121 §8.5.2.2.1: no such account, <service-unavailable/>.
-		{"unknown puppet", func(m *XMPPMessage) { m.To = jid.MustParse("nobody@matrix.example.org") }, DropUnknownPuppet, true},
-		{"not permitted", func(m *XMPPMessage) { m.To = jid.MustParse(`eve\3aevil.example@matrix.example.org`) }, DropNotPermitted, true},
+		{"unknown puppet", func(m *XMPPMessage) { m.To = jid.MustParse("nobody@matrix.example.org") }, ReasonUnknownPuppet, true},
+		{"not permitted", func(m *XMPPMessage) { m.To = jid.MustParse(`eve\3aevil.example@matrix.example.org`) }, ReasonNotPermitted, true},
 		// XEP-0409 §4: a full-JID message with <im-ng/> is for that resource only.
-		{"im-ng full JID", func(m *XMPPMessage) { m.To = jid.MustParse(alicePup + "/phone"); m.IMNG = true }, DropIMNGFullJID, true},
+		{"im-ng full JID", func(m *XMPPMessage) { m.To = jid.MustParse(alicePup + "/phone"); m.IMNG = true }, ReasonIMNGFullJID, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newHarness(t)
@@ -307,7 +307,7 @@ func TestXMPPRefusals(t *testing.T) {
 				t.Fatal(err)
 			}
 			h.drain(t)
-			if len(h.matrix.texts) != 0 || h.counts["xmpp_message/"+tc.reason] != 1 {
+			if len(h.matrix.texts) != 0 || h.counts["xmpp_message/"+string(tc.reason)] != 1 {
 				t.Errorf("texts %q, counts %v; want nothing bridged and %s counted", h.matrix.texts, h.counts, tc.reason)
 			}
 			if (reply != nil) != tc.bounce {
@@ -430,9 +430,9 @@ func TestMatrixIgnored(t *testing.T) {
 	if len(h.xmpp.sent) != 0 {
 		t.Fatalf("sent %d", len(h.xmpp.sent))
 	}
-	for _, r := range []string{IgnoreOwn, IgnoreWrongSender, IgnoreNotPortal, IgnoreMsgType} {
-		if h.counts["matrix_event/"+r] != 1 {
-			t.Errorf("%s counted %d times, want 1", r, h.counts["matrix_event/"+r])
+	for _, r := range []Reason{ReasonOwn, ReasonWrongSender, ReasonNotPortal, ReasonMsgType} {
+		if h.counts["matrix_event/"+string(r)] != 1 {
+			t.Errorf("%s counted %d times, want 1", r, h.counts["matrix_event/"+string(r)])
 		}
 	}
 }

@@ -93,7 +93,7 @@ func (b *Bridge) parkUnknown(ctx context.Context, plan *receiptPlan, portal *Por
 		plan.unsent[portal.RoomID] = unsent
 	}
 	if !unsent {
-		b.count("matrix_receipt", SkipUnknownEvent)
+		b.count("matrix_receipt", ReasonUnknownEvent)
 		return nil
 	}
 	payload, err := json.Marshal(rc)
@@ -112,7 +112,7 @@ func (b *Bridge) replayReceipt(ctx context.Context, job *Job) error {
 		return fmt.Errorf("%w: bad parked receipt: %w", ErrPermanent, err)
 	}
 	if _, err := b.store.MessageByEventID(ctx, rc.Event); isNotFound(err) {
-		b.count("matrix_receipt", SkipUnknownEvent)
+		b.count("matrix_receipt", ReasonUnknownEvent)
 		return nil
 	} else if err != nil {
 		return fmt.Errorf("look up parked receipt's event %s: %w", rc.Event, err)

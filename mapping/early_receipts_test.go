@@ -108,7 +108,7 @@ func TestUnknownEventWithNothingOnItsWayIsDropped(t *testing.T) {
 	if out := h.ephemeral(t, receiptEvent(dm, "$notice", ReceiptDelivery, alice, "")); len(out) != 0 {
 		t.Errorf("to XMPP = %v, want nothing", out)
 	}
-	if h.counts["matrix_receipt/"+SkipUnknownEvent] != 1 || h.counts["matrix_receipt/"+ReceiptParked] != 0 || len(*announced) != 0 {
+	if h.counts["matrix_receipt/"+string(ReasonUnknownEvent)] != 1 || h.counts["matrix_receipt/"+ReceiptParked] != 0 || len(*announced) != 0 {
 		t.Errorf("counts %v, announced %v: want one unknown_event, nothing parked", h.counts, *announced)
 	}
 }
@@ -139,7 +139,7 @@ func TestParkedReceiptOfFailedSendIsDropped(t *testing.T) {
 	if len(h.xmpp.sent) != 0 || len(*announced) != 0 {
 		t.Errorf("sent %v, announced %v: want nothing", h.xmpp.sent, *announced)
 	}
-	if h.counts["matrix_receipt/"+ReceiptParked] != 1 || h.counts["matrix_receipt/"+SkipUnknownEvent] != 1 {
+	if h.counts["matrix_receipt/"+ReceiptParked] != 1 || h.counts["matrix_receipt/"+string(ReasonUnknownEvent)] != 1 {
 		t.Errorf("counts %v: want one parked, then one unknown_event", h.counts)
 	}
 }

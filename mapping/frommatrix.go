@@ -17,17 +17,6 @@ const EncryptedNotice = "Encrypted messages cannot reach XMPP yet: this bridge d
 // DeclineReason is given when someone who may not use the bridge invites a ghost.
 const DeclineReason = "You are not permitted to use this XMPP bridge."
 
-// Reasons a Matrix event is ignored, as counted.
-const (
-	IgnoreOwn          = "own_user"
-	IgnoreNotPortal    = "not_portal"
-	IgnoreWrongSender  = "wrong_sender"
-	IgnoreMsgType      = "unsupported_msgtype"
-	IgnoreDuplicate    = "duplicate"
-	IgnoreEventType    = "unsupported_event_type"
-	IgnoreNotPermitted = "not_permitted"
-)
-
 // HandleMatrixTxn applies one stored transaction and marks it done; the
 // jobs it produces are stored in the same step, so a crash at any point
 // leads to a replay that repeats nothing already stored.
@@ -103,7 +92,7 @@ func (b *Bridge) handleMatrixEvent(ctx context.Context, evt *event.Event) ([]*Jo
 	ids := b.cfg.Identities
 	log := b.log.With().Str("event_id", string(evt.ID)).Str("room", string(evt.RoomID)).Str("sender", string(evt.Sender)).Logger()
 	if evt.Sender == ids.Bot() || ids.IsGhost(evt.Sender) {
-		b.count("matrix_event", IgnoreOwn)
+		b.count("matrix_event", ReasonOwn)
 		return nil, nil
 	}
 	switch evt.Type {
@@ -111,19 +100,19 @@ func (b *Bridge) handleMatrixEvent(ctx context.Context, evt *event.Event) ([]*Jo
 		return b.handleMember(ctx, evt)
 	case event.EventMessage, event.EventEncrypted:
 	default:
-		b.count("matrix_event", IgnoreEventType)
+		b.count("matrix_event", ReasonEventType)
 		return nil, nil
 	}
 	portal, err := b.store.PortalByRoom(ctx, evt.RoomID)
 	if isNotFound(err) {
-		b.count("matrix_event", IgnoreNotPortal)
+		b.count("matrix_event", ReasonNotPortal)
 		return nil, nil
 	} else if err != nil {
 		return nil, fmt.Errorf("look up portal: %w", err)
 	}
 	if evt.Sender != portal.MXID {
 		log.Debug().Msg("Ignoring a message from someone else than the portal's user")
-		b.count("matrix_event", IgnoreWrongSender)
+		b.count("matrix_event", ReasonWrongSender)
 		return nil, nil
 	}
 	ghost := ids.Ghost(portal.JID)
@@ -134,7 +123,7 @@ func (b *Bridge) handleMatrixEvent(ctx context.Context, evt *event.Event) ([]*Jo
 	body, ok := textOf(evt)
 	if !ok {
 		log.Debug().Msg("Ignoring a message that is not text")
-		b.count("matrix_event", IgnoreMsgType)
+		b.count("matrix_event", ReasonMsgType)
 		return nil, nil
 	}
 	xid := NewXMPPID()
@@ -153,7 +142,7 @@ func (b *Bridge) handleMatrixEvent(ctx context.Context, evt *event.Event) ([]*Jo
 		return nil, fmt.Errorf("store message: %w", err)
 	}
 	if !added {
-		b.count("matrix_event", IgnoreDuplicate)
+		b.count("matrix_event", ReasonDuplicate)
 		return nil, nil
 	}
 	b.queue(job)
@@ -171,7 +160,7 @@ func (b *Bridge) handleMember(ctx context.Context, evt *event.Event) ([]*Job, er
 	target := id.UserID(*evt.StateKey)
 	peer, err := ids.GhostJID(target)
 	if err != nil {
-		b.count("matrix_event", IgnoreEventType)
+		b.count("matrix_event", ReasonEventType)
 		return nil, nil
 	}
 	content, ok := evt.Content.Parsed.(*event.MemberEventContent)
@@ -185,7 +174,7 @@ func (b *Bridge) handleMember(ctx context.Context, evt *event.Event) ([]*Job, er
 		return nil, nil
 	}
 	if !b.cfg.Permissions.Allowed(evt.Sender) || b.blocked(peer) {
-		b.count("matrix_invite", IgnoreNotPermitted)
+		b.count("matrix_invite", ReasonNotPermitted)
 		return []*Job{argsJob(JobLeave, jobArgs{Room: evt.RoomID, User: target, Reason: DeclineReason})}, nil
 	}
 	if isPublic(evt) {

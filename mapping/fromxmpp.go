@@ -10,18 +10,6 @@ import (
 	"mellium.im/xmpp/jid"
 )
 
-// Reasons an incoming stanza is dropped, as counted.
-const (
-	DropGroupchat     = "groupchat"
-	DropHeadline      = "headline"
-	DropUnknownPuppet = "unknown_puppet"
-	DropNotPermitted  = "not_permitted"
-	DropBlockedDomain = "blocked_domain"
-	DropNoBody        = "no_body"
-	DropDuplicate     = "duplicate"
-	DropIMNGFullJID   = "imng_full_jid"
-)
-
 // HandleXMPPMessage takes a message addressed to one of the component's
 // JIDs. It returns a bounce to send back to the sender when the message is
 // refused with an error (RFC 6121 §8.5.2.2.1: a message to an account that
@@ -35,12 +23,12 @@ func (b *Bridge) HandleXMPPMessage(ctx context.Context, m *XMPPMessage) (*OutMes
 	}
 	switch m.Type {
 	case TypeGroupchat:
-		return b.drop(log, "xmpp_message", DropGroupchat), nil
+		return b.drop(log, "xmpp_message", ReasonGroupchat), nil
 	case TypeHeadline:
-		return b.drop(log, "xmpp_message", DropHeadline), nil
+		return b.drop(log, "xmpp_message", ReasonHeadline), nil
 	}
 	if b.blocked(m.From) {
-		return b.drop(log, "xmpp_message", DropBlockedDomain), nil
+		return b.drop(log, "xmpp_message", ReasonBlockedDomain), nil
 	}
 	mxid, reason := b.ResolvePuppet(m.To)
 	if reason != "" {
@@ -61,7 +49,7 @@ func (b *Bridge) HandleXMPPMessage(ctx context.Context, m *XMPPMessage) (*OutMes
 		// XEP-0409 §4: a full-JID message with <im-ng/> is for that one
 		// client only; a puppet's "clients" are all of a Matrix user's
 		// devices, which cannot be told apart, so it cannot be delivered.
-		b.drop(log, "xmpp_message", DropIMNGFullJID)
+		b.drop(log, "xmpp_message", ReasonIMNGFullJID)
 		return bounce(m, "cancel", "service-unavailable"), nil
 	}
 	if err := b.receiptsFromXMPP(ctx, log, mxid, m); err != nil {
@@ -69,7 +57,7 @@ func (b *Bridge) HandleXMPPMessage(ctx context.Context, m *XMPPMessage) (*OutMes
 	}
 	if !m.HasBody {
 		if m.Received == "" && m.Event == nil && m.Displayed == "" && m.ChatState == "" {
-			b.drop(log, "xmpp_message", DropNoBody)
+			b.drop(log, "xmpp_message", ReasonNoBody)
 		}
 		return nil, nil
 	}
@@ -104,7 +92,7 @@ func (b *Bridge) HandleXMPPMessage(ctx context.Context, m *XMPPMessage) (*OutMes
 		return nil, fmt.Errorf("store message %s from %s: %w", m.ID, peer, err)
 	}
 	if !added {
-		return b.drop(log, "xmpp_message", DropDuplicate), nil
+		return b.drop(log, "xmpp_message", ReasonDuplicate), nil
 	}
 	b.count("xmpp_message", "accepted")
 	b.queue(job)
@@ -115,19 +103,19 @@ func (b *Bridge) HandleXMPPMessage(ctx context.Context, m *XMPPMessage) (*OutMes
 // why it stands for nobody. A user who may not use the bridge is treated
 // exactly like one who does not exist, so that no XMPP entity learns from
 // the bridge whether a Matrix user is there.
-func (b *Bridge) ResolvePuppet(to jid.JID) (id.UserID, string) {
+func (b *Bridge) ResolvePuppet(to jid.JID) (id.UserID, Reason) {
 	mxid, err := b.cfg.Identities.PuppetUser(to)
 	if err != nil {
-		return "", DropUnknownPuppet
+		return "", ReasonUnknownPuppet
 	}
 	if !b.cfg.Permissions.Allowed(mxid) {
-		return "", DropNotPermitted
+		return "", ReasonNotPermitted
 	}
 	return mxid, ""
 }
 
-func (b *Bridge) drop(log zerolog.Logger, what, reason string) *OutMessage {
-	log.Debug().Str("reason", reason).Msg("Dropped incoming stanza")
+func (b *Bridge) drop(log zerolog.Logger, what string, reason Reason) *OutMessage {
+	log.Debug().Str("reason", string(reason)).Msg("Dropped incoming stanza")
 	b.count(what, reason)
 	return nil
 }

@@ -37,13 +37,14 @@ func TestIMNGNormalToFullJIDIsBridged(t *testing.T) {
 // without an answer, as to the bare JID.
 func TestIMNGGroupchatAndHeadlineToFullJIDDropped(t *testing.T) {
 	for _, tc := range []struct {
-		typ, reason string
-		imng        bool
+		typ    string
+		reason Reason
+		imng   bool
 	}{
-		{TypeGroupchat, DropGroupchat, false},
-		{TypeHeadline, DropHeadline, false},
-		{TypeGroupchat, DropGroupchat, true},
-		{TypeHeadline, DropHeadline, true},
+		{TypeGroupchat, ReasonGroupchat, false},
+		{TypeHeadline, ReasonHeadline, false},
+		{TypeGroupchat, ReasonGroupchat, true},
+		{TypeHeadline, ReasonHeadline, true},
 	} {
 		h := newHarness(t)
 		m := chat("g1", "to one resource")
@@ -53,7 +54,7 @@ func TestIMNGGroupchatAndHeadlineToFullJIDDropped(t *testing.T) {
 			t.Errorf("%s (im-ng %v): reply %+v, err %v; want a silent drop", tc.typ, tc.imng, reply, err)
 		}
 		h.drain(t)
-		if len(h.matrix.texts) != 0 || h.counts["xmpp_message/"+tc.reason] != 1 {
+		if len(h.matrix.texts) != 0 || h.counts["xmpp_message/"+string(tc.reason)] != 1 {
 			t.Errorf("%s (im-ng %v): texts %q counts %v", tc.typ, tc.imng, h.matrix.texts, h.counts)
 		}
 	}

@@ -37,8 +37,6 @@ type Limits struct {
 var DefaultLimits = Limits{PeerRate: 1000, PeerBurst: 20000, Pending: 50000}
 
 const (
-	// RefuseOverBudget: past the sender's budget (Limits).
-	RefuseOverBudget = "over_budget"
 	// takePerPeer and takeTotal bound one burst: per person, and in all.
 	takePerPeer = 500
 	takeTotal   = 2000

@@ -141,7 +141,7 @@ func TestReceiptsOverBudgetCounted(t *testing.T) {
 	for _, x := range ids {
 		h.handle(t, receipt(func(m *XMPPMessage) { m.Received = x }))
 	}
-	if h.counts["xmpp_receipt/"+RefuseOverBudget] != 1 || len(h.matrix.deliveries) != 2 {
-		t.Errorf("over budget %d, deliveries %d; want 1 and 2", h.counts["xmpp_receipt/"+RefuseOverBudget], len(h.matrix.deliveries))
+	if h.counts["xmpp_receipt/"+string(ReasonOverBudget)] != 1 || len(h.matrix.deliveries) != 2 {
+		t.Errorf("over budget %d, deliveries %d; want 1 and 2", h.counts["xmpp_receipt/"+string(ReasonOverBudget)], len(h.matrix.deliveries))
 	}
 }

@@ -18,22 +18,6 @@ const JobSendStanzas JobKind = "xmpp.stanzas"
 // clock and the bridge's are not the same clock.
 const clockSkew = time.Second
 
-// Reasons a Matrix receipt is not translated, as counted.
-const (
-	SkipPrivate      = "private"         // m.read.private never leaves Matrix
-	SkipOwn          = "own_user"        // the bridge's own receipts
-	SkipNotPortal    = "not_portal"      // not a portal room
-	SkipNotPortalMX  = "not_portal_user" // not the portal's Matrix user
-	SkipUnknownType  = "unknown_type"
-	SkipUnknownEvent = "unknown_event"
-	SkipNotFromXMPP  = "not_from_xmpp"
-	SkipThread       = "thread"   // a threaded receipt outside its thread
-	SkipDisabled     = "disabled" // receipts.send_to_xmpp off for the user
-	SkipBeforeInvite = "before_invite"
-	SkipDone         = "already_sent"
-	SkipMalformed    = "malformed"
-)
-
 // receiptPlan gathers what one transaction's receipts cause, so that the
 // store records it with the transaction, at once.
 type receiptPlan struct {
@@ -146,7 +130,7 @@ func (b *Bridge) sendStanzas(ctx context.Context, job *Job) error {
 // table of DESIGN.md.
 func (b *Bridge) handleReceipt(ctx context.Context, rc Receipt, plan *receiptPlan) error {
 	room, ev, user := rc.Room, rc.Event, rc.User
-	skip := func(reason string) error {
+	skip := func(reason Reason) error {
 		b.count("matrix_receipt", reason)
 		return nil
 	}
@@ -158,53 +142,53 @@ func (b *Bridge) handleReceipt(ctx context.Context, rc Receipt, plan *receiptPla
 		kind = AckDelivered
 	case ReceiptReadPrivate:
 		// Private by definition: never leaves Matrix.
-		return skip(SkipPrivate)
+		return skip(ReasonPrivate)
 	default:
-		return skip(SkipUnknownType)
+		return skip(ReasonUnknownType)
 	}
 	ids := b.cfg.Identities
 	if user == ids.Bot() || ids.IsGhost(user) {
 		// A receipt never triggers a receipt: these are our own.
-		return skip(SkipOwn)
+		return skip(ReasonOwn)
 	}
 	if rc.Thread != "" && rc.Thread != ThreadMain {
 		// Bridged messages live in the main timeline; a receipt of another
 		// thread is about something else.
-		return skip(SkipThread)
+		return skip(ReasonThread)
 	}
 	portal, err := b.planPortal(ctx, plan, room)
 	if err != nil {
 		return err
 	} else if portal == nil {
-		return skip(SkipNotPortal)
+		return skip(ReasonNotPortal)
 	}
 	if user != portal.MXID {
-		return skip(SkipNotPortalMX)
+		return skip(ReasonNotPortalUser)
 	}
 	if !b.cfg.Receipts.sendsReceipts(user) {
-		return skip(SkipDisabled)
+		return skip(ReasonDisabled)
 	}
 	msg, ok := plan.msgs[ev]
 	if !ok {
 		return b.parkUnknown(ctx, plan, portal, rc)
 	}
 	if msg.Direction != FromXMPP || msg.RoomID != room || !msg.PeerJID.Equal(portal.JID) {
-		return skip(SkipNotFromXMPP)
+		return skip(ReasonNotFromXMPP)
 	}
 	if msg.TS.Before(portal.CreatedAt.Add(-clockSkew)) {
 		// MSC4089: not for events before the user's invite.
-		return skip(SkipBeforeInvite)
+		return skip(ReasonBeforeInvite)
 	}
 	from, ok := plan.puppets[portal.MXID]
 	if !ok {
 		if from, err = ids.Puppet(portal.MXID); err != nil {
-			return skip(SkipNotPortalMX)
+			return skip(ReasonNotPortalUser)
 		}
 		plan.puppets[portal.MXID] = from
 	}
 	if kind == AckDelivered {
 		if msg.RowID <= portal.DeliveredUpTo || msg.RowID <= portal.ReadUpTo && b.cfg.Receipts.ReadImpliesDelivered {
-			return skip(SkipDone)
+			return skip(ReasonDone)
 		}
 		return b.deliveryToXMPP(from, msg, plan)
 	}
@@ -238,7 +222,7 @@ func (b *Bridge) readsToXMPP(ctx context.Context, plan *receiptPlan) error {
 	for _, room := range plan.order {
 		r := plan.reads[room]
 		if r.msg.RowID <= r.portal.ReadUpTo || r.msg.RowID <= plan.readUpTo[room] {
-			b.count("matrix_receipt", SkipDone)
+			b.count("matrix_receipt", ReasonDone)
 			continue
 		}
 		upTo[room] = r.msg.RowID
@@ -293,7 +277,7 @@ func (b *Bridge) deliveryStanzas(from jid.JID, msg *Message) []*OutMessage {
 
 func (b *Bridge) deliveryToXMPP(from jid.JID, msg *Message, plan *receiptPlan) error {
 	if !msg.DeliveredAt.IsZero() || plan.isDelivered(msg) {
-		b.count("matrix_receipt", SkipDone)
+		b.count("matrix_receipt", ReasonDone)
 		return nil
 	}
 	plan.delivered[msg.RowID] = true
@@ -323,7 +307,7 @@ func (b *Bridge) readToXMPP(from jid.JID, portal *Portal, read *Message, unread 
 		}
 	}
 	if len(capped) == 0 {
-		b.count("matrix_receipt", SkipDone)
+		b.count("matrix_receipt", ReasonDone)
 		return
 	}
 	var out []*OutMessage
@@ -371,7 +355,7 @@ func (b *Bridge) typingFromMatrix(ctx context.Context, room id.RoomID, users []i
 	if err != nil {
 		return err
 	} else if portal == nil {
-		b.count("matrix_typing", SkipNotPortal)
+		b.count("matrix_typing", ReasonNotPortal)
 		return nil
 	}
 	on := false
@@ -403,7 +387,7 @@ func (b *Bridge) typingFromMatrix(ctx context.Context, room id.RoomID, users []i
 	} else if !isNotFound(err) {
 		return fmt.Errorf("look up the newest composable message: %w", err)
 	}
-	b.count("matrix_typing", fmt.Sprint(on))
+	b.count("matrix_typing", Reason(fmt.Sprint(on)))
 	return nil
 }
 

@@ -250,25 +250,25 @@ func TestMatrixReceiptRefusals(t *testing.T) {
 	_ = h.b.HandleMatrixTxn(ctx, MatrixTxn{ID: "out", Events: []*event.Event{textEvent("$fromAlice", alice, dm, "hi")}})
 	h.drain(t)
 	for _, tc := range []struct {
-		reason string
+		reason Reason
 		evt    Receipt
 	}{
-		{SkipPrivate, receiptEvent(dm, evs[0], ReceiptReadPrivate, alice, "")},
-		{SkipOwn, receiptEvent(dm, evs[0], ReceiptRead, julietGhost, "")},
-		{SkipOwn, receiptEvent(dm, evs[0], ReceiptRead, testIDs.Bot(), "")},
-		{SkipNotPortalMX, receiptEvent(dm, evs[0], ReceiptRead, "@bob:example.org", "")},
-		{SkipNotPortal, receiptEvent("!elsewhere:example.org", evs[0], ReceiptRead, alice, "")},
-		{SkipNotFromXMPP, receiptEvent(dm, "$fromAlice", ReceiptRead, alice, "")},
-		{SkipUnknownEvent, receiptEvent(dm, "$never", ReceiptRead, alice, "")},
-		{SkipThread, receiptEvent(dm, evs[0], ReceiptRead, alice, "$thread-root")},
-		{SkipUnknownType, receiptEvent(dm, evs[0], "com.example.seen", alice, "")},
-		{SkipDisabled, receiptEvent("!shy:example.org", evs[0], ReceiptRead, "@shy:example.org", "")},
+		{ReasonPrivate, receiptEvent(dm, evs[0], ReceiptReadPrivate, alice, "")},
+		{ReasonOwn, receiptEvent(dm, evs[0], ReceiptRead, julietGhost, "")},
+		{ReasonOwn, receiptEvent(dm, evs[0], ReceiptRead, testIDs.Bot(), "")},
+		{ReasonNotPortalUser, receiptEvent(dm, evs[0], ReceiptRead, "@bob:example.org", "")},
+		{ReasonNotPortal, receiptEvent("!elsewhere:example.org", evs[0], ReceiptRead, alice, "")},
+		{ReasonNotFromXMPP, receiptEvent(dm, "$fromAlice", ReceiptRead, alice, "")},
+		{ReasonUnknownEvent, receiptEvent(dm, "$never", ReceiptRead, alice, "")},
+		{ReasonThread, receiptEvent(dm, evs[0], ReceiptRead, alice, "$thread-root")},
+		{ReasonUnknownType, receiptEvent(dm, evs[0], "com.example.seen", alice, "")},
+		{ReasonDisabled, receiptEvent("!shy:example.org", evs[0], ReceiptRead, "@shy:example.org", "")},
 	} {
-		before := h.counts["matrix_receipt/"+tc.reason]
+		before := h.counts["matrix_receipt/"+string(tc.reason)]
 		if got := h.ephemeral(t, tc.evt); len(got) != 0 {
 			t.Errorf("%s: raised %q", tc.reason, got)
 		}
-		if h.counts["matrix_receipt/"+tc.reason] != before+1 {
+		if h.counts["matrix_receipt/"+string(tc.reason)] != before+1 {
 			t.Errorf("%s: not counted", tc.reason)
 		}
 	}
@@ -284,7 +284,7 @@ func TestNoReceiptsBeforeInvite(t *testing.T) {
 	p.CreatedAt = time.Now().Add(time.Hour)
 	_ = h.store.PutPortal(context.Background(), p)
 	h.store.portals[0].CreatedAt = p.CreatedAt
-	if got := h.ephemeral(t, receiptEvent(dm, evs[0], "m.delivery", alice, "")); len(got) != 0 || h.counts["matrix_receipt/"+SkipBeforeInvite] != 1 {
+	if got := h.ephemeral(t, receiptEvent(dm, evs[0], "m.delivery", alice, "")); len(got) != 0 || h.counts["matrix_receipt/"+string(ReasonBeforeInvite)] != 1 {
 		t.Errorf("got %q, counts %v", got, h.counts)
 	}
 }

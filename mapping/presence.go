@@ -103,22 +103,22 @@ func (b *Bridge) HandleXMPPPresence(ctx context.Context, p *XMPPPresence) ([]*Ou
 	log := b.log.With().Str("from", p.From.String()).Str("to", p.To.String()).Str("type", p.Type).Logger()
 	mxid, reason := b.ResolvePuppet(p.To)
 	if reason == "" && b.blocked(p.From) {
-		reason = DropBlockedDomain
+		reason = ReasonBlockedDomain
 	}
 	// RFC 6121 §3.1.3: a request to a full JID is treated as one to the
 	// bare JID; a puppet's presence is its bare JID's (all of the user's
 	// devices), as IM-NG addresses it.
 	puppet, peer := p.To.Bare(), p.From.Bare()
-	answer := func(typ string, to jid.JID, outcome string) []*OutPresence {
-		log.Debug().Str("outcome", outcome).Str("reason", reason).Msg("Answered presence")
+	answer := func(typ string, to jid.JID, outcome Reason) []*OutPresence {
+		log.Debug().Str("outcome", string(outcome)).Str("reason", string(reason)).Msg("Answered presence")
 		b.count("xmpp_presence", outcome)
 		return []*OutPresence{{From: puppet, To: to, Type: typ, Caps: typ == PresenceAvailable}}
 	}
-	ignore := func(why string) ([]*OutPresence, error) {
+	ignore := func(why Reason) ([]*OutPresence, error) {
 		if why == "" {
 			why = PresenceIgnored
 		}
-		log.Debug().Str("reason", why).Msg("Ignored presence")
+		log.Debug().Str("reason", string(why)).Msg("Ignored presence")
 		b.count("xmpp_presence", why)
 		return nil, nil
 	}
@@ -303,7 +303,7 @@ func (b *Bridge) sendSubscribe(ctx context.Context, job *Job) error {
 		return fmt.Errorf("%w: bad jid %q: %w", ErrPermanent, args.JID, err)
 	}
 	if !b.cfg.Permissions.Allowed(args.MXID) || b.blocked(peer) {
-		b.count("xmpp_subscribe", DropNotPermitted)
+		b.count("xmpp_subscribe", ReasonNotPermitted)
 		return nil
 	}
 	sub, err := b.store.Subscription(ctx, args.MXID, peer)

@@ -18,18 +18,6 @@ const (
 	JobMatrixStatus   JobKind = "matrix.status"   // a failure status, by row
 )
 
-// Reasons an XMPP receipt is ignored, as counted. XEP-0184 §5: a recipient
-// SHOULD NOT answer an unwanted receipt with an error, so none is.
-const (
-	RefuseUnknownID   = "unknown_id"
-	RefuseWrongSender = "wrong_sender" // not the bare JID the message went to
-	RefuseWrongPuppet = "wrong_puppet" // not addressed to the message's sender
-	RefuseUnsolicited = "unsolicited"  // XEP-0022 §2.1: no event unasked
-	RefuseDuplicate   = "duplicate"    // already translated
-	RefuseNoPortal    = "no_portal"    // typing without a portal
-	RefuseNotOurs     = "not_from_matrix"
-)
-
 // TypingTimeout is how long a ghost shows as typing without news: the
 // homeserver clears it by itself, so a lost cancellation cannot leave it.
 const TypingTimeout = 30 // seconds
@@ -99,7 +87,7 @@ func (b *Bridge) receiptsFromXMPP(ctx context.Context, log zerolog.Logger, mxid 
 			return err
 		} else if !ok {
 			for _, r := range rs {
-				b.count("xmpp_receipt", RefuseOverBudget)
+				b.count("xmpp_receipt", ReasonOverBudget)
 				log.Debug().Str("receipt", r.kind.what).Str("for", r.xid).Msg("Refused a receipt past its sender's budget")
 			}
 		}
@@ -111,16 +99,16 @@ func (b *Bridge) receiptsFromXMPP(ctx context.Context, log zerolog.Logger, mxid 
 // checkReceipt applies the rules of who may acknowledge to a receipt whose
 // message is msg (nil: none by that id from that peer). It returns the
 // reason to ignore it, or "".
-func checkReceipt(r *xmppReceipt, msg *Message) string {
+func checkReceipt(r *xmppReceipt, msg *Message) Reason {
 	switch {
 	case msg == nil:
 		// Unknown to us, or sent to someone else (the lookup is by the
 		// peer's bare JID): a forged or misdirected receipt.
-		return RefuseUnknownID
+		return ReasonUnknownID
 	case msg.MXID != r.mxid:
-		return RefuseWrongPuppet
+		return ReasonWrongPuppet
 	case !r.kind.asked(msg.Requests):
-		return RefuseUnsolicited
+		return ReasonUnsolicited
 	}
 	return ""
 }
@@ -128,15 +116,15 @@ func checkReceipt(r *xmppReceipt, msg *Message) string {
 // ourMessage finds the message the bridge sent with stanza id xid and
 // checks that the receipt may speak of it: it comes from the bare JID the
 // message went to, and is addressed to the puppet that sent it.
-func (b *Bridge) ourMessage(ctx context.Context, peer jid.JID, mxid id.UserID, xid string) (*Message, string, error) {
+func (b *Bridge) ourMessage(ctx context.Context, peer jid.JID, mxid id.UserID, xid string) (*Message, Reason, error) {
 	msg, err := b.store.MessageByXMPPID(ctx, peer, xid, FromMatrix)
 	if isNotFound(err) {
-		return nil, RefuseUnknownID, nil
+		return nil, ReasonUnknownID, nil
 	} else if err != nil {
 		return nil, "", fmt.Errorf("look up message %q to %s: %w", xid, peer, err)
 	}
 	if msg.MXID != mxid {
-		return nil, RefuseWrongPuppet, nil
+		return nil, ReasonWrongPuppet, nil
 	}
 	return msg, "", nil
 }
@@ -151,7 +139,7 @@ func (b *Bridge) typingFromXMPP(ctx context.Context, log zerolog.Logger, mxid id
 	}
 	// Before any lookup: a flood of chat states costs its sender's budget.
 	if !b.in.allow(peer.String(), 1) {
-		b.count("xmpp_typing", RefuseOverBudget)
+		b.count("xmpp_typing", ReasonOverBudget)
 		return nil
 	}
 	on, known := false, false
@@ -163,7 +151,7 @@ func (b *Bridge) typingFromXMPP(ctx context.Context, log zerolog.Logger, mxid id
 			return err
 		}
 		if reason == "" && !msg.Requests.Composing {
-			reason = RefuseUnsolicited
+			reason = ReasonUnsolicited
 		}
 		if reason != "" {
 			b.count("xmpp_typing", reason)
@@ -182,12 +170,12 @@ func (b *Bridge) typingFromXMPP(ctx context.Context, log zerolog.Logger, mxid id
 	}
 	portal, err := b.store.PortalByPair(ctx, mxid, peer)
 	if isNotFound(err) {
-		b.count("xmpp_typing", RefuseNoPortal)
+		b.count("xmpp_typing", ReasonNoPortal)
 		return nil
 	} else if err != nil {
 		return fmt.Errorf("look up portal for typing: %w", err)
 	}
-	b.count("xmpp_typing", fmt.Sprint(on))
+	b.count("xmpp_typing", Reason(fmt.Sprint(on)))
 	b.ghostTyping(ctx, log, portal.RoomID, b.cfg.Identities.Ghost(peer), on)
 	return nil
 }
@@ -255,7 +243,7 @@ func (b *Bridge) ghostTyping(ctx context.Context, log zerolog.Logger, room id.Ro
 // retrying, the other types are not).
 func (b *Bridge) errorFromXMPP(ctx context.Context, log zerolog.Logger, mxid id.UserID, m *XMPPMessage) error {
 	if m.ID == "" || m.Error == nil {
-		b.count("xmpp_error", RefuseUnknownID)
+		b.count("xmpp_error", ReasonUnknownID)
 		return nil
 	}
 	msg, reason, err := b.ourMessage(ctx, m.From.Bare(), mxid, m.ID)
@@ -263,7 +251,7 @@ func (b *Bridge) errorFromXMPP(ctx context.Context, log zerolog.Logger, mxid id.
 		return err
 	}
 	if reason != "" {
-		log.Debug().Str("reason", reason).Msg("Ignored an error stanza")
+		log.Debug().Str("reason", string(reason)).Msg("Ignored an error stanza")
 		b.count("xmpp_error", reason)
 		return nil
 	}
@@ -373,7 +361,7 @@ func (b *Bridge) flushReceipts(ctx context.Context) {
 		r := &rs[i]
 		msg := msgs[keys[i]]
 		if reason := checkReceipt(r, msg); reason != "" {
-			b.log.Debug().Str("receipt", r.kind.what).Str("for", r.xid).Str("from", keys[i].Peer).Str("reason", reason).Msg("Ignored a receipt")
+			b.log.Debug().Str("receipt", r.kind.what).Str("for", r.xid).Str("from", keys[i].Peer).Str("reason", string(reason)).Msg("Ignored a receipt")
 			b.count("xmpp_receipt", reason)
 			continue
 		}
@@ -388,7 +376,7 @@ func (b *Bridge) flushReceipts(ctx context.Context) {
 			ack.Job = newJob(r.kind.job, about{room: msg.RoomID}, msg.RowID, receiptPayload(msg))
 		}
 		acks = append(acks, ack)
-		b.count("xmpp_receipt", r.kind.what)
+		b.count("xmpp_receipt", Reason(r.kind.what))
 	}
 	for room, msg := range read {
 		// New only if it moves the portal's watermark: an older marker
@@ -413,7 +401,7 @@ func (b *Bridge) flushReceipts(ctx context.Context) {
 	b.queue(jobs...)
 	for i, n := range isNew {
 		if !n && acks[i].UpTo == "" {
-			b.count("xmpp_receipt", RefuseDuplicate)
+			b.count("xmpp_receipt", ReasonDuplicate)
 			b.log.Debug().Int64("row", acks[i].Row).Str("kind", string(acks[i].Kind)).Msg("Receipt already translated")
 		}
 	}

@@ -73,8 +73,8 @@ func TestDeliveryFromXMPP(t *testing.T) {
 			h.handle(t, receipt(func(m *XMPPMessage) { m.From = jid.MustParse(julietJID + "/laptop"); tc.edit(m, ids[1]) }))
 			h.handle(t, receipt(func(m *XMPPMessage) { m.Received = ids[1]; m.Event = &EventNotice{ID: ids[1], Delivered: true} }))
 			// Three duplicate reports: the laptop's, and both of the last stanza's.
-			if len(h.matrix.deliveries) != 1 || h.counts["xmpp_receipt/"+RefuseDuplicate] != 3 {
-				t.Errorf("deliveries %q, duplicates %d; want one delivery, three duplicates", h.matrix.deliveries, h.counts["xmpp_receipt/"+RefuseDuplicate])
+			if len(h.matrix.deliveries) != 1 || h.counts["xmpp_receipt/"+string(ReasonDuplicate)] != 3 {
+				t.Errorf("deliveries %q, duplicates %d; want one delivery, three duplicates", h.matrix.deliveries, h.counts["xmpp_receipt/"+string(ReasonDuplicate)])
 			}
 		})
 	}
@@ -137,19 +137,20 @@ func TestReceiptRefusals(t *testing.T) {
 	// A message from Juliet that requested nothing, to test XEP-0022's
 	// rule that unsolicited events are not allowed.
 	for _, tc := range []struct {
-		name, reason string
-		m            *XMPPMessage
+		name   string
+		reason Reason
+		m      *XMPPMessage
 	}{
-		{"forged by a third JID", RefuseUnknownID, receipt(func(m *XMPPMessage) { m.From = jid.MustParse("tybalt@capulet.lit/street"); m.Received = ids[0] })},
-		{"unknown id", RefuseUnknownID, receipt(func(m *XMPPMessage) { m.Received = "no-such-id" })},
-		{"to another puppet", RefuseWrongPuppet, receipt(func(m *XMPPMessage) {
+		{"forged by a third JID", ReasonUnknownID, receipt(func(m *XMPPMessage) { m.From = jid.MustParse("tybalt@capulet.lit/street"); m.Received = ids[0] })},
+		{"unknown id", ReasonUnknownID, receipt(func(m *XMPPMessage) { m.Received = "no-such-id" })},
+		{"to another puppet", ReasonWrongPuppet, receipt(func(m *XMPPMessage) {
 			m.To = jid.MustParse(`bob\3aexample.org@matrix.example.org`)
 			m.Received = ids[0]
 		})},
 	} {
-		before := h.counts["xmpp_receipt/"+tc.reason]
+		before := h.counts["xmpp_receipt/"+string(tc.reason)]
 		h.handle(t, tc.m)
-		if h.counts["xmpp_receipt/"+tc.reason] != before+1 {
+		if h.counts["xmpp_receipt/"+string(tc.reason)] != before+1 {
 			t.Errorf("%s: not counted as %s (%v)", tc.name, tc.reason, h.counts)
 		}
 	}
@@ -173,7 +174,7 @@ func TestUnsolicitedEventIgnored(t *testing.T) {
 	}
 	h.handle(t, receipt(func(m *XMPPMessage) { m.Event = &EventNotice{ID: "plain-1", Delivered: true, Displayed: true} }))
 	h.handle(t, receipt(func(m *XMPPMessage) { m.Event = &EventNotice{ID: "plain-1", Composing: true} }))
-	if len(h.matrix.deliveries)+len(h.matrix.reads)+len(h.matrix.typings()) != 0 || h.counts["xmpp_receipt/"+RefuseUnsolicited] != 2 || h.counts["xmpp_typing/"+RefuseUnsolicited] != 1 {
+	if len(h.matrix.deliveries)+len(h.matrix.reads)+len(h.matrix.typings()) != 0 || h.counts["xmpp_receipt/"+string(ReasonUnsolicited)] != 2 || h.counts["xmpp_typing/"+string(ReasonUnsolicited)] != 1 {
 		t.Errorf("deliveries %q reads %q typing %q counts %v", h.matrix.deliveries, h.matrix.reads, h.matrix.typings(), h.counts)
 	}
 }
@@ -236,7 +237,7 @@ func TestErrorFromXMPPBecomesFailureStatus(t *testing.T) {
 	if len(h.matrix.failures) != 2 || h.matrix.failures[0] != want[0] || h.matrix.failures[1] != want[1] {
 		t.Errorf("failures %q, want %q", h.matrix.failures, want)
 	}
-	if h.counts["xmpp_error/"+RefuseUnknownID] != 1 {
+	if h.counts["xmpp_error/"+string(ReasonUnknownID)] != 1 {
 		t.Errorf("counts %v", h.counts)
 	}
 }

@@ -104,7 +104,7 @@ func (c *Component) handleIQ(d *xml.Decoder, start *xml.StartElement, t xmlstrea
 			// The same answer for a user who does not exist and for one
 			// the asker may not learn about.
 			fail("cancel", "item-not-found")
-			c.Count("xmpp_iq", reason)
+			c.Count("xmpp_iq", string(reason))
 			return t.Encode(reply)
 		}
 	}
