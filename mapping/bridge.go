@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
-	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 	"mellium.im/xmpp/jid"
 )
@@ -174,9 +173,9 @@ func (b *Bridge) blocked(j jid.JID) bool {
 }
 
 // tsOf is when evt was sent, or now (the core's clock) if it says not.
-func (b *Bridge) tsOf(evt *event.Event) time.Time {
-	if evt.Timestamp > 0 {
-		return time.UnixMilli(evt.Timestamp)
+func (b *Bridge) tsOf(evt MatrixEvent) time.Time {
+	if !evt.TS.IsZero() {
+		return evt.TS
 	}
 	return b.now()
 }

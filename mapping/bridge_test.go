@@ -2,7 +2,6 @@ package mapping
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"regexp"
@@ -12,7 +11,6 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
-	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 	"mellium.im/xmpp/jid"
 )
@@ -335,26 +333,18 @@ func TestXMPPFullJIDWithoutIMNGIsBridged(t *testing.T) {
 	}
 }
 
-func memberEvent(sender id.UserID, room id.RoomID, target id.UserID, membership event.Membership) *event.Event {
-	sk := string(target)
-	return &event.Event{
-		ID: id.EventID("$m" + string(room)), Sender: sender, RoomID: room, StateKey: &sk,
-		Type:    event.StateMember,
-		Content: event.Content{Parsed: &event.MemberEventContent{Membership: membership, IsDirect: true}},
-	}
+func memberEvent(sender id.UserID, room id.RoomID, target id.UserID, membership string) MatrixEvent {
+	return MatrixEvent{ID: id.EventID("$m" + string(room)), Sender: sender, Room: room, Kind: EventMember, Type: "m.room.member", Target: target, Membership: membership}
 }
 
-func textEvent(evID string, sender id.UserID, room id.RoomID, body string) *event.Event {
-	return &event.Event{
-		ID: id.EventID(evID), Sender: sender, RoomID: room, Type: event.EventMessage, Timestamp: 1700000000000,
-		Content: event.Content{Parsed: &event.MessageEventContent{MsgType: event.MsgText, Body: body}},
-	}
+func textEvent(evID string, sender id.UserID, room id.RoomID, body string) MatrixEvent {
+	return MatrixEvent{ID: id.EventID(evID), Sender: sender, Room: room, Kind: EventMessage, Type: "m.room.message", TS: time.UnixMilli(1700000000000), MsgType: MsgText, Body: body}
 }
 
 func TestMatrixInviteOpensPortal(t *testing.T) {
 	h := newHarness(t)
 	ctx := context.Background()
-	if err := h.b.HandleMatrixTxn(ctx, MatrixTxn{ID: "t1", Events: []*event.Event{memberEvent(alice, "!dm:example.org", julietGhost, event.MembershipInvite)}}); err != nil {
+	if err := h.b.HandleMatrixTxn(ctx, MatrixTxn{ID: "t1", Events: []MatrixEvent{memberEvent(alice, "!dm:example.org", julietGhost, MembershipInvite)}}); err != nil {
 		t.Fatal(err)
 	}
 	h.drain(t)
@@ -371,7 +361,7 @@ func TestMatrixInviteOpensPortal(t *testing.T) {
 // invited by anyone else declines with a reason.
 func TestMatrixInviteByStrangerDeclined(t *testing.T) {
 	h := newHarness(t)
-	_ = h.b.HandleMatrixTxn(context.Background(), MatrixTxn{ID: "t1", Events: []*event.Event{memberEvent("@eve:evil.example", "!x:evil.example", julietGhost, event.MembershipInvite)}})
+	_ = h.b.HandleMatrixTxn(context.Background(), MatrixTxn{ID: "t1", Events: []MatrixEvent{memberEvent("@eve:evil.example", "!x:evil.example", julietGhost, MembershipInvite)}})
 	h.drain(t)
 	if len(h.matrix.joins) != 0 || len(h.matrix.leaves) != 1 || h.matrix.leaves[0] != "!x:evil.example "+string(julietGhost)+" "+DeclineReason {
 		t.Fatalf("joins %q leaves %q", h.matrix.joins, h.matrix.leaves)
@@ -387,7 +377,7 @@ func TestMatrixTextReachesXMPPWithRequests(t *testing.T) {
 	h := newHarness(t)
 	ctx := context.Background()
 	_ = h.store.PutPortal(ctx, &Portal{RoomID: "!dm:example.org", MXID: alice, JID: jid.MustParse(julietJID)})
-	evts := []*event.Event{textEvent("$e1", alice, "!dm:example.org", "It is the east")}
+	evts := []MatrixEvent{textEvent("$e1", alice, "!dm:example.org", "It is the east")}
 	if err := h.b.HandleMatrixTxn(ctx, MatrixTxn{ID: "t1", Events: evts}); err != nil {
 		t.Fatal(err)
 	}
@@ -419,8 +409,8 @@ func TestMatrixIgnored(t *testing.T) {
 	ctx := context.Background()
 	_ = h.store.PutPortal(ctx, &Portal{RoomID: "!dm:example.org", MXID: alice, JID: jid.MustParse(julietJID)})
 	image := textEvent("$img", alice, "!dm:example.org", "cat.png")
-	image.Content.Parsed = &event.MessageEventContent{MsgType: event.MsgImage, Body: "cat.png"}
-	_ = h.b.HandleMatrixTxn(ctx, MatrixTxn{ID: "t1", Events: []*event.Event{
+	image.MsgType = "m.image"
+	_ = h.b.HandleMatrixTxn(ctx, MatrixTxn{ID: "t1", Events: []MatrixEvent{
 		textEvent("$own", julietGhost, "!dm:example.org", "echo of our own"),
 		textEvent("$bob", "@bob:example.org", "!dm:example.org", "not the portal's user"),
 		textEvent("$else", alice, "!other:example.org", "not a portal"),
@@ -442,9 +432,8 @@ func TestMatrixEncryptedGetsNotice(t *testing.T) {
 	h := newHarness(t)
 	ctx := context.Background()
 	_ = h.store.PutPortal(ctx, &Portal{RoomID: "!dm:example.org", MXID: alice, JID: jid.MustParse(julietJID)})
-	_ = h.b.HandleMatrixTxn(ctx, MatrixTxn{ID: "t1", Events: []*event.Event{{
-		ID: "$enc", Sender: alice, RoomID: "!dm:example.org", Type: event.EventEncrypted,
-		Content: event.Content{VeryRaw: json.RawMessage(`{"algorithm":"m.megolm.v1.aes-sha2"}`)},
+	_ = h.b.HandleMatrixTxn(ctx, MatrixTxn{ID: "t1", Events: []MatrixEvent{{
+		ID: "$enc", Sender: alice, Room: "!dm:example.org", Kind: EventEncrypted, Type: "m.room.encrypted",
 	}}})
 	h.drain(t)
 	if want := "!dm:example.org " + string(julietGhost) + " " + EncryptedNotice; len(h.matrix.notices) != 1 || h.matrix.notices[0] != want {
@@ -455,11 +444,9 @@ func TestMatrixEncryptedGetsNotice(t *testing.T) {
 // Public rooms are never portals: the ghost declines, saying why.
 func TestMatrixInviteToPublicRoomDeclined(t *testing.T) {
 	h := newHarness(t)
-	invite := memberEvent(alice, "!public:example.org", julietGhost, event.MembershipInvite)
-	invite.Unsigned.InviteRoomState = []*event.Event{{
-		Type: event.StateJoinRules, Content: event.Content{Raw: map[string]any{"join_rule": "public"}},
-	}}
-	_ = h.b.HandleMatrixTxn(context.Background(), MatrixTxn{ID: "t1", Events: []*event.Event{invite}})
+	invite := memberEvent(alice, "!public:example.org", julietGhost, MembershipInvite)
+	invite.JoinRule = JoinRulePublic
+	_ = h.b.HandleMatrixTxn(context.Background(), MatrixTxn{ID: "t1", Events: []MatrixEvent{invite}})
 	h.drain(t)
 	if len(h.matrix.joins) != 0 || len(h.matrix.leaves) != 1 || !strings.HasSuffix(h.matrix.leaves[0], PublicRoomReason) {
 		t.Fatalf("joins %q leaves %q", h.matrix.joins, h.matrix.leaves)

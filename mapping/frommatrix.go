@@ -5,9 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-
-	"maunium.net/go/mautrix/event"
-	"maunium.net/go/mautrix/id"
 )
 
 // EncryptedNotice is what a ghost says in a portal when an encrypted event
@@ -88,22 +85,22 @@ func (b *Bridge) HandleMatrixTxns(ctx context.Context, txns []MatrixTxn) error {
 	return nil
 }
 
-func (b *Bridge) handleMatrixEvent(ctx context.Context, evt *event.Event) ([]*Job, error) {
+func (b *Bridge) handleMatrixEvent(ctx context.Context, evt MatrixEvent) ([]*Job, error) {
 	ids := b.cfg.Identities
-	log := b.log.With().Str("event_id", string(evt.ID)).Str("room", string(evt.RoomID)).Str("sender", string(evt.Sender)).Logger()
+	log := b.log.With().Str("event_id", string(evt.ID)).Str("room", string(evt.Room)).Str("sender", string(evt.Sender)).Logger()
 	if evt.Sender == ids.Bot() || ids.IsGhost(evt.Sender) {
 		b.count("matrix_event", ReasonOwn)
 		return nil, nil
 	}
-	switch evt.Type {
-	case event.StateMember:
+	switch evt.Kind {
+	case EventMember:
 		return b.handleMember(ctx, evt)
-	case event.EventMessage, event.EventEncrypted:
+	case EventMessage, EventEncrypted:
 	default:
 		b.count("matrix_event", ReasonEventType)
 		return nil, nil
 	}
-	portal, err := b.store.PortalByRoom(ctx, evt.RoomID)
+	portal, err := b.store.PortalByRoom(ctx, evt.Room)
 	if isNotFound(err) {
 		b.count("matrix_event", ReasonNotPortal)
 		return nil, nil
@@ -116,9 +113,9 @@ func (b *Bridge) handleMatrixEvent(ctx context.Context, evt *event.Event) ([]*Jo
 		return nil, nil
 	}
 	ghost := ids.Ghost(portal.JID)
-	if evt.Type == event.EventEncrypted {
+	if evt.Kind == EventEncrypted {
 		b.count("matrix_event", "encrypted")
-		return []*Job{argsJob(JobNotice, jobArgs{Room: evt.RoomID, User: ghost, Body: EncryptedNotice})}, nil
+		return []*Job{argsJob(JobNotice, jobArgs{Room: evt.Room, User: ghost, Body: EncryptedNotice})}, nil
 	}
 	body, ok := textOf(evt)
 	if !ok {
@@ -128,7 +125,7 @@ func (b *Bridge) handleMatrixEvent(ctx context.Context, evt *event.Event) ([]*Jo
 	}
 	xid := NewXMPPID()
 	msg := &Message{
-		RoomID: evt.RoomID, EventID: evt.ID,
+		RoomID: evt.Room, EventID: evt.ID,
 		// The id is chosen and stored before the stanza leaves, so no
 		// receipt can come back before the bridge knows what it is for.
 		XMPPID: xid, OriginID: xid,
@@ -136,7 +133,7 @@ func (b *Bridge) handleMatrixEvent(ctx context.Context, evt *event.Event) ([]*Jo
 		Body: body, TS: b.tsOf(evt),
 		Requests: Requests{Receipt: true, Delivered: true, Displayed: true, Composing: true, Markable: true},
 	}
-	job := newJob(JobSendToXMPP, about{room: evt.RoomID, mxid: portal.MXID, peer: portal.JID}, 0, nil)
+	job := newJob(JobSendToXMPP, about{room: evt.Room, mxid: portal.MXID, peer: portal.JID}, 0, nil)
 	added, err := b.store.AddMessage(ctx, msg, job)
 	if err != nil {
 		return nil, fmt.Errorf("store message: %w", err)
@@ -152,72 +149,50 @@ func (b *Bridge) handleMatrixEvent(ctx context.Context, evt *event.Event) ([]*Jo
 
 // handleMember turns an invite of a ghost into a portal: a permitted user's
 // invite is accepted, anybody else's declined with a reason.
-func (b *Bridge) handleMember(ctx context.Context, evt *event.Event) ([]*Job, error) {
+func (b *Bridge) handleMember(ctx context.Context, evt MatrixEvent) ([]*Job, error) {
 	ids := b.cfg.Identities
-	if evt.StateKey == nil {
+	if evt.Target == "" {
 		return nil, nil
 	}
-	target := id.UserID(*evt.StateKey)
+	target := evt.Target
 	peer, err := ids.GhostJID(target)
 	if err != nil {
 		b.count("matrix_event", ReasonEventType)
 		return nil, nil
 	}
-	content, ok := evt.Content.Parsed.(*event.MemberEventContent)
-	if !ok {
-		if err := evt.Content.ParseRaw(event.StateMember); err != nil {
-			return nil, nil
-		}
-		content = evt.Content.AsMember()
-	}
-	if content.Membership != event.MembershipInvite {
+	if evt.Membership != MembershipInvite {
 		return nil, nil
 	}
 	if !b.cfg.Permissions.Allowed(evt.Sender) || b.blocked(peer) {
 		b.count("matrix_invite", ReasonNotPermitted)
-		return []*Job{argsJob(JobLeave, jobArgs{Room: evt.RoomID, User: target, Reason: DeclineReason})}, nil
+		return []*Job{argsJob(JobLeave, jobArgs{Room: evt.Room, User: target, Reason: DeclineReason})}, nil
 	}
-	if isPublic(evt) {
+	if evt.JoinRule == JoinRulePublic {
 		// A portal is a private 1:1 room: receipts in a public room would
 		// tell anyone who joins who read what (MSC4089, privacy).
 		b.count("matrix_invite", "public_room")
-		return []*Job{argsJob(JobLeave, jobArgs{Room: evt.RoomID, User: target, Reason: PublicRoomReason})}, nil
+		return []*Job{argsJob(JobLeave, jobArgs{Room: evt.Room, User: target, Reason: PublicRoomReason})}, nil
 	}
-	p := &Portal{RoomID: evt.RoomID, MXID: evt.Sender, JID: peer, CreatedAt: b.tsOf(evt)}
+	p := &Portal{RoomID: evt.Room, MXID: evt.Sender, JID: peer, CreatedAt: b.tsOf(evt)}
 	if err := b.store.PutPortal(ctx, p); err != nil {
 		return nil, fmt.Errorf("store portal: %w", err)
 	}
-	b.log.Info().Str("room", string(evt.RoomID)).Str("mxid", string(evt.Sender)).Str("jid", peer.String()).Msg("Portal opened by invite")
+	b.log.Info().Str("room", string(evt.Room)).Str("mxid", string(evt.Sender)).Str("jid", peer.String()).Msg("Portal opened by invite")
 	b.count("matrix_invite", "accepted")
-	return append([]*Job{argsJob(JobJoin, jobArgs{Room: evt.RoomID, User: target})}, b.subscribeJobs(evt.Sender, peer)...), nil
+	return append([]*Job{argsJob(JobJoin, jobArgs{Room: evt.Room, User: target})}, b.subscribeJobs(evt.Sender, peer)...), nil
 }
 
 // PublicRoomReason is given when a ghost is invited into a public room.
 const PublicRoomReason = "This XMPP bridge only takes part in private direct chats, not in public rooms."
 
-// isPublic tells from the invite's stripped room state whether anyone may
-// join the room.
-func isPublic(evt *event.Event) bool {
-	for _, s := range evt.Unsigned.InviteRoomState {
-		if s != nil && s.Type.Type == event.StateJoinRules.Type && s.Content.Raw["join_rule"] == string(event.JoinRulePublic) {
-			return true
-		}
-	}
-	return false
-}
-
-func textOf(evt *event.Event) (string, bool) {
-	if evt.Content.Parsed == nil {
-		if err := evt.Content.ParseRaw(evt.Type); err != nil {
-			return "", false
-		}
-	}
-	c := evt.Content.AsMessage()
-	switch c.MsgType {
-	case event.MsgText, event.MsgNotice:
-		return c.Body, true
-	case event.MsgEmote:
-		return "/me " + c.Body, true
+// textOf is the text a message carries to XMPP: the body of a text or a
+// notice, "/me " and the body of an emote (XEP-0245); nothing else.
+func textOf(evt MatrixEvent) (string, bool) {
+	switch evt.MsgType {
+	case MsgText, MsgNotice:
+		return evt.Body, true
+	case MsgEmote:
+		return "/me " + evt.Body, true
 	}
 	return "", false
 }

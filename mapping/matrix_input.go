@@ -1,13 +1,13 @@
 package mapping
 
 import (
-	"maunium.net/go/mautrix/event"
+	"time"
+
 	"maunium.net/go/mautrix/id"
 )
 
 // What the Matrix side hands the core, decoded: the core reads no
-// transaction JSON and no mautrix content type of an ephemeral event.
-// (Messages and memberships still come as mautrix events; issue 11.)
+// transaction JSON and no mautrix event or content type.
 
 // ReceiptType is a receipt's type as the homeserver names it.
 type ReceiptType string
@@ -40,10 +40,49 @@ type Typing struct {
 	Users []id.UserID
 }
 
+// EventKind is what a room event is to the core.
+type EventKind int
+
+const (
+	EventOther     EventKind = iota // a type the bridge does not carry
+	EventMessage                    // m.room.message
+	EventEncrypted                  // m.room.encrypted
+	EventMember                     // m.room.member
+)
+
+// The message types and the membership the core reads (client-server
+// API, m.room.message msgtypes; m.room.member).
+const (
+	MsgText          = "m.text"
+	MsgNotice        = "m.notice"
+	MsgEmote         = "m.emote"
+	MembershipInvite = "invite"
+	JoinRulePublic   = "public"
+)
+
+// MatrixEvent is a room event of a transaction, as the core reads it.
+type MatrixEvent struct {
+	ID     id.EventID
+	Room   id.RoomID
+	Sender id.UserID
+	TS     time.Time // origin_server_ts; zero if it had none
+	Kind   EventKind
+	Type   string // the event type, as sent
+	// An EventMessage's msgtype and body.
+	MsgType string
+	Body    string
+	// An EventMember's user (its state key), membership, and the room's
+	// join rule as the invite's stripped state gives it ("" if it does
+	// not).
+	Target     id.UserID
+	Membership string
+	JoinRule   string
+}
+
 // MatrixTxn is a stored transaction, decoded.
 type MatrixTxn struct {
 	ID       string
-	Events   []*event.Event
+	Events   []MatrixEvent
 	Receipts []Receipt
 	Typing   []Typing
 }

@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 	"mellium.im/xmpp/jid"
 )
@@ -247,7 +246,7 @@ func TestMatrixReceiptRefusals(t *testing.T) {
 	evs := fromJuliet(t, h, 1, all)
 	ctx := context.Background()
 	_ = h.store.PutPortal(ctx, &Portal{RoomID: "!shy:example.org", MXID: "@shy:example.org", JID: jid.MustParse("romeo@montague.lit")})
-	_ = h.b.HandleMatrixTxn(ctx, MatrixTxn{ID: "out", Events: []*event.Event{textEvent("$fromAlice", alice, dm, "hi")}})
+	_ = h.b.HandleMatrixTxn(ctx, MatrixTxn{ID: "out", Events: []MatrixEvent{textEvent("$fromAlice", alice, dm, "hi")}})
 	h.drain(t)
 	for _, tc := range []struct {
 		reason Reason

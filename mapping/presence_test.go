@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 	"mellium.im/xmpp/jid"
 )
@@ -286,7 +285,7 @@ func TestSubscribeOnPortalFromXMPP(t *testing.T) {
 // Juliet for a subscription; a re-invite does not ask someone who approved.
 func TestSubscribeOnPortalFromMatrixInvite(t *testing.T) {
 	h := presenceHarness(t, autoPolicy)
-	invite := []*event.Event{memberEvent(alice, "!dm:example.org", julietGhost, event.MembershipInvite)}
+	invite := []MatrixEvent{memberEvent(alice, "!dm:example.org", julietGhost, MembershipInvite)}
 	if err := h.b.HandleMatrixTxn(context.Background(), MatrixTxn{ID: "t1", Events: invite}); err != nil {
 		t.Fatal(err)
 	}
@@ -305,7 +304,7 @@ func TestSubscribeOnPortalFromMatrixInvite(t *testing.T) {
 func TestNoSubscribeOnPortalWhenOff(t *testing.T) {
 	h := presenceHarness(t, PresencePolicy{AutoSubscribe: true})
 	_, _ = h.b.HandleXMPPMessage(context.Background(), chat("m1", "hello"))
-	_ = h.b.HandleMatrixTxn(context.Background(), MatrixTxn{ID: "t1", Events: []*event.Event{memberEvent(alice, "!dm2:example.org", testIDs.Ghost(jid.MustParse("romeo@montague.lit")), event.MembershipInvite)}})
+	_ = h.b.HandleMatrixTxn(context.Background(), MatrixTxn{ID: "t1", Events: []MatrixEvent{memberEvent(alice, "!dm2:example.org", testIDs.Ghost(jid.MustParse("romeo@montague.lit")), MembershipInvite)}})
 	h.drain(t)
 	if len(h.xmpp.presences) != 0 || len(h.matrix.texts) != 1 {
 		t.Errorf("presences %+v texts %q", h.xmpp.presences, h.matrix.texts)

@@ -5,7 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"maunium.net/go/mautrix/event"
 	"mellium.im/xmpp/jid"
 )
 
@@ -15,7 +14,7 @@ func sentToJuliet(t *testing.T, h *harness, n int) []string {
 	t.Helper()
 	ctx := context.Background()
 	_ = h.store.PutPortal(ctx, &Portal{RoomID: "!dm:example.org", MXID: alice, JID: jid.MustParse(julietJID)})
-	var evts []*event.Event
+	var evts []MatrixEvent
 	for i := 0; i < n; i++ {
 		evts = append(evts, textEvent("$a"+string(rune('1'+i)), alice, "!dm:example.org", "line"))
 	}

@@ -252,7 +252,7 @@ func (s *Server) decodeEvents(txn *mapping.Txn) mapping.MatrixTxn {
 		s.Count("as_txn", "bad_json")
 		return out
 	}
-	out.Events = s.decodeList(txn.ID, body.Events, event.UnknownEventType)
+	out.Events = s.decodeList(txn.ID, body.Events)
 	s.decodeEphemeral(txn.ID, body.Ephemeral, &out)
 	s.decodeEphemeral(txn.ID, body.MSC2409Ephemera, &out)
 	return out
@@ -312,8 +312,10 @@ func (s *Server) decodeEphemeral(txnID string, raws []json.RawMessage, out *mapp
 	}
 }
 
-func (s *Server) decodeList(txnID string, raws []json.RawMessage, class event.TypeClass) []*event.Event {
-	evts := make([]*event.Event, 0, len(raws))
+// decodeList reads a transaction's room events (through mautrix's event
+// types, which know every content) into what the core reads of them.
+func (s *Server) decodeList(txnID string, raws []json.RawMessage) []mapping.MatrixEvent {
+	evts := make([]mapping.MatrixEvent, 0, len(raws))
 	for _, raw := range raws {
 		evt := &event.Event{}
 		if err := json.Unmarshal(raw, evt); err != nil || evt.Type.Type == "" {
@@ -322,12 +324,9 @@ func (s *Server) decodeList(txnID string, raws []json.RawMessage, class event.Ty
 			continue
 		}
 		// As mautrix's appservice does: the class follows the state key.
-		switch {
-		case class != event.UnknownEventType:
-			evt.Type.Class = class
-		case evt.StateKey != nil:
+		if evt.StateKey != nil {
 			evt.Type.Class = event.StateEventType
-		default:
+		} else {
 			evt.Type.Class = event.MessageEventType
 		}
 		if err := evt.Content.ParseRaw(evt.Type); err != nil && !errors.Is(err, event.ErrContentAlreadyParsed) {
@@ -336,9 +335,40 @@ func (s *Server) decodeList(txnID string, raws []json.RawMessage, class event.Ty
 				continue
 			}
 		}
-		evts = append(evts, evt)
+		evts = append(evts, coreEvent(evt))
 	}
 	return evts
+}
+
+// coreEvent is what the core reads of a room event.
+func coreEvent(evt *event.Event) mapping.MatrixEvent {
+	out := mapping.MatrixEvent{ID: evt.ID, Room: evt.RoomID, Sender: evt.Sender, Type: evt.Type.Type}
+	if evt.Timestamp > 0 {
+		out.TS = time.UnixMilli(evt.Timestamp)
+	}
+	switch evt.Type {
+	case event.EventMessage:
+		out.Kind = mapping.EventMessage
+		if c := evt.Content.AsMessage(); c != nil {
+			out.MsgType, out.Body = string(c.MsgType), c.Body
+		}
+	case event.EventEncrypted:
+		out.Kind = mapping.EventEncrypted
+	case event.StateMember:
+		out.Kind = mapping.EventMember
+		if evt.StateKey != nil {
+			out.Target = id.UserID(*evt.StateKey)
+		}
+		out.Membership = string(evt.Content.AsMember().Membership)
+		for _, st := range evt.Unsigned.InviteRoomState {
+			if st != nil && st.Type.Type == event.StateJoinRules.Type {
+				if rule, ok := st.Content.Raw["join_rule"].(string); ok {
+					out.JoinRule = rule
+				}
+			}
+		}
+	}
+	return out
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -190,3 +190,32 @@ func TestManyPendingTransactionsInBatches(t *testing.T) {
 		t.Errorf("first %v (%v), last %v (%v): want both stored, in order", first, err1, last, err2)
 	}
 }
+
+// Room events become what the core reads of them: a message's msgtype and
+// body, a member event's user, membership and (from the invite's stripped
+// state, client-server API "m.room.member" unsigned.invite_room_state) the
+// room's join rule; an encrypted event is only that; others keep their type.
+func TestDecodeRoomEvents(t *testing.T) {
+	s := NewServer("hs-secret", nil, nil, func(string, string) {}, zerolog.Nop())
+	body := `{"events": [
+		{"type":"m.room.message","event_id":"$m","room_id":"!r:example.org","sender":"@alice:example.org","origin_server_ts":1432735824653,
+		 "content":{"msgtype":"m.emote","body":"waves"}},
+		{"type":"m.room.member","event_id":"$i","room_id":"!r:example.org","sender":"@alice:example.org","state_key":"@_xmpp_juliet=40capulet.lit:example.org",
+		 "content":{"membership":"invite","is_direct":true},
+		 "unsigned":{"invite_room_state":[{"type":"m.room.join_rules","state_key":"","sender":"@alice:example.org","content":{"join_rule":"public"}}]}},
+		{"type":"m.room.encrypted","event_id":"$e","room_id":"!r:example.org","sender":"@alice:example.org",
+		 "content":{"algorithm":"m.megolm.v1.aes-sha2","ciphertext":"x","device_id":"D","sender_key":"k","session_id":"s"}},
+		{"type":"m.room.topic","event_id":"$t","room_id":"!r:example.org","sender":"@alice:example.org","state_key":"","content":{"topic":"hi"}}
+	]}`
+	got := s.decodeEvents(&mapping.Txn{ID: "t", Body: []byte(body)}).Events
+	want := []mapping.MatrixEvent{
+		{ID: "$m", Room: "!r:example.org", Sender: "@alice:example.org", TS: time.UnixMilli(1432735824653), Kind: mapping.EventMessage, Type: "m.room.message", MsgType: mapping.MsgEmote, Body: "waves"},
+		{ID: "$i", Room: "!r:example.org", Sender: "@alice:example.org", Kind: mapping.EventMember, Type: "m.room.member",
+			Target: "@_xmpp_juliet=40capulet.lit:example.org", Membership: mapping.MembershipInvite, JoinRule: mapping.JoinRulePublic},
+		{ID: "$e", Room: "!r:example.org", Sender: "@alice:example.org", Kind: mapping.EventEncrypted, Type: "m.room.encrypted"},
+		{ID: "$t", Room: "!r:example.org", Sender: "@alice:example.org", Kind: mapping.EventOther, Type: "m.room.topic"},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("decoded\n%+v\nwant\n%+v", got, want)
+	}
+}
