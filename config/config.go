@@ -24,6 +24,7 @@ import (
 
 	"xmppbridge"
 	"xmppbridge/mapping"
+	"xmppbridge/matrixside"
 )
 
 // Config is the whole configuration file.
@@ -277,7 +278,7 @@ func (c *Config) validate() Errors {
 		}
 	}
 	switch c.AppService.Ephemeral {
-	case "auto", "push", "sync":
+	case matrixside.EphemeralAuto, matrixside.EphemeralPush, matrixside.EphemeralSync:
 	default:
 		bad("appservice.ephemeral", fmt.Sprintf("%q is not a way; put auto, push or sync", c.AppService.Ephemeral))
 	}
@@ -293,7 +294,7 @@ func (c *Config) validate() Errors {
 		}
 	}
 	switch c.Receipts.DeliveryFallback {
-	case "message_status", "none":
+	case matrixside.FallbackMessageStatus, matrixside.FallbackNone:
 	default:
 		bad("receipts.delivery_fallback", fmt.Sprintf("%q is not a fallback; put message_status or none", c.Receipts.DeliveryFallback))
 	}

@@ -129,16 +129,16 @@ func New(cfg Config, store Store, count Counter, log zerolog.Logger) *Bridge {
 }
 
 // flushEvery is how long Run waits for a poke before it looks anyway: for
-// receipts a store error left waiting (flushReceipts keeps them for its
+// receipts a store error left waiting (FlushReceipts keeps them for its
 // next call), since nothing else may come to poke it.
 const flushEvery = time.Second
 
 // Run does the core's own work until ctx ends: as soon as it is poked, it
 // checks and records the receipts from XMPP that the read loop gathered
-// meanwhile, a burst at a time (flushReceipts).
+// meanwhile, a burst at a time (FlushReceipts).
 func (b *Bridge) Run(ctx context.Context) {
 	for ctx.Err() == nil {
-		b.flushReceipts(ctx)
+		b.FlushReceipts(ctx)
 		timer := time.NewTimer(flushEvery)
 		select {
 		case <-ctx.Done():

@@ -177,7 +177,7 @@ func newHarness(t *testing.T) *harness {
 func (h *harness) drain(t *testing.T) {
 	t.Helper()
 	ctx := context.Background()
-	h.b.flushReceipts(ctx)
+	h.b.FlushReceipts(ctx)
 	failed := map[string]bool{}
 	for ran := true; ran; {
 		ran = false

@@ -6,9 +6,6 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-
-	"maunium.net/go/mautrix/id"
-	"mellium.im/xmpp/jid"
 )
 
 // Receipts that outrun their event's id.
@@ -39,12 +36,6 @@ const (
 	ReceiptParked   = "parked"
 	ReceiptReplayed = "replayed"
 )
-
-// pairLane is the lane of the sends of one (Matrix user, XMPP person) pair:
-// its messages reach the portal in order, and the portal is created once.
-func pairLane(mxid id.UserID, peer jid.JID) string {
-	return string(mxid) + "|" + peer.String()
-}
 
 // parkedPrefix starts the id of an inbox entry that is a parked receipt
 // handed back, not a homeserver's transaction.

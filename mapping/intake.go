@@ -10,7 +10,7 @@ import (
 )
 
 // The intake of receipts from XMPP: what the read loop hands over, waiting
-// to be looked up and recorded a burst at a time (flushReceipts). One XMPP
+// to be looked up and recorded a burst at a time (FlushReceipts). One XMPP
 // person flooding receipts or markers, valid or not, must not slow the
 // others: each has a budget (a token bucket, Limits), what is past it is
 // refused and counted, and bursts are taken from the people in turn, so a

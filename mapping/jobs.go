@@ -124,3 +124,9 @@ func (j *Job) Order() string {
 	}
 	return ""
 }
+
+// pairLane is the lane of the sends of one (Matrix user, XMPP person) pair:
+// its messages reach the portal in order, and the portal is created once.
+func pairLane(mxid id.UserID, peer jid.JID) string {
+	return string(mxid) + "|" + peer.String()
+}

@@ -325,3 +325,26 @@ func (b *Bridge) sendSubscribe(ctx context.Context, job *Job) error {
 	b.count("xmpp_subscribe", "sent")
 	return nil
 }
+
+// offlineEvent raises XEP-0022's offline event for a message that asked for
+// it, if the Matrix user is offline as it is bridged: the bridge is the
+// puppets' server, and the message waits on the homeserver as in offline
+// storage (XEP-0022 §3.2). Unknown presence raises nothing rather than a
+// guess.
+func (b *Bridge) offlineEvent(ctx context.Context, msg *Message) {
+	offline, err := b.matrix.Offline(ctx, msg.MXID)
+	if err != nil || !offline {
+		return
+	}
+	from, err := b.cfg.Identities.Puppet(msg.MXID)
+	if err != nil {
+		return
+	}
+	job := stanzasJob([]*OutMessage{{ID: NewXMPPID(), From: from, To: b.to(msg), Type: TypeChat, Event: &EventNotice{ID: msg.XMPPID, Offline: true}}})
+	if err := b.store.AddJobs(ctx, job); err != nil {
+		b.log.Err(err).Msg("Failed to queue an offline event")
+		return
+	}
+	b.queue(job)
+	b.count("receipts_to_xmpp", "offline")
+}

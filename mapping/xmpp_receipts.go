@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"time"
 
 	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix/id"
@@ -62,7 +61,7 @@ type xmppReceipt struct {
 // message the bridge sent. It is the XMPP → Matrix table of DESIGN.md.
 //
 // Receipts are not looked up here, on the XMPP read loop, but gathered and
-// checked and recorded by the core's loop a burst at a time (Run, flushReceipts):
+// checked and recorded by the core's loop a burst at a time (Run, FlushReceipts):
 // one query and one write for many receipts instead of one each.
 func (b *Bridge) receiptsFromXMPP(ctx context.Context, log zerolog.Logger, mxid id.UserID, m *XMPPMessage) error {
 	peer := m.From.Bare()
@@ -127,115 +126,6 @@ func (b *Bridge) ourMessage(ctx context.Context, peer jid.JID, mxid id.UserID, x
 		return nil, ReasonWrongPuppet, nil
 	}
 	return msg, "", nil
-}
-
-// typingFromXMPP turns XEP-0022 composing notifications and XEP-0085 chat
-// states into the ghost's typing. Typing is ephemeral: it is not queued.
-func (b *Bridge) typingFromXMPP(ctx context.Context, log zerolog.Logger, mxid id.UserID, peer jid.JID, m *XMPPMessage) error {
-	e := m.Event
-	isEvent := e != nil && e.ID != "" && !e.Delivered && !e.Displayed && !e.Offline
-	if !isEvent && m.ChatState == "" {
-		return nil
-	}
-	// Before any lookup: a flood of chat states costs its sender's budget.
-	if !b.in.allow(peer.String(), 1) {
-		b.count("xmpp_typing", ReasonOverBudget)
-		return nil
-	}
-	on, known := false, false
-	if isEvent {
-		// XEP-0022 §3.2.4: <composing/> with an id starts, an <id/> alone
-		// cancels. Only for a message of ours that asked for composing.
-		msg, reason, err := b.ourMessage(ctx, peer, mxid, e.ID)
-		if err != nil {
-			return err
-		}
-		if reason == "" && !msg.Requests.Composing {
-			reason = ReasonUnsolicited
-		}
-		if reason != "" {
-			b.count("xmpp_typing", reason)
-			return nil
-		}
-		on, known = e.Composing, true
-	}
-	switch m.ChatState {
-	case "composing": // XEP-0085 §5.1
-		on, known = true, true
-	case "paused", "active", "inactive", "gone":
-		on, known = false, true
-	}
-	if !known {
-		return nil
-	}
-	portal, err := b.store.PortalByPair(ctx, mxid, peer)
-	if isNotFound(err) {
-		b.count("xmpp_typing", ReasonNoPortal)
-		return nil
-	} else if err != nil {
-		return fmt.Errorf("look up portal for typing: %w", err)
-	}
-	b.count("xmpp_typing", Reason(fmt.Sprint(on)))
-	b.ghostTyping(ctx, log, portal.RoomID, b.cfg.Identities.Ghost(peer), on)
-	return nil
-}
-
-// typingState is what the bridge told the homeserver of a ghost's typing
-// in one room, and what it should say next.
-type typingState struct {
-	want, sent, known, busy bool
-	sentAt                  time.Time
-}
-
-// ghostTyping sets the ghost's typing in room, off the XMPP read loop:
-// one request at a time per room, the last state winning, and none for a
-// state the homeserver already has (clients repeat <active/> with every
-// message). The map holds only rooms where a ghost types or a request is
-// on its way.
-func (b *Bridge) ghostTyping(ctx context.Context, log zerolog.Logger, room id.RoomID, ghost id.UserID, on bool) {
-	b.ghostTypingMu.Lock()
-	defer b.ghostTypingMu.Unlock()
-	st := b.ghostTypingOf[room]
-	if st == nil {
-		st = &typingState{}
-		b.ghostTypingOf[room] = st
-	}
-	st.want = on
-	if st.busy {
-		return // the request on its way sends this after it
-	}
-	st.busy = true
-	go func() {
-		ctx := context.WithoutCancel(ctx)
-		b.ghostTypingMu.Lock()
-		defer b.ghostTypingMu.Unlock()
-		for {
-			want := st.want
-			// Typing shown again before the homeserver's timeout runs out.
-			if st.known && want == st.sent && (!want || b.now().Sub(st.sentAt) < TypingTimeout*time.Second/2) {
-				st.busy = false
-				if !want {
-					delete(b.ghostTypingOf, room)
-				}
-				return
-			}
-			b.ghostTypingMu.Unlock()
-			tctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			err := b.matrix.SetTyping(tctx, room, ghost, want, TypingTimeout)
-			cancel()
-			b.ghostTypingMu.Lock()
-			if err != nil {
-				// Best effort: typing is not queued; the next change tries.
-				log.Debug().Err(err).Msg("Failed to set typing")
-				st.known, st.busy = false, false
-				if !st.want {
-					delete(b.ghostTypingOf, room)
-				}
-				return
-			}
-			st.sent, st.known, st.sentAt = want, true, b.now()
-		}
-	}()
 }
 
 // errorFromXMPP turns an error answering a message the bridge sent into a
@@ -303,7 +193,7 @@ func (b *Bridge) receiptToMatrix(ctx context.Context, job *Job) error {
 		return b.matrix.SendDelivery(ctx, msg.RoomID, ghost, msg.EventID)
 	case JobMatrixRead:
 		// m.read is "up to" and only moves forward: a burst of markers
-		// became one job per flush (flushReceipts), and of the jobs of
+		// became one job per flush (FlushReceipts), and of the jobs of
 		// several flushes only the newest is posted. Each job moved the
 		// portal's watermark, so a watermark past this row means a newer
 		// job follows in this lane: one look at the portal by its key,
@@ -326,11 +216,12 @@ func (b *Bridge) receiptToMatrix(ctx context.Context, job *Job) error {
 	}
 }
 
-// flushReceipts checks the receipts gathered since the last call against
+// FlushReceipts checks the receipts gathered since the last call against
 // the messages they name, all looked up in one query, and records the valid
 // ones with their jobs in one transaction. On a store error they wait for
-// the next call: nothing accepted is lost.
-func (b *Bridge) flushReceipts(ctx context.Context) {
+// the next call: nothing accepted is lost. Run calls it when woken; a
+// test may call it instead, to record what was taken so far at once.
+func (b *Bridge) FlushReceipts(ctx context.Context) {
 	rs, more := b.in.take()
 	if len(rs) == 0 {
 		return
