@@ -126,14 +126,18 @@ func (b *Bridge) sendStanzas(ctx context.Context, job *Job) error {
 	return nil
 }
 
-// handleReceipt takes one receipt of a transaction. The Matrix → XMPP
-// table of DESIGN.md.
-func (b *Bridge) handleReceipt(ctx context.Context, rc Receipt, plan *receiptPlan) error {
-	room, ev, user := rc.Room, rc.Event, rc.User
-	skip := func(reason Reason) error {
-		b.count("matrix_receipt", reason)
-		return nil
-	}
+// mayCross is the one rule of which Matrix receipts reach XMPP, the
+// Matrix → XMPP table of DESIGN.md: m.read and MSC4089's m.delivery of the
+// portal's own user (Matrix receipts module: "up to"; MSC4089: per event)
+// about a message that came from the portal's XMPP person after the
+// user's invite, in the main timeline, if the user lets receipts out.
+// m.read.private never leaves Matrix; the bridge's own users' receipts
+// never make receipts. portal is the portal of the receipt's room (nil:
+// none) and msg the message of its event (nil: the id map has none). It
+// returns what the receipt acknowledges, or why it does not cross;
+// ReasonUnknownEvent (with a portal) is for an event the id map may not
+// know yet (parkUnknown).
+func (b *Bridge) mayCross(rc Receipt, portal *Portal, msg *Message) (AckKind, Reason) {
 	var kind AckKind
 	switch rc.Type {
 	case ReceiptRead:
@@ -141,47 +145,59 @@ func (b *Bridge) handleReceipt(ctx context.Context, rc Receipt, plan *receiptPla
 	case ReceiptDelivery, ReceiptDeliveryUnstable:
 		kind = AckDelivered
 	case ReceiptReadPrivate:
-		// Private by definition: never leaves Matrix.
-		return skip(ReasonPrivate)
+		return kind, ReasonPrivate
 	default:
-		return skip(ReasonUnknownType)
+		return kind, ReasonUnknownType
 	}
 	ids := b.cfg.Identities
-	if user == ids.Bot() || ids.IsGhost(user) {
-		// A receipt never triggers a receipt: these are our own.
-		return skip(ReasonOwn)
-	}
-	if rc.Thread != "" && rc.Thread != ThreadMain {
-		// Bridged messages live in the main timeline; a receipt of another
-		// thread is about something else.
-		return skip(ReasonThread)
-	}
-	portal, err := b.planPortal(ctx, plan, room)
-	if err != nil {
-		return err
-	} else if portal == nil {
-		return skip(ReasonNotPortal)
-	}
-	if user != portal.MXID {
-		return skip(ReasonNotPortalUser)
-	}
-	if !b.cfg.Receipts.sendsReceipts(user) {
-		return skip(ReasonDisabled)
-	}
-	msg, ok := plan.msgs[ev]
-	if !ok {
-		return b.parkUnknown(ctx, plan, portal, rc)
-	}
-	if msg.Direction != FromXMPP || msg.RoomID != room || !msg.PeerJID.Equal(portal.JID) {
-		return skip(ReasonNotFromXMPP)
-	}
-	if msg.TS.Before(portal.CreatedAt.Add(-clockSkew)) {
+	switch {
+	case rc.User == ids.Bot() || ids.IsGhost(rc.User):
+		return kind, ReasonOwn
+	case rc.Thread != "" && rc.Thread != ThreadMain:
+		// Bridged messages live in the main timeline.
+		return kind, ReasonThread
+	case portal == nil:
+		return kind, ReasonNotPortal
+	case rc.User != portal.MXID:
+		return kind, ReasonNotPortalUser
+	case !b.cfg.Receipts.sendsReceipts(rc.User):
+		return kind, ReasonDisabled
+	case msg == nil:
+		return kind, ReasonUnknownEvent
+	case msg.Direction != FromXMPP || msg.RoomID != rc.Room || !msg.PeerJID.Equal(portal.JID):
+		return kind, ReasonNotFromXMPP
+	case msg.TS.Before(portal.CreatedAt.Add(-clockSkew)):
 		// MSC4089: not for events before the user's invite.
-		return skip(ReasonBeforeInvite)
+		return kind, ReasonBeforeInvite
+	}
+	return kind, ""
+}
+
+// handleReceipt takes one receipt of a transaction: looked up, checked
+// (mayCross), and its stanzas planned.
+func (b *Bridge) handleReceipt(ctx context.Context, rc Receipt, plan *receiptPlan) error {
+	skip := func(reason Reason) error {
+		b.count("matrix_receipt", reason)
+		return nil
+	}
+	var portal *Portal
+	if rc.Type == ReceiptRead || rc.Type == ReceiptDelivery || rc.Type == ReceiptDeliveryUnstable {
+		var err error
+		if portal, err = b.planPortal(ctx, plan, rc.Room); err != nil {
+			return err
+		}
+	}
+	msg := plan.msgs[rc.Event]
+	kind, reason := b.mayCross(rc, portal, msg)
+	if reason == ReasonUnknownEvent {
+		return b.parkUnknown(ctx, plan, portal, rc)
+	} else if reason != "" {
+		return skip(reason)
 	}
 	from, ok := plan.puppets[portal.MXID]
 	if !ok {
-		if from, err = ids.Puppet(portal.MXID); err != nil {
+		var err error
+		if from, err = b.cfg.Identities.Puppet(portal.MXID); err != nil {
 			return skip(ReasonNotPortalUser)
 		}
 		plan.puppets[portal.MXID] = from
@@ -195,14 +211,14 @@ func (b *Bridge) handleReceipt(ctx context.Context, rc Receipt, plan *receiptPla
 	// m.read is "up to": of several in the transactions handled together,
 	// only the newest of each room is expanded (readsToXMPP), one lookup
 	// of unread messages for the lot.
-	pr := plan.reads[room]
+	pr := plan.reads[rc.Room]
 	if pr == nil {
-		plan.order = append(plan.order, room)
+		plan.order = append(plan.order, rc.Room)
 	} else {
 		b.count("matrix_receipt", "read_coalesced")
 	}
 	if pr == nil || msg.RowID > pr.msg.RowID {
-		plan.reads[room] = &pendingRead{from: from, portal: portal, msg: msg}
+		plan.reads[rc.Room] = &pendingRead{from: from, portal: portal, msg: msg}
 	}
 	return nil
 }

@@ -79,12 +79,9 @@ func (b *Bridge) typingFromXMPP(ctx context.Context, log zerolog.Logger, mxid id
 	if isEvent {
 		// XEP-0022 §3.2.4: <composing/> with an id starts, an <id/> alone
 		// cancels. Only for a message of ours that asked for composing.
-		msg, reason, err := b.ourMessage(ctx, peer, mxid, e.ID)
+		_, reason, err := b.ourMessage(ctx, peer, mxid, e.ID, func(r Requests) bool { return r.Composing })
 		if err != nil {
 			return err
-		}
-		if reason == "" && !msg.Requests.Composing {
-			reason = ReasonUnsolicited
 		}
 		if reason != "" {
 			b.count("xmpp_typing", reason)

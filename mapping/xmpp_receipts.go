@@ -95,37 +95,36 @@ func (b *Bridge) receiptsFromXMPP(ctx context.Context, log zerolog.Logger, mxid 
 	return b.typingFromXMPP(ctx, log, mxid, peer, m)
 }
 
-// checkReceipt applies the rules of who may acknowledge to a receipt whose
-// message is msg (nil: none by that id from that peer). It returns the
-// reason to ignore it, or "".
-func checkReceipt(r *xmppReceipt, msg *Message) Reason {
+// mayAnswer is the one rule of what an XMPP person may say about a message
+// the bridge sent, the XMPP → Matrix table of DESIGN.md: a receipt, a
+// notification or an error is about a message sent to the bare JID it
+// comes from (msg: the one by that stanza id sent to that bare JID, nil if
+// none: a forged or misdirected one), addressed to the puppet that sent
+// it, and, for a receipt or a notification, one the message asked for
+// (XEP-0184 §5, XEP-0022 §2.1: no event unasked; asked nil: an error,
+// which needs no asking). It returns why not, or "".
+func mayAnswer(msg *Message, puppet id.UserID, asked func(Requests) bool) Reason {
 	switch {
 	case msg == nil:
-		// Unknown to us, or sent to someone else (the lookup is by the
-		// peer's bare JID): a forged or misdirected receipt.
 		return ReasonUnknownID
-	case msg.MXID != r.mxid:
+	case msg.MXID != puppet:
 		return ReasonWrongPuppet
-	case !r.kind.asked(msg.Requests):
+	case asked != nil && !asked(msg.Requests):
 		return ReasonUnsolicited
 	}
 	return ""
 }
 
-// ourMessage finds the message the bridge sent with stanza id xid and
-// checks that the receipt may speak of it: it comes from the bare JID the
-// message went to, and is addressed to the puppet that sent it.
-func (b *Bridge) ourMessage(ctx context.Context, peer jid.JID, mxid id.UserID, xid string) (*Message, Reason, error) {
+// ourMessage finds the message the bridge sent to peer with stanza id xid
+// and checks it against mayAnswer.
+func (b *Bridge) ourMessage(ctx context.Context, peer jid.JID, mxid id.UserID, xid string, asked func(Requests) bool) (*Message, Reason, error) {
 	msg, err := b.store.MessageByXMPPID(ctx, peer, xid, FromMatrix)
 	if isNotFound(err) {
-		return nil, ReasonUnknownID, nil
+		msg = nil
 	} else if err != nil {
 		return nil, "", fmt.Errorf("look up message %q to %s: %w", xid, peer, err)
 	}
-	if msg.MXID != mxid {
-		return nil, ReasonWrongPuppet, nil
-	}
-	return msg, "", nil
+	return msg, mayAnswer(msg, mxid, asked), nil
 }
 
 // errorFromXMPP turns an error answering a message the bridge sent into a
@@ -136,7 +135,7 @@ func (b *Bridge) errorFromXMPP(ctx context.Context, log zerolog.Logger, mxid id.
 		b.count("xmpp_error", ReasonUnknownID)
 		return nil
 	}
-	msg, reason, err := b.ourMessage(ctx, m.From.Bare(), mxid, m.ID)
+	msg, reason, err := b.ourMessage(ctx, m.From.Bare(), mxid, m.ID, nil)
 	if err != nil {
 		return err
 	}
@@ -251,7 +250,7 @@ func (b *Bridge) FlushReceipts(ctx context.Context) {
 	for i := range rs {
 		r := &rs[i]
 		msg := msgs[keys[i]]
-		if reason := checkReceipt(r, msg); reason != "" {
+		if reason := mayAnswer(msg, r.mxid, r.kind.asked); reason != "" {
 			b.log.Debug().Str("receipt", r.kind.what).Str("for", r.xid).Str("from", keys[i].Peer).Str("reason", string(reason)).Msg("Ignored a receipt")
 			b.count("xmpp_receipt", reason)
 			continue
