@@ -13,6 +13,7 @@ import (
 	"maunium.net/go/mautrix/appservice"
 	"maunium.net/go/mautrix/event"
 
+	"xmppbridge/internal/retry"
 	"xmppbridge/mapping"
 )
 
@@ -84,23 +85,21 @@ func (s *Syncer) Run(ctx context.Context) {
 	bot := s.AS.BotClient()
 	var filterID string
 	since, _ := s.KV.GetKV(ctx, syncTokenKey)
-	backoff := time.Second
+	backoff := retry.Backoff{First: time.Second, Max: time.Minute}
 	for ctx.Err() == nil {
 		err := s.syncOnce(ctx, bot, &filterID, &since)
 		if err == nil {
-			backoff = time.Second
+			backoff.Reset()
 			continue
 		}
 		if ctx.Err() != nil {
 			return
 		}
-		s.Log.Warn().Err(err).Dur("retry_in", backoff).Msg("Sync for receipts failed")
-		select {
-		case <-ctx.Done():
+		wait := backoff.Next()
+		s.Log.Warn().Err(err).Dur("retry_in", wait).Msg("Sync for receipts failed")
+		if !retry.Wait(ctx, wait) {
 			return
-		case <-time.After(backoff):
 		}
-		backoff = min(backoff*2, time.Minute)
 	}
 }
 

@@ -23,6 +23,7 @@ import (
 	"mellium.im/xmpp/component"
 	"mellium.im/xmpp/jid"
 
+	"xmppbridge/internal/retry"
 	"xmppbridge/mapping"
 )
 
@@ -51,7 +52,7 @@ func (c *Component) Run(ctx context.Context) {
 	if c.MaxBackoff == 0 {
 		c.MaxBackoff = 30 * time.Second
 	}
-	backoff := time.Second
+	backoff := retry.Backoff{First: time.Second, Max: c.MaxBackoff}
 	for ctx.Err() == nil {
 		start := time.Now()
 		err := c.serveOnce(ctx)
@@ -59,16 +60,14 @@ func (c *Component) Run(ctx context.Context) {
 			return
 		}
 		if time.Since(start) > time.Minute {
-			backoff = time.Second // it was up for a while: a fresh failure
+			backoff.Reset() // it was up for a while: a fresh failure
 		}
-		c.Log.Warn().Err(err).Dur("retry_in", backoff).Str("address", c.Address).Msg("XMPP component connection lost or refused; reconnecting")
+		wait := backoff.Next()
+		c.Log.Warn().Err(err).Dur("retry_in", wait).Str("address", c.Address).Msg("XMPP component connection lost or refused; reconnecting")
 		c.Count("xmpp_reconnect", reasonOf(err))
-		select {
-		case <-ctx.Done():
+		if !retry.Wait(ctx, wait) {
 			return
-		case <-time.After(backoff):
 		}
-		backoff = min(backoff*2, c.MaxBackoff)
 	}
 }
 

@@ -26,6 +26,7 @@ import (
 	"xmppbridge"
 	"xmppbridge/config"
 	"xmppbridge/database"
+	"xmppbridge/internal/retry"
 	"xmppbridge/mapping"
 	"xmppbridge/matrixside"
 	"xmppbridge/outbox"
@@ -186,7 +187,8 @@ func setMemory(mib int, log zerolog.Logger) {
 // ensureBot makes sure the bot user exists and reads what the homeserver
 // supports, waiting for it if it is not up yet.
 func ensureBot(ctx context.Context, as *appservice.AppService, hs *matrixside.Homeserver, log zerolog.Logger) {
-	for delay := time.Second; ctx.Err() == nil; delay = min(delay*2, time.Minute) {
+	backoff := retry.Backoff{First: time.Second, Max: time.Minute}
+	for ctx.Err() == nil {
 		err := as.BotIntent().EnsureRegistered(ctx)
 		if err == nil {
 			_, err = hs.Detect(ctx)
@@ -194,11 +196,9 @@ func ensureBot(ctx context.Context, as *appservice.AppService, hs *matrixside.Ho
 		if err == nil {
 			return
 		}
-		log.Warn().Err(err).Dur("retry_in", delay).Msg("Could not reach the homeserver to check the bot user")
-		select {
-		case <-ctx.Done():
-		case <-time.After(delay):
-		}
+		wait := backoff.Next()
+		log.Warn().Err(err).Dur("retry_in", wait).Msg("Could not reach the homeserver to check the bot user")
+		retry.Wait(ctx, wait)
 	}
 }
 
