@@ -17,7 +17,7 @@ import (
 // Each (message, kind) is acknowledged once: a second report, from another
 // resource or device, is not new and stores no job.
 func TestAcknowledgeOnce(t *testing.T) {
-	forEachEngine(t, func(t *testing.T, _ engine, s *store) {
+	forEachStore(t, func(t *testing.T, s contractStore) {
 		ctx := t.Context()
 		m1 := newMessage(bob, "m1", mapping.FromMatrix)
 		m1.RoomID, m1.EventID = "!r:example.org", "$1"
@@ -71,7 +71,7 @@ func TestAcknowledgeOnce(t *testing.T) {
 // FinishTxn records a transaction's acks with it, and a replay records
 // nothing again.
 func TestFinishTxnWithAcks(t *testing.T) {
-	forEachEngine(t, func(t *testing.T, _ engine, s *store) {
+	forEachStore(t, func(t *testing.T, s contractStore) {
 		ctx := t.Context()
 		m := newMessage(bob, "m1", mapping.FromXMPP)
 		mustAdd(t, s, m)
@@ -97,7 +97,7 @@ func TestFinishTxnWithAcks(t *testing.T) {
 // The "up to" ack of an m.read: every FromXMPP message of the room up to
 // the row is marked, nothing after it and nothing from Matrix.
 func TestAckUpTo(t *testing.T) {
-	forEachEngine(t, func(t *testing.T, _ engine, s *store) {
+	forEachStore(t, func(t *testing.T, s contractStore) {
 		ctx := t.Context()
 		must(t, s.PutPortal(ctx, &mapping.Portal{RoomID: "!r:example.org", MXID: "@alice:example.org", JID: bob}))
 		var rows []int64
@@ -151,7 +151,7 @@ func TestAckUpTo(t *testing.T) {
 // a repeat in the same burst is not, and the new ones' jobs are stored in
 // the order of their acks (the outbox runs them in that order).
 func TestAcknowledgeBurst(t *testing.T) {
-	forEachEngine(t, func(t *testing.T, _ engine, s *store) {
+	forEachStore(t, func(t *testing.T, s contractStore) {
 		ctx := t.Context()
 		const n = 600 // more than one statement's worth of rows and jobs
 		var msgs []*mapping.Message
@@ -206,7 +206,7 @@ func TestAcknowledgeBurst(t *testing.T) {
 // Several transactions finish as one, or, if one of them is not pending,
 // not at all.
 func TestFinishTxns(t *testing.T) {
-	forEachEngine(t, func(t *testing.T, _ engine, s *store) {
+	forEachStore(t, func(t *testing.T, s contractStore) {
 		ctx := t.Context()
 		m := newMessage(bob, "m1", mapping.FromXMPP)
 		mustAdd(t, s, m)
@@ -237,7 +237,7 @@ func TestFinishTxns(t *testing.T) {
 }
 
 // unreadOf is UnreadUpTo for one room.
-func unreadOf(ctx context.Context, s *store, room id.RoomID, row int64, limit int) ([]*mapping.Message, error) {
+func unreadOf(ctx context.Context, s contractStore, room id.RoomID, row int64, limit int) ([]*mapping.Message, error) {
 	unread, err := s.UnreadUpTo(ctx, map[id.RoomID]int64{room: row}, limit)
 	return unread[room], err
 }
@@ -245,7 +245,7 @@ func unreadOf(ctx context.Context, s *store, room id.RoomID, row int64, limit in
 // One UnreadUpTo answers for many rooms, each up to its own row and within
 // the limit, across more rooms than one statement asks about.
 func TestUnreadUpToManyRooms(t *testing.T) {
-	forEachEngine(t, func(t *testing.T, _ engine, s *store) {
+	forEachStore(t, func(t *testing.T, s contractStore) {
 		ctx := t.Context()
 		const rooms = unreadRooms + 7
 		upTo := map[id.RoomID]int64{}

@@ -57,6 +57,32 @@ var engines = []engine{
 	{"postgres", newPostgresStore},
 }
 
+// contractStore is the store as the core and the outbox use it: what the
+// database offers them, and what the core's in-memory fake
+// (mapping.MemStore) offers the core's tests.
+type contractStore interface {
+	mapping.Store
+	PendingTxns(ctx context.Context, limit int) ([]*mapping.Txn, error)
+	DueJobs(ctx context.Context, now time.Time, limit int) ([]*mapping.Job, error)
+	DueJobsAfter(ctx context.Context, now time.Time, after int64, limit int) ([]*mapping.Job, error)
+	DeleteJob(ctx context.Context, jobID int64) error
+	DeleteJobs(ctx context.Context, jobIDs ...int64) error
+	RetryJob(ctx context.Context, jobID int64, notBefore time.Time, lastErr string) error
+}
+
+var _ contractStore = (*mapping.MemStore)(nil)
+
+// forEachStore runs a test of the store's contract on each engine and on
+// mapping.MemStore, in parallel: the fake the core's rules are tested on
+// behaves as the database does, in what these tests ask of both.
+func forEachStore(t *testing.T, test func(t *testing.T, s contractStore)) {
+	t.Run("memory", func(t *testing.T) {
+		t.Parallel()
+		test(t, mapping.NewMemStore())
+	})
+	forEachEngine(t, func(t *testing.T, _ engine, s *store) { test(t, s) })
+}
+
 // forEachEngine runs test once on each engine, in parallel.
 func forEachEngine(t *testing.T, test func(t *testing.T, e engine, s *store)) {
 	forEachEngineWith(t, defaultOptions(), test)
@@ -253,7 +279,7 @@ func withEvent(m *mapping.Message, ev id.EventID) *mapping.Message {
 	return m
 }
 
-func mustAdd(t *testing.T, s *store, msg *mapping.Message, jobs ...*mapping.Job) {
+func mustAdd(t *testing.T, s contractStore, msg *mapping.Message, jobs ...*mapping.Job) {
 	t.Helper()
 	added, err := s.AddMessage(t.Context(), msg, jobs...)
 	if err != nil {
@@ -264,7 +290,7 @@ func mustAdd(t *testing.T, s *store, msg *mapping.Message, jobs ...*mapping.Job)
 }
 
 // allJobs returns every job, due or not.
-func allJobs(t *testing.T, s *store) []*mapping.Job {
+func allJobs(t *testing.T, s contractStore) []*mapping.Job {
 	t.Helper()
 	jobs, err := s.DueJobs(t.Context(), t0.Add(1000*time.Hour), 1000)
 	must(t, err)
@@ -272,7 +298,7 @@ func allJobs(t *testing.T, s *store) []*mapping.Job {
 }
 
 func TestPortal(t *testing.T) {
-	forEachEngine(t, func(t *testing.T, _ engine, s *store) {
+	forEachStore(t, func(t *testing.T, s contractStore) {
 		ctx := t.Context()
 		_, err := s.PortalByRoom(ctx, "!a:example.org")
 		wantNotFound(t, "PortalByRoom on empty store", err)
@@ -335,7 +361,7 @@ func TestPortal(t *testing.T) {
 }
 
 func TestAddMessageDedup(t *testing.T) {
-	forEachEngine(t, func(t *testing.T, _ engine, s *store) {
+	forEachStore(t, func(t *testing.T, s contractStore) {
 		ctx := t.Context()
 		first := newMessage(bob, "m1", mapping.FromXMPP)
 		first.EventID = "$e1"
@@ -388,7 +414,7 @@ func TestAddMessageDedup(t *testing.T) {
 // The batch lookups find what the one-at-a-time ones find, over more keys
 // than one query takes, and nothing of another direction or peer.
 func TestMessageBatchLookups(t *testing.T) {
-	forEachEngine(t, func(t *testing.T, _ engine, s *store) {
+	forEachStore(t, func(t *testing.T, s contractStore) {
 		ctx := t.Context()
 		const n = 700
 		var keys []mapping.XMPPKey
@@ -427,7 +453,7 @@ func TestMessageBatchLookups(t *testing.T) {
 }
 
 func TestMessageLookups(t *testing.T) {
-	forEachEngine(t, func(t *testing.T, _ engine, s *store) {
+	forEachStore(t, func(t *testing.T, s contractStore) {
 		ctx := t.Context()
 		msg := &mapping.Message{
 			RoomID:       "!room:example.org",
@@ -499,7 +525,7 @@ func TestMessageLookups(t *testing.T) {
 }
 
 func TestJobs(t *testing.T) {
-	forEachEngine(t, func(t *testing.T, _ engine, s *store) {
+	forEachStore(t, func(t *testing.T, s contractStore) {
 		ctx := t.Context()
 		now := t0
 
@@ -571,7 +597,7 @@ func TestJobs(t *testing.T) {
 }
 
 func TestTxnInbox(t *testing.T) {
-	forEachEngine(t, func(t *testing.T, _ engine, s *store) {
+	forEachStore(t, func(t *testing.T, s contractStore) {
 		ctx := t.Context()
 		put := func(txnID, body string, want bool) {
 			t.Helper()
@@ -777,7 +803,7 @@ func TestSQLiteDefaults(t *testing.T) {
 }
 
 func TestPortalsByRooms(t *testing.T) {
-	forEachEngine(t, func(t *testing.T, _ engine, s *store) {
+	forEachStore(t, func(t *testing.T, s contractStore) {
 		ctx := t.Context()
 		var rooms []id.RoomID
 		for i := 0; i < 600; i++ { // more than one query's worth
@@ -800,7 +826,7 @@ func TestPortalsByRooms(t *testing.T) {
 // only for its own pair: it decides whether an early receipt waits
 // (mapping/early_receipts.go).
 func TestHasUnsentToMatrix(t *testing.T) {
-	forEachEngine(t, func(t *testing.T, _ engine, s *store) {
+	forEachStore(t, func(t *testing.T, s contractStore) {
 		ctx := t.Context()
 		unsent := func(mxid id.UserID, peer jid.JID) bool {
 			t.Helper()

@@ -143,7 +143,7 @@ func (f *fakeXMPP) Send(_ context.Context, ms ...*OutMessage) error {
 
 type harness struct {
 	b      *Bridge
-	store  *memStore
+	store  *MemStore
 	matrix *fakeMatrix
 	xmpp   *fakeXMPP
 	counts map[string]int
@@ -154,7 +154,7 @@ type harness struct {
 
 func newHarness(t *testing.T) *harness {
 	t.Helper()
-	h := &harness{store: newMemStore(), matrix: &fakeMatrix{}, xmpp: &fakeXMPP{}, counts: map[string]int{}}
+	h := &harness{store: NewMemStore(), matrix: &fakeMatrix{}, xmpp: &fakeXMPP{}, counts: map[string]int{}}
 	h.b = New(Config{
 		Identities:     testIDs,
 		Permissions:    Permissions{"example.org": PermUser},
@@ -174,6 +174,15 @@ func newHarness(t *testing.T) *harness {
 // as the outbox's pause does, until the next drain. The core imports no
 // outbox (it imports the core), so this stands in for it; how the outbox
 // schedules is tested in package outbox.
+// handle stores txn in the inbox and hands it to the core, as the
+// transaction processor (matrixside.Server) does.
+func (h *harness) handleTxn(ctx context.Context, txn MatrixTxn) error {
+	if _, err := h.store.PutTxn(ctx, &Txn{ID: txn.ID, Body: []byte("{}")}); err != nil {
+		return err
+	}
+	return h.b.HandleMatrixTxn(ctx, txn)
+}
+
 func (h *harness) drain(t *testing.T) {
 	t.Helper()
 	ctx := context.Background()
@@ -344,7 +353,7 @@ func textEvent(evID string, sender id.UserID, room id.RoomID, body string) Matri
 func TestMatrixInviteOpensPortal(t *testing.T) {
 	h := newHarness(t)
 	ctx := context.Background()
-	if err := h.b.HandleMatrixTxn(ctx, MatrixTxn{ID: "t1", Events: []MatrixEvent{memberEvent(alice, "!dm:example.org", julietGhost, MembershipInvite)}}); err != nil {
+	if err := h.handleTxn(ctx, MatrixTxn{ID: "t1", Events: []MatrixEvent{memberEvent(alice, "!dm:example.org", julietGhost, MembershipInvite)}}); err != nil {
 		t.Fatal(err)
 	}
 	h.drain(t)
@@ -361,7 +370,7 @@ func TestMatrixInviteOpensPortal(t *testing.T) {
 // invited by anyone else declines with a reason.
 func TestMatrixInviteByStrangerDeclined(t *testing.T) {
 	h := newHarness(t)
-	_ = h.b.HandleMatrixTxn(context.Background(), MatrixTxn{ID: "t1", Events: []MatrixEvent{memberEvent("@eve:evil.example", "!x:evil.example", julietGhost, MembershipInvite)}})
+	_ = h.handleTxn(context.Background(), MatrixTxn{ID: "t1", Events: []MatrixEvent{memberEvent("@eve:evil.example", "!x:evil.example", julietGhost, MembershipInvite)}})
 	h.drain(t)
 	if len(h.matrix.joins) != 0 || len(h.matrix.leaves) != 1 || h.matrix.leaves[0] != "!x:evil.example "+string(julietGhost)+" "+DeclineReason {
 		t.Fatalf("joins %q leaves %q", h.matrix.joins, h.matrix.leaves)
@@ -378,11 +387,11 @@ func TestMatrixTextReachesXMPPWithRequests(t *testing.T) {
 	ctx := context.Background()
 	_ = h.store.PutPortal(ctx, &Portal{RoomID: "!dm:example.org", MXID: alice, JID: jid.MustParse(julietJID)})
 	evts := []MatrixEvent{textEvent("$e1", alice, "!dm:example.org", "It is the east")}
-	if err := h.b.HandleMatrixTxn(ctx, MatrixTxn{ID: "t1", Events: evts}); err != nil {
+	if err := h.handleTxn(ctx, MatrixTxn{ID: "t1", Events: evts}); err != nil {
 		t.Fatal(err)
 	}
 	// The homeserver re-sends the transaction, or the event comes again.
-	_ = h.b.HandleMatrixTxn(ctx, MatrixTxn{ID: "t2", Events: evts})
+	_ = h.handleTxn(ctx, MatrixTxn{ID: "t2", Events: evts})
 	// The row exists before anything is sent: receipts can never outrun it.
 	row, err := h.store.MessageByEventID(ctx, "$e1")
 	if err != nil || len(h.xmpp.sent) != 0 {
@@ -410,7 +419,7 @@ func TestMatrixIgnored(t *testing.T) {
 	_ = h.store.PutPortal(ctx, &Portal{RoomID: "!dm:example.org", MXID: alice, JID: jid.MustParse(julietJID)})
 	image := textEvent("$img", alice, "!dm:example.org", "cat.png")
 	image.MsgType = "m.image"
-	_ = h.b.HandleMatrixTxn(ctx, MatrixTxn{ID: "t1", Events: []MatrixEvent{
+	_ = h.handleTxn(ctx, MatrixTxn{ID: "t1", Events: []MatrixEvent{
 		textEvent("$own", julietGhost, "!dm:example.org", "echo of our own"),
 		textEvent("$bob", "@bob:example.org", "!dm:example.org", "not the portal's user"),
 		textEvent("$else", alice, "!other:example.org", "not a portal"),
@@ -432,7 +441,7 @@ func TestMatrixEncryptedGetsNotice(t *testing.T) {
 	h := newHarness(t)
 	ctx := context.Background()
 	_ = h.store.PutPortal(ctx, &Portal{RoomID: "!dm:example.org", MXID: alice, JID: jid.MustParse(julietJID)})
-	_ = h.b.HandleMatrixTxn(ctx, MatrixTxn{ID: "t1", Events: []MatrixEvent{{
+	_ = h.handleTxn(ctx, MatrixTxn{ID: "t1", Events: []MatrixEvent{{
 		ID: "$enc", Sender: alice, Room: "!dm:example.org", Kind: EventEncrypted, Type: "m.room.encrypted",
 	}}})
 	h.drain(t)
@@ -446,7 +455,7 @@ func TestMatrixInviteToPublicRoomDeclined(t *testing.T) {
 	h := newHarness(t)
 	invite := memberEvent(alice, "!public:example.org", julietGhost, MembershipInvite)
 	invite.JoinRule = JoinRulePublic
-	_ = h.b.HandleMatrixTxn(context.Background(), MatrixTxn{ID: "t1", Events: []MatrixEvent{invite}})
+	_ = h.handleTxn(context.Background(), MatrixTxn{ID: "t1", Events: []MatrixEvent{invite}})
 	h.drain(t)
 	if len(h.matrix.joins) != 0 || len(h.matrix.leaves) != 1 || !strings.HasSuffix(h.matrix.leaves[0], PublicRoomReason) {
 		t.Fatalf("joins %q leaves %q", h.matrix.joins, h.matrix.leaves)

@@ -25,7 +25,7 @@ func (h *harness) processInbox(t *testing.T) {
 		if err != nil || !ok {
 			t.Fatalf("inbox entry %s is not a parked receipt (%v)", txn.ID, err)
 		}
-		if err := h.b.HandleMatrixTxn(ctx, MatrixTxn{ID: txn.ID, Receipts: receipts}); err != nil {
+		if err := h.handleTxn(ctx, MatrixTxn{ID: txn.ID, Receipts: receipts}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -57,7 +57,7 @@ func TestReceiptBeforeEventIDIsParkedAndTranslated(t *testing.T) {
 			ctx := context.Background()
 			h.matrix.beforeAnswer = func(room id.RoomID, ev id.EventID) {
 				// The homeserver pushes Alice's receipt before it answers.
-				if err := h.b.HandleMatrixTxn(ctx, MatrixTxn{ID: "early-" + string(ev), Receipts: []Receipt{receiptEvent(room, ev, typ, alice, "")}}); err != nil {
+				if err := h.handleTxn(ctx, MatrixTxn{ID: "early-" + string(ev), Receipts: []Receipt{receiptEvent(room, ev, typ, alice, "")}}); err != nil {
 					t.Error(err)
 				}
 			}
@@ -119,7 +119,7 @@ func TestParkedReceiptOfFailedSendIsDropped(t *testing.T) {
 	h, announced := earlyHarness(t)
 	ctx := context.Background()
 	h.matrix.beforeAnswer = func(room id.RoomID, ev id.EventID) {
-		if err := h.b.HandleMatrixTxn(ctx, MatrixTxn{ID: "early", Receipts: []Receipt{receiptEvent(room, ev, ReceiptDelivery, alice, "")}}); err != nil {
+		if err := h.handleTxn(ctx, MatrixTxn{ID: "early", Receipts: []Receipt{receiptEvent(room, ev, ReceiptDelivery, alice, "")}}); err != nil {
 			t.Error(err)
 		}
 		// ... and then refuses the send after all.

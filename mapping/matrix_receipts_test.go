@@ -55,7 +55,7 @@ func (h *harness) ephemeral(t *testing.T, in ...any) []string {
 			t.Fatalf("ephemeral: %T is neither a Receipt nor a Typing", v)
 		}
 	}
-	if err := h.b.HandleMatrixTxn(context.Background(), txn); err != nil {
+	if err := h.handleTxn(context.Background(), txn); err != nil {
 		t.Fatal(err)
 	}
 	h.drain(t)
@@ -246,7 +246,7 @@ func TestMatrixReceiptRefusals(t *testing.T) {
 	evs := fromJuliet(t, h, 1, all)
 	ctx := context.Background()
 	_ = h.store.PutPortal(ctx, &Portal{RoomID: "!shy:example.org", MXID: "@shy:example.org", JID: jid.MustParse("romeo@montague.lit")})
-	_ = h.b.HandleMatrixTxn(ctx, MatrixTxn{ID: "out", Events: []MatrixEvent{textEvent("$fromAlice", alice, dm, "hi")}})
+	_ = h.handleTxn(ctx, MatrixTxn{ID: "out", Events: []MatrixEvent{textEvent("$fromAlice", alice, dm, "hi")}})
 	h.drain(t)
 	for _, tc := range []struct {
 		reason Reason
@@ -279,10 +279,9 @@ func TestNoReceiptsBeforeInvite(t *testing.T) {
 	h := newHarness(t)
 	h.b.cfg.Receipts = ReceiptPolicy{SendToXMPP: true, MaxDisplayedPerRead: 50}
 	evs := fromJuliet(t, h, 1, all)
-	p, _ := h.store.PortalByRoom(context.Background(), dm)
-	p.CreatedAt = time.Now().Add(time.Hour)
-	_ = h.store.PutPortal(context.Background(), p)
-	h.store.portals[0].CreatedAt = p.CreatedAt
+	// The portal made an hour from now (PutPortal keeps a portal's
+	// creation time, as the database does: set it in the fake directly).
+	h.store.portals[0].CreatedAt = time.Now().Add(time.Hour)
 	if got := h.ephemeral(t, receiptEvent(dm, evs[0], "m.delivery", alice, "")); len(got) != 0 || h.counts["matrix_receipt/"+string(ReasonBeforeInvite)] != 1 {
 		t.Errorf("got %q, counts %v", got, h.counts)
 	}
@@ -329,6 +328,9 @@ func TestTransactionGroup(t *testing.T) {
 	h.b.cfg.Receipts = ReceiptPolicy{SendToXMPP: true, MaxDisplayedPerRead: 50, ReadImpliesDelivered: true}
 	evs := fromJuliet(t, h, 3, Requests{Receipt: true, Displayed: true})
 	ctx := context.Background()
+	for _, id := range []string{"g1", "g2", "g3"} {
+		_, _ = h.store.PutTxn(ctx, &Txn{ID: id, Body: []byte("{}")})
+	}
 	before := len(h.xmpp.sent)
 	err := h.b.HandleMatrixTxns(ctx, []MatrixTxn{
 		{ID: "g1", Receipts: []Receipt{receiptEvent(dm, evs[0], "m.delivery", alice, "")}},

@@ -286,13 +286,13 @@ func TestSubscribeOnPortalFromXMPP(t *testing.T) {
 func TestSubscribeOnPortalFromMatrixInvite(t *testing.T) {
 	h := presenceHarness(t, autoPolicy)
 	invite := []MatrixEvent{memberEvent(alice, "!dm:example.org", julietGhost, MembershipInvite)}
-	if err := h.b.HandleMatrixTxn(context.Background(), MatrixTxn{ID: "t1", Events: invite}); err != nil {
+	if err := h.handleTxn(context.Background(), MatrixTxn{ID: "t1", Events: invite}); err != nil {
 		t.Fatal(err)
 	}
 	h.drain(t)
 	wantSubscribeSent(t, h, 1)
 	_ = h.store.SetSubscriptionTo(context.Background(), alice, julietBareID, true)
-	_ = h.b.HandleMatrixTxn(context.Background(), MatrixTxn{ID: "t2", Events: invite})
+	_ = h.handleTxn(context.Background(), MatrixTxn{ID: "t2", Events: invite})
 	h.drain(t)
 	wantSubscribeSent(t, h, 1)
 	if len(h.matrix.joins) != 2 {
@@ -304,7 +304,7 @@ func TestSubscribeOnPortalFromMatrixInvite(t *testing.T) {
 func TestNoSubscribeOnPortalWhenOff(t *testing.T) {
 	h := presenceHarness(t, PresencePolicy{AutoSubscribe: true})
 	_, _ = h.b.HandleXMPPMessage(context.Background(), chat("m1", "hello"))
-	_ = h.b.HandleMatrixTxn(context.Background(), MatrixTxn{ID: "t1", Events: []MatrixEvent{memberEvent(alice, "!dm2:example.org", testIDs.Ghost(jid.MustParse("romeo@montague.lit")), MembershipInvite)}})
+	_ = h.handleTxn(context.Background(), MatrixTxn{ID: "t1", Events: []MatrixEvent{memberEvent(alice, "!dm2:example.org", testIDs.Ghost(jid.MustParse("romeo@montague.lit")), MembershipInvite)}})
 	h.drain(t)
 	if len(h.xmpp.presences) != 0 || len(h.matrix.texts) != 1 {
 		t.Errorf("presences %+v texts %q", h.xmpp.presences, h.matrix.texts)

@@ -128,11 +128,25 @@ type Txn struct {
 	Body []byte
 }
 
-// Store is what the bridge keeps. The database package implements it on
-// SQLite and PostgreSQL. Methods returning one row return ErrNotFound when
-// there is none.
+// Store is what the core keeps, in parts by what each rule needs. The
+// database package implements it on SQLite and PostgreSQL; MemStore in
+// memory, for the core's tests. Methods returning one row return
+// ErrNotFound when there is none. The database's store contract tests
+// (forEachStore) hold both to the same behaviour.
 type Store interface {
 	SubscriptionStore // presence.go
+	PortalStore
+	MessageStore
+	AckStore
+	TxnStore
+	// AddJobs stores jobs for the outbox (which reads them through its own
+	// outbox.Store).
+	AddJobs(ctx context.Context, jobs ...*Job) error
+}
+
+// PortalStore keeps the portals: one Matrix room per (Matrix user, XMPP
+// person) pair.
+type PortalStore interface {
 	PortalByRoom(ctx context.Context, room id.RoomID) (*Portal, error)
 	PortalByPair(ctx context.Context, mxid id.UserID, peer jid.JID) (*Portal, error)
 	// PortalsByRooms looks up many rooms at once; rooms that are not
@@ -141,7 +155,11 @@ type Store interface {
 	// PutPortal inserts the portal or, if the pair already has one, points it
 	// at p.RoomID.
 	PutPortal(ctx context.Context, p *Portal) error
+}
 
+// MessageStore is the id map: bridged messages by row, Matrix event and
+// XMPP stanza id.
+type MessageStore interface {
 	// AddMessage stores msg and, in the same transaction, the jobs that
 	// send it (their MessageID is set to msg's new row). It returns false
 	// and stores nothing when the message is already known: same
@@ -160,6 +178,11 @@ type Store interface {
 	// HasUnsentToMatrix tells whether a message from peer to mxid is
 	// stored without its Matrix event yet (on its way, or failed).
 	HasUnsentToMatrix(ctx context.Context, mxid id.UserID, peer jid.JID) (bool, error)
+}
+
+// AckStore records what was delivered and displayed, and answers what is
+// not yet.
+type AckStore interface {
 	// Acknowledge records acks and stores the jobs of the new ones (and
 	// jobs), in one transaction. new[i] tells whether acks[i] was new.
 	Acknowledge(ctx context.Context, acks []Ack, jobs ...*Job) (new []bool, err error)
@@ -171,12 +194,14 @@ type Store interface {
 	// NewestComposable is the newest FromXMPP message of room that asked
 	// for XEP-0022 composing events.
 	NewestComposable(ctx context.Context, room id.RoomID) (*Message, error)
+}
 
-	// PutTxn stores a pushed transaction; false if its id was seen before.
+// TxnStore is the core's part of the inbox of homeserver transactions:
+// it finishes them with what they caused, and hands parked receipts back
+// (the Matrix side stores and reads them, through its own interface).
+type TxnStore interface {
+	// PutTxn stores a transaction; false if its id was seen before.
 	PutTxn(ctx context.Context, txn *Txn) (bool, error)
-	// PendingTxns returns the oldest limit transactions not processed yet
-	// (all if limit is not positive), in arrival order.
-	PendingTxns(ctx context.Context, limit int) ([]*Txn, error)
 	// FinishTxn marks the transaction processed, records the acks its
 	// events produced (with their jobs) and stores jobs, atomically.
 	FinishTxn(ctx context.Context, txnID string, acks []Ack, jobs []*Job) error
@@ -184,14 +209,4 @@ type Store interface {
 	// one of them is not pending, it stores nothing and fails with
 	// ErrNotPending.
 	FinishTxns(ctx context.Context, txnIDs []string, acks []Ack, jobs []*Job) error
-
-	AddJobs(ctx context.Context, jobs ...*Job) error
-	// DueJobs returns up to limit jobs whose NotBefore has passed, oldest first.
-	DueJobs(ctx context.Context, now time.Time, limit int) ([]*Job, error)
-	// DueJobsAfter is DueJobs for the jobs with an ID above after.
-	DueJobsAfter(ctx context.Context, now time.Time, after int64, limit int) ([]*Job, error)
-	DeleteJob(ctx context.Context, jobID int64) error
-	// DeleteJobs removes finished jobs in one write.
-	DeleteJobs(ctx context.Context, jobIDs ...int64) error
-	RetryJob(ctx context.Context, jobID int64, notBefore time.Time, lastErr string) error
 }

@@ -18,7 +18,7 @@ func sentToJuliet(t *testing.T, h *harness, n int) []string {
 	for i := 0; i < n; i++ {
 		evts = append(evts, textEvent("$a"+string(rune('1'+i)), alice, "!dm:example.org", "line"))
 	}
-	if err := h.b.HandleMatrixTxn(ctx, MatrixTxn{ID: "sent", Events: evts}); err != nil {
+	if err := h.handleTxn(ctx, MatrixTxn{ID: "sent", Events: evts}); err != nil {
 		t.Fatal(err)
 	}
 	h.drain(t)

@@ -25,10 +25,20 @@ import (
 // 100 EDUs per transaction, far below this.
 const maxTxnBytes = 64 << 20
 
+// Inbox is where the Server keeps the homeserver's transactions until the
+// core has processed them.
+type Inbox interface {
+	// PutTxn stores a transaction; false if its id was seen before.
+	PutTxn(ctx context.Context, txn *mapping.Txn) (bool, error)
+	// PendingTxns returns the oldest limit transactions not processed yet
+	// (all if limit is not positive), in arrival order.
+	PendingTxns(ctx context.Context, limit int) ([]*mapping.Txn, error)
+}
+
 // Server answers the homeserver's application service API.
 type Server struct {
 	HSToken string
-	Store   mapping.Store
+	Store   Inbox
 	Core    *mapping.Bridge
 	Count   mapping.Counter
 	Log     zerolog.Logger
@@ -37,7 +47,7 @@ type Server struct {
 }
 
 // NewServer makes the application service API server.
-func NewServer(hsToken string, store mapping.Store, core *mapping.Bridge, count mapping.Counter, log zerolog.Logger) *Server {
+func NewServer(hsToken string, store Inbox, core *mapping.Bridge, count mapping.Counter, log zerolog.Logger) *Server {
 	return &Server{HSToken: hsToken, Store: store, Core: core, Count: count, Log: log, queue: make(chan string, 1024)}
 }
 

@@ -40,7 +40,7 @@ const syncTokenKey = "sync.next_batch"
 // after a crash, is translated once.
 type Syncer struct {
 	AS     *appservice.AppService
-	Store  mapping.Store
+	Store  Inbox
 	KV     KV
 	Server *Server
 	Log    zerolog.Logger

@@ -2,6 +2,7 @@ package mapping
 
 import (
 	"context"
+	"fmt"
 	"sort"
 	"sync"
 	"time"
@@ -10,9 +11,11 @@ import (
 	"mellium.im/xmpp/jid"
 )
 
-// memStore is an in-memory Store for testing the rules; the database package
-// tests the real one on SQLite and PostgreSQL.
-type memStore struct {
+// MemStore is an in-memory store, for the tests of the core's rules: the
+// core's Store, and what the outbox reads. It keeps nothing across runs and
+// is not for use by the bridge. The store contract tests of the database
+// package hold it to the same behaviour as the database on both engines.
+type MemStore struct {
 	mu       sync.Mutex
 	portals  []*Portal
 	messages []*Message
@@ -26,11 +29,12 @@ type memStore struct {
 	subs        map[string]*Subscription // by mxid and bare JID
 }
 
-func newMemStore() *memStore {
-	return &memStore{txns: map[string]*Txn{}, done: map[string]bool{}}
+// NewMemStore makes an empty MemStore.
+func NewMemStore() *MemStore {
+	return &MemStore{txns: map[string]*Txn{}, done: map[string]bool{}}
 }
 
-func (s *memStore) PortalByRoom(_ context.Context, room id.RoomID) (*Portal, error) {
+func (s *MemStore) PortalByRoom(_ context.Context, room id.RoomID) (*Portal, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, p := range s.portals {
@@ -42,11 +46,11 @@ func (s *memStore) PortalByRoom(_ context.Context, room id.RoomID) (*Portal, err
 	return nil, ErrNotFound
 }
 
-func (s *memStore) PortalByPair(_ context.Context, mxid id.UserID, peer jid.JID) (*Portal, error) {
+func (s *MemStore) PortalByPair(_ context.Context, mxid id.UserID, peer jid.JID) (*Portal, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, p := range s.portals {
-		if p.MXID == mxid && p.JID.Equal(peer) {
+		if p.MXID == mxid && p.JID.Equal(peer.Bare()) {
 			c := *p
 			return &c, nil
 		}
@@ -54,31 +58,54 @@ func (s *memStore) PortalByPair(_ context.Context, mxid id.UserID, peer jid.JID)
 	return nil, ErrNotFound
 }
 
-func (s *memStore) PutPortal(_ context.Context, p *Portal) error {
+// PutPortal keeps the person's bare JID, and the portal's creation time
+// unless it moves to another room, as the database does.
+func (s *MemStore) PutPortal(_ context.Context, p *Portal) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if p.CreatedAt.IsZero() {
+		p.CreatedAt = time.Now()
+	}
+	p.CreatedAt = time.UnixMilli(p.CreatedAt.UnixMilli()) // as stored
 	for _, q := range s.portals {
-		if q.MXID == p.MXID && q.JID.Equal(p.JID) {
-			q.RoomID = p.RoomID
+		if q.RoomID == p.RoomID && (q.MXID != p.MXID || !q.JID.Equal(p.JID.Bare())) {
+			return fmt.Errorf("room %s is the portal of another pair", p.RoomID)
+		}
+	}
+	for _, q := range s.portals {
+		if q.MXID == p.MXID && q.JID.Equal(p.JID.Bare()) {
+			if q.RoomID != p.RoomID {
+				q.RoomID, q.CreatedAt = p.RoomID, p.CreatedAt
+			}
+			p.CreatedAt = q.CreatedAt
 			return nil
 		}
 	}
 	c := *p
+	c.JID = p.JID.Bare()
 	s.portals = append(s.portals, &c)
 	return nil
 }
 
-func (s *memStore) AddMessage(_ context.Context, msg *Message, jobs ...*Job) (bool, error) {
+func (s *MemStore) AddMessage(_ context.Context, msg *Message, jobs ...*Job) (bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	for _, j := range jobs {
+		if j.Kind == "" {
+			return false, fmt.Errorf("a job without a kind")
+		}
+	}
+	peer := msg.PeerJID.Bare()
 	for _, m := range s.messages {
 		if (msg.EventID != "" && m.EventID == msg.EventID) ||
-			(msg.XMPPID != "" && m.XMPPID == msg.XMPPID && m.PeerJID.Equal(msg.PeerJID) && m.Direction == msg.Direction) {
+			(msg.XMPPID != "" && m.XMPPID == msg.XMPPID && m.PeerJID.Equal(peer) && m.Direction == msg.Direction) {
 			return false, nil
 		}
 	}
 	msg.RowID = int64(len(s.messages) + 1)
 	c := *msg
+	c.PeerJID = peer // the resource is PeerResource's
+	c.TS = time.UnixMilli(msg.TS.UnixMilli())
 	s.messages = append(s.messages, &c)
 	for _, j := range jobs {
 		j.MessageID = msg.RowID
@@ -87,7 +114,7 @@ func (s *memStore) AddMessage(_ context.Context, msg *Message, jobs ...*Job) (bo
 	return true, nil
 }
 
-func (s *memStore) MessageByRow(_ context.Context, row int64) (*Message, error) {
+func (s *MemStore) MessageByRow(_ context.Context, row int64) (*Message, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if row < 1 || int(row) > len(s.messages) {
@@ -97,7 +124,7 @@ func (s *memStore) MessageByRow(_ context.Context, row int64) (*Message, error) 
 	return &c, nil
 }
 
-func (s *memStore) find(match func(*Message) bool) (*Message, error) {
+func (s *MemStore) find(match func(*Message) bool) (*Message, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, m := range s.messages {
@@ -109,29 +136,42 @@ func (s *memStore) find(match func(*Message) bool) (*Message, error) {
 	return nil, ErrNotFound
 }
 
-func (s *memStore) MessageByEventID(_ context.Context, ev id.EventID) (*Message, error) {
+func (s *MemStore) MessageByEventID(_ context.Context, ev id.EventID) (*Message, error) {
 	return s.find(func(m *Message) bool { return m.EventID == ev })
 }
 
-func (s *memStore) MessageByXMPPID(_ context.Context, peer jid.JID, xid string, dir Direction) (*Message, error) {
-	return s.find(func(m *Message) bool { return m.XMPPID == xid && m.PeerJID.Equal(peer) && m.Direction == dir })
+func (s *MemStore) MessageByXMPPID(_ context.Context, peer jid.JID, xid string, dir Direction) (*Message, error) {
+	if xid == "" {
+		return nil, ErrNotFound // a message without a stanza id is found by row or event only
+	}
+	return s.find(func(m *Message) bool { return m.XMPPID == xid && m.PeerJID.Equal(peer.Bare()) && m.Direction == dir })
 }
 
-func (s *memStore) SetMessageEventID(_ context.Context, row int64, room id.RoomID, ev id.EventID) error {
+// SetMessageEventID refuses an event id another message has, as the
+// database's unique index does.
+func (s *MemStore) SetMessageEventID(_ context.Context, row int64, room id.RoomID, ev id.EventID) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if row < 1 || int(row) > len(s.messages) {
+		return ErrNotFound
+	}
+	for _, m := range s.messages {
+		if m.EventID == ev && m.RowID != row {
+			return fmt.Errorf("event %s is message %d's already", ev, m.RowID)
+		}
+	}
 	s.messages[row-1].RoomID, s.messages[row-1].EventID = room, ev
 	return nil
 }
 
-func (s *memStore) HasUnsentToMatrix(_ context.Context, mxid id.UserID, peer jid.JID) (bool, error) {
+func (s *MemStore) HasUnsentToMatrix(_ context.Context, mxid id.UserID, peer jid.JID) (bool, error) {
 	_, err := s.find(func(m *Message) bool {
 		return m.Direction == FromXMPP && m.MXID == mxid && m.PeerJID.Equal(peer.Bare()) && m.EventID == ""
 	})
 	return err == nil, nil
 }
 
-func (s *memStore) Subscribers(context.Context) ([]*Subscription, error) {
+func (s *MemStore) Subscribers(context.Context) ([]*Subscription, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var out []*Subscription
@@ -150,7 +190,7 @@ func (s *memStore) Subscribers(context.Context) ([]*Subscription, error) {
 	return out, nil
 }
 
-func (s *memStore) PutTxn(_ context.Context, txn *Txn) (bool, error) {
+func (s *MemStore) PutTxn(_ context.Context, txn *Txn) (bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, ok := s.txns[txn.ID]; ok {
@@ -161,7 +201,7 @@ func (s *memStore) PutTxn(_ context.Context, txn *Txn) (bool, error) {
 	return true, nil
 }
 
-func (s *memStore) PendingTxns(_ context.Context, limit int) ([]*Txn, error) {
+func (s *MemStore) PendingTxns(_ context.Context, limit int) ([]*Txn, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var out []*Txn
@@ -173,18 +213,36 @@ func (s *memStore) PendingTxns(_ context.Context, limit int) ([]*Txn, error) {
 	return out, nil
 }
 
-func (s *memStore) FinishTxn(_ context.Context, txnID string, acks []Ack, jobs []*Job) error {
+func (s *MemStore) FinishTxn(_ context.Context, txnID string, acks []Ack, jobs []*Job) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if _, ok := s.txns[txnID]; !ok {
+		return ErrNotFound
+	}
 	if s.done[txnID] {
 		return nil
+	}
+	if err := s.checkAcks(acks, jobs); err != nil {
+		return err
 	}
 	s.done[txnID] = true
 	s.acks(acks, jobs)
 	return nil
 }
 
-func (s *memStore) acks(acks []Ack, jobs []*Job) []bool {
+// checkAcks is checkJobs for the jobs of acks and jobs, before any is
+// recorded: a transaction of the database stores all or none.
+func (s *MemStore) checkAcks(acks []Ack, jobs []*Job) error {
+	all := append([]*Job(nil), jobs...)
+	for _, a := range acks {
+		if a.Job != nil {
+			all = append(all, a.Job)
+		}
+	}
+	return s.checkJobs(all)
+}
+
+func (s *MemStore) acks(acks []Ack, jobs []*Job) []bool {
 	isNew := make([]bool, len(acks))
 	for i, a := range acks {
 		if a.UpTo != "" {
@@ -228,38 +286,61 @@ func (s *memStore) acks(acks []Ack, jobs []*Job) []bool {
 	return isNew
 }
 
-func (s *memStore) Acknowledge(_ context.Context, acks []Ack, jobs ...*Job) ([]bool, error) {
+func (s *MemStore) Acknowledge(_ context.Context, acks []Ack, jobs ...*Job) ([]bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if err := s.checkAcks(acks, jobs); err != nil {
+		return nil, err
+	}
 	return s.acks(acks, jobs), nil
 }
 
 // jobsAdded is how many jobs were ever stored.
-func (s *memStore) jobsAdded() int64 {
+func (s *MemStore) jobsAdded() int64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.nextJob
 }
 
-func (s *memStore) addJob(j *Job) {
+// checkJobs refuses what the database's schema does: a job without a kind,
+// or about a message that is not stored.
+func (s *MemStore) checkJobs(jobs []*Job) error {
+	for _, j := range jobs {
+		if j.Kind == "" {
+			return fmt.Errorf("a job without a kind")
+		}
+		if j.MessageID != 0 && (j.MessageID < 1 || int(j.MessageID) > len(s.messages)) {
+			return fmt.Errorf("a job about message %d, which is not stored", j.MessageID)
+		}
+	}
+	return nil
+}
+
+func (s *MemStore) addJob(j *Job) {
 	s.nextJob++
 	j.ID = s.nextJob
 	c := *j
 	s.jobs = append(s.jobs, &c)
 }
 
-func (s *memStore) AddJobs(_ context.Context, jobs ...*Job) error {
+func (s *MemStore) AddJobs(_ context.Context, jobs ...*Job) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if err := s.checkJobs(jobs); err != nil {
+		return err
+	}
 	for _, j := range jobs {
 		s.addJob(j)
 	}
 	return nil
 }
 
-func (s *memStore) DueJobs(_ context.Context, now time.Time, limit int) ([]*Job, error) {
+func (s *MemStore) DueJobs(_ context.Context, now time.Time, limit int) ([]*Job, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if limit <= 0 {
+		return nil, fmt.Errorf("due jobs: limit %d", limit)
+	}
 	var out []*Job
 	for _, j := range s.jobs {
 		if !j.NotBefore.After(now) && len(out) < limit {
@@ -271,7 +352,7 @@ func (s *memStore) DueJobs(_ context.Context, now time.Time, limit int) ([]*Job,
 	return out, nil
 }
 
-func (s *memStore) DeleteJob(_ context.Context, jobID int64) error {
+func (s *MemStore) DeleteJob(_ context.Context, jobID int64) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for i, j := range s.jobs {
@@ -283,28 +364,29 @@ func (s *memStore) DeleteJob(_ context.Context, jobID int64) error {
 	return nil
 }
 
-func (s *memStore) RetryJob(_ context.Context, jobID int64, notBefore time.Time, lastErr string) error {
+func (s *MemStore) RetryJob(_ context.Context, jobID int64, notBefore time.Time, lastErr string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, j := range s.jobs {
 		if j.ID == jobID {
 			j.Attempts++
 			j.NotBefore, j.LastError = notBefore, lastErr
+			return nil
 		}
 	}
-	return nil
+	return ErrNotFound
 }
 
-var _ Store = (*memStore)(nil)
+var _ Store = (*MemStore)(nil)
 
 // unreadLookups is how many times UnreadUpTo was called.
-func (s *memStore) unreadLookups() int {
+func (s *MemStore) unreadLookups() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.unreadCalls
 }
 
-func (s *memStore) UnreadUpTo(_ context.Context, upTo map[id.RoomID]int64, limit int) (map[id.RoomID][]*Message, error) {
+func (s *MemStore) UnreadUpTo(_ context.Context, upTo map[id.RoomID]int64, limit int) (map[id.RoomID][]*Message, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.unreadCalls++
@@ -333,7 +415,7 @@ func (s *memStore) UnreadUpTo(_ context.Context, upTo map[id.RoomID]int64, limit
 	return out, nil
 }
 
-func (s *memStore) NewestComposable(_ context.Context, room id.RoomID) (*Message, error) {
+func (s *MemStore) NewestComposable(_ context.Context, room id.RoomID) (*Message, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for i := len(s.messages) - 1; i >= 0; i-- {
@@ -347,7 +429,7 @@ func (s *memStore) NewestComposable(_ context.Context, room id.RoomID) (*Message
 
 func subKey(mxid id.UserID, peer jid.JID) string { return string(mxid) + " " + peer.Bare().String() }
 
-func (s *memStore) Subscription(_ context.Context, mxid id.UserID, peer jid.JID) (*Subscription, error) {
+func (s *MemStore) Subscription(_ context.Context, mxid id.UserID, peer jid.JID) (*Subscription, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if sub, ok := s.subs[subKey(mxid, peer)]; ok {
@@ -357,7 +439,7 @@ func (s *memStore) Subscription(_ context.Context, mxid id.UserID, peer jid.JID)
 	return nil, ErrNotFound
 }
 
-func (s *memStore) setSub(mxid id.UserID, peer jid.JID, set func(*Subscription)) {
+func (s *MemStore) setSub(mxid id.UserID, peer jid.JID, set func(*Subscription)) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.subs == nil {
@@ -370,24 +452,24 @@ func (s *memStore) setSub(mxid id.UserID, peer jid.JID, set func(*Subscription))
 	set(s.subs[k])
 }
 
-func (s *memStore) SetSubscriptionFrom(_ context.Context, mxid id.UserID, peer jid.JID, on bool) error {
+func (s *MemStore) SetSubscriptionFrom(_ context.Context, mxid id.UserID, peer jid.JID, on bool) error {
 	s.setSub(mxid, peer, func(sub *Subscription) { sub.FromThem = on })
 	return nil
 }
 
-func (s *memStore) SetSubscriptionTo(_ context.Context, mxid id.UserID, peer jid.JID, on bool) error {
+func (s *MemStore) SetSubscriptionTo(_ context.Context, mxid id.UserID, peer jid.JID, on bool) error {
 	s.setSub(mxid, peer, func(sub *Subscription) { sub.ToThem = on })
 	return nil
 }
 
-func (s *memStore) DeleteJobs(ctx context.Context, ids ...int64) error {
+func (s *MemStore) DeleteJobs(ctx context.Context, ids ...int64) error {
 	for _, id := range ids {
 		_ = s.DeleteJob(ctx, id)
 	}
 	return nil
 }
 
-func (s *memStore) MessagesByEventIDs(ctx context.Context, evs []id.EventID) (map[id.EventID]*Message, error) {
+func (s *MemStore) MessagesByEventIDs(ctx context.Context, evs []id.EventID) (map[id.EventID]*Message, error) {
 	out := map[id.EventID]*Message{}
 	for _, ev := range evs {
 		if m, err := s.MessageByEventID(ctx, ev); err == nil {
@@ -397,10 +479,11 @@ func (s *memStore) MessagesByEventIDs(ctx context.Context, evs []id.EventID) (ma
 	return out, nil
 }
 
-func (s *memStore) MessagesByXMPPIDs(ctx context.Context, dir Direction, keys []XMPPKey) (map[XMPPKey]*Message, error) {
+func (s *MemStore) MessagesByXMPPIDs(ctx context.Context, dir Direction, keys []XMPPKey) (map[XMPPKey]*Message, error) {
 	out := map[XMPPKey]*Message{}
 	for _, k := range keys {
-		if peer, err := jid.Parse(k.Peer); err == nil {
+		// The key's peer is a bare JID as written: matched as it is.
+		if peer, err := jid.Parse(k.Peer); err == nil && peer.Resourcepart() == "" && peer.String() == k.Peer {
 			if m, err := s.MessageByXMPPID(ctx, peer, k.ID, dir); err == nil {
 				out[k] = m
 			}
@@ -409,7 +492,7 @@ func (s *memStore) MessagesByXMPPIDs(ctx context.Context, dir Direction, keys []
 	return out, nil
 }
 
-func (s *memStore) PortalsByRooms(ctx context.Context, rooms []id.RoomID) (map[id.RoomID]*Portal, error) {
+func (s *MemStore) PortalsByRooms(ctx context.Context, rooms []id.RoomID) (map[id.RoomID]*Portal, error) {
 	out := map[id.RoomID]*Portal{}
 	for _, r := range rooms {
 		if p, err := s.PortalByRoom(ctx, r); err == nil {
@@ -419,7 +502,7 @@ func (s *memStore) PortalsByRooms(ctx context.Context, rooms []id.RoomID) (map[i
 	return out, nil
 }
 
-func (s *memStore) DueJobsAfter(ctx context.Context, now time.Time, after int64, limit int) ([]*Job, error) {
+func (s *MemStore) DueJobsAfter(ctx context.Context, now time.Time, after int64, limit int) ([]*Job, error) {
 	jobs, err := s.DueJobs(ctx, now, 1<<30)
 	var out []*Job
 	for _, j := range jobs {
@@ -430,19 +513,20 @@ func (s *memStore) DueJobsAfter(ctx context.Context, now time.Time, after int64,
 	return out, err
 }
 
-func (s *memStore) FinishTxns(ctx context.Context, txnIDs []string, acks []Ack, jobs []*Job) error {
+func (s *MemStore) FinishTxns(_ context.Context, txnIDs []string, acks []Ack, jobs []*Job) error {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	for _, id := range txnIDs {
-		if s.done[id] {
-			s.mu.Unlock()
+		if _, ok := s.txns[id]; !ok || s.done[id] {
 			return ErrNotPending
 		}
 	}
-	s.mu.Unlock()
-	for i, id := range txnIDs {
-		if i < len(txnIDs)-1 {
-			_ = s.FinishTxn(ctx, id, nil, nil)
-		}
+	if err := s.checkAcks(acks, jobs); err != nil {
+		return err
 	}
-	return s.FinishTxn(ctx, txnIDs[len(txnIDs)-1], acks, jobs)
+	for _, id := range txnIDs {
+		s.done[id] = true
+	}
+	s.acks(acks, jobs)
+	return nil
 }
