@@ -2,6 +2,12 @@
 
 package xmppside
 
+import (
+	"mellium.im/xmpp/jid"
+
+	"xmppbridge/mapping"
+)
+
 // NSSID is the namespace of XEP-0359; its feature is advertised in disco.
 const NSSID = "urn:xmpp:sid:0"
 
@@ -15,4 +21,26 @@ type originID struct {
 type stanzaID struct {
 	ID string `xml:"id,attr"`
 	By string `xml:"by,attr"`
+}
+
+// decodeSID reads XEP-0359's part of a message: the sender's <origin-id/>,
+// and the <stanza-id/> of the sender's own server, the only one
+// trustworthy for us (§3.1): the one whose "by" is their bare JID or
+// domain.
+func decodeSID(in *inMessage, from jid.JID, m *mapping.XMPPMessage) {
+	if in.OriginID != nil && len(in.OriginID.ID) <= maxIDLen {
+		m.OriginID = in.OriginID.ID
+	}
+	for _, s := range in.StanzaID {
+		if (s.By == from.Bare().String() || s.By == from.Domainpart()) && len(s.ID) <= maxIDLen {
+			m.StanzaID = s.ID
+		}
+	}
+}
+
+// encodeSID writes m's <origin-id/> (§3.2).
+func encodeSID(t *tokens, m *mapping.OutMessage) {
+	if m.OriginID != "" {
+		t.empty(NSSID, "origin-id", "id", m.OriginID)
+	}
 }

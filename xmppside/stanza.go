@@ -3,7 +3,6 @@ package xmppside
 import (
 	"encoding/xml"
 	"fmt"
-	"strings"
 	"sync"
 
 	"mellium.im/xmlstream"
@@ -76,58 +75,17 @@ func decodeMessage(d *xml.Decoder, start *xml.StartElement) (*mapping.XMPPMessag
 	}
 	m := &mapping.XMPPMessage{
 		ID: in.ID, From: from, To: to, Type: in.Type,
-		IMNG: in.IMNG != nil,
+		IMNG: in.IMNG != nil, // XEP-0409 §4 (imng.go)
 	}
 	if len(in.Body) > 0 {
 		m.Body, m.HasBody = in.Body[0], true
 	}
-	if in.OriginID != nil && len(in.OriginID.ID) <= maxIDLen {
-		m.OriginID = in.OriginID.ID
-	}
-	for _, s := range in.StanzaID {
-		// XEP-0359 §3.1: only the stamp of the sender's own server is
-		// trustworthy for us; it is the one whose "by" is their bare JID
-		// or domain.
-		if (s.By == from.Bare().String() || s.By == from.Domainpart()) && len(s.ID) <= maxIDLen {
-			m.StanzaID = s.ID
-		}
-	}
-	m.Requests.Receipt = in.Request != nil
-	m.Requests.Markable = in.Markable != nil
-	if in.Event != nil && m.HasBody {
-		// With a body, an x:event names what the sender wants to be told
-		// (XEP-0022 §2.1).
-		m.Requests.Offline = in.Event.Offline != nil
-		m.Requests.Delivered = in.Event.Delivered != nil
-		m.Requests.Displayed = in.Event.Displayed != nil
-		m.Requests.Composing = in.Event.Composing != nil
-	}
-	if in.Received != nil && len(in.Received.ID) <= maxIDLen {
-		m.Received = in.Received.ID
-	}
-	if in.Shown != nil && len(in.Shown.ID) <= maxIDLen {
-		m.Displayed = in.Shown.ID
-	}
-	if ev := in.Event; ev != nil && !m.HasBody && ev.ID != nil && len(*ev.ID) <= maxIDLen {
-		// Without a body, an x:event with an <id/> is a notification about
-		// that message (XEP-0022 §3.2); one with no event cancels composing.
-		m.Event = &mapping.EventNotice{
-			ID:        strings.TrimSpace(*ev.ID),
-			Offline:   ev.Offline != nil,
-			Delivered: ev.Delivered != nil,
-			Displayed: ev.Displayed != nil,
-			Composing: ev.Composing != nil,
-		}
-	}
-	for _, cs := range []struct {
-		el   *struct{}
-		name string
-	}{{in.Composing, "composing"}, {in.Paused, "paused"}, {in.Active, "active"}, {in.Inactive, "inactive"}, {in.Gone, "gone"}} {
-		if cs.el != nil {
-			m.ChatState = cs.name
-			break
-		}
-	}
+	// Each XEP's part, read by its own file.
+	decodeSID(&in, from, m)
+	decodeReceipts(&in, m)
+	decodeEvents(&in, m)
+	decodeMarkers(&in, m)
+	decodeChatState(&in, m)
 	if in.Error != nil {
 		m.Error = &mapping.StanzaError{Type: in.Error.Type, Text: in.Error.Text}
 		if len(in.Error.Condition) > 0 {
@@ -192,6 +150,23 @@ func (t *tokens) text(space, local, text string) {
 	t.end()
 }
 
+// encodeRequests writes what m asks to be told, in the order of the
+// XEPs' examples: XEP-0184 <request/>, XEP-0022's x:event, XEP-0333
+// <markable/>.
+func encodeRequests(t *tokens, r mapping.Requests) {
+	encodeReceiptRequest(t, r)
+	encodeEventRequest(t, r)
+	encodeMarkable(t, r)
+}
+
+// encodeAnswers writes what a receipt or notification answers: XEP-0184
+// <received/>, XEP-0333 <displayed/>, XEP-0022's raised events.
+func encodeAnswers(t *tokens, m *mapping.OutMessage) {
+	encodeReceived(t, m)
+	encodeDisplayedMarker(t, m)
+	encodeEventNotice(t, m)
+}
+
 // writeMessage writes m as a <message/> stanza in the stream's default
 // namespace.
 func writeMessage(w xmlstream.TokenWriter, m *mapping.OutMessage) error {
@@ -200,38 +175,12 @@ func writeMessage(w xmlstream.TokenWriter, m *mapping.OutMessage) error {
 	if m.Body != "" {
 		t.text("", "body", m.Body)
 	}
-	if m.OriginID != "" {
-		t.empty(NSSID, "origin-id", "id", m.OriginID) // XEP-0359 §3.2
-	}
-	r := m.Request
-	if r.Receipt {
-		t.empty(NSReceipts, "request") // XEP-0184 §4
-	}
-	if r.Delivered || r.Displayed || r.Composing || r.Offline {
-		// XEP-0022 §2.1: the events the sender wants to be told of.
-		t.start(NSEvent, "x")
-		eventFlags(t, r.Offline, r.Delivered, r.Displayed, r.Composing)
-		t.end()
-	}
-	if r.Markable {
-		t.empty(NSMarkers, "markable") // XEP-0333 §3
-	}
-	if m.Received != "" {
-		t.empty(NSReceipts, "received", "id", m.Received) // XEP-0184 §5
-	}
-	if m.Displayed != "" {
-		t.empty(NSMarkers, "displayed", "id", m.Displayed) // XEP-0333 §3
-	}
-	if e := m.Event; e != nil {
-		// XEP-0022 §3.2: the events raised, and the <id/> they are about.
-		t.start(NSEvent, "x")
-		eventFlags(t, e.Offline, e.Delivered, e.Displayed, e.Composing)
-		t.text("", "id", e.ID)
-		t.end()
-	}
-	if m.ChatState != "" {
-		t.empty(NSChatStates, m.ChatState) // XEP-0085 §5
-	}
+	// Each XEP's part, written by its own file: the requests a message
+	// carries, then what a receipt or notification answers.
+	encodeSID(t, m)
+	encodeRequests(t, m.Request)
+	encodeAnswers(t, m)
+	encodeChatState(t, m)
 	if e := m.Error; e != nil {
 		// RFC 6120 §8.3.2: type, defined condition, optional text.
 		t.start("", "error", "type", e.Type)
@@ -243,19 +192,6 @@ func writeMessage(w xmlstream.TokenWriter, m *mapping.OutMessage) error {
 	}
 	t.end()
 	return t.err
-}
-
-// eventFlags writes the XEP-0022 event elements that are set, in the
-// order of the spec's examples.
-func eventFlags(t *tokens, offline, delivered, displayed, composing bool) {
-	for _, f := range []struct {
-		on   bool
-		name string
-	}{{offline, "offline"}, {delivered, "delivered"}, {displayed, "displayed"}, {composing, "composing"}} {
-		if f.on {
-			t.empty("", f.name)
-		}
-	}
 }
 
 // parseJID parses an address and refuses one whose string form does not
