@@ -17,6 +17,7 @@ import (
 	"maunium.net/go/mautrix/event"
 
 	"xmppbridge/internal/peers"
+	"xmppbridge/mapping"
 )
 
 var stanzaID = regexp.MustCompile(` id="[^"]*"`)
@@ -38,6 +39,11 @@ func interested(t *testing.T, ctx context.Context, c *peers.XMPPClient) {
 func isPresence(from, typ string) func(*peers.Stanza) bool {
 	return func(s *peers.Stanza) bool { return s.Name == "presence" && s.From == from && s.Type == typ }
 }
+
+// ofResource is the full JID a puppet speaks from, its presence among
+// what it sends (issue 12: RFC 6121 §4.3.2, presence comes from each of a
+// contact's available resources).
+func ofResource(puppet string) string { return puppet + "/" + mapping.PuppetResource }
 
 // capsOf reads the XEP-0115 <c/> of a presence.
 func capsOf(t *testing.T, s *peers.Stanza) (hash, node, ver string) {
@@ -109,7 +115,7 @@ func TestPresenceSubscribeApproved(t *testing.T) {
 	if _, err := paris.Wait(ctx, wait, isPresence(puppet, "subscribed")); err != nil {
 		t.Fatalf("no subscribed: %v", err)
 	}
-	pres, err := paris.Wait(ctx, wait, isPresence(puppet, ""))
+	pres, err := paris.Wait(ctx, wait, isPresence(ofResource(puppet), ""))
 	if err != nil {
 		t.Fatalf("no presence after subscribed: %v", err)
 	}
@@ -145,7 +151,7 @@ func TestPresenceSubscribeApproved(t *testing.T) {
 		// contacts Paris is subscribed to, from the new full JID; the
 		// puppet answers that resource (§4.3.2).
 		desk := w.xmppUser(t, "paris", "desk")
-		got, err := desk.Wait(ctx, wait, isPresence(puppet, ""))
+		got, err := desk.Wait(ctx, wait, isPresence(ofResource(puppet), ""))
 		if err != nil {
 			t.Fatalf("no presence in answer to the probe: %v", err)
 		}
@@ -326,14 +332,14 @@ func TestPresenceFollowsTheBridge(t *testing.T) {
 	if _, err := gregory.Wait(ctx, wait, isPresence(puppet, "subscribed")); err != nil {
 		t.Fatalf("no subscribed: %v", err)
 	}
-	offline := since(gregory, isPresence(puppet, "unavailable"))
+	offline := since(gregory, isPresence(ofResource(puppet), "unavailable"))
 	if err := w.Bridge.Stop(); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := gregory.Wait(ctx, wait, offline); err != nil {
 		t.Errorf("the puppet did not go offline with the bridge: %v", err)
 	}
-	online := since(gregory, isPresence(puppet, ""))
+	online := since(gregory, isPresence(ofResource(puppet), ""))
 	if err := w.Bridge.Start(ctx); err != nil {
 		t.Fatal(err)
 	}

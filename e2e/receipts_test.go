@@ -11,6 +11,7 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"xmppbridge/internal/peers"
+	"xmppbridge/mapping"
 )
 
 // isStatus matches the bot's com.beeper.message_send_status on ev.
@@ -190,5 +191,46 @@ func TestMarkerBurstReachesMatrixAsOneRead(t *testing.T) {
 		if _, err := w.alice.WaitSince(ctx, mark, 0, isRead(room, ev, ghost)); err == nil {
 			t.Errorf("the ghost's m.read moved back to %s", ev)
 		}
+	}
+}
+
+// Issue 12: the puppet speaks from one full JID, as every XMPP account
+// does, and a client that answers that full JID is heard: profanity sends
+// its XEP-0184 receipt to the sender's full JID, and a reply with <im-ng/>
+// to it (XEP-0409 §4: for that client only) is the puppet's own resource.
+func TestPuppetSpeaksFromAFullJID(t *testing.T) {
+	ctx := context.Background()
+	juliet := w.xmppUser(t, "juliet", "fulljid")
+	room := openPortal(t, ctx, juliet, "juliet")
+	ghost := w.ghost("juliet@localhost")
+	alicePuppet := w.puppet(t, w.alice.Client.UserID)
+	speaker := alicePuppet + "/" + mapping.PuppetResource
+
+	ev, err := w.alice.SendText(ctx, room, "From a full JID")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := juliet.Wait(ctx, wait, isMessage(alicePuppet, "From a full JID"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.From != speaker {
+		t.Fatalf("the message came from %q, want the puppet's full JID %q", got.From, speaker)
+	}
+	// The receipt to the full JID it came from, as profanity sends it.
+	if err := juliet.SendRaw(ctx, fmt.Sprintf(`<message to='%s' id='rcpt-full'><received xmlns='urn:xmpp:receipts' id='%s'/></message>`, peers.XMLEscape(got.From), got.ID)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.alice.Wait(ctx, wait, isStatus(room, ev, event.MessageStatusSuccess)); err != nil {
+		t.Fatalf("the receipt to the puppet's full JID did not reach Alice: %v", err)
+	}
+	if err := juliet.SendRaw(ctx, fmt.Sprintf(`<message to='%s' id='imng-own' type='chat'><body>Back to your resource</body><im-ng xmlns='urn:xmpp:im-ng:0'/></message>`, peers.XMLEscape(got.From))); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.alice.Wait(ctx, wait, peers.IsText(room, ghost, "Back to your resource")); err != nil {
+		t.Fatalf("a reply with im-ng to the puppet's own resource was not bridged: %v", err)
+	}
+	if n := juliet.Count(isError("imng-own")) + juliet.Count(isError("rcpt-full")); n != 0 {
+		t.Errorf("%d error stanzas reached the client", n)
 	}
 }

@@ -212,8 +212,10 @@ func (h *harness) drain(t *testing.T) {
 }
 
 const (
-	alice     = id.UserID("@alice:example.org")
-	alicePup  = `alice\3aexample.org@matrix.example.org`
+	alice    = id.UserID("@alice:example.org")
+	alicePup = `alice\3aexample.org@matrix.example.org`
+	// aliceFrom is the full JID Alice's puppet speaks from.
+	aliceFrom = alicePup + "/" + PuppetResource
 	julietJID = "juliet@capulet.lit"
 )
 
@@ -405,7 +407,7 @@ func TestMatrixTextReachesXMPPWithRequests(t *testing.T) {
 	if out.ID != row.XMPPID || out.OriginID != row.XMPPID || !nmtoken.MatchString(out.ID) {
 		t.Errorf("id %q origin %q row %q: want the stored NMTOKEN id", out.ID, out.OriginID, row.XMPPID)
 	}
-	if out.From.String() != alicePup || out.To.String() != julietJID || out.Type != TypeChat || out.Body != "It is the east" {
+	if out.From.String() != aliceFrom || out.To.String() != julietJID || out.Type != TypeChat || out.Body != "It is the east" {
 		t.Errorf("out = %+v", out)
 	}
 	if want := (Requests{Receipt: true, Delivered: true, Displayed: true, Composing: true, Markable: true}); out.Request != want {
@@ -486,7 +488,7 @@ func TestOfflineEvent(t *testing.T) {
 		if offline {
 			want = 1
 		}
-		if len(got) != want || (offline && got[0] != "off-1 to "+julietJID+" from "+alicePup) {
+		if len(got) != want || (offline && got[0] != "off-1 to "+julietJID+" from "+aliceFrom) {
 			t.Errorf("offline=%v: events %q", offline, got)
 		}
 	}

@@ -45,10 +45,11 @@ func (b *Bridge) HandleXMPPMessage(ctx context.Context, m *XMPPMessage) (*OutMes
 		// a message of ours becomes its failure status on Matrix.
 		return nil, b.errorFromXMPP(ctx, log, mxid, m)
 	}
-	if m.HasBody && m.IMNG && m.To.Resourcepart() != "" {
+	if m.HasBody && m.IMNG && m.To.Resourcepart() != "" && m.To.Resourcepart() != PuppetResource {
 		// XEP-0409 §4: a full-JID message with <im-ng/> is for that one
-		// client only; a puppet's "clients" are all of a Matrix user's
-		// devices, which cannot be told apart, so it cannot be delivered.
+		// client only. A puppet has one resource, the one it speaks from
+		// (PuppetResource), which stands for all of the Matrix user's
+		// devices; to any other there is no client to deliver it to.
 		b.drop(log, "xmpp_message", ReasonIMNGFullJID)
 		return bounce(m, "cancel", "service-unavailable"), nil
 	}

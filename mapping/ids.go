@@ -86,6 +86,27 @@ func (ids Identities) Puppet(u id.UserID) (jid.JID, error) {
 	return j, nil
 }
 
+// PuppetResource is the resource of every puppet: the one full JID it
+// speaks from. An XMPP account's stanzas always come from a full JID, and
+// clients rely on it: profanity addresses its receipts to the sender's
+// full JID (with none, Prosody handed them back to their own sender) and
+// shows no chat state from a bare JID; mcabber learns capabilities only
+// from presence with a resource. "matrix" says in the client's contact
+// list where the person is, as a resource names a client.
+const PuppetResource = "matrix"
+
+// PuppetFrom is the full JID the puppet of u speaks from: its messages,
+// receipts, notifications, chat states and available presence.
+// Subscription requests and answers come from the bare JID (RFC 6121
+// §3.1.2: the server stamps them so).
+func (ids Identities) PuppetFrom(u id.UserID) (jid.JID, error) {
+	p, err := ids.Puppet(u)
+	if err != nil {
+		return jid.JID{}, err
+	}
+	return p.WithResource(PuppetResource)
+}
+
 // PuppetUser is the inverse of Puppet: the Matrix user a puppet JID stands
 // for. Only canonical escapes are accepted, so each Matrix user has exactly
 // one puppet.

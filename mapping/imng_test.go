@@ -9,8 +9,9 @@ import (
 
 // The routing rows of XEP-0409 §4 that TestXMPPRefusals and
 // TestXMPPFullJIDWithoutIMNGIsBridged leave out, for messages to a full
-// puppet JID. A puppet has no resource of its own: its "clients" are all of
-// the Matrix user's devices, reached through the portal.
+// puppet JID. A puppet has one resource, PuppetResource, the one it speaks
+// from: it stands for all of the Matrix user's devices, reached through
+// the portal; no other resource of it exists.
 
 // "Any message of normal type, or type 'chat', 'groupchat' or 'headline'
 // sent to a bare JID is distributed to all IM-NG clients", and "When a
@@ -22,6 +23,22 @@ func TestIMNGNormalToFullJIDIsBridged(t *testing.T) {
 	h := newHarness(t)
 	m := chat("n1", "a normal message to a resource")
 	m.Type, m.To = TypeNormal, jid.MustParse(alicePup+"/desk")
+	if reply, err := h.b.HandleXMPPMessage(context.Background(), m); err != nil || reply != nil {
+		t.Fatalf("reply %+v, err %v", reply, err)
+	}
+	h.drain(t)
+	if len(h.matrix.texts) != 1 {
+		t.Errorf("texts %q, want the message bridged", h.matrix.texts)
+	}
+}
+
+// "A message sent to a full JID with an <im-ng/> element ... is only to be
+// delivered to that client": to the puppet's own resource, that is the
+// portal (a reply to a message the puppet sent, as a client sends it).
+func TestIMNGChatToThePuppetsResourceIsBridged(t *testing.T) {
+	h := newHarness(t)
+	m := chat("r1", "a reply to the puppet's own resource")
+	m.To, m.IMNG = jid.MustParse(aliceFrom), true
 	if reply, err := h.b.HandleXMPPMessage(context.Background(), m); err != nil || reply != nil {
 		t.Fatalf("reply %+v, err %v", reply, err)
 	}

@@ -197,7 +197,7 @@ func (b *Bridge) handleReceipt(ctx context.Context, rc Receipt, plan *receiptPla
 	from, ok := plan.puppets[portal.MXID]
 	if !ok {
 		var err error
-		if from, err = b.cfg.Identities.Puppet(portal.MXID); err != nil {
+		if from, err = b.cfg.Identities.PuppetFrom(portal.MXID); err != nil {
 			return skip(ReasonNotPortalUser)
 		}
 		plan.puppets[portal.MXID] = from

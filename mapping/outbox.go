@@ -156,7 +156,7 @@ func (b *Bridge) sendToXMPP(ctx context.Context, row int64) error {
 	if err != nil {
 		return fmt.Errorf("load message %d: %w", row, err)
 	}
-	from, err := b.cfg.Identities.Puppet(msg.MXID)
+	from, err := b.cfg.Identities.PuppetFrom(msg.MXID)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrPermanent, err)
 	}

@@ -109,10 +109,17 @@ func (b *Bridge) HandleXMPPPresence(ctx context.Context, p *XMPPPresence) ([]*Ou
 	// bare JID; a puppet's presence is its bare JID's (all of the user's
 	// devices), as IM-NG addresses it.
 	puppet, peer := p.To.Bare(), p.From.Bare()
+	// Its presence comes from the full JID it speaks from; answers about
+	// the subscription from the bare one (RFC 6121 §3.1.2).
+	speaker, _ := puppet.WithResource(PuppetResource)
 	answer := func(typ string, to jid.JID, outcome Reason) []*OutPresence {
 		log.Debug().Str("outcome", string(outcome)).Str("reason", string(reason)).Msg("Answered presence")
 		b.count("xmpp_presence", outcome)
-		return []*OutPresence{{From: puppet, To: to, Type: typ, Caps: typ == PresenceAvailable}}
+		from := puppet
+		if typ == PresenceAvailable || typ == PresenceUnavailable {
+			from = speaker
+		}
+		return []*OutPresence{{From: from, To: to, Type: typ, Caps: typ == PresenceAvailable}}
 	}
 	ignore := func(why Reason) ([]*OutPresence, error) {
 		if why == "" {
@@ -169,7 +176,7 @@ func (b *Bridge) HandleXMPPPresence(ctx context.Context, p *XMPPPresence) ([]*Ou
 		// §3.1.3 rule 2 (already subscribed: "subscribed" again) and
 		// §3.1.5: an approval is followed by the contact's presence.
 		out := answer(PresenceSubscribed, peer, PresenceApproved)
-		return append(out, &OutPresence{From: puppet, To: peer, Caps: true}), nil
+		return append(out, &OutPresence{From: speaker, To: peer, Caps: true}), nil
 	case PresenceProbe:
 		if reason != "" || !sub.FromThem {
 			// RFC 6121 §4.3.2 rule 1: "If the contact account does not
@@ -247,7 +254,7 @@ func (b *Bridge) SubscriberPresence(ctx context.Context, available bool) ([]*Out
 	}
 	out := make([]*OutPresence, 0, len(subs))
 	for _, s := range subs {
-		puppet, err := b.cfg.Identities.Puppet(s.MXID)
+		puppet, err := b.cfg.Identities.PuppetFrom(s.MXID)
 		if err != nil {
 			continue
 		}
@@ -336,7 +343,7 @@ func (b *Bridge) offlineEvent(ctx context.Context, msg *Message) {
 	if err != nil || !offline {
 		return
 	}
-	from, err := b.cfg.Identities.Puppet(msg.MXID)
+	from, err := b.cfg.Identities.PuppetFrom(msg.MXID)
 	if err != nil {
 		return
 	}

@@ -87,7 +87,7 @@ func wantAnswers(t *testing.T, got []string, want ...string) {
 var (
 	approved = []string{
 		"subscribed " + alicePup + " " + julietJID,
-		"available " + alicePup + " " + julietJID + " caps",
+		"available " + aliceFrom + " " + julietJID + " caps",
 	}
 	denied = "unsubscribed " + alicePup + " " + julietJID
 )
@@ -186,7 +186,7 @@ func TestProbe(t *testing.T) {
 	h := presenceHarness(t, autoPolicy)
 	wantAnswers(t, h.answers(t, presenceFrom(PresenceProbe, alicePup)), denied)
 	_ = h.store.SetSubscriptionFrom(context.Background(), alice, julietBareID, true)
-	wantAnswers(t, h.answers(t, presenceFrom(PresenceProbe, alicePup)), "available "+alicePup+" "+julietPhone.String()+" caps")
+	wantAnswers(t, h.answers(t, presenceFrom(PresenceProbe, alicePup)), "available "+aliceFrom+" "+julietPhone.String()+" caps")
 	if h.counts["xmpp_presence/"+PresenceProbeAnswered] != 1 || h.counts["xmpp_presence/"+PresenceProbeDenied] != 1 {
 		t.Errorf("counts %v", h.counts)
 	}
@@ -200,7 +200,7 @@ func TestUnsubscribe(t *testing.T) {
 	wantAnswers(t, h.answers(t, presenceFrom(PresenceUnsubscribe, alicePup)))
 	_ = h.store.SetSubscriptionFrom(context.Background(), alice, julietBareID, true)
 	_ = h.store.SetSubscriptionTo(context.Background(), alice, julietBareID, true)
-	wantAnswers(t, h.answers(t, presenceFrom(PresenceUnsubscribe, alicePup)), "unavailable "+alicePup+" "+julietJID)
+	wantAnswers(t, h.answers(t, presenceFrom(PresenceUnsubscribe, alicePup)), "unavailable "+aliceFrom+" "+julietJID)
 	if got := h.subscription(t); got != (subState{ToThem: true}) {
 		t.Errorf("subscription %+v, want to only", got)
 	}
@@ -347,9 +347,9 @@ func TestSubscriberPresence(t *testing.T) {
 		for _, p := range ps {
 			got = append(got, fmt.Sprintf("%q %s %s %t", p.Type, p.From, p.To, p.Caps))
 		}
-		want := fmt.Sprintf(`["unavailable" %s %s false]`, alicePup, julietJID)
+		want := fmt.Sprintf(`["unavailable" %s %s false]`, aliceFrom, julietJID)
 		if available {
-			want = fmt.Sprintf(`["" %s %s true]`, alicePup, julietJID)
+			want = fmt.Sprintf(`["" %s %s true]`, aliceFrom, julietJID)
 		}
 		if fmt.Sprint(got) != want {
 			t.Errorf("available=%t: %v, want %s", available, got, want)

@@ -43,7 +43,7 @@ func (b *Bridge) typingFromMatrix(ctx context.Context, room id.RoomID, users []i
 	if was == on || !b.cfg.Receipts.sendsReceipts(portal.MXID) {
 		return nil
 	}
-	from, err := b.cfg.Identities.Puppet(portal.MXID)
+	from, err := b.cfg.Identities.PuppetFrom(portal.MXID)
 	if err != nil {
 		return nil
 	}

@@ -90,21 +90,25 @@ func (r *streamRig) send(t *testing.T, raw string) string {
 
 var pupBare = `alice\3aexample.org@matrix.example.org`
 
-// A subscribe is approved and followed by the puppet's presence, both from
-// its bare JID (in the component's domain, which Prosody insists on), the
-// presence with the caps of XEP-0115 §6.1.
+// pupFull is the full JID the puppet speaks from (mapping.PuppetResource).
+var pupFull = pupBare + "/" + mapping.PuppetResource
+
+// A subscribe is approved from the puppet's bare JID (RFC 6121 §3.1.2, in
+// the component's domain, which Prosody insists on) and followed by the
+// presence of its one resource (§3.1.5, §4.3.2: "from each of the
+// contact's available resources"), with the caps of XEP-0115 §6.1.
 func TestSubscribeThroughComponent(t *testing.T) {
 	r := newStreamRig(t, mapping.PresencePolicy{AutoSubscribe: true})
 	got := r.send(t, `<presence xmlns='jabber:component:accept' from='juliet@capulet.lit' to='`+pupBare+`' type='subscribe' id='sub1'/>`)
 	caps := `<c xmlns="http://jabber.org/protocol/caps" hash="sha-1" node="xmpp:matrix.example.org" ver="` + puppetVer + `"></c>`
 	want := `<presence from="` + pupBare + `" to="juliet@capulet.lit" type="subscribed"></presence>` +
-		`<presence from="` + pupBare + `" to="juliet@capulet.lit">` + caps + `</presence>`
+		`<presence from="` + pupFull + `" to="juliet@capulet.lit">` + caps + `</presence>`
 	if got != want {
 		t.Errorf("wrote\n  %s\nwant\n  %s", got, want)
 	}
 	// RFC 6121 §4.3.2: Prosody probes from the full JID that comes online.
 	got = r.send(t, `<presence from='juliet@capulet.lit/balcony' to='`+pupBare+`' type='probe'/>`)
-	if want := `<presence from="` + pupBare + `" to="juliet@capulet.lit/balcony">` + caps + `</presence>`; got != want {
+	if want := `<presence from="` + pupFull + `" to="juliet@capulet.lit/balcony">` + caps + `</presence>`; got != want {
 		t.Errorf("probe answered\n  %s\nwant\n  %s", got, want)
 	}
 	if got := r.send(t, `<presence from='not a jid@@' to='`+pupBare+`' type='subscribe'/>`); got != "" || r.counts["xmpp_presence/malformed"] != 1 {
