@@ -19,7 +19,7 @@ const (
 // translates, IM-NG routing (it is the puppets' server), stable ids and the
 // entity capabilities in their presence. caps.go hashes it.
 var puppetFeatures = []string{
-	NSDiscoInfo, NSReceipts, NSEvent, NSMarkers, NSIMNG, NSSID, NSChatStates, NSPing, NSCaps,
+	NSDiscoInfo, NSReceipts, NSEvent, NSMarkers, NSIMNG, NSSID, NSChatStates, NSPing, NSCaps, NSVersion,
 }
 
 // puppetIdentity is every puppet's. "client"/"pc": a puppet stands for a
@@ -29,7 +29,7 @@ var puppetIdentity = identity{Category: "client", Type: "pc", Name: "Matrix"}
 
 // domainFeatures is what the component itself supports.
 var domainFeatures = []string{
-	NSDiscoInfo, NSDiscoItems, NSReceipts, NSEvent, NSMarkers, NSIMNG, NSSID, NSChatStates, NSPing,
+	NSDiscoInfo, NSDiscoItems, NSReceipts, NSEvent, NSMarkers, NSIMNG, NSSID, NSChatStates, NSPing, NSVersion, NSGateway,
 }
 
 type inIQ struct {
@@ -41,6 +41,7 @@ type inIQ struct {
 	Payload struct {
 		XMLName xml.Name
 		Node    string `xml:"node,attr"`
+		Prompt  string `xml:"prompt"` // jabber:iq:gateway (XEP-0100)
 	} `xml:",any"`
 }
 
@@ -133,6 +134,27 @@ func (c *Component) handleIQ(d *xml.Decoder, start *xml.StartElement, t xmlstrea
 	case iq.Type == "get" && p.Space == NSDiscoItems:
 		reply.Payload = discoItems{}
 	case iq.Type == "get" && p.Space == NSPing && p.Local == "ping":
+	case iq.Type == "get" && p.Space == NSVersion && p.Local == "query":
+		// XEP-0092 §2, on the domain and on every puppet (the software a
+		// puppet runs is the bridge).
+		reply.Payload = versionInfo{Name: softwareName, Version: softwareVersion()}
+	case isDomain && iq.Type == "get" && p.Space == NSGateway && p.Local == "query":
+		reply.Payload = gatewayPrompt{
+			Desc:   "Enter the Matrix user ID of the person you would like to contact.",
+			Prompt: gatewayAsk,
+		}
+	case isDomain && iq.Type == "set" && p.Space == NSGateway && p.Local == "query":
+		// The puppet JID of any well-formed Matrix ID, whether or not that
+		// user exists or may use the bridge: the answer is a spelling, and
+		// tells nobody who is there.
+		u, ok := matrixUserOf(iq.Payload.Prompt)
+		puppet, err := c.Core.Identities().Puppet(u)
+		if !ok || err != nil {
+			fail("modify", "bad-request")
+			c.Count("xmpp_iq", "bad_gateway_prompt")
+			break
+		}
+		reply.Payload = gatewayJID{JID: puppet.String()}
 	case iq.Type == "set" && p.Space == NSIMNG && p.Local == "enable":
 		// XEP-0409 §6: the server acknowledges; the component routes the
 		// same way whatever the client enabled.
