@@ -210,6 +210,15 @@ func TestPresenceSubscribeOnPortalFromXMPP(t *testing.T) {
 	if req.To != "nurse@"+w.Prosody.Domain && !strings.HasPrefix(req.To, "nurse@"+w.Prosody.Domain+"/") {
 		t.Errorf("subscribe to %q", req.To)
 	}
+	// Issue 12, XEP-0172 §4.1: with Alice's display name on Dendrite as
+	// its nickname.
+	name, err := w.alice.Client.GetDisplayName(ctx, w.alice.Client.UserID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := `<nick xmlns="http://jabber.org/protocol/nick">` + name.DisplayName + `</nick>`; name.DisplayName == "" || !req.Has(want) {
+		t.Errorf("the subscription request lacks %s: %s", want, req.XML)
+	}
 }
 
 // Issue 5: a portal opened from Matrix (Alice invites the ghost) makes the

@@ -44,6 +44,8 @@ type MatrixSide interface {
 	Offline(ctx context.Context, user id.UserID) (bool, error)
 	// SendFailure marks ev as not delivered.
 	SendFailure(ctx context.Context, room id.RoomID, ev id.EventID, status StatusArgs) error
+	// DisplayName is user's display name on the homeserver, "" if none.
+	DisplayName(ctx context.Context, user id.UserID) (string, error)
 }
 
 // XMPPSide is what the core asks of the XMPP server; xmppside implements it.

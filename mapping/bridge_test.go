@@ -27,7 +27,8 @@ type fakeMatrix struct {
 
 	deliveries, reads, failures []string
 	offline                     bool
-	mu                          sync.Mutex // lanes run side by side
+	names                       map[id.UserID]string // display names
+	mu                          sync.Mutex           // lanes run side by side
 	typing                      []string
 	// beforeAnswer, if set, runs when SendText has made its event and not
 	// yet answered: what the homeserver does meanwhile.
@@ -111,6 +112,12 @@ func (f *fakeMatrix) SendFailure(_ context.Context, room id.RoomID, ev id.EventI
 }
 
 func (f *fakeMatrix) Offline(context.Context, id.UserID) (bool, error) { return f.offline, nil }
+
+func (f *fakeMatrix) DisplayName(_ context.Context, u id.UserID) (string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.names[u], nil
+}
 
 func (f *fakeMatrix) typings() []string {
 	f.mu.Lock()

@@ -41,6 +41,8 @@ type OutPresence struct {
 	// Caps attaches the puppets' entity capabilities (XEP-0115); xmppside
 	// knows what they are, since it answers the disco#info they stand for.
 	Caps bool
+	// Nick is the XEP-0172 nickname the puppet gives itself ("": none).
+	Nick string
 }
 
 // Subscription is the presence subscription state between a puppet and an
@@ -324,8 +326,17 @@ func (b *Bridge) sendSubscribe(ctx context.Context, job *Job) error {
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrPermanent, err)
 	}
-	// RFC 6121 §3.1.1: to the bare JID, with an id.
-	out := &OutPresence{ID: NewXMPPID(), From: from, To: peer.Bare(), Type: PresenceSubscribe}
+	// RFC 6121 §3.1.1: to the bare JID, with an id. XEP-0172 §4.1: a
+	// subscription request carries the nickname of who asks (the Matrix
+	// display name), which the person's client shows instead of the
+	// escaped JID. Without one (the homeserver unreachable, no name set),
+	// the request goes without: it matters more than the name.
+	nick, err := b.matrix.DisplayName(ctx, args.MXID)
+	if err != nil {
+		b.log.Debug().Err(err).Str("mxid", string(args.MXID)).Msg("No display name for the subscription request")
+		nick = ""
+	}
+	out := &OutPresence{ID: NewXMPPID(), From: from, To: peer.Bare(), Type: PresenceSubscribe, Nick: nick}
 	if err := b.xmpp.SendPresence(ctx, out); err != nil {
 		return fmt.Errorf("ask %s for a subscription for %s: %w", peer, args.MXID, err)
 	}

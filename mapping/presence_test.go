@@ -255,6 +255,24 @@ func wantSubscribeSent(t *testing.T, h *harness, n int) {
 	}
 }
 
+// XEP-0172 §4.1: "a user SHOULD include the nickname in a subscription
+// request"; the puppet's is its Matrix user's display name, and without
+// one the request goes without a nick.
+func TestSubscribeCarriesTheDisplayNameAsNick(t *testing.T) {
+	for _, name := range []string{"Alice Liddell", ""} {
+		h := presenceHarness(t, autoPolicy)
+		h.matrix.names = map[id.UserID]string{alice: name}
+		if _, err := h.b.HandleXMPPMessage(context.Background(), chat("m1", "Wherefore art thou?")); err != nil {
+			t.Fatal(err)
+		}
+		h.drain(t)
+		wantSubscribeSent(t, h, 1)
+		if got := h.xmpp.presences[0].Nick; got != name {
+			t.Errorf("nick %q, want %q", got, name)
+		}
+	}
+}
+
 // When Juliet's first message creates the portal, Alice's puppet asks her
 // for a subscription, through the outbox: while the XMPP side is down the
 // request waits and goes out after the reconnect.

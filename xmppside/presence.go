@@ -29,6 +29,7 @@ type outPresence struct {
 	From    string   `xml:"from,attr"`
 	To      string   `xml:"to,attr"`
 	Type    string   `xml:"type,attr,omitempty"`
+	Nick    string   `xml:"http://jabber.org/protocol/nick nick,omitempty"` // XEP-0172
 	Caps    *caps
 }
 
@@ -47,7 +48,7 @@ func decodePresence(d *xml.Decoder, start *xml.StartElement) (*mapping.XMPPPrese
 // encodePresence writes p. Its from is a puppet, so its domain is the
 // component's, which names the caps node.
 func encodePresence(p *mapping.OutPresence) *outPresence {
-	out := &outPresence{ID: p.ID, From: p.From.String(), To: p.To.String(), Type: p.Type}
+	out := &outPresence{ID: p.ID, From: p.From.String(), To: p.To.String(), Type: p.Type, Nick: p.Nick}
 	if p.Caps {
 		// XEP-0115 §6.1: caps in every available presence.
 		out.Caps = puppetCaps(p.From.Domain())

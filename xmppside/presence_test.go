@@ -173,3 +173,21 @@ func TestDiscoCapsNode(t *testing.T) {
 		}
 	}
 }
+
+// XEP-0172 §4.1, Example 1: a subscription request with the nickname of
+// who asks.
+func TestSubscribeWithNick(t *testing.T) {
+	p := &mapping.OutPresence{From: jid.MustParse(pupBare), To: jid.MustParse("starbuck@moby-dick.lit"), Type: mapping.PresenceSubscribe, Nick: "Ishmael"}
+	out, err := xml.Marshal(encodePresence(p))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `<presence from="` + pupBare + `" to="starbuck@moby-dick.lit" type="subscribe"><nick xmlns="http://jabber.org/protocol/nick">Ishmael</nick></presence>`
+	if string(out) != want {
+		t.Errorf("wrote\n  %s\nwant\n  %s", out, want)
+	}
+	p.Nick = ""
+	if out, _ := xml.Marshal(encodePresence(p)); strings.Contains(string(out), "nick") {
+		t.Errorf("a presence without a nick wrote one: %s", out)
+	}
+}

@@ -60,6 +60,8 @@ func (r *recMatrix) SendFailure(_ context.Context, _ id.RoomID, ev id.EventID, s
 }
 func (r *recMatrix) Offline(context.Context, id.UserID) (bool, error) { return false, nil }
 
+func (r *recMatrix) DisplayName(context.Context, id.UserID) (string, error) { return "", nil }
+
 func (r *recMatrix) get(list *[]string) []string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
