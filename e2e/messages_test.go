@@ -178,3 +178,26 @@ func TestDiscoInfoOfPuppet(t *testing.T) {
 		}
 	}
 }
+
+// Issue 12, XEP-0172 §4.2: the XMPP person's <nick/> becomes their
+// ghost's display name, which Alice's client shows.
+func TestGhostNamedAfterTheNick(t *testing.T) {
+	ctx := context.Background()
+	mercutio := w.xmppUser(t, "mercutio", "mab")
+	room := openPortal(t, ctx, mercutio, "mercutio")
+	ghost := w.ghost("mercutio@localhost")
+	if err := mercutio.SendRaw(ctx, fmt.Sprintf(`<message to='%s' id='nick-1' type='chat'><body>Queen Mab</body><nick xmlns='http://jabber.org/protocol/nick'>Mercutio</nick></message>`,
+		peers.XMLEscape(w.puppet(t, w.alice.Client.UserID)))); err != nil {
+		t.Fatal(err)
+	}
+	named := func(e *event.Event) bool {
+		if e.RoomID != room || e.Type != event.StateMember || e.StateKey == nil || *e.StateKey != string(ghost) {
+			return false
+		}
+		name, _ := e.Content.Raw["displayname"].(string)
+		return name == "Mercutio (XMPP)"
+	}
+	if _, err := w.alice.Wait(ctx, wait, named); err != nil {
+		t.Fatalf("the ghost never took the nick as its name: %v", err)
+	}
+}

@@ -46,6 +46,9 @@ type MatrixSide interface {
 	SendFailure(ctx context.Context, room id.RoomID, ev id.EventID, status StatusArgs) error
 	// DisplayName is user's display name on the homeserver, "" if none.
 	DisplayName(ctx context.Context, user id.UserID) (string, error)
+	// SetGhostName names ghost after its XMPP person's name (the side
+	// marks it as XMPP's).
+	SetGhostName(ctx context.Context, ghost id.UserID, name string) error
 }
 
 // XMPPSide is what the core asks of the XMPP server; xmppside implements it.
@@ -112,6 +115,10 @@ type Bridge struct {
 
 	in *intake // receipts from XMPP waiting to be recorded
 
+	// nicks is the last XEP-0172 nick each XMPP person's ghost was named
+	// after in this run (ghostName).
+	nicksMu  sync.Mutex
+	nicks    map[string]string // by bare JID
 	typingMu sync.Mutex
 	typing   map[id.RoomID]bool // whether the portal's user types, by room
 
@@ -125,7 +132,7 @@ func New(cfg Config, store Store, count Counter, log zerolog.Logger) *Bridge {
 	if count == nil {
 		count = func(string, string) {}
 	}
-	b := &Bridge{cfg: cfg, store: store, counter: count, log: log, wake: make(chan struct{}, 1), now: time.Now, out: noOutbox{}, typing: map[id.RoomID]bool{}, ghostTypingOf: map[id.RoomID]*typingState{}}
+	b := &Bridge{cfg: cfg, store: store, counter: count, log: log, wake: make(chan struct{}, 1), now: time.Now, out: noOutbox{}, typing: map[id.RoomID]bool{}, nicks: map[string]string{}, ghostTypingOf: map[id.RoomID]*typingState{}}
 	b.in = newIntake(cfg.Limits, func() time.Time { return b.now() }, log)
 	return b
 }

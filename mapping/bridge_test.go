@@ -28,6 +28,7 @@ type fakeMatrix struct {
 	deliveries, reads, failures []string
 	offline                     bool
 	names                       map[id.UserID]string // display names
+	ghostNames                  []string             // "ghost name"
 	mu                          sync.Mutex           // lanes run side by side
 	typing                      []string
 	// beforeAnswer, if set, runs when SendText has made its event and not
@@ -112,6 +113,13 @@ func (f *fakeMatrix) SendFailure(_ context.Context, room id.RoomID, ev id.EventI
 }
 
 func (f *fakeMatrix) Offline(context.Context, id.UserID) (bool, error) { return f.offline, nil }
+
+func (f *fakeMatrix) SetGhostName(_ context.Context, ghost id.UserID, name string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.ghostNames = append(f.ghostNames, string(ghost)+" "+name)
+	return nil
+}
 
 func (f *fakeMatrix) DisplayName(_ context.Context, u id.UserID) (string, error) {
 	f.mu.Lock()

@@ -2,6 +2,7 @@ package mapping
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 
@@ -88,16 +89,42 @@ func (b *Bridge) HandleXMPPMessage(ctx context.Context, m *XMPPMessage) (*OutMes
 		msg.Requests = Requests{}
 	}
 	job := newJob(JobSendToMatrix, about{room: msg.RoomID, mxid: mxid, peer: peer}, 0, nil)
-	added, err := b.store.AddMessage(ctx, msg, job)
+	jobs := []*Job{job}
+	if name := b.ghostName(mxid, peer, m.Nick); name != nil {
+		jobs = append(jobs, name)
+	}
+	added, err := b.store.AddMessage(ctx, msg, jobs...)
 	if err != nil {
 		return nil, fmt.Errorf("store message %s from %s: %w", m.ID, peer, err)
 	}
 	if !added {
 		return b.drop(log, "xmpp_message", ReasonDuplicate), nil
 	}
+	if len(jobs) > 1 {
+		b.nicksMu.Lock()
+		b.nicks[peer.String()] = m.Nick
+		b.nicksMu.Unlock()
+	}
 	b.count("xmpp_message", "accepted")
-	b.queue(job)
+	b.queue(jobs...)
 	return nil, nil
+}
+
+// ghostName is the job that names peer's ghost after the nick their
+// message carries (XEP-0172 §4.2), if it is one the ghost was not named
+// after yet in this run; nil otherwise.
+func (b *Bridge) ghostName(mxid id.UserID, peer jid.JID, nick string) *Job {
+	if nick == "" {
+		return nil
+	}
+	b.nicksMu.Lock()
+	same := b.nicks[peer.String()] == nick
+	b.nicksMu.Unlock()
+	if same {
+		return nil
+	}
+	payload, _ := json.Marshal(jobArgs{User: b.cfg.Identities.Ghost(peer), Body: nick}) // strings only
+	return newJob(JobGhostName, about{mxid: mxid, peer: peer}, 0, payload)
 }
 
 // ResolvePuppet tells which Matrix user the puppet JID to stands for, or

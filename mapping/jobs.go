@@ -58,6 +58,9 @@ var jobKinds = map[JobKind]jobKind{
 	JobJoin:          {SideMatrix, byRoom, jobArgs{}},
 	JobLeave:         {SideMatrix, byRoom, jobArgs{}},
 	JobNotice:        {SideMatrix, byRoom, jobArgs{}},
+	// After the pair's send that made the ghost (and named it after the
+	// JID), so that the person's own name is the one that stays.
+	JobGhostName: {SideMatrix, byPair, jobArgs{}},
 	// m.read only moves forward, and a burst's older reads stand aside
 	// for the newest (receiptToMatrix).
 	JobMatrixRead: {SideMatrix, byRoom, receiptArgs{}},

@@ -8,7 +8,7 @@ import (
 // Every kind the outbox runs is declared, on the side its name says.
 func TestJobKindsDeclared(t *testing.T) {
 	for _, k := range []JobKind{
-		JobSendToMatrix, JobSendToXMPP, JobJoin, JobLeave, JobNotice,
+		JobSendToMatrix, JobSendToXMPP, JobJoin, JobLeave, JobNotice, JobGhostName,
 		JobMatrixDelivery, JobMatrixRead, JobMatrixStatus,
 		JobSendStanzas, JobSubscribe, JobReplayReceipt,
 	} {

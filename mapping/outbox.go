@@ -38,11 +38,12 @@ func (b *Bridge) Wake() { b.out.Wake() }
 
 // The kinds of sends the outbox carries out.
 const (
-	JobSendToMatrix JobKind = "matrix.send"   // a FromXMPP message, by row
-	JobSendToXMPP   JobKind = "xmpp.send"     // a FromMatrix message, by row
-	JobJoin         JobKind = "matrix.join"   // a ghost accepts an invite
-	JobLeave        JobKind = "matrix.leave"  // a ghost declines or leaves
-	JobNotice       JobKind = "matrix.notice" // a ghost explains something
+	JobSendToMatrix JobKind = "matrix.send"       // a FromXMPP message, by row
+	JobSendToXMPP   JobKind = "xmpp.send"         // a FromMatrix message, by row
+	JobJoin         JobKind = "matrix.join"       // a ghost accepts an invite
+	JobLeave        JobKind = "matrix.leave"      // a ghost declines or leaves
+	JobNotice       JobKind = "matrix.notice"     // a ghost explains something
+	JobGhostName    JobKind = "matrix.ghost_name" // a ghost takes its person's name
 )
 
 // jobArgs is the payload of the jobs that are not about one message row.
@@ -87,6 +88,8 @@ func (b *Bridge) RunJob(ctx context.Context, job *Job) error {
 		return b.matrix.Leave(ctx, args.Room, args.User, args.Reason)
 	case JobNotice:
 		return b.matrix.SendNotice(ctx, args.Room, args.User, args.Body, "notice-"+strconv.FormatInt(job.ID, 10))
+	case JobGhostName:
+		return b.matrix.SetGhostName(ctx, args.User, args.Body)
 	}
 	return fmt.Errorf("%w: unknown job kind %q", ErrPermanent, job.Kind)
 }

@@ -374,3 +374,25 @@ func TestSubscriberPresence(t *testing.T) {
 		}
 	}
 }
+
+// XEP-0172 §4.2: a message's <nick/> is how its sender would be called;
+// the ghost takes it as its name on Matrix, once per change, after the
+// send that made the ghost.
+func TestGhostTakesTheSendersNick(t *testing.T) {
+	h := newHarness(t)
+	for i, nick := range []string{"Juliet", "Juliet", "", "Juliet Capulet"} {
+		m := chat(fmt.Sprintf("n%d", i), "hello")
+		m.Nick = nick
+		if _, err := h.b.HandleXMPPMessage(context.Background(), m); err != nil {
+			t.Fatal(err)
+		}
+		h.drain(t)
+	}
+	want := []string{string(julietGhost) + " Juliet", string(julietGhost) + " Juliet Capulet"}
+	if fmt.Sprint(h.matrix.ghostNames) != fmt.Sprint(want) {
+		t.Errorf("ghost names %q, want %q", h.matrix.ghostNames, want)
+	}
+	if len(h.matrix.texts) != 4 {
+		t.Errorf("%d messages bridged, want 4", len(h.matrix.texts))
+	}
+}

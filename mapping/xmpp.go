@@ -27,7 +27,8 @@ type XMPPMessage struct {
 	OriginID string // XEP-0359 <origin-id/>
 	StanzaID string // XEP-0359 <stanza-id/> by the sender's server
 	Requests Requests
-	IMNG     bool // XEP-0409 <im-ng/> present
+	IMNG     bool   // XEP-0409 <im-ng/> present
+	Nick     string // XEP-0172 <nick/> of the sender, "" if none
 	Error    *StanzaError
 
 	// Receipts and notifications about earlier messages.

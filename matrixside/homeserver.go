@@ -62,7 +62,7 @@ func (h *Homeserver) CreateDM(ctx context.Context, ghost, invitee id.UserID) (id
 		return "", err
 	}
 	if j, err := h.IDs.GhostJID(ghost); err == nil {
-		h.setDisplayName(ctx, intent, j)
+		h.nameGhost(ctx, intent, j)
 	}
 	// The bot is invited too: it reads the portal's receipts by /sync where
 	// the homeserver pushes none, and sends the delivery status events.
@@ -80,11 +80,28 @@ func (h *Homeserver) CreateDM(ctx context.Context, ghost, invitee id.UserID) (id
 	return resp.RoomID, nil
 }
 
-func (h *Homeserver) setDisplayName(ctx context.Context, intent *appservice.IntentAPI, j jid.JID) {
-	name := j.String() + " (XMPP)"
-	if err := intent.SetDisplayName(ctx, name); err != nil {
+// nameGhost gives a ghost without a name its JID as one: a ghost that has
+// one (its person's XEP-0172 nick, SetGhostName) keeps it when another
+// Matrix user opens a portal with the same person.
+func (h *Homeserver) nameGhost(ctx context.Context, intent *appservice.IntentAPI, j jid.JID) {
+	if cur, err := intent.GetDisplayName(ctx, intent.UserID); err == nil && cur.DisplayName != "" {
+		return
+	}
+	if err := intent.SetDisplayName(ctx, ghostName(j.String())); err != nil {
 		zerolog.Ctx(ctx).Debug().Err(err).Msg("Failed to set a ghost's display name")
 	}
+}
+
+// ghostName is how a ghost's display name says it is someone on XMPP.
+func ghostName(name string) string { return name + " (XMPP)" }
+
+// SetGhostName names ghost after its person's name on XMPP.
+func (h *Homeserver) SetGhostName(ctx context.Context, ghost id.UserID, name string) error {
+	intent, err := h.intent(ctx, ghost)
+	if err != nil {
+		return err
+	}
+	return classify(intent.SetDisplayName(ctx, ghostName(name)))
 }
 
 // SendText sends an m.text as sender, idempotently by txnID.
@@ -121,7 +138,7 @@ func (h *Homeserver) Join(ctx context.Context, room id.RoomID, user id.UserID) e
 		return err
 	}
 	if j, err := h.IDs.GhostJID(user); err == nil {
-		h.setDisplayName(ctx, intent, j)
+		h.nameGhost(ctx, intent, j)
 	}
 	if _, err = intent.JoinRoomByID(ctx, room); err != nil {
 		return classify(err)

@@ -62,6 +62,8 @@ func (r *recMatrix) Offline(context.Context, id.UserID) (bool, error) { return f
 
 func (r *recMatrix) DisplayName(context.Context, id.UserID) (string, error) { return "", nil }
 
+func (r *recMatrix) SetGhostName(context.Context, id.UserID, string) error { return nil }
+
 func (r *recMatrix) get(list *[]string) []string {
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -35,6 +35,7 @@ type inMessage struct {
 	OriginID *originID         `xml:"urn:xmpp:sid:0 origin-id"`
 	StanzaID []stanzaID        `xml:"urn:xmpp:sid:0 stanza-id"`
 	IMNG     *struct{}         `xml:"urn:xmpp:im-ng:0 im-ng"`
+	Nick     *string           `xml:"http://jabber.org/protocol/nick nick"`
 	Error    *errorElem        `xml:"error"`
 	// XEP-0085 chat states: at most one is meaningful (§5.1).
 	Active    *struct{} `xml:"http://jabber.org/protocol/chatstates active"`
@@ -86,6 +87,7 @@ func decodeMessage(d *xml.Decoder, start *xml.StartElement) (*mapping.XMPPMessag
 	decodeEvents(&in, m)
 	decodeMarkers(&in, m)
 	decodeChatState(&in, m)
+	decodeNick(&in, m)
 	if in.Error != nil {
 		m.Error = &mapping.StanzaError{Type: in.Error.Type, Text: in.Error.Text}
 		if len(in.Error.Condition) > 0 {

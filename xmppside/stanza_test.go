@@ -234,3 +234,26 @@ func TestCanonicalAddressesRemembered(t *testing.T) {
 		}
 	}
 }
+
+// XEP-0172 §4.2, Example 2: a message with the sender's nickname; spaces
+// around it go, tabs become spaces, other control characters go, and a
+// nick is bounded.
+func TestDecodeNick(t *testing.T) {
+	for _, tc := range []struct{ nick, want string }{
+		{"Ishmael", "Ishmael"},
+		{"  Call me\tIshmael \n", "Call me Ishmael"},
+		{strings.Repeat("é", 100), strings.Repeat("é", maxNickRunes)},
+	} {
+		raw := `<message from='narrator@moby-dick.lit/pda' to='starbuck@matrix.example.org' type='chat' id='n1'><body>Call me Ishmael.</body><nick xmlns='http://jabber.org/protocol/nick'>` + tc.nick + `</nick></message>`
+		d := xml.NewDecoder(strings.NewReader(raw))
+		tok, _ := d.Token()
+		start := tok.(xml.StartElement)
+		m, err := decodeMessage(d, &start)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.Nick != tc.want {
+			t.Errorf("nick %q decoded as %q, want %q", tc.nick, m.Nick, tc.want)
+		}
+	}
+}
