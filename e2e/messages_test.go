@@ -201,3 +201,24 @@ func TestGhostNamedAfterTheNick(t *testing.T) {
 		t.Fatalf("the ghost never took the nick as its name: %v", err)
 	}
 }
+
+// Issue 12, XEP-0054: a client asking for the puppet's vCard gets its
+// Matrix user's display name, read from Dendrite.
+func TestPuppetVCardHasTheDisplayName(t *testing.T) {
+	ctx := context.Background()
+	juliet := w.xmppUser(t, "juliet", "vcard")
+	name, err := w.alice.Client.GetDisplayName(ctx, w.alice.Client.UserID)
+	if err != nil || name.DisplayName == "" {
+		t.Fatalf("Alice's display name on Dendrite: %+v, %v", name, err)
+	}
+	if err := juliet.SendRaw(ctx, `<iq type='get' id='vc-1' to='`+peers.XMLEscape(w.puppet(t, w.alice.Client.UserID))+`'><vCard xmlns='vcard-temp'/></iq>`); err != nil {
+		t.Fatal(err)
+	}
+	res, err := juliet.Wait(ctx, wait, func(s *peers.Stanza) bool { return s.Name == "iq" && s.ID == "vc-1" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Type != "result" || !res.Has(">"+name.DisplayName+"</FN>") {
+		t.Errorf("vCard of the puppet: %s, want FN %q", res.XML, name.DisplayName)
+	}
+}

@@ -366,3 +366,13 @@ func (b *Bridge) offlineEvent(ctx context.Context, msg *Message) {
 	b.queue(job)
 	b.count("receipts_to_xmpp", "offline")
 }
+
+// PuppetName is the name the puppet of mxid goes by (its vCard, XEP-0054):
+// its user's display name on Matrix, or, without one or without an
+// answer from the homeserver in time, the user ID.
+func (b *Bridge) PuppetName(ctx context.Context, mxid id.UserID) string {
+	if name, err := b.matrix.DisplayName(ctx, mxid); err == nil && name != "" {
+		return name
+	}
+	return string(mxid)
+}

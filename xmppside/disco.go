@@ -3,7 +3,9 @@
 package xmppside
 
 import (
+	"context"
 	"encoding/xml"
+	"time"
 
 	"mellium.im/xmlstream"
 )
@@ -19,7 +21,7 @@ const (
 // translates, IM-NG routing (it is the puppets' server), stable ids and the
 // entity capabilities in their presence. caps.go hashes it.
 var puppetFeatures = []string{
-	NSDiscoInfo, NSReceipts, NSEvent, NSMarkers, NSIMNG, NSSID, NSChatStates, NSPing, NSCaps, NSVersion,
+	NSDiscoInfo, NSReceipts, NSEvent, NSMarkers, NSIMNG, NSSID, NSChatStates, NSPing, NSCaps, NSVersion, NSVCard,
 }
 
 // puppetIdentity is every puppet's. "client"/"pc": a puppet stands for a
@@ -134,6 +136,18 @@ func (c *Component) handleIQ(d *xml.Decoder, start *xml.StartElement, t xmlstrea
 	case iq.Type == "get" && p.Space == NSDiscoItems:
 		reply.Payload = discoItems{}
 	case iq.Type == "get" && p.Space == NSPing && p.Local == "ping":
+	case iq.Type == "get" && p.Space == NSVCard && p.Local == "vCard":
+		// XEP-0054 §3.1: the card of the entity asked. A puppet's name is
+		// its Matrix user's display name; the domain is the bridge.
+		if isDomain {
+			reply.Payload = vCard{FN: "Matrix bridge"}
+			break
+		}
+		mxid, _ := c.Core.ResolvePuppet(to) // known good: checked above
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		name := c.Core.PuppetName(ctx, mxid)
+		cancel()
+		reply.Payload = vCard{FN: name, Nickname: name}
 	case iq.Type == "get" && p.Space == NSVersion && p.Local == "query":
 		// XEP-0092 §2, on the domain and on every puppet (the software a
 		// puppet runs is the bridge).

@@ -27,6 +27,7 @@ var specIDs = mapping.Identities{HomeserverDomain: "example.org", ComponentDomai
 type recMatrix struct {
 	mu                               sync.Mutex
 	deliveries, reads, typing, fails []string
+	name                             string // every user's display name
 }
 
 func (r *recMatrix) add(list *[]string, s string) error {
@@ -60,7 +61,7 @@ func (r *recMatrix) SendFailure(_ context.Context, _ id.RoomID, ev id.EventID, s
 }
 func (r *recMatrix) Offline(context.Context, id.UserID) (bool, error) { return false, nil }
 
-func (r *recMatrix) DisplayName(context.Context, id.UserID) (string, error) { return "", nil }
+func (r *recMatrix) DisplayName(context.Context, id.UserID) (string, error) { return r.name, nil }
 
 func (r *recMatrix) SetGhostName(context.Context, id.UserID, string) error { return nil }
 
