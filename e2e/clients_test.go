@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
 
 	"xmppbridge/internal/peers"
 )
@@ -37,17 +38,7 @@ func TestProfanity(t *testing.T) {
 	if err := p.Line("/msg " + puppet + " Do you bite your thumb at us, sir?"); err != nil {
 		t.Fatal(err)
 	}
-	invite, err := alice.Wait(ctx, wait, peers.IsInvite(alice.Client.UserID, ghost))
-	if err != nil {
-		t.Fatal(err)
-	}
-	room := invite.RoomID
-	if _, err := alice.Client.JoinRoomByID(ctx, room); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := alice.Wait(ctx, wait, peers.IsText(room, ghost, "Do you bite your thumb at us, sir?")); err != nil {
-		t.Fatalf("profanity's message never reached Alice: %v", err)
-	}
+	room := aliceJoinsFrom(t, ctx, ghost, "Do you bite your thumb at us, sir?")
 
 	ev, err := alice.SendText(ctx, room, "I do bite my thumb, sir")
 	if err != nil {
@@ -90,4 +81,71 @@ func containsAny(s string, subs ...string) bool {
 		}
 	}
 	return false
+}
+
+// Issue 12, with a second terminal client: mcabber (Debian's), in tmux.
+// It adds the puppet (typing the escaped JID as a person does, its
+// backslash doubled for mcabber's command line) and is answered with the
+// puppet's presence, writes to Alice, accepts the puppet's own request
+// (mcabber returns receipts only to a contact that may see its presence),
+// and returns XEP-0184 receipts: Alice sees her message delivered.
+func TestMcabber(t *testing.T) {
+	if err := peers.McabberAvailable(); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	m, err := w.StartMcabber(ctx, "peter")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	alice := w.alice
+	ghost := w.ghost("peter@localhost")
+	puppet := w.puppet(t, alice.Client.UserID)
+	typed := strings.ReplaceAll(puppet, `\`, `\\`)
+
+	if err := m.Line("/add " + typed); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.WaitScreen(ctx, wait, "has allowed you to receive their presence"); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Line("/say_to " + typed + " Nurse! Your lady calls"); err != nil {
+		t.Fatal(err)
+	}
+	room := aliceJoinsFrom(t, ctx, ghost, "Nurse! Your lady calls")
+	// The puppet asks for a subscription when the portal opens; mcabber
+	// returns receipts only to a contact it lets see its presence.
+	if err := m.WaitScreen(ctx, wait, "wants to subscribe"); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Line("/event 1 accept"); err != nil {
+		t.Fatal(err)
+	}
+	ev, err := alice.SendText(ctx, room, "Anon, good nurse")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.Wait(ctx, wait, isStatus(room, ev, event.MessageStatusSuccess)); err != nil {
+		s, _ := m.Screen()
+		t.Fatalf("mcabber's receipt never reached Alice as a delivery: %v\nits screen:\n%s", err, s)
+	}
+}
+
+// aliceJoinsFrom has Alice take the invite of ghost that a client's first
+// message raised, and waits for that message: the portal.
+func aliceJoinsFrom(t *testing.T, ctx context.Context, ghost id.UserID, body string) id.RoomID {
+	t.Helper()
+	alice := w.alice
+	invite, err := alice.Wait(ctx, wait, peers.IsInvite(alice.Client.UserID, ghost))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.Client.JoinRoomByID(ctx, invite.RoomID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.Wait(ctx, wait, peers.IsText(invite.RoomID, ghost, body)); err != nil {
+		t.Fatalf("the client's message never reached Alice: %v", err)
+	}
+	return invite.RoomID
 }

@@ -2,7 +2,8 @@
 # Installs what the end-to-end tests and the demo run against (internal/rig):
 #   - Prosody, from Debian;
 #   - slixmpp (python3-slixmpp), from Debian, a real client for the e2e tests;
-#   - profanity and tmux, from Debian, a terminal client the e2e tests drive;
+#   - profanity, mcabber and tmux, from Debian, terminal clients the e2e
+#     tests drive;
 #   - Dendrite v0.15.2, built once from tools/dendrite into
 #     ${XMPPBRIDGE_CACHE:-$HOME/.cache/xmppbridge}/dendrite-v0.15.2/;
 #   - PostgreSQL (installed and started if need be), trusting the user
@@ -54,16 +55,16 @@ else
 	as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y python3-slixmpp
 fi
 
-# --- profanity, tmux ---------------------------------------------------------
-# A real terminal client for the end-to-end tests, driven by keystrokes in
-# tmux (internal/peers/profanity.go): puppets must look right to the clients
-# people use, not only to a library.
-if command -v profanity >/dev/null 2>&1 && command -v tmux >/dev/null 2>&1; then
-	say "profanity: already installed ($(dpkg-query -W -f='${Version}' profanity 2>/dev/null || echo 'version unknown')), tmux too"
+# --- profanity, mcabber, tmux -------------------------------------------------
+# Real terminal clients for the end-to-end tests, driven by keystrokes in
+# tmux (internal/peers/profanity.go, mcabber.go): puppets must look right to
+# the clients people use, not only to a library.
+if command -v profanity >/dev/null 2>&1 && command -v mcabber >/dev/null 2>&1 && command -v tmux >/dev/null 2>&1; then
+	say "profanity, mcabber, tmux: already installed ($(dpkg-query -W -f='${Version}' profanity 2>/dev/null || echo '?'), $(dpkg-query -W -f='${Version}' mcabber 2>/dev/null || echo '?'))"
 else
-	say "profanity, tmux: installing from apt"
+	say "profanity, mcabber, tmux: installing from apt"
 	as_root apt-get update
-	as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y profanity tmux
+	as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y profanity mcabber tmux
 fi
 
 # --- Dendrite ---------------------------------------------------------------

@@ -13,21 +13,36 @@ import (
 // Profanity is the terminal XMPP client profanity (Debian's package), run
 // in a tmux session of its own with a fresh home, and driven as a person
 // drives it: keystrokes in, the screen read back.
-type Profanity struct {
-	session string
-	home    string
-}
+type Profanity struct{ term }
 
 // ProfanityAvailable tells whether profanity and tmux are installed
 // (scripts/setup.sh installs them).
-func ProfanityAvailable() error {
-	for _, bin := range []string{"profanity", "tmux"} {
+func ProfanityAvailable() error { return installed("profanity", "tmux") }
+
+// installed tells whether the programs are on PATH.
+func installed(bins ...string) error {
+	for _, bin := range bins {
 		if _, err := exec.LookPath(bin); err != nil {
-			return fmt.Errorf("%s is not installed (apt-get install profanity tmux; scripts/setup.sh does): %w", bin, err)
+			return fmt.Errorf("%s is not installed (apt-get install %s; scripts/setup.sh does): %w", bin, strings.Join(bins, " "), err)
 		}
 	}
 	return nil
 }
+
+// term is a terminal program in a tmux session of its own.
+type term struct{ session string }
+
+// start runs argv in a new detached tmux session, 220 columns wide so that
+// a line is not wrapped.
+func (t *term) start(argv ...string) error {
+	args := append([]string{"new-session", "-d", "-s", t.session, "-x", "220", "-y", "50"}, argv...)
+	if out, err := exec.Command("tmux", args...).CombinedOutput(); err != nil {
+		return fmt.Errorf("start %s in tmux: %w: %s", argv, err, out)
+	}
+	return nil
+}
+
+func (t *term) kill() { _ = exec.Command("tmux", "kill-session", "-t", t.session).Run() }
 
 // StartProfanity opens profanity as user and logs it in to the world's
 // Prosody, with XEP-0184 receipts asked for and sent.
@@ -36,11 +51,9 @@ func (w *World) StartProfanity(ctx context.Context, user string) (*Profanity, er
 	if err := os.MkdirAll(home, 0o755); err != nil {
 		return nil, err
 	}
-	p := &Profanity{session: "xmppbridge-" + user + "-" + fmt.Sprint(time.Now().UnixNano()), home: home}
-	cmd := exec.Command("tmux", "new-session", "-d", "-s", p.session, "-x", "220", "-y", "50",
-		"env", "HOME="+home, "XDG_CONFIG_HOME="+filepath.Join(home, ".config"), "XDG_DATA_HOME="+filepath.Join(home, ".local"), "TERM=xterm", "profanity")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("start profanity in tmux: %w: %s", err, out)
+	p := &Profanity{term{session: "xmppbridge-" + user + "-" + fmt.Sprint(time.Now().UnixNano())}}
+	if err := p.start("env", "HOME="+home, "XDG_CONFIG_HOME="+filepath.Join(home, ".config"), "XDG_DATA_HOME="+filepath.Join(home, ".local"), "TERM=xterm", "profanity"); err != nil {
+		return nil, err
 	}
 	if err := p.WaitScreen(ctx, 20*time.Second, "profanity"); err != nil {
 		p.Close()
@@ -70,45 +83,50 @@ func (w *World) StartProfanity(ctx context.Context, user string) (*Profanity, er
 }
 
 // Type types text (taken literally) without pressing Enter.
-func (p *Profanity) Type(text string) error {
-	if out, err := exec.Command("tmux", "send-keys", "-t", p.session, "-l", text).CombinedOutput(); err != nil {
-		return fmt.Errorf("type into profanity: %w: %s", err, out)
+func (t *term) Type(text string) error {
+	if out, err := exec.Command("tmux", "send-keys", "-t", t.session, "-l", text).CombinedOutput(); err != nil {
+		return fmt.Errorf("type into %s: %w: %s", t.session, err, out)
+	}
+	return nil
+}
+
+// Key presses one key by its tmux name (Enter, Tab, C-n, ...).
+func (t *term) Key(name string) error {
+	if out, err := exec.Command("tmux", "send-keys", "-t", t.session, name).CombinedOutput(); err != nil {
+		return fmt.Errorf("press %s in %s: %w: %s", name, t.session, err, out)
 	}
 	return nil
 }
 
 // Line types text and presses Enter.
-func (p *Profanity) Line(text string) error {
-	if err := p.Type(text); err != nil {
+func (t *term) Line(text string) error {
+	if err := t.Type(text); err != nil {
 		return err
 	}
-	if out, err := exec.Command("tmux", "send-keys", "-t", p.session, "Enter").CombinedOutput(); err != nil {
-		return fmt.Errorf("press Enter in profanity: %w: %s", err, out)
-	}
-	return nil
+	return t.Key("Enter")
 }
 
-// Screen is what profanity shows now.
-func (p *Profanity) Screen() (string, error) {
-	out, err := exec.Command("tmux", "capture-pane", "-p", "-t", p.session).CombinedOutput()
+// Screen is what the program shows now.
+func (t *term) Screen() (string, error) {
+	out, err := exec.Command("tmux", "capture-pane", "-p", "-t", t.session).CombinedOutput()
 	if err != nil {
-		return "", fmt.Errorf("read profanity's screen: %w: %s", err, out)
+		return "", fmt.Errorf("read the screen of %s: %w: %s", t.session, err, out)
 	}
 	return string(out), nil
 }
 
 // WaitScreen waits until the screen shows want (case-insensitively).
-func (p *Profanity) WaitScreen(ctx context.Context, timeout time.Duration, want string) error {
+func (t *term) WaitScreen(ctx context.Context, timeout time.Duration, want string) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	for {
-		s, err := p.Screen()
+		s, err := t.Screen()
 		if err == nil && strings.Contains(strings.ToLower(s), strings.ToLower(want)) {
 			return nil
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("profanity never showed %q; its screen:\n%s", want, s)
+			return fmt.Errorf("%s never showed %q; its screen:\n%s", t.session, want, s)
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
@@ -118,5 +136,5 @@ func (p *Profanity) WaitScreen(ctx context.Context, timeout time.Duration, want 
 func (p *Profanity) Close() {
 	_ = p.Line("/quit")
 	time.Sleep(200 * time.Millisecond)
-	_ = exec.Command("tmux", "kill-session", "-t", p.session).Run()
+	p.kill()
 }
