@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"mellium.im/xmlstream"
+
+	"xmppbridge/mapping"
 )
 
 // Namespaces of the IQ payloads the component answers.
@@ -108,6 +110,14 @@ func (c *Component) handleIQ(d *xml.Decoder, start *xml.StartElement, t xmlstrea
 			// the asker may not learn about.
 			fail("cancel", "item-not-found")
 			c.Count("xmpp_iq", string(reason))
+			return t.Encode(reply)
+		}
+		if r := to.Resourcepart(); r != "" && r != mapping.PuppetResource {
+			// RFC 6121 §8.5.3.2.1: an IQ to a resource that does not
+			// exist is service-unavailable; a puppet's one resource is
+			// the one it speaks from.
+			fail("cancel", "service-unavailable")
+			c.Count("xmpp_iq", "no_such_resource")
 			return t.Encode(reply)
 		}
 	}

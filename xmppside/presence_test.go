@@ -143,7 +143,7 @@ func TestDiscoCapsNode(t *testing.T) {
 	r := newStreamRig(t, mapping.PresencePolicy{AutoSubscribe: true})
 	node := "xmpp:matrix.example.org#" + puppetVer
 	_, plain, _ := r.discoInfoOf(t, pupBare, "")
-	for _, to := range []string{pupBare, pupBare + "/desk"} {
+	for _, to := range []string{pupBare, pupFull} {
 		typ, info, raw := r.discoInfoOf(t, to, node)
 		if typ != "result" || info.Node != node {
 			t.Fatalf("%s: %s", to, raw)

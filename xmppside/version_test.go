@@ -54,3 +54,22 @@ func TestGatewayTranslatesMatrixIDs(t *testing.T) {
 		t.Errorf("gateway query to a puppet: %s, want service-unavailable", got)
 	}
 }
+
+// RFC 6121 §8.5.3.2.1: an IQ to a full JID whose resource does not exist
+// gets service-unavailable. A puppet has one resource, the one it speaks
+// from; disco, version and vCard are answered there and at the bare JID.
+func TestIQToAnotherResourceOfAPuppet(t *testing.T) {
+	r := newStreamRig(t, mapping.PresencePolicy{AutoSubscribe: true})
+	for _, q := range []string{
+		`<query xmlns='http://jabber.org/protocol/disco#info'/>`,
+		`<query xmlns='jabber:iq:version'/>`,
+		`<ping xmlns='urn:xmpp:ping'/>`,
+	} {
+		if got := r.send(t, `<iq type='get' id='r1' from='juliet@capulet.lit/balcony' to='`+pupBare+`/desk'>`+q+`</iq>`); !strings.Contains(got, "service-unavailable") {
+			t.Errorf("%s to another resource: %s, want service-unavailable", q, got)
+		}
+		if got := r.send(t, `<iq type='get' id='r2' from='juliet@capulet.lit/balcony' to='`+pupFull+`'>`+q+`</iq>`); !strings.Contains(got, `type="result"`) {
+			t.Errorf("%s to the puppet's resource: %s, want a result", q, got)
+		}
+	}
+}
