@@ -23,7 +23,7 @@ import (
 // Matrix a message, the receipt is parked: a job stored with its
 // transaction, in the lane of the pair's sends, so it runs after the send
 // that was on its way. By then the id is stored, and the receipt goes back
-// to the inbox, as the receipt it is (ParkedReceipts), to be handled in
+// to the inbox, as the receipt it is (DecodedTxn), to be handled in
 // turn with the transactions, by the one processor of them. If the event
 // is still unknown then, it was not one of ours (or its send failed for
 // good), and the receipt is dropped as unknown.
@@ -41,27 +41,43 @@ const (
 // handed back, not a homeserver's transaction.
 const parkedPrefix = "replay:"
 
-// parked is the body of such an entry.
-type parked struct {
-	Receipts []Receipt `json:"receipts"`
+// SyncedPrefix starts the id of an inbox entry of receipts and typing the
+// Matrix side read by /sync (its batch token follows).
+const SyncedPrefix = "sync:"
+
+// decodedBody is the body of an inbox entry the bridge wrote itself:
+// already decoded, in the core's own values.
+type decodedBody struct {
+	Receipts []Receipt `json:"receipts,omitempty"`
+	Typing   []Typing  `json:"typing,omitempty"`
 }
 
-// ParkedReceipts reads the receipts of an inbox entry that is a parked
-// receipt handed back (false if txn is a homeserver's transaction).
-func ParkedReceipts(txn *Txn) ([]Receipt, bool, error) {
-	if !strings.HasPrefix(txn.ID, parkedPrefix) {
-		return nil, false, nil
+// NewDecodedTxn is the inbox entry id of receipts and typing the bridge
+// itself read (id starting with SyncedPrefix, or parkedPrefix).
+func NewDecodedTxn(id string, receipts []Receipt, typing []Typing) (*Txn, error) {
+	body, err := json.Marshal(decodedBody{Receipts: receipts, Typing: typing})
+	if err != nil {
+		return nil, fmt.Errorf("encode inbox entry %s: %w", id, err)
 	}
-	var p parked
-	if err := json.Unmarshal(txn.Body, &p); err != nil {
-		return nil, true, fmt.Errorf("parked receipt %s: %w", txn.ID, err)
+	return &Txn{ID: id, Body: body}, nil
+}
+
+// DecodedTxn reads an inbox entry the bridge wrote itself (false if txn
+// is a homeserver's transaction, to be decoded as one).
+func DecodedTxn(txn *Txn) (MatrixTxn, bool, error) {
+	if !strings.HasPrefix(txn.ID, parkedPrefix) && !strings.HasPrefix(txn.ID, SyncedPrefix) {
+		return MatrixTxn{}, false, nil
 	}
-	if len(p.Receipts) == 0 {
+	var b decodedBody
+	if err := json.Unmarshal(txn.Body, &b); err != nil {
+		return MatrixTxn{}, true, fmt.Errorf("inbox entry %s: %w", txn.ID, err)
+	}
+	if len(b.Receipts) == 0 && len(b.Typing) == 0 {
 		// Stored by an earlier version, in the shape of a pushed
 		// transaction: read as one.
-		return nil, false, nil
+		return MatrixTxn{}, false, nil
 	}
-	return p.Receipts, true, nil
+	return MatrixTxn{ID: txn.ID, Receipts: b.Receipts, Typing: b.Typing}, true, nil
 }
 
 // Inbox is where a replayed receipt is announced once stored: the
@@ -108,14 +124,14 @@ func (b *Bridge) replayReceipt(ctx context.Context, job *Job) error {
 	} else if err != nil {
 		return fmt.Errorf("look up parked receipt's event %s: %w", rc.Event, err)
 	}
-	body, err := json.Marshal(parked{Receipts: []Receipt{rc}})
-	if err != nil {
-		return fmt.Errorf("%w: encode parked receipt: %w", ErrPermanent, err)
-	}
 	// Job ids are never reused, so the id is the job's: a rerun after a
 	// crash stores nothing new.
 	txnID := parkedPrefix + strconv.FormatInt(job.ID, 10)
-	if _, err := b.store.PutTxn(ctx, &Txn{ID: txnID, Body: body}); err != nil {
+	txn, err := NewDecodedTxn(txnID, []Receipt{rc}, nil)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrPermanent, err)
+	}
+	if _, err := b.store.PutTxn(ctx, txn); err != nil {
 		return fmt.Errorf("store parked receipt on %s: %w", rc.Event, err)
 	}
 	if b.inbox != nil {

@@ -21,11 +21,11 @@ func (h *harness) processInbox(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, txn := range txns {
-		receipts, ok, err := ParkedReceipts(txn)
+		decoded, ok, err := DecodedTxn(txn)
 		if err != nil || !ok {
 			t.Fatalf("inbox entry %s is not a parked receipt (%v)", txn.ID, err)
 		}
-		if err := h.handleTxn(ctx, MatrixTxn{ID: txn.ID, Receipts: receipts}); err != nil {
+		if err := h.handleTxn(ctx, decoded); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -156,4 +156,32 @@ func (f *failAfterHook) SendText(ctx context.Context, room id.RoomID, sender id.
 		return "", f.fail
 	}
 	return ev, err
+}
+
+// The inbox entries the bridge writes itself (receipts handed back, and
+// receipts and typing read by /sync) read back as they were written; one
+// in the shape of a pushed transaction (an earlier version's) and a
+// homeserver's transaction are left to the transaction decoder.
+func TestDecodedTxn(t *testing.T) {
+	receipts := []Receipt{{Room: dm, Event: "$e", Type: ReceiptRead, User: alice, Thread: ThreadMain}}
+	typing := []Typing{{Room: dm, Users: []id.UserID{alice}}}
+	txn, err := NewDecodedTxn(SyncedPrefix+"s1", receipts, typing)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, ok, err := DecodedTxn(txn)
+	if err != nil || !ok || !reflect.DeepEqual(got, MatrixTxn{ID: SyncedPrefix + "s1", Receipts: receipts, Typing: typing}) {
+		t.Errorf("read back %+v, %v, %v", got, ok, err)
+	}
+	for _, old := range []*Txn{
+		{ID: SyncedPrefix + "s0", Body: []byte(`{"ephemeral":[{"type":"m.typing","room_id":"!dm:example.org","content":{"user_ids":[]}}]}`)},
+		{ID: "42", Body: []byte(`{"receipts":[{"room":"!dm:example.org"}]}`)},
+	} {
+		if _, ok, err := DecodedTxn(old); ok || err != nil {
+			t.Errorf("%s was read as the bridge's own entry (%v)", old.ID, err)
+		}
+	}
+	if _, ok, err := DecodedTxn(&Txn{ID: parkedPrefix + "7", Body: []byte("not json")}); !ok || err == nil {
+		t.Errorf("a broken entry of the bridge's: ok %v, err %v; want it reported", ok, err)
+	}
 }

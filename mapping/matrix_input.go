@@ -36,8 +36,8 @@ type Receipt struct {
 
 // Typing is a room's m.typing: who types in it now.
 type Typing struct {
-	Room  id.RoomID
-	Users []id.UserID
+	Room  id.RoomID   `json:"room"`
+	Users []id.UserID `json:"users"`
 }
 
 // EventKind is what a room event is to the core.

@@ -237,16 +237,18 @@ func (s *Server) processBatch(ctx context.Context, txns []*mapping.Txn) bool {
 	return true
 }
 
-// decode reads a stored transaction: a homeserver's (decodeEvents), or a
-// receipt the core parked and handed back (mapping.ParkedReceipts).
+// decode reads a stored transaction: a homeserver's (decodeEvents), or an
+// entry the bridge wrote itself, already decoded (receipts the core parked
+// and handed back, receipts and typing read by /sync: mapping.DecodedTxn).
 func (s *Server) decode(txn *mapping.Txn) mapping.MatrixTxn {
-	receipts, ok, err := mapping.ParkedReceipts(txn)
+	decoded, ok, err := mapping.DecodedTxn(txn)
 	if err != nil {
 		s.Count("as_txn", "bad_json")
-		s.Log.Warn().Err(err).Str("txn_id", txn.ID).Msg("Dropped a parked receipt that cannot be read")
+		s.Log.Warn().Err(err).Str("txn_id", txn.ID).Msg("Dropped an inbox entry that cannot be read")
 	}
 	if ok {
-		return mapping.MatrixTxn{ID: txn.ID, Receipts: receipts}
+		decoded.ID = txn.ID
+		return decoded
 	}
 	return s.decodeEvents(txn)
 }

@@ -124,25 +124,31 @@ func (s *Syncer) syncOnce(ctx context.Context, bot *mautrix.Client, filterID, si
 	if err != nil {
 		return err
 	}
-	var ephemeral []json.RawMessage
+	// Read into the core's values by the decoder of pushed ones
+	// (decodeEphemeral), and stored so: the same inbox, the same path.
+	var raws []json.RawMessage
 	for room, r := range resp.Rooms.Join {
 		for _, evt := range r.Ephemeral.Events {
 			evt.RoomID = room
-			raw, err := json.Marshal(evt)
-			if err != nil {
-				continue
+			if raw, err := json.Marshal(evt); err == nil {
+				raws = append(raws, raw)
 			}
-			ephemeral = append(ephemeral, raw)
 		}
 	}
-	if len(ephemeral) > 0 {
-		body, _ := json.Marshal(txnBody{Ephemeral: ephemeral})
+	var out mapping.MatrixTxn
+	s.Server.decodeEphemeral(mapping.SyncedPrefix+resp.NextBatch, raws, &out)
+	if len(out.Receipts) > 0 || len(out.Typing) > 0 {
 		// The batch token names the batch: a replay after a crash stores
 		// the same id, which the inbox recognises.
-		if _, err := s.Store.PutTxn(ctx, &mapping.Txn{ID: "sync:" + resp.NextBatch, Body: body}); err != nil {
+		id := mapping.SyncedPrefix + resp.NextBatch
+		txn, err := mapping.NewDecodedTxn(id, out.Receipts, out.Typing)
+		if err != nil {
+			return err
+		}
+		if _, err := s.Store.PutTxn(ctx, txn); err != nil {
 			return fmt.Errorf("store synced receipts: %w", err)
 		}
-		s.Server.Enqueue("sync:" + resp.NextBatch)
+		s.Server.Enqueue(id)
 	}
 	if err := s.KV.SetKV(ctx, syncTokenKey, resp.NextBatch); err != nil {
 		return fmt.Errorf("store sync token: %w", err)
