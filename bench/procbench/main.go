@@ -231,6 +231,8 @@ func (d *driver) main() error {
 		if d.base, err = os.MkdirTemp("", "procbench"); err != nil {
 			return err
 		}
+	} else if err = os.MkdirAll(d.base, 0o755); err != nil {
+		return fmt.Errorf("BENCH_DIR %s: %w", d.base, err)
 	} else if d.base, err = os.MkdirTemp(d.base, "procbench"); err != nil {
 		return err
 	}
