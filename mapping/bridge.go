@@ -46,6 +46,13 @@ type MatrixSide interface {
 	SendFailure(ctx context.Context, room id.RoomID, ev id.EventID, status StatusArgs) error
 	// DisplayName is user's display name on the homeserver, "" if none.
 	DisplayName(ctx context.Context, user id.UserID) (string, error)
+	// Profile is user's display name and avatar (an mxc:// URI), "" for
+	// what they have not set.
+	Profile(ctx context.Context, user id.UserID) (name, avatarURL string, err error)
+	// Avatar fetches the image at avatarURL as a thumbnail about size
+	// pixels a side, and its MIME type; an error wrapping ErrPermanent if
+	// it is larger than maxBytes, missing or not an image.
+	Avatar(ctx context.Context, avatarURL string, size, maxBytes int) ([]byte, string, error)
 	// SetGhostName names ghost after its XMPP person's name (the side
 	// marks it as XMPP's).
 	SetGhostName(ctx context.Context, ghost id.UserID, name string) error

@@ -28,8 +28,11 @@ type fakeMatrix struct {
 	deliveries, reads, failures []string
 	offline                     bool
 	names                       map[id.UserID]string // display names
-	ghostNames                  []string             // "ghost name"
-	mu                          sync.Mutex           // lanes run side by side
+	avatars                     map[id.UserID]string // mxc:// URIs
+	images                      map[string][]byte    // by mxc:// URI
+	avatarFetches               int
+	ghostNames                  []string   // "ghost name"
+	mu                          sync.Mutex // lanes run side by side
 	typing                      []string
 	// beforeAnswer, if set, runs when SendText has made its event and not
 	// yet answered: what the homeserver does meanwhile.
@@ -125,6 +128,23 @@ func (f *fakeMatrix) DisplayName(_ context.Context, u id.UserID) (string, error)
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.names[u], nil
+}
+
+func (f *fakeMatrix) Profile(_ context.Context, u id.UserID) (string, string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.names[u], f.avatars[u], nil
+}
+
+func (f *fakeMatrix) Avatar(_ context.Context, url string, _, maxBytes int) ([]byte, string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.avatarFetches++
+	img, ok := f.images[url]
+	if !ok || len(img) > maxBytes {
+		return nil, "", fmt.Errorf("%w: no avatar at %s", ErrPermanent, url)
+	}
+	return img, "image/png", nil
 }
 
 func (f *fakeMatrix) typings() []string {

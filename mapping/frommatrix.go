@@ -157,8 +157,9 @@ func (b *Bridge) handleMember(ctx context.Context, evt MatrixEvent) ([]*Job, err
 	target := evt.Target
 	peer, err := ids.GhostJID(target)
 	if err != nil {
-		b.count("matrix_event", ReasonEventType)
-		return nil, nil
+		// Not a ghost: a person's membership, which may change their
+		// profile (profiles.go).
+		return b.profileFromMember(ctx, evt)
 	}
 	if evt.Membership != MembershipInvite {
 		return nil, nil
@@ -179,7 +180,7 @@ func (b *Bridge) handleMember(ctx context.Context, evt MatrixEvent) ([]*Job, err
 	}
 	b.log.Info().Str("room", string(evt.Room)).Str("mxid", string(evt.Sender)).Str("jid", peer.String()).Msg("Portal opened by invite")
 	b.count("matrix_invite", "accepted")
-	return append([]*Job{argsJob(JobJoin, jobArgs{Room: evt.Room, User: target})}, b.subscribeJobs(evt.Sender, peer)...), nil
+	return append([]*Job{argsJob(JobJoin, jobArgs{Room: evt.Room, User: target})}, b.portalJobs(evt.Sender, peer)...), nil
 }
 
 // PublicRoomReason is given when a ghost is invited into a public room.

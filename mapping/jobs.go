@@ -28,6 +28,8 @@ const (
 	byPair
 	// bySide: every job of the side ordered so runs in one line.
 	bySide
+	// byUser: the jobs about one Matrix user run one after the other.
+	byUser
 	// inRoom: no order among themselves, but the jobs of one room share
 	// RoomSpread lanes: up to that many run at once, and a room flooded
 	// with them holds no more of the outbox than that while other rooms'
@@ -76,6 +78,12 @@ var jobKinds = map[JobKind]jobKind{
 	// A request for a subscription is about nothing else the bridge
 	// sends, and asking twice is harmless.
 	JobSubscribe: {SideXMPP, noOrder, subscribeArgs{}},
+	// A user's profile changes reach each of their portals: looked up
+	// once, in the order the changes came.
+	JobPuppetProfile: {SideMatrix, byUser, profileArgs{}},
+	// Each reads the profile when it runs: an older one that runs late
+	// still sends the newest.
+	JobPresence: {SideXMPP, noOrder, presenceArgs{}},
 }
 
 // Side is the server jobs of kind k send to. A kind the bridge does not
@@ -107,6 +115,8 @@ func newJob(kind JobKind, a about, row int64, payload []byte) *Job {
 		}
 	case bySide:
 		j.Lane = kind.Side()
+	case byUser:
+		j.Lane = string(a.mxid)
 	}
 	return j
 }
@@ -118,7 +128,7 @@ func newJob(kind JobKind, a about, row int64, payload []byte) *Job {
 func (j *Job) Order() string {
 	kind := jobKinds[j.Kind]
 	switch kind.order {
-	case byRoom, byPair:
+	case byRoom, byPair, byUser:
 		return j.Lane
 	case bySide:
 		return kind.side

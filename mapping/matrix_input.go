@@ -57,6 +57,7 @@ const (
 	MsgNotice        = "m.notice"
 	MsgEmote         = "m.emote"
 	MembershipInvite = "invite"
+	MembershipJoin   = "join"
 	JoinRulePublic   = "public"
 )
 
@@ -77,6 +78,10 @@ type MatrixEvent struct {
 	Target     id.UserID
 	Membership string
 	JoinRule   string
+	// An EventMember's displayname and avatar_url: the target's profile
+	// as the event sets it.
+	DisplayName string
+	AvatarURL   string
 }
 
 // MatrixTxn is a stored transaction, decoded.

@@ -3,6 +3,7 @@ package mapping
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -27,6 +28,7 @@ type MemStore struct {
 	// unreadCalls counts UnreadUpTo, for a test of coalesced reads.
 	unreadCalls int
 	subs        map[string]*Subscription // by mxid and bare JID
+	profiles    map[id.UserID]Profile
 }
 
 // NewMemStore makes an empty MemStore.
@@ -169,6 +171,29 @@ func (s *MemStore) HasUnsentToMatrix(_ context.Context, mxid id.UserID, peer jid
 		return m.Direction == FromXMPP && m.MXID == mxid && m.PeerJID.Equal(peer.Bare()) && m.EventID == ""
 	})
 	return err == nil, nil
+}
+
+func (s *MemStore) PuppetProfile(_ context.Context, mxid id.UserID) (*Profile, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p, ok := s.profiles[mxid]
+	if !ok {
+		return nil, ErrNotFound
+	}
+	p.Photo = slices.Clone(p.Photo)
+	return &p, nil
+}
+
+func (s *MemStore) SetPuppetProfile(_ context.Context, p *Profile) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.profiles == nil {
+		s.profiles = map[id.UserID]Profile{}
+	}
+	c := *p
+	c.Photo = slices.Clone(p.Photo)
+	s.profiles[p.MXID] = c
+	return nil
 }
 
 func (s *MemStore) Subscribers(context.Context) ([]*Subscription, error) {

@@ -76,6 +76,10 @@ func (b *Bridge) RunJob(ctx context.Context, job *Job) error {
 		return b.sendSubscribe(ctx, job)
 	case JobReplayReceipt:
 		return b.replayReceipt(ctx, job)
+	case JobPuppetProfile:
+		return b.updateProfile(ctx, job)
+	case JobPresence:
+		return b.sendPresence(ctx, job)
 	}
 	var args jobArgs
 	if err := json.Unmarshal(job.Payload, &args); err != nil {
@@ -138,7 +142,7 @@ func (b *Bridge) ensurePortal(ctx context.Context, mxid id.UserID, msg *Message)
 		return nil, fmt.Errorf("create portal for %s and %s: %w", mxid, msg.PeerJID, err)
 	}
 	// Before the portal: a crash in between asks twice, which is harmless.
-	if jobs := b.subscribeJobs(mxid, msg.PeerJID); jobs != nil {
+	if jobs := b.portalJobs(mxid, msg.PeerJID); jobs != nil {
 		if err := b.store.AddJobs(ctx, jobs...); err != nil {
 			return nil, fmt.Errorf("queue subscription request to %s: %w", msg.PeerJID, err)
 		}

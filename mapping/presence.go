@@ -43,6 +43,9 @@ type OutPresence struct {
 	Caps bool
 	// Nick is the XEP-0172 nickname the puppet gives itself ("": none).
 	Nick string
+	// Photo is the hash of the puppet's avatar (XEP-0153 §3.1), "" for
+	// none; nil says nothing of it (§3.2).
+	Photo *string
 }
 
 // Subscription is the presence subscription state between a puppet and an
@@ -121,7 +124,14 @@ func (b *Bridge) HandleXMPPPresence(ctx context.Context, p *XMPPPresence) ([]*Ou
 		if typ == PresenceAvailable || typ == PresenceUnavailable {
 			from = speaker
 		}
-		return []*OutPresence{{From: from, To: to, Type: typ, Caps: typ == PresenceAvailable}}
+		out := &OutPresence{From: from, To: to, Type: typ, Caps: typ == PresenceAvailable}
+		if typ == PresenceAvailable {
+			// Best effort: the presence matters more than the profile.
+			if err := b.withProfile(ctx, mxid, out); err != nil {
+				log.Debug().Err(err).Msg("Presence without the profile")
+			}
+		}
+		return []*OutPresence{out}
 	}
 	ignore := func(why Reason) ([]*OutPresence, error) {
 		if why == "" {
@@ -178,7 +188,11 @@ func (b *Bridge) HandleXMPPPresence(ctx context.Context, p *XMPPPresence) ([]*Ou
 		// §3.1.3 rule 2 (already subscribed: "subscribed" again) and
 		// §3.1.5: an approval is followed by the contact's presence.
 		out := answer(PresenceSubscribed, peer, PresenceApproved)
-		return append(out, &OutPresence{From: speaker, To: peer, Caps: true}), nil
+		avail := &OutPresence{From: speaker, To: peer, Caps: true}
+		if err := b.withProfile(ctx, mxid, avail); err != nil {
+			log.Debug().Err(err).Msg("Presence without the profile")
+		}
+		return append(out, avail), nil
 	case PresenceProbe:
 		if reason != "" || !sub.FromThem {
 			// RFC 6121 §4.3.2 rule 1: "If the contact account does not
@@ -263,7 +277,13 @@ func (b *Bridge) SubscriberPresence(ctx context.Context, available bool) ([]*Out
 		if _, reason := b.ResolvePuppet(puppet); reason != "" || b.blocked(s.JID) {
 			continue
 		}
-		out = append(out, &OutPresence{From: puppet, To: s.JID, Type: typ, Caps: available})
+		p := &OutPresence{From: puppet, To: s.JID, Type: typ, Caps: available}
+		if available {
+			if err := b.withProfile(ctx, s.MXID, p); err != nil {
+				return nil, err
+			}
+		}
+		out = append(out, p)
 	}
 	return out, nil
 }
@@ -297,6 +317,13 @@ func (b *Bridge) subscribeJobs(mxid id.UserID, peer jid.JID) []*Job {
 	}
 	payload, _ := json.Marshal(subscribeArgs{MXID: mxid, JID: peer.Bare().String()}) // strings only
 	return []*Job{newJob(JobSubscribe, about{mxid: mxid, peer: peer}, 0, payload)}
+}
+
+// portalJobs are the jobs owed when the portal of mxid and peer is
+// created: the puppet asks the person for a subscription, and looks its
+// user's profile up, which its vCard and presence show.
+func (b *Bridge) portalJobs(mxid id.UserID, peer jid.JID) []*Job {
+	return append(b.subscribeJobs(mxid, peer), profileJob(profileArgs{MXID: mxid, Lookup: true}))
 }
 
 // sendSubscribe carries out a JobSubscribe, unless the person approved a
@@ -365,14 +392,4 @@ func (b *Bridge) offlineEvent(ctx context.Context, msg *Message) {
 	}
 	b.queue(job)
 	b.count("receipts_to_xmpp", "offline")
-}
-
-// PuppetName is the name the puppet of mxid goes by (its vCard, XEP-0054):
-// its user's display name on Matrix, or, without one or without an
-// answer from the homeserver in time, the user ID.
-func (b *Bridge) PuppetName(ctx context.Context, mxid id.UserID) string {
-	if name, err := b.matrix.DisplayName(ctx, mxid); err == nil && name != "" {
-		return name
-	}
-	return string(mxid)
 }

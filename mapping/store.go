@@ -135,6 +135,7 @@ type Txn struct {
 // (forEachStore) hold both to the same behaviour.
 type Store interface {
 	SubscriptionStore // presence.go
+	ProfileStore      // profiles.go
 	PortalStore
 	MessageStore
 	AckStore

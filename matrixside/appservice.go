@@ -371,7 +371,9 @@ func coreEvent(evt *event.Event) mapping.MatrixEvent {
 		if evt.StateKey != nil {
 			out.Target = id.UserID(*evt.StateKey)
 		}
-		out.Membership = string(evt.Content.AsMember().Membership)
+		member := evt.Content.AsMember()
+		out.Membership = string(member.Membership)
+		out.DisplayName, out.AvatarURL = member.Displayname, string(member.AvatarURL)
 		for _, st := range evt.Unsigned.InviteRoomState {
 			if st != nil && st.Type.Type == event.StateJoinRules.Type {
 				if rule, ok := st.Content.Raw["join_rule"].(string); ok {

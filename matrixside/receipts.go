@@ -240,15 +240,6 @@ func isBadRequest(err error) bool {
 // seen (last_active_ago set) and knows to be offline counts; a homeserver
 // with presence disabled answers "offline" for everyone, which says
 // nothing.
-// DisplayName is user's display name, from their profile.
-func (h *Homeserver) DisplayName(ctx context.Context, user id.UserID) (string, error) {
-	resp, err := h.AS.BotClient().GetDisplayName(ctx, user)
-	if err != nil {
-		return "", err
-	}
-	return resp.DisplayName, nil
-}
-
 func (h *Homeserver) Offline(ctx context.Context, user id.UserID) (bool, error) {
 	resp, err := h.AS.BotClient().GetPresence(ctx, user)
 	if err != nil {

@@ -155,9 +155,9 @@ func (c *Component) handleIQ(d *xml.Decoder, start *xml.StartElement, t xmlstrea
 		}
 		mxid, _ := c.Core.ResolvePuppet(to) // known good: checked above
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		name := c.Core.PuppetName(ctx, mxid)
+		card := c.Core.PuppetCard(ctx, mxid)
 		cancel()
-		reply.Payload = vCard{FN: name, Nickname: name}
+		reply.Payload = puppetVCard(card)
 	case iq.Type == "get" && p.Space == NSVersion && p.Local == "query":
 		// XEP-0092 §2, on the domain and on every puppet (the software a
 		// puppet runs is the bridge).

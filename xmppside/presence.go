@@ -31,6 +31,7 @@ type outPresence struct {
 	Type    string   `xml:"type,attr,omitempty"`
 	Nick    string   `xml:"http://jabber.org/protocol/nick nick,omitempty"` // XEP-0172
 	Caps    *caps
+	Avatar  *vCardUpdate // XEP-0153
 }
 
 func decodePresence(d *xml.Decoder, start *xml.StartElement) (*mapping.XMPPPresence, error) {
@@ -52,6 +53,9 @@ func encodePresence(p *mapping.OutPresence) *outPresence {
 	if p.Caps {
 		// XEP-0115 §6.1: caps in every available presence.
 		out.Caps = puppetCaps(p.From.Domain())
+	}
+	if p.Photo != nil {
+		out.Avatar = &vCardUpdate{Photo: *p.Photo}
 	}
 	return out
 }

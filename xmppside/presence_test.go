@@ -45,6 +45,7 @@ func TestCapsVerSortsIdentities(t *testing.T) {
 // real (SQLite) store, and collects what the component writes back.
 type streamRig struct {
 	c      *Component
+	db     *database.Database
 	counts map[string]int
 }
 
@@ -55,7 +56,7 @@ func newStreamRig(t *testing.T, policy mapping.PresencePolicy) *streamRig {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	r := &streamRig{counts: map[string]int{}}
+	r := &streamRig{db: db, counts: map[string]int{}}
 	count := func(what, reason string) { r.counts[what+"/"+reason]++ }
 	core := mapping.New(mapping.Config{
 		Identities: specIDs, Permissions: mapping.Permissions{"example.org": mapping.PermUser}, Presence: policy,

@@ -62,6 +62,12 @@ func (r *recMatrix) SendFailure(_ context.Context, _ id.RoomID, ev id.EventID, s
 func (r *recMatrix) Offline(context.Context, id.UserID) (bool, error) { return false, nil }
 
 func (r *recMatrix) DisplayName(context.Context, id.UserID) (string, error) { return r.name, nil }
+func (r *recMatrix) Profile(context.Context, id.UserID) (string, string, error) {
+	return r.name, "", nil
+}
+func (r *recMatrix) Avatar(context.Context, string, int, int) ([]byte, string, error) {
+	return nil, "", mapping.ErrPermanent
+}
 
 func (r *recMatrix) SetGhostName(context.Context, id.UserID, string) error { return nil }
 

@@ -1,8 +1,12 @@
 package xmppside
 
 import (
+	"context"
+	"encoding/base64"
 	"strings"
 	"testing"
+
+	"mellium.im/xmpp/jid"
 
 	"xmppbridge/mapping"
 )
@@ -31,5 +35,40 @@ func TestPuppetVCard(t *testing.T) {
 		if got := r.send(t, `<iq from='stpeter@jabber.org/roundabout' id='v3' to='matrix.example.org' type='get'><vCard xmlns='vcard-temp'/></iq>`); !strings.Contains(got, ">Matrix bridge</FN>") {
 			t.Errorf("vCard of the domain: %s", got)
 		}
+	}
+}
+
+// XEP-0153 §3.1: the puppet's vCard carries its avatar as PHOTO (TYPE and
+// BINVAL, base64), and its presence the hex SHA-1 of that image in
+// <x xmlns='vcard-temp:x:update'><photo/></x> (Example 3), with its name
+// as XEP-0172 <nick/>; with no avatar, an empty <photo/> ("the user is
+// not advertising an avatar").
+func TestPuppetAvatar(t *testing.T) {
+	ctx := context.Background()
+	r := newStreamRig(t, mapping.PresencePolicy{AutoSubscribe: true})
+	r.c.Core.SetSides(&recMatrix{}, nil)
+	img := []byte("\x89PNG\r\n\x1a\n")
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The SHA-1 of those 8 bytes.
+	const hash = "4caece539b039b16e16206ea2478f8c5ffb2ca05"
+	must(r.db.SetPuppetProfile(ctx, &mapping.Profile{MXID: "@alice:example.org", Name: "Alice", AvatarURL: "mxc://example.org/a", Photo: img, PhotoType: "image/png", PhotoHash: hash}))
+	got := r.send(t, `<iq from='stpeter@jabber.org/roundabout' id='v1' to='`+pupBare+`' type='get'><vCard xmlns='vcard-temp'/></iq>`)
+	if want := `<PHOTO><TYPE>image/png</TYPE><BINVAL>` + base64.StdEncoding.EncodeToString(img) + `</BINVAL></PHOTO>`; !strings.Contains(got, want) {
+		t.Errorf("vCard: %s, want %s", got, want)
+	}
+	must(r.db.SetSubscriptionFrom(ctx, "@alice:example.org", jid.MustParse("stpeter@jabber.org"), true))
+	probe := `<presence from='stpeter@jabber.org/roundabout' to='` + pupBare + `' type='probe'/>`
+	got = r.send(t, probe)
+	if want := `<x xmlns="vcard-temp:x:update"><photo>` + hash + `</photo></x>`; !strings.Contains(got, want) || !strings.Contains(got, `<nick xmlns="http://jabber.org/protocol/nick">Alice</nick>`) {
+		t.Errorf("probe answered %s, want the nick and %s", got, want)
+	}
+	must(r.db.SetPuppetProfile(ctx, &mapping.Profile{MXID: "@alice:example.org", Name: "Alice"}))
+	if got := r.send(t, probe); !strings.Contains(got, `<x xmlns="vcard-temp:x:update"><photo></photo></x>`) {
+		t.Errorf("probe answered %s without an avatar, want an empty photo", got)
 	}
 }

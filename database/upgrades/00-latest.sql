@@ -1,4 +1,4 @@
--- v0 -> v4 (compatible with v1+): Latest revision
+-- v0 -> v5 (compatible with v1+): Latest revision
 
 -- All times are unix milliseconds; all JIDs are bare.
 
@@ -128,4 +128,21 @@ CREATE TABLE subscription (
 	from_them BOOLEAN NOT NULL DEFAULT false,
 	to_them   BOOLEAN NOT NULL DEFAULT false,
 	PRIMARY KEY (mxid, jid)
+);
+
+-- What the puppet of a Matrix user shows XMPP of them: the display name
+-- and avatar last seen on Matrix, and the avatar as a small image for its
+-- vCard (XEP-0054 PHOTO) with the SHA-1 its presence carries (XEP-0153).
+-- No row: not looked up yet.
+CREATE TABLE puppet_profile (
+	mxid       TEXT   PRIMARY KEY,
+	name       TEXT   NOT NULL,
+	avatar_url TEXT   NOT NULL,
+	-- only: sqlite (line commented)
+--	photo      BLOB,
+	-- only: postgres
+	photo      BYTEA,
+	photo_type TEXT   NOT NULL,
+	photo_sha1 TEXT   NOT NULL,
+	updated_at BIGINT NOT NULL
 );

@@ -1,0 +1,166 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha1"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/xml"
+	"fmt"
+	"image"
+	"image/color"
+	"image/png"
+	"io"
+	"strings"
+	"testing"
+
+	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/event"
+
+	"xmppbridge/internal/peers"
+)
+
+// presenceProfile reads XEP-0172's <nick/> and XEP-0153's <photo/> of a
+// presence; hasPhoto is false when it has no vcard-temp:x:update.
+func presenceProfile(s *peers.Stanza) (nick, photo string, hasPhoto bool) {
+	var p struct {
+		Nick   string `xml:"http://jabber.org/protocol/nick nick"`
+		Update *struct {
+			Photo string `xml:"photo"`
+		} `xml:"vcard-temp:x:update x"`
+	}
+	if xml.Unmarshal([]byte(s.XML), &p) != nil {
+		return "", "", false
+	}
+	if p.Update == nil {
+		return p.Nick, "", false
+	}
+	return p.Nick, p.Update.Photo, true
+}
+
+// testAvatar is a PNG of 200×200 pixels, larger than the 96 a side the
+// bridge asks the homeserver for.
+func testAvatar(t *testing.T) []byte {
+	img := image.NewRGBA(image.Rect(0, 0, 200, 200))
+	for x := range 200 {
+		for y := range 200 {
+			img.Set(x, y, color.RGBA{uint8(x), uint8(y), uint8(x ^ y), 255})
+		}
+	}
+	var buf bytes.Buffer
+	if err := png.Encode(&buf, img); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// Issue 12: a Matrix user's display name and avatar reach the XMPP people
+// subscribed to her puppet when she changes them. Dendrite sends the
+// change as her m.room.member "join" again, into the portal; the puppet's
+// presence then carries the name (XEP-0172 <nick/>) and the SHA-1 of its
+// vCard's PHOTO (XEP-0153 §3.1), and the vCard (XEP-0054) has both, the
+// photo being the homeserver's thumbnail of her avatar, fetched through
+// the authenticated media API.
+func TestMatrixProfileReachesXMPP(t *testing.T) {
+	ctx := context.Background()
+	cli, err := w.Dendrite.RegisterUser(ctx, "carol", peers.Password)
+	if err != nil {
+		t.Fatal(err)
+	}
+	carol := peers.NewMatrixUser(ctx, cli)
+	t.Cleanup(carol.Close)
+	montague := w.xmppUser(t, "montague", "verona")
+	interested(t, ctx, montague)
+	puppet := w.puppet(t, cli.UserID)
+	ghost := w.ghost("montague@" + w.Prosody.Domain)
+	room, err := carol.CreateDM(ctx, ghost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := carol.Wait(ctx, wait, peers.IsMembership(room, ghost, event.MembershipJoin)); err != nil {
+		t.Fatalf("the ghost never joined: %v", err)
+	}
+	if err := montague.SendRaw(ctx, fmt.Sprintf(`<presence to='%s' type='subscribe' id='sub-m'/>`, peers.XMLEscape(puppet))); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := montague.Wait(ctx, wait, isPresence(puppet, "subscribed")); err != nil {
+		t.Fatalf("no subscribed: %v", err)
+	}
+
+	renamed := since(montague, func(s *peers.Stanza) bool {
+		nick, _, _ := presenceProfile(s)
+		return isPresence(ofResource(puppet), "")(s) && nick == "Carol of Verona"
+	})
+	if err := cli.SetDisplayName(ctx, "Carol of Verona"); err != nil {
+		t.Fatal(err)
+	}
+	pres, err := montague.Wait(ctx, wait, renamed)
+	if err != nil {
+		t.Fatalf("the new display name never reached XMPP in the puppet's presence: %v", err)
+	}
+	if _, photo, ok := presenceProfile(pres); !ok || photo != "" {
+		t.Errorf("presence without an avatar: photo %q (present %v), want an empty <photo/>: %s", photo, ok, pres.XML)
+	}
+
+	up, err := cli.UploadBytes(ctx, testAvatar(t), "image/png")
+	if err != nil {
+		t.Fatal(err)
+	}
+	withAvatar := since(montague, func(s *peers.Stanza) bool {
+		_, photo, _ := presenceProfile(s)
+		return isPresence(ofResource(puppet), "")(s) && photo != ""
+	})
+	if err := cli.SetAvatarURL(ctx, up.ContentURI); err != nil {
+		t.Fatal(err)
+	}
+	pres, err = montague.Wait(ctx, wait, withAvatar)
+	if err != nil {
+		t.Fatalf("the new avatar never reached XMPP in the puppet's presence: %v", err)
+	}
+	nick, hash, _ := presenceProfile(pres)
+	if nick != "Carol of Verona" {
+		t.Errorf("presence with the avatar has nick %q", nick)
+	}
+	// The photo is the thumbnail the homeserver makes at 96 a side.
+	resp, err := cli.DownloadThumbnail(ctx, up.ContentURI, 96, 96, mautrix.DownloadThumbnailExtra{Method: "scale"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	thumb, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	sum := sha1.Sum(thumb)
+	if hash != hex.EncodeToString(sum[:]) {
+		t.Errorf("presence photo hash %s, the thumbnail's SHA-1 is %x", hash, sum)
+	}
+
+	if err := montague.SendRaw(ctx, `<iq type='get' id='vc-m' to='`+peers.XMLEscape(puppet)+`'><vCard xmlns='vcard-temp'/></iq>`); err != nil {
+		t.Fatal(err)
+	}
+	res, err := montague.Wait(ctx, wait, func(s *peers.Stanza) bool { return s.Name == "iq" && s.ID == "vc-m" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	var card struct {
+		VCard struct {
+			FN    string `xml:"FN"`
+			Photo struct {
+				Type   string `xml:"TYPE"`
+				BinVal string `xml:"BINVAL"`
+			} `xml:"PHOTO"`
+		} `xml:"vcard-temp vCard"`
+	}
+	if err := xml.Unmarshal([]byte(res.XML), &card); err != nil {
+		t.Fatal(err)
+	}
+	photo, err := base64.StdEncoding.DecodeString(strings.Join(strings.Fields(card.VCard.Photo.BinVal), ""))
+	if err != nil {
+		t.Fatalf("PHOTO BINVAL: %v", err)
+	}
+	vsum := sha1.Sum(photo)
+	if card.VCard.FN != "Carol of Verona" || !strings.HasPrefix(card.VCard.Photo.Type, "image/") || hex.EncodeToString(vsum[:]) != hash {
+		t.Errorf("vCard FN %q PHOTO %s of %d bytes (SHA-1 %x), want the presence's hash %s: %s", card.VCard.FN, card.VCard.Photo.Type, len(photo), vsum, hash, res.XML)
+	}
+}
