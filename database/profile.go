@@ -7,6 +7,7 @@ import (
 
 	"go.mau.fi/util/dbutil"
 	"maunium.net/go/mautrix/id"
+	"mellium.im/xmpp/jid"
 
 	"xmppbridge/mapping"
 )
@@ -48,6 +49,46 @@ func (db *Database) SetPuppetProfile(ctx context.Context, p *mapping.Profile) er
 	}
 	if _, err := db.db.Exec(ctx, setProfileQuery, p.MXID, p.Name, p.AvatarURL, photo, p.PhotoType, p.PhotoHash, time.Now().UnixMilli()); err != nil {
 		return fmt.Errorf("set profile of %s: %w", p.MXID, err)
+	}
+	return nil
+}
+
+const (
+	getGhostProfileQuery = `SELECT jid, name, named_by_nick, photo_sha1, avatar_url FROM ghost_profile WHERE jid=$1`
+	setGhostProfileQuery = `
+		INSERT INTO ghost_profile (jid, name, named_by_nick, photo_sha1, avatar_url, updated_at)
+		VALUES ($1, $2, $3, $4, $5, $6)
+		ON CONFLICT (jid) DO UPDATE SET name=excluded.name, named_by_nick=excluded.named_by_nick,
+			photo_sha1=excluded.photo_sha1, avatar_url=excluded.avatar_url, updated_at=excluded.updated_at
+	`
+)
+
+func scanGhostProfile(row dbutil.Scannable) (*mapping.GhostProfile, error) {
+	var p mapping.GhostProfile
+	var peer string
+	if err := row.Scan(&peer, &p.Name, &p.NamedByNick, &p.PhotoHash, &p.AvatarURL); err != nil {
+		return nil, err
+	}
+	var err error
+	p.JID, err = parseJID(peer)
+	return &p, err
+}
+
+// GhostProfile returns what the ghost of peer was given, or
+// mapping.ErrNotFound.
+func (db *Database) GhostProfile(ctx context.Context, peer jid.JID) (*mapping.GhostProfile, error) {
+	p, err := queryOne(ctx, db.db, scanGhostProfile, getGhostProfileQuery, bareJID(peer))
+	if err != nil {
+		return nil, fmt.Errorf("get ghost profile of %s: %w", peer.Bare(), err)
+	}
+	return p, nil
+}
+
+// SetGhostProfile stores p, replacing what was stored for its JID.
+func (db *Database) SetGhostProfile(ctx context.Context, p *mapping.GhostProfile) error {
+	defer db.writing()()
+	if _, err := db.db.Exec(ctx, setGhostProfileQuery, bareJID(p.JID), p.Name, p.NamedByNick, p.PhotoHash, p.AvatarURL, time.Now().UnixMilli()); err != nil {
+		return fmt.Errorf("set ghost profile of %s: %w", p.JID.Bare(), err)
 	}
 	return nil
 }

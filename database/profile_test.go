@@ -38,3 +38,28 @@ func TestPuppetProfile(t *testing.T) {
 		check("the first, unchanged", renamed)
 	})
 }
+
+// A ghost's profile is kept per bare JID, replaced whole.
+func TestGhostProfile(t *testing.T) {
+	forEachStore(t, func(t *testing.T, s contractStore) {
+		ctx := t.Context()
+		_, err := s.GhostProfile(ctx, bob)
+		wantNotFound(t, "GhostProfile on empty store", err)
+		check := func(what string, want mapping.GhostProfile) {
+			t.Helper()
+			got, err := s.GhostProfile(ctx, want.JID)
+			if err != nil {
+				t.Fatalf("%s: %v", what, err)
+			}
+			if !got.JID.Equal(want.JID.Bare()) || got.Name != want.Name || got.NamedByNick != want.NamedByNick || got.PhotoHash != want.PhotoHash || got.AvatarURL != want.AvatarURL {
+				t.Errorf("%s = %+v, want %+v", what, *got, want)
+			}
+		}
+		first := mapping.GhostProfile{JID: bob, Name: "Bob", PhotoHash: "ab12", AvatarURL: "mxc://example.org/b"}
+		must(t, s.SetGhostProfile(ctx, &first))
+		check("stored", first)
+		nicked := mapping.GhostProfile{JID: bob, Name: "Bob", NamedByNick: true}
+		must(t, s.SetGhostProfile(ctx, &nicked))
+		check("replaced", nicked)
+	})
+}

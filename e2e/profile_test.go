@@ -16,9 +16,11 @@ import (
 	"io"
 	"strings"
 	"testing"
+	"time"
 
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
 
 	"xmppbridge/internal/peers"
 )
@@ -163,4 +165,84 @@ func TestMatrixProfileReachesXMPP(t *testing.T) {
 	if card.VCard.FN != "Carol of Verona" || !strings.HasPrefix(card.VCard.Photo.Type, "image/") || hex.EncodeToString(vsum[:]) != hash {
 		t.Errorf("vCard FN %q PHOTO %s of %d bytes (SHA-1 %x), want the presence's hash %s: %s", card.VCard.FN, card.VCard.Photo.Type, len(photo), vsum, hash, res.XML)
 	}
+}
+
+// ghostProfile is the ghost's display name and avatar on Dendrite.
+func ghostProfile(t *testing.T, ctx context.Context, ghost id.UserID) (string, id.ContentURI) {
+	t.Helper()
+	p, err := w.alice.Client.GetProfile(ctx, ghost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p.DisplayName, p.AvatarURL
+}
+
+// waitGhostAvatar waits until the ghost's avatar is an image whose bytes
+// are want.
+func waitGhostAvatar(t *testing.T, ctx context.Context, ghost id.UserID, want []byte) {
+	t.Helper()
+	deadline := time.Now().Add(wait)
+	for {
+		_, url := ghostProfile(t, ctx, ghost)
+		if !url.IsEmpty() {
+			got, err := w.alice.Client.DownloadBytes(ctx, url)
+			if err == nil && bytes.Equal(got, want) {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the ghost's avatar is %q, not the vCard's photo", url)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// setVCard publishes c's vCard (XEP-0054 §3.2), which Prosody keeps.
+func setVCard(t *testing.T, ctx context.Context, c *peers.XMPPClient, id, nick string, photo []byte) {
+	t.Helper()
+	if err := c.SendRaw(ctx, `<iq type='set' id='`+id+`'><vCard xmlns='vcard-temp'><FN>Prince Escalus</FN><NICKNAME>`+nick+
+		`</NICKNAME><PHOTO><TYPE>image/png</TYPE><BINVAL>`+base64.StdEncoding.EncodeToString(photo)+`</BINVAL></PHOTO></vCard></iq>`); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := c.Wait(ctx, wait, func(s *peers.Stanza) bool { return s.Name == "iq" && s.ID == id }); err != nil || res.Type != "result" {
+		t.Fatalf("vCard not stored: %v %v", res, err)
+	}
+}
+
+// Issue 12: an XMPP person's ghost takes the name and photo of their vCard
+// (XEP-0054), fetched by the puppet when the portal is made, uploaded to
+// Dendrite's media repository; when their presence announces another
+// photo (XEP-0153 §3.2, the hash of the new one), the ghost's avatar
+// follows.
+func TestGhostTakesTheVCard(t *testing.T) {
+	ctx := context.Background()
+	escalus := w.xmppUser(t, "escalus", "verona")
+	photo1 := testAvatar(t)
+	setVCard(t, ctx, escalus, "vc-1", "Escalus", photo1)
+	ghost := w.ghost("escalus@" + w.Prosody.Domain)
+	openPortal(t, ctx, escalus, "escalus")
+	deadline := time.Now().Add(wait)
+	for name, _ := ghostProfile(t, ctx, ghost); name != "Escalus (XMPP)"; name, _ = ghostProfile(t, ctx, ghost) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the ghost is named %q, not after the vCard's NICKNAME", name)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	waitGhostAvatar(t, ctx, ghost, photo1)
+
+	var buf bytes.Buffer
+	img := image.NewRGBA(image.Rect(0, 0, 48, 48))
+	for x := range 48 {
+		img.Set(x, x, color.RGBA{255, 0, 0, 255})
+	}
+	if err := png.Encode(&buf, img); err != nil {
+		t.Fatal(err)
+	}
+	photo2 := buf.Bytes()
+	setVCard(t, ctx, escalus, "vc-2", "Escalus", photo2)
+	sum := sha1.Sum(photo2)
+	if err := escalus.SendRaw(ctx, `<presence to='`+peers.XMLEscape(w.puppet(t, w.alice.Client.UserID))+`'><x xmlns='vcard-temp:x:update'><photo>`+hex.EncodeToString(sum[:])+`</photo></x></presence>`); err != nil {
+		t.Fatal(err)
+	}
+	waitGhostAvatar(t, ctx, ghost, photo2)
 }

@@ -53,6 +53,11 @@ type MatrixSide interface {
 	// pixels a side, and its MIME type; an error wrapping ErrPermanent if
 	// it is larger than maxBytes, missing or not an image.
 	Avatar(ctx context.Context, avatarURL string, size, maxBytes int) ([]byte, string, error)
+	// UploadAvatar puts an image into the media repository as ghost and
+	// returns its mxc:// URI.
+	UploadAvatar(ctx context.Context, ghost id.UserID, data []byte, mimeType string) (string, error)
+	// SetGhostAvatar sets ghost's avatar to the mxc:// URI url ("": none).
+	SetGhostAvatar(ctx context.Context, ghost id.UserID, url string) error
 	// SetGhostName names ghost after its XMPP person's name (the side
 	// marks it as XMPP's).
 	SetGhostName(ctx context.Context, ghost id.UserID, name string) error
@@ -63,6 +68,9 @@ type XMPPSide interface {
 	// Send sends the messages in order, all or (on an error) some of them.
 	Send(ctx context.Context, msgs ...*OutMessage) error
 	SendPresence(ctx context.Context, p *OutPresence) error
+	// FetchVCard asks to for its vCard (XEP-0054) as from; an error
+	// wrapping ErrPermanent if it has none for from.
+	FetchVCard(ctx context.Context, from, to jid.JID) (*VCard, error)
 }
 
 // Counter counts what the bridge refused or did, by what and why (a

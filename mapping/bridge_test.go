@@ -31,8 +31,10 @@ type fakeMatrix struct {
 	avatars                     map[id.UserID]string // mxc:// URIs
 	images                      map[string][]byte    // by mxc:// URI
 	avatarFetches               int
-	ghostNames                  []string   // "ghost name"
-	mu                          sync.Mutex // lanes run side by side
+	uploads                     []string             // "ghost mime bytes"
+	ghostAvatars                map[id.UserID]string // mxc:// URIs set
+	ghostNames                  []string             // "ghost name"
+	mu                          sync.Mutex           // lanes run side by side
 	typing                      []string
 	// beforeAnswer, if set, runs when SendText has made its event and not
 	// yet answered: what the homeserver does meanwhile.
@@ -147,6 +149,29 @@ func (f *fakeMatrix) Avatar(_ context.Context, url string, _, maxBytes int) ([]b
 	return img, "image/png", nil
 }
 
+func (f *fakeMatrix) UploadAvatar(_ context.Context, ghost id.UserID, data []byte, mime string) (string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.fail != nil {
+		return "", f.fail
+	}
+	f.uploads = append(f.uploads, fmt.Sprintf("%s %s %s", ghost, mime, data))
+	return fmt.Sprintf("mxc://example.org/up%d", len(f.uploads)), nil
+}
+
+func (f *fakeMatrix) SetGhostAvatar(_ context.Context, ghost id.UserID, url string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.fail != nil {
+		return f.fail
+	}
+	if f.ghostAvatars == nil {
+		f.ghostAvatars = map[id.UserID]string{}
+	}
+	f.ghostAvatars[ghost] = url
+	return nil
+}
+
 func (f *fakeMatrix) typings() []string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -158,7 +183,9 @@ type fakeXMPP struct {
 	entered   chan struct{} // if set, Send says it was called, then
 	block     chan struct{} // waits for this
 	sent      []*OutMessage
-	presences []*OutPresence // SendPresence is in presence_test.go
+	presences []*OutPresence    // SendPresence is in presence_test.go
+	vcards    map[string]*VCard // by bare JID; none: item-not-found
+	asked     []string          // "from to" of each vCard request
 	fail      error
 }
 
@@ -174,6 +201,19 @@ func (f *fakeXMPP) Send(_ context.Context, ms ...*OutMessage) error {
 	}
 	f.sent = append(f.sent, ms...)
 	return nil
+}
+
+func (f *fakeXMPP) FetchVCard(_ context.Context, from, to jid.JID) (*VCard, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.fail != nil {
+		return nil, f.fail
+	}
+	f.asked = append(f.asked, from.String()+" "+to.String())
+	if c, ok := f.vcards[to.String()]; ok {
+		return c, nil
+	}
+	return nil, fmt.Errorf("%w: item-not-found", ErrPermanent)
 }
 
 type harness struct {

@@ -114,9 +114,9 @@ func (b *Bridge) parkUnknown(ctx context.Context, plan *receiptPlan, portal *Por
 
 // replayReceipt carries out a JobReplayReceipt.
 func (b *Bridge) replayReceipt(ctx context.Context, job *Job) error {
-	var rc Receipt
-	if err := json.Unmarshal(job.Payload, &rc); err != nil {
-		return fmt.Errorf("%w: bad parked receipt: %w", ErrPermanent, err)
+	rc, err := payloadOf[Receipt](job)
+	if err != nil {
+		return err
 	}
 	if _, err := b.store.MessageByEventID(ctx, rc.Event); isNotFound(err) {
 		b.count("matrix_receipt", ReasonUnknownEvent)

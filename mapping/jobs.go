@@ -1,6 +1,8 @@
 package mapping
 
 import (
+	"encoding/json"
+	"fmt"
 	"strconv"
 
 	"maunium.net/go/mautrix/id"
@@ -84,6 +86,10 @@ var jobKinds = map[JobKind]jobKind{
 	// Each reads the profile when it runs: an older one that runs late
 	// still sends the newest.
 	JobPresence: {SideXMPP, noOrder, presenceArgs{}},
+	// A person's vCard, fetched as the puppet of a user of theirs, then
+	// given to their ghost, one change after the other.
+	JobGhostVCard:   {SideXMPP, byPair, vcardArgs{}},
+	JobGhostProfile: {SideMatrix, byUser, ghostProfileArgs{}},
 }
 
 // Side is the server jobs of kind k send to. A kind the bridge does not
@@ -142,4 +148,23 @@ func (j *Job) Order() string {
 // its messages reach the portal in order, and the portal is created once.
 func pairLane(mxid id.UserID, peer jid.JID) string {
 	return string(mxid) + "|" + peer.String()
+}
+
+// payloadOf decodes the payload of job into the type its kind declares
+// (jobKinds). One that does not decode never will: ErrPermanent.
+func payloadOf[T any](job *Job) (T, error) {
+	var v T
+	if err := json.Unmarshal(job.Payload, &v); err != nil {
+		return v, fmt.Errorf("%w: bad %s payload: %w", ErrPermanent, job.Kind, err)
+	}
+	return v, nil
+}
+
+// payloadJID parses a JID a payload carries.
+func payloadJID(s string) (jid.JID, error) {
+	j, err := jid.Parse(s)
+	if err != nil {
+		return jid.JID{}, fmt.Errorf("%w: bad jid in a payload: %w", ErrPermanent, err)
+	}
+	return j, nil
 }

@@ -93,9 +93,9 @@ func stanzasJob(out []*OutMessage) *Job {
 }
 
 func (b *Bridge) sendStanzas(ctx context.Context, job *Job) error {
-	var js []stanzaJob
-	if err := json.Unmarshal(job.Payload, &js); err != nil {
-		return fmt.Errorf("%w: bad stanzas payload: %w", ErrPermanent, err)
+	js, err := payloadOf[[]stanzaJob](job)
+	if err != nil {
+		return err
 	}
 	// One write for them all. A retry after a failure part-way resends
 	// the ones before it: a receipt twice is harmless, one lost is not.

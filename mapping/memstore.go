@@ -29,6 +29,7 @@ type MemStore struct {
 	unreadCalls int
 	subs        map[string]*Subscription // by mxid and bare JID
 	profiles    map[id.UserID]Profile
+	ghosts      map[string]GhostProfile // by bare JID
 }
 
 // NewMemStore makes an empty MemStore.
@@ -193,6 +194,28 @@ func (s *MemStore) SetPuppetProfile(_ context.Context, p *Profile) error {
 	c := *p
 	c.Photo = slices.Clone(p.Photo)
 	s.profiles[p.MXID] = c
+	return nil
+}
+
+func (s *MemStore) GhostProfile(_ context.Context, peer jid.JID) (*GhostProfile, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p, ok := s.ghosts[peer.Bare().String()]
+	if !ok {
+		return nil, ErrNotFound
+	}
+	return &p, nil
+}
+
+func (s *MemStore) SetGhostProfile(_ context.Context, p *GhostProfile) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ghosts == nil {
+		s.ghosts = map[string]GhostProfile{}
+	}
+	c := *p
+	c.JID = p.JID.Bare()
+	s.ghosts[c.JID.String()] = c
 	return nil
 }
 

@@ -80,10 +80,14 @@ func (b *Bridge) RunJob(ctx context.Context, job *Job) error {
 		return b.updateProfile(ctx, job)
 	case JobPresence:
 		return b.sendPresence(ctx, job)
+	case JobGhostVCard:
+		return b.fetchVCard(ctx, job)
+	case JobGhostProfile:
+		return b.setGhostProfile(ctx, job)
 	}
-	var args jobArgs
-	if err := json.Unmarshal(job.Payload, &args); err != nil {
-		return fmt.Errorf("%w: bad payload: %w", ErrPermanent, err)
+	args, err := payloadOf[jobArgs](job)
+	if err != nil {
+		return err
 	}
 	switch job.Kind {
 	case JobJoin:
@@ -93,7 +97,13 @@ func (b *Bridge) RunJob(ctx context.Context, job *Job) error {
 	case JobNotice:
 		return b.matrix.SendNotice(ctx, args.Room, args.User, args.Body, "notice-"+strconv.FormatInt(job.ID, 10))
 	case JobGhostName:
-		return b.matrix.SetGhostName(ctx, args.User, args.Body)
+		if err := b.matrix.SetGhostName(ctx, args.User, args.Body); err != nil {
+			return err
+		}
+		if peer, err := b.cfg.Identities.GhostJID(args.User); err == nil {
+			return b.namedByNick(ctx, peer)
+		}
+		return nil
 	}
 	return fmt.Errorf("%w: unknown job kind %q", ErrPermanent, job.Kind)
 }

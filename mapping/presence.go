@@ -31,6 +31,9 @@ type XMPPPresence struct {
 	ID       string
 	From, To jid.JID
 	Type     string // one of the Presence* types
+	// Photo is the hash of the sender's avatar, "" for none (XEP-0153
+	// §3.1); nil if the presence says nothing of it.
+	Photo *string
 }
 
 // OutPresence is a <presence/> a puppet sends; xmppside encodes it.
@@ -140,6 +143,19 @@ func (b *Bridge) HandleXMPPPresence(ctx context.Context, p *XMPPPresence) ([]*Ou
 		log.Debug().Str("reason", string(why)).Msg("Ignored presence")
 		b.count("xmpp_presence", why)
 		return nil, nil
+	}
+	if p.Type == PresenceAvailable && reason == "" && p.Photo != nil {
+		// XEP-0153 §3.2: another photo than the one the ghost has.
+		job, err := b.photoFromPresence(ctx, mxid, peer, *p.Photo)
+		if err != nil {
+			return nil, err
+		}
+		if job != nil {
+			if err := b.store.AddJobs(ctx, job); err != nil {
+				return nil, fmt.Errorf("queue the vCard of %s: %w", peer, err)
+			}
+			b.queue(job)
+		}
 	}
 	switch {
 	case p.Type == PresenceAvailable || p.Type == PresenceUnavailable || p.Type == PresenceError:
@@ -321,18 +337,19 @@ func (b *Bridge) subscribeJobs(mxid id.UserID, peer jid.JID) []*Job {
 
 // portalJobs are the jobs owed when the portal of mxid and peer is
 // created: the puppet asks the person for a subscription, and looks its
-// user's profile up, which its vCard and presence show.
+// user's profile up, which its vCard and presence show, and the person's
+// vCard, which names their ghost and gives it an avatar (ghosts.go).
 func (b *Bridge) portalJobs(mxid id.UserID, peer jid.JID) []*Job {
-	return append(b.subscribeJobs(mxid, peer), profileJob(profileArgs{MXID: mxid, Lookup: true}))
+	return append(b.subscribeJobs(mxid, peer), profileJob(profileArgs{MXID: mxid, Lookup: true}), vcardJob(mxid, peer))
 }
 
 // sendSubscribe carries out a JobSubscribe, unless the person approved a
 // request already; asking twice is harmless (servers deliver a pending
 // request once).
 func (b *Bridge) sendSubscribe(ctx context.Context, job *Job) error {
-	var args subscribeArgs
-	if err := json.Unmarshal(job.Payload, &args); err != nil {
-		return fmt.Errorf("%w: bad subscribe payload: %w", ErrPermanent, err)
+	args, err := payloadOf[subscribeArgs](job)
+	if err != nil {
+		return err
 	}
 	peer, err := jid.Parse(args.JID)
 	if err != nil {

@@ -286,9 +286,14 @@ func TestSubscribeOnPortalFromXMPP(t *testing.T) {
 	if len(h.matrix.texts) != 1 {
 		t.Fatalf("texts %q", h.matrix.texts)
 	}
+	// The subscribe waits, with the fetch of Juliet's vCard (ghosts.go).
 	jobs, _ := h.store.DueJobs(context.Background(), time.Now().Add(time.Hour), 10)
-	if len(jobs) != 1 || jobs[0].Kind != JobSubscribe || jobs[0].Kind.Side() != "xmpp" {
-		t.Fatalf("jobs %+v, want the subscribe waiting for XMPP", jobs)
+	var kinds []JobKind
+	for _, j := range jobs {
+		kinds = append(kinds, j.Kind)
+	}
+	if len(jobs) != 2 || jobs[0].Kind != JobSubscribe || jobs[1].Kind != JobGhostVCard || jobs[0].Kind.Side() != "xmpp" || jobs[1].Kind.Side() != "xmpp" {
+		t.Fatalf("jobs %v, want the subscribe and the vCard waiting for XMPP", kinds)
 	}
 	h.xmpp.fail = nil
 	h.drain(t)

@@ -9,7 +9,6 @@ import (
 	"fmt"
 
 	"maunium.net/go/mautrix/id"
-	"mellium.im/xmpp/jid"
 )
 
 // The profiles of the puppets: what XMPP sees of a Matrix user is their
@@ -109,9 +108,9 @@ const photoSize = 96
 
 // updateProfile runs a JobPuppetProfile.
 func (b *Bridge) updateProfile(ctx context.Context, job *Job) error {
-	var args profileArgs
-	if err := json.Unmarshal(job.Payload, &args); err != nil {
-		return fmt.Errorf("%w: bad payload: %w", ErrPermanent, err)
+	args, err := payloadOf[profileArgs](job)
+	if err != nil {
+		return err
 	}
 	if args.Lookup {
 		name, avatar, err := b.matrix.Profile(ctx, args.MXID)
@@ -175,13 +174,13 @@ func (b *Bridge) updateProfile(ctx context.Context, job *Job) error {
 
 // sendPresence runs a JobPresence.
 func (b *Bridge) sendPresence(ctx context.Context, job *Job) error {
-	var args presenceArgs
-	if err := json.Unmarshal(job.Payload, &args); err != nil {
-		return fmt.Errorf("%w: bad payload: %w", ErrPermanent, err)
-	}
-	peer, err := jid.Parse(args.JID)
+	args, err := payloadOf[presenceArgs](job)
 	if err != nil {
-		return fmt.Errorf("%w: bad jid: %w", ErrPermanent, err)
+		return err
+	}
+	peer, err := payloadJID(args.JID)
+	if err != nil {
+		return err
 	}
 	from, err := b.cfg.Identities.PuppetFrom(args.MXID)
 	if err != nil {

@@ -136,6 +136,7 @@ type Txn struct {
 type Store interface {
 	SubscriptionStore // presence.go
 	ProfileStore      // profiles.go
+	GhostProfileStore // ghosts.go
 	PortalStore
 	MessageStore
 	AckStore

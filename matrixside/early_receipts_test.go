@@ -47,6 +47,9 @@ func (x *lockedXMPP) Send(_ context.Context, ms ...*mapping.OutMessage) error {
 }
 
 func (x *lockedXMPP) SendPresence(context.Context, *mapping.OutPresence) error { return nil }
+func (x *lockedXMPP) FetchVCard(context.Context, jid.JID, jid.JID) (*mapping.VCard, error) {
+	return nil, mapping.ErrPermanent
+}
 
 func (x *lockedXMPP) received() []string {
 	x.mu.Lock()

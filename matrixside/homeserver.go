@@ -80,14 +80,15 @@ func (h *Homeserver) CreateDM(ctx context.Context, ghost, invitee id.UserID) (id
 	return resp.RoomID, nil
 }
 
-// nameGhost gives a ghost without a name its JID as one: a ghost that has
-// one (its person's XEP-0172 nick, SetGhostName) keeps it when another
-// Matrix user opens a portal with the same person.
+// nameGhost gives a ghost without a name the one its JID gives
+// (mapping.JIDName): a ghost that has one (its person's XEP-0172 nick or
+// vCard name, SetGhostName) keeps it when another Matrix user opens a
+// portal with the same person.
 func (h *Homeserver) nameGhost(ctx context.Context, intent *appservice.IntentAPI, j jid.JID) {
 	if cur, err := intent.GetDisplayName(ctx, intent.UserID); err == nil && cur.DisplayName != "" {
 		return
 	}
-	if err := intent.SetDisplayName(ctx, ghostName(j.String())); err != nil {
+	if err := intent.SetDisplayName(ctx, ghostName(mapping.JIDName(j))); err != nil {
 		zerolog.Ctx(ctx).Debug().Err(err).Msg("Failed to set a ghost's display name")
 	}
 }

@@ -58,3 +58,35 @@ func (h *Homeserver) Avatar(ctx context.Context, avatarURL string, size, maxByte
 	}
 	return data, typ, nil
 }
+
+// UploadAvatar implements mapping.MatrixSide: POST /_matrix/media/v3/upload
+// as the ghost, so that the media is the ghost's own.
+func (h *Homeserver) UploadAvatar(ctx context.Context, ghost id.UserID, data []byte, mimeType string) (string, error) {
+	intent, err := h.intent(ctx, ghost)
+	if err != nil {
+		return "", err
+	}
+	if mimeType == "" {
+		mimeType = "application/octet-stream"
+	}
+	resp, err := intent.UploadBytes(ctx, data, mimeType)
+	if err != nil {
+		return "", classify(err)
+	}
+	return resp.ContentURI.String(), nil
+}
+
+// SetGhostAvatar implements mapping.MatrixSide.
+func (h *Homeserver) SetGhostAvatar(ctx context.Context, ghost id.UserID, url string) error {
+	intent, err := h.intent(ctx, ghost)
+	if err != nil {
+		return err
+	}
+	var uri id.ContentURI
+	if url != "" {
+		if uri, err = id.ParseContentURI(url); err != nil {
+			return fmt.Errorf("%w: %w", mapping.ErrPermanent, err)
+		}
+	}
+	return classify(intent.SetAvatarURL(ctx, uri))
+}

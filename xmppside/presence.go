@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/xml"
 	"fmt"
+	"strings"
 
 	"mellium.im/xmlstream"
 
@@ -20,6 +21,10 @@ type inPresence struct {
 	From    string   `xml:"from,attr"`
 	To      string   `xml:"to,attr"`
 	Type    string   `xml:"type,attr"`
+	// XEP-0153 §3.1: the hash of the sender's vCard photo.
+	Avatar *struct {
+		Photo *string `xml:"photo"`
+	} `xml:"vcard-temp:x:update x"`
 }
 
 // outPresence is the wire form of mapping.OutPresence.
@@ -43,7 +48,14 @@ func decodePresence(d *xml.Decoder, start *xml.StartElement) (*mapping.XMPPPrese
 	if err != nil {
 		return nil, err
 	}
-	return &mapping.XMPPPresence{ID: in.ID, From: from, To: to, Type: in.Type}, nil
+	out := &mapping.XMPPPresence{ID: in.ID, From: from, To: to, Type: in.Type}
+	if in.Avatar != nil && in.Avatar.Photo != nil {
+		// §3.1: an empty <photo/> is no avatar; no <photo/> at all, "not
+		// ready to advertise an image", says nothing.
+		hash := strings.ToLower(strings.TrimSpace(*in.Avatar.Photo))
+		out.Photo = &hash
+	}
+	return out, nil
 }
 
 // encodePresence writes p. Its from is a puppet, so its domain is the

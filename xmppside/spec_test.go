@@ -68,6 +68,10 @@ func (r *recMatrix) Profile(context.Context, id.UserID) (string, string, error) 
 func (r *recMatrix) Avatar(context.Context, string, int, int) ([]byte, string, error) {
 	return nil, "", mapping.ErrPermanent
 }
+func (r *recMatrix) UploadAvatar(context.Context, id.UserID, []byte, string) (string, error) {
+	return "", mapping.ErrPermanent
+}
+func (r *recMatrix) SetGhostAvatar(context.Context, id.UserID, string) error { return nil }
 
 func (r *recMatrix) SetGhostName(context.Context, id.UserID, string) error { return nil }
 

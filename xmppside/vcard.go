@@ -4,8 +4,17 @@
 package xmppside
 
 import (
+	"context"
 	"encoding/base64"
 	"encoding/xml"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"mellium.im/xmlstream"
+	"mellium.im/xmpp/jid"
+	"mellium.im/xmpp/stanza"
 
 	"xmppbridge/mapping"
 )
@@ -47,4 +56,55 @@ func puppetVCard(p mapping.Profile) vCard {
 type vCardUpdate struct {
 	XMLName xml.Name `xml:"vcard-temp:x:update x"`
 	Photo   string   `xml:"photo"`
+}
+
+// inVCard is what the bridge reads of a person's vCard (XEP-0054 §3.1):
+// the names a ghost may take, and the photo given inline (an EXTVAL, a
+// URL, is not fetched).
+type inVCard struct {
+	XMLName  xml.Name `xml:"vcard-temp vCard"`
+	FN       string   `xml:"FN"`
+	Nickname string   `xml:"NICKNAME"`
+	Photo    struct {
+		Type   string `xml:"TYPE"`
+		BinVal string `xml:"BINVAL"`
+	} `xml:"PHOTO"`
+}
+
+// vCardTimeout bounds the wait for a person's server to answer.
+const vCardTimeout = 20 * time.Second
+
+// FetchVCard implements mapping.XMPPSide: an IQ get of to's vcard-temp
+// from a puppet (XEP-0054 §3.1, Example 3), which the person's server
+// answers for its user. An error answer means there is none for us.
+func (c *Component) FetchVCard(ctx context.Context, from, to jid.JID) (*mapping.VCard, error) {
+	c.mu.Lock()
+	sess := c.sess
+	c.mu.Unlock()
+	if sess == nil {
+		return nil, mapping.ErrNotConnected
+	}
+	ctx, cancel := context.WithTimeout(ctx, vCardTimeout)
+	defer cancel()
+	var card inVCard // a result with no payload leaves it empty
+	iq := stanza.IQ{ID: mapping.NewXMPPID(), From: from, To: to.Bare(), Type: stanza.GetIQ}
+	err := sess.UnmarshalIQElement(ctx, xmlstream.Wrap(nil, xml.StartElement{Name: xml.Name{Space: NSVCard, Local: "vCard"}}), iq, &card)
+	var se stanza.Error
+	switch {
+	case errors.As(err, &se):
+		return nil, fmt.Errorf("%w: vCard of %s: %s", mapping.ErrPermanent, to.Bare(), se.Condition)
+	case err != nil:
+		return nil, fmt.Errorf("vCard of %s: %w", to.Bare(), err)
+	}
+	out := &mapping.VCard{Nickname: strings.TrimSpace(card.Nickname), FN: strings.TrimSpace(card.FN), PhotoType: strings.TrimSpace(card.Photo.Type)}
+	if b64 := strings.Join(strings.Fields(card.Photo.BinVal), ""); b64 != "" {
+		photo, err := base64.StdEncoding.DecodeString(b64)
+		if err != nil {
+			c.Count("xmpp_vcard", "bad_photo")
+			c.Log.Debug().Err(err).Str("jid", to.Bare().String()).Msg("A vCard photo that is not base64")
+		} else {
+			out.Photo = photo
+		}
+	}
+	return out, nil
 }

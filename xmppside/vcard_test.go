@@ -3,6 +3,7 @@ package xmppside
 import (
 	"context"
 	"encoding/base64"
+	"encoding/xml"
 	"strings"
 	"testing"
 
@@ -72,3 +73,32 @@ func TestPuppetAvatar(t *testing.T) {
 		t.Errorf("probe answered %s without an avatar, want an empty photo", got)
 	}
 }
+
+// XEP-0153 §3.1: the hash of the sender's photo (Example 3 and 4), an
+// empty <photo/> for no avatar, and no <photo/> ("not ready to advertise
+// an image") saying nothing.
+func TestPresencePhotoHash(t *testing.T) {
+	for _, c := range []struct {
+		x    string
+		want *string
+	}{
+		{`<x xmlns='vcard-temp:x:update'><photo>01b87fcd030b72895ff8e88db57ec525450f000d</photo></x>`, ptr("01b87fcd030b72895ff8e88db57ec525450f000d")},
+		{`<x xmlns='vcard-temp:x:update'><photo/></x>`, ptr("")},
+		{`<x xmlns='vcard-temp:x:update'/>`, nil},
+		{``, nil},
+	} {
+		raw := `<presence from='juliet@capulet.com/balcony' to='` + pupBare + `'>` + c.x + `</presence>`
+		d := xml.NewDecoder(strings.NewReader(raw))
+		tok, _ := d.Token()
+		start := tok.(xml.StartElement)
+		p, err := decodePresence(d, &start)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if (p.Photo == nil) != (c.want == nil) || (p.Photo != nil && *p.Photo != *c.want) {
+			t.Errorf("%s: photo %v, want %v", c.x, p.Photo, c.want)
+		}
+	}
+}
+
+func ptr(s string) *string { return &s }

@@ -146,3 +146,16 @@ CREATE TABLE puppet_profile (
 	photo_sha1 TEXT   NOT NULL,
 	updated_at BIGINT NOT NULL
 );
+
+-- What the bridge last gave an XMPP person's ghost from their vCard
+-- (XEP-0054): its name (named_by_nick: a XEP-0172 nick named it since,
+-- which a vCard does not override) and the SHA-1 of the photo its avatar
+-- was uploaded from. No row: nothing yet.
+CREATE TABLE ghost_profile (
+	jid           TEXT    PRIMARY KEY,
+	name          TEXT    NOT NULL,
+	named_by_nick BOOLEAN NOT NULL DEFAULT false,
+	photo_sha1    TEXT    NOT NULL,
+	avatar_url    TEXT    NOT NULL,
+	updated_at    BIGINT  NOT NULL
+);

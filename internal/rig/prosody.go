@@ -211,6 +211,9 @@ func (p *Prosody) writeConfig() error {
 	modules := append([]string{
 		"roster", "saslauth", "disco", "carbons", "private", "blocklist",
 		"ping", "time", "version", "uptime",
+		// Prosody 0.12's default set for profiles: vcard-temp (XEP-0054)
+		// kept as PEP nodes, XEP-0153's photo hash added to presence.
+		"pep", "vcard4", "vcard_legacy",
 	}, p.opts.ExtraModules...)
 
 	var b strings.Builder

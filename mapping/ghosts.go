@@ -1,0 +1,252 @@
+package mapping
+
+import (
+	"context"
+	"crypto/sha1"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"maunium.net/go/mautrix/id"
+	"mellium.im/xmpp/jid"
+)
+
+// The profiles of the ghosts: what Matrix sees of an XMPP person is a name
+// (their XEP-0172 nick when a message carries one, fromxmpp.go; else their
+// vCard's NICKNAME or FN; else their JID) and their vCard's PHOTO as the
+// ghost's avatar (XEP-0054, XEP-0153), uploaded to the media repository
+// once per image. The vCard is fetched when their portal is made and when
+// their presence to a puppet announces another photo (XEP-0153 §3.2:
+// "the receiving client ... SHOULD retrieve the vCard").
+
+// VCard is what the bridge reads of a person's vcard-temp (XEP-0054).
+type VCard struct {
+	Nickname, FN string
+	Photo        []byte
+	PhotoType    string
+}
+
+// GhostProfile is what the bridge last gave a person's ghost.
+type GhostProfile struct {
+	JID jid.JID // bare
+	// Name is the name from their vCard the ghost was given, "" if none;
+	// NamedByNick, that a XEP-0172 nick named it since, which a vCard
+	// does not override.
+	Name        string
+	NamedByNick bool
+	// PhotoHash is the hex SHA-1 of the vCard PHOTO the ghost's avatar
+	// (AvatarURL) was made from; "" for none.
+	PhotoHash string
+	AvatarURL string
+}
+
+// GhostProfileStore keeps the GhostProfiles. Store embeds it.
+type GhostProfileStore interface {
+	// GhostProfile returns peer's, or ErrNotFound.
+	GhostProfile(ctx context.Context, peer jid.JID) (*GhostProfile, error)
+	SetGhostProfile(ctx context.Context, p *GhostProfile) error
+}
+
+// JobGhostVCard fetches an XMPP person's vCard, as the puppet of a Matrix
+// user they have a portal with, and hands what changed to JobGhostProfile.
+const JobGhostVCard JobKind = "xmpp.vcard"
+
+// JobGhostProfile gives a ghost the name and avatar of its person's vCard.
+const JobGhostProfile JobKind = "matrix.ghost_profile"
+
+// maxGhostPhotoBytes bounds the vCard PHOTO the bridge uploads: avatars
+// are small (XEP-0153 §3.1 recommends under 8 KiB); a larger one is left
+// out rather than put in the media repository.
+const maxGhostPhotoBytes = 256 << 10
+
+// vcardArgs is the payload of a JobGhostVCard.
+type vcardArgs struct {
+	MXID id.UserID `json:"mxid"` // whose puppet asks
+	JID  string    `json:"jid"`
+}
+
+// ghostProfileArgs is the payload of a JobGhostProfile: the name to give
+// (if SetName) and the photo (if SetPhoto; none if Photo is empty).
+type ghostProfileArgs struct {
+	JID       string `json:"jid"`
+	SetName   bool   `json:"set_name,omitempty"`
+	Name      string `json:"name,omitempty"`
+	SetPhoto  bool   `json:"set_photo,omitempty"`
+	Photo     []byte `json:"photo,omitempty"`
+	PhotoType string `json:"photo_type,omitempty"`
+	PhotoHash string `json:"photo_hash,omitempty"`
+}
+
+// vcardJob is the job that fetches peer's vCard as mxid's puppet.
+func vcardJob(mxid id.UserID, peer jid.JID) *Job {
+	payload, _ := json.Marshal(vcardArgs{MXID: mxid, JID: peer.Bare().String()}) // strings only
+	return newJob(JobGhostVCard, about{mxid: mxid, peer: peer}, 0, payload)
+}
+
+// photoFromPresence is what a person's available presence to a puppet
+// says of their avatar (XEP-0153 §3.2): a vCard to fetch if the photo's
+// hash is not the one the ghost has. Only people with a portal with the
+// puppet's user make the bridge fetch anything.
+func (b *Bridge) photoFromPresence(ctx context.Context, mxid id.UserID, peer jid.JID, hash string) (*Job, error) {
+	gp, err := b.store.GhostProfile(ctx, peer)
+	if err == nil && gp.PhotoHash == hash {
+		return nil, nil
+	} else if err != nil && !isNotFound(err) {
+		return nil, fmt.Errorf("look up the ghost profile of %s: %w", peer, err)
+	}
+	if _, err := b.store.PortalByPair(ctx, mxid, peer); isNotFound(err) {
+		return nil, nil
+	} else if err != nil {
+		return nil, fmt.Errorf("look up portal of %s and %s: %w", mxid, peer, err)
+	}
+	b.count("xmpp_presence", "photo_changed")
+	return vcardJob(mxid, peer), nil
+}
+
+// fetchVCard runs a JobGhostVCard.
+func (b *Bridge) fetchVCard(ctx context.Context, job *Job) error {
+	args, err := payloadOf[vcardArgs](job)
+	if err != nil {
+		return err
+	}
+	peer, err := payloadJID(args.JID)
+	if err != nil {
+		return err
+	}
+	from, err := b.cfg.Identities.PuppetFrom(args.MXID)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrPermanent, err)
+	}
+	card, err := b.xmpp.FetchVCard(ctx, from, peer)
+	if errors.Is(err, ErrPermanent) {
+		// No vCard, or none for us (item-not-found, forbidden, …): the
+		// ghost keeps its JID for a name, and no avatar.
+		b.log.Debug().Err(err).Str("jid", peer.String()).Msg("No vCard of an XMPP person")
+		card = &VCard{}
+	} else if err != nil {
+		return fmt.Errorf("fetch the vCard of %s: %w", peer, err)
+	}
+	gp, err := b.store.GhostProfile(ctx, peer)
+	if isNotFound(err) {
+		gp = &GhostProfile{JID: peer}
+	} else if err != nil {
+		return fmt.Errorf("look up the ghost profile of %s: %w", peer, err)
+	}
+	args2 := ghostProfileArgs{JID: peer.String()}
+	name := card.Nickname
+	if name == "" {
+		name = card.FN
+	}
+	if !gp.NamedByNick && name != gp.Name {
+		args2.SetName, args2.Name = true, name
+	}
+	photo := card.Photo
+	if len(photo) > maxGhostPhotoBytes {
+		b.log.Info().Str("jid", peer.String()).Int("bytes", len(photo)).Msg("An XMPP person's vCard photo is too large to become the ghost's avatar")
+		b.count("xmpp_vcard", "photo_too_large")
+		photo = nil
+	}
+	hash := ""
+	if len(photo) > 0 {
+		sum := sha1.Sum(photo)
+		hash = hex.EncodeToString(sum[:])
+	}
+	if hash != gp.PhotoHash {
+		args2.SetPhoto, args2.Photo, args2.PhotoType, args2.PhotoHash = true, photo, card.PhotoType, hash
+	}
+	if !args2.SetName && !args2.SetPhoto {
+		return nil
+	}
+	payload, err := json.Marshal(args2)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrPermanent, err)
+	}
+	next := newJob(JobGhostProfile, about{mxid: b.cfg.Identities.Ghost(peer)}, 0, payload)
+	if err := b.store.AddJobs(ctx, next); err != nil {
+		return fmt.Errorf("queue the ghost profile of %s: %w", peer, err)
+	}
+	b.queue(next)
+	b.count("xmpp_vcard", "fetched")
+	return nil
+}
+
+// setGhostProfile runs a JobGhostProfile.
+func (b *Bridge) setGhostProfile(ctx context.Context, job *Job) error {
+	args, err := payloadOf[ghostProfileArgs](job)
+	if err != nil {
+		return err
+	}
+	peer, err := payloadJID(args.JID)
+	if err != nil {
+		return err
+	}
+	ghost := b.cfg.Identities.Ghost(peer)
+	gp, err := b.store.GhostProfile(ctx, peer)
+	if isNotFound(err) {
+		gp = &GhostProfile{JID: peer}
+	} else if err != nil {
+		return fmt.Errorf("look up the ghost profile of %s: %w", peer, err)
+	}
+	if args.SetPhoto && args.PhotoHash != gp.PhotoHash {
+		url := ""
+		if len(args.Photo) > 0 {
+			if url, err = b.matrix.UploadAvatar(ctx, ghost, args.Photo, args.PhotoType); err != nil {
+				return fmt.Errorf("upload the avatar of %s: %w", peer, err)
+			}
+		}
+		if err := b.matrix.SetGhostAvatar(ctx, ghost, url); err != nil {
+			return fmt.Errorf("set the avatar of %s: %w", ghost, err)
+		}
+		// Recorded at once: a retry of the name below uploads nothing
+		// again.
+		gp.PhotoHash, gp.AvatarURL = args.PhotoHash, url
+		if err := b.store.SetGhostProfile(ctx, gp); err != nil {
+			return fmt.Errorf("store the ghost profile of %s: %w", peer, err)
+		}
+		b.count("ghost_profile", "avatar")
+	}
+	if args.SetName && !gp.NamedByNick && args.Name != gp.Name {
+		name := args.Name
+		if name == "" {
+			name = JIDName(peer) // the vCard's name is gone
+		}
+		if err := b.matrix.SetGhostName(ctx, ghost, name); err != nil {
+			return fmt.Errorf("name %s: %w", ghost, err)
+		}
+		gp.Name = args.Name
+		if err := b.store.SetGhostProfile(ctx, gp); err != nil {
+			return fmt.Errorf("store the ghost profile of %s: %w", peer, err)
+		}
+		b.count("ghost_profile", "name")
+	}
+	return nil
+}
+
+// JIDName is the name of a person who gives none (no nick, no vCard): the
+// local part of their JID, or the domain of a JID without one (a service).
+func JIDName(j jid.JID) string {
+	if l := j.Localpart(); l != "" {
+		return l
+	}
+	return j.Domainpart()
+}
+
+// namedByNick records that a XEP-0172 nick named peer's ghost, which its
+// vCard's name then leaves as it is (JobGhostName).
+func (b *Bridge) namedByNick(ctx context.Context, peer jid.JID) error {
+	gp, err := b.store.GhostProfile(ctx, peer)
+	if isNotFound(err) {
+		gp = &GhostProfile{JID: peer.Bare()}
+	} else if err != nil {
+		return fmt.Errorf("look up the ghost profile of %s: %w", peer, err)
+	}
+	if gp.NamedByNick {
+		return nil
+	}
+	gp.NamedByNick = true
+	if err := b.store.SetGhostProfile(ctx, gp); err != nil {
+		return fmt.Errorf("store the ghost profile of %s: %w", peer, err)
+	}
+	return nil
+}

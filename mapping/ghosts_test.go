@@ -1,0 +1,121 @@
+package mapping
+
+import (
+	"context"
+	"crypto/sha1"
+	"encoding/hex"
+	"strings"
+	"testing"
+
+	"mellium.im/xmpp/jid"
+)
+
+func sha1Hex(b []byte) string {
+	sum := sha1.Sum(b)
+	return hex.EncodeToString(sum[:])
+}
+
+// Juliet's ghost takes the name and the photo of her vCard (XEP-0054) when
+// her portal is made, asked for by Alice's puppet; her presence with
+// another photo's hash (XEP-0153 §3.2) has the vCard fetched again and the
+// new photo uploaded, once; the same hash fetches nothing; an empty one
+// (no avatar) takes the ghost's away; a XEP-0172 nick outranks the
+// vCard's name; and only a person with a portal makes the bridge ask.
+func TestGhostProfileFromVCard(t *testing.T) {
+	h := presenceHarness(t, autoPolicy)
+	ctx := context.Background()
+	photo1, photo2 := []byte("png one"), []byte("png two")
+	h.xmpp.vcards = map[string]*VCard{julietJID: {Nickname: "Jules", FN: "Juliet Capulet", Photo: photo1, PhotoType: "image/png"}}
+	if _, err := h.b.HandleXMPPMessage(ctx, chat("m1", "Wherefore art thou?")); err != nil {
+		t.Fatal(err)
+	}
+	h.drain(t)
+	if len(h.xmpp.asked) != 1 || h.xmpp.asked[0] != aliceFrom+" "+julietJID {
+		t.Fatalf("vCards asked %q, want one of %s as %s", h.xmpp.asked, julietJID, aliceFrom)
+	}
+	if got := h.matrix.ghostNames; len(got) != 1 || got[0] != string(julietGhost)+" Jules" {
+		t.Errorf("ghost names %q, want the vCard's NICKNAME", got)
+	}
+	if len(h.matrix.uploads) != 1 || h.matrix.uploads[0] != string(julietGhost)+" image/png png one" || h.matrix.ghostAvatars[julietGhost] != "mxc://example.org/up1" {
+		t.Fatalf("uploads %q, avatar %q", h.matrix.uploads, h.matrix.ghostAvatars[julietGhost])
+	}
+
+	presence := func(hash string) {
+		t.Helper()
+		p := &XMPPPresence{From: jid.MustParse(julietJID + "/balcony"), To: jid.MustParse(alicePup), Photo: &hash}
+		if _, err := h.b.HandleXMPPPresence(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+		h.drain(t)
+	}
+	presence(sha1Hex(photo1))
+	if len(h.xmpp.asked) != 1 {
+		t.Errorf("the photo the ghost has fetched the vCard again: %q", h.xmpp.asked)
+	}
+
+	h.xmpp.vcards[julietJID] = &VCard{Nickname: "Jules", Photo: photo2, PhotoType: "image/jpeg"}
+	presence(sha1Hex(photo2))
+	if len(h.matrix.uploads) != 2 || !strings.HasSuffix(h.matrix.uploads[1], "image/jpeg png two") || h.matrix.ghostAvatars[julietGhost] != "mxc://example.org/up2" {
+		t.Errorf("after a new photo: uploads %q, avatar %q", h.matrix.uploads, h.matrix.ghostAvatars[julietGhost])
+	}
+	if len(h.matrix.ghostNames) != 1 {
+		t.Errorf("the same name given again: %q", h.matrix.ghostNames)
+	}
+
+	h.xmpp.vcards[julietJID] = &VCard{Nickname: "Jules"}
+	presence("")
+	if url, ok := h.matrix.ghostAvatars[julietGhost]; !ok || url != "" || len(h.matrix.uploads) != 2 {
+		t.Errorf("after the avatar is gone: avatar %q (set %v), uploads %q", url, ok, h.matrix.uploads)
+	}
+
+	// A nick (XEP-0172 §4.2) names the ghost; a vCard does not rename it.
+	m := chat("m2", "A rose by any other name")
+	m.Nick = "J."
+	if _, err := h.b.HandleXMPPMessage(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	h.drain(t)
+	h.xmpp.vcards[julietJID] = &VCard{Nickname: "Someone Else", Photo: photo1, PhotoType: "image/png"}
+	presence(sha1Hex(photo1))
+	if got := h.matrix.ghostNames; len(got) != 2 || got[1] != string(julietGhost)+" J." {
+		t.Errorf("ghost names %q, want the nick last", got)
+	}
+	if len(h.matrix.uploads) != 3 {
+		t.Errorf("the photo came back but was not uploaded: %q", h.matrix.uploads)
+	}
+
+	// Romeo has no portal with Alice: his presence makes nothing fetched.
+	asked := len(h.xmpp.asked)
+	hash := sha1Hex(photo2)
+	if _, err := h.b.HandleXMPPPresence(ctx, &XMPPPresence{From: jid.MustParse("romeo@montague.lit/orchard"), To: jid.MustParse(alicePup), Photo: &hash}); err != nil {
+		t.Fatal(err)
+	}
+	h.drain(t)
+	if len(h.xmpp.asked) != asked {
+		t.Errorf("a person without a portal had their vCard fetched: %q", h.xmpp.asked[asked:])
+	}
+}
+
+// A person without a vCard (item-not-found) keeps the ghost's name, the
+// JID, and gets no avatar; a photo too large is left out.
+func TestGhostProfileWithoutVCard(t *testing.T) {
+	h := presenceHarness(t, autoPolicy)
+	ctx := context.Background()
+	if _, err := h.b.HandleXMPPMessage(ctx, chat("m1", "Wherefore art thou?")); err != nil {
+		t.Fatal(err)
+	}
+	h.drain(t)
+	if len(h.xmpp.asked) != 1 || len(h.matrix.ghostNames)+len(h.matrix.uploads)+len(h.matrix.ghostAvatars) != 0 {
+		t.Errorf("asked %q; names %q, uploads %q, avatars %v: want nothing set", h.xmpp.asked, h.matrix.ghostNames, h.matrix.uploads, h.matrix.ghostAvatars)
+	}
+	big := make([]byte, maxGhostPhotoBytes+1)
+	h.xmpp.vcards = map[string]*VCard{julietJID: {FN: "Juliet", Photo: big, PhotoType: "image/png"}}
+	hash := sha1Hex(big)
+	if _, err := h.b.HandleXMPPPresence(ctx, &XMPPPresence{From: jid.MustParse(julietJID + "/balcony"), To: jid.MustParse(alicePup), Photo: &hash}); err != nil {
+		t.Fatal(err)
+	}
+	h.drain(t)
+	if len(h.matrix.uploads) != 0 || h.counts["xmpp_vcard/photo_too_large"] != 1 || len(h.matrix.ghostNames) != 1 {
+		t.Errorf("uploads %d, counts %v, names %q: want the FN, no photo", len(h.matrix.uploads), h.counts, h.matrix.ghostNames)
+	}
+}
