@@ -246,3 +246,47 @@ func TestGhostTakesTheVCard(t *testing.T) {
 	}
 	waitGhostAvatar(t, ctx, ghost, photo2)
 }
+
+// Issue 12, XEP-0172 §4.5 and XEP-0163: the puppets ask for their
+// contacts' nicknames with "+notify" in their entity capabilities, so
+// Prosody's PEP service sends Alice's puppet Lawrence's nickname when he
+// publishes it (the puppet being subscribed to him); his ghost takes it.
+func TestGhostTakesThePEPNick(t *testing.T) {
+	ctx := context.Background()
+	lawrence := w.xmppUser(t, "lawrence", "cell")
+	interested(t, ctx, lawrence)
+	puppet := w.puppet(t, w.alice.Client.UserID)
+	room := openPortal(t, ctx, lawrence, "lawrence")
+	// He approves the puppet's request, then asks for its presence: the
+	// puppet's answer carries its caps, which Prosody resolves.
+	if _, err := lawrence.Wait(ctx, wait, isPresence(puppet, "subscribe")); err != nil {
+		t.Fatalf("the puppet never asked for a subscription: %v", err)
+	}
+	for _, p := range []string{`<presence to='%s' type='subscribed'/>`, `<presence to='%s' type='subscribe'/>`} {
+		if err := lawrence.SendRaw(ctx, fmt.Sprintf(p, peers.XMLEscape(puppet))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := lawrence.Wait(ctx, wait, isPresence(ofResource(puppet), "")); err != nil {
+		t.Fatalf("no presence of the puppet: %v", err)
+	}
+	// Published whether or not Prosody has resolved the caps yet: once
+	// it has, it sends the last item (XEP-0163 §4.3.4).
+	if err := lawrence.SendRaw(ctx, `<iq type='set' id='pub-nick'><pubsub xmlns='http://jabber.org/protocol/pubsub'><publish node='http://jabber.org/protocol/nick'><item><nick xmlns='http://jabber.org/protocol/nick'>Friar Lawrence</nick></item></publish></pubsub></iq>`); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := lawrence.Wait(ctx, wait, func(s *peers.Stanza) bool { return s.Name == "iq" && s.ID == "pub-nick" }); err != nil || res.Type != "result" {
+		t.Fatalf("nick not published: %v %v", res, err)
+	}
+	ghost := w.ghost("lawrence@" + w.Prosody.Domain)
+	named := func(e *event.Event) bool {
+		if e.RoomID != room || e.Type != event.StateMember || e.StateKey == nil || *e.StateKey != string(ghost) {
+			return false
+		}
+		name, _ := e.Content.Raw["displayname"].(string)
+		return name == "Friar Lawrence (XMPP)"
+	}
+	if _, err := w.alice.Wait(ctx, wait, named); err != nil {
+		t.Fatalf("the ghost never took the PEP nick: %v", err)
+	}
+}

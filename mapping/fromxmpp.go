@@ -22,6 +22,11 @@ func (b *Bridge) HandleXMPPMessage(ctx context.Context, m *XMPPMessage) (*OutMes
 	if log.GetLevel() <= zerolog.DebugLevel {
 		log = b.log.With().Str("from", m.From.String()).Str("to", m.To.String()).Str("id", m.ID).Logger()
 	}
+	if m.PEP != nil {
+		// Sent as headlines (XEP-0060 §12.5), read before those are
+		// dropped.
+		return nil, b.pepFromXMPP(ctx, log, m)
+	}
 	switch m.Type {
 	case TypeGroupchat:
 		return b.drop(log, "xmpp_message", ReasonGroupchat), nil

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix/id"
 	"mellium.im/xmpp/jid"
 )
@@ -84,11 +85,11 @@ func vcardJob(mxid id.UserID, peer jid.JID) *Job {
 	return newJob(JobGhostVCard, about{mxid: mxid, peer: peer}, 0, payload)
 }
 
-// photoFromPresence is what a person's available presence to a puppet
-// says of their avatar (XEP-0153 §3.2): a vCard to fetch if the photo's
-// hash is not the one the ghost has. Only people with a portal with the
+// photoChanged is what a person's presence to a puppet (XEP-0153 §3.2)
+// or their avatar metadata (XEP-0084 §4.2) says of their avatar, the hex
+// SHA-1 of its image: a vCard to fetch if it is not the one the ghost has. Only people with a portal with the
 // puppet's user make the bridge fetch anything.
-func (b *Bridge) photoFromPresence(ctx context.Context, mxid id.UserID, peer jid.JID, hash string) (*Job, error) {
+func (b *Bridge) photoChanged(ctx context.Context, mxid id.UserID, peer jid.JID, hash string) (*Job, error) {
 	gp, err := b.store.GhostProfile(ctx, peer)
 	if err == nil && gp.PhotoHash == hash {
 		return nil, nil
@@ -248,5 +249,61 @@ func (b *Bridge) namedByNick(ctx context.Context, peer jid.JID) error {
 	if err := b.store.SetGhostProfile(ctx, gp); err != nil {
 		return fmt.Errorf("store the ghost profile of %s: %w", peer, err)
 	}
+	return nil
+}
+
+// pepFromXMPP takes a notification of a person's PEP service (XEP-0163) to
+// a puppet: a new nickname names their ghost (XEP-0172 §4.5), new avatar
+// metadata (XEP-0084 §4.2) has their vCard fetched, as XEP-0153's hash
+// does (servers such as Prosody keep the two as one). Only people with a
+// portal with the puppet's user change anything.
+func (b *Bridge) pepFromXMPP(ctx context.Context, log zerolog.Logger, m *XMPPMessage) error {
+	if b.blocked(m.From) {
+		b.drop(log, "xmpp_pep", ReasonBlockedDomain)
+		return nil
+	}
+	mxid, reason := b.ResolvePuppet(m.To)
+	if reason != "" {
+		b.drop(log, "xmpp_pep", reason)
+		return nil
+	}
+	peer := m.From.Bare()
+	if _, err := b.store.PortalByPair(ctx, mxid, peer); isNotFound(err) {
+		b.drop(log, "xmpp_pep", ReasonNoPortal)
+		return nil
+	} else if err != nil {
+		return fmt.Errorf("look up portal of %s and %s: %w", mxid, peer, err)
+	}
+	var jobs []*Job
+	nick := ""
+	if m.PEP.Nick != nil && *m.PEP.Nick != "" {
+		nick = *m.PEP.Nick
+		if job := b.ghostName(mxid, peer, nick); job != nil {
+			jobs = append(jobs, job)
+		}
+	}
+	if m.PEP.Avatar != nil {
+		job, err := b.photoChanged(ctx, mxid, peer, *m.PEP.Avatar)
+		if err != nil {
+			return err
+		}
+		if job != nil {
+			jobs = append(jobs, job)
+		}
+	}
+	if len(jobs) == 0 {
+		b.count("xmpp_pep", "unchanged")
+		return nil
+	}
+	if err := b.store.AddJobs(ctx, jobs...); err != nil {
+		return fmt.Errorf("queue what the PEP of %s changed: %w", peer, err)
+	}
+	if nick != "" {
+		b.nicksMu.Lock()
+		b.nicks[peer.String()] = nick
+		b.nicksMu.Unlock()
+	}
+	b.count("xmpp_pep", "accepted")
+	b.queue(jobs...)
 	return nil
 }

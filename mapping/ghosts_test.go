@@ -119,3 +119,39 @@ func TestGhostProfileWithoutVCard(t *testing.T) {
 		t.Errorf("uploads %d, counts %v, names %q: want the FN, no photo", len(h.matrix.uploads), h.counts, h.matrix.ghostNames)
 	}
 }
+
+// XEP-0163 notifications from Juliet's PEP service to Alice's puppet: her
+// nick (XEP-0172 §4.5) names her ghost, new avatar metadata (XEP-0084
+// §4.2) has her vCard fetched; they come as headlines, which are otherwise
+// dropped; from someone without a portal they change nothing.
+func TestGhostProfileFromPEP(t *testing.T) {
+	h := presenceHarness(t, autoPolicy)
+	ctx := context.Background()
+	if _, err := h.b.HandleXMPPMessage(ctx, chat("m1", "Wherefore art thou?")); err != nil {
+		t.Fatal(err)
+	}
+	h.drain(t)
+	asked := len(h.xmpp.asked)
+	pep := func(from string, u PEPUpdate) {
+		t.Helper()
+		m := &XMPPMessage{ID: "pep", From: jid.MustParse(from), To: jid.MustParse(aliceFrom), Type: TypeHeadline, PEP: &u}
+		if _, err := h.b.HandleXMPPMessage(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+		h.drain(t)
+	}
+	nick, avatar := "Jules", "111f4b3c50d7b0df729d299bc6f8e9ef9066971f"
+	pep(julietJID, PEPUpdate{Nick: &nick})
+	if got := h.matrix.ghostNames; len(got) != 1 || got[0] != string(julietGhost)+" Jules" {
+		t.Errorf("ghost names %q, want the PEP nick", got)
+	}
+	pep(julietJID, PEPUpdate{Avatar: &avatar})
+	if len(h.xmpp.asked) != asked+1 {
+		t.Errorf("vCards asked %q, want one more for the new avatar", h.xmpp.asked)
+	}
+	other := "Romeo"
+	pep("romeo@montague.lit", PEPUpdate{Nick: &other, Avatar: &avatar})
+	if len(h.matrix.ghostNames) != 1 || len(h.xmpp.asked) != asked+1 || h.counts["xmpp_pep/"+string(ReasonNoPortal)] != 1 {
+		t.Errorf("a person without a portal changed something: names %q, asked %q, counts %v", h.matrix.ghostNames, h.xmpp.asked, h.counts)
+	}
+}

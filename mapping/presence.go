@@ -146,7 +146,7 @@ func (b *Bridge) HandleXMPPPresence(ctx context.Context, p *XMPPPresence) ([]*Ou
 	}
 	if p.Type == PresenceAvailable && reason == "" && p.Photo != nil {
 		// XEP-0153 §3.2: another photo than the one the ghost has.
-		job, err := b.photoFromPresence(ctx, mxid, peer, *p.Photo)
+		job, err := b.photoChanged(ctx, mxid, peer, *p.Photo)
 		if err != nil {
 			return nil, err
 		}

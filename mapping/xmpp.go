@@ -16,6 +16,13 @@ const (
 	TypeError     = "error"
 )
 
+// PEPUpdate is what a notification of a person's PEP service says of
+// them; nil fields say nothing.
+type PEPUpdate struct {
+	Nick   *string // XEP-0172 §4.5: their nickname, "" for none
+	Avatar *string // XEP-0084 §4.2: the id (hex SHA-1) of their avatar, "" for none
+}
+
 // XMPPMessage is an incoming <message/> as xmppside decoded it: only what the
 // bridge reads, no wire format.
 type XMPPMessage struct {
@@ -27,8 +34,9 @@ type XMPPMessage struct {
 	OriginID string // XEP-0359 <origin-id/>
 	StanzaID string // XEP-0359 <stanza-id/> by the sender's server
 	Requests Requests
-	IMNG     bool   // XEP-0409 <im-ng/> present
-	Nick     string // XEP-0172 <nick/> of the sender, "" if none
+	IMNG     bool       // XEP-0409 <im-ng/> present
+	Nick     string     // XEP-0172 <nick/> of the sender, "" if none
+	PEP      *PEPUpdate // a XEP-0163 notification from the sender's own PEP service
 	Error    *StanzaError
 
 	// Receipts and notifications about earlier messages.

@@ -24,6 +24,7 @@ const (
 // entity capabilities in their presence. caps.go hashes it.
 var puppetFeatures = []string{
 	NSDiscoInfo, NSReceipts, NSEvent, NSMarkers, NSIMNG, NSSID, NSChatStates, NSPing, NSCaps, NSVersion, NSVCard,
+	NSNickNotify, NSAvatarMetadataNotify, // pep.go
 }
 
 // puppetIdentity is every puppet's. "client"/"pc": a puppet stands for a

@@ -24,7 +24,12 @@ func decodeNick(in *inMessage, m *mapping.XMPPMessage) {
 	if in.Nick == nil {
 		return
 	}
-	nick := strings.Map(func(r rune) rune {
+	m.Nick = cleanNick(*in.Nick)
+}
+
+// cleanNick is nick as the bridge takes it (decodeNick).
+func cleanNick(nick string) string {
+	nick = strings.Map(func(r rune) rune {
 		switch {
 		case unicode.IsSpace(r):
 			return ' '
@@ -32,9 +37,9 @@ func decodeNick(in *inMessage, m *mapping.XMPPMessage) {
 			return -1
 		}
 		return r
-	}, strings.TrimSpace(*in.Nick))
+	}, strings.TrimSpace(nick))
 	if r := []rune(nick); len(r) > maxNickRunes {
 		nick = string(r[:maxNickRunes])
 	}
-	m.Nick = nick
+	return nick
 }

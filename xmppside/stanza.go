@@ -36,6 +36,7 @@ type inMessage struct {
 	StanzaID []stanzaID        `xml:"urn:xmpp:sid:0 stanza-id"`
 	IMNG     *struct{}         `xml:"urn:xmpp:im-ng:0 im-ng"`
 	Nick     *string           `xml:"http://jabber.org/protocol/nick nick"`
+	PEP      *pubsubEvent      `xml:"http://jabber.org/protocol/pubsub#event event"`
 	Error    *errorElem        `xml:"error"`
 	// XEP-0085 chat states: at most one is meaningful (§5.1).
 	Active    *struct{} `xml:"http://jabber.org/protocol/chatstates active"`
@@ -88,6 +89,7 @@ func decodeMessage(d *xml.Decoder, start *xml.StartElement) (*mapping.XMPPMessag
 	decodeMarkers(&in, m)
 	decodeChatState(&in, m)
 	decodeNick(&in, m)
+	decodePEP(&in, m)
 	if in.Error != nil {
 		m.Error = &mapping.StanzaError{Type: in.Error.Type, Text: in.Error.Text}
 		if len(in.Error.Condition) > 0 {

@@ -245,15 +245,21 @@ func TestDecodeNick(t *testing.T) {
 		{strings.Repeat("é", 100), strings.Repeat("é", maxNickRunes)},
 	} {
 		raw := `<message from='narrator@moby-dick.lit/pda' to='starbuck@matrix.example.org' type='chat' id='n1'><body>Call me Ishmael.</body><nick xmlns='http://jabber.org/protocol/nick'>` + tc.nick + `</nick></message>`
-		d := xml.NewDecoder(strings.NewReader(raw))
-		tok, _ := d.Token()
-		start := tok.(xml.StartElement)
-		m, err := decodeMessage(d, &start)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if m.Nick != tc.want {
+		if m := decodeRaw(t, raw); m.Nick != tc.want {
 			t.Errorf("nick %q decoded as %q, want %q", tc.nick, m.Nick, tc.want)
 		}
 	}
+}
+
+// decodeRaw decodes one message given as XML.
+func decodeRaw(t *testing.T, raw string) *mapping.XMPPMessage {
+	t.Helper()
+	d := xml.NewDecoder(strings.NewReader(raw))
+	tok, _ := d.Token()
+	start := tok.(xml.StartElement)
+	m, err := decodeMessage(d, &start)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/xml"
+	"slices"
 	"strings"
 	"testing"
 
@@ -102,3 +103,46 @@ func TestPresencePhotoHash(t *testing.T) {
 }
 
 func ptr(s string) *string { return &s }
+
+// XEP-0163 notifications: a nickname (XEP-0172 §4.5, Example 7) and
+// avatar metadata (XEP-0084 §4.2, Example 3; an empty <metadata/> is no
+// avatar, §4.6) are read from the newest item; the puppets ask for both
+// with "+notify" features (XEP-0163 §4.1).
+func TestPEPNotifications(t *testing.T) {
+	decode := func(raw string) *mapping.XMPPMessage { return decodeRaw(t, raw) }
+	m := decode(`<message from='stpeter@jabber.org' to='` + pupFull + `' type='headline' id='foo'>
+  <event xmlns='http://jabber.org/protocol/pubsub#event'>
+    <items node='http://jabber.org/protocol/nick'>
+      <item>
+        <nick xmlns='http://jabber.org/protocol/nick'>Peter Saint-Andre</nick>
+      </item>
+    </items>
+  </event>
+</message>`)
+	if m.PEP == nil || m.PEP.Nick == nil || *m.PEP.Nick != "Peter Saint-Andre" || m.PEP.Avatar != nil {
+		t.Errorf("nick notification read as %+v", m.PEP)
+	}
+	m = decode(`<message to='` + pupFull + `' from='juliet@capulet.lit'>
+  <event xmlns='http://jabber.org/protocol/pubsub#event'>
+    <items node='urn:xmpp:avatar:metadata'>
+      <item id='111f4b3c50d7b0df729d299bc6f8e9ef9066971f'>
+        <metadata xmlns='urn:xmpp:avatar:metadata'>
+          <info bytes='12345' height='64' id='111f4b3c50d7b0df729d299bc6f8e9ef9066971f' type='image/png' width='64'/>
+        </metadata>
+      </item>
+    </items>
+  </event>
+</message>`)
+	if m.PEP == nil || m.PEP.Avatar == nil || *m.PEP.Avatar != "111f4b3c50d7b0df729d299bc6f8e9ef9066971f" {
+		t.Errorf("metadata notification read as %+v", m.PEP)
+	}
+	m = decode(`<message to='` + pupFull + `' from='juliet@capulet.lit'><event xmlns='http://jabber.org/protocol/pubsub#event'><items node='urn:xmpp:avatar:metadata'><item id='current'><metadata xmlns='urn:xmpp:avatar:metadata'/></item></items></event></message>`)
+	if m.PEP == nil || m.PEP.Avatar == nil || *m.PEP.Avatar != "" {
+		t.Errorf("an avatar disabled read as %+v", m.PEP)
+	}
+	for _, f := range []string{"http://jabber.org/protocol/nick+notify", "urn:xmpp:avatar:metadata+notify"} {
+		if !slices.Contains(puppetFeatures, f) {
+			t.Errorf("the puppets do not ask for %s", f)
+		}
+	}
+}
