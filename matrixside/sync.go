@@ -124,19 +124,7 @@ func (s *Syncer) syncOnce(ctx context.Context, bot *mautrix.Client, filterID, si
 	if err != nil {
 		return err
 	}
-	// Read into the core's values by the decoder of pushed ones
-	// (decodeEphemeral), and stored so: the same inbox, the same path.
-	var raws []json.RawMessage
-	for room, r := range resp.Rooms.Join {
-		for _, evt := range r.Ephemeral.Events {
-			evt.RoomID = room
-			if raw, err := json.Marshal(evt); err == nil {
-				raws = append(raws, raw)
-			}
-		}
-	}
-	var out mapping.MatrixTxn
-	s.Server.decodeEphemeral(mapping.SyncedPrefix+resp.NextBatch, raws, &out)
+	out := s.Server.decodeSynced(resp)
 	if len(out.Receipts) > 0 || len(out.Typing) > 0 {
 		// The batch token names the batch: a replay after a crash stores
 		// the same id, which the inbox recognises.
@@ -155,4 +143,28 @@ func (s *Syncer) syncOnce(ctx context.Context, bot *mautrix.Client, filterID, si
 	}
 	*since = resp.NextBatch
 	return nil
+}
+
+// decodeSynced reads the ephemeral events of a /sync response into the
+// core's values, by the decoder of pushed ones (decodeEphemeral), so that
+// they are stored as those are: the same inbox, the same path.
+func (s *Server) decodeSynced(resp *mautrix.RespSync) mapping.MatrixTxn {
+	var raws []json.RawMessage
+	for room, r := range resp.Rooms.Join {
+		if r == nil {
+			continue
+		}
+		for _, evt := range r.Ephemeral.Events {
+			if evt == nil {
+				continue
+			}
+			evt.RoomID = room
+			if raw, err := json.Marshal(evt); err == nil {
+				raws = append(raws, raw)
+			}
+		}
+	}
+	var out mapping.MatrixTxn
+	s.decodeEphemeral(mapping.SyncedPrefix+resp.NextBatch, raws, &out)
+	return out
 }

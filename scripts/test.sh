@@ -17,5 +17,8 @@ go vet -tags e2e ./...
 echo "== unit and store tests (with the race detector: the outbox runs lanes side by side)"
 go test -count=1 -race ./...
 
+echo "== fuzzing, briefly (scripts/fuzz.sh; FUZZ_TIME=20m for a long run)"
+FUZZ_TIME="${FUZZ_TIME:-5s}" bash scripts/fuzz.sh
+
 echo "== end-to-end tests (Prosody, Dendrite, the bridge binary, real clients)"
 go test -count=1 -tags e2e -timeout 30m -p 1 ./internal/rig/ ./e2e/
