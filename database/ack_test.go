@@ -220,14 +220,14 @@ func TestFinishTxns(t *testing.T) {
 		if !errors.Is(err, mapping.ErrNotPending) || job.ID != 0 {
 			t.Fatalf("FinishTxns with a finished one: %v, job %+v; want ErrNotPending and nothing stored", err, job)
 		}
-		if pending, _ := s.PendingTxns(ctx, 0); len(pending) != 2 {
+		if pending, _ := s.PendingTxns(ctx, 0, 0); len(pending) != 2 {
 			t.Fatalf("%d pending after the refused group, want 2", len(pending))
 		}
 		if got, _ := s.MessageByRow(ctx, m.RowID); !got.DeliveredAt.IsZero() {
 			t.Fatal("the refused group recorded its ack")
 		}
 		must(t, s.FinishTxns(ctx, []string{"t1", "t2"}, []mapping.Ack{{Row: m.RowID, Kind: mapping.AckDelivered, At: time.Now()}}, []*mapping.Job{job}))
-		if pending, _ := s.PendingTxns(ctx, 0); len(pending) != 0 || job.ID == 0 {
+		if pending, _ := s.PendingTxns(ctx, 0, 0); len(pending) != 0 || job.ID == 0 {
 			t.Errorf("after FinishTxns: %d pending, job %+v", len(pending), job)
 		}
 		if got, _ := s.MessageByRow(ctx, m.RowID); got.DeliveredAt.IsZero() {

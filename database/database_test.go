@@ -62,7 +62,7 @@ var engines = []engine{
 // (mapping.MemStore) offers the core's tests.
 type contractStore interface {
 	mapping.Store
-	PendingTxns(ctx context.Context, limit int) ([]*mapping.Txn, error)
+	PendingTxns(ctx context.Context, limit, maxBytes int) ([]*mapping.Txn, error)
 	DueJobs(ctx context.Context, now time.Time, limit int) ([]*mapping.Job, error)
 	DueJobsAfter(ctx context.Context, now time.Time, after int64, limit int) ([]*mapping.Job, error)
 	DeleteJob(ctx context.Context, jobID int64) error
@@ -609,7 +609,7 @@ func TestTxnInbox(t *testing.T) {
 		}
 		pending := func(want ...string) {
 			t.Helper()
-			txns, err := s.PendingTxns(ctx, 0)
+			txns, err := s.PendingTxns(ctx, 0, 0)
 			must(t, err)
 			var got []string
 			for _, txn := range txns {
@@ -713,7 +713,7 @@ func TestReopen(t *testing.T) {
 			if jobs := allJobs(t, s); !reflect.DeepEqual(viewJobs(jobs), viewJobs([]*mapping.Job{job})) {
 				t.Errorf("round %d: jobs = %+v, want %+v", round, viewJobs(jobs), viewJobs([]*mapping.Job{job}))
 			}
-			txns, err := s.PendingTxns(ctx, 0)
+			txns, err := s.PendingTxns(ctx, 0, 0)
 			if err != nil || len(txns) != 1 || txns[0].ID != "pending" || string(txns[0].Body) != "2" {
 				t.Errorf("round %d: pending transactions = %+v, %v", round, txns, err)
 			}

@@ -213,7 +213,7 @@ func (l walLoad) run(t *testing.T, opts options, dbs ...*Database) walLoadResult
 				return
 			default:
 			}
-			if _, err := db.PendingTxns(ctx, 0); err != nil {
+			if _, err := db.PendingTxns(ctx, 0, 0); err != nil {
 				t.Error(err)
 				return
 			}
@@ -338,7 +338,7 @@ func TestSQLiteRestartAfterKill(t *testing.T) {
 	d, err := Open(t.Context(), "sqlite3-fk-wal", path, testLogger(t))
 	must(t, err)
 	opened := time.Since(start)
-	_, err = d.PendingTxns(t.Context(), 0)
+	_, err = d.PendingTxns(t.Context(), 0, 0)
 	must(t, err)
 	_, err = d.MessageByXMPPID(t.Context(), bob, "seed99999", mapping.FromXMPP)
 	must(t, err)

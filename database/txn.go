@@ -80,13 +80,29 @@ func (db *Database) PutTxn(ctx context.Context, txn *mapping.Txn) (bool, error) 
 }
 
 // PendingTxns returns the oldest limit transactions not yet processed (all
-// of them if limit is not positive), in the order they arrived.
-func (db *Database) PendingTxns(ctx context.Context, limit int) ([]*mapping.Txn, error) {
+// of them if limit is not positive), in the order they arrived, stopping
+// once their bodies reach maxBytes (if positive): the rows are read one
+// at a time, so no more than that and one transaction is in memory.
+func (db *Database) PendingTxns(ctx context.Context, limit, maxBytes int) ([]*mapping.Txn, error) {
 	if limit <= 0 {
 		limit = math.MaxInt32
 	}
-	txns, err := queryMany(ctx, db.db, scanTxn, getPendingTxnsQuery, limit)
+	rows, err := db.db.Query(ctx, getPendingTxnsQuery, limit)
 	if err != nil {
+		return nil, fmt.Errorf("get pending transactions: %w", err)
+	}
+	defer rows.Close()
+	var txns []*mapping.Txn
+	size := 0
+	for (maxBytes <= 0 || size < maxBytes) && rows.Next() {
+		t, err := scanTxn(rows)
+		if err != nil {
+			return nil, fmt.Errorf("get pending transactions: %w", err)
+		}
+		txns = append(txns, t)
+		size += len(t.Body)
+	}
+	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("get pending transactions: %w", err)
 	}
 	return txns, nil

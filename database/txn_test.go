@@ -33,7 +33,7 @@ func putTxns(ctx context.Context, t *testing.T, s *store, ids ...string) {
 
 func pendingIDs(t *testing.T, s *store) []string {
 	t.Helper()
-	txns, err := s.PendingTxns(t.Context(), 0)
+	txns, err := s.PendingTxns(t.Context(), 0, 0)
 	must(t, err)
 	ids := []string{}
 	for _, txn := range txns {
@@ -227,6 +227,37 @@ func TestPrunerRuns(t *testing.T) {
 		}
 		if got := pendingIDs(t, s); !reflect.DeepEqual(got, []string{"p4"}) {
 			t.Errorf("pending after the pruner = %q, want p4", got)
+		}
+	})
+}
+
+// A batch of pending transactions stops once their bodies reach maxBytes,
+// with at least one in it however large: after an outage the processor
+// reads the inbox a batch at a time, and memory must not grow with the
+// size of what waits (matrixside.pendingBytes).
+func TestPendingTxnsBoundedInBytes(t *testing.T) {
+	forEachStore(t, func(t *testing.T, s contractStore) {
+		ctx := t.Context()
+		for i := range 5 {
+			body := fmt.Sprintf(`{"events":[],"pad":%q}`, strings.Repeat("x", 1000))
+			if _, err := s.PutTxn(ctx, &mapping.Txn{ID: fmt.Sprintf("big%d", i), Body: []byte(body)}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, c := range []struct{ limit, maxBytes, want int }{
+			{0, 0, 5},    // no bound
+			{3, 0, 3},    // by count
+			{0, 2500, 3}, // 1,000 and some a body: the third passes 2,500
+			{0, 1, 1},    // at least one
+			{2, 100000, 2},
+		} {
+			txns, err := s.PendingTxns(ctx, c.limit, c.maxBytes)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(txns) != c.want || txns[0].ID != "big0" {
+				t.Errorf("PendingTxns(limit %d, maxBytes %d) = %d transactions, want %d from big0", c.limit, c.maxBytes, len(txns), c.want)
+			}
 		}
 	})
 }

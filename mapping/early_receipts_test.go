@@ -16,7 +16,7 @@ import (
 func (h *harness) processInbox(t *testing.T) {
 	t.Helper()
 	ctx := context.Background()
-	txns, err := h.store.PendingTxns(ctx, 0)
+	txns, err := h.store.PendingTxns(ctx, 0, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

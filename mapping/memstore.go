@@ -249,13 +249,15 @@ func (s *MemStore) PutTxn(_ context.Context, txn *Txn) (bool, error) {
 	return true, nil
 }
 
-func (s *MemStore) PendingTxns(_ context.Context, limit int) ([]*Txn, error) {
+func (s *MemStore) PendingTxns(_ context.Context, limit, maxBytes int) ([]*Txn, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var out []*Txn
+	size := 0
 	for _, t := range s.txnOrder {
-		if !s.done[t] && (limit <= 0 || len(out) < limit) {
+		if !s.done[t] && (limit <= 0 || len(out) < limit) && (maxBytes <= 0 || size < maxBytes) {
 			out = append(out, s.txns[t])
+			size += len(s.txns[t].Body)
 		}
 	}
 	return out, nil

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"mime"
 	"net"
 	"net/http"
 	"strings"
@@ -31,8 +32,9 @@ type Inbox interface {
 	// PutTxn stores a transaction; false if its id was seen before.
 	PutTxn(ctx context.Context, txn *mapping.Txn) (bool, error)
 	// PendingTxns returns the oldest limit transactions not processed yet
-	// (all if limit is not positive), in arrival order.
-	PendingTxns(ctx context.Context, limit int) ([]*mapping.Txn, error)
+	// (all if limit is not positive), in arrival order, stopping early
+	// once their bodies reach maxBytes (if positive; at least one).
+	PendingTxns(ctx context.Context, limit, maxBytes int) ([]*mapping.Txn, error)
 }
 
 // Server answers the homeserver's application service API.
@@ -103,6 +105,16 @@ func (s *Server) authenticate(next *http.ServeMux) http.Handler {
 // believes delivered, and a re-sent transaction is processed once.
 func (s *Server) putTransaction(w http.ResponseWriter, r *http.Request) {
 	txnID := r.PathValue("txnID")
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		// The application service API's bodies are JSON; a homeserver
+		// never labels one otherwise (one without a label is read).
+		if typ, _, err := mime.ParseMediaType(ct); err != nil || typ != "application/json" {
+			s.Count("as_txn", "wrong_content_type")
+			s.Log.Warn().Str("txn_id", txnID).Str("content_type", ct).Msg("Refused a transaction that is not labelled JSON")
+			writeError(w, http.StatusBadRequest, "M_NOT_JSON", "Transaction body must be application/json, not "+ct)
+			return
+		}
+	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxTxnBytes))
 	if err != nil {
 		writeError(w, http.StatusRequestEntityTooLarge, "M_TOO_LARGE", "Transaction too large")
@@ -173,23 +185,28 @@ func (s *Server) Run(ctx context.Context) {
 // maxTxnGroup is how many decoded transactions are handled as one at most.
 const maxTxnGroup = 16
 
-// pendingBatch is how many stored transactions are read at once: after an
-// outage thousands may be pending, of up to maxTxnBytes each, and memory
-// must not grow with them.
-const pendingBatch = 64
+// pendingBatch is how many stored transactions are read at once, and
+// pendingBytes how many bytes of them: after an outage thousands may be
+// pending, of up to maxTxnBytes each, and memory must not grow with them
+// (64 of the largest would be 4 GiB; this way a batch holds at most
+// pendingBytes and one more transaction).
+const (
+	pendingBatch = 64
+	pendingBytes = maxTxnBytes
+)
 
 // processPending handles the stored transactions not processed yet, oldest
 // first, a batch at a time, until none is left.
 func (s *Server) processPending(ctx context.Context) {
 	for ctx.Err() == nil {
-		txns, err := s.Store.PendingTxns(ctx, pendingBatch)
+		txns, err := s.Store.PendingTxns(ctx, pendingBatch, pendingBytes)
 		if err != nil {
 			if ctx.Err() == nil {
 				s.Log.Err(err).Msg("Failed to read pending transactions")
 			}
 			return
 		}
-		if !s.processBatch(ctx, txns) || len(txns) < pendingBatch {
+		if !s.processBatch(ctx, txns) || len(txns) == 0 {
 			return
 		}
 	}

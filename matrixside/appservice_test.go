@@ -83,7 +83,7 @@ func TestAppServiceAPIRefusals(t *testing.T) {
 			}
 		})
 	}
-	if txns, _ := db.PendingTxns(context.Background(), 0); len(txns) != 0 {
+	if txns, _ := db.PendingTxns(context.Background(), 0, 0); len(txns) != 0 {
 		t.Errorf("refused transactions were stored: %d", len(txns))
 	}
 	if status, _ := do(t, "GET", ts.URL+"/_matrix/app/v1/users/"+string(ids.Ghost(jid.MustParse("juliet@capulet.lit"))), "hs-secret", ""); status != 200 {
@@ -105,14 +105,14 @@ func TestTransactionDurableAndOnce(t *testing.T) {
 		}
 	}
 	// Stored, not yet processed: the processor has not run.
-	if txns, _ := db.PendingTxns(ctx, 0); len(txns) != 1 || txns[0].ID != "txn1" {
+	if txns, _ := db.PendingTxns(ctx, 0, 0); len(txns) != 1 || txns[0].ID != "txn1" {
 		t.Fatalf("pending %v, want txn1 once", txns)
 	}
 	runCtx, cancel := context.WithCancel(ctx)
 	go s.Run(runCtx)
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		if txns, _ := db.PendingTxns(ctx, 0); len(txns) == 0 {
+		if txns, _ := db.PendingTxns(ctx, 0, 0); len(txns) == 0 {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -177,13 +177,13 @@ func TestManyPendingTransactionsInBatches(t *testing.T) {
 			t.Fatalf("PUT %d = %d %s", i, status, resp)
 		}
 	}
-	if txns, _ := db.PendingTxns(ctx, pendingBatch); len(txns) != pendingBatch {
+	if txns, _ := db.PendingTxns(ctx, pendingBatch, 0); len(txns) != pendingBatch {
 		t.Fatalf("%d pending in a batch, want %d", len(txns), pendingBatch)
 	}
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go s.Run(runCtx)
-	waitUntil(t, "every transaction processed", func() bool { txns, _ := db.PendingTxns(ctx, 0); return len(txns) == 0 })
+	waitUntil(t, "every transaction processed", func() bool { txns, _ := db.PendingTxns(ctx, 0, 0); return len(txns) == 0 })
 	first, err1 := db.MessageByEventID(ctx, "$b0")
 	last, err2 := db.MessageByEventID(ctx, id.EventID(fmt.Sprintf("$b%d", n-1)))
 	if err1 != nil || err2 != nil || first.RowID >= last.RowID {
@@ -217,5 +217,54 @@ func TestDecodeRoomEvents(t *testing.T) {
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("decoded\n%+v\nwant\n%+v", got, want)
+	}
+}
+
+// Hostile transactions get a clear refusal, are counted, and store
+// nothing: one labelled as something other than JSON, one larger than
+// maxTxnBytes (not read past it), one that is not JSON. The homeserver,
+// answered non-200, keeps it to retry: nothing acknowledged is dropped.
+func TestHostileTransactions(t *testing.T) {
+	s, db, ts := newServer(t)
+	counts := map[string]int{}
+	s.Count = func(what, reason string) { counts[what+"/"+reason]++ }
+	put := func(id, contentType, body string) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequest("PUT", ts.URL+txnPath+id, strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer hs-secret")
+		if contentType != "" {
+			req.Header.Set("Content-Type", contentType)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if status, body := put("h1", "text/plain", `{"events":[]}`); status != 400 || !strings.Contains(body, "M_NOT_JSON") || counts["as_txn/wrong_content_type"] != 1 {
+		t.Errorf("text/plain: %d %s, counts %v", status, body, counts)
+	}
+	if status, body := put("h2", "application/json; charset=utf-8", `{"events":[]}`); status != 200 {
+		t.Errorf("application/json with a charset: %d %s", status, body)
+	}
+	if status, body := put("h3", "", `{"events":[]}`); status != 200 {
+		t.Errorf("no content type: %d %s", status, body)
+	}
+	big := `{"events":[],"pad":"` + strings.Repeat("x", maxTxnBytes) + `"}`
+	if status, body := put("h4", "application/json", big); status != 413 || !strings.Contains(body, "M_TOO_LARGE") {
+		t.Errorf("%d bytes: %d %s", len(big), status, body)
+	}
+	if status, _ := put("h5", "application/json", `{"events":[{]}`); status != 400 || counts["as_txn/bad_json"] != 1 {
+		t.Errorf("bad JSON: %d, counts %v", status, counts)
+	}
+	txns, _ := db.PendingTxns(context.Background(), 0, 0)
+	var stored []string
+	for _, txn := range txns {
+		stored = append(stored, txn.ID)
+	}
+	if strings.Join(stored, ",") != "h2,h3" {
+		t.Errorf("stored %q, want only the two good ones", stored)
 	}
 }

@@ -110,7 +110,7 @@ func TestReceiptBeforeEventIDThroughTheInbox(t *testing.T) {
 	if status, resp := do(t, "PUT", api+txnPath+"early", "hs-secret", body); status != 200 {
 		t.Fatalf("PUT = %d %s", status, resp)
 	}
-	waitUntil(t, "the early transaction processed", func() bool { txns, _ := db.PendingTxns(ctx, 0); return len(txns) == 0 })
+	waitUntil(t, "the early transaction processed", func() bool { txns, _ := db.PendingTxns(ctx, 0, 0); return len(txns) == 0 })
 	if got := xs.received(); len(got) != 0 {
 		t.Fatalf("receipts sent before the event was known: %v", got)
 	}
