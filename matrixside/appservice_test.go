@@ -46,9 +46,18 @@ func newAPI(t *testing.T, s *Server) string {
 
 func do(t *testing.T, method, url, token, body string) (int, string) {
 	t.Helper()
+	return doTyped(t, method, url, token, "", body)
+}
+
+// doTyped is do with the body labelled contentType ("": not labelled).
+func doTyped(t *testing.T, method, url, token, contentType, body string) (int, string) {
+	t.Helper()
 	req, _ := http.NewRequest(method, url, strings.NewReader(body))
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -230,18 +239,7 @@ func TestHostileTransactions(t *testing.T) {
 	s.Count = func(what, reason string) { counts[what+"/"+reason]++ }
 	put := func(id, contentType, body string) (int, string) {
 		t.Helper()
-		req, _ := http.NewRequest("PUT", ts.URL+txnPath+id, strings.NewReader(body))
-		req.Header.Set("Authorization", "Bearer hs-secret")
-		if contentType != "" {
-			req.Header.Set("Content-Type", contentType)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
+		return doTyped(t, "PUT", ts.URL+txnPath+id, "hs-secret", contentType, body)
 	}
 	if status, body := put("h1", "text/plain", `{"events":[]}`); status != 400 || !strings.Contains(body, "M_NOT_JSON") || counts["as_txn/wrong_content_type"] != 1 {
 		t.Errorf("text/plain: %d %s, counts %v", status, body, counts)
