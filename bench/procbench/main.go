@@ -44,6 +44,13 @@ import (
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "-drill" {
+		if err := runDrill(os.Args[2:]); err != nil {
+			fmt.Fprintln(os.Stderr, "drill:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if len(os.Args) > 1 && os.Args[1] == "-relay" {
 		if err := runRelay(os.Args[2:]); err != nil {
 			fmt.Fprintln(os.Stderr, "relay:", err)

@@ -9,6 +9,7 @@ import (
 	"context"
 	"crypto/sha1"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -21,7 +22,10 @@ import (
 	"time"
 )
 
-// XMPPServer accepts one component connection (XEP-0114 handshake), lets
+// ErrNotConnected is Write's error while no component is connected.
+var ErrNotConnected = errors.New("standin: no component connected")
+
+// XMPPServer accepts component connections (XEP-0114 handshake), lets
 // the caller write stanzas to it, and counts the stanzas it receives.
 type XMPPServer struct {
 	Addr   string
@@ -38,6 +42,11 @@ type XMPPServer struct {
 	// Tap, if set before the component connects, is given everything the
 	// component sends, in order, as it is read (chunks cut anywhere).
 	Tap func([]byte)
+	// NewConn, if set, is called as each component connection is
+	// accepted, before Tap sees any of it: a connection cut by a crash
+	// ends mid-stanza, and the next starts a stream of its own.
+	NewConn func()
+	conns   atomic.Int64 // component connections accepted
 }
 
 // NewXMPPServer listens on a loopback port.
@@ -54,14 +63,28 @@ func NewXMPPServer(secret string) (*XMPPServer, error) {
 var handshakeRe = regexp.MustCompile(`<handshake>([0-9a-f]+)</handshake>`)
 
 func (s *XMPPServer) accept() {
-	conn, err := s.ln.Accept()
-	if err != nil {
-		return
+	first := true
+	for {
+		conn, err := s.ln.Accept()
+		if err != nil {
+			return
+		}
+		if s.serve(conn) && first {
+			first = false
+			close(s.ready)
+		}
 	}
+}
+
+// serve handles one component connection until it ends: the handshake,
+// then what it sends. It tells whether the handshake succeeded, once it
+// has. A component that reconnects (after a crash) is accepted again.
+func (s *XMPPServer) serve(conn net.Conn) bool {
 	r := bufio.NewReaderSize(conn, 1<<16)
 	// The component's stream header, then ours with a stream id.
 	if _, err := r.ReadString('>'); err != nil { // <?xml ...?> or <stream:stream ...>
-		return
+		conn.Close()
+		return false
 	}
 	const streamID = "standin"
 	fmt.Fprintf(conn, `<stream:stream xmlns='jabber:component:accept' xmlns:stream='http://etherx.jabber.org/streams' from='component' id='%s'>`, streamID)
@@ -69,7 +92,8 @@ func (s *XMPPServer) accept() {
 	for !strings.Contains(buf.String(), "</handshake>") {
 		b, err := r.ReadByte()
 		if err != nil {
-			return
+			conn.Close()
+			return false
 		}
 		buf.WriteByte(b)
 	}
@@ -77,15 +101,30 @@ func (s *XMPPServer) accept() {
 	if m := handshakeRe.FindStringSubmatch(buf.String()); m == nil || m[1] != hex.EncodeToString(sum[:]) {
 		fmt.Fprint(conn, `<stream:error><not-authorized xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error>`)
 		conn.Close()
-		return
+		return false
+	}
+	if s.NewConn != nil {
+		s.NewConn()
 	}
 	fmt.Fprint(conn, `<handshake/>`)
 	s.mu.Lock()
 	s.conn, s.w = conn, bufio.NewWriterSize(conn, 1<<16)
 	s.mu.Unlock()
-	close(s.ready)
-	s.count(r)
+	s.conns.Add(1)
+	go func() {
+		s.count(r)
+		s.mu.Lock()
+		if s.conn == conn {
+			s.conn, s.w = nil, nil
+		}
+		s.mu.Unlock()
+		conn.Close()
+	}()
+	return true
 }
+
+// Connections is how many component connections were accepted so far.
+func (s *XMPPServer) Connections() int64 { return s.conns.Load() }
 
 // count reads what the component sends and counts the occurrences of
 // Match ("<message" unless set): one per stanza of that kind.
@@ -131,6 +170,11 @@ func (s *XMPPServer) Ready(ctx context.Context) error {
 func (s *XMPPServer) Write(stanzas string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.w == nil {
+		// As a server bounces what is addressed to a component that is
+		// not connected.
+		return ErrNotConnected
+	}
 	if _, err := io.WriteString(s.w, stanzas); err != nil {
 		return err
 	}

@@ -1,0 +1,466 @@
+package main
+
+// The crash drill (procbench -drill, scripts/drill.sh): receipts both ways
+// at a steady rate while the bridge is killed with SIGKILL at random
+// instants and started again on the same database. The stand-in
+// homeserver pushes one transaction at a time and retries it, the same id
+// and body, until it is answered 200, in order, as Synapse does; the
+// stand-in XMPP server refuses what is written while the component is not
+// connected, as Prosody bounces it. Each receipt is then counted: arrived
+// once, more than once, or not at all, and an XMPP → Matrix receipt lost
+// is told apart by when it was written: XEP-0114 has no acknowledgement,
+// so what was in the socket when the bridge died (written in the window
+// before a kill, or before the server saw the connection go) is lost by
+// the protocol, anything else by the bridge.
+
+import (
+	"context"
+	"database/sql"
+	"encoding/xml"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+	"go.mau.fi/util/dbutil"
+	"maunium.net/go/mautrix/appservice"
+	"maunium.net/go/mautrix/id"
+	"maunium.net/go/mautrix/sqlstatestore"
+
+	"xmppbridge/database"
+	"xmppbridge/internal/peers"
+	"xmppbridge/internal/standin"
+	"xmppbridge/mapping"
+)
+
+// drillWindow is how long before a kill what was written to the component
+// counts as in the socket, unread, when it died (DRILL_WINDOW).
+const drillWindow = 200 * time.Millisecond
+
+type drill struct {
+	window                        time.Duration
+	seconds, rate, kills, portals int
+	dbType, dbURI                 string
+	bridgeBin, dir                string
+}
+
+func runDrill(args []string) error {
+	d := &drill{}
+	d.window = envDur("DRILL_WINDOW", drillWindow)
+	d.seconds = envInt("DRILL_SECONDS", 60)
+	d.rate = envInt("DRILL_RATE", 500)
+	d.kills = envInt("DRILL_KILLS", 5)
+	d.portals = envInt("DRILL_PORTALS", 20)
+	d.dbType = env("DRILL_DB", "sqlite")
+	d.bridgeBin = env("BENCH_BRIDGE", "")
+	d.dir = env("BENCH_DIR", "")
+	if len(args) > 0 {
+		return fmt.Errorf("the drill takes no arguments, only DRILL_* variables: %q", args)
+	}
+	ctx := context.Background()
+	var err error
+	if d.dir == "" {
+		if d.dir, err = os.MkdirTemp("", "drill"); err != nil {
+			return err
+		}
+	} else if d.dir, err = os.MkdirTemp(d.dir, "drill"); err != nil {
+		return err
+	}
+	if d.bridgeBin == "" {
+		fmt.Fprintln(os.Stderr, "building ./cmd/bridge")
+		if d.bridgeBin, err = peers.BuildBridge(ctx, d.dir); err != nil {
+			return err
+		}
+	}
+	return d.run(ctx)
+}
+
+// drillCounts is what arrived, by message index.
+type drillCounts struct {
+	mu      sync.Mutex
+	seen    map[int]int
+	stanzas map[int][]string // the ids of the stanzas that carried it
+}
+
+func (c *drillCounts) add(i int, stanzaID string) {
+	c.mu.Lock()
+	c.seen[i]++
+	c.stanzas[i] = append(c.stanzas[i], stanzaID)
+	c.mu.Unlock()
+}
+
+func (c *drillCounts) total() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for _, v := range c.seen {
+		n += v
+	}
+	return n
+}
+
+func (d *drill) run(ctx context.Context) error {
+	n := d.rate * d.seconds // receipts each way
+	// Messages 0..n-1 went to XMPP (their <received/> comes back), n..2n-1
+	// came from it (their m.delivery goes there).
+	dbURI := filepath.Join(d.dir, "bridge.db")
+	settings := peers.BridgeSettings{LogLevel: "info", Ephemeral: "push"}
+	if d.dbType == "postgres" {
+		pg := env("XMPPBRIDGE_TEST_POSTGRES", "postgres://postgres@127.0.0.1:5432/test?sslmode=disable")
+		schema := fmt.Sprintf("drill_%d", time.Now().UnixNano())
+		var err error
+		if dbURI, err = freshSchema(ctx, pg, schema); err != nil {
+			return err
+		}
+		defer dropSchema(pg, schema)
+		settings.DatabaseType, settings.DatabaseURI = "postgres", dbURI
+	} else {
+		settings.DatabaseType, settings.DatabaseURI = "sqlite3-fk-wal", dbURI
+	}
+	if err := drillSeed(ctx, settings.DatabaseType, dbURI, d.portals, n); err != nil {
+		return fmt.Errorf("seed: %w", err)
+	}
+
+	hs := standin.NewHomeserver()
+	defer hs.Close()
+	hs.Versions = `{"versions":["v1.11"],"unstable_features":{"org.matrix.msc4089":true}}`
+	xs, err := standin.NewXMPPServer(secret)
+	if err != nil {
+		return err
+	}
+	defer xs.Close()
+	toMatrix := &drillCounts{seen: map[int]int{}, stanzas: map[int][]string{}}
+	toXMPP := &drillCounts{seen: map[int]int{}, stanzas: map[int][]string{}}
+	hs.Seen = func(path string) {
+		if i, ok := requestIndex(path); ok && strings.Contains(path, "/receipt/") {
+			toMatrix.add(i, "")
+		}
+	}
+	var tapMu sync.Mutex
+	var tapW *io.PipeWriter
+	xs.NewConn = func() {
+		pr, pw := io.Pipe()
+		tapMu.Lock()
+		if tapW != nil {
+			tapW.Close()
+		}
+		tapW = pw
+		tapMu.Unlock()
+		go readReceived(pr, toXMPP)
+	}
+	xs.Tap = func(b []byte) {
+		tapMu.Lock()
+		w := tapW
+		tapMu.Unlock()
+		if w != nil {
+			_, _ = w.Write(b)
+		}
+	}
+
+	port, err := freePort()
+	if err != nil {
+		return err
+	}
+	logf, err := os.Create(filepath.Join(d.dir, "bridge.log"))
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+	settings.HomeserverURL, settings.HomeserverDomain, settings.ASPort = hs.URL, ids.HomeserverDomain, port
+	settings.XMPPAddress, settings.XMPPDomain, settings.XMPPSecret = xs.Addr, ids.ComponentDomain, secret
+	bp, err := peers.NewBridgeProcess(ctx, d.bridgeBin, d.dir, settings, logf)
+	if err != nil {
+		return err
+	}
+	reg, err := appservice.LoadRegistration(bp.Registr)
+	if err != nil {
+		return err
+	}
+	if err := bp.Start(ctx); err != nil {
+		return err
+	}
+	defer func() { _ = bp.Stop() }()
+	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	err = xs.Ready(rctx)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("the bridge did not connect: %w", err)
+	}
+
+	// When each XMPP → Matrix receipt was written (zero: refused), and the
+	// spans during which one written was in the socket of a dying bridge.
+	written := make([]time.Time, n)
+	var downMu sync.Mutex
+	var down [][2]time.Time
+	start := time.Now()
+	end := start.Add(time.Duration(d.seconds) * time.Second)
+	killAt := make([]time.Duration, d.kills)
+	for k := range killAt {
+		killAt[k] = time.Duration(float64(d.seconds) * (0.1 + 0.8*rand.Float64()) * float64(time.Second))
+	}
+	slices.Sort(killAt)
+
+	var wg sync.WaitGroup
+	wg.Add(3)
+	go func() { // XMPP → Matrix, one receipt a tick
+		defer wg.Done()
+		puppet := puppetOf(alice)
+		paced(n, d.rate, func(i int) {
+			var b strings.Builder
+			fmt.Fprintf(&b, `<message from='%s/res' to='%s' id='r%d'><received xmlns='urn:xmpp:receipts' id='m%d'/></message>`, peer(i%d.portals), puppet, i, i)
+			if xs.Write(b.String()) == nil {
+				written[i] = time.Now()
+			}
+		})
+	}()
+	pushErrs := 0
+	go func() { // Matrix → XMPP, one transaction at a time, retried
+		defer wg.Done()
+		client := &http.Client{Timeout: 10 * time.Second}
+		next, txn := 0, 0
+		for next < n {
+			due := int(time.Since(start).Seconds() * float64(d.rate))
+			if due <= next {
+				time.Sleep(5 * time.Millisecond)
+				continue
+			}
+			batch := min(due, n, next+100)
+			txn++
+			var b strings.Builder
+			b.WriteString(`{"events":[],"ephemeral":[`)
+			for j := next; j < batch; j++ {
+				if j > next {
+					b.WriteByte(',')
+				}
+				fmt.Fprintf(&b, `{"type":"m.receipt","room_id":"%s","content":{"%s":{"m.delivery":{"%s":{"ts":%d}}}}}`,
+					room(j%d.portals), eventID(n+j), alice, time.Now().UnixMilli())
+			}
+			b.WriteString("]}")
+			body := b.String()
+			url := fmt.Sprintf("http://127.0.0.1:%d/_matrix/app/v1/transactions/drill%d", port, txn)
+			for {
+				req, _ := http.NewRequest(http.MethodPut, url, strings.NewReader(body))
+				req.Header.Set("Authorization", "Bearer "+reg.ServerToken)
+				req.Header.Set("Content-Type", "application/json")
+				resp, err := client.Do(req)
+				if err == nil {
+					resp.Body.Close()
+					if resp.StatusCode == http.StatusOK {
+						break
+					}
+				}
+				pushErrs++
+				time.Sleep(100 * time.Millisecond) // the homeserver backs off, then resends
+			}
+			next = batch
+		}
+	}()
+	var killErr error
+	go func() { // the kills
+		defer wg.Done()
+		for _, at := range killAt {
+			time.Sleep(time.Until(start.Add(at)))
+			conns := xs.Connections()
+			downMu.Lock()
+			down = append(down, [2]time.Time{time.Now().Add(-d.window), {}})
+			downMu.Unlock()
+			bp.Kill()
+			if err := bp.Start(ctx); err != nil {
+				killErr = err
+				return
+			}
+			for xs.Connections() == conns && time.Now().Before(end.Add(time.Minute)) {
+				time.Sleep(5 * time.Millisecond)
+			}
+			downMu.Lock()
+			down[len(down)-1][1] = time.Now()
+			downMu.Unlock()
+		}
+	}()
+	wg.Wait()
+	if killErr != nil {
+		return fmt.Errorf("restart after a kill: %w", killErr)
+	}
+	// Let what is owed arrive: until nothing more does for 3 s.
+	for last, quiet := toMatrix.total()+toXMPP.total(), time.Now(); time.Since(quiet) < 3*time.Second; {
+		time.Sleep(100 * time.Millisecond)
+		if now := toMatrix.total() + toXMPP.total(); now != last {
+			last, quiet = now, time.Now()
+		}
+		if time.Since(end) > 2*time.Minute {
+			break
+		}
+	}
+
+	inWindow := func(t time.Time) bool {
+		for _, w := range down {
+			if !t.Before(w[0]) && !t.After(w[1]) {
+				return true
+			}
+		}
+		return false
+	}
+	var x2m struct{ written, refused, once, dup, lostWindow, lostOther int }
+	for i := range n {
+		if written[i].IsZero() {
+			x2m.refused++
+			continue
+		}
+		x2m.written++
+		switch c := toMatrix.seen[i]; {
+		case c == 1:
+			x2m.once++
+		case c > 1:
+			x2m.dup++
+		case inWindow(written[i]):
+			x2m.lostWindow++
+		default:
+			x2m.lostOther++
+		}
+	}
+	var m2x struct{ once, dup, dupSameID, lost int }
+	for j := range n {
+		switch c := toXMPP.seen[n+j]; {
+		case c == 1:
+			m2x.once++
+		case c > 1:
+			m2x.dup++
+			if ids := toXMPP.stanzas[n+j]; len(slices.Compact(slices.Sorted(slices.Values(ids)))) == 1 {
+				m2x.dupSameID++
+			}
+		default:
+			m2x.lost++
+		}
+	}
+	engine := map[string]string{"sqlite": "SQLite", "postgres": "PostgreSQL"}[d.dbType]
+	fmt.Printf("crash drill on %s: %d s, %d receipts/s each way over %d portals, %d SIGKILLs at %v; logs in %s\n",
+		engine, d.seconds, d.rate, d.portals, d.kills, roundAll(killAt), d.dir)
+	fmt.Printf("Matrix → XMPP: %d pushed (%d pushes retried), %d arrived once, %d more than once (%d of them with the same stanza id each time), %d lost\n",
+		n, pushErrs, m2x.once, m2x.dup, m2x.dupSameID, m2x.lost)
+	fmt.Printf("XMPP → Matrix: %d written (%d refused while the bridge was down), %d arrived once, %d more than once, %d lost within %v before a kill or before the server saw it, %d lost otherwise\n",
+		x2m.written, x2m.refused, x2m.once, x2m.dup, x2m.lostWindow, d.window, x2m.lostOther)
+	if m2x.lost > 0 || x2m.lostOther > 0 {
+		return errors.New("FAIL: receipts lost that the bridge had accepted")
+	}
+	fmt.Println("PASS: nothing accepted was lost")
+	return nil
+}
+
+// readReceived reads one component connection's stream and counts each
+// <received id='m<i>'/> with the id of the message that carried it.
+func readReceived(r io.Reader, c *drillCounts) {
+	dec := xml.NewDecoder(r)
+	var msgID string
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			_, _ = io.Copy(io.Discard, r) // a cut stream: drain the pipe
+			return
+		}
+		se, ok := tok.(xml.StartElement)
+		if !ok {
+			continue
+		}
+		switch se.Name.Local {
+		case "message":
+			msgID = ""
+			for _, a := range se.Attr {
+				if a.Name.Local == "id" {
+					msgID = a.Value
+				}
+			}
+		case "received":
+			for _, a := range se.Attr {
+				if a.Name.Local == "id" && strings.HasPrefix(a.Value, "m") {
+					if i, err := strconv.Atoi(a.Value[1:]); err == nil {
+						c.add(i, msgID)
+					}
+				}
+			}
+		}
+	}
+}
+
+func roundAll(ds []time.Duration) []time.Duration {
+	out := make([]time.Duration, len(ds))
+	for i, d := range ds {
+		out[i] = d.Round(100 * time.Millisecond)
+	}
+	return out
+}
+
+// drillSeed writes messages 0..n-1 as sent to XMPP and n..2n-1 as come
+// from it, both asking for delivery receipts, over portals rooms.
+func drillSeed(ctx context.Context, dbType, uri string, portals, n int) error {
+	db, err := database.Open(ctx, dbType, uri, zerolog.Nop())
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	ss := sqlstatestore.NewSQLStateStore(db.DB(), dbutil.ZeroLogger(zerolog.Nop()), false)
+	if err := database.EnsureVersionTable(ctx, ss.Database); err != nil {
+		return err
+	}
+	if err := ss.Upgrade(ctx); err != nil {
+		return err
+	}
+	ts := time.Now().Add(-time.Hour)
+	return db.DB().DoTxn(ctx, nil, func(ctx context.Context) error {
+		for r := range portals {
+			if err := db.PutPortal(ctx, &mapping.Portal{RoomID: room(r), MXID: alice, JID: peer(r), CreatedAt: ts}); err != nil {
+				return err
+			}
+			if err := ss.MarkRegistered(ctx, ids.Ghost(peer(r))); err != nil {
+				return err
+			}
+		}
+		for i := range 2 * n {
+			dir := mapping.FromMatrix
+			if i >= n {
+				dir = mapping.FromXMPP
+			}
+			r := i % portals
+			m := &mapping.Message{RoomID: room(r), EventID: id.EventID(eventID(i)), XMPPID: xmppID(i), PeerJID: peer(r),
+				Direction: dir, MXID: alice, TS: ts.Add(time.Duration(i) * time.Millisecond), Requests: mapping.Requests{Receipt: true}}
+			if _, err := db.AddMessage(ctx, m); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// freshSchema makes a schema of its own in the PostgreSQL database at uri
+// and returns a URI whose connections use it (lib/pq passes search_path
+// on as a run-time parameter).
+func freshSchema(ctx context.Context, uri, schema string) (string, error) {
+	db, err := sql.Open("postgres", uri)
+	if err != nil {
+		return "", err
+	}
+	defer db.Close()
+	if _, err := db.ExecContext(ctx, "CREATE SCHEMA "+schema); err != nil {
+		return "", fmt.Errorf("PostgreSQL at %s: %w", uri, err)
+	}
+	sep := "?"
+	if strings.Contains(uri, "?") {
+		sep = "&"
+	}
+	return uri + sep + "search_path=" + schema, nil
+}
+
+func dropSchema(uri, schema string) {
+	if db, err := sql.Open("postgres", uri); err == nil {
+		_, _ = db.Exec("DROP SCHEMA " + schema + " CASCADE")
+		db.Close()
+	}
+}
