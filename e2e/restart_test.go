@@ -5,8 +5,11 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
+
+	"maunium.net/go/mautrix/event"
 
 	"xmppbridge/internal/peers"
 )
@@ -94,5 +97,47 @@ func TestProsodyRestartReconnects(t *testing.T) {
 	}
 	if _, err := w.alice.Wait(ctx, wait, peers.IsText(room, ghost, "I am back")); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// Issue 13: when Dendrite stops under load, the bridge holds what comes
+// from XMPP meanwhile (its sends to Matrix fail and wait, with backoff)
+// and, once Dendrite is back, delivers all of it, each once and in order;
+// it tries again by itself, with no reconnect to wait for.
+func TestDendriteRestartUnderLoad(t *testing.T) {
+	ctx := context.Background()
+	potpan := w.xmppUser(t, "potpan", "kitchen")
+	room := openPortal(t, ctx, potpan, "potpan")
+	ghost := w.ghost("potpan@localhost")
+	puppet := peers.XMLEscape(w.puppet(t, w.alice.Client.UserID))
+	if err := w.Dendrite.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	const n = 30
+	for i := range n {
+		if err := potpan.SendRaw(ctx, fmt.Sprintf(`<message to='%s' id='down-%d' type='chat'><body>While Dendrite was down %d</body></message>`, puppet, i, i)); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(time.Second) // the bridge's sends fail and back off meanwhile
+	if err := w.Dendrite.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	last := fmt.Sprintf("While Dendrite was down %d", n-1)
+	if _, err := w.alice.Wait(ctx, 3*wait, peers.IsText(room, ghost, last)); err != nil {
+		t.Fatalf("the messages held while Dendrite was down never arrived: %v", err)
+	}
+	got := w.alice.Events(func(e *event.Event) bool {
+		return e.RoomID == room && e.Sender == ghost && strings.HasPrefix(e.Content.AsMessage().Body, "While Dendrite was down")
+	})
+	got = peers.Unique(got)
+	if len(got) != n {
+		t.Fatalf("%d of the %d messages arrived", len(got), n)
+	}
+	for i, e := range got {
+		if want := fmt.Sprintf("While Dendrite was down %d", i); e.Content.AsMessage().Body != want {
+			t.Errorf("message %d is %q, want %q: out of order", i, e.Content.AsMessage().Body, want)
+		}
 	}
 }

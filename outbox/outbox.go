@@ -38,14 +38,13 @@ const maxLanes = 32
 const yieldAfter = 16
 
 const (
-	scanEvery    = 5 * time.Second        // the safety net
-	scanBatch    = 1000                   // jobs read by one scan
-	deleteEvery  = 20 * time.Millisecond  // finished jobs leave the store at most this late
-	deleteBatch  = 500                    // or as soon as this many are finished
-	minBackoff   = 500 * time.Millisecond // first wait after a failed send
-	maxBackoff   = time.Minute
-	retryLogEach = 10    // attempts between warnings while a side is unreachable
-	maxKnown     = 10000 // jobs held in memory at most
+	scanEvery   = 5 * time.Second        // the safety net
+	scanBatch   = 1000                   // jobs read by one scan
+	deleteEvery = 20 * time.Millisecond  // finished jobs leave the store at most this late
+	deleteBatch = 500                    // or as soon as this many are finished
+	minBackoff  = 500 * time.Millisecond // first wait after a failed send
+	maxBackoff  = time.Minute
+	maxKnown    = 10000 // jobs held in memory at most
 )
 
 // Store is where the jobs are kept; the core stores them, the outbox reads
@@ -110,6 +109,10 @@ type Outbox struct {
 	// aside in the store until a scan after that.
 	pauseUntil map[string]time.Time
 	backoff    map[string]time.Duration
+	// downSince is when a side's sends began to fail, for as long as they
+	// do: the log says a side went away once and came back once, not
+	// once per job tried meanwhile.
+	downSince map[string]time.Time
 	// scanFrom is the id after which the next scan reads; 0 reads all.
 	// needScan asks for a scan at the next round.
 	scanFrom int64
@@ -131,7 +134,7 @@ func New(store Store, run Runner, count mapping.Counter, log zerolog.Logger) *Ou
 	}
 	o := &Outbox{store: store, run: run, count: count, log: log, now: time.Now, wake: make(chan struct{}, 1),
 		known: map[int64]bool{}, lanes: map[laneKey]*lane{},
-		pauseUntil: map[string]time.Time{}, backoff: map[string]time.Duration{}, needScan: true,
+		pauseUntil: map[string]time.Time{}, backoff: map[string]time.Duration{}, downSince: map[string]time.Time{}, needScan: true,
 		maxKnown: maxKnown}
 	o.idle = sync.NewCond(&o.mu)
 	return o
@@ -233,6 +236,10 @@ func (o *Outbox) runLane(ctx context.Context, l *lane) {
 		switch {
 		case err == nil:
 			delete(o.backoff, side)
+			if since, ok := o.downSince[side]; ok {
+				delete(o.downSince, side)
+				o.log.Info().Str("side", side).Dur("after", o.now().Sub(since)).Msg("Sends go through again")
+			}
 			o.finished(job)
 			o.count("job_done", string(job.Kind))
 		case errors.Is(err, mapping.ErrPermanent):
@@ -247,8 +254,11 @@ func (o *Outbox) runLane(ctx context.Context, l *lane) {
 			wait := min(max(o.backoff[side]*2, minBackoff), maxBackoff)
 			o.backoff[side] = wait
 			o.pauseUntil[side] = o.now().Add(wait)
-			if !errors.Is(err, mapping.ErrNotConnected) || job.Attempts%retryLogEach == 0 {
-				o.jobLog(job).Warn().Err(err).Dur("retry_in", wait).Msg("Send failed; will retry")
+			if _, down := o.downSince[side]; !down {
+				o.downSince[side] = o.now()
+				o.jobLog(job).Warn().Err(err).Str("side", side).Msg("Sends fail; holding them and trying again with backoff until they go through")
+			} else {
+				o.jobLog(job).Debug().Err(err).Dur("retry_in", wait).Msg("Send failed again; will retry")
 			}
 			o.count("job_retry", string(job.Kind))
 			o.setAside(l)

@@ -1,10 +1,12 @@
 package outbox
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -548,4 +550,47 @@ func TestRoomSpread(t *testing.T) {
 	}
 	close(r.run.gate)
 	waitFor(t, "every job", func() bool { return len(r.run.done()) == 101 })
+}
+
+// A side that fails is logged once when its sends begin to fail and once
+// when they go through again, however many jobs and tries lie between:
+// an operator reads what happened, not a line per job.
+func TestSideDownLoggedOnce(t *testing.T) {
+	var logs syncBuffer
+	r := newRig()
+	r.o.log = zerolog.New(&logs).Level(zerolog.InfoLevel)
+	r.run.setFail("matrix", errors.New("502 Bad Gateway"))
+	r.start(t)
+	for i := range 20 {
+		r.add(job(toMatrix, fmt.Sprintf("pair%d", i), "m"))
+	}
+	waitFor(t, "three failures", func() bool { return r.count("job_retry/"+string(mapping.JobSendToMatrix)) >= 3 })
+	r.run.setFail("matrix", nil)
+	r.o.Wake()
+	waitFor(t, "every job", func() bool { return len(r.run.done()) == 20 })
+	out := logs.String()
+	if n := strings.Count(out, "Sends fail"); n != 1 {
+		t.Errorf("%d lines saying the side fails, want 1:\n%s", n, out)
+	}
+	if n := strings.Count(out, "Sends go through again"); n != 1 {
+		t.Errorf("%d lines saying it is back, want 1:\n%s", n, out)
+	}
+}
+
+// syncBuffer is a bytes.Buffer that lanes may write side by side.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
