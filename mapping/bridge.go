@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -129,6 +130,8 @@ type Bridge struct {
 	inbox   Inbox  // early_receipts.go
 
 	in *intake // receipts from XMPP waiting to be recorded
+	// flushFailing: the last FlushReceipts could not record its burst.
+	flushFailing atomic.Bool
 
 	// nicks is the last XEP-0172 nick each XMPP person's ghost was named
 	// after in this run (ghostName).
@@ -162,11 +165,16 @@ const flushEvery = time.Second
 // meanwhile, a burst at a time (FlushReceipts).
 func (b *Bridge) Run(ctx context.Context) {
 	for ctx.Err() == nil {
-		b.FlushReceipts(ctx)
+		wake := b.wake
+		if !b.FlushReceipts(ctx) {
+			// The store failed: wait flushEvery, whatever arrives, rather
+			// than try again with every receipt.
+			wake = nil
+		}
 		timer := time.NewTimer(flushEvery)
 		select {
 		case <-ctx.Done():
-		case <-b.wake:
+		case <-wake:
 		case <-timer.C:
 		}
 		timer.Stop()

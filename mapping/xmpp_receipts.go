@@ -218,21 +218,33 @@ func (b *Bridge) receiptToMatrix(ctx context.Context, job *Job) error {
 // FlushReceipts checks the receipts gathered since the last call against
 // the messages they name, all looked up in one query, and records the valid
 // ones with their jobs in one transaction. On a store error they wait for
-// the next call: nothing accepted is lost. Run calls it when woken; a
-// test may call it instead, to record what was taken so far at once.
-func (b *Bridge) FlushReceipts(ctx context.Context) {
+// the next call, and it returns false: nothing accepted is lost, and the
+// log says so once per outage. Run calls it when woken; a test may call
+// it instead, to record what was taken so far at once.
+func (b *Bridge) FlushReceipts(ctx context.Context) (ok bool) {
 	rs, more := b.in.take()
 	if len(rs) == 0 {
-		return
+		return true
 	}
-	if more {
-		defer b.poke() // the next burst, after this one
-	}
-	retry := func(err error, what string) {
-		if ctx.Err() == nil {
-			b.log.Err(err).Int("receipts", len(rs)).Msg("Failed to " + what + " receipts from XMPP; will retry")
+	failed := false
+	defer func() {
+		if more && !failed {
+			b.poke() // the next burst, after this one
 		}
+	}()
+	retry := func(err error, what string) {
+		failed = true
 		b.in.putBack(rs)
+		if ctx.Err() != nil {
+			return
+		}
+		// Once per outage: the receipts wait, and Run tries again every
+		// flushEvery meanwhile.
+		if b.flushFailing.Swap(true) {
+			b.log.Debug().Err(err).Int("receipts", len(rs)).Msg("Failed again to " + what + " receipts from XMPP")
+			return
+		}
+		b.log.Err(err).Int("receipts", len(rs)).Msg("Failed to " + what + " receipts from XMPP; they wait, and are tried again every second")
 	}
 	keys := make([]XMPPKey, len(rs))
 	for i, r := range rs {
@@ -241,7 +253,7 @@ func (b *Bridge) FlushReceipts(ctx context.Context) {
 	msgs, err := b.store.MessagesByXMPPIDs(ctx, FromMatrix, keys)
 	if err != nil {
 		retry(err, "look up")
-		return
+		return false
 	}
 	acks := make([]Ack, 0, len(rs))
 	// The newest message of each room the burst marks displayed: its m.read
@@ -275,12 +287,15 @@ func (b *Bridge) FlushReceipts(ctx context.Context) {
 			Job: newJob(JobMatrixRead, about{room: room}, msg.RowID, receiptPayload(msg))})
 	}
 	if len(acks) == 0 {
-		return
+		return true
 	}
 	isNew, err := b.store.Acknowledge(ctx, acks)
 	if err != nil {
 		retry(err, "record")
-		return
+		return false
+	}
+	if b.flushFailing.Swap(false) {
+		b.log.Info().Msg("Receipts from XMPP are recorded again")
 	}
 	jobs := make([]*Job, 0, len(acks))
 	for i := range acks {
@@ -295,4 +310,5 @@ func (b *Bridge) FlushReceipts(ctx context.Context) {
 			b.log.Debug().Int64("row", acks[i].Row).Str("kind", string(acks[i].Kind)).Msg("Receipt already translated")
 		}
 	}
+	return true
 }

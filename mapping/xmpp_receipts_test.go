@@ -1,7 +1,12 @@
 package mapping
 
 import (
+	"bytes"
 	"context"
+	"errors"
+	"github.com/rs/zerolog"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -238,5 +243,54 @@ func TestErrorFromXMPPBecomesFailureStatus(t *testing.T) {
 	}
 	if h.counts["xmpp_error/"+string(ReasonUnknownID)] != 1 {
 		t.Errorf("counts %v", h.counts)
+	}
+}
+
+// failingStore is a MemStore whose lookups fail while down is set: a
+// database that went away.
+type failingStore struct {
+	*MemStore
+	down atomic.Bool
+}
+
+func (s *failingStore) MessagesByXMPPIDs(ctx context.Context, dir Direction, keys []XMPPKey) (map[XMPPKey]*Message, error) {
+	if s.down.Load() {
+		return nil, errors.New("connection refused")
+	}
+	return s.MemStore.MessagesByXMPPIDs(ctx, dir, keys)
+}
+
+// While the store is down, receipts from XMPP wait in the intake (they
+// were read from the stream: nothing else holds them) and the log says so
+// once, however many flushes fail; once it is back, they are recorded,
+// and the log says that once too.
+func TestReceiptsWaitForTheStore(t *testing.T) {
+	h := newHarness(t)
+	ids := sentToJuliet(t, h, 3)
+	var logs bytes.Buffer
+	fs := &failingStore{MemStore: h.store}
+	h.b = New(h.b.cfg, fs, nil, zerolog.New(&logs).Level(zerolog.InfoLevel))
+	h.b.SetSides(h.matrix, h.xmpp)
+	fs.down.Store(true)
+	ctx := context.Background()
+	for i, xid := range ids {
+		if _, err := h.b.HandleXMPPMessage(ctx, receipt(func(m *XMPPMessage) { m.Received = xid })); err != nil {
+			t.Fatal(err)
+		}
+		if h.b.FlushReceipts(ctx) {
+			t.Fatalf("flush %d succeeded with the store down", i)
+		}
+	}
+	fs.down.Store(false)
+	if !h.b.FlushReceipts(ctx) {
+		t.Fatal("flush failed with the store back")
+	}
+	h.drain(t)
+	if len(h.matrix.deliveries) != 3 {
+		t.Errorf("deliveries %q, want the 3 receipts that waited", h.matrix.deliveries)
+	}
+	out := logs.String()
+	if strings.Count(out, "Failed to look up receipts") != 1 || strings.Count(out, "recorded again") != 1 {
+		t.Errorf("want one line for the outage and one for its end:\n%s", out)
 	}
 }
