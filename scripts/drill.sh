@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # The crash drill (bench/procbench/drill.go): receipts both ways at a steady
 # rate between stand-ins while the bridge binary is killed with SIGKILL at
-# random instants and restarted, on SQLite and then on PostgreSQL; each
-# receipt is counted as arrived once, duplicated or lost. It fails if a
+# random instants and restarted, on SQLite and then on PostgreSQL; then,
+# the bridge on PostgreSQL, while the PostgreSQL server crashes (pg_ctlcluster
+# restart -m immediate) and comes back. Each receipt is counted as arrived
+# once, duplicated or lost. It fails if a
 # Matrix → XMPP receipt is lost, or an XMPP → Matrix one written outside the
 # window before a kill (XEP-0114 has no acknowledgement: what is in the
 # socket when the bridge dies is lost by the protocol).
 #
 #   DRILL_SECONDS=60 DRILL_RATE=500 DRILL_KILLS=5 DRILL_PORTALS=20 DRILL_WINDOW=200ms
-#   DRILL_ENGINES="sqlite postgres"  BENCH_DIR=/dev/shm
+#   DRILL_ENGINES="sqlite postgres" DRILL_PG_CRASH=1  BENCH_DIR=/dev/shm
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,6 +20,10 @@ go build -o "$bin/bridge" ./cmd/bridge
 go build -o "$bin/procbench" ./bench/procbench
 export XMPPBRIDGE_TEST_POSTGRES="${XMPPBRIDGE_TEST_POSTGRES:-postgres://postgres@127.0.0.1:5432/test?sslmode=disable}"
 for engine in ${DRILL_ENGINES:-sqlite postgres}; do
-	echo "== crash drill on $engine"
+	echo "== crash drill: the bridge SIGKILLed, on $engine"
 	DRILL_DB="$engine" BENCH_BRIDGE="$bin/bridge" "$bin/procbench" -drill
 done
+if [ "${DRILL_PG_CRASH:-1}" = 1 ]; then
+	echo "== crash drill: PostgreSQL crashed under the bridge"
+	DRILL_CRASH=postgres BENCH_BRIDGE="$bin/bridge" "$bin/procbench" -drill
+fi

@@ -23,6 +23,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"os"
+	osexec "os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -47,6 +48,10 @@ import (
 const drillWindow = 200 * time.Millisecond
 
 type drill struct {
+	// crash is what is crashed: "bridge" (SIGKILL, then started again) or
+	// "postgres" (the PostgreSQL server stopped at once, as by a crash,
+	// and started again, the bridge left running on it).
+	crash                         string
 	window                        time.Duration
 	seconds, rate, kills, portals int
 	dbType, dbURI                 string
@@ -56,11 +61,18 @@ type drill struct {
 func runDrill(args []string) error {
 	d := &drill{}
 	d.window = envDur("DRILL_WINDOW", drillWindow)
+	d.crash = env("DRILL_CRASH", "bridge")
+	if d.crash != "bridge" && d.crash != "postgres" {
+		return fmt.Errorf("DRILL_CRASH is bridge or postgres, not %q", d.crash)
+	}
 	d.seconds = envInt("DRILL_SECONDS", 60)
 	d.rate = envInt("DRILL_RATE", 500)
 	d.kills = envInt("DRILL_KILLS", 5)
 	d.portals = envInt("DRILL_PORTALS", 20)
 	d.dbType = env("DRILL_DB", "sqlite")
+	if d.crash == "postgres" {
+		d.dbType = "postgres"
+	}
 	d.bridgeBin = env("BENCH_BRIDGE", "")
 	d.dir = env("BENCH_DIR", "")
 	if len(args) > 0 {
@@ -273,6 +285,16 @@ func (d *drill) run(ctx context.Context) error {
 			downMu.Lock()
 			down = append(down, [2]time.Time{time.Now().Add(-d.window), {}})
 			downMu.Unlock()
+			if d.crash == "postgres" {
+				if err := crashPostgres(); err != nil {
+					killErr = err
+					return
+				}
+				downMu.Lock()
+				down[len(down)-1][1] = time.Now()
+				downMu.Unlock()
+				continue
+			}
 			bp.Kill()
 			if err := bp.Start(ctx); err != nil {
 				killErr = err
@@ -342,8 +364,12 @@ func (d *drill) run(ctx context.Context) error {
 		}
 	}
 	engine := map[string]string{"sqlite": "SQLite", "postgres": "PostgreSQL"}[d.dbType]
-	fmt.Printf("crash drill on %s: %d s, %d receipts/s each way over %d portals, %d SIGKILLs at %v; logs in %s\n",
-		engine, d.seconds, d.rate, d.portals, d.kills, roundAll(killAt), d.dir)
+	what := "SIGKILLs of the bridge"
+	if d.crash == "postgres" {
+		what = "crashes of PostgreSQL (pg_ctlcluster restart -m immediate)"
+	}
+	fmt.Printf("crash drill on %s: %d s, %d receipts/s each way over %d portals, %d %s at %v; logs in %s\n",
+		engine, d.seconds, d.rate, d.portals, d.kills, what, roundAll(killAt), d.dir)
 	fmt.Printf("Matrix → XMPP: %d pushed (%d pushes retried), %d arrived once, %d more than once (%d of them with the same stanza id each time), %d lost\n",
 		n, pushErrs, m2x.once, m2x.dup, m2x.dupSameID, m2x.lost)
 	fmt.Printf("XMPP → Matrix: %d written (%d refused while the bridge was down), %d arrived once, %d more than once, %d lost within %v before a kill or before the server saw it, %d lost otherwise\n",
@@ -463,4 +489,19 @@ func dropSchema(uri, schema string) {
 		_, _ = db.Exec("DROP SCHEMA " + schema + " CASCADE")
 		db.Close()
 	}
+}
+
+// crashPostgres stops the machine's PostgreSQL at once, as a crash would
+// (no checkpoint: it recovers from its WAL), and starts it again.
+func crashPostgres() error {
+	versions, err := filepath.Glob("/etc/postgresql/*/main")
+	if err != nil || len(versions) == 0 {
+		return fmt.Errorf("no PostgreSQL cluster under /etc/postgresql to restart (%v)", err)
+	}
+	ver := filepath.Base(filepath.Dir(versions[0]))
+	out, err := osexec.Command("pg_ctlcluster", ver, "main", "restart", "-m", "immediate").CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("pg_ctlcluster %s main restart: %v: %s", ver, err, out)
+	}
+	return nil
 }
