@@ -48,9 +48,11 @@ import (
 const drillWindow = 200 * time.Millisecond
 
 type drill struct {
-	// crash is what is crashed: "bridge" (SIGKILL, then started again) or
+	// crash is what is crashed: "bridge" (SIGKILL, then started again),
 	// "postgres" (the PostgreSQL server stopped at once, as by a crash,
-	// and started again, the bridge left running on it).
+	// and started again, the bridge left running on it) or "disk" (the
+	// SQLite database on a small tmpfs that a file fills, removed after
+	// diskFullFor).
 	crash                         string
 	window                        time.Duration
 	seconds, rate, kills, portals int
@@ -62,16 +64,22 @@ func runDrill(args []string) error {
 	d := &drill{}
 	d.window = envDur("DRILL_WINDOW", drillWindow)
 	d.crash = env("DRILL_CRASH", "bridge")
-	if d.crash != "bridge" && d.crash != "postgres" {
-		return fmt.Errorf("DRILL_CRASH is bridge or postgres, not %q", d.crash)
+	if d.crash != "bridge" && d.crash != "postgres" && d.crash != "disk" {
+		return fmt.Errorf("DRILL_CRASH is bridge, postgres or disk, not %q", d.crash)
 	}
 	d.seconds = envInt("DRILL_SECONDS", 60)
 	d.rate = envInt("DRILL_RATE", 500)
 	d.kills = envInt("DRILL_KILLS", 5)
 	d.portals = envInt("DRILL_PORTALS", 20)
 	d.dbType = env("DRILL_DB", "sqlite")
-	if d.crash == "postgres" {
+	if d.dbType != "sqlite" && d.dbType != "postgres" {
+		return fmt.Errorf("DRILL_DB is sqlite or postgres, not %q", d.dbType)
+	}
+	switch d.crash {
+	case "postgres":
 		d.dbType = "postgres"
+	case "disk":
+		d.dbType = "sqlite"
 	}
 	d.bridgeBin = env("BENCH_BRIDGE", "")
 	d.dir = env("BENCH_DIR", "")
@@ -125,6 +133,15 @@ func (d *drill) run(ctx context.Context) error {
 	// Messages 0..n-1 went to XMPP (their <received/> comes back), n..2n-1
 	// came from it (their m.delivery goes there).
 	dbURI := filepath.Join(d.dir, "bridge.db")
+	disk := ""
+	if d.crash == "disk" {
+		disk = filepath.Join(d.dir, "disk")
+		if err := mountTmpfs(disk, diskSize); err != nil {
+			return err
+		}
+		defer func() { _ = osexec.Command("umount", disk).Run() }()
+		dbURI = filepath.Join(disk, "bridge.db")
+	}
 	settings := peers.BridgeSettings{LogLevel: "info", Ephemeral: "push"}
 	if d.dbType == "postgres" {
 		pg := env("XMPPBRIDGE_TEST_POSTGRES", "postgres://postgres@127.0.0.1:5432/test?sslmode=disable")
@@ -285,6 +302,16 @@ func (d *drill) run(ctx context.Context) error {
 			downMu.Lock()
 			down = append(down, [2]time.Time{time.Now().Add(-d.window), {}})
 			downMu.Unlock()
+			if d.crash == "disk" {
+				if err := fillFor(disk, diskFullFor); err != nil {
+					killErr = err
+					return
+				}
+				downMu.Lock()
+				down[len(down)-1][1] = time.Now()
+				downMu.Unlock()
+				continue
+			}
 			if d.crash == "postgres" {
 				if err := crashPostgres(); err != nil {
 					killErr = err
@@ -365,6 +392,9 @@ func (d *drill) run(ctx context.Context) error {
 	}
 	engine := map[string]string{"sqlite": "SQLite", "postgres": "PostgreSQL"}[d.dbType]
 	what := "SIGKILLs of the bridge"
+	if d.crash == "disk" {
+		what = fmt.Sprintf("spells of %v with the database's disk (a %d MiB tmpfs) full", diskFullFor, diskSize>>20)
+	}
 	if d.crash == "postgres" {
 		what = "crashes of PostgreSQL (pg_ctlcluster restart -m immediate)"
 	}
@@ -504,4 +534,44 @@ func crashPostgres() error {
 		return fmt.Errorf("pg_ctlcluster %s main restart: %v: %s", ver, err, out)
 	}
 	return nil
+}
+
+// The full-disk drill: a tmpfs of diskSize for the SQLite database, filled
+// to the last byte for diskFullFor at each "kill".
+const (
+	diskSize    = 96 << 20
+	diskFullFor = 3 * time.Second
+)
+
+func mountTmpfs(dir string, size int) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	out, err := osexec.Command("mount", "-t", "tmpfs", "-o", fmt.Sprintf("size=%d", size), "tmpfs", dir).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("mount a tmpfs on %s (the full-disk drill needs root): %v: %s", dir, err, out)
+	}
+	return nil
+}
+
+// fillFor fills the file system of dir with a file until writing fails
+// (ENOSPC), keeps it full for d, and removes the file.
+func fillFor(dir string, d time.Duration) error {
+	path := filepath.Join(dir, "filler")
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	chunk := make([]byte, 64<<10)
+	for {
+		if _, err := f.Write(chunk); err != nil {
+			break // full
+		}
+	}
+	for size := len(chunk) / 2; size > 0; size /= 2 {
+		_, _ = f.Write(chunk[:size]) // the last bytes
+	}
+	f.Close()
+	time.Sleep(d)
+	return os.Remove(path)
 }
