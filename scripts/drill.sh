@@ -5,14 +5,15 @@
 # the bridge on PostgreSQL, while the PostgreSQL server crashes (pg_ctlcluster
 # restart -m immediate) and comes back; then, the bridge on SQLite on a
 # small tmpfs, while a file fills that disk for 3 s at a time (needs root,
-# to mount it). Each receipt is counted as arrived
+# to mount it); then while the XMPP server cuts the component's connection,
+# as Prosody does when it restarts. Each receipt is counted as arrived
 # once, duplicated or lost. It fails if a
 # Matrix → XMPP receipt is lost, or an XMPP → Matrix one written outside the
 # window before a kill (XEP-0114 has no acknowledgement: what is in the
 # socket when the bridge dies is lost by the protocol).
 #
 #   DRILL_SECONDS=60 DRILL_RATE=500 DRILL_KILLS=5 DRILL_PORTALS=20 DRILL_WINDOW=200ms
-#   DRILL_ENGINES="sqlite postgres" DRILL_PG_CRASH=1 DRILL_DISK=1  BENCH_DIR=/dev/shm
+#   DRILL_ENGINES="sqlite postgres" DRILL_PG_CRASH=1 DRILL_DISK=1 DRILL_XMPP_CUT=1  BENCH_DIR=/dev/shm
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -32,4 +33,8 @@ fi
 if [ "${DRILL_DISK:-1}" = 1 ]; then
 	echo "== crash drill: the database's disk full"
 	DRILL_CRASH=disk BENCH_BRIDGE="$bin/bridge" "$bin/procbench" -drill
+fi
+if [ "${DRILL_XMPP_CUT:-1}" = 1 ]; then
+	echo "== crash drill: the XMPP connection cut"
+	DRILL_CRASH=xmpp BENCH_BRIDGE="$bin/bridge" "$bin/procbench" -drill
 fi

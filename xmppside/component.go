@@ -44,7 +44,14 @@ type Component struct {
 	mu   sync.Mutex
 	sess *xmpp.Session
 	conn net.Conn // sess's connection, for write deadlines
+	// upSince is when the session in progress was negotiated; zero
+	// before it was.
+	upSince time.Time
 }
+
+// stableSession is how long a session must have lasted for its end to
+// count as a fresh failure rather than part of a flapping run.
+const stableSession = 10 * time.Second
 
 // Run keeps the component connected until ctx ends. It never gives up on a
 // network fault or a refused secret: it logs why and tries again later.
@@ -54,13 +61,22 @@ func (c *Component) Run(ctx context.Context) {
 	}
 	backoff := retry.Backoff{First: time.Second, Max: c.MaxBackoff}
 	for ctx.Err() == nil {
-		start := time.Now()
+		c.mu.Lock()
+		c.upSince = time.Time{}
+		c.mu.Unlock()
 		err := c.serveOnce(ctx)
 		if ctx.Err() != nil {
 			return
 		}
-		if time.Since(start) > time.Minute {
-			backoff.Reset() // it was up for a while: a fresh failure
+		c.mu.Lock()
+		up := c.upSince
+		c.mu.Unlock()
+		if !up.IsZero() && time.Since(up) > stableSession {
+			// It was up for a while: the server restarted, and the first
+			// try comes a second later, not after the backoff of old
+			// failures (the crash drill: 1, 2, 4, 8 s after successive
+			// cuts, receipts bounced meanwhile).
+			backoff.Reset()
 		}
 		wait := backoff.Next()
 		c.Log.Warn().Err(err).Dur("retry_in", wait).Str("address", c.Address).Msg("XMPP component connection lost or refused; reconnecting")
@@ -99,7 +115,7 @@ func (c *Component) serveOnce(ctx context.Context) error {
 	}
 	c.Log.Info().Str("address", c.Address).Str("domain", c.Domain.String()).Msg("XMPP component connected")
 	c.mu.Lock()
-	c.sess, c.conn = sess, conn
+	c.sess, c.conn, c.upSince = sess, conn, time.Now()
 	c.mu.Unlock()
 	defer func() {
 		c.mu.Lock()

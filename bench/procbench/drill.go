@@ -52,7 +52,8 @@ type drill struct {
 	// "postgres" (the PostgreSQL server stopped at once, as by a crash,
 	// and started again, the bridge left running on it) or "disk" (the
 	// SQLite database on a small tmpfs that a file fills, removed after
-	// diskFullFor).
+	// diskFullFor) or "xmpp" (the XMPP server cuts the component's
+	// connection, as Prosody does when it restarts).
 	crash                         string
 	window                        time.Duration
 	seconds, rate, kills, portals int
@@ -64,8 +65,8 @@ func runDrill(args []string) error {
 	d := &drill{}
 	d.window = envDur("DRILL_WINDOW", drillWindow)
 	d.crash = env("DRILL_CRASH", "bridge")
-	if d.crash != "bridge" && d.crash != "postgres" && d.crash != "disk" {
-		return fmt.Errorf("DRILL_CRASH is bridge, postgres or disk, not %q", d.crash)
+	if !slices.Contains([]string{"bridge", "postgres", "disk", "xmpp"}, d.crash) {
+		return fmt.Errorf("DRILL_CRASH is bridge, postgres, disk or xmpp, not %q", d.crash)
 	}
 	d.seconds = envInt("DRILL_SECONDS", 60)
 	d.rate = envInt("DRILL_RATE", 500)
@@ -252,6 +253,7 @@ func (d *drill) run(ctx context.Context) error {
 		})
 	}()
 	pushErrs := 0
+	pushed := make([]time.Time, n) // when each was answered 200
 	go func() { // Matrix → XMPP, one transaction at a time, retried
 		defer wg.Done()
 		client := &http.Client{Timeout: 10 * time.Second}
@@ -284,6 +286,9 @@ func (d *drill) run(ctx context.Context) error {
 				if err == nil {
 					resp.Body.Close()
 					if resp.StatusCode == http.StatusOK {
+						for j := next; j < batch; j++ {
+							pushed[j] = time.Now()
+						}
 						break
 					}
 				}
@@ -302,6 +307,16 @@ func (d *drill) run(ctx context.Context) error {
 			downMu.Lock()
 			down = append(down, [2]time.Time{time.Now().Add(-d.window), {}})
 			downMu.Unlock()
+			if d.crash == "xmpp" {
+				xs.Drop()
+				for xs.Connections() == conns && time.Now().Before(end.Add(time.Minute)) {
+					time.Sleep(5 * time.Millisecond)
+				}
+				downMu.Lock()
+				down[len(down)-1][1] = time.Now()
+				downMu.Unlock()
+				continue
+			}
 			if d.crash == "disk" {
 				if err := fillFor(disk, diskFullFor); err != nil {
 					killErr = err
@@ -376,7 +391,7 @@ func (d *drill) run(ctx context.Context) error {
 			x2m.lostOther++
 		}
 	}
-	var m2x struct{ once, dup, dupSameID, lost int }
+	var m2x struct{ once, dup, dupSameID, lost, lostWindow int }
 	for j := range n {
 		switch c := toXMPP.seen[n+j]; {
 		case c == 1:
@@ -386,12 +401,19 @@ func (d *drill) run(ctx context.Context) error {
 			if ids := toXMPP.stanzas[n+j]; len(slices.Compact(slices.Sorted(slices.Values(ids)))) == 1 {
 				m2x.dupSameID++
 			}
+		case d.crash == "xmpp" && inWindow(pushed[j]):
+			// The stream was cut with it written and not read: XEP-0114
+			// has no acknowledgement this way either.
+			m2x.lostWindow++
 		default:
 			m2x.lost++
 		}
 	}
 	engine := map[string]string{"sqlite": "SQLite", "postgres": "PostgreSQL"}[d.dbType]
 	what := "SIGKILLs of the bridge"
+	if d.crash == "xmpp" {
+		what = "cuts of the component's XMPP connection"
+	}
 	if d.crash == "disk" {
 		what = fmt.Sprintf("spells of %v with the database's disk (a %d MiB tmpfs) full", diskFullFor, diskSize>>20)
 	}
@@ -400,8 +422,8 @@ func (d *drill) run(ctx context.Context) error {
 	}
 	fmt.Printf("crash drill on %s: %d s, %d receipts/s each way over %d portals, %d %s at %v; logs in %s\n",
 		engine, d.seconds, d.rate, d.portals, d.kills, what, roundAll(killAt), d.dir)
-	fmt.Printf("Matrix → XMPP: %d pushed (%d pushes retried), %d arrived once, %d more than once (%d of them with the same stanza id each time), %d lost\n",
-		n, pushErrs, m2x.once, m2x.dup, m2x.dupSameID, m2x.lost)
+	fmt.Printf("Matrix → XMPP: %d pushed (%d pushes retried), %d arrived once, %d more than once (%d of them with the same stanza id each time), %d lost within %v before a cut, %d lost otherwise\n",
+		n, pushErrs, m2x.once, m2x.dup, m2x.dupSameID, m2x.lostWindow, d.window, m2x.lost)
 	fmt.Printf("XMPP → Matrix: %d written (%d refused while the bridge was down), %d arrived once, %d more than once, %d lost within %v before a kill or before the server saw it, %d lost otherwise\n",
 		x2m.written, x2m.refused, x2m.once, x2m.dup, x2m.lostWindow, d.window, x2m.lostOther)
 	if m2x.lost > 0 || x2m.lostOther > 0 {

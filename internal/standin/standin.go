@@ -123,6 +123,16 @@ func (s *XMPPServer) serve(conn net.Conn) bool {
 	return true
 }
 
+// Drop cuts the component's connection, as a server that restarts does.
+func (s *XMPPServer) Drop() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.conn != nil {
+		s.conn.Close()
+		s.conn, s.w = nil, nil
+	}
+}
+
 // Connections is how many component connections were accepted so far.
 func (s *XMPPServer) Connections() int64 { return s.conns.Load() }
 
