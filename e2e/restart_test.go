@@ -5,10 +5,12 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/event"
 
 	"xmppbridge/internal/peers"
@@ -128,10 +130,23 @@ func TestDendriteRestartUnderLoad(t *testing.T) {
 	if _, err := w.alice.Wait(ctx, 3*wait, peers.IsText(room, ghost, last)); err != nil {
 		t.Fatalf("the messages held while Dendrite was down never arrived: %v", err)
 	}
-	got := w.alice.Events(func(e *event.Event) bool {
-		return e.RoomID == room && e.Sender == ghost && strings.HasPrefix(e.Content.AsMessage().Body, "While Dendrite was down")
-	})
-	got = peers.Unique(got)
+	// The room's history, from the homeserver: Alice's /sync after the
+	// restart may give a limited timeline, without the earlier ones.
+	resp, err := w.alice.Client.Messages(ctx, room, "", "", mautrix.DirectionBackward, nil, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []*event.Event
+	for _, e := range resp.Chunk {
+		if e.Type != event.EventMessage || e.Sender != ghost {
+			continue
+		}
+		_ = e.Content.ParseRaw(e.Type)
+		if strings.HasPrefix(e.Content.AsMessage().Body, "While Dendrite was down") {
+			got = append(got, e)
+		}
+	}
+	slices.Reverse(got) // newest first, backwards
 	if len(got) != n {
 		t.Fatalf("%d of the %d messages arrived", len(got), n)
 	}
