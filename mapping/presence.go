@@ -34,6 +34,9 @@ type XMPPPresence struct {
 	// Photo is the hash of the sender's avatar, "" for none (XEP-0153
 	// §3.1); nil if the presence says nothing of it.
 	Photo *string
+	// Nick is the XEP-0172 nickname a subscription request carries, ""
+	// if none.
+	Nick string
 }
 
 // OutPresence is a <presence/> a puppet sends; xmppside encodes it.
@@ -204,6 +207,17 @@ func (b *Bridge) HandleXMPPPresence(ctx context.Context, p *XMPPPresence) ([]*Ou
 		// §3.1.3 rule 2 (already subscribed: "subscribed" again) and
 		// §3.1.5: an approval is followed by the contact's presence.
 		out := answer(PresenceSubscribed, peer, PresenceApproved)
+		// XEP-0172 §4.1: the request carries the name its sender goes by,
+		// which their ghost takes.
+		if job := b.ghostName(mxid, peer, p.Nick); job != nil {
+			if err := b.store.AddJobs(ctx, job); err != nil {
+				return nil, fmt.Errorf("queue the name of %s: %w", peer, err)
+			}
+			b.nicksMu.Lock()
+			b.nicks[peer.String()] = p.Nick
+			b.nicksMu.Unlock()
+			b.queue(job)
+		}
 		avail := &OutPresence{From: speaker, To: peer, Caps: true}
 		if err := b.withProfile(ctx, mxid, avail); err != nil {
 			log.Debug().Err(err).Msg("Presence without the profile")

@@ -401,3 +401,27 @@ func TestGhostTakesTheSendersNick(t *testing.T) {
 		t.Errorf("%d messages bridged, want 4", len(h.matrix.texts))
 	}
 }
+
+// XEP-0172 §4.1: a subscription request the puppet approves carries the
+// name its sender goes by, which their ghost takes; a refused one names
+// nothing (the person may not use the bridge).
+func TestGhostTakesTheNickOfASubscription(t *testing.T) {
+	h := presenceHarness(t, autoPolicy)
+	ctx := context.Background()
+	sub := &XMPPPresence{From: jid.MustParse(julietJID + "/balcony"), To: jid.MustParse(alicePup), Type: PresenceSubscribe, Nick: "Juliet"}
+	if _, err := h.b.HandleXMPPPresence(ctx, sub); err != nil {
+		t.Fatal(err)
+	}
+	h.drain(t)
+	if want := string(julietGhost) + " Juliet"; len(h.matrix.ghostNames) != 1 || h.matrix.ghostNames[0] != want {
+		t.Errorf("ghost names %q, want [%q]", h.matrix.ghostNames, want)
+	}
+	spam := &XMPPPresence{From: jid.MustParse("eve@spam.example/x"), To: jid.MustParse(alicePup), Type: PresenceSubscribe, Nick: "Eve"}
+	if _, err := h.b.HandleXMPPPresence(ctx, spam); err != nil {
+		t.Fatal(err)
+	}
+	h.drain(t)
+	if len(h.matrix.ghostNames) != 1 {
+		t.Errorf("a refused request named a ghost: %q", h.matrix.ghostNames)
+	}
+}

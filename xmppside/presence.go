@@ -21,6 +21,7 @@ type inPresence struct {
 	From    string   `xml:"from,attr"`
 	To      string   `xml:"to,attr"`
 	Type    string   `xml:"type,attr"`
+	Nick    *string  `xml:"http://jabber.org/protocol/nick nick"` // XEP-0172 §4.1
 	// XEP-0153 §3.1: the hash of the sender's vCard photo.
 	Avatar *struct {
 		Photo *string `xml:"photo"`
@@ -49,6 +50,9 @@ func decodePresence(d *xml.Decoder, start *xml.StartElement) (*mapping.XMPPPrese
 		return nil, err
 	}
 	out := &mapping.XMPPPresence{ID: in.ID, From: from, To: to, Type: in.Type}
+	if in.Nick != nil && in.Type == mapping.PresenceSubscribe {
+		out.Nick = cleanNick(*in.Nick)
+	}
 	if in.Avatar != nil && in.Avatar.Photo != nil {
 		// §3.1: an empty <photo/> is no avatar; no <photo/> at all, "not
 		// ready to advertise an image", says nothing.

@@ -88,14 +88,7 @@ func TestPresencePhotoHash(t *testing.T) {
 		{`<x xmlns='vcard-temp:x:update'/>`, nil},
 		{``, nil},
 	} {
-		raw := `<presence from='juliet@capulet.com/balcony' to='` + pupBare + `'>` + c.x + `</presence>`
-		d := xml.NewDecoder(strings.NewReader(raw))
-		tok, _ := d.Token()
-		start := tok.(xml.StartElement)
-		p, err := decodePresence(d, &start)
-		if err != nil {
-			t.Fatal(err)
-		}
+		p := decodePresenceRaw(t, `<presence from='juliet@capulet.com/balcony' to='`+pupBare+`'>`+c.x+`</presence>`)
 		if (p.Photo == nil) != (c.want == nil) || (p.Photo != nil && *p.Photo != *c.want) {
 			t.Errorf("%s: photo %v, want %v", c.x, p.Photo, c.want)
 		}
@@ -145,4 +138,28 @@ func TestPEPNotifications(t *testing.T) {
 			t.Errorf("the puppets do not ask for %s", f)
 		}
 	}
+}
+
+// XEP-0172 §4.1 (Example 1): a subscription request's nickname is read;
+// one in other presence is not (the XEP puts it in requests only).
+func TestPresenceSubscribeNick(t *testing.T) {
+	for typ, want := range map[string]string{"subscribe": "Ishmael", "": ""} {
+		p := decodePresenceRaw(t, `<presence from='narrator@moby-dick.lit' to='`+pupBare+`' type='`+typ+`'><nick xmlns='http://jabber.org/protocol/nick'>Ishmael</nick></presence>`)
+		if p.Nick != want {
+			t.Errorf("type %q: nick %q, want %q", typ, p.Nick, want)
+		}
+	}
+}
+
+// decodePresenceRaw decodes one presence given as XML.
+func decodePresenceRaw(t *testing.T, raw string) *mapping.XMPPPresence {
+	t.Helper()
+	d := xml.NewDecoder(strings.NewReader(raw))
+	tok, _ := d.Token()
+	start := tok.(xml.StartElement)
+	p, err := decodePresence(d, &start)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
