@@ -130,6 +130,9 @@ func TestMcabber(t *testing.T) {
 		s, _ := m.Screen()
 		t.Fatalf("mcabber's receipt never reached Alice as a delivery: %v\nits screen:\n%s", err, s)
 	}
+	if s, _ := m.Screen(); containsAny(s, "jid-malformed", "error") {
+		t.Errorf("mcabber shows an error:\n%s", s)
+	}
 }
 
 // aliceJoinsFrom has Alice take the invite of ghost that a client's first

@@ -488,6 +488,11 @@ func TestMatrixTextReachesXMPPWithRequests(t *testing.T) {
 	if want := (Requests{Receipt: true, Delivered: true, Displayed: true, Composing: true, Markable: true}); out.Request != want {
 		t.Errorf("requests %+v, want %+v", out.Request, want)
 	}
+	// XEP-0085 §5.1: the messages of a sender that wants chat states carry
+	// one, <active/>.
+	if out.ChatState != "active" {
+		t.Errorf("chat state %q, want active", out.ChatState)
+	}
 }
 
 func TestMatrixIgnored(t *testing.T) {

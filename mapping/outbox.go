@@ -177,9 +177,13 @@ func (b *Bridge) sendToXMPP(ctx context.Context, row int64) error {
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrPermanent, err)
 	}
+	// XEP-0085 §5.1: a sender that wants chat states "MUST" put one in
+	// the messages it sends before the contact answers; with <active/> in
+	// each, clients that wait to be told (mcabber) send theirs, which
+	// become the ghost's typing.
 	out := &OutMessage{
 		ID: msg.XMPPID, From: from, To: msg.PeerJID, Type: TypeChat,
-		Body: msg.Body, OriginID: msg.XMPPID, Request: msg.Requests,
+		Body: msg.Body, OriginID: msg.XMPPID, Request: msg.Requests, ChatState: "active",
 	}
 	if err := b.xmpp.Send(ctx, out); err != nil {
 		return fmt.Errorf("send message %d to %s: %w", row, msg.PeerJID, err)
