@@ -290,3 +290,42 @@ func TestGhostTakesThePEPNick(t *testing.T) {
 		t.Fatalf("the ghost never took the PEP nick: %v", err)
 	}
 }
+
+// Issue 12, XEP-0084: a client that publishes its avatar only as PEP data
+// and metadata (as Conversations and Dino do) gets it on its ghost: the
+// puppet, which asked for metadata notifications (+notify), is told of the
+// new avatar, and Prosody gives the same image as the vCard's PHOTO.
+func TestGhostTakesTheXEP0084Avatar(t *testing.T) {
+	ctx := context.Background()
+	benedick := w.xmppUser(t, "benedick", "padua")
+	interested(t, ctx, benedick)
+	puppet := w.puppet(t, w.alice.Client.UserID)
+	openPortal(t, ctx, benedick, "benedick")
+	if _, err := benedick.Wait(ctx, wait, isPresence(puppet, "subscribe")); err != nil {
+		t.Fatalf("the puppet never asked for a subscription: %v", err)
+	}
+	for _, p := range []string{`<presence to='%s' type='subscribed'/>`, `<presence to='%s' type='subscribe'/>`} {
+		if err := benedick.SendRaw(ctx, fmt.Sprintf(p, peers.XMLEscape(puppet))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := benedick.Wait(ctx, wait, isPresence(ofResource(puppet), "")); err != nil {
+		t.Fatalf("no presence of the puppet: %v", err)
+	}
+	img := testAvatar(t)
+	sum := sha1.Sum(img)
+	hash := hex.EncodeToString(sum[:])
+	publish := func(id, node, item string) {
+		t.Helper()
+		if err := benedick.SendRaw(ctx, `<iq type='set' id='`+id+`'><pubsub xmlns='http://jabber.org/protocol/pubsub'><publish node='`+node+`'>`+item+`</publish></pubsub></iq>`); err != nil {
+			t.Fatal(err)
+		}
+		if res, err := benedick.Wait(ctx, wait, func(s *peers.Stanza) bool { return s.Name == "iq" && s.ID == id }); err != nil || res.Type != "result" {
+			t.Fatalf("%s not published: %v %v", node, res, err)
+		}
+	}
+	// XEP-0084 §4.1 and §4.2: the data first, then the metadata.
+	publish("av-data", "urn:xmpp:avatar:data", `<item id='`+hash+`'><data xmlns='urn:xmpp:avatar:data'>`+base64.StdEncoding.EncodeToString(img)+`</data></item>`)
+	publish("av-meta", "urn:xmpp:avatar:metadata", fmt.Sprintf(`<item id='%s'><metadata xmlns='urn:xmpp:avatar:metadata'><info bytes='%d' id='%s' height='200' width='200' type='image/png'/></metadata></item>`, hash, len(img), hash))
+	waitGhostAvatar(t, ctx, w.ghost("benedick@"+w.Prosody.Domain), img)
+}
