@@ -31,13 +31,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/rs/zerolog"
-	"go.mau.fi/util/dbutil"
 	"maunium.net/go/mautrix/appservice"
 	"maunium.net/go/mautrix/id"
-	"maunium.net/go/mautrix/sqlstatestore"
 
-	"xmppbridge/database"
 	"xmppbridge/internal/peers"
 	"xmppbridge/internal/standin"
 	"xmppbridge/mapping"
@@ -254,7 +250,7 @@ func (d *drill) run(ctx context.Context) error {
 	}()
 	pushErrs := 0
 	pushed := make([]time.Time, n) // when each was answered 200
-	go func() { // Matrix → XMPP, one transaction at a time, retried
+	go func() {                    // Matrix → XMPP, one transaction at a time, retried
 		defer wg.Done()
 		client := &http.Client{Timeout: 10 * time.Second}
 		next, txn := 0, 0
@@ -307,43 +303,29 @@ func (d *drill) run(ctx context.Context) error {
 			downMu.Lock()
 			down = append(down, [2]time.Time{time.Now().Add(-d.window), {}})
 			downMu.Unlock()
-			if d.crash == "xmpp" {
-				xs.Drop()
+			reconnected := func() {
 				for xs.Connections() == conns && time.Now().Before(end.Add(time.Minute)) {
 					time.Sleep(5 * time.Millisecond)
 				}
-				downMu.Lock()
-				down[len(down)-1][1] = time.Now()
-				downMu.Unlock()
-				continue
 			}
-			if d.crash == "disk" {
-				if err := fillFor(disk, diskFullFor); err != nil {
-					killErr = err
-					return
+			var err error
+			switch d.crash {
+			case "xmpp":
+				xs.Drop()
+				reconnected()
+			case "disk":
+				err = fillFor(disk, diskFullFor)
+			case "postgres":
+				err = crashPostgres()
+			default:
+				bp.Kill()
+				if err = bp.Start(ctx); err == nil {
+					reconnected()
 				}
-				downMu.Lock()
-				down[len(down)-1][1] = time.Now()
-				downMu.Unlock()
-				continue
 			}
-			if d.crash == "postgres" {
-				if err := crashPostgres(); err != nil {
-					killErr = err
-					return
-				}
-				downMu.Lock()
-				down[len(down)-1][1] = time.Now()
-				downMu.Unlock()
-				continue
-			}
-			bp.Kill()
-			if err := bp.Start(ctx); err != nil {
+			if err != nil {
 				killErr = err
 				return
-			}
-			for xs.Connections() == conns && time.Now().Before(end.Add(time.Minute)) {
-				time.Sleep(5 * time.Millisecond)
 			}
 			downMu.Lock()
 			down[len(down)-1][1] = time.Now()
@@ -479,42 +461,18 @@ func roundAll(ds []time.Duration) []time.Duration {
 // drillSeed writes messages 0..n-1 as sent to XMPP and n..2n-1 as come
 // from it, both asking for delivery receipts, over portals rooms.
 func drillSeed(ctx context.Context, dbType, uri string, portals, n int) error {
-	db, err := database.Open(ctx, dbType, uri, zerolog.Nop())
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	ss := sqlstatestore.NewSQLStateStore(db.DB(), dbutil.ZeroLogger(zerolog.Nop()), false)
-	if err := database.EnsureVersionTable(ctx, ss.Database); err != nil {
-		return err
-	}
-	if err := ss.Upgrade(ctx); err != nil {
-		return err
-	}
 	ts := time.Now().Add(-time.Hour)
-	return db.DB().DoTxn(ctx, nil, func(ctx context.Context) error {
-		for r := range portals {
-			if err := db.PutPortal(ctx, &mapping.Portal{RoomID: room(r), MXID: alice, JID: peer(r), CreatedAt: ts}); err != nil {
-				return err
-			}
-			if err := ss.MarkRegistered(ctx, ids.Ghost(peer(r))); err != nil {
-				return err
-			}
+	msgs := make([]*mapping.Message, 2*n)
+	for i := range msgs {
+		dir := mapping.FromMatrix
+		if i >= n {
+			dir = mapping.FromXMPP
 		}
-		for i := range 2 * n {
-			dir := mapping.FromMatrix
-			if i >= n {
-				dir = mapping.FromXMPP
-			}
-			r := i % portals
-			m := &mapping.Message{RoomID: room(r), EventID: id.EventID(eventID(i)), XMPPID: xmppID(i), PeerJID: peer(r),
-				Direction: dir, MXID: alice, TS: ts.Add(time.Duration(i) * time.Millisecond), Requests: mapping.Requests{Receipt: true}}
-			if _, err := db.AddMessage(ctx, m); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+		r := i % portals
+		msgs[i] = &mapping.Message{RoomID: room(r), EventID: id.EventID(eventID(i)), XMPPID: xmppID(i), PeerJID: peer(r),
+			Direction: dir, MXID: alice, TS: ts.Add(time.Duration(i) * time.Millisecond), Requests: mapping.Requests{Receipt: true}}
+	}
+	return seedMessages(ctx, dbType, uri, portals, msgs)
 }
 
 // freshSchema makes a schema of its own in the PostgreSQL database at uri

@@ -39,7 +39,19 @@ func puppetOf(u id.UserID) string {
 // m<i>) in direction dir with req, and every ghost marked registered in
 // the state store, as a bridge that has run for a while has them.
 func seed(ctx context.Context, path string, portals int, roomOf []int, dir mapping.Direction, req mapping.Requests) error {
-	db, err := database.Open(ctx, "sqlite3-fk-wal", path, zerolog.Nop())
+	ts := time.Now().Add(-time.Hour)
+	msgs := make([]*mapping.Message, len(roomOf))
+	for i, r := range roomOf {
+		msgs[i] = &mapping.Message{RoomID: room(r), EventID: id.EventID(eventID(i)), XMPPID: xmppID(i), PeerJID: peer(r),
+			Direction: dir, MXID: alice, TS: ts.Add(time.Duration(i) * time.Millisecond), Requests: req}
+	}
+	return seedMessages(ctx, "sqlite3-fk-wal", path, portals, msgs)
+}
+
+// seedMessages writes portals portals (room r with peer r), their ghosts
+// marked registered, and msgs, into the database of dbType at uri.
+func seedMessages(ctx context.Context, dbType, uri string, portals int, msgs []*mapping.Message) error {
+	db, err := database.Open(ctx, dbType, uri, zerolog.Nop())
 	if err != nil {
 		return err
 	}
@@ -53,7 +65,7 @@ func seed(ctx context.Context, path string, portals int, roomOf []int, dir mappi
 	}
 	ts := time.Now().Add(-time.Hour)
 	return db.DB().DoTxn(ctx, nil, func(ctx context.Context) error {
-		for r := 0; r < portals; r++ {
+		for r := range portals {
 			if err := db.PutPortal(ctx, &mapping.Portal{RoomID: room(r), MXID: alice, JID: peer(r), CreatedAt: ts}); err != nil {
 				return err
 			}
@@ -61,9 +73,7 @@ func seed(ctx context.Context, path string, portals int, roomOf []int, dir mappi
 				return err
 			}
 		}
-		for i, r := range roomOf {
-			m := &mapping.Message{RoomID: room(r), EventID: id.EventID(eventID(i)), XMPPID: xmppID(i), PeerJID: peer(r),
-				Direction: dir, MXID: alice, TS: ts.Add(time.Duration(i) * time.Millisecond), Requests: req}
+		for _, m := range msgs {
 			if _, err := db.AddMessage(ctx, m); err != nil {
 				return err
 			}
