@@ -33,8 +33,10 @@ type MatrixSide interface {
 	SendNotice(ctx context.Context, room id.RoomID, sender id.UserID, body, txnID string) error
 	Join(ctx context.Context, room id.RoomID, user id.UserID) error
 	Leave(ctx context.Context, room id.RoomID, user id.UserID, reason string) error
-	// SetTyping shows or clears user's typing, for at most timeoutSec.
-	SetTyping(ctx context.Context, room id.RoomID, user id.UserID, on bool, timeoutSec int) error
+	// ShowTyping shows or clears user's typing in room, without waiting:
+	// best effort, the newest state winning, with a timeout so that a lost
+	// cancellation cannot leave it on.
+	ShowTyping(room id.RoomID, user id.UserID, on bool)
 	// SendDelivery says that ev was delivered to ghost, in whatever way the
 	// homeserver allows (m.delivery, its unstable name, or a status event).
 	SendDelivery(ctx context.Context, room id.RoomID, ghost id.UserID, ev id.EventID) error
@@ -139,9 +141,6 @@ type Bridge struct {
 	nicks    map[string]string // by bare JID
 	typingMu sync.Mutex
 	typing   map[id.RoomID]bool // whether the portal's user types, by room
-
-	ghostTypingMu sync.Mutex
-	ghostTypingOf map[id.RoomID]*typingState // xmpp_receipts.go
 }
 
 // New makes a core. The sides may be set later with SetSides, since they
@@ -150,7 +149,7 @@ func New(cfg Config, store Store, count Counter, log zerolog.Logger) *Bridge {
 	if count == nil {
 		count = func(string, string) {}
 	}
-	b := &Bridge{cfg: cfg, store: store, counter: count, log: log, wake: make(chan struct{}, 1), now: time.Now, out: noOutbox{}, typing: map[id.RoomID]bool{}, nicks: map[string]string{}, ghostTypingOf: map[id.RoomID]*typingState{}}
+	b := &Bridge{cfg: cfg, store: store, counter: count, log: log, wake: make(chan struct{}, 1), now: time.Now, out: noOutbox{}, typing: map[id.RoomID]bool{}, nicks: map[string]string{}}
 	b.in = newIntake(cfg.Limits, func() time.Time { return b.now() }, log)
 	return b
 }

@@ -89,11 +89,10 @@ func (f *fakeMatrix) Leave(_ context.Context, room id.RoomID, user id.UserID, re
 	return f.fail
 }
 
-func (f *fakeMatrix) SetTyping(_ context.Context, room id.RoomID, user id.UserID, on bool, timeout int) error {
+func (f *fakeMatrix) ShowTyping(room id.RoomID, user id.UserID, on bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.typing = append(f.typing, fmt.Sprintf("%s %s %v %d", room, user, on, timeout))
-	return f.fail
+	f.typing = append(f.typing, fmt.Sprintf("%s %s %v", room, user, on))
 }
 
 func (f *fakeMatrix) SendDelivery(_ context.Context, room id.RoomID, ghost id.UserID, ev id.EventID) error {

@@ -3,7 +3,6 @@ package mapping
 import (
 	"context"
 	"fmt"
-	"time"
 
 	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix/id"
@@ -106,64 +105,8 @@ func (b *Bridge) typingFromXMPP(ctx context.Context, log zerolog.Logger, mxid id
 		return fmt.Errorf("look up portal for typing: %w", err)
 	}
 	b.count("xmpp_typing", Reason(fmt.Sprint(on)))
-	b.ghostTyping(ctx, log, portal.RoomID, b.cfg.Identities.Ghost(peer), on)
+	// Typing is ephemeral: the side sends it off the read loop, the
+	// newest state winning, and queues nothing.
+	b.matrix.ShowTyping(portal.RoomID, b.cfg.Identities.Ghost(peer), on)
 	return nil
-}
-
-// typingState is what the bridge told the homeserver of a ghost's typing
-// in one room, and what it should say next.
-type typingState struct {
-	want, sent, known, busy bool
-	sentAt                  time.Time
-}
-
-// ghostTyping sets the ghost's typing in room, off the XMPP read loop:
-// one request at a time per room, the last state winning, and none for a
-// state the homeserver already has (clients repeat <active/> with every
-// message). The map holds only rooms where a ghost types or a request is
-// on its way.
-func (b *Bridge) ghostTyping(ctx context.Context, log zerolog.Logger, room id.RoomID, ghost id.UserID, on bool) {
-	b.ghostTypingMu.Lock()
-	defer b.ghostTypingMu.Unlock()
-	st := b.ghostTypingOf[room]
-	if st == nil {
-		st = &typingState{}
-		b.ghostTypingOf[room] = st
-	}
-	st.want = on
-	if st.busy {
-		return // the request on its way sends this after it
-	}
-	st.busy = true
-	go func() {
-		ctx := context.WithoutCancel(ctx)
-		b.ghostTypingMu.Lock()
-		defer b.ghostTypingMu.Unlock()
-		for {
-			want := st.want
-			// Typing shown again before the homeserver's timeout runs out.
-			if st.known && want == st.sent && (!want || b.now().Sub(st.sentAt) < TypingTimeout*time.Second/2) {
-				st.busy = false
-				if !want {
-					delete(b.ghostTypingOf, room)
-				}
-				return
-			}
-			b.ghostTypingMu.Unlock()
-			tctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			err := b.matrix.SetTyping(tctx, room, ghost, want, TypingTimeout)
-			cancel()
-			b.ghostTypingMu.Lock()
-			if err != nil {
-				// Best effort: typing is not queued; the next change tries.
-				log.Debug().Err(err).Msg("Failed to set typing")
-				st.known, st.busy = false, false
-				if !st.want {
-					delete(b.ghostTypingOf, room)
-				}
-				return
-			}
-			st.sent, st.known, st.sentAt = want, true, b.now()
-		}
-	}()
 }

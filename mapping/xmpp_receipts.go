@@ -17,10 +17,6 @@ const (
 	JobMatrixStatus   JobKind = "matrix.status"   // a failure status, by row
 )
 
-// TypingTimeout is how long a ghost shows as typing without news: the
-// homeserver clears it by itself, so a lost cancellation cannot leave it.
-const TypingTimeout = 30 // seconds
-
 // StatusArgs is the payload of a JobMatrixStatus.
 type StatusArgs struct {
 	Retriable bool   `json:"retriable"`

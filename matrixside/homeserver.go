@@ -26,6 +26,7 @@ type Homeserver struct {
 
 	delivery   deliveryState
 	registered sync.Map // id.UserID → true: users known to exist
+	typists    *typists // typing.go
 }
 
 // NewHomeserver prepares the homeserver side. Its HTTP client keeps as
@@ -36,7 +37,9 @@ func NewHomeserver(as *appservice.AppService, ids mapping.Identities, d Delivery
 	transport.MaxIdleConns = 128
 	transport.MaxIdleConnsPerHost = 64
 	as.HTTPClient.Transport = transport
-	return &Homeserver{AS: as, IDs: ids, Delivery: d}
+	h := &Homeserver{AS: as, IDs: ids, Delivery: d}
+	h.typists = newTypists(h.setTyping, as.Log)
+	return h
 }
 
 var _ mapping.MatrixSide = (*Homeserver)(nil)

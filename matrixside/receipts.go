@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"sync"
-	"time"
 
 	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix"
@@ -150,16 +149,6 @@ func (h *Homeserver) SendRead(ctx context.Context, room id.RoomID, user id.UserI
 		return err
 	}
 	return h.transient(classify(intent.SendReceipt(ctx, room, ev, event.ReceiptTypeRead, struct{}{})))
-}
-
-// SetTyping implements mapping.MatrixSide.
-func (h *Homeserver) SetTyping(ctx context.Context, room id.RoomID, user id.UserID, on bool, timeoutSec int) error {
-	intent, err := h.intent(ctx, user)
-	if err != nil {
-		return err
-	}
-	_, err = intent.UserTyping(ctx, room, on, time.Duration(timeoutSec)*time.Second)
-	return classify(err)
 }
 
 // SendFailure implements mapping.MatrixSide: the bot marks ev as failed,
