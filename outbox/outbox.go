@@ -228,7 +228,7 @@ func (o *Outbox) runLane(ctx context.Context, l *lane) {
 			return
 		}
 		o.mu.Unlock()
-		err := o.run.RunJob(ctx, job)
+		err := o.runJob(ctx, job)
 		o.mu.Lock()
 		l.jobs = l.jobs[1:]
 		// A finished job stays known until it has left the store, so that
@@ -274,6 +274,24 @@ func (o *Outbox) runLane(ctx context.Context, l *lane) {
 			return
 		}
 	}
+}
+
+// stopGrace is how long a job under way may go on once the bridge stops.
+const stopGrace = 5 * time.Second
+
+// runJob runs job, letting it finish for stopGrace after ctx ends: a send
+// cut off may be done on the server with its answer lost, and a homeserver
+// forgets the transaction id of a request it saw cancelled (Dendrite
+// does), so the retry after the restart would post a second event.
+func (o *Outbox) runJob(ctx context.Context, job *mapping.Job) error {
+	jctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancel()
+	stop := context.AfterFunc(ctx, func() {
+		t := time.AfterFunc(stopGrace, cancel)
+		context.AfterFunc(jctx, func() { t.Stop() })
+	})
+	defer stop()
+	return o.run.RunJob(jctx, job)
 }
 
 // finished notes that job is done with, to be removed from the store.
