@@ -44,6 +44,15 @@ type XMPPMessage struct {
 	Event     *EventNotice // XEP-0022 <x/> without a body
 	Displayed string       // XEP-0333 <displayed id/>
 	ChatState string       // XEP-0085 element name: active, composing, paused, inactive, gone
+
+	// What points at an earlier message (relations.go).
+	Replace   string         // XEP-0308 <replace id/>: the id of the message this corrects
+	Reply     *XMPPReply     // XEP-0461 <reply/>, its fallback cut out of Body
+	Reactions *XMPPReactions // XEP-0444 <reactions/>
+	// Retract is the id of the message the sender retracts: XEP-0424
+	// <retract id/>, or the older <apply-to id><retract/></apply-to> of
+	// urn:xmpp:message-retract:0 (XEP-0422).
+	Retract string
 }
 
 // EventNotice is an XEP-0022 notification (§3.2): the events it raises for
@@ -77,6 +86,15 @@ type OutMessage struct {
 	Event     *EventNotice // XEP-0022 notification (no body)
 	Displayed string       // XEP-0333 <displayed id/>
 	ChatState string       // XEP-0085
+
+	// What points at an earlier message (relations.go). xmppside adds a
+	// <store/> hint (XEP-0334) to Reactions and Retract, and to a Retract
+	// without a Body the XEP-0428 fallback text of XEP-0424; Reactions go
+	// without a body (XEP-0444's examples have none).
+	Replace   string         // XEP-0308: Body corrects the message with this id
+	Reply     *OutReply      // XEP-0461, with its quote fallback
+	Reactions *XMPPReactions // XEP-0444: the puppet's whole set
+	Retract   string         // XEP-0424 v1: the id of the message retracted
 }
 
 var idEncoding = base32.StdEncoding.WithPadding(base32.NoPadding)

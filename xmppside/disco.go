@@ -19,13 +19,21 @@ const (
 	NSPing       = "urn:xmpp:ping" // XEP-0199
 )
 
+// relationFeatures are the XEPs of what points at a message (edits,
+// replies, reactions, retractions), the fallbacks that go with them and
+// the styling of bodies, which the domain and every puppet support.
+var relationFeatures = []string{
+	mapping.NSCorrect, mapping.NSReply, mapping.NSReactions, mapping.NSRetract, mapping.NSFallback, mapping.NSStyling,
+}
+
 // puppetFeatures is what every puppet supports: the receipts the bridge
-// translates, IM-NG routing (it is the puppets' server), stable ids and the
-// entity capabilities in their presence. caps.go hashes it.
-var puppetFeatures = []string{
+// translates, IM-NG routing (it is the puppets' server), stable ids, the
+// entity capabilities in their presence, and relations. caps.go hashes
+// it, so the puppets' caps ver changes with it.
+var puppetFeatures = append([]string{
 	NSDiscoInfo, NSReceipts, NSEvent, NSMarkers, NSIMNG, NSSID, NSChatStates, NSPing, NSCaps, NSVersion, NSVCard,
 	NSNickNotify, NSAvatarMetadataNotify, // pep.go
-}
+}, relationFeatures...)
 
 // puppetIdentity is every puppet's. "client"/"pc": a puppet stands for a
 // person using Matrix clients, not for an automated "bot"; clients treat
@@ -33,9 +41,9 @@ var puppetFeatures = []string{
 var puppetIdentity = identity{Category: "client", Type: "pc", Name: "Matrix"}
 
 // domainFeatures is what the component itself supports.
-var domainFeatures = []string{
+var domainFeatures = append([]string{
 	NSDiscoInfo, NSDiscoItems, NSReceipts, NSEvent, NSMarkers, NSIMNG, NSSID, NSChatStates, NSPing, NSVersion, NSGateway,
-}
+}, relationFeatures...)
 
 type inIQ struct {
 	XMLName xml.Name `xml:"iq"`

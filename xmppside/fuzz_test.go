@@ -3,11 +3,14 @@ package xmppside
 import (
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 // FuzzDecodeMessage: no input crashes the decoder of receipts, x:events,
-// markers and chat states, and nothing unbounded gets through.
+// markers, chat states and relations, and nothing unbounded gets through.
 func FuzzDecodeMessage(f *testing.F) {
 	files, _ := filepath.Glob("testdata/*.xml")
 	for _, name := range files {
@@ -18,12 +21,19 @@ func FuzzDecodeMessage(f *testing.F) {
 		f.Add(string(data))
 	}
 	f.Add(`<message from='a@b/c' to='d@e'><x xmlns='jabber:x:event'><id></id></x><received xmlns='urn:xmpp:receipts'/></message>`)
+	// Relations (relations_test.go): overlapping fallback ranges around an
+	// emoji, a reversed one, repeated reactions.
+	f.Add(`<message from='a@b/c' to='d@e' id='1'><body>🎂> q` + "\n" + `hi</body><reply xmlns='urn:xmpp:reply:0' to='d@e' id='0'/>` +
+		`<fallback xmlns='urn:xmpp:fallback:0' for='urn:xmpp:reply:0'><body start='1' end='5'/><body start='0' end='2'/></fallback></message>`)
+	f.Add(`<message from='a@b/c' to='d@e' id='1'><body>🎂> q</body><reply xmlns='urn:xmpp:reply:0' id='0'/>` +
+		`<fallback xmlns='urn:xmpp:fallback:0' for='urn:xmpp:reply:0'><body start='3' end='2'/></fallback></message>`)
+	f.Add(`<message from='a@b/c' to='d@e'><reactions xmlns='urn:xmpp:reactions:0' id='0'><reaction> 👍</reaction><reaction>👍 </reaction><reaction/></reactions></message>`)
 	f.Fuzz(func(t *testing.T, s string) {
 		m, err := decodeString(s)
 		if err != nil {
 			return
 		}
-		for _, v := range []string{m.ID, m.Received, m.Displayed, m.OriginID, m.StanzaID} {
+		for _, v := range []string{m.ID, m.Received, m.Displayed, m.OriginID, m.StanzaID, m.Replace, m.Retract} {
 			if len(v) > maxIDLen {
 				t.Fatalf("an id of %d bytes got through", len(v))
 			}
@@ -33,6 +43,24 @@ func FuzzDecodeMessage(f *testing.F) {
 		}
 		if m.Event != nil && m.HasBody {
 			t.Fatal("a message with a body decoded as a notification")
+		}
+		if r := m.Reply; r != nil && (r.ID == "" || len(r.ID) > maxIDLen || len(r.To) > maxJIDLen) {
+			t.Fatalf("a reply to %d bytes of id, %d of author got through", len(r.ID), len(r.To))
+		}
+		if r := m.Reply; r != nil && (!utf8.ValidString(m.Body) || !utf8.ValidString(r.Fallback)) {
+			// encoding/xml refuses invalid UTF-8, so only a cut inside a
+			// code point makes any.
+			t.Fatalf("the fallback was cut inside a code point: %q, %q", m.Body, r.Fallback)
+		}
+		if r := m.Reactions; r != nil {
+			if r.ID == "" || len(r.ID) > maxIDLen || len(r.Keys) > maxReactions {
+				t.Fatalf("reactions to %d bytes of id, with %d keys, got through", len(r.ID), len(r.Keys))
+			}
+			for i, k := range r.Keys {
+				if k == "" || len(k) > maxReactionLen || k != strings.TrimSpace(k) || slices.Contains(r.Keys[:i], k) {
+					t.Fatalf("reaction key %q of %q got through", k, r.Keys)
+				}
+			}
 		}
 	})
 }

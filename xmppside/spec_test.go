@@ -39,8 +39,14 @@ func (r *recMatrix) add(list *[]string, s string) error {
 func (r *recMatrix) CreateDM(context.Context, id.UserID, id.UserID) (id.RoomID, error) {
 	return "!new:example.org", nil
 }
-func (r *recMatrix) SendText(context.Context, id.RoomID, id.UserID, string, string) (id.EventID, error) {
+func (r *recMatrix) SendMessage(context.Context, id.RoomID, id.UserID, *mapping.OutMatrix, string) (id.EventID, error) {
 	return "$new", nil
+}
+func (r *recMatrix) React(context.Context, id.RoomID, id.UserID, id.EventID, string, string) (id.EventID, error) {
+	return "$reaction", nil
+}
+func (r *recMatrix) Redact(context.Context, id.RoomID, id.UserID, id.EventID, string) (id.EventID, error) {
+	return "$redaction", nil
 }
 func (r *recMatrix) SendNotice(context.Context, id.RoomID, id.UserID, string, string) error {
 	return nil

@@ -44,6 +44,15 @@ type inMessage struct {
 	Paused    *struct{} `xml:"http://jabber.org/protocol/chatstates paused"`
 	Inactive  *struct{} `xml:"http://jabber.org/protocol/chatstates inactive"`
 	Gone      *struct{} `xml:"http://jabber.org/protocol/chatstates gone"`
+	// What points at an earlier message, and the fallbacks for clients
+	// without the XEPs that say so.
+	Replace         *replace        `xml:"urn:xmpp:message-correct:0 replace"`
+	Reply           *reply          `xml:"urn:xmpp:reply:0 reply"`
+	Reactions       []reactionsElem `xml:"urn:xmpp:reactions:0 reactions"`
+	Retract         *retract        `xml:"urn:xmpp:message-retract:1 retract"`
+	ApplyTo         []applyTo       `xml:"urn:xmpp:fasten:0 apply-to"`
+	Fallback        []fallbackElem  `xml:"urn:xmpp:fallback:0 fallback"`
+	FeatureFallback []fallbackElem  `xml:"urn:xmpp:feature-fallback:0 fallback"`
 }
 
 // errorElem is a stanza's <error/> (RFC 6120 §8.3.2).
@@ -90,6 +99,10 @@ func decodeMessage(d *xml.Decoder, start *xml.StartElement) (*mapping.XMPPMessag
 	decodeChatState(&in, m)
 	decodeNick(&in, m)
 	decodePEP(&in, m)
+	decodeCorrect(&in, m)
+	decodeReply(&in, m)
+	decodeReactions(&in, m)
+	decodeRetract(&in, m)
 	if in.Error != nil {
 		m.Error = &mapping.StanzaError{Type: in.Error.Type, Text: in.Error.Text}
 		if len(in.Error.Condition) > 0 {
@@ -171,20 +184,40 @@ func encodeAnswers(t *tokens, m *mapping.OutMessage) {
 	encodeEventNotice(t, m)
 }
 
+// encodeRelations writes what points at an earlier message: XEP-0308
+// <replace/>, XEP-0461 <reply/>, XEP-0444 <reactions/>, XEP-0424
+// <retract/>, each with the XEP-0428 fallback of its body, and the
+// XEP-0334 <store/> hint of those without a body of their own.
+func encodeRelations(t *tokens, m *mapping.OutMessage) {
+	encodeCorrect(t, m)
+	encodeReply(t, m)
+	encodeReactions(t, m)
+	encodeRetract(t, m)
+	encodeStore(t, m)
+}
+
+// outBody is the <body/> m is written with: a reply's quote before its
+// text (XEP-0461), XEP-0424's fallback for a retraction without text.
+func outBody(m *mapping.OutMessage) string {
+	return retractBody(m, replyBody(m))
+}
+
 // writeMessage writes m as a <message/> stanza in the stream's default
 // namespace.
 func writeMessage(w xmlstream.TokenWriter, m *mapping.OutMessage) error {
 	t := &tokens{w: w}
 	t.start("", "message", "id", m.ID, "from", m.From.String(), "to", m.To.String(), "type", m.Type)
-	if m.Body != "" {
-		t.text("", "body", m.Body)
+	if body := outBody(m); body != "" {
+		t.text("", "body", body)
 	}
 	// Each XEP's part, written by its own file: the requests a message
-	// carries, then what a receipt or notification answers.
+	// carries, what a receipt or notification answers, then what the
+	// message points at.
 	encodeSID(t, m)
 	encodeRequests(t, m.Request)
 	encodeAnswers(t, m)
 	encodeChatState(t, m)
+	encodeRelations(t, m)
 	if e := m.Error; e != nil {
 		// RFC 6120 §8.3.2: type, defined condition, optional text.
 		t.start("", "error", "type", e.Type)
