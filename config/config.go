@@ -15,6 +15,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"gopkg.in/yaml.v3"
 	"maunium.net/go/mautrix"
@@ -61,6 +62,7 @@ type Config struct {
 	} `yaml:"xmpp"`
 	Bridge struct {
 		Permissions map[string]string `yaml:"permissions"`
+		EditMaxAge  time.Duration     `yaml:"edit_max_age"`
 	} `yaml:"bridge"`
 	Receipts struct {
 		DeliveryFallback     string          `yaml:"delivery_fallback"`
@@ -284,6 +286,9 @@ func (c *Config) validate() Errors {
 	}
 	if c.XMPP.ReceiptTo != "bare" && c.XMPP.ReceiptTo != "full" {
 		bad("xmpp.receipt_to", fmt.Sprintf("%q is not an addressing; put bare or full", c.XMPP.ReceiptTo))
+	}
+	if c.Bridge.EditMaxAge <= 0 {
+		bad("bridge.edit_max_age", "must be more than 0; put how old a Matrix message may be for its edit to go as a XEP-0308 correction, e.g. 24h")
 	}
 	if c.Receipts.MaxDisplayedPerRead < 1 {
 		bad("receipts.max_displayed_per_read", "must be at least 1; put how many <displayed/> one read may raise, e.g. 50")

@@ -470,6 +470,9 @@ func TestMessageLookups(t *testing.T) {
 			Requests:     mapping.Requests{Receipt: true, Delivered: true, Displayed: true, Composing: true, Offline: true, Markable: true},
 			DeliveredAt:  t0.Add(time.Second),
 			DisplayedAt:  t0.Add(2 * time.Second),
+			RelKind:      mapping.RelReply,
+			RelTo:        7,
+			RelKey:       "👍",
 		}
 		mustAdd(t, s, msg)
 		want := *msg
@@ -855,6 +858,37 @@ func TestHasUnsentToMatrix(t *testing.T) {
 		must(t, s.SetMessageEventID(ctx, toMatrix.RowID, "!room:example.org", "$sent"))
 		if unsent(alice, bob) {
 			t.Error("still unsent once its event is stored")
+		}
+	})
+}
+
+// The live reactions to a message: one direction's, in order, without
+// those a redaction points at, and without other kinds of relation.
+func TestReactions(t *testing.T) {
+	forEachStore(t, func(t *testing.T, s contractStore) {
+		ctx := t.Context()
+		target := newMessage(bob, "m1", mapping.FromMatrix)
+		mustAdd(t, s, target)
+		rel := func(kind mapping.RelKind, to int64, key string, dir mapping.Direction) *mapping.Message {
+			m := newMessage(bob, "", dir)
+			m.RelKind, m.RelTo, m.RelKey = kind, to, key
+			mustAdd(t, s, m)
+			return m
+		}
+		up := rel(mapping.RelReaction, target.RowID, "👍", mapping.FromXMPP)
+		heart := rel(mapping.RelReaction, target.RowID, "❤", mapping.FromXMPP)
+		rel(mapping.RelReaction, target.RowID, "🎉", mapping.FromMatrix)
+		rel(mapping.RelReply, target.RowID, "", mapping.FromXMPP)
+		rel(mapping.RelRedact, up.RowID, "", mapping.FromXMPP)
+		got, err := s.Reactions(ctx, target.RowID, mapping.FromXMPP)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != 1 || got[0].RowID != heart.RowID || got[0].RelKey != "❤" {
+			t.Fatalf("reactions %+v, want only the heart", got)
+		}
+		if got, _ := s.Reactions(ctx, heart.RowID, mapping.FromXMPP); len(got) != 0 {
+			t.Errorf("reactions to a reaction: %+v", got)
 		}
 	})
 }

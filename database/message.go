@@ -31,7 +31,8 @@ const (
 	messageColumns = `
 		rowid, room_id, event_id, xmpp_id, origin_id, stanza_id, peer_jid, peer_resource,
 		direction, mxid, body, ts, want_receipt, want_delivered, want_displayed,
-		want_composing, want_offline, markable, delivered_at, displayed_at
+		want_composing, want_offline, markable, delivered_at, displayed_at,
+		rel_kind, rel_to, rel_key
 	`
 	getMessageBaseQuery      = `SELECT ` + messageColumns + ` FROM message `
 	getMessageByRowQuery     = getMessageBaseQuery + `WHERE rowid=$1`
@@ -46,15 +47,22 @@ const (
 		INSERT INTO message (
 			room_id, event_id, xmpp_id, origin_id, stanza_id, peer_jid, peer_resource,
 			direction, mxid, body, ts, want_receipt, want_delivered, want_displayed,
-			want_composing, want_offline, markable, delivered_at, displayed_at
+			want_composing, want_offline, markable, delivered_at, displayed_at,
+			rel_kind, rel_to, rel_key
 		)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)
 		ON CONFLICT DO NOTHING
 		RETURNING rowid
 	`
 	setMessageEventIDQuery = `UPDATE message SET room_id=$2, event_id=$3 WHERE rowid=$1`
 	getRoomMessagesQuery   = getMessageBaseQuery + `WHERE room_id=$1 ORDER BY ts, rowid`
 	// "event_id IS NULL" lets both engines use the partial index.
+	// The reactions to a message that no redaction points at, by the
+	// relation index. The kinds and the direction are CAST (see CAST).
+	getReactionsQuery = getMessageBaseQuery + `
+		WHERE rel_to=$1 AND rel_kind=CAST('reaction' AS TEXT) AND direction=CAST($2 AS TEXT)
+		  AND NOT EXISTS (SELECT 1 FROM message AS d WHERE d.rel_to=message.rowid AND d.rel_kind=CAST('redact' AS TEXT))
+		ORDER BY rowid`
 	hasUnsentToMatrixQuery = `SELECT EXISTS (SELECT 1 FROM message WHERE peer_jid=$1 AND mxid=$2 AND direction='xmpp' AND event_id IS NULL)`
 )
 
@@ -68,6 +76,7 @@ func scanMessage(row dbutil.Scannable) (*mapping.Message, error) {
 		&m.RowID, &m.RoomID, &eventID, &m.XMPPID, &m.OriginID, &m.StanzaID, &peer, &m.PeerResource,
 		&m.Direction, &m.MXID, &m.Body, &ts, &m.Requests.Receipt, &m.Requests.Delivered, &m.Requests.Displayed,
 		&m.Requests.Composing, &m.Requests.Offline, &m.Requests.Markable, &deliveredAt, &displayedAt,
+		&m.RelKind, &m.RelTo, &m.RelKey,
 	)
 	if err != nil {
 		return nil, err
@@ -88,6 +97,7 @@ func messageArgs(m *mapping.Message) []any {
 		m.Direction, m.MXID, m.Body, toMilli(m.TS), m.Requests.Receipt, m.Requests.Delivered, m.Requests.Displayed,
 		m.Requests.Composing, m.Requests.Offline, m.Requests.Markable,
 		dbutil.UnixMilliPtr(m.DeliveredAt), dbutil.UnixMilliPtr(m.DisplayedAt),
+		m.RelKind, m.RelTo, m.RelKey,
 	}
 }
 
@@ -173,6 +183,15 @@ func (db *Database) HasUnsentToMatrix(ctx context.Context, mxid id.UserID, peer 
 		return false, fmt.Errorf("look for messages from %s to %s not on Matrix yet: %w", peer, mxid, err)
 	}
 	return unsent, nil
+}
+
+// Reactions implements mapping.Store.
+func (db *Database) Reactions(ctx context.Context, target int64, dir mapping.Direction) ([]*mapping.Message, error) {
+	ms, err := queryMany(ctx, db.db, scanMessage, getReactionsQuery, target, dir)
+	if err != nil {
+		return nil, fmt.Errorf("look up the reactions to message %d: %w", target, err)
+	}
+	return ms, nil
 }
 
 // Messages returns every message of a room, oldest first (for people and

@@ -28,8 +28,12 @@ var ErrNotPending = errors.New("transaction not pending")
 type MatrixSide interface {
 	// CreateDM creates a direct-message room as ghost and invites invitee.
 	CreateDM(ctx context.Context, ghost, invitee id.UserID) (id.RoomID, error)
-	// SendText sends an m.text as sender; txnID makes a retry idempotent.
-	SendText(ctx context.Context, room id.RoomID, sender id.UserID, body, txnID string) (id.EventID, error)
+	// SendMessage posts msg as sender; txnID makes a retry idempotent.
+	SendMessage(ctx context.Context, room id.RoomID, sender id.UserID, msg *OutMatrix, txnID string) (id.EventID, error)
+	// React puts sender's reaction key on target (an m.reaction).
+	React(ctx context.Context, room id.RoomID, sender id.UserID, target id.EventID, key, txnID string) (id.EventID, error)
+	// Redact removes target as sender (an m.room.redaction).
+	Redact(ctx context.Context, room id.RoomID, sender id.UserID, target id.EventID, txnID string) (id.EventID, error)
 	SendNotice(ctx context.Context, room id.RoomID, sender id.UserID, body, txnID string) error
 	Join(ctx context.Context, room id.RoomID, user id.UserID) error
 	Leave(ctx context.Context, room id.RoomID, user id.UserID, reason string) error
@@ -89,6 +93,9 @@ type Config struct {
 	Receipts       ReceiptPolicy
 	Presence       PresencePolicy
 	Limits         Limits // zero: DefaultLimits
+	// EditMaxAge bounds the Matrix edits that go as XEP-0308 corrections
+	// (bridge.edit_max_age); zero: DefaultEditMaxAge.
+	EditMaxAge time.Duration
 }
 
 // ReceiptPolicy is how receipts from Matrix reach XMPP (config: receipts.*).

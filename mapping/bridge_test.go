@@ -52,6 +52,27 @@ func (f *fakeMatrix) CreateDM(_ context.Context, ghost, invitee id.UserID) (id.R
 	return id.RoomID(fmt.Sprintf("!room%d:example.org", f.rooms)), nil
 }
 
+// SendMessage records a plain text as "room sender body txn", an edit's
+// body as "edit $original new text", a reply's as "reply $event text".
+func (f *fakeMatrix) SendMessage(ctx context.Context, room id.RoomID, sender id.UserID, msg *OutMatrix, txnID string) (id.EventID, error) {
+	body := msg.Body
+	switch {
+	case msg.Replace != "":
+		body = "edit " + string(msg.Replace) + " " + msg.NewBody
+	case msg.ReplyTo != "":
+		body = "reply " + string(msg.ReplyTo) + " " + msg.Body
+	}
+	return f.SendText(ctx, room, sender, body, txnID)
+}
+
+func (f *fakeMatrix) React(ctx context.Context, room id.RoomID, sender id.UserID, target id.EventID, key, txnID string) (id.EventID, error) {
+	return f.SendText(ctx, room, sender, "react "+string(target)+" "+key, txnID)
+}
+
+func (f *fakeMatrix) Redact(ctx context.Context, room id.RoomID, sender id.UserID, target id.EventID, txnID string) (id.EventID, error) {
+	return f.SendText(ctx, room, sender, "redact "+string(target), txnID)
+}
+
 func (f *fakeMatrix) SendText(_ context.Context, room id.RoomID, sender id.UserID, body, txnID string) (id.EventID, error) {
 	f.mu.Lock()
 	if f.fail != nil {

@@ -50,12 +50,15 @@ const SyncedPrefix = "sync:"
 type decodedBody struct {
 	Receipts []Receipt `json:"receipts,omitempty"`
 	Typing   []Typing  `json:"typing,omitempty"`
+	// Events are room events read by /sync: redactions, which Dendrite
+	// does not push to application services.
+	Events []MatrixEvent `json:"events,omitempty"`
 }
 
-// NewDecodedTxn is the inbox entry id of receipts and typing the bridge
-// itself read (id starting with SyncedPrefix, or parkedPrefix).
-func NewDecodedTxn(id string, receipts []Receipt, typing []Typing) (*Txn, error) {
-	body, err := json.Marshal(decodedBody{Receipts: receipts, Typing: typing})
+// NewDecodedTxn is the inbox entry id of what the bridge itself read
+// (id starting with SyncedPrefix, or parkedPrefix).
+func NewDecodedTxn(id string, t MatrixTxn) (*Txn, error) {
+	body, err := json.Marshal(decodedBody{Receipts: t.Receipts, Typing: t.Typing, Events: t.Events})
 	if err != nil {
 		return nil, fmt.Errorf("encode inbox entry %s: %w", id, err)
 	}
@@ -72,12 +75,12 @@ func DecodedTxn(txn *Txn) (MatrixTxn, bool, error) {
 	if err := json.Unmarshal(txn.Body, &b); err != nil {
 		return MatrixTxn{}, true, fmt.Errorf("inbox entry %s: %w", txn.ID, err)
 	}
-	if len(b.Receipts) == 0 && len(b.Typing) == 0 {
+	if len(b.Receipts) == 0 && len(b.Typing) == 0 && len(b.Events) == 0 {
 		// Stored by an earlier version, in the shape of a pushed
 		// transaction: read as one.
 		return MatrixTxn{}, false, nil
 	}
-	return MatrixTxn{ID: txn.ID, Receipts: b.Receipts, Typing: b.Typing}, true, nil
+	return MatrixTxn{ID: txn.ID, Receipts: b.Receipts, Typing: b.Typing, Events: b.Events}, true, nil
 }
 
 // Inbox is where a replayed receipt is announced once stored: the
@@ -127,7 +130,7 @@ func (b *Bridge) replayReceipt(ctx context.Context, job *Job) error {
 	// Job ids are never reused, so the id is the job's: a rerun after a
 	// crash stores nothing new.
 	txnID := parkedPrefix + strconv.FormatInt(job.ID, 10)
-	txn, err := NewDecodedTxn(txnID, []Receipt{rc}, nil)
+	txn, err := NewDecodedTxn(txnID, MatrixTxn{Receipts: []Receipt{rc}})
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrPermanent, err)
 	}

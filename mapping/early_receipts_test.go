@@ -144,12 +144,12 @@ func TestParkedReceiptOfFailedSendIsDropped(t *testing.T) {
 	}
 }
 
-// failAfterHook is the fake homeserver whose SendText fails with f.fail
+// failAfterHook is the fake homeserver whose SendMessage fails with f.fail
 // when its hook has set it: the event was seen by clients, then refused.
 type failAfterHook struct{ *fakeMatrix }
 
-func (f *failAfterHook) SendText(ctx context.Context, room id.RoomID, sender id.UserID, body, txnID string) (id.EventID, error) {
-	ev, err := f.fakeMatrix.SendText(ctx, room, sender, body, txnID)
+func (f *failAfterHook) SendMessage(ctx context.Context, room id.RoomID, sender id.UserID, msg *OutMatrix, txnID string) (id.EventID, error) {
+	ev, err := f.fakeMatrix.SendMessage(ctx, room, sender, msg, txnID)
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if err == nil && f.fail != nil {
@@ -165,7 +165,7 @@ func (f *failAfterHook) SendText(ctx context.Context, room id.RoomID, sender id.
 func TestDecodedTxn(t *testing.T) {
 	receipts := []Receipt{{Room: dm, Event: "$e", Type: ReceiptRead, User: alice, Thread: ThreadMain}}
 	typing := []Typing{{Room: dm, Users: []id.UserID{alice}}}
-	txn, err := NewDecodedTxn(SyncedPrefix+"s1", receipts, typing)
+	txn, err := NewDecodedTxn(SyncedPrefix+"s1", MatrixTxn{Receipts: receipts, Typing: typing})
 	if err != nil {
 		t.Fatal(err)
 	}

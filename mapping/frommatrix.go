@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"strings"
 )
 
 // EncryptedNotice is what a ghost says in a portal when an encrypted event
@@ -95,7 +96,7 @@ func (b *Bridge) handleMatrixEvent(ctx context.Context, evt MatrixEvent) ([]*Job
 	switch evt.Kind {
 	case EventMember:
 		return b.handleMember(ctx, evt)
-	case EventMessage, EventEncrypted:
+	case EventMessage, EventEncrypted, EventReaction, EventRedaction:
 	default:
 		b.count("matrix_event", ReasonEventType)
 		return nil, nil
@@ -113,6 +114,9 @@ func (b *Bridge) handleMatrixEvent(ctx context.Context, evt MatrixEvent) ([]*Job
 		return nil, nil
 	}
 	ghost := ids.Ghost(portal.JID)
+	if done, err := b.relationFromMatrix(ctx, log, portal, evt); done || err != nil {
+		return nil, err
+	}
 	if evt.Kind == EventEncrypted {
 		b.count("matrix_event", "encrypted")
 		return []*Job{argsJob(JobNotice, jobArgs{Room: evt.Room, User: ghost, Body: EncryptedNotice})}, nil
@@ -188,12 +192,35 @@ const PublicRoomReason = "This XMPP bridge only takes part in private direct cha
 
 // textOf is the text a message carries to XMPP: the body of a text or a
 // notice, "/me " and the body of an emote (XEP-0245); nothing else.
+//
+// A formatted body (org.matrix.custom.html) becomes XEP-0393 styling,
+// which XMPP clients show; a reply's fallback quote, which clients made
+// before the spec dropped it, is cut (the reply crosses as XEP-0461).
 func textOf(evt MatrixEvent) (string, bool) {
+	body := evt.Body
+	if evt.HTML != "" {
+		body = HTMLToStyling(evt.HTML)
+	} else if evt.Rel.ReplyTo != "" {
+		body = cutReplyFallback(body)
+	}
 	switch evt.MsgType {
 	case MsgText, MsgNotice:
-		return evt.Body, true
+		return body, true
 	case MsgEmote:
-		return "/me " + evt.Body, true
+		return "/me " + body, true
 	}
 	return "", false
+}
+
+// cutReplyFallback removes the quote an older Matrix client put before a
+// reply's body: lines starting "> " up to the first empty line (the
+// client-server API's reply fallback, removed in v1.13).
+func cutReplyFallback(body string) string {
+	if !strings.HasPrefix(body, "> <") {
+		return body
+	}
+	if i := strings.Index(body, "\n\n"); i >= 0 {
+		return body[i+2:]
+	}
+	return body
 }

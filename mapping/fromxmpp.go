@@ -62,6 +62,9 @@ func (b *Bridge) HandleXMPPMessage(ctx context.Context, m *XMPPMessage) (*OutMes
 	if err := b.receiptsFromXMPP(ctx, log, mxid, m); err != nil {
 		return nil, err
 	}
+	if done, err := b.relationFromXMPP(ctx, log, mxid, m); done || err != nil {
+		return nil, err
+	}
 	if !m.HasBody {
 		if m.Received == "" && m.Event == nil && m.Displayed == "" && m.ChatState == "" {
 			b.drop(log, "xmpp_message", ReasonNoBody)

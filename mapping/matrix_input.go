@@ -48,6 +48,8 @@ const (
 	EventMessage                    // m.room.message
 	EventEncrypted                  // m.room.encrypted
 	EventMember                     // m.room.member
+	EventReaction                   // m.reaction
+	EventRedaction                  // m.room.redaction
 )
 
 // The message types and the membership the core reads (client-server
@@ -69,9 +71,15 @@ type MatrixEvent struct {
 	TS     time.Time // origin_server_ts; zero if it had none
 	Kind   EventKind
 	Type   string // the event type, as sent
-	// An EventMessage's msgtype and body.
+	// An EventMessage's msgtype and body, and its formatted_body if its
+	// format is org.matrix.custom.html.
 	MsgType string
 	Body    string
+	HTML    string
+	// What an EventMessage or EventReaction points at (relations.go).
+	Rel MatrixRelation
+	// Redacts is the event an EventRedaction removes.
+	Redacts id.EventID
 	// An EventMember's user (its state key), membership, and the room's
 	// join rule as the invite's stripped state gives it ("" if it does
 	// not).

@@ -117,6 +117,25 @@ func (s *MemStore) AddMessage(_ context.Context, msg *Message, jobs ...*Job) (bo
 	return true, nil
 }
 
+func (s *MemStore) Reactions(_ context.Context, target int64, dir Direction) ([]*Message, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	redacted := map[int64]bool{}
+	for _, m := range s.messages {
+		if m.RelKind == RelRedact {
+			redacted[m.RelTo] = true
+		}
+	}
+	var out []*Message
+	for _, m := range s.messages {
+		if m.RelTo == target && m.RelKind == RelReaction && m.Direction == dir && !redacted[m.RowID] {
+			c := *m
+			out = append(out, &c)
+		}
+	}
+	return out, nil
+}
+
 func (s *MemStore) MessageByRow(_ context.Context, row int64) (*Message, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()

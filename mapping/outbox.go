@@ -126,7 +126,12 @@ func (b *Bridge) sendToMatrix(ctx context.Context, row int64) error {
 	}
 	// The transaction id is the row: a retry after a crash between the
 	// send and SetMessageEventID yields the same event, not a second one.
-	ev, err := b.matrix.SendText(ctx, portal.RoomID, ghost, msg.Body, "xmpp-"+strconv.FormatInt(row, 10))
+	var ev id.EventID
+	if msg.RelKind != RelNone {
+		ev, err = b.relationToMatrix(ctx, portal.RoomID, ghost, msg, relationTxn(row))
+	} else {
+		ev, err = b.matrix.SendMessage(ctx, portal.RoomID, ghost, b.matrixText(msg.Body), relationTxn(row))
+	}
 	if err != nil {
 		return fmt.Errorf("send message %d to %s: %w", row, portal.RoomID, err)
 	}
@@ -184,6 +189,11 @@ func (b *Bridge) sendToXMPP(ctx context.Context, row int64) error {
 	out := &OutMessage{
 		ID: msg.XMPPID, From: from, To: msg.PeerJID, Type: TypeChat,
 		Body: msg.Body, OriginID: msg.XMPPID, Request: msg.Requests, ChatState: "active",
+	}
+	if msg.RelKind != RelNone {
+		if err := b.relationToXMPP(ctx, msg, out); err != nil {
+			return err
+		}
 	}
 	if err := b.xmpp.Send(ctx, out); err != nil {
 		return fmt.Errorf("send message %d to %s: %w", row, msg.PeerJID, err)

@@ -20,6 +20,8 @@ const (
 	ReasonDone         Reason = "already_sent"  // its effect was sent before
 	ReasonUnknownEvent Reason = "unknown_event" // no bridged message has that event id
 	ReasonDisabled     Reason = "disabled"      // receipts.send_to_xmpp off for the user
+	ReasonNotAuthor    Reason = "not_author"    // an edit or retraction of someone else's message
+	ReasonNotMessage   Reason = "not_message"   // points at a reaction or retraction, not a message
 
 	// From XMPP.
 	ReasonGroupchat     Reason = "groupchat"       // type groupchat: no MUC bridging

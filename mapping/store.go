@@ -69,6 +69,11 @@ type Message struct {
 	Requests    Requests
 	DeliveredAt time.Time
 	DisplayedAt time.Time
+	// RelKind says what the message points at, RelTo at which row (for an
+	// edit, always the original), RelKey a reaction's key (relations.go).
+	RelKind RelKind
+	RelTo   int64
+	RelKey  string
 }
 
 // Job is a send owed to one of the servers, kept until it has been done.
@@ -177,6 +182,9 @@ type MessageStore interface {
 	// missing from the map.
 	MessagesByXMPPIDs(ctx context.Context, dir Direction, keys []XMPPKey) (map[XMPPKey]*Message, error)
 	SetMessageEventID(ctx context.Context, row int64, room id.RoomID, ev id.EventID) error
+	// Reactions lists the reactions to the message at row target sent in
+	// direction dir that no redaction removed, oldest first.
+	Reactions(ctx context.Context, target int64, dir Direction) ([]*Message, error)
 	// HasUnsentToMatrix tells whether a message from peer to mxid is
 	// stored without its Matrix event yet (on its way, or failed).
 	HasUnsentToMatrix(ctx context.Context, mxid id.UserID, peer jid.JID) (bool, error)

@@ -380,6 +380,33 @@ func coreEvent(evt *event.Event) mapping.MatrixEvent {
 		out.Kind = mapping.EventMessage
 		if c := evt.Content.AsMessage(); c != nil {
 			out.MsgType, out.Body = string(c.MsgType), c.Body
+			if c.Format == event.FormatHTML {
+				out.HTML = c.FormattedBody
+			}
+			if r := c.RelatesTo; r != nil {
+				out.Rel.Type, out.Rel.Event, out.Rel.Key = string(r.Type), r.EventID, r.Key
+				if r.InReplyTo != nil {
+					out.Rel.ReplyTo = r.InReplyTo.EventID
+				}
+			}
+			if n := c.NewContent; n != nil {
+				out.Rel.NewBody, out.Rel.NewMsgType = n.Body, string(n.MsgType)
+				if n.Format == event.FormatHTML {
+					out.Rel.NewHTML = n.FormattedBody
+				}
+			}
+		}
+	case event.EventReaction:
+		out.Kind = mapping.EventReaction
+		if c := evt.Content.AsReaction(); c != nil {
+			out.Rel.Type, out.Rel.Event, out.Rel.Key = string(c.RelatesTo.Type), c.RelatesTo.EventID, c.RelatesTo.Key
+		}
+	case event.EventRedaction:
+		// Before room version 11 the target is the event's "redacts",
+		// since then its content's.
+		out.Kind, out.Redacts = mapping.EventRedaction, evt.Redacts
+		if c := evt.Content.AsRedaction(); c != nil && c.Redacts != "" {
+			out.Redacts = c.Redacts
 		}
 	case event.EventEncrypted:
 		out.Kind = mapping.EventEncrypted

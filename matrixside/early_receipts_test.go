@@ -24,7 +24,7 @@ type slowHomeserver struct {
 	sending, release   chan struct{}
 }
 
-func (h *slowHomeserver) SendText(ctx context.Context, _ id.RoomID, _ id.UserID, _, _ string) (id.EventID, error) {
+func (h *slowHomeserver) SendMessage(ctx context.Context, _ id.RoomID, _ id.UserID, _ *mapping.OutMatrix, _ string) (id.EventID, error) {
 	close(h.sending)
 	select {
 	case <-h.release:

@@ -23,7 +23,7 @@ func storedAgain(t *testing.T, out mapping.MatrixTxn) {
 	if len(out.Receipts) == 0 && len(out.Typing) == 0 {
 		return
 	}
-	txn, err := mapping.NewDecodedTxn(mapping.SyncedPrefix+"fuzz", out.Receipts, out.Typing)
+	txn, err := mapping.NewDecodedTxn(mapping.SyncedPrefix+"fuzz", out)
 	if err != nil {
 		t.Fatalf("decoded values that cannot be stored: %v", err)
 	}

@@ -108,15 +108,58 @@ func (h *Homeserver) SetGhostName(ctx context.Context, ghost id.UserID, name str
 	return classify(intent.SetDisplayName(ctx, ghostName(name)))
 }
 
-// SendText sends an m.text as sender, idempotently by txnID.
-func (h *Homeserver) SendText(ctx context.Context, room id.RoomID, sender id.UserID, body, txnID string) (id.EventID, error) {
+// SendMessage posts an m.text as sender, idempotently by txnID: an edit
+// (m.replace with m.new_content, client-server API "Event replacements")
+// or a reply (m.in_reply_to, without the reply fallback the spec dropped)
+// when msg says so.
+func (h *Homeserver) SendMessage(ctx context.Context, room id.RoomID, sender id.UserID, msg *mapping.OutMatrix, txnID string) (id.EventID, error) {
 	intent, err := h.intent(ctx, sender)
 	if err != nil {
 		return "", err
 	}
-	resp, err := intent.SendMessageEvent(ctx, room, event.EventMessage,
-		&event.MessageEventContent{MsgType: event.MsgText, Body: body},
-		mautrix.ReqSendEvent{TransactionID: txnID})
+	content := textContent(msg.Body, msg.HTML)
+	if msg.Replace != "" {
+		content.NewContent = textContent(msg.NewBody, msg.NewHTML)
+		content.RelatesTo = &event.RelatesTo{Type: event.RelReplace, EventID: msg.Replace}
+	} else if msg.ReplyTo != "" {
+		content.RelatesTo = &event.RelatesTo{InReplyTo: &event.InReplyTo{EventID: msg.ReplyTo}}
+	}
+	return h.send(ctx, intent, room, event.EventMessage, content, txnID)
+}
+
+func textContent(body, html string) *event.MessageEventContent {
+	c := &event.MessageEventContent{MsgType: event.MsgText, Body: body}
+	if html != "" {
+		c.Format, c.FormattedBody = event.FormatHTML, html
+	}
+	return c
+}
+
+// React implements mapping.MatrixSide: an m.reaction (m.annotation).
+func (h *Homeserver) React(ctx context.Context, room id.RoomID, sender id.UserID, target id.EventID, key, txnID string) (id.EventID, error) {
+	intent, err := h.intent(ctx, sender)
+	if err != nil {
+		return "", err
+	}
+	content := &event.ReactionEventContent{RelatesTo: event.RelatesTo{Type: event.RelAnnotation, EventID: target, Key: key}}
+	return h.send(ctx, intent, room, event.EventReaction, content, txnID)
+}
+
+// Redact implements mapping.MatrixSide.
+func (h *Homeserver) Redact(ctx context.Context, room id.RoomID, sender id.UserID, target id.EventID, txnID string) (id.EventID, error) {
+	intent, err := h.intent(ctx, sender)
+	if err != nil {
+		return "", err
+	}
+	resp, err := intent.RedactEvent(ctx, room, target, mautrix.ReqRedact{TxnID: txnID})
+	if err != nil {
+		return "", classify(err)
+	}
+	return resp.EventID, nil
+}
+
+func (h *Homeserver) send(ctx context.Context, intent *appservice.IntentAPI, room id.RoomID, typ event.Type, content any, txnID string) (id.EventID, error) {
+	resp, err := intent.SendMessageEvent(ctx, room, typ, content, mautrix.ReqSendEvent{TransactionID: txnID})
 	if err != nil {
 		return "", classify(err)
 	}

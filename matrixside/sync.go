@@ -105,13 +105,16 @@ func (s *Syncer) Run(ctx context.Context) {
 
 func (s *Syncer) syncOnce(ctx context.Context, bot *mautrix.Client, filterID, since *string) error {
 	if *filterID == "" {
-		// Ephemeral events of the rooms only: no timeline, state, account
-		// data or presence.
+		// Ephemeral events of the rooms, and of their timelines only the
+		// redactions (Dendrite pushes every other room event, but drops
+		// redactions before its application service stream); no state,
+		// account data or presence.
 		none := &mautrix.FilterPart{NotTypes: []event.Type{{Type: "*"}}}
+		redactions := &mautrix.FilterPart{Types: []event.Type{event.EventRedaction}, Limit: 100}
 		resp, err := bot.CreateFilter(ctx, &mautrix.Filter{
 			AccountData: none, Presence: none,
 			Room: &mautrix.RoomFilter{
-				AccountData: none, State: none, Timeline: none,
+				AccountData: none, State: none, Timeline: redactions,
 				Ephemeral: &mautrix.FilterPart{Types: []event.Type{event.EphemeralEventReceipt, event.EphemeralEventTyping}},
 			},
 		})
@@ -125,11 +128,11 @@ func (s *Syncer) syncOnce(ctx context.Context, bot *mautrix.Client, filterID, si
 		return err
 	}
 	out := s.Server.decodeSynced(resp)
-	if len(out.Receipts) > 0 || len(out.Typing) > 0 {
+	if len(out.Receipts) > 0 || len(out.Typing) > 0 || len(out.Events) > 0 {
 		// The batch token names the batch: a replay after a crash stores
 		// the same id, which the inbox recognises.
 		id := mapping.SyncedPrefix + resp.NextBatch
-		txn, err := mapping.NewDecodedTxn(id, out.Receipts, out.Typing)
+		txn, err := mapping.NewDecodedTxn(id, out)
 		if err != nil {
 			return err
 		}
@@ -145,14 +148,25 @@ func (s *Syncer) syncOnce(ctx context.Context, bot *mautrix.Client, filterID, si
 	return nil
 }
 
-// decodeSynced reads the ephemeral events of a /sync response into the
-// core's values, by the decoder of pushed ones (decodeEphemeral), so that
-// they are stored as those are: the same inbox, the same path.
+// decodeSynced reads the ephemeral events and the redactions of a /sync
+// response into the core's values, by the decoders of pushed ones
+// (decodeEphemeral, decodeList), so that they are stored as those are:
+// the same inbox, the same path. A redaction the homeserver also pushed
+// is translated once: its event id is in the id map.
 func (s *Server) decodeSynced(resp *mautrix.RespSync) mapping.MatrixTxn {
-	var raws []json.RawMessage
+	var raws, events []json.RawMessage
 	for room, r := range resp.Rooms.Join {
 		if r == nil {
 			continue
+		}
+		for _, evt := range r.Timeline.Events {
+			if evt == nil || evt.Type != event.EventRedaction {
+				continue
+			}
+			evt.RoomID = room
+			if raw, err := json.Marshal(evt); err == nil {
+				events = append(events, raw)
+			}
 		}
 		for _, evt := range r.Ephemeral.Events {
 			if evt == nil {
@@ -166,5 +180,8 @@ func (s *Server) decodeSynced(resp *mautrix.RespSync) mapping.MatrixTxn {
 	}
 	var out mapping.MatrixTxn
 	s.decodeEphemeral(mapping.SyncedPrefix+resp.NextBatch, raws, &out)
+	if len(events) > 0 {
+		out.Events = s.decodeList(mapping.SyncedPrefix+resp.NextBatch, events)
+	}
 	return out
 }

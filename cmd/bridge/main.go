@@ -108,6 +108,7 @@ func run(configPath, regPath string, generate bool) error {
 		Receipts:       cfg.ReceiptPolicy(),
 		Limits:         cfg.CoreLimits(),
 		Presence:       cfg.PresencePolicy(),
+		EditMaxAge:     cfg.Bridge.EditMaxAge,
 	}, db, count, log.With().Str("component", "core").Logger())
 	domain, _ := jid.Parse(cfg.XMPP.Domain) // validated by config
 	comp := &xmppside.Component{

@@ -1,4 +1,4 @@
--- v0 -> v5 (compatible with v1+): Latest revision
+-- v0 -> v6 (compatible with v1+): Latest revision
 
 -- All times are unix milliseconds; all JIDs are bare.
 
@@ -51,7 +51,14 @@ CREATE TABLE message (
 	markable       BOOLEAN NOT NULL DEFAULT false,
 	-- NULL until it happened.
 	delivered_at   BIGINT,
-	displayed_at   BIGINT
+	displayed_at   BIGINT,
+	-- What this message points at (mapping/relations.go): '' for a plain
+	-- message, else 'replace', 'reply', 'reaction' or 'redact', with the row
+	-- of the message it points at (for an edit, always the original) and,
+	-- for a reaction, its key.
+	rel_kind       TEXT    NOT NULL DEFAULT '',
+	rel_to         BIGINT  NOT NULL DEFAULT 0,
+	rel_key        TEXT    NOT NULL DEFAULT ''
 );
 -- A stanza id names a message only together with its peer and the way it
 -- travelled; a message without one can never be acknowledged, so it never
@@ -68,6 +75,8 @@ CREATE INDEX message_composable_idx ON message (room_id, rowid) WHERE want_compo
 -- Messages from XMPP not yet on Matrix, for receipts that arrive before
 -- their event's id (mapping/early_receipts.go). Holds only those.
 CREATE INDEX message_unsent_idx ON message (peer_jid, mxid) WHERE event_id IS NULL;
+-- What points at a message: its reactions, and what redacted them.
+CREATE INDEX message_rel_idx ON message (rel_to, rel_kind) WHERE rel_to <> 0;
 
 -- Transactions pushed by the homeserver, stored before it gets its 200 and
 -- kept for a while after processing so that a retried transaction is
