@@ -58,6 +58,7 @@ func TestRelationsFromXMPP(t *testing.T) {
 	// XEP-0308 §3, Example 3, from Romeo first, who did not send it.
 	romeo := w.xmppUser(t, "romeo", "relations")
 	send(romeo, `<message to='`+puppet+`' id='good0' type='chat'><body>But soft, what light through yonder door breaks?</body><replace id='bad1' xmlns='urn:xmpp:message-correct:0'/></message>`)
+	send(romeo, `<message to='`+puppet+`' id='retract0' type='chat'><retract id='bad1' xmlns='urn:xmpp:message-retract:1'/><body>/me retracted a previous message</body></message>`)
 	send(hero, `<message to='`+puppet+`' id='good1' type='chat'><body>But soft, what light through yonder window breaks?</body><replace id='bad1' xmlns='urn:xmpp:message-correct:0'/></message>`)
 	edit := waitEvent("the correction", func(e *event.Event) bool {
 		c := e.Content.AsMessage()
@@ -122,11 +123,17 @@ func TestRelationsFromXMPP(t *testing.T) {
 
 	// XEP-0424 §3, Example 3: the retraction redacts the original.
 	send(hero, `<message to='`+puppet+`' id='retract1' type='chat'><retract id='bad1' xmlns='urn:xmpp:message-retract:1'/><fallback xmlns='urn:xmpp:fallback:0' for='urn:xmpp:message-retract:1'/><body>This person attempted to retract a previous message, but it's unsupported by your client.</body><store xmlns='urn:xmpp:hints'/></message>`)
-	waitEvent("the retraction", func(e *event.Event) bool {
-		return e.Type == event.EventRedaction && e.Sender == ghost && redacts(e) == original.ID
+	retraction := waitEvent("the retraction", func(e *event.Event) bool {
+		return e.Type == event.EventRedaction && redacts(e) == original.ID
 	})
+	if retraction.Sender != ghost {
+		t.Errorf("the original was redacted by %s, not by the ghost of its sender", retraction.Sender)
+	}
+	if n := len(alice.Events(func(e *event.Event) bool { return e.Type == event.EventRedaction && redacts(e) == original.ID })); n != 1 {
+		t.Errorf("the original was redacted %d times, want once (Romeo's retraction is not his to make)", n)
+	}
 	for _, e := range alice.Events(func(e *event.Event) bool { return e.RoomID == room }) {
-		if c := e.Content.AsMessage(); c != nil && (strings.Contains(c.Body, "door") || strings.Contains(c.Body, "attempted to retract")) {
+		if c := e.Content.AsMessage(); c != nil && (strings.Contains(c.Body, "door") || strings.Contains(c.Body, "retract")) {
 			t.Errorf("bridged as a message: %q", c.Body)
 		}
 	}
