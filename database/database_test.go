@@ -892,3 +892,23 @@ func TestReactions(t *testing.T) {
 		}
 	})
 }
+
+// A user's portals, by JID, and nobody else's.
+func TestPortalsOf(t *testing.T) {
+	forEachStore(t, func(t *testing.T, s contractStore) {
+		ctx := t.Context()
+		for i, pair := range []struct {
+			mxid id.UserID
+			jid  string
+		}{{alice, "romeo@example.net"}, {"@carol:example.org", "bob@example.net"}, {alice, "bob@example.net"}} {
+			must(t, s.PutPortal(ctx, &mapping.Portal{RoomID: id.RoomID(fmt.Sprintf("!r%d:example.org", i)), MXID: pair.mxid, JID: jid.MustParse(pair.jid), CreatedAt: t0}))
+		}
+		ps, err := s.PortalsOf(ctx, alice)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ps) != 2 || ps[0].JID.String() != "bob@example.net" || ps[1].JID.String() != "romeo@example.net" || ps[0].RoomID != "!r2:example.org" {
+			t.Fatalf("portals %+v", ps)
+		}
+	})
+}

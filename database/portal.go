@@ -16,6 +16,8 @@ const (
 	getPortalBaseQuery   = `SELECT room_id, mxid, jid, created_at, read_upto, delivered_upto, peer_read_upto FROM portal `
 	getPortalByRoomQuery = getPortalBaseQuery + `WHERE room_id=$1`
 	getPortalByPairQuery = getPortalBaseQuery + `WHERE mxid=$1 AND jid=$2`
+	// By the pair's unique index, whose first column is mxid.
+	getPortalsOfQuery = getPortalBaseQuery + `WHERE mxid=$1 ORDER BY jid`
 	// Re-putting the same room keeps its creation time; pointing the pair at
 	// a new room takes the new room's.
 	putPortalQuery = `
@@ -69,6 +71,15 @@ func (db *Database) PortalByPair(ctx context.Context, mxid id.UserID, peer jid.J
 		return nil, fmt.Errorf("get portal of %s with %s: %w", mxid, peer.Bare(), err)
 	}
 	return p, nil
+}
+
+// PortalsOf implements mapping.Store.
+func (db *Database) PortalsOf(ctx context.Context, mxid id.UserID) ([]*mapping.Portal, error) {
+	ps, err := queryMany(ctx, db.db, scanPortal, getPortalsOfQuery, mxid)
+	if err != nil {
+		return nil, fmt.Errorf("list the portals of %s: %w", mxid, err)
+	}
+	return ps, nil
 }
 
 // PutPortal inserts p or, if its pair already has a portal, points that one

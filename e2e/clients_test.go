@@ -16,7 +16,8 @@ import (
 
 // Issue 12, with a real terminal client: profanity (Debian's), driven by
 // keystrokes in tmux. Its message reaches Alice; Alice's message shows on
-// its screen, from the puppet's full JID; its own XEP-0184 receipt (which
+// its screen, from the puppet's full JID, by the name the bridge put in the
+// roster; its own XEP-0184 receipt (which
 // it addresses to the sender's full JID) reaches Alice as the delivery
 // status; Alice's typing shows on its screen; its typing reaches Alice.
 // Before puppets had a resource, the receipt went nowhere and profanity
@@ -44,7 +45,14 @@ func TestProfanity(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := p.WaitScreen(ctx, wait, puppet+"/matrix: I do bite my thumb, sir"); err != nil {
+	// The portal put the puppet into abram's roster under Alice's
+	// display name (XEP-0356, mod_privilege): profanity, which reads no
+	// XEP-0172 nick, names the sender by it.
+	name, err := alice.Client.GetOwnDisplayName(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.WaitScreen(ctx, wait, name.DisplayName+"/matrix: I do bite my thumb, sir"); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := alice.Wait(ctx, wait, isStatus(room, ev, event.MessageStatusSuccess)); err != nil {
@@ -66,11 +74,39 @@ func TestProfanity(t *testing.T) {
 	if err := p.Line(""); err != nil { // sends "Quarrel, sir"
 		t.Fatal(err)
 	}
-	if _, err := alice.Wait(ctx, wait, peers.IsText(room, ghost, "Quarrel, sir")); err != nil {
+	quarrel, err := alice.Wait(ctx, wait, peers.IsText(room, ghost, "Quarrel, sir"))
+	if err != nil {
 		t.Fatal(err)
 	}
-	if s, _ := p.Screen(); containsAny(s, "error", "malformed") {
-		t.Errorf("profanity shows an error:\n%s", s)
+
+	// Issue 14: its /correct (XEP-0308) is an edit of that event on
+	// Matrix, and Alice's edit is a correction on its screen.
+	if err := p.Line("/correct Quarrel, sir? No, sir"); err != nil {
+		t.Fatal(err)
+	}
+	edit, err := alice.Wait(ctx, wait, func(e *event.Event) bool {
+		c := e.Content.AsMessage()
+		return e.RoomID == room && e.Sender == ghost && c.RelatesTo != nil && c.RelatesTo.Type == event.RelReplace
+	})
+	if err != nil {
+		s, _ := p.Screen()
+		t.Fatalf("profanity's correction never reached Alice as an edit: %v\nits screen:\n%s", err, s)
+	}
+	if c := edit.Content.AsMessage(); c.RelatesTo.EventID != quarrel.ID || c.NewContent == nil || c.NewContent.Body != "Quarrel, sir? No, sir" {
+		t.Errorf("edit of %s with %+v, want of %s", c.RelatesTo.EventID, c.NewContent, quarrel.ID)
+	}
+	if _, err := alice.Client.SendMessageEvent(ctx, room, event.EventMessage, &event.MessageEventContent{
+		MsgType: event.MsgText, Body: "* I do bite my thumb, sir, but not at you",
+		NewContent: &event.MessageEventContent{MsgType: event.MsgText, Body: "I do bite my thumb, sir, but not at you"},
+		RelatesTo:  &event.RelatesTo{Type: event.RelReplace, EventID: ev},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.WaitScreen(ctx, wait, "I do bite my thumb, sir, but not at you"); err != nil {
+		t.Fatalf("Alice's edit never showed as a correction: %v", err)
+	}
+	if s, _ := p.Screen(); containsAny(s, "error", "malformed") || strings.Contains(s, "* I do bite") {
+		t.Errorf("profanity shows an error or the edit as a new message:\n%s", s)
 	}
 }
 

@@ -329,3 +329,40 @@ func TestGhostTakesTheXEP0084Avatar(t *testing.T) {
 	publish("av-meta", "urn:xmpp:avatar:metadata", fmt.Sprintf(`<item id='%s'><metadata xmlns='urn:xmpp:avatar:metadata'><info bytes='%d' id='%s' height='200' width='200' type='image/png'/></metadata></item>`, hash, len(img), hash))
 	waitGhostAvatar(t, ctx, w.ghost("benedick@"+w.Prosody.Domain), img)
 }
+
+// Issue 12, XEP-0356: Prosody grants the component its users' rosters
+// (mod_privilege, roster "both"), so a portal puts Alice's puppet into
+// Beatrice's roster under Alice's display name, in the group "Matrix",
+// with no subscription made up; clients that read no XEP-0172 nick
+// (profanity, mcabber) show that name.
+func TestPuppetInTheRoster(t *testing.T) {
+	ctx := context.Background()
+	beatrice := w.xmppUser(t, "beatrice", "orchard")
+	openPortal(t, ctx, beatrice, "beatrice")
+	name, err := w.alice.Client.GetOwnDisplayName(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	puppet := w.puppet(t, w.alice.Client.UserID)
+	deadline := time.Now().Add(wait)
+	for i := 0; ; i++ {
+		qid := fmt.Sprintf("roster-%d", i)
+		if err := beatrice.SendRaw(ctx, `<iq type='get' id='`+qid+`'><query xmlns='jabber:iq:roster'/></iq>`); err != nil {
+			t.Fatal(err)
+		}
+		res, err := beatrice.Wait(ctx, wait, func(s *peers.Stanza) bool { return s.Name == "iq" && s.ID == qid })
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Has(`jid="`+peers.XMLEscape(puppet)+`"`) && res.Has(`name="`+peers.XMLEscape(name.DisplayName)+`"`) && res.Has(">Matrix</group>") {
+			if !res.Has(`subscription="none"`) && !res.Has(`subscription="to"`) && !res.Has(`subscription="from"`) && !res.Has(`subscription="both"`) {
+				t.Errorf("roster item without a subscription state: %s", res.XML)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the puppet never showed in the roster as %q: %s", name.DisplayName, res.XML)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}

@@ -78,6 +78,9 @@ type XMPPSide interface {
 	// FetchVCard asks to for its vCard (XEP-0054) as from; an error
 	// wrapping ErrPermanent if it has none for from.
 	FetchVCard(ctx context.Context, from, to jid.JID) (*VCard, error)
+	// SetRosterItem names item in owner's roster, on the server's
+	// permission (XEP-0356); ErrNoPrivilege without it.
+	SetRosterItem(ctx context.Context, owner, item jid.JID, name string) error
 }
 
 // Counter counts what the bridge refused or did, by what and why (a

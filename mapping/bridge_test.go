@@ -206,7 +206,22 @@ type fakeXMPP struct {
 	presences []*OutPresence    // SendPresence is in presence_test.go
 	vcards    map[string]*VCard // by bare JID; none: item-not-found
 	asked     []string          // "from to" of each vCard request
+	rosters   []string          // "owner item name" of each roster write
+	noRoster  bool              // the server grants no roster access
 	fail      error
+}
+
+func (f *fakeXMPP) SetRosterItem(_ context.Context, owner, item jid.JID, name string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.noRoster {
+		return ErrNoPrivilege
+	}
+	if f.fail != nil {
+		return f.fail
+	}
+	f.rosters = append(f.rosters, owner.String()+" "+item.String()+" "+name)
+	return nil
 }
 
 func (f *fakeXMPP) Send(_ context.Context, ms ...*OutMessage) error {

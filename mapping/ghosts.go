@@ -61,12 +61,6 @@ const JobGhostProfile JobKind = "matrix.ghost_profile"
 // out rather than put in the media repository.
 const maxGhostPhotoBytes = 256 << 10
 
-// vcardArgs is the payload of a JobGhostVCard.
-type vcardArgs struct {
-	MXID id.UserID `json:"mxid"` // whose puppet asks
-	JID  string    `json:"jid"`
-}
-
 // ghostProfileArgs is the payload of a JobGhostProfile: the name to give
 // (if SetName) and the photo (if SetPhoto; none if Photo is empty).
 type ghostProfileArgs struct {
@@ -80,10 +74,7 @@ type ghostProfileArgs struct {
 }
 
 // vcardJob is the job that fetches peer's vCard as mxid's puppet.
-func vcardJob(mxid id.UserID, peer jid.JID) *Job {
-	payload, _ := json.Marshal(vcardArgs{MXID: mxid, JID: peer.Bare().String()}) // strings only
-	return newJob(JobGhostVCard, about{mxid: mxid, peer: peer}, 0, payload)
-}
+func vcardJob(mxid id.UserID, peer jid.JID) *Job { return pairJob(JobGhostVCard, mxid, peer) }
 
 // photoChanged is what a person's presence to a puppet (XEP-0153 §3.2)
 // or their avatar metadata (XEP-0084 §4.2) says of their avatar, the hex
@@ -107,17 +98,9 @@ func (b *Bridge) photoChanged(ctx context.Context, mxid id.UserID, peer jid.JID,
 
 // fetchVCard runs a JobGhostVCard.
 func (b *Bridge) fetchVCard(ctx context.Context, job *Job) error {
-	args, err := payloadOf[vcardArgs](job)
+	_, peer, from, err := b.pairOf(job)
 	if err != nil {
 		return err
-	}
-	peer, err := payloadJID(args.JID)
-	if err != nil {
-		return err
-	}
-	from, err := b.cfg.Identities.PuppetFrom(args.MXID)
-	if err != nil {
-		return fmt.Errorf("%w: %w", ErrPermanent, err)
 	}
 	card, err := b.xmpp.FetchVCard(ctx, from, peer)
 	if errors.Is(err, ErrPermanent) {

@@ -85,10 +85,13 @@ var jobKinds = map[JobKind]jobKind{
 	JobPuppetProfile: {SideMatrix, byUser, profileArgs{}},
 	// Each reads the profile when it runs: an older one that runs late
 	// still sends the newest.
-	JobPresence: {SideXMPP, noOrder, presenceArgs{}},
+	JobPresence: {SideXMPP, noOrder, pairArgs{}},
+	// Each reads the name when it runs, as JobPresence does; one pair's
+	// writes in order, so that the newest name is the one that stays.
+	JobRosterItem: {SideXMPP, byPair, pairArgs{}},
 	// A person's vCard, fetched as the puppet of a user of theirs, then
 	// given to their ghost, one change after the other.
-	JobGhostVCard:   {SideXMPP, byPair, vcardArgs{}},
+	JobGhostVCard:   {SideXMPP, byPair, pairArgs{}},
 	JobGhostProfile: {SideMatrix, byUser, ghostProfileArgs{}},
 }
 
@@ -167,4 +170,35 @@ func payloadJID(s string) (jid.JID, error) {
 		return jid.JID{}, fmt.Errorf("%w: bad jid in a payload: %w", ErrPermanent, err)
 	}
 	return j, nil
+}
+
+// pairArgs is the payload of the jobs about one (Matrix user, XMPP person)
+// pair: her puppet's presence, vCard request or roster entry for him.
+type pairArgs struct {
+	MXID id.UserID `json:"mxid"`
+	JID  string    `json:"jid"` // bare
+}
+
+// pairJob is a job of kind about the pair (mxid, peer).
+func pairJob(kind JobKind, mxid id.UserID, peer jid.JID) *Job {
+	payload, _ := json.Marshal(pairArgs{MXID: mxid, JID: peer.Bare().String()}) // strings only
+	return newJob(kind, about{mxid: mxid, peer: peer}, 0, payload)
+}
+
+// pairOf decodes a pair job: the Matrix user, the person, and the full
+// JID her puppet speaks from.
+func (b *Bridge) pairOf(job *Job) (id.UserID, jid.JID, jid.JID, error) {
+	args, err := payloadOf[pairArgs](job)
+	if err != nil {
+		return "", jid.JID{}, jid.JID{}, err
+	}
+	peer, err := payloadJID(args.JID)
+	if err != nil {
+		return "", jid.JID{}, jid.JID{}, err
+	}
+	from, err := b.cfg.Identities.PuppetFrom(args.MXID)
+	if err != nil {
+		return "", jid.JID{}, jid.JID{}, fmt.Errorf("%w: %w", ErrPermanent, err)
+	}
+	return args.MXID, peer, from, nil
 }

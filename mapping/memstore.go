@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -59,6 +60,20 @@ func (s *MemStore) PortalByPair(_ context.Context, mxid id.UserID, peer jid.JID)
 		}
 	}
 	return nil, ErrNotFound
+}
+
+func (s *MemStore) PortalsOf(_ context.Context, mxid id.UserID) ([]*Portal, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []*Portal
+	for _, p := range s.portals {
+		if p.MXID == mxid {
+			c := *p
+			out = append(out, &c)
+		}
+	}
+	slices.SortFunc(out, func(a, b *Portal) int { return strings.Compare(a.JID.String(), b.JID.String()) })
+	return out, nil
 }
 
 // PutPortal keeps the person's bare JID, and the portal's creation time

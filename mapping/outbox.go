@@ -80,6 +80,8 @@ func (b *Bridge) RunJob(ctx context.Context, job *Job) error {
 		return b.updateProfile(ctx, job)
 	case JobPresence:
 		return b.sendPresence(ctx, job)
+	case JobRosterItem:
+		return b.setRosterItem(ctx, job)
 	case JobGhostVCard:
 		return b.fetchVCard(ctx, job)
 	case JobGhostProfile:

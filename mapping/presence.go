@@ -354,7 +354,7 @@ func (b *Bridge) subscribeJobs(mxid id.UserID, peer jid.JID) []*Job {
 // user's profile up, which its vCard and presence show, and the person's
 // vCard, which names their ghost and gives it an avatar (ghosts.go).
 func (b *Bridge) portalJobs(mxid id.UserID, peer jid.JID) []*Job {
-	return append(b.subscribeJobs(mxid, peer), profileJob(profileArgs{MXID: mxid, Lookup: true}), vcardJob(mxid, peer))
+	return append(b.subscribeJobs(mxid, peer), profileJob(profileArgs{MXID: mxid, Lookup: true}), vcardJob(mxid, peer), rosterJob(mxid, peer))
 }
 
 // sendSubscribe carries out a JobSubscribe, unless the person approved a

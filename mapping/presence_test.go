@@ -286,14 +286,15 @@ func TestSubscribeOnPortalFromXMPP(t *testing.T) {
 	if len(h.matrix.texts) != 1 {
 		t.Fatalf("texts %q", h.matrix.texts)
 	}
-	// The subscribe waits, with the fetch of Juliet's vCard (ghosts.go).
+	// The subscribe waits, with the fetch of Juliet's vCard (ghosts.go)
+	// and the puppet's roster entry (roster.go).
 	jobs, _ := h.store.DueJobs(context.Background(), time.Now().Add(time.Hour), 10)
 	var kinds []JobKind
 	for _, j := range jobs {
 		kinds = append(kinds, j.Kind)
 	}
-	if len(jobs) != 2 || jobs[0].Kind != JobSubscribe || jobs[1].Kind != JobGhostVCard || jobs[0].Kind.Side() != "xmpp" || jobs[1].Kind.Side() != "xmpp" {
-		t.Fatalf("jobs %v, want the subscribe and the vCard waiting for XMPP", kinds)
+	if len(jobs) != 3 || jobs[0].Kind != JobSubscribe || jobs[1].Kind != JobGhostVCard || jobs[2].Kind != JobRosterItem || jobs[0].Kind.Side() != "xmpp" || jobs[1].Kind.Side() != "xmpp" || jobs[2].Kind.Side() != "xmpp" {
+		t.Fatalf("jobs %v, want the subscribe, the vCard and the roster entry waiting for XMPP", kinds)
 	}
 	h.xmpp.fail = nil
 	h.drain(t)

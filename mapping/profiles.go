@@ -57,12 +57,6 @@ type profileArgs struct {
 	Lookup    bool      `json:"lookup,omitempty"`
 }
 
-// presenceArgs is the payload of a JobPresence.
-type presenceArgs struct {
-	MXID id.UserID `json:"mxid"`
-	JID  string    `json:"jid"`
-}
-
 // profileJob is the job that brings mxid's puppet profile up to date.
 func profileJob(args profileArgs) *Job {
 	payload, _ := json.Marshal(args) // strings only
@@ -152,9 +146,17 @@ func (b *Bridge) updateProfile(ctx context.Context, job *Job) error {
 	var jobs []*Job
 	for _, s := range subs {
 		if s.MXID == args.MXID && !b.blocked(s.JID) {
-			payload, _ := json.Marshal(presenceArgs{MXID: s.MXID, JID: s.JID.String()}) // strings only
-			jobs = append(jobs, newJob(JobPresence, about{mxid: s.MXID, peer: s.JID}, 0, payload))
+			jobs = append(jobs, pairJob(JobPresence, s.MXID, s.JID))
 		}
+	}
+	if stored != nil && stored.Name != p.Name {
+		// The name in the rosters the server lets the puppets into (a
+		// first profile comes with a portal, whose jobs write it).
+		rj, err := b.rosterJobs(ctx, args.MXID)
+		if err != nil {
+			return fmt.Errorf("list the portals of %s: %w", args.MXID, err)
+		}
+		jobs = append(jobs, rj...)
 	}
 	// Stored before the presence jobs, which read it: a crash between the
 	// two leaves the subscribers with the old presence until the next
@@ -174,33 +176,25 @@ func (b *Bridge) updateProfile(ctx context.Context, job *Job) error {
 
 // sendPresence runs a JobPresence.
 func (b *Bridge) sendPresence(ctx context.Context, job *Job) error {
-	args, err := payloadOf[presenceArgs](job)
+	mxid, peer, from, err := b.pairOf(job)
 	if err != nil {
 		return err
-	}
-	peer, err := payloadJID(args.JID)
-	if err != nil {
-		return err
-	}
-	from, err := b.cfg.Identities.PuppetFrom(args.MXID)
-	if err != nil {
-		return fmt.Errorf("%w: %w", ErrPermanent, err)
 	}
 	if _, reason := b.ResolvePuppet(from); reason != "" {
 		return nil // no longer allowed: says nothing
 	}
-	sub, err := b.store.Subscription(ctx, args.MXID, peer)
+	sub, err := b.store.Subscription(ctx, mxid, peer)
 	if isNotFound(err) || (err == nil && !sub.FromThem) {
 		return nil // unsubscribed since: RFC 6121 §4.2.2, subscribers only
 	} else if err != nil {
-		return fmt.Errorf("look up subscription of %s and %s: %w", args.MXID, peer, err)
+		return fmt.Errorf("look up subscription of %s and %s: %w", mxid, peer, err)
 	}
 	out := &OutPresence{From: from, To: peer, Caps: true}
-	if err := b.withProfile(ctx, args.MXID, out); err != nil {
+	if err := b.withProfile(ctx, mxid, out); err != nil {
 		return err
 	}
 	if err := b.xmpp.SendPresence(ctx, out); err != nil {
-		return fmt.Errorf("send the presence of %s to %s: %w", args.MXID, peer, err)
+		return fmt.Errorf("send the presence of %s to %s: %w", mxid, peer, err)
 	}
 	b.count("xmpp_presence", "profile_sent")
 	return nil

@@ -156,6 +156,8 @@ type Store interface {
 type PortalStore interface {
 	PortalByRoom(ctx context.Context, room id.RoomID) (*Portal, error)
 	PortalByPair(ctx context.Context, mxid id.UserID, peer jid.JID) (*Portal, error)
+	// PortalsOf lists mxid's portals, by JID.
+	PortalsOf(ctx context.Context, mxid id.UserID) ([]*Portal, error)
 	// PortalsByRooms looks up many rooms at once; rooms that are not
 	// portals are missing from the map.
 	PortalsByRooms(ctx context.Context, rooms []id.RoomID) (map[id.RoomID]*Portal, error)

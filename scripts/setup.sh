@@ -44,6 +44,17 @@ else
 	as_root service prosody stop >/dev/null 2>&1 || as_root prosodyctl stop >/dev/null 2>&1 || true
 fi
 
+# --- prosody-modules ----------------------------------------------------------
+# The community modules, for mod_privilege (XEP-0356): the rig lets the
+# component write its users' rosters, as a server set up for it does.
+if [ -f /usr/lib/prosody/modules/mod_privilege/mod_privilege.lua ]; then
+	say "prosody-modules: already installed ($(dpkg-query -W -f='${Version}' prosody-modules 2>/dev/null || echo '?'))"
+else
+	say "prosody-modules: installing from apt (mod_privilege)"
+	as_root apt-get update
+	as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y prosody-modules
+fi
+
 # --- slixmpp ----------------------------------------------------------------
 # A real third-party XMPP client for the end-to-end tests (internal/peers),
 # in Debian's own python3 (the pyenv one first on PATH does not see it).

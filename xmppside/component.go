@@ -47,6 +47,9 @@ type Component struct {
 	// upSince is when the session in progress was negotiated; zero
 	// before it was.
 	upSince time.Time
+	// roster is what each server granted this session of the rosters of
+	// its users, by domain (XEP-0356, privilege.go).
+	roster map[string]string
 }
 
 // stableSession is how long a session must have lasted for its end to
@@ -115,7 +118,7 @@ func (c *Component) serveOnce(ctx context.Context) error {
 	}
 	c.Log.Info().Str("address", c.Address).Str("domain", c.Domain.String()).Msg("XMPP component connected")
 	c.mu.Lock()
-	c.sess, c.conn, c.upSince = sess, conn, time.Now()
+	c.sess, c.conn, c.upSince, c.roster = sess, conn, time.Now(), nil
 	c.mu.Unlock()
 	defer func() {
 		c.mu.Lock()
@@ -222,10 +225,14 @@ func (c *Component) handle(ctx context.Context, t xmlstream.TokenReadEncoder, st
 	se := tok.(xml.StartElement)
 	switch se.Name.Local {
 	case "message":
-		m, err := decodeMessage(d, &se)
+		in, m, err := decodeInMessage(d, &se)
 		if err != nil {
 			c.Log.Debug().Err(err).Msg("Dropped malformed message")
 			c.Count("xmpp_message", "malformed")
+			return nil
+		}
+		if in.Privilege != nil {
+			c.notePrivilege(in, m.From)
 			return nil
 		}
 		reply, err := c.Core.HandleXMPPMessage(ctx, m)

@@ -37,7 +37,9 @@ type inMessage struct {
 	IMNG     *struct{}         `xml:"urn:xmpp:im-ng:0 im-ng"`
 	Nick     *string           `xml:"http://jabber.org/protocol/nick nick"`
 	PEP      *pubsubEvent      `xml:"http://jabber.org/protocol/pubsub#event event"`
-	Error    *errorElem        `xml:"error"`
+	// XEP-0356: what the server grants the component (privilege.go).
+	Privilege *privilegeElem `xml:"urn:xmpp:privilege:2 privilege"`
+	Error     *errorElem     `xml:"error"`
 	// XEP-0085 chat states: at most one is meaningful (§5.1).
 	Active    *struct{} `xml:"http://jabber.org/protocol/chatstates active"`
 	Composing *struct{} `xml:"http://jabber.org/protocol/chatstates composing"`
@@ -76,13 +78,20 @@ func (c *conditions) UnmarshalXML(d *xml.Decoder, start xml.StartElement) error 
 // decodeMessage turns the wire form into the core's value; an error means
 // the stanza is unusable (bad addresses), and says why.
 func decodeMessage(d *xml.Decoder, start *xml.StartElement) (*mapping.XMPPMessage, error) {
+	_, m, err := decodeInMessage(d, start)
+	return m, err
+}
+
+// decodeInMessage is decodeMessage, with what the component itself reads
+// of the stanza (a XEP-0356 grant).
+func decodeInMessage(d *xml.Decoder, start *xml.StartElement) (*inMessage, *mapping.XMPPMessage, error) {
 	var in inMessage
 	if err := d.DecodeElement(&in, start); err != nil {
-		return nil, fmt.Errorf("decode message: %w", err)
+		return nil, nil, fmt.Errorf("decode message: %w", err)
 	}
 	from, to, err := header(in.From, in.To, in.ID)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	m := &mapping.XMPPMessage{
 		ID: in.ID, From: from, To: to, Type: in.Type,
@@ -109,7 +118,7 @@ func decodeMessage(d *xml.Decoder, start *xml.StartElement) (*mapping.XMPPMessag
 			m.Error.Condition = in.Error.Condition[0].Local
 		}
 	}
-	return m, nil
+	return &in, m, nil
 }
 
 type outError struct {

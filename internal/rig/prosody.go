@@ -214,6 +214,8 @@ func (p *Prosody) writeConfig() error {
 		// Prosody 0.12's default set for profiles: vcard-temp (XEP-0054)
 		// kept as PEP nodes, XEP-0153's photo hash added to presence.
 		"pep", "vcard4", "vcard_legacy",
+		// XEP-0356, for the component (prosody-modules).
+		"privilege",
 	}, p.opts.ExtraModules...)
 
 	var b strings.Builder
@@ -267,12 +269,17 @@ func (p *Prosody) writeConfig() error {
 	}
 	w("")
 	w("VirtualHost %s", luaString(p.Domain))
+	// XEP-0356 through the community mod_privilege (Debian's
+	// prosody-modules): the component may write its users' rosters, so
+	// the puppets are in them by name, as on a server set up for slidge.
+	w("\tprivileged_entities = { [%s] = { roster = \"both\" } }", luaString(p.ComponentDomain))
 	if p.opts.ExtraVirtualHost != "" {
 		w("%s", p.opts.ExtraVirtualHost)
 	}
 	w("")
 	w("Component %s", luaString(p.ComponentDomain))
 	w("\tcomponent_secret = %s", luaString(p.ComponentSecret))
+	w("\tmodules_enabled = { \"privilege\" }")
 
 	if err := os.WriteFile(p.ConfigPath, []byte(b.String()), 0o600); err != nil {
 		return fmt.Errorf("write prosody config: %w", err)
