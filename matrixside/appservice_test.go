@@ -2,6 +2,7 @@ package matrixside
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/id"
 	"mellium.im/xmpp/jid"
 
@@ -226,6 +228,77 @@ func TestDecodeRoomEvents(t *testing.T) {
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("decoded\n%+v\nwant\n%+v", got, want)
+	}
+}
+
+// What points at an event, from the client-server API's own examples:
+// an edit ("Event replacements": m.new_content, m.relates_to m.replace),
+// a reply (m.relates_to.m.in_reply_to), a formatted body
+// (org.matrix.custom.html), a reaction (m.annotation) and a redaction, with
+// its target at the top (room versions before 11) or in its content (11).
+func TestDecodeRelations(t *testing.T) {
+	s := NewServer("hs-secret", nil, nil, func(string, string) {}, zerolog.Nop())
+	body := `{"events": [
+		{"type":"m.room.message","event_id":"$edit","room_id":"!r:example.org","sender":"@alice:example.org",
+		 "content":{"body":"* Hello! My name is bar","msgtype":"m.text",
+		  "m.new_content":{"body":"Hello! My name is bar","msgtype":"m.text","format":"org.matrix.custom.html","formatted_body":"Hello! My name is <b>bar</b>"},
+		  "m.relates_to":{"rel_type":"m.replace","event_id":"$some_event_id"}}},
+		{"type":"m.room.message","event_id":"$reply","room_id":"!r:example.org","sender":"@alice:example.org",
+		 "content":{"body":"That sounds like a great idea!","msgtype":"m.text","format":"org.matrix.custom.html","formatted_body":"That sounds like a <em>great</em> idea!",
+		  "m.relates_to":{"m.in_reply_to":{"event_id":"$another_event"}}}},
+		{"type":"m.reaction","event_id":"$react","room_id":"!r:example.org","sender":"@alice:example.org",
+		 "content":{"m.relates_to":{"rel_type":"m.annotation","event_id":"$some_event_id","key":"👍"}}},
+		{"type":"m.room.redaction","event_id":"$red10","room_id":"!r:example.org","sender":"@alice:example.org","redacts":"$fukweghifu23:localhost",
+		 "content":{"reason":"Spamming"}},
+		{"type":"m.room.redaction","event_id":"$red11","room_id":"!r:example.org","sender":"@alice:example.org",
+		 "content":{"reason":"Spamming","redacts":"$fukweghifu24:localhost"}}
+	]}`
+	got := s.decodeEvents(&mapping.Txn{ID: "t", Body: []byte(body)}).Events
+	msg := func(id id.EventID) mapping.MatrixEvent {
+		return mapping.MatrixEvent{ID: id, Room: "!r:example.org", Sender: "@alice:example.org", Kind: mapping.EventMessage, Type: "m.room.message", MsgType: mapping.MsgText}
+	}
+	edit := msg("$edit")
+	edit.Body = "* Hello! My name is bar"
+	edit.Rel = mapping.MatrixRelation{Type: mapping.RelTypeReplace, Event: "$some_event_id", NewBody: "Hello! My name is bar", NewHTML: "Hello! My name is <b>bar</b>", NewMsgType: mapping.MsgText}
+	reply := msg("$reply")
+	reply.Body, reply.HTML = "That sounds like a great idea!", "That sounds like a <em>great</em> idea!"
+	reply.Rel.ReplyTo = "$another_event"
+	want := []mapping.MatrixEvent{edit, reply,
+		{ID: "$react", Room: "!r:example.org", Sender: "@alice:example.org", Kind: mapping.EventReaction, Type: "m.reaction",
+			Rel: mapping.MatrixRelation{Type: mapping.RelTypeAnnotation, Event: "$some_event_id", Key: "👍"}},
+		{ID: "$red10", Room: "!r:example.org", Sender: "@alice:example.org", Kind: mapping.EventRedaction, Type: "m.room.redaction", Redacts: "$fukweghifu23:localhost"},
+		{ID: "$red11", Room: "!r:example.org", Sender: "@alice:example.org", Kind: mapping.EventRedaction, Type: "m.room.redaction", Redacts: "$fukweghifu24:localhost"},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("decoded\n%+v\nwant\n%+v", got, want)
+	}
+}
+
+// Dendrite pushes no redaction to application services: the bot's /sync
+// reads them from the portals' timelines, into the same decoded events as
+// pushed ones (and only them: other timeline events were pushed), stored
+// and read back as the inbox does.
+func TestDecodeSyncedRedactions(t *testing.T) {
+	var resp mautrix.RespSync
+	raw := `{"next_batch":"s2","rooms":{"join":{"!r:example.org":{"timeline":{"events":[
+		{"type":"m.room.message","event_id":"$m","sender":"@alice:example.org","content":{"msgtype":"m.text","body":"pushed already"}},
+		{"type":"m.room.redaction","event_id":"$red","sender":"@alice:example.org","redacts":"$gone","content":{}}
+	]}}}}}`
+	if err := json.Unmarshal([]byte(raw), &resp); err != nil {
+		t.Fatal(err)
+	}
+	out := fuzzServer().decodeSynced(&resp)
+	want := []mapping.MatrixEvent{{ID: "$red", Room: "!r:example.org", Sender: "@alice:example.org", Kind: mapping.EventRedaction, Type: "m.room.redaction", Redacts: "$gone"}}
+	if !reflect.DeepEqual(out.Events, want) {
+		t.Fatalf("decoded %+v, want %+v", out.Events, want)
+	}
+	txn, err := mapping.NewDecodedTxn(mapping.SyncedPrefix+"s2", out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, ok, err := mapping.DecodedTxn(txn)
+	if err != nil || !ok || !reflect.DeepEqual(back.Events, want) {
+		t.Fatalf("stored and read back: %+v %v %v", back.Events, ok, err)
 	}
 }
 
