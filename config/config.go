@@ -77,6 +77,7 @@ type Config struct {
 		PeerBurst       int     `yaml:"peer_burst"`
 		PendingReceipts int     `yaml:"pending_receipts"`
 		MemoryMiB       int     `yaml:"memory_mib"`
+		MaxStanzaKiB    int     `yaml:"max_stanza_kib"`
 	} `yaml:"limits"`
 	Logging struct {
 		Level  string `yaml:"level"`
@@ -316,6 +317,9 @@ func (c *Config) validate() Errors {
 	}
 	if c.Limits.PendingReceipts < 1 {
 		bad("limits.pending_receipts", "must be at least 1; put how many receipts may wait to be recorded, e.g. 50000")
+	}
+	if c.Limits.MaxStanzaKiB < 64 {
+		bad("limits.max_stanza_kib", "must be at least 64; put the KiB one XMPP stanza may take, e.g. 1024 (the XMPP server's own limit is lower)")
 	}
 	if c.Limits.MemoryMiB < 0 {
 		bad("limits.memory_mib", "must be 0 (no limit) or more; put the MiB the bridge's Go heap should stay under, e.g. 64")

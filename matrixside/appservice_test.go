@@ -142,6 +142,49 @@ func TestTransactionDurableAndOnce(t *testing.T) {
 	}
 }
 
+// A transaction of 10,000 events (Synapse sends at most 100 PDUs, but
+// nothing in the application service API bounds it) is stored whole and
+// processed whole: every message is in the id map with its send.
+func TestTransactionOf10000Events(t *testing.T) {
+	s, db, ts := newServer(t)
+	ctx := context.Background()
+	_ = db.PutPortal(ctx, &mapping.Portal{RoomID: "!dm:example.org", MXID: "@alice:example.org", JID: jid.MustParse("juliet@capulet.lit")})
+	var b strings.Builder
+	b.WriteString(`{"events":[`)
+	const n = 10000
+	for i := 0; i < n; i++ {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, `{"type":"m.room.message","event_id":"$e%d","room_id":"!dm:example.org","sender":"@alice:example.org","origin_server_ts":1,"content":{"msgtype":"m.text","body":"line %d"}}`, i, i)
+	}
+	b.WriteString(`]}`)
+	if status, resp := do(t, "PUT", ts.URL+txnPath+"big", "hs-secret", b.String()); status != 200 {
+		t.Fatalf("PUT = %d %s", status, resp)
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go s.Run(runCtx)
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		if txns, _ := db.PendingTxns(ctx, 0, 0); len(txns) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("transaction never processed")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	for _, ev := range []id.EventID{"$e0", "$e4999", "$e9999"} {
+		if _, err := db.MessageByEventID(ctx, ev); err != nil {
+			t.Errorf("%s: %v", ev, err)
+		}
+	}
+	if jobs, _ := db.DueJobs(ctx, time.Now(), 2*n); len(jobs) != n {
+		t.Errorf("%d sends owed, want %d", len(jobs), n)
+	}
+}
+
 // Ephemeral events come under the stable key or MSC2409's; a bad one is
 // counted and skipped while the rest of the transaction counts.
 func TestDecodeEphemeral(t *testing.T) {

@@ -40,6 +40,9 @@ type Component struct {
 	Log     zerolog.Logger
 	// MaxBackoff caps the wait between reconnection attempts.
 	MaxBackoff time.Duration
+	// MaxStanzaBytes bounds what is read of one stanza (limits.go);
+	// zero: DefaultMaxStanzaBytes.
+	MaxStanzaBytes int
 
 	mu   sync.Mutex
 	sess *xmpp.Session
@@ -217,16 +220,32 @@ func (c *Component) encode(ctx context.Context, stanza any) error {
 // literally and calls a handler once per matching child, while receipts
 // often come without a type: one decode here and the core decides.
 func (c *Component) handle(ctx context.Context, t xmlstream.TokenReadEncoder, start *xml.StartElement) error {
-	d := xml.NewTokenDecoder(xmlstream.MultiReader(xmlstream.Token(*start), t))
+	limit := &stanzaLimit{r: t, left: c.maxStanza()}
+	d := xml.NewTokenDecoder(xmlstream.MultiReader(xmlstream.Token(*start), limit))
 	tok, err := d.Token() // the start element again, for DecodeElement
 	if err != nil {
 		return nil
 	}
+	defer func() {
+		if limit.left < 0 {
+			// Read no further into memory than needed to find its end;
+			// the stream goes on with the next stanza.
+			c.Count("xmpp_stanza", "too_large")
+			c.Log.Warn().Str("element", start.Name.Local).Int("limit_bytes", c.maxStanza()).Msg("Dropped a stanza over limits.max_stanza_kib")
+			for {
+				if _, err := t.Token(); err != nil {
+					break // the stanza's end (t reads only the stanza)
+				}
+			}
+		}
+	}()
 	se := tok.(xml.StartElement)
 	switch se.Name.Local {
 	case "message":
 		in, m, err := decodeInMessage(d, &se)
-		if err != nil {
+		if err != nil && limit.left < 0 {
+			return nil // counted as too large
+		} else if err != nil {
 			c.Log.Debug().Err(err).Msg("Dropped malformed message")
 			c.Count("xmpp_message", "malformed")
 			return nil

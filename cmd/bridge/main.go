@@ -113,7 +113,8 @@ func run(configPath, regPath string, generate bool) error {
 	domain, _ := jid.Parse(cfg.XMPP.Domain) // validated by config
 	comp := &xmppside.Component{
 		Address: cfg.XMPP.Address, Domain: domain, Secret: cfg.XMPP.Secret,
-		Core: core, Count: count, Log: log.With().Str("component", "xmpp").Logger(),
+		MaxStanzaBytes: cfg.Limits.MaxStanzaKiB << 10,
+		Core:           core, Count: count, Log: log.With().Str("component", "xmpp").Logger(),
 	}
 	hs := matrixside.NewHomeserver(as, cfg.Identities(), matrixside.Delivery{
 		Fallback: cfg.Receipts.DeliveryFallback, SpecVersion: cfg.Receipts.DeliverySpecVersion,
