@@ -156,3 +156,58 @@ func TestDendriteRestartUnderLoad(t *testing.T) {
 		}
 	}
 }
+
+// Issue 13: Prosody restarts while Alice writes to Verges, one message
+// every 50 ms: the bridge reconnects by itself, holds what it could not
+// send meanwhile, and every message reaches Verges once he is back (live,
+// or from Prosody's offline store).
+func TestProsodyRestartUnderLoad(t *testing.T) {
+	ctx := context.Background()
+	verges := w.xmppUser(t, "verges", "watch")
+	room := openPortal(t, ctx, verges, "verges")
+	alicePuppet := w.puppet(t, w.alice.Client.UserID)
+	const n = 40
+	sent := make(chan error, 1)
+	go func() {
+		for i := range n {
+			if _, err := w.alice.SendText(ctx, room, fmt.Sprintf("Under load %d", i)); err != nil {
+				sent <- err
+				return
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		sent <- nil
+	}()
+	time.Sleep(600 * time.Millisecond)
+	if err := w.Prosody.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second)
+	if err := w.Prosody.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-sent; err != nil {
+		t.Fatal(err)
+	}
+	back := w.xmppUser(t, "verges", "back")
+	if _, err := back.Wait(ctx, 3*wait, isMessage(alicePuppet, fmt.Sprintf("Under load %d", n-1))); err != nil {
+		t.Fatalf("the last message never arrived: %v", err)
+	}
+	time.Sleep(2 * time.Second) // what is still on its way
+	var lost, twice []int
+	for i := range n {
+		body := fmt.Sprintf("Under load %d", i)
+		switch c := verges.Count(isMessage(alicePuppet, body)) + back.Count(isMessage(alicePuppet, body)); {
+		case c == 0:
+			lost = append(lost, i)
+		case c > 1:
+			twice = append(twice, i)
+		}
+	}
+	if len(lost) > 0 {
+		t.Errorf("messages lost across the restart: %v", lost)
+	}
+	if len(twice) > 0 {
+		t.Logf("messages that arrived twice (a resend after a cut, same id): %v", twice)
+	}
+}
