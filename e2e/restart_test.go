@@ -3,10 +3,16 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"io"
+	"os"
+	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -209,5 +215,150 @@ func TestProsodyRestartUnderLoad(t *testing.T) {
 	}
 	if len(twice) > 0 {
 		t.Logf("messages that arrived twice (a resend after a cut, same id): %v", twice)
+	}
+}
+
+// lockedBuffer keeps what a bridge logs, for a test to read.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// Issue 13: with the bridge on PostgreSQL, the PostgreSQL server crashes
+// (restart -m immediate: no checkpoint, recovery from its WAL) while Alice
+// and Dogberry write to each other every 50 ms. The bridge carries on by
+// itself, every message arrives on both sides, and its log says what
+// happened in a few lines, not one per message.
+func TestPostgresRestartUnderLoad(t *testing.T) {
+	ctx := context.Background()
+	uri := os.Getenv("XMPPBRIDGE_TEST_POSTGRES")
+	if uri == "" {
+		uri = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
+	}
+	schema := fmt.Sprintf("e2e_%d", time.Now().UnixNano())
+	dbURI, err := peers.FreshPostgresSchema(ctx, uri, schema)
+	if err != nil {
+		t.Fatalf("PostgreSQL (scripts/setup.sh starts it): %v", err)
+	}
+	defer peers.DropPostgresSchema(uri, schema)
+	// The world's bridge, its registration and ports, on PostgreSQL.
+	cfg, err := os.ReadFile(w.Bridge.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	onPG := strings.Replace(string(cfg), "type: sqlite3-fk-wal\n        uri: \"bridge.db\"", "type: postgres\n        uri: "+strconv.Quote(dbURI), 1)
+	if onPG == string(cfg) {
+		t.Fatalf("the world's bridge config has no SQLite database to replace:\n%s", cfg)
+	}
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "config.yaml"), []byte(onPG), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	logs := &lockedBuffer{}
+	pg := &peers.BridgeProcess{Bin: w.Bridge.Bin, Dir: dir, Config: filepath.Join(dir, "config.yaml"), Registr: w.Bridge.Registr,
+		Settings: w.Bridge.Settings, Log: io.MultiWriter(logs, peers.Prefixed(w.Logs, "bridge-pg"))}
+	if err := w.Bridge.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := pg.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		_ = pg.Stop()
+		if err := w.Bridge.Start(ctx); err != nil {
+			t.Errorf("the world's bridge did not start again: %v", err)
+		}
+	}()
+
+	dogberry := w.xmppUser(t, "dogberry", "watch")
+	room := openPortal(t, ctx, dogberry, "dogberry")
+	ghost := w.ghost("dogberry@localhost")
+	alicePuppet := w.puppet(t, w.alice.Client.UserID)
+	puppet := peers.XMLEscape(alicePuppet)
+	const n = 30
+	done := make(chan error, 2)
+	go func() {
+		for i := range n {
+			if _, err := w.alice.SendText(ctx, room, fmt.Sprintf("Alice under load %d", i)); err != nil {
+				done <- err
+				return
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		done <- nil
+	}()
+	go func() {
+		for i := range n {
+			if err := dogberry.SendRaw(ctx, fmt.Sprintf(`<message to='%s' id='pg-%d' type='chat'><body>Dogberry under load %d</body></message>`, puppet, i, i)); err != nil {
+				done <- err
+				return
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		done <- nil
+	}()
+	time.Sleep(500 * time.Millisecond)
+	if err := peers.CrashPostgres(); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := dogberry.Wait(ctx, 3*wait, isMessage(alicePuppet, fmt.Sprintf("Alice under load %d", n-1))); err != nil {
+		t.Fatalf("Alice's last message never reached Dogberry: %v", err)
+	}
+	if _, err := w.alice.Wait(ctx, 3*wait, peers.IsText(room, ghost, fmt.Sprintf("Dogberry under load %d", n-1))); err != nil {
+		t.Fatalf("Dogberry's last message never reached Alice: %v", err)
+	}
+	// Each is waited for: the bridge holds the transactions it cannot
+	// store yet, and Dendrite's sends wait meanwhile.
+	for i := range n {
+		if _, err := dogberry.Wait(ctx, wait, isMessage(alicePuppet, fmt.Sprintf("Alice under load %d", i))); err != nil {
+			t.Fatalf("Alice's message %d never reached Dogberry: %v", i, err)
+		}
+	}
+	time.Sleep(2 * time.Second) // what is still on its way
+	resp, err := w.alice.Client.Messages(ctx, room, "", "", mautrix.DirectionBackward, nil, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	onMatrix := map[string]int{}
+	for _, e := range resp.Chunk {
+		if e.Type == event.EventMessage && e.Sender == ghost {
+			_ = e.Content.ParseRaw(e.Type)
+			onMatrix[e.Content.AsMessage().Body]++
+		}
+	}
+	for i := range n {
+		if c := dogberry.Count(isMessage(alicePuppet, fmt.Sprintf("Alice under load %d", i))); c != 1 {
+			t.Errorf("Alice's message %d reached Dogberry %d times", i, c)
+		}
+		if c := onMatrix[fmt.Sprintf("Dogberry under load %d", i)]; c != 1 {
+			t.Errorf("Dogberry's message %d is %d times in the room", i, c)
+		}
+	}
+	var noisy []string
+	for _, line := range strings.Split(logs.String(), "\n") {
+		if strings.Contains(line, "WRN") || strings.Contains(line, "ERR") {
+			noisy = append(noisy, line)
+		}
+	}
+	t.Logf("the bridge logged %d warnings and errors across the crash", len(noisy))
+	if len(noisy) >= n {
+		t.Errorf("%d warnings and errors for %d messages each way: once per message, not once per outage:\n%s", len(noisy), n, strings.Join(noisy, "\n"))
 	}
 }

@@ -13,12 +13,14 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
+	"xmppbridge/internal/retry"
 	"xmppbridge/mapping"
 )
 
@@ -46,7 +48,23 @@ type Server struct {
 	Log     zerolog.Logger
 
 	queue chan string
+	// HoldFor is how long a transaction that cannot be stored is tried
+	// again before it is answered 500 (zero: DefaultHoldFor).
+	HoldFor time.Duration
+	// holding: a transaction is being held (said once per outage).
+	holding atomic.Bool
 }
+
+// DefaultHoldFor keeps a transaction the database cannot take yet (it
+// restarts, the disk is full) waiting in its request, within the 30 s
+// Dendrite gives a request, rather than answer 500 at once: Dendrite v0.15.2
+// takes a 500 as a failed batch and, by the time it resends it, has lost
+// the events that came behind it (seen with PostgreSQL restarted under
+// load: 20 of 30 messages never pushed again).
+const DefaultHoldFor = 20 * time.Second
+
+// holdRetry is how often a held transaction is tried again.
+const holdRetry = 250 * time.Millisecond
 
 // NewServer makes the application service API server.
 func NewServer(hsToken string, store Inbox, core *mapping.Bridge, count mapping.Counter, log zerolog.Logger) *Server {
@@ -127,7 +145,7 @@ func (s *Server) putTransaction(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "M_NOT_JSON", "Transaction body is not valid JSON: "+err.Error())
 		return
 	}
-	isNew, err := s.Store.PutTxn(r.Context(), &mapping.Txn{ID: txnID, Body: body})
+	isNew, err := s.storeTxn(r.Context(), &mapping.Txn{ID: txnID, Body: body})
 	if err != nil {
 		// Not stored, so not acknowledged: the homeserver will retry.
 		s.Log.Err(err).Str("txn_id", txnID).Msg("Failed to store transaction")
@@ -141,6 +159,27 @@ func (s *Server) putTransaction(w http.ResponseWriter, r *http.Request) {
 	}
 	s.Count("as_txn", "accepted")
 	s.Enqueue(txnID)
+}
+
+// storeTxn stores txn, trying again every holdRetry for up to HoldFor
+// while the store fails (and the homeserver still waits for the answer).
+func (s *Server) storeTxn(ctx context.Context, txn *mapping.Txn) (bool, error) {
+	hold := s.HoldFor
+	if hold == 0 {
+		hold = DefaultHoldFor
+	}
+	var isNew bool
+	err := retry.Hold(ctx, hold, holdRetry, func() error {
+		var err error
+		if isNew, err = s.Store.PutTxn(ctx, txn); err != nil && !s.holding.Swap(true) {
+			s.Log.Warn().Err(err).Dur("for_up_to", hold).Msg("Cannot store transactions; holding the homeserver's requests until the database takes them")
+		}
+		return err
+	})
+	if err == nil && s.holding.Swap(false) {
+		s.Log.Info().Msg("Transactions are stored again")
+	}
+	return isNew, err
 }
 
 // Enqueue tells the processor that a stored transaction waits.

@@ -3,6 +3,7 @@ package matrixside
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -10,6 +11,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -182,6 +184,59 @@ func TestTransactionOf10000Events(t *testing.T) {
 	}
 	if jobs, _ := db.DueJobs(ctx, time.Now(), 2*n); len(jobs) != n {
 		t.Errorf("%d sends owed, want %d", len(jobs), n)
+	}
+}
+
+// flakyInbox is a database that refuses writes until it is let back.
+type flakyInbox struct {
+	Inbox
+	mu   sync.Mutex
+	down bool
+	puts int
+}
+
+func (f *flakyInbox) PutTxn(ctx context.Context, txn *mapping.Txn) (bool, error) {
+	f.mu.Lock()
+	f.puts++
+	down := f.down
+	f.mu.Unlock()
+	if down {
+		return false, errors.New("dial tcp 127.0.0.1:5432: connect: connection refused")
+	}
+	return f.Inbox.PutTxn(ctx, txn)
+}
+
+// A transaction the database cannot take yet is held in its request and
+// stored once the database is back, answered 200 then: never 200 before it
+// is stored, and no 500 for an outage shorter than HoldFor (Dendrite loses
+// the events behind a batch it was answered 500 for). Past HoldFor it is
+// answered 500, and the homeserver keeps it to resend.
+func TestTransactionHeldWhileTheDatabaseIsAway(t *testing.T) {
+	s, db, ts := newServer(t)
+	inbox := &flakyInbox{Inbox: db, down: true}
+	s.Store = inbox
+	body := `{"events":[]}`
+	go func() {
+		time.Sleep(700 * time.Millisecond)
+		inbox.mu.Lock()
+		inbox.down = false
+		inbox.mu.Unlock()
+	}()
+	if status, resp := do(t, "PUT", ts.URL+txnPath+"held", "hs-secret", body); status != 200 {
+		t.Fatalf("PUT during a short outage = %d %s, want 200 once stored", status, resp)
+	}
+	if txns, _ := db.PendingTxns(context.Background(), 0, 0); len(txns) != 1 || txns[0].ID != "held" {
+		t.Fatalf("pending %v: the held transaction was not stored", txns)
+	}
+	inbox.mu.Lock()
+	inbox.down, inbox.puts = true, 0
+	inbox.mu.Unlock()
+	s.HoldFor = 600 * time.Millisecond
+	if status, _ := do(t, "PUT", ts.URL+txnPath+"refused", "hs-secret", body); status != 500 {
+		t.Fatalf("PUT during a long outage = %d, want 500", status)
+	}
+	if inbox.puts > 10 {
+		t.Errorf("asked the database %d times in 600 ms, want every %s", inbox.puts, holdRetry)
 	}
 }
 

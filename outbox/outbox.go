@@ -38,13 +38,15 @@ const maxLanes = 32
 const yieldAfter = 16
 
 const (
-	scanEvery   = 5 * time.Second        // the safety net
-	scanBatch   = 1000                   // jobs read by one scan
-	deleteEvery = 20 * time.Millisecond  // finished jobs leave the store at most this late
-	deleteBatch = 500                    // or as soon as this many are finished
-	minBackoff  = 500 * time.Millisecond // first wait after a failed send
-	maxBackoff  = time.Minute
-	maxKnown    = 10000 // jobs held in memory at most
+	scanEvery = 5 * time.Second // the safety net
+	// scanRetryEvery is how often a scan is tried while the store fails.
+	scanRetryEvery = time.Second
+	scanBatch      = 1000                   // jobs read by one scan
+	deleteEvery    = 20 * time.Millisecond  // finished jobs leave the store at most this late
+	deleteBatch    = 500                    // or as soon as this many are finished
+	minBackoff     = 500 * time.Millisecond // first wait after a failed send
+	maxBackoff     = time.Minute
+	maxKnown       = 10000 // jobs held in memory at most
 )
 
 // Store is where the jobs are kept; the core stores them, the outbox reads
@@ -118,6 +120,14 @@ type Outbox struct {
 	scanFrom int64
 	needScan bool
 	lastScan time.Time
+	// scanFailing: the last scan could not read the store; none is tried
+	// again before scanRetry (a store that is down is not asked in a loop).
+	scanFailing bool
+	scanRetry   time.Time
+	// deleteFailing and deleteRetry are the same for removing finished
+	// jobs.
+	deleteFailing bool
+	deleteRetry   time.Time
 	// maxKnown bounds the jobs held in memory. Past it (a homeserver
 	// slower than what arrives), new jobs stay in the store only, and
 	// overflow is set until scans have read them all, in order.
@@ -327,17 +337,20 @@ func (o *Outbox) scan(ctx context.Context) {
 	o.needScan, o.lastScan = false, o.now()
 	o.mu.Unlock()
 	jobs, err := o.store.DueJobsAfter(ctx, o.now(), from, scanBatch)
-	if err != nil {
-		if ctx.Err() == nil {
-			o.log.Err(err).Msg("Failed to read the outbox")
-		}
-		o.mu.Lock()
-		o.needScan = true
-		o.mu.Unlock()
-		return
-	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
+	if err != nil {
+		// Said once per outage; tried again every scanRetryEvery.
+		if ctx.Err() == nil && !o.scanFailing {
+			o.log.Err(err).Dur("retry_every", scanRetryEvery).Msg("Failed to read the outbox; trying again until the database answers")
+		}
+		o.scanFailing, o.needScan, o.scanRetry = true, true, o.now().Add(scanRetryEvery)
+		return
+	}
+	if o.scanFailing {
+		o.scanFailing = false
+		o.log.Info().Msg("The outbox reads the database again")
+	}
 	defer o.start()
 	for i, j := range jobs {
 		if len(o.known) >= o.maxKnown {
@@ -385,11 +398,16 @@ func (o *Outbox) deleteDone(ctx context.Context) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if err != nil {
-		if ctx.Err() == nil {
-			o.log.Err(err).Msg("Failed to remove finished jobs; will retry")
+		if ctx.Err() == nil && !o.deleteFailing {
+			o.log.Err(err).Dur("retry_every", scanRetryEvery).Msg("Failed to remove finished jobs; trying again until the database answers")
 		}
+		o.deleteFailing, o.deleteRetry = true, o.now().Add(scanRetryEvery)
 		o.done = append(o.done, done...)
 		return
+	}
+	if o.deleteFailing {
+		o.deleteFailing = false
+		o.log.Info().Msg("Finished jobs leave the database again")
 	}
 	for _, id := range done {
 		delete(o.known, id)
@@ -427,8 +445,9 @@ func (o *Outbox) Run(ctx context.Context) {
 	for ctx.Err() == nil {
 		o.mu.Lock()
 		now := o.now()
-		deleteNow := len(o.done) >= deleteBatch || len(o.done) > 0 && now.Sub(lastDelete) >= deleteEvery
-		scanNow := o.needScan || now.Sub(o.lastScan) >= scanEvery
+		deleteNow := (len(o.done) >= deleteBatch || len(o.done) > 0 && now.Sub(lastDelete) >= deleteEvery) && !now.Before(o.deleteRetry)
+		deleteRetry := o.deleteRetry
+		scanNow := (o.needScan || now.Sub(o.lastScan) >= scanEvery) && !now.Before(o.scanRetry)
 		var next time.Time // when a paused side may go on
 		for side, t := range o.pauseUntil {
 			if !now.Before(t) {
@@ -449,7 +468,7 @@ func (o *Outbox) Run(ctx context.Context) {
 		}
 		wait := scanEvery
 		if pendingDone {
-			wait = deleteEvery
+			wait = max(deleteEvery, time.Until(deleteRetry))
 		}
 		if !next.IsZero() {
 			wait = min(wait, max(time.Until(next), time.Millisecond))
@@ -457,6 +476,9 @@ func (o *Outbox) Run(ctx context.Context) {
 		o.mu.Lock()
 		if o.needScan {
 			wait = 0
+			if until := o.scanRetry.Sub(o.now()); until > 0 {
+				wait = until // the store failed: not before its retry
+			}
 		}
 		o.mu.Unlock()
 		if wait == 0 {

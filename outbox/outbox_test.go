@@ -45,7 +45,9 @@ type memStore struct {
 	mu      sync.Mutex
 	jobs    []*mapping.Job // by id
 	lastID  int64
-	deletes int // calls of DeleteJobs
+	deletes int   // calls of DeleteJobs
+	scans   int   // calls of DueJobsAfter
+	down    error // if set, every call fails with it
 }
 
 func (s *memStore) add(jobs ...*mapping.Job) {
@@ -62,6 +64,10 @@ func (s *memStore) add(jobs ...*mapping.Job) {
 func (s *memStore) DueJobsAfter(_ context.Context, now time.Time, after int64, limit int) ([]*mapping.Job, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.scans++
+	if s.down != nil {
+		return nil, s.down
+	}
 	var out []*mapping.Job
 	for _, j := range s.jobs {
 		if j.ID > after && !j.NotBefore.After(now) && len(out) < limit {
@@ -76,6 +82,9 @@ func (s *memStore) DeleteJobs(_ context.Context, ids ...int64) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.deletes++
+	if s.down != nil {
+		return s.down
+	}
 	s.jobs = slices.DeleteFunc(s.jobs, func(j *mapping.Job) bool { return slices.Contains(ids, j.ID) })
 	return nil
 }
@@ -574,6 +583,38 @@ func TestSideDownLoggedOnce(t *testing.T) {
 	}
 	if n := strings.Count(out, "Sends go through again"); n != 1 {
 		t.Errorf("%d lines saying it is back, want 1:\n%s", n, out)
+	}
+}
+
+// While the database is down the outbox asks it once every
+// scanRetryEvery, not in a loop, says so once, and once when it answers
+// again; the jobs it holds are done and removed then.
+func TestStoreDownAskedOnceASecond(t *testing.T) {
+	var logs syncBuffer
+	r := newRig()
+	r.o.log = zerolog.New(&logs).Level(zerolog.InfoLevel)
+	r.store.mu.Lock()
+	r.store.down = errors.New("dial tcp 127.0.0.1:5432: connect: connection refused")
+	r.store.mu.Unlock()
+	r.start(t)
+	r.add(job(toMatrix, "p", "held"))
+	time.Sleep(1500 * time.Millisecond)
+	r.store.mu.Lock()
+	scans, deletes := r.store.scans, r.store.deletes
+	r.store.down = nil
+	r.store.mu.Unlock()
+	if scans > 3 || deletes > 3 {
+		t.Errorf("asked a database that is down %d times for jobs and %d times to remove them in 1.5 s, want one a second", scans, deletes)
+	}
+	waitFor(t, "the held job done and removed", func() bool { return len(r.run.done()) == 1 && len(r.store.left()) == 0 })
+	out := logs.String()
+	for _, line := range []string{"Failed to read the outbox", "The outbox reads the database again"} {
+		if n := strings.Count(out, line); n > 1 {
+			t.Errorf("%d lines %q, want at most one:\n%s", n, line, out)
+		}
+	}
+	if n := strings.Count(out, "Failed to remove finished jobs"); n != 1 {
+		t.Errorf("%d lines saying removals fail, want 1:\n%s", n, out)
 	}
 }
 

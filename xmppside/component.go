@@ -216,6 +216,37 @@ func (c *Component) encode(ctx context.Context, stanza any) error {
 	return nil
 }
 
+// holdFor is how long a message that cannot be stored (the database is
+// away) is tried again before it is given up, and holdRetry how often.
+const (
+	holdFor   = 5 * time.Minute
+	holdRetry = time.Second
+)
+
+// handleMessage hands m to the core, and while the core cannot store it,
+// tries again every holdRetry for up to holdFor, holding the stream
+// meanwhile: XEP-0114 acknowledges nothing, so a message dropped here is
+// lost for good, while a stream not read holds the server back (the
+// stanzas behind this one wait in its queue and the TCP window). It is
+// said once when messages wait and once when they go on.
+func (c *Component) handleMessage(ctx context.Context, m *mapping.XMPPMessage) (*mapping.OutMessage, error) {
+	var reply *mapping.OutMessage
+	held := false
+	err := retry.Hold(ctx, holdFor, holdRetry, func() error {
+		var err error
+		if reply, err = c.Core.HandleXMPPMessage(ctx, m); err != nil && !held {
+			held = true
+			c.Log.Warn().Err(err).Dur("retry_every", holdRetry).Msg("A message from XMPP cannot be stored; holding the XMPP stream and trying again")
+			c.Count("xmpp_message", "held")
+		}
+		return err
+	})
+	if err == nil && held {
+		c.Log.Info().Msg("Messages from XMPP are stored again; the stream goes on")
+	}
+	return reply, err
+}
+
 // handle routes one top-level stanza. mellium's mux matches message types
 // literally and calls a handler once per matching child, while receipts
 // often come without a type: one decode here and the core decides.
@@ -254,10 +285,8 @@ func (c *Component) handle(ctx context.Context, t xmlstream.TokenReadEncoder, st
 			c.notePrivilege(in, m.From)
 			return nil
 		}
-		reply, err := c.Core.HandleXMPPMessage(ctx, m)
+		reply, err := c.handleMessage(ctx, m)
 		if err != nil {
-			// Not accepted, so nothing is lost: the sender's server sees
-			// no receipt and the client may resend.
 			c.Log.Err(err).Msg("Failed to handle message")
 			c.Count("xmpp_message", "internal_error")
 			return nil

@@ -15,7 +15,6 @@ package main
 
 import (
 	"context"
-	"database/sql"
 	"encoding/xml"
 	"errors"
 	"fmt"
@@ -144,10 +143,10 @@ func (d *drill) run(ctx context.Context) error {
 		pg := env("XMPPBRIDGE_TEST_POSTGRES", "postgres://postgres@127.0.0.1:5432/test?sslmode=disable")
 		schema := fmt.Sprintf("drill_%d", time.Now().UnixNano())
 		var err error
-		if dbURI, err = freshSchema(ctx, pg, schema); err != nil {
+		if dbURI, err = peers.FreshPostgresSchema(ctx, pg, schema); err != nil {
 			return err
 		}
-		defer dropSchema(pg, schema)
+		defer peers.DropPostgresSchema(pg, schema)
 		settings.DatabaseType, settings.DatabaseURI = "postgres", dbURI
 	} else {
 		settings.DatabaseType, settings.DatabaseURI = "sqlite3-fk-wal", dbURI
@@ -316,7 +315,7 @@ func (d *drill) run(ctx context.Context) error {
 			case "disk":
 				err = fillFor(disk, diskFullFor)
 			case "postgres":
-				err = crashPostgres()
+				err = peers.CrashPostgres()
 			default:
 				bp.Kill()
 				if err = bp.Start(ctx); err == nil {
@@ -473,47 +472,6 @@ func drillSeed(ctx context.Context, dbType, uri string, portals, n int) error {
 			Direction: dir, MXID: alice, TS: ts.Add(time.Duration(i) * time.Millisecond), Requests: mapping.Requests{Receipt: true}}
 	}
 	return seedMessages(ctx, dbType, uri, portals, msgs)
-}
-
-// freshSchema makes a schema of its own in the PostgreSQL database at uri
-// and returns a URI whose connections use it (lib/pq passes search_path
-// on as a run-time parameter).
-func freshSchema(ctx context.Context, uri, schema string) (string, error) {
-	db, err := sql.Open("postgres", uri)
-	if err != nil {
-		return "", err
-	}
-	defer db.Close()
-	if _, err := db.ExecContext(ctx, "CREATE SCHEMA "+schema); err != nil {
-		return "", fmt.Errorf("PostgreSQL at %s: %w", uri, err)
-	}
-	sep := "?"
-	if strings.Contains(uri, "?") {
-		sep = "&"
-	}
-	return uri + sep + "search_path=" + schema, nil
-}
-
-func dropSchema(uri, schema string) {
-	if db, err := sql.Open("postgres", uri); err == nil {
-		_, _ = db.Exec("DROP SCHEMA " + schema + " CASCADE")
-		db.Close()
-	}
-}
-
-// crashPostgres stops the machine's PostgreSQL at once, as a crash would
-// (no checkpoint: it recovers from its WAL), and starts it again.
-func crashPostgres() error {
-	versions, err := filepath.Glob("/etc/postgresql/*/main")
-	if err != nil || len(versions) == 0 {
-		return fmt.Errorf("no PostgreSQL cluster under /etc/postgresql to restart (%v)", err)
-	}
-	ver := filepath.Base(filepath.Dir(versions[0]))
-	out, err := osexec.Command("pg_ctlcluster", ver, "main", "restart", "-m", "immediate").CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("pg_ctlcluster %s main restart: %v: %s", ver, err, out)
-	}
-	return nil
 }
 
 // The full-disk drill: a tmpfs of diskSize for the SQLite database, filled

@@ -5,6 +5,7 @@ package retry
 
 import (
 	"context"
+	"fmt"
 	"time"
 )
 
@@ -40,4 +41,20 @@ func Wait(ctx context.Context, d time.Duration) bool {
 	case <-t.C:
 		return true
 	}
+}
+
+// Hold tries again every `every` for up to `limit` while try fails, or
+// until ctx ends: for a caller that keeps what it holds (a request, a
+// stream) waiting rather than give it up. It returns try's last error, or
+// ctx's.
+func Hold(ctx context.Context, limit, every time.Duration, try func() error) error {
+	deadline := time.Now().Add(limit)
+	err := try()
+	for err != nil && time.Now().Before(deadline) {
+		if !Wait(ctx, every) {
+			return fmt.Errorf("stopped waiting: %w", err)
+		}
+		err = try()
+	}
+	return err
 }
