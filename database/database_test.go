@@ -912,3 +912,24 @@ func TestPortalsOf(t *testing.T) {
 		}
 	})
 }
+
+// What the operator watches: the sends owed to each side, since when the
+// oldest waits, and a database that answers.
+func TestOwedSends(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, _ engine, s *store) {
+		ctx := t.Context()
+		before := time.Now().Add(-time.Second)
+		must(t, s.AddJobs(ctx, &mapping.Job{Kind: mapping.JobSendToXMPP}, &mapping.Job{Kind: mapping.JobSendToXMPP}, &mapping.Job{Kind: mapping.JobJoin}))
+		owed, err := s.OwedSends(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		x, m := owed[mapping.SideXMPP], owed[mapping.SideMatrix]
+		if x.Count != 2 || m.Count != 1 || x.Oldest.Before(before) || m.Oldest.After(time.Now()) {
+			t.Errorf("owed %+v", owed)
+		}
+		if err := s.Ping(ctx); err != nil {
+			t.Error(err)
+		}
+	})
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"os"
 	"slices"
 	"strings"
 	"time"
@@ -14,7 +15,10 @@ import (
 )
 
 const (
-	insertJobsQuery = `INSERT INTO outbox (kind, message_id, payload, attempts, not_before, last_error, lane) VALUES `
+	insertJobsQuery = `INSERT INTO outbox (kind, message_id, payload, attempts, not_before, last_error, lane, created_at) VALUES `
+	// What the operator watches (OwedSends): the owed sends by kind, and
+	// when the oldest of each was stored.
+	owedSendsQuery = `SELECT kind, COUNT(*), MIN(created_at) FROM outbox GROUP BY kind`
 	getDueJobsQuery = `
 		SELECT id, kind, message_id, payload, attempts, not_before, last_error, lane
 		FROM outbox WHERE not_before<=$1 AND id>$2 ORDER BY id LIMIT $3
@@ -46,7 +50,8 @@ func (db *Database) insertJobs(ctx context.Context, messageID int64, jobs []*map
 		n := min(len(jobs), 200)
 		b.Reset()
 		b.WriteString(insertJobsQuery)
-		args := make([]any, 0, 7*n)
+		args := make([]any, 0, 8*n)
+		now := toMilli(time.Now())
 		for i, job := range jobs[:n] {
 			msgID := job.MessageID
 			if messageID != 0 {
@@ -56,8 +61,8 @@ func (db *Database) insertJobs(ctx context.Context, messageID int64, jobs []*map
 				b.WriteByte(',')
 			}
 			p := len(args)
-			fmt.Fprintf(&b, "($%d,$%d,$%d,$%d,$%d,$%d,$%d)", p+1, p+2, p+3, p+4, p+5, p+6, p+7)
-			args = append(args, job.Kind, dbutil.NumPtr(msgID), job.Payload, job.Attempts, toMilli(job.NotBefore), job.LastError, job.Lane)
+			fmt.Fprintf(&b, "($%d,$%d,$%d,$%d,$%d,$%d,$%d,$%d)", p+1, p+2, p+3, p+4, p+5, p+6, p+7, p+8)
+			args = append(args, job.Kind, dbutil.NumPtr(msgID), job.Payload, job.Attempts, toMilli(job.NotBefore), job.LastError, job.Lane, now)
 		}
 		got, err := queryMany(ctx, db.db, dbutil.ScanSingleColumn[int64], b.String()+" RETURNING id", args...)
 		if err != nil {
@@ -144,4 +149,53 @@ func (db *Database) DeleteJobs(ctx context.Context, jobIDs ...int64) error {
 		jobIDs = jobIDs[n:]
 	}
 	return nil
+}
+
+// Owed is what one side is owed: how many sends, and since when the
+// oldest of them waits (zero if none, or stored before v7 recorded it).
+type Owed struct {
+	Count  int
+	Oldest time.Time
+}
+
+// OwedSends counts the sends the outbox owes each side.
+func (db *Database) OwedSends(ctx context.Context) (map[string]Owed, error) {
+	rows, err := db.db.Query(ctx, owedSendsQuery)
+	if err != nil {
+		return nil, fmt.Errorf("count owed sends: %w", err)
+	}
+	defer rows.Close()
+	out := map[string]Owed{}
+	for rows.Next() {
+		var kind string
+		var n int
+		var oldest int64
+		if err := rows.Scan(&kind, &n, &oldest); err != nil {
+			return nil, fmt.Errorf("count owed sends: %w", err)
+		}
+		side := mapping.JobKind(kind).Side()
+		o := out[side]
+		o.Count += n
+		if t := fromMilli(oldest); oldest > 0 && (o.Oldest.IsZero() || t.Before(o.Oldest)) {
+			o.Oldest = t
+		}
+		out[side] = o
+	}
+	return out, rows.Err()
+}
+
+// Ping tells whether the database answers.
+func (db *Database) Ping(ctx context.Context) error { return db.db.RawDB.PingContext(ctx) }
+
+// WALBytes is the size of the SQLite write-ahead log, -1 if there is none
+// (PostgreSQL) or it cannot be read.
+func (db *Database) WALBytes() int64 {
+	if db.walPath == "" {
+		return -1
+	}
+	st, err := os.Stat(db.walPath)
+	if err != nil {
+		return -1
+	}
+	return st.Size()
 }

@@ -147,6 +147,13 @@ func (c *Component) serveOnce(ctx context.Context) error {
 	}))
 }
 
+// Connected tells whether the component has a session with the server.
+func (c *Component) Connected() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.sess != nil
+}
+
 // Send implements mapping.XMPPSide: the messages go out in one write.
 func (c *Component) Send(ctx context.Context, msgs ...*mapping.OutMessage) error {
 	c.mu.Lock()

@@ -4,10 +4,8 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
-	"net/http"
 	"os"
 	"os/signal"
 	"runtime/debug"
@@ -16,7 +14,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rs/zerolog"
 	"go.mau.fi/util/dbutil"
 	"maunium.net/go/mautrix/appservice"
@@ -135,7 +132,7 @@ func run(configPath, regPath string, generate bool) error {
 	})
 	if cfg.Metrics.Enabled {
 		goRun(func() {
-			if err := serveMetrics(ctx, cfg.Metrics.Listen); err != nil {
+			if err := serveMetrics(ctx, cfg.Metrics.Listen, watched{db: db, xmpp: comp, as: as}); err != nil {
 				errc <- fmt.Errorf("serve metrics on %s: %w", cfg.Metrics.Listen, err)
 			}
 		})
@@ -224,13 +221,3 @@ func newCounter() mapping.Counter {
 	return func(what, reason string) { events.WithLabelValues(what, reason).Inc() }
 }
 
-func serveMetrics(ctx context.Context, addr string) error {
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(events)
-	srv := &http.Server{Addr: addr, Handler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), ReadHeaderTimeout: 10 * time.Second}
-	go func() { <-ctx.Done(); _ = srv.Close() }()
-	if err := srv.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
-		return err
-	}
-	return nil
-}

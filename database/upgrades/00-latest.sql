@@ -1,4 +1,4 @@
--- v0 -> v6 (compatible with v1+): Latest revision
+-- v0 -> v7 (compatible with v1+): Latest revision
 
 -- All times are unix milliseconds; all JIDs are bare.
 
@@ -117,7 +117,9 @@ CREATE TABLE outbox (
 	not_before BIGINT  NOT NULL,
 	last_error TEXT    NOT NULL DEFAULT '',
 	-- Jobs of one lane keep their order; lanes run in parallel.
-	lane       TEXT    NOT NULL DEFAULT ''
+	lane       TEXT    NOT NULL DEFAULT '',
+	-- When it was stored, for the age of the oldest owed send (metrics).
+	created_at BIGINT  NOT NULL DEFAULT 0
 );
 CREATE INDEX outbox_not_before_idx ON outbox (not_before);
 

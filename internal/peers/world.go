@@ -29,6 +29,8 @@ type World struct {
 	IDs      mapping.Identities
 	Alice    *MatrixUser
 	Logs     io.Writer
+	// MetricsAddr is where the bridge serves /metrics and /health/*.
+	MetricsAddr string
 }
 
 // WorldOptions tune a World.
@@ -78,6 +80,11 @@ func (w *World) start(ctx context.Context, opts WorldOptions) error {
 	if err != nil {
 		return err
 	}
+	metricsPort, err := rig.FreePort()
+	if err != nil {
+		return err
+	}
+	w.MetricsAddr = fmt.Sprintf("127.0.0.1:%d", metricsPort)
 	bin, err := BuildBridge(ctx, sub("bin"))
 	if err != nil {
 		return err
@@ -90,7 +97,7 @@ func (w *World) start(ctx context.Context, opts WorldOptions) error {
 		XMPPDomain:       w.Prosody.ComponentDomain,
 		XMPPSecret:       w.Prosody.ComponentSecret,
 		LogLevel:         opts.LogLevel,
-		Extra:            opts.BridgeExtra,
+		Extra:            "metrics:\n    enabled: true\n    listen: " + w.MetricsAddr + "\n" + opts.BridgeExtra,
 	}, Prefixed(w.Logs, "bridge"))
 	if err != nil {
 		return err

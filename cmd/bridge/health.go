@@ -1,0 +1,138 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"maunium.net/go/mautrix/appservice"
+
+	"xmppbridge/database"
+	"xmppbridge/mapping"
+	"xmppbridge/xmppside"
+)
+
+// What an operator watches, on the metrics listener: /metrics, and the
+// health endpoints /health/live (the process answers) and /health/ready
+// (the database answers, the XMPP link is up, the homeserver answers).
+
+// checkTimeout bounds each check of /health/ready.
+const checkTimeout = 2 * time.Second
+
+// watched is what the health checks and the gauges look at.
+type watched struct {
+	db   *database.Database
+	xmpp *xmppside.Component
+	as   *appservice.AppService
+}
+
+// ready runs the readiness checks: each part's error, nil if it is fine.
+func (w watched) ready(ctx context.Context) map[string]error {
+	check := func(f func(context.Context) error) error {
+		ctx, cancel := context.WithTimeout(ctx, checkTimeout)
+		defer cancel()
+		return f(ctx)
+	}
+	return map[string]error{
+		"database": check(w.db.Ping),
+		"xmpp": check(func(context.Context) error {
+			if !w.xmpp.Connected() {
+				return errors.New("not connected to the XMPP server")
+			}
+			return nil
+		}),
+		"homeserver": check(func(ctx context.Context) error {
+			_, err := w.as.BotClient().Versions(ctx)
+			return err
+		}),
+	}
+}
+
+// healthHandler serves /health/live and /health/ready: 200 when all is
+// well, 503 and what is not otherwise, as JSON.
+func (w watched) healthHandler(mux *http.ServeMux) {
+	mux.HandleFunc("GET /health/live", func(rw http.ResponseWriter, _ *http.Request) {
+		rw.Header().Set("Content-Type", "application/json")
+		_, _ = rw.Write([]byte(`{"status":"live"}` + "\n"))
+	})
+	mux.HandleFunc("GET /health/ready", func(rw http.ResponseWriter, r *http.Request) {
+		out := map[string]string{}
+		status := http.StatusOK
+		for part, err := range w.ready(r.Context()) {
+			out[part] = "ok"
+			if err != nil {
+				out[part], status = err.Error(), http.StatusServiceUnavailable
+			}
+		}
+		rw.Header().Set("Content-Type", "application/json")
+		rw.WriteHeader(status)
+		_ = json.NewEncoder(rw).Encode(out)
+	})
+}
+
+// gauges are read at each scrape.
+func (w watched) gauges() []prometheus.Collector {
+	owed := func(side string, age bool) func() float64 {
+		return func() float64 {
+			ctx, cancel := context.WithTimeout(context.Background(), checkTimeout)
+			defer cancel()
+			o, err := w.db.OwedSends(ctx)
+			if err != nil {
+				return -1
+			}
+			if !age {
+				return float64(o[side].Count)
+			}
+			if o[side].Oldest.IsZero() {
+				return 0
+			}
+			return time.Since(o[side].Oldest).Seconds()
+		}
+	}
+	cs := []prometheus.Collector{
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "xmppbridge_xmpp_connected", Help: "1 while the XEP-0114 component is connected to the XMPP server."}, func() float64 {
+			if w.xmpp.Connected() {
+				return 1
+			}
+			return 0
+		}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "xmppbridge_database_up", Help: "1 while the database answers a ping."}, func() float64 {
+			ctx, cancel := context.WithTimeout(context.Background(), checkTimeout)
+			defer cancel()
+			if w.db.Ping(ctx) != nil {
+				return 0
+			}
+			return 1
+		}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "xmppbridge_sqlite_wal_bytes", Help: "Size of the SQLite write-ahead log (-1 on PostgreSQL)."}, func() float64 { return float64(w.db.WALBytes()) }),
+	}
+	for _, side := range []string{mapping.SideMatrix, mapping.SideXMPP} {
+		labels := prometheus.Labels{"side": side}
+		cs = append(cs,
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "xmppbridge_owed_sends", Help: "Sends the outbox owes a side (the homeserver, the XMPP server).", ConstLabels: labels}, owed(side, false)),
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "xmppbridge_oldest_owed_send_seconds", Help: "How long the oldest send owed to a side has waited (0 if none).", ConstLabels: labels}, owed(side, true)),
+		)
+	}
+	return cs
+}
+
+// serveMetrics serves /metrics and the health endpoints on addr until ctx
+// ends.
+func serveMetrics(ctx context.Context, addr string, w watched) error {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(events)
+	reg.MustRegister(w.gauges()...)
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	w.healthHandler(mux)
+	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() { <-ctx.Done(); _ = srv.Close() }()
+	if err := srv.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
