@@ -18,7 +18,7 @@ const (
 	insertJobsQuery = `INSERT INTO outbox (kind, message_id, payload, attempts, not_before, last_error, lane, created_at) VALUES `
 	// What the operator watches (OwedSends): the owed sends by kind, and
 	// when the oldest of each was stored.
-	owedSendsQuery = `SELECT kind, COUNT(*), MIN(created_at) FROM outbox GROUP BY kind`
+	owedSendsQuery  = `SELECT kind, COUNT(*), MIN(created_at) FROM outbox GROUP BY kind`
 	getDueJobsQuery = `
 		SELECT id, kind, message_id, payload, attempts, not_before, last_error, lane
 		FROM outbox WHERE not_before<=$1 AND id>$2 ORDER BY id LIMIT $3

@@ -220,4 +220,3 @@ var events = prometheus.NewCounterVec(prometheus.CounterOpts{
 func newCounter() mapping.Counter {
 	return func(what, reason string) { events.WithLabelValues(what, reason).Inc() }
 }
-
