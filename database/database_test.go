@@ -933,3 +933,28 @@ func TestOwedSends(t *testing.T) {
 		}
 	})
 }
+
+// The bot's rooms and what users set through it, kept as the core's fake
+// keeps them.
+func TestBotStore(t *testing.T) {
+	forEachStore(t, func(t *testing.T, s contractStore) {
+		ctx := t.Context()
+		if _, err := s.ManagementRoom(ctx, "!bot:example.org"); !errors.Is(err, mapping.ErrNotFound) {
+			t.Fatalf("unknown room: %v", err)
+		}
+		must(t, s.PutManagementRoom(ctx, "!bot:example.org", alice))
+		if u, err := s.ManagementRoom(ctx, "!bot:example.org"); err != nil || u != alice {
+			t.Fatalf("room of %q, %v", u, err)
+		}
+		off, on := false, true
+		must(t, s.SetUserSetting(ctx, mapping.UserSetting{MXID: alice, Receipts: &off}))
+		must(t, s.SetUserSetting(ctx, mapping.UserSetting{MXID: alice, Receipts: &off, Typing: &on}))
+		got, err := s.UserSettings(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v := got[alice]; len(got) != 1 || v.Receipts == nil || *v.Receipts || v.Typing == nil || !*v.Typing {
+			t.Errorf("settings %+v", got)
+		}
+	})
+}

@@ -34,7 +34,9 @@ type MatrixSide interface {
 	React(ctx context.Context, room id.RoomID, sender id.UserID, target id.EventID, key, txnID string) (id.EventID, error)
 	// Redact removes target as sender (an m.room.redaction).
 	Redact(ctx context.Context, room id.RoomID, sender id.UserID, target id.EventID, txnID string) (id.EventID, error)
-	SendNotice(ctx context.Context, room id.RoomID, sender id.UserID, body, txnID string) error
+	// SendNotice posts an m.notice as sender, with html as its formatted
+	// body if not "".
+	SendNotice(ctx context.Context, room id.RoomID, sender id.UserID, body, html, txnID string) error
 	Join(ctx context.Context, room id.RoomID, user id.UserID) error
 	Leave(ctx context.Context, room id.RoomID, user id.UserID, reason string) error
 	// ShowTyping shows or clears user's typing in room, without waiting:
@@ -151,6 +153,12 @@ type Bridge struct {
 	nicks    map[string]string // by bare JID
 	typingMu sync.Mutex
 	typing   map[id.RoomID]bool // whether the portal's user types, by room
+
+	// What users set through the bot, and where `status` reads the
+	// bridge's state (commands.go).
+	settingsMu sync.RWMutex
+	settings   map[id.UserID]UserSetting
+	status     Status
 }
 
 // New makes a core. The sides may be set later with SetSides, since they

@@ -89,7 +89,7 @@ func (f *fakeMatrix) SendText(_ context.Context, room id.RoomID, sender id.UserI
 	return ev, nil
 }
 
-func (f *fakeMatrix) SendNotice(_ context.Context, room id.RoomID, sender id.UserID, body, _ string) error {
+func (f *fakeMatrix) SendNotice(_ context.Context, room id.RoomID, sender id.UserID, body, _, _ string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.notices = append(f.notices, fmt.Sprintf("%s %s %s", room, sender, body))

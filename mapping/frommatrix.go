@@ -103,10 +103,22 @@ func (b *Bridge) handleMatrixEvent(ctx context.Context, evt MatrixEvent) ([]*Job
 	}
 	portal, err := b.store.PortalByRoom(ctx, evt.Room)
 	if isNotFound(err) {
-		b.count("matrix_event", ReasonNotPortal)
-		return nil, nil
+		portal = nil
 	} else if err != nil {
 		return nil, fmt.Errorf("look up portal: %w", err)
+	}
+	if portal == nil || evt.Sender == portal.MXID {
+		// The bot's (commands.go): not bridged.
+		if text, ok, err := b.commandOf(ctx, evt, portal); err != nil || ok {
+			if err != nil {
+				return nil, err
+			}
+			return b.command(ctx, evt.Room, evt.Sender, text)
+		}
+	}
+	if portal == nil {
+		b.count("matrix_event", ReasonNotPortal)
+		return nil, nil
 	}
 	if evt.Sender != portal.MXID {
 		log.Debug().Msg("Ignoring a message from someone else than the portal's user")
@@ -159,6 +171,9 @@ func (b *Bridge) handleMember(ctx context.Context, evt MatrixEvent) ([]*Job, err
 		return nil, nil
 	}
 	target := evt.Target
+	if target == ids.Bot() {
+		return b.botInvited(ctx, evt)
+	}
 	peer, err := ids.GhostJID(target)
 	if err != nil {
 		// Not a ghost: a person's membership, which may change their

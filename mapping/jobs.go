@@ -93,6 +93,8 @@ var jobKinds = map[JobKind]jobKind{
 	// given to their ghost, one change after the other.
 	JobGhostVCard:   {SideXMPP, byPair, pairArgs{}},
 	JobGhostProfile: {SideMatrix, byUser, ghostProfileArgs{}},
+	// In the pair's lane: the portal is created once, whatever comes.
+	JobOpenPortal: {SideMatrix, byPair, openArgs{}},
 }
 
 // Side is the server jobs of kind k send to. A kind the bridge does not

@@ -160,7 +160,7 @@ func (b *Bridge) mayCross(rc Receipt, portal *Portal, msg *Message) (AckKind, Re
 		return kind, ReasonNotPortal
 	case rc.User != portal.MXID:
 		return kind, ReasonNotPortalUser
-	case !b.cfg.Receipts.sendsReceipts(rc.User):
+	case !b.tellsXMPP(rc.User, false):
 		return kind, ReasonDisabled
 	case msg == nil:
 		return kind, ReasonUnknownEvent

@@ -20,6 +20,8 @@ import (
 type MemStore struct {
 	mu       sync.Mutex
 	portals  []*Portal
+	mgmt     map[id.RoomID]id.UserID
+	settings map[id.UserID]UserSetting
 	messages []*Message
 	txns     map[string]*Txn
 	txnOrder []string
@@ -612,5 +614,44 @@ func (s *MemStore) FinishTxns(_ context.Context, txnIDs []string, acks []Ack, jo
 		s.done[id] = true
 	}
 	s.acks(acks, jobs)
+	return nil
+}
+
+func (s *MemStore) ManagementRoom(_ context.Context, room id.RoomID) (id.UserID, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if u, ok := s.mgmt[room]; ok {
+		return u, nil
+	}
+	return "", ErrNotFound
+}
+
+func (s *MemStore) PutManagementRoom(_ context.Context, room id.RoomID, mxid id.UserID) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.mgmt == nil {
+		s.mgmt = map[id.RoomID]id.UserID{}
+	}
+	s.mgmt[room] = mxid
+	return nil
+}
+
+func (s *MemStore) UserSettings(context.Context) (map[id.UserID]UserSetting, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := map[id.UserID]UserSetting{}
+	for u, v := range s.settings {
+		out[u] = v
+	}
+	return out, nil
+}
+
+func (s *MemStore) SetUserSetting(_ context.Context, v UserSetting) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.settings == nil {
+		s.settings = map[id.UserID]UserSetting{}
+	}
+	s.settings[v.MXID] = v
 	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"strconv"
 
 	"maunium.net/go/mautrix/id"
+	"mellium.im/xmpp/jid"
 )
 
 // Outbox carries out the jobs the core stores: package outbox, which
@@ -52,6 +53,7 @@ type jobArgs struct {
 	User   id.UserID `json:"user"`
 	Reason string    `json:"reason,omitempty"`
 	Body   string    `json:"body,omitempty"`
+	HTML   string    `json:"html,omitempty"` // a notice's formatted body
 }
 
 func argsJob(kind JobKind, args jobArgs) *Job {
@@ -86,6 +88,8 @@ func (b *Bridge) RunJob(ctx context.Context, job *Job) error {
 		return b.fetchVCard(ctx, job)
 	case JobGhostProfile:
 		return b.setGhostProfile(ctx, job)
+	case JobOpenPortal:
+		return b.openPortal(ctx, job)
 	}
 	args, err := payloadOf[jobArgs](job)
 	if err != nil {
@@ -97,7 +101,7 @@ func (b *Bridge) RunJob(ctx context.Context, job *Job) error {
 	case JobLeave:
 		return b.matrix.Leave(ctx, args.Room, args.User, args.Reason)
 	case JobNotice:
-		return b.matrix.SendNotice(ctx, args.Room, args.User, args.Body, "notice-"+strconv.FormatInt(job.ID, 10))
+		return b.matrix.SendNotice(ctx, args.Room, args.User, args.Body, args.HTML, "notice-"+strconv.FormatInt(job.ID, 10))
 	case JobGhostName:
 		if err := b.matrix.SetGhostName(ctx, args.User, args.Body); err != nil {
 			return err
@@ -122,7 +126,7 @@ func (b *Bridge) sendToMatrix(ctx context.Context, row int64) error {
 	}
 	mxid := msg.MXID
 	ghost := b.cfg.Identities.Ghost(msg.PeerJID)
-	portal, err := b.ensurePortal(ctx, mxid, msg)
+	portal, err := b.ensurePortal(ctx, mxid, msg.PeerJID)
 	if err != nil {
 		return err
 	}
@@ -147,29 +151,31 @@ func (b *Bridge) sendToMatrix(ctx context.Context, row int64) error {
 	return nil
 }
 
-func (b *Bridge) ensurePortal(ctx context.Context, mxid id.UserID, msg *Message) (*Portal, error) {
-	p, err := b.store.PortalByPair(ctx, mxid, msg.PeerJID)
+// ensurePortal is the portal of mxid and peer, created now (the ghost
+// creates the DM and invites mxid) if there is none.
+func (b *Bridge) ensurePortal(ctx context.Context, mxid id.UserID, peer jid.JID) (*Portal, error) {
+	p, err := b.store.PortalByPair(ctx, mxid, peer)
 	if err == nil {
 		return p, nil
 	} else if !isNotFound(err) {
 		return nil, fmt.Errorf("look up portal: %w", err)
 	}
-	room, err := b.matrix.CreateDM(ctx, b.cfg.Identities.Ghost(msg.PeerJID), mxid)
+	room, err := b.matrix.CreateDM(ctx, b.cfg.Identities.Ghost(peer), mxid)
 	if err != nil {
-		return nil, fmt.Errorf("create portal for %s and %s: %w", mxid, msg.PeerJID, err)
+		return nil, fmt.Errorf("create portal for %s and %s: %w", mxid, peer, err)
 	}
 	// Before the portal: a crash in between asks twice, which is harmless.
-	if jobs := b.portalJobs(mxid, msg.PeerJID); jobs != nil {
+	if jobs := b.portalJobs(mxid, peer); jobs != nil {
 		if err := b.store.AddJobs(ctx, jobs...); err != nil {
-			return nil, fmt.Errorf("queue subscription request to %s: %w", msg.PeerJID, err)
+			return nil, fmt.Errorf("queue subscription request to %s: %w", peer, err)
 		}
 		b.queue(jobs...)
 	}
-	p = &Portal{RoomID: room, MXID: mxid, JID: msg.PeerJID, CreatedAt: b.now()}
+	p = &Portal{RoomID: room, MXID: mxid, JID: peer, CreatedAt: b.now()}
 	if err := b.store.PutPortal(ctx, p); err != nil {
 		return nil, fmt.Errorf("store portal %s: %w", room, err)
 	}
-	b.log.Info().Str("room", string(room)).Str("mxid", string(mxid)).Str("jid", msg.PeerJID.String()).Msg("Created portal")
+	b.log.Info().Str("room", string(room)).Str("mxid", string(mxid)).Str("jid", peer.String()).Msg("Created portal")
 	return p, nil
 }
 

@@ -142,6 +142,7 @@ type Store interface {
 	SubscriptionStore // presence.go
 	ProfileStore      // profiles.go
 	GhostProfileStore // ghosts.go
+	BotStore          // commands.go
 	PortalStore
 	MessageStore
 	AckStore
@@ -221,4 +222,21 @@ type TxnStore interface {
 	// one of them is not pending, it stores nothing and fails with
 	// ErrNotPending.
 	FinishTxns(ctx context.Context, txnIDs []string, acks []Ack, jobs []*Job) error
+}
+
+// UserSetting is what a user chose for themself through the bot; nil
+// leaves the config's default.
+type UserSetting struct {
+	MXID     id.UserID
+	Receipts *bool // their receipts reach XMPP
+	Typing   *bool // their typing reaches XMPP
+}
+
+// BotStore keeps the bot's rooms and what users set through it.
+type BotStore interface {
+	// ManagementRoom is the user whose room with the bot room is.
+	ManagementRoom(ctx context.Context, room id.RoomID) (id.UserID, error)
+	PutManagementRoom(ctx context.Context, room id.RoomID, mxid id.UserID) error
+	UserSettings(ctx context.Context) (map[id.UserID]UserSetting, error)
+	SetUserSetting(ctx context.Context, s UserSetting) error
 }

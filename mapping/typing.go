@@ -39,7 +39,7 @@ func (b *Bridge) typingFromMatrix(ctx context.Context, room id.RoomID, users []i
 		b.typingMu.Unlock()
 	}
 	plan.typing[room] = on
-	if was == on || !b.cfg.Receipts.sendsReceipts(portal.MXID) {
+	if was == on || !b.tellsXMPP(portal.MXID, true) {
 		return nil
 	}
 	from, err := b.cfg.Identities.PuppetFrom(portal.MXID)

@@ -166,16 +166,17 @@ func (h *Homeserver) send(ctx context.Context, intent *appservice.IntentAPI, roo
 	return resp.EventID, nil
 }
 
-// SendNotice sends an m.notice as sender.
-func (h *Homeserver) SendNotice(ctx context.Context, room id.RoomID, sender id.UserID, body, txnID string) error {
+// SendNotice sends an m.notice as sender, with an HTML body if html is
+// not "".
+func (h *Homeserver) SendNotice(ctx context.Context, room id.RoomID, sender id.UserID, body, html, txnID string) error {
 	intent, err := h.intent(ctx, sender)
 	if err != nil {
 		return err
 	}
-	_, err = intent.SendMessageEvent(ctx, room, event.EventMessage,
-		&event.MessageEventContent{MsgType: event.MsgNotice, Body: body},
-		mautrix.ReqSendEvent{TransactionID: txnID})
-	return classify(err)
+	content := textContent(body, html)
+	content.MsgType = event.MsgNotice
+	_, err = h.send(ctx, intent, room, event.EventMessage, content, txnID)
+	return err
 }
 
 // Join makes user join room (accepting an invite).

@@ -41,6 +41,17 @@ type Delivery struct {
 	SpecVersion string
 }
 
+// DeliveryChosen is the way delivery receipts reach Matrix, "" before the
+// homeserver was asked.
+func (h *Homeserver) DeliveryChosen() DeliveryWay {
+	h.delivery.mu.Lock()
+	defer h.delivery.mu.Unlock()
+	if !h.delivery.detected {
+		return ""
+	}
+	return h.delivery.way
+}
+
 // deliveryState is the way chosen, until the next detection.
 type deliveryState struct {
 	mu       sync.Mutex

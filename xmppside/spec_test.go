@@ -48,7 +48,7 @@ func (r *recMatrix) React(context.Context, id.RoomID, id.UserID, id.EventID, str
 func (r *recMatrix) Redact(context.Context, id.RoomID, id.UserID, id.EventID, string) (id.EventID, error) {
 	return "$redaction", nil
 }
-func (r *recMatrix) SendNotice(context.Context, id.RoomID, id.UserID, string, string) error {
+func (r *recMatrix) SendNotice(context.Context, id.RoomID, id.UserID, string, string, string) error {
 	return nil
 }
 func (r *recMatrix) Join(context.Context, id.RoomID, id.UserID) error          { return nil }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"time"
 
@@ -11,8 +12,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"maunium.net/go/mautrix/appservice"
 
+	"xmppbridge/config"
 	"xmppbridge/database"
 	"xmppbridge/mapping"
+	"xmppbridge/matrixside"
 	"xmppbridge/xmppside"
 )
 
@@ -135,4 +138,42 @@ func serveMetrics(ctx context.Context, addr string, w watched) error {
 		return err
 	}
 	return nil
+}
+
+// statusOf is what the bot's `status` says: the XMPP link, the ways the
+// homeserver was found to take and give receipts, and the owed sends.
+func statusOf(w watched, hs *matrixside.Homeserver, cfg *config.Config, ephemeral func() string) mapping.Status {
+	return func(ctx context.Context) []string {
+		link := "down (reconnecting by itself)"
+		if w.xmpp.Connected() {
+			link = "up"
+		}
+		lines := []string{
+			fmt.Sprintf("XMPP link to %s as %s: %s", cfg.XMPP.Address, cfg.XMPP.Domain, link),
+			fmt.Sprintf("Delivery receipts reach Matrix as: %s", orUnknown(string(hs.DeliveryChosen()))),
+			fmt.Sprintf("Matrix receipts come by: %s", orUnknown(ephemeral())),
+		}
+		ctx, cancel := context.WithTimeout(ctx, checkTimeout)
+		defer cancel()
+		owed, err := w.db.OwedSends(ctx)
+		if err != nil {
+			return append(lines, "Owed sends: the database does not answer ("+err.Error()+")")
+		}
+		for _, side := range []string{mapping.SideMatrix, mapping.SideXMPP} {
+			o := owed[side]
+			line := fmt.Sprintf("Sends owed to %s: %d", side, o.Count)
+			if !o.Oldest.IsZero() {
+				line += fmt.Sprintf(", the oldest for %s", time.Since(o.Oldest).Round(time.Second))
+			}
+			lines = append(lines, line)
+		}
+		return lines
+	}
+}
+
+func orUnknown(s string) string {
+	if s == "" {
+		return "not known yet"
+	}
+	return s
 }

@@ -10,6 +10,7 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -122,6 +123,13 @@ func run(configPath, regPath string, generate bool) error {
 	srv := matrixside.NewServer(cfg.AppService.HSToken, db, core, count, log.With().Str("component", "appservice").Logger())
 	core.SetInbox(srv.Enqueue) // receipts that outran their event come back through it
 
+	if err := core.LoadSettings(ctx); err != nil {
+		return fmt.Errorf("read the users' settings: %w", err)
+	}
+	var ephemeral atomic.Value // the way Matrix receipts come, once chosen
+	ephemeral.Store("")
+	core.SetStatus(statusOf(watched{db: db, xmpp: comp, as: as}, hs, cfg, func() string { return ephemeral.Load().(string) }))
+
 	var wg sync.WaitGroup
 	errc := make(chan error, 2)
 	goRun := func(f func()) { wg.Add(1); go func() { defer wg.Done(); f() }() }
@@ -139,7 +147,9 @@ func run(configPath, regPath string, generate bool) error {
 	}
 	goRun(func() {
 		ensureBot(ctx, as, hs, log)
-		if matrixside.ChooseMode(ctx, as, cfg.AppService.Ephemeral, log) == matrixside.EphemeralSync {
+		mode := matrixside.ChooseMode(ctx, as, cfg.AppService.Ephemeral, log)
+		ephemeral.Store(mode)
+		if mode == matrixside.EphemeralSync {
 			(&matrixside.Syncer{AS: as, Store: db, KV: db, Server: srv, Log: log.With().Str("component", "sync").Logger()}).Run(ctx)
 		}
 	})

@@ -123,6 +123,19 @@ CREATE TABLE outbox (
 );
 CREATE INDEX outbox_not_before_idx ON outbox (not_before);
 
+-- The rooms where a user talks to the bot (mapping/commands.go).
+CREATE TABLE management_room (
+	room_id TEXT PRIMARY KEY,
+	mxid    TEXT NOT NULL
+);
+
+-- A user's own settings, set through the bot; NULL: the config's default.
+CREATE TABLE user_setting (
+	mxid     TEXT PRIMARY KEY,
+	receipts BOOLEAN,
+	typing   BOOLEAN
+);
+
 -- Small pieces of bridge state, such as the /sync token.
 CREATE TABLE kv (
 	key   TEXT PRIMARY KEY,
