@@ -170,7 +170,7 @@ func (c *Component) handleIQ(d *xml.Decoder, start *xml.StartElement, t xmlstrea
 	case iq.Type == "get" && p.Space == NSVersion && p.Local == "query":
 		// XEP-0092 §2, on the domain and on every puppet (the software a
 		// puppet runs is the bridge).
-		reply.Payload = versionInfo{Name: softwareName, Version: softwareVersion()}
+		reply.Payload = versionInfo{Name: softwareName, Version: SoftwareVersion()}
 	case isDomain && iq.Type == "get" && p.Space == NSGateway && p.Local == "query":
 		reply.Payload = gatewayPrompt{
 			Desc:   "Enter the Matrix user ID of the person you would like to contact.",

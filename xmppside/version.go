@@ -29,13 +29,21 @@ type versionInfo struct {
 	Version string   `xml:"version"`
 }
 
-// softwareVersion is the version of the bridge's main module as Go built
-// it ("(devel)" for a build from a checkout).
-func softwareVersion() string {
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
-		return bi.Main.Version
+// SoftwareVersion is the version of the bridge's main module as Go built
+// it: a module version, or for a build from a checkout "(devel)" and the
+// commit it was built from. XEP-0092 answers and `bridge -version` say it.
+func SoftwareVersion() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok || bi.Main.Version == "" {
+		return "unknown"
 	}
-	return "unknown"
+	v := bi.Main.Version
+	for _, s := range bi.Settings {
+		if s.Key == "vcs.revision" && len(s.Value) >= 12 && v == "(devel)" {
+			v += " " + s.Value[:12]
+		}
+	}
+	return v
 }
 
 // gatewayPrompt is what the component asks for (XEP-0100: a get returns

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
@@ -36,7 +37,12 @@ func main() {
 	regPath := flag.String("r", "registration.yaml", "path to the application service registration")
 	generate := flag.Bool("g", false, "write a registration with fresh tokens (and the tokens into the config), then exit")
 	example := flag.Bool("e", false, "print the commented example configuration, then exit")
+	version := flag.Bool("version", false, "print the bridge's version, then exit")
 	flag.Parse()
+	if *version {
+		fmt.Printf("xmppbridge %s (%s)\n", xmppside.SoftwareVersion(), runtime.Version())
+		return
+	}
 	if *example {
 		os.Stdout.Write(xmppbridge.ExampleConfig)
 		return
