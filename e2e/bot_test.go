@@ -49,7 +49,9 @@ func TestBotInAManagementRoom(t *testing.T) {
 		return e
 	}
 	ask("help", "start <jid>")
-	invites := len(alice.Events(func(e *event.Event) bool { return e.Type == event.StateMember && e.Content.AsMember().Membership == event.MembershipInvite }))
+	invites := len(alice.Events(func(e *event.Event) bool {
+		return e.Type == event.StateMember && e.Content.AsMember().Membership == event.MembershipInvite
+	}))
 	ask("start not a jid", "is not the address of an XMPP person")
 
 	seacoal := w.xmppUser(t, "seacoal", "watch")
@@ -59,7 +61,9 @@ func TestBotInAManagementRoom(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n := len(alice.Events(func(e *event.Event) bool { return e.Type == event.StateMember && e.Content.AsMember().Membership == event.MembershipInvite })); n != invites+1 {
+	if n := len(alice.Events(func(e *event.Event) bool {
+		return e.Type == event.StateMember && e.Content.AsMember().Membership == event.MembershipInvite
+	})); n != invites+1 {
 		t.Errorf("%d invites since the bad start, want only seacoal's", n-invites)
 	}
 	portal := invite.RoomID
