@@ -958,3 +958,27 @@ func TestBotStore(t *testing.T) {
 		}
 	})
 }
+
+// How far behind the homeserver the bridge is: the oldest transaction
+// still to process, none once it is.
+func TestOldestPendingTxn(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, _ engine, s *store) {
+		ctx := t.Context()
+		if at, err := s.OldestPendingTxn(ctx); err != nil || !at.IsZero() {
+			t.Fatalf("none pending: %v %v", at, err)
+		}
+		before := time.Now().Add(-time.Second)
+		for _, id := range []string{"t1", "t2"} {
+			if _, err := s.PutTxn(ctx, &mapping.Txn{ID: id, Body: []byte("{}")}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if at, err := s.OldestPendingTxn(ctx); err != nil || at.Before(before) || at.After(time.Now()) {
+			t.Fatalf("two pending: %v %v", at, err)
+		}
+		must(t, s.FinishTxns(ctx, []string{"t1", "t2"}, nil, nil))
+		if at, err := s.OldestPendingTxn(ctx); err != nil || !at.IsZero() {
+			t.Fatalf("all done: %v %v", at, err)
+		}
+	})
+}

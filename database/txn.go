@@ -2,6 +2,7 @@ package database
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"math"
@@ -247,4 +248,21 @@ func (db *Database) pruneTxns(ctx context.Context, now time.Time) (int64, error)
 		}
 	}
 	return deleted, nil
+}
+
+// oldestPendingQuery is the arrival of the oldest transaction still to
+// process, by the partial index of pending ones (seq order is arrival).
+const oldestPendingQuery = `SELECT received_at FROM txn_inbox WHERE done=false ORDER BY seq LIMIT 1`
+
+// OldestPendingTxn is when the oldest transaction still to process came,
+// zero if none waits: how far behind the homeserver the bridge is.
+func (db *Database) OldestPendingTxn(ctx context.Context) (time.Time, error) {
+	var at int64
+	err := db.db.QueryRow(ctx, oldestPendingQuery).Scan(&at)
+	if errors.Is(err, sql.ErrNoRows) {
+		return time.Time{}, nil
+	} else if err != nil {
+		return time.Time{}, fmt.Errorf("look up the oldest pending transaction: %w", err)
+	}
+	return fromMilli(at), nil
 }

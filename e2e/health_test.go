@@ -54,7 +54,7 @@ func TestHealthAndMetrics(t *testing.T) {
 		t.Errorf("ready: %v", parts)
 	}
 	_, metrics := get("/metrics")
-	for _, want := range []string{"xmppbridge_xmpp_connected 1", "xmppbridge_database_up 1", `xmppbridge_owed_sends{side="xmpp"}`, "xmppbridge_sqlite_wal_bytes"} {
+	for _, want := range []string{"xmppbridge_xmpp_connected 1", "xmppbridge_database_up 1", `xmppbridge_owed_sends{side="xmpp"}`, "xmppbridge_sqlite_wal_bytes", "xmppbridge_transaction_lag_seconds", `xmppbridge_oldest_owed_send_seconds{side="matrix"}`} {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("/metrics lacks %q", want)
 		}

@@ -120,6 +120,7 @@ func (c *Component) serveOnce(ctx context.Context) error {
 		return fmt.Errorf("negotiate component stream as %s (is xmpp.secret right?): %w", c.Domain, err)
 	}
 	c.Log.Info().Str("address", c.Address).Str("domain", c.Domain.String()).Msg("XMPP component connected")
+	c.Count("xmpp_link", "connected") // each (re)connection
 	c.mu.Lock()
 	c.sess, c.conn, c.upSince, c.roster = sess, conn, time.Now(), nil
 	c.mu.Unlock()

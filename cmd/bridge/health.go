@@ -111,6 +111,17 @@ func (w watched) gauges() []prometheus.Collector {
 			}
 			return 1
 		}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "xmppbridge_transaction_lag_seconds", Help: "How long the oldest homeserver transaction still to process has waited (0 if none)."}, func() float64 {
+			ctx, cancel := context.WithTimeout(context.Background(), checkTimeout)
+			defer cancel()
+			at, err := w.db.OldestPendingTxn(ctx)
+			if err != nil {
+				return -1
+			} else if at.IsZero() {
+				return 0
+			}
+			return time.Since(at).Seconds()
+		}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "xmppbridge_sqlite_wal_bytes", Help: "Size of the SQLite write-ahead log (-1 on PostgreSQL)."}, func() float64 { return float64(w.db.WALBytes()) }),
 	}
 	for _, side := range []string{mapping.SideMatrix, mapping.SideXMPP} {
