@@ -14,6 +14,7 @@ import (
 	"image/color"
 	"image/png"
 	"io"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -327,7 +328,28 @@ func TestGhostTakesTheXEP0084Avatar(t *testing.T) {
 	// XEP-0084 §4.1 and §4.2: the data first, then the metadata.
 	publish("av-data", "urn:xmpp:avatar:data", `<item id='`+hash+`'><data xmlns='urn:xmpp:avatar:data'>`+base64.StdEncoding.EncodeToString(img)+`</data></item>`)
 	publish("av-meta", "urn:xmpp:avatar:metadata", fmt.Sprintf(`<item id='%s'><metadata xmlns='urn:xmpp:avatar:metadata'><info bytes='%d' id='%s' height='200' width='200' type='image/png'/></metadata></item>`, hash, len(img), hash))
-	waitGhostAvatar(t, ctx, w.ghost("benedick@"+w.Prosody.Domain), img)
+	waitGhostAvatar(t, ctx, w.ghost("benedick@"+w.Prosody.Domain), img)	// Taken from the data item itself (XEP-0084 §4.4): Benedick's PEP
+	// service lets the puppet read it, as a subscribed contact.
+	resp, err := http.Get("http://" + w.MetricsAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	metrics, _ := io.ReadAll(resp.Body)
+	if !strings.Contains(string(metrics), `xmppbridge_events_total{reason="from_pep",what="xmpp_avatar"}`) {
+		t.Errorf("the avatar did not come from the XEP-0084 data item: %s", grepLines(string(metrics), "xmpp_avatar"))
+	}
+}
+
+// grepLines is the lines of text that contain sub.
+func grepLines(text, sub string) string {
+	var out []string
+	for _, l := range strings.Split(text, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
 
 // Issue 12, XEP-0356: Prosody grants the component its users' rosters

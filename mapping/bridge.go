@@ -80,6 +80,10 @@ type XMPPSide interface {
 	// FetchVCard asks to for its vCard (XEP-0054) as from; an error
 	// wrapping ErrPermanent if it has none for from.
 	FetchVCard(ctx context.Context, from, to jid.JID) (*VCard, error)
+	// FetchAvatar asks to's PEP service for the XEP-0084 avatar data item
+	// id, as from; an error wrapping ErrPermanent if from may not read it
+	// or it is not there.
+	FetchAvatar(ctx context.Context, from, to jid.JID, id string) ([]byte, error)
 	// SetRosterItem names item in owner's roster, on the server's
 	// permission (XEP-0356); ErrNoPrivilege without it.
 	SetRosterItem(ctx context.Context, owner, item jid.JID, name string) error

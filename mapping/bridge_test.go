@@ -207,8 +207,22 @@ type fakeXMPP struct {
 	vcards    map[string]*VCard // by bare JID; none: item-not-found
 	asked     []string          // "from to" of each vCard request
 	rosters   []string          // "owner item name" of each roster write
+	avatars   map[string][]byte // XEP-0084 data by bare JID; none: forbidden
 	noRoster  bool              // the server grants no roster access
 	fail      error
+}
+
+func (f *fakeXMPP) FetchAvatar(_ context.Context, from, to jid.JID, id string) ([]byte, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.fail != nil {
+		return nil, f.fail
+	}
+	f.asked = append(f.asked, from.String()+" "+to.String()+" avatar "+id)
+	if data, ok := f.avatars[to.String()]; ok {
+		return data, nil
+	}
+	return nil, fmt.Errorf("%w: forbidden", ErrPermanent)
 }
 
 func (f *fakeXMPP) SetRosterItem(_ context.Context, owner, item jid.JID, name string) error {

@@ -267,6 +267,11 @@ func (b *Bridge) pepFromXMPP(ctx context.Context, log zerolog.Logger, m *XMPPMes
 	}
 	if m.PEP.Avatar != nil {
 		job, err := b.photoChanged(ctx, mxid, peer, *m.PEP.Avatar)
+		if job != nil && *m.PEP.Avatar != "" {
+			// XEP-0084 §4.4: the data itself, where the puppet may read
+			// it; the vCard if it may not.
+			job = avatarJob(avatarArgs{MXID: mxid, JID: peer.String(), ID: *m.PEP.Avatar, Type: m.PEP.AvatarType})
+		}
 		if err != nil {
 			return err
 		}
@@ -288,5 +293,70 @@ func (b *Bridge) pepFromXMPP(ctx context.Context, log zerolog.Logger, m *XMPPMes
 	}
 	b.count("xmpp_pep", "accepted")
 	b.queue(jobs...)
+	return nil
+}
+
+// JobGhostAvatar fetches an XMPP person's XEP-0084 avatar data for their
+// ghost.
+const JobGhostAvatar JobKind = "xmpp.avatar"
+
+// avatarArgs is the payload of a JobGhostAvatar: whose puppet asks, whose
+// avatar, its id (the hex SHA-1 of the image) and MIME type.
+type avatarArgs struct {
+	MXID id.UserID `json:"mxid"`
+	JID  string    `json:"jid"`
+	ID   string    `json:"id"`
+	Type string    `json:"type"`
+}
+
+func avatarJob(args avatarArgs) *Job {
+	payload, _ := json.Marshal(args) // strings only
+	peer, _ := jid.Parse(args.JID)
+	return newJob(JobGhostAvatar, about{mxid: args.MXID, peer: peer}, 0, payload)
+}
+
+// fetchAvatar runs a JobGhostAvatar: the data item is the image whose
+// SHA-1 is its id (XEP-0084 §4.2.1), which becomes the ghost's avatar. An
+// avatar the puppet may not read, too large, or not matching its id falls
+// back to the vCard's photo (Prosody and ejabberd give the same image
+// there).
+func (b *Bridge) fetchAvatar(ctx context.Context, job *Job) error {
+	args, err := payloadOf[avatarArgs](job)
+	if err != nil {
+		return err
+	}
+	peer, err := payloadJID(args.JID)
+	if err != nil {
+		return err
+	}
+	from, err := b.cfg.Identities.PuppetFrom(args.MXID)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrPermanent, err)
+	}
+	data, err := b.xmpp.FetchAvatar(ctx, from, peer, args.ID)
+	if err != nil && !errors.Is(err, ErrPermanent) {
+		return fmt.Errorf("fetch the avatar of %s: %w", peer, err)
+	}
+	sum := sha1.Sum(data)
+	next := vcardJob(args.MXID, peer)
+	switch {
+	case err != nil:
+		b.count("xmpp_avatar", "data_refused")
+	case len(data) > maxGhostPhotoBytes:
+		b.count("xmpp_avatar", "photo_too_large")
+	case hex.EncodeToString(sum[:]) != args.ID:
+		b.count("xmpp_avatar", "not_its_id")
+	default:
+		payload, err := json.Marshal(ghostProfileArgs{JID: peer.String(), SetPhoto: true, Photo: data, PhotoType: args.Type, PhotoHash: args.ID})
+		if err != nil {
+			return fmt.Errorf("%w: %w", ErrPermanent, err)
+		}
+		next = newJob(JobGhostProfile, about{mxid: b.cfg.Identities.Ghost(peer)}, 0, payload)
+		b.count("xmpp_avatar", "from_pep")
+	}
+	if err := b.store.AddJobs(ctx, next); err != nil {
+		return fmt.Errorf("queue the avatar of %s: %w", peer, err)
+	}
+	b.queue(next)
 	return nil
 }

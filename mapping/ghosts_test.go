@@ -121,8 +121,10 @@ func TestGhostProfileWithoutVCard(t *testing.T) {
 }
 
 // XEP-0163 notifications from Juliet's PEP service to Alice's puppet: her
-// nick (XEP-0172 §4.5) names her ghost, new avatar metadata (XEP-0084
-// §4.2) has her vCard fetched; they come as headlines, which are otherwise
+// nick (XEP-0172 §4.5) names her ghost; new avatar metadata (XEP-0084
+// §4.2) has the puppet ask for the data item (§4.4), whose image, if its
+// SHA-1 is the id, becomes the ghost's avatar, and her vCard fetched where
+// the puppet may not read it; they come as headlines, which are otherwise
 // dropped; from someone without a portal they change nothing.
 func TestGhostProfileFromPEP(t *testing.T) {
 	h := presenceHarness(t, autoPolicy)
@@ -145,13 +147,22 @@ func TestGhostProfileFromPEP(t *testing.T) {
 	if got := h.matrix.ghostNames; len(got) != 1 || got[0] != string(julietGhost)+" Jules" {
 		t.Errorf("ghost names %q, want the PEP nick", got)
 	}
-	pep(julietJID, PEPUpdate{Avatar: &avatar})
-	if len(h.xmpp.asked) != asked+1 {
-		t.Errorf("vCards asked %q, want one more for the new avatar", h.xmpp.asked)
+	pep(julietJID, PEPUpdate{Avatar: &avatar, AvatarType: "image/png"})
+	if got := h.xmpp.asked[asked:]; len(got) != 2 || !strings.HasSuffix(got[0], "avatar "+avatar) || strings.Contains(got[1], "avatar") {
+		t.Errorf("asked %q, want the data item, then (refused) the vCard", got)
 	}
+	img := []byte("\x89PNG\r\n\x1a\n Juliet's face")
+	id := sha1Hex(img)
+	h.xmpp.avatars = map[string][]byte{julietJID: img}
+	uploads := len(h.matrix.uploads)
+	pep(julietJID, PEPUpdate{Avatar: &id, AvatarType: "image/png"})
+	if len(h.matrix.uploads) != uploads+1 || h.counts["xmpp_avatar/from_pep"] != 1 || len(h.xmpp.asked) != asked+3 {
+		t.Errorf("uploads %d, asked %q, counts %v: want the data item uploaded, no vCard", len(h.matrix.uploads)-uploads, h.xmpp.asked[asked:], h.counts)
+	}
+	asked = len(h.xmpp.asked)
 	other := "Romeo"
 	pep("romeo@montague.lit", PEPUpdate{Nick: &other, Avatar: &avatar})
-	if len(h.matrix.ghostNames) != 1 || len(h.xmpp.asked) != asked+1 || h.counts["xmpp_pep/"+string(ReasonNoPortal)] != 1 {
+	if len(h.matrix.ghostNames) != 1 || len(h.xmpp.asked) != asked || h.counts["xmpp_pep/"+string(ReasonNoPortal)] != 1 {
 		t.Errorf("a person without a portal changed something: names %q, asked %q, counts %v", h.matrix.ghostNames, h.xmpp.asked, h.counts)
 	}
 }

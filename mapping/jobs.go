@@ -93,6 +93,7 @@ var jobKinds = map[JobKind]jobKind{
 	// given to their ghost, one change after the other.
 	JobGhostVCard:   {SideXMPP, byPair, pairArgs{}},
 	JobGhostProfile: {SideMatrix, byUser, ghostProfileArgs{}},
+	JobGhostAvatar:  {SideXMPP, byPair, avatarArgs{}},
 	// In the pair's lane: the portal is created once, whatever comes.
 	JobOpenPortal: {SideMatrix, byPair, openArgs{}},
 }

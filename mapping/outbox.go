@@ -86,6 +86,8 @@ func (b *Bridge) RunJob(ctx context.Context, job *Job) error {
 		return b.setRosterItem(ctx, job)
 	case JobGhostVCard:
 		return b.fetchVCard(ctx, job)
+	case JobGhostAvatar:
+		return b.fetchAvatar(ctx, job)
 	case JobGhostProfile:
 		return b.setGhostProfile(ctx, job)
 	case JobOpenPortal:

@@ -21,6 +21,8 @@ const (
 type PEPUpdate struct {
 	Nick   *string // XEP-0172 §4.5: their nickname, "" for none
 	Avatar *string // XEP-0084 §4.2: the id (hex SHA-1) of their avatar, "" for none
+	// AvatarType is the MIME type its metadata gives the image.
+	AvatarType string
 }
 
 // XMPPMessage is an incoming <message/> as xmppside decoded it: only what the

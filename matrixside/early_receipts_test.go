@@ -50,6 +50,9 @@ func (x *lockedXMPP) SendPresence(context.Context, *mapping.OutPresence) error {
 func (x *lockedXMPP) FetchVCard(context.Context, jid.JID, jid.JID) (*mapping.VCard, error) {
 	return nil, mapping.ErrPermanent
 }
+func (x *lockedXMPP) FetchAvatar(context.Context, jid.JID, jid.JID, string) ([]byte, error) {
+	return nil, mapping.ErrPermanent
+}
 func (x *lockedXMPP) SetRosterItem(context.Context, jid.JID, jid.JID, string) error {
 	return mapping.ErrNoPrivilege
 }

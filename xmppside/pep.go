@@ -6,7 +6,16 @@
 package xmppside
 
 import (
+	"context"
+	"encoding/base64"
+	"encoding/xml"
+	"errors"
+	"fmt"
 	"strings"
+
+	"mellium.im/xmlstream"
+	"mellium.im/xmpp/jid"
+	"mellium.im/xmpp/stanza"
 
 	"xmppbridge/mapping"
 )
@@ -31,7 +40,8 @@ type pubsubEvent struct {
 			Nick     *string `xml:"http://jabber.org/protocol/nick nick"`
 			Metadata *struct {
 				Info []struct {
-					ID string `xml:"id,attr"`
+					ID   string `xml:"id,attr"`
+					Type string `xml:"type,attr"`
 				} `xml:"info"`
 			} `xml:"urn:xmpp:avatar:metadata metadata"`
 		} `xml:"item"`
@@ -56,11 +66,65 @@ func decodePEP(in *inMessage, m *mapping.XMPPMessage) {
 		}
 	case NSAvatarMetadata:
 		if item.Metadata != nil {
-			id := ""
+			id, typ := "", ""
 			if len(item.Metadata.Info) > 0 {
 				id = strings.ToLower(strings.TrimSpace(item.Metadata.Info[0].ID))
+				typ = strings.TrimSpace(item.Metadata.Info[0].Type)
 			}
-			m.PEP = &mapping.PEPUpdate{Avatar: &id}
+			m.PEP = &mapping.PEPUpdate{Avatar: &id, AvatarType: typ}
 		}
 	}
+}
+
+// NSAvatarData is the PEP node of XEP-0084 avatar data.
+const NSAvatarData = "urn:xmpp:avatar:data"
+
+// avatarItems is the answer to a request for an avatar data item.
+type avatarItems struct {
+	XMLName xml.Name `xml:"http://jabber.org/protocol/pubsub pubsub"`
+	Items   struct {
+		Item []struct {
+			ID   string `xml:"id,attr"`
+			Data string `xml:"urn:xmpp:avatar:data data"`
+		} `xml:"item"`
+	} `xml:"items"`
+}
+
+// FetchAvatar implements mapping.XMPPSide: the puppet asks the person's
+// PEP service for the avatar data item id (XEP-0084 §4.4 Example 6,
+// XEP-0060 §6.5.8); an error answer (the access model does not let the
+// puppet read it) or no such item is ErrPermanent.
+func (c *Component) FetchAvatar(ctx context.Context, from, to jid.JID, id string) ([]byte, error) {
+	c.mu.Lock()
+	sess := c.sess
+	c.mu.Unlock()
+	if sess == nil {
+		return nil, mapping.ErrNotConnected
+	}
+	ctx, cancel := context.WithTimeout(ctx, vCardTimeout)
+	defer cancel()
+	item := xmlstream.Wrap(nil, xml.StartElement{Name: xml.Name{Local: "item"}, Attr: []xml.Attr{{Name: xml.Name{Local: "id"}, Value: id}}})
+	items := xmlstream.Wrap(item, xml.StartElement{Name: xml.Name{Local: "items"}, Attr: []xml.Attr{{Name: xml.Name{Local: "node"}, Value: NSAvatarData}}})
+	query := xmlstream.Wrap(items, xml.StartElement{Name: xml.Name{Space: "http://jabber.org/protocol/pubsub", Local: "pubsub"}})
+	iq := stanza.IQ{ID: mapping.NewXMPPID(), From: from, To: to.Bare(), Type: stanza.GetIQ}
+	var got avatarItems
+	err := sess.UnmarshalIQElement(ctx, query, iq, &got)
+	var se stanza.Error
+	switch {
+	case errors.As(err, &se):
+		return nil, fmt.Errorf("%w: avatar of %s: %s", mapping.ErrPermanent, to.Bare(), se.Condition)
+	case err != nil:
+		return nil, fmt.Errorf("avatar of %s: %w", to.Bare(), err)
+	}
+	for _, it := range got.Items.Item {
+		if it.ID != id {
+			continue
+		}
+		data, err := base64.StdEncoding.DecodeString(strings.Join(strings.Fields(it.Data), ""))
+		if err != nil {
+			return nil, fmt.Errorf("%w: avatar of %s is not base64: %w", mapping.ErrPermanent, to.Bare(), err)
+		}
+		return data, nil
+	}
+	return nil, fmt.Errorf("%w: avatar of %s: no item %s", mapping.ErrPermanent, to.Bare(), id)
 }
