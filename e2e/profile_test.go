@@ -328,7 +328,7 @@ func TestGhostTakesTheXEP0084Avatar(t *testing.T) {
 	// XEP-0084 §4.1 and §4.2: the data first, then the metadata.
 	publish("av-data", "urn:xmpp:avatar:data", `<item id='`+hash+`'><data xmlns='urn:xmpp:avatar:data'>`+base64.StdEncoding.EncodeToString(img)+`</data></item>`)
 	publish("av-meta", "urn:xmpp:avatar:metadata", fmt.Sprintf(`<item id='%s'><metadata xmlns='urn:xmpp:avatar:metadata'><info bytes='%d' id='%s' height='200' width='200' type='image/png'/></metadata></item>`, hash, len(img), hash))
-	waitGhostAvatar(t, ctx, w.ghost("benedick@"+w.Prosody.Domain), img)	// Taken from the data item itself (XEP-0084 §4.4): Benedick's PEP
+	waitGhostAvatar(t, ctx, w.ghost("benedick@"+w.Prosody.Domain), img) // Taken from the data item itself (XEP-0084 §4.4): Benedick's PEP
 	// service lets the puppet read it, as a subscribed contact.
 	resp, err := http.Get("http://" + w.MetricsAddr + "/metrics")
 	if err != nil {
