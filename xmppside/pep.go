@@ -9,7 +9,6 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/xml"
-	"errors"
 	"fmt"
 	"strings"
 
@@ -95,26 +94,12 @@ type avatarItems struct {
 // XEP-0060 §6.5.8); an error answer (the access model does not let the
 // puppet read it) or no such item is ErrPermanent.
 func (c *Component) FetchAvatar(ctx context.Context, from, to jid.JID, id string) ([]byte, error) {
-	c.mu.Lock()
-	sess := c.sess
-	c.mu.Unlock()
-	if sess == nil {
-		return nil, mapping.ErrNotConnected
-	}
-	ctx, cancel := context.WithTimeout(ctx, vCardTimeout)
-	defer cancel()
 	item := xmlstream.Wrap(nil, xml.StartElement{Name: xml.Name{Local: "item"}, Attr: []xml.Attr{{Name: xml.Name{Local: "id"}, Value: id}}})
 	items := xmlstream.Wrap(item, xml.StartElement{Name: xml.Name{Local: "items"}, Attr: []xml.Attr{{Name: xml.Name{Local: "node"}, Value: NSAvatarData}}})
 	query := xmlstream.Wrap(items, xml.StartElement{Name: xml.Name{Space: "http://jabber.org/protocol/pubsub", Local: "pubsub"}})
-	iq := stanza.IQ{ID: mapping.NewXMPPID(), From: from, To: to.Bare(), Type: stanza.GetIQ}
 	var got avatarItems
-	err := sess.UnmarshalIQElement(ctx, query, iq, &got)
-	var se stanza.Error
-	switch {
-	case errors.As(err, &se):
-		return nil, fmt.Errorf("%w: avatar of %s: %s", mapping.ErrPermanent, to.Bare(), se.Condition)
-	case err != nil:
-		return nil, fmt.Errorf("avatar of %s: %w", to.Bare(), err)
+	if err := c.ask(ctx, stanza.IQ{From: from, To: to.Bare(), Type: stanza.GetIQ}, query, &got, "avatar"); err != nil {
+		return nil, err
 	}
 	for _, it := range got.Items.Item {
 		if it.ID != id {

@@ -5,9 +5,6 @@ package xmppside
 import (
 	"context"
 	"encoding/xml"
-	"errors"
-	"fmt"
-	"time"
 
 	"mellium.im/xmlstream"
 	"mellium.im/xmpp/jid"
@@ -22,9 +19,6 @@ const NSPrivilege = "urn:xmpp:privilege:2"
 
 // NSRoster is the roster namespace of RFC 6121 §2.
 const NSRoster = "jabber:iq:roster"
-
-// rosterTimeout bounds the wait for the server's answer to a roster set.
-const rosterTimeout = 15 * time.Second
 
 // privilegeElem is the <privilege/> a server sends the component when it
 // connects: the permissions it grants, one <perm/> per access (roster,
@@ -83,29 +77,12 @@ func (c *Component) SetRosterItem(ctx context.Context, owner, item jid.JID, name
 	if !c.mayWriteRoster(owner) {
 		return mapping.ErrNoPrivilege
 	}
-	c.mu.Lock()
-	sess := c.sess
-	c.mu.Unlock()
-	if sess == nil {
-		return mapping.ErrNotConnected
-	}
-	ctx, cancel := context.WithTimeout(ctx, rosterTimeout)
-	defer cancel()
 	group := xmlstream.Wrap(xmlstream.Token(xml.CharData(mapping.RosterGroup)), xml.StartElement{Name: xml.Name{Local: "group"}})
 	entry := xmlstream.Wrap(group, xml.StartElement{Name: xml.Name{Local: "item"}, Attr: []xml.Attr{
 		{Name: xml.Name{Local: "jid"}, Value: item.Bare().String()},
 		{Name: xml.Name{Local: "name"}, Value: name},
 	}})
 	query := xmlstream.Wrap(entry, xml.StartElement{Name: xml.Name{Space: NSRoster, Local: "query"}})
-	iq := stanza.IQ{ID: mapping.NewXMPPID(), From: c.Domain, To: owner.Bare(), Type: stanza.SetIQ}
 	var empty struct{}
-	err := sess.UnmarshalIQElement(ctx, query, iq, &empty)
-	var se stanza.Error
-	switch {
-	case errors.As(err, &se):
-		return fmt.Errorf("%w: roster of %s: %s", mapping.ErrPermanent, owner.Bare(), se.Condition)
-	case err != nil:
-		return fmt.Errorf("roster of %s: %w", owner.Bare(), err)
-	}
-	return nil
+	return c.ask(ctx, stanza.IQ{From: c.Domain, To: owner.Bare(), Type: stanza.SetIQ}, query, &empty, "roster")
 }

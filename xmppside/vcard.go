@@ -78,23 +78,10 @@ const vCardTimeout = 20 * time.Second
 // from a puppet (XEP-0054 §3.1, Example 3), which the person's server
 // answers for its user. An error answer means there is none for us.
 func (c *Component) FetchVCard(ctx context.Context, from, to jid.JID) (*mapping.VCard, error) {
-	c.mu.Lock()
-	sess := c.sess
-	c.mu.Unlock()
-	if sess == nil {
-		return nil, mapping.ErrNotConnected
-	}
-	ctx, cancel := context.WithTimeout(ctx, vCardTimeout)
-	defer cancel()
 	var card inVCard // a result with no payload leaves it empty
-	iq := stanza.IQ{ID: mapping.NewXMPPID(), From: from, To: to.Bare(), Type: stanza.GetIQ}
-	err := sess.UnmarshalIQElement(ctx, xmlstream.Wrap(nil, xml.StartElement{Name: xml.Name{Space: NSVCard, Local: "vCard"}}), iq, &card)
-	var se stanza.Error
-	switch {
-	case errors.As(err, &se):
-		return nil, fmt.Errorf("%w: vCard of %s: %s", mapping.ErrPermanent, to.Bare(), se.Condition)
-	case err != nil:
-		return nil, fmt.Errorf("vCard of %s: %w", to.Bare(), err)
+	query := xmlstream.Wrap(nil, xml.StartElement{Name: xml.Name{Space: NSVCard, Local: "vCard"}})
+	if err := c.ask(ctx, stanza.IQ{From: from, To: to.Bare(), Type: stanza.GetIQ}, query, &card, "vCard"); err != nil {
+		return nil, err
 	}
 	out := &mapping.VCard{Nickname: strings.TrimSpace(card.Nickname), FN: strings.TrimSpace(card.FN), PhotoType: strings.TrimSpace(card.Photo.Type)}
 	if b64 := strings.Join(strings.Fields(card.Photo.BinVal), ""); b64 != "" {
@@ -107,4 +94,29 @@ func (c *Component) FetchVCard(ctx context.Context, from, to jid.JID) (*mapping.
 		}
 	}
 	return out, nil
+}
+
+// ask sends iq with payload and decodes the answer's payload into v,
+// within vCardTimeout: an error answer wraps ErrPermanent (the entity
+// will not tell us), no session is ErrNotConnected. what names the
+// question in errors.
+func (c *Component) ask(ctx context.Context, iq stanza.IQ, payload xml.TokenReader, v any, what string) error {
+	c.mu.Lock()
+	sess := c.sess
+	c.mu.Unlock()
+	if sess == nil {
+		return mapping.ErrNotConnected
+	}
+	ctx, cancel := context.WithTimeout(ctx, vCardTimeout)
+	defer cancel()
+	iq.ID = mapping.NewXMPPID()
+	err := sess.UnmarshalIQElement(ctx, payload, iq, v)
+	var se stanza.Error
+	switch {
+	case errors.As(err, &se):
+		return fmt.Errorf("%w: %s of %s: %s", mapping.ErrPermanent, what, iq.To, se.Condition)
+	case err != nil:
+		return fmt.Errorf("%s of %s: %w", what, iq.To, err)
+	}
+	return nil
 }
