@@ -45,6 +45,12 @@ func TestRelationsFromXMPP(t *testing.T) {
 		return evt
 	}
 
+	// XEP-0393 styling becomes the formatted body.
+	send(hero, `<message to='`+puppet+`' id='styled1' type='chat'><body>It is *my lady*, O it is _my love_!</body></message>`)
+	styled := waitEvent("the styled message", peers.IsText(room, ghost, "It is *my lady*, O it is _my love_!"))
+	if c := styled.Content.AsMessage(); c.Format != event.FormatHTML || !strings.Contains(c.FormattedBody, "<strong>") || !strings.Contains(c.FormattedBody, "<em>") {
+		t.Errorf("styled message: format %q, formatted body %q", c.Format, c.FormattedBody)
+	}
 	send(hero, `<message to='`+puppet+`' id='bad1' type='chat'><body>But soft, what light through yonder airlock breaks?</body></message>`)
 	original := waitEvent("the message", peers.IsText(room, ghost, "But soft, what light through yonder airlock breaks?"))
 
@@ -179,6 +185,10 @@ func TestRelationsFromMatrix(t *testing.T) {
 		}
 		return resp.EventID
 	}
+
+	// A formatted body reaches XMPP as XEP-0393 styling.
+	sendEvent(event.EventMessage, &event.MessageEventContent{MsgType: event.MsgText, Body: "**Sigh no more**, ladies", Format: event.FormatHTML, FormattedBody: "<strong>Sigh no more</strong>, ladies"})
+	waitStanza("the formatted message", func(s *peers.Stanza) bool { return s.Body == "*Sigh no more*, ladies" })
 
 	ev, err := alice.SendText(ctx, room, "Is it not strange")
 	if err != nil {
