@@ -78,6 +78,7 @@ type Config struct {
 		PendingReceipts int     `yaml:"pending_receipts"`
 		MemoryMiB       int     `yaml:"memory_mib"`
 		MaxStanzaKiB    int     `yaml:"max_stanza_kib"`
+		MaxTxnMiB       int     `yaml:"max_transaction_mib"`
 	} `yaml:"limits"`
 	Logging struct {
 		Level  string `yaml:"level"`
@@ -320,6 +321,9 @@ func (c *Config) validate() Errors {
 	}
 	if c.Limits.MaxStanzaKiB < 64 {
 		bad("limits.max_stanza_kib", "must be at least 64; put the KiB one XMPP stanza may take, e.g. 1024 (the XMPP server's own limit is lower)")
+	}
+	if c.Limits.MaxTxnMiB < 1 {
+		bad("limits.max_transaction_mib", "must be at least 1; put the MiB one homeserver transaction may take, e.g. 64")
 	}
 	if c.Limits.MemoryMiB < 0 {
 		bad("limits.memory_mib", "must be 0 (no limit) or more; put the MiB the bridge's Go heap should stay under, e.g. 64")

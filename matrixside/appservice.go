@@ -24,9 +24,10 @@ import (
 	"xmppbridge/mapping"
 )
 
-// maxTxnBytes bounds a transaction body; Synapse sends at most 100 PDUs and
-// 100 EDUs per transaction, far below this.
-const maxTxnBytes = 64 << 20
+// DefaultMaxTxnBytes bounds a transaction body (limits.max_transaction_mib);
+// Synapse sends at most 100 PDUs and 100 EDUs per transaction, far below
+// this.
+const DefaultMaxTxnBytes = 64 << 20
 
 // Inbox is where the Server keeps the homeserver's transactions until the
 // core has processed them.
@@ -48,6 +49,8 @@ type Server struct {
 	Log     zerolog.Logger
 
 	queue chan string
+	// MaxTxnBytes bounds a transaction's body (zero: DefaultMaxTxnBytes).
+	MaxTxnBytes int64
 	// HoldFor is how long a transaction that cannot be stored is tried
 	// again before it is answered 500 (zero: DefaultHoldFor).
 	HoldFor time.Duration
@@ -133,8 +136,10 @@ func (s *Server) putTransaction(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxTxnBytes))
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.maxTxn()))
 	if err != nil {
+		s.Count("as_txn", "too_large")
+		s.Log.Warn().Str("txn_id", txnID).Int64("limit_bytes", s.maxTxn()).Msg("Refused a transaction over limits.max_transaction_mib")
 		writeError(w, http.StatusRequestEntityTooLarge, "M_TOO_LARGE", "Transaction too large")
 		return
 	}
@@ -159,6 +164,13 @@ func (s *Server) putTransaction(w http.ResponseWriter, r *http.Request) {
 	}
 	s.Count("as_txn", "accepted")
 	s.Enqueue(txnID)
+}
+
+func (s *Server) maxTxn() int64 {
+	if s.MaxTxnBytes > 0 {
+		return s.MaxTxnBytes
+	}
+	return DefaultMaxTxnBytes
 }
 
 // storeTxn stores txn, trying again every holdRetry for up to HoldFor
@@ -226,12 +238,12 @@ const maxTxnGroup = 16
 
 // pendingBatch is how many stored transactions are read at once, and
 // pendingBytes how many bytes of them: after an outage thousands may be
-// pending, of up to maxTxnBytes each, and memory must not grow with them
+// pending, of up to DefaultMaxTxnBytes each, and memory must not grow with them
 // (64 of the largest would be 4 GiB; this way a batch holds at most
 // pendingBytes and one more transaction).
 const (
 	pendingBatch = 64
-	pendingBytes = maxTxnBytes
+	pendingBytes = DefaultMaxTxnBytes
 )
 
 // processPending handles the stored transactions not processed yet, oldest

@@ -402,7 +402,7 @@ func TestDecodeSyncedRedactions(t *testing.T) {
 
 // Hostile transactions get a clear refusal, are counted, and store
 // nothing: one labelled as something other than JSON, one larger than
-// maxTxnBytes (not read past it), one that is not JSON. The homeserver,
+// limits.max_transaction_mib (not read past it), one that is not JSON. The homeserver,
 // answered non-200, keeps it to retry: nothing acknowledged is dropped.
 func TestHostileTransactions(t *testing.T) {
 	s, db, ts := newServer(t)
@@ -421,7 +421,7 @@ func TestHostileTransactions(t *testing.T) {
 	if status, body := put("h3", "", `{"events":[]}`); status != 200 {
 		t.Errorf("no content type: %d %s", status, body)
 	}
-	big := `{"events":[],"pad":"` + strings.Repeat("x", maxTxnBytes) + `"}`
+	big := `{"events":[],"pad":"` + strings.Repeat("x", DefaultMaxTxnBytes) + `"}`
 	if status, body := put("h4", "application/json", big); status != 413 || !strings.Contains(body, "M_TOO_LARGE") {
 		t.Errorf("%d bytes: %d %s", len(big), status, body)
 	}

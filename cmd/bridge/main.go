@@ -127,6 +127,7 @@ func run(configPath, regPath string, generate bool) error {
 	out := outbox.New(db, core, count, log.With().Str("component", "outbox").Logger())
 	core.SetOutbox(out)
 	srv := matrixside.NewServer(cfg.AppService.HSToken, db, core, count, log.With().Str("component", "appservice").Logger())
+	srv.MaxTxnBytes = int64(cfg.Limits.MaxTxnMiB) << 20
 	core.SetInbox(srv.Enqueue) // receipts that outran their event come back through it
 
 	if err := core.LoadSettings(ctx); err != nil {
