@@ -121,7 +121,12 @@ func (b *Bridge) commandOf(ctx context.Context, evt MatrixEvent, portal *Portal)
 	} else if err != nil {
 		return "", false, fmt.Errorf("look up management room %s: %w", evt.Room, err)
 	}
-	return evt.Body, owner == evt.Sender, nil
+	// The prefix is not needed here, but habits from portals are welcome.
+	text := strings.TrimSpace(evt.Body)
+	if rest, ok := strings.CutPrefix(text, CommandPrefix); ok && (rest == "" || rest[0] == ' ') {
+		text = rest
+	}
+	return text, owner == evt.Sender, nil
 }
 
 // command carries out one command of user's in room and answers it.

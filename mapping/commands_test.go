@@ -50,6 +50,7 @@ func TestBotCommands(t *testing.T) {
 	for _, c := range []struct{ say, want string }{
 		{"help", "start <jid>"},
 		{"ping", "Pong."},
+		{"!xmpp ping", "Pong."},
 		{"list", "no chats"},
 		{"start not a jid", "is not the address of an XMPP person"},
 		{"start juliet@capulet.lit/balcony", "is not the address of an XMPP person"},
