@@ -56,6 +56,8 @@ type Server struct {
 	HoldFor time.Duration
 	// holding: a transaction is being held (said once per outage).
 	holding atomic.Bool
+	// readFailing: the processor could not read the inbox (Run's only).
+	readFailing bool
 }
 
 // DefaultHoldFor keeps a transaction the database cannot take yet (it
@@ -158,11 +160,14 @@ func (s *Server) putTransaction(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, struct{}{})
-	if !isNew {
+	if isNew {
+		s.Count("as_txn", "accepted")
+	} else {
 		s.Count("as_txn", "duplicate")
-		return
 	}
-	s.Count("as_txn", "accepted")
+	// Even a transaction seen before: a store that failed as it answered
+	// may have kept it (seen before, then, by the retry that stored it),
+	// and it is pending; the processor finds nothing to do for one done.
 	s.Enqueue(txnID)
 }
 
@@ -220,16 +225,22 @@ func (s *Server) queryAlias(w http.ResponseWriter, r *http.Request) {
 // Run processes stored transactions in order until ctx ends: first those a
 // previous run left unfinished, then each new one as it arrives.
 func (s *Server) Run(ctx context.Context) {
-	tick := time.NewTicker(5 * time.Second)
-	defer tick.Stop()
 	for {
-		s.processPending(ctx)
+		// Pending transactions are looked at every 5 s anyway, and a
+		// second after a round that failed (the database was away).
+		wait := 5 * time.Second
+		if !s.processPending(ctx) {
+			wait = time.Second
+		}
+		timer := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
+			timer.Stop()
 			return
 		case <-s.queue:
-		case <-tick.C:
+		case <-timer.C:
 		}
+		timer.Stop()
 	}
 }
 
@@ -247,20 +258,31 @@ const (
 )
 
 // processPending handles the stored transactions not processed yet, oldest
-// first, a batch at a time, until none is left.
-func (s *Server) processPending(ctx context.Context) {
+// first, a batch at a time, until none is left; false if a round failed
+// (they stay pending). A database that is away is said once, not once per
+// round.
+func (s *Server) processPending(ctx context.Context) bool {
 	for ctx.Err() == nil {
 		txns, err := s.Store.PendingTxns(ctx, pendingBatch, pendingBytes)
 		if err != nil {
-			if ctx.Err() == nil {
-				s.Log.Err(err).Msg("Failed to read pending transactions")
+			if ctx.Err() == nil && !s.readFailing {
+				s.Log.Err(err).Msg("Failed to read pending transactions; trying again every second")
 			}
-			return
+			s.readFailing = true
+			return false
 		}
-		if !s.processBatch(ctx, txns) || len(txns) == 0 {
-			return
+		if s.readFailing {
+			s.readFailing = false
+			s.Log.Info().Msg("Pending transactions are read again")
+		}
+		if !s.processBatch(ctx, txns) {
+			return false
+		}
+		if len(txns) == 0 {
+			return true
 		}
 	}
+	return true
 }
 
 // processBatch handles txns in order; false if one failed (it and those
