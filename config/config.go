@@ -15,6 +15,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -130,8 +131,12 @@ func Load(path string) (*Config, error) {
 
 // Parse reads a configuration from YAML on top of the embedded defaults.
 func Parse(data []byte) (*Config, error) {
+	defaults, err := exampleTree()
+	if err != nil {
+		return nil, fmt.Errorf("embedded defaults: %w", err)
+	}
 	cfg := &Config{}
-	if err := yaml.Unmarshal(xmppbridge.ExampleConfig, cfg); err != nil {
+	if err := defaults.Decode(cfg); err != nil {
 		return nil, fmt.Errorf("embedded defaults: %w", err)
 	}
 	// The keys marked REQUIRED in the example have no default: the
@@ -160,6 +165,21 @@ func Parse(data []byte) (*Config, error) {
 	}
 	return cfg, nil
 }
+
+// exampleTree is the embedded example, the defaults, read once: every
+// Parse decodes it afresh into a new Config (so no two configs share a map
+// or a slice), but scanning its 7 KB of YAML and comments each time was
+// most of Parse's cost.
+var exampleTree = sync.OnceValues(func() (*yaml.Node, error) {
+	var root yaml.Node
+	if err := yaml.Unmarshal(xmppbridge.ExampleConfig, &root); err != nil {
+		return nil, err
+	}
+	if len(root.Content) == 0 {
+		return nil, errors.New("empty")
+	}
+	return root.Content[0], nil
+})
 
 // checkKeys names every key that the Config struct does not have, with its
 // dotted path, and suggests the known key it was probably meant to be.
