@@ -150,6 +150,9 @@ type Bridge struct {
 	in *intake // receipts from XMPP waiting to be recorded
 	// flushFailing: the last FlushReceipts could not record its burst.
 	flushFailing atomic.Bool
+	// storeFailed: a write of jobs failed, and none has succeeded since
+	// (stored).
+	storeFailed atomic.Bool
 
 	// nicks is the last XEP-0172 nick each XMPP person's ghost was named
 	// after in this run (ghostName).

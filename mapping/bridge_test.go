@@ -625,9 +625,16 @@ func TestOfflineEvent(t *testing.T) {
 
 // recOutbox records what the core hands its outbox.
 type recOutbox struct {
-	mu     sync.Mutex
-	queued []*Job
-	wakes  int
+	mu      sync.Mutex
+	queued  []*Job
+	wakes   int
+	rescans int
+}
+
+func (o *recOutbox) Rescan() {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.rescans++
 }
 
 func (o *recOutbox) Queue(jobs ...*Job) {

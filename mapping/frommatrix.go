@@ -76,7 +76,7 @@ func (b *Bridge) HandleMatrixTxns(ctx context.Context, txns []MatrixTxn) error {
 		}
 		return nil
 	}
-	if err != nil {
+	if b.stored(err) != nil {
 		return fmt.Errorf("finish transactions %v: %w", ids, err)
 	}
 	b.typingMu.Lock()
@@ -151,7 +151,7 @@ func (b *Bridge) handleMatrixEvent(ctx context.Context, evt MatrixEvent) ([]*Job
 	}
 	job := newJob(JobSendToXMPP, about{room: evt.Room, mxid: portal.MXID, peer: portal.JID}, 0, nil)
 	added, err := b.store.AddMessage(ctx, msg, job)
-	if err != nil {
+	if b.stored(err) != nil {
 		return nil, fmt.Errorf("store message: %w", err)
 	}
 	if !added {

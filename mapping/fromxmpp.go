@@ -102,7 +102,7 @@ func (b *Bridge) HandleXMPPMessage(ctx context.Context, m *XMPPMessage) (*OutMes
 		jobs = append(jobs, name)
 	}
 	added, err := b.store.AddMessage(ctx, msg, jobs...)
-	if err != nil {
+	if b.stored(err) != nil {
 		return nil, fmt.Errorf("store message %s from %s: %w", m.ID, peer, err)
 	}
 	if !added {

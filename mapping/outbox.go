@@ -19,6 +19,9 @@ type Outbox interface {
 	Queue(jobs ...*Job)
 	// Wake has the outbox try every side again now: one reconnected.
 	Wake()
+	// Rescan has the outbox read the store for due jobs now, rather than
+	// at its next look: some may be there that Queue never saw.
+	Rescan()
 }
 
 // noOutbox is the outbox until SetOutbox: jobs wait in the store for the
@@ -27,11 +30,29 @@ type noOutbox struct{}
 
 func (noOutbox) Queue(...*Job) {}
 func (noOutbox) Wake()         {}
+func (noOutbox) Rescan()       {}
 
 // SetOutbox connects the core to what runs its jobs.
 func (b *Bridge) SetOutbox(o Outbox) { b.out = o }
 
 func (b *Bridge) queue(jobs ...*Job) { b.out.Queue(jobs...) }
+
+// stored is told how each store write that stores jobs went, and returns
+// its error. A write that failed may yet have committed (PostgreSQL took
+// the COMMIT, and the answer was lost with the connection): its jobs are
+// in the store but were never queued, and the retry finds the work done
+// (a duplicate, a receipt already recorded, a transaction no longer
+// pending) and queues nothing. So the first write that succeeds after a
+// failure has the outbox read the store at once, not up to scanEvery
+// later.
+func (b *Bridge) stored(err error) error {
+	if err != nil {
+		b.storeFailed.Store(true)
+	} else if b.storeFailed.Swap(false) {
+		b.out.Rescan()
+	}
+	return err
+}
 
 // Wake makes the outbox try every side again now, paused or not: a side
 // reconnected.

@@ -147,7 +147,7 @@ func (b *Bridge) addRelation(ctx context.Context, log zerolog.Logger, what strin
 		job = newJob(JobSendToXMPP, about{room: msg.RoomID, mxid: msg.MXID, peer: msg.PeerJID}, 0, nil)
 	}
 	added, err := b.store.AddMessage(ctx, msg, job)
-	if err != nil {
+	if b.stored(err) != nil {
 		return fmt.Errorf("store %s of message %d: %w", msg.RelKind, msg.RelTo, err)
 	}
 	if !added {

@@ -286,7 +286,7 @@ func (b *Bridge) FlushReceipts(ctx context.Context) (ok bool) {
 		return true
 	}
 	isNew, err := b.store.Acknowledge(ctx, acks)
-	if err != nil {
+	if b.stored(err) != nil {
 		retry(err, "record")
 		return false
 	}

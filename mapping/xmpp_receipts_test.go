@@ -283,3 +283,91 @@ func TestReceiptsWaitForTheStore(t *testing.T) {
 		t.Errorf("want one line for the outage and one for its end:\n%s", out)
 	}
 }
+
+// lostAnswerStore is a MemStore whose next write of jobs commits and then
+// fails, as a COMMIT does that PostgreSQL carried out just before the
+// connection went: the caller sees an error for work that is done.
+type lostAnswerStore struct {
+	*MemStore
+	loseNext atomic.Bool
+}
+
+func (s *lostAnswerStore) lost(err error) error {
+	if err == nil && s.loseNext.Swap(false) {
+		return errors.New("unexpected EOF")
+	}
+	return err
+}
+
+func (s *lostAnswerStore) Acknowledge(ctx context.Context, acks []Ack, jobs ...*Job) ([]bool, error) {
+	isNew, err := s.MemStore.Acknowledge(ctx, acks, jobs...)
+	return isNew, s.lost(err)
+}
+
+func (s *lostAnswerStore) AddMessage(ctx context.Context, msg *Message, jobs ...*Job) (bool, error) {
+	added, err := s.MemStore.AddMessage(ctx, msg, jobs...)
+	return added, s.lost(err)
+}
+
+// A write whose answer was lost stored its jobs, but the core never
+// handed them to the outbox, and its retry finds the work done (a receipt
+// already recorded, a message already stored) and hands over nothing: so
+// the first write that succeeds after a failure has the outbox read the
+// store at once. Without it the send waited for the outbox's next look,
+// up to 5 s, and the PostgreSQL-crash drill counted it lost.
+func TestAJobWhoseCommitsAnswerWasLostIsSentAtOnce(t *testing.T) {
+	h := newHarness(t)
+	ids := sentToJuliet(t, h, 1)
+	ls := &lostAnswerStore{MemStore: h.store}
+	h.b = New(h.b.cfg, ls, nil, zerolog.Nop())
+	h.b.SetSides(h.matrix, h.xmpp)
+	out := &recOutbox{}
+	h.b.SetOutbox(out)
+	ctx := context.Background()
+	jobsNow := func() int {
+		jobs, err := h.store.DueJobsAfter(ctx, time.Now().Add(time.Hour), 0, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(jobs)
+	}
+	before := jobsNow()
+
+	// A receipt (XEP-0184 §5): recorded, answer lost, flushed again.
+	if _, err := h.b.HandleXMPPMessage(ctx, receipt(func(m *XMPPMessage) { m.Received = ids[0] })); err != nil {
+		t.Fatal(err)
+	}
+	ls.loseNext.Store(true)
+	if h.b.FlushReceipts(ctx) {
+		t.Fatal("the flush whose commit answered an error says it succeeded")
+	}
+	if !h.b.FlushReceipts(ctx) {
+		t.Fatal("the second flush failed")
+	}
+	if jobsNow() != before+1 || len(out.queued) != 0 {
+		t.Fatalf("%d jobs stored, %d queued; want the receipt's job stored once and not queued", jobsNow()-before, len(out.queued))
+	}
+	if out.rescans != 1 {
+		t.Fatalf("outbox asked to read the store %d times, want 1", out.rescans)
+	}
+
+	// A message: stored, answer lost; the component tries it again.
+	msg := chat("lost-answer", "Did my heart love till now?")
+	ls.loseNext.Store(true)
+	if _, err := h.b.HandleXMPPMessage(ctx, msg); err == nil {
+		t.Fatal("the message whose commit answered an error was accepted")
+	}
+	if _, err := h.b.HandleXMPPMessage(ctx, msg); err != nil {
+		t.Fatal(err)
+	}
+	if out.rescans != 2 {
+		t.Fatalf("outbox asked to read the store %d times, want 2", out.rescans)
+	}
+	// A write that succeeds with nothing failed before asks for nothing.
+	if _, err := h.b.HandleXMPPMessage(ctx, chat("fine", "Forswear it, sight!")); err != nil {
+		t.Fatal(err)
+	}
+	if out.rescans != 2 {
+		t.Fatalf("outbox asked to read the store %d times after a plain write, want 2", out.rescans)
+	}
+}

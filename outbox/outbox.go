@@ -433,6 +433,15 @@ func (o *Outbox) Wake() {
 	o.poke()
 }
 
+// Rescan makes the outbox read the store for due jobs now, from the
+// first: the core wrote some it could not hand over (Bridge.stored).
+func (o *Outbox) Rescan() {
+	o.mu.Lock()
+	o.needScan, o.scanFrom = true, 0
+	o.mu.Unlock()
+	o.poke()
+}
+
 // Run carries out the owed sends until ctx ends. Jobs of one lane run in
 // the order they were stored; when a side fails, its jobs wait (so order
 // is kept) with a capped backoff, while the other side goes on.

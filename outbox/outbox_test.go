@@ -635,3 +635,22 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// A job the core stored but could not queue (its commit's answer was lost)
+// runs as soon as the core asks for a Rescan, not at the next look: with
+// the clock stopped, the look every scanEvery never comes, so only the
+// Rescan can find it.
+func TestRescanFindsAJobNeverQueued(t *testing.T) {
+	r := newRig()
+	now := time.Now()
+	r.o.now = func() time.Time { return now }
+	r.start(t)
+	waitFor(t, "the first look", func() bool {
+		r.store.mu.Lock()
+		defer r.store.mu.Unlock()
+		return r.store.scans > 0
+	})
+	r.store.add(job(toMatrix, "pair", "stored, never queued"))
+	r.o.Rescan()
+	waitFor(t, "the job found by the rescan", func() bool { return len(r.run.done()) == 1 })
+}

@@ -11,7 +11,8 @@ package main
 // is told apart by when it was written: XEP-0114 has no acknowledgement,
 // so what was in the socket when the bridge died (written in the window
 // before a kill, or before the server saw the connection go) is lost by
-// the protocol, anything else by the bridge.
+// the protocol, anything else by the bridge. When PostgreSQL crashes or
+// the disk fills, the bridge stays connected, and no loss is excused.
 
 import (
 	"context"
@@ -366,7 +367,11 @@ func (d *drill) run(ctx context.Context) error {
 			x2m.once++
 		case c > 1:
 			x2m.dup++
-		case inWindow(written[i]):
+		case (d.crash == "bridge" || d.crash == "xmpp") && inWindow(written[i]):
+			// Only a bridge that dies or a stream that is cut loses
+			// what was in the socket; through a database crash or a
+			// full disk the bridge stays connected and holds what it
+			// read until it can store it, so nothing is excused.
 			x2m.lostWindow++
 		default:
 			x2m.lostOther++
