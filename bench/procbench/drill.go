@@ -52,6 +52,9 @@ type drill struct {
 	// connection, as Prosody does when it restarts).
 	crash                         string
 	window                        time.Duration
+	down                          time.Duration // how long PostgreSQL stays down (DRILL_DOWN)
+	logLevel                      string        // the bridge's (DRILL_LOG)
+	keepDB                        bool          // keep the PostgreSQL schema after a failure
 	seconds, rate, kills, portals int
 	dbType, dbURI                 string
 	bridgeBin, dir                string
@@ -61,6 +64,8 @@ func runDrill(args []string) error {
 	d := &drill{}
 	d.window = envDur("DRILL_WINDOW", drillWindow)
 	d.crash = env("DRILL_CRASH", "bridge")
+	d.down = envDur("DRILL_DOWN", 0)
+	d.logLevel = env("DRILL_LOG", "info")
 	if !slices.Contains([]string{"bridge", "postgres", "disk", "xmpp"}, d.crash) {
 		return fmt.Errorf("DRILL_CRASH is bridge, postgres, disk or xmpp, not %q", d.crash)
 	}
@@ -139,7 +144,7 @@ func (d *drill) run(ctx context.Context) error {
 		defer func() { _ = osexec.Command("umount", disk).Run() }()
 		dbURI = filepath.Join(disk, "bridge.db")
 	}
-	settings := peers.BridgeSettings{LogLevel: "info", Ephemeral: "push"}
+	settings := peers.BridgeSettings{LogLevel: d.logLevel, Ephemeral: "push"}
 	if d.dbType == "postgres" {
 		pg := env("XMPPBRIDGE_TEST_POSTGRES", "postgres://postgres@127.0.0.1:5432/test?sslmode=disable")
 		schema := fmt.Sprintf("drill_%d", time.Now().UnixNano())
@@ -147,7 +152,14 @@ func (d *drill) run(ctx context.Context) error {
 		if dbURI, err = peers.FreshPostgresSchema(ctx, pg, schema); err != nil {
 			return err
 		}
-		defer peers.DropPostgresSchema(pg, schema)
+		defer func() {
+			// A failed drill keeps its tables, to be looked at.
+			if d.keepDB {
+				fmt.Printf("the bridge's tables are kept in schema %s of %s\n", schema, pg)
+				return
+			}
+			peers.DropPostgresSchema(pg, schema)
+		}()
 		settings.DatabaseType, settings.DatabaseURI = "postgres", dbURI
 	} else {
 		settings.DatabaseType, settings.DatabaseURI = "sqlite3-fk-wal", dbURI
@@ -250,6 +262,7 @@ func (d *drill) run(ctx context.Context) error {
 	}()
 	pushErrs := 0
 	pushed := make([]time.Time, n) // when each was answered 200
+	txnOf := make([]int, n)        // the transaction that carried each
 	go func() {                    // Matrix → XMPP, one transaction at a time, retried
 		defer wg.Done()
 		client := &http.Client{Timeout: 10 * time.Second}
@@ -283,7 +296,7 @@ func (d *drill) run(ctx context.Context) error {
 					resp.Body.Close()
 					if resp.StatusCode == http.StatusOK {
 						for j := next; j < batch; j++ {
-							pushed[j] = time.Now()
+							pushed[j], txnOf[j] = time.Now(), txn
 						}
 						break
 					}
@@ -316,7 +329,7 @@ func (d *drill) run(ctx context.Context) error {
 			case "disk":
 				err = fillFor(disk, diskFullFor)
 			case "postgres":
-				err = peers.CrashPostgres()
+				err = peers.CrashPostgresFor(d.down)
 			default:
 				bp.Kill()
 				if err = bp.Start(ctx); err == nil {
@@ -378,6 +391,7 @@ func (d *drill) run(ctx context.Context) error {
 		}
 	}
 	var m2x struct{ once, dup, dupSameID, lost, lostWindow int }
+	lostTxns := map[int]int{} // receipts lost toward XMPP, by transaction
 	for j := range n {
 		switch c := toXMPP.seen[n+j]; {
 		case c == 1:
@@ -393,6 +407,7 @@ func (d *drill) run(ctx context.Context) error {
 			m2x.lostWindow++
 		default:
 			m2x.lost++
+			lostTxns[txnOf[j]]++
 		}
 	}
 	engine := map[string]string{"sqlite": "SQLite", "postgres": "PostgreSQL"}[d.dbType]
@@ -412,7 +427,11 @@ func (d *drill) run(ctx context.Context) error {
 		n, pushErrs, m2x.once, m2x.dup, m2x.dupSameID, m2x.lostWindow, d.window, m2x.lost)
 	fmt.Printf("XMPP → Matrix: %d written (%d refused while the bridge was down), %d arrived once, %d more than once, %d lost within %v before a kill or before the server saw it, %d lost otherwise\n",
 		x2m.written, x2m.refused, x2m.once, x2m.dup, x2m.lostWindow, d.window, x2m.lostOther)
+	if m2x.lost > 0 {
+		fmt.Printf("Matrix → XMPP receipts lost, by the transaction (drill<n>) that carried them: %v\n", lostTxns)
+	}
 	if m2x.lost > 0 || x2m.lostOther > 0 {
+		d.keepDB = true
 		return errors.New("FAIL: receipts lost that the bridge had accepted")
 	}
 	fmt.Println("PASS: nothing accepted was lost")

@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"time"
 
 	_ "github.com/lib/pq" // the bridge's PostgreSQL driver
 )
@@ -43,15 +44,29 @@ func DropPostgresSchema(uri, schema string) {
 
 // CrashPostgres stops the machine's PostgreSQL at once, as a crash would
 // (no checkpoint: it recovers from its WAL), and starts it again.
-func CrashPostgres() error {
+func CrashPostgres() error { return CrashPostgresFor(0) }
+
+// CrashPostgresFor is CrashPostgres with the server left down for down
+// before it is started again: a machine that takes its time to come back.
+func CrashPostgresFor(down time.Duration) error {
 	versions, err := filepath.Glob("/etc/postgresql/*/main")
 	if err != nil || len(versions) == 0 {
 		return fmt.Errorf("no PostgreSQL cluster under /etc/postgresql to restart (%v)", err)
 	}
 	ver := filepath.Base(filepath.Dir(versions[0]))
-	out, err := exec.Command("pg_ctlcluster", ver, "main", "restart", "-m", "immediate").CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("pg_ctlcluster %s main restart: %v: %s", ver, err, out)
+	ctl := func(args ...string) error {
+		out, err := exec.Command("pg_ctlcluster", append([]string{ver, "main"}, args...)...).CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("pg_ctlcluster %s main %s: %v: %s", ver, args[0], err, out)
+		}
+		return nil
 	}
-	return nil
+	if down == 0 {
+		return ctl("restart", "-m", "immediate")
+	}
+	if err := ctl("stop", "-m", "immediate"); err != nil {
+		return err
+	}
+	time.Sleep(down)
+	return ctl("start")
 }
