@@ -48,7 +48,7 @@ func (b *Bridge) queue(jobs ...*Job) { b.out.Queue(jobs...) }
 func (b *Bridge) stored(err error) error {
 	if err != nil {
 		b.storeFailed.Store(true)
-	} else if b.storeFailed.Swap(false) {
+	} else if b.storeFailed.Load() && b.storeFailed.Swap(false) { // no write on the hot path
 		b.out.Rescan()
 	}
 	return err

@@ -428,9 +428,8 @@ func (o *Outbox) poke() {
 func (o *Outbox) Wake() {
 	o.mu.Lock()
 	clear(o.pauseUntil)
-	o.needScan, o.scanFrom = true, 0
 	o.mu.Unlock()
-	o.poke()
+	o.Rescan()
 }
 
 // Rescan makes the outbox read the store for due jobs now, from the
