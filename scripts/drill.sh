@@ -3,7 +3,9 @@
 # rate between stand-ins while the bridge binary is killed with SIGKILL at
 # random instants and restarted, on SQLite and then on PostgreSQL; then,
 # the bridge on PostgreSQL, while the PostgreSQL server crashes (pg_ctlcluster
-# restart -m immediate) and comes back; then, the bridge on SQLite on a
+# restart -m immediate) and comes back, and while a proxy cuts every
+# connection between them (DRILL_KILLS x DRILL_PG_CUTS times: a cut is
+# cheap, and many find what one crash does not); then, the bridge on SQLite on a
 # small tmpfs, while a file fills that disk for 3 s at a time (needs root,
 # to mount it); then while the XMPP server cuts the component's connection,
 # as Prosody does when it restarts. Each receipt is counted as arrived
@@ -13,7 +15,7 @@
 # socket when the bridge dies is lost by the protocol).
 #
 #   DRILL_SECONDS=60 DRILL_RATE=500 DRILL_KILLS=5 DRILL_PORTALS=20 DRILL_WINDOW=200ms
-#   DRILL_ENGINES="sqlite postgres" DRILL_PG_CRASH=1 DRILL_DISK=1 DRILL_XMPP_CUT=1  BENCH_DIR=/dev/shm
+#   DRILL_ENGINES="sqlite postgres" DRILL_PG_CRASH=1 DRILL_PG_CUTS=20 DRILL_DISK=1 DRILL_XMPP_CUT=1  BENCH_DIR=/dev/shm
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,6 +31,10 @@ done
 if [ "${DRILL_PG_CRASH:-1}" = 1 ]; then
 	echo "== crash drill: PostgreSQL crashed under the bridge"
 	DRILL_CRASH=postgres BENCH_BRIDGE="$bin/bridge" "$bin/procbench" -drill
+fi
+if [ "${DRILL_PG_CUTS:-20}" -gt 0 ]; then
+	echo "== crash drill: the connections to PostgreSQL cut"
+	DRILL_CRASH=pgcut DRILL_KILLS=$((${DRILL_KILLS:-5} * ${DRILL_PG_CUTS:-20})) BENCH_BRIDGE="$bin/bridge" "$bin/procbench" -drill
 fi
 if [ "${DRILL_DISK:-1}" = 1 ]; then
 	echo "== crash drill: the database's disk full"

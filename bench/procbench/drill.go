@@ -22,6 +22,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"net/url"
 	"os"
 	osexec "os/exec"
 	"path/filepath"
@@ -49,7 +50,8 @@ type drill struct {
 	// and started again, the bridge left running on it) or "disk" (the
 	// SQLite database on a small tmpfs that a file fills, removed after
 	// diskFullFor) or "xmpp" (the XMPP server cuts the component's
-	// connection, as Prosody does when it restarts).
+	// connection, as Prosody does when it restarts) or "pgcut" (every
+	// connection between the bridge and PostgreSQL cut, cutProxy).
 	crash                         string
 	window                        time.Duration
 	down                          time.Duration // how long PostgreSQL stays down (DRILL_DOWN)
@@ -66,8 +68,8 @@ func runDrill(args []string) error {
 	d.crash = env("DRILL_CRASH", "bridge")
 	d.down = envDur("DRILL_DOWN", 0)
 	d.logLevel = env("DRILL_LOG", "info")
-	if !slices.Contains([]string{"bridge", "postgres", "disk", "xmpp"}, d.crash) {
-		return fmt.Errorf("DRILL_CRASH is bridge, postgres, disk or xmpp, not %q", d.crash)
+	if !slices.Contains([]string{"bridge", "postgres", "pgcut", "disk", "xmpp"}, d.crash) {
+		return fmt.Errorf("DRILL_CRASH is bridge, postgres, pgcut, disk or xmpp, not %q", d.crash)
 	}
 	d.seconds = envInt("DRILL_SECONDS", 60)
 	d.rate = envInt("DRILL_RATE", 500)
@@ -78,7 +80,7 @@ func runDrill(args []string) error {
 		return fmt.Errorf("DRILL_DB is sqlite or postgres, not %q", d.dbType)
 	}
 	switch d.crash {
-	case "postgres":
+	case "postgres", "pgcut":
 		d.dbType = "postgres"
 	case "disk":
 		d.dbType = "sqlite"
@@ -145,6 +147,7 @@ func (d *drill) run(ctx context.Context) error {
 		dbURI = filepath.Join(disk, "bridge.db")
 	}
 	settings := peers.BridgeSettings{LogLevel: d.logLevel, Ephemeral: "push"}
+	var proxy *cutProxy
 	if d.dbType == "postgres" {
 		pg := env("XMPPBRIDGE_TEST_POSTGRES", "postgres://postgres@127.0.0.1:5432/test?sslmode=disable")
 		schema := fmt.Sprintf("drill_%d", time.Now().UnixNano())
@@ -161,6 +164,18 @@ func (d *drill) run(ctx context.Context) error {
 			peers.DropPostgresSchema(pg, schema)
 		}()
 		settings.DatabaseType, settings.DatabaseURI = "postgres", dbURI
+		if d.crash == "pgcut" {
+			u, err := url.Parse(dbURI)
+			if err != nil {
+				return err
+			}
+			if proxy, err = newCutProxy(u.Host); err != nil {
+				return err
+			}
+			defer proxy.Close()
+			u.Host = proxy.Addr()
+			settings.DatabaseURI = u.String()
+		}
 	} else {
 		settings.DatabaseType, settings.DatabaseURI = "sqlite3-fk-wal", dbURI
 	}
@@ -330,6 +345,8 @@ func (d *drill) run(ctx context.Context) error {
 				err = fillFor(disk, diskFullFor)
 			case "postgres":
 				err = peers.CrashPostgresFor(d.down)
+			case "pgcut":
+				proxy.Cut()
 			default:
 				bp.Kill()
 				if err = bp.Start(ctx); err == nil {
@@ -420,6 +437,9 @@ func (d *drill) run(ctx context.Context) error {
 	}
 	if d.crash == "postgres" {
 		what = "crashes of PostgreSQL (pg_ctlcluster restart -m immediate)"
+	}
+	if d.crash == "pgcut" {
+		what = "cuts of every connection to PostgreSQL"
 	}
 	fmt.Printf("crash drill on %s: %d s, %d receipts/s each way over %d portals, %d %s at %v; logs in %s\n",
 		engine, d.seconds, d.rate, d.portals, d.kills, what, roundAll(killAt), d.dir)
