@@ -198,25 +198,13 @@ func (d *drill) run(ctx context.Context) error {
 			toMatrix.add(i, "")
 		}
 	}
-	var tapMu sync.Mutex
-	var tapW *io.PipeWriter
-	xs.NewConn = func() {
+	xs.Tap = func() io.WriteCloser {
+		// Each connection's stream read on its own: the tail of one cut
+		// by a kill, read after its successor began, must not land in
+		// the middle of the successor's stanzas.
 		pr, pw := io.Pipe()
-		tapMu.Lock()
-		if tapW != nil {
-			tapW.Close()
-		}
-		tapW = pw
-		tapMu.Unlock()
 		go readReceived(pr, toXMPP)
-	}
-	xs.Tap = func(b []byte) {
-		tapMu.Lock()
-		w := tapW
-		tapMu.Unlock()
-		if w != nil {
-			_, _ = w.Write(b)
-		}
+		return pw
 	}
 
 	port, err := freePort()

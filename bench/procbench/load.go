@@ -133,7 +133,8 @@ var (
 	tapDisplayed = []byte("<displayed ")
 )
 
-func (x *xmppTap) feed(b []byte) {
+// Write takes the next chunk of the stream.
+func (x *xmppTap) Write(b []byte) (int, error) {
 	x.buf = append(x.buf, b...)
 	off := 0
 	for {
@@ -156,7 +157,10 @@ func (x *xmppTap) feed(b []byte) {
 		off += k + end
 	}
 	x.buf = append(x.buf[:0], x.buf[off:]...)
+	return len(b), nil
 }
+
+func (x *xmppTap) Close() error { return nil }
 
 func (x *xmppTap) element(e []byte) {
 	a := bytes.Index(e, []byte(" id="))

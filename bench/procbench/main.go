@@ -420,7 +420,7 @@ func (d *driver) runOne(ctx context.Context, s *scenario, dir, target, name, see
 		}
 	}
 	tap := &xmppTap{seen: seen}
-	xs.Tap = tap.feed
+	xs.Tap = func() io.WriteCloser { return tap } // one connection: nothing is killed
 
 	var p *process
 	if target == "bridge" {

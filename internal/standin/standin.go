@@ -39,14 +39,15 @@ type XMPPServer struct {
 	received atomic.Int64
 	// Match is what Received counts in the component's output.
 	Match string
-	// Tap, if set before the component connects, is given everything the
-	// component sends, in order, as it is read (chunks cut anywhere).
-	Tap func([]byte)
-	// NewConn, if set, is called as each component connection is
-	// accepted, before Tap sees any of it: a connection cut by a crash
-	// ends mid-stanza, and the next starts a stream of its own.
-	NewConn func()
-	conns   atomic.Int64 // component connections accepted
+	// Tap, if set before the component connects, is called as each
+	// component connection is accepted; what it returns is written
+	// everything that connection sends, in order, as it is read (chunks
+	// cut anywhere), and closed when the connection ends. One sink a
+	// connection: a connection cut by a crash ends mid-stanza, may still
+	// be read after the next one started, and the next starts a stream
+	// of its own.
+	Tap   func() io.WriteCloser
+	conns atomic.Int64 // component connections accepted
 }
 
 // NewXMPPServer listens on a loopback port.
@@ -103,8 +104,9 @@ func (s *XMPPServer) serve(conn net.Conn) bool {
 		conn.Close()
 		return false
 	}
-	if s.NewConn != nil {
-		s.NewConn()
+	var tap io.WriteCloser
+	if s.Tap != nil {
+		tap = s.Tap()
 	}
 	fmt.Fprint(conn, `<handshake/>`)
 	s.mu.Lock()
@@ -112,7 +114,7 @@ func (s *XMPPServer) serve(conn net.Conn) bool {
 	s.mu.Unlock()
 	s.conns.Add(1)
 	go func() {
-		s.count(r)
+		s.count(r, tap)
 		s.mu.Lock()
 		if s.conn == conn {
 			s.conn, s.w = nil, nil
@@ -138,7 +140,10 @@ func (s *XMPPServer) Connections() int64 { return s.conns.Load() }
 
 // count reads what the component sends and counts the occurrences of
 // Match ("<message" unless set): one per stanza of that kind.
-func (s *XMPPServer) count(r *bufio.Reader) {
+func (s *XMPPServer) count(r *bufio.Reader, tap io.WriteCloser) {
+	if tap != nil {
+		defer tap.Close()
+	}
 	match := s.Match
 	if match == "" {
 		match = "<message"
@@ -147,8 +152,8 @@ func (s *XMPPServer) count(r *bufio.Reader) {
 	var tail string
 	for {
 		n, err := r.Read(buf)
-		if n > 0 && s.Tap != nil {
-			s.Tap(buf[:n])
+		if n > 0 && tap != nil {
+			_, _ = tap.Write(buf[:n])
 		}
 		if n > 0 {
 			chunk := tail + string(buf[:n])
