@@ -366,9 +366,11 @@ func (d *drill) run(ctx context.Context) error {
 	// bridge no longer knows it owes, not one on its way late.
 	last, quiet := toMatrix.total()+toXMPP.total(), time.Now()
 	var owed string
+	var silence time.Duration // the longest wait for an arrival that came
 	for {
 		time.Sleep(100 * time.Millisecond)
 		if now := toMatrix.total() + toXMPP.total(); now != last {
+			silence = max(silence, time.Since(quiet))
 			last, quiet = now, time.Now()
 		}
 		if time.Since(quiet) < 3*time.Second {
@@ -455,7 +457,8 @@ func (d *drill) run(ctx context.Context) error {
 	if owed != "" {
 		fmt.Printf("the bridge still owed, 2 min after the load ended: %s\n", owed)
 	} else {
-		fmt.Printf("caught up: the last receipt arrived %v after the load ended and the last %s was over, and the bridge owed nothing\n", settled.Round(100*time.Millisecond), map[bool]string{true: "kill", false: "crash"}[d.crash == "bridge"])
+		fmt.Printf("caught up: the last receipt arrived %v after the load ended and the last %s was over (the longest silence before one arrived: %v), and the bridge owed nothing\n",
+			settled.Round(100*time.Millisecond), map[bool]string{true: "kill", false: "crash"}[d.crash == "bridge"], silence.Round(100*time.Millisecond))
 	}
 	if m2x.lost > 0 {
 		fmt.Printf("Matrix → XMPP receipts lost, by the transaction (drill<n>) that carried them: %v\n", lostTxns)
