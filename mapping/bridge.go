@@ -148,6 +148,9 @@ type Bridge struct {
 	inbox   Inbox  // early_receipts.go
 
 	in *intake // receipts from XMPP waiting to be recorded
+	// flushing is how many receipts FlushReceipts has taken from in and
+	// not yet recorded (or put back).
+	flushing atomic.Int64
 	// flushFailing: the last FlushReceipts could not record its burst.
 	flushFailing atomic.Bool
 	// storeFailed: a write of jobs failed, and none has succeeded since
@@ -204,6 +207,11 @@ func (b *Bridge) Run(ctx context.Context) {
 		timer.Stop()
 	}
 }
+
+// Unrecorded is how many receipts read from XMPP are not recorded yet:
+// held in memory, so a crash loses them (XEP-0114 acknowledges nothing).
+// What the XMPP server wrote and the bridge has not read is not counted.
+func (b *Bridge) Unrecorded() int { return b.in.held() + int(b.flushing.Load()) }
 
 // poke makes Run look for work now.
 func (b *Bridge) poke() {

@@ -165,6 +165,13 @@ func (in *intake) take() (rs []xmppReceipt, more bool) {
 	return rs, len(in.ring) > 0
 }
 
+// held is how many receipts wait to be taken.
+func (in *intake) held() int {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return in.pending
+}
+
 // putBack returns receipts that could not be recorded, ahead of the ones
 // that came since, in their order.
 func (in *intake) putBack(rs []xmppReceipt) {

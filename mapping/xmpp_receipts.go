@@ -222,6 +222,8 @@ func (b *Bridge) FlushReceipts(ctx context.Context) (ok bool) {
 	if len(rs) == 0 {
 		return true
 	}
+	b.flushing.Store(int64(len(rs)))
+	defer b.flushing.Store(0)
 	failed := false
 	defer func() {
 		if more && !failed {

@@ -269,10 +269,17 @@ func TestReceiptsWaitForTheStore(t *testing.T) {
 		if h.b.FlushReceipts(ctx) {
 			t.Fatalf("flush %d succeeded with the store down", i)
 		}
+		// What the metrics tell an operator: these are in memory only.
+		if got := h.b.Unrecorded(); got != i+1 {
+			t.Errorf("after flush %d: %d unrecorded, want %d", i, got, i+1)
+		}
 	}
 	fs.down.Store(false)
 	if !h.b.FlushReceipts(ctx) {
 		t.Fatal("flush failed with the store back")
+	}
+	if got := h.b.Unrecorded(); got != 0 {
+		t.Errorf("%d unrecorded once recorded, want 0", got)
 	}
 	h.drain(t)
 	if len(h.matrix.deliveries) != 3 {

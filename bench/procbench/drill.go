@@ -8,11 +8,11 @@ package main
 // stand-in XMPP server refuses what is written while the component is not
 // connected, as Prosody bounces it. Each receipt is then counted: arrived
 // once, more than once, or not at all, and an XMPP → Matrix receipt lost
-// is told apart by when it was written: XEP-0114 has no acknowledgement,
-// so what was in the socket when the bridge died (written in the window
-// before a kill, or before the server saw the connection go) is lost by
-// the protocol, anything else by the bridge. When PostgreSQL crashes or
-// the disk fills, the bridge stays connected, and no loss is excused.
+// is told apart by where it was in its stream: XEP-0114 has no
+// acknowledgement, so what the bridge had not recorded when it died (the
+// tail of what its connection carried, unrecordedTails) is lost by the
+// protocol, anything else by the bridge. When PostgreSQL crashes or the
+// disk fills, the bridge stays connected, and no loss is excused.
 
 import (
 	"context"
@@ -40,8 +40,9 @@ import (
 	"xmppbridge/mapping"
 )
 
-// drillWindow is how long before a kill what was written to the component
-// counts as in the socket, unread, when it died (DRILL_WINDOW).
+// drillWindow is how long before the XMPP server cuts the stream what the
+// bridge wrote toward XMPP counts as in the socket, unread, when it went
+// (DRILL_WINDOW).
 const drillWindow = 200 * time.Millisecond
 
 type drill struct {
@@ -242,11 +243,16 @@ func (d *drill) run(ctx context.Context) error {
 		return fmt.Errorf("the bridge did not connect: %w", err)
 	}
 
-	// When each XMPP → Matrix receipt was written (zero: refused), and the
-	// spans during which one written was in the socket of a dying bridge.
+	// When each XMPP → Matrix receipt was written (zero: refused) and on
+	// which component connection; when each connection was killed (or
+	// cut); and the spans from d.window before a kill to the server's
+	// seeing the new connection, during which what the bridge wrote toward
+	// XMPP may have been in a socket that died.
 	written := make([]time.Time, n)
+	connOf := make([]int64, n)
 	var downMu sync.Mutex
 	var down [][2]time.Time
+	cutAt := map[int64]time.Time{}
 	start := time.Now()
 	end := start.Add(time.Duration(d.seconds) * time.Second)
 	killAt := make([]time.Duration, d.kills)
@@ -263,8 +269,8 @@ func (d *drill) run(ctx context.Context) error {
 		paced(n, d.rate, func(i int) {
 			var b strings.Builder
 			fmt.Fprintf(&b, `<message from='%s/res' to='%s' id='r%d'><received xmlns='urn:xmpp:receipts' id='m%d'/></message>`, peer(i%d.portals), puppet, i, i)
-			if xs.Write(b.String()) == nil {
-				written[i] = time.Now()
+			if c, err := xs.WriteConn(b.String()); err == nil {
+				written[i], connOf[i] = time.Now(), c
 			}
 		})
 	}()
@@ -322,6 +328,7 @@ func (d *drill) run(ctx context.Context) error {
 			time.Sleep(time.Until(start.Add(at)))
 			conns := xs.Connections()
 			downMu.Lock()
+			cutAt[conns] = time.Now()
 			down = append(down, [2]time.Time{time.Now().Add(-d.window), {}})
 			downMu.Unlock()
 			reconnected := func() {
@@ -360,10 +367,10 @@ func (d *drill) run(ctx context.Context) error {
 		return fmt.Errorf("restart after a kill: %w", killErr)
 	}
 	// Let what is owed arrive: until the bridge owes nothing (no
-	// transaction left to process, no send left in its outbox) and nothing
-	// more arrives for 3 s (the receipts it holds in memory, read from
-	// XMPP, are not in its figures). A receipt counted lost is then one the
-	// bridge no longer knows it owes, not one on its way late.
+	// transaction left to process, no receipt from XMPP left to record, no
+	// send left in its outbox) and nothing more arrives for 3 s. A receipt
+	// counted lost is then one the bridge no longer knows it owes, not one
+	// on its way late.
 	last, quiet := toMatrix.total()+toXMPP.total(), time.Now()
 	var owed string
 	var silence time.Duration // the longest wait for an arrival that came
@@ -392,7 +399,16 @@ func (d *drill) run(ctx context.Context) error {
 		}
 		return false
 	}
-	var x2m struct{ written, refused, once, dup, lostWindow, lostOther int }
+	var x2m struct{ written, refused, once, dup, lostTail, lostOther int }
+	// Only a bridge that dies or a stream that is cut loses what it had
+	// not recorded; through a database crash or a full disk the bridge
+	// stays connected and holds what it read until it can store it, so
+	// nothing is excused.
+	var tail []bool
+	var longestTail time.Duration
+	if d.crash == "bridge" || d.crash == "xmpp" {
+		tail, longestTail = unrecordedTails(connOf, written, xs.Connections(), d.portals, func(i int) bool { return toMatrix.seen[i] > 0 }, cutAt)
+	}
 	for i := range n {
 		if written[i].IsZero() {
 			x2m.refused++
@@ -404,12 +420,8 @@ func (d *drill) run(ctx context.Context) error {
 			x2m.once++
 		case c > 1:
 			x2m.dup++
-		case (d.crash == "bridge" || d.crash == "xmpp") && inWindow(written[i]):
-			// Only a bridge that dies or a stream that is cut loses
-			// what was in the socket; through a database crash or a
-			// full disk the bridge stays connected and holds what it
-			// read until it can store it, so nothing is excused.
-			x2m.lostWindow++
+		case tail != nil && tail[i]:
+			x2m.lostTail++
 		default:
 			x2m.lostOther++
 		}
@@ -452,8 +464,8 @@ func (d *drill) run(ctx context.Context) error {
 		engine, d.seconds, d.rate, d.portals, d.kills, what, roundAll(killAt), d.dir)
 	fmt.Printf("Matrix → XMPP: %d pushed (%d pushes retried), %d arrived once, %d more than once (%d of them with the same stanza id each time), %d lost within %v before a cut, %d lost otherwise\n",
 		n, pushErrs, m2x.once, m2x.dup, m2x.dupSameID, m2x.lostWindow, d.window, m2x.lost)
-	fmt.Printf("XMPP → Matrix: %d written (%d refused while the bridge was down), %d arrived once, %d more than once, %d lost within %v before a kill or before the server saw it, %d lost otherwise\n",
-		x2m.written, x2m.refused, x2m.once, x2m.dup, x2m.lostWindow, d.window, x2m.lostOther)
+	fmt.Printf("XMPP → Matrix: %d written (%d refused while the bridge was down), %d arrived once, %d more than once, %d lost unrecorded when their connection died (the oldest written %v before its kill), %d lost otherwise\n",
+		x2m.written, x2m.refused, x2m.once, x2m.dup, x2m.lostTail, longestTail.Round(time.Millisecond), x2m.lostOther)
 	if owed != "" {
 		fmt.Printf("the bridge still owed, 2 min after the load ended: %s\n", owed)
 	} else {
@@ -471,8 +483,12 @@ func (d *drill) run(ctx context.Context) error {
 	return nil
 }
 
+// owedGauges are the bridge's metrics that count what it owes.
+var owedGauges = []string{"xmppbridge_transaction_lag_seconds", "xmppbridge_owed_sends", "xmppbridge_unrecorded_receipts"}
+
 // bridgeOwes reads the bridge's metrics and says what it still owes: the
-// age of its oldest transaction to process, its sends owed to each side;
+// age of its oldest transaction to process, the receipts from XMPP it has
+// not recorded, its sends owed to each side;
 // "" if nothing (or, the bridge not answering, what went wrong).
 func bridgeOwes(port int) string {
 	client := &http.Client{Timeout: 5 * time.Second}
@@ -488,7 +504,7 @@ func bridgeOwes(port int) string {
 	var owes []string
 	for _, line := range strings.Split(string(body), "\n") {
 		name, value, ok := strings.Cut(line, " ")
-		if !ok || !strings.HasPrefix(name, "xmppbridge_transaction_lag_seconds") && !strings.HasPrefix(name, "xmppbridge_owed_sends") {
+		if !ok || !slices.ContainsFunc(owedGauges, func(g string) bool { return strings.HasPrefix(name, g) }) {
 			continue
 		}
 		if v, err := strconv.ParseFloat(value, 64); err != nil || v != 0 {
@@ -608,4 +624,50 @@ func fillFor(dir string, d time.Duration) error {
 	f.Close()
 	time.Sleep(d)
 	return os.Remove(path)
+}
+
+// unrecordedTails tells which of the XMPP → Matrix receipts lost (never
+// arrived) a dead connection took with it, and so XEP-0114 loses, not the
+// bridge: the component protocol has no acknowledgement, so a bridge
+// killed (or a stream cut) loses whatever it had read and not yet
+// recorded, and whatever was still in the socket. How far back that goes
+// is the bridge's recording lag at the instant, which a slow database
+// stretches to seconds, so no fixed window before the kill is honest;
+// order is. A stream is read in order and the bridge records each
+// person's receipts in that order (its intake, FlushReceipts), so what a
+// kill loses of one person is a tail: a receipt lost while a later one of
+// the same person, written on the same connection, arrived was dropped by
+// the bridge, whatever the timing.
+//
+// Receipt i came from peer i%peers and was written on component
+// connection conn[i] (0: refused, none was up) at written[i]; last is the
+// connection still up at the end, whose receipts had a live bridge to the
+// end and are never excused. cutAt is when a connection was killed (or
+// cut), where known; longest is the furthest back before its cut that an
+// excused receipt was written: the recording lag at the kill.
+func unrecordedTails(conn []int64, written []time.Time, last int64, peers int, arrived func(i int) bool, cutAt map[int64]time.Time) (excused []bool, longest time.Duration) {
+	excused = make([]bool, len(conn))
+	// Each person's receipts newest first, keeping whether one of theirs
+	// written later on the same connection arrived.
+	type stream struct {
+		peer int
+		conn int64
+	}
+	laterArrived := map[stream]bool{}
+	for i := len(conn) - 1; i >= 0; i-- {
+		if conn[i] == 0 {
+			continue
+		}
+		key := stream{i % peers, conn[i]}
+		switch {
+		case arrived(i):
+			laterArrived[key] = true
+		case conn[i] != last && !laterArrived[key]:
+			excused[i] = true
+			if cut, ok := cutAt[conn[i]]; ok && written[i].Before(cut) {
+				longest = max(longest, cut.Sub(written[i]))
+			}
+		}
+	}
+	return excused, longest
 }

@@ -31,6 +31,7 @@ type watched struct {
 	db   *database.Database
 	xmpp *xmppside.Component
 	as   *appservice.AppService
+	core *mapping.Bridge
 }
 
 // ready runs the readiness checks: each part's error, nil if it is fine.
@@ -121,6 +122,9 @@ func (w watched) gauges() []prometheus.Collector {
 				return 0
 			}
 			return time.Since(at).Seconds()
+		}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "xmppbridge_unrecorded_receipts", Help: "Receipts read from XMPP and not yet recorded: in memory, waiting for the database (a crash loses them; XEP-0114 acknowledges nothing)."}, func() float64 {
+			return float64(w.core.Unrecorded())
 		}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "xmppbridge_sqlite_wal_bytes", Help: "Size of the SQLite write-ahead log (-1 on PostgreSQL)."}, func() float64 { return float64(w.db.WALBytes()) }),
 	}

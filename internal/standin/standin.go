@@ -35,6 +35,7 @@ type XMPPServer struct {
 	mu       sync.Mutex
 	conn     net.Conn
 	w        *bufio.Writer
+	seq      int64 // which connection conn is (Connections when it came)
 	ready    chan struct{}
 	received atomic.Int64
 	// Match is what Received counts in the component's output.
@@ -110,9 +111,8 @@ func (s *XMPPServer) serve(conn net.Conn) bool {
 	}
 	fmt.Fprint(conn, `<handshake/>`)
 	s.mu.Lock()
-	s.conn, s.w = conn, bufio.NewWriterSize(conn, 1<<16)
+	s.conn, s.w, s.seq = conn, bufio.NewWriterSize(conn, 1<<16), s.conns.Add(1)
 	s.mu.Unlock()
-	s.conns.Add(1)
 	go func() {
 		s.count(r, tap)
 		s.mu.Lock()
@@ -183,17 +183,24 @@ func (s *XMPPServer) Ready(ctx context.Context) error {
 
 // Write sends raw stanzas to the component.
 func (s *XMPPServer) Write(stanzas string) error {
+	_, err := s.WriteConn(stanzas)
+	return err
+}
+
+// WriteConn sends raw stanzas to the component and tells which of its
+// connections (1 for the first accepted, as Connections counts) took them.
+func (s *XMPPServer) WriteConn(stanzas string) (int64, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.w == nil {
 		// As a server bounces what is addressed to a component that is
 		// not connected.
-		return ErrNotConnected
+		return 0, ErrNotConnected
 	}
 	if _, err := io.WriteString(s.w, stanzas); err != nil {
-		return err
+		return 0, err
 	}
-	return s.w.Flush()
+	return s.seq, s.w.Flush()
 }
 
 // Received is how many (matching) stanzas the component sent.
