@@ -462,8 +462,12 @@ func (d *drill) run(ctx context.Context) error {
 	}
 	fmt.Printf("crash drill on %s: %d s, %d receipts/s each way over %d portals, %d %s at %v; logs in %s\n",
 		engine, d.seconds, d.rate, d.portals, d.kills, what, roundAll(killAt), d.dir)
-	fmt.Printf("Matrix → XMPP: %d pushed (%d pushes retried), %d arrived once, %d more than once (%d of them with the same stanza id each time), %d lost within %v before a cut, %d lost otherwise\n",
-		n, pushErrs, m2x.once, m2x.dup, m2x.dupSameID, m2x.lostWindow, d.window, m2x.lost)
+	cutLoss := ""
+	if d.crash == "xmpp" {
+		cutLoss = fmt.Sprintf(", %d lost within %v before a cut", m2x.lostWindow, d.window)
+	}
+	fmt.Printf("Matrix → XMPP: %d pushed (%d pushes retried), %d arrived once, %d more than once (%d of them with the same stanza id each time)%s, %d lost otherwise\n",
+		n, pushErrs, m2x.once, m2x.dup, m2x.dupSameID, cutLoss, m2x.lost)
 	fmt.Printf("XMPP → Matrix: %d written (%d refused while the bridge was down), %d arrived once, %d more than once, %d lost unrecorded when their connection died (the oldest written %v before its kill), %d lost otherwise\n",
 		x2m.written, x2m.refused, x2m.once, x2m.dup, x2m.lostTail, longestTail.Round(time.Millisecond), x2m.lostOther)
 	if owed != "" {
