@@ -322,6 +322,9 @@ func (d *drill) run(ctx context.Context) error {
 		}
 	}()
 	var killErr error
+	// From each SIGKILL (or cut) to the XEP-0114 handshake of the
+	// connection after it: how long the bridge was away from XMPP.
+	var toHandshake []time.Duration
 	go func() { // the kills
 		defer wg.Done()
 		for _, at := range killAt {
@@ -341,6 +344,7 @@ func (d *drill) run(ctx context.Context) error {
 			case "xmpp":
 				xs.Drop()
 				reconnected()
+				toHandshake = append(toHandshake, time.Since(cutAt[conns]))
 			case "disk":
 				err = fillFor(disk, diskFullFor)
 			case "postgres":
@@ -351,6 +355,7 @@ func (d *drill) run(ctx context.Context) error {
 				bp.Kill()
 				if err = bp.Start(ctx); err == nil {
 					reconnected()
+					toHandshake = append(toHandshake, time.Since(cutAt[conns]))
 				}
 			}
 			if err != nil {
@@ -462,6 +467,11 @@ func (d *drill) run(ctx context.Context) error {
 	}
 	fmt.Printf("crash drill on %s: %d s, %d receipts/s each way over %d portals, %d %s at %v; logs in %s\n",
 		engine, d.seconds, d.rate, d.portals, d.kills, what, roundAll(killAt), d.dir)
+	if len(toHandshake) > 0 {
+		slices.Sort(toHandshake)
+		fmt.Printf("from a %s to the next XEP-0114 handshake: median %v, longest %v\n", map[bool]string{true: "SIGKILL", false: "cut"}[d.crash == "bridge"],
+			toHandshake[len(toHandshake)/2].Round(time.Millisecond), toHandshake[len(toHandshake)-1].Round(time.Millisecond))
+	}
 	cutLoss := ""
 	if d.crash == "xmpp" {
 		cutLoss = fmt.Sprintf(", %d lost within %v before a cut", m2x.lostWindow, d.window)
