@@ -478,8 +478,12 @@ func (d *drill) run(ctx context.Context) error {
 	}
 	fmt.Printf("Matrix → XMPP: %d pushed (%d pushes retried), %d arrived once, %d more than once (%d of them with the same stanza id each time)%s, %d lost otherwise\n",
 		n, pushErrs, m2x.once, m2x.dup, m2x.dupSameID, cutLoss, m2x.lost)
-	fmt.Printf("XMPP → Matrix: %d written (%d refused while the bridge was down), %d arrived once, %d more than once, %d lost unrecorded when their connection died (the oldest written %v before its kill), %d lost otherwise\n",
-		x2m.written, x2m.refused, x2m.once, x2m.dup, x2m.lostTail, longestTail.Round(time.Millisecond), x2m.lostOther)
+	tailLoss := ""
+	if tail != nil {
+		tailLoss = fmt.Sprintf(", %d lost unrecorded when their connection died (the oldest written %v before its kill)", x2m.lostTail, longestTail.Round(time.Millisecond))
+	}
+	fmt.Printf("XMPP → Matrix: %d written (%d refused while the bridge was down), %d arrived once, %d more than once%s, %d lost otherwise\n",
+		x2m.written, x2m.refused, x2m.once, x2m.dup, tailLoss, x2m.lostOther)
 	if owed != "" {
 		fmt.Printf("the bridge still owed, 2 min after the load ended: %s\n", owed)
 	} else {
