@@ -135,7 +135,8 @@ func run(configPath, regPath string, generate bool) error {
 	}
 	var ephemeral atomic.Value // the way Matrix receipts come, once chosen
 	ephemeral.Store("")
-	core.SetStatus(statusOf(watched{db: db, xmpp: comp, as: as, core: core}, hs, cfg, func() string { return ephemeral.Load().(string) }))
+	watch := watched{db: db, xmpp: comp, as: as, core: core}
+	core.SetStatus(statusOf(watch, hs, cfg, func() string { return ephemeral.Load().(string) }))
 
 	var wg sync.WaitGroup
 	errc := make(chan error, 2)
@@ -147,7 +148,7 @@ func run(configPath, regPath string, generate bool) error {
 	})
 	if cfg.Metrics.Enabled {
 		goRun(func() {
-			if err := serveMetrics(ctx, cfg.Metrics.Listen, watched{db: db, xmpp: comp, as: as, core: core}); err != nil {
+			if err := serveMetrics(ctx, cfg.Metrics.Listen, watch); err != nil {
 				errc <- fmt.Errorf("serve metrics on %s: %w", cfg.Metrics.Listen, err)
 			}
 		})
