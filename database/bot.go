@@ -14,10 +14,10 @@ import (
 const (
 	getManagementRoomQuery = `SELECT mxid FROM management_room WHERE room_id=$1`
 	putManagementRoomQuery = `INSERT INTO management_room (room_id, mxid) VALUES ($1, $2) ON CONFLICT (room_id) DO UPDATE SET mxid=excluded.mxid`
-	getUserSettingsQuery   = `SELECT mxid, receipts, typing FROM user_setting`
+	getUserSettingsQuery   = `SELECT mxid, receipts, typing, receipts_on_since FROM user_setting`
 	putUserSettingQuery    = `
-		INSERT INTO user_setting (mxid, receipts, typing) VALUES ($1, $2, $3)
-		ON CONFLICT (mxid) DO UPDATE SET receipts=excluded.receipts, typing=excluded.typing`
+		INSERT INTO user_setting (mxid, receipts, typing, receipts_on_since) VALUES ($1, $2, $3, $4)
+		ON CONFLICT (mxid) DO UPDATE SET receipts=excluded.receipts, typing=excluded.typing, receipts_on_since=excluded.receipts_on_since`
 )
 
 // ManagementRoom implements mapping.Store.
@@ -52,7 +52,8 @@ func (db *Database) UserSettings(ctx context.Context) (map[id.UserID]mapping.Use
 	for rows.Next() {
 		var s mapping.UserSetting
 		var receipts, typing sql.NullBool
-		if err := rows.Scan(&s.MXID, &receipts, &typing); err != nil {
+		var onSince int64
+		if err := rows.Scan(&s.MXID, &receipts, &typing, &onSince); err != nil {
 			return nil, fmt.Errorf("read user settings: %w", err)
 		}
 		if receipts.Valid {
@@ -61,6 +62,7 @@ func (db *Database) UserSettings(ctx context.Context) (map[id.UserID]mapping.Use
 		if typing.Valid {
 			s.Typing = &typing.Bool
 		}
+		s.ReceiptsOnSince = fromMilli(onSince)
 		out[s.MXID] = s
 	}
 	return out, rows.Err()
@@ -69,7 +71,7 @@ func (db *Database) UserSettings(ctx context.Context) (map[id.UserID]mapping.Use
 // SetUserSetting implements mapping.Store.
 func (db *Database) SetUserSetting(ctx context.Context, s mapping.UserSetting) error {
 	defer db.writing()()
-	if _, err := db.db.Exec(ctx, putUserSettingQuery, s.MXID, s.Receipts, s.Typing); err != nil {
+	if _, err := db.db.Exec(ctx, putUserSettingQuery, s.MXID, s.Receipts, s.Typing, toMilli(s.ReceiptsOnSince)); err != nil {
 		return fmt.Errorf("store the settings of %s: %w", s.MXID, err)
 	}
 	return nil

@@ -948,12 +948,13 @@ func TestBotStore(t *testing.T) {
 		}
 		off, on := false, true
 		must(t, s.SetUserSetting(ctx, mapping.UserSetting{MXID: alice, Receipts: &off}))
-		must(t, s.SetUserSetting(ctx, mapping.UserSetting{MXID: alice, Receipts: &off, Typing: &on}))
+		since := time.UnixMilli(1_700_000_000_123)
+		must(t, s.SetUserSetting(ctx, mapping.UserSetting{MXID: alice, Receipts: &off, Typing: &on, ReceiptsOnSince: since}))
 		got, err := s.UserSettings(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if v := got[alice]; len(got) != 1 || v.Receipts == nil || *v.Receipts || v.Typing == nil || !*v.Typing {
+		if v := got[alice]; len(got) != 1 || v.Receipts == nil || *v.Receipts || v.Typing == nil || !*v.Typing || !v.ReceiptsOnSince.Equal(since) {
 			t.Errorf("settings %+v", got)
 		}
 	})

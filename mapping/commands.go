@@ -7,6 +7,7 @@ import (
 	"html"
 	"regexp"
 	"strings"
+	"time"
 
 	"maunium.net/go/mautrix/id"
 	"mellium.im/xmpp/jid"
@@ -81,6 +82,19 @@ func (b *Bridge) tellsXMPP(u id.UserID, typing bool) bool {
 	return b.cfg.Receipts.sendsReceipts(u)
 }
 
+// receiptsCross tells whether rc's user let it reach XMPP when they made
+// it: their receipts are on, and were already on at its ts. A receipt
+// without a ts is judged by the setting now.
+func (b *Bridge) receiptsCross(rc Receipt) bool {
+	if !b.tellsXMPP(rc.User, false) {
+		return false
+	}
+	b.settingsMu.RLock()
+	since := b.settings[rc.User].ReceiptsOnSince
+	b.settingsMu.RUnlock()
+	return rc.TS.IsZero() || !rc.TS.Before(since)
+}
+
 // botInvited answers an invite of the bot: a permitted user's room
 // becomes their management room, with a welcome; anybody else's invite
 // is declined with a reason.
@@ -129,8 +143,9 @@ func (b *Bridge) commandOf(ctx context.Context, evt MatrixEvent, portal *Portal)
 	return text, owner == evt.Sender, nil
 }
 
-// command carries out one command of user's in room and answers it.
-func (b *Bridge) command(ctx context.Context, room id.RoomID, user id.UserID, text string) ([]*Job, error) {
+// command carries out one command of user's in room, sent at at (its
+// origin_server_ts), and answers it.
+func (b *Bridge) command(ctx context.Context, room id.RoomID, user id.UserID, at time.Time, text string) ([]*Job, error) {
 	fields := strings.Fields(text)
 	if len(fields) == 0 {
 		return []*Job{b.reply(room, helpText)}, nil
@@ -162,7 +177,7 @@ func (b *Bridge) command(ctx context.Context, room id.RoomID, user id.UserID, te
 			return []*Job{b.reply(room, fmt.Sprintf("Say `%s on` or `%s off`.", name, name))}, nil
 		}
 		on := args[0] == "on"
-		if err := b.setUserSetting(ctx, user, name == "typing", on); err != nil {
+		if err := b.setUserSetting(ctx, user, name == "typing", on, at); err != nil {
 			return nil, err
 		}
 		what := map[string]string{"receipts": "Your read and delivery receipts", "typing": "Your typing"}[name]
@@ -228,8 +243,12 @@ func (b *Bridge) openPortal(ctx context.Context, job *Job) error {
 	return nil
 }
 
-// setUserSetting stores one of user's settings and puts it in force.
-func (b *Bridge) setUserSetting(ctx context.Context, user id.UserID, typing, on bool) error {
+// setUserSetting stores one of user's settings, set at at, and puts it
+// in force. Receipts turned on remember when: one made before that, while
+// they were off, may reach the bridge after the command and must not
+// cross (receiptsCross).
+func (b *Bridge) setUserSetting(ctx context.Context, user id.UserID, typing, on bool, at time.Time) error {
+	wasOn := b.tellsXMPP(user, typing)
 	b.settingsMu.RLock()
 	s := b.settings[user]
 	b.settingsMu.RUnlock()
@@ -238,6 +257,12 @@ func (b *Bridge) setUserSetting(ctx context.Context, user id.UserID, typing, on 
 		s.Typing = &on
 	} else {
 		s.Receipts = &on
+		if on && !wasOn {
+			if at.IsZero() {
+				at = time.Now()
+			}
+			s.ReceiptsOnSince = at
+		}
 	}
 	if err := b.store.SetUserSetting(ctx, s); err != nil {
 		return err

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"maunium.net/go/mautrix/id"
 	"mellium.im/xmpp/jid"
@@ -119,6 +120,49 @@ func TestBotReceiptAndTypingSettings(t *testing.T) {
 	s, _ := h.store.UserSettings(context.Background())
 	if v := s[alice]; v.Typing == nil || *v.Typing || v.Receipts == nil || !*v.Receipts {
 		t.Errorf("stored settings %+v", v)
+	}
+}
+
+// A receipt reaches the bridge by another road than the commands (a
+// synced or pushed m.receipt, a transaction's timeline), so one Alice made
+// while her receipts were off can arrive after her "receipts on". Its ts
+// says when she made it: made before the command, it stays home; made
+// after, it crosses. (Seen on Dendrite: the e2e bot test.)
+func TestReceiptsOnJudgesByWhenTheReceiptWasMade(t *testing.T) {
+	h := newHarness(t)
+	botRoom(t, h)
+	all := Requests{Receipt: true, Displayed: true, Markable: true}
+	evs := fromJuliet(t, h, 2, all)
+	h.say(t, mgmt, "receipts off")
+	on := textEvent("$on", alice, mgmt, "receipts on") // at 1700000000000
+	h.matrixEvents(t, on)
+	h.xmpp.sent = nil
+	early := receiptEvent(dm, evs[0], ReceiptRead, alice, "")
+	early.TS = on.TS.Add(-time.Millisecond)
+	h.handleTxn(context.Background(), MatrixTxn{ID: "r1", Receipts: []Receipt{early}})
+	h.drain(t)
+	if len(h.xmpp.sent) != 0 {
+		t.Fatalf("a read made while receipts were off crossed: %+v", h.xmpp.sent)
+	}
+	late := receiptEvent(dm, evs[1], ReceiptRead, alice, "")
+	late.TS = on.TS
+	h.handleTxn(context.Background(), MatrixTxn{ID: "r2", Receipts: []Receipt{late}})
+	h.drain(t)
+	if len(h.xmpp.sent) == 0 {
+		t.Fatal("a read made once receipts were on did not cross")
+	}
+	// The time is kept, as a restarted bridge must judge alike.
+	s, _ := h.store.UserSettings(context.Background())
+	if v := s[alice]; !v.ReceiptsOnSince.Equal(on.TS) {
+		t.Errorf("stored settings %+v, want receipts on since %v", v, on.TS)
+	}
+	// "receipts on" again, while on, does not move the time: what she
+	// read between the two was hers to share.
+	later := textEvent("$on2", alice, mgmt, "receipts on")
+	later.TS = on.TS.Add(time.Minute)
+	h.matrixEvents(t, later)
+	if s, _ := h.store.UserSettings(context.Background()); !s[alice].ReceiptsOnSince.Equal(on.TS) {
+		t.Errorf("a second receipts on moved the time to %v", s[alice].ReceiptsOnSince)
 	}
 }
 

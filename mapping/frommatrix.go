@@ -113,7 +113,7 @@ func (b *Bridge) handleMatrixEvent(ctx context.Context, evt MatrixEvent) ([]*Job
 			if err != nil {
 				return nil, err
 			}
-			return b.command(ctx, evt.Room, evt.Sender, text)
+			return b.command(ctx, evt.Room, evt.Sender, evt.TS, text)
 		}
 	}
 	if portal == nil {

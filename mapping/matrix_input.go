@@ -32,6 +32,10 @@ type Receipt struct {
 	Type   ReceiptType `json:"type"`
 	User   id.UserID   `json:"user"`
 	Thread string      `json:"thread,omitempty"` // "" or ThreadMain: the main timeline
+	// TS is when the homeserver took the receipt (its ts); zero if it
+	// gave none. The bot's receipts setting is judged at this time,
+	// since a receipt can reach the bridge after a later command.
+	TS time.Time `json:"ts,omitzero"`
 }
 
 // Typing is a room's m.typing: who types in it now.

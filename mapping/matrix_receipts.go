@@ -160,7 +160,7 @@ func (b *Bridge) mayCross(rc Receipt, portal *Portal, msg *Message) (AckKind, Re
 		return kind, ReasonNotPortal
 	case rc.User != portal.MXID:
 		return kind, ReasonNotPortalUser
-	case !b.tellsXMPP(rc.User, false):
+	case !b.receiptsCross(rc):
 		return kind, ReasonDisabled
 	case msg == nil:
 		return kind, ReasonUnknownEvent

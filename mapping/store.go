@@ -230,6 +230,9 @@ type UserSetting struct {
 	MXID     id.UserID
 	Receipts *bool // their receipts reach XMPP
 	Typing   *bool // their typing reaches XMPP
+	// ReceiptsOnSince is when their receipts last came on after being off
+	// (the origin_server_ts of the command); zero if never.
+	ReceiptsOnSince time.Time
 }
 
 // BotStore keeps the bot's rooms and what users set through it.

@@ -368,9 +368,11 @@ type ephemeralEvent struct {
 }
 
 // receiptContent is an m.receipt's content (receipts module): event id →
-// receipt type → user → the receipt, of which the bridge reads the thread.
+// receipt type → user → the receipt, of which the bridge reads the thread
+// and the ts (when the homeserver took it).
 type receiptContent map[id.EventID]map[mapping.ReceiptType]map[id.UserID]struct {
 	ThreadID string `json:"thread_id"`
+	TS       int64  `json:"ts"`
 }
 
 // decodeEphemeral reads the receipts and typing of a transaction into
@@ -391,7 +393,11 @@ func (s *Server) decodeEphemeral(txnID string, raws []json.RawMessage, out *mapp
 				for ev, byType := range rc {
 					for typ, byUser := range byType {
 						for user, r := range byUser {
-							out.Receipts = append(out.Receipts, mapping.Receipt{Room: e.RoomID, Event: ev, Type: typ, User: user, Thread: r.ThreadID})
+							rc := mapping.Receipt{Room: e.RoomID, Event: ev, Type: typ, User: user, Thread: r.ThreadID}
+							if r.TS > 0 {
+								rc.TS = time.UnixMilli(r.TS).UTC() // UTC: as it reads back from the inbox
+							}
+							out.Receipts = append(out.Receipts, rc)
 						}
 					}
 				}

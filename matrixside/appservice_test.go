@@ -247,7 +247,7 @@ func TestDecodeEphemeral(t *testing.T) {
 	s := NewServer("hs-secret", nil, nil, func(what, why string) { counts[what+"/"+why]++ }, zerolog.Nop())
 	body := `{
 		"ephemeral": [
-			{"type":"m.receipt","room_id":"!a:example.org","content":{"$e1":{"m.read":{"@alice:example.org":{"ts":1,"thread_id":"main"}}}}},
+			{"type":"m.receipt","room_id":"!a:example.org","content":{"$e1":{"m.read":{"@alice:example.org":{"ts":1700000000123,"thread_id":"main"}}}}},
 			{"type":"m.receipt","room_id":"!a:example.org","content":"not an object"},
 			{"type":"m.presence","content":{"presence":"online"}},
 			{"content":{}}
@@ -256,7 +256,7 @@ func TestDecodeEphemeral(t *testing.T) {
 			{"type":"m.typing","room_id":"!b:example.org","content":{"user_ids":["@alice:example.org"]}}
 		]}`
 	txn := s.decodeEvents(&mapping.Txn{ID: "t", Body: []byte(body)})
-	wantReceipts := []mapping.Receipt{{Room: "!a:example.org", Event: "$e1", Type: mapping.ReceiptRead, User: "@alice:example.org", Thread: mapping.ThreadMain}}
+	wantReceipts := []mapping.Receipt{{Room: "!a:example.org", Event: "$e1", Type: mapping.ReceiptRead, User: "@alice:example.org", Thread: mapping.ThreadMain, TS: time.UnixMilli(1700000000123).UTC()}}
 	if !reflect.DeepEqual(txn.Receipts, wantReceipts) {
 		t.Errorf("receipts %+v, want %+v", txn.Receipts, wantReceipts)
 	}

@@ -1,4 +1,4 @@
--- v0 -> v7 (compatible with v1+): Latest revision
+-- v0 -> v8 (compatible with v1+): Latest revision
 
 -- All times are unix milliseconds; all JIDs are bare.
 
@@ -130,10 +130,12 @@ CREATE TABLE management_room (
 );
 
 -- A user's own settings, set through the bot; NULL: the config's default.
+-- receipts_on_since: when receipts last came on after being off (0: never).
 CREATE TABLE user_setting (
-	mxid     TEXT PRIMARY KEY,
-	receipts BOOLEAN,
-	typing   BOOLEAN
+	mxid              TEXT PRIMARY KEY,
+	receipts          BOOLEAN,
+	typing            BOOLEAN,
+	receipts_on_since BIGINT NOT NULL DEFAULT 0
 );
 
 -- Small pieces of bridge state, such as the /sync token.
