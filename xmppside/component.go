@@ -55,10 +55,6 @@ type Component struct {
 	roster map[string]string
 }
 
-// stableSession is how long a session must have lasted for its end to
-// count as a fresh failure rather than part of a flapping run.
-const stableSession = 10 * time.Second
-
 // Run keeps the component connected until ctx ends. It never gives up on a
 // network fault or a refused secret: it logs why and tries again later.
 func (c *Component) Run(ctx context.Context) {
@@ -77,14 +73,17 @@ func (c *Component) Run(ctx context.Context) {
 		c.mu.Lock()
 		up := c.upSince
 		c.mu.Unlock()
-		if !up.IsZero() && time.Since(up) > stableSession {
-			// It was up for a while: the server restarted, and the first
-			// try comes a second later, not after the backoff of old
-			// failures (the crash drill: 1, 2, 4, 8 s after successive
-			// cuts, receipts bounced meanwhile).
-			backoff.Reset()
+		var held time.Duration
+		if !up.IsZero() {
+			held = time.Since(up)
 		}
-		wait := backoff.Next()
+		// A session that lasted as long as the wait before it ended in a
+		// fresh failure (the server restarted): the next try comes a
+		// second later, not after the backoff of old failures (the crash
+		// drill cuts the stream every few seconds; each second away, the
+		// server bounces receipts). One dropped sooner (a name conflict, a
+		// server that takes the handshake and then falls over) backs off.
+		wait := backoff.After(held)
 		c.Log.Warn().Err(err).Dur("retry_in", wait).Str("address", c.Address).Msg("XMPP component connection lost or refused; reconnecting")
 		c.Count("xmpp_reconnect", reasonOf(err))
 		if !retry.Wait(ctx, wait) {

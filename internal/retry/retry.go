@@ -13,7 +13,7 @@ import (
 // set First and Max.
 type Backoff struct {
 	First, Max time.Duration
-	next       time.Duration
+	next, last time.Duration
 }
 
 // Next is the wait before the next try; each call doubles the one after,
@@ -24,12 +24,26 @@ func (b *Backoff) Next() time.Duration {
 	}
 	d := b.next
 	b.next = min(b.next*2, b.Max)
+	b.last = d
 	return d
 }
 
 // Reset starts over from First: the last try succeeded, or held long
 // enough that the next failure is a fresh one.
 func (b *Backoff) Reset() { b.next = b.First }
+
+// After is the wait after a try that held for held before it failed (0:
+// it never got going). One that held at least as long as the wait before
+// it was a fresh failure, and the wait starts over from First; one that
+// failed sooner goes on doubling. So a stream cut again and again
+// after a few seconds up is tried again a second later each time, while
+// one refused or dropped at once backs off.
+func (b *Backoff) After(held time.Duration) time.Duration {
+	if held > 0 && held >= b.last {
+		b.Reset()
+	}
+	return b.Next()
+}
 
 // Wait waits d, or until ctx ends; it tells whether ctx is still going.
 func Wait(ctx context.Context, d time.Duration) bool {

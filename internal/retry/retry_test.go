@@ -24,6 +24,25 @@ func TestBackoffDoublesToItsCapAndStartsOver(t *testing.T) {
 	}
 }
 
+// A try that held as long as the wait before it starts the waits over;
+// one that failed at once, or sooner than that, goes on doubling.
+func TestBackoffAfterAHeldTry(t *testing.T) {
+	b := Backoff{First: time.Second, Max: 30 * time.Second}
+	for i, c := range []struct{ held, want time.Duration }{
+		{0, time.Second},                          // refused: 1 s
+		{0, 2 * time.Second},                      // refused again: doubles
+		{100 * time.Millisecond, 4 * time.Second}, // up, cut at once: doubles
+		{3 * time.Second, 8 * time.Second},        // up 3 s, less than the 4 s wait before it
+		{8 * time.Second, time.Second},            // up as long as the wait before: starts over
+		{1500 * time.Millisecond, time.Second},    // up 1.5 s after a 1 s wait: starts over
+		{0, 2 * time.Second},
+	} {
+		if got := b.After(c.held); got != c.want {
+			t.Fatalf("try %d, held %v: wait %v, want %v", i, c.held, got, c.want)
+		}
+	}
+}
+
 func TestWaitEndsWithItsContext(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
