@@ -279,7 +279,7 @@ func (d *drill) run(ctx context.Context) error {
 	txnOf := make([]int, n)        // the transaction that carried each
 	go func() {                    // Matrix → XMPP, one transaction at a time, retried
 		defer wg.Done()
-		client := &http.Client{Timeout: 10 * time.Second}
+		client := &http.Client{Timeout: 30 * time.Second} // as Dendrite's appservice client (setup/config/config_appservice.go)
 		next, txn := 0, 0
 		for next < n {
 			due := int(time.Since(start).Seconds() * float64(d.rate))
