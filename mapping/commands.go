@@ -71,12 +71,17 @@ func (b *Bridge) LoadSettings(ctx context.Context) error {
 // its per-user overrides).
 func (b *Bridge) tellsXMPP(u id.UserID, typing bool) bool {
 	b.settingsMu.RLock()
-	s, ok := b.settings[u]
+	s := b.settings[u]
 	b.settingsMu.RUnlock()
-	if ok && typing && s.Typing != nil {
+	return b.tells(u, s, typing)
+}
+
+// tells is tellsXMPP with u's setting s already read.
+func (b *Bridge) tells(u id.UserID, s UserSetting, typing bool) bool {
+	if typing && s.Typing != nil {
 		return *s.Typing
 	}
-	if ok && !typing && s.Receipts != nil {
+	if !typing && s.Receipts != nil {
 		return *s.Receipts
 	}
 	return b.cfg.Receipts.sendsReceipts(u)
@@ -86,13 +91,10 @@ func (b *Bridge) tellsXMPP(u id.UserID, typing bool) bool {
 // it: their receipts are on, and were already on at its ts. A receipt
 // without a ts is judged by the setting now.
 func (b *Bridge) receiptsCross(rc Receipt) bool {
-	if !b.tellsXMPP(rc.User, false) {
-		return false
-	}
 	b.settingsMu.RLock()
-	since := b.settings[rc.User].ReceiptsOnSince
+	s := b.settings[rc.User]
 	b.settingsMu.RUnlock()
-	return rc.TS.IsZero() || !rc.TS.Before(since)
+	return b.tells(rc.User, s, false) && (rc.TS.IsZero() || !rc.TS.Before(s.ReceiptsOnSince))
 }
 
 // botInvited answers an invite of the bot: a permitted user's room
@@ -248,10 +250,10 @@ func (b *Bridge) openPortal(ctx context.Context, job *Job) error {
 // they were off, may reach the bridge after the command and must not
 // cross (receiptsCross).
 func (b *Bridge) setUserSetting(ctx context.Context, user id.UserID, typing, on bool, at time.Time) error {
-	wasOn := b.tellsXMPP(user, typing)
 	b.settingsMu.RLock()
 	s := b.settings[user]
 	b.settingsMu.RUnlock()
+	wasOn := b.tells(user, s, typing)
 	s.MXID = user
 	if typing {
 		s.Typing = &on
