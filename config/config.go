@@ -80,6 +80,11 @@ type Config struct {
 		MemoryMiB       int     `yaml:"memory_mib"`
 		MaxStanzaKiB    int     `yaml:"max_stanza_kib"`
 		MaxTxnMiB       int     `yaml:"max_transaction_mib"`
+		// What strangers may have the bridge create, an hour.
+		JIDNewPortals       int `yaml:"jid_new_portals_per_hour"`
+		DomainNewPortals    int `yaml:"domain_new_portals_per_hour"`
+		DomainNewGhosts     int `yaml:"domain_new_ghosts_per_hour"`
+		DomainSubscriptions int `yaml:"domain_subscriptions_per_hour"`
 	} `yaml:"limits"`
 	Logging struct {
 		Level  string `yaml:"level"`
@@ -345,6 +350,19 @@ func (c *Config) validate() Errors {
 	if c.Limits.MaxTxnMiB < 1 {
 		bad("limits.max_transaction_mib", "must be at least 1; put the MiB one homeserver transaction may take, e.g. 64")
 	}
+	for _, l := range []struct {
+		key, what string
+		n         int
+	}{
+		{"jid_new_portals_per_hour", "chats one XMPP person may open with Matrix users by writing to them, e.g. 10", c.Limits.JIDNewPortals},
+		{"domain_new_portals_per_hour", "chats the people of one XMPP domain may open together, e.g. 60", c.Limits.DomainNewPortals},
+		{"domain_new_ghosts_per_hour", "new Matrix ghosts the people of one XMPP domain may have made, e.g. 30", c.Limits.DomainNewGhosts},
+		{"domain_subscriptions_per_hour", "subscriptions the people of one XMPP domain without a chat may have approved, e.g. 30", c.Limits.DomainSubscriptions},
+	} {
+		if l.n < 1 {
+			bad("limits."+l.key, "must be at least 1; put how many "+l.what+" (xmpp.blocked_domains refuses a domain altogether)")
+		}
+	}
 	if c.Limits.MemoryMiB < 0 {
 		bad("limits.memory_mib", "must be 0 (no limit) or more; put the MiB the bridge's Go heap should stay under, e.g. 64")
 	}
@@ -554,7 +572,11 @@ func (c *Config) ReceiptPolicy() mapping.ReceiptPolicy {
 
 // CoreLimits is limits.*, as the core reads it.
 func (c *Config) CoreLimits() mapping.Limits {
-	return mapping.Limits{PeerRate: c.Limits.PeerRate, PeerBurst: c.Limits.PeerBurst, Pending: c.Limits.PendingReceipts}
+	return mapping.Limits{
+		PeerRate: c.Limits.PeerRate, PeerBurst: c.Limits.PeerBurst, Pending: c.Limits.PendingReceipts,
+		JIDPortals: c.Limits.JIDNewPortals, DomainPortals: c.Limits.DomainNewPortals,
+		DomainGhosts: c.Limits.DomainNewGhosts, DomainSubscriptions: c.Limits.DomainSubscriptions,
+	}
 }
 
 // PresencePolicy is the part of xmpp.* that rules the puppets' presence

@@ -90,6 +90,8 @@ func (b *Bridge) HandleXMPPMessage(ctx context.Context, m *XMPPMessage) (*OutMes
 	}
 	if portal != nil {
 		msg.RoomID = portal.RoomID
+	} else if out, err := b.admitNewPortal(ctx, log, m, mxid, peer); out != nil || err != nil {
+		return out, err
 	}
 	if m.ID == "" {
 		// Nothing can refer to it later, so nothing can acknowledge it.
@@ -116,6 +118,65 @@ func (b *Bridge) HandleXMPPMessage(ctx context.Context, m *XMPPMessage) (*OutMes
 	b.count("xmpp_message", "accepted")
 	b.queue(jobs...)
 	return nil, nil
+}
+
+// admitNewPortal decides whether the message m from peer, who has no
+// portal with mxid, may open one, spending the budgets of strangers: new
+// portals of the person and of their domain, and a new ghost of their
+// domain if they have none yet. It returns the error to answer m with if
+// not; then nothing is stored or created. RFC 6120 §8.3.3.18
+// <resource-constraint/> of type wait: the budget fills again with time,
+// so the sender may try later, and no one sender did anything against a
+// policy (one person past their own budget looks the same as one whose
+// server's other accounts spent the domain's), which
+// <policy-violation/> would claim.
+func (b *Bridge) admitNewPortal(ctx context.Context, log zerolog.Logger, m *XMPPMessage, mxid id.UserID, peer jid.JID) (*OutMessage, error) {
+	// A message while the pair's first is on its way opens nothing more.
+	if pending, err := b.store.HasUnsentToMatrix(ctx, mxid, peer); err != nil {
+		return nil, fmt.Errorf("look for messages of %s on their way to %s: %w", peer, mxid, err)
+	} else if pending {
+		return nil, nil
+	}
+	reason, err := b.admitStranger(ctx, peer, true, ask{portalsOfJID, peer.String()}, ask{portalsOfDomain, peer.Domainpart()})
+	if err != nil {
+		return nil, err
+	}
+	if reason != "" {
+		b.drop(log, "xmpp_message", reason)
+		out := bounce(m, "wait", "resource-constraint")
+		if out != nil {
+			who := "you"
+			if reason != ReasonJIDBudget {
+				who = "people of " + peer.Domainpart()
+			}
+			out.Error.Text = "This bridge takes no more new chats from " + who + " for now; try again later."
+		}
+		return out, nil
+	}
+	return nil, nil
+}
+
+// admitStranger spends one token of each budget asked and, if ghost and
+// peer has no ghost yet, one of their domain's new ghosts, all or none.
+// It returns why it refused, or "".
+func (b *Bridge) admitStranger(ctx context.Context, peer jid.JID, ghost bool, asks ...ask) (Reason, error) {
+	newGhost := false
+	if ghost {
+		known, err := b.ghostKnown(ctx, peer)
+		if err != nil {
+			return "", err
+		}
+		if newGhost = !known; newGhost {
+			asks = append(asks, ask{ghostsOfDomain, peer.Domainpart()})
+		}
+	}
+	if reason := b.in.strangers.admit(asks...); reason != "" {
+		return reason, nil
+	}
+	if newGhost {
+		return "", b.noteGhost(ctx, peer)
+	}
+	return "", nil
 }
 
 // ghostName is the job that names peer's ghost after the nick their

@@ -207,6 +207,34 @@ func (b *Bridge) setGhostProfile(ctx context.Context, job *Job) error {
 	return nil
 }
 
+// ghostKnown tells whether peer has a ghost already (or one is on its
+// way): a stored profile, which noteGhost leaves as soon as one is
+// promised.
+func (b *Bridge) ghostKnown(ctx context.Context, peer jid.JID) (bool, error) {
+	_, err := b.store.GhostProfile(ctx, peer)
+	if isNotFound(err) {
+		return false, nil
+	} else if err != nil {
+		return false, fmt.Errorf("look up the ghost profile of %s: %w", peer, err)
+	}
+	return true, nil
+}
+
+// noteGhost records that peer has a ghost, so that the budget of new
+// ghosts (limits.domain_new_ghosts_per_hour) is spent on it once. An
+// empty profile is what a ghost has before its vCard is read: named after
+// the JID, no avatar.
+func (b *Bridge) noteGhost(ctx context.Context, peer jid.JID) error {
+	known, err := b.ghostKnown(ctx, peer)
+	if err != nil || known {
+		return err
+	}
+	if err := b.store.SetGhostProfile(ctx, &GhostProfile{JID: peer.Bare()}); err != nil {
+		return fmt.Errorf("note the ghost of %s: %w", peer, err)
+	}
+	return nil
+}
+
 // JIDName is the name of a person who gives none (no nick, no vCard): the
 // local part of their JID, or the domain of a JID without one (a service).
 func JIDName(j jid.JID) string {

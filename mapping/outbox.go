@@ -183,6 +183,11 @@ func (b *Bridge) ensurePortal(ctx context.Context, mxid id.UserID, peer jid.JID)
 	} else if !isNotFound(err) {
 		return nil, fmt.Errorf("look up portal: %w", err)
 	}
+	// A ghost made for a Matrix user's own `start` is known from now on:
+	// the person's messages to others spend no budget of new ghosts.
+	if err := b.noteGhost(ctx, peer); err != nil {
+		return nil, err
+	}
 	room, err := b.matrix.CreateDM(ctx, b.cfg.Identities.Ghost(peer), mxid)
 	if err != nil {
 		return nil, fmt.Errorf("create portal for %s and %s: %w", mxid, peer, err)

@@ -188,17 +188,32 @@ func (b *Bridge) HandleXMPPPresence(ctx context.Context, p *XMPPPresence) ([]*Ou
 			// nobody learns from it whether the user is there.
 			return answer(PresenceUnsubscribed, peer, PresenceDenied), nil
 		}
+		// XEP-0172 §4.1: the request carries the name its sender goes by,
+		// which their ghost takes.
+		job := b.ghostName(mxid, peer, p.Nick)
 		if !sub.FromThem {
 			// RFC 6121 §3.1.3 rule 1: no automatic approval unless the
 			// account is configured for it, which the bridge is (for
 			// the pairs that may talk).
-			ok, err := b.mayTalk(ctx, mxid, peer)
+			ok, stranger, err := b.mayTalk(ctx, mxid, peer)
 			if err != nil {
 				return nil, err
 			}
 			if !ok {
 				// §3.1.4: the contact denies with "unsubscribed".
 				return answer(PresenceUnsubscribed, peer, PresenceDenied), nil
+			}
+			if stranger {
+				// The budget of the domain's subscriptions, and of its
+				// new ghosts if the name makes one.
+				if refused, err := b.admitStranger(ctx, peer, job != nil, ask{subscriptionsOfDomain, peer.Domainpart()}); err != nil {
+					return nil, err
+				} else if refused != "" {
+					// Denied as the user would (§3.1.4): a presence
+					// carries no stanza error the asker's client shows,
+					// and a denial stores nothing.
+					return answer(PresenceUnsubscribed, peer, refused), nil
+				}
 			}
 			if err := b.store.SetSubscriptionFrom(ctx, mxid, peer, true); err != nil {
 				return nil, fmt.Errorf("store subscription of %s to %s: %w", peer, mxid, err)
@@ -207,9 +222,7 @@ func (b *Bridge) HandleXMPPPresence(ctx context.Context, p *XMPPPresence) ([]*Ou
 		// §3.1.3 rule 2 (already subscribed: "subscribed" again) and
 		// §3.1.5: an approval is followed by the contact's presence.
 		out := answer(PresenceSubscribed, peer, PresenceApproved)
-		// XEP-0172 §4.1: the request carries the name its sender goes by,
-		// which their ghost takes.
-		if job := b.ghostName(mxid, peer, p.Nick); job != nil {
+		if job != nil {
 			if err := b.store.AddJobs(ctx, job); err != nil {
 				return nil, fmt.Errorf("queue the name of %s: %w", peer, err)
 			}
@@ -319,18 +332,17 @@ func (b *Bridge) SubscriberPresence(ctx context.Context, available bool) ([]*Out
 }
 
 // mayTalk tells whether a subscription request of peer to mxid's puppet is
-// approved, once ResolvePuppet and the blocked domains have let it through.
-func (b *Bridge) mayTalk(ctx context.Context, mxid id.UserID, peer jid.JID) (bool, error) {
-	if b.cfg.Presence.AutoSubscribe {
-		return true, nil
-	}
-	_, err := b.store.PortalByPair(ctx, mxid, peer)
+// approved, once ResolvePuppet and the blocked domains have let it through,
+// and whether peer is a stranger to mxid (no portal), whose approval
+// spends a budget (limits.domain_subscriptions_per_hour).
+func (b *Bridge) mayTalk(ctx context.Context, mxid id.UserID, peer jid.JID) (ok, stranger bool, err error) {
+	_, err = b.store.PortalByPair(ctx, mxid, peer)
 	if isNotFound(err) {
-		return false, nil
+		return b.cfg.Presence.AutoSubscribe, true, nil
 	} else if err != nil {
-		return false, fmt.Errorf("look up portal of %s and %s: %w", mxid, peer, err)
+		return false, false, fmt.Errorf("look up portal of %s and %s: %w", mxid, peer, err)
 	}
-	return true, nil
+	return true, false, nil
 }
 
 // subscribeArgs is the payload of a JobSubscribe.
