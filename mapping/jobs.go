@@ -45,57 +45,68 @@ const (
 const RoomSpread = 8
 
 // jobKind is what a kind of job is, declared once: the side it sends to,
-// what orders it, and the type its Payload decodes to (nil: the message
-// row, Job.MessageID, alone).
+// what orders it, the type its Payload decodes to (nil: the message row,
+// Job.MessageID, alone), and whether it asks a remote entity.
 type jobKind struct {
 	side    string
 	order   order
 	payload any
+	// asks: the job asks an XMPP entity the bridge does not run (a
+	// person's server) and waits for its answer, which may never come.
+	// Such jobs run in a small pool of their own, so that a dead or slow
+	// server holds none of the places messages and receipts need, and
+	// are tried AskTries times at most.
+	asks bool
 }
+
+// AskTries is how many times a job that asks a remote entity is tried
+// before it is given up: a server that times out or answers garbage that
+// often will not tell us.
+const AskTries = 3
 
 // jobKinds declares every kind the outbox carries out (RunJob).
 var jobKinds = map[JobKind]jobKind{
 	// Messages reach the portal in order, and the portal is created once.
-	JobSendToMatrix: {SideMatrix, byPair, nil},
+	JobSendToMatrix: {side: SideMatrix, order: byPair, payload: nil},
 	// Behind the send it outran (early_receipts.go).
-	JobReplayReceipt: {SideMatrix, byPair, Receipt{}},
-	JobJoin:          {SideMatrix, byRoom, jobArgs{}},
-	JobLeave:         {SideMatrix, byRoom, jobArgs{}},
-	JobNotice:        {SideMatrix, byRoom, jobArgs{}},
+	JobReplayReceipt: {side: SideMatrix, order: byPair, payload: Receipt{}},
+	JobJoin:          {side: SideMatrix, order: byRoom, payload: jobArgs{}},
+	JobLeave:         {side: SideMatrix, order: byRoom, payload: jobArgs{}},
+	JobNotice:        {side: SideMatrix, order: byRoom, payload: jobArgs{}},
 	// After the pair's send that made the ghost (and named it after the
 	// JID), so that the person's own name is the one that stays.
-	JobGhostName: {SideMatrix, byPair, jobArgs{}},
+	JobGhostName: {side: SideMatrix, order: byPair, payload: jobArgs{}},
 	// m.read only moves forward, and a burst's older reads stand aside
 	// for the newest (receiptToMatrix).
-	JobMatrixRead: {SideMatrix, byRoom, receiptArgs{}},
+	JobMatrixRead: {side: SideMatrix, order: byRoom, payload: receiptArgs{}},
 	// Per event: a receipt or status about one message needs no order
 	// with another's (MSC4089 receipts and status events are per event).
-	JobMatrixDelivery: {SideMatrix, inRoom, receiptArgs{}},
-	JobMatrixStatus:   {SideMatrix, inRoom, StatusArgs{}},
+	JobMatrixDelivery: {side: SideMatrix, order: inRoom, payload: receiptArgs{}},
+	JobMatrixStatus:   {side: SideMatrix, order: inRoom, payload: StatusArgs{}},
 	// Messages and the notifications about them keep one order toward
 	// XMPP: a composing notification must not overtake the message that
 	// ends it, nor <displayed/> the <delivered/> before it.
-	JobSendToXMPP:  {SideXMPP, bySide, nil},
-	JobSendStanzas: {SideXMPP, bySide, []stanzaJob{}},
+	JobSendToXMPP:  {side: SideXMPP, order: bySide, payload: nil},
+	JobSendStanzas: {side: SideXMPP, order: bySide, payload: []stanzaJob{}},
 	// A request for a subscription is about nothing else the bridge
 	// sends, and asking twice is harmless.
-	JobSubscribe: {SideXMPP, noOrder, subscribeArgs{}},
+	JobSubscribe: {side: SideXMPP, order: noOrder, payload: subscribeArgs{}},
 	// A user's profile changes reach each of their portals: looked up
 	// once, in the order the changes came.
-	JobPuppetProfile: {SideMatrix, byUser, profileArgs{}},
+	JobPuppetProfile: {side: SideMatrix, order: byUser, payload: profileArgs{}},
 	// Each reads the profile when it runs: an older one that runs late
 	// still sends the newest.
-	JobPresence: {SideXMPP, noOrder, pairArgs{}},
+	JobPresence: {side: SideXMPP, order: noOrder, payload: pairArgs{}},
 	// Each reads the name when it runs, as JobPresence does; one pair's
 	// writes in order, so that the newest name is the one that stays.
-	JobRosterItem: {SideXMPP, byPair, pairArgs{}},
+	JobRosterItem: {side: SideXMPP, order: byPair, payload: pairArgs{}, asks: true},
 	// A person's vCard, fetched as the puppet of a user of theirs, then
 	// given to their ghost, one change after the other.
-	JobGhostVCard:   {SideXMPP, byPair, pairArgs{}},
-	JobGhostProfile: {SideMatrix, byUser, ghostProfileArgs{}},
-	JobGhostAvatar:  {SideXMPP, byPair, avatarArgs{}},
+	JobGhostVCard:   {side: SideXMPP, order: byPair, payload: pairArgs{}, asks: true},
+	JobGhostProfile: {side: SideMatrix, order: byUser, payload: ghostProfileArgs{}},
+	JobGhostAvatar:  {side: SideXMPP, order: byPair, payload: avatarArgs{}, asks: true},
 	// In the pair's lane: the portal is created once, whatever comes.
-	JobOpenPortal: {SideMatrix, byPair, openArgs{}},
+	JobOpenPortal: {side: SideMatrix, order: byPair, payload: openArgs{}},
 }
 
 // Side is the server jobs of kind k send to. A kind the bridge does not
@@ -107,6 +118,10 @@ func (k JobKind) Side() string {
 	}
 	return SideMatrix
 }
+
+// Asks tells whether jobs of kind k ask a remote entity and wait for its
+// answer (jobKind.asks).
+func (k JobKind) Asks() bool { return jobKinds[k].asks }
 
 // about is what a job concerns, for the lane its kind keeps.
 type about struct {

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
+	"net/url"
 	"sync"
 
 	"github.com/rs/zerolog"
@@ -209,18 +211,45 @@ func (h *Homeserver) Leave(ctx context.Context, room id.RoomID, user id.UserID, 
 	return classify(err)
 }
 
-// classify marks client errors as permanent (retrying cannot help), except
-// rate limiting; server errors and network faults stay transient.
+// classify sorts the homeserver's failures for the outbox. A client error
+// will never succeed (ErrPermanent), except rate limiting. A homeserver
+// that cannot be reached at all, or whose proxy says it is away (502, 503,
+// 504), is down for every send: ErrNotConnected pauses the whole side.
+// Anything else (a 500 about one room, a request that timed out) is that
+// send's own trouble, retried in its lane while the others go on.
 func classify(err error) error {
 	if err == nil {
 		return nil
 	}
 	var httpErr mautrix.HTTPError
 	if errors.As(err, &httpErr) && httpErr.Response != nil {
-		code := httpErr.Response.StatusCode
-		if code >= 400 && code < 500 && code != http.StatusTooManyRequests {
+		switch code := httpErr.Response.StatusCode; {
+		case code == http.StatusBadGateway || code == http.StatusServiceUnavailable || code == http.StatusGatewayTimeout:
+			return fmt.Errorf("%w: %w", mapping.ErrNotConnected, err)
+		case code >= 400 && code < 500 && code != http.StatusTooManyRequests:
 			return fmt.Errorf("%w: %w", mapping.ErrPermanent, err)
 		}
+		return err
+	}
+	if unreachable(err) {
+		return fmt.Errorf("%w: %w", mapping.ErrNotConnected, err)
 	}
 	return err
+}
+
+// unreachable tells a request that never got an answer because the
+// homeserver could not be reached (refused, reset, closed, no route) from
+// one that ran out of time or was cancelled, which says nothing about the
+// other requests.
+func unreachable(err error) bool {
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		return false
+	}
+	var netErr net.Error
+	if errors.As(err, &netErr) && netErr.Timeout() {
+		return false
+	}
+	var opErr *net.OpError
+	var urlErr *url.Error
+	return errors.As(err, &opErr) || errors.As(err, &urlErr)
 }

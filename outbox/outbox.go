@@ -19,6 +19,8 @@ package outbox
 import (
 	"context"
 	"errors"
+	"fmt"
+	"runtime/debug"
 	"slices"
 	"sync"
 	"time"
@@ -32,6 +34,13 @@ import (
 // round trips: one at a time they would cap the bridge far below what the
 // servers can take.
 const maxLanes = 32
+
+// maxAskLanes is how many lanes of jobs that ask a remote entity
+// (JobKind.Asks: a person's vCard, avatar, roster) run at once, in a pool
+// of their own: each may wait many seconds for a server that never
+// answers, and thirty strangers on one dead server must not hold the
+// places the messages and receipts of everyone else need.
+const maxAskLanes = 4
 
 // yieldAfter is how many jobs a lane runs in a row before it lets a
 // waiting lane have its place, when all places are taken.
@@ -61,9 +70,12 @@ type Store interface {
 }
 
 // Runner carries out one job: the core (mapping.Bridge). An error wrapping
-// mapping.ErrPermanent drops the job; any other pauses the job's side and
-// retries it; mapping.ErrNotConnected is the expected one while a side is
-// down, and is logged less.
+// mapping.ErrPermanent drops the job. mapping.ErrNotConnected says the
+// job's side is down: every job of that side waits, with backoff, until it
+// answers again. Any other error is the job's own trouble (one room, one
+// person's server): its lane waits and tries it again with backoff while
+// the other lanes go on; a job that asks a remote entity is given up
+// after mapping.AskTries. A panic drops the job as permanently failed.
 type Runner interface {
 	RunJob(ctx context.Context, job *mapping.Job) error
 }
@@ -74,19 +86,37 @@ type Runner interface {
 type laneKey struct {
 	side, order string
 	job         int64
+	asks        bool // its jobs ask a remote entity: the ask pool's
 }
 
 func keyOf(j *mapping.Job) laneKey {
+	k := laneKey{side: j.Kind.Side(), asks: j.Kind.Asks()}
 	if o := j.Order(); o != "" {
-		return laneKey{side: j.Kind.Side(), order: o}
+		k.order = o
+	} else {
+		k.job = j.ID
 	}
-	return laneKey{side: j.Kind.Side(), job: j.ID}
+	return k
 }
 
 type lane struct {
 	key     laneKey
 	jobs    []*mapping.Job // in id order; the first is running if running is set
 	running bool
+	// paused: the lane's first job failed on its own and the lane waits
+	// until resume, backoff later; failingSince is when its failures
+	// began, for one log line per outage of the lane rather than one per
+	// try.
+	paused       bool
+	backoff      time.Duration
+	failingSince time.Time
+}
+
+// pool is a set of lanes that share a bound on how many run at once.
+type pool struct {
+	size    int
+	running int
+	waiting []*lane // lanes with jobs and no goroutine, in arrival order
 }
 
 // Outbox runs the jobs of a Store with a Runner. Make it with New; it
@@ -101,13 +131,14 @@ type Outbox struct {
 
 	mu      sync.Mutex
 	ctx     context.Context // set by Run; lanes start only then
-	known   map[int64]bool  // jobs queued, running, or done and not yet deleted
-	lanes   map[laneKey]*lane
-	waiting []*lane // lanes with jobs and no goroutine, in arrival order
-	running int
-	idle    *sync.Cond // signalled when a lane stops
+	known map[int64]bool // jobs queued, running, or done and not yet deleted
+	lanes map[laneKey]*lane
+	// main runs the lanes of sends; asking runs the lanes of jobs that
+	// ask a remote entity (maxAskLanes).
+	main, asking pool
+	idle         *sync.Cond // signalled when a lane stops
 	done    []int64    // finished jobs still in the store
-	// Per side: a side that failed waits until pauseUntil, its jobs set
+	// Per side: a side that is down waits until pauseUntil, its jobs set
 	// aside in the store until a scan after that.
 	pauseUntil map[string]time.Time
 	backoff    map[string]time.Duration
@@ -145,7 +176,7 @@ func New(store Store, run Runner, count mapping.Counter, log zerolog.Logger) *Ou
 	o := &Outbox{store: store, run: run, count: count, log: log, now: time.Now, wake: make(chan struct{}, 1),
 		known: map[int64]bool{}, lanes: map[laneKey]*lane{},
 		pauseUntil: map[string]time.Time{}, backoff: map[string]time.Duration{}, downSince: map[string]time.Time{}, needScan: true,
-		maxKnown: maxKnown}
+		maxKnown: maxKnown, main: pool{size: maxLanes}, asking: pool{size: maxAskLanes}}
 	o.idle = sync.NewCond(&o.mu)
 	return o
 }
@@ -189,43 +220,66 @@ func (o *Outbox) add(j *mapping.Job) {
 		i--
 	}
 	l.jobs = slices.Insert(l.jobs, i, j)
-	if !l.running && len(l.jobs) == 1 {
-		o.waiting = append(o.waiting, l)
+	if !l.running && !l.paused && len(l.jobs) == 1 {
+		o.wait(l)
 	}
 }
 
-// start runs waiting lanes while fewer than maxLanes run. o.mu is held.
+// poolOf is the pool l runs in.
+func (o *Outbox) poolOf(l *lane) *pool {
+	if l.key.asks {
+		return &o.asking
+	}
+	return &o.main
+}
+
+// wait puts l in line for a place in its pool. o.mu is held.
+func (o *Outbox) wait(l *lane) {
+	p := o.poolOf(l)
+	p.waiting = append(p.waiting, l)
+}
+
+// start runs waiting lanes while their pools have places. o.mu is held.
 func (o *Outbox) start() {
+	o.startIn(&o.main)
+	o.startIn(&o.asking)
+}
+
+func (o *Outbox) startIn(p *pool) {
 	// Not once stopping: a lane that stops with jobs left comes back here.
-	for o.ctx != nil && o.ctx.Err() == nil && o.running < maxLanes && len(o.waiting) > 0 {
-		l := o.waiting[0]
-		o.waiting = o.waiting[1:]
-		if len(l.jobs) == 0 || l.running {
+	for o.ctx != nil && o.ctx.Err() == nil && p.running < p.size && len(p.waiting) > 0 {
+		l := p.waiting[0]
+		p.waiting = p.waiting[1:]
+		if len(l.jobs) == 0 || l.running || l.paused {
 			continue
 		}
 		l.running = true
-		o.running++
+		p.running++
 		go o.runLane(o.ctx, l)
 	}
 }
 
+// running is how many lanes run, in both pools. o.mu is held.
+func (o *Outbox) running() int { return o.main.running + o.asking.running }
+
 // runLane runs l's jobs one after the other until it has none.
 func (o *Outbox) runLane(ctx context.Context, l *lane) {
+	p := o.poolOf(l)
 	o.mu.Lock()
 	defer func() {
 		l.running = false
 		if len(l.jobs) == 0 {
 			delete(o.lanes, l.key)
-		} else {
-			o.waiting = append(o.waiting, l)
+		} else if !l.paused {
+			o.wait(l)
 		}
-		o.running--
+		p.running--
 		o.start()
 		o.idle.Broadcast()
 		o.mu.Unlock()
 	}()
 	for ran := 0; len(l.jobs) > 0 && ctx.Err() == nil; ran++ {
-		if ran >= yieldAfter && len(o.waiting) > 0 && o.running >= maxLanes {
+		if ran >= yieldAfter && len(p.waiting) > 0 && p.running >= p.size {
 			// Others wait for a place: this lane goes to the back of the
 			// line (the deferred function), so that a lane with a long
 			// queue does not keep its place while others have none.
@@ -240,6 +294,14 @@ func (o *Outbox) runLane(ctx context.Context, l *lane) {
 		o.mu.Unlock()
 		err := o.runJob(ctx, job)
 		o.mu.Lock()
+		if err != nil && ctx.Err() == nil && !errors.Is(err, mapping.ErrPermanent) && !errors.Is(err, mapping.ErrNotConnected) {
+			job.Attempts++
+			if !job.Kind.Asks() || job.Attempts < mapping.AskTries {
+				o.laneFailed(ctx, l, job, err)
+				return
+			}
+			err = fmt.Errorf("%w: given up after %d tries: %w", mapping.ErrPermanent, job.Attempts, err)
+		}
 		l.jobs = l.jobs[1:]
 		// A finished job stays known until it has left the store, so that
 		// a scan meanwhile does not run it again.
@@ -250,16 +312,18 @@ func (o *Outbox) runLane(ctx context.Context, l *lane) {
 				delete(o.downSince, side)
 				o.log.Info().Str("side", side).Dur("after", o.now().Sub(since)).Msg("Sends go through again")
 			}
+			o.laneRecovered(l)
 			o.finished(job)
 			o.count("job_done", string(job.Kind))
 		case errors.Is(err, mapping.ErrPermanent):
 			o.jobLog(job).Err(err).Msg("Send failed permanently; dropping it")
 			o.count("job_failed", string(job.Kind))
+			o.laneRecovered(l)
 			o.finished(job)
 		case ctx.Err() != nil:
 			delete(o.known, job.ID)
 			return // stopping: the job stays in the store for the next run
-		default:
+		default: // the side is down (ErrNotConnected)
 			delete(o.known, job.ID)
 			wait := min(max(o.backoff[side]*2, minBackoff), maxBackoff)
 			o.backoff[side] = wait
@@ -286,6 +350,47 @@ func (o *Outbox) runLane(ctx context.Context, l *lane) {
 	}
 }
 
+// laneFailed holds l, whose first job failed on its own, for its backoff,
+// and notes the try in the store; the lane keeps its jobs in memory and
+// the other lanes go on. o.mu is held.
+func (o *Outbox) laneFailed(ctx context.Context, l *lane, job *mapping.Job, err error) {
+	wait := min(max(l.backoff*2, minBackoff), maxBackoff)
+	l.backoff, l.paused = wait, true
+	if l.failingSince.IsZero() {
+		l.failingSince = o.now()
+		o.jobLog(job).Warn().Err(err).Str("lane", l.key.order).Msg("A send failed; its lane waits and tries it again with backoff, the others go on")
+	} else {
+		o.jobLog(job).Debug().Err(err).Dur("retry_in", wait).Msg("Send failed again; will retry")
+	}
+	o.count("job_retry", string(job.Kind))
+	time.AfterFunc(wait, func() { o.resume(l) })
+	o.mu.Unlock()
+	if err := o.store.RetryJob(ctx, job.ID, o.now(), err.Error()); err != nil {
+		o.jobLog(job).Err(err).Msg("Failed to note a failed job")
+	}
+	o.mu.Lock()
+}
+
+// laneRecovered notes that l's first job is done with, after failures
+// perhaps. o.mu is held.
+func (o *Outbox) laneRecovered(l *lane) {
+	if !l.failingSince.IsZero() {
+		o.log.Info().Str("lane", l.key.order).Dur("after", o.now().Sub(l.failingSince)).Msg("A lane's sends go on again")
+	}
+	l.backoff, l.failingSince = 0, time.Time{}
+}
+
+// resume ends l's backoff: it takes its place in line again.
+func (o *Outbox) resume(l *lane) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	l.paused = false
+	if len(l.jobs) > 0 && !l.running {
+		o.wait(l)
+		o.start()
+	}
+}
+
 // stopGrace is how long a job under way may go on once the bridge stops.
 const stopGrace = 5 * time.Second
 
@@ -293,7 +398,7 @@ const stopGrace = 5 * time.Second
 // cut off may be done on the server with its answer lost, and a homeserver
 // forgets the transaction id of a request it saw cancelled (Dendrite
 // does), so the retry after the restart would post a second event.
-func (o *Outbox) runJob(ctx context.Context, job *mapping.Job) error {
+func (o *Outbox) runJob(ctx context.Context, job *mapping.Job) (err error) {
 	jctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancel()
 	stop := context.AfterFunc(ctx, func() {
@@ -301,6 +406,15 @@ func (o *Outbox) runJob(ctx context.Context, job *mapping.Job) error {
 		context.AfterFunc(jctx, func() { t.Stop() })
 	})
 	defer stop()
+	defer func() {
+		if r := recover(); r != nil {
+			// A job that panics would panic again on every start: it is
+			// dropped, and the process goes on for everyone else.
+			o.count("panic", "job")
+			o.jobLog(job).Error().Str("panic", fmt.Sprint(r)).Str("stack", string(debug.Stack())).Msg("A job panicked; dropping it")
+			err = fmt.Errorf("%w: panic: %v", mapping.ErrPermanent, r)
+		}
+	}()
 	return o.run.RunJob(jctx, job)
 }
 
@@ -503,7 +617,7 @@ func (o *Outbox) Run(ctx context.Context) {
 	// Lanes stop at their next job; wait for them, then record what they
 	// finished.
 	o.mu.Lock()
-	for o.running > 0 {
+	for o.running() > 0 {
 		o.idle.Wait()
 	}
 	o.mu.Unlock()

@@ -23,6 +23,7 @@ const (
 	toMatrix  = mapping.JobSendToMatrix // side matrix, ordered by Lane
 	toXMPP    = mapping.JobSendToXMPP   // side xmpp, one lane
 	unordered = mapping.JobSubscribe    // side xmpp, no order
+	asking    = mapping.JobGhostVCard   // side xmpp, ordered by Lane, asks a remote entity
 )
 
 func TestKindsAsDeclared(t *testing.T) {
@@ -33,6 +34,7 @@ func TestKindsAsDeclared(t *testing.T) {
 		{&mapping.Job{Kind: toMatrix, Lane: "a"}, "matrix", "a"},
 		{&mapping.Job{Kind: toXMPP}, "xmpp", "xmpp"},
 		{&mapping.Job{Kind: unordered, Lane: "a"}, "xmpp", ""},
+		{&mapping.Job{Kind: asking, Lane: "a"}, "xmpp", "a"},
 	} {
 		if side, order := tc.job.Kind.Side(), tc.job.Order(); side != tc.side || order != tc.order {
 			t.Fatalf("%s: side %q order %q, want %q %q: the tests below need other kinds", tc.job.Kind, side, order, tc.side, tc.order)
@@ -120,6 +122,11 @@ type runner struct {
 	running int              // at this moment
 	most    int              // at once, ever
 	fail    map[string]error // by side
+	// failJob fails, blockJob holds and panicJob panics the jobs of a
+	// payload (one peer's trouble).
+	failJob  map[string]error
+	blockJob map[string]chan struct{}
+	panicJob string
 	// gate, if set, is waited on by every job: one receive each.
 	gate    chan struct{}
 	entered chan string // if set, told the payload of each job started
@@ -138,9 +145,24 @@ func (r *runner) RunJob(ctx context.Context, job *mapping.Job) error {
 		<-gate
 	}
 	r.mu.Lock()
+	block := r.blockJob[string(job.Payload)]
+	r.mu.Unlock()
+	if block != nil {
+		select {
+		case <-block:
+		case <-ctx.Done():
+		}
+	}
+	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.running--
+	if string(job.Payload) == r.panicJob {
+		panic("a stranger's odd answer")
+	}
 	if err := r.fail[job.Kind.Side()]; err != nil {
+		return err
+	}
+	if err := r.failJob[string(job.Payload)]; err != nil {
 		return err
 	}
 	r.ran = append(r.ran, string(job.Payload))
@@ -338,14 +360,14 @@ func TestFailedSidePausesWithBackoffOthersGoOn(t *testing.T) {
 // The pause is capped: a side down for long is tried every maxBackoff.
 func TestBackoffCapped(t *testing.T) {
 	r := newRig()
-	r.run.setFail("matrix", errors.New("502"))
+	r.run.setFail("matrix", fmt.Errorf("%w: 502", mapping.ErrNotConnected))
 	r.o.ctx = context.Background()
 	now := time.Now()
 	r.o.now = func() time.Time { return now }
 	for range 12 {
 		r.add(job(toMatrix, "pair", "x"))
 		r.o.mu.Lock()
-		for r.o.running > 0 || len(r.o.waiting) > 0 {
+		for r.o.running() > 0 || len(r.o.main.waiting)+len(r.o.asking.waiting) > 0 {
 			r.o.start()
 			r.o.idle.Wait()
 		}
@@ -387,7 +409,7 @@ func TestFinishedJobNotRerun(t *testing.T) {
 	r.o.ctx = ctx
 	wait := func() {
 		r.o.mu.Lock()
-		for r.o.running > 0 || len(r.o.waiting) > 0 {
+		for r.o.running() > 0 || len(r.o.main.waiting)+len(r.o.asking.waiting) > 0 {
 			r.o.idle.Wait()
 		}
 		r.o.mu.Unlock()
@@ -479,7 +501,7 @@ func TestStopsWithJobsLeft(t *testing.T) {
 		t.Errorf("ran %q, want only the job under way", got)
 	}
 	r.o.mu.Lock()
-	running, waiting := r.o.running, len(r.o.waiting)
+	running, waiting := r.o.running(), len(r.o.main.waiting)
 	r.o.mu.Unlock()
 	if running != 0 || waiting != 2 {
 		t.Errorf("after the stop: %d lanes running, %d waiting; want none running, the XMPP lane and four's waiting", running, waiting)
@@ -568,7 +590,7 @@ func TestSideDownLoggedOnce(t *testing.T) {
 	var logs syncBuffer
 	r := newRig()
 	r.o.log = zerolog.New(&logs).Level(zerolog.InfoLevel)
-	r.run.setFail("matrix", errors.New("502 Bad Gateway"))
+	r.run.setFail("matrix", fmt.Errorf("%w: 502 Bad Gateway", mapping.ErrNotConnected))
 	r.start(t)
 	for i := range 20 {
 		r.add(job(toMatrix, fmt.Sprintf("pair%d", i), "m"))
@@ -653,4 +675,113 @@ func TestRescanFindsAJobNeverQueued(t *testing.T) {
 	r.store.add(job(toMatrix, "pair", "stored, never queued"))
 	r.o.Rescan()
 	waitFor(t, "the job found by the rescan", func() bool { return len(r.run.done()) == 1 })
+}
+
+func (r *runner) setFailJob(payload string, err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.failJob == nil {
+		r.failJob = map[string]error{}
+	}
+	r.failJob[payload] = err
+}
+
+// A send that fails on its own (one room, one person's server) holds its
+// lane only: the jobs behind it in that lane wait, in order, with backoff,
+// while every other lane of the same side goes on; the side is not paused.
+func TestOneLanesTroubleStaysInItsLane(t *testing.T) {
+	r := newRig()
+	r.run.setFailJob("to the broken room", errors.New("500 M_UNKNOWN"))
+	r.start(t)
+	r.add(job(toMatrix, "broken", "to the broken room"), job(toMatrix, "broken", "behind it"))
+	for i := range 20 {
+		r.add(job(toMatrix, fmt.Sprintf("pair%d", i), fmt.Sprint("fine", i)))
+	}
+	waitFor(t, "the other lanes", func() bool { return len(r.run.done()) == 20 })
+	waitFor(t, "a second try", func() bool { return r.count("job_retry/"+string(toMatrix)) >= 2 })
+	r.o.mu.Lock()
+	paused := !r.o.pauseUntil["matrix"].IsZero()
+	r.o.mu.Unlock()
+	if paused {
+		t.Error("one lane's failure paused the whole side")
+	}
+	if slices.Contains(r.run.done(), "behind it") {
+		t.Error("a job overtook the failing one in its lane")
+	}
+	// New work of other lanes still goes straight through.
+	r.add(job(toMatrix, "late", "late"))
+	waitFor(t, "a job queued while the lane waits", func() bool { return slices.Contains(r.run.done(), "late") })
+	r.run.setFailJob("to the broken room", nil)
+	waitFor(t, "the lane after its backoff", func() bool { return len(r.run.done()) == 23 })
+	if got := r.run.done(); !slices.Equal(got[21:], []string{"to the broken room", "behind it"}) {
+		t.Errorf("the lane ran %q, want its jobs in order", got[21:])
+	}
+	if r.count("job_failed/"+string(toMatrix)) != 0 {
+		t.Error("a send toward Matrix was given up: only jobs that ask a remote entity are")
+	}
+}
+
+// A job that asks a remote entity (a vCard of a person on a server that
+// never answers) is tried mapping.AskTries times, then dropped and
+// counted: it is that job's failure, not a reason to wait for ever.
+func TestAskingJobGivenUpAfterItsTries(t *testing.T) {
+	r := newRig()
+	r.run.setFailJob("vcard of someone@dead.example", fmt.Errorf("vCard of someone@dead.example: %w", context.DeadlineExceeded))
+	r.start(t)
+	r.add(job(asking, "alice|someone@dead.example", "vcard of someone@dead.example"))
+	waitFor(t, "the job given up", func() bool { return r.count("job_failed/"+string(asking)) == 1 })
+	if got := r.count("job_retry/" + string(asking)); got != mapping.AskTries-1 {
+		t.Errorf("retried %d times, want %d", got, mapping.AskTries-1)
+	}
+	waitFor(t, "the store emptied", func() bool { return len(r.store.left()) == 0 })
+}
+
+// Jobs that ask remote entities run in a pool of their own: thirty of
+// them waiting on a dead server take maxAskLanes places at most, and
+// messages and receipts of every other portal go on at once.
+func TestAskingJobsHoldNoPlaceOfTheSends(t *testing.T) {
+	r := newRig()
+	dead := make(chan struct{})
+	r.run.blockJob = map[string]chan struct{}{}
+	for i := range 30 {
+		r.run.blockJob[fmt.Sprint("ask", i)] = dead
+	}
+	r.start(t)
+	for i := range 30 {
+		r.add(job(asking, fmt.Sprintf("alice|s%d@dead.example", i), fmt.Sprint("ask", i)))
+	}
+	waitFor(t, "the ask pool full", func() bool { r.run.mu.Lock(); defer r.run.mu.Unlock(); return r.run.running == maxAskLanes })
+	var want []string
+	for i := range 2 * maxLanes {
+		name := fmt.Sprint("receipt", i)
+		want = append(want, name)
+		r.add(job(toMatrix, fmt.Sprint("pair", i), name))
+	}
+	waitFor(t, "every send", func() bool { return len(r.run.done()) == len(want) })
+	r.run.mu.Lock()
+	most, waiting := r.run.most, r.run.running
+	r.run.mu.Unlock()
+	if waiting != maxAskLanes {
+		t.Errorf("%d jobs wait on the dead server at once, want %d", waiting, maxAskLanes)
+	}
+	if most > maxLanes+maxAskLanes {
+		t.Errorf("%d jobs at once, want at most %d", most, maxLanes+maxAskLanes)
+	}
+	close(dead)
+	waitFor(t, "the asking jobs", func() bool { return len(r.run.done()) == len(want)+30 })
+}
+
+// A job that panics is dropped as failed and counted; the process, its
+// lane and every other lane go on (a stranger's odd answer must not
+// crash-loop the bridge: the job would panic again at every start).
+func TestPanickingJobDropped(t *testing.T) {
+	r := newRig()
+	r.run.panicJob = "boom"
+	r.start(t)
+	r.add(job(toMatrix, "pair", "boom"), job(toMatrix, "pair", "after"))
+	waitFor(t, "the next job", func() bool { return slices.Equal(r.run.done(), []string{"after"}) })
+	if r.count("panic/job") != 1 || r.count("job_failed/"+string(toMatrix)) != 1 {
+		t.Errorf("counts %v, want one panic and one failed job", r.counts)
+	}
+	waitFor(t, "the store emptied", func() bool { return len(r.store.left()) == 0 })
 }
