@@ -129,15 +129,15 @@ type Outbox struct {
 	now   func() time.Time
 	wake  chan struct{}
 
-	mu      sync.Mutex
-	ctx     context.Context // set by Run; lanes start only then
-	known map[int64]bool // jobs queued, running, or done and not yet deleted
+	mu    sync.Mutex
+	ctx   context.Context // set by Run; lanes start only then
+	known map[int64]bool  // jobs queued, running, or done and not yet deleted
 	lanes map[laneKey]*lane
 	// main runs the lanes of sends; asking runs the lanes of jobs that
 	// ask a remote entity (maxAskLanes).
 	main, asking pool
 	idle         *sync.Cond // signalled when a lane stops
-	done    []int64    // finished jobs still in the store
+	done         []int64    // finished jobs still in the store
 	// Per side: a side that is down waits until pauseUntil, its jobs set
 	// aside in the store until a scan after that.
 	pauseUntil map[string]time.Time
