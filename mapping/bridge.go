@@ -10,6 +10,8 @@ import (
 	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix/id"
 	"mellium.im/xmpp/jid"
+
+	"xmppbridge/internal/safely"
 )
 
 // ErrPermanent marks a send that will never succeed; the outbox drops it
@@ -193,7 +195,7 @@ const flushEvery = time.Second
 func (b *Bridge) Run(ctx context.Context) {
 	for ctx.Err() == nil {
 		wake := b.wake
-		if !b.FlushReceipts(ctx) {
+		if !b.flushSafely(ctx) {
 			// The store failed: wait flushEvery, whatever arrives, rather
 			// than try again with every receipt.
 			wake = nil
@@ -206,6 +208,18 @@ func (b *Bridge) Run(ctx context.Context) {
 		}
 		timer.Stop()
 	}
+}
+
+// flushSafely is FlushReceipts, where a panic drops the burst it was
+// working on (counted, logged with its stack) instead of the process:
+// those receipts came from XMPP people, and one of them may be the cause.
+func (b *Bridge) flushSafely(ctx context.Context) bool {
+	ok := true
+	_ = safely.Run(&b.log, b.counter, "xmpp_receipts", func() error {
+		ok = b.FlushReceipts(ctx)
+		return nil
+	})
+	return ok
 }
 
 // Unrecorded is how many receipts read from XMPP are not recorded yet:

@@ -14,6 +14,7 @@ import (
 	"maunium.net/go/mautrix/event"
 
 	"xmppbridge/internal/retry"
+	"xmppbridge/internal/safely"
 	"xmppbridge/mapping"
 )
 
@@ -127,7 +128,13 @@ func (s *Syncer) syncOnce(ctx context.Context, bot *mautrix.Client, filterID, si
 	if err != nil {
 		return err
 	}
-	out := s.Server.decodeSynced(resp)
+	// A response that panics its decoder would do so again after every
+	// restart, the token never passing it: its receipts are given up
+	// (counted, logged) and the sync goes on past it.
+	var out mapping.MatrixTxn
+	if err := safely.Run(&s.Log, s.Server.Count, "sync_decode", func() error { out = s.Server.decodeSynced(resp); return nil }); err != nil {
+		out = mapping.MatrixTxn{}
+	}
 	if len(out.Receipts) > 0 || len(out.Typing) > 0 || len(out.Events) > 0 {
 		// The batch token names the batch: a replay after a crash stores
 		// the same id, which the inbox recognises.

@@ -20,13 +20,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"runtime/debug"
 	"slices"
 	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
 
+	"xmppbridge/internal/safely"
 	"xmppbridge/mapping"
 )
 
@@ -398,7 +398,7 @@ const stopGrace = 5 * time.Second
 // cut off may be done on the server with its answer lost, and a homeserver
 // forgets the transaction id of a request it saw cancelled (Dendrite
 // does), so the retry after the restart would post a second event.
-func (o *Outbox) runJob(ctx context.Context, job *mapping.Job) (err error) {
+func (o *Outbox) runJob(ctx context.Context, job *mapping.Job) error {
 	jctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancel()
 	stop := context.AfterFunc(ctx, func() {
@@ -406,16 +406,13 @@ func (o *Outbox) runJob(ctx context.Context, job *mapping.Job) (err error) {
 		context.AfterFunc(jctx, func() { t.Stop() })
 	})
 	defer stop()
-	defer func() {
-		if r := recover(); r != nil {
-			// A job that panics would panic again on every start: it is
-			// dropped, and the process goes on for everyone else.
-			o.count("panic", "job")
-			o.jobLog(job).Error().Str("panic", fmt.Sprint(r)).Str("stack", string(debug.Stack())).Msg("A job panicked; dropping it")
-			err = fmt.Errorf("%w: panic: %v", mapping.ErrPermanent, r)
-		}
-	}()
-	return o.run.RunJob(jctx, job)
+	// A job that panics would panic again on every start: it is dropped,
+	// and the process goes on for everyone else.
+	err := safely.Run(o.jobLog(job), o.count, "job", func() error { return o.run.RunJob(jctx, job) })
+	if errors.Is(err, safely.ErrPanic) {
+		return fmt.Errorf("%w: %w", mapping.ErrPermanent, err)
+	}
+	return err
 }
 
 // finished notes that job is done with, to be removed from the store.
