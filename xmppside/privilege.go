@@ -83,6 +83,6 @@ func (c *Component) SetRosterItem(ctx context.Context, owner, item jid.JID, name
 		{Name: xml.Name{Local: "name"}, Value: name},
 	}})
 	query := xmlstream.Wrap(entry, xml.StartElement{Name: xml.Name{Space: NSRoster, Local: "query"}})
-	var empty struct{}
-	return c.ask(ctx, stanza.IQ{From: c.Domain, To: owner.Bare(), Type: stanza.SetIQ}, query, &empty, "roster")
+	// RFC 6121 §2.3.2: the server answers an empty result.
+	return c.ask(ctx, stanza.IQ{From: c.Domain, To: owner.Bare(), Type: stanza.SetIQ}, query, nil, "roster")
 }

@@ -9,6 +9,8 @@ import (
 	"encoding/xml"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"strings"
 	"time"
 
@@ -76,9 +78,11 @@ const vCardTimeout = 20 * time.Second
 
 // FetchVCard implements mapping.XMPPSide: an IQ get of to's vcard-temp
 // from a puppet (XEP-0054 §3.1, Example 3), which the person's server
-// answers for its user. An error answer means there is none for us.
+// answers for its user. An error answer means there is none for us, and
+// so does a result without a vCard (§3.1: no vCard is item-not-found or
+// an empty <vCard/>).
 func (c *Component) FetchVCard(ctx context.Context, from, to jid.JID) (*mapping.VCard, error) {
-	var card inVCard // a result with no payload leaves it empty
+	var card inVCard
 	query := xmlstream.Wrap(nil, xml.StartElement{Name: xml.Name{Space: NSVCard, Local: "vCard"}})
 	if err := c.ask(ctx, stanza.IQ{From: from, To: to.Bare(), Type: stanza.GetIQ}, query, &card, "vCard"); err != nil {
 		return nil, err
@@ -96,10 +100,15 @@ func (c *Component) FetchVCard(ctx context.Context, from, to jid.JID) (*mapping.
 	return out, nil
 }
 
-// ask sends iq with payload and decodes the answer's payload into v,
-// within vCardTimeout: an error answer wraps ErrPermanent (the entity
-// will not tell us), no session is ErrNotConnected. what names the
-// question in errors.
+// ask sends iq with payload and decodes the answer's payload into v (nil:
+// any result will do), within vCardTimeout. An error answer wraps
+// ErrPermanent (the entity will not tell us), and so does an answer that
+// is not one (answered garbage: no such request will ever get another);
+// no session is ErrNotConnected; no answer in time is a plain error (the
+// entity's server may come back). what names the question in errors.
+//
+// The answer is read here rather than by mellium's UnmarshalIQElement,
+// which panics on a payload that opens with character data.
 func (c *Component) ask(ctx context.Context, iq stanza.IQ, payload xml.TokenReader, v any, what string) error {
 	c.mu.Lock()
 	sess := c.sess
@@ -110,13 +119,81 @@ func (c *Component) ask(ctx context.Context, iq stanza.IQ, payload xml.TokenRead
 	ctx, cancel := context.WithTimeout(ctx, vCardTimeout)
 	defer cancel()
 	iq.ID = mapping.NewXMPPID()
-	err := sess.UnmarshalIQElement(ctx, payload, iq, v)
+	resp, err := sess.SendIQElement(ctx, payload, iq)
+	if err != nil {
+		return fmt.Errorf("%s of %s: %w", what, iq.To, err)
+	}
+	// The session reads no further stanza until the answer is closed.
+	defer resp.Close()
+	err = readAnswer(resp, v)
 	var se stanza.Error
 	switch {
 	case errors.As(err, &se):
 		return fmt.Errorf("%w: %s of %s: %s", mapping.ErrPermanent, what, iq.To, se.Condition)
+	case errors.Is(err, errGarbage):
+		c.Count("xmpp_answer", "garbage")
+		return fmt.Errorf("%w: %s of %s answered garbage: %w", mapping.ErrPermanent, what, iq.To, err)
 	case err != nil:
-		return fmt.Errorf("%s of %s: %w", what, iq.To, err)
+		return fmt.Errorf("read the answer to the %s of %s: %w", what, iq.To, err)
 	}
 	return nil
+}
+
+// errGarbage is an IQ answer that is well-formed XML but not an answer to
+// the question: no payload where one is needed, or one that does not
+// decode.
+var errGarbage = errors.New("not an answer")
+
+// readAnswer reads the IQ answer r into v: a stanza.Error for an error
+// answer; else the first element of the payload, after any character
+// data (XML allows it beside the element; RFC 6120 §8.2.3 allows no
+// other child), comments or processing instructions. Only a broken
+// stream is not errGarbage: the server parsed the stanza before it
+// routed it to us, so the rest is what the remote entity said.
+func readAnswer(r xml.TokenReader, v any) error {
+	tok, err := r.Token()
+	if err != nil {
+		return garbageUnlessLink(err)
+	}
+	start, ok := tok.(xml.StartElement)
+	if !ok {
+		return fmt.Errorf("%w: a %T where the IQ starts", errGarbage, tok)
+	}
+	if _, err := stanza.UnmarshalIQError(r, start); err != nil {
+		var se stanza.Error
+		if errors.As(err, &se) {
+			return se
+		}
+		return garbageUnlessLink(err)
+	}
+	if v == nil {
+		return nil
+	}
+	d := xml.NewTokenDecoder(xmlstream.Inner(r))
+	for {
+		tok, err := d.Token()
+		if errors.Is(err, io.EOF) {
+			return fmt.Errorf("%w: no payload", errGarbage)
+		} else if err != nil {
+			return garbageUnlessLink(err)
+		}
+		if start, ok := tok.(xml.StartElement); ok {
+			if err := d.DecodeElement(v, &start); err != nil {
+				return garbageUnlessLink(err)
+			}
+			return nil
+		}
+	}
+}
+
+// garbageUnlessLink marks err errGarbage unless it is the stream's own
+// failure (the connection, or XML the server would never have sent),
+// which says nothing of the entity asked.
+func garbageUnlessLink(err error) error {
+	var ne net.Error
+	var se *xml.SyntaxError
+	if errors.As(err, &ne) || errors.As(err, &se) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", errGarbage, err)
 }
