@@ -98,8 +98,11 @@ func (b *Bridge) photoChanged(ctx context.Context, mxid id.UserID, peer jid.JID,
 
 // fetchVCard runs a JobGhostVCard.
 func (b *Bridge) fetchVCard(ctx context.Context, job *Job) error {
-	_, peer, from, err := b.pairOf(job)
+	mxid, peer, from, err := b.pairOf(job)
 	if err != nil {
+		return err
+	}
+	if err := b.unreachable(mxid, peer); err != nil {
 		return err
 	}
 	card, err := b.xmpp.FetchVCard(ctx, from, peer)
@@ -163,6 +166,10 @@ func (b *Bridge) setGhostProfile(ctx context.Context, job *Job) error {
 	}
 	peer, err := payloadJID(args.JID)
 	if err != nil {
+		return err
+	}
+	// Nobody's job in particular: a blocked domain's ghost changes no more.
+	if err := b.unreachable("", peer); err != nil {
 		return err
 	}
 	ghost := b.cfg.Identities.Ghost(peer)
@@ -355,6 +362,9 @@ func (b *Bridge) fetchAvatar(ctx context.Context, job *Job) error {
 	}
 	peer, err := payloadJID(args.JID)
 	if err != nil {
+		return err
+	}
+	if err := b.unreachable(args.MXID, peer); err != nil {
 		return err
 	}
 	from, err := b.cfg.Identities.PuppetFrom(args.MXID)

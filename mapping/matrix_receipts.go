@@ -99,7 +99,7 @@ func (b *Bridge) sendStanzas(ctx context.Context, job *Job) error {
 	}
 	// One write for them all. A retry after a failure part-way resends
 	// the ones before it: a receipt twice is harmless, one lost is not.
-	out := make([]*OutMessage, len(js))
+	out := make([]*OutMessage, 0, len(js))
 	// A job's stanzas come from few puppets and go to few people: each
 	// address is parsed (PRECIS, not cheap) once.
 	parsed := map[string]jid.JID{}
@@ -111,13 +111,29 @@ func (b *Bridge) sendStanzas(ctx context.Context, job *Job) error {
 		parsed[a] = j
 		return j, err
 	}
-	for i, s := range js {
+	// Whose puppet each stanza comes from, once per address: the
+	// permission and blocks in force now decide what still goes.
+	users := map[string]id.UserID{}
+	var refused error
+	for _, s := range js {
 		from, err1 := parse(s.From)
 		to, err2 := parse(s.To)
 		if err1 != nil || err2 != nil {
 			return fmt.Errorf("%w: bad address in stanza job", ErrPermanent)
 		}
-		out[i] = &OutMessage{ID: s.ID, From: from, To: to, Type: s.Type, Received: s.Received, Event: s.Event, Displayed: s.Displayed, ChatState: s.ChatState}
+		user, ok := users[s.From]
+		if !ok {
+			user, _ = b.cfg.Identities.PuppetUser(from) // "": the component's own
+			users[s.From] = user
+		}
+		if err := b.unreachable(user, to); err != nil {
+			refused = err
+			continue
+		}
+		out = append(out, &OutMessage{ID: s.ID, From: from, To: to, Type: s.Type, Received: s.Received, Event: s.Event, Displayed: s.Displayed, ChatState: s.ChatState})
+	}
+	if len(out) == 0 && refused != nil {
+		return refused
 	}
 	if err := b.xmpp.Send(ctx, out...); err != nil {
 		return fmt.Errorf("send %d receipts to XMPP: %w", len(out), err)

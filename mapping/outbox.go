@@ -137,6 +137,35 @@ func (b *Bridge) RunJob(ctx context.Context, job *Job) error {
 	return fmt.Errorf("%w: unknown job kind %q", ErrPermanent, job.Kind)
 }
 
+// mayReach is the one rule of whom a send may still be for: a Matrix user
+// who may use the bridge (bridge.permissions) and an XMPP person of a
+// domain not blocked (xmpp.blocked_domains), judged when the send runs,
+// not when it was queued, so that a permission revoked or a domain
+// blocked stops what existing portals owe as well as what comes in. It
+// returns "" if they may, or why not; mxid "" (a job that does not say
+// whose it is) is judged by peer alone.
+func (b *Bridge) mayReach(mxid id.UserID, peer jid.JID) Reason {
+	if b.blocked(peer) {
+		return ReasonBlockedDomain
+	}
+	if mxid != "" && !b.cfg.Permissions.Allowed(mxid) {
+		return ReasonNotPermitted
+	}
+	return ""
+}
+
+// unreachable is the error of a send between mxid and peer that mayReach
+// refuses, counted as send_refused: it is dropped, never retried. nil if
+// it may go.
+func (b *Bridge) unreachable(mxid id.UserID, peer jid.JID) error {
+	reason := b.mayReach(mxid, peer)
+	if reason == "" {
+		return nil
+	}
+	b.count("send_refused", reason)
+	return fmt.Errorf("%w: no send between %s and %s: %s", ErrPermanent, mxid, peer, reason)
+}
+
 // sendToMatrix posts a message from XMPP into its portal, creating the
 // portal first if this is the pair's first message.
 func (b *Bridge) sendToMatrix(ctx context.Context, row int64) error {
@@ -175,8 +204,13 @@ func (b *Bridge) sendToMatrix(ctx context.Context, row int64) error {
 }
 
 // ensurePortal is the portal of mxid and peer, created now (the ghost
-// creates the DM and invites mxid) if there is none.
+// creates the DM and invites mxid) if there is none; an error wrapping
+// ErrPermanent if nothing may go between them any more (mayReach): every
+// message to Matrix, and every chat a user starts, comes this way.
 func (b *Bridge) ensurePortal(ctx context.Context, mxid id.UserID, peer jid.JID) (*Portal, error) {
+	if err := b.unreachable(mxid, peer); err != nil {
+		return nil, err
+	}
 	p, err := b.store.PortalByPair(ctx, mxid, peer)
 	if err == nil {
 		return p, nil
@@ -213,6 +247,9 @@ func (b *Bridge) sendToXMPP(ctx context.Context, row int64) error {
 	msg, err := b.store.MessageByRow(ctx, row)
 	if err != nil {
 		return fmt.Errorf("load message %d: %w", row, err)
+	}
+	if err := b.unreachable(msg.MXID, msg.PeerJID); err != nil {
+		return err
 	}
 	from, err := b.cfg.Identities.PuppetFrom(msg.MXID)
 	if err != nil {

@@ -381,9 +381,8 @@ func (b *Bridge) sendSubscribe(ctx context.Context, job *Job) error {
 	if err != nil {
 		return fmt.Errorf("%w: bad jid %q: %w", ErrPermanent, args.JID, err)
 	}
-	if !b.cfg.Permissions.Allowed(args.MXID) || b.blocked(peer) {
-		b.count("xmpp_subscribe", ReasonNotPermitted)
-		return nil
+	if err := b.unreachable(args.MXID, peer); err != nil {
+		return err
 	}
 	sub, err := b.store.Subscription(ctx, args.MXID, peer)
 	if err != nil && !isNotFound(err) {

@@ -182,6 +182,11 @@ func (b *Bridge) receiptToMatrix(ctx context.Context, job *Job) error {
 	if msg.EventID == "" || msg.RoomID == "" {
 		return fmt.Errorf("%w: message %d has no Matrix event", ErrPermanent, msg.RowID)
 	}
+	// The payload names no user: a receipt of a blocked domain's person
+	// goes no further, whoever's portal it is in.
+	if err := b.unreachable(msg.MXID, msg.PeerJID); err != nil {
+		return err
+	}
 	ghost := b.cfg.Identities.Ghost(msg.PeerJID)
 	switch job.Kind {
 	case JobMatrixDelivery:
