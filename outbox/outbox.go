@@ -136,6 +136,10 @@ type Outbox struct {
 	// main runs the lanes of sends; asking runs the lanes of jobs that
 	// ask a remote entity (maxAskLanes).
 	main, asking pool
+	// failingLanes is how many lanes wait after a failure of their own:
+	// the log says when the first begins to fail and when the last goes
+	// on again, not once per lane (a database away fails them all).
+	failingLanes int
 	idle         *sync.Cond // signalled when a lane stops
 	done         []int64    // finished jobs still in the store
 	// Per side: a side that is down waits until pauseUntil, its jobs set
@@ -358,7 +362,12 @@ func (o *Outbox) laneFailed(ctx context.Context, l *lane, job *mapping.Job, err 
 	l.backoff, l.paused = wait, true
 	if l.failingSince.IsZero() {
 		l.failingSince = o.now()
-		o.jobLog(job).Warn().Err(err).Str("lane", l.key.order).Msg("A send failed; its lane waits and tries it again with backoff, the others go on")
+		o.failingLanes++
+		if o.failingLanes == 1 {
+			o.jobLog(job).Warn().Err(err).Str("lane", l.key.order).Msg("A send failed; its lane waits and tries it again with backoff, the others go on")
+		} else {
+			o.jobLog(job).Debug().Err(err).Str("lane", l.key.order).Int("lanes_failing", o.failingLanes).Msg("Another lane's send failed")
+		}
 	} else {
 		o.jobLog(job).Debug().Err(err).Dur("retry_in", wait).Msg("Send failed again; will retry")
 	}
@@ -375,7 +384,10 @@ func (o *Outbox) laneFailed(ctx context.Context, l *lane, job *mapping.Job, err 
 // perhaps. o.mu is held.
 func (o *Outbox) laneRecovered(l *lane) {
 	if !l.failingSince.IsZero() {
-		o.log.Info().Str("lane", l.key.order).Dur("after", o.now().Sub(l.failingSince)).Msg("A lane's sends go on again")
+		o.failingLanes--
+		if o.failingLanes == 0 {
+			o.log.Info().Str("lane", l.key.order).Dur("after", o.now().Sub(l.failingSince)).Msg("Every lane's sends go on again")
+		}
 	}
 	l.backoff, l.failingSince = 0, time.Time{}
 }
@@ -428,6 +440,11 @@ func (o *Outbox) finished(job *mapping.Job) {
 // the scan that ends their side's pause reads them again, in order. o.mu
 // is held.
 func (o *Outbox) setAside(l *lane) {
+	if !l.failingSince.IsZero() {
+		// Its jobs come back from the store into a new lane.
+		o.failingLanes--
+		l.backoff, l.failingSince = 0, time.Time{}
+	}
 	for _, j := range l.jobs {
 		delete(o.known, j.ID)
 	}

@@ -785,3 +785,30 @@ func TestPanickingJobDropped(t *testing.T) {
 	}
 	waitFor(t, "the store emptied", func() bool { return len(r.store.left()) == 0 })
 }
+
+// Lanes that fail together (a database away fails every send) are said
+// once when the first begins to fail and once when the last goes on.
+func TestFailingLanesLoggedOnce(t *testing.T) {
+	var logs syncBuffer
+	r := newRig()
+	r.o.log = zerolog.New(&logs).Level(zerolog.InfoLevel)
+	for i := range 20 {
+		r.run.setFailJob(fmt.Sprint("m", i), errors.New("load message: connection refused"))
+	}
+	r.start(t)
+	for i := range 20 {
+		r.add(job(toMatrix, fmt.Sprintf("pair%d", i), fmt.Sprint("m", i)))
+	}
+	waitFor(t, "every lane failed", func() bool { return r.count("job_retry/"+string(toMatrix)) >= 20 })
+	for i := range 20 {
+		r.run.setFailJob(fmt.Sprint("m", i), nil)
+	}
+	waitFor(t, "every job", func() bool { return len(r.run.done()) == 20 })
+	out := logs.String()
+	if n := strings.Count(out, "A send failed"); n != 1 {
+		t.Errorf("%d lines saying sends fail, want 1:\n%s", n, out)
+	}
+	if n := strings.Count(out, "go on again"); n != 1 {
+		t.Errorf("%d lines saying they go on, want 1:\n%s", n, out)
+	}
+}
