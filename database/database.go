@@ -124,6 +124,9 @@ func openWith(ctx context.Context, dbType, uri string, log zerolog.Logger, opts 
 	}
 	driverName := dbType
 	if dialect == dbutil.SQLite {
+		if err := createPrivate(uri); err != nil {
+			return nil, fmt.Errorf("open %s database: %w", dbType, err)
+		}
 		uri = withSQLiteDefaults(uri)
 		if dbType == "sqlite3-fk-wal" {
 			driverName = sqliteDriver // the same, checkpointed off the path
@@ -271,7 +274,7 @@ func parseJID(s string) (jid.JID, error) {
 	}
 	j, err := jid.Parse(s)
 	if err != nil {
-		return jid.JID{}, fmt.Errorf("parse stored jid %q: %w", s, err)
+		return jid.JID{}, &storedValueError{fmt.Errorf("parse stored jid %q: %w", s, err)}
 	}
 	parsedJIDs.Lock()
 	if len(parsedJIDs.m) >= maxParsedJIDs {

@@ -50,11 +50,18 @@ type engine struct {
 	// newStore opens an empty store of its own, removed when t ends, with
 	// the options given (defaultOptions if none).
 	newStore func(t *testing.T, opts ...options) *store
+	// place gives an empty place for a database, removed when t ends: its
+	// dbType and URI, for Open.
+	place func(t *testing.T) (dbType, uri string)
 }
 
 var engines = []engine{
-	{"sqlite", newSQLiteStore},
-	{"postgres", newPostgresStore},
+	{"sqlite", newSQLiteStore, sqlitePlace},
+	{"postgres", newPostgresStore, postgresPlace},
+}
+
+func sqlitePlace(t *testing.T) (string, string) {
+	return "sqlite3-fk-wal", filepath.Join(t.TempDir(), "bridge.db")
 }
 
 // contractStore is the store as the core and the outbox use it: what the
@@ -121,7 +128,7 @@ func newOpenedStore(t *testing.T, open func() *Database) *store {
 func newSQLiteStore(t *testing.T, opts ...options) *store {
 	// A plain path, not a "file:" URI: Open must add its own parameters to
 	// either.
-	path := filepath.Join(t.TempDir(), "bridge.db")
+	_, path := sqlitePlace(t)
 	s := newOpenedStore(t, func() *Database {
 		t.Helper()
 		db, err := openWith(t.Context(), "sqlite3-fk-wal", path, testLogger(t), pickOptions(opts))
@@ -134,9 +141,43 @@ func newSQLiteStore(t *testing.T, opts ...options) *store {
 	return s
 }
 
-// newPostgresStore gives each store a schema of its own, so that tests can
-// run in parallel on one database and leave nothing behind.
+// newPostgresStore opens a store in a schema of its own (postgresPlace).
 func newPostgresStore(t *testing.T, opts ...options) *store {
+	_, uri := postgresPlace(t)
+	schema := searchPathOf(t, uri)
+	return newOpenedStore(t, func() *Database {
+		t.Helper()
+		db, err := openWith(t.Context(), "postgres", uri, testLogger(t), pickOptions(opts))
+		if err != nil {
+			t.Fatal(err)
+		}
+		// lib/pq sends unknown URI parameters as run-time parameters; make
+		// sure search_path really arrived, or the tests would share public.
+		var current string
+		if err = db.DB().QueryRow(t.Context(), "SELECT current_schema()").Scan(&current); err != nil {
+			t.Fatal(err)
+		} else if current != schema {
+			t.Fatalf("current_schema() = %q, want %q: search_path was not applied", current, schema)
+		}
+		return db
+	})
+}
+
+// searchPathOf is the schema postgresPlace put in uri.
+func searchPathOf(t *testing.T, uri string) string {
+	if _, schema, ok := strings.Cut(uri, " search_path="); ok {
+		return schema
+	}
+	u, err := url.Parse(uri)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u.Query().Get("search_path")
+}
+
+// postgresPlace makes a schema of its own for a store, so that tests can
+// run in parallel on one database and leave nothing behind.
+func postgresPlace(t *testing.T) (string, string) {
 	base := os.Getenv(postgresEnv)
 	if base == "" {
 		if os.Getenv(skipPostgresEnv) == "1" {
@@ -162,23 +203,7 @@ func newPostgresStore(t *testing.T, opts ...options) *store {
 		_ = admin.Close()
 	})
 
-	uri := withSearchPath(t, base, schema)
-	return newOpenedStore(t, func() *Database {
-		t.Helper()
-		db, err := openWith(t.Context(), "postgres", uri, testLogger(t), pickOptions(opts))
-		if err != nil {
-			t.Fatal(err)
-		}
-		// lib/pq sends unknown URI parameters as run-time parameters; make
-		// sure search_path really arrived, or the tests would share public.
-		var current string
-		if err = db.DB().QueryRow(t.Context(), "SELECT current_schema()").Scan(&current); err != nil {
-			t.Fatal(err)
-		} else if current != schema {
-			t.Fatalf("current_schema() = %q, want %q: search_path was not applied", current, schema)
-		}
-		return db
-	})
+	return "postgres", withSearchPath(t, base, schema)
 }
 
 // withSearchPath adds search_path to a lib/pq URL or key=value string.

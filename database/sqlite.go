@@ -6,7 +6,10 @@ import (
 	"database/sql"
 	"database/sql/driver"
 	"encoding/binary"
+	"errors"
 	"fmt"
+	"io/fs"
+	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -412,4 +415,41 @@ func sqliteWALPath(ctx context.Context, db *dbutil.Database) (string, error) {
 		}
 	}
 	return "", rows.Err()
+}
+
+// createPrivate creates the SQLite database file of uri, if it does not
+// exist yet, readable and writable by the bridge's user alone: it holds
+// every bridged message's text. SQLite itself would create it 0644, and
+// gives the -wal and -shm files the mode of the database file, so they
+// follow. An existing file keeps the mode its owner gave it; an in-memory
+// database has no file.
+func createPrivate(uri string) error {
+	path, query, _ := strings.Cut(uri, "?")
+	if p, ok := strings.CutPrefix(path, "file:"); ok {
+		if strings.HasPrefix(p, "//") {
+			// file://host/path: the path starts after the authority.
+			_, p, _ = strings.Cut(p[2:], "/")
+			p = "/" + p
+		}
+		var err error
+		if path, err = url.PathUnescape(p); err != nil {
+			return fmt.Errorf("read the path of %q: %w", uri, err)
+		}
+	}
+	if params, err := url.ParseQuery(query); err == nil && (params.Get("mode") == "memory" || params.Get("mode") == "ro") {
+		return nil
+	}
+	if path == "" || path == ":memory:" {
+		return nil
+	}
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, fs.ErrExist) {
+		return nil
+	} else if err != nil {
+		return fmt.Errorf("create %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("create %s: %w", path, err)
+	}
+	return nil
 }

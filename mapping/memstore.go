@@ -2,6 +2,7 @@ package mapping
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sort"
@@ -33,6 +34,52 @@ type MemStore struct {
 	subs        map[string]*Subscription // by mxid and bare JID
 	profiles    map[id.UserID]Profile
 	ghosts      map[string]GhostProfile // by bare JID
+	setAside    []*SetAside
+}
+
+// refusedError is the MemStore refusing data, as a database's constraint
+// would.
+type refusedError struct{ msg string }
+
+func (e *refusedError) Error() string { return e.msg }
+
+func refusal(format string, args ...any) error {
+	return &refusedError{fmt.Sprintf(format, args...)}
+}
+
+// Refuses implements Store.
+func (s *MemStore) Refuses(err error) bool {
+	var r *refusedError
+	return errors.As(err, &r)
+}
+
+// PutSetAside implements Store.
+func (s *MemStore) PutSetAside(_ context.Context, a *SetAside) (bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, o := range s.setAside {
+		if o.TxnID == a.TxnID && o.EventID == a.EventID {
+			return false, nil
+		}
+	}
+	c := *a
+	t := StorableText
+	c.TxnID, c.EventID, c.Room, c.Sender = t(a.TxnID), id.EventID(t(string(a.EventID))), id.RoomID(t(string(a.Room))), id.UserID(t(string(a.Sender)))
+	c.Type, c.Reason, c.Error = t(a.Type), Reason(t(string(a.Reason))), t(a.Error)
+	c.At = time.UnixMilli(a.At.UnixMilli()) // as stored
+	s.setAside = append(s.setAside, &c)
+	return true, nil
+}
+
+// SetAsideCount implements Store.
+func (s *MemStore) SetAsideCount(context.Context) (int, *SetAside, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.setAside) == 0 {
+		return 0, nil, nil
+	}
+	c := *s.setAside[len(s.setAside)-1]
+	return len(s.setAside), &c, nil
 }
 
 // NewMemStore makes an empty MemStore.
@@ -89,7 +136,7 @@ func (s *MemStore) PutPortal(_ context.Context, p *Portal) error {
 	p.CreatedAt = time.UnixMilli(p.CreatedAt.UnixMilli()) // as stored
 	for _, q := range s.portals {
 		if q.RoomID == p.RoomID && (q.MXID != p.MXID || !q.JID.Equal(p.JID.Bare())) {
-			return fmt.Errorf("room %s is the portal of another pair", p.RoomID)
+			return refusal("room %s is the portal of another pair", p.RoomID)
 		}
 	}
 	for _, q := range s.portals {
@@ -112,8 +159,12 @@ func (s *MemStore) AddMessage(_ context.Context, msg *Message, jobs ...*Job) (bo
 	defer s.mu.Unlock()
 	for _, j := range jobs {
 		if j.Kind == "" {
-			return false, fmt.Errorf("a job without a kind")
+			return false, refusal("a job without a kind")
 		}
+	}
+	if strings.IndexByte(msg.Body, 0) >= 0 || strings.IndexByte(msg.RelKey, 0) >= 0 {
+		// As PostgreSQL: no U+0000 in text (SQLSTATE 22021).
+		return false, refusal("a message with U+0000 in its text")
 	}
 	peer := msg.PeerJID.Bare()
 	for _, m := range s.messages {

@@ -3,6 +3,7 @@ package mapping
 import (
 	"context"
 	"errors"
+	"strings"
 	"time"
 
 	"maunium.net/go/mautrix/id"
@@ -147,6 +148,7 @@ type Store interface {
 	MessageStore
 	AckStore
 	TxnStore
+	SetAsideStore
 	// AddJobs stores jobs for the outbox (which reads them through its own
 	// outbox.Store).
 	AddJobs(ctx context.Context, jobs ...*Job) error
@@ -222,6 +224,57 @@ type TxnStore interface {
 	// one of them is not pending, it stores nothing and fails with
 	// ErrNotPending.
 	FinishTxns(ctx context.Context, txnIDs []string, acks []Ack, jobs []*Job) error
+}
+
+// SetAside is an item of the inbox the bridge could never process, kept
+// instead of blocking everything behind it: an event (EventID set), or a
+// whole transaction (EventID empty) whose failure no event explains.
+type SetAside struct {
+	TxnID   string
+	EventID id.EventID
+	Room    id.RoomID
+	Sender  id.UserID
+	Type    string
+	// Reason says why in a word (SetAsideRefused, …); Error is the
+	// error's text.
+	Reason Reason
+	Error  string
+	At     time.Time
+}
+
+// Why an item of the inbox was set aside (the reason of the set_aside
+// count and of its row).
+const (
+	SetAsideRefused Reason = "refused" // the store refused its data
+	SetAsideDecode  Reason = "decode"  // it could not be read
+	SetAsidePanic   Reason = "panic"   // handling it panicked
+)
+
+// SetAsideStore keeps what was set aside, and tells a failure of the data
+// from a failure of the store.
+type SetAsideStore interface {
+	// Refuses tells whether err is the store refusing this data (a
+	// constraint, a value the engine cannot keep, a stored value it
+	// cannot read): retrying cannot help. It is false for the store itself
+	// failing (connection, disk, lock), which a retry can outlast.
+	Refuses(err error) bool
+	// PutSetAside records s; false, storing nothing, if the same (TxnID,
+	// EventID) was set aside before.
+	PutSetAside(ctx context.Context, s *SetAside) (bool, error)
+	// SetAsideCount is how many items were set aside, and the newest (nil
+	// if none).
+	SetAsideCount(ctx context.Context) (int, *SetAside, error)
+}
+
+// StorableText is s without what a store refuses in text: PostgreSQL keeps
+// no U+0000 in a text value (its only refusal of valid UTF-8, and a JSON
+// string may carry one as \u0000). What the bridge stores from Matrix goes
+// through it, so that one character cannot make a message unstorable.
+func StorableText(s string) string {
+	if strings.IndexByte(s, 0) < 0 {
+		return s
+	}
+	return strings.ReplaceAll(s, "\x00", "")
 }
 
 // UserSetting is what a user chose for themself through the bot; nil

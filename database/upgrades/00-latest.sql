@@ -1,4 +1,4 @@
--- v0 -> v8 (compatible with v1+): Latest revision
+-- v0 -> v9 (compatible with v1+): Latest revision
 
 -- All times are unix milliseconds; all JIDs are bare.
 
@@ -97,6 +97,29 @@ CREATE TABLE txn_inbox (
 );
 -- The transactions still to process, for PendingTxns. Holds only those.
 CREATE INDEX txn_inbox_pending_idx ON txn_inbox (seq) WHERE done=false;
+
+-- What of the inbox the bridge could never process: an event whose data
+-- the store refused, that could not be read, or whose handling panicked (or
+-- a whole transaction, event_id ''). It is set aside, so that what came
+-- behind it goes on, and kept here (what, why, when), so that nothing
+-- accepted is lost silently (mapping/frommatrix.go). One row per item,
+-- however often it is met.
+CREATE TABLE set_aside (
+	-- only: sqlite (line commented)
+--	id       INTEGER PRIMARY KEY,
+	-- only: postgres
+	id       BIGSERIAL PRIMARY KEY,
+	txn_id   TEXT   NOT NULL,
+	event_id TEXT   NOT NULL DEFAULT '',
+	room_id  TEXT   NOT NULL DEFAULT '',
+	sender   TEXT   NOT NULL DEFAULT '',
+	type     TEXT   NOT NULL DEFAULT '',
+	-- Why, in a word (refused, decode, panic), and the error's text.
+	reason   TEXT   NOT NULL,
+	error    TEXT   NOT NULL,
+	at       BIGINT NOT NULL,
+	CONSTRAINT set_aside_item_unique UNIQUE (txn_id, event_id)
+);
 
 -- Sends still owed to either server, retried with backoff until done.
 CREATE TABLE outbox (
