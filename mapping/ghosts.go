@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
+	"slices"
 
 	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix/id"
@@ -60,6 +62,24 @@ const JobGhostProfile JobKind = "matrix.ghost_profile"
 // are small (XEP-0153 §3.1 recommends under 8 KiB); a larger one is left
 // out rather than put in the media repository.
 const maxGhostPhotoBytes = 256 << 10
+
+// avatarTypes are the image types a ghost's avatar may have, what every
+// Matrix client shows.
+var avatarTypes = []string{"image/png", "image/jpeg", "image/gif", "image/webp"}
+
+// imageType is the MIME type of data as its bytes tell it, if it is one of
+// avatarTypes and within maxGhostPhotoBytes; "" if not. The type a remote
+// claims is never used: it goes to the media repository with the upload,
+// which serves the bytes to every client as that type.
+func imageType(data []byte) string {
+	if len(data) == 0 || len(data) > maxGhostPhotoBytes {
+		return ""
+	}
+	if t := http.DetectContentType(data); slices.Contains(avatarTypes, t) {
+		return t
+	}
+	return ""
+}
 
 // ghostProfileArgs is the payload of a JobGhostProfile: the name to give
 // (if SetName) and the photo (if SetPhoto; none if Photo is empty).
@@ -134,13 +154,19 @@ func (b *Bridge) fetchVCard(ctx context.Context, job *Job) error {
 		b.count("xmpp_vcard", "photo_too_large")
 		photo = nil
 	}
+	photoType := imageType(photo)
+	if len(photo) > 0 && photoType == "" {
+		b.log.Info().Str("jid", peer.String()).Str("claimed", card.PhotoType).Msg("An XMPP person's vCard photo is not an image the bridge uploads")
+		b.count("xmpp_vcard", "photo_not_image")
+		photo = nil
+	}
 	hash := ""
 	if len(photo) > 0 {
 		sum := sha1.Sum(photo)
 		hash = hex.EncodeToString(sum[:])
 	}
 	if hash != gp.PhotoHash {
-		args2.SetPhoto, args2.Photo, args2.PhotoType, args2.PhotoHash = true, photo, card.PhotoType, hash
+		args2.SetPhoto, args2.Photo, args2.PhotoType, args2.PhotoHash = true, photo, photoType, hash
 	}
 	if !args2.SetName && !args2.SetPhoto {
 		return nil
@@ -181,10 +207,14 @@ func (b *Bridge) setGhostProfile(ctx context.Context, job *Job) error {
 	}
 	if args.SetPhoto && args.PhotoHash != gp.PhotoHash {
 		url := ""
-		if len(args.Photo) > 0 {
-			if url, err = b.matrix.UploadAvatar(ctx, ghost, args.Photo, args.PhotoType); err != nil {
+		// Sniffed again: a job queued by an older version carries the
+		// type the remote claimed.
+		if mime := imageType(args.Photo); mime != "" {
+			if url, err = b.matrix.UploadAvatar(ctx, ghost, args.Photo, mime); err != nil {
 				return fmt.Errorf("upload the avatar of %s: %w", peer, err)
 			}
+		} else if len(args.Photo) > 0 {
+			b.count("ghost_profile", "avatar_not_image")
 		}
 		if err := b.matrix.SetGhostAvatar(ctx, ghost, url); err != nil {
 			return fmt.Errorf("set the avatar of %s: %w", ghost, err)
@@ -384,8 +414,10 @@ func (b *Bridge) fetchAvatar(ctx context.Context, job *Job) error {
 		b.count("xmpp_avatar", "photo_too_large")
 	case hex.EncodeToString(sum[:]) != args.ID:
 		b.count("xmpp_avatar", "not_its_id")
+	case imageType(data) == "":
+		b.count("xmpp_avatar", "not_image")
 	default:
-		payload, err := json.Marshal(ghostProfileArgs{JID: peer.String(), SetPhoto: true, Photo: data, PhotoType: args.Type, PhotoHash: args.ID})
+		payload, err := json.Marshal(ghostProfileArgs{JID: peer.String(), SetPhoto: true, Photo: data, PhotoType: imageType(data), PhotoHash: args.ID})
 		if err != nil {
 			return fmt.Errorf("%w: %w", ErrPermanent, err)
 		}

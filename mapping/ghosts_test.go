@@ -10,6 +10,12 @@ import (
 	"mellium.im/xmpp/jid"
 )
 
+// The signatures that open a PNG and a JPEG file.
+const (
+	pngMagic  = "\x89PNG\r\n\x1a\n"
+	jpegMagic = "\xff\xd8\xff"
+)
+
 func sha1Hex(b []byte) string {
 	sum := sha1.Sum(b)
 	return hex.EncodeToString(sum[:])
@@ -24,7 +30,7 @@ func sha1Hex(b []byte) string {
 func TestGhostProfileFromVCard(t *testing.T) {
 	h := presenceHarness(t, autoPolicy)
 	ctx := context.Background()
-	photo1, photo2 := []byte("png one"), []byte("png two")
+	photo1, photo2 := []byte(pngMagic+"one"), []byte(jpegMagic+"two")
 	h.xmpp.vcards = map[string]*VCard{julietJID: {Nickname: "Jules", FN: "Juliet Capulet", Photo: photo1, PhotoType: "image/png"}}
 	if _, err := h.b.HandleXMPPMessage(ctx, chat("m1", "Wherefore art thou?")); err != nil {
 		t.Fatal(err)
@@ -36,7 +42,7 @@ func TestGhostProfileFromVCard(t *testing.T) {
 	if got := h.matrix.ghostNames; len(got) != 1 || got[0] != string(julietGhost)+" Jules" {
 		t.Errorf("ghost names %q, want the vCard's NICKNAME", got)
 	}
-	if len(h.matrix.uploads) != 1 || h.matrix.uploads[0] != string(julietGhost)+" image/png png one" || h.matrix.ghostAvatars[julietGhost] != "mxc://example.org/up1" {
+	if len(h.matrix.uploads) != 1 || h.matrix.uploads[0] != string(julietGhost)+" image/png "+string(photo1) || h.matrix.ghostAvatars[julietGhost] != "mxc://example.org/up1" {
 		t.Fatalf("uploads %q, avatar %q", h.matrix.uploads, h.matrix.ghostAvatars[julietGhost])
 	}
 
@@ -55,7 +61,7 @@ func TestGhostProfileFromVCard(t *testing.T) {
 
 	h.xmpp.vcards[julietJID] = &VCard{Nickname: "Jules", Photo: photo2, PhotoType: "image/jpeg"}
 	presence(sha1Hex(photo2))
-	if len(h.matrix.uploads) != 2 || !strings.HasSuffix(h.matrix.uploads[1], "image/jpeg png two") || h.matrix.ghostAvatars[julietGhost] != "mxc://example.org/up2" {
+	if len(h.matrix.uploads) != 2 || !strings.HasSuffix(h.matrix.uploads[1], "image/jpeg "+string(photo2)) || h.matrix.ghostAvatars[julietGhost] != "mxc://example.org/up2" {
 		t.Errorf("after a new photo: uploads %q, avatar %q", h.matrix.uploads, h.matrix.ghostAvatars[julietGhost])
 	}
 	if len(h.matrix.ghostNames) != 1 {
