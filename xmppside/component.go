@@ -14,6 +14,9 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"runtime"
+	"runtime/debug"
+	"strings"
 	"sync"
 	"time"
 
@@ -53,6 +56,9 @@ type Component struct {
 	// roster is what each server granted this session of the rosters of
 	// its users, by domain (XEP-0356, privilege.go).
 	roster map[string]string
+	// panicSites are the places a stanza handler panicked at, whose stack
+	// was logged (once each).
+	panicSites sync.Map
 }
 
 // Run keeps the component connected until ctx ends. It never gives up on a
@@ -143,7 +149,7 @@ func (c *Component) serveOnce(ctx context.Context) error {
 	})
 	defer stop()
 	return sess.Serve(xmpp.HandlerFunc(func(t xmlstream.TokenReadEncoder, start *xml.StartElement) error {
-		return c.handle(ctx, t, start)
+		return c.handleSafely(ctx, t, start)
 	}))
 }
 
@@ -252,6 +258,77 @@ func (c *Component) handleMessage(ctx context.Context, m *mapping.XMPPMessage) (
 		c.Log.Info().Msg("Messages from XMPP are stored again; the stream goes on")
 	}
 	return reply, err
+}
+
+// handleSafely is handle under a recover: one stanza that trips a bug
+// costs that stanza, not the stream of everyone's stanzas (the process
+// would die, and come back to the same stanza if the server resends it).
+// An IQ get or set is answered internal-server-error (RFC 6120 §8.3.3.8);
+// mellium then skips the rest of the stanza and reads the next.
+func (c *Component) handleSafely(ctx context.Context, t xmlstream.TokenReadEncoder, start *xml.StartElement) (err error) {
+	defer func() {
+		v := recover()
+		if v == nil {
+			return
+		}
+		c.Count("panic", "xmpp_stanza")
+		site, stack := panicSite()
+		ev := c.Log.Error().Str("panic", fmt.Sprint(v)).Str("site", site).Str("element", start.Name.Local)
+		if _, seen := c.panicSites.LoadOrStore(site, true); !seen {
+			ev = ev.Str("stack", stack)
+		}
+		ev.Msg("A stanza handler panicked; the stanza is dropped and the stream goes on")
+		err = answerInternalError(t, start)
+	}()
+	return c.handle(ctx, t, start)
+}
+
+// panicSite names the function and line that panicked, from within a
+// deferred recover, and gives the whole stack.
+func panicSite() (site, stack string) {
+	stack = string(debug.Stack())
+	pcs := make([]uintptr, 32)
+	frames := runtime.CallersFrames(pcs[:runtime.Callers(2, pcs)])
+	panicking := false
+	for {
+		f, more := frames.Next()
+		switch {
+		case f.Function == "runtime.gopanic":
+			panicking = true
+		case panicking && !strings.HasPrefix(f.Function, "runtime."):
+			return fmt.Sprintf("%s:%d", f.Function, f.Line), stack
+		}
+		if !more {
+			return "unknown", stack
+		}
+	}
+}
+
+// answerInternalError answers start with internal-server-error if it is an
+// IQ that wants an answer (RFC 6120 §8.2.3); other stanzas get none.
+func answerInternalError(t xmlstream.TokenReadEncoder, start *xml.StartElement) error {
+	if start.Name.Local != "iq" {
+		return nil
+	}
+	var id, from, to, typ string
+	for _, a := range start.Attr {
+		switch a.Name.Local {
+		case "id":
+			id = a.Value
+		case "from":
+			from = a.Value
+		case "to":
+			to = a.Value
+		case "type":
+			typ = a.Value
+		}
+	}
+	if typ != "get" && typ != "set" {
+		return nil
+	}
+	reply := &outIQ{ID: id, From: to, To: from}
+	reply.fail("cancel", "internal-server-error")
+	return t.Encode(reply)
 }
 
 // handle routes one top-level stanza. mellium's mux matches message types

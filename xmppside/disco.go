@@ -89,6 +89,13 @@ type outIQ struct {
 	Error   *outError `xml:"error"`
 }
 
+// fail makes r an error answer with condition cond (RFC 6120 §8.3).
+func (r *outIQ) fail(typ, cond string) {
+	r.Type = "error"
+	r.Error = &outError{Type: typ}
+	r.Error.Condition.XMLName = xml.Name{Space: NSStanzas, Local: cond}
+}
+
 // handleIQ answers every get and set: the mellium session answers no IQ on
 // a component stream by itself, and RFC 6120 §8.2.3 wants an answer.
 func (c *Component) handleIQ(d *xml.Decoder, start *xml.StartElement, t xmlstream.TokenReadEncoder) error {
@@ -107,11 +114,7 @@ func (c *Component) handleIQ(d *xml.Decoder, start *xml.StartElement, t xmlstrea
 		return nil
 	}
 	reply := &outIQ{ID: iq.ID, From: iq.To, To: iq.From, Type: "result"}
-	fail := func(typ, cond string) {
-		reply.Type = "error"
-		reply.Error = &outError{Type: typ}
-		reply.Error.Condition.XMLName = xml.Name{Space: NSStanzas, Local: cond}
-	}
+	fail := reply.fail
 	isDomain := to.Localpart() == "" && to.Resourcepart() == ""
 	if !isDomain {
 		if _, reason := c.Core.ResolvePuppet(to); reason != "" {

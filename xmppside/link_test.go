@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
 	"mellium.im/xmpp/jid"
 
 	"xmppbridge/internal/standin"
@@ -24,12 +25,13 @@ type linkRig struct {
 	*streamRig
 	srv    *standin.XMPPServer
 	out    *tapBuffer
+	logs   *tapBuffer // the component's log
 	counts *lockedCounts
 }
 
 func newLinkRig(t *testing.T) *linkRig {
 	t.Helper()
-	r := &linkRig{streamRig: newStreamRig(t, mapping.PresencePolicy{AutoSubscribe: true}), out: &tapBuffer{}, counts: &lockedCounts{m: map[string]int{}}}
+	r := &linkRig{streamRig: newStreamRig(t, mapping.PresencePolicy{AutoSubscribe: true}), out: &tapBuffer{}, logs: &tapBuffer{}, counts: &lockedCounts{m: map[string]int{}}}
 	r.c.Core.SetSides(&recMatrix{}, r.c)
 	srv, err := standin.NewXMPPServer("s3cret")
 	if err != nil {
@@ -37,7 +39,7 @@ func newLinkRig(t *testing.T) *linkRig {
 	}
 	r.srv = srv
 	srv.Tap = func() io.WriteCloser { return r.out }
-	r.c.Address, r.c.Secret, r.c.Count = srv.Addr, "s3cret", r.counts.count
+	r.c.Address, r.c.Secret, r.c.Count, r.c.Log = srv.Addr, "s3cret", r.counts.count, zerolog.New(r.logs)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
@@ -64,7 +66,8 @@ func newLinkRig(t *testing.T) *linkRig {
 type lockedCounts struct {
 	mu sync.Mutex
 	m  map[string]int
-	// panicOn makes counting this key panic, as a bug in a handler would.
+	// panicOn makes counting this key panic, as a bug in a handler would:
+	// an explicit panic for an xmpp_iq key, a runtime error for others.
 	panicOn string
 }
 
@@ -74,8 +77,12 @@ func (l *lockedCounts) count(what, reason string) {
 	l.m[key]++
 	bomb := key == l.panicOn
 	l.mu.Unlock()
-	if bomb {
+	switch {
+	case bomb && what == "xmpp_iq":
 		panic("counting " + key)
+	case bomb:
+		var never map[string]int
+		never[key]++ // a runtime error, at another place
 	}
 }
 
@@ -197,4 +204,63 @@ func TestAskReadsWhateverTheAnswerIs(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.out.wait(t, regexp.MustCompile(`<iq [^>]*id="after"[^>]*type="result"`), from)
+}
+
+// A stanza whose handling panics (here: the counter, standing for any bug
+// on the way) costs that stanza only: the panic is counted and logged,
+// with its stack the first time at that place, an IQ get is answered
+// internal-server-error (RFC 6120 §8.3.3.8; §8.2.3: a get or set is always
+// answered), and the same stream goes on to the next stanza.
+func TestAPanickingHandlerLeavesTheStreamServing(t *testing.T) {
+	r := newLinkRig(t)
+	unsupported := func(id string) string {
+		return `<iq type='get' id='` + id + `' from='juliet@capulet.lit/balcony' to='matrix.example.org'><query xmlns='jabber:iq:last'/></iq>`
+	}
+	steps := []struct {
+		name, panicOn, stanza, answer string // answer: a regexp; "" for none
+	}{
+		{"an IQ get", "xmpp_iq/unsupported", unsupported("p1"),
+			`<iq xmlns="jabber:component:accept" id="p1" from="matrix.example.org" to="juliet@capulet.lit/balcony" type="error"><error type="cancel"><internal-server-error xmlns="urn:ietf:params:xml:ns:xmpp-stanzas"></internal-server-error></error></iq>`},
+		{"the same again", "xmpp_iq/unsupported", unsupported("p2"), `<iq [^>]*id="p2"[^>]*type="error"><error type="cancel"><internal-server-error `},
+		{"a message", "xmpp_message/malformed", `<message from='not a jid@@' to='` + pupBare + `' id='m1'><body>hi</body></message>`, ""},
+	}
+	from := 0
+	for i, s := range steps {
+		r.counts.mu.Lock()
+		r.counts.panicOn = s.panicOn
+		r.counts.mu.Unlock()
+		if err := r.srv.Write(s.stanza); err != nil {
+			t.Fatal(err)
+		}
+		if s.answer != "" {
+			_, from = r.out.wait(t, regexp.MustCompile(s.answer), from)
+		}
+		for deadline := time.Now().Add(10 * time.Second); r.counts.get("panic/xmpp_stanza") != i+1; time.Sleep(5 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: %d panics counted, want %d", s.name, r.counts.get("panic/xmpp_stanza"), i+1)
+			}
+		}
+	}
+	r.counts.mu.Lock()
+	r.counts.panicOn = ""
+	r.counts.mu.Unlock()
+	if err := r.srv.Write(`<iq type='get' id='after' from='juliet@capulet.lit/balcony' to='matrix.example.org'><query xmlns='` + NSDiscoInfo + `'/></iq>`); err != nil {
+		t.Fatal(err)
+	}
+	r.out.wait(t, regexp.MustCompile(`<iq [^>]*id="after"[^>]*type="result"`), from)
+	if n := r.srv.Connections(); n != 1 || !r.c.Connected() {
+		t.Errorf("%d connections (connected: %v), want the first one still serving", n, r.c.Connected())
+	}
+	r.logs.mu.Lock()
+	logged := string(r.logs.sent)
+	r.logs.mu.Unlock()
+	if n := strings.Count(logged, `"stack":`); n != 2 {
+		t.Errorf("%d stacks logged for 3 panics at 2 places, want 2:\n%s", n, logged)
+	}
+	r.out.mu.Lock()
+	sent := string(r.out.sent)
+	r.out.mu.Unlock()
+	if n := strings.Count(sent, `id="p1"`); n != 1 {
+		t.Errorf("p1 answered %d times, want once:\n%s", n, sent)
+	}
 }
