@@ -202,6 +202,7 @@ func (b *Bridge) command(ctx context.Context, room id.RoomID, user id.UserID, at
 		if b.status != nil {
 			lines = b.status(ctx)
 		}
+		lines = append(lines, b.setAsideStatus(ctx))
 		return []*Job{b.reply(room, strings.Join(append([]string{"Bridge status:"}, lines...), "\n"))}, nil
 	}
 	return []*Job{b.reply(room, fmt.Sprintf("I do not know `%s`. Send `help` for what I do.", fields[0]))}, nil

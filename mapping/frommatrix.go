@@ -2,10 +2,17 @@ package mapping
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
 	"strings"
+	"unicode/utf8"
+
+	"maunium.net/go/mautrix/id"
+	"mellium.im/xmpp/jid"
+
+	"xmppbridge/internal/safely"
 )
 
 // EncryptedNotice is what a ghost says in a portal when an encrypted event
@@ -35,8 +42,14 @@ func (b *Bridge) HandleMatrixTxns(ctx context.Context, txns []MatrixTxn) error {
 	for i, txn := range txns {
 		ids[i] = txn.ID
 		for _, evt := range txn.Events {
-			j, err := b.handleMatrixEvent(ctx, evt)
-			if err != nil {
+			j, err := b.handleMatrixEventSafely(ctx, evt)
+			if reason, ok := b.CannotSucceed(err); ok {
+				// Nothing behind it may wait for what can never be done.
+				if err := b.setAside(ctx, SetAside{TxnID: txn.ID, EventID: evt.ID, Room: evt.Room, Sender: evt.Sender, Type: evt.Type}, reason, err); err != nil {
+					return err
+				}
+				continue
+			} else if err != nil {
 				return fmt.Errorf("handle event %s of transaction %s: %w", evt.ID, txn.ID, err)
 			}
 			jobs = append(jobs, j...)
@@ -84,6 +97,126 @@ func (b *Bridge) HandleMatrixTxns(ctx context.Context, txns []MatrixTxn) error {
 	b.typingMu.Unlock()
 	b.queue(jobs...)
 	return nil
+}
+
+// CannotSucceed tells whether err is a failure of the data, which no retry
+// can mend (the store refuses it, it cannot be decoded, its handling
+// panicked), and which reason that is. A failure of the store itself is
+// not: it is retried, and nothing is lost.
+func (b *Bridge) CannotSucceed(err error) (Reason, bool) {
+	var syntax *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	switch {
+	case err == nil:
+		return "", false
+	case errors.Is(err, safely.ErrPanic):
+		return SetAsidePanic, true
+	case b.store.Refuses(err):
+		return SetAsideRefused, true
+	case errors.As(err, &syntax), errors.As(err, &typ):
+		return SetAsideDecode, true
+	}
+	return "", false
+}
+
+// setAside records an item that can never be processed, logs it and counts
+// it; an item met again is neither logged nor counted again. (A panic's
+// stack was logged where it was recovered.)
+func (b *Bridge) setAside(ctx context.Context, s SetAside, reason Reason, cause error) error {
+	s.Reason, s.Error, s.At = reason, cause.Error(), b.now()
+	// The row must be one the store takes, whatever the item held: ids as
+	// long as the spec allows (255 bytes), the error's text (which may
+	// quote the item) bounded.
+	s.TxnID, s.Type, s.Error = clip(s.TxnID, maxIDBytes), clip(s.Type, maxIDBytes), clipMiddle(s.Error, maxSetAsideError)
+	s.EventID, s.Room, s.Sender = id.EventID(clip(string(s.EventID), maxIDBytes)), id.RoomID(clip(string(s.Room), maxIDBytes)), id.UserID(clip(string(s.Sender), maxIDBytes))
+	isNew, err := b.store.PutSetAside(ctx, &s)
+	if b.stored(err) != nil {
+		return fmt.Errorf("set aside %s of transaction %s: %w", s.EventID, s.TxnID, err)
+	}
+	if !isNew {
+		return nil
+	}
+	b.count("set_aside", reason)
+	b.log.Error().Err(cause).Str("txn_id", s.TxnID).Str("event_id", string(s.EventID)).Str("room", string(s.Room)).
+		Str("sender", string(s.Sender)).Str("type", s.Type).Str("reason", string(reason)).
+		Msg("Set aside what can never be processed; the rest goes on")
+	return nil
+}
+
+// maxIDBytes is the longest a Matrix id may be (client-server API,
+// identifiers: 255 bytes); maxSetAsideError bounds the error kept with an
+// item set aside.
+const (
+	maxIDBytes       = 255
+	maxSetAsideError = 2000
+)
+
+// clip is s storable and cut to at most n bytes, at a character boundary.
+func clip(s string, n int) string {
+	s = StorableText(s)
+	if len(s) <= n {
+		return s
+	}
+	n -= len("…")
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
+}
+
+// clipMiddle is clip keeping both ends of s: an error says what was being
+// done first and the cause last.
+func clipMiddle(s string, n int) string {
+	s = StorableText(s)
+	if len(s) <= n {
+		return s
+	}
+	head := clip(s, n/4)
+	tail := len(s) - (n - len(head))
+	for tail < len(s) && !utf8.RuneStart(s[tail]) {
+		tail++
+	}
+	return head + s[tail:]
+}
+
+// SetAsideTxn sets a whole transaction aside and marks it done: one whose
+// failure for its data no event of it explains (its receipts, say), so
+// that the transactions behind it go on.
+func (b *Bridge) SetAsideTxn(ctx context.Context, txnID string, reason Reason, cause error) error {
+	if err := b.setAside(ctx, SetAside{TxnID: txnID, Type: "transaction"}, reason, cause); err != nil {
+		return err
+	}
+	if err := b.store.FinishTxn(ctx, txnID, nil, nil); b.stored(err) != nil {
+		return fmt.Errorf("finish transaction %s set aside: %w", txnID, err)
+	}
+	return nil
+}
+
+// setAsideStatus is the line of the bot's `status` on what was set aside.
+func (b *Bridge) setAsideStatus(ctx context.Context) string {
+	n, newest, err := b.store.SetAsideCount(ctx)
+	switch {
+	case err != nil:
+		return "Set aside: the database does not answer (" + err.Error() + ")"
+	case n == 0:
+		return "Set aside (could never be processed): none"
+	}
+	what := "a transaction"
+	if newest.EventID != "" {
+		what = fmt.Sprintf("a %s event from %s", newest.Type, newest.Sender)
+	}
+	return fmt.Sprintf("Set aside (could never be processed): %d; the newest, %s at %s UTC: %s (%s)",
+		n, what, newest.At.UTC().Format("2006-01-02 15:04"), newest.Reason, newest.Error)
+}
+
+// handleMatrixEventSafely is handleMatrixEvent with a panic of it turned
+// into the event's failure.
+func (b *Bridge) handleMatrixEventSafely(ctx context.Context, evt MatrixEvent) (jobs []*Job, err error) {
+	err = safely.Run(&b.log, b.counter, "matrix_event", func() error {
+		jobs, err = b.handleMatrixEvent(ctx, evt)
+		return err
+	})
+	return jobs, err
 }
 
 func (b *Bridge) handleMatrixEvent(ctx context.Context, evt MatrixEvent) ([]*Job, error) {
@@ -193,6 +326,21 @@ func (b *Bridge) handleMember(ctx context.Context, evt MatrixEvent) ([]*Job, err
 		b.count("matrix_invite", "public_room")
 		return []*Job{argsJob(JobLeave, jobArgs{Room: evt.Room, User: target, Reason: PublicRoomReason})}, nil
 	}
+	if first, err := b.store.PortalByRoom(ctx, evt.Room); err == nil && (first.MXID != evt.Sender || !first.JID.Equal(peer)) {
+		// A portal is one pair's room: a second ghost there would take the
+		// room from the first, so it declines, and the first goes on.
+		b.count("matrix_invite", ReasonSecondGhost)
+		b.log.Info().Str("room", string(evt.Room)).Str("mxid", string(evt.Sender)).Str("jid", peer.String()).
+			Str("portal_jid", first.JID.String()).Msg("Declined a second ghost in a portal")
+		if first.JID.Equal(peer) {
+			// The same ghost, invited by someone else: it is in the room
+			// already, for the first pair, and stays.
+			return nil, nil
+		}
+		return []*Job{argsJob(JobLeave, jobArgs{Room: evt.Room, User: target, Reason: SecondGhostReason(first.JID)})}, nil
+	} else if err != nil && !isNotFound(err) {
+		return nil, fmt.Errorf("look up portal: %w", err)
+	}
 	p := &Portal{RoomID: evt.Room, MXID: evt.Sender, JID: peer, CreatedAt: b.tsOf(evt)}
 	if err := b.store.PutPortal(ctx, p); err != nil {
 		return nil, fmt.Errorf("store portal: %w", err)
@@ -200,6 +348,17 @@ func (b *Bridge) handleMember(ctx context.Context, evt MatrixEvent) ([]*Job, err
 	b.log.Info().Str("room", string(evt.Room)).Str("mxid", string(evt.Sender)).Str("jid", peer.String()).Msg("Portal opened by invite")
 	b.count("matrix_invite", "accepted")
 	return append([]*Job{argsJob(JobJoin, jobArgs{Room: evt.Room, User: target})}, b.portalJobs(evt.Sender, peer)...), nil
+}
+
+// ReasonSecondGhost: a ghost invited into a room that is already another
+// pair's portal.
+const ReasonSecondGhost Reason = "second_ghost"
+
+// SecondGhostReason is given when a ghost is invited into a room that is
+// already the portal of another XMPP contact (or another Matrix user).
+func SecondGhostReason(first jid.JID) string {
+	return "This bridge carries one XMPP contact per room for now: this room already talks to " + first.Bare().String() +
+		". Start a direct chat with each contact."
 }
 
 // PublicRoomReason is given when a ghost is invited into a public room.
