@@ -4,6 +4,7 @@
 package matrixside
 
 import (
+	"bytes"
 	"context"
 	"crypto/subtle"
 	"encoding/json"
@@ -21,6 +22,7 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"xmppbridge/internal/retry"
+	"xmppbridge/internal/safely"
 	"xmppbridge/mapping"
 )
 
@@ -58,6 +60,8 @@ type Server struct {
 	holding atomic.Bool
 	// readFailing: the processor could not read the inbox (Run's only).
 	readFailing bool
+	// handleTxns stands in for Core.HandleMatrixTxns in tests, if set.
+	handleTxns func(ctx context.Context, txns []mapping.MatrixTxn) error
 }
 
 // DefaultHoldFor keeps a transaction the database cannot take yet (it
@@ -181,10 +185,7 @@ func (s *Server) maxTxn() int64 {
 // storeTxn stores txn, trying again every holdRetry for up to HoldFor
 // while the store fails (and the homeserver still waits for the answer).
 func (s *Server) storeTxn(ctx context.Context, txn *mapping.Txn) (bool, error) {
-	hold := s.HoldFor
-	if hold == 0 {
-		hold = DefaultHoldFor
-	}
+	hold := s.holdFor()
 	var isNew bool
 	err := retry.Hold(ctx, hold, holdRetry, func() error {
 		var err error
@@ -197,6 +198,13 @@ func (s *Server) storeTxn(ctx context.Context, txn *mapping.Txn) (bool, error) {
 		s.Log.Info().Msg("Transactions are stored again")
 	}
 	return isNew, err
+}
+
+func (s *Server) holdFor() time.Duration {
+	if s.HoldFor > 0 {
+		return s.HoldFor
+	}
+	return DefaultHoldFor
 }
 
 // Enqueue tells the processor that a stored transaction waits.
@@ -316,7 +324,14 @@ func (s *Server) processBatch(ctx context.Context, txns []*mapping.Txn) bool {
 			}
 		}
 		left -= len(group)
-		if err := s.Core.HandleMatrixTxns(ctx, group); err != nil {
+		err := s.handle(ctx, group)
+		if _, ok := s.Core.CannotSucceed(err); ok {
+			// The core sets aside an event that fails for its data; this
+			// failure it could not pin on one. One by one, the transaction
+			// that fails alone is set aside, and the others go on.
+			err = s.handleEach(ctx, group)
+		}
+		if err != nil {
 			// Left pending: retried on the next round, nothing lost.
 			if ctx.Err() == nil {
 				s.Log.Err(err).Str("txn_id", group[0].ID).Int("transactions", len(group)).Msg("Failed to process transactions; will retry")
@@ -325,6 +340,33 @@ func (s *Server) processBatch(ctx context.Context, txns []*mapping.Txn) bool {
 		}
 	}
 	return true
+}
+
+// handle has the core process group, a panic included: it fails the
+// group, not the bridge.
+func (s *Server) handle(ctx context.Context, group []mapping.MatrixTxn) error {
+	return safely.Run(&s.Log, s.Count, "matrix_transactions", func() error {
+		if s.handleTxns != nil {
+			return s.handleTxns(ctx, group)
+		}
+		return s.Core.HandleMatrixTxns(ctx, group)
+	})
+}
+
+// handleEach processes group's transactions one at a time, setting aside
+// each one that fails for its data; it stops at the first failure of the
+// store (that transaction and those after it stay pending).
+func (s *Server) handleEach(ctx context.Context, group []mapping.MatrixTxn) error {
+	for _, txn := range group {
+		err := s.handle(ctx, []mapping.MatrixTxn{txn})
+		if reason, ok := s.Core.CannotSucceed(err); ok {
+			err = s.Core.SetAsideTxn(ctx, txn.ID, reason, err)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // decode reads a stored transaction: a homeserver's (decodeEvents), or an
@@ -379,6 +421,7 @@ type receiptContent map[id.EventID]map[mapping.ReceiptType]map[id.UserID]struct 
 // out; other types are skipped, as the core ignores them.
 func (s *Server) decodeEphemeral(txnID string, raws []json.RawMessage, out *mapping.MatrixTxn) {
 	for _, raw := range raws {
+		raw = storableJSON(raw)
 		var e ephemeralEvent
 		if err := json.Unmarshal(raw, &e); err != nil || e.Type == "" {
 			s.Count("matrix_event", "malformed")
@@ -425,6 +468,7 @@ func (s *Server) decodeEphemeral(txnID string, raws []json.RawMessage, out *mapp
 func (s *Server) decodeList(txnID string, raws []json.RawMessage) []mapping.MatrixEvent {
 	evts := make([]mapping.MatrixEvent, 0, len(raws))
 	for _, raw := range raws {
+		raw = storableJSON(raw)
 		evt := &event.Event{}
 		if err := json.Unmarshal(raw, evt); err != nil || evt.Type.Type == "" {
 			s.Count("matrix_event", "malformed")
@@ -446,6 +490,47 @@ func (s *Server) decodeList(txnID string, raws []json.RawMessage) []mapping.Matr
 		evts = append(evts, coreEvent(evt))
 	}
 	return evts
+}
+
+// storableJSON is raw with every string in it (keys too) made storable
+// (mapping.StorableText): a body, an edit, a reaction key, a display name
+// or an id holding U+0000 is bridged without it, where PostgreSQL would
+// refuse it (and with it the event) forever. Raw JSON holds U+0000 only
+// as an escape, so most events pass with one scan; one that may hold it is
+// decoded, cleaned and encoded again (numbers kept as they were).
+func storableJSON(raw json.RawMessage) json.RawMessage {
+	if !bytes.Contains(raw, []byte(`\u0000`)) {
+		return raw
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return raw // the caller reports it as malformed
+	}
+	out, err := json.Marshal(storableValue(v))
+	if err != nil {
+		return raw
+	}
+	return out
+}
+
+func storableValue(v any) any {
+	switch v := v.(type) {
+	case string:
+		return mapping.StorableText(v)
+	case []any:
+		for i := range v {
+			v[i] = storableValue(v[i])
+		}
+	case map[string]any:
+		out := make(map[string]any, len(v))
+		for k, x := range v {
+			out[mapping.StorableText(k)] = storableValue(x)
+		}
+		return out
+	}
+	return v
 }
 
 // coreEvent is what the core reads of a room event.
@@ -521,13 +606,41 @@ func writeError(w http.ResponseWriter, status int, code, msg string) {
 	}{code, msg})
 }
 
+// The application service API's timeouts. A connection that sends its
+// request slowly, or opens and idles, holds a goroutine and a socket: these
+// bound that. A homeserver pushes a transaction in one go, mostly well under
+// a MiB (Synapse: at most 100 PDUs and 100 EDUs), at most MaxTxnBytes;
+// apiReadTimeout gives the largest a minute, 64 MiB at about 9 Mbit/s, and
+// a homeserver gives up on a request sooner (Dendrite after 30 s). The
+// answer may wait for the store up to HoldFor after the body is read, so
+// the write timeout, counted from the end of the headers, is the read's
+// and the hold's together, and a margin for the store's last try.
+// Homeservers keep connections open between transactions: two idle
+// minutes.
+const (
+	apiReadHeaderTimeout = 10 * time.Second
+	apiReadTimeout       = time.Minute
+	apiIdleTimeout       = 2 * time.Minute
+	apiWriteMargin       = 10 * time.Second
+)
+
+func (s *Server) httpServer() *http.Server {
+	return &http.Server{
+		Handler:           s.Handler(),
+		ReadHeaderTimeout: apiReadHeaderTimeout,
+		ReadTimeout:       apiReadTimeout,
+		WriteTimeout:      apiReadTimeout + s.holdFor() + apiWriteMargin,
+		IdleTimeout:       apiIdleTimeout,
+	}
+}
+
 // Listen serves the API on addr until ctx ends.
 func (s *Server) Listen(ctx context.Context, addr string) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	srv := s.httpServer()
 	go func() {
 		<-ctx.Done()
 		shutCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -28,7 +28,13 @@ var ids = mapping.Identities{HomeserverDomain: "example.org", ComponentDomain: "
 
 func newServer(t *testing.T) (*Server, *database.Database, *httptest.Server) {
 	t.Helper()
-	db, err := database.Open(context.Background(), "sqlite3-fk-wal", filepath.Join(t.TempDir(), "as.db"), zerolog.Nop())
+	return newServerOn(t, "sqlite3-fk-wal", filepath.Join(t.TempDir(), "as.db"))
+}
+
+// newServerOn is newServer on the database at uri.
+func newServerOn(t *testing.T, dbType, uri string) (*Server, *database.Database, *httptest.Server) {
+	t.Helper()
+	db, err := database.Open(context.Background(), dbType, uri, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}
