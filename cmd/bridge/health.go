@@ -126,6 +126,15 @@ func (w watched) gauges() []prometheus.Collector {
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "xmppbridge_unrecorded_receipts", Help: "Receipts read from XMPP and not yet recorded: in memory, waiting for the database (a crash loses them; XEP-0114 acknowledges nothing)."}, func() float64 {
 			return float64(w.core.Unrecorded())
 		}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "xmppbridge_set_aside", Help: "Homeserver events and transactions set aside, ever: ones that could never be processed (the store refused their data, they could not be read, handling them panicked), kept in the set_aside table (-1 if the database does not answer)."}, func() float64 {
+			ctx, cancel := context.WithTimeout(context.Background(), checkTimeout)
+			defer cancel()
+			n, _, err := w.db.SetAsideCount(ctx)
+			if err != nil {
+				return -1
+			}
+			return float64(n)
+		}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "xmppbridge_sqlite_wal_bytes", Help: "Size of the SQLite write-ahead log (-1 on PostgreSQL)."}, func() float64 { return float64(w.db.WALBytes()) }),
 	}
 	for _, side := range []string{mapping.SideMatrix, mapping.SideXMPP} {
@@ -138,6 +147,16 @@ func (w watched) gauges() []prometheus.Collector {
 	return cs
 }
 
+// The metrics listener's timeouts: its requests are GETs without a body,
+// so reading one takes no time; answering waits for the database, each
+// check for up to checkTimeout and a scrape's several gauges one after
+// another; a scraper comes back every 15 s or so, on the same connection.
+const (
+	metricsReadTimeout  = 10 * time.Second
+	metricsWriteTimeout = 30 * time.Second
+	metricsIdleTimeout  = time.Minute
+)
+
 // serveMetrics serves /metrics and the health endpoints on addr until ctx
 // ends.
 func serveMetrics(ctx context.Context, addr string, w watched) error {
@@ -147,7 +166,8 @@ func serveMetrics(ctx context.Context, addr string, w watched) error {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	w.healthHandler(mux)
-	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: metricsReadTimeout, ReadTimeout: metricsReadTimeout,
+		WriteTimeout: metricsWriteTimeout, IdleTimeout: metricsIdleTimeout}
 	go func() { <-ctx.Done(); _ = srv.Close() }()
 	if err := srv.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
 		return err
