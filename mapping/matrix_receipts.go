@@ -81,12 +81,14 @@ type stanzaJob struct {
 	Event     *EventNotice `json:"event,omitempty"`
 	Displayed string       `json:"displayed,omitempty"`
 	ChatState string       `json:"chat_state,omitempty"`
+	// Error makes it the answer to a message the bridge could not carry.
+	Error *StanzaError `json:"error,omitempty"`
 }
 
 func stanzasJob(out []*OutMessage) *Job {
 	js := make([]stanzaJob, len(out))
 	for i, m := range out {
-		js[i] = stanzaJob{ID: m.ID, From: m.From.String(), To: m.To.String(), Type: m.Type, Received: m.Received, Event: m.Event, Displayed: m.Displayed, ChatState: m.ChatState}
+		js[i] = stanzaJob{ID: m.ID, From: m.From.String(), To: m.To.String(), Type: m.Type, Received: m.Received, Event: m.Event, Displayed: m.Displayed, ChatState: m.ChatState, Error: m.Error}
 	}
 	payload, _ := json.Marshal(js)
 	return newJob(JobSendStanzas, about{}, 0, payload)
@@ -130,7 +132,7 @@ func (b *Bridge) sendStanzas(ctx context.Context, job *Job) error {
 			refused = err
 			continue
 		}
-		out = append(out, &OutMessage{ID: s.ID, From: from, To: to, Type: s.Type, Received: s.Received, Event: s.Event, Displayed: s.Displayed, ChatState: s.ChatState})
+		out = append(out, &OutMessage{ID: s.ID, From: from, To: to, Type: s.Type, Received: s.Received, Event: s.Event, Displayed: s.Displayed, ChatState: s.ChatState, Error: s.Error})
 	}
 	if len(out) == 0 && refused != nil {
 		return refused

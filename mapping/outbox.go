@@ -3,6 +3,7 @@ package mapping
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 
@@ -190,7 +191,9 @@ func (b *Bridge) sendToMatrix(ctx context.Context, row int64) error {
 	} else {
 		ev, err = b.matrix.SendMessage(ctx, portal.RoomID, ghost, b.matrixText(msg.Body), relationTxn(row))
 	}
-	if err != nil {
+	if errors.Is(err, ErrTooLarge) {
+		return b.tooLarge(ctx, msg, fmt.Errorf("send message %d to %s: %w", row, portal.RoomID, err))
+	} else if err != nil {
 		return fmt.Errorf("send message %d to %s: %w", row, portal.RoomID, err)
 	}
 	if err := b.store.SetMessageEventID(ctx, row, portal.RoomID, ev); err != nil {
@@ -202,6 +205,49 @@ func (b *Bridge) sendToMatrix(ctx context.Context, row int64) error {
 	}
 	return nil
 }
+
+// ErrTooLarge marks a send the homeserver refused for its size (HTTP 413,
+// M_TOO_LARGE); it comes wrapped with ErrPermanent.
+var ErrTooLarge = errors.New("too large for the homeserver")
+
+// tooLarge answers the sender of msg, which the homeserver refused (err,
+// wrapping ErrTooLarge) for its size, with a stanza error, so that the
+// message is not lost without a word: RFC 6120 §8.3.3.9 <not-acceptable/>
+// ("does not meet criteria defined by the recipient or server"), of type
+// modify since a shorter message would pass, which XEP-0086 gives the
+// legacy code 406 that clients older than the RFC's conditions still
+// show. It goes the way of receipts, a job of the XMPP side, without the
+// body (RFC 6120 §8.2 leaves it out at will; this one is too large). It
+// returns err, the send's own failure, unless the answer could not be
+// stored, for the send to be tried again.
+func (b *Bridge) tooLarge(ctx context.Context, msg *Message, err error) error {
+	b.count("xmpp_message", ReasonTooLarge)
+	if msg.XMPPID == "" || msg.Direction != FromXMPP {
+		return err // nothing to answer: no id to answer, or not from XMPP
+	}
+	from, perr := b.cfg.Identities.Puppet(msg.MXID)
+	if perr != nil {
+		return err
+	}
+	to := msg.PeerJID
+	if msg.PeerResource != "" {
+		if full, rerr := msg.PeerJID.WithResource(msg.PeerResource); rerr == nil {
+			to = full
+		}
+	}
+	answer := stanzasJob([]*OutMessage{{ID: msg.XMPPID, From: from, To: to, Type: TypeError, Error: &StanzaError{
+		Type: "modify", Condition: "not-acceptable",
+		Text: "This message is too large for the Matrix homeserver and was not delivered; send it shorter or in parts.",
+	}}})
+	if aerr := b.store.AddJobs(ctx, answer); aerr != nil {
+		return fmt.Errorf("answer the sender of message %d, too large: %w", msg.RowID, aerr)
+	}
+	b.queue(answer)
+	return err
+}
+
+// ReasonTooLarge: a message the homeserver refused for its size.
+const ReasonTooLarge Reason = "too_large"
 
 // ensurePortal is the portal of mxid and peer, created now (the ghost
 // creates the DM and invites mxid) if there is none; an error wrapping

@@ -226,6 +226,10 @@ func classify(err error) error {
 		switch code := httpErr.Response.StatusCode; {
 		case code == http.StatusBadGateway || code == http.StatusServiceUnavailable || code == http.StatusGatewayTimeout:
 			return fmt.Errorf("%w: %w", mapping.ErrNotConnected, err)
+		case code == http.StatusRequestEntityTooLarge || (httpErr.RespError != nil && httpErr.RespError.ErrCode == "M_TOO_LARGE"):
+			// Too large for the homeserver (Dendrite: 413 M_BAD_JSON;
+			// Synapse: 413 M_TOO_LARGE): the core tells the sender.
+			return fmt.Errorf("%w: %w: %w", mapping.ErrTooLarge, mapping.ErrPermanent, err)
 		case code >= 400 && code < 500 && code != http.StatusTooManyRequests:
 			return fmt.Errorf("%w: %w", mapping.ErrPermanent, err)
 		}
