@@ -9,6 +9,7 @@ import (
 	"fmt"
 
 	"maunium.net/go/mautrix/id"
+	"mellium.im/xmpp/jid"
 )
 
 // The profiles of the puppets: what XMPP sees of a Matrix user is their
@@ -216,20 +217,31 @@ func (b *Bridge) withProfile(ctx context.Context, mxid id.UserID, out *OutPresen
 	return nil
 }
 
-// PuppetCard is the vCard (XEP-0054) of mxid's puppet: its Matrix user's
-// display name (the user ID without one) and avatar, as stored; without a
-// stored profile, the display name the homeserver gives now.
-func (b *Bridge) PuppetCard(ctx context.Context, mxid id.UserID) Profile {
-	if p, err := b.store.PuppetProfile(ctx, mxid); err == nil {
-		card := *p
-		if card.Name == "" {
-			card.Name = string(mxid)
+// PuppetCard is the vCard (XEP-0054) of mxid's puppet as asker may see
+// it: its Matrix user's display name (the user ID without one) and
+// avatar, as stored, and only for a person with a portal with mxid.
+// Anyone else gets ErrNotFound, the answer for a user who does not exist.
+// It never asks the homeserver: it answers on the XMPP read loop, which a
+// lookup would hold up, and a live lookup would tell a stranger which
+// Matrix users exist and what they are called.
+func (b *Bridge) PuppetCard(ctx context.Context, mxid id.UserID, asker jid.JID) (Profile, error) {
+	if b.blocked(asker) {
+		return Profile{}, ErrNotFound
+	}
+	if _, err := b.store.PortalByPair(ctx, mxid, asker.Bare()); err != nil {
+		if isNotFound(err) {
+			return Profile{}, ErrNotFound
 		}
-		return card
+		return Profile{}, fmt.Errorf("look up the portal of %s and %s: %w", mxid, asker.Bare(), err)
 	}
-	card := Profile{MXID: mxid, Name: string(mxid)}
-	if name, err := b.matrix.DisplayName(ctx, mxid); err == nil && name != "" {
-		card.Name = name
+	card := Profile{MXID: mxid}
+	if p, err := b.store.PuppetProfile(ctx, mxid); err == nil {
+		card = *p
+	} else if !isNotFound(err) {
+		return Profile{}, fmt.Errorf("look up the profile of %s: %w", mxid, err)
 	}
-	return card
+	if card.Name == "" {
+		card.Name = string(mxid)
+	}
+	return card, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha1"
 	"encoding/hex"
+	"errors"
 	"testing"
 
 	"maunium.net/go/mautrix/id"
@@ -75,7 +76,10 @@ func TestProfileFromMatrix(t *testing.T) {
 		if h.matrix.avatarFetches != s.fetches {
 			t.Errorf("%s: %d avatars fetched, want %d", s.name, h.matrix.avatarFetches, s.fetches)
 		}
-		card := h.b.PuppetCard(ctx, alice)
+		card, err := h.b.PuppetCard(ctx, alice, jid.MustParse(julietJID+"/balcony"))
+		if err != nil {
+			t.Fatalf("%s: vCard: %v", s.name, err)
+		}
 		if card.Name != s.cardName || s.cardPic != (len(card.Photo) > 0) {
 			t.Errorf("%s: vCard %q with %d bytes of photo, want %q", s.name, card.Name, len(card.Photo), s.cardName)
 		}
@@ -105,5 +109,50 @@ func TestProfileLookedUpForANewPortal(t *testing.T) {
 	out, err := h.b.HandleXMPPPresence(ctx, &XMPPPresence{From: jid.MustParse(julietJID + "/balcony"), To: jid.MustParse(alicePup), Type: PresenceProbe})
 	if err != nil || len(out) != 1 || out[0].Nick != "Alice" || out[0].Photo == nil || *out[0].Photo != p.PhotoHash {
 		t.Fatalf("probe answered %v, %v; want the profile in it", out, err)
+	}
+}
+
+// XEP-0054 §3.1: a puppet's vCard is answered from what the bridge
+// stored, and only to a person with a portal with its user; to anyone else
+// it does not exist (ErrNotFound, what the component answers for a user who
+// does not exist, RFC 6120 §8.3.3.7 item-not-found), whether or not the
+// user does. The homeserver is never asked: a live lookup would tell a
+// stranger which users exist, and hold up the XMPP read loop.
+func TestPuppetCardOnlyForPortalPeers(t *testing.T) {
+	ctx := context.Background()
+	h := newHarness(t)
+	// A live lookup would find these: none may show.
+	h.matrix.names = map[id.UserID]string{alice: "Alice Live", "@bob:example.org": "Bob Live"}
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(h.store.PutPortal(ctx, &Portal{RoomID: "!dm:example.org", MXID: alice, JID: jid.MustParse(julietJID)}))
+	must(h.store.PutPortal(ctx, &Portal{RoomID: "!bob:example.org", MXID: "@bob:example.org", JID: jid.MustParse(julietJID)}))
+	must(h.store.PutPortal(ctx, &Portal{RoomID: "!spam:example.org", MXID: alice, JID: jid.MustParse("eve@spam.example")}))
+	must(h.store.SetPuppetProfile(ctx, &Profile{MXID: alice, Name: "Alice Liddell"}))
+	for _, c := range []struct {
+		name  string
+		mxid  id.UserID
+		asker string
+		want  string // the card's name; "" for ErrNotFound
+	}{
+		{"a peer with a portal, at a resource", alice, julietJID + "/balcony", "Alice Liddell"},
+		{"a peer with a portal, bare", alice, julietJID, "Alice Liddell"},
+		{"a portal but no stored profile: the user ID", "@bob:example.org", julietJID, "@bob:example.org"},
+		{"a stranger, an existing user", alice, "mallory@evil.example/x", ""},
+		{"a stranger, a user nobody knows", "@nobody:example.org", "mallory@evil.example/x", ""},
+		{"a peer of another user", "@bob:example.org", "romeo@montague.lit", ""},
+		{"a portal from a blocked domain", alice, "eve@spam.example", ""},
+	} {
+		card, err := h.b.PuppetCard(ctx, c.mxid, jid.MustParse(c.asker))
+		switch {
+		case c.want == "" && !errors.Is(err, ErrNotFound):
+			t.Errorf("%s: %+v, %v; want ErrNotFound", c.name, card, err)
+		case c.want != "" && (err != nil || card.Name != c.want):
+			t.Errorf("%s: %+v, %v; want the name %q", c.name, card, err, c.want)
+		}
 	}
 }

@@ -379,7 +379,7 @@ func (c *Component) handle(ctx context.Context, t xmlstream.TokenReadEncoder, st
 			return writeMessage(t, reply)
 		}
 	case "iq":
-		return c.handleIQ(d, &se, t)
+		return c.handleIQ(ctx, d, &se, t)
 	case "presence":
 		return c.handlePresence(ctx, d, &se, t)
 	default:

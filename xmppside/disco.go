@@ -5,7 +5,7 @@ package xmppside
 import (
 	"context"
 	"encoding/xml"
-	"time"
+	"errors"
 
 	"mellium.im/xmlstream"
 
@@ -98,7 +98,7 @@ func (r *outIQ) fail(typ, cond string) {
 
 // handleIQ answers every get and set: the mellium session answers no IQ on
 // a component stream by itself, and RFC 6120 §8.2.3 wants an answer.
-func (c *Component) handleIQ(d *xml.Decoder, start *xml.StartElement, t xmlstream.TokenReadEncoder) error {
+func (c *Component) handleIQ(ctx context.Context, d *xml.Decoder, start *xml.StartElement, t xmlstream.TokenReadEncoder) error {
 	var iq inIQ
 	if err := d.DecodeElement(&iq, start); err != nil {
 		c.Count("xmpp_iq", "malformed")
@@ -108,7 +108,7 @@ func (c *Component) handleIQ(d *xml.Decoder, start *xml.StartElement, t xmlstrea
 		return nil
 	}
 	to, err1 := parseJID(iq.To)
-	_, err2 := parseJID(iq.From)
+	from, err2 := parseJID(iq.From)
 	if err1 != nil || err2 != nil {
 		c.Count("xmpp_iq", "malformed")
 		return nil
@@ -165,11 +165,22 @@ func (c *Component) handleIQ(d *xml.Decoder, start *xml.StartElement, t xmlstrea
 			reply.Payload = vCard{FN: "Matrix bridge"}
 			break
 		}
+		// Only to a person with a portal with the user; anyone else is
+		// answered as for a user who does not exist (above), so that a
+		// vCard tells nobody who is there.
 		mxid, _ := c.Core.ResolvePuppet(to) // known good: checked above
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		card := c.Core.PuppetCard(ctx, mxid)
-		cancel()
-		reply.Payload = puppetVCard(card)
+		card, err := c.Core.PuppetCard(ctx, mxid, from)
+		switch {
+		case errors.Is(err, mapping.ErrNotFound):
+			fail("cancel", "item-not-found")
+			c.Count("xmpp_iq", "vcard_no_portal")
+		case err != nil:
+			c.Log.Err(err).Msg("Failed to look up the vCard of a puppet")
+			fail("wait", "internal-server-error")
+			c.Count("xmpp_iq", "internal_error")
+		default:
+			reply.Payload = puppetVCard(card)
+		}
 	case iq.Type == "get" && p.Space == NSVersion && p.Local == "query":
 		// XEP-0092 §2, on the domain and on every puppet (the software a
 		// puppet runs is the bridge).

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"mellium.im/xmpp/jid"
 
@@ -14,13 +15,25 @@ import (
 )
 
 // XEP-0054 §3.1 (Example 1 and 2): a vCard request to a puppet, bare or
-// at its resource, is answered with its Matrix user's display name as FN
-// and NICKNAME, or the user ID when there is none; a puppet of nobody
-// answers as for disco, item-not-found; the domain is the bridge.
+// at its resource, from a person with a portal with its user, is answered
+// with the user's display name as the bridge stored it, as FN and
+// NICKNAME, or the user ID when there is none; never with a live lookup
+// (the homeserver's name here is "Live Name"). Anyone else is answered
+// exactly as for a puppet of nobody: item-not-found (RFC 6120 §8.3.3.7),
+// the same error that disco gives. The domain is the bridge.
 func TestPuppetVCard(t *testing.T) {
+	ctx := context.Background()
 	for _, name := range []string{"Alice Liddell", ""} {
 		r := newStreamRig(t, mapping.PresencePolicy{AutoSubscribe: true})
-		r.c.Core.SetSides(&recMatrix{name: name}, nil)
+		r.c.Core.SetSides(&recMatrix{name: "Live Name"}, nil)
+		if err := r.db.PutPortal(ctx, &mapping.Portal{RoomID: "!dm:example.org", MXID: "@alice:example.org", JID: jid.MustParse("stpeter@jabber.org"), CreatedAt: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+		if name != "" {
+			if err := r.db.SetPuppetProfile(ctx, &mapping.Profile{MXID: "@alice:example.org", Name: name}); err != nil {
+				t.Fatal(err)
+			}
+		}
 		want := name
 		if want == "" {
 			want = "@alice:example.org"
@@ -31,8 +44,18 @@ func TestPuppetVCard(t *testing.T) {
 				t.Errorf("vCard of %s (display name %q): %s", to, name, got)
 			}
 		}
-		if got := r.send(t, `<iq from='stpeter@jabber.org/roundabout' id='v2' to='nobody@matrix.example.org' type='get'><vCard xmlns='vcard-temp'/></iq>`); !strings.Contains(got, "item-not-found") {
-			t.Errorf("vCard of a puppet of nobody: %s", got)
+		ask := func(from, to string) string {
+			got := r.send(t, `<iq from='`+from+`' id='v2' to='`+to+`' type='get'><vCard xmlns='vcard-temp'/></iq>`)
+			return strings.ReplaceAll(got, to, "PUPPET")
+		}
+		nobody := ask("mallory@evil.example/x", "nobody@matrix.example.org")
+		if !strings.Contains(nobody, "item-not-found") {
+			t.Errorf("vCard of a puppet of nobody: %s", nobody)
+		}
+		for _, to := range []string{pupBare, `bob\3aexample.org@matrix.example.org`} {
+			if got := ask("mallory@evil.example/x", to); got != nobody {
+				t.Errorf("vCard of %s to a stranger:\n  %s\nwant as for nobody:\n  %s", to, got, nobody)
+			}
 		}
 		if got := r.send(t, `<iq from='stpeter@jabber.org/roundabout' id='v3' to='matrix.example.org' type='get'><vCard xmlns='vcard-temp'/></iq>`); !strings.Contains(got, ">Matrix bridge</FN>") {
 			t.Errorf("vCard of the domain: %s", got)
@@ -58,6 +81,7 @@ func TestPuppetAvatar(t *testing.T) {
 	}
 	// The SHA-1 of those 8 bytes.
 	const hash = "4caece539b039b16e16206ea2478f8c5ffb2ca05"
+	must(r.db.PutPortal(ctx, &mapping.Portal{RoomID: "!dm:example.org", MXID: "@alice:example.org", JID: jid.MustParse("stpeter@jabber.org"), CreatedAt: time.Now()}))
 	must(r.db.SetPuppetProfile(ctx, &mapping.Profile{MXID: "@alice:example.org", Name: "Alice", AvatarURL: "mxc://example.org/a", Photo: img, PhotoType: "image/png", PhotoHash: hash}))
 	got := r.send(t, `<iq from='stpeter@jabber.org/roundabout' id='v1' to='`+pupBare+`' type='get'><vCard xmlns='vcard-temp'/></iq>`)
 	if want := `<PHOTO><TYPE>image/png</TYPE><BINVAL>` + base64.StdEncoding.EncodeToString(img) + `</BINVAL></PHOTO>`; !strings.Contains(got, want) {
