@@ -596,33 +596,6 @@ func TestMatrixInviteToPublicRoomDeclined(t *testing.T) {
 	}
 }
 
-// XEP-0022 §3.2: the server raises <offline/> for a message that asked for
-// it when the recipient is offline; unknown presence raises nothing.
-func TestOfflineEvent(t *testing.T) {
-	for _, offline := range []bool{true, false} {
-		h := newHarness(t)
-		h.matrix.offline = offline
-		m := chat("off-1", "are you there?")
-		m.Requests = Requests{Offline: true}
-		_, _ = h.b.HandleXMPPMessage(context.Background(), m)
-		h.drain(t)
-		h.drain(t)
-		var got []string
-		for _, s := range h.xmpp.sent {
-			if s.Event != nil && s.Event.Offline {
-				got = append(got, s.Event.ID+" to "+s.To.String()+" from "+s.From.String())
-			}
-		}
-		want := 0
-		if offline {
-			want = 1
-		}
-		if len(got) != want || (offline && got[0] != "off-1 to "+julietJID+" from "+aliceFrom) {
-			t.Errorf("offline=%v: events %q", offline, got)
-		}
-	}
-}
-
 // recOutbox records what the core hands its outbox.
 type recOutbox struct {
 	mu      sync.Mutex

@@ -179,6 +179,7 @@ func (b *Bridge) sendToMatrix(ctx context.Context, row int64) error {
 	}
 	mxid := msg.MXID
 	ghost := b.cfg.Identities.Ghost(msg.PeerJID)
+	portalBefore := msg.RoomID != "" // a portal stood when the message came
 	portal, err := b.ensurePortal(ctx, mxid, msg.PeerJID)
 	if err != nil {
 		return err
@@ -201,7 +202,7 @@ func (b *Bridge) sendToMatrix(ctx context.Context, row int64) error {
 	}
 	b.count("bridged", "to_matrix")
 	if msg.Requests.Offline {
-		b.offlineEvent(ctx, msg)
+		b.offlineEvent(ctx, msg, portalBefore)
 	}
 	return nil
 }

@@ -417,8 +417,16 @@ func (b *Bridge) sendSubscribe(ctx context.Context, job *Job) error {
 // it, if the Matrix user is offline as it is bridged: the bridge is the
 // puppets' server, and the message waits on the homeserver as in offline
 // storage (XEP-0022 §3.2). Unknown presence raises nothing rather than a
-// guess.
-func (b *Bridge) offlineEvent(ctx context.Context, msg *Message) {
+// guess. The event tells the sender whether the user is online, which is
+// theirs to share: only while their receipts reach XMPP (the bot's
+// `receipts on`, which it also is), and only to a person who had a portal
+// with them before this message (portalBefore), not to anyone who writes
+// for the first time, and so before any presence is looked up.
+func (b *Bridge) offlineEvent(ctx context.Context, msg *Message, portalBefore bool) {
+	if !portalBefore || !b.tellsXMPP(msg.MXID, false) {
+		b.count("receipts_to_xmpp", "offline_withheld")
+		return
+	}
 	offline, err := b.matrix.Offline(ctx, msg.MXID)
 	if err != nil || !offline {
 		return
