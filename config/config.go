@@ -355,9 +355,9 @@ func (c *Config) validate() Errors {
 		n         int
 	}{
 		{"jid_new_portals_per_hour", "chats one XMPP person may open with Matrix users by writing to them, e.g. 10", c.Limits.JIDNewPortals},
-		{"domain_new_portals_per_hour", "chats the people of one XMPP domain may open together, e.g. 60", c.Limits.DomainNewPortals},
-		{"domain_new_ghosts_per_hour", "new Matrix ghosts the people of one XMPP domain may have made, e.g. 30", c.Limits.DomainNewGhosts},
-		{"domain_subscriptions_per_hour", "subscriptions the people of one XMPP domain without a chat may have approved, e.g. 30", c.Limits.DomainSubscriptions},
+		{"domain_new_portals_per_hour", "chats the people of one XMPP domain may open together, e.g. 100", c.Limits.DomainNewPortals},
+		{"domain_new_ghosts_per_hour", "new Matrix ghosts the people of one XMPP domain may have made, e.g. 50", c.Limits.DomainNewGhosts},
+		{"domain_subscriptions_per_hour", "subscriptions the people of one XMPP domain without a chat may have approved, e.g. 50", c.Limits.DomainSubscriptions},
 	} {
 		if l.n < 1 {
 			bad("limits."+l.key, "must be at least 1; put how many "+l.what+" (xmpp.blocked_domains refuses a domain altogether)")

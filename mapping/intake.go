@@ -43,7 +43,7 @@ type Limits struct {
 // bridge. A person opens chats with a few Matrix users in an hour, a busy
 // server with a few dozen; a script making accounts on its own server,
 // with hundreds.
-var DefaultLimits = Limits{PeerRate: 1000, PeerBurst: 20000, Pending: 50000, JIDPortals: 10, DomainPortals: 60, DomainGhosts: 30, DomainSubscriptions: 30}
+var DefaultLimits = Limits{PeerRate: 1000, PeerBurst: 20000, Pending: 50000, JIDPortals: 10, DomainPortals: 100, DomainGhosts: 50, DomainSubscriptions: 50}
 
 const (
 	// takePerPeer and takeTotal bound one burst: per person, and in all.
