@@ -337,7 +337,15 @@ func (b *Bridge) handleMember(ctx context.Context, evt MatrixEvent) ([]*Job, err
 			// already, for the first pair, and stays.
 			return nil, nil
 		}
-		return []*Job{argsJob(JobLeave, jobArgs{Room: evt.Room, User: target, Reason: SecondGhostReason(first.JID)})}, nil
+		// It joins to say why before it leaves: a homeserver may drop the
+		// reason of a declined invite (Dendrite 0.15.2 does), and the user
+		// would see the invite refused without a word.
+		reason := SecondGhostReason(first.JID)
+		return []*Job{
+			argsJob(JobJoin, jobArgs{Room: evt.Room, User: target}),
+			argsJob(JobNotice, jobArgs{Room: evt.Room, User: target, Body: reason}),
+			argsJob(JobLeave, jobArgs{Room: evt.Room, User: target, Reason: reason}),
+		}, nil
 	} else if err != nil && !isNotFound(err) {
 		return nil, fmt.Errorf("look up portal: %w", err)
 	}
