@@ -325,7 +325,9 @@ func (s *Server) processBatch(ctx context.Context, txns []*mapping.Txn) bool {
 		}
 		left -= len(group)
 		err := s.handle(ctx, group)
-		if _, ok := s.Core.CannotSucceed(err); ok {
+		if reason, ok := s.Core.CannotSucceed(err); ok && len(group) == 1 {
+			err = s.Core.SetAsideTxn(ctx, group[0].ID, reason, err)
+		} else if ok {
 			// The core sets aside an event that fails for its data; this
 			// failure it could not pin on one. One by one, the transaction
 			// that fails alone is set aside, and the others go on.

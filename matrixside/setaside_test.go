@@ -104,6 +104,20 @@ func TestGroupFailureSetAsideOneByOne(t *testing.T) {
 			if !ok || len(pending) != 0 || newest.TxnID != "t3" || newest.EventID != "" || newest.Reason != mapping.SetAsidePanic {
 				t.Errorf("ok %t, %d pending, set aside %+v; want t3 set aside whole and nothing pending", ok, len(pending), newest)
 			}
+			// A transaction that fails alone is set aside at once, handled
+			// once (a panic's stack is logged once).
+			calls := 0
+			s.handleTxns = func(context.Context, []mapping.MatrixTxn) error { calls++; return tc.fail() }
+			alone := &mapping.Txn{ID: "t6", Body: []byte(`{"events":[]}`)}
+			if _, err := db.PutTxn(ctx, alone); err != nil {
+				t.Fatal(err)
+			}
+			if ok := s.processBatch(ctx, []*mapping.Txn{alone}); !ok || calls != 1 {
+				t.Errorf("a transaction failing alone: ok %t, handled %d times; want set aside after one", ok, calls)
+			}
+			if n, newest, _ := db.SetAsideCount(ctx); n != 2 || newest.TxnID != "t6" {
+				t.Errorf("set aside %d, newest %+v; want t6 too", n, newest)
+			}
 		})
 	}
 }
