@@ -143,7 +143,15 @@ func (s *Server) putTransaction(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.maxTxn()))
-	if err != nil {
+	var tooLarge *http.MaxBytesError
+	if err != nil && !errors.As(err, &tooLarge) {
+		// Cut off (apiReadTimeout) or gone: not stored, so not
+		// acknowledged, and the homeserver sends it again.
+		s.Count("as_txn", "unread")
+		s.Log.Warn().Err(err).Str("txn_id", txnID).Msg("Could not read a transaction's body")
+		writeError(w, http.StatusRequestTimeout, "M_UNKNOWN", "Could not read the transaction body in time")
+		return
+	} else if err != nil {
 		s.Count("as_txn", "too_large")
 		s.Log.Warn().Str("txn_id", txnID).Int64("limit_bytes", s.maxTxn()).Msg("Refused a transaction over limits.max_transaction_mib")
 		writeError(w, http.StatusRequestEntityTooLarge, "M_TOO_LARGE", "Transaction too large")
