@@ -206,7 +206,7 @@ func (b *Bridge) setAsideStatus(ctx context.Context) string {
 		what = fmt.Sprintf("a %s event from %s", newest.Type, newest.Sender)
 	}
 	return fmt.Sprintf("Set aside (could never be processed): %d; the newest, %s at %s UTC: %s (%s)",
-		n, what, newest.At.UTC().Format("2006-01-02 15:04"), newest.Reason, newest.Error)
+		n, what, newest.At.UTC().Format("2006-01-02 15:04"), newest.Reason, clipMiddle(newest.Error, 300))
 }
 
 // handleMatrixEventSafely is handleMatrixEvent with a panic of it turned
