@@ -6,8 +6,9 @@
 # store bench: receipt lookups at 1 M and 10 M mappings on SQLite and
 # PostgreSQL (database/store_bench_test.go).
 #
-#   BENCH_SHAPES=hot,p100,p1000,flood,paced1,paced100  (or e.g. hot/x2m-0333; empty: all)
-#   BENCH_N=20000 BENCH_HISTORY=20000 BENCH_PACED_SECONDS=3
+#   BENCH_SHAPES=hot,p100,p1000,flood,paced1,paced100,dead  (or e.g. hot/x2m-0333; empty: all)
+#   BENCH_N=20000 BENCH_HISTORY=20000 BENCH_PACED_SECONDS=3 BENCH_DEAD=30 BENCH_DEAD_SECONDS=30
+#   BENCH_BRIDGE=path/to/bridge  (a bridge built elsewhere, e.g. of an older commit; default: ./cmd/bridge)
 #   BENCH_TIMEOUT=60s BENCH_STALL=20s BENCH_DIR=/dev/shm
 #   BENCH_STORE=1 BENCH_STORE_SIZES=1000000,10000000
 set -euo pipefail
@@ -15,13 +16,18 @@ cd "$(dirname "$0")/.."
 
 bin="$(mktemp -d)"
 trap 'rm -rf "$bin"' EXIT
-echo "== build: go build ./cmd/bridge, ./bench/procbench"
-go build -o "$bin/bridge" ./cmd/bridge
+if [ -n "${BENCH_BRIDGE:-}" ]; then
+	echo "== build: go build ./bench/procbench (the bridge: $BENCH_BRIDGE)"
+else
+	echo "== build: go build ./cmd/bridge, ./bench/procbench"
+	go build -o "$bin/bridge" ./cmd/bridge
+	BENCH_BRIDGE="$bin/bridge"
+fi
 go build -o "$bin/procbench" ./bench/procbench
 
 echo "== load bench (bridge and relay as processes, stand-ins in the driver)"
 start=$(date +%s)
-BENCH_BRIDGE="$bin/bridge" "$bin/procbench" "$@"
+BENCH_BRIDGE="$BENCH_BRIDGE" "$bin/procbench" "$@"
 echo "load bench: $(( $(date +%s) - start )) s"
 
 if [ "${BENCH_STORE:-}" = 1 ]; then

@@ -11,6 +11,8 @@
 // or shape/direction names; empty for all), BENCH_N (receipts in a burst),
 // BENCH_HISTORY (messages in the hot portal), BENCH_PACED_SECONDS,
 // BENCH_REPEAT (runs of each shape by each process, the median shown),
+// BENCH_DEAD and BENCH_DEAD_SECONDS (the dead shape's strangers and the
+// length of each of its paced runs),
 // BENCH_TIMEOUT and BENCH_STALL (a shape that has not finished by then, or
 // that sees nothing for that long, is reported as stalled), BENCH_BRIDGE
 // (a built bridge binary), BENCH_DIR (where the databases and logs go).
@@ -59,10 +61,12 @@ func main() {
 		return
 	}
 	d := &driver{}
-	flag.StringVar(&d.shapes, "shapes", env("BENCH_SHAPES", ""), "shapes to run, comma-separated (hot, p100, p1000, flood, paced1, paced100, or shape/direction); empty for all")
+	flag.StringVar(&d.shapes, "shapes", env("BENCH_SHAPES", ""), "shapes to run, comma-separated (hot, p100, p1000, flood, paced1, paced100, dead, or shape/direction); empty for all")
 	flag.IntVar(&d.n, "n", envInt("BENCH_N", 20000), "receipts in a burst")
 	flag.IntVar(&d.history, "history", envInt("BENCH_HISTORY", 20000), "messages of history in the hot portal")
 	flag.IntVar(&d.pacedSeconds, "paced-seconds", envInt("BENCH_PACED_SECONDS", 3), "seconds of each paced run")
+	flag.IntVar(&d.dead, "dead", envInt("BENCH_DEAD", 30), "the dead shape's strangers on servers that never answer")
+	flag.IntVar(&d.deadSeconds, "dead-seconds", envInt("BENCH_DEAD_SECONDS", 30), "seconds of each paced run of the dead shape")
 	flag.DurationVar(&d.timeout, "timeout", envDur("BENCH_TIMEOUT", 60*time.Second), "longest a shape may take")
 	flag.DurationVar(&d.stall, "stall", envDur("BENCH_STALL", 20*time.Second), "a shape that sees nothing for this long has stalled")
 	flag.IntVar(&d.repeat, "repeat", envInt("BENCH_REPEAT", 1), "runs of each shape by each process; the median is shown")
@@ -103,6 +107,7 @@ func envDur(k string, def time.Duration) time.Duration {
 type driver struct {
 	shapes                   string
 	n, history, pacedSeconds int
+	dead, deadSeconds        int
 	timeout, stall           time.Duration
 	bridgeBin, base, self    string
 	rows                     []row
@@ -122,6 +127,10 @@ type scenario struct {
 	// burst: sent at once. paced: sent one at a time at 1,000/s. For a
 	// flood, paced runs alone, then again beside flood.
 	burst, paced, flood []receipt
+	// The dead shape: each phase's paced run then burst, the second
+	// phase beside dead strangers (dead.go).
+	phases []deadPhase
+	dead   int
 }
 
 func (s *scenario) name() string { return s.shape + "/" + s.dir }
@@ -191,6 +200,7 @@ func (d *driver) scenarios() []*scenario {
 			out = append(out, s)
 		}
 	}
+	out = append(out, d.deadScenarios()...)
 	var picked []*scenario
 	for _, s := range out {
 		if d.shapes == "" || slicesContains(strings.Split(d.shapes, ","), s.shape, s.name()) {
@@ -285,6 +295,14 @@ type run struct {
 	errs            string
 	tookLong        int
 	load            string // the machine's load average when it ended
+	paced           bool   // its receipts were paced: p99 is its figure
+	// The dead shape: the runs of its phases (dead.go); the strangers'
+	// portals the bridge opened and the requests it sent them meanwhile.
+	phases []*run
+	opened int64
+	asked  [2]int64 // vCard, avatar
+	// The least and the most of those requests outstanding at once.
+	outLo, outHi int
 }
 
 func (r *run) rate() float64 {
@@ -302,8 +320,8 @@ type row struct {
 
 // median picks the run of median speed (of median p99 when paced) and
 // lists every run's figure when there are several.
-func median(s *scenario, runs []*run) (*run, string) {
-	paced := s.paced != nil
+func median(runs []*run) (*run, string) {
+	paced := runs[0].paced
 	figure := func(r *run) float64 {
 		if paced {
 			return float64(r.p99)
@@ -356,18 +374,32 @@ func (d *driver) runScenario(ctx context.Context, s *scenario) error {
 			d.tookLongAll += res.tookLong
 		}
 	}
-	r.relay, r.relays = median(s, relays)
-	r.bridge, r.bridges = median(s, bridges)
+	if s.phases != nil {
+		r.relay, r.relays = medianPhases(relays)
+		r.bridge, r.bridges = medianPhases(bridges)
+	} else {
+		r.relay, r.relays = median(relays)
+		r.bridge, r.bridges = median(bridges)
+	}
 	d.rows = append(d.rows, r)
 	for _, x := range []struct {
 		n string
 		r *run
 	}{{"relay", r.relay}, {"bridge", r.bridge}} {
-		status := "ok"
-		if x.r.stalled {
-			status = fmt.Sprintf("STALLED: %d of %d arrived", x.r.got, x.r.want)
+		parts, names := []*run{x.r}, []string{s.name()}
+		if s.phases != nil {
+			parts, names = x.r.phases, nil
+			for _, label := range phaseLabels(s) {
+				names = append(names, s.name()+" "+label)
+			}
 		}
-		fmt.Fprintf(os.Stderr, "%-18s %-6s %8.0f receipts/s p50 %s p99 %s cpu %s %s\n", s.name(), x.n, x.r.rate(), ms(x.r.p50), ms(x.r.p99), x.r.cpu, status)
+		for k, r := range parts {
+			status := "ok"
+			if r.stalled {
+				status = fmt.Sprintf("STALLED: %d of %d arrived", r.got, r.want)
+			}
+			fmt.Fprintf(os.Stderr, "%-18s %-6s %8.0f receipts/s p50 %s p99 %s cpu %s %s\n", names[k], x.n, r.rate(), ms(r.p50), ms(r.p99), r.cpu, status)
+		}
 	}
 	return nil
 }
@@ -420,7 +452,8 @@ func (d *driver) runOne(ctx context.Context, s *scenario, dir, target, name, see
 		}
 	}
 	tap := &xmppTap{seen: seen}
-	xs.Tap = func() io.WriteCloser { return tap } // one connection: nothing is killed
+	asks := newPatternCount(askPatterns...)
+	xs.Tap = func() io.WriteCloser { return tee{tap, asks} } // one connection: nothing is killed
 
 	var p *process
 	if target == "bridge" {
@@ -472,7 +505,7 @@ func (d *driver) runOne(ctx context.Context, s *scenario, dir, target, name, see
 		}()
 		return func() { <-done }
 	}
-	measure := func(t *tracker, started time.Time) {
+	measureInto := func(res *run, t *tracker, started time.Time) {
 		res.stalled = t.wait(d.timeout, d.stall) || res.stalled
 		res.got, res.want = int(t.got.Load()), t.want
 		if last := time.Unix(0, t.last.Load()); res.got > 0 && last.After(started) {
@@ -484,8 +517,14 @@ func (d *driver) runOne(ctx context.Context, s *scenario, dir, target, name, see
 		lat := t.latencies()
 		res.p50, res.p99 = percentile(lat, 50), percentile(lat, 99)
 	}
+	measure := func(t *tracker, started time.Time) { measureInto(res, t, started) }
 	started := time.Now()
+	res.paced = s.paced != nil
 	switch {
+	case s.phases != nil:
+		env := &phaseEnv{xs: xs, hs: hs, pid: p.pid, bridge: target == "bridge", puppet: sender.puppet, asks: asks,
+			track: track, send: send, measure: measureInto, cur: &cur}
+		d.runDead(s, env, res)
 	case s.flood != nil:
 		half := len(s.paced) / 2
 		t := track(s.paced[:half])
@@ -690,20 +729,29 @@ func (d *driver) print(w io.Writer) {
 	var notes []string
 	for _, r := range d.rows {
 		b, l := r.bridge, r.relay
-		ratio := "-"
-		if l.rate() > 0 {
-			ratio = fmt.Sprintf("%.2f×", b.rate()/l.rate())
+		type part struct {
+			name string
+			b, l *run
 		}
-		rs := fmt.Sprintf("%.0f", b.rate())
-		if b.stalled {
-			rs = fmt.Sprintf("STALLED %d/%d", b.got, b.want)
+		parts := []part{{r.s.name(), b, l}}
+		if r.s.phases != nil {
+			parts = nil
+			for k, label := range phaseLabels(r.s) {
+				parts = append(parts, part{r.s.name() + " " + label, b.phases[k], l.phases[k]})
+			}
+			notes = append(notes, deadNotes(r)...)
 		}
-		if r.s.paced != nil {
-			ratio = "-" // paced: the rate is the pace
+		for _, p := range parts {
+			printRow(tw, p.name, r.s.portals, p.b, p.l, b, l)
+			for _, x := range []struct {
+				n string
+				r *run
+			}{{"bridge", p.b}, {"relay", p.l}} {
+				if x.r.stalled {
+					notes = append(notes, fmt.Sprintf("%s: the %s STALLED: %d of %d results in %s", p.name, x.n, x.r.got, x.r.want, x.r.dur.Round(time.Second)))
+				}
+			}
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%.0f\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%.0f\t%.0f\t%.1f\t%d\t%d\t%s\t\n",
-			r.s.name(), r.s.portals, b.sent, rs, l.rate(), ratio, ms(b.p50), ms(b.p99), ms(l.p50), ms(l.p99),
-			perK(b.cpu, b.sent), perK(l.cpu, l.sent), float64(b.rss)/1024, float64(l.rss)/1024, float64(b.wal)/(1<<20), b.idle.Milliseconds(), l.idle.Milliseconds(), b.load)
 		if r.s.paced != nil {
 			notes = append(notes, fmt.Sprintf("%s: p99 added over the relay's at %d/s: %s", r.s.name(), rate, ms(b.p99-l.p99)))
 		}
@@ -715,9 +763,6 @@ func (d *driver) print(w io.Writer) {
 			n string
 			r *run
 		}{{"bridge", b}, {"relay", l}} {
-			if x.r.stalled {
-				notes = append(notes, fmt.Sprintf("%s: the %s STALLED: %d of %d results in %s", r.s.name(), x.n, x.r.got, x.r.want, x.r.dur.Round(time.Second)))
-			}
 			if x.r.errs != "" {
 				notes = append(notes, fmt.Sprintf("%s: %s: %s", r.s.name(), x.n, x.r.errs))
 			}
@@ -736,6 +781,22 @@ func (d *driver) print(w io.Writer) {
 			fmt.Fprintln(w, n)
 		}
 	}
+}
+
+// printRow prints one row of the table: b and l are the bridge's and
+// the relay's runs, bw and lw their whole runs (RSS, WAL, idle, load).
+func printRow(tw io.Writer, name string, portals int, b, l, bw, lw *run) {
+	ratio := "-"
+	if l.rate() > 0 && !b.paced {
+		ratio = fmt.Sprintf("%.2f×", b.rate()/l.rate()) // paced: the rate is the pace
+	}
+	rs := fmt.Sprintf("%.0f", b.rate())
+	if b.stalled {
+		rs = fmt.Sprintf("STALLED %d/%d", b.got, b.want)
+	}
+	fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%.0f\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%.0f\t%.0f\t%.1f\t%d\t%d\t%s\t\n",
+		name, portals, b.sent, rs, l.rate(), ratio, ms(b.p50), ms(b.p99), ms(l.p50), ms(l.p99),
+		perK(b.cpu, b.sent), perK(l.cpu, l.sent), float64(bw.rss)/1024, float64(lw.rss)/1024, float64(bw.wal)/(1<<20), bw.idle.Milliseconds(), lw.idle.Milliseconds(), bw.load)
 }
 
 func perK(cpu time.Duration, n int) string {

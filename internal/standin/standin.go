@@ -26,7 +26,10 @@ import (
 var ErrNotConnected = errors.New("standin: no component connected")
 
 // XMPPServer accepts component connections (XEP-0114 handshake), lets
-// the caller write stanzas to it, and counts the stanzas it receives.
+// the caller write stanzas to it, and counts the stanzas it receives. It
+// answers nothing the component sends, IQs included: to the component,
+// every entity behind it is a server that never answers (the load bench's
+// dead contacts rely on it).
 type XMPPServer struct {
 	Addr   string
 	Secret string
@@ -217,11 +220,14 @@ func (s *XMPPServer) Close() {
 }
 
 // Homeserver answers every client-server request at once and counts them
-// by kind (the path segment after the room, e.g. "receipt" or "send").
+// by kind (the path segment after the room, e.g. "receipt" or "send", or
+// "createRoom"). Each room it creates and each event it is sent gets an
+// id of its own, as the bridge stores them under unique keys.
 type Homeserver struct {
 	*httptest.Server
 	Versions string
 	counts   sync.Map // string -> *atomic.Int64
+	ids      atomic.Int64
 	// Latency is added to every request, to model a real round trip.
 	Latency time.Duration
 	// Seen, if set, is called with each request's path as it arrives.
@@ -245,7 +251,7 @@ func (h *Homeserver) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	path := r.URL.Path
 	kind := "other"
-	for _, k := range []string{"/receipt/", "/send/", "/typing/", "/join", "/register", "/versions"} {
+	for _, k := range []string{"/receipt/", "/send/", "/typing/", "/join", "/register", "/versions", "/createRoom"} {
 		if strings.Contains(path, k) {
 			kind = strings.Trim(k, "/")
 		}
@@ -257,7 +263,9 @@ func (h *Homeserver) serve(w http.ResponseWriter, r *http.Request) {
 	case "versions":
 		_, _ = io.WriteString(w, h.Versions)
 	case "send":
-		_, _ = io.WriteString(w, `{"event_id":"$standin"}`)
+		fmt.Fprintf(w, `{"event_id":"$standin%d"}`, h.ids.Add(1))
+	case "createRoom":
+		fmt.Fprintf(w, `{"room_id":"!standin%d:example.org"}`, h.ids.Add(1))
 	case "join":
 		_, _ = io.WriteString(w, `{"room_id":"!standin:example.org"}`)
 	default:
