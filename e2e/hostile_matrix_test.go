@@ -105,3 +105,30 @@ func TestSecondGhostInRoomDeclines(t *testing.T) {
 		t.Errorf("metrics: %s\n%s", grepLines(string(metrics), "second_ghost"), grepLines(string(metrics), "set_aside"))
 	}
 }
+
+// A message from Matrix holding U+0000 (JSON's \u0000, which Dendrite
+// takes and PostgreSQL would refuse in text) reaches XMPP without it, and
+// the messages after it follow.
+func TestNULBodyFromMatrix(t *testing.T) {
+	ctx := context.Background()
+	if err := w.Prosody.Register("sexton", peers.Password); err != nil {
+		t.Fatal(err)
+	}
+	sexton := w.xmppUser(t, "sexton", "churchyard")
+	ghost := w.ghost("sexton@localhost")
+	room, err := w.alice.CreateDM(ctx, ghost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.alice.Wait(ctx, wait, peers.IsMembership(room, ghost, event.MembershipJoin)); err != nil {
+		t.Fatalf("the ghost never joined: %v", err)
+	}
+	content := map[string]any{"msgtype": "m.text", "body": "Hi\u0000 there"}
+	if _, err := w.alice.Client.SendMessageEvent(ctx, room, event.EventMessage, content); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sexton.Wait(ctx, wait, isMessage(w.puppet(t, w.alice.Client.UserID), "Hi there")); err != nil {
+		t.Fatalf("the message with U+0000 never reached XMPP without it: %v", err)
+	}
+	bothWays(t, ctx, room, "sexton", sexton)
+}
