@@ -127,13 +127,17 @@ func (b *Bridge) RunJob(ctx context.Context, job *Job) error {
 	case JobNotice:
 		return b.matrix.SendNotice(ctx, args.Room, args.User, args.Body, args.HTML, "notice-"+strconv.FormatInt(job.ID, 10))
 	case JobGhostName:
+		peer, err := b.cfg.Identities.GhostJID(args.User)
+		if err != nil {
+			return fmt.Errorf("%w: %w", ErrPermanent, err)
+		}
+		if err := b.unreachable("", peer); err != nil {
+			return err
+		}
 		if err := b.matrix.SetGhostName(ctx, args.User, args.Body); err != nil {
 			return err
 		}
-		if peer, err := b.cfg.Identities.GhostJID(args.User); err == nil {
-			return b.namedByNick(ctx, peer)
-		}
-		return nil
+		return b.namedByNick(ctx, peer)
 	}
 	return fmt.Errorf("%w: unknown job kind %q", ErrPermanent, job.Kind)
 }

@@ -184,6 +184,9 @@ func (b *Bridge) sendPresence(ctx context.Context, job *Job) error {
 	if _, reason := b.ResolvePuppet(from); reason != "" {
 		return nil // no longer allowed: says nothing
 	}
+	if err := b.unreachable(mxid, peer); err != nil {
+		return err
+	}
 	sub, err := b.store.Subscription(ctx, mxid, peer)
 	if isNotFound(err) || (err == nil && !sub.FromThem) {
 		return nil // unsubscribed since: RFC 6121 §4.2.2, subscribers only
