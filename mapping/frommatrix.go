@@ -48,6 +48,7 @@ func (b *Bridge) HandleMatrixTxns(ctx context.Context, txns []MatrixTxn) error {
 				if err := b.setAside(ctx, SetAside{TxnID: txn.ID, EventID: evt.ID, Room: evt.Room, Sender: evt.Sender, Type: evt.Type}, reason, err); err != nil {
 					return err
 				}
+				jobs = append(jobs, b.setAsideFailure(ctx, evt, reason)...)
 				continue
 			} else if err != nil {
 				return fmt.Errorf("handle event %s of transaction %s: %w", evt.ID, txn.ID, err)
@@ -141,6 +142,32 @@ func (b *Bridge) setAside(ctx context.Context, s SetAside, reason Reason, cause 
 		Str("sender", string(s.Sender)).Str("type", s.Type).Str("reason", string(reason)).
 		Msg("Set aside what can never be processed; the rest goes on")
 	return nil
+}
+
+// setAsideFailure is the failure status that tells the sender of an event
+// set aside that it did not cross, so that it is not lost silently: for a
+// message, reaction or redaction of the user of a portal (the bot is in
+// the room to say it). Nothing if the portal cannot be looked up: the row
+// set aside still tells the operator.
+func (b *Bridge) setAsideFailure(ctx context.Context, evt MatrixEvent, reason Reason) []*Job {
+	switch evt.Kind {
+	case EventMessage, EventReaction, EventRedaction:
+	default:
+		return nil
+	}
+	// The lookup may meet what made the event fail (a panic in the store
+	// for this room): it is then the lookup's failure alone.
+	var portal *Portal
+	err := safely.Run(&b.log, b.counter, "set_aside_status", func() (err error) {
+		portal, err = b.store.PortalByRoom(ctx, evt.Room)
+		return err
+	})
+	if err != nil || portal.MXID != evt.Sender {
+		return nil
+	}
+	payload, _ := json.Marshal(StatusArgs{Condition: string(reason), ByBridge: true, Room: evt.Room, Event: evt.ID,
+		Text: "the bridge could not carry this to XMPP and has set it aside"}) // strings only
+	return []*Job{newJob(JobMatrixStatus, about{room: evt.Room}, 0, payload)}
 }
 
 // maxIDBytes is the longest a Matrix id may be (client-server API,

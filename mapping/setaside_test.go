@@ -125,6 +125,19 @@ func TestEventSetAside(t *testing.T) {
 			if h.counts["set_aside/"+string(tc.wantReason)] != 1 {
 				t.Errorf("counts %v, want set_aside/%s once", h.counts, tc.wantReason)
 			}
+			// Not lost silently: the sender of a message in a portal sees
+			// that it failed (the bot's failure status on it); a room the
+			// bridge has no portal in gets none.
+			var want []string
+			if tc.bad.Room == room {
+				want = []string{fmt.Sprintf("%s $bad false %s", room, tc.wantReason)}
+			}
+			h.matrix.mu.Lock()
+			failures := slices.Clone(h.matrix.failures)
+			h.matrix.mu.Unlock()
+			if !slices.Equal(failures, want) {
+				t.Errorf("failure statuses %q, want %q", failures, want)
+			}
 			// The homeserver's retry of the first transaction, pending again.
 			h.store.done["t1"] = false
 			must(t, h.b.HandleMatrixTxn(ctx, first))

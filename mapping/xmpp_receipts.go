@@ -22,6 +22,12 @@ type StatusArgs struct {
 	Retriable bool   `json:"retriable"`
 	Condition string `json:"condition"`
 	Text      string `json:"text,omitempty"`
+	// ByBridge: the bridge itself could not carry the event (it was set
+	// aside), not the XMPP side refusing it. Room and Event name it, as
+	// it has no message row.
+	ByBridge bool       `json:"by_bridge,omitempty"`
+	Room     id.RoomID  `json:"room,omitempty"`
+	Event    id.EventID `json:"event,omitempty"`
 }
 
 // xmppReceiptKind is one row of the XMPP → Matrix table for receipts: what
@@ -173,6 +179,11 @@ func (b *Bridge) receiptToMatrix(ctx context.Context, job *Job) error {
 			return fmt.Errorf("%w: bad peer in receipt job: %w", ErrPermanent, err)
 		}
 		msg = &Message{RowID: job.MessageID, RoomID: args.Room, EventID: args.Event, PeerJID: peer}
+	} else if st, err := payloadOf[StatusArgs](job); job.Kind == JobMatrixStatus && job.MessageID == 0 {
+		if err != nil {
+			return err
+		}
+		msg = &Message{RoomID: st.Room, EventID: st.Event} // an event set aside
 	} else {
 		var err error
 		if msg, err = b.store.MessageByRow(ctx, job.MessageID); err != nil {

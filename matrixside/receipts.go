@@ -170,6 +170,9 @@ func (h *Homeserver) SendFailure(ctx context.Context, room id.RoomID, ev id.Even
 		status = event.MessageStatusRetriable
 	}
 	msg := "The XMPP side answered: " + st.Condition
+	if st.ByBridge {
+		msg = "Not sent: " + st.Condition
+	}
 	if st.Text != "" {
 		msg += " (" + st.Text + ")"
 	}
