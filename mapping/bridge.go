@@ -143,6 +143,7 @@ type Bridge struct {
 	matrix  MatrixSide
 	xmpp    XMPPSide
 	counter Counter
+	guard   safely.Guard // a panic in work handed in fails that work only
 	log     zerolog.Logger
 	wake    chan struct{} // pokes Run
 	now     func() time.Time
@@ -215,7 +216,7 @@ func (b *Bridge) Run(ctx context.Context) {
 // those receipts came from XMPP people, and one of them may be the cause.
 func (b *Bridge) flushSafely(ctx context.Context) bool {
 	ok := true
-	_ = safely.Run(&b.log, b.counter, "xmpp_receipts", func() error {
+	_ = b.guard.Run(&b.log, b.counter, "xmpp_receipts", func() error {
 		ok = b.FlushReceipts(ctx)
 		return nil
 	})

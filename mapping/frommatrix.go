@@ -158,7 +158,7 @@ func (b *Bridge) setAsideFailure(ctx context.Context, evt MatrixEvent, reason Re
 	// The lookup may meet what made the event fail (a panic in the store
 	// for this room): it is then the lookup's failure alone.
 	var portal *Portal
-	err := safely.Run(&b.log, b.counter, "set_aside_status", func() (err error) {
+	err := b.guard.Run(&b.log, b.counter, "set_aside_status", func() (err error) {
 		portal, err = b.store.PortalByRoom(ctx, evt.Room)
 		return err
 	})
@@ -239,7 +239,7 @@ func (b *Bridge) setAsideStatus(ctx context.Context) string {
 // handleMatrixEventSafely is handleMatrixEvent with a panic of it turned
 // into the event's failure.
 func (b *Bridge) handleMatrixEventSafely(ctx context.Context, evt MatrixEvent) (jobs []*Job, err error) {
-	err = safely.Run(&b.log, b.counter, "matrix_event", func() error {
+	err = b.guard.Run(&b.log, b.counter, "matrix_event", func() error {
 		jobs, err = b.handleMatrixEvent(ctx, evt)
 		return err
 	})

@@ -177,7 +177,7 @@ func TestCannotSucceed(t *testing.T) {
 		{errStoreDown, "", false},
 		{context.Canceled, "", false},
 		{fmt.Errorf("store message: %w", refusal("no")), SetAsideRefused, true},
-		{safely.Run(&h.b.log, nil, "test", func() error { panic("boom") }), SetAsidePanic, true},
+		{new(safely.Guard).Run(&h.b.log, nil, "test", func() error { panic("boom") }), SetAsidePanic, true},
 		{fmt.Errorf("read payload: %w", syntax), SetAsideDecode, true},
 	} {
 		if reason, ok := h.b.CannotSucceed(tc.err); reason != tc.reason || ok != tc.ok {

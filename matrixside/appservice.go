@@ -49,6 +49,7 @@ type Server struct {
 	Core    *mapping.Bridge
 	Count   mapping.Counter
 	Log     zerolog.Logger
+	guard   safely.Guard // a panic in processing fails that work only
 
 	queue chan string
 	// MaxTxnBytes bounds a transaction's body (zero: DefaultMaxTxnBytes).
@@ -355,7 +356,7 @@ func (s *Server) processBatch(ctx context.Context, txns []*mapping.Txn) bool {
 // handle has the core process group, a panic included: it fails the
 // group, not the bridge.
 func (s *Server) handle(ctx context.Context, group []mapping.MatrixTxn) error {
-	return safely.Run(&s.Log, s.Count, "matrix_transactions", func() error {
+	return s.guard.Run(&s.Log, s.Count, "matrix_transactions", func() error {
 		if s.handleTxns != nil {
 			return s.handleTxns(ctx, group)
 		}

@@ -45,6 +45,7 @@ type Syncer struct {
 	KV     KV
 	Server *Server
 	Log    zerolog.Logger
+	guard  safely.Guard // a response that panics its decoder is skipped
 }
 
 // ChooseMode resolves "auto" by asking the homeserver what it is (the
@@ -132,7 +133,7 @@ func (s *Syncer) syncOnce(ctx context.Context, bot *mautrix.Client, filterID, si
 	// restart, the token never passing it: its receipts are given up
 	// (counted, logged) and the sync goes on past it.
 	var out mapping.MatrixTxn
-	if err := safely.Run(&s.Log, s.Server.Count, "sync_decode", func() error { out = s.Server.decodeSynced(resp); return nil }); err != nil {
+	if err := s.guard.Run(&s.Log, s.Server.Count, "sync_decode", func() error { out = s.Server.decodeSynced(resp); return nil }); err != nil {
 		out = mapping.MatrixTxn{}
 	}
 	if len(out.Receipts) > 0 || len(out.Typing) > 0 || len(out.Events) > 0 {

@@ -140,8 +140,9 @@ type Outbox struct {
 	// the log says when the first begins to fail and when the last goes
 	// on again, not once per lane (a database away fails them all).
 	failingLanes int
-	idle         *sync.Cond // signalled when a lane stops
-	done         []int64    // finished jobs still in the store
+	guard        safely.Guard // a job that panics fails alone
+	idle         *sync.Cond   // signalled when a lane stops
+	done         []int64      // finished jobs still in the store
 	// Per side: a side that is down waits until pauseUntil, its jobs set
 	// aside in the store until a scan after that.
 	pauseUntil map[string]time.Time
@@ -420,7 +421,7 @@ func (o *Outbox) runJob(ctx context.Context, job *mapping.Job) error {
 	defer stop()
 	// A job that panics would panic again on every start: it is dropped,
 	// and the process goes on for everyone else.
-	err := safely.Run(o.jobLog(job), o.count, "job", func() error { return o.run.RunJob(jctx, job) })
+	err := o.guard.Run(o.jobLog(job), o.count, "job", func() error { return o.run.RunJob(jctx, job) })
 	if errors.Is(err, safely.ErrPanic) {
 		return fmt.Errorf("%w: %w", mapping.ErrPermanent, err)
 	}

@@ -14,9 +14,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"runtime"
-	"runtime/debug"
-	"strings"
 	"sync"
 	"time"
 
@@ -27,6 +24,7 @@ import (
 	"mellium.im/xmpp/jid"
 
 	"xmppbridge/internal/retry"
+	"xmppbridge/internal/safely"
 	"xmppbridge/mapping"
 )
 
@@ -56,9 +54,8 @@ type Component struct {
 	// roster is what each server granted this session of the rosters of
 	// its users, by domain (XEP-0356, privilege.go).
 	roster map[string]string
-	// panicSites are the places a stanza handler panicked at, whose stack
-	// was logged (once each).
-	panicSites sync.Map
+	// guard runs each stanza's handler: a panic costs that stanza.
+	guard safely.Guard
 }
 
 // Run keeps the component connected until ctx ends. It never gives up on a
@@ -265,43 +262,13 @@ func (c *Component) handleMessage(ctx context.Context, m *mapping.XMPPMessage) (
 // would die, and come back to the same stanza if the server resends it).
 // An IQ get or set is answered internal-server-error (RFC 6120 §8.3.3.8);
 // mellium then skips the rest of the stanza and reads the next.
-func (c *Component) handleSafely(ctx context.Context, t xmlstream.TokenReadEncoder, start *xml.StartElement) (err error) {
-	defer func() {
-		v := recover()
-		if v == nil {
-			return
-		}
-		c.Count("panic", "xmpp_stanza")
-		site, stack := panicSite()
-		ev := c.Log.Error().Str("panic", fmt.Sprint(v)).Str("site", site).Str("element", start.Name.Local)
-		if _, seen := c.panicSites.LoadOrStore(site, true); !seen {
-			ev = ev.Str("stack", stack)
-		}
-		ev.Msg("A stanza handler panicked; the stanza is dropped and the stream goes on")
-		err = answerInternalError(t, start)
-	}()
-	return c.handle(ctx, t, start)
-}
-
-// panicSite names the function and line that panicked, from within a
-// deferred recover, and gives the whole stack.
-func panicSite() (site, stack string) {
-	stack = string(debug.Stack())
-	pcs := make([]uintptr, 32)
-	frames := runtime.CallersFrames(pcs[:runtime.Callers(2, pcs)])
-	panicking := false
-	for {
-		f, more := frames.Next()
-		switch {
-		case f.Function == "runtime.gopanic":
-			panicking = true
-		case panicking && !strings.HasPrefix(f.Function, "runtime."):
-			return fmt.Sprintf("%s:%d", f.Function, f.Line), stack
-		}
-		if !more {
-			return "unknown", stack
-		}
+func (c *Component) handleSafely(ctx context.Context, t xmlstream.TokenReadEncoder, start *xml.StartElement) error {
+	log := c.Log.With().Str("element", start.Name.Local).Logger()
+	err := c.guard.Run(&log, c.Count, "xmpp_stanza", func() error { return c.handle(ctx, t, start) })
+	if errors.Is(err, safely.ErrPanic) {
+		return answerInternalError(t, start)
 	}
+	return err
 }
 
 // answerInternalError answers start with internal-server-error if it is an

@@ -14,23 +14,38 @@ func TestRun(t *testing.T) {
 	log := zerolog.New(&buf)
 	counts := map[string]int{}
 	count := func(what, reason string) { counts[what+"/"+reason]++ }
+	var g Guard
 
 	want := errors.New("plain failure")
-	if err := Run(&log, count, "job", func() error { return want }); err != want {
+	if err := g.Run(&log, count, "job", func() error { return want }); err != want {
 		t.Errorf("a plain error came back as %v", err)
 	}
-	err := Run(&log, count, "job", func() error {
+	nilMap := func() error {
 		var m map[string]int
-		m["x"] = 1 // nil map: the kind of bug a stranger's input finds
+		m["x"] = 1 // a nil map: the kind of bug a stranger's input finds
 		return nil
-	})
-	if !errors.Is(err, ErrPanic) {
+	}
+	for range 3 { // a stranger repeating the same stanza
+		if err := g.Run(&log, count, "job", nilMap); !errors.Is(err, ErrPanic) {
+			t.Fatalf("a panic came back as %v, want ErrPanic", err)
+		}
+	}
+	if err := g.Run(&log, count, "job", func() error { panic("elsewhere") }); !errors.Is(err, ErrPanic) {
 		t.Fatalf("a panic came back as %v, want ErrPanic", err)
 	}
-	if counts["panic/job"] != 1 {
-		t.Errorf("counts %v, want one panic/job", counts)
+	if counts["panic/job"] != 4 {
+		t.Errorf("counts %v, want four panic/job", counts)
 	}
-	if out := buf.String(); !strings.Contains(out, "safely_test.go") || strings.Count(out, "\n") != 1 {
-		t.Errorf("want one log line with the stack, got:\n%s", out)
+	out := buf.String()
+	if n := strings.Count(out, "\n"); n != 4 {
+		t.Errorf("%d log lines, want one a panic:\n%s", n, out)
+	}
+	// The stack once per place that panicked: two places.
+	if n := strings.Count(out, `"stack"`); n != 2 {
+		t.Errorf("%d stacks logged, want 2 (one a site):\n%s", n, out)
+	}
+	// The site is the function that panicked, not the runtime's.
+	if n := strings.Count(out, `"site":"xmppbridge/internal/safely.TestRun.func`); n != 4 {
+		t.Errorf("%d lines name the test's function as the site, want 4:\n%s", n, out)
 	}
 }
