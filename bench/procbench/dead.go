@@ -16,32 +16,42 @@ import (
 )
 
 // The dead shape: the receipts of 100 portals, paced at 1,000/s (as
-// paced100) and then in a burst (as p100), first alone, then again, by
-// the same process, beside strangers whose server never answers. Each
-// stranger sends one message to alice's puppet, which opens a portal and
-// queues the fetch of their vCard, and then their avatar metadata, which
-// queues the fetch of their avatar: IQs that the stand-in XMPP server
-// never answers, so each waits out the bridge's 20 s. The two phases'
-// figures, side by side, tell whether one person's dead server costs
-// anyone else anything.
+// paced100) and then in a burst (as p100), by a bridge alone and, in its
+// own turn of the same run, by a bridge beside strangers whose server
+// never answers. Each stranger sends one message to alice's puppet, which
+// opens a portal and queues the fetch of their vCard, and then their
+// avatar metadata, which queues the fetch of their avatar: IQs that the
+// stand-in XMPP server never answers, so each waits out the bridge's 20 s.
+// The two bridges' figures, side by side, tell whether one person's dead
+// server costs anyone else anything. Two processes rather than two phases
+// of one: a bridge's second phase is slower than its first whatever it
+// holds (the pruning of what the first left behind), which would be read
+// as the strangers' doing.
 //
 // How long the requests are outstanding: a bridge that fetches from
 // remote entities in a few lanes of their own (4) and gives a request up
-// after 3 tries has requests outstanding for about strangers × 2 × 3 ×
-// 20 s / 4 (15 minutes for 30), far longer than the phase: every moment
-// of it has 4 of them out. A bridge that sent them all at once has all
-// out for the phase's first 20 s; what their timeouts do to the rest is
-// what the phase's remaining seconds (BENCH_DEAD_SECONDS, 30 by default,
-// then the burst) show.
+// after 3 tries has requests outstanding for about strangers × 3 × 20 s /
+// 4 (7.5 minutes for 30), far longer than the shape: every moment of it
+// has 4 of them out (a person's avatar waits behind their vCard, in their
+// lane). A bridge that sent them all at once has them all out for the
+// paced run's first 20 s; what their timeouts do to the rest is what the
+// run's remaining seconds (BENCH_DEAD_SECONDS, 30 by default) and the
+// burst show.
 
-// deadPhase is one phase of the dead shape: a paced run, then a burst.
-type deadPhase struct{ paced, burst []receipt }
+// deadTarget is the turn of the bridge beside the dead strangers.
+const deadTarget = "bridge+dead"
+
+// deadShape is what the dead shape sends: a paced run, then a burst.
+type deadShape struct {
+	paced, burst []receipt
+	strangers    int
+}
 
 // deadScenarios are the dead shape, Matrix-bound and XMPP-bound.
 func (d *driver) deadScenarios() []*scenario {
 	var out []*scenario
 	for _, dir := range []string{"x2m-0184", "m2x-delivery"} {
-		s := &scenario{shape: "dead", dir: dir, portals: 100, dead: d.dead}
+		s := &scenario{shape: "dead", dir: dir, portals: 100, dead: &deadShape{strangers: d.dead}}
 		kind := xmppReceived
 		if dir == "m2x-delivery" {
 			kind = matrixDelivery
@@ -57,74 +67,63 @@ func (d *driver) deadScenarios() []*scenario {
 			}
 			return rs
 		}
-		for range 2 {
-			var ph deadPhase
-			ph.paced = add(rate * d.deadSeconds)
-			ph.burst = add(d.n)
-			s.phases = append(s.phases, ph)
-		}
+		s.dead.paced = add(rate * d.deadSeconds)
+		s.dead.burst = add(d.n)
 		s.setSeed()
 		out = append(out, s)
 	}
 	return out
 }
 
-// phaseLabels name the runs of the dead shape's phases, in order.
-func phaseLabels(s *scenario) []string {
-	dead := fmt.Sprintf("+%d dead", s.dead)
-	return []string{"paced alone", "burst alone", "paced " + dead, "burst " + dead}
+// partEnv is what runOne lends the dead shape.
+type partEnv struct {
+	xs        *standin.XMPPServer
+	hs        *standin.Homeserver
+	pid       int
+	strangers int // 0: the bridge alone, or the relay
+	puppet    string
+	asks      *patternCount
+	track     func(rs []receipt) *tracker
+	send      func(t *tracker, rs []receipt, pace bool) (wait func())
+	measure   func(r *run, t *tracker, started time.Time)
+	cur       *atomic.Pointer[tracker]
 }
 
-// phaseEnv is what runOne lends the dead shape's phases.
-type phaseEnv struct {
-	xs      *standin.XMPPServer
-	hs      *standin.Homeserver
-	pid     int
-	bridge  bool // the relay opens no portals: nothing to wait for
-	puppet  string
-	asks    *patternCount
-	track   func(rs []receipt) *tracker
-	send    func(t *tracker, rs []receipt, pace bool) (wait func())
-	measure func(r *run, t *tracker, started time.Time)
-	cur     *atomic.Pointer[tracker]
-}
-
-// runDead runs the phases of s, each part into a run of its own in
-// res.phases.
-func (d *driver) runDead(s *scenario, e *phaseEnv, res *run) {
-	for n, ph := range s.phases {
-		asked0 := e.asks.counts()
-		var opened int64
-		if n == 1 {
-			var err error
-			if opened, err = e.strangers(s.dead); err != nil {
-				res.errs = err.Error()
-			}
+// runDead runs the dead shape, its paced run and its burst each into a
+// run of its own in res.phases, after the strangers' first messages if
+// there are strangers.
+func runDead(s *scenario, e *partEnv, res *run) {
+	asked0 := e.asks.counts()
+	var opened int64
+	if e.strangers > 0 {
+		var err error
+		if opened, err = e.sendStrangers(); err != nil {
+			res.errs = err.Error()
 		}
-		for _, part := range []struct {
-			rs   []receipt
-			pace bool
-		}{{ph.paced, true}, {ph.burst, false}} {
-			sub := &run{paced: part.pace, sent: len(part.rs), opened: opened}
-			cpu0, _ := cpuTime(e.pid)
-			t := e.track(part.rs)
-			e.cur.Store(t)
-			started := time.Now()
-			wait := e.send(t, part.rs, part.pace)
-			if part.pace {
-				wait()
-			}
-			e.measure(sub, t, started)
-			cpu1, _ := cpuTime(e.pid)
-			sub.cpu = cpu1 - cpu0
-			asked1 := e.asks.counts()
-			sub.asked = [2]int64{asked1[0] - asked0[0], asked1[1] - asked0[1]}
-			sub.outLo, sub.outHi = e.asks.outstanding(started, started.Add(sub.dur))
-			asked0 = asked1
-			res.stalled = res.stalled || sub.stalled
-			res.sent += sub.sent
-			res.phases = append(res.phases, sub)
+	}
+	for _, part := range []struct {
+		rs   []receipt
+		pace bool
+	}{{s.dead.paced, true}, {s.dead.burst, false}} {
+		sub := &run{paced: part.pace, sent: len(part.rs), opened: opened}
+		cpu0, _ := cpuTime(e.pid)
+		t := e.track(part.rs)
+		e.cur.Store(t)
+		started := time.Now()
+		wait := e.send(t, part.rs, part.pace)
+		if part.pace {
+			wait()
 		}
+		e.measure(sub, t, started)
+		cpu1, _ := cpuTime(e.pid)
+		sub.cpu = cpu1 - cpu0
+		asked1 := e.asks.counts()
+		sub.asked = [2]int64{asked1[0] - asked0[0], asked1[1] - asked0[1]}
+		asked0 = asked1
+		sub.covered, sub.meanOut, sub.mostOut = e.asks.outstanding(started, started.Add(sub.dur))
+		res.stalled = res.stalled || sub.stalled
+		res.sent += sub.sent
+		res.phases = append(res.phases, sub)
 	}
 }
 
@@ -140,13 +139,14 @@ func stranger(k int) string {
 	return fmt.Sprintf("someone%d@dead%d.example", k, k/per+1)
 }
 
-// strangers has n strangers write to alice's puppet, waits for the
+// sendStrangers has the strangers write to alice's puppet, waits for the
 // bridge to open their portals, then sends each one's avatar metadata
 // (XEP-0084 §4.2, as their PEP service would): the bridge then asks
 // their server for their vCard and their avatar, and never hears back.
 // It tells how many portals the bridge opened, once their messages are
 // on Matrix.
-func (e *phaseEnv) strangers(n int) (int64, error) {
+func (e *partEnv) sendStrangers() (int64, error) {
+	n := e.strangers
 	rooms0, sent0 := e.hs.Count("createRoom"), e.hs.Count("send")
 	var b strings.Builder
 	for k := range n {
@@ -155,10 +155,8 @@ func (e *phaseEnv) strangers(n int) (int64, error) {
 	if err := e.xs.Write(b.String()); err != nil {
 		return 0, fmt.Errorf("the strangers' messages: %w", err)
 	}
-	if e.bridge {
-		for end := time.Now().Add(15 * time.Second); e.hs.Count("createRoom")-rooms0 < int64(n) && time.Now().Before(end); {
-			time.Sleep(10 * time.Millisecond)
-		}
+	for end := time.Now().Add(15 * time.Second); e.hs.Count("createRoom")-rooms0 < int64(n) && time.Now().Before(end); {
+		time.Sleep(10 * time.Millisecond)
 	}
 	b.Reset()
 	for k := range n {
@@ -171,15 +169,13 @@ func (e *phaseEnv) strangers(n int) (int64, error) {
 		return 0, fmt.Errorf("the strangers' avatar metadata: %w", err)
 	}
 	opened := e.hs.Count("createRoom") - rooms0
-	if e.bridge {
-		// The one-time work of their portals (a room, a message, names)
-		// is over before the phase is measured: what it measures is
-		// their requests being outstanding.
-		for end := time.Now().Add(15 * time.Second); e.hs.Count("send")-sent0 < int64(n) && time.Now().Before(end); {
-			time.Sleep(10 * time.Millisecond)
-		}
-		time.Sleep(time.Second)
+	// The one-time work of their portals (a room, a message, names) is
+	// over before the receipts are measured: what they measure is the
+	// strangers' requests being outstanding.
+	for end := time.Now().Add(15 * time.Second); e.hs.Count("send")-sent0 < int64(n) && time.Now().Before(end); {
+		time.Sleep(10 * time.Millisecond)
 	}
+	time.Sleep(time.Second)
 	return opened, nil
 }
 
@@ -242,31 +238,29 @@ func (p *patternCount) counts() []int64 {
 // each request is outstanding that long.
 const askWait = 20 * time.Second
 
-// outstanding is the least and the most requests outstanding (seen less
-// than askWait before) at any moment from from to to.
-func (p *patternCount) outstanding(from, to time.Time) (lo, hi int) {
+// outstanding tells, of the moments from from to to (sampled every 10
+// ms), the share when at least one request was outstanding (seen less
+// than askWait before), and the mean and the most outstanding at once.
+func (p *patternCount) outstanding(from, to time.Time) (covered, mean float64, most int) {
 	p.mu.Lock()
 	at := slices.Clone(p.at)
 	p.mu.Unlock()
-	points := []time.Time{from}
-	for _, t := range at {
-		for _, x := range []time.Time{t, t.Add(askWait)} {
-			if x.After(from) && !x.After(to) {
-				points = append(points, x)
-			}
-		}
-	}
-	lo = len(at)
-	for _, x := range points {
+	samples, some, sum := 0, 0, 0
+	for x := from; !x.After(to); x = x.Add(10 * time.Millisecond) {
 		n := 0
 		for _, t := range at {
 			if !t.After(x) && x.Before(t.Add(askWait)) {
 				n++
 			}
 		}
-		lo, hi = min(lo, n), max(hi, n)
+		samples++
+		sum += n
+		most = max(most, n)
+		if n > 0 {
+			some++
+		}
 	}
-	return lo, hi
+	return float64(some) / float64(samples), float64(sum) / float64(samples), most
 }
 
 // tee writes to each of its writers.
@@ -288,9 +282,10 @@ func (t tee) Close() error {
 	return nil
 }
 
-// medianPhases is median for the dead shape: each phase's run of median
-// speed (or p99, when paced), in a copy of the first run.
-func medianPhases(runs []*run) (*run, string) {
+// medianParts is median for the dead shape: of each of its parts (the
+// paced run, the burst), the run of median p99 or speed, in a copy of the
+// first run.
+func medianParts(runs []*run) (*run, string) {
 	whole := *runs[0]
 	whole.phases = nil
 	var lists []string
@@ -308,35 +303,36 @@ func medianPhases(runs []*run) (*run, string) {
 	return &whole, strings.Join(lists, "; ")
 }
 
-// deadNotes compare the phases of a dead shape's row: the 100 portals'
-// paced p99 and burst rate and p99 beside the dead contacts against
-// alone, for the bridge and the relay, and what the bridge did for the
-// strangers.
+// deadNotes compare the bridge beside the dead contacts with the bridge
+// alone: the 100 portals' paced p99 and burst rate and p99; and tell what
+// the bridge did for the strangers.
 func deadNotes(r row) []string {
-	var notes []string
 	change := func(alone, dead float64) string {
 		if alone == 0 {
 			return "-"
 		}
 		return fmt.Sprintf("%+.0f%%", (dead/alone-1)*100)
 	}
-	for _, x := range []struct {
-		n string
-		r *run
-	}{{"bridge", r.bridge}, {"relay", r.relay}} {
-		p0, b0, p1, b1 := x.r.phases[0], x.r.phases[1], x.r.phases[2], x.r.phases[3]
-		// Within 10%: no slower, and no more than 10% later at the p99
-		// (sooner is no harm).
-		verdict := "within 10%"
-		if p1.stalled || b1.stalled || float64(p1.p99) > 1.1*float64(p0.p99) || b1.rate() < 0.9*b0.rate() || float64(b1.p99) > 1.1*float64(b0.p99) {
-			verdict = "NOT within 10%"
+	// A stalled run's p99 is of the receipts that arrived: its figure is
+	// the stall.
+	p99 := func(alone, dead *run) string {
+		if dead.stalled {
+			return fmt.Sprintf("%s → STALLED (%d of %d)", ms(alone.p99), dead.got, dead.want)
 		}
-		notes = append(notes, fmt.Sprintf("%s: the %s beside %d dead contacts: paced p99 %s → %s (%s), burst %.0f/s → %.0f/s (%s), burst p99 %s → %s (%s): %s",
-			r.s.name(), x.n, r.s.dead, ms(p0.p99), ms(p1.p99), change(float64(p0.p99), float64(p1.p99)),
-			b0.rate(), b1.rate(), change(b0.rate(), b1.rate()), ms(b0.p99), ms(b1.p99), change(float64(b0.p99), float64(b1.p99)), verdict))
+		return fmt.Sprintf("%s → %s (%s)", ms(alone.p99), ms(dead.p99), change(float64(alone.p99), float64(dead.p99)))
 	}
-	p1, b1 := r.bridge.phases[2], r.bridge.phases[3]
-	notes = append(notes, fmt.Sprintf("%s: the bridge opened %d of %d strangers' portals and sent them %d vCard and %d avatar requests from then to the end of the paced run, %d and %d during the burst, none answered; outstanding at any moment: %d–%d through the paced run, %d–%d through the burst",
-		r.s.name(), p1.opened, r.s.dead, p1.asked[0], p1.asked[1], b1.asked[0], b1.asked[1], p1.outLo, p1.outHi, b1.outLo, b1.outHi))
-	return notes
+	p0, b0, p1, b1 := r.bridge.phases[0], r.bridge.phases[1], r.dead.phases[0], r.dead.phases[1]
+	// Within 10%: no slower, and no more than 10% later at the p99
+	// (sooner is no harm).
+	verdict := "within 10%"
+	if p1.stalled || b1.stalled || float64(p1.p99) > 1.1*float64(p0.p99) || b1.rate() < 0.9*b0.rate() || float64(b1.p99) > 1.1*float64(b0.p99) {
+		verdict = "NOT within 10%"
+	}
+	return []string{
+		fmt.Sprintf("%s: the bridge beside %d dead contacts against the bridge alone: paced p99 %s, burst %.0f/s → %.0f/s (%s), burst p99 %s: %s",
+			r.s.name(), r.s.dead.strangers, p99(p0, p1), b0.rate(), b1.rate(), change(b0.rate(), b1.rate()), p99(b0, b1), verdict),
+		fmt.Sprintf("%s: the bridge opened %d of %d strangers' portals and sent them %d vCard and %d avatar requests from then to the end of the paced run, %d and %d during the burst, none answered; some outstanding %.0f%% of the paced run (%.1f on average, at most %d) and %.0f%% of the burst (%.1f, %d)",
+			r.s.name(), p1.opened, r.s.dead.strangers, p1.asked[0], p1.asked[1], b1.asked[0], b1.asked[1],
+			100*p1.covered, p1.meanOut, p1.mostOut, 100*b1.covered, b1.meanOut, b1.mostOut),
+	}
 }

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"math"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -38,20 +40,21 @@ func TestOutstanding(t *testing.T) {
 	// one at 50 s.
 	p := &patternCount{at: []time.Time{at(0), at(0), at(0), at(0), at(20), at(20), at(20), at(20), at(50)}}
 	for _, c := range []struct {
-		from, to float64
-		lo, hi   int
+		from, to      float64
+		covered, mean float64
+		most          int
 	}{
-		{0, 10, 4, 4},
-		{5, 30, 4, 4}, // the first four end as the next four start
-		{19, 21, 4, 4},
-		{30, 45, 0, 4},
-		{41, 49, 0, 0},
-		{45, 55, 0, 1},
-		{-5, 1, 0, 4},
+		{0, 10, 1, 4, 4},
+		{5, 30, 1, 4, 4},         // the first four end as the next four start
+		{30, 50, 0.5, 2, 4},      // the four of 20 s end at 40 s
+		{41, 49, 0, 0, 0},        // none out
+		{45, 54.99, 0.5, 0.5, 1}, // the one of 50 s
 	} {
-		lo, hi := p.outstanding(at(c.from), at(c.to))
-		if lo != c.lo || hi != c.hi {
-			t.Errorf("from %v s to %v s: %d–%d outstanding, want %d–%d", c.from, c.to, lo, hi, c.lo, c.hi)
+		covered, mean, most := p.outstanding(at(c.from), at(c.to))
+		// Sampled every 10 ms: a share is right within a sample or two.
+		if math.Abs(covered-c.covered) > 0.01 || math.Abs(mean-c.mean) > 0.05 || most != c.most {
+			t.Errorf("from %v s to %v s: %.3f covered, %.2f on average, %d at most; want %.2f, %.2f, %d",
+				c.from, c.to, covered, mean, most, c.covered, c.mean, c.most)
 		}
 	}
 }
@@ -68,18 +71,16 @@ func TestDeadShape(t *testing.T) {
 	}
 	for _, s := range scs {
 		seen := map[int]bool{}
-		for _, ph := range s.phases {
-			if len(ph.paced) != 2*rate || len(ph.burst) != 500 {
-				t.Errorf("%s: a phase of %d paced and %d in a burst, want %d and 500", s.name(), len(ph.paced), len(ph.burst), 2*rate)
+		if len(s.dead.paced) != 2*rate || len(s.dead.burst) != 500 || s.dead.strangers != 75 {
+			t.Errorf("%s: %d paced, %d in a burst, %d strangers; want %d, 500, 75", s.name(), len(s.dead.paced), len(s.dead.burst), s.dead.strangers, 2*rate)
+		}
+		for _, r := range append(slices.Clone(s.dead.paced), s.dead.burst...) {
+			if seen[r.i] {
+				t.Errorf("%s: message %d has two receipts", s.name(), r.i)
 			}
-			for _, r := range append(ph.paced, ph.burst...) {
-				if seen[r.i] {
-					t.Errorf("%s: message %d has two receipts", s.name(), r.i)
-				}
-				seen[r.i] = true
-				if r.room != s.roomOf[r.i] || r.room >= 100 {
-					t.Errorf("%s: receipt of message %d in room %d, seeded in %d", s.name(), r.i, r.room, s.roomOf[r.i])
-				}
+			seen[r.i] = true
+			if r.room != s.roomOf[r.i] || r.room >= 100 {
+				t.Errorf("%s: receipt of message %d in room %d, seeded in %d", s.name(), r.i, r.room, s.roomOf[r.i])
 			}
 		}
 		if len(seen) != len(s.roomOf) {

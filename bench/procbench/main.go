@@ -12,7 +12,7 @@
 // BENCH_HISTORY (messages in the hot portal), BENCH_PACED_SECONDS,
 // BENCH_REPEAT (runs of each shape by each process, the median shown),
 // BENCH_DEAD and BENCH_DEAD_SECONDS (the dead shape's strangers and the
-// length of each of its paced runs),
+// length of its paced run),
 // BENCH_TIMEOUT and BENCH_STALL (a shape that has not finished by then, or
 // that sees nothing for that long, is reported as stalled), BENCH_BRIDGE
 // (a built bridge binary), BENCH_DIR (where the databases and logs go).
@@ -66,7 +66,7 @@ func main() {
 	flag.IntVar(&d.history, "history", envInt("BENCH_HISTORY", 20000), "messages of history in the hot portal")
 	flag.IntVar(&d.pacedSeconds, "paced-seconds", envInt("BENCH_PACED_SECONDS", 3), "seconds of each paced run")
 	flag.IntVar(&d.dead, "dead", envInt("BENCH_DEAD", 30), "the dead shape's strangers on servers that never answer")
-	flag.IntVar(&d.deadSeconds, "dead-seconds", envInt("BENCH_DEAD_SECONDS", 30), "seconds of each paced run of the dead shape")
+	flag.IntVar(&d.deadSeconds, "dead-seconds", envInt("BENCH_DEAD_SECONDS", 30), "seconds of the dead shape's paced run")
 	flag.DurationVar(&d.timeout, "timeout", envDur("BENCH_TIMEOUT", 60*time.Second), "longest a shape may take")
 	flag.DurationVar(&d.stall, "stall", envDur("BENCH_STALL", 20*time.Second), "a shape that sees nothing for this long has stalled")
 	flag.IntVar(&d.repeat, "repeat", envInt("BENCH_REPEAT", 1), "runs of each shape by each process; the median is shown")
@@ -127,10 +127,9 @@ type scenario struct {
 	// burst: sent at once. paced: sent one at a time at 1,000/s. For a
 	// flood, paced runs alone, then again beside flood.
 	burst, paced, flood []receipt
-	// The dead shape: each phase's paced run then burst, the second
-	// phase beside dead strangers (dead.go).
-	phases []deadPhase
-	dead   int
+	// The dead shape (dead.go): a paced run then a burst, by a bridge
+	// alone and by one beside dead strangers.
+	dead *deadShape
 }
 
 func (s *scenario) name() string { return s.shape + "/" + s.dir }
@@ -296,13 +295,16 @@ type run struct {
 	tookLong        int
 	load            string // the machine's load average when it ended
 	paced           bool   // its receipts were paced: p99 is its figure
-	// The dead shape: the runs of its phases (dead.go); the strangers'
-	// portals the bridge opened and the requests it sent them meanwhile.
+	// The dead shape: the runs of its paced run and burst (dead.go); the
+	// strangers' portals the bridge opened and the requests it sent them
+	// meanwhile.
 	phases []*run
 	opened int64
 	asked  [2]int64 // vCard, avatar
-	// The least and the most of those requests outstanding at once.
-	outLo, outHi int
+	// The share of its time when some of those requests were
+	// outstanding, how many on average and at most.
+	covered, meanOut float64
+	mostOut          int
 }
 
 func (r *run) rate() float64 {
@@ -316,6 +318,8 @@ type row struct {
 	s               *scenario
 	bridge, relay   *run
 	bridges, relays string // every repeat's figure, when there are repeats
+	dead            *run   // the dead shape: the bridge beside the strangers
+	deads           string
 }
 
 // median picks the run of median speed (of median p99 when paced) and
@@ -358,47 +362,49 @@ func (d *driver) runScenario(ctx context.Context, s *scenario) error {
 	r := row{s: s}
 	// Relay and bridge take turns, so that a change in the machine's load
 	// falls on both; with repeats, the run of median speed (or p99, when
-	// paced) of each is the one shown.
-	var relays, bridges []*run
+	// paced) of each is the one shown. The dead shape has a third turn,
+	// a bridge beside the dead strangers.
+	targets := []string{"relay", "bridge"}
+	if s.dead != nil {
+		targets = append(targets, deadTarget)
+	}
+	runs := map[string][]*run{}
 	for k := range max(1, d.repeat) {
-		for _, target := range []string{"relay", "bridge"} {
+		for _, target := range targets {
 			res, err := d.runOne(ctx, s, dir, target, fmt.Sprintf("%s-%d", target, k), seedDB)
 			if err != nil {
 				return err
 			}
-			if target == "relay" {
-				relays = append(relays, res)
-			} else {
-				bridges = append(bridges, res)
-			}
+			runs[target] = append(runs[target], res)
 			d.tookLongAll += res.tookLong
 		}
 	}
-	if s.phases != nil {
-		r.relay, r.relays = medianPhases(relays)
-		r.bridge, r.bridges = medianPhases(bridges)
+	if s.dead != nil {
+		r.relay, r.relays = medianParts(runs["relay"])
+		r.bridge, r.bridges = medianParts(runs["bridge"])
+		r.dead, r.deads = medianParts(runs[deadTarget])
 	} else {
-		r.relay, r.relays = median(relays)
-		r.bridge, r.bridges = median(bridges)
+		r.relay, r.relays = median(runs["relay"])
+		r.bridge, r.bridges = median(runs["bridge"])
 	}
 	d.rows = append(d.rows, r)
 	for _, x := range []struct {
 		n string
 		r *run
-	}{{"relay", r.relay}, {"bridge", r.bridge}} {
+	}{{"relay", r.relay}, {"bridge", r.bridge}, {deadTarget, r.dead}} {
+		if x.r == nil {
+			continue
+		}
 		parts, names := []*run{x.r}, []string{s.name()}
-		if s.phases != nil {
-			parts, names = x.r.phases, nil
-			for _, label := range phaseLabels(s) {
-				names = append(names, s.name()+" "+label)
-			}
+		if s.dead != nil {
+			parts, names = x.r.phases, []string{s.name() + " paced", s.name() + " burst"}
 		}
 		for k, r := range parts {
 			status := "ok"
 			if r.stalled {
 				status = fmt.Sprintf("STALLED: %d of %d arrived", r.got, r.want)
 			}
-			fmt.Fprintf(os.Stderr, "%-18s %-6s %8.0f receipts/s p50 %s p99 %s cpu %s %s\n", names[k], x.n, r.rate(), ms(r.p50), ms(r.p99), r.cpu, status)
+			fmt.Fprintf(os.Stderr, "%-18s %-11s %8.0f receipts/s p50 %s p99 %s cpu %s %s\n", names[k], x.n, r.rate(), ms(r.p50), ms(r.p99), r.cpu, status)
 		}
 	}
 	return nil
@@ -456,7 +462,7 @@ func (d *driver) runOne(ctx context.Context, s *scenario, dir, target, name, see
 	xs.Tap = func() io.WriteCloser { return tee{tap, asks} } // one connection: nothing is killed
 
 	var p *process
-	if target == "bridge" {
+	if target != "relay" {
 		p, err = d.startBridge(ctx, tdir, hs, xs)
 	} else {
 		p, err = d.startRelay(tdir, dbPath, hs, xs)
@@ -465,7 +471,7 @@ func (d *driver) runOne(ctx context.Context, s *scenario, dir, target, name, see
 		return nil, err
 	}
 	var wal *filePeak
-	if target == "bridge" {
+	if target != "relay" {
 		wal = watchSize(dbPath + "-wal")
 	}
 	res := &run{}
@@ -521,10 +527,13 @@ func (d *driver) runOne(ctx context.Context, s *scenario, dir, target, name, see
 	started := time.Now()
 	res.paced = s.paced != nil
 	switch {
-	case s.phases != nil:
-		env := &phaseEnv{xs: xs, hs: hs, pid: p.pid, bridge: target == "bridge", puppet: sender.puppet, asks: asks,
+	case s.dead != nil:
+		env := &partEnv{xs: xs, hs: hs, pid: p.pid, puppet: sender.puppet, asks: asks,
 			track: track, send: send, measure: measureInto, cur: &cur}
-		d.runDead(s, env, res)
+		if target == deadTarget {
+			env.strangers = s.dead.strangers
+		}
+		runDead(s, env, res)
 	case s.flood != nil:
 		half := len(s.paced) / 2
 		t := track(s.paced[:half])
@@ -730,19 +739,22 @@ func (d *driver) print(w io.Writer) {
 	for _, r := range d.rows {
 		b, l := r.bridge, r.relay
 		type part struct {
-			name string
-			b, l *run
+			name     string
+			b, l, bw *run // bw: the bridge's whole run
 		}
-		parts := []part{{r.s.name(), b, l}}
-		if r.s.phases != nil {
+		parts := []part{{r.s.name(), b, l, b}}
+		if r.s.dead != nil {
 			parts = nil
-			for k, label := range phaseLabels(r.s) {
-				parts = append(parts, part{r.s.name() + " " + label, b.phases[k], l.phases[k]})
+			for k, kind := range []string{"paced", "burst"} {
+				parts = append(parts, part{r.s.name() + " " + kind, b.phases[k], l.phases[k], b})
+			}
+			for k, kind := range []string{"paced", "burst"} {
+				parts = append(parts, part{fmt.Sprintf("%s %s +%d dead", r.s.name(), kind, r.s.dead.strangers), r.dead.phases[k], l.phases[k], r.dead})
 			}
 			notes = append(notes, deadNotes(r)...)
 		}
 		for _, p := range parts {
-			printRow(tw, p.name, r.s.portals, p.b, p.l, b, l)
+			printRow(tw, p.name, r.s.portals, p.b, p.l, p.bw, l)
 			for _, x := range []struct {
 				n string
 				r *run
@@ -762,16 +774,22 @@ func (d *driver) print(w io.Writer) {
 		for _, x := range []struct {
 			n string
 			r *run
-		}{{"bridge", b}, {"relay", l}} {
-			if x.r.errs != "" {
+		}{{"bridge", b}, {"relay", l}, {deadTarget, r.dead}} {
+			if x.r != nil && x.r.errs != "" {
 				notes = append(notes, fmt.Sprintf("%s: %s: %s", r.s.name(), x.n, x.r.errs))
 			}
 		}
 		if r.bridges != "" {
 			notes = append(notes, fmt.Sprintf("%s: runs of the bridge %s; of the relay %s", r.s.name(), r.bridges, r.relays))
 		}
+		if r.deads != "" {
+			notes = append(notes, fmt.Sprintf("%s: runs of the bridge beside the dead contacts %s", r.s.name(), r.deads))
+		}
 		if b.tookLong > 0 {
 			notes = append(notes, fmt.Sprintf("%s: %d \"Query took long\" in the bridge's log", r.s.name(), b.tookLong))
+		}
+		if r.dead != nil && r.dead.tookLong > 0 {
+			notes = append(notes, fmt.Sprintf("%s: %d \"Query took long\" in the log of the bridge beside the dead contacts", r.s.name(), r.dead.tookLong))
 		}
 	}
 	tw.Flush()
