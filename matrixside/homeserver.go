@@ -4,9 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
-	"net/url"
 	"sync"
 
 	"github.com/rs/zerolog"
@@ -26,9 +24,14 @@ type Homeserver struct {
 	IDs      mapping.Identities
 	Delivery Delivery
 
+	// RegistrationPath is the registration file the bridge uses, named
+	// when the homeserver refuses the bridge's token (token.go).
+	RegistrationPath string
+
 	delivery   deliveryState
 	registered sync.Map // id.UserID → true: users known to exist
 	typists    *typists // typing.go
+	token      tokenState
 }
 
 // NewHomeserver prepares the homeserver side. Its HTTP client keeps as
@@ -40,21 +43,32 @@ func NewHomeserver(as *appservice.AppService, ids mapping.Identities, d Delivery
 	transport.MaxIdleConnsPerHost = 64
 	as.HTTPClient.Transport = transport
 	h := &Homeserver{AS: as, IDs: ids, Delivery: d}
+	h.token.changed = make(chan struct{}, 1)
 	h.typists = newTypists(h.setTyping, as.Log)
 	return h
 }
 
 var _ mapping.MatrixSide = (*Homeserver)(nil)
 
-// ghost returns the intent of user, registered, with the JID as display name
-// on first use.
+// intent returns the intent of user, registered, and for a ghost named
+// after its JID on its first use in this run if it still has the name the
+// homeserver gave it (nameGhost).
 func (h *Homeserver) intent(ctx context.Context, user id.UserID) (*appservice.IntentAPI, error) {
+	return h.intentNamed(ctx, user, true)
+}
+
+// intentNamed is intent; name false leaves a new ghost's name to the
+// caller, which is about to set one.
+func (h *Homeserver) intentNamed(ctx context.Context, user id.UserID, name bool) (*appservice.IntentAPI, error) {
 	intent := h.AS.Intent(user)
 	if _, ok := h.registered.Load(user); ok {
 		return intent, nil // spares a state store query per send
 	}
 	if err := intent.EnsureRegistered(ctx); err != nil {
-		return nil, classify(fmt.Errorf("register %s: %w", user, err))
+		return nil, h.classify(ctx, fmt.Errorf("register %s: %w", user, err))
+	}
+	if j, err := h.IDs.GhostJID(user); err == nil && name && !h.nameGhost(ctx, intent, j) {
+		return intent, nil // asked again on its next use
 	}
 	h.registered.Store(user, true)
 	return intent, nil
@@ -66,9 +80,6 @@ func (h *Homeserver) CreateDM(ctx context.Context, ghost, invitee id.UserID) (id
 	if err != nil {
 		return "", err
 	}
-	if j, err := h.IDs.GhostJID(ghost); err == nil {
-		h.nameGhost(ctx, intent, j)
-	}
 	// The bot is invited too: it reads the portal's receipts by /sync where
 	// the homeserver pushes none, and sends the delivery status events.
 	resp, err := intent.CreateRoom(ctx, &mautrix.ReqCreateRoom{
@@ -77,7 +88,7 @@ func (h *Homeserver) CreateDM(ctx context.Context, ghost, invitee id.UserID) (id
 		Invite:   []id.UserID{invitee, h.AS.BotMXID()},
 	})
 	if err != nil {
-		return "", classify(fmt.Errorf("create room for %s: %w", invitee, err))
+		return "", h.classify(ctx, fmt.Errorf("create room for %s: %w", invitee, err))
 	}
 	if err := h.botJoin(ctx, resp.RoomID); err != nil {
 		return "", err
@@ -85,29 +96,47 @@ func (h *Homeserver) CreateDM(ctx context.Context, ghost, invitee id.UserID) (id
 	return resp.RoomID, nil
 }
 
-// nameGhost gives a ghost without a name the one its JID gives
-// (mapping.JIDName): a ghost that has one (its person's XEP-0172 nick or
-// vCard name, SetGhostName) keeps it when another Matrix user opens a
-// portal with the same person.
-func (h *Homeserver) nameGhost(ctx context.Context, intent *appservice.IntentAPI, j jid.JID) {
-	if cur, err := intent.GetDisplayName(ctx, intent.UserID); err == nil && cur.DisplayName != "" {
-		return
+// nameGhost gives a ghost the name its JID gives (mapping.JIDName) while it
+// has none of its own: no name, or the one the homeserver gave the account
+// when it was registered (Dendrite and Synapse give it its localpart,
+// "_xmpp_juliet=40capulet.lit"). A name the bridge set (its person's
+// XEP-0172 nick or vCard name, SetGhostName) is never either, so it stays.
+// It tells whether the ghost has a name of its own now.
+func (h *Homeserver) nameGhost(ctx context.Context, intent *appservice.IntentAPI, j jid.JID) bool {
+	cur, err := intent.GetDisplayName(ctx, intent.UserID)
+	switch {
+	case errors.Is(err, mautrix.MNotFound): // no profile at all: no name
+	case err != nil:
+		// Not known to be a default: a name of its own is kept.
+		zerolog.Ctx(ctx).Debug().Err(err).Stringer("ghost", intent.UserID).Msg("Failed to read a ghost's display name")
+		return false
+	case !homeserverDefaultName(intent.UserID, cur.DisplayName):
+		return true
 	}
-	if err := intent.SetDisplayName(ctx, ghostName(mapping.JIDName(j))); err != nil {
-		zerolog.Ctx(ctx).Debug().Err(err).Msg("Failed to set a ghost's display name")
+	if err := intent.Client.SetDisplayName(ctx, ghostName(mapping.JIDName(j))); err != nil {
+		zerolog.Ctx(ctx).Debug().Err(err).Stringer("ghost", intent.UserID).Msg("Failed to set a ghost's display name")
+		return false
 	}
+	return true
+}
+
+// homeserverDefaultName tells whether name is what a homeserver names a new
+// account by itself: nothing, or the account's localpart.
+func homeserverDefaultName(user id.UserID, name string) bool {
+	return name == "" || name == user.Localpart()
 }
 
 // ghostName is how a ghost's display name says it is someone on XMPP.
 func ghostName(name string) string { return name + " (XMPP)" }
 
-// SetGhostName names ghost after its person's name on XMPP.
+// SetGhostName names ghost after its person's name on XMPP. A ghost made
+// here is not named after its JID first: that name would only flash by.
 func (h *Homeserver) SetGhostName(ctx context.Context, ghost id.UserID, name string) error {
-	intent, err := h.intent(ctx, ghost)
+	intent, err := h.intentNamed(ctx, ghost, false)
 	if err != nil {
 		return err
 	}
-	return classify(intent.SetDisplayName(ctx, ghostName(name)))
+	return h.classify(ctx, intent.SetDisplayName(ctx, ghostName(name)))
 }
 
 // SendMessage posts an m.text as sender, idempotently by txnID: an edit
@@ -155,15 +184,15 @@ func (h *Homeserver) Redact(ctx context.Context, room id.RoomID, sender id.UserI
 	}
 	resp, err := intent.RedactEvent(ctx, room, target, mautrix.ReqRedact{TxnID: txnID})
 	if err != nil {
-		return "", classify(err)
+		return "", h.classify(ctx, err)
 	}
 	return resp.EventID, nil
 }
 
 func (h *Homeserver) send(ctx context.Context, intent *appservice.IntentAPI, room id.RoomID, typ event.Type, content any, txnID string) (id.EventID, error) {
 	resp, err := intent.SendMessageEvent(ctx, room, typ, content, mautrix.ReqSendEvent{TransactionID: txnID})
-	if err != nil {
-		return "", classify(err)
+	if err = h.classify(ctx, err); err != nil {
+		return "", err
 	}
 	return resp.EventID, nil
 }
@@ -187,11 +216,8 @@ func (h *Homeserver) Join(ctx context.Context, room id.RoomID, user id.UserID) e
 	if err != nil {
 		return err
 	}
-	if j, err := h.IDs.GhostJID(user); err == nil {
-		h.nameGhost(ctx, intent, j)
-	}
 	if _, err = intent.JoinRoomByID(ctx, room); err != nil {
-		return classify(err)
+		return h.classify(ctx, err)
 	}
 	_ = intent.StateStore.SetMembership(ctx, room, user, event.MembershipJoin)
 	if h.IDs.IsGhost(user) {
@@ -208,52 +234,5 @@ func (h *Homeserver) Leave(ctx context.Context, room id.RoomID, user id.UserID, 
 		return err
 	}
 	_, err = intent.LeaveRoom(ctx, room, &mautrix.ReqLeave{Reason: reason})
-	return classify(err)
-}
-
-// classify sorts the homeserver's failures for the outbox. A client error
-// will never succeed (ErrPermanent), except rate limiting. A homeserver
-// that cannot be reached at all, or whose proxy says it is away (502, 503,
-// 504), is down for every send: ErrNotConnected pauses the whole side.
-// Anything else (a 500 about one room, a request that timed out) is that
-// send's own trouble, retried in its lane while the others go on.
-func classify(err error) error {
-	if err == nil {
-		return nil
-	}
-	var httpErr mautrix.HTTPError
-	if errors.As(err, &httpErr) && httpErr.Response != nil {
-		switch code := httpErr.Response.StatusCode; {
-		case code == http.StatusBadGateway || code == http.StatusServiceUnavailable || code == http.StatusGatewayTimeout:
-			return fmt.Errorf("%w: %w", mapping.ErrNotConnected, err)
-		case code == http.StatusRequestEntityTooLarge || (httpErr.RespError != nil && httpErr.RespError.ErrCode == "M_TOO_LARGE"):
-			// Too large for the homeserver (Dendrite: 413 M_BAD_JSON;
-			// Synapse: 413 M_TOO_LARGE): the core tells the sender.
-			return fmt.Errorf("%w: %w: %w", mapping.ErrTooLarge, mapping.ErrPermanent, err)
-		case code >= 400 && code < 500 && code != http.StatusTooManyRequests:
-			return fmt.Errorf("%w: %w", mapping.ErrPermanent, err)
-		}
-		return err
-	}
-	if unreachable(err) {
-		return fmt.Errorf("%w: %w", mapping.ErrNotConnected, err)
-	}
-	return err
-}
-
-// unreachable tells a request that never got an answer because the
-// homeserver could not be reached (refused, reset, closed, no route) from
-// one that ran out of time or was cancelled, which says nothing about the
-// other requests.
-func unreachable(err error) bool {
-	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
-		return false
-	}
-	var netErr net.Error
-	if errors.As(err, &netErr) && netErr.Timeout() {
-		return false
-	}
-	var opErr *net.OpError
-	var urlErr *url.Error
-	return errors.As(err, &opErr) || errors.As(err, &urlErr)
+	return h.classify(ctx, err)
 }
