@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"net/url"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -107,6 +108,15 @@ func Copy(ctx context.Context, from, to Place, replace bool, log zerolog.Logger)
 	if err != nil {
 		return nil, fmt.Errorf("read the source's type: %w", err)
 	}
+	if srcDialect == dbutil.SQLite && !strings.HasPrefix(from.URI, "file:") {
+		// SQLite removes the WAL file when the last connection closes: one
+		// that is there means a bridge still running on it (or one killed,
+		// whose last writes the copy reads from it all the same).
+		if _, err := os.Stat(from.URI + "-wal"); err == nil {
+			log.Warn().Str("wal", from.URI+"-wal").Msg("The source is open, or was not closed: if the bridge still runs on it, " +
+				"what it writes during the copy will be missing from the copy; stop it and copy again")
+		}
+	}
 	src, err := openSource(from, srcDialect)
 	if err != nil {
 		return nil, err
@@ -146,7 +156,7 @@ func Copy(ctx context.Context, from, to Place, replace bool, log zerolog.Logger)
 			return nil, fmt.Errorf("copy table %s: %w", table, err)
 		}
 		counts[table] = n
-		log.Info().Str("table", table).Int64("rows", n).Msg("Copied table")
+		log.Debug().Str("table", table).Int64("rows", n).Msg("Copied table")
 	}
 	next, err := nextIDs(ctx, srcTx, srcDialect)
 	if err != nil {

@@ -38,6 +38,7 @@ func main() {
 	generate := flag.Bool("g", false, "write a registration with fresh tokens (and the tokens into the config), then exit")
 	example := flag.Bool("e", false, "print the commented example configuration, then exit")
 	version := flag.Bool("version", false, "print the bridge's version, then exit")
+	copyDB := addCopyFlags()
 	flag.Parse()
 	if *version {
 		fmt.Printf("xmppbridge %s (%s)\n", xmppside.SoftwareVersion(), runtime.Version())
@@ -45,6 +46,13 @@ func main() {
 	}
 	if *example {
 		os.Stdout.Write(xmppbridge.ExampleConfig)
+		return
+	}
+	if copyDB.requested() {
+		if err := copyDB.run(*configPath); err != nil {
+			fmt.Fprintln(os.Stderr, "bridge:", err)
+			os.Exit(1)
+		}
 		return
 	}
 	if err := run(*configPath, *regPath, *generate); err != nil {
@@ -84,6 +92,7 @@ func run(configPath, regPath string, generate bool) error {
 		return fmt.Errorf("open database: %w", err)
 	}
 	defer db.Close()
+	warnIfEmpty(ctx, db, configPath, log)
 	stateStore := sqlstatestore.NewSQLStateStore(db.DB(), dbutil.ZeroLogger(log.With().Str("component", "statestore").Logger()), false)
 	// dbutil looks for its version table in every PostgreSQL schema; make
 	// the state store's in ours first (see database.EnsureVersionTable).
