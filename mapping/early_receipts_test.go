@@ -114,7 +114,8 @@ func TestUnknownEventWithNothingOnItsWayIsDropped(t *testing.T) {
 }
 
 // A parked receipt whose event never gets an id (the send failed for good)
-// is dropped as unknown when its turn comes: nothing loops.
+// is dropped as unknown when its turn comes: nothing loops, and no receipt
+// reaches XMPP.
 func TestParkedReceiptOfFailedSendIsDropped(t *testing.T) {
 	h, announced := earlyHarness(t)
 	ctx := context.Background()
@@ -136,8 +137,9 @@ func TestParkedReceiptOfFailedSendIsDropped(t *testing.T) {
 	}
 	h.drain(t)
 	h.processInbox(t)
-	if len(h.xmpp.sent) != 0 || len(*announced) != 0 {
-		t.Errorf("sent %v, announced %v: want nothing", h.xmpp.sent, *announced)
+	// Its sender hears of the failure (undeliverable), and of nothing else.
+	if len(h.xmpp.sent) != 1 || h.xmpp.sent[0].Type != TypeError || h.xmpp.sent[0].ID != "doomed" || len(*announced) != 0 {
+		t.Errorf("sent %v, announced %v: want only the error answering the failed message", h.xmpp.sent, *announced)
 	}
 	if h.counts["matrix_receipt/"+ReceiptParked] != 1 || h.counts["matrix_receipt/"+string(ReasonUnknownEvent)] != 1 {
 		t.Errorf("counts %v: want one parked, then one unknown_event", h.counts)

@@ -172,7 +172,10 @@ func (b *Bridge) unreachable(mxid id.UserID, peer jid.JID) error {
 }
 
 // sendToMatrix posts a message from XMPP into its portal, creating the
-// portal first if this is the pair's first message.
+// portal first if this is the pair's first message. One that can never
+// be posted is answered to its sender (undeliverable); one held because
+// the homeserver is away or refuses the bridge's token is not: it goes
+// once the homeserver takes it.
 func (b *Bridge) sendToMatrix(ctx context.Context, row int64) error {
 	msg, err := b.store.MessageByRow(ctx, row)
 	if err != nil {
@@ -181,6 +184,17 @@ func (b *Bridge) sendToMatrix(ctx context.Context, row int64) error {
 	if msg.EventID != "" {
 		return nil // sent before a crash, noted, job not yet removed
 	}
+	if err := b.postToMatrix(ctx, row, msg); errors.Is(err, ErrPermanent) {
+		return b.undeliverable(ctx, msg, err)
+	} else if err != nil {
+		return err
+	}
+	b.count("bridged", "to_matrix")
+	return nil
+}
+
+// postToMatrix is sendToMatrix once the message, of row, is loaded.
+func (b *Bridge) postToMatrix(ctx context.Context, row int64, msg *Message) error {
 	mxid := msg.MXID
 	ghost := b.cfg.Identities.Ghost(msg.PeerJID)
 	portalBefore := msg.RoomID != "" // a portal stood when the message came
@@ -196,15 +210,12 @@ func (b *Bridge) sendToMatrix(ctx context.Context, row int64) error {
 	} else {
 		ev, err = b.matrix.SendMessage(ctx, portal.RoomID, ghost, b.matrixText(msg.Body), relationTxn(row))
 	}
-	if errors.Is(err, ErrTooLarge) {
-		return b.tooLarge(ctx, msg, fmt.Errorf("send message %d to %s: %w", row, portal.RoomID, err))
-	} else if err != nil {
+	if err != nil {
 		return fmt.Errorf("send message %d to %s: %w", row, portal.RoomID, err)
 	}
 	if err := b.store.SetMessageEventID(ctx, row, portal.RoomID, ev); err != nil {
 		return fmt.Errorf("note event %s of message %d: %w", ev, row, err)
 	}
-	b.count("bridged", "to_matrix")
 	if msg.Requests.Offline {
 		b.offlineEvent(ctx, msg, portalBefore)
 	}
@@ -215,20 +226,44 @@ func (b *Bridge) sendToMatrix(ctx context.Context, row int64) error {
 // M_TOO_LARGE); it comes wrapped with ErrPermanent.
 var ErrTooLarge = errors.New("too large for the homeserver")
 
-// tooLarge answers the sender of msg, which the homeserver refused (err,
-// wrapping ErrTooLarge) for its size, with a stanza error, so that the
-// message is not lost without a word: RFC 6120 §8.3.3.9 <not-acceptable/>
-// ("does not meet criteria defined by the recipient or server"), of type
-// modify since a shorter message would pass, which XEP-0086 gives the
-// legacy code 406 that clients older than the RFC's conditions still
-// show. It goes the way of receipts, a job of the XMPP side, without the
-// body (RFC 6120 §8.2 leaves it out at will; this one is too large). It
-// returns err, the send's own failure, unless the answer could not be
-// stored, for the send to be tried again.
-func (b *Bridge) tooLarge(ctx context.Context, msg *Message, err error) error {
-	b.count("xmpp_message", ReasonTooLarge)
-	if msg.XMPPID == "" || msg.Direction != FromXMPP {
-		return err // nothing to answer: no id to answer, or not from XMPP
+// undeliverable answers the sender of msg, which can never reach Matrix
+// (err wraps ErrPermanent), with a stanza error, once (the send is dropped
+// after), so that no message is lost with only the log knowing:
+//   - too large for the homeserver (ErrTooLarge): RFC 6120 §8.3.3.9
+//     <not-acceptable/> ("does not meet criteria defined by the recipient
+//     or server"), of type modify since a shorter message would pass,
+//     which XEP-0086 gives the legacy code 406 that clients older than the
+//     RFC's conditions still show;
+//   - anything else (the homeserver refuses it for the room, a rule of the
+//     bridge no longer lets it through, what it answers or points at is
+//     unknown): RFC 6120 §8.3.3.19 <service-unavailable/> ("the server or
+//     recipient does not currently provide the requested service"), of
+//     type cancel since sending it again would fail the same, with a text
+//     saying so. It is what the bridge already answers a message for a
+//     Matrix user it cannot reach, so a client shows both alike;
+//     <undefined-condition/> (§8.3.3.21) is meant to come with an
+//     application-specific condition, which a client would not know.
+//
+// The answer goes the way of receipts, a job of the XMPP side, without
+// the body (RFC 6120 §8.2 leaves it out at will; one may be too large). A
+// person of a blocked domain is never answered (the door drops them
+// silently too), nor a message without an id to answer. It returns err,
+// the send's own failure, unless the answer could not be stored, for the
+// send to be tried again.
+func (b *Bridge) undeliverable(ctx context.Context, msg *Message, err error) error {
+	reason, answer := ReasonUndeliverable, &StanzaError{
+		Type: "cancel", Condition: "service-unavailable",
+		Text: "This message could not be delivered to Matrix and will not be tried again.",
+	}
+	if errors.Is(err, ErrTooLarge) {
+		reason, answer = ReasonTooLarge, &StanzaError{
+			Type: "modify", Condition: "not-acceptable",
+			Text: "This message is too large for the Matrix homeserver and was not delivered; send it shorter or in parts.",
+		}
+	}
+	b.count("xmpp_message", reason)
+	if msg.XMPPID == "" || msg.Direction != FromXMPP || b.blocked(msg.PeerJID) {
+		return err // nothing to answer: no id to answer, not from XMPP, or a blocked domain
 	}
 	from, perr := b.cfg.Identities.Puppet(msg.MXID)
 	if perr != nil {
@@ -240,19 +275,20 @@ func (b *Bridge) tooLarge(ctx context.Context, msg *Message, err error) error {
 			to = full
 		}
 	}
-	answer := stanzasJob([]*OutMessage{{ID: msg.XMPPID, From: from, To: to, Type: TypeError, Error: &StanzaError{
-		Type: "modify", Condition: "not-acceptable",
-		Text: "This message is too large for the Matrix homeserver and was not delivered; send it shorter or in parts.",
-	}}})
-	if aerr := b.store.AddJobs(ctx, answer); aerr != nil {
-		return fmt.Errorf("answer the sender of message %d, too large: %w", msg.RowID, aerr)
+	job := stanzasJob([]*OutMessage{{ID: msg.XMPPID, From: from, To: to, Type: TypeError, Error: answer}})
+	if aerr := b.store.AddJobs(ctx, job); aerr != nil {
+		return fmt.Errorf("answer the sender of an undeliverable message (%s): %w", reason, aerr)
 	}
-	b.queue(answer)
+	b.queue(job)
 	return err
 }
 
 // ReasonTooLarge: a message the homeserver refused for its size.
 const ReasonTooLarge Reason = "too_large"
+
+// ReasonUndeliverable: a message that can never reach Matrix for any other
+// reason; its sender got <service-unavailable/>.
+const ReasonUndeliverable Reason = "undeliverable"
 
 // ensurePortal is the portal of mxid and peer, created now (the ghost
 // creates the DM and invites mxid) if there is none; an error wrapping

@@ -26,7 +26,7 @@ func (h *Homeserver) DisplayName(ctx context.Context, user id.UserID) (string, e
 func (h *Homeserver) Profile(ctx context.Context, user id.UserID) (string, string, error) {
 	resp, err := h.AS.BotClient().GetProfile(ctx, user)
 	if err != nil {
-		return "", "", classify(err)
+		return "", "", h.classify(ctx, err)
 	}
 	return resp.DisplayName, resp.AvatarURL.String(), nil
 }
@@ -42,7 +42,7 @@ func (h *Homeserver) Avatar(ctx context.Context, avatarURL string, size, maxByte
 	}
 	resp, err := h.AS.BotClient().DownloadThumbnail(ctx, uri, size, size, mautrix.DownloadThumbnailExtra{Method: "scale"})
 	if err != nil {
-		return nil, "", classify(fmt.Errorf("fetch %s: %w", avatarURL, err))
+		return nil, "", h.classify(ctx, fmt.Errorf("fetch %s: %w", avatarURL, err))
 	}
 	defer resp.Body.Close()
 	typ, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
@@ -71,7 +71,7 @@ func (h *Homeserver) UploadAvatar(ctx context.Context, ghost id.UserID, data []b
 	}
 	resp, err := intent.UploadBytes(ctx, data, mimeType)
 	if err != nil {
-		return "", classify(err)
+		return "", h.classify(ctx, err)
 	}
 	return resp.ContentURI.String(), nil
 }
@@ -88,5 +88,5 @@ func (h *Homeserver) SetGhostAvatar(ctx context.Context, ghost id.UserID, url st
 			return fmt.Errorf("%w: %w", mapping.ErrPermanent, err)
 		}
 	}
-	return classify(intent.SetAvatarURL(ctx, uri))
+	return h.classify(ctx, intent.SetAvatarURL(ctx, uri))
 }

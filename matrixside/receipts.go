@@ -139,7 +139,7 @@ func (h *Homeserver) SendDelivery(ctx context.Context, room id.RoomID, ghost id.
 		if isBadRequest(err) {
 			way = h.fallBack(ctx, way, err)
 		} else {
-			return h.transient(classify(err))
+			return h.transient(h.classify(ctx, err))
 		}
 	}
 	switch way {
@@ -159,7 +159,7 @@ func (h *Homeserver) SendRead(ctx context.Context, room id.RoomID, user id.UserI
 	if err != nil {
 		return err
 	}
-	return h.transient(classify(intent.SendReceipt(ctx, room, ev, event.ReceiptTypeRead, struct{}{})))
+	return h.transient(h.classify(ctx, intent.SendReceipt(ctx, room, ev, event.ReceiptTypeRead, struct{}{})))
 }
 
 // SendFailure implements mapping.MatrixSide: the bot marks ev as failed,
@@ -190,7 +190,7 @@ func (h *Homeserver) sendStatus(ctx context.Context, room id.RoomID, ev id.Event
 	}
 	// One status per (event, kind): a retry is the same transaction.
 	_, err := bot.SendMessageEvent(ctx, room, event.BeeperMessageStatus, content, mautrix.ReqSendEvent{TransactionID: kind + "-" + string(ev)})
-	return h.transient(classify(err))
+	return h.transient(h.classify(ctx, err))
 }
 
 // botJoin puts the bot into a portal, invited by the ghost there if it must
@@ -215,7 +215,7 @@ func (h *Homeserver) botJoinVia(ctx context.Context, room id.RoomID, override *m
 		return nil
 	}
 	if err := bot.EnsureJoined(ctx, room, appservice.EnsureJoinedParams{BotOverride: override}); err != nil {
-		return classify(fmt.Errorf("bring the bot into %s: %w", room, err))
+		return h.classify(ctx, fmt.Errorf("bring the bot into %s: %w", room, err))
 	}
 	return nil
 }

@@ -108,5 +108,5 @@ func (h *Homeserver) setTyping(ctx context.Context, room id.RoomID, user id.User
 		return err
 	}
 	_, err = intent.UserTyping(ctx, room, on, timeout)
-	return classify(err)
+	return h.classify(ctx, err)
 }
