@@ -110,8 +110,10 @@ type tokenState struct {
 func (h *Homeserver) Whoami(ctx context.Context) error {
 	bot := h.AS.BotClient()
 	resp, err := bot.Whoami(context.WithValue(ctx, mautrix.MaxAttemptsContextKey, 1))
-	if err != nil {
-		return classify(fmt.Errorf("ask the homeserver whose the bridge's token is: %w", err))
+	if err = classify(err); errors.Is(err, ErrTokenRefused) {
+		return err
+	} else if err != nil {
+		return fmt.Errorf("ask the homeserver whose the bridge's token is: %w", err)
 	}
 	if resp.UserID != bot.UserID {
 		return &TokenRefusedError{Cause: fmt.Errorf("the homeserver says the token is %s's, not the bot %s's", resp.UserID, bot.UserID)}

@@ -10,7 +10,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"maunium.net/go/mautrix/appservice"
 
 	"xmppbridge/config"
 	"xmppbridge/database"
@@ -21,7 +20,8 @@ import (
 
 // What an operator watches, on the metrics listener: /metrics, and the
 // health endpoints /health/live (the process answers) and /health/ready
-// (the database answers, the XMPP link is up, the homeserver answers).
+// (the database answers, the XMPP link is up, the homeserver answers and
+// knows the bridge's token).
 
 // checkTimeout bounds each check of /health/ready.
 const checkTimeout = 2 * time.Second
@@ -30,7 +30,7 @@ const checkTimeout = 2 * time.Second
 type watched struct {
 	db   *database.Database
 	xmpp *xmppside.Component
-	as   *appservice.AppService
+	hs   *matrixside.Homeserver
 	core *mapping.Bridge
 }
 
@@ -49,11 +49,20 @@ func (w watched) ready(ctx context.Context) map[string]error {
 			}
 			return nil
 		}),
-		"homeserver": check(func(ctx context.Context) error {
-			_, err := w.as.BotClient().Versions(ctx)
-			return err
-		}),
+		"homeserver": check(w.homeserver),
 	}
+}
+
+// homeserver checks that the homeserver answers and knows the bridge's
+// token: an authenticated request (whoami, its yes cached for a few
+// seconds), since /versions answers whatever the token.
+func (w watched) homeserver(ctx context.Context) error {
+	err := w.hs.CheckToken(ctx)
+	var refused *matrixside.TokenRefusedError
+	if errors.As(err, &refused) {
+		return fmt.Errorf("token refused: %w; give the homeserver %s and restart it", refused.Cause, w.hs.RegistrationPath)
+	}
+	return err
 }
 
 // healthHandler serves /health/live and /health/ready: 200 when all is

@@ -4,10 +4,12 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime"
 	"runtime/debug"
 	"sync"
@@ -35,7 +37,8 @@ import (
 func main() {
 	configPath := flag.String("c", "config.yaml", "path to the configuration file")
 	regPath := flag.String("r", "registration.yaml", "path to the application service registration")
-	generate := flag.Bool("g", false, "write a registration with fresh tokens (and the tokens into the config), then exit")
+	generate := flag.Bool("g", false, "write the registration (keeping the tokens of one already there) and the tokens into the config, then exit")
+	newTokens := flag.Bool("new-tokens", false, "with -g: write new tokens even over a registration that has some (the homeserver must then be given the file and restarted)")
 	example := flag.Bool("e", false, "print the commented example configuration, then exit")
 	version := flag.Bool("version", false, "print the bridge's version, then exit")
 	copyDB := addCopyFlags()
@@ -55,26 +58,23 @@ func main() {
 		}
 		return
 	}
-	if err := run(*configPath, *regPath, *generate); err != nil {
+	if err := run(*configPath, *regPath, *generate, *newTokens); err != nil {
 		fmt.Fprintln(os.Stderr, "bridge:", err)
 		os.Exit(1)
 	}
 }
 
-func run(configPath, regPath string, generate bool) error {
+func run(configPath, regPath string, generate, newTokens bool) error {
 	cfg, err := config.Load(configPath)
 	if err != nil {
 		return err
 	}
 	if generate {
-		reg := cfg.NewRegistration()
-		if err := config.SaveRegistration(reg, regPath); err != nil {
-			return fmt.Errorf("write registration: %w", err)
+		g, err := cfg.Generate(regPath, newTokens)
+		if err != nil {
+			return err
 		}
-		if err := cfg.SaveTokens(configPath); err != nil {
-			return fmt.Errorf("write tokens into %s: %w", configPath, err)
-		}
-		fmt.Printf("Wrote %s and the tokens into %s. Give %s to your homeserver, then start the bridge.\n", regPath, configPath, regPath)
+		fmt.Println(g.Message())
 		return nil
 	}
 	reg, err := cfg.CheckRegistration(regPath)
@@ -132,6 +132,13 @@ func run(configPath, regPath string, generate bool) error {
 	hs := matrixside.NewHomeserver(as, cfg.Identities(), matrixside.Delivery{
 		Fallback: cfg.Receipts.DeliveryFallback, SpecVersion: cfg.Receipts.DeliverySpecVersion,
 	})
+	hs.RegistrationPath = regPath
+	if abs, err := filepath.Abs(regPath); err == nil {
+		hs.RegistrationPath = abs
+	}
+	if err := checkToken(ctx, hs, cfg, log); err != nil {
+		return err
+	}
 	core.SetSides(hs, comp)
 	out := outbox.New(db, core, count, log.With().Str("component", "outbox").Logger())
 	core.SetOutbox(out)
@@ -144,11 +151,11 @@ func run(configPath, regPath string, generate bool) error {
 	}
 	var ephemeral atomic.Value // the way Matrix receipts come, once chosen
 	ephemeral.Store("")
-	watch := watched{db: db, xmpp: comp, as: as, core: core}
+	watch := watched{db: db, xmpp: comp, hs: hs, core: core}
 	core.SetStatus(statusOf(watch, hs, cfg, func() string { return ephemeral.Load().(string) }))
 
 	var wg sync.WaitGroup
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
 	goRun := func(f func()) { wg.Add(1); go func() { defer wg.Done(); f() }() }
 	goRun(func() {
 		if err := srv.Listen(ctx, cfg.ListenAddress()); err != nil {
@@ -163,7 +170,10 @@ func run(configPath, regPath string, generate bool) error {
 		})
 	}
 	goRun(func() {
-		ensureBot(ctx, as, hs, log)
+		if err := ensureBot(ctx, as, hs, cfg, log); err != nil {
+			errc <- err
+			return
+		}
 		mode := matrixside.ChooseMode(ctx, as, cfg.AppService.Ephemeral, log)
 		ephemeral.Store(mode)
 		if mode == matrixside.EphemeralSync {
@@ -173,6 +183,7 @@ func run(configPath, regPath string, generate bool) error {
 	goRun(func() { srv.Run(ctx) })
 	goRun(func() { core.Run(ctx) })
 	goRun(func() { out.Run(ctx) })
+	goRun(func() { hs.WatchToken(ctx, matrixside.TokenRecheck, core.Wake) })
 	goRun(func() { comp.Run(ctx) })
 	log.Info().Str("homeserver", cfg.Homeserver.Address).Str("xmpp", cfg.XMPP.Address).Str("domain", cfg.XMPP.Domain).Msg("Bridge started")
 
@@ -210,22 +221,65 @@ func setMemory(mib int, log zerolog.Logger) {
 	log.Debug().Int64("memory_limit", debug.SetMemoryLimit(-1)).Msg("Go memory limit set")
 }
 
-// ensureBot makes sure the bot user exists and reads what the homeserver
-// supports, waiting for it if it is not up yet.
-func ensureBot(ctx context.Context, as *appservice.AppService, hs *matrixside.Homeserver, log zerolog.Logger) {
+// startCheckTimeout bounds the token check at start: a homeserver that
+// has not answered by then is taken as not up yet.
+const startCheckTimeout = 10 * time.Second
+
+// checkToken asks the homeserver, before the bridge starts, whether it
+// knows the bridge's token, as mautrix bridges do: one it refuses stops
+// the bridge with what to do (tokenRefused), where it would otherwise
+// start "healthy" and hold every message. A homeserver that does not
+// answer is not up yet: the bridge starts anyway, as it always has, and
+// ensureBot asks again until it does.
+func checkToken(ctx context.Context, hs *matrixside.Homeserver, cfg *config.Config, log zerolog.Logger) error {
+	cctx, cancel := context.WithTimeout(ctx, startCheckTimeout)
+	defer cancel()
+	err := hs.Whoami(cctx)
+	switch {
+	case errors.Is(err, matrixside.ErrTokenRefused):
+		return tokenRefused(hs, cfg, err)
+	case err != nil:
+		log.Warn().Err(err).Str("homeserver", cfg.Homeserver.Address).Msg("The homeserver does not answer yet; starting anyway, and checking the bridge's token once it does")
+	}
+	return nil
+}
+
+// tokenRefused is the bridge's refusal to start with a token the
+// homeserver refuses: one line that says what to do.
+func tokenRefused(hs *matrixside.Homeserver, cfg *config.Config, err error) error {
+	var refused *matrixside.TokenRefusedError
+	if errors.As(err, &refused) {
+		err = refused.Cause
+	}
+	return fmt.Errorf("the homeserver at %s does not know this bridge's token (%w): give it the registration file %s (Synapse: app_service_config_files; Dendrite: app_service_api.config_files) and restart the homeserver, then start the bridge again",
+		cfg.Homeserver.Address, err, hs.RegistrationPath)
+}
+
+// ensureBot makes sure the homeserver knows the bridge's token and the bot
+// user exists, and reads what the homeserver supports, waiting for it if
+// it is not up yet. A token it refuses is an error: the bridge stops, as
+// checkToken would have stopped it had the homeserver been up.
+func ensureBot(ctx context.Context, as *appservice.AppService, hs *matrixside.Homeserver, cfg *config.Config, log zerolog.Logger) error {
 	backoff := retry.Backoff{First: time.Second, Max: time.Minute}
 	for ctx.Err() == nil {
-		err := as.BotIntent().EnsureRegistered(ctx)
+		err := hs.Whoami(ctx)
+		if errors.Is(err, matrixside.ErrTokenRefused) {
+			return tokenRefused(hs, cfg, err)
+		}
+		if err == nil {
+			err = as.BotIntent().EnsureRegistered(ctx)
+		}
 		if err == nil {
 			_, err = hs.Detect(ctx)
 		}
 		if err == nil {
-			return
+			return nil
 		}
 		wait := backoff.Next()
 		log.Warn().Err(err).Dur("retry_in", wait).Msg("Could not reach the homeserver to check the bot user")
 		retry.Wait(ctx, wait)
 	}
+	return nil
 }
 
 func newLogger(cfg *config.Config) zerolog.Logger {
