@@ -13,6 +13,7 @@ import (
 	"encoding/xml"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"sync"
 	"time"
@@ -22,6 +23,7 @@ import (
 	"mellium.im/xmpp"
 	"mellium.im/xmpp/component"
 	"mellium.im/xmpp/jid"
+	xmppstream "mellium.im/xmpp/stream"
 
 	"xmppbridge/internal/retry"
 	"xmppbridge/internal/safely"
@@ -56,15 +58,31 @@ type Component struct {
 	roster map[string]string
 	// guard runs each stanza's handler: a panic costs that stanza.
 	guard safely.Guard
+	// refused and away are the link's outages, a secret refused and a
+	// server out of reach, said once and summarised (say); Run's own.
+	refused, away retry.Outage
+	// outageGrace and outageEvery replace the package's defaults when
+	// set (tests).
+	outageGrace, outageEvery time.Duration
 }
 
 // Run keeps the component connected until ctx ends. It never gives up on a
-// network fault or a refused secret: it logs why and tries again later.
+// network fault or a refused secret: it says why once, tries again with
+// backoff, and summarises now and then while it lasts (say).
 func (c *Component) Run(ctx context.Context) {
 	if c.MaxBackoff == 0 {
 		c.MaxBackoff = 30 * time.Second
 	}
-	backoff := retry.Backoff{First: time.Second, Max: c.MaxBackoff}
+	backoff := retry.Backoff{First: min(time.Second, c.MaxBackoff), Max: c.MaxBackoff}
+	grace, every := c.outageGrace, c.outageEvery
+	if grace == 0 {
+		grace = outageGrace
+	}
+	if every == 0 {
+		every = outageSummaryEvery
+	}
+	c.refused = retry.Outage{Every: every}
+	c.away = retry.Outage{Grace: grace, Every: every}
 	for ctx.Err() == nil {
 		c.mu.Lock()
 		c.upSince = time.Time{}
@@ -87,11 +105,90 @@ func (c *Component) Run(ctx context.Context) {
 		// server bounces receipts). One dropped sooner (a name conflict, a
 		// server that takes the handshake and then falls over) backs off.
 		wait := backoff.After(held)
-		c.Log.Warn().Err(err).Dur("retry_in", wait).Str("address", c.Address).Msg("XMPP component connection lost or refused; reconnecting")
+		c.say(err, !up.IsZero(), wait)
 		c.Count("xmpp_reconnect", reasonOf(err))
 		if !retry.Wait(ctx, wait) {
 			return
 		}
+	}
+}
+
+// How the link's troubles are said: a server away for less than
+// outageGrace is restarting and says nothing worse than info; one away
+// longer, or refusing the secret, is said once and then summarised every
+// outageSummaryEvery.
+const (
+	outageGrace        = 30 * time.Second
+	outageSummaryEvery = 10 * time.Minute
+)
+
+// say logs why a session ended, or why none began, at the level it
+// deserves: a stream the server closed (it stopped or restarted) is info;
+// a refused secret is an error, said once with what to fix; a server that
+// cannot be reached is said once it has been away outageGrace. Each is
+// then repeated at debug only, with a summary now and then.
+func (c *Component) say(err error, held bool, wait time.Duration) {
+	log := c.Log.With().Str("address", c.Address).Dur("retry_in", wait).Logger()
+	switch {
+	case held && serverClosed(err):
+		log.Info().AnErr("why", err).Msg("The XMPP server closed the stream; reconnecting")
+	case held:
+		log.Warn().Err(err).Msg("XMPP component stream ended with an error; reconnecting")
+	case errors.Is(err, xmppstream.NotAuthorized):
+		now := time.Now()
+		switch c.refused.Fail(now) {
+		case retry.First:
+			log.Error().Err(err).Str("domain", c.Domain.String()).
+				Msg("The XMPP server refused the component's secret: xmpp.secret in the bridge's config must be the component_secret of the Component block of this domain in the XMPP server's config (on ejabberd, the password of its ejabberd_service listener); trying again with backoff")
+		case retry.Summary:
+			log.Error().Int("tries", c.refused.Tries()).Dur("for", now.Sub(c.refused.Since())).
+				Msg("The XMPP server still refuses the component's secret; check xmpp.secret")
+		default:
+			log.Debug().Err(err).Msg("The XMPP server refused the component's secret again")
+		}
+	default:
+		now := time.Now()
+		switch c.away.Fail(now) {
+		case retry.First:
+			log.Warn().Err(err).Dur("for", now.Sub(c.away.Since())).Msg("Cannot connect to the XMPP server's component port; trying again with backoff")
+		case retry.Summary:
+			log.Warn().Err(err).Int("tries", c.away.Tries()).Dur("for", now.Sub(c.away.Since())).
+				Msg("The XMPP server is still unreachable")
+		default:
+			log.Debug().Err(err).Msg("Cannot connect to the XMPP server yet; trying again")
+		}
+	}
+}
+
+// serverClosed tells whether err is how a session ends when the server
+// closes it in order: Prosody stopping closes the connection without a
+// </stream:stream>, which mellium reads as an XML syntax error "unexpected
+// EOF"; a </stream:stream> ends the session without an error; a server
+// may say <system-shutdown/> first (RFC 6120 §4.9.3.22).
+func serverClosed(err error) bool {
+	var syntax *xml.SyntaxError
+	switch {
+	case err == nil, errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, xmppstream.SystemShutdown):
+		return true
+	case errors.As(err, &syntax):
+		return syntax.Msg == "unexpected EOF"
+	}
+	return false
+}
+
+// connected says that the session is up, and if an outage that was said
+// is over, how long it lasted.
+func (c *Component) connected() {
+	log := c.Log.Info().Str("address", c.Address).Str("domain", c.Domain.String())
+	refusedSaid, refusedTries, refusedSince := c.refused.End()
+	awaySaid, awayTries, awaySince := c.away.End()
+	switch {
+	case refusedSaid:
+		log.Int("tries", refusedTries).Dur("after", time.Since(refusedSince)).Msg("XMPP component connected: the server takes its secret now")
+	case awaySaid:
+		log.Int("tries", awayTries).Dur("after", time.Since(awaySince)).Msg("XMPP component connected: the server is back")
+	default:
+		log.Msg("XMPP component connected")
 	}
 }
 
@@ -119,9 +216,9 @@ func (c *Component) serveOnce(ctx context.Context) error {
 	sess, err := component.NewSession(negCtx, c.Domain, []byte(c.Secret), conn)
 	cancel()
 	if err != nil {
-		return fmt.Errorf("negotiate component stream as %s (is xmpp.secret right?): %w", c.Domain, err)
+		return fmt.Errorf("negotiate component stream as %s: %w", c.Domain, err)
 	}
-	c.Log.Info().Str("address", c.Address).Str("domain", c.Domain.String()).Msg("XMPP component connected")
+	c.connected()
 	c.Count("xmpp_link", "connected") // each (re)connection
 	c.mu.Lock()
 	c.sess, c.conn, c.upSince, c.roster = sess, conn, time.Now(), nil
