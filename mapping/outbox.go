@@ -329,12 +329,26 @@ func (b *Bridge) ensurePortal(ctx context.Context, mxid id.UserID, peer jid.JID)
 }
 
 // sendToXMPP sends a message from Matrix to its XMPP peer, asking for every
-// kind of receipt the bridge can translate.
+// kind of receipt the bridge can translate. One that can never go (a rule
+// of the bridge no longer lets it through, what it answers or edits is
+// unknown) is marked failed for its sender (notCarried); the XMPP side
+// itself fails only when its stream is gone, which holds the side.
 func (b *Bridge) sendToXMPP(ctx context.Context, row int64) error {
 	msg, err := b.store.MessageByRow(ctx, row)
 	if err != nil {
 		return fmt.Errorf("load message %d: %w", row, err)
 	}
+	if err := b.carryToXMPP(ctx, row, msg); errors.Is(err, ErrPermanent) {
+		return b.notCarried(ctx, msg, err)
+	} else if err != nil {
+		return err
+	}
+	b.count("bridged", "to_xmpp")
+	return nil
+}
+
+// carryToXMPP is sendToXMPP once the message, of row, is loaded.
+func (b *Bridge) carryToXMPP(ctx context.Context, row int64, msg *Message) error {
 	if err := b.unreachable(msg.MXID, msg.PeerJID); err != nil {
 		return err
 	}
@@ -358,6 +372,26 @@ func (b *Bridge) sendToXMPP(ctx context.Context, row int64) error {
 	if err := b.xmpp.Send(ctx, out); err != nil {
 		return fmt.Errorf("send message %d to %s: %w", row, msg.PeerJID, err)
 	}
-	b.count("bridged", "to_xmpp")
 	return nil
+}
+
+// notCarried marks msg, from Matrix, which can never reach XMPP (err wraps
+// ErrPermanent), as failed for its sender in the portal (a failure status,
+// as for an event set aside), once: the send is dropped after. The status
+// names the event, not the row, so that the rule that refused the message
+// does not refuse its status too. It returns err unless the status could
+// not be stored, for the send to be tried again.
+func (b *Bridge) notCarried(ctx context.Context, msg *Message, err error) error {
+	b.count("matrix_message", ReasonUndeliverable)
+	if msg.Direction != FromMatrix || msg.EventID == "" || msg.RoomID == "" {
+		return err
+	}
+	payload, _ := json.Marshal(StatusArgs{Condition: string(ReasonUndeliverable), ByBridge: true, Room: msg.RoomID, Event: msg.EventID,
+		Text: "the bridge cannot carry this to XMPP"}) // strings only
+	job := newJob(JobMatrixStatus, about{room: msg.RoomID}, 0, payload)
+	if serr := b.store.AddJobs(ctx, job); serr != nil {
+		return fmt.Errorf("mark an undeliverable message failed: %w", serr)
+	}
+	b.queue(job)
+	return err
 }

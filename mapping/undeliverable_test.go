@@ -3,6 +3,7 @@ package mapping
 import (
 	"context"
 	"fmt"
+	"slices"
 	"testing"
 
 	"mellium.im/xmpp/jid"
@@ -66,6 +67,44 @@ func TestUndeliverableToMatrixIsAnswered(t *testing.T) {
 			}
 			if h.counts["xmpp_message/"+string(tc.reason)] != 1 {
 				t.Errorf("counts %v, want xmpp_message/%s once", h.counts, tc.reason)
+			}
+		})
+	}
+}
+
+// A message from Matrix that can never reach XMPP (a rule of the bridge no
+// longer lets it through when its send runs) is marked failed for its
+// sender, once, by a failure status on its event; one that went is not.
+func TestUndeliverableToXMPPIsMarkedFailed(t *testing.T) {
+	ctx := context.Background()
+	juliet := jid.MustParse(julietJID)
+	for _, tc := range []struct {
+		name   string
+		change func(h *harness)
+		failed []string
+	}{
+		{"sent", func(*harness) {}, nil},
+		{"permission revoked", func(h *harness) {
+			h.b.cfg.Permissions = Permissions{"example.org": PermUser, string(alice): PermNone}
+		}, []string{string(dm) + " $a1 false " + string(ReasonUndeliverable)}},
+		{"domain blocked", func(h *harness) {
+			h.b.cfg.BlockedDomains = append(h.b.cfg.BlockedDomains, juliet.Domainpart())
+		}, []string{string(dm) + " $a1 false " + string(ReasonUndeliverable)}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t)
+			_ = h.store.PutPortal(ctx, &Portal{RoomID: dm, MXID: alice, JID: juliet})
+			if err := h.handleTxn(ctx, MatrixTxn{ID: "t1", Events: []MatrixEvent{textEvent("$a1", alice, dm, "It is the east")}}); err != nil {
+				t.Fatal(err)
+			}
+			tc.change(h)
+			h.drain(t)
+			h.drain(t)
+			if !slices.Equal(h.matrix.failures, tc.failed) {
+				t.Errorf("failure statuses %q, want %q", h.matrix.failures, tc.failed)
+			}
+			if jobs, _ := h.store.DueJobs(ctx, h.b.now(), 100); len(jobs) != 0 {
+				t.Errorf("%d jobs left, want none", len(jobs))
 			}
 		})
 	}
