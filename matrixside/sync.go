@@ -3,6 +3,7 @@ package matrixside
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -46,26 +47,52 @@ type Syncer struct {
 	Server *Server
 	Log    zerolog.Logger
 	guard  safely.Guard // a response that panics its decoder is skipped
+	// retryFirst, outageGrace and outageEvery replace the first wait
+	// after a failure and how an outage is said (Run) when set (tests).
+	retryFirst, outageGrace, outageEvery time.Duration
 }
 
 // ChooseMode resolves "auto" by asking the homeserver what it is (the
-// federation version endpoint, which every homeserver serves): Synapse and
-// Tuwunel push ephemeral events, the others are synced.
+// federation version endpoint): Synapse and Tuwunel push ephemeral events,
+// the others are synced. A homeserver that does not answer it (federation
+// off, or its federation API served elsewhere) is synced too, which works
+// on every homeserver: an expected fallback, said at info with the reason.
 func ChooseMode(ctx context.Context, as *appservice.AppService, mode string, log zerolog.Logger) string {
 	if mode != EphemeralAuto {
 		log.Info().Str("ephemeral", mode).Msg("Matrix receipts: as configured")
 		return mode
 	}
-	name, err := serverName(ctx, as)
-	chosen := EphemeralSync
+	name, err := serverName(ownFailures(ctx, log), as)
+	var answered mautrix.HTTPError
+	switch {
+	case err == nil && pushes(name):
+		log.Info().Str("server", name).Str("ephemeral", EphemeralPush).
+			Msg("Matrix receipts: this homeserver pushes them to application services; ephemeral: auto chose push")
+		return EphemeralPush
+	case err == nil:
+		log.Info().Str("server", name).Str("ephemeral", EphemeralSync).
+			Msg("Matrix receipts: this homeserver pushes none to application services; ephemeral: auto chose sync, the bot reads them with /sync")
+	case errors.As(err, &answered) && answered.Response != nil:
+		log.Info().Str("probe", federationVersion).Str("answer", err.Error()).Str("ephemeral", EphemeralSync).
+			Msg("Matrix receipts: the homeserver does not say what it is (no federation API here, as with federation off); ephemeral: auto chose sync, which works on every homeserver (set appservice.ephemeral: push for one that pushes them)")
+	default:
+		log.Warn().Err(err).Str("probe", federationVersion).Str("ephemeral", EphemeralSync).
+			Msg("Matrix receipts: could not ask the homeserver what it is; ephemeral: auto chose sync, which works on every homeserver")
+	}
+	return EphemeralSync
+}
+
+// pushes tells whether a homeserver of this name pushes ephemeral events
+// to application services (MSC2409).
+func pushes(name string) bool {
 	switch strings.ToLower(name) {
 	case "synapse", "tuwunel":
-		chosen = EphemeralPush
+		return true
 	}
-	log.Info().Str("server", name).AnErr("error", err).Str("ephemeral", chosen).
-		Msg("Matrix receipts: chose how to get them from what the homeserver is")
-	return chosen
+	return false
 }
+
+const federationVersion = "/_matrix/federation/v1/version"
 
 func serverName(ctx context.Context, as *appservice.AppService) (string, error) {
 	var resp struct {
@@ -82,23 +109,65 @@ func serverName(ctx context.Context, as *appservice.AppService) (string, error) 
 	return resp.Server.Name, nil
 }
 
+// ownFailures is ctx with log for mautrix's requests, less mautrix's own
+// line for a request that failed (at error level) or was cancelled (at
+// warn): the caller says what the failure means, once. A /sync cut by
+// the bridge's stop means nothing, and a probe that finds no federation
+// API is an expected answer.
+func ownFailures(ctx context.Context, log zerolog.Logger) context.Context {
+	return log.Hook(zerolog.HookFunc(func(e *zerolog.Event, _ zerolog.Level, msg string) {
+		if msg == "Request failed" || msg == "Request canceled" {
+			e.Discard()
+		}
+	})).WithContext(ctx)
+}
+
+// How the sync's troubles are said: failures for less than syncGrace (a
+// homeserver restarting) at debug; longer, once at warn, then a summary
+// every syncSummaryEvery, and its end at info.
+const (
+	syncGrace        = 30 * time.Second
+	syncSummaryEvery = 10 * time.Minute
+)
+
 // Run syncs until ctx ends, resuming from the stored token.
 func (s *Syncer) Run(ctx context.Context) {
 	bot := s.AS.BotClient()
 	var filterID string
 	since, _ := s.KV.GetKV(ctx, syncTokenKey)
-	backoff := retry.Backoff{First: time.Second, Max: time.Minute}
+	first := s.retryFirst
+	if first == 0 {
+		first = time.Second
+	}
+	backoff := retry.Backoff{First: first, Max: max(first, time.Minute)}
+	grace, every := syncGrace, syncSummaryEvery
+	if s.outageEvery != 0 {
+		grace, every = s.outageGrace, s.outageEvery
+	}
+	outage := retry.Outage{Grace: grace, Every: every}
+	reqCtx := ownFailures(ctx, s.Log)
 	for ctx.Err() == nil {
-		err := s.syncOnce(ctx, bot, &filterID, &since)
+		err := s.syncOnce(reqCtx, bot, &filterID, &since)
 		if err == nil {
+			if said, tries, from := outage.End(); said {
+				s.Log.Info().Int("tries", tries).Dur("after", time.Since(from)).Msg("Sync for receipts works again")
+			}
 			backoff.Reset()
 			continue
 		}
 		if ctx.Err() != nil {
-			return
+			return // stopping: a request cut short is no failure
 		}
 		wait := backoff.Next()
-		s.Log.Warn().Err(err).Dur("retry_in", wait).Msg("Sync for receipts failed")
+		now := time.Now()
+		switch outage.Fail(now) {
+		case retry.First:
+			s.Log.Warn().Err(err).Dur("retry_in", wait).Dur("for", now.Sub(outage.Since())).Msg("Sync for receipts fails; trying again with backoff")
+		case retry.Summary:
+			s.Log.Warn().Err(err).Int("tries", outage.Tries()).Dur("for", now.Sub(outage.Since())).Msg("Sync for receipts still fails")
+		default:
+			s.Log.Debug().Err(err).Dur("retry_in", wait).Msg("Sync for receipts failed; trying again")
+		}
 		if !retry.Wait(ctx, wait) {
 			return
 		}

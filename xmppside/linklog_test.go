@@ -2,55 +2,28 @@ package xmppside
 
 import (
 	"context"
-	"encoding/json"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/rs/zerolog"
-
+	"xmppbridge/internal/logtest"
 	"xmppbridge/internal/standin"
 	"xmppbridge/mapping"
 )
 
-// logLine is one line of the component's JSON log.
-type logLine struct {
-	Level, Message string
-}
-
-func (b *tapBuffer) lines(t *testing.T) []logLine {
-	t.Helper()
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	var out []logLine
-	for _, l := range strings.Split(strings.TrimSpace(string(b.sent)), "\n") {
-		if l == "" {
-			continue
-		}
-		var ll logLine
-		if err := json.Unmarshal([]byte(l), &ll); err != nil {
-			t.Fatalf("log line %q: %v", l, err)
-		}
-		out = append(out, ll)
+// logged is what the component logged into b.
+func logged(t *testing.T, b *tapBuffer) func() []logtest.Line {
+	return func() []logtest.Line {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		return logtest.Parse(t, string(b.sent))
 	}
-	return out
-}
-
-// count is how many lines have level and a message that starts with msg.
-func count(lines []logLine, level, msg string) int {
-	n := 0
-	for _, l := range lines {
-		if l.Level == level && strings.HasPrefix(l.Message, msg) {
-			n++
-		}
-	}
-	return n
 }
 
 // runComponent runs c (its log in logs) until the test ends.
-func runComponent(t *testing.T, c *Component, logs *tapBuffer) {
+func runComponent(t *testing.T, c *Component, logs *logtest.Buffer) {
 	t.Helper()
-	c.Log = zerolog.New(logs)
+	c.Log = logs.Logger()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
@@ -61,20 +34,6 @@ func runComponent(t *testing.T, c *Component, logs *tapBuffer) {
 		cancel()
 		<-done
 	})
-}
-
-// waitLog waits until ok holds of the component's log lines.
-func waitLog(t *testing.T, logs *tapBuffer, what string, ok func([]logLine) bool) []logLine {
-	t.Helper()
-	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		lines := logs.lines(t)
-		if ok(lines) {
-			return lines
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the log never showed %s:\n%+v", what, lines)
-		}
-	}
 }
 
 const (
@@ -96,12 +55,12 @@ func TestARefusedSecretIsSaidOnceThenSummarised(t *testing.T) {
 	r := newStreamRig(t, mapping.PresencePolicy{})
 	r.c.Address, r.c.Secret = srv.Addr, "not the secret"
 	r.c.MaxBackoff, r.c.outageEvery = 20*time.Millisecond, 200*time.Millisecond
-	logs := &tapBuffer{}
+	logs := &logtest.Buffer{}
 	runComponent(t, r.c, logs)
-	lines := waitLog(t, logs, "five refusals and a summary", func(ls []logLine) bool {
-		return count(ls, "debug", refusedAgain) >= 5 && count(ls, "error", refusedSummary) >= 1
+	lines := logs.Wait(t, "five refusals and a summary", func(ls []logtest.Line) bool {
+		return logtest.Count(ls, "debug", refusedAgain) >= 5 && logtest.Count(ls, "error", refusedSummary) >= 1
 	})
-	if n := count(lines, "error", refusedFirst); n != 1 {
+	if n := logtest.Count(lines, "error", refusedFirst); n != 1 {
 		t.Errorf("the refusal was explained %d times, want once:\n%+v", n, lines)
 	}
 	for _, l := range lines {
@@ -120,10 +79,10 @@ func TestARefusedSecretIsSaidOnceThenSummarised(t *testing.T) {
 func TestTheServerClosingTheStreamIsInfo(t *testing.T) {
 	r := newLinkRig(t)
 	r.srv.Drop()
-	lines := waitLog(t, r.logs, "the reconnection", func(ls []logLine) bool {
-		return count(ls, "info", "XMPP component connected") == 2
+	lines := logtest.Wait(t, "the reconnection", logged(t, r.logs), func(ls []logtest.Line) bool {
+		return logtest.Count(ls, "info", "XMPP component connected") == 2
 	})
-	if n := count(lines, "info", "The XMPP server closed the stream; reconnecting"); n != 1 {
+	if n := logtest.Count(lines, "info", "The XMPP server closed the stream; reconnecting"); n != 1 {
 		t.Errorf("%d info lines say the server closed the stream, want 1:\n%+v", n, lines)
 	}
 	for _, l := range lines {
@@ -134,8 +93,8 @@ func TestTheServerClosingTheStreamIsInfo(t *testing.T) {
 	if err := r.srv.Write(`<message from='juliet@capulet.lit' to='` + pupBare + `'><body>a < b</body></message>`); err != nil {
 		t.Fatal(err)
 	}
-	waitLog(t, r.logs, "a warning for the broken stream", func(ls []logLine) bool {
-		return count(ls, "warn", "XMPP component stream ended with an error") == 1
+	logtest.Wait(t, "a warning for the broken stream", logged(t, r.logs), func(ls []logtest.Line) bool {
+		return logtest.Count(ls, "warn", "XMPP component stream ended with an error") == 1
 	})
 }
 
@@ -151,12 +110,12 @@ func TestAnUnreachableServerIsSaidOnceThenSummarised(t *testing.T) {
 	r := newStreamRig(t, mapping.PresencePolicy{})
 	r.c.Address, r.c.Secret = addr, "s3cret"
 	r.c.MaxBackoff, r.c.outageGrace, r.c.outageEvery = 20*time.Millisecond, time.Nanosecond, 200*time.Millisecond
-	logs := &tapBuffer{}
+	logs := &logtest.Buffer{}
 	runComponent(t, r.c, logs)
-	lines := waitLog(t, logs, "five tries and a summary", func(ls []logLine) bool {
-		return count(ls, "debug", "Cannot connect to the XMPP server yet") >= 5 && count(ls, "warn", "The XMPP server is still unreachable") >= 1
+	lines := logs.Wait(t, "five tries and a summary", func(ls []logtest.Line) bool {
+		return logtest.Count(ls, "debug", "Cannot connect to the XMPP server yet") >= 5 && logtest.Count(ls, "warn", "The XMPP server is still unreachable") >= 1
 	})
-	if n := count(lines, "warn", "Cannot connect to the XMPP server's component port"); n != 1 {
+	if n := logtest.Count(lines, "warn", "Cannot connect to the XMPP server's component port"); n != 1 {
 		t.Errorf("the outage was said %d times, want once:\n%+v", n, lines)
 	}
 }
