@@ -148,7 +148,8 @@ func TestGenerateRegistration(t *testing.T) {
 	if _, err := again.CheckRegistration(regPath); err != nil {
 		t.Fatalf("generated pair refused: %v", err)
 	}
-	// A second -g makes new tokens.
+	// Each new registration has new tokens (-g keeps those of the file
+	// unless -new-tokens: TestGenerateKeepsTokensUnlessAsked).
 	if reg2 := again.NewRegistration(); reg2.AppToken == reg.AppToken {
 		t.Error("tokens were not fresh")
 	}
