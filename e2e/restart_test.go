@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -243,27 +242,10 @@ func (l *lockedBuffer) String() string {
 // happened in a few lines, not one per message.
 func TestPostgresRestartUnderLoad(t *testing.T) {
 	ctx := context.Background()
-	uri := os.Getenv("XMPPBRIDGE_TEST_POSTGRES")
-	if uri == "" {
-		uri = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
-	}
-	schema := fmt.Sprintf("e2e_%d", time.Now().UnixNano())
-	dbURI, err := peers.FreshPostgresSchema(ctx, uri, schema)
-	if err != nil {
-		t.Fatalf("PostgreSQL (scripts/setup.sh starts it): %v", err)
-	}
-	defer peers.DropPostgresSchema(uri, schema)
 	// The world's bridge, its registration and ports, on PostgreSQL.
-	cfg, err := os.ReadFile(w.Bridge.Config)
-	if err != nil {
-		t.Fatal(err)
-	}
-	onPG := strings.Replace(string(cfg), "type: sqlite3-fk-wal\n        uri: \"bridge.db\"", "type: postgres\n        uri: "+strconv.Quote(dbURI), 1)
-	if onPG == string(cfg) {
-		t.Fatalf("the world's bridge config has no SQLite database to replace:\n%s", cfg)
-	}
+	onPG, _ := onPostgres(t, ctx)
 	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "config.yaml"), []byte(onPG), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "config.yaml"), onPG, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	logs := &lockedBuffer{}
