@@ -158,6 +158,7 @@ func Parse(data []byte) (*Config, error) {
 	var errs Errors
 	if len(root.Content) > 0 {
 		checkKeys(root.Content[0], reflect.TypeOf(*cfg), "", &errs)
+		checkTypes(root.Content[0], reflect.TypeOf(*cfg), "", &errs)
 		if len(errs) > 0 {
 			return nil, errs
 		}
@@ -214,6 +215,90 @@ func checkKeys(n *yaml.Node, t reflect.Type, prefix string, errs *Errors) {
 		}
 		checkKeys(n.Content[i+1], ft, prefix+key+".", errs)
 	}
+}
+
+// checkTypes names every value that is not of its key's type, with its
+// dotted path and line: yaml.v3's own error names only the line and Go's
+// type ("cannot unmarshal !!str `29340x` into int"). Each value is decoded
+// alone into its field's type, as the whole Decode would decode it, so
+// both agree on what is accepted. Unknown keys are checkKeys's.
+func checkTypes(n *yaml.Node, t reflect.Type, key string, errs *Errors) {
+	if n.Kind == yaml.AliasNode && n.Alias != nil {
+		n = n.Alias
+	}
+	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
+		return // no value: the default stays, and validate judges it
+	}
+	switch {
+	case t.Kind() == reflect.Struct:
+		if n.Kind != yaml.MappingNode {
+			*errs = append(*errs, typeError(n, key, "a section of keys"))
+			return
+		}
+		fields := map[string]reflect.Type{}
+		for i := 0; i < t.NumField(); i++ {
+			if tag := strings.Split(t.Field(i).Tag.Get("yaml"), ",")[0]; tag != "" && tag != "-" {
+				fields[tag] = t.Field(i).Type
+			}
+		}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if ft, ok := fields[n.Content[i].Value]; ok {
+				checkTypes(n.Content[i+1], ft, join(key, n.Content[i].Value), errs)
+			}
+		}
+	case t.Kind() == reflect.Map:
+		if n.Kind != yaml.MappingNode {
+			*errs = append(*errs, typeError(n, key, "a mapping of keys to values"))
+			return
+		}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			checkTypes(n.Content[i+1], t.Elem(), join(key, n.Content[i].Value), errs)
+		}
+	default:
+		if err := n.Decode(reflect.New(t).Interface()); err != nil {
+			*errs = append(*errs, typeError(n, key, typeName(t)))
+		}
+	}
+}
+
+func join(prefix, key string) string {
+	if prefix == "" {
+		return key
+	}
+	return prefix + "." + key
+}
+
+// typeError says that the value at n is not what key takes.
+func typeError(n *yaml.Node, key, want string) *Error {
+	var got string
+	switch n.Kind {
+	case yaml.MappingNode:
+		got = "a section"
+	case yaml.SequenceNode:
+		got = "a list"
+	default:
+		got = strconv.Quote(n.Value)
+	}
+	return &Error{Key: key, What: fmt.Sprintf("%s is not %s (line %d)", got, want, n.Line)}
+}
+
+// typeName is what a value of t is called in a config error.
+func typeName(t reflect.Type) string {
+	switch {
+	case t == reflect.TypeOf(time.Duration(0)):
+		return "a duration (such as 90s, 30m or 24h)"
+	case t.Kind() == reflect.Bool:
+		return "true or false"
+	case t.Kind() >= reflect.Int && t.Kind() <= reflect.Uint64:
+		return "a whole number"
+	case t.Kind() == reflect.Float32 || t.Kind() == reflect.Float64:
+		return "a number"
+	case t.Kind() == reflect.Slice:
+		return "a list"
+	case t.Kind() == reflect.String:
+		return "a string"
+	}
+	return "a " + t.String()
 }
 
 // closest is the known key nearest to key by edit distance, if near enough.
@@ -415,6 +500,25 @@ func (c *Config) Permissions() mapping.Permissions {
 	return mapping.Permissions(c.Bridge.Permissions)
 }
 
+// registrationDomain is the homeserver domain the registration's ghost
+// namespace was written for (ghostRegex), or "" if it has none of that
+// shape.
+func registrationDomain(reg *appservice.Registration) string {
+	prefix := "^@" + regexp.QuoteMeta(mapping.GhostPrefix) + ".*:"
+	for _, ns := range reg.Namespaces.UserIDs {
+		quoted, hasPrefix := strings.CutPrefix(ns.Regex, prefix)
+		quoted, hasSuffix := strings.CutSuffix(quoted, "$")
+		if !hasPrefix || !hasSuffix || quoted == "" {
+			continue
+		}
+		// Undo regexp.QuoteMeta: a domain has no backslash of its own.
+		if domain := strings.ReplaceAll(quoted, `\`, ""); regexp.QuoteMeta(domain) == quoted {
+			return domain
+		}
+	}
+	return ""
+}
+
 // ghostRegex and botRegex are the registration's user namespaces.
 func (c *Config) ghostRegex() string {
 	return "^@" + regexp.QuoteMeta(mapping.GhostPrefix) + ".*:" + regexp.QuoteMeta(c.Homeserver.Domain) + "$"
@@ -540,13 +644,18 @@ func (c *Config) CheckRegistration(path string) (*appservice.Registration, error
 	if reg.URL != c.AppService.Address {
 		bad("appservice.address", fmt.Sprintf("is %q but the registration's url is %q; %s", c.AppService.Address, reg.URL, fix))
 	}
-	for _, want := range []string{c.ghostRegex(), c.botRegex()} {
-		found := false
-		for _, ns := range reg.Namespaces.UserIDs {
-			found = found || (ns.Exclusive && ns.Regex == want)
-		}
-		if !found {
-			bad("homeserver.domain", fmt.Sprintf("the registration has no exclusive user namespace %q; %s", want, fix))
+	if domain := registrationDomain(reg); domain != "" && domain != c.Homeserver.Domain {
+		// One cause, said once: both namespaces name the other domain.
+		bad("homeserver.domain", fmt.Sprintf("is %q but the registration's user namespaces are for %q. homeserver.domain must be the homeserver's server name, the part after ':' in its user IDs: if %q is a typo, correct it in the config; if the server name really is %q, write the registration again for it (bridge -g -c CONFIG -r %s) and give it to the homeserver", c.Homeserver.Domain, domain, c.Homeserver.Domain, c.Homeserver.Domain, path))
+	} else {
+		for _, want := range []string{c.ghostRegex(), c.botRegex()} {
+			found := false
+			for _, ns := range reg.Namespaces.UserIDs {
+				found = found || (ns.Exclusive && ns.Regex == want)
+			}
+			if !found {
+				bad("homeserver.domain", fmt.Sprintf("the registration has no exclusive user namespace %q; %s", want, fix))
+			}
 		}
 	}
 	if len(errs) > 0 {
