@@ -50,6 +50,13 @@ func (f copyFlags) run(configPath string) error {
 		return err
 	}
 	configured := database.Place{Type: cfg.AppService.Database.Type, URI: cfg.DatabaseURI()}
+	if configured.Type != "postgres" {
+		// Absolute, as the other one is, so that a copy onto itself is
+		// seen below.
+		if configured, err = database.PlaceOf(configured.URI); err != nil {
+			return err
+		}
+	}
 	arg, toConfigured := *f.to, false
 	if arg == "" {
 		arg, toConfigured = *f.from, true
