@@ -15,6 +15,9 @@ import (
 	"testing"
 	"time"
 
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
+
 	"xmppbridge/internal/peers"
 )
 
@@ -26,7 +29,8 @@ import (
 // (RFC 6121 §4.3.2: a probe from a subscriber is answered with presence;
 // a bridge that forgot would answer "unsubscribed", and the person's server
 // would drop the puppet from their roster). Its log does not say that it
-// starts from nothing.
+// starts from nothing. Moved back with "-copy-db-from … -copy-db-replace"
+// over the old SQLite file, it carries on in the same portal again.
 func TestMoveSQLiteToPostgres(t *testing.T) {
 	ctx := context.Background()
 	// A person of this test's own: the move copies every portal, and no
@@ -57,6 +61,9 @@ func TestMoveSQLiteToPostgres(t *testing.T) {
 	pg.Config = filepath.Join(pg.Dir, "config.yaml")
 	defer func() {
 		_ = pg.Stop()
+		if w.Bridge.Pid() != 0 {
+			return // moved back already
+		}
 		if err := w.Bridge.Start(ctx); err != nil {
 			t.Errorf("the world's bridge did not start again on its own config: %v", err)
 		} else if err := bridgeReady(ctx); err != nil {
@@ -64,17 +71,7 @@ func TestMoveSQLiteToPostgres(t *testing.T) {
 		}
 	}()
 
-	cmd := exec.CommandContext(ctx, w.Bridge.Bin, "-c", w.Bridge.Config, "-copy-db-to", dbURI)
-	cmd.Dir = w.Bridge.Dir
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("bridge -copy-db-to: %v\n%s", err, out)
-	}
-	t.Logf("bridge -copy-db-to:\n%s", out)
-	if !strings.Contains(string(out), "Copied ") {
-		t.Errorf("the copy does not say what it copied:\n%s", out)
-	}
-
+	copyDB(t, ctx, "-copy-db-to", dbURI)
 	// The same config, its database now PostgreSQL.
 	if err := os.WriteFile(pg.Config, onPG, 0o600); err != nil {
 		t.Fatal(err)
@@ -92,22 +89,30 @@ func TestMoveSQLiteToPostgres(t *testing.T) {
 	if _, err := after.Wait(ctx, wait, isPresence(ofResource(puppet), "")); err != nil {
 		t.Errorf("no presence in answer to the probe after the move: %v", err)
 	}
-	if err := after.SendRaw(ctx, fmt.Sprintf(`<message to='%s' id='after-move' type='chat'><body>Moved, and still here</body></message>`, peers.XMLEscape(puppet))); err != nil {
-		t.Fatal(err)
+	// bothWays sends a message each way, and returns the Matrix event of
+	// the one from XMPP.
+	bothWays := func(where string) id.EventID {
+		t.Helper()
+		if err := after.SendRaw(ctx, fmt.Sprintf(`<message to='%s' id='%s' type='chat'><body>Still here, %s</body></message>`,
+			peers.XMLEscape(puppet), "move-"+strings.ReplaceAll(where, " ", "-"), where)); err != nil {
+			t.Fatal(err)
+		}
+		fromXMPP, err := w.alice.Wait(ctx, wait, peers.IsText(room, ghost, "Still here, "+where))
+		if err != nil {
+			t.Fatalf("on %s, the message from XMPP did not reach the portal of before the move: %v", where, err)
+		}
+		if _, err := w.alice.SendText(ctx, room, "Welcome to "+where); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := after.Wait(ctx, wait, isMessage(puppet, "Welcome to "+where)); err != nil {
+			t.Errorf("on %s, the message from the portal did not reach XMPP: %v", where, err)
+		}
+		if rooms := peers.Rooms(w.alice.Events(peers.IsInvite(w.alice.Client.UserID, ghost))); len(rooms) != 1 {
+			t.Errorf("on %s, the ghost invited Alice to %d rooms, want 1: the move opened a second portal", where, len(rooms))
+		}
+		return fromXMPP.ID
 	}
-	if _, err := w.alice.Wait(ctx, wait, peers.IsText(room, ghost, "Moved, and still here")); err != nil {
-		t.Errorf("the message from XMPP did not reach the portal of before the move: %v", err)
-	}
-	if _, err := w.alice.SendText(ctx, room, "Welcome to PostgreSQL"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := after.Wait(ctx, wait, isMessage(puppet, "Welcome to PostgreSQL")); err != nil {
-		t.Errorf("the message from the portal did not reach XMPP: %v", err)
-	}
-
-	if rooms := peers.Rooms(w.alice.Events(peers.IsInvite(w.alice.Client.UserID, ghost))); len(rooms) != 1 {
-		t.Errorf("the ghost invited Alice to %d rooms, want 1: the move opened a second portal", len(rooms))
-	}
+	bridgedOnPG := bothWays("PostgreSQL")
 	// An "unsubscribed" in answer to the probe reaches only the person's
 	// server, which takes the puppet's approval back from their roster
 	// (RFC 6121 §3.2.3): the roster tells.
@@ -116,6 +121,52 @@ func TestMoveSQLiteToPostgres(t *testing.T) {
 	}
 	if strings.Contains(logs.String(), "starts from nothing") {
 		t.Error("the moved bridge says it starts from nothing")
+	}
+
+	// And back to SQLite, over the file of before, which the bridge's time
+	// on PostgreSQL made stale: the world's bridge then starts on what it
+	// did meanwhile too.
+	if err := pg.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	copyDB(t, ctx, "-copy-db-from", dbURI, "-copy-db-replace")
+	if err := w.Bridge.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := bridgeReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	bothWays("SQLite again")
+	// The id map has what crossed while on PostgreSQL: a reply to it is a
+	// XEP-0461 reply to its stanza id.
+	if _, err := w.alice.Client.SendMessageEvent(ctx, room, event.EventMessage, &event.MessageEventContent{
+		MsgType: event.MsgText, Body: "Glad you are",
+		RelatesTo: &event.RelatesTo{InReplyTo: &event.InReplyTo{EventID: bridgedOnPG}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	reply, err := after.Wait(ctx, wait, func(s *peers.Stanza) bool { return s.Name == "message" && strings.HasSuffix(s.Body, "Glad you are") })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reply.Has(`urn:xmpp:reply:0`) || !reply.Has(`id="move-PostgreSQL"`) {
+		t.Errorf("the reply to the message bridged on PostgreSQL does not name it: %s", reply.XML)
+	}
+}
+
+// copyDB runs the world's bridge binary on its config with args, a copy
+// of its database, and fails t if the copy fails.
+func copyDB(t *testing.T, ctx context.Context, args ...string) {
+	t.Helper()
+	cmd := exec.CommandContext(ctx, w.Bridge.Bin, append([]string{"-c", w.Bridge.Config}, args...)...)
+	cmd.Dir = w.Bridge.Dir
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("bridge %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	t.Logf("bridge %s:\n%s", strings.Join(args, " "), out)
+	if !strings.Contains(string(out), "Copied ") {
+		t.Errorf("the copy does not say what it copied:\n%s", out)
 	}
 }
 
