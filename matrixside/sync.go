@@ -166,7 +166,13 @@ func (s *Syncer) Run(ctx context.Context) {
 		case retry.Summary:
 			s.Log.Warn().Err(err).Int("tries", outage.Tries()).Dur("for", now.Sub(outage.Since())).Msg("Sync for receipts still fails")
 		default:
-			s.Log.Debug().Err(err).Dur("retry_in", wait).Msg("Sync for receipts failed; trying again")
+			// The first try of each outage is worth an info line (a
+			// homeserver restarting); not the others.
+			ev := s.Log.Debug()
+			if outage.Tries() == 1 {
+				ev = s.Log.Info()
+			}
+			ev.AnErr("why", err).Dur("retry_in", wait).Msg("Sync for receipts failed; trying again")
 		}
 		if !retry.Wait(ctx, wait) {
 			return

@@ -155,7 +155,13 @@ func (c *Component) say(err error, held bool, wait time.Duration) {
 			log.Warn().Err(err).Int("tries", c.away.Tries()).Dur("for", now.Sub(c.away.Since())).
 				Msg("The XMPP server is still unreachable")
 		default:
-			log.Debug().Err(err).Msg("Cannot connect to the XMPP server yet; trying again")
+			// The first try of each outage is worth an info line (a
+			// server restarting, or not started yet); not the others.
+			ev := log.Debug()
+			if c.away.Tries() == 1 {
+				ev = log.Info()
+			}
+			ev.AnErr("why", err).Msg("Cannot connect to the XMPP server yet; trying again")
 		}
 	}
 }

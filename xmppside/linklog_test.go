@@ -99,7 +99,8 @@ func TestTheServerClosingTheStreamIsInfo(t *testing.T) {
 }
 
 // A server out of reach is said once when it has been away for the
-// grace (here at once), then only summarised, and its return is said.
+// grace (here at once), then only summarised; only its first failed try
+// is at info.
 func TestAnUnreachableServerIsSaidOnceThenSummarised(t *testing.T) {
 	srv, err := standin.NewXMPPServer("s3cret")
 	if err != nil {
@@ -117,5 +118,8 @@ func TestAnUnreachableServerIsSaidOnceThenSummarised(t *testing.T) {
 	})
 	if n := logtest.Count(lines, "warn", "Cannot connect to the XMPP server's component port"); n != 1 {
 		t.Errorf("the outage was said %d times, want once:\n%+v", n, lines)
+	}
+	if n := logtest.Count(lines, "info", "Cannot connect to the XMPP server yet"); n != 1 {
+		t.Errorf("%d failed tries said at info, want the first one only", n)
 	}
 }
