@@ -104,13 +104,17 @@ type tokenState struct {
 }
 
 // Whoami asks the homeserver whose the bridge's token is, once (no
-// retries): nil if it is the bot's; a TokenRefusedError if the homeserver
-// refuses the token or names someone else; any other error (the
-// homeserver cannot be reached, a 5xx) as it came.
+// retries): nil if it is the bot's; a ServerNameError if it refuses the
+// bot because homeserver.domain is not its server name; a
+// TokenRefusedError if it refuses the token or names someone else; any
+// other error (the homeserver cannot be reached, a 5xx) as it came.
 func (h *Homeserver) Whoami(ctx context.Context) error {
 	bot := h.AS.BotClient()
 	resp, err := bot.Whoami(context.WithValue(ctx, mautrix.MaxAttemptsContextKey, 1))
 	if err = classify(err); errors.Is(err, ErrTokenRefused) {
+		if wrong := h.wrongServerName(ctx); wrong != nil {
+			return wrong
+		}
 		return err
 	} else if err != nil {
 		return fmt.Errorf("ask the homeserver whose the bridge's token is: %w", err)

@@ -236,6 +236,8 @@ func checkToken(ctx context.Context, hs *matrixside.Homeserver, cfg *config.Conf
 	defer cancel()
 	err := hs.Whoami(cctx)
 	switch {
+	case errors.Is(err, matrixside.ErrWrongServerName):
+		return err
 	case errors.Is(err, matrixside.ErrTokenRefused):
 		return tokenRefused(hs, cfg, err)
 	case err != nil:
@@ -263,6 +265,9 @@ func ensureBot(ctx context.Context, as *appservice.AppService, hs *matrixside.Ho
 	backoff := retry.Backoff{First: time.Second, Max: time.Minute}
 	for ctx.Err() == nil {
 		err := hs.Whoami(ctx)
+		if errors.Is(err, matrixside.ErrWrongServerName) {
+			return err
+		}
 		if errors.Is(err, matrixside.ErrTokenRefused) {
 			return tokenRefused(hs, cfg, err)
 		}
