@@ -9,6 +9,7 @@ import (
 	"context"
 	"crypto/sha1"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -221,8 +222,9 @@ func (s *XMPPServer) Close() {
 
 // Homeserver answers every client-server request at once and counts them
 // by kind (the path segment after the room, e.g. "receipt" or "send", or
-// "createRoom"). Each room it creates and each event it is sent gets an
-// id of its own, as the bridge stores them under unique keys.
+// "createRoom"). It takes any token as the appservice's. Each room it
+// creates and each event it is sent gets an id of its own, as the bridge
+// stores them under unique keys.
 type Homeserver struct {
 	*httptest.Server
 	Versions string
@@ -251,7 +253,7 @@ func (h *Homeserver) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	path := r.URL.Path
 	kind := "other"
-	for _, k := range []string{"/receipt/", "/send/", "/typing/", "/join", "/register", "/versions", "/createRoom"} {
+	for _, k := range []string{"/receipt/", "/send/", "/typing/", "/join", "/register", "/versions", "/createRoom", "/whoami"} {
 		if strings.Contains(path, k) {
 			kind = strings.Trim(k, "/")
 		}
@@ -264,6 +266,9 @@ func (h *Homeserver) serve(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.WriteString(w, h.Versions)
 	case "send":
 		fmt.Fprintf(w, `{"event_id":"$standin%d"}`, h.ids.Add(1))
+	case "whoami":
+		// Whoever the appservice masquerades as: its token is good.
+		_ = json.NewEncoder(w).Encode(map[string]string{"user_id": r.URL.Query().Get("user_id")})
 	case "createRoom":
 		fmt.Fprintf(w, `{"room_id":"!standin%d:example.org"}`, h.ids.Add(1))
 	case "join":
