@@ -12,7 +12,7 @@ import (
 )
 
 // A person who gives no name (no XEP-0172 nick, no vCard) is named after
-// her JID's local part with " (XMPP)" (README, "Names") on Dendrite too,
+// her JID's local part with " (XMPP)" (docs/protocols.md, "Names and avatars") on Dendrite too,
 // which gives every account it registers its localpart as display name:
 // her profile and her membership in the portal both say so.
 func TestGhostOfANamelessPersonIsNamedAfterHerJID(t *testing.T) {

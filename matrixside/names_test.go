@@ -62,7 +62,7 @@ func (p *profileHomeserver) state(user id.UserID) (string, []string) {
 }
 
 // A person who gives no name is named after their JID's local part with
-// " (XMPP)" (README, "Names"), however the homeserver named the new account
+// " (XMPP)" (docs/protocols.md, "Names and avatars"), however the homeserver named the new account
 // (Dendrite and Synapse give it its localpart; a profile may be missing or
 // empty), and a name of the person's own that the bridge set stays.
 func TestGhostIsNamedAfterItsJIDOverTheHomeserversDefault(t *testing.T) {

@@ -13,7 +13,7 @@
 # Matrix → XMPP receipt is lost, or an XMPP → Matrix one that is not in the
 # unrecorded tail of what a dead connection carried (XEP-0114 has no
 # acknowledgement: what the bridge had read and not recorded, or not read,
-# when it died is lost by the protocol; README says how the tail is told).
+# when it died is lost by the protocol; docs/reliability.md says how the tail is told).
 #
 #   DRILL_SECONDS=60 DRILL_RATE=500 DRILL_KILLS=5 DRILL_PORTALS=20 DRILL_WINDOW=200ms
 #   DRILL_ENGINES="sqlite postgres" DRILL_PG_CRASH=1 DRILL_PG_CUTS=20 DRILL_DISK=1 DRILL_XMPP_CUT=1  BENCH_DIR=/dev/shm

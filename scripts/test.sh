@@ -20,7 +20,7 @@ go test -count=1 -race ./...
 echo "== fuzzing, briefly (scripts/fuzz.sh; FUZZ_TIME=20m for a long run)"
 FUZZ_TIME="${FUZZ_TIME:-5s}" bash scripts/fuzz.sh
 
-echo "== crash drill, short (scripts/drill.sh; the README gives the long one)"
+echo "== crash drill, short (scripts/drill.sh; docs/reliability.md gives the long one)"
 DRILL_SECONDS="${DRILL_SECONDS:-8}" DRILL_RATE="${DRILL_RATE:-200}" DRILL_KILLS="${DRILL_KILLS:-2}" DRILL_WINDOW="${DRILL_WINDOW:-1s}" bash scripts/drill.sh
 
 echo "== end-to-end tests (Prosody, Dendrite, the bridge binary, real clients)"

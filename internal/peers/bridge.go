@@ -50,7 +50,7 @@ func BuildBridge(ctx context.Context, dir string) (string, error) {
 }
 
 // NewBridgeProcess writes the config into dir and generates the
-// registration with "bridge -g", exactly as the README tells people to.
+// registration with "bridge -g", exactly as docs/deploy.md tells people to.
 func NewBridgeProcess(ctx context.Context, bin, dir string, s BridgeSettings, log io.Writer) (*BridgeProcess, error) {
 	if s.LogLevel == "" {
 		s.LogLevel = "debug"
