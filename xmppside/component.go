@@ -135,17 +135,13 @@ func (c *Component) say(err error, held bool, wait time.Duration) {
 	case held:
 		log.Warn().Err(err).Msg("XMPP component stream ended with an error; reconnecting")
 	case errors.Is(err, xmppstream.NotAuthorized):
-		now := time.Now()
-		switch c.refused.Fail(now) {
-		case retry.First:
-			log.Error().Err(err).Str("domain", c.Domain.String()).
-				Msg("The XMPP server refused the component's secret: xmpp.secret in the bridge's config must be the component_secret of the Component block of this domain in the XMPP server's config (on ejabberd, the password of its ejabberd_service listener); trying again with backoff")
-		case retry.Summary:
-			log.Error().Int("tries", c.refused.Tries()).Dur("for", now.Sub(c.refused.Since())).
-				Msg("The XMPP server still refuses the component's secret; check xmpp.secret")
-		default:
-			log.Debug().Err(err).Msg("The XMPP server refused the component's secret again")
-		}
+		c.sayRefused(log, err, "The XMPP server refused the component's secret: xmpp.secret in the bridge's config must be the component_secret of the Component block of this domain in the XMPP server's config (on ejabberd, the password of its ejabberd_service listener); trying again with backoff",
+			"The XMPP server still refuses the component's secret; check xmpp.secret")
+	case errors.Is(err, xmppstream.HostUnknown):
+		// The server answers, so the port is right: it has no component
+		// of this name (RFC 6120 §4.9.3.6).
+		c.sayRefused(log, err, "The XMPP server has no component of this domain: xmpp.domain in the bridge's config must be the name of a Component block in the XMPP server's config (on ejabberd, the hosts of its ejabberd_service listener); trying again with backoff",
+			"The XMPP server still has no component of this domain; check xmpp.domain")
 	default:
 		now := time.Now()
 		switch c.away.Fail(now) {
@@ -163,6 +159,21 @@ func (c *Component) say(err error, held bool, wait time.Duration) {
 			}
 			ev.AnErr("why", err).Msg("Cannot connect to the XMPP server yet; trying again")
 		}
+	}
+}
+
+// sayRefused says a refusal of the component's configuration (its secret,
+// its domain) once at error level with what to fix, then a summary now
+// and then, and the tries between at debug.
+func (c *Component) sayRefused(log zerolog.Logger, err error, first, summary string) {
+	now := time.Now()
+	switch c.refused.Fail(now) {
+	case retry.First:
+		log.Error().Err(err).Str("domain", c.Domain.String()).Msg(first)
+	case retry.Summary:
+		log.Error().Int("tries", c.refused.Tries()).Dur("for", now.Sub(c.refused.Since())).Msg(summary)
+	default:
+		log.Debug().Err(err).Msg("The XMPP server refused the component again")
 	}
 }
 

@@ -38,7 +38,7 @@ func runComponent(t *testing.T, c *Component, logs *logtest.Buffer) {
 
 const (
 	refusedFirst   = "The XMPP server refused the component's secret: xmpp.secret"
-	refusedAgain   = "The XMPP server refused the component's secret again"
+	refusedAgain   = "The XMPP server refused the component again"
 	refusedSummary = "The XMPP server still refuses the component's secret"
 )
 
@@ -121,5 +121,34 @@ func TestAnUnreachableServerIsSaidOnceThenSummarised(t *testing.T) {
 	}
 	if n := logtest.Count(lines, "info", "Cannot connect to the XMPP server yet"); n != 1 {
 		t.Errorf("%d failed tries said at info, want the first one only", n)
+	}
+}
+
+// A server that answers but has no component of the bridge's domain
+// (RFC 6120 §4.9.3.6 <host-unknown/>) is a mistake in xmpp.domain, not a
+// server out of reach: said once at error level with what to fix.
+func TestAnUnknownDomainIsSaidOnce(t *testing.T) {
+	srv, err := standin.NewXMPPServer("s3cret")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Close)
+	srv.Domain = "other.example"
+	r := newStreamRig(t, mapping.PresencePolicy{})
+	r.c.Address, r.c.Secret = srv.Addr, "s3cret"
+	r.c.MaxBackoff, r.c.outageEvery = 20*time.Millisecond, 200*time.Millisecond
+	logs := &logtest.Buffer{}
+	runComponent(t, r.c, logs)
+	const first = "The XMPP server has no component of this domain: xmpp.domain"
+	lines := logs.Wait(t, "five refusals", func(ls []logtest.Line) bool {
+		return logtest.Count(ls, "debug", refusedAgain) >= 5
+	})
+	if n := logtest.Count(lines, "error", first); n != 1 {
+		t.Errorf("the unknown domain was explained %d times, want once:\n%+v", n, lines)
+	}
+	for _, l := range lines {
+		if l.Level == "warn" || strings.Contains(l.Message, "Cannot connect") {
+			t.Errorf("unexpected %s line %q: the server answered", l.Level, l.Message)
+		}
 	}
 }

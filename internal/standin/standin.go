@@ -34,6 +34,9 @@ var ErrNotConnected = errors.New("standin: no component connected")
 type XMPPServer struct {
 	Addr   string
 	Secret string
+	// Domain, if set, is the only component domain the server knows: a
+	// stream to another is refused with <host-unknown/>, as Prosody does.
+	Domain string
 	ln     net.Listener
 
 	mu       sync.Mutex
@@ -54,6 +57,9 @@ type XMPPServer struct {
 	Tap   func() io.WriteCloser
 	conns atomic.Int64 // component connections accepted
 }
+
+// toRe finds the domain a component's stream header asks for.
+var toRe = regexp.MustCompile(`\sto=['"]([^'"]+)['"]`)
 
 // NewXMPPServer listens on a loopback port.
 func NewXMPPServer(secret string) (*XMPPServer, error) {
@@ -88,13 +94,25 @@ func (s *XMPPServer) accept() {
 func (s *XMPPServer) serve(conn net.Conn) bool {
 	r := bufio.NewReaderSize(conn, 1<<16)
 	// The component's stream header, then ours with a stream id.
-	if _, err := r.ReadString('>'); err != nil { // <?xml ...?> or <stream:stream ...>
+	first, err := r.ReadString('>') // <?xml ...?> or <stream:stream ...>
+	if err != nil {
 		conn.Close()
 		return false
 	}
 	const streamID = "standin"
 	fmt.Fprintf(conn, `<stream:stream xmlns='jabber:component:accept' xmlns:stream='http://etherx.jabber.org/streams' from='component' id='%s'>`, streamID)
 	var buf strings.Builder
+	if s.Domain != "" {
+		header := first
+		if strings.HasPrefix(strings.TrimSpace(first), "<?xml") {
+			header, err = r.ReadString('>')
+		}
+		if m := toRe.FindStringSubmatch(header); err != nil || m == nil || m[1] != s.Domain {
+			fmt.Fprint(conn, `<stream:error><host-unknown xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error>`)
+			conn.Close()
+			return false
+		}
+	}
 	for !strings.Contains(buf.String(), "</handshake>") {
 		b, err := r.ReadByte()
 		if err != nil {
