@@ -26,6 +26,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"xmppbridge/internal/retry"
 	"xmppbridge/internal/safely"
 	"xmppbridge/mapping"
 )
@@ -147,22 +148,22 @@ type Outbox struct {
 	// aside in the store until a scan after that.
 	pauseUntil map[string]time.Time
 	backoff    map[string]time.Duration
-	// downSince is when a side's sends began to fail, for as long as they
-	// do: the log says a side went away once and came back once, not
-	// once per job tried meanwhile.
-	downSince map[string]time.Time
+	// down is each side whose sends fail, for as long as they do: the
+	// log says a side went away once and came back once, not once per
+	// job tried meanwhile.
+	down map[string]*retry.Outage
 	// scanFrom is the id after which the next scan reads; 0 reads all.
 	// needScan asks for a scan at the next round.
 	scanFrom int64
 	needScan bool
 	lastScan time.Time
-	// scanFailing: the last scan could not read the store; none is tried
-	// again before scanRetry (a store that is down is not asked in a loop).
-	scanFailing bool
+	// scanFailing: scans cannot read the store; none is tried again
+	// before scanRetry (a store that is down is not asked in a loop).
+	scanFailing retry.Outage
 	scanRetry   time.Time
 	// deleteFailing and deleteRetry are the same for removing finished
 	// jobs.
-	deleteFailing bool
+	deleteFailing retry.Outage
 	deleteRetry   time.Time
 	// maxKnown bounds the jobs held in memory. Past it (a homeserver
 	// slower than what arrives), new jobs stay in the store only, and
@@ -180,7 +181,7 @@ func New(store Store, run Runner, count mapping.Counter, log zerolog.Logger) *Ou
 	}
 	o := &Outbox{store: store, run: run, count: count, log: log, now: time.Now, wake: make(chan struct{}, 1),
 		known: map[int64]bool{}, lanes: map[laneKey]*lane{},
-		pauseUntil: map[string]time.Time{}, backoff: map[string]time.Duration{}, downSince: map[string]time.Time{}, needScan: true,
+		pauseUntil: map[string]time.Time{}, backoff: map[string]time.Duration{}, down: map[string]*retry.Outage{}, needScan: true,
 		maxKnown: maxKnown, main: pool{size: maxLanes}, asking: pool{size: maxAskLanes}}
 	o.idle = sync.NewCond(&o.mu)
 	return o
@@ -313,8 +314,9 @@ func (o *Outbox) runLane(ctx context.Context, l *lane) {
 		switch {
 		case err == nil:
 			delete(o.backoff, side)
-			if since, ok := o.downSince[side]; ok {
-				delete(o.downSince, side)
+			if down, ok := o.down[side]; ok {
+				delete(o.down, side)
+				_, _, since := down.End()
 				o.log.Info().Str("side", side).Dur("after", o.now().Sub(since)).Msg("Sends go through again")
 			}
 			o.laneRecovered(l)
@@ -333,8 +335,12 @@ func (o *Outbox) runLane(ctx context.Context, l *lane) {
 			wait := min(max(o.backoff[side]*2, minBackoff), maxBackoff)
 			o.backoff[side] = wait
 			o.pauseUntil[side] = o.now().Add(wait)
-			if _, down := o.downSince[side]; !down {
-				o.downSince[side] = o.now()
+			down := o.down[side]
+			if down == nil {
+				down = &retry.Outage{}
+				o.down[side] = down
+			}
+			if down.Fail(o.now()) == retry.First {
 				o.jobLog(job).Warn().Err(err).Str("side", side).Msg("Sends fail; holding them and trying again with backoff until they go through")
 			} else {
 				o.jobLog(job).Debug().Err(err).Dur("retry_in", wait).Msg("Send failed again; will retry")
@@ -470,14 +476,13 @@ func (o *Outbox) scan(ctx context.Context) {
 	defer o.mu.Unlock()
 	if err != nil {
 		// Said once per outage; tried again every scanRetryEvery.
-		if ctx.Err() == nil && !o.scanFailing {
+		if o.scanFailing.Fail(o.now()) == retry.First && ctx.Err() == nil {
 			o.log.Err(err).Dur("retry_every", scanRetryEvery).Msg("Failed to read the outbox; trying again until the database answers")
 		}
-		o.scanFailing, o.needScan, o.scanRetry = true, true, o.now().Add(scanRetryEvery)
+		o.needScan, o.scanRetry = true, o.now().Add(scanRetryEvery)
 		return
 	}
-	if o.scanFailing {
-		o.scanFailing = false
+	if said, _, _ := o.scanFailing.End(); said {
 		o.log.Info().Msg("The outbox reads the database again")
 	}
 	defer o.start()
@@ -527,15 +532,14 @@ func (o *Outbox) deleteDone(ctx context.Context) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if err != nil {
-		if ctx.Err() == nil && !o.deleteFailing {
+		if o.deleteFailing.Fail(o.now()) == retry.First && ctx.Err() == nil {
 			o.log.Err(err).Dur("retry_every", scanRetryEvery).Msg("Failed to remove finished jobs; trying again until the database answers")
 		}
-		o.deleteFailing, o.deleteRetry = true, o.now().Add(scanRetryEvery)
+		o.deleteRetry = o.now().Add(scanRetryEvery)
 		o.done = append(o.done, done...)
 		return
 	}
-	if o.deleteFailing {
-		o.deleteFailing = false
+	if said, _, _ := o.deleteFailing.End(); said {
 		o.log.Info().Msg("Finished jobs leave the database again")
 	}
 	for _, id := range done {
