@@ -59,8 +59,8 @@ type Server struct {
 	HoldFor time.Duration
 	// holding: a transaction is being held (said once per outage).
 	holding atomic.Bool
-	// readFailing: the processor could not read the inbox (Run's only).
-	readFailing bool
+	// readFailing: the processor cannot read the inbox (Run's only).
+	readFailing retry.Outage
 	// handleTxns stands in for Core.HandleMatrixTxns in tests, if set.
 	handleTxns func(ctx context.Context, txns []mapping.MatrixTxn) error
 }
@@ -282,14 +282,12 @@ func (s *Server) processPending(ctx context.Context) bool {
 	for ctx.Err() == nil {
 		txns, err := s.Store.PendingTxns(ctx, pendingBatch, pendingBytes)
 		if err != nil {
-			if ctx.Err() == nil && !s.readFailing {
+			if s.readFailing.Fail(time.Now()) == retry.First && ctx.Err() == nil {
 				s.Log.Err(err).Msg("Failed to read pending transactions; trying again every second")
 			}
-			s.readFailing = true
 			return false
 		}
-		if s.readFailing {
-			s.readFailing = false
+		if said, _, _ := s.readFailing.End(); said {
 			s.Log.Info().Msg("Pending transactions are read again")
 		}
 		if !s.processBatch(ctx, txns) {
