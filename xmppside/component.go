@@ -355,17 +355,16 @@ const (
 // said once when messages wait and once when they go on.
 func (c *Component) handleMessage(ctx context.Context, m *mapping.XMPPMessage) (*mapping.OutMessage, error) {
 	var reply *mapping.OutMessage
-	held := false
+	var held retry.Outage
 	err := retry.Hold(ctx, holdFor, holdRetry, func() error {
 		var err error
-		if reply, err = c.Core.HandleXMPPMessage(ctx, m); err != nil && !held {
-			held = true
+		if reply, err = c.Core.HandleXMPPMessage(ctx, m); err != nil && held.Fail(time.Now()) == retry.First {
 			c.Log.Warn().Err(err).Dur("retry_every", holdRetry).Msg("A message from XMPP cannot be stored; holding the XMPP stream and trying again")
 			c.Count("xmpp_message", "held")
 		}
 		return err
 	})
-	if err == nil && held {
+	if said, _, _ := held.End(); err == nil && said {
 		c.Log.Info().Msg("Messages from XMPP are stored again; the stream goes on")
 	}
 	return reply, err
