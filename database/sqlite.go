@@ -16,6 +16,8 @@ import (
 
 	"github.com/mattn/go-sqlite3"
 	"go.mau.fi/util/dbutil"
+
+	"xmppbridge/internal/retry"
 )
 
 // sqliteDriver is what the database type "sqlite3-fk-wal" opens: the
@@ -139,7 +141,7 @@ func (db *Database) checkpointer(ctx context.Context) {
 	tick := time.NewTicker(min(db.opts.walCheckEvery, db.opts.checkpointEvery))
 	defer tick.Stop()
 	var lastPassive time.Time
-	failing := false
+	var failing retry.Outage
 	var overSince time.Time // the WAL could not be started over since then
 	restartedAt := -1       // frames in use when it last was, until a writer starts over
 	for {
@@ -185,13 +187,15 @@ func (db *Database) checkpointer(ctx context.Context) {
 			}
 		}
 		switch {
-		case err != nil && ctx.Err() == nil && !failing:
+		case err != nil && ctx.Err() == nil:
 			// Once per run of failures: the WAL only grows meanwhile.
-			db.log.Warn().Err(err).Msg("Failed to checkpoint the SQLite WAL; will retry")
-			failing = true
-		case err == nil && failing:
-			db.log.Info().Msg("SQLite WAL checkpoints work again")
-			failing = false
+			if failing.Fail(time.Now()) == retry.First {
+				db.log.Warn().Err(err).Msg("Failed to checkpoint the SQLite WAL; will retry")
+			}
+		case err == nil:
+			if said, _, _ := failing.End(); said {
+				db.log.Info().Msg("SQLite WAL checkpoints work again")
+			}
 		}
 	}
 }

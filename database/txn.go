@@ -10,6 +10,7 @@ import (
 
 	"go.mau.fi/util/dbutil"
 
+	"xmppbridge/internal/retry"
 	"xmppbridge/mapping"
 )
 
@@ -169,7 +170,7 @@ func (db *Database) FinishTxns(ctx context.Context, txnIDs []string, acks []mapp
 func (db *Database) pruner(ctx context.Context) {
 	tick := time.NewTicker(db.opts.pruneEvery)
 	defer tick.Stop()
-	failing := false
+	var failing retry.Outage
 	for {
 		select {
 		case <-ctx.Done():
@@ -179,11 +180,12 @@ func (db *Database) pruner(ctx context.Context) {
 		n, err := db.pruneTxns(ctx, time.Now())
 		db.pruned.Add(n)
 		switch {
-		case err != nil && ctx.Err() == nil && !failing:
-			db.log.Warn().Err(err).Msg("Failed to prune done transactions; will retry")
-			failing = true
+		case err != nil && ctx.Err() == nil:
+			if failing.Fail(time.Now()) == retry.First {
+				db.log.Warn().Err(err).Msg("Failed to prune done transactions; will retry")
+			}
 		case err == nil:
-			failing = false
+			failing.End() // its end is not worth a line
 			if n > 0 {
 				db.log.Debug().Int64("deleted", n).Msg("Pruned done transactions")
 			}
