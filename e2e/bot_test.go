@@ -14,7 +14,7 @@ import (
 	"xmppbridge/internal/peers"
 )
 
-// Issue 15: Alice DMs the bot. help answers; start seacoal@localhost opens
+// The bot (docs/users.md, The bot's commands): Alice DMs the bot. help answers; start seacoal@localhost opens
 // a working portal; start not a jid answers an error and creates nothing;
 // list names seacoal; receipts off stops her m.read from reaching XMPP and
 // receipts on restores it. Every answer is an m.notice from the bot, with

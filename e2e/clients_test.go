@@ -14,7 +14,7 @@ import (
 	"xmppbridge/internal/peers"
 )
 
-// Issue 12, with a real terminal client: profanity (Debian's), driven by
+// A real terminal client: profanity (Debian's), driven by
 // keystrokes in tmux. Its message reaches Alice; Alice's message shows on
 // its screen, from the puppet's full JID, by the name the bridge put in the
 // roster; its own XEP-0184 receipt (which
@@ -79,7 +79,7 @@ func TestProfanity(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// Issue 14: its /correct (XEP-0308) is an edit of that event on
+	// Its /correct (XEP-0308) is an edit of that event on
 	// Matrix, and Alice's edit is a correction on its screen.
 	if err := p.Line("/correct Quarrel, sir? No, sir"); err != nil {
 		t.Fatal(err)
@@ -119,7 +119,7 @@ func containsAny(s string, subs ...string) bool {
 	return false
 }
 
-// Issue 12, with a second terminal client: mcabber (Debian's), in tmux.
+// A second terminal client: mcabber (Debian's), in tmux.
 // It adds the puppet (typing the escaped JID as a person does, its
 // backslash doubled for mcabber's command line) and is answered with the
 // puppet's presence, writes to Alice, accepts the puppet's own request

@@ -12,7 +12,7 @@ import (
 	"time"
 )
 
-// Issue 15: the operator's view, on the metrics listener. /health/live
+// The operator's view (docs/deploy.md, Watching it), on the metrics listener. /health/live
 // answers while the process runs; /health/ready is 503, naming the XMPP
 // link, while Prosody is down, and 200 again once the bridge has
 // reconnected by itself; /metrics has the link, the database, the owed

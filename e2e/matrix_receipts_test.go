@@ -91,7 +91,7 @@ func waitReceipts(t *testing.T, ctx context.Context, c *peers.XMPPClient, from, 
 	}
 }
 
-// Issue 4 through /sync (Dendrite pushes no ephemeral events): Alice reads
+// Matrix receipts to XMPP (docs/protocols.md, Matrix → XMPP) through /sync (Dendrite pushes no ephemeral events): Alice reads
 // the second of three messages. m.read is "up to", XEP-0022 is per message:
 // the first two get their delivery receipts (reading implies delivery),
 // then <displayed/> each; the second, the newest markable, gets the one

@@ -57,7 +57,7 @@ func openPortal(t *testing.T, ctx context.Context, juliet *peers.XMPPClient, use
 	return invite.RoomID
 }
 
-// Issue 2, user story 3 and 4: a message each way, the room is a DM from
+// A message each way (docs/protocols.md), the room is a DM from
 // the ghost, the XMPP side gets a chat message from the puppet that asks
 // for every receipt.
 func TestMessagesBothWays(t *testing.T) {
@@ -160,8 +160,9 @@ func TestXMPPRefusalsAndDuplicates(t *testing.T) {
 	}
 }
 
-// The component answers disco#info for a puppet with the features of
-// DESIGN.md's IM-NG section.
+// The component answers disco#info for a puppet with the features
+// docs/protocols.md lists for the puppets (receipts, x:event, markers,
+// IM-NG, stanza ids, chat states).
 func TestDiscoInfoOfPuppet(t *testing.T) {
 	ctx := context.Background()
 	juliet := w.xmppUser(t, "juliet", "disco")
@@ -179,7 +180,7 @@ func TestDiscoInfoOfPuppet(t *testing.T) {
 	}
 }
 
-// Issue 12, XEP-0172 §4.2: the XMPP person's <nick/> becomes their
+// XEP-0172 §4.2: the XMPP person's <nick/> becomes their
 // ghost's display name, which Alice's client shows.
 func TestGhostNamedAfterTheNick(t *testing.T) {
 	ctx := context.Background()
@@ -202,7 +203,7 @@ func TestGhostNamedAfterTheNick(t *testing.T) {
 	}
 }
 
-// Issue 12, XEP-0054: a client asking for the puppet's vCard gets its
+// XEP-0054: a client asking for the puppet's vCard gets its
 // Matrix user's display name, as the bridge stored it from Dendrite.
 func TestPuppetVCardHasTheDisplayName(t *testing.T) {
 	ctx := context.Background()

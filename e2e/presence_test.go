@@ -41,7 +41,7 @@ func isPresence(from, typ string) func(*peers.Stanza) bool {
 }
 
 // ofResource is the full JID a puppet speaks from, its presence among
-// what it sends (issue 12: RFC 6121 §4.3.2, presence comes from each of a
+// what it sends (RFC 6121 §4.3.2: presence comes from each of a
 // contact's available resources).
 func ofResource(puppet string) string { return puppet + "/" + mapping.PuppetResource }
 
@@ -100,7 +100,7 @@ func verOf(t *testing.T, s *peers.Stanza) (node, ver string, features []string) 
 	return iq.Query.Node, base64.StdEncoding.EncodeToString(sum[:]), features
 }
 
-// Issue 5: a subscribe from an XMPP person is answered "subscribed", and
+// RFC 6121 §3.1: a subscribe from an XMPP person is answered "subscribed", and
 // the puppet's presence follows, with entity capabilities; disco#info at
 // the caps node answers with what hashes to that ver; a second resource
 // coming online gets the puppet's presence in answer to Prosody's probe.
@@ -197,7 +197,7 @@ func TestPresenceSubscribeRefusalsLookAlike(t *testing.T) {
 	}
 }
 
-// Issue 5: after the portal is created by the XMPP person's first message,
+// RFC 6121 §3.1: after the portal is created by the XMPP person's first message,
 // the XMPP side receives the puppet's subscription request.
 func TestPresenceSubscribeOnPortalFromXMPP(t *testing.T) {
 	ctx := context.Background()
@@ -210,7 +210,7 @@ func TestPresenceSubscribeOnPortalFromXMPP(t *testing.T) {
 	if req.To != "nurse@"+w.Prosody.Domain && !strings.HasPrefix(req.To, "nurse@"+w.Prosody.Domain+"/") {
 		t.Errorf("subscribe to %q", req.To)
 	}
-	// Issue 12, XEP-0172 §4.1: with Alice's display name on Dendrite as
+	// XEP-0172 §4.1: with Alice's display name on Dendrite as
 	// its nickname.
 	name, err := w.alice.Client.GetDisplayName(ctx, w.alice.Client.UserID)
 	if err != nil {
@@ -221,7 +221,7 @@ func TestPresenceSubscribeOnPortalFromXMPP(t *testing.T) {
 	}
 }
 
-// Issue 5: a portal opened from Matrix (Alice invites the ghost) makes the
+// RFC 6121 §3.1: a portal opened from Matrix (Alice invites the ghost) makes the
 // puppet ask the XMPP person for a subscription too.
 func TestPresenceSubscribeOnPortalFromMatrixInvite(t *testing.T) {
 	ctx := context.Background()
@@ -239,7 +239,7 @@ func TestPresenceSubscribeOnPortalFromMatrixInvite(t *testing.T) {
 	}
 }
 
-// Issue 5, with a client people could run: XEP-0184's Security
+// RFC 6121 §3.1, with a client people could run: XEP-0184's Security
 // Considerations say "a recipient SHOULD NOT return message receipts to
 // senders who are not otherwise authorized to view its presence", and
 // Gajim and Monal answer receipts only to contacts with a subscription

@@ -60,7 +60,7 @@ func testAvatar(t *testing.T) []byte {
 	return buf.Bytes()
 }
 
-// Issue 12: a Matrix user's display name and avatar reach the XMPP people
+// XEP-0172 and XEP-0153: a Matrix user's display name and avatar reach the XMPP people
 // subscribed to her puppet when she changes them. Dendrite sends the
 // change as her m.room.member "join" again, into the portal; the puppet's
 // presence then carries the name (XEP-0172 <nick/>) and the SHA-1 of its
@@ -210,7 +210,7 @@ func setVCard(t *testing.T, ctx context.Context, c *peers.XMPPClient, id, nick s
 	}
 }
 
-// Issue 12: an XMPP person's ghost takes the name and photo of their vCard
+// XEP-0054 and XEP-0153: an XMPP person's ghost takes the name and photo of their vCard
 // (XEP-0054), fetched by the puppet when the portal is made, uploaded to
 // Dendrite's media repository; when their presence announces another
 // photo (XEP-0153 §3.2, the hash of the new one), the ghost's avatar
@@ -248,7 +248,7 @@ func TestGhostTakesTheVCard(t *testing.T) {
 	waitGhostAvatar(t, ctx, ghost, photo2)
 }
 
-// Issue 12, XEP-0172 §4.5 and XEP-0163: the puppets ask for their
+// XEP-0172 §4.5 and XEP-0163: the puppets ask for their
 // contacts' nicknames with "+notify" in their entity capabilities, so
 // Prosody's PEP service sends Alice's puppet Lawrence's nickname when he
 // publishes it (the puppet being subscribed to him); his ghost takes it.
@@ -292,7 +292,7 @@ func TestGhostTakesThePEPNick(t *testing.T) {
 	}
 }
 
-// Issue 12, XEP-0084: a client that publishes its avatar only as PEP data
+// XEP-0084: a client that publishes its avatar only as PEP data
 // and metadata (as Conversations and Dino do) gets it on its ghost: the
 // puppet, which asked for metadata notifications (+notify), is told of the
 // new avatar, and Prosody gives the same image as the vCard's PHOTO.
@@ -352,7 +352,7 @@ func grepLines(text, sub string) string {
 	return strings.Join(out, "\n")
 }
 
-// Issue 12, XEP-0356: Prosody grants the component its users' rosters
+// XEP-0356: Prosody grants the component its users' rosters
 // (mod_privilege, roster "both"), so a portal puts Alice's puppet into
 // Beatrice's roster under Alice's display name, in the group "Matrix",
 // with no subscription made up; clients that read no XEP-0172 nick

@@ -48,7 +48,7 @@ func receiptEDU(room id.RoomID, ev id.EventID, typ string, user id.UserID) map[s
 	}
 }
 
-// Issue 4, the push way (Synapse, Tuwunel): a transaction carrying
+// Matrix receipts to XMPP (docs/protocols.md, Matrix → XMPP), the push way (MSC2409; Synapse, Tuwunel): a transaction carrying
 // m.read.private, m.delivery, org.matrix.msc4089.delivery and m.read gives
 // Juliet exactly what is due, and the private receipt never. Sent twice,
 // it is translated once.

@@ -79,7 +79,7 @@ func sendToJuliet(t *testing.T, ctx context.Context, juliet *peers.XMPPClient, r
 	return evs, xids
 }
 
-// Issue 3: Alice writes to Juliet; Juliet's client acknowledges in every
+// XMPP receipts to Matrix (docs/protocols.md, XMPP → Matrix): Alice writes to Juliet; Juliet's client acknowledges in every
 // way XMPP has, and Alice's client shows it: the delivery status event
 // (Dendrite has no MSC4089, so the message_status fallback), the ghost's
 // m.read, and typing on and off. A forged receipt from a third JID and a
@@ -194,7 +194,7 @@ func TestMarkerBurstReachesMatrixAsOneRead(t *testing.T) {
 	}
 }
 
-// Issue 12: the puppet speaks from one full JID, as every XMPP account
+// docs/protocols.md: the puppet speaks from one full JID, as every XMPP account
 // does, and a client that answers that full JID is heard: profanity sends
 // its XEP-0184 receipt to the sender's full JID, and a reply with <im-ng/>
 // to it (XEP-0409 §4: for that client only) is the puppet's own resource.

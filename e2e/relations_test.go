@@ -16,7 +16,7 @@ import (
 	"xmppbridge/internal/peers"
 )
 
-// Issue 14: what points at a message crosses through the id map, with the
+// docs/protocols.md: what points at a message crosses through the id map, with the
 // real Prosody and Dendrite. From XMPP: a XEP-0308 correction is an
 // m.replace of the original event, a XEP-0444 reaction an m.reaction on
 // it, a XEP-0461 reply an m.in_reply_to without its XEP-0428 quote, a
@@ -157,7 +157,7 @@ func redacts(e *event.Event) id.EventID {
 	return ""
 }
 
-// Issue 14, from Matrix: Alice's edit reaches the XMPP client as a
+// docs/protocols.md, from Matrix: Alice's edit reaches the XMPP client as a
 // XEP-0308 <replace/> of the original's id, her reaction as XEP-0444
 // <reactions/> with her set, its redaction as the set without it (read by
 // the bot's /sync: Dendrite pushes no redaction to application services),

@@ -107,7 +107,7 @@ func TestProsodyRestartReconnects(t *testing.T) {
 	}
 }
 
-// Issue 13: when Dendrite stops under load, the bridge holds what comes
+// docs/reliability.md, Servers restarted under load: when Dendrite stops under load, the bridge holds what comes
 // from XMPP meanwhile (its sends to Matrix fail and wait, with backoff)
 // and, once Dendrite is back, delivers all of it, each once and in order;
 // it tries again by itself, with no reconnect to wait for.
@@ -162,7 +162,7 @@ func TestDendriteRestartUnderLoad(t *testing.T) {
 	}
 }
 
-// Issue 13: Prosody restarts while Alice writes to Verges, one message
+// docs/reliability.md, Servers restarted under load: Prosody restarts while Alice writes to Verges, one message
 // every 50 ms: the bridge reconnects by itself, holds what it could not
 // send meanwhile, and every message reaches Verges once he is back (live,
 // or from Prosody's offline store).
@@ -235,7 +235,7 @@ func (l *lockedBuffer) String() string {
 	return l.b.String()
 }
 
-// Issue 13: with the bridge on PostgreSQL, the PostgreSQL server crashes
+// docs/reliability.md, Servers restarted under load: with the bridge on PostgreSQL, the PostgreSQL server crashes
 // (restart -m immediate: no checkpoint, recovery from its WAL) while Alice
 // and Dogberry write to each other every 50 ms. The bridge carries on by
 // itself, every message arrives on both sides, and its log says what

@@ -14,7 +14,7 @@ import (
 	"mellium.im/xmpp/jid"
 )
 
-// The bot (issue 15). A permitted user's DM with the bot is their
+// The bot (docs/users.md, The bot's commands). A permitted user's DM with the bot is their
 // management room: what they write there is a command, with no prefix;
 // in a portal a command starts with CommandPrefix and is not bridged.
 // Replies are m.notice from the bot, with an HTML body, stored with the

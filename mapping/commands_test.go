@@ -11,7 +11,7 @@ import (
 	"mellium.im/xmpp/jid"
 )
 
-// The bot's commands (issue 15), in Alice's management room: each gets
+// The bot's commands (docs/users.md), in Alice's management room: each gets
 // one m.notice from the bot; a bad address creates nothing; settings
 // change what crosses.
 

@@ -10,7 +10,7 @@ import (
 
 var testIDs = Identities{HomeserverDomain: "example.org", ComponentDomain: "matrix.example.org", BotLocalpart: "xmppbridge"}
 
-// DESIGN.md, Identities: juliet@capulet.lit is @_xmpp_juliet=40capulet.lit.
+// docs/users.md, Each XMPP person is a ghost: juliet@capulet.lit is @_xmpp_juliet=40capulet.lit.
 func TestGhost(t *testing.T) {
 	for _, tc := range []struct{ jid, ghost string }{
 		{"juliet@capulet.lit", "@_xmpp_juliet=40capulet.lit:example.org"},
@@ -44,7 +44,7 @@ func TestGhostJIDRefuses(t *testing.T) {
 	}
 }
 
-// XEP-0106 §4.3 (escaping) and DESIGN.md: @alice:example.org is
+// XEP-0106 §4.3 (escaping) and docs/protocols.md: @alice:example.org is
 // alice\3aexample.org@matrix.example.org.
 func TestPuppet(t *testing.T) {
 	for _, tc := range []struct{ mxid, jid string }{
@@ -100,7 +100,7 @@ func TestPuppetUserRefuses(t *testing.T) {
 }
 
 // FuzzPuppetRoundTrip: every Matrix user ID that has a puppet comes back
-// from it unchanged (DESIGN.md: both mappings are bijective).
+// from it unchanged (both mappings are bijective: XEP-0106 §4.3 escaping loses nothing).
 func FuzzPuppetRoundTrip(f *testing.F) {
 	for _, s := range []string{"@alice:example.org", `@a\5c:x`, "@b:example.org:8448", "@'\"&<>/ :x.y", "@x:[::1]:80"} {
 		f.Add(s)

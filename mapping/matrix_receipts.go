@@ -145,7 +145,7 @@ func (b *Bridge) sendStanzas(ctx context.Context, job *Job) error {
 }
 
 // mayCross is the one rule of which Matrix receipts reach XMPP, the
-// Matrix → XMPP table of DESIGN.md: m.read and MSC4089's m.delivery of the
+// Matrix → XMPP table of docs/protocols.md: m.read and MSC4089's m.delivery of the
 // portal's own user (Matrix receipts module: "up to"; MSC4089: per event)
 // about a message that came from the portal's XMPP person after the
 // user's invite, in the main timeline, if the user lets receipts out.

@@ -6,7 +6,7 @@ import (
 )
 
 // What points at a message: edits, replies, reactions and retractions
-// (issue 14). On XMPP a message is named by its id (for the messages the
+// (docs/protocols.md). On XMPP a message is named by its id (for the messages the
 // bridge sends, equal to their XEP-0359 <origin-id/>); on Matrix by its
 // event id. Each of these is itself a row of the id map (Message.Rel*),
 // so it is stored before it is sent, translated once, and can be pointed

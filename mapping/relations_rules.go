@@ -13,7 +13,7 @@ import (
 	"mellium.im/xmpp/jid"
 )
 
-// The rules of what points at a message (issue 14), both ways, in 1:1
+// The rules of what points at a message (docs/protocols.md), both ways, in 1:1
 // portals:
 //
 //	what        XMPP                                   Matrix

@@ -11,7 +11,7 @@ import (
 	"mellium.im/xmpp/jid"
 )
 
-// The rules of relations.go, one row of the table at a time (issue 14),
+// The rules of relations.go, one row of the table at a time (docs/protocols.md),
 // with the XEPs' own example stanzas where they have some, retold
 // between Juliet on XMPP and Alice on Matrix.
 

@@ -60,7 +60,7 @@ type xmppReceipt struct {
 
 // receiptsFromXMPP handles what an incoming message says about earlier ones:
 // receipts, notifications, markers, chat states, and errors answering a
-// message the bridge sent. It is the XMPP → Matrix table of DESIGN.md.
+// message the bridge sent. It is the XMPP → Matrix table of docs/protocols.md.
 //
 // Receipts are not looked up here, on the XMPP read loop, but gathered and
 // checked and recorded by the core's loop a burst at a time (Run, FlushReceipts):
@@ -98,7 +98,7 @@ func (b *Bridge) receiptsFromXMPP(ctx context.Context, log zerolog.Logger, mxid 
 }
 
 // mayAnswer is the one rule of what an XMPP person may say about a message
-// the bridge sent, the XMPP → Matrix table of DESIGN.md: a receipt, a
+// the bridge sent, the XMPP → Matrix table of docs/protocols.md: a receipt, a
 // notification or an error is about a message sent to the bare JID it
 // comes from (msg: the one by that stanza id sent to that bare JID, nil if
 // none: a forged or misdirected one), addressed to the puppet that sent

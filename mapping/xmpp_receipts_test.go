@@ -54,7 +54,7 @@ func (h *harness) handle(t *testing.T, m *XMPPMessage) {
 	h.drain(t)
 }
 
-// DESIGN.md, XMPP → Matrix: <received/> (XEP-0184 §5) and x:event
+// docs/protocols.md, XMPP → Matrix: <received/> (XEP-0184 §5) and x:event
 // <delivered/> (XEP-0022 §3.2) become a delivery receipt on the event, as
 // the ghost; each (message, kind) once, however many resources report it.
 func TestDeliveryFromXMPP(t *testing.T) {
@@ -131,7 +131,7 @@ func TestDisplayedBurstOneRead(t *testing.T) {
 	}
 }
 
-// Who may acknowledge (DESIGN.md): only the bare JID the message went to,
+// Who may acknowledge (docs/protocols.md, XMPP → Matrix): only the bare JID the message went to,
 // addressed to the puppet that sent it, about a message that asked for it,
 // never in a groupchat; everything else is ignored and counted, never
 // answered with an error (XEP-0184 §5).

@@ -117,7 +117,7 @@ func TestDecodeError(t *testing.T) {
 }
 
 // A message from Matrix asks for everything the bridge can translate
-// (DESIGN.md: id, origin-id, XEP-0184 request, XEP-0022 delivered,
+// (docs/protocols.md, Matrix → XMPP: id, origin-id, XEP-0184 request, XEP-0022 delivered,
 // displayed and composing, XEP-0333 markable).
 func TestEncodeMessageFromMatrix(t *testing.T) {
 	got := encodeString(t, &mapping.OutMessage{
