@@ -1,7 +1,3 @@
-// Package bench measures the bridge's own cost per receipt: the whole
-// path (wire → decode → core → store → outbox → the other wire) with
-// do-nothing stand-ins for both servers on loopback, so that what is
-// measured is the bridge. Run: go test -run XXX -bench . -benchtime 20000x ./bench/
 package bench
 
 import (

@@ -1,9 +1,5 @@
 //go:build e2e
 
-// Package e2e runs the bridge binary between a real Prosody and a real
-// Dendrite on loopback, driven by real clients: mellium for the XMPP people
-// (and slixmpp where a third-party client's own rules matter), mautrix for
-// the Matrix ones. Run with: go test -tags e2e ./e2e/
 package e2e
 
 import (
