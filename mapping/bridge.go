@@ -11,6 +11,7 @@ import (
 	"maunium.net/go/mautrix/id"
 	"mellium.im/xmpp/jid"
 
+	"xmppbridge/internal/retry"
 	"xmppbridge/internal/safely"
 )
 
@@ -154,8 +155,9 @@ type Bridge struct {
 	// flushing is how many receipts FlushReceipts has taken from in and
 	// not yet recorded (or put back).
 	flushing atomic.Int64
-	// flushFailing: the last FlushReceipts could not record its burst.
-	flushFailing atomic.Bool
+	// flushFailing: FlushReceipts cannot record its bursts (flushMu).
+	flushMu      sync.Mutex
+	flushFailing retry.Outage
 	// storeFailed: a write of jobs failed, and none has succeeded since
 	// (stored).
 	storeFailed atomic.Bool

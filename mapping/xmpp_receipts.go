@@ -8,6 +8,8 @@ import (
 	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix/id"
 	"mellium.im/xmpp/jid"
+
+	"xmppbridge/internal/retry"
 )
 
 // Kinds of sends toward Matrix that answer XMPP receipts.
@@ -246,7 +248,7 @@ func (b *Bridge) FlushReceipts(ctx context.Context) (ok bool) {
 			b.poke() // the next burst, after this one
 		}
 	}()
-	retry := func(err error, what string) {
+	wait := func(err error, what string) {
 		failed = true
 		b.in.putBack(rs)
 		if ctx.Err() != nil {
@@ -254,7 +256,10 @@ func (b *Bridge) FlushReceipts(ctx context.Context) (ok bool) {
 		}
 		// Once per outage: the receipts wait, and Run tries again every
 		// flushEvery meanwhile.
-		if b.flushFailing.Swap(true) {
+		b.flushMu.Lock()
+		say := b.flushFailing.Fail(b.now())
+		b.flushMu.Unlock()
+		if say != retry.First {
 			b.log.Debug().Err(err).Int("receipts", len(rs)).Msg("Failed again to " + what + " receipts from XMPP")
 			return
 		}
@@ -266,7 +271,7 @@ func (b *Bridge) FlushReceipts(ctx context.Context) (ok bool) {
 	}
 	msgs, err := b.store.MessagesByXMPPIDs(ctx, FromMatrix, keys)
 	if err != nil {
-		retry(err, "look up")
+		wait(err, "look up")
 		return false
 	}
 	acks := make([]Ack, 0, len(rs))
@@ -305,10 +310,13 @@ func (b *Bridge) FlushReceipts(ctx context.Context) (ok bool) {
 	}
 	isNew, err := b.store.Acknowledge(ctx, acks)
 	if b.stored(err) != nil {
-		retry(err, "record")
+		wait(err, "record")
 		return false
 	}
-	if b.flushFailing.Swap(false) {
+	b.flushMu.Lock()
+	said, _, _ := b.flushFailing.End()
+	b.flushMu.Unlock()
+	if said {
 		b.log.Info().Msg("Receipts from XMPP are recorded again")
 	}
 	jobs := make([]*Job, 0, len(acks))
