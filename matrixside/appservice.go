@@ -14,7 +14,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"sync/atomic"
+	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -57,8 +57,10 @@ type Server struct {
 	// HoldFor is how long a transaction that cannot be stored is tried
 	// again before it is answered 500 (zero: DefaultHoldFor).
 	HoldFor time.Duration
-	// holding: a transaction is being held (said once per outage).
-	holding atomic.Bool
+	// holding: transactions are being held (said once per outage), under
+	// holdMu: requests store their transactions side by side.
+	holdMu  sync.Mutex
+	holding retry.Outage
 	// readFailing: the processor cannot read the inbox (Run's only).
 	readFailing retry.Outage
 	// handleTxns stands in for Core.HandleMatrixTxns in tests, if set.
@@ -198,15 +200,32 @@ func (s *Server) storeTxn(ctx context.Context, txn *mapping.Txn) (bool, error) {
 	var isNew bool
 	err := retry.Hold(ctx, hold, holdRetry, func() error {
 		var err error
-		if isNew, err = s.Store.PutTxn(ctx, txn); err != nil && !s.holding.Swap(true) {
+		if isNew, err = s.Store.PutTxn(ctx, txn); err != nil && s.holdFailed() {
 			s.Log.Warn().Err(err).Dur("for_up_to", hold).Msg("Cannot store transactions; holding the homeserver's requests until the database takes them")
 		}
 		return err
 	})
-	if err == nil && s.holding.Swap(false) {
+	if err == nil && s.holdEnded() {
 		s.Log.Info().Msg("Transactions are stored again")
 	}
 	return isNew, err
+}
+
+// holdFailed notes a failed try to store a transaction: true if it is the
+// first of an outage, to be said.
+func (s *Server) holdFailed() bool {
+	s.holdMu.Lock()
+	defer s.holdMu.Unlock()
+	return s.holding.Fail(time.Now()) == retry.First
+}
+
+// holdEnded notes a transaction stored: true if it ends an outage that
+// was said.
+func (s *Server) holdEnded() bool {
+	s.holdMu.Lock()
+	defer s.holdMu.Unlock()
+	said, _, _ := s.holding.End()
+	return said
 }
 
 func (s *Server) holdFor() time.Duration {
