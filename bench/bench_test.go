@@ -119,7 +119,7 @@ func (br *bridge) seed(b *testing.B, n int, dir mapping.Direction, req mapping.R
 	b.Helper()
 	ctx := context.Background()
 	for i := 0; i < rooms; i++ {
-		if err := br.db.PutPortal(ctx, &mapping.Portal{RoomID: room(i), MXID: alice, JID: peer(i), CreatedAt: time.Unix(0, 0)}); err != nil {
+		if err := br.db.PutPortal(ctx, mapping.DirectPortal(room(i), alice, peer(i), time.Unix(0, 0))); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -215,7 +215,7 @@ func BenchmarkReadUpTo10000(b *testing.B) {
 	const unread = 10000
 	r := id.RoomID("!big:example.org")
 	p := jid.MustParse("crowd@xmpp.example")
-	_ = br.db.PutPortal(ctx, &mapping.Portal{RoomID: r, MXID: alice, JID: p, CreatedAt: time.Unix(0, 0)})
+	_ = br.db.PutPortal(ctx, mapping.DirectPortal(r, alice, p, time.Unix(0, 0)))
 	err := br.db.DB().DoTxn(ctx, nil, func(ctx context.Context) error {
 		for i := 0; i < unread; i++ {
 			m := &mapping.Message{RoomID: r, EventID: id.EventID(fmt.Sprintf("$big%d", i)), XMPPID: fmt.Sprintf("big%d", i), PeerJID: p,

@@ -17,40 +17,32 @@ import (
 )
 
 const (
-	// The "up to" forms move the portal's watermark, forward only.
-	ackDeliveredUpToQuery = `UPDATE portal SET delivered_upto=$1 WHERE room_id=$2 AND delivered_upto<$1`
-	ackDisplayedUpToQuery = `UPDATE portal SET read_upto=$1 WHERE room_id=$2 AND read_upto<$1`
-	ackPeerReadUpToQuery  = `UPDATE portal SET peer_read_upto=$1 WHERE room_id=$2 AND peer_read_upto<$1`
+	// The "up to" forms move a member's watermark, forward only.
+	ackDeliveredUpToQuery = `UPDATE portal_member SET delivered_upto=$1 WHERE room_id=$2 AND member=$3 AND delivered_upto<$1`
+	ackDisplayedUpToQuery = `UPDATE portal_member SET read_upto=$1 WHERE room_id=$2 AND member=$3 AND read_upto<$1`
 
-	// unreadBranch is one room's part of unreadUpToQuery: $R the room,
-	// $U the row, $L the limit. The limit is written into the text, not
-	// bound: SQLite compiles a statement again every time a LIMIT
-	// parameter is bound. The room is CAST (see CAST in message.go).
+	// unreadBranch is one member's part of unreadUpToQuery: $R the room,
+	// $M the member, $U the row, $L the limit. The limit is written into
+	// the text, not bound: SQLite compiles a statement again every time a
+	// LIMIT parameter is bound. The room is CAST (see CAST in message.go).
 	unreadBranch = `SELECT * FROM (` + getMessageBaseQuery + `
 		WHERE room_id=CAST($R AS TEXT) AND rowid<=$U AND displayed_at IS NULL AND direction='xmpp'
-		  AND rowid > COALESCE((SELECT read_upto FROM portal WHERE portal.room_id=$R), 0)
+		  AND rowid > COALESCE((SELECT read_upto FROM portal_member WHERE portal_member.room_id=$R AND member=$M), 0)
 		ORDER BY rowid DESC LIMIT $L) AS u`
 	// The room is CAST (see CAST in message.go).
 	getNewestComposableQuery = getMessageBaseQuery + `WHERE room_id=CAST($1 AS TEXT) AND direction='xmpp' AND want_composing ORDER BY rowid DESC LIMIT 1`
 )
 
-// ackUpTo records an "up to" ack: the portal's watermark moves forward,
+// ackUpTo records an "up to" ack: the member's watermark moves forward,
 // and the ack is new if it moved.
 func (db *Database) ackUpTo(ctx context.Context, a mapping.Ack) (bool, error) {
-	var query string
-	switch {
-	case a.Dir == mapping.FromXMPP && a.Kind == mapping.AckDelivered:
-		query = ackDeliveredUpToQuery
-	case a.Dir == mapping.FromXMPP && a.Kind == mapping.AckDisplayed:
+	query := ackDeliveredUpToQuery
+	if a.Kind == mapping.AckDisplayed {
 		query = ackDisplayedUpToQuery
-	case a.Dir == mapping.FromMatrix && a.Kind == mapping.AckDisplayed:
-		query = ackPeerReadUpToQuery
-	default:
-		return false, fmt.Errorf("mark %s %s up to %d: no %s watermark for messages from %s", a.UpTo, a.Kind, a.Row, a.Kind, a.Dir)
 	}
-	res, err := db.db.Exec(ctx, query, a.Row, a.UpTo)
+	res, err := db.db.Exec(ctx, query, a.Row, a.UpTo, a.By)
 	if err != nil {
-		return false, fmt.Errorf("mark %s %s up to %d: %w", a.UpTo, a.Kind, a.Row, err)
+		return false, fmt.Errorf("mark %s %s up to %d for %s: %w", a.UpTo, a.Kind, a.Row, a.By, err)
 	}
 	n, err := res.RowsAffected()
 	return n > 0, err
@@ -154,28 +146,29 @@ func (db *Database) Acknowledge(ctx context.Context, acks []mapping.Ack, jobs ..
 	return isNew, nil
 }
 
-// unreadRooms is how many rooms one statement of UnreadUpTo asks about at
-// most. A statement's branches are rounded up to a power of two, padded
-// with a room that does not exist, so that the statement cache holds the
-// few texts there are instead of compiling one for every count of rooms.
+// unreadMarks is how many members' reads one statement of UnreadUpTo
+// asks about at most. A statement's branches are rounded up to a power of
+// two, padded with a room that does not exist, so that the statement
+// cache holds the few texts there are instead of compiling one for every
+// count of reads.
 //
-// 16 rooms are 32 parameters, and no more: SQLite tracks which parameters
-// may change a plan in a 32-bit mask whose last bit stands for every
-// parameter from the 32nd on, so that past it binding any of them can make
-// SQLite compile the statement again on every run (with 32 rooms it did,
-// each time: TestReceiptPathCompiledOnce).
-const unreadRooms = 16
+// 8 reads are 24 parameters, and no more than 32: SQLite tracks which
+// parameters may change a plan in a 32-bit mask whose last bit stands for
+// every parameter from the 32nd on, so that past it binding any of them
+// can make SQLite compile the statement again on every run (with 32 rooms
+// it did, each time: TestReceiptPathCompiledOnce).
+const unreadMarks = 8
 
-// unreadPadding is the room and row of a branch of unreadUpToQuery that
-// pads it: no room has that id.
-var unreadPadding = []any{"", int64(0)}
+// unreadPadding is the room, member and row of a branch of
+// unreadUpToQuery that pads it: no room has that id.
+var unreadPadding = []any{"", "", int64(0)}
 
 // unreadQueries keeps the texts of unreadUpToQuery, by branches and limit:
 // a few, built once instead of at every lookup.
 var unreadQueries sync.Map
 
 // unreadUpToQuery asks for the newest limit unread messages of each of n
-// rooms: one branch a room (each walks its room's part of
+// reads: one branch a read (each walks its room's part of
 // message_unread_idx backwards from its row, at most limit rows), joined
 // by UNION ALL. It is one statement and one read of the database, where a
 // statement a room paid SQLite's locking and Go's call overhead a room.
@@ -189,40 +182,52 @@ func unreadUpToQuery(n, limit int) string {
 		if i > 0 {
 			b.WriteString(" UNION ALL ")
 		}
-		b.WriteString(strings.NewReplacer("$R", fmt.Sprintf("$%d", 2*i+1), "$U", fmt.Sprintf("$%d", 2*i+2),
+		b.WriteString(strings.NewReplacer("$R", fmt.Sprintf("$%d", 3*i+1), "$M", fmt.Sprintf("$%d", 3*i+2), "$U", fmt.Sprintf("$%d", 3*i+3),
 			"$L", strconv.Itoa(limit), ") AS u", fmt.Sprintf(") AS u%d", i)).Replace(unreadBranch))
 	}
 	unreadQueries.Store(key, b.String())
 	return b.String()
 }
 
-// UnreadUpTo lists, for each room of upTo, the newest limit FromXMPP
-// messages with a row up to its row that are not displayed yet, oldest
-// first. Rooms with none are absent.
-func (db *Database) UnreadUpTo(ctx context.Context, upTo map[id.RoomID]int64, limit int) (map[id.RoomID][]*mapping.Message, error) {
-	rooms := slices.Sorted(maps.Keys(upTo))
-	out := make(map[id.RoomID][]*mapping.Message, len(rooms))
-	for len(rooms) > 0 {
-		chunk := rooms[:min(len(rooms), unreadRooms)]
-		rooms = rooms[len(chunk):]
+// UnreadUpTo lists, for each member's read of upTo, the newest limit
+// FromXMPP messages of the room with a row up to its row and above the
+// member's read_upto that are not displayed yet, oldest first. Reads with
+// none are absent. A statement holds one read of a room at most, so that
+// the rows it finds are the read's by their room.
+func (db *Database) UnreadUpTo(ctx context.Context, upTo map[mapping.Mark]int64, limit int) (map[mapping.Mark][]*mapping.Message, error) {
+	marks := slices.SortedFunc(maps.Keys(upTo), func(a, b mapping.Mark) int {
+		return cmp.Or(cmp.Compare(a.Room, b.Room), cmp.Compare(a.By, b.By))
+	})
+	out := make(map[mapping.Mark][]*mapping.Message, len(marks))
+	for len(marks) > 0 {
+		chunk := map[id.RoomID]mapping.Mark{}
+		var rest []mapping.Mark
+		for _, m := range marks {
+			if _, taken := chunk[m.Room]; taken || len(chunk) == unreadMarks {
+				rest = append(rest, m)
+			} else {
+				chunk[m.Room] = m
+			}
+		}
+		marks = rest
 		n := 1
 		for n < len(chunk) {
 			n *= 2
 		}
-		args := make([]any, 0, 2*n)
-		for i := range n {
-			if i < len(chunk) {
-				args = append(args, chunk[i], upTo[chunk[i]])
-			} else {
-				args = append(args, unreadPadding...)
-			}
+		args := make([]any, 0, 3*n)
+		for _, m := range chunk {
+			args = append(args, m.Room, m.By, upTo[m])
+		}
+		for range n - len(chunk) {
+			args = append(args, unreadPadding...)
 		}
 		ms, err := queryMany(ctx, db.db, scanMessage, unreadUpToQuery(n, limit), args...)
 		if err != nil {
 			return nil, fmt.Errorf("list unread messages of %d rooms: %w", len(chunk), err)
 		}
 		for _, m := range ms {
-			out[m.RoomID] = append(out[m.RoomID], m)
+			mark := chunk[m.RoomID]
+			out[mark] = append(out[mark], m)
 		}
 	}
 	for _, ms := range out {

@@ -25,7 +25,7 @@ func TestAcknowledgeOnce(t *testing.T) {
 		m2.RoomID, m2.EventID = "!r:example.org", "$2"
 		mustAdd(t, s, m1)
 		mustAdd(t, s, m2)
-		must(t, s.PutPortal(ctx, &mapping.Portal{RoomID: "!r:example.org", MXID: "@alice:example.org", JID: bob}))
+		must(t, s.PutPortal(ctx, mapping.DirectPortal("!r:example.org", "@alice:example.org", bob, time.Time{})))
 		at := time.UnixMilli(1700000000000)
 		job := &mapping.Job{Kind: "matrix.delivery"}
 		isNew, err := s.Acknowledge(ctx, []mapping.Ack{{Row: m1.RowID, Kind: mapping.AckDelivered, At: at, Job: job}})
@@ -51,19 +51,19 @@ func TestAcknowledgeOnce(t *testing.T) {
 		// watermark of the portal: forward only, new when it moves.
 		isNew, err = s.Acknowledge(ctx, []mapping.Ack{
 			{Row: m2.RowID, Kind: mapping.AckDisplayed, At: at},
-			{Row: m2.RowID, Kind: mapping.AckDisplayed, At: at, UpTo: "!r:example.org", Dir: mapping.FromMatrix},
+			{Row: m2.RowID, Kind: mapping.AckDisplayed, At: at, UpTo: "!r:example.org", By: mapping.XMPPMember(bob)},
 		})
 		must(t, err)
 		if !isNew[0] || !isNew[1] {
 			t.Errorf("displayed up to m2: new %v, want both", isNew)
 		}
-		isNew, err = s.Acknowledge(ctx, []mapping.Ack{{Row: m1.RowID, Kind: mapping.AckDisplayed, At: at, UpTo: "!r:example.org", Dir: mapping.FromMatrix}})
+		isNew, err = s.Acknowledge(ctx, []mapping.Ack{{Row: m1.RowID, Kind: mapping.AckDisplayed, At: at, UpTo: "!r:example.org", By: mapping.XMPPMember(bob)}})
 		must(t, err)
 		if isNew[0] {
 			t.Error("an older displayed message moved the read position back")
 		}
-		if p, _ := s.PortalByRoom(ctx, "!r:example.org"); p.PeerReadUpTo != m2.RowID || p.ReadUpTo != 0 {
-			t.Errorf("peer read up to %d, read up to %d; want %d and 0", p.PeerReadUpTo, p.ReadUpTo, m2.RowID)
+		if p, _ := s.PortalByRoom(ctx, "!r:example.org"); p.Marks(mapping.XMPPMember(bob)).ReadUpTo != m2.RowID || p.Marks(mapping.MatrixMember(alice)).ReadUpTo != 0 {
+			t.Errorf("Bob read up to %d, Alice up to %d; want %d and 0", p.Marks(mapping.XMPPMember(bob)).ReadUpTo, p.Marks(mapping.MatrixMember(alice)).ReadUpTo, m2.RowID)
 		}
 	})
 }
@@ -99,7 +99,7 @@ func TestFinishTxnWithAcks(t *testing.T) {
 func TestAckUpTo(t *testing.T) {
 	forEachStore(t, func(t *testing.T, s contractStore) {
 		ctx := t.Context()
-		must(t, s.PutPortal(ctx, &mapping.Portal{RoomID: "!r:example.org", MXID: "@alice:example.org", JID: bob}))
+		must(t, s.PutPortal(ctx, mapping.DirectPortal("!r:example.org", "@alice:example.org", bob, time.Time{})))
 		var rows []int64
 		for i, dir := range []mapping.Direction{mapping.FromXMPP, mapping.FromMatrix, mapping.FromXMPP, mapping.FromXMPP} {
 			m := newMessage(bob, "u"+string(rune('0'+i)), dir)
@@ -119,7 +119,7 @@ func TestAckUpTo(t *testing.T) {
 		if c, err := s.NewestComposable(ctx, "!r:example.org"); err != nil || c.RowID != rows[2] {
 			t.Errorf("NewestComposable = %v, %v; want row %d", c, err, rows[2])
 		}
-		isNew, err := s.Acknowledge(ctx, []mapping.Ack{{Row: rows[2], Kind: mapping.AckDisplayed, At: time.Now(), UpTo: "!r:example.org", Dir: mapping.FromXMPP, Job: &mapping.Job{Kind: "x"}}})
+		isNew, err := s.Acknowledge(ctx, []mapping.Ack{{Row: rows[2], Kind: mapping.AckDisplayed, At: time.Now(), UpTo: "!r:example.org", By: mapping.MatrixMember(alice), Job: &mapping.Job{Kind: "x"}}})
 		must(t, err)
 		if !isNew[0] {
 			t.Error("up-to ack not new")
@@ -130,15 +130,15 @@ func TestAckUpTo(t *testing.T) {
 		if m, _ := s.MessageByRow(ctx, rows[1]); !m.DisplayedAt.IsZero() {
 			t.Error("a message from Matrix was marked by an up-to ack")
 		}
-		if p, _ := s.PortalByRoom(ctx, "!r:example.org"); p.ReadUpTo != rows[2] || p.DeliveredUpTo != 0 {
-			t.Errorf("watermarks read %d delivered %d, want %d and 0", p.ReadUpTo, p.DeliveredUpTo, rows[2])
+		if p, _ := s.PortalByRoom(ctx, "!r:example.org"); p.Marks(mapping.MatrixMember(alice)).ReadUpTo != rows[2] || p.Marks(mapping.MatrixMember(alice)).DeliveredUpTo != 0 {
+			t.Errorf("watermarks read %d delivered %d, want %d and 0", p.Marks(mapping.MatrixMember(alice)).ReadUpTo, p.Marks(mapping.MatrixMember(alice)).DeliveredUpTo, rows[2])
 		}
 		// Putting the portal again keeps its watermarks.
-		must(t, s.PutPortal(ctx, &mapping.Portal{RoomID: "!r:example.org", MXID: "@alice:example.org", JID: bob}))
-		if p, _ := s.PortalByRoom(ctx, "!r:example.org"); p.ReadUpTo != rows[2] {
-			t.Errorf("PutPortal reset the watermark to %d", p.ReadUpTo)
+		must(t, s.PutPortal(ctx, mapping.DirectPortal("!r:example.org", "@alice:example.org", bob, time.Time{})))
+		if p, _ := s.PortalByRoom(ctx, "!r:example.org"); p.Marks(mapping.MatrixMember(alice)).ReadUpTo != rows[2] {
+			t.Errorf("PutPortal reset the watermark to %d", p.Marks(mapping.MatrixMember(alice)).ReadUpTo)
 		}
-		isNew, err = s.Acknowledge(ctx, []mapping.Ack{{Row: rows[2], Kind: mapping.AckDisplayed, At: time.Now(), UpTo: "!r:example.org", Dir: mapping.FromXMPP, Job: &mapping.Job{Kind: "x"}}})
+		isNew, err = s.Acknowledge(ctx, []mapping.Ack{{Row: rows[2], Kind: mapping.AckDisplayed, At: time.Now(), UpTo: "!r:example.org", By: mapping.MatrixMember(alice), Job: &mapping.Job{Kind: "x"}}})
 		must(t, err)
 		if isNew[0] {
 			t.Error("repeated up-to ack was new")
@@ -236,10 +236,11 @@ func TestFinishTxns(t *testing.T) {
 	})
 }
 
-// unreadOf is UnreadUpTo for one room.
+// unreadOf is UnreadUpTo for Alice in one room.
 func unreadOf(ctx context.Context, s contractStore, room id.RoomID, row int64, limit int) ([]*mapping.Message, error) {
-	unread, err := s.UnreadUpTo(ctx, map[id.RoomID]int64{room: row}, limit)
-	return unread[room], err
+	mark := mapping.Mark{Room: room, By: "@alice:example.org"}
+	unread, err := s.UnreadUpTo(ctx, map[mapping.Mark]int64{mark: row}, limit)
+	return unread[mark], err
 }
 
 // One UnreadUpTo answers for many rooms, each up to its own row and within
@@ -247,13 +248,13 @@ func unreadOf(ctx context.Context, s contractStore, room id.RoomID, row int64, l
 func TestUnreadUpToManyRooms(t *testing.T) {
 	forEachStore(t, func(t *testing.T, s contractStore) {
 		ctx := t.Context()
-		const rooms = unreadRooms + 7
-		upTo := map[id.RoomID]int64{}
-		want := map[id.RoomID][]int64{}
+		const rooms = 2*unreadMarks + 7
+		upTo := map[mapping.Mark]int64{}
+		want := map[mapping.Mark][]int64{}
 		for r := range rooms {
 			room := id.RoomID(fmt.Sprintf("!r%d:example.org", r))
 			peer := jid.MustParse(fmt.Sprintf("bob%d@xmpp.example", r))
-			must(t, s.PutPortal(ctx, &mapping.Portal{RoomID: room, MXID: "@alice:example.org", JID: peer}))
+			must(t, s.PutPortal(ctx, mapping.DirectPortal(room, "@alice:example.org", peer, time.Time{})))
 			var rows []int64
 			for i := range 4 {
 				m := newMessage(peer, fmt.Sprintf("m%d", i), mapping.FromXMPP)
@@ -261,26 +262,27 @@ func TestUnreadUpToManyRooms(t *testing.T) {
 				mustAdd(t, s, m)
 				rows = append(rows, m.RowID)
 			}
+			mark := mapping.Mark{Room: room, By: mapping.MatrixMember(alice)}
 			switch r % 3 {
 			case 0: // up to the third, newest two
-				upTo[room], want[room] = rows[2], rows[1:3]
+				upTo[mark], want[mark] = rows[2], rows[1:3]
 			case 1: // up to the first
-				upTo[room], want[room] = rows[0], rows[:1]
+				upTo[mark], want[mark] = rows[0], rows[:1]
 			case 2: // read up to the third already: only the fourth is left
-				_, err := s.Acknowledge(ctx, []mapping.Ack{{Row: rows[2], Kind: mapping.AckDisplayed, At: time.Now(), UpTo: room, Dir: mapping.FromXMPP}})
+				_, err := s.Acknowledge(ctx, []mapping.Ack{{Row: rows[2], Kind: mapping.AckDisplayed, At: time.Now(), UpTo: room, By: mapping.MatrixMember(alice)}})
 				must(t, err)
-				upTo[room] = rows[1] // behind the watermark: nothing
+				upTo[mark] = rows[1] // behind the watermark: nothing
 			}
 		}
 		got, err := s.UnreadUpTo(ctx, upTo, 2)
 		must(t, err)
-		for room := range upTo {
+		for mark := range upTo {
 			var rows []int64
-			for _, m := range got[room] {
+			for _, m := range got[mark] {
 				rows = append(rows, m.RowID)
 			}
-			if !slices.Equal(rows, want[room]) {
-				t.Errorf("%s: unread rows %v, want %v", room, rows, want[room])
+			if !slices.Equal(rows, want[mark]) {
+				t.Errorf("%s: unread rows %v, want %v", mark.Room, rows, want[mark])
 			}
 		}
 		if len(got) != len(want) {

@@ -27,6 +27,7 @@ import (
 // neither here nor in notCopied.
 var copiedTables = []string{
 	"portal",
+	"portal_member",
 	"message",
 	"txn_inbox",
 	"set_aside",

@@ -106,7 +106,7 @@ func TestCopyIntoDatabaseWithData(t *testing.T) {
 			target := Place{dbType, uri}
 			old, err := Open(ctx, dbType, uri, testLogger(t))
 			must(t, err)
-			must(t, old.PutPortal(ctx, &mapping.Portal{RoomID: "!other:example.org", MXID: dave, JID: carol, CreatedAt: t0}))
+			must(t, old.PutPortal(ctx, mapping.DirectPortal("!other:example.org", dave, carol, t0)))
 			must(t, old.SetKV(ctx, "sync_token", "s_other"))
 			must(t, old.Close())
 
@@ -208,7 +208,7 @@ func sqlitePlaceOf(t *testing.T) Place {
 func fill(t *testing.T, s *store) {
 	t.Helper()
 	ctx := t.Context()
-	must(t, s.PutPortal(ctx, &mapping.Portal{RoomID: "!room:example.org", MXID: alice, JID: bob, CreatedAt: t0}))
+	must(t, s.PutPortal(ctx, mapping.DirectPortal("!room:example.org", alice, bob, t0)))
 	in := withEvent(newMessage(bob, "x1", mapping.FromXMPP), "$in1")
 	in.Requests = mapping.Requests{Receipt: true, Displayed: true, Markable: true}
 	mustAdd(t, s, in)
@@ -223,7 +223,7 @@ func fill(t *testing.T, s *store) {
 	reaction.RelKind, reaction.RelTo, reaction.RelKey = "reaction", out.RowID, "👍"
 	mustAdd(t, s, reaction)
 	_, err := s.Acknowledge(ctx, []mapping.Ack{
-		{Row: in.RowID, Kind: mapping.AckDisplayed, At: t0.Add(time.Second), UpTo: "!room:example.org", Dir: mapping.FromXMPP},
+		{Row: in.RowID, Kind: mapping.AckDisplayed, At: t0.Add(time.Second), UpTo: "!room:example.org", By: "@alice:example.org"},
 		{Row: out.RowID, Kind: mapping.AckDelivered, At: t0.Add(2 * time.Second)},
 	})
 	must(t, err)

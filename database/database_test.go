@@ -331,16 +331,14 @@ func TestPortal(t *testing.T) {
 		wantNotFound(t, "PortalByPair on empty store", err)
 
 		// A full JID is kept bare, and found by any of its resources.
-		must(t, s.PutPortal(ctx, &mapping.Portal{
-			RoomID: "!a:example.org", MXID: alice, JID: jid.MustParse("bob@example.net/phone"), CreatedAt: t0,
-		}))
-		want := mapping.Portal{RoomID: "!a:example.org", MXID: alice, JID: bob, CreatedAt: t0}
+		must(t, s.PutPortal(ctx, mapping.DirectPortal("!a:example.org", alice, jid.MustParse("bob@example.net/phone"), t0)))
+		want := *mapping.DirectPortal("!a:example.org", alice, bob, t0)
 		checkPortal := func(what string, p *mapping.Portal, err error) {
 			t.Helper()
 			if err != nil {
 				t.Fatalf("%s: %v", what, err)
 			}
-			if p.RoomID != want.RoomID || p.MXID != want.MXID || !p.JID.Equal(want.JID) || !p.CreatedAt.Equal(want.CreatedAt) {
+			if p.RoomID != want.RoomID || p.User() != want.User() || !p.JID.Equal(want.JID) || !p.CreatedAt.Equal(want.CreatedAt) {
 				t.Errorf("%s = %+v (jid %s), want %+v (jid %s)", what, *p, p.JID, want, want.JID)
 			}
 		}
@@ -350,7 +348,7 @@ func TestPortal(t *testing.T) {
 		checkPortal("PortalByPair", p, err)
 
 		// Putting the same room again keeps when it was created.
-		again := &mapping.Portal{RoomID: "!a:example.org", MXID: alice, JID: bob, CreatedAt: t0.Add(time.Hour)}
+		again := mapping.DirectPortal("!a:example.org", alice, bob, t0.Add(time.Hour))
 		must(t, s.PutPortal(ctx, again))
 		if !again.CreatedAt.Equal(t0) {
 			t.Errorf("re-put portal CreatedAt = %v, want the stored %v", again.CreatedAt, t0)
@@ -359,24 +357,24 @@ func TestPortal(t *testing.T) {
 		checkPortal("PortalByRoom after re-put", p, err)
 
 		// A new room for the pair replaces the old one.
-		must(t, s.PutPortal(ctx, &mapping.Portal{RoomID: "!b:example.org", MXID: alice, JID: bob, CreatedAt: t0.Add(2 * time.Hour)}))
+		must(t, s.PutPortal(ctx, mapping.DirectPortal("!b:example.org", alice, bob, t0.Add(2 * time.Hour))))
 		_, err = s.PortalByRoom(ctx, "!a:example.org")
 		wantNotFound(t, "PortalByRoom of the replaced room", err)
-		want = mapping.Portal{RoomID: "!b:example.org", MXID: alice, JID: bob, CreatedAt: t0.Add(2 * time.Hour)}
+		want = *mapping.DirectPortal("!b:example.org", alice, bob, t0.Add(2*time.Hour))
 		p, err = s.PortalByPair(ctx, alice, bob)
 		checkPortal("PortalByPair after upsert", p, err)
 
 		// Other pairs have portals of their own, but not in a taken room.
-		must(t, s.PutPortal(ctx, &mapping.Portal{RoomID: "!c:example.org", MXID: dave, JID: bob, CreatedAt: t0}))
+		must(t, s.PutPortal(ctx, mapping.DirectPortal("!c:example.org", dave, bob, t0)))
 		if p, err = s.PortalByPair(ctx, dave, bob); err != nil || p.RoomID != "!c:example.org" {
 			t.Errorf("PortalByPair(dave, bob) = %+v, %v; want room !c", p, err)
 		}
-		if err = s.PutPortal(ctx, &mapping.Portal{RoomID: "!b:example.org", MXID: alice, JID: carol}); err == nil {
+		if err = s.PutPortal(ctx, mapping.DirectPortal("!b:example.org", alice, carol, time.Time{})); err == nil {
 			t.Error("PutPortal into a room of another pair succeeded")
 		}
 
 		// A zero CreatedAt means now.
-		fresh := &mapping.Portal{RoomID: "!d:example.org", MXID: alice, JID: carol}
+		fresh := mapping.DirectPortal("!d:example.org", alice, carol, time.Time{})
 		before := time.Now().Add(-time.Second)
 		must(t, s.PutPortal(ctx, fresh))
 		if fresh.CreatedAt.Before(before) || fresh.CreatedAt.After(time.Now()) {
@@ -711,7 +709,7 @@ func TestKV(t *testing.T) {
 func TestReopen(t *testing.T) {
 	forEachEngine(t, func(t *testing.T, _ engine, s *store) {
 		ctx := t.Context()
-		must(t, s.PutPortal(ctx, &mapping.Portal{RoomID: "!a:example.org", MXID: alice, JID: bob, CreatedAt: t0}))
+		must(t, s.PutPortal(ctx, mapping.DirectPortal("!a:example.org", alice, bob, t0)))
 		msg := newMessage(bob, "m1", mapping.FromXMPP)
 		msg.EventID = "$e1"
 		msg.Requests.Markable = true
@@ -768,12 +766,12 @@ func TestReopen(t *testing.T) {
 func TestSeparateStores(t *testing.T) {
 	forEachEngine(t, func(t *testing.T, e engine, first *store) {
 		ctx := t.Context()
-		must(t, first.PutPortal(ctx, &mapping.Portal{RoomID: "!a:example.org", MXID: alice, JID: bob}))
+		must(t, first.PutPortal(ctx, mapping.DirectPortal("!a:example.org", alice, bob, time.Time{})))
 		second := e.newStore(t)
 		_, err := second.PortalByRoom(ctx, "!a:example.org")
 		wantNotFound(t, "portal of the first store in the second", err)
-		must(t, second.PutPortal(ctx, &mapping.Portal{RoomID: "!a:example.org", MXID: dave, JID: carol}))
-		if p, err := first.PortalByRoom(ctx, "!a:example.org"); err != nil || p.MXID != alice {
+		must(t, second.PutPortal(ctx, mapping.DirectPortal("!a:example.org", dave, carol, time.Time{})))
+		if p, err := first.PortalByRoom(ctx, "!a:example.org"); err != nil || p.User() != alice {
 			t.Errorf("first store's portal = %+v, %v; want alice's", p, err)
 		}
 	})
@@ -836,7 +834,7 @@ func TestPortalsByRooms(t *testing.T) {
 		var rooms []id.RoomID
 		for i := 0; i < 600; i++ { // more than one query's worth
 			r := id.RoomID(fmt.Sprintf("!p%d:example.org", i))
-			must(t, s.PutPortal(ctx, &mapping.Portal{RoomID: r, MXID: alice, JID: jid.MustParse(fmt.Sprintf("p%d@example.net", i)), CreatedAt: t0}))
+			must(t, s.PutPortal(ctx, mapping.DirectPortal(r, alice, jid.MustParse(fmt.Sprintf("p%d@example.net", i)), t0)))
 			rooms = append(rooms, r)
 		}
 		got, err := s.PortalsByRooms(ctx, append(rooms, "!nothing:example.org", rooms[3]))
@@ -844,7 +842,7 @@ func TestPortalsByRooms(t *testing.T) {
 		if len(got) != len(rooms) {
 			t.Errorf("PortalsByRooms found %d portals, want %d", len(got), len(rooms))
 		}
-		if p := got["!p599:example.org"]; p == nil || p.JID.String() != "p599@example.net" || p.MXID != alice || !p.CreatedAt.Equal(t0) {
+		if p := got["!p599:example.org"]; p == nil || p.JID.String() != "p599@example.net" || p.User() != alice || !p.CreatedAt.Equal(t0) {
 			t.Errorf("portal of !p599 = %+v", p)
 		}
 	})
@@ -926,7 +924,7 @@ func TestPortalsOf(t *testing.T) {
 			mxid id.UserID
 			jid  string
 		}{{alice, "romeo@example.net"}, {"@carol:example.org", "bob@example.net"}, {alice, "bob@example.net"}} {
-			must(t, s.PutPortal(ctx, &mapping.Portal{RoomID: id.RoomID(fmt.Sprintf("!r%d:example.org", i)), MXID: pair.mxid, JID: jid.MustParse(pair.jid), CreatedAt: t0}))
+			must(t, s.PutPortal(ctx, mapping.DirectPortal(id.RoomID(fmt.Sprintf("!r%d:example.org", i)), pair.mxid, jid.MustParse(pair.jid), t0)))
 		}
 		ps, err := s.PortalsOf(ctx, alice)
 		if err != nil {

@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"go.mau.fi/util/dbutil"
 	"maunium.net/go/mautrix/id"
@@ -66,9 +67,13 @@ func seedHistoryBurst(t *testing.T, s *store, n, burst int) history {
 	seed(hotRoom, hotPeer, "h")
 	seed("!other:example.org", "romeo@montague.lit", "o")
 	q := `WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < 1000)
-		INSERT INTO portal (room_id, mxid, jid, created_at) SELECT '!p' || i || ':example.org', $1, 'p' || i || '@x.example', 0 FROM n`
-	if _, err := s.DB().Exec(ctx, q, hotMXID); err != nil {
+		INSERT INTO portal (room_id, kind, jid, created_at) SELECT '!p' || i || ':example.org', 'direct', 'p' || i || '@x.example', 0 FROM n`
+	if _, err := s.DB().Exec(ctx, q); err != nil {
 		t.Fatalf("seed portals: %v", err)
+	}
+	q = `INSERT INTO portal_member (room_id, member, direct_jid) SELECT room_id, $1, jid FROM portal`
+	if _, err := s.DB().Exec(ctx, q, hotMXID); err != nil {
+		t.Fatalf("seed portal members: %v", err)
 	}
 	// Owed sends, as while a homeserver is slow.
 	q = `WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < 1000)
@@ -76,10 +81,8 @@ func seedHistoryBurst(t *testing.T, s *store, n, burst int) history {
 	if _, err := s.DB().Exec(ctx, q, hotRoom); err != nil {
 		t.Fatalf("seed outbox: %v", err)
 	}
-	for _, p := range []mapping.Portal{{RoomID: hotRoom, JID: jid.MustParse(hotPeer)}, {RoomID: "!other:example.org", JID: jid.MustParse("romeo@montague.lit")}} {
-		p.MXID = hotMXID
-		must(t, s.PutPortal(ctx, &p))
-	}
+	must(t, s.PutPortal(ctx, mapping.DirectPortal(hotRoom, hotMXID, jid.MustParse(hotPeer), time.Time{})))
+	must(t, s.PutPortal(ctx, mapping.DirectPortal("!other:example.org", hotMXID, jid.MustParse("romeo@montague.lit"), time.Time{})))
 	if s.DB().Dialect == dbutil.Postgres {
 		// Plans from statistics, as on a server that has been running.
 		if _, err := s.DB().Exec(ctx, "ANALYZE"); err != nil {
@@ -118,15 +121,15 @@ func receiptLookups(h history) []lookup {
 	}
 	byIDs, byIDsArgs := xmppKeysQuery(mapping.FromMatrix, keys, map[mapping.XMPPKey]bool{})
 	byEvents, byEventsArgs := inList(getMessageBaseQuery+"WHERE event_id IN (", evs)
-	rooms, roomsArgs := inList(getPortalBaseQuery+"WHERE room_id IN (", []id.RoomID{hotRoom, "!p1:example.org", "!p999:example.org"})
+	rooms, roomsArgs := inList(getPortalBaseQuery+"WHERE p.room_id IN (", []id.RoomID{hotRoom, "!p1:example.org", "!p999:example.org"})
 	mark, markArgs := inList(fmt.Sprintf("UPDATE message SET displayed_at=$%d WHERE displayed_at IS NULL AND rowid IN (", len(h.fromMX)+1), h.fromMX)
 	del, delArgs := inList("DELETE FROM outbox WHERE id IN (", []int64{1, 2, 3})
 	// As many rooms as one statement asks about: the hot one, others,
 	// and padding as UnreadUpTo pads.
-	unreadArgs := []any{hotRoom, h.newest}
-	for i := 1; i < unreadRooms; i++ {
-		if i < unreadRooms/2 {
-			unreadArgs = append(unreadArgs, fmt.Sprintf("!p%d:example.org", i), h.newest)
+	unreadArgs := []any{hotRoom, hotMXID, h.newest}
+	for i := 1; i < unreadMarks; i++ {
+		if i < unreadMarks/2 {
+			unreadArgs = append(unreadArgs, fmt.Sprintf("!p%d:example.org", i), hotMXID, h.newest)
 		} else {
 			unreadArgs = append(unreadArgs, unreadPadding...)
 		}
@@ -136,14 +139,14 @@ func receiptLookups(h history) []lookup {
 		{"messages by stanza id", byIDs, byIDsArgs, "message_xmpp_id_idx"},
 		{"message by stanza id", getMessageByXMPPIDQuery, []any{hotPeer, h.fromMXX[0], string(mapping.FromMatrix)}, "message_xmpp_id_idx"},
 		{"mark displayed", mark + ") RETURNING rowid", append(markArgs, int64(1)), ""},
-		{"move the ghost's read position", ackPeerReadUpToQuery, []any{h.fromMX[0], hotRoom}, ""},
+		{"move the ghost's read position", ackDisplayedUpToQuery, []any{h.fromMX[0], hotRoom, hotPeer}, ""},
 		{"portal of a read job", getPortalByRoomQuery, []any{hotRoom}, ""},
 		{"finished jobs", del + ")", delArgs, ""},
 		// Matrix → XMPP: a transaction's receipts.
 		{"messages by event", byEvents + ")", byEventsArgs, ""},
 		{"portals by room", rooms + ")", roomsArgs, ""},
-		{"unread up to", unreadUpToQuery(unreadRooms, burstLen), unreadArgs, "message_unread_idx"},
-		{"move the read watermark", ackDisplayedUpToQuery, []any{h.newest, hotRoom}, ""},
+		{"unread up to", unreadUpToQuery(unreadMarks, burstLen), unreadArgs, "message_unread_idx"},
+		{"move the read watermark", ackDisplayedUpToQuery, []any{h.newest, hotRoom, hotMXID}, ""},
 		{"newest composable", getNewestComposableQuery, []any{hotRoom}, "message_composable_idx"},
 		// SQLite takes the unique index on event_id for "event_id IS NULL"
 		// (as few rows: only messages not on Matrix yet have none).
@@ -181,7 +184,7 @@ func TestReceiptPathPlans(t *testing.T) {
 // badPlan is what a receipt-path plan must not hold: a full scan of one of
 // the bridge's tables (SQLite "SCAN t", PostgreSQL "Seq Scan on t") or a
 // sort (SQLite's temporary B-tree, PostgreSQL's Sort node).
-var badPlan = regexp.MustCompile(`(?m)^(SCAN (message|portal|outbox|txn_inbox)\b.*|.*TEMP B-TREE.*|Seq Scan on \w+|Sort\b.*)$`)
+var badPlan = regexp.MustCompile(`(?m)^(SCAN (message|portal|portal_member|outbox|txn_inbox)\b.*|.*TEMP B-TREE.*|Seq Scan on \w+|Sort\b.*)$`)
 
 func sqlitePlan(t *testing.T, s *store, l lookup) []string {
 	rows, err := s.DB().Query(t.Context(), "EXPLAIN QUERY PLAN "+l.query, l.args...)

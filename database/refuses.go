@@ -50,7 +50,7 @@ func refuses(err error) bool {
 		return false
 	}
 	var sv *storedValueError
-	if errors.As(err, &sv) {
+	if errors.As(err, &sv) || errors.Is(err, errOtherPortal) {
 		return true
 	}
 	// database/sql reports a stored value it cannot convert into the

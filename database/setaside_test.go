@@ -12,6 +12,7 @@ import (
 	"testing"
 	"testing/fstest"
 	"time"
+	"xmppbridge/database/upgrades"
 
 	"github.com/lib/pq"
 	"github.com/mattn/go-sqlite3"
@@ -76,8 +77,8 @@ func TestRefusesByCode(t *testing.T) {
 func TestRefusesFromEngines(t *testing.T) {
 	forEachEngine(t, func(t *testing.T, e engine, s *store) {
 		ctx := t.Context()
-		must(t, s.PutPortal(ctx, &mapping.Portal{RoomID: "!a:example.org", MXID: alice, JID: bob}))
-		err := s.PutPortal(ctx, &mapping.Portal{RoomID: "!a:example.org", MXID: alice, JID: carol})
+		must(t, s.PutPortal(ctx, mapping.DirectPortal("!a:example.org", alice, bob, time.Time{})))
+		err := s.PutPortal(ctx, mapping.DirectPortal("!a:example.org", alice, carol, time.Time{}))
 		if err == nil || !s.Refuses(err) {
 			t.Errorf("second pair in one room: %v, refused %t; want refused", err, s.Refuses(err))
 		}
@@ -149,22 +150,12 @@ func TestSetAside(t *testing.T) {
 // testdata) upgrades to today's, keeps its rows, and takes what is set
 // aside; on both engines.
 func TestUpgradeFromV8(t *testing.T) {
-	v8, err := os.ReadFile("testdata/v8-latest.sql")
-	must(t, err)
 	for _, e := range engines {
 		t.Run(e.name, func(t *testing.T) {
 			t.Parallel()
 			ctx := t.Context()
-			dbType, uri := e.place(t)
-			raw, err := sql.Open(dbType, uri)
-			must(t, err)
-			old, err := dbutil.NewWithDB(raw, dbType)
-			must(t, err)
-			old.Owner = owner
-			old.UpgradeTable.RegisterFS(fstest.MapFS{"00-latest.sql": &fstest.MapFile{Data: v8, Mode: fs.ModePerm}})
-			must(t, EnsureVersionTable(ctx, old))
-			must(t, old.Upgrade(ctx))
-			_, err = old.Exec(ctx, "INSERT INTO portal (room_id, mxid, jid, created_at) VALUES ('!a:example.org', $1, $2, $3)",
+			old, dbType, uri := openOldSchema(t, e, "testdata/v8-latest.sql")
+			_, err := old.Exec(ctx, "INSERT INTO portal (room_id, mxid, jid, created_at) VALUES ('!a:example.org', $1, $2, $3)",
 				alice, bob.String(), t0.UnixMilli())
 			must(t, err)
 			if exists, err := old.TableExists(ctx, "set_aside"); err != nil || exists {
@@ -172,15 +163,8 @@ func TestUpgradeFromV8(t *testing.T) {
 			}
 			must(t, old.Close())
 
-			db, err := Open(ctx, dbType, uri, testLogger(t))
-			must(t, err)
-			t.Cleanup(func() { _ = db.Close() })
-			var version int
-			must(t, db.DB().QueryRow(ctx, "SELECT version FROM "+db.DB().VersionTable).Scan(&version))
-			if version != 9 {
-				t.Errorf("version = %d, want 9", version)
-			}
-			if p, err := db.PortalByRoom(ctx, "!a:example.org"); err != nil || p.MXID != alice {
+			db := openUpgraded(t, dbType, uri)
+			if p, err := db.PortalByRoom(ctx, "!a:example.org"); err != nil || p.User() != alice {
 				t.Errorf("portal after the upgrade = %+v, %v", p, err)
 			}
 			if isNew, err := db.PutSetAside(ctx, &mapping.SetAside{TxnID: "t1", EventID: "$e", Reason: mapping.SetAsideDecode, Error: "x", At: t0}); err != nil || !isNew {
@@ -188,6 +172,40 @@ func TestUpgradeFromV8(t *testing.T) {
 			}
 		})
 	}
+}
+
+// openOldSchema makes a database of engine e with the schema of file (an
+// earlier 00-latest.sql, kept as it was in testdata), to be filled as that
+// version filled it, closed, and upgraded by openUpgraded.
+func openOldSchema(t *testing.T, e engine, file string) (old *dbutil.Database, dbType, uri string) {
+	t.Helper()
+	schema, err := os.ReadFile(file)
+	must(t, err)
+	dbType, uri = e.place(t)
+	raw, err := sql.Open(dbType, uri)
+	must(t, err)
+	old, err = dbutil.NewWithDB(raw, dbType)
+	must(t, err)
+	old.Owner = owner
+	old.UpgradeTable.RegisterFS(fstest.MapFS{"00-latest.sql": &fstest.MapFile{Data: schema, Mode: fs.ModePerm}})
+	must(t, EnsureVersionTable(t.Context(), old))
+	must(t, old.Upgrade(t.Context()))
+	return old, dbType, uri
+}
+
+// openUpgraded opens what openOldSchema made, as the bridge does, and
+// checks that it is at today's version.
+func openUpgraded(t *testing.T, dbType, uri string) *Database {
+	t.Helper()
+	db, err := Open(t.Context(), dbType, uri, testLogger(t))
+	must(t, err)
+	t.Cleanup(func() { _ = db.Close() })
+	var version int
+	must(t, db.DB().QueryRow(t.Context(), "SELECT version FROM "+db.DB().VersionTable).Scan(&version))
+	if want := len(upgrades.Table); version != want {
+		t.Errorf("version = %d, want %d", version, want)
+	}
+	return db
 }
 
 // The SQLite file, its WAL and its shared memory are created readable by
@@ -204,7 +222,7 @@ func TestSQLiteFilesPrivate(t *testing.T) {
 			db, err := Open(t.Context(), "sqlite3-fk-wal", uri, testLogger(t))
 			must(t, err)
 			t.Cleanup(func() { _ = db.Close() })
-			must(t, db.PutPortal(t.Context(), &mapping.Portal{RoomID: "!a:example.org", MXID: alice, JID: bob}))
+			must(t, db.PutPortal(t.Context(), mapping.DirectPortal("!a:example.org", alice, bob, time.Time{})))
 			for _, f := range []string{path, path + "-wal", path + "-shm"} {
 				info, err := os.Stat(f)
 				if err != nil {

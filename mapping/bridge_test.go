@@ -487,7 +487,7 @@ func TestMatrixInviteOpensPortal(t *testing.T) {
 		t.Fatalf("joins %q, want [%q]", h.matrix.joins, want)
 	}
 	p, err := h.store.PortalByRoom(ctx, "!dm:example.org")
-	if err != nil || p.MXID != alice || p.JID.String() != julietJID {
+	if err != nil || p.User() != alice || p.JID.String() != julietJID {
 		t.Fatalf("portal %+v, %v", p, err)
 	}
 }
@@ -511,7 +511,7 @@ var nmtoken = regexp.MustCompile(`^[A-Za-z0-9._:-]+$`)
 func TestMatrixTextReachesXMPPWithRequests(t *testing.T) {
 	h := newHarness(t)
 	ctx := context.Background()
-	_ = h.store.PutPortal(ctx, &Portal{RoomID: "!dm:example.org", MXID: alice, JID: jid.MustParse(julietJID)})
+	_ = h.store.PutPortal(ctx, DirectPortal("!dm:example.org", alice, jid.MustParse(julietJID), time.Time{}))
 	evts := []MatrixEvent{textEvent("$e1", alice, "!dm:example.org", "It is the east")}
 	if err := h.handleTxn(ctx, MatrixTxn{ID: "t1", Events: evts}); err != nil {
 		t.Fatal(err)
@@ -547,7 +547,7 @@ func TestMatrixTextReachesXMPPWithRequests(t *testing.T) {
 func TestMatrixIgnored(t *testing.T) {
 	h := newHarness(t)
 	ctx := context.Background()
-	_ = h.store.PutPortal(ctx, &Portal{RoomID: "!dm:example.org", MXID: alice, JID: jid.MustParse(julietJID)})
+	_ = h.store.PutPortal(ctx, DirectPortal("!dm:example.org", alice, jid.MustParse(julietJID), time.Time{}))
 	image := textEvent("$img", alice, "!dm:example.org", "cat.png")
 	image.MsgType = "m.image"
 	_ = h.handleTxn(ctx, MatrixTxn{ID: "t1", Events: []MatrixEvent{
@@ -571,7 +571,7 @@ func TestMatrixIgnored(t *testing.T) {
 func TestMatrixEncryptedGetsNotice(t *testing.T) {
 	h := newHarness(t)
 	ctx := context.Background()
-	_ = h.store.PutPortal(ctx, &Portal{RoomID: "!dm:example.org", MXID: alice, JID: jid.MustParse(julietJID)})
+	_ = h.store.PutPortal(ctx, DirectPortal("!dm:example.org", alice, jid.MustParse(julietJID), time.Time{}))
 	_ = h.handleTxn(ctx, MatrixTxn{ID: "t1", Events: []MatrixEvent{{
 		ID: "$enc", Sender: alice, Room: "!dm:example.org", Kind: EventEncrypted, Type: "m.room.encrypted",
 	}}})

@@ -97,7 +97,7 @@ func (b *Bridge) parkUnknown(ctx context.Context, plan *receiptPlan, portal *Por
 	unsent, ok := plan.unsent[portal.RoomID]
 	if !ok {
 		var err error
-		if unsent, err = b.store.HasUnsentToMatrix(ctx, portal.MXID, portal.JID); err != nil {
+		if unsent, err = b.store.HasUnsentToMatrix(ctx, portal.User(), portal.JID); err != nil {
 			return fmt.Errorf("look for messages on their way to %s: %w", portal.RoomID, err)
 		}
 		plan.unsent[portal.RoomID] = unsent
@@ -110,7 +110,7 @@ func (b *Bridge) parkUnknown(ctx context.Context, plan *receiptPlan, portal *Por
 	if err != nil {
 		return fmt.Errorf("park receipt on %s: %w", rc.Event, err)
 	}
-	plan.jobs = append(plan.jobs, newJob(JobReplayReceipt, about{room: portal.RoomID, mxid: portal.MXID, peer: portal.JID}, 0, payload))
+	plan.jobs = append(plan.jobs, newJob(JobReplayReceipt, about{room: portal.RoomID, mxid: portal.User(), peer: portal.JID}, 0, payload))
 	b.count("matrix_receipt", ReceiptParked)
 	return nil
 }

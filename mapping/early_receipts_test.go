@@ -36,7 +36,7 @@ func (h *harness) processInbox(t *testing.T) {
 // what the core announces to it.
 func earlyHarness(t *testing.T) (*harness, *[]string) {
 	h := newHarness(t)
-	_ = h.store.PutPortal(context.Background(), &Portal{RoomID: dm, MXID: alice, JID: jid.MustParse(julietJID), CreatedAt: time.Now().Add(-time.Hour)})
+	_ = h.store.PutPortal(context.Background(), DirectPortal(dm, alice, jid.MustParse(julietJID), time.Now().Add(-time.Hour)))
 	h.b.cfg.Receipts = ReceiptPolicy{SendToXMPP: true, ReadImpliesDelivered: true, MaxDisplayedPerRead: 50}
 	var announced []string
 	h.b.SetInbox(func(txnID string) { announced = append(announced, txnID) })

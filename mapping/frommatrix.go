@@ -162,7 +162,7 @@ func (b *Bridge) setAsideFailure(ctx context.Context, evt MatrixEvent, reason Re
 		portal, err = b.store.PortalByRoom(ctx, evt.Room)
 		return err
 	})
-	if err != nil || portal.MXID != evt.Sender {
+	if err != nil || portal.Member(MatrixMember(evt.Sender)) == nil {
 		return nil
 	}
 	payload, _ := json.Marshal(StatusArgs{Condition: string(reason), ByBridge: true, Room: evt.Room, Event: evt.ID,
@@ -267,7 +267,7 @@ func (b *Bridge) handleMatrixEvent(ctx context.Context, evt MatrixEvent) ([]*Job
 	} else if err != nil {
 		return nil, fmt.Errorf("look up portal: %w", err)
 	}
-	if portal == nil || evt.Sender == portal.MXID {
+	if portal == nil || portal.Member(MatrixMember(evt.Sender)) != nil {
 		// The bot's (commands.go): not bridged.
 		if text, ok, err := b.commandOf(ctx, evt, portal); err != nil || ok {
 			if err != nil {
@@ -280,8 +280,8 @@ func (b *Bridge) handleMatrixEvent(ctx context.Context, evt MatrixEvent) ([]*Job
 		b.count("matrix_event", ReasonNotPortal)
 		return nil, nil
 	}
-	if evt.Sender != portal.MXID {
-		log.Debug().Msg("Ignoring a message from someone else than the portal's user")
+	if portal.Member(MatrixMember(evt.Sender)) == nil {
+		log.Debug().Msg("Ignoring a message from someone who is not a member of the portal")
 		b.count("matrix_event", ReasonWrongSender)
 		return nil, nil
 	}
@@ -309,7 +309,7 @@ func (b *Bridge) handleMatrixEvent(ctx context.Context, evt MatrixEvent) ([]*Job
 		Body: body, TS: b.tsOf(evt),
 		Requests: Requests{Receipt: true, Delivered: true, Displayed: true, Composing: true, Markable: true},
 	}
-	job := newJob(JobSendToXMPP, about{room: evt.Room, mxid: portal.MXID, peer: portal.JID}, 0, nil)
+	job := newJob(JobSendToXMPP, about{room: evt.Room, mxid: evt.Sender, peer: portal.JID}, 0, nil)
 	added, err := b.store.AddMessage(ctx, msg, job)
 	if b.stored(err) != nil {
 		return nil, fmt.Errorf("store message: %w", err)
@@ -353,7 +353,7 @@ func (b *Bridge) handleMember(ctx context.Context, evt MatrixEvent) ([]*Job, err
 		b.count("matrix_invite", "public_room")
 		return []*Job{argsJob(JobLeave, jobArgs{Room: evt.Room, User: target, Reason: PublicRoomReason})}, nil
 	}
-	if first, err := b.store.PortalByRoom(ctx, evt.Room); err == nil && (first.MXID != evt.Sender || !first.JID.Equal(peer)) {
+	if first, err := b.store.PortalByRoom(ctx, evt.Room); err == nil && (first.User() != evt.Sender || !first.JID.Equal(peer)) {
 		// A portal is one pair's room: a second ghost there would take the
 		// room from the first, so it declines, and the first goes on.
 		b.count("matrix_invite", ReasonSecondGhost)
@@ -376,7 +376,7 @@ func (b *Bridge) handleMember(ctx context.Context, evt MatrixEvent) ([]*Job, err
 	} else if err != nil && !isNotFound(err) {
 		return nil, fmt.Errorf("look up portal: %w", err)
 	}
-	p := &Portal{RoomID: evt.Room, MXID: evt.Sender, JID: peer, CreatedAt: b.tsOf(evt)}
+	p := DirectPortal(evt.Room, evt.Sender, peer, b.tsOf(evt))
 	if err := b.store.PutPortal(ctx, p); err != nil {
 		return nil, fmt.Errorf("store portal: %w", err)
 	}

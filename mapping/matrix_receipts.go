@@ -26,9 +26,10 @@ type receiptPlan struct {
 	// job for them all, stored with the transaction.
 	out []*OutMessage
 	// delivered is what this transaction already acknowledged as
-	// delivered, by row; readUpTo the row up to which each room is read.
+	// delivered, by row; readUpTo the row up to which each member of a
+	// room read.
 	delivered map[int64]bool
-	readUpTo  map[id.RoomID]int64
+	readUpTo  map[Mark]int64
 	// portals caches the lookups of one transaction (nil: not a portal):
 	// its receipts are mostly about a few rooms.
 	portals map[id.RoomID]*Portal
@@ -40,17 +41,18 @@ type receiptPlan struct {
 	// (early_receipts.go).
 	unsent map[id.RoomID]bool
 	jobs   []*Job
-	// reads is the newest m.read of each room, expanded at the end.
-	reads map[id.RoomID]*pendingRead
-	order []id.RoomID // rooms of reads, as first read
+	// reads is the newest m.read of each member of a room, expanded at
+	// the end.
+	reads map[Mark]*pendingRead
+	order []Mark // the reads, as first read
 	// typing is whether each room's portal user types, as of the typing
 	// events handled so far (typingFromMatrix).
 	typing map[id.RoomID]bool
 }
 
 func newReceiptPlan() *receiptPlan {
-	return &receiptPlan{delivered: map[int64]bool{}, readUpTo: map[id.RoomID]int64{},
-		portals: map[id.RoomID]*Portal{}, puppets: map[id.UserID]jid.JID{}, unsent: map[id.RoomID]bool{}, reads: map[id.RoomID]*pendingRead{}, typing: map[id.RoomID]bool{}}
+	return &receiptPlan{delivered: map[int64]bool{}, readUpTo: map[Mark]int64{},
+		portals: map[id.RoomID]*Portal{}, puppets: map[id.UserID]jid.JID{}, unsent: map[id.RoomID]bool{}, reads: map[Mark]*pendingRead{}, typing: map[id.RoomID]bool{}}
 }
 
 func (b *Bridge) planPortal(ctx context.Context, plan *receiptPlan, room id.RoomID) (*Portal, error) {
@@ -67,8 +69,9 @@ func (b *Bridge) planPortal(ctx context.Context, plan *receiptPlan, room id.Room
 	return p, nil
 }
 
-func (p *receiptPlan) isDelivered(m *Message) bool {
-	return p.delivered[m.RowID] || m.RowID <= p.readUpTo[m.RoomID]
+// isDelivered tells whether by acknowledged m as delivered in this plan.
+func (p *receiptPlan) isDelivered(m *Message, by MemberID) bool {
+	return p.delivered[m.RowID] || m.RowID <= p.readUpTo[Mark{Room: m.RoomID, By: by}]
 }
 
 // stanzaJob is the JSON form of the stanzas of a JobSendStanzas.
@@ -176,7 +179,7 @@ func (b *Bridge) mayCross(rc Receipt, portal *Portal, msg *Message) (AckKind, Re
 		return kind, ReasonThread
 	case portal == nil:
 		return kind, ReasonNotPortal
-	case rc.User != portal.MXID:
+	case portal.Member(MatrixMember(rc.User)) == nil:
 		return kind, ReasonNotPortalUser
 	case !b.receiptsCross(rc):
 		return kind, ReasonDisabled
@@ -212,54 +215,58 @@ func (b *Bridge) handleReceipt(ctx context.Context, rc Receipt, plan *receiptPla
 	} else if reason != "" {
 		return skip(reason)
 	}
-	from, ok := plan.puppets[portal.MXID]
+	from, ok := plan.puppets[rc.User]
 	if !ok {
 		var err error
-		if from, err = b.cfg.Identities.PuppetFrom(portal.MXID); err != nil {
+		if from, err = b.cfg.Identities.PuppetFrom(rc.User); err != nil {
 			return skip(ReasonNotPortalUser)
 		}
-		plan.puppets[portal.MXID] = from
+		plan.puppets[rc.User] = from
 	}
+	// Judged by what this member told XMPP so far.
+	mark := Mark{Room: rc.Room, By: MatrixMember(rc.User)}
+	marks := portal.Marks(mark.By)
 	if kind == AckDelivered {
-		if msg.RowID <= portal.DeliveredUpTo || msg.RowID <= portal.ReadUpTo && b.cfg.Receipts.ReadImpliesDelivered {
+		if msg.RowID <= marks.DeliveredUpTo || msg.RowID <= marks.ReadUpTo && b.cfg.Receipts.ReadImpliesDelivered {
 			return skip(ReasonDone)
 		}
-		return b.deliveryToXMPP(from, msg, plan)
+		return b.deliveryToXMPP(from, mark.By, msg, plan)
 	}
 	// m.read is "up to": of several in the transactions handled together,
-	// only the newest of each room is expanded (readsToXMPP), one lookup
-	// of unread messages for the lot.
-	pr := plan.reads[rc.Room]
+	// only the newest of each member of a room is expanded (readsToXMPP),
+	// one lookup of unread messages for the lot.
+	pr := plan.reads[mark]
 	if pr == nil {
-		plan.order = append(plan.order, rc.Room)
+		plan.order = append(plan.order, mark)
 	} else {
 		b.count("matrix_receipt", "read_coalesced")
 	}
 	if pr == nil || msg.RowID > pr.msg.RowID {
-		plan.reads[rc.Room] = &pendingRead{from: from, portal: portal, msg: msg}
+		plan.reads[mark] = &pendingRead{from: from, portal: portal, msg: msg}
 	}
 	return nil
 }
 
-// pendingRead is the newest m.read of a room in the transactions handled.
+// pendingRead is the newest m.read of a member of a room in the
+// transactions handled.
 type pendingRead struct {
 	from   jid.JID
 	portal *Portal
 	msg    *Message
 }
 
-// readsToXMPP expands the newest m.read of each room, once every receipt
-// of the transactions has been seen, in the order the rooms were first
-// read.
+// readsToXMPP expands the newest m.read of each member of a room, once
+// every receipt of the transactions has been seen, in the order they were
+// first read.
 func (b *Bridge) readsToXMPP(ctx context.Context, plan *receiptPlan) error {
-	upTo := make(map[id.RoomID]int64, len(plan.order))
-	for _, room := range plan.order {
-		r := plan.reads[room]
-		if r.msg.RowID <= r.portal.ReadUpTo || r.msg.RowID <= plan.readUpTo[room] {
+	upTo := make(map[Mark]int64, len(plan.order))
+	for _, mark := range plan.order {
+		r := plan.reads[mark]
+		if r.msg.RowID <= r.portal.Marks(mark.By).ReadUpTo || r.msg.RowID <= plan.readUpTo[mark] {
 			b.count("matrix_receipt", ReasonDone)
 			continue
 		}
-		upTo[room] = r.msg.RowID
+		upTo[mark] = r.msg.RowID
 	}
 	if len(upTo) == 0 {
 		return nil
@@ -275,10 +282,10 @@ func (b *Bridge) readsToXMPP(ctx context.Context, plan *receiptPlan) error {
 	if err != nil {
 		return err
 	}
-	for _, room := range plan.order {
-		if _, ok := upTo[room]; ok {
-			r := plan.reads[room]
-			b.readToXMPP(r.from, r.portal, r.msg, unread[room], plan)
+	for _, mark := range plan.order {
+		if _, ok := upTo[mark]; ok {
+			r := plan.reads[mark]
+			b.readToXMPP(r.from, mark.By, r.portal, r.msg, unread[mark], plan)
 		}
 	}
 	return nil
@@ -309,8 +316,8 @@ func (b *Bridge) deliveryStanzas(from jid.JID, msg *Message) []*OutMessage {
 	return out
 }
 
-func (b *Bridge) deliveryToXMPP(from jid.JID, msg *Message, plan *receiptPlan) error {
-	if !msg.DeliveredAt.IsZero() || plan.isDelivered(msg) {
+func (b *Bridge) deliveryToXMPP(from jid.JID, by MemberID, msg *Message, plan *receiptPlan) error {
+	if !msg.DeliveredAt.IsZero() || plan.isDelivered(msg, by) {
 		b.count("matrix_receipt", ReasonDone)
 		return nil
 	}
@@ -328,13 +335,15 @@ func (b *Bridge) deliveryToXMPP(from jid.JID, msg *Message, plan *receiptPlan) e
 // XEP-0333 <displayed/> for the newest markable message.
 //
 // unread are the newest messages of the room up to read not displayed yet
-// (at most receipts.max_displayed_per_read of them), oldest first.
-func (b *Bridge) readToXMPP(from jid.JID, portal *Portal, read *Message, unread []*Message, plan *receiptPlan) {
+// (at most receipts.max_displayed_per_read of them), oldest first; by is
+// the member who read.
+func (b *Bridge) readToXMPP(from jid.JID, by MemberID, portal *Portal, read *Message, unread []*Message, plan *receiptPlan) {
+	mark := Mark{Room: portal.RoomID, By: by}
 	var capped []*Message
 	for _, m := range unread {
-		if m.RowID > plan.readUpTo[portal.RoomID] && !m.TS.Before(portal.CreatedAt.Add(-clockSkew)) {
+		if m.RowID > plan.readUpTo[mark] && !m.TS.Before(portal.CreatedAt.Add(-clockSkew)) {
 			// Delivered already by an earlier read's watermark?
-			if m.RowID <= portal.DeliveredUpTo {
+			if m.RowID <= portal.Marks(by).DeliveredUpTo {
 				m.DeliveredAt = portal.CreatedAt
 			}
 			capped = append(capped, m)
@@ -347,7 +356,7 @@ func (b *Bridge) readToXMPP(from jid.JID, portal *Portal, read *Message, unread 
 	var out []*OutMessage
 	if b.cfg.Receipts.ReadImpliesDelivered {
 		for _, m := range capped {
-			if m.DeliveredAt.IsZero() && !plan.isDelivered(m) {
+			if m.DeliveredAt.IsZero() && !plan.isDelivered(m, by) {
 				out = append(out, b.deliveryStanzas(from, m)...)
 			}
 		}
@@ -368,11 +377,11 @@ func (b *Bridge) readToXMPP(from jid.JID, portal *Portal, read *Message, unread 
 	// if reading implies it: one up-to ack each, however many messages.
 	now := b.now()
 	if b.cfg.Receipts.ReadImpliesDelivered {
-		plan.acks = append(plan.acks, Ack{Row: read.RowID, Kind: AckDelivered, At: now, UpTo: portal.RoomID, Dir: FromXMPP})
+		plan.acks = append(plan.acks, Ack{Row: read.RowID, Kind: AckDelivered, At: now, UpTo: portal.RoomID, By: by})
 	}
-	plan.acks = append(plan.acks, Ack{Row: read.RowID, Kind: AckDisplayed, At: now, UpTo: portal.RoomID, Dir: FromXMPP})
+	plan.acks = append(plan.acks, Ack{Row: read.RowID, Kind: AckDisplayed, At: now, UpTo: portal.RoomID, By: by})
 	plan.out = append(plan.out, out...)
-	plan.readUpTo[portal.RoomID] = read.RowID
+	plan.readUpTo[mark] = read.RowID
 	b.count("matrix_receipt", "read")
 	return
 }

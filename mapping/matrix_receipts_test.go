@@ -19,7 +19,7 @@ func fromJuliet(t *testing.T, h *harness, n int, req Requests) []id.EventID {
 	t.Helper()
 	ctx := context.Background()
 	if _, err := h.store.PortalByRoom(ctx, dm); err != nil {
-		_ = h.store.PutPortal(ctx, &Portal{RoomID: dm, MXID: alice, JID: jid.MustParse(julietJID), CreatedAt: time.Now().Add(-time.Hour)})
+		_ = h.store.PutPortal(ctx, DirectPortal(dm, alice, jid.MustParse(julietJID), time.Now().Add(-time.Hour)))
 	}
 	var evs []id.EventID
 	for i := 0; i < n; i++ {
@@ -196,8 +196,9 @@ func TestReadCap(t *testing.T) {
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("got %q, want %q", got, want)
 	}
-	if unread, _ := h.store.UnreadUpTo(context.Background(), map[id.RoomID]int64{dm: 1 << 60}, 100); len(unread[dm]) != 0 {
-		t.Errorf("%d capped-out messages are still unread; they would be acknowledged later, out of order", len(unread[dm]))
+	mark := Mark{Room: dm, By: MatrixMember(alice)}
+	if unread, _ := h.store.UnreadUpTo(context.Background(), map[Mark]int64{mark: 1 << 60}, 100); len(unread[mark]) != 0 {
+		t.Errorf("%d capped-out messages are still unread; they would be acknowledged later, out of order", len(unread[mark]))
 	}
 }
 
@@ -245,7 +246,7 @@ func TestMatrixReceiptRefusals(t *testing.T) {
 	h.b.cfg.Receipts = ReceiptPolicy{SendToXMPP: true, MaxDisplayedPerRead: 50, Overrides: map[id.UserID]bool{"@shy:example.org": false}}
 	evs := fromJuliet(t, h, 1, all)
 	ctx := context.Background()
-	_ = h.store.PutPortal(ctx, &Portal{RoomID: "!shy:example.org", MXID: "@shy:example.org", JID: jid.MustParse("romeo@montague.lit")})
+	_ = h.store.PutPortal(ctx, DirectPortal("!shy:example.org", "@shy:example.org", jid.MustParse("romeo@montague.lit"), time.Time{}))
 	_ = h.handleTxn(ctx, MatrixTxn{ID: "out", Events: []MatrixEvent{textEvent("$fromAlice", alice, dm, "hi")}})
 	h.drain(t)
 	for _, tc := range []struct {

@@ -87,26 +87,45 @@ func NewMemStore() *MemStore {
 	return &MemStore{txns: map[string]*Txn{}, done: map[string]bool{}}
 }
 
+// clonePortal is a copy of p that shares nothing with it.
+func clonePortal(p *Portal) *Portal {
+	c := *p
+	c.Members = slices.Clone(p.Members)
+	return &c
+}
+
 func (s *MemStore) PortalByRoom(_ context.Context, room id.RoomID) (*Portal, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for _, p := range s.portals {
-		if p.RoomID == room {
-			c := *p
-			return &c, nil
-		}
+	if p := s.portalOf(room); p != nil {
+		return clonePortal(p), nil
 	}
 	return nil, ErrNotFound
+}
+
+func (s *MemStore) portalOf(room id.RoomID) *Portal {
+	for _, p := range s.portals {
+		if p.RoomID == room {
+			return p
+		}
+	}
+	return nil
+}
+
+func (s *MemStore) pairPortal(mxid id.UserID, peer jid.JID) *Portal {
+	for _, p := range s.portals {
+		if p.Kind == PortalDirect && p.User() == mxid && p.JID.Equal(peer.Bare()) {
+			return p
+		}
+	}
+	return nil
 }
 
 func (s *MemStore) PortalByPair(_ context.Context, mxid id.UserID, peer jid.JID) (*Portal, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for _, p := range s.portals {
-		if p.MXID == mxid && p.JID.Equal(peer.Bare()) {
-			c := *p
-			return &c, nil
-		}
+	if p := s.pairPortal(mxid, peer); p != nil {
+		return clonePortal(p), nil
 	}
 	return nil, ErrNotFound
 }
@@ -116,17 +135,17 @@ func (s *MemStore) PortalsOf(_ context.Context, mxid id.UserID) ([]*Portal, erro
 	defer s.mu.Unlock()
 	var out []*Portal
 	for _, p := range s.portals {
-		if p.MXID == mxid {
-			c := *p
-			out = append(out, &c)
+		if p.Member(MatrixMember(mxid)) != nil {
+			out = append(out, clonePortal(p))
 		}
 	}
 	slices.SortFunc(out, func(a, b *Portal) int { return strings.Compare(a.JID.String(), b.JID.String()) })
 	return out, nil
 }
 
-// PutPortal keeps the person's bare JID, and the portal's creation time
-// unless it moves to another room, as the database does.
+// PutPortal keeps the bare JID, the members by ID with the watermarks they
+// have, and the portal's creation time unless it moves to another room, as
+// the database does.
 func (s *MemStore) PutPortal(_ context.Context, p *Portal) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -134,23 +153,33 @@ func (s *MemStore) PutPortal(_ context.Context, p *Portal) error {
 		p.CreatedAt = time.Now()
 	}
 	p.CreatedAt = time.UnixMilli(p.CreatedAt.UnixMilli()) // as stored
-	for _, q := range s.portals {
-		if q.RoomID == p.RoomID && (q.MXID != p.MXID || !q.JID.Equal(p.JID.Bare())) {
-			return refusal("room %s is the portal of another pair", p.RoomID)
-		}
-	}
-	for _, q := range s.portals {
-		if q.MXID == p.MXID && q.JID.Equal(p.JID.Bare()) {
+	q := s.portalOf(p.RoomID)
+	if p.Kind == PortalDirect {
+		if pair := s.pairPortal(p.User(), p.JID); pair != nil {
+			if q != nil && q != pair {
+				return refusal("room %s is another portal", p.RoomID)
+			}
+			q = pair
 			if q.RoomID != p.RoomID {
 				q.RoomID, q.CreatedAt = p.RoomID, p.CreatedAt
 			}
-			p.CreatedAt = q.CreatedAt
-			return nil
+		} else if q != nil {
+			return refusal("room %s is another portal", p.RoomID)
+		}
+	} else if q != nil && (q.Kind != p.Kind || !q.JID.Equal(p.JID.Bare())) {
+		return refusal("room %s is another portal", p.RoomID)
+	}
+	if q == nil {
+		q = &Portal{RoomID: p.RoomID, Kind: p.Kind, JID: p.JID.Bare(), CreatedAt: p.CreatedAt}
+		s.portals = append(s.portals, q)
+	}
+	for _, m := range p.Members {
+		if q.Member(m.ID) == nil {
+			q.Members = append(q.Members, Member{ID: m.ID})
 		}
 	}
-	c := *p
-	c.JID = p.JID.Bare()
-	s.portals = append(s.portals, &c)
+	slices.SortFunc(q.Members, func(a, b Member) int { return strings.Compare(string(a.ID), string(b.ID)) })
+	p.CreatedAt = q.CreatedAt
 	return nil
 }
 
@@ -383,16 +412,15 @@ func (s *MemStore) acks(acks []Ack, jobs []*Job) []bool {
 	isNew := make([]bool, len(acks))
 	for i, a := range acks {
 		if a.UpTo != "" {
-			for _, p := range s.portals {
-				mark := &p.DeliveredUpTo
-				switch {
-				case a.Dir == FromMatrix:
-					mark = &p.PeerReadUpTo
-				case a.Kind == AckDisplayed:
-					mark = &p.ReadUpTo
-				}
-				if p.RoomID == a.UpTo && *mark < a.Row {
-					*mark, isNew[i] = a.Row, true
+			if p := s.portalOf(a.UpTo); p != nil {
+				if m := p.Member(a.By); m != nil {
+					mark := &m.DeliveredUpTo
+					if a.Kind == AckDisplayed {
+						mark = &m.ReadUpTo
+					}
+					if *mark < a.Row {
+						*mark, isNew[i] = a.Row, true
+					}
 				}
 			}
 		}
@@ -523,21 +551,19 @@ func (s *MemStore) unreadLookups() int {
 	return s.unreadCalls
 }
 
-func (s *MemStore) UnreadUpTo(_ context.Context, upTo map[id.RoomID]int64, limit int) (map[id.RoomID][]*Message, error) {
+func (s *MemStore) UnreadUpTo(_ context.Context, upTo map[Mark]int64, limit int) (map[Mark][]*Message, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.unreadCalls++
-	out := map[id.RoomID][]*Message{}
-	for room, row := range upTo {
+	out := map[Mark][]*Message{}
+	for read, row := range upTo {
 		var unread []*Message
 		var mark int64
-		for _, p := range s.portals {
-			if p.RoomID == room {
-				mark = p.ReadUpTo
-			}
+		if p := s.portalOf(read.Room); p != nil {
+			mark = p.Marks(read.By).ReadUpTo
 		}
 		for _, m := range s.messages {
-			if m.RoomID == room && m.Direction == FromXMPP && m.RowID <= row && m.RowID > mark && m.DisplayedAt.IsZero() {
+			if m.RoomID == read.Room && m.Direction == FromXMPP && m.RowID <= row && m.RowID > mark && m.DisplayedAt.IsZero() {
 				c := *m
 				unread = append(unread, &c)
 			}
@@ -546,7 +572,7 @@ func (s *MemStore) UnreadUpTo(_ context.Context, upTo map[id.RoomID]int64, limit
 			unread = unread[len(unread)-limit:]
 		}
 		if len(unread) > 0 {
-			out[room] = unread
+			out[read] = unread
 		}
 	}
 	return out, nil

@@ -3,6 +3,7 @@ package mapping
 import (
 	"context"
 	"testing"
+	"time"
 
 	"maunium.net/go/mautrix/id"
 	"mellium.im/xmpp/jid"
@@ -40,7 +41,7 @@ func TestOfflineEvent(t *testing.T) {
 			h.b.settings = map[id.UserID]UserSetting{alice: {MXID: alice, Receipts: c.userSetting}}
 		}
 		if c.portalBefore {
-			if err := h.store.PutPortal(ctx, &Portal{RoomID: "!dm:example.org", MXID: alice, JID: jid.MustParse(julietJID)}); err != nil {
+			if err := h.store.PutPortal(ctx, DirectPortal("!dm:example.org", alice, jid.MustParse(julietJID), time.Time{})); err != nil {
 				t.Fatal(err)
 			}
 		}

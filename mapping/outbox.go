@@ -320,7 +320,7 @@ func (b *Bridge) ensurePortal(ctx context.Context, mxid id.UserID, peer jid.JID)
 		}
 		b.queue(jobs...)
 	}
-	p = &Portal{RoomID: room, MXID: mxid, JID: peer, CreatedAt: b.now()}
+	p = DirectPortal(room, mxid, peer, b.now())
 	if err := b.store.PutPortal(ctx, p); err != nil {
 		return nil, fmt.Errorf("store portal %s: %w", room, err)
 	}

@@ -120,7 +120,7 @@ func TestSubscribeWithoutAutoNeedsPortal(t *testing.T) {
 	if got := h.subscription(t); got != (subState{}) {
 		t.Errorf("a denied request stored %+v", got)
 	}
-	_ = h.store.PutPortal(context.Background(), &Portal{RoomID: "!dm:example.org", MXID: alice, JID: julietBareID})
+	_ = h.store.PutPortal(context.Background(), DirectPortal("!dm:example.org", alice, julietBareID, time.Time{}))
 	wantAnswers(t, h.answers(t, presenceFrom(PresenceSubscribe, alicePup)), approved...)
 	if got := h.subscription(t); !got.FromThem {
 		t.Errorf("subscription %+v, want from", got)
@@ -218,7 +218,7 @@ func TestSubscribedAndUnsubscribed(t *testing.T) {
 	if got := h.subscription(t); got.ToThem {
 		t.Fatalf("an unsolicited approval was stored: %+v", got)
 	}
-	_ = h.store.PutPortal(context.Background(), &Portal{RoomID: "!dm:example.org", MXID: alice, JID: julietBareID})
+	_ = h.store.PutPortal(context.Background(), DirectPortal("!dm:example.org", alice, julietBareID, time.Time{}))
 	wantAnswers(t, h.answers(t, presenceFrom(PresenceSubscribed, alicePup)))
 	if got := h.subscription(t); got != (subState{ToThem: true}) {
 		t.Fatalf("subscription %+v, want to", got)

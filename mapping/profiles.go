@@ -78,7 +78,7 @@ func (b *Bridge) profileFromMember(ctx context.Context, evt MatrixEvent) ([]*Job
 	} else if err != nil {
 		return nil, fmt.Errorf("look up portal: %w", err)
 	}
-	if portal.MXID != evt.Target {
+	if portal.Member(MatrixMember(evt.Target)) == nil {
 		return nil, nil
 	}
 	stored, err := b.store.PuppetProfile(ctx, evt.Target)

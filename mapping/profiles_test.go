@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"testing"
+	"time"
 
 	"maunium.net/go/mautrix/id"
 	"mellium.im/xmpp/jid"
@@ -31,7 +32,7 @@ func TestProfileFromMatrix(t *testing.T) {
 	ctx := context.Background()
 	img := []byte("\x89PNG\r\n\x1a\n a small avatar")
 	h.matrix.images = map[string][]byte{"mxc://example.org/a1": img}
-	if err := h.store.PutPortal(ctx, &Portal{RoomID: "!dm:example.org", MXID: alice, JID: jid.MustParse(julietJID)}); err != nil {
+	if err := h.store.PutPortal(ctx, DirectPortal("!dm:example.org", alice, jid.MustParse(julietJID), time.Time{})); err != nil {
 		t.Fatal(err)
 	}
 	if err := h.store.SetSubscriptionFrom(ctx, alice, jid.MustParse(julietJID), true); err != nil {
@@ -129,9 +130,9 @@ func TestPuppetCardOnlyForPortalPeers(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	must(h.store.PutPortal(ctx, &Portal{RoomID: "!dm:example.org", MXID: alice, JID: jid.MustParse(julietJID)}))
-	must(h.store.PutPortal(ctx, &Portal{RoomID: "!bob:example.org", MXID: "@bob:example.org", JID: jid.MustParse(julietJID)}))
-	must(h.store.PutPortal(ctx, &Portal{RoomID: "!spam:example.org", MXID: alice, JID: jid.MustParse("eve@spam.example")}))
+	must(h.store.PutPortal(ctx, DirectPortal("!dm:example.org", alice, jid.MustParse(julietJID), time.Time{})))
+	must(h.store.PutPortal(ctx, DirectPortal("!bob:example.org", "@bob:example.org", jid.MustParse(julietJID), time.Time{})))
+	must(h.store.PutPortal(ctx, DirectPortal("!spam:example.org", alice, jid.MustParse("eve@spam.example"), time.Time{})))
 	must(h.store.SetPuppetProfile(ctx, &Profile{MXID: alice, Name: "Alice Liddell"}))
 	for _, c := range []struct {
 		name  string

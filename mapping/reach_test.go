@@ -3,6 +3,7 @@ package mapping
 import (
 	"context"
 	"testing"
+	"time"
 
 	"mellium.im/xmpp/jid"
 )
@@ -25,7 +26,7 @@ func TestChangesApplyToQueuedSends(t *testing.T) {
 		sent  func(h *harness) int
 	}{
 		{"message to XMPP", func(t *testing.T, h *harness) {
-			_ = h.store.PutPortal(ctx, &Portal{RoomID: dm, MXID: alice, JID: juliet})
+			_ = h.store.PutPortal(ctx, DirectPortal(dm, alice, juliet, time.Time{}))
 			if err := h.handleTxn(ctx, MatrixTxn{ID: "t1", Events: []MatrixEvent{textEvent("$a1", alice, dm, "It is the east")}}); err != nil {
 				t.Fatal(err)
 			}

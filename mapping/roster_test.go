@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"testing"
+	"time"
 
 	"maunium.net/go/mautrix/id"
 	"mellium.im/xmpp/jid"
@@ -23,7 +24,7 @@ func TestPuppetInTheRoster(t *testing.T) {
 	if got := h.xmpp.rosters; fmt.Sprint(got) != fmt.Sprint([]string{entry(julietJID, "Alice L")}) {
 		t.Fatalf("roster writes %q, want Alice's puppet named in Juliet's", got)
 	}
-	if err := h.store.PutPortal(ctx, &Portal{RoomID: "!r2:example.org", MXID: alice, JID: jid.MustParse("romeo@montague.lit")}); err != nil {
+	if err := h.store.PutPortal(ctx, DirectPortal("!r2:example.org", alice, jid.MustParse("romeo@montague.lit"), time.Time{})); err != nil {
 		t.Fatal(err)
 	}
 	h.xmpp.rosters = nil

@@ -38,8 +38,8 @@ func TestMayCross(t *testing.T) {
 	b := New(Config{Identities: testIDs, Receipts: ReceiptPolicy{SendToXMPP: true, Overrides: map[id.UserID]bool{"@shy:example.org": false}}}, nil, nil, zerolog.Nop())
 	juliet := jid.MustParse(julietJID)
 	created := time.Unix(1_700_000_000, 0)
-	portal := &Portal{RoomID: dm, MXID: alice, JID: juliet, CreatedAt: created}
-	shyPortal := &Portal{RoomID: "!shy:example.org", MXID: "@shy:example.org", JID: juliet, CreatedAt: created}
+	portal := DirectPortal(dm, alice, juliet, created)
+	shyPortal := DirectPortal("!shy:example.org", "@shy:example.org", juliet, created)
 	fromJuliet := &Message{RoomID: dm, PeerJID: juliet, Direction: FromXMPP, TS: created.Add(time.Minute)}
 	read := Receipt{Room: dm, Event: "$e", Type: ReceiptRead, User: alice}
 	with := func(f func(*Receipt)) Receipt { r := read; f(&r); return r }

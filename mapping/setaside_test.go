@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"maunium.net/go/mautrix/id"
 	"mellium.im/xmpp/jid"
@@ -28,7 +29,7 @@ func (s *faultyStore) PortalByRoom(ctx context.Context, room id.RoomID) (*Portal
 	switch room {
 	case s.panicIn:
 		var p *Portal
-		_ = p.MXID // a nil dereference, as a bug would make
+		_ = p.Kind // a nil dereference, as a bug would make
 	case s.downIn:
 		return nil, errStoreDown
 	}
@@ -96,7 +97,7 @@ func TestEventSetAside(t *testing.T) {
 				h.withStore(tc.store(h.store))
 			}
 			ctx := t.Context()
-			must(t, h.store.PutPortal(ctx, &Portal{RoomID: room, MXID: alice, JID: jid.MustParse(julietJID)}))
+			must(t, h.store.PutPortal(ctx, DirectPortal(room, alice, jid.MustParse(julietJID), time.Time{})))
 			first := MatrixTxn{ID: "t1", Events: []MatrixEvent{textEvent("$e1", alice, room, "before"), tc.bad, textEvent("$e2", alice, room, "after")}}
 			second := MatrixTxn{ID: "t2", Events: []MatrixEvent{textEvent("$e3", alice, room, "next")}}
 			err := h.handleTxns(t, first, second)
@@ -225,7 +226,7 @@ func TestSecondGhostDeclines(t *testing.T) {
 	if h.counts["matrix_invite/"+string(ReasonSecondGhost)] != 3 {
 		t.Errorf("counts %v, want matrix_invite/second_ghost 3 times", h.counts)
 	}
-	if p, err := h.store.PortalByRoom(ctx, room); err != nil || p.MXID != alice || p.JID.String() != julietJID {
+	if p, err := h.store.PortalByRoom(ctx, room); err != nil || p.User() != alice || p.JID.String() != julietJID {
 		t.Errorf("portal = %+v, %v; want alice's with juliet", p, err)
 	}
 	for _, pair := range []struct {
@@ -254,7 +255,7 @@ func TestStatusSaysSetAside(t *testing.T) {
 		t.Errorf("status %q, want it to say none was set aside", got)
 	}
 	ctx := t.Context()
-	must(t, h.store.PutPortal(ctx, &Portal{RoomID: "!dm:example.org", MXID: alice, JID: jid.MustParse(julietJID)}))
+	must(t, h.store.PutPortal(ctx, DirectPortal("!dm:example.org", alice, jid.MustParse(julietJID), time.Time{})))
 	h.matrixEvents(t, textEvent("$bad", alice, "!dm:example.org", "a\x00b"))
 	got := h.say(t, mgmt, "status")
 	if !strings.Contains(got, "Set aside (could never be processed): 1; the newest, a m.room.message event from @alice:example.org") ||

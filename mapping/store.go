@@ -13,19 +13,104 @@ import (
 // ErrNotFound is returned by Store lookups that find nothing.
 var ErrNotFound = errors.New("not found")
 
-// Portal is the Matrix DM room of one (Matrix user, XMPP bare JID) pair.
+// PortalKind says who a portal's room is shared by.
+type PortalKind string
+
+const (
+	// PortalDirect is the room of one Matrix user with one XMPP person:
+	// the bridge looks it up by that pair, so a pair has one at most.
+	PortalDirect PortalKind = "direct"
+	// PortalGroup is the room of an XMPP multi-user chat (XEP-0045), with
+	// however many members on each side.
+	PortalGroup PortalKind = "group"
+)
+
+// MemberID names a member of a portal: a Matrix user's ID (it starts with
+// '@') or an XMPP member's bare JID (which never does: RFC 7622 §3.3 keeps
+// '@' out of a domainpart, and a localpart is followed by one).
+type MemberID string
+
+// MatrixMember is the MemberID of a Matrix user.
+func MatrixMember(u id.UserID) MemberID { return MemberID(u) }
+
+// XMPPMember is the MemberID of an XMPP member, by bare JID.
+func XMPPMember(j jid.JID) MemberID { return MemberID(j.Bare().String()) }
+
+// MXID is the Matrix user m names, or false if m is an XMPP member.
+func (m MemberID) MXID() (id.UserID, bool) {
+	if strings.HasPrefix(string(m), "@") {
+		return id.UserID(m), true
+	}
+	return "", false
+}
+
+// Member is one member of a portal and what they told the other side,
+// as "up to" watermarks: rows of the id map, forward only, set by "up to"
+// acks (PutPortal leaves them alone). A Matrix member's are the messages
+// from XMPP her receipts acknowledged to XMPP as delivered and displayed;
+// an XMPP member's ReadUpTo is the newest message from Matrix they
+// displayed, where their ghost's m.read stands.
+type Member struct {
+	ID                      MemberID
+	DeliveredUpTo, ReadUpTo int64
+}
+
+// Mark names a member's watermarks: the member By of the portal of Room.
+type Mark struct {
+	Room id.RoomID
+	By   MemberID
+}
+
+// Portal is a Matrix room the bridge carries to an XMPP address, with its
+// members.
 type Portal struct {
-	RoomID    id.RoomID
-	MXID      id.UserID
-	JID       jid.JID // bare
+	RoomID id.RoomID
+	Kind   PortalKind
+	// JID is the bare address the room speaks to: the person of a direct
+	// portal, the multi-user chat of a group one.
+	JID       jid.JID
 	CreatedAt time.Time
-	// ReadUpTo and DeliveredUpTo: every FromXMPP message of the portal with
-	// a row up to these was acknowledged to XMPP as displayed / delivered
-	// (set by "up to" acks; PutPortal leaves them alone).
-	ReadUpTo, DeliveredUpTo int64
-	// PeerReadUpTo is the newest FromMatrix message, by row, that the XMPP
-	// person displayed: the ghost's m.read stands there (forward only).
-	PeerReadUpTo int64
+	// Members, Matrix users first, each by ID.
+	Members []Member
+}
+
+// DirectPortal is the portal of room between mxid and the XMPP person
+// peer, as PutPortal stores a new one.
+func DirectPortal(room id.RoomID, mxid id.UserID, peer jid.JID, created time.Time) *Portal {
+	return &Portal{RoomID: room, Kind: PortalDirect, JID: peer.Bare(), CreatedAt: created,
+		Members: []Member{{ID: MatrixMember(mxid)}, {ID: XMPPMember(peer)}}}
+}
+
+// Member is the member m of p, or nil if m is not one.
+func (p *Portal) Member(m MemberID) *Member {
+	for i := range p.Members {
+		if p.Members[i].ID == m {
+			return &p.Members[i]
+		}
+	}
+	return nil
+}
+
+// User is the Matrix user of a direct portal ("" for a group one): the one
+// whose puppet speaks for the room to the person.
+func (p *Portal) User() id.UserID {
+	if p.Kind != PortalDirect {
+		return ""
+	}
+	for _, m := range p.Members {
+		if u, ok := m.ID.MXID(); ok {
+			return u
+		}
+	}
+	return ""
+}
+
+// Marks is what member m told the other side (zero if m is no member).
+func (p *Portal) Marks(m MemberID) Member {
+	if mem := p.Member(m); mem != nil {
+		return *mem
+	}
+	return Member{ID: m}
 }
 
 // Direction says which way a message crossed the bridge.
@@ -62,8 +147,9 @@ type Message struct {
 	PeerJID      jid.JID
 	PeerResource string
 	Direction    Direction
-	// MXID is the Matrix user of the pair: the sender of a FromMatrix
-	// message, the recipient of a FromXMPP one (PeerJID is the other).
+	// MXID is the Matrix member the message is of: the sender of a
+	// FromMatrix message, the recipient of a FromXMPP one in a direct
+	// portal (PeerJID is the other).
 	MXID        id.UserID
 	Body        string
 	TS          time.Time
@@ -112,13 +198,12 @@ type Ack struct {
 	Kind AckKind
 	At   time.Time
 	Job  *Job
-	// UpTo, when set, makes this an "up to" ack: every message of the room
-	// UpTo in direction Dir with a row up to Row has the kind (the portal's
-	// watermark moves), and the ack is new if the watermark moved. The
-	// watermarks are ReadUpTo and DeliveredUpTo for FromXMPP, PeerReadUpTo
-	// (displayed only) for FromMatrix.
+	// UpTo, when set, makes this an "up to" ack: member By of the room
+	// UpTo told the other side it has the kind for every message from
+	// that side with a row up to Row (By's watermark of the kind moves),
+	// and the ack is new if the watermark moved.
 	UpTo id.RoomID
-	Dir  Direction
+	By   MemberID
 }
 
 // XMPPKey names a message by its stanza id and the bare JID of the peer it
@@ -154,18 +239,20 @@ type Store interface {
 	AddJobs(ctx context.Context, jobs ...*Job) error
 }
 
-// PortalStore keeps the portals: one Matrix room per (Matrix user, XMPP
-// person) pair.
+// PortalStore keeps the portals and their members.
 type PortalStore interface {
 	PortalByRoom(ctx context.Context, room id.RoomID) (*Portal, error)
+	// PortalByPair is the direct portal of mxid with the person peer.
 	PortalByPair(ctx context.Context, mxid id.UserID, peer jid.JID) (*Portal, error)
-	// PortalsOf lists mxid's portals, by JID.
+	// PortalsOf lists the portals mxid is a member of, by JID.
 	PortalsOf(ctx context.Context, mxid id.UserID) ([]*Portal, error)
 	// PortalsByRooms looks up many rooms at once; rooms that are not
 	// portals are missing from the map.
 	PortalsByRooms(ctx context.Context, rooms []id.RoomID) (map[id.RoomID]*Portal, error)
-	// PutPortal inserts the portal or, if the pair already has one, points it
-	// at p.RoomID.
+	// PutPortal inserts the portal with its members or, for a direct one
+	// whose pair already has a portal, moves that one, members and
+	// watermarks, to p.RoomID. Members already there keep their
+	// watermarks. It fails if p.RoomID is another portal's.
 	PutPortal(ctx context.Context, p *Portal) error
 }
 
@@ -201,11 +288,12 @@ type AckStore interface {
 	// Acknowledge records acks and stores the jobs of the new ones (and
 	// jobs), in one transaction. new[i] tells whether acks[i] was new.
 	Acknowledge(ctx context.Context, acks []Ack, jobs ...*Job) (new []bool, err error)
-	// UnreadUpTo lists, for each room of upTo, the newest limit FromXMPP
-	// messages with a row up to the room's that are not displayed yet,
-	// oldest first; a room with none is absent. It is one lookup for
-	// however many rooms.
-	UnreadUpTo(ctx context.Context, upTo map[id.RoomID]int64, limit int) (map[id.RoomID][]*Message, error)
+	// UnreadUpTo lists, for each member of a room in upTo, the newest
+	// limit FromXMPP messages of the room with a row up to the mark's and
+	// above the member's ReadUpTo that are not displayed yet, oldest
+	// first; a mark with none is absent. It is one lookup for however many
+	// rooms.
+	UnreadUpTo(ctx context.Context, upTo map[Mark]int64, limit int) (map[Mark][]*Message, error)
 	// NewestComposable is the newest FromXMPP message of room that asked
 	// for XEP-0022 composing events.
 	NewestComposable(ctx context.Context, room id.RoomID) (*Message, error)

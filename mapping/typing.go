@@ -30,7 +30,7 @@ func (b *Bridge) typingFromMatrix(ctx context.Context, room id.RoomID, users []i
 	}
 	on := false
 	for _, u := range users {
-		on = on || u == portal.MXID
+		on = on || u == portal.User()
 	}
 	was, ok := plan.typing[room]
 	if !ok {
@@ -39,10 +39,10 @@ func (b *Bridge) typingFromMatrix(ctx context.Context, room id.RoomID, users []i
 		b.typingMu.Unlock()
 	}
 	plan.typing[room] = on
-	if was == on || !b.tellsXMPP(portal.MXID, true) {
+	if was == on || !b.tellsXMPP(portal.User(), true) {
 		return nil
 	}
-	from, err := b.cfg.Identities.PuppetFrom(portal.MXID)
+	from, err := b.cfg.Identities.PuppetFrom(portal.User())
 	if err != nil {
 		return nil
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"testing"
+	"time"
 
 	"mellium.im/xmpp/jid"
 )
@@ -37,7 +38,7 @@ func TestUndeliverableToMatrixIsAnswered(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newHarness(t)
 			ctx := context.Background()
-			_ = h.store.PutPortal(ctx, &Portal{RoomID: dm, MXID: alice, JID: jid.MustParse(julietJID)})
+			_ = h.store.PutPortal(ctx, DirectPortal(dm, alice, jid.MustParse(julietJID), time.Time{}))
 			h.matrix.fail = tc.fail
 			m := chat("big1", "a very long story")
 			if reply, err := h.b.HandleXMPPMessage(ctx, m); err != nil || reply != nil {
@@ -93,7 +94,7 @@ func TestUndeliverableToXMPPIsMarkedFailed(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newHarness(t)
-			_ = h.store.PutPortal(ctx, &Portal{RoomID: dm, MXID: alice, JID: juliet})
+			_ = h.store.PutPortal(ctx, DirectPortal(dm, alice, juliet, time.Time{}))
 			if err := h.handleTxn(ctx, MatrixTxn{ID: "t1", Events: []MatrixEvent{textEvent("$a1", alice, dm, "It is the east")}}); err != nil {
 				t.Fatal(err)
 			}

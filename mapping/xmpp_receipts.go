@@ -215,7 +215,7 @@ func (b *Bridge) receiptToMatrix(ctx context.Context, job *Job) error {
 		if err != nil {
 			return fmt.Errorf("look up portal %s: %w", msg.RoomID, err)
 		}
-		if portal.PeerReadUpTo > msg.RowID {
+		if portal.Marks(XMPPMember(msg.PeerJID)).ReadUpTo > msg.RowID {
 			b.count("matrix_read", "coalesced")
 			return nil
 		}
@@ -275,9 +275,10 @@ func (b *Bridge) FlushReceipts(ctx context.Context) (ok bool) {
 		return false
 	}
 	acks := make([]Ack, 0, len(rs))
-	// The newest message of each room the burst marks displayed: its m.read
-	// is the one the ghost posts (forward only, "up to").
-	read := map[id.RoomID]*Message{}
+	// The newest message of each room each member marks displayed in the
+	// burst: its m.read is the one their ghost posts (forward only, "up
+	// to").
+	read := map[Mark]*Message{}
 	for i := range rs {
 		r := &rs[i]
 		msg := msgs[keys[i]]
@@ -290,8 +291,9 @@ func (b *Bridge) FlushReceipts(ctx context.Context) (ok bool) {
 		if r.kind.job == JobMatrixRead {
 			// Recorded on the row (once per message and kind); posted
 			// once per room below.
-			if newest := read[msg.RoomID]; newest == nil || msg.RowID > newest.RowID {
-				read[msg.RoomID] = msg
+			mark := Mark{Room: msg.RoomID, By: XMPPMember(r.peer)}
+			if newest := read[mark]; newest == nil || msg.RowID > newest.RowID {
+				read[mark] = msg
 			}
 		} else {
 			ack.Job = newJob(r.kind.job, about{room: msg.RoomID}, msg.RowID, receiptPayload(msg))
@@ -299,11 +301,11 @@ func (b *Bridge) FlushReceipts(ctx context.Context) (ok bool) {
 		acks = append(acks, ack)
 		b.count("xmpp_receipt", Reason(r.kind.what))
 	}
-	for room, msg := range read {
-		// New only if it moves the portal's watermark: an older marker
+	for mark, msg := range read {
+		// New only if it moves the member's watermark: an older marker
 		// after a newer one raises nothing.
-		acks = append(acks, Ack{Row: msg.RowID, Kind: AckDisplayed, At: b.now(), UpTo: room, Dir: FromMatrix,
-			Job: newJob(JobMatrixRead, about{room: room}, msg.RowID, receiptPayload(msg))})
+		acks = append(acks, Ack{Row: msg.RowID, Kind: AckDisplayed, At: b.now(), UpTo: mark.Room, By: mark.By,
+			Job: newJob(JobMatrixRead, about{room: mark.Room}, msg.RowID, receiptPayload(msg))})
 	}
 	if len(acks) == 0 {
 		return true

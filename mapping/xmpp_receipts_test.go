@@ -18,7 +18,7 @@ import (
 func sentToJuliet(t *testing.T, h *harness, n int) []string {
 	t.Helper()
 	ctx := context.Background()
-	_ = h.store.PutPortal(ctx, &Portal{RoomID: "!dm:example.org", MXID: alice, JID: jid.MustParse(julietJID)})
+	_ = h.store.PutPortal(ctx, DirectPortal("!dm:example.org", alice, jid.MustParse(julietJID), time.Time{}))
 	var evts []MatrixEvent
 	for i := 0; i < n; i++ {
 		evts = append(evts, textEvent("$a"+string(rune('1'+i)), alice, "!dm:example.org", "line"))
@@ -171,7 +171,7 @@ func TestReceiptRefusals(t *testing.T) {
 func TestUnsolicitedEventIgnored(t *testing.T) {
 	h := newHarness(t)
 	ctx := context.Background()
-	_ = h.store.PutPortal(ctx, &Portal{RoomID: "!dm:example.org", MXID: alice, JID: jid.MustParse(julietJID)})
+	_ = h.store.PutPortal(ctx, DirectPortal("!dm:example.org", alice, jid.MustParse(julietJID), time.Time{}))
 	msg := &Message{RoomID: "!dm:example.org", EventID: "$plain", XMPPID: "plain-1", PeerJID: jid.MustParse(julietJID), Direction: FromMatrix, MXID: alice, TS: time.Now()}
 	if _, err := h.store.AddMessage(ctx, msg); err != nil {
 		t.Fatal(err)

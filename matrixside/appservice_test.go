@@ -116,7 +116,7 @@ func TestTransactionDurableAndOnce(t *testing.T) {
 	s, db, ts := newServer(t)
 	ctx := context.Background()
 	room := id.RoomID("!dm:example.org")
-	_ = db.PutPortal(ctx, &mapping.Portal{RoomID: room, MXID: "@alice:example.org", JID: jid.MustParse("juliet@capulet.lit")})
+	_ = db.PutPortal(ctx, mapping.DirectPortal(room, "@alice:example.org", jid.MustParse("juliet@capulet.lit"), time.Time{}))
 	body := `{"events":[{"type":"m.room.message","event_id":"$e1","room_id":"!dm:example.org","sender":"@alice:example.org","origin_server_ts":1,"content":{"msgtype":"m.text","body":"hello"}},{"type":"m.room.message","content":"not an object"}]}`
 	for i := 0; i < 2; i++ {
 		if status, resp := do(t, "PUT", ts.URL+txnPath+"txn1", "hs-secret", body); status != 200 || strings.TrimSpace(resp) != "{}" {
@@ -156,7 +156,7 @@ func TestTransactionDurableAndOnce(t *testing.T) {
 func TestTransactionOf10000Events(t *testing.T) {
 	s, db, ts := newServer(t)
 	ctx := context.Background()
-	_ = db.PutPortal(ctx, &mapping.Portal{RoomID: "!dm:example.org", MXID: "@alice:example.org", JID: jid.MustParse("juliet@capulet.lit")})
+	_ = db.PutPortal(ctx, mapping.DirectPortal("!dm:example.org", "@alice:example.org", jid.MustParse("juliet@capulet.lit"), time.Time{}))
 	var b strings.Builder
 	b.WriteString(`{"events":[`)
 	const n = 10000
@@ -284,7 +284,7 @@ func TestDecodeEphemeral(t *testing.T) {
 func TestManyPendingTransactionsInBatches(t *testing.T) {
 	s, db, ts := newServer(t)
 	ctx := context.Background()
-	_ = db.PutPortal(ctx, &mapping.Portal{RoomID: "!dm:example.org", MXID: "@alice:example.org", JID: jid.MustParse("juliet@capulet.lit")})
+	_ = db.PutPortal(ctx, mapping.DirectPortal("!dm:example.org", "@alice:example.org", jid.MustParse("juliet@capulet.lit"), time.Time{}))
 	n := 2*pendingBatch + 5
 	for i := range n {
 		body := fmt.Sprintf(`{"events":[{"type":"m.room.message","event_id":"$b%d","room_id":"!dm:example.org","sender":"@alice:example.org","origin_server_ts":%d,"content":{"msgtype":"m.text","body":"m%d"}}]}`, i, i+1, i)

@@ -97,7 +97,7 @@ func TestReceiptBeforeEventIDThroughTheInbox(t *testing.T) {
 	alice := id.UserID("@alice:example.org")
 	juliet := jid.MustParse("juliet@capulet.lit")
 	room := id.RoomID("!dm:example.org")
-	if err := db.PutPortal(ctx, &mapping.Portal{RoomID: room, MXID: alice, JID: juliet, CreatedAt: time.Now().Add(-time.Hour)}); err != nil {
+	if err := db.PutPortal(ctx, mapping.DirectPortal(room, alice, juliet, time.Now().Add(-time.Hour))); err != nil {
 		t.Fatal(err)
 	}
 	puppet, _ := ids.Puppet(alice)

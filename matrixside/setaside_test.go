@@ -156,7 +156,7 @@ func pushMessage(t *testing.T, db *database.Database, txnID string, ev id.EventI
 func TestPostgresHostileEvents(t *testing.T) {
 	s, db := newPostgresServer(t)
 	ctx := t.Context()
-	if err := db.PutPortal(ctx, &mapping.Portal{RoomID: "!dm:example.org", MXID: "@alice:example.org", JID: jid.MustParse("juliet@capulet.lit")}); err != nil {
+	if err := db.PutPortal(ctx, mapping.DirectPortal("!dm:example.org", "@alice:example.org", jid.MustParse("juliet@capulet.lit"), time.Time{})); err != nil {
 		t.Fatal(err)
 	}
 	long := make([]byte, 4000)

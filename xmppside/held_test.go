@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/rs/zerolog"
 	"mellium.im/xmpp/jid"
@@ -43,7 +44,7 @@ func TestHeldMessageIsSaidOnceWhenHeldAndOnceWhenItGoesOn(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	if err := db.PutPortal(ctx, &mapping.Portal{RoomID: "!dm:example.org", MXID: specAlice, JID: jid.MustParse(julietBare)}); err != nil {
+	if err := db.PutPortal(ctx, mapping.DirectPortal("!dm:example.org", specAlice, jid.MustParse(julietBare), time.Now())); err != nil {
 		t.Fatal(err)
 	}
 	store := &awayStore{Store: db, away: 2}

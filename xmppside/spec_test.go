@@ -113,7 +113,7 @@ func newSpecRig(t *testing.T, xmppID string) *specRig {
 	r := &specRig{db: db, matrix: &recMatrix{}}
 	r.core = mapping.New(mapping.Config{Identities: specIDs, Permissions: mapping.Permissions{"example.org": mapping.PermUser}}, db, nil, zerolog.Nop())
 	r.core.SetSides(r.matrix, nil)
-	_ = db.PutPortal(ctx, &mapping.Portal{RoomID: "!dm:example.org", MXID: specAlice, JID: jid.MustParse(julietBare)})
+	_ = db.PutPortal(ctx, mapping.DirectPortal("!dm:example.org", specAlice, jid.MustParse(julietBare), time.Time{}))
 	_, err = db.AddMessage(ctx, &mapping.Message{
 		RoomID: "!dm:example.org", EventID: "$sent", XMPPID: xmppID, OriginID: xmppID,
 		PeerJID: jid.MustParse(julietBare), Direction: mapping.FromMatrix, MXID: specAlice, Body: "Art thou not Romeo?", TS: time.Now(),

@@ -26,7 +26,7 @@ func TestPuppetVCard(t *testing.T) {
 	for _, name := range []string{"Alice Liddell", ""} {
 		r := newStreamRig(t, mapping.PresencePolicy{AutoSubscribe: true})
 		r.c.Core.SetSides(&recMatrix{name: "Live Name"}, nil)
-		if err := r.db.PutPortal(ctx, &mapping.Portal{RoomID: "!dm:example.org", MXID: "@alice:example.org", JID: jid.MustParse("stpeter@jabber.org"), CreatedAt: time.Now()}); err != nil {
+		if err := r.db.PutPortal(ctx, mapping.DirectPortal("!dm:example.org", "@alice:example.org", jid.MustParse("stpeter@jabber.org"), time.Now())); err != nil {
 			t.Fatal(err)
 		}
 		if name != "" {
@@ -81,7 +81,7 @@ func TestPuppetAvatar(t *testing.T) {
 	}
 	// The SHA-1 of those 8 bytes.
 	const hash = "4caece539b039b16e16206ea2478f8c5ffb2ca05"
-	must(r.db.PutPortal(ctx, &mapping.Portal{RoomID: "!dm:example.org", MXID: "@alice:example.org", JID: jid.MustParse("stpeter@jabber.org"), CreatedAt: time.Now()}))
+	must(r.db.PutPortal(ctx, mapping.DirectPortal("!dm:example.org", "@alice:example.org", jid.MustParse("stpeter@jabber.org"), time.Now())))
 	must(r.db.SetPuppetProfile(ctx, &mapping.Profile{MXID: "@alice:example.org", Name: "Alice", AvatarURL: "mxc://example.org/a", Photo: img, PhotoType: "image/png", PhotoHash: hash}))
 	got := r.send(t, `<iq from='stpeter@jabber.org/roundabout' id='v1' to='`+pupBare+`' type='get'><vCard xmlns='vcard-temp'/></iq>`)
 	if want := `<PHOTO><TYPE>image/png</TYPE><BINVAL>` + base64.StdEncoding.EncodeToString(img) + `</BINVAL></PHOTO>`; !strings.Contains(got, want) {

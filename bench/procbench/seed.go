@@ -66,7 +66,7 @@ func seedMessages(ctx context.Context, dbType, uri string, portals int, msgs []*
 	ts := time.Now().Add(-time.Hour)
 	return db.DB().DoTxn(ctx, nil, func(ctx context.Context) error {
 		for r := range portals {
-			if err := db.PutPortal(ctx, &mapping.Portal{RoomID: room(r), MXID: alice, JID: peer(r), CreatedAt: ts}); err != nil {
+			if err := db.PutPortal(ctx, mapping.DirectPortal(room(r), alice, peer(r), ts)); err != nil {
 				return err
 			}
 			if err := ss.MarkRegistered(ctx, ids.Ghost(peer(r))); err != nil {

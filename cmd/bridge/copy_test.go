@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/rs/zerolog"
 	"mellium.im/xmpp/jid"
@@ -87,7 +88,7 @@ func TestWarnIfEmpty(t *testing.T) {
 		t.Errorf("on an empty database the log says:\n%s", got)
 	}
 
-	if err := db.PutPortal(ctx, &mapping.Portal{RoomID: "!room:example.org", MXID: "@alice:example.org", JID: jid.MustParse("bob@example.net")}); err != nil {
+	if err := db.PutPortal(ctx, mapping.DirectPortal("!room:example.org", "@alice:example.org", jid.MustParse("bob@example.net"), time.Now())); err != nil {
 		t.Fatal(err)
 	}
 	logs.Reset()

@@ -110,11 +110,12 @@ func run() error {
 	if err != nil {
 		return err
 	}
+	marks := portal.Marks(mapping.MatrixMember(portal.User())) // what Alice told XMPP
 	fmt.Println("\n  direction  xmpp id                      matrix event id                               delivered  displayed")
 	for _, m := range rows {
-		// A message from XMPP is acknowledged "up to" the portal's marks.
-		delivered := !m.DeliveredAt.IsZero() || m.Direction == mapping.FromXMPP && m.RowID <= portal.DeliveredUpTo
-		displayed := !m.DisplayedAt.IsZero() || m.Direction == mapping.FromXMPP && m.RowID <= portal.ReadUpTo
+		// A message from XMPP is acknowledged "up to" Alice's marks.
+		delivered := !m.DeliveredAt.IsZero() || m.Direction == mapping.FromXMPP && m.RowID <= marks.DeliveredUpTo
+		displayed := !m.DisplayedAt.IsZero() || m.Direction == mapping.FromXMPP && m.RowID <= marks.ReadUpTo
 		fmt.Printf("  %-9s  %-27s  %-44s  %-9v  %v\n", m.Direction, m.XMPPID, m.EventID, delivered, displayed)
 	}
 	step("Done; stopping Prosody and Dendrite")

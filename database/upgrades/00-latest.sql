@@ -1,24 +1,34 @@
--- v0 -> v9 (compatible with v1+): Latest revision
+-- v0 -> v10 (compatible with v10+): Latest revision
 
 -- All times are unix milliseconds; all JIDs are bare.
 
--- A portal is the Matrix DM room of one (Matrix user, XMPP JID) pair. The
--- bridge looks portals up by the pair, so a pair has at most one room.
+-- A portal is a Matrix room the bridge carries to one XMPP address: the
+-- person of a direct portal, the multi-user chat of a group one.
 CREATE TABLE portal (
 	room_id    TEXT   PRIMARY KEY,
-	mxid       TEXT   NOT NULL,
+	kind       TEXT   NOT NULL CHECK (kind IN ('direct', 'group')),
 	jid        TEXT   NOT NULL,
-	created_at BIGINT NOT NULL,
-	-- Rows of the messages from XMPP acknowledged to XMPP as displayed (and
-	-- as delivered) up to: an m.read is "up to", so it moves a watermark
-	-- instead of marking each of thousands of rows.
-	read_upto      BIGINT NOT NULL DEFAULT 0,
-	delivered_upto BIGINT NOT NULL DEFAULT 0,
-	-- Row of the newest message from Matrix the XMPP person displayed: the
-	-- ghost's m.read is "up to", so a burst of markers moves it once.
-	peer_read_upto BIGINT NOT NULL DEFAULT 0,
+	created_at BIGINT NOT NULL
+);
 
-	CONSTRAINT portal_pair_unique UNIQUE (mxid, jid)
+-- The members of a portal, on both sides, and what each told the other
+-- side: receipts are "up to", so each member's move a watermark (a row of
+-- the id map, forward only) instead of marking each of thousands of rows.
+-- A Matrix member's are the messages from XMPP they acknowledged to XMPP
+-- as delivered and displayed; an XMPP member's read_upto is the newest
+-- message from Matrix they displayed, where their ghost's m.read stands.
+CREATE TABLE portal_member (
+	room_id        TEXT   NOT NULL REFERENCES portal (room_id) ON DELETE CASCADE,
+	-- A Matrix user's ID (it starts with '@') or an XMPP member's bare JID.
+	member         TEXT   NOT NULL,
+	-- The person's bare JID for the Matrix member of a direct portal, NULL
+	-- for every other member: a (Matrix user, person) pair has one direct
+	-- portal at most, and the bridge looks it up by the pair.
+	direct_jid     TEXT,
+	delivered_upto BIGINT NOT NULL DEFAULT 0,
+	read_upto      BIGINT NOT NULL DEFAULT 0,
+	PRIMARY KEY (room_id, member),
+	CONSTRAINT portal_member_direct_unique UNIQUE (member, direct_jid)
 );
 
 -- The id map: every message that crossed the bridge, so that receipts and
@@ -38,8 +48,8 @@ CREATE TABLE message (
 	peer_jid       TEXT    NOT NULL,
 	peer_resource  TEXT    NOT NULL DEFAULT '',
 	direction      TEXT    NOT NULL CHECK (direction IN ('xmpp', 'matrix')),
-	-- The Matrix user of the pair: sender of a 'matrix' message, recipient
-	-- of an 'xmpp' one.
+	-- The Matrix member it is of: the sender of a 'matrix' message, the
+	-- recipient of an 'xmpp' one in a direct portal ('' in a group).
 	mxid           TEXT    NOT NULL DEFAULT '',
 	body           TEXT    NOT NULL DEFAULT '',
 	ts             BIGINT  NOT NULL,

@@ -1,0 +1,140 @@
+package database
+
+import (
+	"testing"
+	"time"
+
+	"maunium.net/go/mautrix/id"
+	"mellium.im/xmpp/jid"
+
+	"xmppbridge/mapping"
+)
+
+// A database made by the v9 schema, whose portal was the room of one pair
+// with the pair's watermarks on its row, upgrades to portals with members:
+// each portal direct, with the Matrix user holding what she told XMPP and
+// the person what he displayed, found by room, by pair and by user as
+// before, and the watermarks still what the receipts are judged by. On
+// both engines.
+func TestUpgradeFromV9(t *testing.T) {
+	for _, e := range engines {
+		t.Run(e.name, func(t *testing.T) {
+			t.Parallel()
+			ctx := t.Context()
+			old, dbType, uri := openOldSchema(t, e, "testdata/v9-latest.sql")
+			carol := jid.MustParse("carol@example.net")
+			for _, q := range []struct {
+				room       id.RoomID
+				mxid       id.UserID
+				jid        jid.JID
+				delivered  int64
+				read, peer int64
+			}{
+				{"!a:example.org", alice, bob, 3, 2, 5},
+				{"!b:example.org", alice, carol, 0, 0, 0},
+				{"!c:example.org", dave, bob, 7, 7, 1},
+			} {
+				_, err := old.Exec(ctx, `INSERT INTO portal (room_id, mxid, jid, created_at, read_upto, delivered_upto, peer_read_upto)
+					VALUES ($1, $2, $3, $4, $5, $6, $7)`, q.room, q.mxid, q.jid.String(), t0.UnixMilli(), q.read, q.delivered, q.peer)
+				must(t, err)
+			}
+			// Bob's messages to Alice, rows 1 to 4, none displayed one by one.
+			for i := range 4 {
+				_, err := old.Exec(ctx, `INSERT INTO message (room_id, xmpp_id, peer_jid, direction, mxid, ts) VALUES ('!a:example.org', $1, $2, 'xmpp', $3, 0)`,
+					string(rune('w'+i)), bob.String(), alice)
+				must(t, err)
+			}
+			must(t, old.Close())
+
+			db := openUpgraded(t, dbType, uri)
+			p, err := db.PortalByRoom(ctx, "!a:example.org")
+			must(t, err)
+			if p.Kind != mapping.PortalDirect || p.User() != alice || !p.JID.Equal(bob) || !p.CreatedAt.Equal(t0) || len(p.Members) != 2 {
+				t.Errorf("portal after the upgrade = %+v", p)
+			}
+			if m := p.Marks(mapping.MatrixMember(alice)); m.DeliveredUpTo != 3 || m.ReadUpTo != 2 {
+				t.Errorf("Alice's marks = %+v, want delivered 3, read 2", m)
+			}
+			if m := p.Marks(mapping.XMPPMember(bob)); m.ReadUpTo != 5 || m.DeliveredUpTo != 0 {
+				t.Errorf("Bob's marks = %+v, want read 5", m)
+			}
+			if p, err := db.PortalByPair(ctx, dave, bob); err != nil || p.RoomID != "!c:example.org" || p.Marks(mapping.MatrixMember(dave)).ReadUpTo != 7 {
+				t.Errorf("Dave's portal with Bob = %+v, %v", p, err)
+			}
+			if ps, err := db.PortalsOf(ctx, alice); err != nil || len(ps) != 2 || ps[0].RoomID != "!a:example.org" || ps[1].RoomID != "!b:example.org" {
+				t.Errorf("Alice's portals = %v, %v", ps, err)
+			}
+			// What Alice read stays read: only rows 3 and 4 are left.
+			mark := mapping.Mark{Room: "!a:example.org", By: mapping.MatrixMember(alice)}
+			unread, err := db.UnreadUpTo(ctx, map[mapping.Mark]int64{mark: 4}, 10)
+			must(t, err)
+			if got := unread[mark]; len(got) != 2 || got[0].RowID != 3 || got[1].RowID != 4 {
+				t.Errorf("unread after the upgrade: %d messages, want rows 3 and 4", len(got))
+			}
+			// The pair is still one room: a new room moves it, watermarks
+			// and all, and the old room is no portal any more.
+			must(t, db.PutPortal(ctx, mapping.DirectPortal("!a2:example.org", alice, bob, t0.Add(time.Hour))))
+			if p, err := db.PortalByPair(ctx, alice, bob); err != nil || p.RoomID != "!a2:example.org" || p.Marks(mapping.XMPPMember(bob)).ReadUpTo != 5 {
+				t.Errorf("the pair's portal after a new room = %+v, %v", p, err)
+			}
+			_, err = db.PortalByRoom(ctx, "!a:example.org")
+			wantNotFound(t, "the old room", err)
+		})
+	}
+}
+
+// A portal's members are judged one by one: an "up to" ack moves only
+// its member's watermark, a group portal holds many of each side, and a
+// room is one portal: neither a pair nor a group can take another's room.
+func TestPortalMembers(t *testing.T) {
+	forEachStore(t, func(t *testing.T, s contractStore) {
+		ctx := t.Context()
+		muc := jid.MustParse("coven@chat.shakespeare.lit")
+		group := &mapping.Portal{RoomID: "!g:example.org", Kind: mapping.PortalGroup, JID: muc, CreatedAt: t0,
+			Members: []mapping.Member{{ID: mapping.MatrixMember(alice)}, {ID: mapping.MatrixMember(dave)}, {ID: mapping.XMPPMember(bob)}}}
+		must(t, s.PutPortal(ctx, group))
+		m := newMessage(bob, "g1", mapping.FromXMPP)
+		m.RoomID = "!g:example.org"
+		mustAdd(t, s, m)
+		isNew, err := s.Acknowledge(ctx, []mapping.Ack{{Row: m.RowID, Kind: mapping.AckDisplayed, At: t0, UpTo: "!g:example.org", By: mapping.MatrixMember(alice)}})
+		must(t, err)
+		if !isNew[0] {
+			t.Error("Alice's read in the group was not new")
+		}
+		p, err := s.PortalByRoom(ctx, "!g:example.org")
+		must(t, err)
+		if p.Kind != mapping.PortalGroup || !p.JID.Equal(muc) || p.User() != "" || len(p.Members) != 3 {
+			t.Fatalf("group portal = %+v", p)
+		}
+		if p.Marks(mapping.MatrixMember(alice)).ReadUpTo != m.RowID || p.Marks(mapping.MatrixMember(dave)).ReadUpTo != 0 {
+			t.Errorf("Alice read up to %d, Dave up to %d; want %d and 0", p.Marks(mapping.MatrixMember(alice)).ReadUpTo, p.Marks(mapping.MatrixMember(dave)).ReadUpTo, m.RowID)
+		}
+		// Dave's unread is his own.
+		mark := mapping.Mark{Room: "!g:example.org", By: mapping.MatrixMember(dave)}
+		if unread, err := s.UnreadUpTo(ctx, map[mapping.Mark]int64{mark: m.RowID}, 10); err != nil || len(unread[mark]) != 1 {
+			t.Errorf("Dave's unread = %v, %v; want the message", unread[mark], err)
+		}
+		// A new member joins; those there keep their marks.
+		group.Members = []mapping.Member{{ID: mapping.XMPPMember(jid.MustParse("carol@example.net"))}}
+		must(t, s.PutPortal(ctx, group))
+		if p, _ := s.PortalByRoom(ctx, "!g:example.org"); len(p.Members) != 4 || p.Marks(mapping.MatrixMember(alice)).ReadUpTo != m.RowID {
+			t.Errorf("after a join: %+v", p)
+		}
+		if ps, err := s.PortalsOf(ctx, dave); err != nil || len(ps) != 1 || ps[0].RoomID != "!g:example.org" {
+			t.Errorf("Dave's portals = %v, %v", ps, err)
+		}
+		// The group's room is not a pair's, nor another group's.
+		if err := s.PutPortal(ctx, mapping.DirectPortal("!g:example.org", alice, bob, t0)); err == nil || !s.Refuses(err) {
+			t.Errorf("a pair took the group's room: %v", err)
+		}
+		other := &mapping.Portal{RoomID: "!g:example.org", Kind: mapping.PortalGroup, JID: jid.MustParse("other@chat.example"), Members: group.Members}
+		if err := s.PutPortal(ctx, other); err == nil || !s.Refuses(err) {
+			t.Errorf("another group took the room: %v", err)
+		}
+		// Alice's direct portal with Bob is another room, and found by the pair.
+		must(t, s.PutPortal(ctx, mapping.DirectPortal("!d:example.org", alice, bob, t0)))
+		if p, err := s.PortalByPair(ctx, alice, bob); err != nil || p.RoomID != "!d:example.org" {
+			t.Errorf("Alice's portal with Bob = %+v, %v", p, err)
+		}
+	})
+}
