@@ -357,7 +357,7 @@ func TestPortal(t *testing.T) {
 		checkPortal("PortalByRoom after re-put", p, err)
 
 		// A new room for the pair replaces the old one.
-		must(t, s.PutPortal(ctx, mapping.DirectPortal("!b:example.org", alice, bob, t0.Add(2 * time.Hour))))
+		must(t, s.PutPortal(ctx, mapping.DirectPortal("!b:example.org", alice, bob, t0.Add(2*time.Hour))))
 		_, err = s.PortalByRoom(ctx, "!a:example.org")
 		wantNotFound(t, "PortalByRoom of the replaced room", err)
 		want = *mapping.DirectPortal("!b:example.org", alice, bob, t0.Add(2*time.Hour))
