@@ -147,53 +147,6 @@ func (b *Bridge) sendStanzas(ctx context.Context, job *Job) error {
 	return nil
 }
 
-// mayCross is the one rule of which Matrix receipts reach XMPP, the
-// Matrix → XMPP table of docs/protocols.md: m.read and MSC4089's m.delivery of the
-// portal's own user (Matrix receipts module: "up to"; MSC4089: per event)
-// about a message that came from the portal's XMPP person after the
-// user's invite, in the main timeline, if the user lets receipts out.
-// m.read.private never leaves Matrix; the bridge's own users' receipts
-// never make receipts. portal is the portal of the receipt's room (nil:
-// none) and msg the message of its event (nil: the id map has none). It
-// returns what the receipt acknowledges, or why it does not cross;
-// ReasonUnknownEvent (with a portal) is for an event the id map may not
-// know yet (parkUnknown).
-func (b *Bridge) mayCross(rc Receipt, portal *Portal, msg *Message) (AckKind, Reason) {
-	var kind AckKind
-	switch rc.Type {
-	case ReceiptRead:
-		kind = AckDisplayed
-	case ReceiptDelivery, ReceiptDeliveryUnstable:
-		kind = AckDelivered
-	case ReceiptReadPrivate:
-		return kind, ReasonPrivate
-	default:
-		return kind, ReasonUnknownType
-	}
-	ids := b.cfg.Identities
-	switch {
-	case rc.User == ids.Bot() || ids.IsGhost(rc.User):
-		return kind, ReasonOwn
-	case rc.Thread != "" && rc.Thread != ThreadMain:
-		// Bridged messages live in the main timeline.
-		return kind, ReasonThread
-	case portal == nil:
-		return kind, ReasonNotPortal
-	case portal.Member(MatrixMember(rc.User)) == nil:
-		return kind, ReasonNotPortalUser
-	case !b.receiptsCross(rc):
-		return kind, ReasonDisabled
-	case msg == nil:
-		return kind, ReasonUnknownEvent
-	case msg.Direction != FromXMPP || msg.RoomID != rc.Room || !msg.PeerJID.Equal(portal.JID):
-		return kind, ReasonNotFromXMPP
-	case msg.TS.Before(portal.CreatedAt.Add(-clockSkew)):
-		// MSC4089: not for events before the user's invite.
-		return kind, ReasonBeforeInvite
-	}
-	return kind, ""
-}
-
 // handleReceipt takes one receipt of a transaction: looked up, checked
 // (mayCross), and its stanzas planned.
 func (b *Bridge) handleReceipt(ctx context.Context, rc Receipt, plan *receiptPlan) error {
@@ -202,14 +155,14 @@ func (b *Bridge) handleReceipt(ctx context.Context, rc Receipt, plan *receiptPla
 		return nil
 	}
 	var portal *Portal
-	if rc.Type == ReceiptRead || rc.Type == ReceiptDelivery || rc.Type == ReceiptDeliveryUnstable {
+	if rc.Type.crosses() {
 		var err error
 		if portal, err = b.planPortal(ctx, plan, rc.Room); err != nil {
 			return err
 		}
 	}
 	msg := plan.msgs[rc.Event]
-	kind, reason := b.mayCross(rc, portal, msg)
+	_, reason := b.mayCross(rc, portal, msg)
 	if reason == ReasonUnknownEvent {
 		return b.parkUnknown(ctx, plan, portal, rc)
 	} else if reason != "" {
@@ -226,7 +179,7 @@ func (b *Bridge) handleReceipt(ctx context.Context, rc Receipt, plan *receiptPla
 	// Judged by what this member told XMPP so far.
 	mark := Mark{Room: rc.Room, By: MatrixMember(rc.User)}
 	marks := portal.Marks(mark.By)
-	if kind == AckDelivered {
+	if !matrixReceiptKinds[rc.Type].upTo {
 		if msg.RowID <= marks.DeliveredUpTo || msg.RowID <= marks.ReadUpTo && b.cfg.Receipts.ReadImpliesDelivered {
 			return skip(ReasonDone)
 		}
@@ -302,20 +255,6 @@ func (b *Bridge) to(msg *Message) jid.JID {
 	return msg.PeerJID
 }
 
-// deliveryStanzas are what msg's sender asked for on delivery, and only
-// that: XEP-0184 <received/> if it had <request/>, XEP-0022 <delivered/>
-// if its x:event asked for it.
-func (b *Bridge) deliveryStanzas(from jid.JID, msg *Message) []*OutMessage {
-	var out []*OutMessage
-	if msg.Requests.Receipt {
-		out = append(out, &OutMessage{ID: NewXMPPID(), From: from, To: b.to(msg), Type: TypeChat, Received: msg.XMPPID})
-	}
-	if msg.Requests.Delivered {
-		out = append(out, &OutMessage{ID: NewXMPPID(), From: from, To: b.to(msg), Type: TypeChat, Event: &EventNotice{ID: msg.XMPPID, Delivered: true}})
-	}
-	return out
-}
-
 func (b *Bridge) deliveryToXMPP(from jid.JID, by MemberID, msg *Message, plan *receiptPlan) error {
 	if !msg.DeliveredAt.IsZero() || plan.isDelivered(msg, by) {
 		b.count("matrix_receipt", ReasonDone)
@@ -361,18 +300,7 @@ func (b *Bridge) readToXMPP(from jid.JID, by MemberID, portal *Portal, read *Mes
 			}
 		}
 	}
-	var newestMarkable *Message
-	for _, m := range capped {
-		if m.Requests.Displayed {
-			out = append(out, &OutMessage{ID: NewXMPPID(), From: from, To: b.to(m), Type: TypeChat, Event: &EventNotice{ID: m.XMPPID, Displayed: true}})
-		}
-		if m.Requests.Markable {
-			newestMarkable = m
-		}
-	}
-	if newestMarkable != nil {
-		out = append(out, &OutMessage{ID: NewXMPPID(), From: from, To: b.to(newestMarkable), Type: TypeChat, Displayed: newestMarkable.XMPPID})
-	}
+	out = append(out, b.displayedStanzas(from, capped)...)
 	// Everything up to the read message is displayed now, and delivered
 	// if reading implies it: one up-to ack each, however many messages.
 	now := b.now()

@@ -32,26 +32,6 @@ type StatusArgs struct {
 	Event    id.EventID `json:"event,omitempty"`
 }
 
-// xmppReceiptKind is one row of the XMPP → Matrix table for receipts: what
-// it records, what it sends, and which request it needs.
-type xmppReceiptKind struct {
-	what  string // as counted and logged
-	ack   AckKind
-	job   JobKind
-	asked func(Requests) bool
-}
-
-var (
-	// XEP-0184 §5: <received id='X'/> acknowledges message X.
-	kindReceived = &xmppReceiptKind{"received", AckDelivered, JobMatrixDelivery, func(r Requests) bool { return r.Receipt }}
-	// XEP-0022 §3.2: an event about message <id/>, which must have asked
-	// for it (§2.1: unsolicited events are illegal).
-	kindEventDelivered = &xmppReceiptKind{"event_delivered", AckDelivered, JobMatrixDelivery, func(r Requests) bool { return r.Delivered }}
-	kindEventDisplayed = &xmppReceiptKind{"event_displayed", AckDisplayed, JobMatrixRead, func(r Requests) bool { return r.Displayed }}
-	// XEP-0333 §3: displayed marker; our messages are all markable.
-	kindMarkerDisplayed = &xmppReceiptKind{"marker_displayed", AckDisplayed, JobMatrixRead, func(r Requests) bool { return r.Markable }}
-)
-
 // xmppReceipt is a receipt from XMPP waiting to be checked and recorded.
 type xmppReceipt struct {
 	peer jid.JID   // bare sender
@@ -97,26 +77,6 @@ func (b *Bridge) receiptsFromXMPP(ctx context.Context, log zerolog.Logger, mxid 
 		b.poke()
 	}
 	return b.typingFromXMPP(ctx, log, mxid, peer, m)
-}
-
-// mayAnswer is the one rule of what an XMPP person may say about a message
-// the bridge sent, the XMPP → Matrix table of docs/protocols.md: a receipt, a
-// notification or an error is about a message sent to the bare JID it
-// comes from (msg: the one by that stanza id sent to that bare JID, nil if
-// none: a forged or misdirected one), addressed to the puppet that sent
-// it, and, for a receipt or a notification, one the message asked for
-// (XEP-0184 §5, XEP-0022 §2.1: no event unasked; asked nil: an error,
-// which needs no asking). It returns why not, or "".
-func mayAnswer(msg *Message, puppet id.UserID, asked func(Requests) bool) Reason {
-	switch {
-	case msg == nil:
-		return ReasonUnknownID
-	case msg.MXID != puppet:
-		return ReasonWrongPuppet
-	case asked != nil && !asked(msg.Requests):
-		return ReasonUnsolicited
-	}
-	return ""
 }
 
 // ourMessage finds the message the bridge sent to peer with stanza id xid
