@@ -14,6 +14,10 @@ import (
 // NSCaps is the namespace of XEP-0115, its <c/> element and its feature.
 const NSCaps = "http://jabber.org/protocol/caps"
 
+var _ = register(&xep{
+	features: []discoFeature{{at: discoServices + 1, ns: NSCaps, on: onPuppets}},
+})
+
 // caps is <c xmlns='http://jabber.org/protocol/caps'/> in a puppet's
 // presence (§4): the hash names the algorithm (SHA-1, which every
 // implementation has), ver what the entity can do, node the software.
@@ -25,8 +29,9 @@ type caps struct {
 }
 
 // puppetVer is the verification string of every puppet: they all answer
-// disco#info with the same identity and features.
-var puppetVer = capsVer([]identity{puppetIdentity}, puppetFeatures)
+// disco#info with the same identity and features. buildDisco computes it
+// once every XEP has registered its features.
+var puppetVer string
 
 // capsNode is the caps node of the puppets of a component domain. XEP-0115
 // §4 wants a URI that identifies the software, preferably a web page about

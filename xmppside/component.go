@@ -445,8 +445,8 @@ func (c *Component) handle(ctx context.Context, t xmlstream.TokenReadEncoder, st
 			c.Count("xmpp_message", "malformed")
 			return nil
 		}
-		if in.Privilege != nil {
-			c.notePrivilege(in, m.From)
+		if grant := grantOf(in); grant != nil {
+			c.notePrivilege(grant, m.From)
 			return nil
 		}
 		reply, err := c.handleMessage(ctx, m)

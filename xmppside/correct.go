@@ -2,21 +2,31 @@
 
 package xmppside
 
-import "xmppbridge/mapping"
+import (
+	"encoding/xml"
 
-// replace is <replace xmlns='urn:xmpp:message-correct:0' id='…'/> (§3):
-// the message carrying it corrects the one with that id, always the
-// original (§4: a second correction names the first message again).
-type replace struct {
-	ID string `xml:"id,attr"`
-}
+	"xmppbridge/mapping"
+)
 
-// decodeCorrect reads XEP-0308's part of a message: the id of the
-// message its payloads replace. One without an id names nothing.
-func decodeCorrect(in *inMessage, m *mapping.XMPPMessage) {
-	if in.Replace != nil && in.Replace.ID != "" && len(in.Replace.ID) <= maxIDLen {
-		m.Replace = in.Replace.ID
+var _ = register(&xep{
+	namespaces: []string{mapping.NSCorrect},
+	decode:     decodeCorrect,
+	finish:     func(in *inMessage) { boundID(&in.m.Replace) },
+	encode:     []encodeStep{{at: wireRelations + 0, write: encodeCorrect}},
+	features:   []discoFeature{{at: discoRelations + 0, ns: mapping.NSCorrect, on: onBoth}},
+})
+
+// decodeCorrect reads XEP-0308's part of a message:
+// <replace id='…'/> (§3), the id of the message its payloads replace,
+// always the original (§4: a second correction names the first message
+// again). One without an id names nothing.
+func decodeCorrect(in *inMessage, start xml.StartElement) error {
+	if start.Name.Local == "replace" {
+		if id, ok := attr(start, "id"); ok {
+			in.m.Replace = id
+		}
 	}
+	return in.skip()
 }
 
 // encodeCorrect writes <replace id='…'/>: the message's body corrects

@@ -3,9 +3,12 @@
 package xmppside
 
 import (
+	"cmp"
 	"context"
 	"encoding/xml"
 	"errors"
+	"fmt"
+	"slices"
 
 	"mellium.im/xmlstream"
 
@@ -19,31 +22,78 @@ const (
 	NSPing       = "urn:xmpp:ping" // XEP-0199
 )
 
-// relationFeatures are the XEPs of what points at a message (edits,
-// replies, reactions, retractions), the fallbacks that go with them and
-// the styling of bodies, which the domain and every puppet support.
-var relationFeatures = []string{
-	mapping.NSCorrect, mapping.NSReply, mapping.NSReactions, mapping.NSRetract, mapping.NSFallback, mapping.NSStyling,
+// discoFeature is a feature (XEP-0030 §3.1) a XEP registers, where it
+// is listed, and on which entities.
+type discoFeature struct {
+	at discoPlace
+	ns string
+	on discoEntities
 }
+
+// discoPlace is where a feature is listed in disco#info: XEP-0030 sets no
+// order, and the bridge keeps one (disco itself, what messages carry,
+// the services, the PEP notifications, relations; within a group by the
+// number added) so that its answer does not change with the files that
+// register the features.
+type discoPlace int
+
+const (
+	discoSelf      discoPlace = 100
+	discoMessages  discoPlace = 200
+	discoServices  discoPlace = 300
+	discoPEP       discoPlace = 400
+	discoRelations discoPlace = 500
+)
+
+// discoEntities are those that have a feature: every puppet, the
+// component's domain, or both.
+type discoEntities int
+
+const (
+	onPuppets discoEntities = 1 << iota
+	onDomain
+	onBoth = onPuppets | onDomain
+)
+
+var _ = register(&xep{features: []discoFeature{
+	{at: discoSelf + 0, ns: NSDiscoInfo, on: onBoth},
+	{at: discoSelf + 1, ns: NSDiscoItems, on: onDomain},
+	{at: discoServices + 0, ns: NSPing, on: onBoth},
+	// XEP-0393: the bodies the bridge writes and reads are styled
+	// (mapping/styling.go).
+	{at: discoRelations + 5, ns: mapping.NSStyling, on: onBoth},
+}})
 
 // puppetFeatures is what every puppet supports: the receipts the bridge
 // translates, IM-NG routing (it is the puppets' server), stable ids, the
-// entity capabilities in their presence, and relations. caps.go hashes
-// it, so the puppets' caps ver changes with it.
-var puppetFeatures = append([]string{
-	NSDiscoInfo, NSReceipts, NSEvent, NSMarkers, NSIMNG, NSSID, NSChatStates, NSPing, NSCaps, NSVersion, NSVCard,
-	NSNickNotify, NSAvatarMetadataNotify, // pep.go
-}, relationFeatures...)
+// entity capabilities in their presence, the PEP nodes it would be told
+// of, and relations. caps.go hashes it, so the puppets' caps ver changes
+// with it. domainFeatures is what the component itself supports. Both
+// are built from what the XEPs register (buildDisco).
+var puppetFeatures, domainFeatures []string
+
+// buildDisco makes the features lists from what the XEPs registered, and
+// the puppets' caps ver from theirs.
+func buildDisco(features []discoFeature) {
+	slices.SortFunc(features, func(a, b discoFeature) int { return cmp.Compare(a.at, b.at) })
+	for i, f := range features {
+		if i > 0 && features[i-1].at == f.at {
+			panic(fmt.Sprintf("xmppside: two disco features at place %d", f.at))
+		}
+		if f.on&onPuppets != 0 {
+			puppetFeatures = append(puppetFeatures, f.ns)
+		}
+		if f.on&onDomain != 0 {
+			domainFeatures = append(domainFeatures, f.ns)
+		}
+	}
+	puppetVer = capsVer([]identity{puppetIdentity}, puppetFeatures)
+}
 
 // puppetIdentity is every puppet's. "client"/"pc": a puppet stands for a
 // person using Matrix clients, not for an automated "bot"; clients treat
 // "pc" contacts as people and return receipts to them.
 var puppetIdentity = identity{Category: "client", Type: "pc", Name: "Matrix"}
-
-// domainFeatures is what the component itself supports.
-var domainFeatures = append([]string{
-	NSDiscoInfo, NSDiscoItems, NSReceipts, NSEvent, NSMarkers, NSIMNG, NSSID, NSChatStates, NSPing, NSVersion, NSGateway,
-}, relationFeatures...)
 
 type inIQ struct {
 	XMLName xml.Name `xml:"iq"`

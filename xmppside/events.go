@@ -3,6 +3,7 @@
 package xmppside
 
 import (
+	"encoding/xml"
 	"strings"
 
 	"xmppbridge/mapping"
@@ -10,6 +11,22 @@ import (
 
 // NSEvent is the namespace of XEP-0022.
 const NSEvent = "jabber:x:event"
+
+var _ = register(&xep{
+	namespaces: []string{NSEvent},
+	decode:     decodeEvents,
+	finish:     finishEvents,
+	encode: []encodeStep{
+		{at: wireRequests + 1, write: encodeEventRequest},
+		{at: wireAnswers + 2, write: encodeEventNotice},
+	},
+	features: []discoFeature{{at: discoMessages + 1, ns: NSEvent, on: onBoth}},
+})
+
+// eventsKept is the message's x:event, its children read into one value
+// if there are several; what it means depends on the body, known once
+// every child is read.
+var eventsKept = newStateKey()
 
 // xEvent is <x xmlns='jabber:x:event'/>. In a message with a body it is a
 // request for the events named (XEP-0022 §2.1, §3.1); without a body and
@@ -24,12 +41,20 @@ type xEvent struct {
 	ID        *string   `xml:"id"`
 }
 
-// decodeEvents reads XEP-0022's part of a message. With a body, an x:event
-// names what the sender wants to be told (§2.1); without one, an x:event
-// with an <id/> is a notification about that message (§3.2), and one
-// with no event cancels composing (§3.2.4).
-func decodeEvents(in *inMessage, m *mapping.XMPPMessage) {
-	ev := in.Event
+// decodeEvents reads XEP-0022's <x/>.
+func decodeEvents(in *inMessage, start xml.StartElement) error {
+	if start.Name.Local != "x" {
+		return in.skip()
+	}
+	return in.d.DecodeElement(stateOf[xEvent](in, eventsKept), &start)
+}
+
+// finishEvents makes the x:event a request or a notification. With a
+// body, it names what the sender wants to be told (§2.1); without one,
+// an x:event with an <id/> is a notification about that message (§3.2),
+// and one with no event cancels composing (§3.2.4).
+func finishEvents(in *inMessage) {
+	ev, m := keptBy[xEvent](in, eventsKept), &in.m
 	if ev == nil {
 		return
 	}
@@ -51,9 +76,9 @@ func decodeEvents(in *inMessage, m *mapping.XMPPMessage) {
 	}
 }
 
-// encodeEventRequest writes the x:event of the events r asks for (§2.1).
-func encodeEventRequest(t *tokens, r mapping.Requests) {
-	if r.Delivered || r.Displayed || r.Composing || r.Offline {
+// encodeEventRequest writes the x:event of the events m asks for (§2.1).
+func encodeEventRequest(t *tokens, m *mapping.OutMessage) {
+	if r := m.Request; r.Delivered || r.Displayed || r.Composing || r.Offline {
 		t.start(NSEvent, "x")
 		eventFlags(t, r.Offline, r.Delivered, r.Displayed, r.Composing)
 		t.end()

@@ -3,6 +3,7 @@
 package xmppside
 
 import (
+	"encoding/xml"
 	"sort"
 	"strconv"
 	"strings"
@@ -19,6 +20,43 @@ const NSFeatureFallback = "urn:xmpp:feature-fallback:0"
 // maxFallbackRanges bounds the ranges the fallbacks for one XEP may mark
 // in a message; more, and none is taken.
 const maxFallbackRanges = 16
+
+var _ = register(&xep{
+	namespaces: []string{mapping.NSFallback, NSFeatureFallback},
+	decode:     decodeFallback,
+	features:   []discoFeature{{at: discoRelations + 4, ns: mapping.NSFallback, on: onBoth}},
+})
+
+// fallbacksKept are the message's fallbacks, by namespace (mapping.NSFallback,
+// then NSFeatureFallback): the XEP they are for cuts its text out of the
+// body once every child is read (cutFallback).
+var fallbacksKept = newStateKey()
+
+// decodeFallback reads a <fallback/>, kept for the XEP it names.
+func decodeFallback(in *inMessage, start xml.StartElement) error {
+	if start.Name.Local != "fallback" {
+		return in.skip()
+	}
+	var f fallbackElem
+	if err := in.d.DecodeElement(&f, &start); err != nil {
+		return err
+	}
+	kept := stateOf[[2][]fallbackElem](in, fallbacksKept)
+	i := 0
+	if start.Name.Space == NSFeatureFallback {
+		i = 1
+	}
+	kept[i] = append(kept[i], f)
+	return nil
+}
+
+// fallbacksIn are the message's fallbacks (decodeFallback), for cutFallback.
+func fallbacksIn(in *inMessage) [][]fallbackElem {
+	if kept := keptBy[[2][]fallbackElem](in, fallbacksKept); kept != nil {
+		return kept[:]
+	}
+	return nil
+}
 
 // fallbackElem is <fallback for='…'/>: the parts of the message that are
 // only there for clients without the XEP named by for (§2.2). Without

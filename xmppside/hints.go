@@ -7,6 +7,10 @@ import "xmppbridge/mapping"
 // NSHints is the namespace of XEP-0334.
 const NSHints = "urn:xmpp:hints"
 
+var _ = register(&xep{
+	encode: []encodeStep{{at: wireHints, write: encodeStore}},
+})
+
 // encodeStore writes <store/> (§4.4) on the messages that have no body of
 // their own and still belong in the recipient's archive: reactions
 // (XEP-0444 §5, "SHOULD add a <store/> hint") and retractions (XEP-0424

@@ -2,36 +2,45 @@
 
 package xmppside
 
-import "xmppbridge/mapping"
+import (
+	"encoding/xml"
+
+	"xmppbridge/mapping"
+)
 
 // NSMarkers is the namespace of XEP-0333.
 const NSMarkers = "urn:xmpp:chat-markers:0"
 
-// markable is <markable/>: the sender would like to learn when the
-// message is displayed.
-type markable struct {
-	XMLName struct{} `xml:"urn:xmpp:chat-markers:0 markable"`
-}
-
-// marker is <displayed id='…'/> (and the received/acknowledged markers the
-// bridge reads but does not translate).
-type marker struct {
-	ID string `xml:"id,attr"`
-}
+var _ = register(&xep{
+	namespaces: []string{NSMarkers},
+	decode:     decodeMarkers,
+	finish:     func(in *inMessage) { boundID(&in.m.Displayed) },
+	encode: []encodeStep{
+		{at: wireRequests + 2, write: encodeMarkable},
+		{at: wireAnswers + 1, write: encodeDisplayedMarker},
+	},
+	features: []discoFeature{{at: discoMessages + 2, ns: NSMarkers, on: onBoth}},
+})
 
 // decodeMarkers reads XEP-0333's part of a message: <markable/> (§3: the
-// sender would like to know when it is displayed) and a <displayed/>
-// marker naming the newest message displayed.
-func decodeMarkers(in *inMessage, m *mapping.XMPPMessage) {
-	m.Requests.Markable = in.Markable != nil
-	if in.Shown != nil && len(in.Shown.ID) <= maxIDLen {
-		m.Displayed = in.Shown.ID
+// sender would like to know when it is displayed) and a <displayed id='…'/>
+// marker naming the newest message displayed. The received and
+// acknowledged markers are not translated.
+func decodeMarkers(in *inMessage, start xml.StartElement) error {
+	switch start.Name.Local {
+	case "markable":
+		in.m.Requests.Markable = true
+	case "displayed":
+		if id, ok := attr(start, "id"); ok {
+			in.m.Displayed = id
+		}
 	}
+	return in.skip()
 }
 
-// encodeMarkable writes <markable/> if r asks for markers (§3).
-func encodeMarkable(t *tokens, r mapping.Requests) {
-	if r.Markable {
+// encodeMarkable writes <markable/> if m asks for markers (§3).
+func encodeMarkable(t *tokens, m *mapping.OutMessage) {
+	if m.Request.Markable {
 		t.empty(NSMarkers, "markable")
 	}
 }

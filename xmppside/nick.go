@@ -3,10 +3,9 @@
 package xmppside
 
 import (
+	"encoding/xml"
 	"strings"
 	"unicode"
-
-	"xmppbridge/mapping"
 )
 
 // NSNick is the namespace of XEP-0172.
@@ -16,15 +15,22 @@ const NSNick = "http://jabber.org/protocol/nick"
 // place to store text.
 const maxNickRunes = 64
 
+var _ = register(&xep{
+	namespaces: []string{NSNick},
+	decode:     decodeNick,
+})
+
 // decodeNick reads the sender's <nick/> (§4.2: in a message to someone
 // who may not have it), its spaces trimmed, tabs and newlines made
-// spaces and other control characters dropped; "" if it has none or
-// nothing is left.
-func decodeNick(in *inMessage, m *mapping.XMPPMessage) {
-	if in.Nick == nil {
-		return
+// spaces and other control characters dropped; "" if nothing is left.
+// Of several, the last.
+func decodeNick(in *inMessage, start xml.StartElement) error {
+	if start.Name.Local != "nick" {
+		return in.skip()
 	}
-	m.Nick = cleanNick(*in.Nick)
+	nick, err := in.text()
+	in.m.Nick = cleanNick(nick)
+	return err
 }
 
 // cleanNick is nick as the bridge takes it (decodeNick).

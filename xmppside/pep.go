@@ -30,6 +30,20 @@ const (
 	NSAvatarMetadataNotify = NSAvatarMetadata + "+notify"
 )
 
+var _ = register(&xep{
+	namespaces: []string{NSPubSubEvent},
+	decode:     decodePEP,
+	finish:     finishPEP,
+	features: []discoFeature{
+		{at: discoPEP + 0, ns: NSNickNotify, on: onPuppets},
+		{at: discoPEP + 1, ns: NSAvatarMetadataNotify, on: onPuppets},
+	},
+})
+
+// pepKept is the message's pubsub <event/>, its children read into one
+// value if there are several.
+var pepKept = newStateKey()
+
 // pubsubEvent is a notification's <event/>: the items of one node.
 type pubsubEvent struct {
 	Items struct {
@@ -47,17 +61,26 @@ type pubsubEvent struct {
 	} `xml:"items"`
 }
 
-// decodePEP reads a notification of the sender's nick or avatar metadata:
+// decodePEP reads a pubsub <event/> (XEP-0060 §7.1.2.1).
+func decodePEP(in *inMessage, start xml.StartElement) error {
+	if start.Name.Local != "event" {
+		return in.skip()
+	}
+	return in.d.DecodeElement(stateOf[pubsubEvent](in, pepKept), &start)
+}
+
+// finishPEP reads a notification of the sender's nick or avatar metadata:
 // the newest item (the last) of the node. An avatar's id is the hex SHA-1
 // of its image (XEP-0084 §4.2.1); an empty <metadata/> is no avatar
 // (§4.6); several <info/> describe one image in several forms, the first
 // being the PNG the protocol requires.
-func decodePEP(in *inMessage, m *mapping.XMPPMessage) {
-	if in.PEP == nil || len(in.PEP.Items.Items) == 0 {
+func finishPEP(in *inMessage) {
+	ev, m := keptBy[pubsubEvent](in, pepKept), &in.m
+	if ev == nil || len(ev.Items.Items) == 0 {
 		return
 	}
-	item := in.PEP.Items.Items[len(in.PEP.Items.Items)-1]
-	switch in.PEP.Items.Node {
+	item := ev.Items.Items[len(ev.Items.Items)-1]
+	switch ev.Items.Node {
 	case NSNick:
 		if item.Nick != nil {
 			nick := cleanNick(*item.Nick)

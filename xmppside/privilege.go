@@ -20,6 +20,28 @@ const NSPrivilege = "urn:xmpp:privilege:2"
 // NSRoster is the roster namespace of RFC 6121 §2.
 const NSRoster = "jabber:iq:roster"
 
+var _ = register(&xep{
+	namespaces: []string{NSPrivilege},
+	decode:     decodePrivilege,
+})
+
+// privilegeKept is the <privilege/> of a message, read by the component
+// (grantOf), not by the core.
+var privilegeKept = newStateKey()
+
+// decodePrivilege reads a <privilege/>, several into one value.
+func decodePrivilege(in *inMessage, start xml.StartElement) error {
+	if start.Name.Local != "privilege" {
+		return in.skip()
+	}
+	return in.d.DecodeElement(stateOf[privilegeElem](in, privilegeKept), &start)
+}
+
+// grantOf is the <privilege/> of a message, nil if it has none.
+func grantOf(in *inMessage) *privilegeElem {
+	return keptBy[privilegeElem](in, privilegeKept)
+}
+
 // privilegeElem is the <privilege/> a server sends the component when it
 // connects: the permissions it grants, one <perm/> per access (roster,
 // message, presence, iq).
@@ -33,16 +55,13 @@ type privilegeElem struct {
 // notePrivilege records what a server grants the component for its own
 // users. Only a server's own address (a bare domain) can grant, and only
 // for its own domain; the grants of a session end with it.
-func (c *Component) notePrivilege(in *inMessage, from jid.JID) {
-	if in.Privilege == nil {
-		return
-	}
+func (c *Component) notePrivilege(grant *privilegeElem, from jid.JID) {
 	if from.Localpart() != "" || from.Resourcepart() != "" || from.Equal(c.Domain) {
 		c.Count("xmpp_privilege", string(mapping.ReasonWrongSender))
 		return
 	}
 	roster := ""
-	for _, p := range in.Privilege.Perms {
+	for _, p := range grant.Perms {
 		if p.Access == "roster" {
 			roster = p.Type
 		}

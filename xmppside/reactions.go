@@ -3,6 +3,7 @@
 package xmppside
 
 import (
+	"encoding/xml"
 	"slices"
 	"strings"
 
@@ -17,6 +18,23 @@ const (
 	maxReactionLen = 64 // bytes, after trimming
 )
 
+var _ = register(&xep{
+	namespaces: []string{mapping.NSReactions},
+	decode:     decodeReactions,
+	finish:     finishReactions,
+	encode:     []encodeStep{{at: wireRelations + 2, write: encodeReactions}},
+	features:   []discoFeature{{at: discoRelations + 2, ns: mapping.NSReactions, on: onBoth}},
+})
+
+// reactionsKept are the <reactions/> of a message: how many, and the
+// first.
+var reactionsKept = newStateKey()
+
+type reactionsRead struct {
+	n     int
+	first reactionsElem
+}
+
 // reactionsElem is <reactions id='…'><reaction>…</reaction>…</reactions>
 // (§3.1): the sender's whole set of reactions to the message with that
 // id, each <reaction/> one emoji; an empty set removes them all (§3.2).
@@ -25,23 +43,37 @@ type reactionsElem struct {
 	Reactions []string `xml:"reaction"`
 }
 
-// decodeReactions reads XEP-0444's part of a message. §5: a message MUST
-// NOT carry more than one <reactions/>, and one that does is not read (it
+// decodeReactions reads XEP-0444's <reactions/>.
+func decodeReactions(in *inMessage, start xml.StartElement) error {
+	if start.Name.Local != "reactions" {
+		return in.skip()
+	}
+	kept := stateOf[reactionsRead](in, reactionsKept)
+	kept.n++
+	if kept.n > 1 {
+		return in.skip()
+	}
+	return in.d.DecodeElement(&kept.first, &start)
+}
+
+// finishReactions makes the message's reactions. §5: a message MUST NOT
+// carry more than one <reactions/>, and one that does is not read (it
 // says two different sets); one without id names nothing. The keys are
 // trimmed, and empty ones and repeats ignored (§5: "SHOULD ignore
 // duplicate reactions"), in order.
-func decodeReactions(in *inMessage, m *mapping.XMPPMessage) {
-	if len(in.Reactions) != 1 {
+func finishReactions(in *inMessage) {
+	kept := keptBy[reactionsRead](in, reactionsKept)
+	if kept == nil || kept.n != 1 {
 		return
 	}
-	r := in.Reactions[0]
+	r := kept.first
 	if r.ID == "" || len(r.ID) > maxIDLen {
 		return
 	}
-	m.Reactions = &mapping.XMPPReactions{ID: r.ID, Keys: cleanReactions(r.Reactions)}
+	in.m.Reactions = &mapping.XMPPReactions{ID: r.ID, Keys: cleanReactions(r.Reactions)}
 }
 
-// cleanReactions is the set keys stand for (decodeReactions).
+// cleanReactions is the set keys stand for (finishReactions).
 func cleanReactions(keys []string) []string {
 	var out []string
 	for _, k := range keys {

@@ -2,36 +2,44 @@
 
 package xmppside
 
-import "xmppbridge/mapping"
+import (
+	"encoding/xml"
+
+	"xmppbridge/mapping"
+)
 
 // NSReceipts is the namespace of XEP-0184 (§4).
 const NSReceipts = "urn:xmpp:receipts"
 
-// receiptsRequest is <request xmlns='urn:xmpp:receipts'/> (XEP-0184 §5).
-type receiptsRequest struct {
-	XMLName struct{} `xml:"urn:xmpp:receipts request"`
-}
-
-// receiptsReceived is <received xmlns='urn:xmpp:receipts' id='…'/>
-// (XEP-0184 §5): id is that of the message being acknowledged.
-type receiptsReceived struct {
-	XMLName struct{} `xml:"urn:xmpp:receipts received"`
-	ID      string   `xml:"id,attr"`
-}
+var _ = register(&xep{
+	namespaces: []string{NSReceipts},
+	decode:     decodeReceipts,
+	finish:     func(in *inMessage) { boundID(&in.m.Received) },
+	encode: []encodeStep{
+		{at: wireRequests + 0, write: encodeReceiptRequest},
+		{at: wireAnswers + 0, write: encodeReceived},
+	},
+	features: []discoFeature{{at: discoMessages + 0, ns: NSReceipts, on: onBoth}},
+})
 
 // decodeReceipts reads XEP-0184's part of a message: a <request/> (§5:
-// the sender would like a receipt) and a <received/> naming the message
-// it acknowledges.
-func decodeReceipts(in *inMessage, m *mapping.XMPPMessage) {
-	m.Requests.Receipt = in.Request != nil
-	if in.Received != nil && len(in.Received.ID) <= maxIDLen {
-		m.Received = in.Received.ID
+// the sender would like a receipt) and a <received id='…'/> naming the
+// message it acknowledges.
+func decodeReceipts(in *inMessage, start xml.StartElement) error {
+	switch start.Name.Local {
+	case "request":
+		in.m.Requests.Receipt = true
+	case "received":
+		if id, ok := attr(start, "id"); ok {
+			in.m.Received = id
+		}
 	}
+	return in.skip()
 }
 
-// encodeReceiptRequest writes <request/> if r asks for a receipt (§4).
-func encodeReceiptRequest(t *tokens, r mapping.Requests) {
-	if r.Receipt {
+// encodeReceiptRequest writes <request/> if m asks for a receipt (§4).
+func encodeReceiptRequest(t *tokens, m *mapping.OutMessage) {
+	if m.Request.Receipt {
 		t.empty(NSReceipts, "request")
 	}
 }

@@ -4,6 +4,7 @@
 package xmppside
 
 import (
+	"encoding/xml"
 	"unicode/utf8"
 
 	"xmppbridge/mapping"
@@ -13,38 +14,60 @@ import (
 // at most 1023 bytes and two separators).
 const maxJIDLen = 3*1023 + 2
 
-// reply is <reply xmlns='urn:xmpp:reply:0' to='…' id='…'/> (§3): to is
-// the author of the message replied to (SHOULD, a bare JID in a 1:1
-// chat), id its id (MUST).
-type reply struct {
-	To string `xml:"to,attr"`
-	ID string `xml:"id,attr"`
+var _ = register(&xep{
+	namespaces: []string{mapping.NSReply},
+	decode:     decodeReply,
+	finish:     finishReply,
+	encode:     []encodeStep{{at: wireRelations + 1, body: replyBody, write: encodeReply}},
+	features:   []discoFeature{{at: discoRelations + 1, ns: mapping.NSReply, on: onBoth}},
+})
+
+// decodeReply reads XEP-0461's <reply to='…' id='…'/> (§3): to is the
+// author of the message replied to (SHOULD, a bare JID in a 1:1 chat),
+// id its id (MUST). Of several, each attribute as the last gives it.
+func decodeReply(in *inMessage, start xml.StartElement) error {
+	if start.Name.Local != "reply" {
+		return in.skip()
+	}
+	if in.m.Reply == nil {
+		in.m.Reply = &mapping.XMPPReply{}
+	}
+	if to, ok := attr(start, "to"); ok {
+		in.m.Reply.To = to
+	}
+	if id, ok := attr(start, "id"); ok {
+		in.m.Reply.ID = id
+	}
+	return in.skip()
 }
 
-// decodeReply reads XEP-0461's part of a message: the message it answers,
-// and the quote the sender put before its text for clients without
-// replies (§3.1), which is cut out of the body. A reply without id names
-// nothing; an author too long to be a JID is left out.
-func decodeReply(in *inMessage, m *mapping.XMPPMessage) {
-	r := in.Reply
-	if r == nil || r.ID == "" || len(r.ID) > maxIDLen {
+// finishReply checks the reply read, and cuts out of the body the quote
+// the sender put before its text for clients without replies (§3.1). A
+// reply without id names nothing; an author too long to be a JID is left
+// out.
+func finishReply(in *inMessage) {
+	r := in.m.Reply
+	if r == nil {
 		return
 	}
-	m.Reply = &mapping.XMPPReply{ID: r.ID}
-	if len(r.To) <= maxJIDLen {
-		m.Reply.To = r.To
+	if r.ID == "" || len(r.ID) > maxIDLen {
+		in.m.Reply = nil
+		return
 	}
-	if kept, cut, ok := cutFallback(m.Body, mapping.NSReply, in.Fallback, in.FeatureFallback); ok {
-		m.Body, m.Reply.Fallback = kept, cut
+	if len(r.To) > maxJIDLen {
+		r.To = ""
+	}
+	if kept, cut, ok := cutFallback(in.m.Body, mapping.NSReply, fallbacksIn(in)...); ok {
+		in.m.Body, r.Fallback = kept, cut
 	}
 }
 
 // replyBody is the text m is sent with: a reply's quote, then its body.
-func replyBody(m *mapping.OutMessage) string {
+func replyBody(m *mapping.OutMessage, body string) string {
 	if m.Reply != nil {
-		return m.Reply.Quote + m.Body
+		return m.Reply.Quote + body
 	}
-	return m.Body
+	return body
 }
 
 // encodeReply writes <reply/> and, if the body begins with a quote, the

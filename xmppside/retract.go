@@ -4,7 +4,11 @@
 
 package xmppside
 
-import "xmppbridge/mapping"
+import (
+	"encoding/xml"
+
+	"xmppbridge/mapping"
+)
 
 // NSFasten is the namespace of XEP-0422 Message Fastening, whose
 // <apply-to/> carried retractions before XEP-0424 0.4.
@@ -15,10 +19,21 @@ const NSFasten = "urn:xmpp:fasten:0"
 // read as said by the puppet.
 const retractFallbackBody = "/me retracted a previous message, but it's unsupported by your client."
 
-// retract is <retract xmlns='urn:xmpp:message-retract:1' id='…'/> (§3):
-// the sender retracts the message with that id.
-type retract struct {
-	ID string `xml:"id,attr"`
+var _ = register(&xep{
+	namespaces: []string{mapping.NSRetract, NSFasten},
+	decode:     decodeRetract,
+	finish:     finishRetract,
+	encode:     []encodeStep{{at: wireRelations + 3, body: retractBody, write: encodeRetract}},
+	features:   []discoFeature{{at: discoRelations + 3, ns: mapping.NSRetract, on: onBoth}},
+})
+
+// retractKept is what a message says it retracts, read as it comes.
+var retractKept = newStateKey()
+
+type retractRead struct {
+	id      string // of the last <retract id='…'/> (§3)
+	applyID string // of the first <apply-to/> that holds a <retract/>
+	applied bool   // whether there is one
 }
 
 // applyTo is XEP-0422's <apply-to id='…'/>; with a <retract/> of
@@ -29,26 +44,43 @@ type applyTo struct {
 	Retract *struct{} `xml:"urn:xmpp:message-retract:0 retract"`
 }
 
-// decodeRetract reads XEP-0424's part of a message: the id of the message
+// decodeRetract reads XEP-0424's <retract id='…'/>, and XEP-0422's
+// <apply-to/>.
+func decodeRetract(in *inMessage, start xml.StartElement) error {
+	switch {
+	case start.Name.Space == mapping.NSRetract && start.Name.Local == "retract":
+		if id, ok := attr(start, "id"); ok {
+			stateOf[retractRead](in, retractKept).id = id
+		}
+	case start.Name.Space == NSFasten && start.Name.Local == "apply-to":
+		var a applyTo
+		if err := in.d.DecodeElement(&a, &start); err != nil {
+			return err
+		}
+		if kept := stateOf[retractRead](in, retractKept); a.Retract != nil && !kept.applied {
+			kept.applyID, kept.applied = a.ID, true
+		}
+		return nil
+	}
+	return in.skip()
+}
+
+// finishRetract makes XEP-0424's part of a message: the id of the message
 // retracted, from <retract id/>, or else from the first <apply-to/> that
 // holds a <retract/> of the older namespace. The fallback body is left
 // as it came: the core ignores it when it acts on the retraction, and it
 // says what happened where the core does not.
-func decodeRetract(in *inMessage, m *mapping.XMPPMessage) {
-	id := ""
-	if in.Retract != nil {
-		id = in.Retract.ID
+func finishRetract(in *inMessage) {
+	kept := keptBy[retractRead](in, retractKept)
+	if kept == nil {
+		return
 	}
-	if id == "" {
-		for _, a := range in.ApplyTo {
-			if a.Retract != nil {
-				id = a.ID
-				break
-			}
-		}
+	id := kept.id
+	if id == "" && kept.applied {
+		id = kept.applyID
 	}
 	if len(id) <= maxIDLen {
-		m.Retract = id
+		in.m.Retract = id
 	}
 }
 

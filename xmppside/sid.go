@@ -3,7 +3,7 @@
 package xmppside
 
 import (
-	"mellium.im/xmpp/jid"
+	"encoding/xml"
 
 	"xmppbridge/mapping"
 )
@@ -11,31 +11,32 @@ import (
 // NSSID is the namespace of XEP-0359; its feature is advertised in disco.
 const NSSID = "urn:xmpp:sid:0"
 
-// originID is <origin-id xmlns='urn:xmpp:sid:0' id='…'/> (XEP-0359 §3.2).
-type originID struct {
-	XMLName struct{} `xml:"urn:xmpp:sid:0 origin-id"`
-	ID      string   `xml:"id,attr"`
-}
+var _ = register(&xep{
+	namespaces: []string{NSSID},
+	decode:     decodeSID,
+	finish:     func(in *inMessage) { boundID(&in.m.OriginID) },
+	encode:     []encodeStep{{at: wireIDs, write: encodeSID}},
+	features:   []discoFeature{{at: discoMessages + 4, ns: NSSID, on: onBoth}},
+})
 
-// stanzaID is <stanza-id xmlns='urn:xmpp:sid:0' id='…' by='…'/> (§3.1).
-type stanzaID struct {
-	ID string `xml:"id,attr"`
-	By string `xml:"by,attr"`
-}
-
-// decodeSID reads XEP-0359's part of a message: the sender's <origin-id/>,
-// and the <stanza-id/> of the sender's own server, the only one
-// trustworthy for us (§3.1): the one whose "by" is their bare JID or
-// domain.
-func decodeSID(in *inMessage, from jid.JID, m *mapping.XMPPMessage) {
-	if in.OriginID != nil && len(in.OriginID.ID) <= maxIDLen {
-		m.OriginID = in.OriginID.ID
-	}
-	for _, s := range in.StanzaID {
-		if (s.By == from.Bare().String() || s.By == from.Domainpart()) && len(s.ID) <= maxIDLen {
-			m.StanzaID = s.ID
+// decodeSID reads XEP-0359's part of a message: the sender's
+// <origin-id id='…'/> (§3.2), and the <stanza-id id='…' by='…'/> of the
+// sender's own server, the only one trustworthy for us (§3.1): the one
+// whose "by" is their bare JID or domain.
+func decodeSID(in *inMessage, start xml.StartElement) error {
+	switch start.Name.Local {
+	case "origin-id":
+		if id, ok := attr(start, "id"); ok {
+			in.m.OriginID = id
+		}
+	case "stanza-id":
+		id, _ := attr(start, "id")
+		by, _ := attr(start, "by")
+		if (by == in.from.Bare().String() || by == in.from.Domainpart()) && len(id) <= maxIDLen {
+			in.m.StanzaID = id
 		}
 	}
+	return in.skip()
 }
 
 // encodeSID writes m's <origin-id/> (§3.2).

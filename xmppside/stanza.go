@@ -1,8 +1,11 @@
 package xmppside
 
 import (
+	"cmp"
 	"encoding/xml"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 
 	"mellium.im/xmlstream"
@@ -18,43 +21,191 @@ const NSStanzas = "urn:ietf:params:xml:ns:xmpp-stanzas"
 // client made up, and would only bloat the database.
 const maxIDLen = 256
 
-// inMessage is everything the bridge reads of an incoming <message/>, in one
-// decode.
+// xep is what the file of one XEP registers (register): the children of
+// <message/> it reads, its part of an outgoing message, and its
+// disco#info features. stanza.go reads the envelope and hands each child
+// to the XEP of its namespace; adding a XEP to messages is adding its
+// file.
+type xep struct {
+	// namespaces are those of the children of <message/> it reads; decode
+	// is given each of them, whatever its local name, and reads it to its
+	// end (in.skip() what it does not read).
+	namespaces []string
+	decode     func(in *inMessage, start xml.StartElement) error
+	// finish completes its part of in.m once every child is read: checks
+	// of what it took as the children came, and what depends on the
+	// others (the body, the fallbacks). No finish step reads what another
+	// one changes.
+	finish func(in *inMessage)
+	// encode writes its parts of an outgoing message, each at its place.
+	encode []encodeStep
+	// features are what it adds to disco#info (XEP-0030 §3.1).
+	features []discoFeature
+}
+
+// wirePlace is where a part of an outgoing message is written, after its
+// <body/>: XEP-0359's id, what the message asks (XEP-0184, XEP-0022,
+// XEP-0333, in the order of their examples), what it answers, its chat
+// state, what it points at, then hints; within a group, by the number
+// added. Receivers do not care about the order; the bridge keeps one so
+// that what it writes does not change with the files that write it.
+type wirePlace int
+
+const (
+	wireIDs       wirePlace = 100
+	wireRequests  wirePlace = 200
+	wireAnswers   wirePlace = 300
+	wireState     wirePlace = 400
+	wireRelations wirePlace = 500
+	wireHints     wirePlace = 600
+)
+
+// encodeStep is one part of an outgoing message a XEP writes: body, if
+// set, makes the text of the <body/> (given what the steps before made
+// of m.Body), write writes its elements.
+type encodeStep struct {
+	at    wirePlace
+	body  func(m *mapping.OutMessage, body string) string
+	write func(t *tokens, m *mapping.OutMessage)
+}
+
+// xeps are the registered XEPs, in the order their files register them.
+var xeps []*xep
+
+// register adds x to what a message is read and written with; the files
+// of the XEPs call it as the package starts, before init builds the
+// tables from them.
+func register(x *xep) *xep {
+	xeps = append(xeps, x)
+	return x
+}
+
+// The tables built from xeps by init.
+var (
+	childXEP    = map[string]*xep{} // by the namespace of a child of <message/>
+	finishSteps []func(in *inMessage)
+	bodySteps   []func(m *mapping.OutMessage, body string) string
+	writeSteps  []func(t *tokens, m *mapping.OutMessage)
+)
+
+func init() {
+	var steps []encodeStep
+	var features []discoFeature
+	for _, x := range xeps {
+		for _, ns := range x.namespaces {
+			if childXEP[ns] != nil {
+				panic("xmppside: two XEPs register the namespace " + ns)
+			}
+			childXEP[ns] = x
+		}
+		if x.finish != nil {
+			finishSteps = append(finishSteps, x.finish)
+		}
+		steps = append(steps, x.encode...)
+		features = append(features, x.features...)
+	}
+	slices.SortFunc(steps, func(a, b encodeStep) int { return cmp.Compare(a.at, b.at) })
+	for i, s := range steps {
+		if i > 0 && steps[i-1].at == s.at {
+			panic(fmt.Sprintf("xmppside: two parts of a message are written at place %d", s.at))
+		}
+		if s.body != nil {
+			bodySteps = append(bodySteps, s.body)
+		}
+		if s.write != nil {
+			writeSteps = append(writeSteps, s.write)
+		}
+	}
+	buildDisco(features)
+}
+
+// stateKey names what one XEP keeps while a message is read (stateOf):
+// what it cannot put in the message until every child is read.
+type stateKey int
+
+var stateKeys int
+
+func newStateKey() stateKey {
+	stateKeys++
+	return stateKey(stateKeys - 1)
+}
+
+// inMessage is a <message/> being read: the core's value being built,
+// and what the XEPs keep for their finish step.
 type inMessage struct {
-	XMLName  xml.Name          `xml:"message"`
-	ID       string            `xml:"id,attr"`
-	From     string            `xml:"from,attr"`
-	To       string            `xml:"to,attr"`
-	Type     string            `xml:"type,attr"`
-	Body     []string          `xml:"body"`
-	Request  *receiptsRequest  `xml:"urn:xmpp:receipts request"`
-	Received *receiptsReceived `xml:"urn:xmpp:receipts received"`
-	Event    *xEvent           `xml:"jabber:x:event x"`
-	Markable *markable         `xml:"urn:xmpp:chat-markers:0 markable"`
-	Shown    *marker           `xml:"urn:xmpp:chat-markers:0 displayed"`
-	OriginID *originID         `xml:"urn:xmpp:sid:0 origin-id"`
-	StanzaID []stanzaID        `xml:"urn:xmpp:sid:0 stanza-id"`
-	IMNG     *struct{}         `xml:"urn:xmpp:im-ng:0 im-ng"`
-	Nick     *string           `xml:"http://jabber.org/protocol/nick nick"`
-	PEP      *pubsubEvent      `xml:"http://jabber.org/protocol/pubsub#event event"`
-	// XEP-0356: what the server grants the component (privilege.go).
-	Privilege *privilegeElem `xml:"urn:xmpp:privilege:2 privilege"`
-	Error     *errorElem     `xml:"error"`
-	// XEP-0085 chat states: at most one is meaningful (§5.1).
-	Active    *struct{} `xml:"http://jabber.org/protocol/chatstates active"`
-	Composing *struct{} `xml:"http://jabber.org/protocol/chatstates composing"`
-	Paused    *struct{} `xml:"http://jabber.org/protocol/chatstates paused"`
-	Inactive  *struct{} `xml:"http://jabber.org/protocol/chatstates inactive"`
-	Gone      *struct{} `xml:"http://jabber.org/protocol/chatstates gone"`
-	// What points at an earlier message, and the fallbacks for clients
-	// without the XEPs that say so.
-	Replace         *replace        `xml:"urn:xmpp:message-correct:0 replace"`
-	Reply           *reply          `xml:"urn:xmpp:reply:0 reply"`
-	Reactions       []reactionsElem `xml:"urn:xmpp:reactions:0 reactions"`
-	Retract         *retract        `xml:"urn:xmpp:message-retract:1 retract"`
-	ApplyTo         []applyTo       `xml:"urn:xmpp:fasten:0 apply-to"`
-	Fallback        []fallbackElem  `xml:"urn:xmpp:fallback:0 fallback"`
-	FeatureFallback []fallbackElem  `xml:"urn:xmpp:feature-fallback:0 fallback"`
+	d     *xml.Decoder
+	m     mapping.XMPPMessage
+	from  jid.JID    // the sender, if the address is good
+	err   *errorElem // the stanza's <error/>, the envelope's
+	state []any      // by stateKey; made when a XEP first keeps something
+}
+
+// stateOf is what the XEP of key keeps for this message, made empty the
+// first time it is asked for.
+func stateOf[T any](in *inMessage, key stateKey) *T {
+	if in.state == nil {
+		in.state = make([]any, stateKeys)
+	}
+	if s, ok := in.state[key].(*T); ok {
+		return s
+	}
+	s := new(T)
+	in.state[key] = s
+	return s
+}
+
+// keptBy is what the XEP of key keeps for this message, nil if nothing.
+func keptBy[T any](in *inMessage, key stateKey) *T {
+	if in.state == nil {
+		return nil
+	}
+	s, _ := in.state[key].(*T)
+	return s
+}
+
+// skip reads the rest of the child just started.
+func (in *inMessage) skip() error { return in.d.Skip() }
+
+// text reads the rest of the child just started as text: its own
+// character data, its children skipped (what encoding/xml makes of an
+// element read into a string).
+func (in *inMessage) text() (string, error) {
+	var b strings.Builder
+	for {
+		tok, err := in.d.Token()
+		if err != nil {
+			return "", err
+		}
+		switch t := tok.(type) {
+		case xml.StartElement:
+			if err := in.d.Skip(); err != nil {
+				return "", err
+			}
+		case xml.CharData:
+			b.Write(t)
+		case xml.EndElement:
+			return b.String(), nil
+		}
+	}
+}
+
+// attr is the value of the attribute named local, in whatever namespace
+// (the last, if there are several), and whether there is one.
+func attr(start xml.StartElement, local string) (string, bool) {
+	v, ok := "", false
+	for _, a := range start.Attr {
+		if a.Name.Local == local {
+			v, ok = a.Value, true
+		}
+	}
+	return v, ok
+}
+
+// boundID empties an id longer than the bridge stores (maxIDLen).
+func boundID(id *string) {
+	if len(*id) > maxIDLen {
+		*id = ""
+	}
 }
 
 // errorElem is a stanza's <error/> (RFC 6120 §8.3.2).
@@ -83,42 +234,89 @@ func decodeMessage(d *xml.Decoder, start *xml.StartElement) (*mapping.XMPPMessag
 }
 
 // decodeInMessage is decodeMessage, with what the component itself reads
-// of the stanza (a XEP-0356 grant).
+// of the stanza (a XEP-0356 grant, grantOf).
 func decodeInMessage(d *xml.Decoder, start *xml.StartElement) (*inMessage, *mapping.XMPPMessage, error) {
-	var in inMessage
-	if err := d.DecodeElement(&in, start); err != nil {
-		return nil, nil, fmt.Errorf("decode message: %w", err)
+	if start.Name.Local != "message" {
+		return nil, nil, fmt.Errorf("decode message: expected element type <message> but have <%s>", start.Name.Local)
 	}
-	from, to, err := header(in.From, in.To, in.ID)
-	if err != nil {
-		return nil, nil, err
-	}
-	m := &mapping.XMPPMessage{
-		ID: in.ID, From: from, To: to, Type: in.Type,
-		IMNG: in.IMNG != nil, // XEP-0409 §4 (imng.go)
-	}
-	if len(in.Body) > 0 {
-		m.Body, m.HasBody = in.Body[0], true
-	}
-	// Each XEP's part, read by its own file.
-	decodeSID(&in, from, m)
-	decodeReceipts(&in, m)
-	decodeEvents(&in, m)
-	decodeMarkers(&in, m)
-	decodeChatState(&in, m)
-	decodeNick(&in, m)
-	decodePEP(&in, m)
-	decodeCorrect(&in, m)
-	decodeReply(&in, m)
-	decodeReactions(&in, m)
-	decodeRetract(&in, m)
-	if in.Error != nil {
-		m.Error = &mapping.StanzaError{Type: in.Error.Type, Text: in.Error.Text}
-		if len(in.Error.Condition) > 0 {
-			m.Error.Condition = in.Error.Condition[0].Local
+	in := &inMessage{d: d}
+	var fromAttr, toAttr string
+	for _, a := range start.Attr {
+		switch a.Name.Local {
+		case "id":
+			in.m.ID = a.Value
+		case "from":
+			fromAttr = a.Value
+		case "to":
+			toAttr = a.Value
+		case "type":
+			in.m.Type = a.Value
 		}
 	}
-	return &in, m, nil
+	// The sender is known before the children are read (XEP-0359 trusts
+	// a <stanza-id/> by it); bad addresses are said once the stanza is read
+	// whole, and a stanza that cannot be read says that first.
+	var headerErr error
+	in.from, in.m.To, headerErr = header(fromAttr, toAttr, in.m.ID)
+	in.m.From = in.from
+	if err := in.children(); err != nil {
+		return nil, nil, fmt.Errorf("decode message: %w", err)
+	}
+	if headerErr != nil {
+		return nil, nil, headerErr
+	}
+	for _, finish := range finishSteps {
+		finish(in)
+	}
+	m := &in.m
+	if e := in.err; e != nil {
+		m.Error = &mapping.StanzaError{Type: e.Type, Text: e.Text}
+		if len(e.Condition) > 0 {
+			m.Error.Condition = e.Condition[0].Local
+		}
+	}
+	return in, m, nil
+}
+
+// children reads the message's children to its end: the envelope's
+// <body/> and <error/> (in any namespace, as they always were), and each
+// other child by the XEP that registered its namespace; the others are
+// skipped.
+func (in *inMessage) children() error {
+	for {
+		tok, err := in.d.Token()
+		if err != nil {
+			return err
+		}
+		switch t := tok.(type) {
+		case xml.StartElement:
+			if err := in.child(t); err != nil {
+				return err
+			}
+		case xml.EndElement:
+			return nil
+		}
+	}
+}
+
+func (in *inMessage) child(start xml.StartElement) error {
+	switch start.Name.Local {
+	case "body":
+		body, err := in.text()
+		if err == nil && !in.m.HasBody { // the first; others are translations (RFC 6121 §5.2.3)
+			in.m.Body, in.m.HasBody = body, true
+		}
+		return err
+	case "error":
+		if in.err == nil {
+			in.err = new(errorElem)
+		}
+		return in.d.DecodeElement(in.err, &start)
+	}
+	if x := childXEP[start.Name.Space]; x != nil {
+		return x.decode(in, start)
+	}
+	return in.skip()
 }
 
 type outError struct {
@@ -137,7 +335,15 @@ type tokens struct {
 	w    xmlstream.TokenWriter
 	err  error
 	open []xml.Name // the elements started and not yet ended
+	// nest holds open for the levels a message has (the message, a XEP's
+	// element, its child).
+	nest [3]xml.Name
 }
+
+// tokensPool keeps the tokens of writeMessage: the XEPs' steps are called
+// through the registry, which puts them on the heap, and receipts are
+// written by the thousand (BenchmarkEncodeReceived).
+var tokensPool = sync.Pool{New: func() any { return new(tokens) }}
 
 func (t *tokens) tok(tok xml.Token) {
 	if t.err == nil {
@@ -176,57 +382,27 @@ func (t *tokens) text(space, local, text string) {
 	t.end()
 }
 
-// encodeRequests writes what m asks to be told, in the order of the
-// XEPs' examples: XEP-0184 <request/>, XEP-0022's x:event, XEP-0333
-// <markable/>.
-func encodeRequests(t *tokens, r mapping.Requests) {
-	encodeReceiptRequest(t, r)
-	encodeEventRequest(t, r)
-	encodeMarkable(t, r)
-}
-
-// encodeAnswers writes what a receipt or notification answers: XEP-0184
-// <received/>, XEP-0333 <displayed/>, XEP-0022's raised events.
-func encodeAnswers(t *tokens, m *mapping.OutMessage) {
-	encodeReceived(t, m)
-	encodeDisplayedMarker(t, m)
-	encodeEventNotice(t, m)
-}
-
-// encodeRelations writes what points at an earlier message: XEP-0308
-// <replace/>, XEP-0461 <reply/>, XEP-0444 <reactions/>, XEP-0424
-// <retract/>, each with the XEP-0428 fallback of its body, and the
-// XEP-0334 <store/> hint of those without a body of their own.
-func encodeRelations(t *tokens, m *mapping.OutMessage) {
-	encodeCorrect(t, m)
-	encodeReply(t, m)
-	encodeReactions(t, m)
-	encodeRetract(t, m)
-	encodeStore(t, m)
-}
-
-// outBody is the <body/> m is written with: a reply's quote before its
-// text (XEP-0461), XEP-0424's fallback for a retraction without text.
-func outBody(m *mapping.OutMessage) string {
-	return retractBody(m, replyBody(m))
-}
-
 // writeMessage writes m as a <message/> stanza in the stream's default
-// namespace.
+// namespace: the envelope, then each XEP's part at its place (wirePlace).
 func writeMessage(w xmlstream.TokenWriter, m *mapping.OutMessage) error {
-	t := &tokens{w: w}
+	t := tokensPool.Get().(*tokens)
+	*t = tokens{w: w}
+	t.open = t.nest[:0]
+	defer func() {
+		t.w = nil
+		tokensPool.Put(t)
+	}()
 	t.start("", "message", "id", m.ID, "from", m.From.String(), "to", m.To.String(), "type", m.Type)
-	if body := outBody(m); body != "" {
+	body := m.Body
+	for _, step := range bodySteps {
+		body = step(m, body)
+	}
+	if body != "" {
 		t.text("", "body", body)
 	}
-	// Each XEP's part, written by its own file: the requests a message
-	// carries, what a receipt or notification answers, then what the
-	// message points at.
-	encodeSID(t, m)
-	encodeRequests(t, m.Request)
-	encodeAnswers(t, m)
-	encodeChatState(t, m)
-	encodeRelations(t, m)
+	for _, write := range writeSteps {
+		write(t, m)
+	}
 	if e := m.Error; e != nil {
 		// RFC 6120 §8.3.2: type, defined condition, optional text.
 		t.start("", "error", "type", e.Type)

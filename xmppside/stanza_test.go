@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -262,4 +263,41 @@ func decodeRaw(t *testing.T, raw string) *mapping.XMPPMessage {
 		t.Fatal(err)
 	}
 	return m
+}
+
+// The features the XEPs register are listed as they were before each
+// file registered its own (disco.go, discoPlace).
+func TestDiscoFeaturesOrder(t *testing.T) {
+	wantPuppet := []string{NSDiscoInfo, NSReceipts, NSEvent, NSMarkers, NSIMNG, NSSID, NSChatStates, NSPing, NSCaps, NSVersion, NSVCard,
+		NSNickNotify, NSAvatarMetadataNotify, mapping.NSCorrect, mapping.NSReply, mapping.NSReactions, mapping.NSRetract, mapping.NSFallback, mapping.NSStyling}
+	wantDomain := []string{NSDiscoInfo, NSDiscoItems, NSReceipts, NSEvent, NSMarkers, NSIMNG, NSSID, NSChatStates, NSPing, NSVersion, NSGateway,
+		mapping.NSCorrect, mapping.NSReply, mapping.NSReactions, mapping.NSRetract, mapping.NSFallback, mapping.NSStyling}
+	if !slices.Equal(puppetFeatures, wantPuppet) {
+		t.Errorf("puppet features %q,\nwant %q", puppetFeatures, wantPuppet)
+	}
+	if !slices.Equal(domainFeatures, wantDomain) {
+		t.Errorf("domain features %q,\nwant %q", domainFeatures, wantDomain)
+	}
+}
+
+// A <message/> whose parts are every XEP's is written in the order of
+// wirePlace, whichever files write them.
+func TestEncodeOrder(t *testing.T) {
+	got := encodeString(t, &mapping.OutMessage{
+		ID: "1", OriginID: "o", Type: "chat", Body: "b",
+		From: jid.MustParse(`alice\3aexample.org@matrix.example.org`), To: jid.MustParse("juliet@capulet.lit"),
+		Request:  mapping.Requests{Receipt: true, Delivered: true, Markable: true},
+		Received: "r", Displayed: "d", Event: &mapping.EventNotice{ID: "e", Delivered: true}, ChatState: "active",
+		Replace: "c", Retract: "t",
+	})
+	want := `<message id="1" from="alice\3aexample.org@matrix.example.org" to="juliet@capulet.lit" type="chat"><body>b</body>` +
+		`<origin-id xmlns="urn:xmpp:sid:0" id="o"></origin-id><request xmlns="urn:xmpp:receipts"></request>` +
+		`<x xmlns="jabber:x:event"><delivered></delivered></x><markable xmlns="urn:xmpp:chat-markers:0"></markable>` +
+		`<received xmlns="urn:xmpp:receipts" id="r"></received><displayed xmlns="urn:xmpp:chat-markers:0" id="d"></displayed>` +
+		`<x xmlns="jabber:x:event"><delivered></delivered><id>e</id></x><active xmlns="http://jabber.org/protocol/chatstates"></active>` +
+		`<replace xmlns="urn:xmpp:message-correct:0" id="c"></replace><retract xmlns="urn:xmpp:message-retract:1" id="t"></retract>` +
+		`<fallback xmlns="urn:xmpp:fallback:0" for="urn:xmpp:message-retract:1"></fallback><store xmlns="urn:xmpp:hints"></store></message>`
+	if got != want {
+		t.Errorf("encoded %s,\nwant %s", got, want)
+	}
 }

@@ -24,6 +24,10 @@ import (
 // NSVCard is the namespace of XEP-0054.
 const NSVCard = "vcard-temp"
 
+var _ = register(&xep{
+	features: []discoFeature{{at: discoServices + 3, ns: NSVCard, on: onPuppets}},
+})
+
 // NSVCardUpdate is the namespace of XEP-0153's presence element.
 const NSVCardUpdate = "vcard-temp:x:update"
 

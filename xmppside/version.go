@@ -18,6 +18,11 @@ const NSVersion = "jabber:iq:version"
 // (jabber:iq:gateway).
 const NSGateway = "jabber:iq:gateway"
 
+var _ = register(&xep{features: []discoFeature{
+	{at: discoServices + 2, ns: NSVersion, on: onBoth},
+	{at: discoServices + 4, ns: NSGateway, on: onDomain},
+}})
+
 // softwareName is the bridge's name as XEP-0092 gives it.
 const softwareName = "xmppbridge"
 
