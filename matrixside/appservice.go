@@ -42,11 +42,26 @@ type Inbox interface {
 	PendingTxns(ctx context.Context, limit, maxBytes int) ([]*mapping.Txn, error)
 }
 
+// Core is what the Server asks of the bridge's core (*mapping.Bridge),
+// declared by its user so that the Matrix side depends on these calls and
+// nothing else of the core (docs/architecture.md, "The packages").
+type Core interface {
+	// HandleMatrixTxns processes stored transactions as one.
+	HandleMatrixTxns(ctx context.Context, txns []mapping.MatrixTxn) error
+	// CannotSucceed tells whether err, from HandleMatrixTxns, can never
+	// succeed however often it is tried, and why.
+	CannotSucceed(err error) (mapping.Reason, bool)
+	// SetAsideTxn sets aside for good a transaction that cannot succeed,
+	// for reason, and marks it done.
+	SetAsideTxn(ctx context.Context, txnID string, reason mapping.Reason, cause error) error
+	Identities() mapping.Identities
+}
+
 // Server answers the homeserver's application service API.
 type Server struct {
 	HSToken string
 	Store   Inbox
-	Core    *mapping.Bridge
+	Core    Core
 	Count   mapping.Counter
 	Log     zerolog.Logger
 	guard   safely.Guard // a panic in processing fails that work only
@@ -79,7 +94,7 @@ const DefaultHoldFor = 20 * time.Second
 const holdRetry = 250 * time.Millisecond
 
 // NewServer makes the application service API server.
-func NewServer(hsToken string, store Inbox, core *mapping.Bridge, count mapping.Counter, log zerolog.Logger) *Server {
+func NewServer(hsToken string, store Inbox, core Core, count mapping.Counter, log zerolog.Logger) *Server {
 	return &Server{HSToken: hsToken, Store: store, Core: core, Count: count, Log: log, queue: make(chan string, 1024)}
 }
 

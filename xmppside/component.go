@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"maunium.net/go/mautrix/id"
 	"mellium.im/xmlstream"
 	"mellium.im/xmpp"
 	"mellium.im/xmpp/component"
@@ -33,12 +34,34 @@ import (
 // Counter counts refusals by reason, like mapping.Counter.
 type Counter = mapping.Counter
 
+// Core is what the component asks of the bridge's core (*mapping.Bridge),
+// declared by its user so that the XMPP side depends on these calls and
+// nothing else of the core (docs/architecture.md, "The packages").
+type Core interface {
+	// HandleXMPPMessage takes a <message/> from XMPP; the answer, if any,
+	// goes back to its sender.
+	HandleXMPPMessage(ctx context.Context, m *mapping.XMPPMessage) (*mapping.OutMessage, error)
+	// HandleXMPPPresence takes a <presence/> and returns the answers.
+	HandleXMPPPresence(ctx context.Context, p *mapping.XMPPPresence) ([]*mapping.OutPresence, error)
+	// SubscriberPresence is the puppets' presence to their subscribers,
+	// sent when the link comes up (available) or goes down.
+	SubscriberPresence(ctx context.Context, available bool) ([]*mapping.OutPresence, error)
+	// ResolvePuppet is the Matrix user a puppet's JID stands for, or why
+	// it stands for none (disco, vCard).
+	ResolvePuppet(to jid.JID) (id.UserID, mapping.Reason)
+	// PuppetCard is what a puppet's vCard says, as asker may see it.
+	PuppetCard(ctx context.Context, mxid id.UserID, asker jid.JID) (mapping.Profile, error)
+	Identities() mapping.Identities
+	// Wake has the core's outbox try every side again: the link is up.
+	Wake()
+}
+
 // Component is the bridge's XEP-0114 connection. It redials by itself.
 type Component struct {
 	Address string  // host:port of the server's component listener
 	Domain  jid.JID // the component's domain
 	Secret  string
-	Core    *mapping.Bridge
+	Core    Core
 	Count   Counter
 	Log     zerolog.Logger
 	// MaxBackoff caps the wait between reconnection attempts.

@@ -16,7 +16,7 @@ import (
 // first: Prosody refuses c2s stanzas over 256 KiB and s2s over 512 KiB.)
 func TestHostileStanzas(t *testing.T) {
 	r := newStreamRig(t, mapping.PresencePolicy{AutoSubscribe: true})
-	r.c.Core.SetSides(&recMatrix{}, nil)
+	r.core.SetSides(&recMatrix{}, nil)
 	from := `from='mallory@evil.example/x' to='` + pupBare + `'`
 	for _, c := range []struct {
 		name, stanza, counted string
@@ -32,7 +32,7 @@ func TestHostileStanzas(t *testing.T) {
 		if out := r.send(t, c.stanza); strings.Contains(out, "<message") && !strings.Contains(out, "type=\"error\"") {
 			t.Errorf("%s: answered %.200s", c.name, out)
 		}
-		r.c.Core.FlushReceipts(t.Context())
+		r.core.FlushReceipts(t.Context())
 		if total(r.counts, c.counted) == before {
 			t.Errorf("%s: nothing counted under %s: %v", c.name, c.counted, r.counts)
 		}

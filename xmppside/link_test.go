@@ -32,7 +32,7 @@ type linkRig struct {
 func newLinkRig(t *testing.T) *linkRig {
 	t.Helper()
 	r := &linkRig{streamRig: newStreamRig(t, mapping.PresencePolicy{AutoSubscribe: true}), out: &tapBuffer{}, logs: &tapBuffer{}, counts: &lockedCounts{m: map[string]int{}}}
-	r.c.Core.SetSides(&recMatrix{}, r.c)
+	r.core.SetSides(&recMatrix{}, r.c)
 	srv, err := standin.NewXMPPServer("s3cret")
 	if err != nil {
 		t.Fatal(err)

@@ -45,6 +45,7 @@ func TestCapsVerSortsIdentities(t *testing.T) {
 // real (SQLite) store, and collects what the component writes back.
 type streamRig struct {
 	c      *Component
+	core   *mapping.Bridge // c.Core
 	db     *database.Database
 	counts map[string]int
 }
@@ -58,10 +59,10 @@ func newStreamRig(t *testing.T, policy mapping.PresencePolicy) *streamRig {
 	t.Cleanup(func() { db.Close() })
 	r := &streamRig{db: db, counts: map[string]int{}}
 	count := func(what, reason string) { r.counts[what+"/"+reason]++ }
-	core := mapping.New(mapping.Config{
+	r.core = mapping.New(mapping.Config{
 		Identities: specIDs, Permissions: mapping.Permissions{"example.org": mapping.PermUser}, Presence: policy,
 	}, db, count, zerolog.Nop())
-	r.c = &Component{Domain: jid.MustParse("matrix.example.org"), Core: core, Count: count, Log: zerolog.Nop()}
+	r.c = &Component{Domain: jid.MustParse("matrix.example.org"), Core: r.core, Count: count, Log: zerolog.Nop()}
 	return r
 }
 

@@ -25,7 +25,7 @@ func TestPuppetVCard(t *testing.T) {
 	ctx := context.Background()
 	for _, name := range []string{"Alice Liddell", ""} {
 		r := newStreamRig(t, mapping.PresencePolicy{AutoSubscribe: true})
-		r.c.Core.SetSides(&recMatrix{name: "Live Name"}, nil)
+		r.core.SetSides(&recMatrix{name: "Live Name"}, nil)
 		if err := r.db.PutPortal(ctx, mapping.DirectPortal("!dm:example.org", "@alice:example.org", jid.MustParse("stpeter@jabber.org"), time.Now())); err != nil {
 			t.Fatal(err)
 		}
@@ -71,7 +71,7 @@ func TestPuppetVCard(t *testing.T) {
 func TestPuppetAvatar(t *testing.T) {
 	ctx := context.Background()
 	r := newStreamRig(t, mapping.PresencePolicy{AutoSubscribe: true})
-	r.c.Core.SetSides(&recMatrix{}, nil)
+	r.core.SetSides(&recMatrix{}, nil)
 	img := []byte("\x89PNG\r\n\x1a\n")
 	must := func(err error) {
 		t.Helper()

@@ -26,12 +26,18 @@ import (
 // checkTimeout bounds each check of /health/ready.
 const checkTimeout = 2 * time.Second
 
+// coreState is what the gauges read of the core (*mapping.Bridge).
+type coreState interface {
+	// Unrecorded is how many receipts read from XMPP are held in memory.
+	Unrecorded() int
+}
+
 // watched is what the health checks and the gauges look at.
 type watched struct {
 	db   *database.Database
 	xmpp *xmppside.Component
 	hs   *matrixside.Homeserver
-	core *mapping.Bridge
+	core coreState
 }
 
 // ready runs the readiness checks: each part's error, nil if it is fine.

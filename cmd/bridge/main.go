@@ -34,6 +34,14 @@ import (
 	"xmppbridge/xmppside"
 )
 
+// The core (*mapping.Bridge) is each of its users' small interface: the
+// XMPP side's, the Matrix side's and the gauges'.
+var (
+	_ xmppside.Core   = (*mapping.Bridge)(nil)
+	_ matrixside.Core = (*mapping.Bridge)(nil)
+	_ coreState       = (*mapping.Bridge)(nil)
+)
+
 func main() {
 	configPath := flag.String("c", "config.yaml", "path to the configuration file")
 	regPath := flag.String("r", "registration.yaml", "path to the application service registration")
