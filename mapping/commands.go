@@ -232,6 +232,9 @@ func (b *Bridge) startCommand(ctx context.Context, room id.RoomID, user id.UserI
 	return []*Job{newJob(JobOpenPortal, about{mxid: user, peer: peer}, 0, payload)}, nil
 }
 
+// In the pair's lane: the portal is created once, whatever comes.
+var _ = register(JobOpenPortal, jobKind{side: SideMatrix, order: byPair, payload: openArgs{}, run: (*Bridge).openPortal})
+
 // openPortal runs a JobOpenPortal: the ghost creates the DM and invites
 // the user (unless a message opened it meanwhile), and the bot says so.
 func (b *Bridge) openPortal(ctx context.Context, job *Job) error {

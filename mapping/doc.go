@@ -12,9 +12,11 @@
 // from XMPP can be) and frommatrix.go (HandleMatrixTxns, a homeserver's
 // transactions). Receipts have a file each way: xmpp_receipts.go (XMPP →
 // Matrix: mayAnswer, FlushReceipts) and matrix_receipts.go (Matrix → XMPP:
-// mayCross, the m.read "up to" expansion). jobs.go declares every job
-// kind with its side and order; outbox.go is Bridge.RunJob, the dispatch
-// of a job to its handler. store.go is the Store the database implements.
+// mayCross, the m.read "up to" expansion). Each job kind is registered
+// (register) beside its handler, in the file that owns it, with its side
+// and order; jobs.go holds what they share and Bridge.RunJob, which looks
+// a job's kind up and runs its handler. store.go is the Store the
+// database implements.
 // docs/architecture.md walks a receipt through all of it each way, and
 // docs/protocols.md is the table these rules follow.
 package mapping

@@ -115,6 +115,9 @@ func (b *Bridge) parkUnknown(ctx context.Context, plan *receiptPlan, portal *Por
 	return nil
 }
 
+// Behind the send it outran, in the pair's lane.
+var _ = register(JobReplayReceipt, jobKind{side: SideMatrix, order: byPair, payload: Receipt{}, run: (*Bridge).replayReceipt})
+
 // replayReceipt carries out a JobReplayReceipt.
 func (b *Bridge) replayReceipt(ctx context.Context, job *Job) error {
 	rc, err := payloadOf[Receipt](job)

@@ -116,6 +116,10 @@ func (b *Bridge) photoChanged(ctx context.Context, mxid id.UserID, peer jid.JID,
 	return vcardJob(mxid, peer), nil
 }
 
+// A person's vCard, fetched as the puppet of a user of theirs, then given
+// to their ghost, one change after the other.
+var _ = register(JobGhostVCard, jobKind{side: SideXMPP, order: byPair, payload: pairArgs{}, asks: true, run: (*Bridge).fetchVCard})
+
 // fetchVCard runs a JobGhostVCard.
 func (b *Bridge) fetchVCard(ctx context.Context, job *Job) error {
 	mxid, peer, from, err := b.pairOf(job)
@@ -183,6 +187,8 @@ func (b *Bridge) fetchVCard(ctx context.Context, job *Job) error {
 	b.count("xmpp_vcard", "fetched")
 	return nil
 }
+
+var _ = register(JobGhostProfile, jobKind{side: SideMatrix, order: byUser, payload: ghostProfileArgs{}, run: (*Bridge).setGhostProfile})
 
 // setGhostProfile runs a JobGhostProfile.
 func (b *Bridge) setGhostProfile(ctx context.Context, job *Job) error {
@@ -279,6 +285,29 @@ func JIDName(j jid.JID) string {
 		return l
 	}
 	return j.Domainpart()
+}
+
+// JobGhostName names a ghost after the XEP-0172 nick its person gave.
+const JobGhostName JobKind = "matrix.ghost_name"
+
+// After the pair's send that made the ghost (and named it after the JID),
+// so that the person's own name is the one that stays.
+var _ = register(JobGhostName, jobKind{side: SideMatrix, order: byPair, payload: jobArgs{}, run: withPayload((*Bridge).setGhostName)})
+
+// setGhostName runs a JobGhostName, unless the person may no longer be
+// reached: the ghost, args.User, takes the nick args.Body.
+func (b *Bridge) setGhostName(ctx context.Context, _ *Job, args jobArgs) error {
+	peer, err := b.cfg.Identities.GhostJID(args.User)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrPermanent, err)
+	}
+	if err := b.unreachable("", peer); err != nil {
+		return err
+	}
+	if err := b.matrix.SetGhostName(ctx, args.User, args.Body); err != nil {
+		return err
+	}
+	return b.namedByNick(ctx, peer)
 }
 
 // namedByNick records that a XEP-0172 nick named peer's ghost, which its
@@ -379,6 +408,8 @@ func avatarJob(args avatarArgs) *Job {
 	peer, _ := jid.Parse(args.JID)
 	return newJob(JobGhostAvatar, about{mxid: args.MXID, peer: peer}, 0, payload)
 }
+
+var _ = register(JobGhostAvatar, jobKind{side: SideXMPP, order: byPair, payload: avatarArgs{}, asks: true, run: (*Bridge).fetchAvatar})
 
 // fetchAvatar runs a JobGhostAvatar: the data item is the image whose
 // SHA-1 is its id (XEP-0084 §4.2.1), which becomes the ghost's avatar. An

@@ -1,6 +1,7 @@
 package mapping
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"strconv"
@@ -44,9 +45,10 @@ const (
 // at a time, few enough to leave the outbox's other lanes to other rooms.
 const RoomSpread = 8
 
-// jobKind is what a kind of job is, declared once: the side it sends to,
-// what orders it, the type its Payload decodes to (nil: the message row,
-// Job.MessageID, alone), and whether it asks a remote entity.
+// jobKind is what a kind of job is, declared once, beside its handler, by
+// the file that owns it (register): the side it sends to, what orders it,
+// the type its Payload decodes to (nil: the message row, Job.MessageID,
+// alone), whether it asks a remote entity, and what carries it out.
 type jobKind struct {
 	side    string
 	order   order
@@ -57,6 +59,8 @@ type jobKind struct {
 	// server holds none of the places messages and receipts need, and
 	// are tried AskTries times at most.
 	asks bool
+	// run carries out one job of the kind, for RunJob.
+	run func(*Bridge, context.Context, *Job) error
 }
 
 // AskTries is how many times a job that asks a remote entity is tried
@@ -64,49 +68,35 @@ type jobKind struct {
 // often will not tell us.
 const AskTries = 3
 
-// jobKinds declares every kind the outbox carries out (RunJob).
-var jobKinds = map[JobKind]jobKind{
-	// Messages reach the portal in order, and the portal is created once.
-	JobSendToMatrix: {side: SideMatrix, order: byPair, payload: nil},
-	// Behind the send it outran (early_receipts.go).
-	JobReplayReceipt: {side: SideMatrix, order: byPair, payload: Receipt{}},
-	JobJoin:          {side: SideMatrix, order: byRoom, payload: jobArgs{}},
-	JobLeave:         {side: SideMatrix, order: byRoom, payload: jobArgs{}},
-	JobNotice:        {side: SideMatrix, order: byRoom, payload: jobArgs{}},
-	// After the pair's send that made the ghost (and named it after the
-	// JID), so that the person's own name is the one that stays.
-	JobGhostName: {side: SideMatrix, order: byPair, payload: jobArgs{}},
-	// m.read only moves forward, and a burst's older reads stand aside
-	// for the newest (receiptToMatrix).
-	JobMatrixRead: {side: SideMatrix, order: byRoom, payload: receiptArgs{}},
-	// Per event: a receipt or status about one message needs no order
-	// with another's (MSC4089 receipts and status events are per event).
-	JobMatrixDelivery: {side: SideMatrix, order: inRoom, payload: receiptArgs{}},
-	JobMatrixStatus:   {side: SideMatrix, order: inRoom, payload: StatusArgs{}},
-	// Messages and the notifications about them keep one order toward
-	// XMPP: a composing notification must not overtake the message that
-	// ends it, nor <displayed/> the <delivered/> before it.
-	JobSendToXMPP:  {side: SideXMPP, order: bySide, payload: nil},
-	JobSendStanzas: {side: SideXMPP, order: bySide, payload: []stanzaJob{}},
-	// A request for a subscription is about nothing else the bridge
-	// sends, and asking twice is harmless.
-	JobSubscribe: {side: SideXMPP, order: noOrder, payload: subscribeArgs{}},
-	// A user's profile changes reach each of their portals: looked up
-	// once, in the order the changes came.
-	JobPuppetProfile: {side: SideMatrix, order: byUser, payload: profileArgs{}},
-	// Each reads the profile when it runs: an older one that runs late
-	// still sends the newest.
-	JobPresence: {side: SideXMPP, order: noOrder, payload: pairArgs{}},
-	// Each reads the name when it runs, as JobPresence does; one pair's
-	// writes in order, so that the newest name is the one that stays.
-	JobRosterItem: {side: SideXMPP, order: byPair, payload: pairArgs{}, asks: true},
-	// A person's vCard, fetched as the puppet of a user of theirs, then
-	// given to their ghost, one change after the other.
-	JobGhostVCard:   {side: SideXMPP, order: byPair, payload: pairArgs{}, asks: true},
-	JobGhostProfile: {side: SideMatrix, order: byUser, payload: ghostProfileArgs{}},
-	JobGhostAvatar:  {side: SideXMPP, order: byPair, payload: avatarArgs{}, asks: true},
-	// In the pair's lane: the portal is created once, whatever comes.
-	JobOpenPortal: {side: SideMatrix, order: byPair, payload: openArgs{}},
+// jobKinds is every kind the outbox carries out (RunJob), as registered.
+var jobKinds = map[JobKind]jobKind{}
+
+// register declares kind k, from a package-level var beside its handler:
+// adding a kind then touches the file that owns it and no list elsewhere.
+// A kind registered twice, or without a handler, panics when the package
+// is initialised, at start-up: which of two declarations won would
+// otherwise depend on the order of the files.
+func register(k JobKind, kind jobKind) struct{} {
+	if _, dup := jobKinds[k]; dup {
+		panic(fmt.Sprintf("mapping: job kind %q registered twice", k))
+	}
+	if kind.run == nil {
+		panic(fmt.Sprintf("mapping: job kind %q registered without a handler", k))
+	}
+	jobKinds[k] = kind
+	return struct{}{}
+}
+
+// RunJob carries out one job, for the outbox, with its kind's handler. An
+// error wrapping ErrPermanent means it will never succeed; any other, that
+// its side failed and the job is to be retried. A kind the bridge does not
+// know (a job left by another version) never will.
+func (b *Bridge) RunJob(ctx context.Context, job *Job) error {
+	kind, ok := jobKinds[job.Kind]
+	if !ok {
+		return fmt.Errorf("%w: unknown job kind %q", ErrPermanent, job.Kind)
+	}
+	return kind.run(b, ctx, job)
 }
 
 // Side is the server jobs of kind k send to. A kind the bridge does not
@@ -169,6 +159,18 @@ func (j *Job) Order() string {
 // its messages reach the portal in order, and the portal is created once.
 func pairLane(mxid id.UserID, peer jid.JID) string {
 	return string(mxid) + "|" + peer.String()
+}
+
+// withPayload is a kind's handler that takes its payload decoded
+// (payloadOf): one that does not decode fails for good before f runs.
+func withPayload[T any](f func(*Bridge, context.Context, *Job, T) error) func(*Bridge, context.Context, *Job) error {
+	return func(b *Bridge, ctx context.Context, job *Job) error {
+		args, err := payloadOf[T](job)
+		if err != nil {
+			return err
+		}
+		return f(b, ctx, job, args)
+	}
 }
 
 // payloadOf decodes the payload of job into the type its kind declares

@@ -97,6 +97,12 @@ func stanzasJob(out []*OutMessage) *Job {
 	return newJob(JobSendStanzas, about{}, 0, payload)
 }
 
+// Messages and the notifications about them keep one order toward XMPP
+// (JobSendToXMPP): <displayed/> must not overtake the <delivered/> before
+// it.
+var _ = register(JobSendStanzas, jobKind{side: SideXMPP, order: bySide, payload: []stanzaJob{}, run: (*Bridge).sendStanzas})
+
+// sendStanzas runs a JobSendStanzas: its stanzas, in one write.
 func (b *Bridge) sendStanzas(ctx context.Context, job *Job) error {
 	js, err := payloadOf[[]stanzaJob](job)
 	if err != nil {

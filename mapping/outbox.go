@@ -61,12 +61,11 @@ func (b *Bridge) Wake() { b.out.Wake() }
 
 // The kinds of sends the outbox carries out.
 const (
-	JobSendToMatrix JobKind = "matrix.send"       // a FromXMPP message, by row
-	JobSendToXMPP   JobKind = "xmpp.send"         // a FromMatrix message, by row
-	JobJoin         JobKind = "matrix.join"       // a ghost accepts an invite
-	JobLeave        JobKind = "matrix.leave"      // a ghost declines or leaves
-	JobNotice       JobKind = "matrix.notice"     // a ghost explains something
-	JobGhostName    JobKind = "matrix.ghost_name" // a ghost takes its person's name
+	JobSendToMatrix JobKind = "matrix.send"   // a FromXMPP message, by row
+	JobSendToXMPP   JobKind = "xmpp.send"     // a FromMatrix message, by row
+	JobJoin         JobKind = "matrix.join"   // a ghost accepts an invite
+	JobLeave        JobKind = "matrix.leave"  // a ghost declines or leaves
+	JobNotice       JobKind = "matrix.notice" // a ghost explains something
 )
 
 // jobArgs is the payload of the jobs that are not about one message row.
@@ -83,64 +82,22 @@ func argsJob(kind JobKind, args jobArgs) *Job {
 	return newJob(kind, about{room: args.Room}, 0, payload)
 }
 
-// RunJob carries out one job, for the outbox. An error wrapping
-// ErrPermanent means it will never succeed; any other, that its side
-// failed and the job is to be retried.
-func (b *Bridge) RunJob(ctx context.Context, job *Job) error {
-	switch job.Kind {
-	case JobSendToMatrix:
-		return b.sendToMatrix(ctx, job.MessageID)
-	case JobSendToXMPP:
-		return b.sendToXMPP(ctx, job.MessageID)
-	case JobMatrixDelivery, JobMatrixRead, JobMatrixStatus:
-		return b.receiptToMatrix(ctx, job)
-	case JobSendStanzas:
-		return b.sendStanzas(ctx, job)
-	case JobSubscribe:
-		return b.sendSubscribe(ctx, job)
-	case JobReplayReceipt:
-		return b.replayReceipt(ctx, job)
-	case JobPuppetProfile:
-		return b.updateProfile(ctx, job)
-	case JobPresence:
-		return b.sendPresence(ctx, job)
-	case JobRosterItem:
-		return b.setRosterItem(ctx, job)
-	case JobGhostVCard:
-		return b.fetchVCard(ctx, job)
-	case JobGhostAvatar:
-		return b.fetchAvatar(ctx, job)
-	case JobGhostProfile:
-		return b.setGhostProfile(ctx, job)
-	case JobOpenPortal:
-		return b.openPortal(ctx, job)
-	}
-	args, err := payloadOf[jobArgs](job)
-	if err != nil {
-		return err
-	}
-	switch job.Kind {
-	case JobJoin:
-		return b.matrix.Join(ctx, args.Room, args.User)
-	case JobLeave:
-		return b.matrix.Leave(ctx, args.Room, args.User, args.Reason)
-	case JobNotice:
-		return b.matrix.SendNotice(ctx, args.Room, args.User, args.Body, args.HTML, "notice-"+strconv.FormatInt(job.ID, 10))
-	case JobGhostName:
-		peer, err := b.cfg.Identities.GhostJID(args.User)
-		if err != nil {
-			return fmt.Errorf("%w: %w", ErrPermanent, err)
-		}
-		if err := b.unreachable("", peer); err != nil {
-			return err
-		}
-		if err := b.matrix.SetGhostName(ctx, args.User, args.Body); err != nil {
-			return err
-		}
-		return b.namedByNick(ctx, peer)
-	}
-	return fmt.Errorf("%w: unknown job kind %q", ErrPermanent, job.Kind)
-}
+// A ghost's joins, leaves and notices keep the order of the room they are
+// in: a ghost joins before it explains, and explains before it leaves.
+var (
+	_ = register(JobJoin, jobKind{side: SideMatrix, order: byRoom, payload: jobArgs{},
+		run: withPayload(func(b *Bridge, ctx context.Context, _ *Job, args jobArgs) error {
+			return b.matrix.Join(ctx, args.Room, args.User)
+		})})
+	_ = register(JobLeave, jobKind{side: SideMatrix, order: byRoom, payload: jobArgs{},
+		run: withPayload(func(b *Bridge, ctx context.Context, _ *Job, args jobArgs) error {
+			return b.matrix.Leave(ctx, args.Room, args.User, args.Reason)
+		})})
+	_ = register(JobNotice, jobKind{side: SideMatrix, order: byRoom, payload: jobArgs{},
+		run: withPayload(func(b *Bridge, ctx context.Context, job *Job, args jobArgs) error {
+			return b.matrix.SendNotice(ctx, args.Room, args.User, args.Body, args.HTML, "notice-"+strconv.FormatInt(job.ID, 10))
+		})})
+)
 
 // mayReach is the one rule of whom a send may still be for: a Matrix user
 // who may use the bridge (bridge.permissions) and an XMPP person of a
@@ -170,6 +127,10 @@ func (b *Bridge) unreachable(mxid id.UserID, peer jid.JID) error {
 	b.count("send_refused", reason)
 	return fmt.Errorf("%w: no send between %s and %s: %s", ErrPermanent, mxid, peer, reason)
 }
+
+// Messages reach the portal in order, and the portal is created once.
+var _ = register(JobSendToMatrix, jobKind{side: SideMatrix, order: byPair, payload: nil,
+	run: func(b *Bridge, ctx context.Context, job *Job) error { return b.sendToMatrix(ctx, job.MessageID) }})
 
 // sendToMatrix posts a message from XMPP into its portal, creating the
 // portal first if this is the pair's first message. One that can never
@@ -327,6 +288,12 @@ func (b *Bridge) ensurePortal(ctx context.Context, mxid id.UserID, peer jid.JID)
 	b.log.Info().Str("room", string(room)).Str("mxid", string(mxid)).Str("jid", peer.String()).Msg("Created portal")
 	return p, nil
 }
+
+// Messages and the notifications about them keep one order toward XMPP
+// (JobSendStanzas): a composing notification must not overtake the
+// message that ends it.
+var _ = register(JobSendToXMPP, jobKind{side: SideXMPP, order: bySide, payload: nil,
+	run: func(b *Bridge, ctx context.Context, job *Job) error { return b.sendToXMPP(ctx, job.MessageID) }})
 
 // sendToXMPP sends a message from Matrix to its XMPP peer, asking for every
 // kind of receipt the bridge can translate. One that can never go (a rule

@@ -369,6 +369,10 @@ func (b *Bridge) portalJobs(mxid id.UserID, peer jid.JID) []*Job {
 	return append(b.subscribeJobs(mxid, peer), profileJob(profileArgs{MXID: mxid, Lookup: true}), vcardJob(mxid, peer), rosterJob(mxid, peer))
 }
 
+// A request for a subscription is about nothing else the bridge sends, and
+// asking twice is harmless: no order.
+var _ = register(JobSubscribe, jobKind{side: SideXMPP, order: noOrder, payload: subscribeArgs{}, run: (*Bridge).sendSubscribe})
+
 // sendSubscribe carries out a JobSubscribe, unless the person approved a
 // request already; asking twice is harmless (servers deliver a pending
 // request once).

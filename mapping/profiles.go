@@ -101,6 +101,10 @@ const maxPhotoBytes = 64 << 10
 // images of 32 to 96 pixels a side.
 const photoSize = 96
 
+// A user's profile changes reach each of their portals: looked up once,
+// in the order the changes came.
+var _ = register(JobPuppetProfile, jobKind{side: SideMatrix, order: byUser, payload: profileArgs{}, run: (*Bridge).updateProfile})
+
 // updateProfile runs a JobPuppetProfile.
 func (b *Bridge) updateProfile(ctx context.Context, job *Job) error {
 	args, err := payloadOf[profileArgs](job)
@@ -174,6 +178,10 @@ func (b *Bridge) updateProfile(ctx context.Context, job *Job) error {
 	b.count("matrix_profile", "stored")
 	return nil
 }
+
+// Each reads the profile when it runs: an older one that runs late still
+// sends the newest, so no order.
+var _ = register(JobPresence, jobKind{side: SideXMPP, order: noOrder, payload: pairArgs{}, run: (*Bridge).sendPresence})
 
 // sendPresence runs a JobPresence.
 func (b *Bridge) sendPresence(ctx context.Context, job *Job) error {

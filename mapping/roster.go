@@ -46,6 +46,10 @@ func (b *Bridge) rosterJobs(ctx context.Context, mxid id.UserID) ([]*Job, error)
 	return jobs, nil
 }
 
+// Each reads the name when it runs, as JobPresence does; one pair's writes
+// in order, so that the newest name is the one that stays.
+var _ = register(JobRosterItem, jobKind{side: SideXMPP, order: byPair, payload: pairArgs{}, asks: true, run: (*Bridge).setRosterItem})
+
 // setRosterItem runs a JobRosterItem with the name as it stands: the
 // stored profile's, else the homeserver's, else the user ID.
 func (b *Bridge) setRosterItem(ctx context.Context, job *Job) error {

@@ -131,6 +131,16 @@ func receiptPayload(msg *Message) []byte {
 	return payload
 }
 
+// m.read only moves forward, and a burst's older reads stand aside for the
+// newest (receiptToMatrix). A receipt or status about one message needs
+// no order with another's (MSC4089 receipts and status events are per
+// event): inRoom.
+var (
+	_ = register(JobMatrixRead, jobKind{side: SideMatrix, order: byRoom, payload: receiptArgs{}, run: (*Bridge).receiptToMatrix})
+	_ = register(JobMatrixDelivery, jobKind{side: SideMatrix, order: inRoom, payload: receiptArgs{}, run: (*Bridge).receiptToMatrix})
+	_ = register(JobMatrixStatus, jobKind{side: SideMatrix, order: inRoom, payload: StatusArgs{}, run: (*Bridge).receiptToMatrix})
+)
+
 // receiptToMatrix carries out one of the jobs above.
 func (b *Bridge) receiptToMatrix(ctx context.Context, job *Job) error {
 	var msg *Message
