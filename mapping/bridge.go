@@ -148,7 +148,7 @@ type Bridge struct {
 	log     zerolog.Logger
 	wake    chan struct{} // pokes Run
 	now     func() time.Time
-	out     Outbox // outbox.go
+	out     Outbox // jobs.go
 	inbox   Inbox  // early_receipts.go
 
 	in *intake // receipts from XMPP waiting to be recorded

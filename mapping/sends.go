@@ -11,53 +11,9 @@ import (
 	"mellium.im/xmpp/jid"
 )
 
-// Outbox carries out the jobs the core stores: package outbox, which
-// decides when and how many at once; what each does is RunJob's, and
-// which side and lane each takes its kind's (jobs.go).
-type Outbox interface {
-	// Queue hands over jobs the store has just stored (their IDs set),
-	// so that they need not wait for a look at the store.
-	Queue(jobs ...*Job)
-	// Wake has the outbox try every side again now: one reconnected.
-	Wake()
-	// Rescan has the outbox read the store for due jobs now, rather than
-	// at its next look: some may be there that Queue never saw.
-	Rescan()
-}
-
-// noOutbox is the outbox until SetOutbox: jobs wait in the store for the
-// first look of the one set later.
-type noOutbox struct{}
-
-func (noOutbox) Queue(...*Job) {}
-func (noOutbox) Wake()         {}
-func (noOutbox) Rescan()       {}
-
-// SetOutbox connects the core to what runs its jobs.
-func (b *Bridge) SetOutbox(o Outbox) { b.out = o }
-
-func (b *Bridge) queue(jobs ...*Job) { b.out.Queue(jobs...) }
-
-// stored is told how each store write that stores jobs went, and returns
-// its error. A write that failed may yet have committed (PostgreSQL took
-// the COMMIT, and the answer was lost with the connection): its jobs are
-// in the store but were never queued, and the retry finds the work done
-// (a duplicate, a receipt already recorded, a transaction no longer
-// pending) and queues nothing. So the first write that succeeds after a
-// failure has the outbox read the store at once, not up to scanEvery
-// later.
-func (b *Bridge) stored(err error) error {
-	if err != nil {
-		b.storeFailed.Store(true)
-	} else if b.storeFailed.Load() && b.storeFailed.Swap(false) { // no write on the hot path
-		b.out.Rescan()
-	}
-	return err
-}
-
-// Wake makes the outbox try every side again now, paused or not: a side
-// reconnected.
-func (b *Bridge) Wake() { b.out.Wake() }
+// The sends of messages each way and of a ghost's joins, leaves and
+// notices: their job kinds and handlers, and the rule of whom a send may
+// still be for (mayReach).
 
 // The kinds of sends the outbox carries out.
 const (
