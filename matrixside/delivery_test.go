@@ -24,6 +24,9 @@ type standIn struct {
 	versions string
 	// refuse answers 400 M_UNRECOGNIZED to receipts of this type.
 	refuse string
+	// forbid answers 403 M_FORBIDDEN to the next forbid sends of events,
+	// as a homeserver does to a user no longer in the room.
+	forbid int
 
 	mu   sync.Mutex
 	reqs []string
@@ -38,8 +41,15 @@ func (s *standIn) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Lock()
 	s.reqs = append(s.reqs, r.Method+" "+path+" as "+r.URL.Query().Get("user_id")+" "+string(body))
+	forbidden := s.forbid > 0 && strings.Contains(path, "/send/")
+	if forbidden {
+		s.forbid--
+	}
 	s.mu.Unlock()
 	switch {
+	case forbidden:
+		w.WriteHeader(http.StatusForbidden)
+		_, _ = io.WriteString(w, `{"errcode":"M_FORBIDDEN","error":"User not in room"}`)
 	case s.refuse != "" && strings.Contains(path, "/receipt/"+s.refuse+"/"):
 		w.WriteHeader(http.StatusBadRequest)
 		_, _ = io.WriteString(w, `{"errcode":"M_UNRECOGNIZED","error":"Unknown receipt type"}`)
@@ -157,5 +167,42 @@ func TestDeliveryFallbackNone(t *testing.T) {
 	}
 	if got := receiptRequests(si.requests()); len(got) != 0 {
 		t.Errorf("requests %q, want none", got)
+	}
+}
+
+// On the fallback the bot joins a portal once: later status events there
+// cost the one send each (no join, no question to the state store). A
+// send the homeserver forbids (the bot was removed) fails, and the next
+// joins the bot again before it sends.
+func TestDeliveryFallbackBotJoinsOnce(t *testing.T) {
+	si := &standIn{versions: `{"versions":["v1.11"]}`}
+	h := newStandInHomeserver(t, si, Delivery{Fallback: FallbackMessageStatus})
+	ctx := context.Background()
+	for _, ev := range []id.EventID{"$one", "$two"} {
+		if err := h.SendDelivery(ctx, "!dm:example.org", deliveryGhost, ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	si.mu.Lock()
+	si.forbid = 1
+	si.mu.Unlock()
+	if err := h.SendDelivery(ctx, "!dm:example.org", deliveryGhost, "$three"); err == nil {
+		t.Fatal("a forbidden status event succeeded")
+	}
+	if err := h.SendDelivery(ctx, "!dm:example.org", deliveryGhost, "$three"); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, r := range si.requests() {
+		switch {
+		case strings.Contains(r, "/join "):
+			got = append(got, "join")
+		case strings.Contains(r, "/send/"):
+			got = append(got, "send "+r[strings.Index(r, "dlv-")+4:strings.Index(r, " as ")])
+		}
+	}
+	want := []string{"join", "send $one", "send $two", "send $three", "join", "send $three"}
+	if strings.Join(got, ", ") != strings.Join(want, ", ") {
+		t.Errorf("requests %q, want %q", got, want)
 	}
 }

@@ -30,6 +30,11 @@ type Homeserver struct {
 
 	delivery   deliveryState
 	registered sync.Map // id.UserID → true: users known to exist
+	// botIn: rooms the bot is known to have joined (botJoin), so that a
+	// status event on the delivery fallback asks the state store nothing.
+	// A send the homeserver forbids forgets the room: the bot left or was
+	// removed, and the retry joins again.
+	botIn sync.Map // id.RoomID → true
 	typists    *typists // typing.go
 	token      tokenState
 }

@@ -184,12 +184,24 @@ func (h *Homeserver) SendFailure(ctx context.Context, room id.RoomID, ev id.Even
 func (h *Homeserver) sendStatus(ctx context.Context, room id.RoomID, ev id.EventID, content *event.BeeperMessageStatusEventContent, kind string) error {
 	content.Network = "xmpp"
 	content.RelatesTo = event.RelatesTo{Type: event.RelReference, EventID: ev}
-	bot := h.AS.BotIntent()
-	if err := h.botJoin(ctx, room); err != nil {
-		return err
+	if _, ok := h.botIn.Load(room); !ok {
+		if err := h.botJoin(ctx, room); err != nil {
+			return err
+		}
+		h.botIn.Store(room, true)
 	}
-	// One status per (event, kind): a retry is the same transaction.
-	_, err := bot.SendMessageEvent(ctx, room, event.BeeperMessageStatus, content, mautrix.ReqSendEvent{TransactionID: kind + "-" + string(ev)})
+	// One status per (event, kind): a retry is the same transaction. The
+	// client's own send, not the intent's, which would ask the state
+	// store again whether the bot is in the room.
+	_, err := h.AS.BotClient().SendMessageEvent(ctx, room, event.BeeperMessageStatus, content, mautrix.ReqSendEvent{TransactionID: kind + "-" + string(ev)})
+	if errors.Is(err, mautrix.MForbidden) {
+		// The bot is no longer in the room (it left, or was removed): the
+		// retry joins it again, whatever the state store last heard.
+		h.botIn.Delete(room)
+		if serr := h.AS.StateStore.SetMembership(ctx, room, h.AS.BotMXID(), event.MembershipLeave); serr != nil {
+			h.log(ctx).Warn().Err(serr).Msg("Failed to note that the bot is out of a room")
+		}
+	}
 	return h.transient(h.classify(ctx, err))
 }
 
