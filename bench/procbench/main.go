@@ -72,6 +72,7 @@ func main() {
 	flag.IntVar(&d.repeat, "repeat", envInt("BENCH_REPEAT", 1), "runs of each shape by each process; the median is shown")
 	flag.StringVar(&d.bridgeBin, "bridge", env("BENCH_BRIDGE", ""), "the bridge binary (built from ./cmd/bridge if empty)")
 	flag.StringVar(&d.base, "dir", env("BENCH_DIR", ""), "where the databases and logs go (a new temporary directory if empty)")
+	flag.StringVar(&d.delivery, "delivery", env("BENCH_DELIVERY", deliveryFallback), "how delivery receipts reach Matrix: "+deliveryFallback+" (the bot's status events, as on every homeserver today) or "+deliveryMSC4089+" (the stand-in advertises MSC4089)")
 	flag.Parse()
 	if err := d.main(); err != nil {
 		fmt.Fprintln(os.Stderr, "procbench:", err)
@@ -110,6 +111,7 @@ type driver struct {
 	dead, deadSeconds        int
 	timeout, stall           time.Duration
 	bridgeBin, base, self    string
+	delivery                 string // deliveryFallback or deliveryMSC4089
 	rows                     []row
 	repeat                   int
 	tookLongAll              int
@@ -262,7 +264,7 @@ func (d *driver) main() error {
 	if len(scs) == 0 {
 		return fmt.Errorf("no shape matches %q", d.shapes)
 	}
-	fmt.Fprintf(os.Stderr, "%d shapes; databases and logs in %s\n", len(scs), d.base)
+	fmt.Fprintf(os.Stderr, "%d shapes; delivery receipts to Matrix by %s (-delivery); databases and logs in %s\n", len(scs), d.delivery, d.base)
 	began := time.Now()
 	for _, s := range scs {
 		if err := d.runScenario(ctx, s); err != nil {
@@ -429,7 +431,7 @@ func (d *driver) runOne(ctx context.Context, s *scenario, dir, target, name, see
 	}
 	hs := standin.NewHomeserver()
 	defer hs.Close()
-	hs.Versions = `{"versions":["v1.11"],"unstable_features":{"org.matrix.msc4089":true}}`
+	hs.Versions = versionsFor(d.delivery)
 	xs, err := standin.NewXMPPServer(secret)
 	if err != nil {
 		return nil, err
@@ -607,12 +609,37 @@ func (d *driver) runOne(ctx context.Context, s *scenario, dir, target, name, see
 // stand-in homeserver: .../receipt/<type>/$e<i>.
 func requestIndex(path string) (int, bool) {
 	k := strings.Index(path, "/receipt/")
-	j := strings.LastIndex(path, "/$e")
+	if k < 0 {
+		k = strings.Index(path, "/send/"+statusEventType+"/")
+	}
+	j := strings.LastIndex(path, "$e")
 	if k < 0 || j < k {
 		return 0, false
 	}
-	i, err := strconv.Atoi(path[j+3:])
+	i, err := strconv.Atoi(path[j+2:])
 	return i, err == nil
+}
+
+// How delivery receipts reach Matrix in a run (-delivery).
+const (
+	// deliveryFallback: the stand-in has no MSC4089, as no homeserver has
+	// today (Synapse, Dendrite, continuwuity, Tuwunel), so a delivery is
+	// the bot's status event on the message, a PUT of an event.
+	deliveryFallback = "fallback"
+	// deliveryMSC4089: the stand-in advertises MSC4089, so a delivery is
+	// the ghost's receipt, a POST.
+	deliveryMSC4089 = "msc4089"
+)
+
+// statusEventType is the event the delivery fallback sends.
+const statusEventType = "com.beeper.message_send_status"
+
+// versionsFor is the stand-in's /versions for a way of delivery.
+func versionsFor(delivery string) string {
+	if delivery == deliveryMSC4089 {
+		return `{"versions":["v1.11"],"unstable_features":{"org.matrix.msc4089":true}}`
+	}
+	return `{"versions":["v1.11"]}`
 }
 
 func (d *driver) startBridge(ctx context.Context, dir string, hs *standin.Homeserver, xs *standin.XMPPServer) (*process, error) {
@@ -667,7 +694,7 @@ func (d *driver) startRelay(dir, dbPath string, hs *standin.Homeserver, xs *stan
 		return nil, err
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	cmd := exec.Command(d.self, "-relay", "-db", dbPath, "-hs", hs.URL, "-xmpp", xs.Addr, "-listen", addr)
+	cmd := exec.Command(d.self, "-relay", "-db", dbPath, "-hs", hs.URL, "-xmpp", xs.Addr, "-listen", addr, "-delivery", d.delivery)
 	cmd.Stderr = logf
 	out, err := cmd.StdoutPipe()
 	if err != nil {

@@ -72,6 +72,7 @@ func runRelay(args []string) error {
 	fs := flag.NewFlagSet("relay", flag.ExitOnError)
 	dbPath := fs.String("db", "", "the seeded SQLite file to read the id map from")
 	hsURL := fs.String("hs", "", "the stand-in homeserver's URL")
+	delivery := fs.String("delivery", deliveryFallback, "how delivery receipts reach Matrix (as the bridge's -delivery)")
 	xmppAddr := fs.String("xmpp", "", "the stand-in XMPP server's component address")
 	listen := fs.String("listen", "", "where to listen for transactions")
 	_ = fs.Parse(args)
@@ -93,14 +94,20 @@ func runRelay(args []string) error {
 	transport := http.DefaultTransport.(*http.Transport).Clone()
 	transport.MaxIdleConns, transport.MaxIdleConnsPerHost = 64, 64
 	client := &http.Client{Transport: transport}
-	jobs := make(chan string, 1<<16)
+	jobs := make(chan relayRequest, 1<<16)
 	var wg sync.WaitGroup
 	for range 32 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for u := range jobs {
-				resp, err := client.Post(u, "application/json", strings.NewReader("{}"))
+			for j := range jobs {
+				req, err := http.NewRequest(j.method, j.url, strings.NewReader(j.body))
+				if err != nil {
+					fmt.Fprintln(os.Stderr, "relay:", err)
+					continue
+				}
+				req.Header.Set("Content-Type", "application/json")
+				resp, err := client.Do(req)
 				if err != nil {
 					fmt.Fprintln(os.Stderr, "relay:", err)
 					continue
@@ -145,8 +152,16 @@ func runRelay(args []string) error {
 			if !ok {
 				continue
 			}
-			jobs <- fmt.Sprintf("%s/_matrix/client/v3/rooms/%s/receipt/%s/%s?user_id=%s",
-				*hsURL, url.PathEscape(e.room), kind, url.PathEscape(e.event), url.QueryEscape(e.ghost))
+			if kind != "m.read" && *delivery == deliveryFallback {
+				// The bot's status event on the message, as the bridge
+				// sends it where the homeserver has no MSC4089.
+				jobs <- relayRequest{"PUT", fmt.Sprintf("%s/_matrix/client/v3/rooms/%s/send/%s/dlv-%s?user_id=%s",
+					*hsURL, url.PathEscape(e.room), statusEventType, url.PathEscape(e.event), url.QueryEscape(string(ids.Bot()))),
+					fmt.Sprintf(`{"network":"xmpp","status":"SUCCESS","delivered_to_users":[%q],"m.relates_to":{"rel_type":"m.reference","event_id":%q}}`, e.ghost, e.event)}
+				continue
+			}
+			jobs <- relayRequest{"POST", fmt.Sprintf("%s/_matrix/client/v3/rooms/%s/receipt/%s/%s?user_id=%s",
+				*hsURL, url.PathEscape(e.room), kind, url.PathEscape(e.event), url.QueryEscape(e.ghost)), "{}"}
 		}
 	}()
 
@@ -255,3 +270,6 @@ func componentHandshake(addr string) (net.Conn, *bufio.Reader, error) {
 	}
 	return conn, r, nil
 }
+
+// relayRequest is one request the relay makes of the homeserver.
+type relayRequest struct{ method, url, body string }
