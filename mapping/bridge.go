@@ -137,8 +137,22 @@ func (p ReceiptPolicy) sendsReceipts(u id.UserID) bool {
 }
 
 // Bridge is the core: it decides what every input means and what must be
-// sent, and keeps the sends owed in the store until they are done.
+// sent, and keeps the sends owed in the store until they are done. It is
+// the front the sides and main see (xmppside.Core, matrixside.Core): its
+// own methods are what they call, and the work is the concerns' (below),
+// each owning its handlers, its job kinds and its state, so that none
+// grows past what one reader holds in mind.
 type Bridge struct {
+	*core
+
+	bot *bot // commands.go
+}
+
+// core is what every concern shares: the configuration, the store, both
+// sides, the outbox and the helpers they all use. Each concern embeds the
+// one core of its Bridge, so that a setter (SetSides, SetOutbox, ...)
+// reaches all of them.
+type core struct {
 	cfg     Config
 	store   Store
 	matrix  MatrixSide
@@ -151,7 +165,10 @@ type Bridge struct {
 	out     Outbox // jobs.go
 	inbox   Inbox  // early_receipts.go
 
-	in *intake // receipts from XMPP waiting to be recorded
+	// in holds the receipts from XMPP waiting to be recorded, and the
+	// budgets of XMPP strangers (intake.go), which the message intake and
+	// the subscriptions spend as well as the receipts.
+	in *intake
 	// flushing is how many receipts FlushReceipts has taken from in and
 	// not yet recorded (or put back).
 	flushing atomic.Int64
@@ -168,12 +185,6 @@ type Bridge struct {
 	nicks    map[string]string // by bare JID
 	typingMu sync.Mutex
 	typing   map[id.RoomID]bool // whether the portal's user types, by room
-
-	// What users set through the bot, and where `status` reads the
-	// bridge's state (commands.go).
-	settingsMu sync.RWMutex
-	settings   map[id.UserID]UserSetting
-	status     Status
 }
 
 // New makes a core. The sides may be set later with SetSides, since they
@@ -182,8 +193,10 @@ func New(cfg Config, store Store, count Counter, log zerolog.Logger) *Bridge {
 	if count == nil {
 		count = func(string, string) {}
 	}
-	b := &Bridge{cfg: cfg, store: store, counter: count, log: log, wake: make(chan struct{}, 1), now: time.Now, out: noOutbox{}, typing: map[id.RoomID]bool{}, nicks: map[string]string{}}
-	b.in = newIntake(cfg.Limits, func() time.Time { return b.now() }, log)
+	c := &core{cfg: cfg, store: store, counter: count, log: log, wake: make(chan struct{}, 1), now: time.Now, out: noOutbox{}, typing: map[id.RoomID]bool{}, nicks: map[string]string{}}
+	c.in = newIntake(cfg.Limits, func() time.Time { return c.now() }, log)
+	b := &Bridge{core: c, bot: &bot{core: c}}
+	b.bot.portals = b
 	return b
 }
 
@@ -231,7 +244,7 @@ func (b *Bridge) flushSafely(ctx context.Context) bool {
 func (b *Bridge) Unrecorded() int { return b.in.held() + int(b.flushing.Load()) }
 
 // poke makes Run look for work now.
-func (b *Bridge) poke() {
+func (b *core) poke() {
 	select {
 	case b.wake <- struct{}{}:
 	default:
@@ -242,9 +255,9 @@ func (b *Bridge) poke() {
 func (b *Bridge) SetSides(m MatrixSide, x XMPPSide) { b.matrix, b.xmpp = m, x }
 
 // Identities returns the identity mapping in force.
-func (b *Bridge) Identities() Identities { return b.cfg.Identities }
+func (b *core) Identities() Identities { return b.cfg.Identities }
 
-func (b *Bridge) blocked(j jid.JID) bool {
+func (b *core) blocked(j jid.JID) bool {
 	for _, d := range b.cfg.BlockedDomains {
 		if j.Domainpart() == d {
 			return true
@@ -254,7 +267,7 @@ func (b *Bridge) blocked(j jid.JID) bool {
 }
 
 // tsOf is when evt was sent, or now (the core's clock) if it says not.
-func (b *Bridge) tsOf(evt MatrixEvent) time.Time {
+func (b *core) tsOf(evt MatrixEvent) time.Time {
 	if !evt.TS.IsZero() {
 		return evt.TS
 	}
@@ -263,4 +276,4 @@ func (b *Bridge) tsOf(evt MatrixEvent) time.Time {
 
 // count counts one thing of kind what, left alone for reason or done
 // (a Reason naming the outcome).
-func (b *Bridge) count(what string, reason Reason) { b.counter(what, string(reason)) }
+func (b *core) count(what string, reason Reason) { b.counter(what, string(reason)) }

@@ -269,11 +269,11 @@ func (b *Bridge) handleMatrixEvent(ctx context.Context, evt MatrixEvent) ([]*Job
 	}
 	if portal == nil || portal.Member(MatrixMember(evt.Sender)) != nil {
 		// The bot's (commands.go): not bridged.
-		if text, ok, err := b.commandOf(ctx, evt, portal); err != nil || ok {
+		if text, ok, err := b.bot.commandOf(ctx, evt, portal); err != nil || ok {
 			if err != nil {
 				return nil, err
 			}
-			return b.command(ctx, evt.Room, evt.Sender, evt.TS, text)
+			return b.bot.command(ctx, evt.Room, evt.Sender, evt.TS, text)
 		}
 	}
 	if portal == nil {
@@ -332,7 +332,7 @@ func (b *Bridge) handleMember(ctx context.Context, evt MatrixEvent) ([]*Job, err
 	}
 	target := evt.Target
 	if target == ids.Bot() {
-		return b.botInvited(ctx, evt)
+		return b.bot.botInvited(ctx, evt)
 	}
 	peer, err := ids.GhostJID(target)
 	if err != nil {

@@ -200,7 +200,7 @@ func (b *Bridge) ghostName(mxid id.UserID, peer jid.JID, nick string) *Job {
 // why it stands for nobody. A user who may not use the bridge is treated
 // exactly like one who does not exist, so that no XMPP entity learns from
 // the bridge whether a Matrix user is there.
-func (b *Bridge) ResolvePuppet(to jid.JID) (id.UserID, Reason) {
+func (b *core) ResolvePuppet(to jid.JID) (id.UserID, Reason) {
 	mxid, err := b.cfg.Identities.PuppetUser(to)
 	if err != nil {
 		return "", ReasonUnknownPuppet
@@ -211,7 +211,7 @@ func (b *Bridge) ResolvePuppet(to jid.JID) (id.UserID, Reason) {
 	return mxid, ""
 }
 
-func (b *Bridge) drop(log zerolog.Logger, what string, reason Reason) *OutMessage {
+func (b *core) drop(log zerolog.Logger, what string, reason Reason) *OutMessage {
 	log.Debug().Str("reason", string(reason)).Msg("Dropped incoming stanza")
 	b.count(what, reason)
 	return nil

@@ -252,7 +252,7 @@ func (b *Bridge) readsToXMPP(ctx context.Context, plan *receiptPlan) error {
 
 // to is where a receipt about msg goes: the bare JID (IM-NG: all of the
 // person's clients), or the resource it came from if so configured.
-func (b *Bridge) to(msg *Message) jid.JID {
+func (b *core) to(msg *Message) jid.JID {
 	if b.cfg.Receipts.ToFullJID && msg.PeerResource != "" {
 		if full, err := msg.PeerJID.WithResource(msg.PeerResource); err == nil {
 			return full

@@ -427,7 +427,7 @@ func (b *Bridge) sendSubscribe(ctx context.Context, job *Job) error {
 // with them before this message (portalBefore), not to anyone who writes
 // for the first time, and so before any presence is looked up.
 func (b *Bridge) offlineEvent(ctx context.Context, msg *Message, portalBefore bool) {
-	if !portalBefore || !b.tellsXMPP(msg.MXID, false) {
+	if !portalBefore || !b.bot.tellsXMPP(msg.MXID, false) {
 		b.count("receipts_to_xmpp", "offline_withheld")
 		return
 	}

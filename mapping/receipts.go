@@ -137,7 +137,7 @@ func (b *Bridge) mayCross(rc Receipt, portal *Portal, msg *Message) (AckKind, Re
 		return kind, ReasonNotPortal
 	case portal.Member(MatrixMember(rc.User)) == nil:
 		return kind, ReasonNotPortalUser
-	case !b.receiptsCross(rc):
+	case !b.bot.receiptsCross(rc):
 		return kind, ReasonDisabled
 	case msg == nil:
 		return kind, ReasonUnknownEvent

@@ -62,7 +62,7 @@ var (
 // blocked stops what existing portals owe as well as what comes in. It
 // returns "" if they may, or why not; mxid "" (a job that does not say
 // whose it is) is judged by peer alone.
-func (b *Bridge) mayReach(mxid id.UserID, peer jid.JID) Reason {
+func (b *core) mayReach(mxid id.UserID, peer jid.JID) Reason {
 	if b.blocked(peer) {
 		return ReasonBlockedDomain
 	}
@@ -75,7 +75,7 @@ func (b *Bridge) mayReach(mxid id.UserID, peer jid.JID) Reason {
 // unreachable is the error of a send between mxid and peer that mayReach
 // refuses, counted as send_refused: it is dropped, never retried. nil if
 // it may go.
-func (b *Bridge) unreachable(mxid id.UserID, peer jid.JID) error {
+func (b *core) unreachable(mxid id.UserID, peer jid.JID) error {
 	reason := b.mayReach(mxid, peer)
 	if reason == "" {
 		return nil

@@ -39,7 +39,7 @@ func (b *Bridge) typingFromMatrix(ctx context.Context, room id.RoomID, users []i
 		b.typingMu.Unlock()
 	}
 	plan.typing[room] = on
-	if was == on || !b.tellsXMPP(portal.User(), true) {
+	if was == on || !b.bot.tellsXMPP(portal.User(), true) {
 		return nil
 	}
 	from, err := b.cfg.Identities.PuppetFrom(portal.User())
