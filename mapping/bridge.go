@@ -145,7 +145,8 @@ func (p ReceiptPolicy) sendsReceipts(u id.UserID) bool {
 type Bridge struct {
 	*core
 
-	bot *bot // commands.go
+	bot    *bot    // commands.go
+	people *people // people.go
 }
 
 // core is what every concern shares: the configuration, the store, both
@@ -179,10 +180,6 @@ type core struct {
 	// (stored).
 	storeFailed atomic.Bool
 
-	// nicks is the last XEP-0172 nick each XMPP person's ghost was named
-	// after in this run (ghostName).
-	nicksMu  sync.Mutex
-	nicks    map[string]string // by bare JID
 	typingMu sync.Mutex
 	typing   map[id.RoomID]bool // whether the portal's user types, by room
 }
@@ -193,9 +190,9 @@ func New(cfg Config, store Store, count Counter, log zerolog.Logger) *Bridge {
 	if count == nil {
 		count = func(string, string) {}
 	}
-	c := &core{cfg: cfg, store: store, counter: count, log: log, wake: make(chan struct{}, 1), now: time.Now, out: noOutbox{}, typing: map[id.RoomID]bool{}, nicks: map[string]string{}}
+	c := &core{cfg: cfg, store: store, counter: count, log: log, wake: make(chan struct{}, 1), now: time.Now, out: noOutbox{}, typing: map[id.RoomID]bool{}}
 	c.in = newIntake(cfg.Limits, func() time.Time { return c.now() }, log)
-	b := &Bridge{core: c, bot: &bot{core: c}}
+	b := &Bridge{core: c, bot: &bot{core: c}, people: &people{core: c, nicks: map[string]string{}}}
 	b.bot.portals = b
 	return b
 }

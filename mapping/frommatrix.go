@@ -338,7 +338,7 @@ func (b *Bridge) handleMember(ctx context.Context, evt MatrixEvent) ([]*Job, err
 	if err != nil {
 		// Not a ghost: a person's membership, which may change their
 		// profile (profiles.go).
-		return b.profileFromMember(ctx, evt)
+		return b.people.profileFromMember(ctx, evt)
 	}
 	if evt.Membership != MembershipInvite {
 		return nil, nil
@@ -382,7 +382,7 @@ func (b *Bridge) handleMember(ctx context.Context, evt MatrixEvent) ([]*Job, err
 	}
 	b.log.Info().Str("room", string(evt.Room)).Str("mxid", string(evt.Sender)).Str("jid", peer.String()).Msg("Portal opened by invite")
 	b.count("matrix_invite", "accepted")
-	return append([]*Job{argsJob(JobJoin, jobArgs{Room: evt.Room, User: target})}, b.portalJobs(evt.Sender, peer)...), nil
+	return append([]*Job{argsJob(JobJoin, jobArgs{Room: evt.Room, User: target})}, b.people.portalJobs(evt.Sender, peer)...), nil
 }
 
 // ReasonSecondGhost: a ghost invited into a room that is already another

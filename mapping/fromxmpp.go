@@ -2,7 +2,6 @@ package mapping
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 
@@ -25,7 +24,7 @@ func (b *Bridge) HandleXMPPMessage(ctx context.Context, m *XMPPMessage) (*OutMes
 	if m.PEP != nil {
 		// Sent as headlines (XEP-0060 §12.5), read before those are
 		// dropped.
-		return nil, b.pepFromXMPP(ctx, log, m)
+		return nil, b.people.pepFromXMPP(ctx, log, m)
 	}
 	switch m.Type {
 	case TypeGroupchat:
@@ -100,7 +99,7 @@ func (b *Bridge) HandleXMPPMessage(ctx context.Context, m *XMPPMessage) (*OutMes
 	}
 	job := newJob(JobSendToMatrix, about{room: msg.RoomID, mxid: mxid, peer: peer}, 0, nil)
 	jobs := []*Job{job}
-	if name := b.ghostName(mxid, peer, m.Nick); name != nil {
+	if name := b.people.ghostName(mxid, peer, m.Nick); name != nil {
 		jobs = append(jobs, name)
 	}
 	added, err := b.store.AddMessage(ctx, msg, jobs...)
@@ -111,9 +110,7 @@ func (b *Bridge) HandleXMPPMessage(ctx context.Context, m *XMPPMessage) (*OutMes
 		return b.drop(log, "xmpp_message", ReasonDuplicate), nil
 	}
 	if len(jobs) > 1 {
-		b.nicksMu.Lock()
-		b.nicks[peer.String()] = m.Nick
-		b.nicksMu.Unlock()
+		b.people.namedAfter(peer, m.Nick)
 	}
 	b.count("xmpp_message", "accepted")
 	b.queue(jobs...)
@@ -137,7 +134,7 @@ func (b *Bridge) admitNewPortal(ctx context.Context, log zerolog.Logger, m *XMPP
 	} else if pending {
 		return nil, nil
 	}
-	reason, err := b.admitStranger(ctx, peer, true, ask{portalsOfJID, peer.String()}, ask{portalsOfDomain, peer.Domainpart()})
+	reason, err := b.people.admitStranger(ctx, peer, true, ask{portalsOfJID, peer.String()}, ask{portalsOfDomain, peer.Domainpart()})
 	if err != nil {
 		return nil, err
 	}
@@ -154,46 +151,6 @@ func (b *Bridge) admitNewPortal(ctx context.Context, log zerolog.Logger, m *XMPP
 		return out, nil
 	}
 	return nil, nil
-}
-
-// admitStranger spends one token of each budget asked and, if ghost and
-// peer has no ghost yet, one of their domain's new ghosts, all or none.
-// It returns why it refused, or "".
-func (b *Bridge) admitStranger(ctx context.Context, peer jid.JID, ghost bool, asks ...ask) (Reason, error) {
-	newGhost := false
-	if ghost {
-		known, err := b.ghostKnown(ctx, peer)
-		if err != nil {
-			return "", err
-		}
-		if newGhost = !known; newGhost {
-			asks = append(asks, ask{ghostsOfDomain, peer.Domainpart()})
-		}
-	}
-	if reason := b.in.strangers.admit(asks...); reason != "" {
-		return reason, nil
-	}
-	if newGhost {
-		return "", b.noteGhost(ctx, peer)
-	}
-	return "", nil
-}
-
-// ghostName is the job that names peer's ghost after the nick their
-// message carries (XEP-0172 §4.2), if it is one the ghost was not named
-// after yet in this run; nil otherwise.
-func (b *Bridge) ghostName(mxid id.UserID, peer jid.JID, nick string) *Job {
-	if nick == "" {
-		return nil
-	}
-	b.nicksMu.Lock()
-	same := b.nicks[peer.String()] == nick
-	b.nicksMu.Unlock()
-	if same {
-		return nil
-	}
-	payload, _ := json.Marshal(jobArgs{User: b.cfg.Identities.Ghost(peer), Body: nick}) // strings only
-	return newJob(JobGhostName, about{mxid: mxid, peer: peer}, 0, payload)
 }
 
 // ResolvePuppet tells which Matrix user the puppet JID to stands for, or

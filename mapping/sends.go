@@ -223,7 +223,7 @@ func (b *Bridge) ensurePortal(ctx context.Context, mxid id.UserID, peer jid.JID)
 	}
 	// A ghost made for a Matrix user's own `start` is known from now on:
 	// the person's messages to others spend no budget of new ghosts.
-	if err := b.noteGhost(ctx, peer); err != nil {
+	if err := b.people.noteGhost(ctx, peer); err != nil {
 		return nil, err
 	}
 	room, err := b.matrix.CreateDM(ctx, b.cfg.Identities.Ghost(peer), mxid)
@@ -231,7 +231,7 @@ func (b *Bridge) ensurePortal(ctx context.Context, mxid id.UserID, peer jid.JID)
 		return nil, fmt.Errorf("create portal for %s and %s: %w", mxid, peer, err)
 	}
 	// Before the portal: a crash in between asks twice, which is harmless.
-	if jobs := b.portalJobs(mxid, peer); jobs != nil {
+	if jobs := b.people.portalJobs(mxid, peer); jobs != nil {
 		if err := b.store.AddJobs(ctx, jobs...); err != nil {
 			return nil, fmt.Errorf("queue subscription request to %s: %w", peer, err)
 		}
