@@ -145,8 +145,9 @@ func (p ReceiptPolicy) sendsReceipts(u id.UserID) bool {
 type Bridge struct {
 	*core
 
-	bot    *bot    // commands.go
-	people *people // people.go
+	bot       *bot       // commands.go
+	people    *people    // people.go
+	relations *relations // relations_rules.go
 }
 
 // core is what every concern shares: the configuration, the store, both
@@ -192,7 +193,7 @@ func New(cfg Config, store Store, count Counter, log zerolog.Logger) *Bridge {
 	}
 	c := &core{cfg: cfg, store: store, counter: count, log: log, wake: make(chan struct{}, 1), now: time.Now, out: noOutbox{}, typing: map[id.RoomID]bool{}}
 	c.in = newIntake(cfg.Limits, func() time.Time { return c.now() }, log)
-	b := &Bridge{core: c, bot: &bot{core: c}, people: &people{core: c, nicks: map[string]string{}}}
+	b := &Bridge{core: c, bot: &bot{core: c}, people: &people{core: c, nicks: map[string]string{}}, relations: &relations{core: c}}
 	b.bot.portals = b
 	return b
 }

@@ -286,7 +286,7 @@ func (b *Bridge) handleMatrixEvent(ctx context.Context, evt MatrixEvent) ([]*Job
 		return nil, nil
 	}
 	ghost := ids.Ghost(portal.JID)
-	if done, err := b.relationFromMatrix(ctx, log, portal, evt); done || err != nil {
+	if done, err := b.relations.relationFromMatrix(ctx, log, portal, evt); done || err != nil {
 		return nil, err
 	}
 	if evt.Kind == EventEncrypted {

@@ -61,7 +61,7 @@ func (b *Bridge) HandleXMPPMessage(ctx context.Context, m *XMPPMessage) (*OutMes
 	if err := b.receiptsFromXMPP(ctx, log, mxid, m); err != nil {
 		return nil, err
 	}
-	if done, err := b.relationFromXMPP(ctx, log, mxid, m); done || err != nil {
+	if done, err := b.relations.relationFromXMPP(ctx, log, mxid, m); done || err != nil {
 		return nil, err
 	}
 	if !m.HasBody {

@@ -123,9 +123,9 @@ func (b *Bridge) postToMatrix(ctx context.Context, row int64, msg *Message) erro
 	// send and SetMessageEventID yields the same event, not a second one.
 	var ev id.EventID
 	if msg.RelKind != RelNone {
-		ev, err = b.relationToMatrix(ctx, portal.RoomID, ghost, msg, relationTxn(row))
+		ev, err = b.relations.relationToMatrix(ctx, portal.RoomID, ghost, msg, relationTxn(row))
 	} else {
-		ev, err = b.matrix.SendMessage(ctx, portal.RoomID, ghost, b.matrixText(msg.Body), relationTxn(row))
+		ev, err = b.matrix.SendMessage(ctx, portal.RoomID, ghost, b.relations.matrixText(msg.Body), relationTxn(row))
 	}
 	if err != nil {
 		return fmt.Errorf("send message %d to %s: %w", row, portal.RoomID, err)
@@ -288,7 +288,7 @@ func (b *Bridge) carryToXMPP(ctx context.Context, row int64, msg *Message) error
 		Body: msg.Body, OriginID: msg.XMPPID, Request: msg.Requests, ChatState: "active",
 	}
 	if msg.RelKind != RelNone {
-		if err := b.relationToXMPP(ctx, msg, out); err != nil {
+		if err := b.relations.relationToXMPP(ctx, msg, out); err != nil {
 			return err
 		}
 	}
