@@ -3,7 +3,6 @@ package mapping
 import (
 	"context"
 	"errors"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -11,7 +10,6 @@ import (
 	"maunium.net/go/mautrix/id"
 	"mellium.im/xmpp/jid"
 
-	"xmppbridge/internal/retry"
 	"xmppbridge/internal/safely"
 )
 
@@ -148,6 +146,7 @@ type Bridge struct {
 	bot       *bot       // commands.go
 	people    *people    // people.go
 	relations *relations // relations_rules.go
+	receipts  *receipts  // receipts.go
 }
 
 // core is what every concern shares: the configuration, the store, both
@@ -171,18 +170,9 @@ type core struct {
 	// budgets of XMPP strangers (intake.go), which the message intake and
 	// the subscriptions spend as well as the receipts.
 	in *intake
-	// flushing is how many receipts FlushReceipts has taken from in and
-	// not yet recorded (or put back).
-	flushing atomic.Int64
-	// flushFailing: FlushReceipts cannot record its bursts (flushMu).
-	flushMu      sync.Mutex
-	flushFailing retry.Outage
 	// storeFailed: a write of jobs failed, and none has succeeded since
 	// (stored).
 	storeFailed atomic.Bool
-
-	typingMu sync.Mutex
-	typing   map[id.RoomID]bool // whether the portal's user types, by room
 }
 
 // New makes a core. The sides may be set later with SetSides, since they
@@ -191,9 +181,10 @@ func New(cfg Config, store Store, count Counter, log zerolog.Logger) *Bridge {
 	if count == nil {
 		count = func(string, string) {}
 	}
-	c := &core{cfg: cfg, store: store, counter: count, log: log, wake: make(chan struct{}, 1), now: time.Now, out: noOutbox{}, typing: map[id.RoomID]bool{}}
+	c := &core{cfg: cfg, store: store, counter: count, log: log, wake: make(chan struct{}, 1), now: time.Now, out: noOutbox{}}
 	c.in = newIntake(cfg.Limits, func() time.Time { return c.now() }, log)
 	b := &Bridge{core: c, bot: &bot{core: c}, people: &people{core: c, nicks: map[string]string{}}, relations: &relations{core: c}}
+	b.receipts = &receipts{core: c, bot: b.bot, typing: map[id.RoomID]bool{}}
 	b.bot.portals = b
 	return b
 }
@@ -239,7 +230,7 @@ func (b *Bridge) flushSafely(ctx context.Context) bool {
 // Unrecorded is how many receipts read from XMPP are not recorded yet:
 // held in memory, so a crash loses them (XEP-0114 acknowledges nothing).
 // What the XMPP server wrote and the bridge has not read is not counted.
-func (b *Bridge) Unrecorded() int { return b.in.held() + int(b.flushing.Load()) }
+func (b *Bridge) Unrecorded() int { return b.in.held() + int(b.receipts.flushing.Load()) }
 
 // poke makes Run look for work now.
 func (b *core) poke() {

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"maps"
 	"strings"
 	"unicode/utf8"
 
@@ -59,20 +58,20 @@ func (b *Bridge) HandleMatrixTxns(ctx context.Context, txns []MatrixTxn) error {
 		typing = append(typing, txn.Typing...)
 	}
 	plan := newReceiptPlan()
-	if err := b.prefetch(ctx, receipts, plan); err != nil {
+	if err := b.receipts.prefetch(ctx, receipts, plan); err != nil {
 		return fmt.Errorf("look up the events of transactions %v: %w", ids, err)
 	}
 	for _, rc := range receipts {
-		if err := b.handleReceipt(ctx, rc, plan); err != nil {
+		if err := b.receipts.handleReceipt(ctx, rc, plan); err != nil {
 			return fmt.Errorf("handle %s of %s in %s of transactions %v: %w", rc.Type, rc.User, rc.Room, ids, err)
 		}
 	}
 	for _, tp := range typing {
-		if err := b.typingFromMatrix(ctx, tp.Room, tp.Users, plan); err != nil {
+		if err := b.receipts.typingFromMatrix(ctx, tp.Room, tp.Users, plan); err != nil {
 			return fmt.Errorf("handle typing in %s of transactions %v: %w", tp.Room, ids, err)
 		}
 	}
-	if err := b.readsToXMPP(ctx, plan); err != nil {
+	if err := b.receipts.readsToXMPP(ctx, plan); err != nil {
 		return fmt.Errorf("handle the reads of transactions %v: %w", ids, err)
 	}
 	if len(plan.out) > 0 {
@@ -93,9 +92,7 @@ func (b *Bridge) HandleMatrixTxns(ctx context.Context, txns []MatrixTxn) error {
 	if b.stored(err) != nil {
 		return fmt.Errorf("finish transactions %v: %w", ids, err)
 	}
-	b.typingMu.Lock()
-	maps.Copy(b.typing, plan.typing)
-	b.typingMu.Unlock()
+	b.receipts.typed(plan)
 	b.queue(jobs...)
 	return nil
 }

@@ -48,7 +48,7 @@ func (b *Bridge) HandleXMPPMessage(ctx context.Context, m *XMPPMessage) (*OutMes
 	if m.Type == TypeError {
 		// Never answered with an error (RFC 6120 §8.3.1); one that answers
 		// a message of ours becomes its failure status on Matrix.
-		return nil, b.errorFromXMPP(ctx, log, mxid, m)
+		return nil, b.receipts.errorFromXMPP(ctx, log, mxid, m)
 	}
 	if m.HasBody && m.IMNG && m.To.Resourcepart() != "" && m.To.Resourcepart() != PuppetResource {
 		// XEP-0409 §4: a full-JID message with <im-ng/> is for that one
@@ -58,7 +58,7 @@ func (b *Bridge) HandleXMPPMessage(ctx context.Context, m *XMPPMessage) (*OutMes
 		b.drop(log, "xmpp_message", ReasonIMNGFullJID)
 		return bounce(m, "cancel", "service-unavailable"), nil
 	}
-	if err := b.receiptsFromXMPP(ctx, log, mxid, m); err != nil {
+	if err := b.receipts.receiptsFromXMPP(ctx, log, mxid, m); err != nil {
 		return nil, err
 	}
 	if done, err := b.relations.relationFromXMPP(ctx, log, mxid, m); done || err != nil {

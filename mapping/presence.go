@@ -422,34 +422,3 @@ func (b *people) sendSubscribe(ctx context.Context, job *Job) error {
 	b.count("xmpp_subscribe", "sent")
 	return nil
 }
-
-// offlineEvent raises XEP-0022's offline event for a message that asked for
-// it, if the Matrix user is offline as it is bridged: the bridge is the
-// puppets' server, and the message waits on the homeserver as in offline
-// storage (XEP-0022 §3.2). Unknown presence raises nothing rather than a
-// guess. The event tells the sender whether the user is online, which is
-// theirs to share: only while their receipts reach XMPP (the bot's
-// `receipts on`, which it also is), and only to a person who had a portal
-// with them before this message (portalBefore), not to anyone who writes
-// for the first time, and so before any presence is looked up.
-func (b *Bridge) offlineEvent(ctx context.Context, msg *Message, portalBefore bool) {
-	if !portalBefore || !b.bot.tellsXMPP(msg.MXID, false) {
-		b.count("receipts_to_xmpp", "offline_withheld")
-		return
-	}
-	offline, err := b.matrix.Offline(ctx, msg.MXID)
-	if err != nil || !offline {
-		return
-	}
-	from, err := b.cfg.Identities.PuppetFrom(msg.MXID)
-	if err != nil {
-		return
-	}
-	job := stanzasJob([]*OutMessage{{ID: NewXMPPID(), From: from, To: b.to(msg), Type: TypeChat, Event: &EventNotice{ID: msg.XMPPID, Offline: true}}})
-	if err := b.store.AddJobs(ctx, job); err != nil {
-		b.log.Err(err).Msg("Failed to queue an offline event")
-		return
-	}
-	b.queue(job)
-	b.count("receipts_to_xmpp", "offline")
-}

@@ -134,7 +134,7 @@ func (b *Bridge) postToMatrix(ctx context.Context, row int64, msg *Message) erro
 		return fmt.Errorf("note event %s of message %d: %w", ev, row, err)
 	}
 	if msg.Requests.Offline {
-		b.offlineEvent(ctx, msg, portalBefore)
+		b.receipts.offlineEvent(ctx, msg, portalBefore)
 	}
 	return nil
 }
