@@ -147,6 +147,7 @@ type Bridge struct {
 	people    *people    // people.go
 	relations *relations // relations_rules.go
 	receipts  *receipts  // receipts.go
+	messages  *messages  // sends.go
 }
 
 // core is what every concern shares: the configuration, the store, both
@@ -183,9 +184,17 @@ func New(cfg Config, store Store, count Counter, log zerolog.Logger) *Bridge {
 	}
 	c := &core{cfg: cfg, store: store, counter: count, log: log, wake: make(chan struct{}, 1), now: time.Now, out: noOutbox{}}
 	c.in = newIntake(cfg.Limits, func() time.Time { return c.now() }, log)
-	b := &Bridge{core: c, bot: &bot{core: c}, people: &people{core: c, nicks: map[string]string{}}, relations: &relations{core: c}}
+	// The concerns that call each other hold pointers to each other, set
+	// here: the messages hand what comes in to the others, and the bot's
+	// settings decide what the receipts send to XMPP.
+	b := &Bridge{core: c,
+		bot:       &bot{core: c},
+		people:    &people{core: c, nicks: map[string]string{}},
+		relations: &relations{core: c},
+	}
 	b.receipts = &receipts{core: c, bot: b.bot, typing: map[id.RoomID]bool{}}
-	b.bot.portals = b
+	b.messages = &messages{core: c, bot: b.bot, people: b.people, relations: b.relations, receipts: b.receipts}
+	b.bot.messages = b.messages
 	return b
 }
 

@@ -57,7 +57,7 @@ var commandWords = []string{"help", "ping", "start", "list", "receipts", "typing
 // receiptsCross).
 type bot struct {
 	*core
-	portals *Bridge // ensurePortal, setAsideStatus
+	messages *messages // ensurePortal, setAsideStatus
 
 	settingsMu sync.RWMutex
 	settings   map[id.UserID]UserSetting
@@ -217,7 +217,7 @@ func (b *bot) command(ctx context.Context, room id.RoomID, user id.UserID, at ti
 		if b.status != nil {
 			lines = b.status(ctx)
 		}
-		lines = append(lines, b.portals.setAsideStatus(ctx))
+		lines = append(lines, b.messages.setAsideStatus(ctx))
 		return []*Job{b.reply(room, strings.Join(append([]string{"Bridge status:"}, lines...), "\n"))}, nil
 	}
 	return []*Job{b.reply(room, fmt.Sprintf("I do not know `%s`. Send `help` for what I do.", fields[0]))}, nil
@@ -261,7 +261,7 @@ func (b *bot) openPortal(ctx context.Context, job *Job) error {
 	if err != nil {
 		return err
 	}
-	p, err := b.portals.ensurePortal(ctx, args.MXID, peer)
+	p, err := b.messages.ensurePortal(ctx, args.MXID, peer)
 	if err != nil {
 		return err
 	}

@@ -34,6 +34,10 @@ func (b *Bridge) HandleMatrixTxn(ctx context.Context, txn MatrixTxn) error {
 // be finished as one (a transaction of it was finished meanwhile), each is
 // handled on its own; handling an event twice repeats nothing stored.
 func (b *Bridge) HandleMatrixTxns(ctx context.Context, txns []MatrixTxn) error {
+	return b.messages.handleMatrixTxns(ctx, txns)
+}
+
+func (b *messages) handleMatrixTxns(ctx context.Context, txns []MatrixTxn) error {
 	var jobs []*Job
 	var receipts []Receipt
 	var typing []Typing
@@ -42,7 +46,7 @@ func (b *Bridge) HandleMatrixTxns(ctx context.Context, txns []MatrixTxn) error {
 		ids[i] = txn.ID
 		for _, evt := range txn.Events {
 			j, err := b.handleMatrixEventSafely(ctx, evt)
-			if reason, ok := b.CannotSucceed(err); ok {
+			if reason, ok := b.cannotSucceed(err); ok {
 				// Nothing behind it may wait for what can never be done.
 				if err := b.setAside(ctx, SetAside{TxnID: txn.ID, EventID: evt.ID, Room: evt.Room, Sender: evt.Sender, Type: evt.Type}, reason, err); err != nil {
 					return err
@@ -83,7 +87,7 @@ func (b *Bridge) HandleMatrixTxns(ctx context.Context, txns []MatrixTxn) error {
 		err = b.store.FinishTxn(ctx, ids[0], plan.acks, jobs)
 	} else if err = b.store.FinishTxns(ctx, ids, plan.acks, jobs); errors.Is(err, ErrNotPending) {
 		for _, txn := range txns {
-			if err := b.HandleMatrixTxns(ctx, []MatrixTxn{txn}); err != nil {
+			if err := b.handleMatrixTxns(ctx, []MatrixTxn{txn}); err != nil {
 				return err
 			}
 		}
@@ -102,6 +106,10 @@ func (b *Bridge) HandleMatrixTxns(ctx context.Context, txns []MatrixTxn) error {
 // panicked), and which reason that is. A failure of the store itself is
 // not: it is retried, and nothing is lost.
 func (b *Bridge) CannotSucceed(err error) (Reason, bool) {
+	return b.messages.cannotSucceed(err)
+}
+
+func (b *messages) cannotSucceed(err error) (Reason, bool) {
 	var syntax *json.SyntaxError
 	var typ *json.UnmarshalTypeError
 	switch {
@@ -120,7 +128,7 @@ func (b *Bridge) CannotSucceed(err error) (Reason, bool) {
 // setAside records an item that can never be processed, logs it and counts
 // it; an item met again is neither logged nor counted again. (A panic's
 // stack was logged where it was recovered.)
-func (b *Bridge) setAside(ctx context.Context, s SetAside, reason Reason, cause error) error {
+func (b *messages) setAside(ctx context.Context, s SetAside, reason Reason, cause error) error {
 	s.Reason, s.Error, s.At = reason, cause.Error(), b.now()
 	// The row must be one the store takes, whatever the item held: ids as
 	// long as the spec allows (255 bytes), the error's text (which may
@@ -146,7 +154,7 @@ func (b *Bridge) setAside(ctx context.Context, s SetAside, reason Reason, cause 
 // message, reaction or redaction of the user of a portal (the bot is in
 // the room to say it). Nothing if the portal cannot be looked up: the row
 // set aside still tells the operator.
-func (b *Bridge) setAsideFailure(ctx context.Context, evt MatrixEvent, reason Reason) []*Job {
+func (b *messages) setAsideFailure(ctx context.Context, evt MatrixEvent, reason Reason) []*Job {
 	switch evt.Kind {
 	case EventMessage, EventReaction, EventRedaction:
 	default:
@@ -207,6 +215,10 @@ func clipMiddle(s string, n int) string {
 // failure for its data no event of it explains (its receipts, say), so
 // that the transactions behind it go on.
 func (b *Bridge) SetAsideTxn(ctx context.Context, txnID string, reason Reason, cause error) error {
+	return b.messages.setAsideTxn(ctx, txnID, reason, cause)
+}
+
+func (b *messages) setAsideTxn(ctx context.Context, txnID string, reason Reason, cause error) error {
 	if err := b.setAside(ctx, SetAside{TxnID: txnID, Type: "transaction"}, reason, cause); err != nil {
 		return err
 	}
@@ -217,7 +229,7 @@ func (b *Bridge) SetAsideTxn(ctx context.Context, txnID string, reason Reason, c
 }
 
 // setAsideStatus is the line of the bot's `status` on what was set aside.
-func (b *Bridge) setAsideStatus(ctx context.Context) string {
+func (b *messages) setAsideStatus(ctx context.Context) string {
 	n, newest, err := b.store.SetAsideCount(ctx)
 	switch {
 	case err != nil:
@@ -235,7 +247,7 @@ func (b *Bridge) setAsideStatus(ctx context.Context) string {
 
 // handleMatrixEventSafely is handleMatrixEvent with a panic of it turned
 // into the event's failure.
-func (b *Bridge) handleMatrixEventSafely(ctx context.Context, evt MatrixEvent) (jobs []*Job, err error) {
+func (b *messages) handleMatrixEventSafely(ctx context.Context, evt MatrixEvent) (jobs []*Job, err error) {
 	err = b.guard.Run(&b.log, b.counter, "matrix_event", func() error {
 		jobs, err = b.handleMatrixEvent(ctx, evt)
 		return err
@@ -243,7 +255,7 @@ func (b *Bridge) handleMatrixEventSafely(ctx context.Context, evt MatrixEvent) (
 	return jobs, err
 }
 
-func (b *Bridge) handleMatrixEvent(ctx context.Context, evt MatrixEvent) ([]*Job, error) {
+func (b *messages) handleMatrixEvent(ctx context.Context, evt MatrixEvent) ([]*Job, error) {
 	ids := b.cfg.Identities
 	log := b.log.With().Str("event_id", string(evt.ID)).Str("room", string(evt.Room)).Str("sender", string(evt.Sender)).Logger()
 	if evt.Sender == ids.Bot() || ids.IsGhost(evt.Sender) {
@@ -322,7 +334,7 @@ func (b *Bridge) handleMatrixEvent(ctx context.Context, evt MatrixEvent) ([]*Job
 
 // handleMember turns an invite of a ghost into a portal: a permitted user's
 // invite is accepted, anybody else's declined with a reason.
-func (b *Bridge) handleMember(ctx context.Context, evt MatrixEvent) ([]*Job, error) {
+func (b *messages) handleMember(ctx context.Context, evt MatrixEvent) ([]*Job, error) {
 	ids := b.cfg.Identities
 	if evt.Target == "" {
 		return nil, nil

@@ -15,6 +15,10 @@ import (
 // refused with an error (RFC 6121 §8.5.2.2.1: a message to an account that
 // does not exist gets <service-unavailable/>), or nil.
 func (b *Bridge) HandleXMPPMessage(ctx context.Context, m *XMPPMessage) (*OutMessage, error) {
+	return b.messages.handleXMPPMessage(ctx, m)
+}
+
+func (b *messages) handleXMPPMessage(ctx context.Context, m *XMPPMessage) (*OutMessage, error) {
 	// This logger only ever writes at debug level: its context is built
 	// only when that is on, as it costs more than the rest of a receipt.
 	log := b.log
@@ -127,7 +131,7 @@ func (b *Bridge) HandleXMPPMessage(ctx context.Context, m *XMPPMessage) (*OutMes
 // policy (one person past their own budget looks the same as one whose
 // server's other accounts spent the domain's), which
 // <policy-violation/> would claim.
-func (b *Bridge) admitNewPortal(ctx context.Context, log zerolog.Logger, m *XMPPMessage, mxid id.UserID, peer jid.JID) (*OutMessage, error) {
+func (b *messages) admitNewPortal(ctx context.Context, log zerolog.Logger, m *XMPPMessage, mxid id.UserID, peer jid.JID) (*OutMessage, error) {
 	// A message while the pair's first is on its way opens nothing more.
 	if pending, err := b.store.HasUnsentToMatrix(ctx, mxid, peer); err != nil {
 		return nil, fmt.Errorf("look for messages of %s on their way to %s: %w", peer, mxid, err)
