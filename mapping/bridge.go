@@ -253,7 +253,7 @@ func (b *core) poke() {
 func (b *Bridge) SetSides(m MatrixSide, x XMPPSide) { b.matrix, b.xmpp = m, x }
 
 // Identities returns the identity mapping in force.
-func (b *core) Identities() Identities { return b.cfg.Identities }
+func (b *Bridge) Identities() Identities { return b.cfg.Identities }
 
 func (b *core) blocked(j jid.JID) bool {
 	for _, d := range b.cfg.BlockedDomains {

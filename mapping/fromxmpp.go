@@ -39,7 +39,7 @@ func (b *messages) handleXMPPMessage(ctx context.Context, m *XMPPMessage) (*OutM
 	if b.blocked(m.From) {
 		return b.drop(log, "xmpp_message", ReasonBlockedDomain), nil
 	}
-	mxid, reason := b.ResolvePuppet(m.To)
+	mxid, reason := b.resolvePuppet(m.To)
 	if reason != "" {
 		b.drop(log, "xmpp_message", reason)
 		if !m.HasBody {
@@ -161,7 +161,9 @@ func (b *messages) admitNewPortal(ctx context.Context, log zerolog.Logger, m *XM
 // why it stands for nobody. A user who may not use the bridge is treated
 // exactly like one who does not exist, so that no XMPP entity learns from
 // the bridge whether a Matrix user is there.
-func (b *core) ResolvePuppet(to jid.JID) (id.UserID, Reason) {
+func (b *Bridge) ResolvePuppet(to jid.JID) (id.UserID, Reason) { return b.resolvePuppet(to) }
+
+func (b *core) resolvePuppet(to jid.JID) (id.UserID, Reason) {
 	mxid, err := b.cfg.Identities.PuppetUser(to)
 	if err != nil {
 		return "", ReasonUnknownPuppet

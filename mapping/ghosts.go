@@ -341,7 +341,7 @@ func (b *people) pepFromXMPP(ctx context.Context, log zerolog.Logger, m *XMPPMes
 		b.drop(log, "xmpp_pep", ReasonBlockedDomain)
 		return nil
 	}
-	mxid, reason := b.ResolvePuppet(m.To)
+	mxid, reason := b.resolvePuppet(m.To)
 	if reason != "" {
 		b.drop(log, "xmpp_pep", reason)
 		return nil

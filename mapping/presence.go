@@ -116,7 +116,7 @@ func (b *Bridge) HandleXMPPPresence(ctx context.Context, p *XMPPPresence) ([]*Ou
 
 func (b *people) handleXMPPPresence(ctx context.Context, p *XMPPPresence) ([]*OutPresence, error) {
 	log := b.log.With().Str("from", p.From.String()).Str("to", p.To.String()).Str("type", p.Type).Logger()
-	mxid, reason := b.ResolvePuppet(p.To)
+	mxid, reason := b.resolvePuppet(p.To)
 	if reason == "" && b.blocked(p.From) {
 		reason = ReasonBlockedDomain
 	}
@@ -323,7 +323,7 @@ func (b *people) subscriberPresence(ctx context.Context, available bool) ([]*Out
 		if err != nil {
 			continue
 		}
-		if _, reason := b.ResolvePuppet(puppet); reason != "" || b.blocked(s.JID) {
+		if _, reason := b.resolvePuppet(puppet); reason != "" || b.blocked(s.JID) {
 			continue
 		}
 		p := &OutPresence{From: puppet, To: s.JID, Type: typ, Caps: available}

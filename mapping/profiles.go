@@ -189,7 +189,7 @@ func (b *people) sendPresence(ctx context.Context, job *Job) error {
 	if err != nil {
 		return err
 	}
-	if _, reason := b.ResolvePuppet(from); reason != "" {
+	if _, reason := b.resolvePuppet(from); reason != "" {
 		return nil // no longer allowed: says nothing
 	}
 	if err := b.unreachable(mxid, peer); err != nil {

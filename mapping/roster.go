@@ -58,7 +58,7 @@ func (b *people) setRosterItem(ctx context.Context, job *Job) error {
 		return err
 	}
 	puppet := from.Bare()
-	if _, reason := b.ResolvePuppet(puppet); reason != "" || b.blocked(peer) {
+	if _, reason := b.resolvePuppet(puppet); reason != "" || b.blocked(peer) {
 		return nil // no longer allowed: nothing is written of them
 	}
 	name := ""
