@@ -3,7 +3,6 @@ package mapping
 import (
 	"context"
 	"errors"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -11,7 +10,6 @@ import (
 	"maunium.net/go/mautrix/id"
 	"mellium.im/xmpp/jid"
 
-	"xmppbridge/internal/retry"
 	"xmppbridge/internal/safely"
 )
 
@@ -137,8 +135,26 @@ func (p ReceiptPolicy) sendsReceipts(u id.UserID) bool {
 }
 
 // Bridge is the core: it decides what every input means and what must be
-// sent, and keeps the sends owed in the store until they are done.
+// sent, and keeps the sends owed in the store until they are done. It is
+// the front the sides and main see (xmppside.Core, matrixside.Core): its
+// own methods are what they call, and the work is the concerns' (below),
+// each owning its handlers, its job kinds and its state, so that none
+// grows past what one reader holds in mind.
 type Bridge struct {
+	*core
+
+	bot       *bot       // commands.go
+	people    *people    // people.go
+	relations *relations // relations_rules.go
+	receipts  *receipts  // receipts.go
+	messages  *messages  // sends.go
+}
+
+// core is what every concern shares: the configuration, the store, both
+// sides, the outbox and the helpers they all use. Each concern embeds the
+// one core of its Bridge, so that a setter (SetSides, SetOutbox, ...)
+// reaches all of them.
+type core struct {
 	cfg     Config
 	store   Store
 	matrix  MatrixSide
@@ -151,29 +167,13 @@ type Bridge struct {
 	out     Outbox // jobs.go
 	inbox   Inbox  // early_receipts.go
 
-	in *intake // receipts from XMPP waiting to be recorded
-	// flushing is how many receipts FlushReceipts has taken from in and
-	// not yet recorded (or put back).
-	flushing atomic.Int64
-	// flushFailing: FlushReceipts cannot record its bursts (flushMu).
-	flushMu      sync.Mutex
-	flushFailing retry.Outage
+	// in holds the receipts from XMPP waiting to be recorded, and the
+	// budgets of XMPP strangers (intake.go), which the message intake and
+	// the subscriptions spend as well as the receipts.
+	in *intake
 	// storeFailed: a write of jobs failed, and none has succeeded since
 	// (stored).
 	storeFailed atomic.Bool
-
-	// nicks is the last XEP-0172 nick each XMPP person's ghost was named
-	// after in this run (ghostName).
-	nicksMu  sync.Mutex
-	nicks    map[string]string // by bare JID
-	typingMu sync.Mutex
-	typing   map[id.RoomID]bool // whether the portal's user types, by room
-
-	// What users set through the bot, and where `status` reads the
-	// bridge's state (commands.go).
-	settingsMu sync.RWMutex
-	settings   map[id.UserID]UserSetting
-	status     Status
 }
 
 // New makes a core. The sides may be set later with SetSides, since they
@@ -182,8 +182,19 @@ func New(cfg Config, store Store, count Counter, log zerolog.Logger) *Bridge {
 	if count == nil {
 		count = func(string, string) {}
 	}
-	b := &Bridge{cfg: cfg, store: store, counter: count, log: log, wake: make(chan struct{}, 1), now: time.Now, out: noOutbox{}, typing: map[id.RoomID]bool{}, nicks: map[string]string{}}
-	b.in = newIntake(cfg.Limits, func() time.Time { return b.now() }, log)
+	c := &core{cfg: cfg, store: store, counter: count, log: log, wake: make(chan struct{}, 1), now: time.Now, out: noOutbox{}}
+	c.in = newIntake(cfg.Limits, func() time.Time { return c.now() }, log)
+	// The concerns that call each other hold pointers to each other, set
+	// here: the messages hand what comes in to the others, and the bot's
+	// settings decide what the receipts send to XMPP.
+	b := &Bridge{core: c,
+		bot:       &bot{core: c},
+		people:    &people{core: c, nicks: map[string]string{}},
+		relations: &relations{core: c},
+	}
+	b.receipts = &receipts{core: c, bot: b.bot, typing: map[id.RoomID]bool{}}
+	b.messages = &messages{core: c, bot: b.bot, people: b.people, relations: b.relations, receipts: b.receipts}
+	b.bot.messages = b.messages
 	return b
 }
 
@@ -228,10 +239,10 @@ func (b *Bridge) flushSafely(ctx context.Context) bool {
 // Unrecorded is how many receipts read from XMPP are not recorded yet:
 // held in memory, so a crash loses them (XEP-0114 acknowledges nothing).
 // What the XMPP server wrote and the bridge has not read is not counted.
-func (b *Bridge) Unrecorded() int { return b.in.held() + int(b.flushing.Load()) }
+func (b *Bridge) Unrecorded() int { return b.in.held() + int(b.receipts.flushing.Load()) }
 
 // poke makes Run look for work now.
-func (b *Bridge) poke() {
+func (b *core) poke() {
 	select {
 	case b.wake <- struct{}{}:
 	default:
@@ -244,7 +255,7 @@ func (b *Bridge) SetSides(m MatrixSide, x XMPPSide) { b.matrix, b.xmpp = m, x }
 // Identities returns the identity mapping in force.
 func (b *Bridge) Identities() Identities { return b.cfg.Identities }
 
-func (b *Bridge) blocked(j jid.JID) bool {
+func (b *core) blocked(j jid.JID) bool {
 	for _, d := range b.cfg.BlockedDomains {
 		if j.Domainpart() == d {
 			return true
@@ -254,7 +265,7 @@ func (b *Bridge) blocked(j jid.JID) bool {
 }
 
 // tsOf is when evt was sent, or now (the core's clock) if it says not.
-func (b *Bridge) tsOf(evt MatrixEvent) time.Time {
+func (b *core) tsOf(evt MatrixEvent) time.Time {
 	if !evt.TS.IsZero() {
 		return evt.TS
 	}
@@ -263,4 +274,4 @@ func (b *Bridge) tsOf(evt MatrixEvent) time.Time {
 
 // count counts one thing of kind what, left alone for reason or done
 // (a Reason naming the outcome).
-func (b *Bridge) count(what string, reason Reason) { b.counter(what, string(reason)) }
+func (b *core) count(what string, reason Reason) { b.counter(what, string(reason)) }

@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"maunium.net/go/mautrix/id"
@@ -51,15 +52,29 @@ const helpText = "Commands (in a chat with me as they are; in a portal after `!x
 // commandWords are the commands the bot knows (helpText).
 var commandWords = []string{"help", "ping", "start", "list", "receipts", "typing", "status"}
 
+// bot is the bridge's bot: the commands and what users set through them,
+// which the receipts and the typing sent to XMPP obey (tellsXMPP,
+// receiptsCross).
+type bot struct {
+	*core
+	messages *messages // ensurePortal, setAsideStatus
+
+	settingsMu sync.RWMutex
+	settings   map[id.UserID]UserSetting
+	status     Status // where `status` reads the bridge's state
+}
+
 // Status is what `status` says of the bridge, line by line; main sets it
 // from what the sides know.
 type Status func(ctx context.Context) []string
 
 // SetStatus tells the core where `status` reads the bridge's state.
-func (b *Bridge) SetStatus(s Status) { b.status = s }
+func (b *Bridge) SetStatus(s Status) { b.bot.status = s }
 
 // LoadSettings reads what users set through the bot.
-func (b *Bridge) LoadSettings(ctx context.Context) error {
+func (b *Bridge) LoadSettings(ctx context.Context) error { return b.bot.loadSettings(ctx) }
+
+func (b *bot) loadSettings(ctx context.Context) error {
 	s, err := b.store.UserSettings(ctx)
 	if err != nil {
 		return err
@@ -73,7 +88,7 @@ func (b *Bridge) LoadSettings(ctx context.Context) error {
 // tellsXMPP tells whether u's receipts (typing: their typing) may reach
 // XMPP: their own setting, else the config's (receipts.send_to_xmpp and
 // its per-user overrides).
-func (b *Bridge) tellsXMPP(u id.UserID, typing bool) bool {
+func (b *bot) tellsXMPP(u id.UserID, typing bool) bool {
 	b.settingsMu.RLock()
 	s := b.settings[u]
 	b.settingsMu.RUnlock()
@@ -81,7 +96,7 @@ func (b *Bridge) tellsXMPP(u id.UserID, typing bool) bool {
 }
 
 // tells is tellsXMPP with u's setting s already read.
-func (b *Bridge) tells(u id.UserID, s UserSetting, typing bool) bool {
+func (b *bot) tells(u id.UserID, s UserSetting, typing bool) bool {
 	if typing && s.Typing != nil {
 		return *s.Typing
 	}
@@ -94,7 +109,7 @@ func (b *Bridge) tells(u id.UserID, s UserSetting, typing bool) bool {
 // receiptsCross tells whether rc's user let it reach XMPP when they made
 // it: their receipts are on, and were already on at its ts. A receipt
 // without a ts is judged by the setting now.
-func (b *Bridge) receiptsCross(rc Receipt) bool {
+func (b *bot) receiptsCross(rc Receipt) bool {
 	b.settingsMu.RLock()
 	s := b.settings[rc.User]
 	b.settingsMu.RUnlock()
@@ -104,7 +119,7 @@ func (b *Bridge) receiptsCross(rc Receipt) bool {
 // botInvited answers an invite of the bot: a permitted user's room
 // becomes their management room, with a welcome; anybody else's invite
 // is declined with a reason.
-func (b *Bridge) botInvited(ctx context.Context, evt MatrixEvent) ([]*Job, error) {
+func (b *bot) botInvited(ctx context.Context, evt MatrixEvent) ([]*Job, error) {
 	bot := b.cfg.Identities.Bot()
 	if evt.Membership != MembershipInvite {
 		return nil, nil
@@ -124,7 +139,7 @@ func (b *Bridge) botInvited(ctx context.Context, evt MatrixEvent) ([]*Job, error
 }
 
 // commandOf tells whether evt is a command: the text of one, and true.
-func (b *Bridge) commandOf(ctx context.Context, evt MatrixEvent, portal *Portal) (string, bool, error) {
+func (b *bot) commandOf(ctx context.Context, evt MatrixEvent, portal *Portal) (string, bool, error) {
 	if evt.Kind != EventMessage || evt.MsgType != MsgText {
 		return "", false, nil
 	}
@@ -151,7 +166,7 @@ func (b *Bridge) commandOf(ctx context.Context, evt MatrixEvent, portal *Portal)
 
 // command carries out one command of user's in room, sent at at (its
 // origin_server_ts), and answers it.
-func (b *Bridge) command(ctx context.Context, room id.RoomID, user id.UserID, at time.Time, text string) ([]*Job, error) {
+func (b *bot) command(ctx context.Context, room id.RoomID, user id.UserID, at time.Time, text string) ([]*Job, error) {
 	fields := strings.Fields(text)
 	if len(fields) == 0 {
 		return []*Job{b.reply(room, helpText)}, nil
@@ -202,7 +217,7 @@ func (b *Bridge) command(ctx context.Context, room id.RoomID, user id.UserID, at
 		if b.status != nil {
 			lines = b.status(ctx)
 		}
-		lines = append(lines, b.setAsideStatus(ctx))
+		lines = append(lines, b.messages.setAsideStatus(ctx))
 		return []*Job{b.reply(room, strings.Join(append([]string{"Bridge status:"}, lines...), "\n"))}, nil
 	}
 	return []*Job{b.reply(room, fmt.Sprintf("I do not know `%s`. Send `help` for what I do.", fields[0]))}, nil
@@ -210,7 +225,7 @@ func (b *Bridge) command(ctx context.Context, room id.RoomID, user id.UserID, at
 
 // startCommand opens (or names) user's portal with the XMPP person at
 // arg; a bad address is answered, and nothing is created.
-func (b *Bridge) startCommand(ctx context.Context, room id.RoomID, user id.UserID, arg string) ([]*Job, error) {
+func (b *bot) startCommand(ctx context.Context, room id.RoomID, user id.UserID, arg string) ([]*Job, error) {
 	peer, err := jid.Parse(arg)
 	switch {
 	case arg == "":
@@ -233,11 +248,11 @@ func (b *Bridge) startCommand(ctx context.Context, room id.RoomID, user id.UserI
 }
 
 // In the pair's lane: the portal is created once, whatever comes.
-var _ = register(JobOpenPortal, jobKind{side: SideMatrix, order: byPair, payload: openArgs{}, run: (*Bridge).openPortal})
+var _ = register(JobOpenPortal, jobKind{side: SideMatrix, order: byPair, payload: openArgs{}, run: func(b *Bridge, ctx context.Context, job *Job) error { return b.bot.openPortal(ctx, job) }})
 
 // openPortal runs a JobOpenPortal: the ghost creates the DM and invites
 // the user (unless a message opened it meanwhile), and the bot says so.
-func (b *Bridge) openPortal(ctx context.Context, job *Job) error {
+func (b *bot) openPortal(ctx context.Context, job *Job) error {
 	args, err := payloadOf[openArgs](job)
 	if err != nil {
 		return err
@@ -246,7 +261,7 @@ func (b *Bridge) openPortal(ctx context.Context, job *Job) error {
 	if err != nil {
 		return err
 	}
-	p, err := b.ensurePortal(ctx, args.MXID, peer)
+	p, err := b.messages.ensurePortal(ctx, args.MXID, peer)
 	if err != nil {
 		return err
 	}
@@ -262,7 +277,7 @@ func (b *Bridge) openPortal(ctx context.Context, job *Job) error {
 // in force. Receipts turned on remember when: one made before that, while
 // they were off, may reach the bridge after the command and must not
 // cross (receiptsCross).
-func (b *Bridge) setUserSetting(ctx context.Context, user id.UserID, typing, on bool, at time.Time) error {
+func (b *bot) setUserSetting(ctx context.Context, user id.UserID, typing, on bool, at time.Time) error {
 	b.settingsMu.RLock()
 	s := b.settings[user]
 	b.settingsMu.RUnlock()
@@ -293,7 +308,7 @@ func (b *Bridge) setUserSetting(ctx context.Context, user id.UserID, typing, on 
 
 // reply is the bot's m.notice of text in room: text with `code` spans,
 // and its HTML.
-func (b *Bridge) reply(room id.RoomID, text string) *Job {
+func (b *bot) reply(room id.RoomID, text string) *Job {
 	return argsJob(JobNotice, jobArgs{Room: room, User: b.cfg.Identities.Bot(), Body: strings.ReplaceAll(text, "`", ""), HTML: noticeHTML(text)})
 }
 

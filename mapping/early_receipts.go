@@ -93,7 +93,7 @@ func (b *Bridge) SetInbox(enqueue Inbox) { b.inbox = enqueue }
 
 // parkUnknown handles a receipt of the portal's user about ev, which the
 // id map does not know.
-func (b *Bridge) parkUnknown(ctx context.Context, plan *receiptPlan, portal *Portal, rc Receipt) error {
+func (b *receipts) parkUnknown(ctx context.Context, plan *receiptPlan, portal *Portal, rc Receipt) error {
 	unsent, ok := plan.unsent[portal.RoomID]
 	if !ok {
 		var err error
@@ -116,10 +116,10 @@ func (b *Bridge) parkUnknown(ctx context.Context, plan *receiptPlan, portal *Por
 }
 
 // Behind the send it outran, in the pair's lane.
-var _ = register(JobReplayReceipt, jobKind{side: SideMatrix, order: byPair, payload: Receipt{}, run: (*Bridge).replayReceipt})
+var _ = register(JobReplayReceipt, jobKind{side: SideMatrix, order: byPair, payload: Receipt{}, run: func(b *Bridge, ctx context.Context, job *Job) error { return b.receipts.replayReceipt(ctx, job) }})
 
 // replayReceipt carries out a JobReplayReceipt.
-func (b *Bridge) replayReceipt(ctx context.Context, job *Job) error {
+func (b *receipts) replayReceipt(ctx context.Context, job *Job) error {
 	rc, err := payloadOf[Receipt](job)
 	if err != nil {
 		return err

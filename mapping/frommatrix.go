@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"maps"
 	"strings"
 	"unicode/utf8"
 
@@ -35,6 +34,10 @@ func (b *Bridge) HandleMatrixTxn(ctx context.Context, txn MatrixTxn) error {
 // be finished as one (a transaction of it was finished meanwhile), each is
 // handled on its own; handling an event twice repeats nothing stored.
 func (b *Bridge) HandleMatrixTxns(ctx context.Context, txns []MatrixTxn) error {
+	return b.messages.handleMatrixTxns(ctx, txns)
+}
+
+func (b *messages) handleMatrixTxns(ctx context.Context, txns []MatrixTxn) error {
 	var jobs []*Job
 	var receipts []Receipt
 	var typing []Typing
@@ -43,7 +46,7 @@ func (b *Bridge) HandleMatrixTxns(ctx context.Context, txns []MatrixTxn) error {
 		ids[i] = txn.ID
 		for _, evt := range txn.Events {
 			j, err := b.handleMatrixEventSafely(ctx, evt)
-			if reason, ok := b.CannotSucceed(err); ok {
+			if reason, ok := b.cannotSucceed(err); ok {
 				// Nothing behind it may wait for what can never be done.
 				if err := b.setAside(ctx, SetAside{TxnID: txn.ID, EventID: evt.ID, Room: evt.Room, Sender: evt.Sender, Type: evt.Type}, reason, err); err != nil {
 					return err
@@ -59,20 +62,20 @@ func (b *Bridge) HandleMatrixTxns(ctx context.Context, txns []MatrixTxn) error {
 		typing = append(typing, txn.Typing...)
 	}
 	plan := newReceiptPlan()
-	if err := b.prefetch(ctx, receipts, plan); err != nil {
+	if err := b.receipts.prefetch(ctx, receipts, plan); err != nil {
 		return fmt.Errorf("look up the events of transactions %v: %w", ids, err)
 	}
 	for _, rc := range receipts {
-		if err := b.handleReceipt(ctx, rc, plan); err != nil {
+		if err := b.receipts.handleReceipt(ctx, rc, plan); err != nil {
 			return fmt.Errorf("handle %s of %s in %s of transactions %v: %w", rc.Type, rc.User, rc.Room, ids, err)
 		}
 	}
 	for _, tp := range typing {
-		if err := b.typingFromMatrix(ctx, tp.Room, tp.Users, plan); err != nil {
+		if err := b.receipts.typingFromMatrix(ctx, tp.Room, tp.Users, plan); err != nil {
 			return fmt.Errorf("handle typing in %s of transactions %v: %w", tp.Room, ids, err)
 		}
 	}
-	if err := b.readsToXMPP(ctx, plan); err != nil {
+	if err := b.receipts.readsToXMPP(ctx, plan); err != nil {
 		return fmt.Errorf("handle the reads of transactions %v: %w", ids, err)
 	}
 	if len(plan.out) > 0 {
@@ -84,7 +87,7 @@ func (b *Bridge) HandleMatrixTxns(ctx context.Context, txns []MatrixTxn) error {
 		err = b.store.FinishTxn(ctx, ids[0], plan.acks, jobs)
 	} else if err = b.store.FinishTxns(ctx, ids, plan.acks, jobs); errors.Is(err, ErrNotPending) {
 		for _, txn := range txns {
-			if err := b.HandleMatrixTxns(ctx, []MatrixTxn{txn}); err != nil {
+			if err := b.handleMatrixTxns(ctx, []MatrixTxn{txn}); err != nil {
 				return err
 			}
 		}
@@ -93,9 +96,7 @@ func (b *Bridge) HandleMatrixTxns(ctx context.Context, txns []MatrixTxn) error {
 	if b.stored(err) != nil {
 		return fmt.Errorf("finish transactions %v: %w", ids, err)
 	}
-	b.typingMu.Lock()
-	maps.Copy(b.typing, plan.typing)
-	b.typingMu.Unlock()
+	b.receipts.typed(plan)
 	b.queue(jobs...)
 	return nil
 }
@@ -105,6 +106,10 @@ func (b *Bridge) HandleMatrixTxns(ctx context.Context, txns []MatrixTxn) error {
 // panicked), and which reason that is. A failure of the store itself is
 // not: it is retried, and nothing is lost.
 func (b *Bridge) CannotSucceed(err error) (Reason, bool) {
+	return b.messages.cannotSucceed(err)
+}
+
+func (b *messages) cannotSucceed(err error) (Reason, bool) {
 	var syntax *json.SyntaxError
 	var typ *json.UnmarshalTypeError
 	switch {
@@ -123,7 +128,7 @@ func (b *Bridge) CannotSucceed(err error) (Reason, bool) {
 // setAside records an item that can never be processed, logs it and counts
 // it; an item met again is neither logged nor counted again. (A panic's
 // stack was logged where it was recovered.)
-func (b *Bridge) setAside(ctx context.Context, s SetAside, reason Reason, cause error) error {
+func (b *messages) setAside(ctx context.Context, s SetAside, reason Reason, cause error) error {
 	s.Reason, s.Error, s.At = reason, cause.Error(), b.now()
 	// The row must be one the store takes, whatever the item held: ids as
 	// long as the spec allows (255 bytes), the error's text (which may
@@ -149,7 +154,7 @@ func (b *Bridge) setAside(ctx context.Context, s SetAside, reason Reason, cause 
 // message, reaction or redaction of the user of a portal (the bot is in
 // the room to say it). Nothing if the portal cannot be looked up: the row
 // set aside still tells the operator.
-func (b *Bridge) setAsideFailure(ctx context.Context, evt MatrixEvent, reason Reason) []*Job {
+func (b *messages) setAsideFailure(ctx context.Context, evt MatrixEvent, reason Reason) []*Job {
 	switch evt.Kind {
 	case EventMessage, EventReaction, EventRedaction:
 	default:
@@ -210,6 +215,10 @@ func clipMiddle(s string, n int) string {
 // failure for its data no event of it explains (its receipts, say), so
 // that the transactions behind it go on.
 func (b *Bridge) SetAsideTxn(ctx context.Context, txnID string, reason Reason, cause error) error {
+	return b.messages.setAsideTxn(ctx, txnID, reason, cause)
+}
+
+func (b *messages) setAsideTxn(ctx context.Context, txnID string, reason Reason, cause error) error {
 	if err := b.setAside(ctx, SetAside{TxnID: txnID, Type: "transaction"}, reason, cause); err != nil {
 		return err
 	}
@@ -220,7 +229,7 @@ func (b *Bridge) SetAsideTxn(ctx context.Context, txnID string, reason Reason, c
 }
 
 // setAsideStatus is the line of the bot's `status` on what was set aside.
-func (b *Bridge) setAsideStatus(ctx context.Context) string {
+func (b *messages) setAsideStatus(ctx context.Context) string {
 	n, newest, err := b.store.SetAsideCount(ctx)
 	switch {
 	case err != nil:
@@ -238,7 +247,7 @@ func (b *Bridge) setAsideStatus(ctx context.Context) string {
 
 // handleMatrixEventSafely is handleMatrixEvent with a panic of it turned
 // into the event's failure.
-func (b *Bridge) handleMatrixEventSafely(ctx context.Context, evt MatrixEvent) (jobs []*Job, err error) {
+func (b *messages) handleMatrixEventSafely(ctx context.Context, evt MatrixEvent) (jobs []*Job, err error) {
 	err = b.guard.Run(&b.log, b.counter, "matrix_event", func() error {
 		jobs, err = b.handleMatrixEvent(ctx, evt)
 		return err
@@ -246,7 +255,7 @@ func (b *Bridge) handleMatrixEventSafely(ctx context.Context, evt MatrixEvent) (
 	return jobs, err
 }
 
-func (b *Bridge) handleMatrixEvent(ctx context.Context, evt MatrixEvent) ([]*Job, error) {
+func (b *messages) handleMatrixEvent(ctx context.Context, evt MatrixEvent) ([]*Job, error) {
 	ids := b.cfg.Identities
 	log := b.log.With().Str("event_id", string(evt.ID)).Str("room", string(evt.Room)).Str("sender", string(evt.Sender)).Logger()
 	if evt.Sender == ids.Bot() || ids.IsGhost(evt.Sender) {
@@ -269,11 +278,11 @@ func (b *Bridge) handleMatrixEvent(ctx context.Context, evt MatrixEvent) ([]*Job
 	}
 	if portal == nil || portal.Member(MatrixMember(evt.Sender)) != nil {
 		// The bot's (commands.go): not bridged.
-		if text, ok, err := b.commandOf(ctx, evt, portal); err != nil || ok {
+		if text, ok, err := b.bot.commandOf(ctx, evt, portal); err != nil || ok {
 			if err != nil {
 				return nil, err
 			}
-			return b.command(ctx, evt.Room, evt.Sender, evt.TS, text)
+			return b.bot.command(ctx, evt.Room, evt.Sender, evt.TS, text)
 		}
 	}
 	if portal == nil {
@@ -286,7 +295,7 @@ func (b *Bridge) handleMatrixEvent(ctx context.Context, evt MatrixEvent) ([]*Job
 		return nil, nil
 	}
 	ghost := ids.Ghost(portal.JID)
-	if done, err := b.relationFromMatrix(ctx, log, portal, evt); done || err != nil {
+	if done, err := b.relations.relationFromMatrix(ctx, log, portal, evt); done || err != nil {
 		return nil, err
 	}
 	if evt.Kind == EventEncrypted {
@@ -325,20 +334,20 @@ func (b *Bridge) handleMatrixEvent(ctx context.Context, evt MatrixEvent) ([]*Job
 
 // handleMember turns an invite of a ghost into a portal: a permitted user's
 // invite is accepted, anybody else's declined with a reason.
-func (b *Bridge) handleMember(ctx context.Context, evt MatrixEvent) ([]*Job, error) {
+func (b *messages) handleMember(ctx context.Context, evt MatrixEvent) ([]*Job, error) {
 	ids := b.cfg.Identities
 	if evt.Target == "" {
 		return nil, nil
 	}
 	target := evt.Target
 	if target == ids.Bot() {
-		return b.botInvited(ctx, evt)
+		return b.bot.botInvited(ctx, evt)
 	}
 	peer, err := ids.GhostJID(target)
 	if err != nil {
 		// Not a ghost: a person's membership, which may change their
 		// profile (profiles.go).
-		return b.profileFromMember(ctx, evt)
+		return b.people.profileFromMember(ctx, evt)
 	}
 	if evt.Membership != MembershipInvite {
 		return nil, nil
@@ -382,7 +391,7 @@ func (b *Bridge) handleMember(ctx context.Context, evt MatrixEvent) ([]*Job, err
 	}
 	b.log.Info().Str("room", string(evt.Room)).Str("mxid", string(evt.Sender)).Str("jid", peer.String()).Msg("Portal opened by invite")
 	b.count("matrix_invite", "accepted")
-	return append([]*Job{argsJob(JobJoin, jobArgs{Room: evt.Room, User: target})}, b.portalJobs(evt.Sender, peer)...), nil
+	return append([]*Job{argsJob(JobJoin, jobArgs{Room: evt.Room, User: target})}, b.people.portalJobs(evt.Sender, peer)...), nil
 }
 
 // ReasonSecondGhost: a ghost invited into a room that is already another

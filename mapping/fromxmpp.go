@@ -2,7 +2,6 @@ package mapping
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 
@@ -16,6 +15,10 @@ import (
 // refused with an error (RFC 6121 §8.5.2.2.1: a message to an account that
 // does not exist gets <service-unavailable/>), or nil.
 func (b *Bridge) HandleXMPPMessage(ctx context.Context, m *XMPPMessage) (*OutMessage, error) {
+	return b.messages.handleXMPPMessage(ctx, m)
+}
+
+func (b *messages) handleXMPPMessage(ctx context.Context, m *XMPPMessage) (*OutMessage, error) {
 	// This logger only ever writes at debug level: its context is built
 	// only when that is on, as it costs more than the rest of a receipt.
 	log := b.log
@@ -25,7 +28,7 @@ func (b *Bridge) HandleXMPPMessage(ctx context.Context, m *XMPPMessage) (*OutMes
 	if m.PEP != nil {
 		// Sent as headlines (XEP-0060 §12.5), read before those are
 		// dropped.
-		return nil, b.pepFromXMPP(ctx, log, m)
+		return nil, b.people.pepFromXMPP(ctx, log, m)
 	}
 	switch m.Type {
 	case TypeGroupchat:
@@ -36,7 +39,7 @@ func (b *Bridge) HandleXMPPMessage(ctx context.Context, m *XMPPMessage) (*OutMes
 	if b.blocked(m.From) {
 		return b.drop(log, "xmpp_message", ReasonBlockedDomain), nil
 	}
-	mxid, reason := b.ResolvePuppet(m.To)
+	mxid, reason := b.resolvePuppet(m.To)
 	if reason != "" {
 		b.drop(log, "xmpp_message", reason)
 		if !m.HasBody {
@@ -49,7 +52,7 @@ func (b *Bridge) HandleXMPPMessage(ctx context.Context, m *XMPPMessage) (*OutMes
 	if m.Type == TypeError {
 		// Never answered with an error (RFC 6120 §8.3.1); one that answers
 		// a message of ours becomes its failure status on Matrix.
-		return nil, b.errorFromXMPP(ctx, log, mxid, m)
+		return nil, b.receipts.errorFromXMPP(ctx, log, mxid, m)
 	}
 	if m.HasBody && m.IMNG && m.To.Resourcepart() != "" && m.To.Resourcepart() != PuppetResource {
 		// XEP-0409 §4: a full-JID message with <im-ng/> is for that one
@@ -59,10 +62,10 @@ func (b *Bridge) HandleXMPPMessage(ctx context.Context, m *XMPPMessage) (*OutMes
 		b.drop(log, "xmpp_message", ReasonIMNGFullJID)
 		return bounce(m, "cancel", "service-unavailable"), nil
 	}
-	if err := b.receiptsFromXMPP(ctx, log, mxid, m); err != nil {
+	if err := b.receipts.receiptsFromXMPP(ctx, log, mxid, m); err != nil {
 		return nil, err
 	}
-	if done, err := b.relationFromXMPP(ctx, log, mxid, m); done || err != nil {
+	if done, err := b.relations.relationFromXMPP(ctx, log, mxid, m); done || err != nil {
 		return nil, err
 	}
 	if !m.HasBody {
@@ -100,7 +103,7 @@ func (b *Bridge) HandleXMPPMessage(ctx context.Context, m *XMPPMessage) (*OutMes
 	}
 	job := newJob(JobSendToMatrix, about{room: msg.RoomID, mxid: mxid, peer: peer}, 0, nil)
 	jobs := []*Job{job}
-	if name := b.ghostName(mxid, peer, m.Nick); name != nil {
+	if name := b.people.ghostName(mxid, peer, m.Nick); name != nil {
 		jobs = append(jobs, name)
 	}
 	added, err := b.store.AddMessage(ctx, msg, jobs...)
@@ -111,9 +114,7 @@ func (b *Bridge) HandleXMPPMessage(ctx context.Context, m *XMPPMessage) (*OutMes
 		return b.drop(log, "xmpp_message", ReasonDuplicate), nil
 	}
 	if len(jobs) > 1 {
-		b.nicksMu.Lock()
-		b.nicks[peer.String()] = m.Nick
-		b.nicksMu.Unlock()
+		b.people.namedAfter(peer, m.Nick)
 	}
 	b.count("xmpp_message", "accepted")
 	b.queue(jobs...)
@@ -130,14 +131,14 @@ func (b *Bridge) HandleXMPPMessage(ctx context.Context, m *XMPPMessage) (*OutMes
 // policy (one person past their own budget looks the same as one whose
 // server's other accounts spent the domain's), which
 // <policy-violation/> would claim.
-func (b *Bridge) admitNewPortal(ctx context.Context, log zerolog.Logger, m *XMPPMessage, mxid id.UserID, peer jid.JID) (*OutMessage, error) {
+func (b *messages) admitNewPortal(ctx context.Context, log zerolog.Logger, m *XMPPMessage, mxid id.UserID, peer jid.JID) (*OutMessage, error) {
 	// A message while the pair's first is on its way opens nothing more.
 	if pending, err := b.store.HasUnsentToMatrix(ctx, mxid, peer); err != nil {
 		return nil, fmt.Errorf("look for messages of %s on their way to %s: %w", peer, mxid, err)
 	} else if pending {
 		return nil, nil
 	}
-	reason, err := b.admitStranger(ctx, peer, true, ask{portalsOfJID, peer.String()}, ask{portalsOfDomain, peer.Domainpart()})
+	reason, err := b.people.admitStranger(ctx, peer, true, ask{portalsOfJID, peer.String()}, ask{portalsOfDomain, peer.Domainpart()})
 	if err != nil {
 		return nil, err
 	}
@@ -156,51 +157,13 @@ func (b *Bridge) admitNewPortal(ctx context.Context, log zerolog.Logger, m *XMPP
 	return nil, nil
 }
 
-// admitStranger spends one token of each budget asked and, if ghost and
-// peer has no ghost yet, one of their domain's new ghosts, all or none.
-// It returns why it refused, or "".
-func (b *Bridge) admitStranger(ctx context.Context, peer jid.JID, ghost bool, asks ...ask) (Reason, error) {
-	newGhost := false
-	if ghost {
-		known, err := b.ghostKnown(ctx, peer)
-		if err != nil {
-			return "", err
-		}
-		if newGhost = !known; newGhost {
-			asks = append(asks, ask{ghostsOfDomain, peer.Domainpart()})
-		}
-	}
-	if reason := b.in.strangers.admit(asks...); reason != "" {
-		return reason, nil
-	}
-	if newGhost {
-		return "", b.noteGhost(ctx, peer)
-	}
-	return "", nil
-}
-
-// ghostName is the job that names peer's ghost after the nick their
-// message carries (XEP-0172 §4.2), if it is one the ghost was not named
-// after yet in this run; nil otherwise.
-func (b *Bridge) ghostName(mxid id.UserID, peer jid.JID, nick string) *Job {
-	if nick == "" {
-		return nil
-	}
-	b.nicksMu.Lock()
-	same := b.nicks[peer.String()] == nick
-	b.nicksMu.Unlock()
-	if same {
-		return nil
-	}
-	payload, _ := json.Marshal(jobArgs{User: b.cfg.Identities.Ghost(peer), Body: nick}) // strings only
-	return newJob(JobGhostName, about{mxid: mxid, peer: peer}, 0, payload)
-}
-
 // ResolvePuppet tells which Matrix user the puppet JID to stands for, or
 // why it stands for nobody. A user who may not use the bridge is treated
 // exactly like one who does not exist, so that no XMPP entity learns from
 // the bridge whether a Matrix user is there.
-func (b *Bridge) ResolvePuppet(to jid.JID) (id.UserID, Reason) {
+func (b *Bridge) ResolvePuppet(to jid.JID) (id.UserID, Reason) { return b.resolvePuppet(to) }
+
+func (b *core) resolvePuppet(to jid.JID) (id.UserID, Reason) {
 	mxid, err := b.cfg.Identities.PuppetUser(to)
 	if err != nil {
 		return "", ReasonUnknownPuppet
@@ -211,7 +174,7 @@ func (b *Bridge) ResolvePuppet(to jid.JID) (id.UserID, Reason) {
 	return mxid, ""
 }
 
-func (b *Bridge) drop(log zerolog.Logger, what string, reason Reason) *OutMessage {
+func (b *core) drop(log zerolog.Logger, what string, reason Reason) *OutMessage {
 	log.Debug().Str("reason", string(reason)).Msg("Dropped incoming stanza")
 	b.count(what, reason)
 	return nil

@@ -100,7 +100,7 @@ func vcardJob(mxid id.UserID, peer jid.JID) *Job { return pairJob(JobGhostVCard,
 // or their avatar metadata (XEP-0084 §4.2) says of their avatar, the hex
 // SHA-1 of its image: a vCard to fetch if it is not the one the ghost has. Only people with a portal with the
 // puppet's user make the bridge fetch anything.
-func (b *Bridge) photoChanged(ctx context.Context, mxid id.UserID, peer jid.JID, hash string) (*Job, error) {
+func (b *people) photoChanged(ctx context.Context, mxid id.UserID, peer jid.JID, hash string) (*Job, error) {
 	gp, err := b.store.GhostProfile(ctx, peer)
 	if err == nil && gp.PhotoHash == hash {
 		return nil, nil
@@ -118,10 +118,10 @@ func (b *Bridge) photoChanged(ctx context.Context, mxid id.UserID, peer jid.JID,
 
 // A person's vCard, fetched as the puppet of a user of theirs, then given
 // to their ghost, one change after the other.
-var _ = register(JobGhostVCard, jobKind{side: SideXMPP, order: byPair, payload: pairArgs{}, asks: true, run: (*Bridge).fetchVCard})
+var _ = register(JobGhostVCard, jobKind{side: SideXMPP, order: byPair, payload: pairArgs{}, asks: true, run: func(b *Bridge, ctx context.Context, job *Job) error { return b.people.fetchVCard(ctx, job) }})
 
 // fetchVCard runs a JobGhostVCard.
-func (b *Bridge) fetchVCard(ctx context.Context, job *Job) error {
+func (b *people) fetchVCard(ctx context.Context, job *Job) error {
 	mxid, peer, from, err := b.pairOf(job)
 	if err != nil {
 		return err
@@ -188,10 +188,10 @@ func (b *Bridge) fetchVCard(ctx context.Context, job *Job) error {
 	return nil
 }
 
-var _ = register(JobGhostProfile, jobKind{side: SideMatrix, order: byUser, payload: ghostProfileArgs{}, run: (*Bridge).setGhostProfile})
+var _ = register(JobGhostProfile, jobKind{side: SideMatrix, order: byUser, payload: ghostProfileArgs{}, run: func(b *Bridge, ctx context.Context, job *Job) error { return b.people.setGhostProfile(ctx, job) }})
 
 // setGhostProfile runs a JobGhostProfile.
-func (b *Bridge) setGhostProfile(ctx context.Context, job *Job) error {
+func (b *people) setGhostProfile(ctx context.Context, job *Job) error {
 	args, err := payloadOf[ghostProfileArgs](job)
 	if err != nil {
 		return err
@@ -253,7 +253,7 @@ func (b *Bridge) setGhostProfile(ctx context.Context, job *Job) error {
 // ghostKnown tells whether peer has a ghost already (or one is on its
 // way): a stored profile, which noteGhost leaves as soon as one is
 // promised.
-func (b *Bridge) ghostKnown(ctx context.Context, peer jid.JID) (bool, error) {
+func (b *people) ghostKnown(ctx context.Context, peer jid.JID) (bool, error) {
 	_, err := b.store.GhostProfile(ctx, peer)
 	if isNotFound(err) {
 		return false, nil
@@ -267,7 +267,7 @@ func (b *Bridge) ghostKnown(ctx context.Context, peer jid.JID) (bool, error) {
 // ghosts (limits.domain_new_ghosts_per_hour) is spent on it once. An
 // empty profile is what a ghost has before its vCard is read: named after
 // the JID, no avatar.
-func (b *Bridge) noteGhost(ctx context.Context, peer jid.JID) error {
+func (b *people) noteGhost(ctx context.Context, peer jid.JID) error {
 	known, err := b.ghostKnown(ctx, peer)
 	if err != nil || known {
 		return err
@@ -292,11 +292,13 @@ const JobGhostName JobKind = "matrix.ghost_name"
 
 // After the pair's send that made the ghost (and named it after the JID),
 // so that the person's own name is the one that stays.
-var _ = register(JobGhostName, jobKind{side: SideMatrix, order: byPair, payload: jobArgs{}, run: withPayload((*Bridge).setGhostName)})
+var _ = register(JobGhostName, jobKind{side: SideMatrix, order: byPair, payload: jobArgs{}, run: withPayload(func(b *Bridge, ctx context.Context, job *Job, args jobArgs) error {
+	return b.people.setGhostName(ctx, job, args)
+})})
 
 // setGhostName runs a JobGhostName, unless the person may no longer be
 // reached: the ghost, args.User, takes the nick args.Body.
-func (b *Bridge) setGhostName(ctx context.Context, _ *Job, args jobArgs) error {
+func (b *people) setGhostName(ctx context.Context, _ *Job, args jobArgs) error {
 	peer, err := b.cfg.Identities.GhostJID(args.User)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrPermanent, err)
@@ -312,7 +314,7 @@ func (b *Bridge) setGhostName(ctx context.Context, _ *Job, args jobArgs) error {
 
 // namedByNick records that a XEP-0172 nick named peer's ghost, which its
 // vCard's name then leaves as it is (JobGhostName).
-func (b *Bridge) namedByNick(ctx context.Context, peer jid.JID) error {
+func (b *people) namedByNick(ctx context.Context, peer jid.JID) error {
 	gp, err := b.store.GhostProfile(ctx, peer)
 	if isNotFound(err) {
 		gp = &GhostProfile{JID: peer.Bare()}
@@ -334,12 +336,12 @@ func (b *Bridge) namedByNick(ctx context.Context, peer jid.JID) error {
 // metadata (XEP-0084 §4.2) has their vCard fetched, as XEP-0153's hash
 // does (servers such as Prosody keep the two as one). Only people with a
 // portal with the puppet's user change anything.
-func (b *Bridge) pepFromXMPP(ctx context.Context, log zerolog.Logger, m *XMPPMessage) error {
+func (b *people) pepFromXMPP(ctx context.Context, log zerolog.Logger, m *XMPPMessage) error {
 	if b.blocked(m.From) {
 		b.drop(log, "xmpp_pep", ReasonBlockedDomain)
 		return nil
 	}
-	mxid, reason := b.ResolvePuppet(m.To)
+	mxid, reason := b.resolvePuppet(m.To)
 	if reason != "" {
 		b.drop(log, "xmpp_pep", reason)
 		return nil
@@ -381,9 +383,7 @@ func (b *Bridge) pepFromXMPP(ctx context.Context, log zerolog.Logger, m *XMPPMes
 		return fmt.Errorf("queue what the PEP of %s changed: %w", peer, err)
 	}
 	if nick != "" {
-		b.nicksMu.Lock()
-		b.nicks[peer.String()] = nick
-		b.nicksMu.Unlock()
+		b.namedAfter(peer, nick)
 	}
 	b.count("xmpp_pep", "accepted")
 	b.queue(jobs...)
@@ -409,14 +409,14 @@ func avatarJob(args avatarArgs) *Job {
 	return newJob(JobGhostAvatar, about{mxid: args.MXID, peer: peer}, 0, payload)
 }
 
-var _ = register(JobGhostAvatar, jobKind{side: SideXMPP, order: byPair, payload: avatarArgs{}, asks: true, run: (*Bridge).fetchAvatar})
+var _ = register(JobGhostAvatar, jobKind{side: SideXMPP, order: byPair, payload: avatarArgs{}, asks: true, run: func(b *Bridge, ctx context.Context, job *Job) error { return b.people.fetchAvatar(ctx, job) }})
 
 // fetchAvatar runs a JobGhostAvatar: the data item is the image whose
 // SHA-1 is its id (XEP-0084 §4.2.1), which becomes the ghost's avatar. An
 // avatar the puppet may not read, too large, or not matching its id falls
 // back to the vCard's photo (Prosody and ejabberd give the same image
 // there).
-func (b *Bridge) fetchAvatar(ctx context.Context, job *Job) error {
+func (b *people) fetchAvatar(ctx context.Context, job *Job) error {
 	args, err := payloadOf[avatarArgs](job)
 	if err != nil {
 		return err

@@ -124,7 +124,7 @@ func (noOutbox) Rescan()       {}
 // SetOutbox connects the core to what runs its jobs.
 func (b *Bridge) SetOutbox(o Outbox) { b.out = o }
 
-func (b *Bridge) queue(jobs ...*Job) { b.out.Queue(jobs...) }
+func (b *core) queue(jobs ...*Job) { b.out.Queue(jobs...) }
 
 // stored is told how each store write that stores jobs went, and returns
 // its error. A write that failed may yet have committed (PostgreSQL took
@@ -134,7 +134,7 @@ func (b *Bridge) queue(jobs ...*Job) { b.out.Queue(jobs...) }
 // pending) and queues nothing. So the first write that succeeds after a
 // failure has the outbox read the store at once, not up to scanEvery
 // later.
-func (b *Bridge) stored(err error) error {
+func (b *core) stored(err error) error {
 	if err != nil {
 		b.storeFailed.Store(true)
 	} else if b.storeFailed.Load() && b.storeFailed.Swap(false) { // no write on the hot path
@@ -255,7 +255,7 @@ func pairJob(kind JobKind, mxid id.UserID, peer jid.JID) *Job {
 
 // pairOf decodes a pair job: the Matrix user, the person, and the full
 // JID her puppet speaks from.
-func (b *Bridge) pairOf(job *Job) (id.UserID, jid.JID, jid.JID, error) {
+func (b *core) pairOf(job *Job) (id.UserID, jid.JID, jid.JID, error) {
 	args, err := payloadOf[pairArgs](job)
 	if err != nil {
 		return "", jid.JID{}, jid.JID{}, err

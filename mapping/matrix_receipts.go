@@ -55,7 +55,7 @@ func newReceiptPlan() *receiptPlan {
 		portals: map[id.RoomID]*Portal{}, puppets: map[id.UserID]jid.JID{}, unsent: map[id.RoomID]bool{}, reads: map[Mark]*pendingRead{}, typing: map[id.RoomID]bool{}}
 }
 
-func (b *Bridge) planPortal(ctx context.Context, plan *receiptPlan, room id.RoomID) (*Portal, error) {
+func (b *receipts) planPortal(ctx context.Context, plan *receiptPlan, room id.RoomID) (*Portal, error) {
 	if p, ok := plan.portals[room]; ok {
 		return p, nil
 	}
@@ -100,10 +100,10 @@ func stanzasJob(out []*OutMessage) *Job {
 // Messages and the notifications about them keep one order toward XMPP
 // (JobSendToXMPP): <displayed/> must not overtake the <delivered/> before
 // it.
-var _ = register(JobSendStanzas, jobKind{side: SideXMPP, order: bySide, payload: []stanzaJob{}, run: (*Bridge).sendStanzas})
+var _ = register(JobSendStanzas, jobKind{side: SideXMPP, order: bySide, payload: []stanzaJob{}, run: func(b *Bridge, ctx context.Context, job *Job) error { return b.receipts.sendStanzas(ctx, job) }})
 
 // sendStanzas runs a JobSendStanzas: its stanzas, in one write.
-func (b *Bridge) sendStanzas(ctx context.Context, job *Job) error {
+func (b *receipts) sendStanzas(ctx context.Context, job *Job) error {
 	js, err := payloadOf[[]stanzaJob](job)
 	if err != nil {
 		return err
@@ -155,7 +155,7 @@ func (b *Bridge) sendStanzas(ctx context.Context, job *Job) error {
 
 // handleReceipt takes one receipt of a transaction: looked up, checked
 // (mayCross), and its stanzas planned.
-func (b *Bridge) handleReceipt(ctx context.Context, rc Receipt, plan *receiptPlan) error {
+func (b *receipts) handleReceipt(ctx context.Context, rc Receipt, plan *receiptPlan) error {
 	skip := func(reason Reason) error {
 		b.count("matrix_receipt", reason)
 		return nil
@@ -217,7 +217,7 @@ type pendingRead struct {
 // readsToXMPP expands the newest m.read of each member of a room, once
 // every receipt of the transactions has been seen, in the order they were
 // first read.
-func (b *Bridge) readsToXMPP(ctx context.Context, plan *receiptPlan) error {
+func (b *receipts) readsToXMPP(ctx context.Context, plan *receiptPlan) error {
 	upTo := make(map[Mark]int64, len(plan.order))
 	for _, mark := range plan.order {
 		r := plan.reads[mark]
@@ -252,7 +252,7 @@ func (b *Bridge) readsToXMPP(ctx context.Context, plan *receiptPlan) error {
 
 // to is where a receipt about msg goes: the bare JID (IM-NG: all of the
 // person's clients), or the resource it came from if so configured.
-func (b *Bridge) to(msg *Message) jid.JID {
+func (b *core) to(msg *Message) jid.JID {
 	if b.cfg.Receipts.ToFullJID && msg.PeerResource != "" {
 		if full, err := msg.PeerJID.WithResource(msg.PeerResource); err == nil {
 			return full
@@ -261,7 +261,7 @@ func (b *Bridge) to(msg *Message) jid.JID {
 	return msg.PeerJID
 }
 
-func (b *Bridge) deliveryToXMPP(from jid.JID, by MemberID, msg *Message, plan *receiptPlan) error {
+func (b *receipts) deliveryToXMPP(from jid.JID, by MemberID, msg *Message, plan *receiptPlan) error {
 	if !msg.DeliveredAt.IsZero() || plan.isDelivered(msg, by) {
 		b.count("matrix_receipt", ReasonDone)
 		return nil
@@ -282,7 +282,7 @@ func (b *Bridge) deliveryToXMPP(from jid.JID, by MemberID, msg *Message, plan *r
 // unread are the newest messages of the room up to read not displayed yet
 // (at most receipts.max_displayed_per_read of them), oldest first; by is
 // the member who read.
-func (b *Bridge) readToXMPP(from jid.JID, by MemberID, portal *Portal, read *Message, unread []*Message, plan *receiptPlan) {
+func (b *receipts) readToXMPP(from jid.JID, by MemberID, portal *Portal, read *Message, unread []*Message, plan *receiptPlan) {
 	mark := Mark{Room: portal.RoomID, By: by}
 	var capped []*Message
 	for _, m := range unread {
@@ -323,7 +323,7 @@ func (b *Bridge) readToXMPP(from jid.JID, by MemberID, portal *Portal, read *Mes
 // prefetch looks up, in one query each, every event the transaction's
 // receipts name and every room they are in: one lookup of each for a
 // transaction instead of one per receipt.
-func (b *Bridge) prefetch(ctx context.Context, receipts []Receipt, plan *receiptPlan) error {
+func (b *receipts) prefetch(ctx context.Context, receipts []Receipt, plan *receiptPlan) error {
 	evs := make([]id.EventID, 0, len(receipts))
 	var rooms []id.RoomID
 	for _, rc := range receipts {
@@ -348,4 +348,35 @@ func (b *Bridge) prefetch(ctx context.Context, receipts []Receipt, plan *receipt
 		return err
 	}
 	return nil
+}
+
+// offlineEvent raises XEP-0022's offline event for a message that asked for
+// it, if the Matrix user is offline as it is bridged: the bridge is the
+// puppets' server, and the message waits on the homeserver as in offline
+// storage (XEP-0022 §3.2). Unknown presence raises nothing rather than a
+// guess. The event tells the sender whether the user is online, which is
+// theirs to share: only while their receipts reach XMPP (the bot's
+// `receipts on`, which it also is), and only to a person who had a portal
+// with them before this message (portalBefore), not to anyone who writes
+// for the first time, and so before any presence is looked up.
+func (b *receipts) offlineEvent(ctx context.Context, msg *Message, portalBefore bool) {
+	if !portalBefore || !b.bot.tellsXMPP(msg.MXID, false) {
+		b.count("receipts_to_xmpp", "offline_withheld")
+		return
+	}
+	offline, err := b.matrix.Offline(ctx, msg.MXID)
+	if err != nil || !offline {
+		return
+	}
+	from, err := b.cfg.Identities.PuppetFrom(msg.MXID)
+	if err != nil {
+		return
+	}
+	job := stanzasJob([]*OutMessage{{ID: NewXMPPID(), From: from, To: b.to(msg), Type: TypeChat, Event: &EventNotice{ID: msg.XMPPID, Offline: true}}})
+	if err := b.store.AddJobs(ctx, job); err != nil {
+		b.log.Err(err).Msg("Failed to queue an offline event")
+		return
+	}
+	b.queue(job)
+	b.count("receipts_to_xmpp", "offline")
 }

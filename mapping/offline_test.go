@@ -38,7 +38,7 @@ func TestOfflineEvent(t *testing.T) {
 		h.matrix.offline = c.offline
 		h.b.cfg.Receipts = ReceiptPolicy{SendToXMPP: c.configOn}
 		if c.userSetting != nil {
-			h.b.settings = map[id.UserID]UserSetting{alice: {MXID: alice, Receipts: c.userSetting}}
+			h.b.bot.settings = map[id.UserID]UserSetting{alice: {MXID: alice, Receipts: c.userSetting}}
 		}
 		if c.portalBefore {
 			if err := h.store.PutPortal(ctx, DirectPortal("!dm:example.org", alice, jid.MustParse(julietJID), time.Time{})); err != nil {

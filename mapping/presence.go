@@ -111,8 +111,12 @@ const (
 // exactly like a puppet that may not talk to the asker, so no answer tells
 // whether a Matrix user is there.
 func (b *Bridge) HandleXMPPPresence(ctx context.Context, p *XMPPPresence) ([]*OutPresence, error) {
+	return b.people.handleXMPPPresence(ctx, p)
+}
+
+func (b *people) handleXMPPPresence(ctx context.Context, p *XMPPPresence) ([]*OutPresence, error) {
 	log := b.log.With().Str("from", p.From.String()).Str("to", p.To.String()).Str("type", p.Type).Logger()
-	mxid, reason := b.ResolvePuppet(p.To)
+	mxid, reason := b.resolvePuppet(p.To)
 	if reason == "" && b.blocked(p.From) {
 		reason = ReasonBlockedDomain
 	}
@@ -226,9 +230,7 @@ func (b *Bridge) HandleXMPPPresence(ctx context.Context, p *XMPPPresence) ([]*Ou
 			if err := b.store.AddJobs(ctx, job); err != nil {
 				return nil, fmt.Errorf("queue the name of %s: %w", peer, err)
 			}
-			b.nicksMu.Lock()
-			b.nicks[peer.String()] = p.Nick
-			b.nicksMu.Unlock()
+			b.namedAfter(peer, p.Nick)
 			b.queue(job)
 		}
 		avail := &OutPresence{From: speaker, To: peer, Caps: true}
@@ -303,6 +305,10 @@ func (b *Bridge) HandleXMPPPresence(ctx context.Context, p *XMPPPresence) ([]*Ou
 // after the bridge is back. Puppets of users who may no longer use the
 // bridge, and people of blocked domains, are left out.
 func (b *Bridge) SubscriberPresence(ctx context.Context, available bool) ([]*OutPresence, error) {
+	return b.people.subscriberPresence(ctx, available)
+}
+
+func (b *people) subscriberPresence(ctx context.Context, available bool) ([]*OutPresence, error) {
 	subs, err := b.store.Subscribers(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("list the puppets' subscribers: %w", err)
@@ -317,7 +323,7 @@ func (b *Bridge) SubscriberPresence(ctx context.Context, available bool) ([]*Out
 		if err != nil {
 			continue
 		}
-		if _, reason := b.ResolvePuppet(puppet); reason != "" || b.blocked(s.JID) {
+		if _, reason := b.resolvePuppet(puppet); reason != "" || b.blocked(s.JID) {
 			continue
 		}
 		p := &OutPresence{From: puppet, To: s.JID, Type: typ, Caps: available}
@@ -335,7 +341,7 @@ func (b *Bridge) SubscriberPresence(ctx context.Context, available bool) ([]*Out
 // approved, once ResolvePuppet and the blocked domains have let it through,
 // and whether peer is a stranger to mxid (no portal), whose approval
 // spends a budget (limits.domain_subscriptions_per_hour).
-func (b *Bridge) mayTalk(ctx context.Context, mxid id.UserID, peer jid.JID) (ok, stranger bool, err error) {
+func (b *people) mayTalk(ctx context.Context, mxid id.UserID, peer jid.JID) (ok, stranger bool, err error) {
 	_, err = b.store.PortalByPair(ctx, mxid, peer)
 	if isNotFound(err) {
 		return b.cfg.Presence.AutoSubscribe, true, nil
@@ -353,7 +359,7 @@ type subscribeArgs struct {
 
 // subscribeJobs are the jobs owed when the portal of mxid and peer is
 // created: the puppet asks the person for a subscription.
-func (b *Bridge) subscribeJobs(mxid id.UserID, peer jid.JID) []*Job {
+func (b *people) subscribeJobs(mxid id.UserID, peer jid.JID) []*Job {
 	if !b.cfg.Presence.SubscribeOnPortal {
 		return nil
 	}
@@ -365,18 +371,18 @@ func (b *Bridge) subscribeJobs(mxid id.UserID, peer jid.JID) []*Job {
 // created: the puppet asks the person for a subscription, and looks its
 // user's profile up, which its vCard and presence show, and the person's
 // vCard, which names their ghost and gives it an avatar (ghosts.go).
-func (b *Bridge) portalJobs(mxid id.UserID, peer jid.JID) []*Job {
+func (b *people) portalJobs(mxid id.UserID, peer jid.JID) []*Job {
 	return append(b.subscribeJobs(mxid, peer), profileJob(profileArgs{MXID: mxid, Lookup: true}), vcardJob(mxid, peer), rosterJob(mxid, peer))
 }
 
 // A request for a subscription is about nothing else the bridge sends, and
 // asking twice is harmless: no order.
-var _ = register(JobSubscribe, jobKind{side: SideXMPP, order: noOrder, payload: subscribeArgs{}, run: (*Bridge).sendSubscribe})
+var _ = register(JobSubscribe, jobKind{side: SideXMPP, order: noOrder, payload: subscribeArgs{}, run: func(b *Bridge, ctx context.Context, job *Job) error { return b.people.sendSubscribe(ctx, job) }})
 
 // sendSubscribe carries out a JobSubscribe, unless the person approved a
 // request already; asking twice is harmless (servers deliver a pending
 // request once).
-func (b *Bridge) sendSubscribe(ctx context.Context, job *Job) error {
+func (b *people) sendSubscribe(ctx context.Context, job *Job) error {
 	args, err := payloadOf[subscribeArgs](job)
 	if err != nil {
 		return err
@@ -415,35 +421,4 @@ func (b *Bridge) sendSubscribe(ctx context.Context, job *Job) error {
 	}
 	b.count("xmpp_subscribe", "sent")
 	return nil
-}
-
-// offlineEvent raises XEP-0022's offline event for a message that asked for
-// it, if the Matrix user is offline as it is bridged: the bridge is the
-// puppets' server, and the message waits on the homeserver as in offline
-// storage (XEP-0022 §3.2). Unknown presence raises nothing rather than a
-// guess. The event tells the sender whether the user is online, which is
-// theirs to share: only while their receipts reach XMPP (the bot's
-// `receipts on`, which it also is), and only to a person who had a portal
-// with them before this message (portalBefore), not to anyone who writes
-// for the first time, and so before any presence is looked up.
-func (b *Bridge) offlineEvent(ctx context.Context, msg *Message, portalBefore bool) {
-	if !portalBefore || !b.tellsXMPP(msg.MXID, false) {
-		b.count("receipts_to_xmpp", "offline_withheld")
-		return
-	}
-	offline, err := b.matrix.Offline(ctx, msg.MXID)
-	if err != nil || !offline {
-		return
-	}
-	from, err := b.cfg.Identities.PuppetFrom(msg.MXID)
-	if err != nil {
-		return
-	}
-	job := stanzasJob([]*OutMessage{{ID: NewXMPPID(), From: from, To: b.to(msg), Type: TypeChat, Event: &EventNotice{ID: msg.XMPPID, Offline: true}}})
-	if err := b.store.AddJobs(ctx, job); err != nil {
-		b.log.Err(err).Msg("Failed to queue an offline event")
-		return
-	}
-	b.queue(job)
-	b.count("receipts_to_xmpp", "offline")
 }

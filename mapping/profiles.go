@@ -68,7 +68,7 @@ func profileJob(args profileArgs) *Job {
 // their profile: a job if it differs from the stored one. Matrix sends a
 // profile change as the user's m.room.member "join" again, with the new
 // displayname and avatar_url, into every room they are in.
-func (b *Bridge) profileFromMember(ctx context.Context, evt MatrixEvent) ([]*Job, error) {
+func (b *people) profileFromMember(ctx context.Context, evt MatrixEvent) ([]*Job, error) {
 	if evt.Membership != MembershipJoin || evt.Sender != evt.Target {
 		return nil, nil
 	}
@@ -103,10 +103,10 @@ const photoSize = 96
 
 // A user's profile changes reach each of their portals: looked up once,
 // in the order the changes came.
-var _ = register(JobPuppetProfile, jobKind{side: SideMatrix, order: byUser, payload: profileArgs{}, run: (*Bridge).updateProfile})
+var _ = register(JobPuppetProfile, jobKind{side: SideMatrix, order: byUser, payload: profileArgs{}, run: func(b *Bridge, ctx context.Context, job *Job) error { return b.people.updateProfile(ctx, job) }})
 
 // updateProfile runs a JobPuppetProfile.
-func (b *Bridge) updateProfile(ctx context.Context, job *Job) error {
+func (b *people) updateProfile(ctx context.Context, job *Job) error {
 	args, err := payloadOf[profileArgs](job)
 	if err != nil {
 		return err
@@ -181,15 +181,15 @@ func (b *Bridge) updateProfile(ctx context.Context, job *Job) error {
 
 // Each reads the profile when it runs: an older one that runs late still
 // sends the newest, so no order.
-var _ = register(JobPresence, jobKind{side: SideXMPP, order: noOrder, payload: pairArgs{}, run: (*Bridge).sendPresence})
+var _ = register(JobPresence, jobKind{side: SideXMPP, order: noOrder, payload: pairArgs{}, run: func(b *Bridge, ctx context.Context, job *Job) error { return b.people.sendPresence(ctx, job) }})
 
 // sendPresence runs a JobPresence.
-func (b *Bridge) sendPresence(ctx context.Context, job *Job) error {
+func (b *people) sendPresence(ctx context.Context, job *Job) error {
 	mxid, peer, from, err := b.pairOf(job)
 	if err != nil {
 		return err
 	}
-	if _, reason := b.ResolvePuppet(from); reason != "" {
+	if _, reason := b.resolvePuppet(from); reason != "" {
 		return nil // no longer allowed: says nothing
 	}
 	if err := b.unreachable(mxid, peer); err != nil {
@@ -216,7 +216,7 @@ func (b *Bridge) sendPresence(ctx context.Context, job *Job) error {
 // puppet: the display name as XEP-0172 <nick/>, the photo's hash as
 // XEP-0153's update (empty for no avatar). Without a stored profile the
 // presence says nothing of either (XEP-0153 §3.2: not ready to advertise).
-func (b *Bridge) withProfile(ctx context.Context, mxid id.UserID, out *OutPresence) error {
+func (b *people) withProfile(ctx context.Context, mxid id.UserID, out *OutPresence) error {
 	p, err := b.store.PuppetProfile(ctx, mxid)
 	if isNotFound(err) {
 		return nil
@@ -236,6 +236,10 @@ func (b *Bridge) withProfile(ctx context.Context, mxid id.UserID, out *OutPresen
 // lookup would hold up, and a live lookup would tell a stranger which
 // Matrix users exist and what they are called.
 func (b *Bridge) PuppetCard(ctx context.Context, mxid id.UserID, asker jid.JID) (Profile, error) {
+	return b.people.puppetCard(ctx, mxid, asker)
+}
+
+func (b *people) puppetCard(ctx context.Context, mxid id.UserID, asker jid.JID) (Profile, error) {
 	if b.blocked(asker) {
 		return Profile{}, ErrNotFound
 	}

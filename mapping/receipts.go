@@ -1,8 +1,13 @@
 package mapping
 
 import (
+	"sync"
+	"sync/atomic"
+
 	"maunium.net/go/mautrix/id"
 	"mellium.im/xmpp/jid"
+
+	"xmppbridge/internal/retry"
 )
 
 // The receipt table: every receipt the bridge carries, both ways, what it
@@ -87,6 +92,27 @@ func (t ReceiptType) crosses() bool {
 	return ok && k.stays == ""
 }
 
+// receipts carries the receipts both ways (XEP-0184, XEP-0333, XEP-0022
+// events and m.read, m.delivery) and the typing (XEP-0085, m.typing):
+// the rules (this file), XMPP to Matrix (xmpp_receipts.go, the burst
+// FlushReceipts records), Matrix to XMPP (matrix_receipts.go), the ones
+// that outran their message (early_receipts.go) and typing.go. What
+// crosses to XMPP obeys the users' settings (bot).
+type receipts struct {
+	*core
+	bot *bot // tellsXMPP, receiptsCross
+
+	// flushing is how many receipts flushReceipts has taken from in and
+	// not yet recorded (or put back).
+	flushing atomic.Int64
+	// flushFailing: flushReceipts cannot record its bursts (flushMu).
+	flushMu      sync.Mutex
+	flushFailing retry.Outage
+
+	typingMu sync.Mutex
+	typing   map[id.RoomID]bool // whether the portal's user types, by room
+}
+
 // mayAnswer is the one rule of what an XMPP person may say about a message
 // the bridge sent, the XMPP → Matrix table of docs/protocols.md: a receipt, a
 // notification or an error is about a message sent to the bare JID it
@@ -118,7 +144,7 @@ func mayAnswer(msg *Message, puppet id.UserID, asked func(Requests) bool) Reason
 // returns what the receipt acknowledges, or why it does not cross;
 // ReasonUnknownEvent (with a portal) is for an event the id map may not
 // know yet (parkUnknown).
-func (b *Bridge) mayCross(rc Receipt, portal *Portal, msg *Message) (AckKind, Reason) {
+func (b *receipts) mayCross(rc Receipt, portal *Portal, msg *Message) (AckKind, Reason) {
 	rk, ok := matrixReceiptKinds[rc.Type]
 	kind := rk.ack
 	if !ok {
@@ -137,7 +163,7 @@ func (b *Bridge) mayCross(rc Receipt, portal *Portal, msg *Message) (AckKind, Re
 		return kind, ReasonNotPortal
 	case portal.Member(MatrixMember(rc.User)) == nil:
 		return kind, ReasonNotPortalUser
-	case !b.receiptsCross(rc):
+	case !b.bot.receiptsCross(rc):
 		return kind, ReasonDisabled
 	case msg == nil:
 		return kind, ReasonUnknownEvent
@@ -153,7 +179,7 @@ func (b *Bridge) mayCross(rc Receipt, portal *Portal, msg *Message) (AckKind, Re
 // deliveryStanzas are what msg's sender asked for on delivery, and only
 // that: XEP-0184 <received/> if it had <request/>, XEP-0022 <delivered/>
 // if its x:event asked for it.
-func (b *Bridge) deliveryStanzas(from jid.JID, msg *Message) []*OutMessage {
+func (b *receipts) deliveryStanzas(from jid.JID, msg *Message) []*OutMessage {
 	var out []*OutMessage
 	if msg.Requests.Receipt {
 		out = append(out, &OutMessage{ID: NewXMPPID(), From: from, To: b.to(msg), Type: TypeChat, Received: msg.XMPPID})
@@ -168,7 +194,7 @@ func (b *Bridge) deliveryStanzas(from jid.JID, msg *Message) []*OutMessage {
 // display: XEP-0022 <displayed/> for each that asked (§2.1), then one
 // XEP-0333 <displayed/> for the newest markable one, which acknowledges
 // the ones before it (XEP-0333 §3).
-func (b *Bridge) displayedStanzas(from jid.JID, read []*Message) []*OutMessage {
+func (b *receipts) displayedStanzas(from jid.JID, read []*Message) []*OutMessage {
 	var out []*OutMessage
 	var newestMarkable *Message
 	for _, m := range read {

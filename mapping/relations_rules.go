@@ -33,6 +33,12 @@ import (
 // send job and translated when the job runs, against the target's ids
 // then: the target's own send runs before it in the same lane.
 
+// relations carries what points at a message, both ways, by these rules.
+// It keeps no state of its own: what it needs is in the id map.
+type relations struct {
+	*core
+}
+
 // DefaultEditMaxAge is how old a Matrix message may be for its edit to reach
 // XMPP as a XEP-0308 correction. XEP-0308 is "Last Message Correction":
 // it is meant for the message just sent, and a correction of an old one
@@ -43,7 +49,7 @@ const DefaultEditMaxAge = 24 * time.Hour
 // relationFromXMPP handles a message that points at an earlier one. It
 // returns false when m is not such a message (or a reply to an unknown
 // one), to be bridged as a plain message.
-func (b *Bridge) relationFromXMPP(ctx context.Context, log zerolog.Logger, mxid id.UserID, m *XMPPMessage) (bool, error) {
+func (b *relations) relationFromXMPP(ctx context.Context, log zerolog.Logger, mxid id.UserID, m *XMPPMessage) (bool, error) {
 	peer := m.From.Bare()
 	var kind RelKind
 	var ref string
@@ -108,7 +114,7 @@ func (b *Bridge) relationFromXMPP(ctx context.Context, log zerolog.Logger, mxid 
 // xmppTarget is the message of the pair (mxid, peer) that peer names by
 // ref: one peer sent, or one the Matrix user sent to peer (its id is the
 // bridge's). nil if there is none: a third JID names none of the pair's.
-func (b *Bridge) xmppTarget(ctx context.Context, peer jid.JID, mxid id.UserID, ref string) (*Message, error) {
+func (b *relations) xmppTarget(ctx context.Context, peer jid.JID, mxid id.UserID, ref string) (*Message, error) {
 	for _, dir := range []Direction{FromXMPP, FromMatrix} {
 		msg, err := b.store.MessageByXMPPID(ctx, peer, ref, dir)
 		if isNotFound(err) {
@@ -124,7 +130,7 @@ func (b *Bridge) xmppTarget(ctx context.Context, peer jid.JID, mxid id.UserID, r
 }
 
 // relationRow is the row of a message from XMPP that points at target.
-func (b *Bridge) relationRow(mxid id.UserID, peer jid.JID, target *Message, kind RelKind, m *XMPPMessage) *Message {
+func (b *relations) relationRow(mxid id.UserID, peer jid.JID, target *Message, kind RelKind, m *XMPPMessage) *Message {
 	msg := &Message{
 		RoomID: target.RoomID, XMPPID: m.ID, OriginID: m.OriginID, StanzaID: m.StanzaID,
 		PeerJID: peer, PeerResource: m.From.Resourcepart(), Direction: FromXMPP, MXID: mxid,
@@ -139,7 +145,7 @@ func (b *Bridge) relationRow(mxid id.UserID, peer jid.JID, target *Message, kind
 }
 
 // addRelation stores msg with the job that sends it.
-func (b *Bridge) addRelation(ctx context.Context, log zerolog.Logger, what string, msg *Message) error {
+func (b *relations) addRelation(ctx context.Context, log zerolog.Logger, what string, msg *Message) error {
 	var job *Job
 	if msg.Direction == FromXMPP {
 		job = newJob(JobSendToMatrix, about{room: msg.RoomID, mxid: msg.MXID, peer: msg.PeerJID}, 0, nil)
@@ -162,7 +168,7 @@ func (b *Bridge) addRelation(ctx context.Context, log zerolog.Logger, what strin
 // reactionsFromXMPP makes the ghost's reactions to target the set keys
 // (XEP-0444 §4: each <reactions/> carries the sender's whole set): an
 // m.reaction for each new key, a redaction of each one gone.
-func (b *Bridge) reactionsFromXMPP(ctx context.Context, log zerolog.Logger, mxid id.UserID, peer jid.JID, target *Message, keys []string) error {
+func (b *relations) reactionsFromXMPP(ctx context.Context, log zerolog.Logger, mxid id.UserID, peer jid.JID, target *Message, keys []string) error {
 	have, err := b.store.Reactions(ctx, target.RowID, FromXMPP)
 	if err != nil {
 		return err
@@ -193,7 +199,7 @@ func (b *Bridge) reactionsFromXMPP(ctx context.Context, log zerolog.Logger, mxid
 // relationFromMatrix handles an event that points at an earlier one: an
 // edit, a reply, a reaction or a redaction. It returns false when evt is
 // not one (or a reply to an unknown event), to be bridged as a message.
-func (b *Bridge) relationFromMatrix(ctx context.Context, log zerolog.Logger, portal *Portal, evt MatrixEvent) (bool, error) {
+func (b *relations) relationFromMatrix(ctx context.Context, log zerolog.Logger, portal *Portal, evt MatrixEvent) (bool, error) {
 	var kind RelKind
 	var ref id.EventID
 	switch {
@@ -281,7 +287,7 @@ func (b *Bridge) relationFromMatrix(ctx context.Context, log zerolog.Logger, por
 }
 
 // relationToMatrix posts msg, which points at another message, as ghost.
-func (b *Bridge) relationToMatrix(ctx context.Context, room id.RoomID, ghost id.UserID, msg *Message, txnID string) (id.EventID, error) {
+func (b *relations) relationToMatrix(ctx context.Context, room id.RoomID, ghost id.UserID, msg *Message, txnID string) (id.EventID, error) {
 	target, err := b.relationTarget(ctx, msg)
 	if err != nil {
 		return "", err
@@ -305,7 +311,7 @@ func (b *Bridge) relationToMatrix(ctx context.Context, room id.RoomID, ghost id.
 }
 
 // relationTarget is the message msg points at, which its side must know.
-func (b *Bridge) relationTarget(ctx context.Context, msg *Message) (*Message, error) {
+func (b *relations) relationTarget(ctx context.Context, msg *Message) (*Message, error) {
 	target, err := b.store.MessageByRow(ctx, msg.RelTo)
 	if isNotFound(err) {
 		return nil, fmt.Errorf("%w: message %d points at no message", ErrPermanent, msg.RowID)
@@ -321,7 +327,7 @@ func (b *Bridge) relationTarget(ctx context.Context, msg *Message) (*Message, er
 
 // matrixText is the content of a text from XMPP: the body, and its
 // XEP-0393 styling as HTML when it has some.
-func (b *Bridge) matrixText(body string) *OutMatrix {
+func (b *relations) matrixText(body string) *OutMatrix {
 	out := &OutMatrix{Body: body}
 	if html, ok := StylingToHTML(body); ok {
 		out.HTML = html
@@ -330,7 +336,7 @@ func (b *Bridge) matrixText(body string) *OutMatrix {
 }
 
 // relationToXMPP fills out, the stanza of msg, with what msg points at.
-func (b *Bridge) relationToXMPP(ctx context.Context, msg *Message, out *OutMessage) error {
+func (b *relations) relationToXMPP(ctx context.Context, msg *Message, out *OutMessage) error {
 	target, err := b.relationTarget(ctx, msg)
 	if err != nil {
 		return err
@@ -390,7 +396,7 @@ func quote(body string) string {
 func relationTxn(row int64) string { return "xmpp-" + strconv.FormatInt(row, 10) }
 
 // editMaxAge is the configured bound of Matrix edits sent as corrections.
-func (b *Bridge) editMaxAge() time.Duration {
+func (b *relations) editMaxAge() time.Duration {
 	if b.cfg.EditMaxAge > 0 {
 		return b.cfg.EditMaxAge
 	}

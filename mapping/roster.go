@@ -32,7 +32,7 @@ var ErrNoPrivilege = errors.New("the server grants no roster access")
 func rosterJob(mxid id.UserID, peer jid.JID) *Job { return pairJob(JobRosterItem, mxid, peer) }
 
 // rosterJobs are the roster writes of mxid's name change: one per portal.
-func (b *Bridge) rosterJobs(ctx context.Context, mxid id.UserID) ([]*Job, error) {
+func (b *people) rosterJobs(ctx context.Context, mxid id.UserID) ([]*Job, error) {
 	ps, err := b.store.PortalsOf(ctx, mxid)
 	if err != nil {
 		return nil, err
@@ -48,17 +48,17 @@ func (b *Bridge) rosterJobs(ctx context.Context, mxid id.UserID) ([]*Job, error)
 
 // Each reads the name when it runs, as JobPresence does; one pair's writes
 // in order, so that the newest name is the one that stays.
-var _ = register(JobRosterItem, jobKind{side: SideXMPP, order: byPair, payload: pairArgs{}, asks: true, run: (*Bridge).setRosterItem})
+var _ = register(JobRosterItem, jobKind{side: SideXMPP, order: byPair, payload: pairArgs{}, asks: true, run: func(b *Bridge, ctx context.Context, job *Job) error { return b.people.setRosterItem(ctx, job) }})
 
 // setRosterItem runs a JobRosterItem with the name as it stands: the
 // stored profile's, else the homeserver's, else the user ID.
-func (b *Bridge) setRosterItem(ctx context.Context, job *Job) error {
+func (b *people) setRosterItem(ctx context.Context, job *Job) error {
 	mxid, peer, from, err := b.pairOf(job)
 	if err != nil {
 		return err
 	}
 	puppet := from.Bare()
-	if _, reason := b.ResolvePuppet(puppet); reason != "" || b.blocked(peer) {
+	if _, reason := b.resolvePuppet(puppet); reason != "" || b.blocked(peer) {
 		return nil // no longer allowed: nothing is written of them
 	}
 	name := ""

@@ -68,7 +68,7 @@ func TestMayCross(t *testing.T) {
 		{"a message of another room", read, portal, &Message{RoomID: "!else:example.org", PeerJID: juliet, Direction: FromXMPP, TS: created}, AckDisplayed, ReasonNotFromXMPP},
 		{"before the invite (MSC4089)", read, portal, &Message{RoomID: dm, PeerJID: juliet, Direction: FromXMPP, TS: created.Add(-time.Hour)}, AckDisplayed, ReasonBeforeInvite},
 	} {
-		kind, got := b.mayCross(tc.rc, tc.portal, tc.msg)
+		kind, got := b.receipts.mayCross(tc.rc, tc.portal, tc.msg)
 		if got != tc.want || (got == "" && kind != tc.kind) {
 			t.Errorf("%s: %v %q, want %v %q", tc.name, kind, got, tc.kind, tc.want)
 		}

@@ -15,6 +15,19 @@ import (
 // notices: their job kinds and handlers, and the rule of whom a send may
 // still be for (mayReach).
 
+// messages carries the messages each way: what a message from XMPP
+// (fromxmpp.go) and a transaction from the homeserver (frommatrix.go)
+// mean, stored with the sends they owe, those sends (this file), and
+// what the homeserver sent that can never be processed (set aside). The
+// rest of what comes in it hands to the concern it is for.
+type messages struct {
+	*core
+	bot       *bot
+	people    *people
+	relations *relations
+	receipts  *receipts
+}
+
 // The kinds of sends the outbox carries out.
 const (
 	JobSendToMatrix JobKind = "matrix.send"   // a FromXMPP message, by row
@@ -62,7 +75,7 @@ var (
 // blocked stops what existing portals owe as well as what comes in. It
 // returns "" if they may, or why not; mxid "" (a job that does not say
 // whose it is) is judged by peer alone.
-func (b *Bridge) mayReach(mxid id.UserID, peer jid.JID) Reason {
+func (b *core) mayReach(mxid id.UserID, peer jid.JID) Reason {
 	if b.blocked(peer) {
 		return ReasonBlockedDomain
 	}
@@ -75,7 +88,7 @@ func (b *Bridge) mayReach(mxid id.UserID, peer jid.JID) Reason {
 // unreachable is the error of a send between mxid and peer that mayReach
 // refuses, counted as send_refused: it is dropped, never retried. nil if
 // it may go.
-func (b *Bridge) unreachable(mxid id.UserID, peer jid.JID) error {
+func (b *core) unreachable(mxid id.UserID, peer jid.JID) error {
 	reason := b.mayReach(mxid, peer)
 	if reason == "" {
 		return nil
@@ -86,14 +99,16 @@ func (b *Bridge) unreachable(mxid id.UserID, peer jid.JID) error {
 
 // Messages reach the portal in order, and the portal is created once.
 var _ = register(JobSendToMatrix, jobKind{side: SideMatrix, order: byPair, payload: nil,
-	run: func(b *Bridge, ctx context.Context, job *Job) error { return b.sendToMatrix(ctx, job.MessageID) }})
+	run: func(b *Bridge, ctx context.Context, job *Job) error {
+		return b.messages.sendToMatrix(ctx, job.MessageID)
+	}})
 
 // sendToMatrix posts a message from XMPP into its portal, creating the
 // portal first if this is the pair's first message. One that can never
 // be posted is answered to its sender (undeliverable); one held because
 // the homeserver is away or refuses the bridge's token is not: it goes
 // once the homeserver takes it.
-func (b *Bridge) sendToMatrix(ctx context.Context, row int64) error {
+func (b *messages) sendToMatrix(ctx context.Context, row int64) error {
 	msg, err := b.store.MessageByRow(ctx, row)
 	if err != nil {
 		return fmt.Errorf("load message %d: %w", row, err)
@@ -111,7 +126,7 @@ func (b *Bridge) sendToMatrix(ctx context.Context, row int64) error {
 }
 
 // postToMatrix is sendToMatrix once the message, of row, is loaded.
-func (b *Bridge) postToMatrix(ctx context.Context, row int64, msg *Message) error {
+func (b *messages) postToMatrix(ctx context.Context, row int64, msg *Message) error {
 	mxid := msg.MXID
 	ghost := b.cfg.Identities.Ghost(msg.PeerJID)
 	portalBefore := msg.RoomID != "" // a portal stood when the message came
@@ -123,9 +138,9 @@ func (b *Bridge) postToMatrix(ctx context.Context, row int64, msg *Message) erro
 	// send and SetMessageEventID yields the same event, not a second one.
 	var ev id.EventID
 	if msg.RelKind != RelNone {
-		ev, err = b.relationToMatrix(ctx, portal.RoomID, ghost, msg, relationTxn(row))
+		ev, err = b.relations.relationToMatrix(ctx, portal.RoomID, ghost, msg, relationTxn(row))
 	} else {
-		ev, err = b.matrix.SendMessage(ctx, portal.RoomID, ghost, b.matrixText(msg.Body), relationTxn(row))
+		ev, err = b.matrix.SendMessage(ctx, portal.RoomID, ghost, b.relations.matrixText(msg.Body), relationTxn(row))
 	}
 	if err != nil {
 		return fmt.Errorf("send message %d to %s: %w", row, portal.RoomID, err)
@@ -134,7 +149,7 @@ func (b *Bridge) postToMatrix(ctx context.Context, row int64, msg *Message) erro
 		return fmt.Errorf("note event %s of message %d: %w", ev, row, err)
 	}
 	if msg.Requests.Offline {
-		b.offlineEvent(ctx, msg, portalBefore)
+		b.receipts.offlineEvent(ctx, msg, portalBefore)
 	}
 	return nil
 }
@@ -167,7 +182,7 @@ var ErrTooLarge = errors.New("too large for the homeserver")
 // silently too), nor a message without an id to answer. It returns err,
 // the send's own failure, unless the answer could not be stored, for the
 // send to be tried again.
-func (b *Bridge) undeliverable(ctx context.Context, msg *Message, err error) error {
+func (b *messages) undeliverable(ctx context.Context, msg *Message, err error) error {
 	reason, answer := ReasonUndeliverable, &StanzaError{
 		Type: "cancel", Condition: "service-unavailable",
 		Text: "This message could not be delivered to Matrix and will not be tried again.",
@@ -211,7 +226,7 @@ const ReasonUndeliverable Reason = "undeliverable"
 // creates the DM and invites mxid) if there is none; an error wrapping
 // ErrPermanent if nothing may go between them any more (mayReach): every
 // message to Matrix, and every chat a user starts, comes this way.
-func (b *Bridge) ensurePortal(ctx context.Context, mxid id.UserID, peer jid.JID) (*Portal, error) {
+func (b *messages) ensurePortal(ctx context.Context, mxid id.UserID, peer jid.JID) (*Portal, error) {
 	if err := b.unreachable(mxid, peer); err != nil {
 		return nil, err
 	}
@@ -223,7 +238,7 @@ func (b *Bridge) ensurePortal(ctx context.Context, mxid id.UserID, peer jid.JID)
 	}
 	// A ghost made for a Matrix user's own `start` is known from now on:
 	// the person's messages to others spend no budget of new ghosts.
-	if err := b.noteGhost(ctx, peer); err != nil {
+	if err := b.people.noteGhost(ctx, peer); err != nil {
 		return nil, err
 	}
 	room, err := b.matrix.CreateDM(ctx, b.cfg.Identities.Ghost(peer), mxid)
@@ -231,7 +246,7 @@ func (b *Bridge) ensurePortal(ctx context.Context, mxid id.UserID, peer jid.JID)
 		return nil, fmt.Errorf("create portal for %s and %s: %w", mxid, peer, err)
 	}
 	// Before the portal: a crash in between asks twice, which is harmless.
-	if jobs := b.portalJobs(mxid, peer); jobs != nil {
+	if jobs := b.people.portalJobs(mxid, peer); jobs != nil {
 		if err := b.store.AddJobs(ctx, jobs...); err != nil {
 			return nil, fmt.Errorf("queue subscription request to %s: %w", peer, err)
 		}
@@ -249,14 +264,14 @@ func (b *Bridge) ensurePortal(ctx context.Context, mxid id.UserID, peer jid.JID)
 // (JobSendStanzas): a composing notification must not overtake the
 // message that ends it.
 var _ = register(JobSendToXMPP, jobKind{side: SideXMPP, order: bySide, payload: nil,
-	run: func(b *Bridge, ctx context.Context, job *Job) error { return b.sendToXMPP(ctx, job.MessageID) }})
+	run: func(b *Bridge, ctx context.Context, job *Job) error { return b.messages.sendToXMPP(ctx, job.MessageID) }})
 
 // sendToXMPP sends a message from Matrix to its XMPP peer, asking for every
 // kind of receipt the bridge can translate. One that can never go (a rule
 // of the bridge no longer lets it through, what it answers or edits is
 // unknown) is marked failed for its sender (notCarried); the XMPP side
 // itself fails only when its stream is gone, which holds the side.
-func (b *Bridge) sendToXMPP(ctx context.Context, row int64) error {
+func (b *messages) sendToXMPP(ctx context.Context, row int64) error {
 	msg, err := b.store.MessageByRow(ctx, row)
 	if err != nil {
 		return fmt.Errorf("load message %d: %w", row, err)
@@ -271,7 +286,7 @@ func (b *Bridge) sendToXMPP(ctx context.Context, row int64) error {
 }
 
 // carryToXMPP is sendToXMPP once the message, of row, is loaded.
-func (b *Bridge) carryToXMPP(ctx context.Context, row int64, msg *Message) error {
+func (b *messages) carryToXMPP(ctx context.Context, row int64, msg *Message) error {
 	if err := b.unreachable(msg.MXID, msg.PeerJID); err != nil {
 		return err
 	}
@@ -288,7 +303,7 @@ func (b *Bridge) carryToXMPP(ctx context.Context, row int64, msg *Message) error
 		Body: msg.Body, OriginID: msg.XMPPID, Request: msg.Requests, ChatState: "active",
 	}
 	if msg.RelKind != RelNone {
-		if err := b.relationToXMPP(ctx, msg, out); err != nil {
+		if err := b.relations.relationToXMPP(ctx, msg, out); err != nil {
 			return err
 		}
 	}
@@ -304,7 +319,7 @@ func (b *Bridge) carryToXMPP(ctx context.Context, row int64, msg *Message) error
 // names the event, not the row, so that the rule that refused the message
 // does not refuse its status too. It returns err unless the status could
 // not be stored, for the send to be tried again.
-func (b *Bridge) notCarried(ctx context.Context, msg *Message, err error) error {
+func (b *messages) notCarried(ctx context.Context, msg *Message, err error) error {
 	b.count("matrix_message", ReasonUndeliverable)
 	if msg.Direction != FromMatrix || msg.EventID == "" || msg.RoomID == "" {
 		return err

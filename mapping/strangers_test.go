@@ -156,7 +156,7 @@ func TestStartSpendsNoStrangerBudget(t *testing.T) {
 	h, _, _ := strangerHarness(t, Limits{JIDPortals: 100, DomainPortals: 100, DomainGhosts: 1})
 	ctx := context.Background()
 	h.b.in.strangers.admit(ask{ghostsOfDomain, "capulet.lit"}) // the domain's one new ghost is spent
-	if _, err := h.b.ensurePortal(ctx, alice, jid.MustParse(julietJID)); err != nil {
+	if _, err := h.b.messages.ensurePortal(ctx, alice, jid.MustParse(julietJID)); err != nil {
 		t.Fatal(err)
 	}
 	if reply, _ := h.b.HandleXMPPMessage(ctx, note(julietJID, "@bob:example.org", "b1")); reply != nil {
@@ -212,7 +212,7 @@ func TestStrangerSubscriptionBudget(t *testing.T) {
 	if h.counts["xmpp_presence/"+string(ReasonDomainBudget)] != 1 {
 		t.Errorf("counts %v, want one xmpp_presence/%s", h.counts, ReasonDomainBudget)
 	}
-	if _, err := h.b.ensurePortal(ctx, alice, jid.MustParse("d@evil.example")); err != nil {
+	if _, err := h.b.messages.ensurePortal(ctx, alice, jid.MustParse("d@evil.example")); err != nil {
 		t.Fatal(err)
 	}
 	if got := subscribe("d@evil.example"); len(got) == 0 || !strings.HasPrefix(got[0], "subscribed ") {

@@ -3,6 +3,7 @@ package mapping
 import (
 	"context"
 	"fmt"
+	"maps"
 
 	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix/id"
@@ -20,7 +21,7 @@ import (
 // the transaction's others, in one job stored with it (and so in order
 // with the messages and receipts before them); the new state is the
 // bridge's once the transaction is (plan.typing, HandleMatrixTxns).
-func (b *Bridge) typingFromMatrix(ctx context.Context, room id.RoomID, users []id.UserID, plan *receiptPlan) error {
+func (b *receipts) typingFromMatrix(ctx context.Context, room id.RoomID, users []id.UserID, plan *receiptPlan) error {
 	portal, err := b.planPortal(ctx, plan, room)
 	if err != nil {
 		return err
@@ -39,7 +40,7 @@ func (b *Bridge) typingFromMatrix(ctx context.Context, room id.RoomID, users []i
 		b.typingMu.Unlock()
 	}
 	plan.typing[room] = on
-	if was == on || !b.tellsXMPP(portal.User(), true) {
+	if was == on || !b.bot.tellsXMPP(portal.User(), true) {
 		return nil
 	}
 	from, err := b.cfg.Identities.PuppetFrom(portal.User())
@@ -63,7 +64,7 @@ func (b *Bridge) typingFromMatrix(ctx context.Context, room id.RoomID, users []i
 
 // typingFromXMPP turns XEP-0022 composing notifications and XEP-0085 chat
 // states into the ghost's typing. Typing is ephemeral: it is not queued.
-func (b *Bridge) typingFromXMPP(ctx context.Context, log zerolog.Logger, mxid id.UserID, peer jid.JID, m *XMPPMessage) error {
+func (b *receipts) typingFromXMPP(ctx context.Context, log zerolog.Logger, mxid id.UserID, peer jid.JID, m *XMPPMessage) error {
 	e := m.Event
 	isEvent := e != nil && e.ID != "" && !e.Delivered && !e.Displayed && !e.Offline
 	if !isEvent && m.ChatState == "" {
@@ -109,4 +110,13 @@ func (b *Bridge) typingFromXMPP(ctx context.Context, log zerolog.Logger, mxid id
 	// newest state winning, and queues nothing.
 	b.matrix.ShowTyping(portal.RoomID, b.cfg.Identities.Ghost(peer), on)
 	return nil
+}
+
+// typed puts in force the typing that plan saw, once the transactions
+// that brought it are stored: what typingFromMatrix compares the next
+// typing with.
+func (b *receipts) typed(plan *receiptPlan) {
+	b.typingMu.Lock()
+	maps.Copy(b.typing, plan.typing)
+	b.typingMu.Unlock()
 }

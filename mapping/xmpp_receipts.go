@@ -47,7 +47,7 @@ type xmppReceipt struct {
 // Receipts are not looked up here, on the XMPP read loop, but gathered and
 // checked and recorded by the core's loop a burst at a time (Run, FlushReceipts):
 // one query and one write for many receipts instead of one each.
-func (b *Bridge) receiptsFromXMPP(ctx context.Context, log zerolog.Logger, mxid id.UserID, m *XMPPMessage) error {
+func (b *receipts) receiptsFromXMPP(ctx context.Context, log zerolog.Logger, mxid id.UserID, m *XMPPMessage) error {
 	peer := m.From.Bare()
 	var rs []xmppReceipt
 	if m.Received != "" {
@@ -81,7 +81,7 @@ func (b *Bridge) receiptsFromXMPP(ctx context.Context, log zerolog.Logger, mxid 
 
 // ourMessage finds the message the bridge sent to peer with stanza id xid
 // and checks it against mayAnswer.
-func (b *Bridge) ourMessage(ctx context.Context, peer jid.JID, mxid id.UserID, xid string, asked func(Requests) bool) (*Message, Reason, error) {
+func (b *receipts) ourMessage(ctx context.Context, peer jid.JID, mxid id.UserID, xid string, asked func(Requests) bool) (*Message, Reason, error) {
 	msg, err := b.store.MessageByXMPPID(ctx, peer, xid, FromMatrix)
 	if isNotFound(err) {
 		msg = nil
@@ -94,7 +94,7 @@ func (b *Bridge) ourMessage(ctx context.Context, peer jid.JID, mxid id.UserID, x
 // errorFromXMPP turns an error answering a message the bridge sent into a
 // failure status on its Matrix event (RFC 6120 §8.3.2: "wait" is worth
 // retrying, the other types are not).
-func (b *Bridge) errorFromXMPP(ctx context.Context, log zerolog.Logger, mxid id.UserID, m *XMPPMessage) error {
+func (b *receipts) errorFromXMPP(ctx context.Context, log zerolog.Logger, mxid id.UserID, m *XMPPMessage) error {
 	if m.ID == "" || m.Error == nil {
 		b.count("xmpp_error", ReasonUnknownID)
 		return nil
@@ -136,13 +136,13 @@ func receiptPayload(msg *Message) []byte {
 // no order with another's (MSC4089 receipts and status events are per
 // event): inRoom.
 var (
-	_ = register(JobMatrixRead, jobKind{side: SideMatrix, order: byRoom, payload: receiptArgs{}, run: (*Bridge).receiptToMatrix})
-	_ = register(JobMatrixDelivery, jobKind{side: SideMatrix, order: inRoom, payload: receiptArgs{}, run: (*Bridge).receiptToMatrix})
-	_ = register(JobMatrixStatus, jobKind{side: SideMatrix, order: inRoom, payload: StatusArgs{}, run: (*Bridge).receiptToMatrix})
+	_ = register(JobMatrixRead, jobKind{side: SideMatrix, order: byRoom, payload: receiptArgs{}, run: func(b *Bridge, ctx context.Context, job *Job) error { return b.receipts.receiptToMatrix(ctx, job) }})
+	_ = register(JobMatrixDelivery, jobKind{side: SideMatrix, order: inRoom, payload: receiptArgs{}, run: func(b *Bridge, ctx context.Context, job *Job) error { return b.receipts.receiptToMatrix(ctx, job) }})
+	_ = register(JobMatrixStatus, jobKind{side: SideMatrix, order: inRoom, payload: StatusArgs{}, run: func(b *Bridge, ctx context.Context, job *Job) error { return b.receipts.receiptToMatrix(ctx, job) }})
 )
 
 // receiptToMatrix carries out one of the jobs above.
-func (b *Bridge) receiptToMatrix(ctx context.Context, job *Job) error {
+func (b *receipts) receiptToMatrix(ctx context.Context, job *Job) error {
 	var msg *Message
 	var args receiptArgs
 	if job.Kind != JobMatrixStatus && json.Unmarshal(job.Payload, &args) == nil && args.Event != "" {
@@ -205,7 +205,9 @@ func (b *Bridge) receiptToMatrix(ctx context.Context, job *Job) error {
 // the next call, and it returns false: nothing accepted is lost, and the
 // log says so once per outage. Run calls it when woken; a test may call
 // it instead, to record what was taken so far at once.
-func (b *Bridge) FlushReceipts(ctx context.Context) (ok bool) {
+func (b *Bridge) FlushReceipts(ctx context.Context) bool { return b.receipts.flushReceipts(ctx) }
+
+func (b *receipts) flushReceipts(ctx context.Context) (ok bool) {
 	rs, more := b.in.take()
 	if len(rs) == 0 {
 		return true

@@ -566,7 +566,7 @@ func (o *Outbox) Wake() {
 }
 
 // Rescan makes the outbox read the store for due jobs now, from the
-// first: the core wrote some it could not hand over (Bridge.stored).
+// first: the core wrote some it could not hand over (mapping's core.stored).
 func (o *Outbox) Rescan() {
 	o.mu.Lock()
 	o.needScan, o.scanFrom = true, 0
