@@ -45,10 +45,13 @@ import (
 // moves that member's watermarks: everything up to it is displayed (and
 // delivered) for them, and nothing up to it is told again.
 
-// xmppReceiptKind is one row of the XMPP → Matrix table: what it records,
-// what it sends, and which request it needs.
+// xmppReceiptKind is one row of the XMPP → Matrix table: where a message
+// carries it, what it records, what it sends, and which request it needs.
 type xmppReceiptKind struct {
-	what  string // as counted and logged
+	what string // as counted and logged
+	// in is the stanza id of the message m acknowledges with this kind,
+	// "" if m carries none.
+	in    func(m *XMPPMessage) string
 	ack   AckKind
 	job   JobKind
 	asked func(Requests) bool
@@ -56,14 +59,30 @@ type xmppReceiptKind struct {
 
 var (
 	// XEP-0184 §5: <received id='X'/> acknowledges message X.
-	kindReceived = &xmppReceiptKind{"received", AckDelivered, JobMatrixDelivery, func(r Requests) bool { return r.Receipt }}
+	kindReceived = &xmppReceiptKind{"received", func(m *XMPPMessage) string { return m.Received },
+		AckDelivered, JobMatrixDelivery, func(r Requests) bool { return r.Receipt }}
 	// XEP-0022 §3.2: an event about message <id/>, which must have asked
 	// for it (§2.1: unsolicited events are illegal).
-	kindEventDelivered = &xmppReceiptKind{"event_delivered", AckDelivered, JobMatrixDelivery, func(r Requests) bool { return r.Delivered }}
-	kindEventDisplayed = &xmppReceiptKind{"event_displayed", AckDisplayed, JobMatrixRead, func(r Requests) bool { return r.Displayed }}
+	kindEventDelivered = &xmppReceiptKind{"event_delivered", func(m *XMPPMessage) string { return eventID(m, m.Event != nil && m.Event.Delivered) },
+		AckDelivered, JobMatrixDelivery, func(r Requests) bool { return r.Delivered }}
+	kindEventDisplayed = &xmppReceiptKind{"event_displayed", func(m *XMPPMessage) string { return eventID(m, m.Event != nil && m.Event.Displayed) },
+		AckDisplayed, JobMatrixRead, func(r Requests) bool { return r.Displayed }}
 	// XEP-0333 §3: displayed marker; our messages are all markable.
-	kindMarkerDisplayed = &xmppReceiptKind{"marker_displayed", AckDisplayed, JobMatrixRead, func(r Requests) bool { return r.Markable }}
+	kindMarkerDisplayed = &xmppReceiptKind{"marker_displayed", func(m *XMPPMessage) string { return m.Displayed },
+		AckDisplayed, JobMatrixRead, func(r Requests) bool { return r.Markable }}
 )
+
+// xmppReceiptKinds are the rows, in the order a message's receipts are
+// taken (a delivery before a display of the same message).
+var xmppReceiptKinds = []*xmppReceiptKind{kindReceived, kindEventDelivered, kindEventDisplayed, kindMarkerDisplayed}
+
+// eventID is the id of m's XEP-0022 event if raised, else "".
+func eventID(m *XMPPMessage, raised bool) string {
+	if !raised {
+		return ""
+	}
+	return m.Event.ID
+}
 
 // matrixReceiptKind is one row of the Matrix → XMPP table.
 type matrixReceiptKind struct {

@@ -50,19 +50,10 @@ type xmppReceipt struct {
 func (b *receipts) receiptsFromXMPP(ctx context.Context, log zerolog.Logger, mxid id.UserID, m *XMPPMessage) error {
 	peer := m.From.Bare()
 	var rs []xmppReceipt
-	if m.Received != "" {
-		rs = append(rs, xmppReceipt{peer, mxid, m.Received, kindReceived})
-	}
-	if e := m.Event; e != nil && e.ID != "" {
-		if e.Delivered {
-			rs = append(rs, xmppReceipt{peer, mxid, e.ID, kindEventDelivered})
+	for _, kind := range xmppReceiptKinds {
+		if xid := kind.in(m); xid != "" {
+			rs = append(rs, xmppReceipt{peer, mxid, xid, kind})
 		}
-		if e.Displayed {
-			rs = append(rs, xmppReceipt{peer, mxid, e.ID, kindEventDisplayed})
-		}
-	}
-	if m.Displayed != "" {
-		rs = append(rs, xmppReceipt{peer, mxid, m.Displayed, kindMarkerDisplayed})
 	}
 	if len(rs) > 0 {
 		ok, err := b.in.add(ctx, peer.String(), rs)
