@@ -69,7 +69,7 @@ func (b *messages) handleXMPPMessage(ctx context.Context, m *XMPPMessage) (*OutM
 		return nil, err
 	}
 	if !m.HasBody {
-		if m.Received == "" && m.Event == nil && m.Displayed == "" && m.ChatState == "" {
+		if !carriesReceipt(m) && m.Event == nil && m.ChatState == "" {
 			b.drop(log, "xmpp_message", ReasonNoBody)
 		}
 		return nil, nil

@@ -76,6 +76,16 @@ var (
 // taken (a delivery before a display of the same message).
 var xmppReceiptKinds = []*xmppReceiptKind{kindReceived, kindEventDelivered, kindEventDisplayed, kindMarkerDisplayed}
 
+// carriesReceipt tells whether m carries a receipt of any kind.
+func carriesReceipt(m *XMPPMessage) bool {
+	for _, kind := range xmppReceiptKinds {
+		if kind.in(m) != "" {
+			return true
+		}
+	}
+	return false
+}
+
 // eventID is the id of m's XEP-0022 event if raised, else "".
 func eventID(m *XMPPMessage, raised bool) string {
 	if !raised {
