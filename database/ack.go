@@ -133,6 +133,7 @@ func (db *Database) acks(ctx context.Context, acks []mapping.Ack, jobs []*mappin
 // in one transaction.
 func (db *Database) Acknowledge(ctx context.Context, acks []mapping.Ack, jobs ...*mapping.Job) ([]bool, error) {
 	defer db.writing()()
+	defer db.forgetMarked(acks)
 	var isNew []bool
 	var commit func()
 	err := db.db.DoTxn(ctx, nil, func(ctx context.Context) (err error) {

@@ -44,6 +44,8 @@ type Database struct {
 	// writing.
 	writeMu      sync.Mutex
 	serialWrites bool
+	// portals keeps the portals read (portalcache.go).
+	portals portalCache
 
 	// For tests and measurements.
 	checkpoints   atomic.Int64 // PASSIVE checkpoints done by the checkpointer

@@ -111,17 +111,22 @@ func (db *Database) queryPortal(ctx context.Context, query string, args ...any) 
 
 // PortalByRoom returns the portal whose room is room.
 func (db *Database) PortalByRoom(ctx context.Context, room id.RoomID) (*mapping.Portal, error) {
+	found, missing, gen := db.portals.get([]id.RoomID{room})
+	if len(missing) == 0 {
+		return found[room], nil
+	}
 	p, err := db.queryPortal(ctx, getPortalByRoomQuery, room)
 	if err != nil {
 		return nil, fmt.Errorf("get portal for room %s: %w", room, err)
 	}
+	db.portals.put(gen, p)
 	return p, nil
 }
 
 // PortalsByRooms looks up the portals of many rooms in one query per
 // inBatch; rooms that are not portals are missing from the map.
 func (db *Database) PortalsByRooms(ctx context.Context, rooms []id.RoomID) (map[id.RoomID]*mapping.Portal, error) {
-	out := make(map[id.RoomID]*mapping.Portal, len(rooms))
+	out, rooms, gen := db.portals.get(rooms)
 	for len(rooms) > 0 {
 		n := min(len(rooms), inBatch)
 		query, args := inList(getPortalBaseQuery+"WHERE p.room_id IN (", rooms[:n])
@@ -132,6 +137,7 @@ func (db *Database) PortalsByRooms(ctx context.Context, rooms []id.RoomID) (map[
 		for _, p := range ps {
 			out[p.RoomID] = p
 		}
+		db.portals.put(gen, ps...)
 		rooms = rooms[n:]
 	}
 	return out, nil
@@ -171,6 +177,8 @@ func (db *Database) PutPortal(ctx context.Context, p *mapping.Portal) error {
 		createdAt = time.Now()
 	}
 	peer := bareJID(p.JID)
+	var moved id.RoomID // the pair's room before, if it moves
+	defer func() { db.portals.forget(p.RoomID, moved) }()
 	err := db.db.DoTxn(ctx, nil, func(ctx context.Context) error {
 		var kind, storedJID string
 		var stored int64
@@ -201,6 +209,7 @@ func (db *Database) PutPortal(ctx context.Context, p *mapping.Portal) error {
 				if _, err := db.db.Exec(ctx, deletePortalQuery, old); err != nil {
 					return err
 				}
+				moved = old
 				exists, stored = true, toMilli(createdAt)
 			}
 		}

@@ -138,3 +138,77 @@ func TestPortalMembers(t *testing.T) {
 		}
 	})
 }
+
+// A portal read again after any write that changes it is the written one,
+// though reads are kept in memory (portalcache.go): marks moved by an ack,
+// by a finished transaction, a member added, the pair's room moved.
+func TestPortalReadsSeeEveryWrite(t *testing.T) {
+	forEachStore(t, func(t *testing.T, s contractStore) {
+		ctx := t.Context()
+		must(t, s.PutPortal(ctx, mapping.DirectPortal("!a:example.org", alice, bob, t0)))
+		read := func(room id.RoomID) *mapping.Portal {
+			t.Helper()
+			ps, err := s.PortalsByRooms(ctx, []id.RoomID{room})
+			must(t, err)
+			p, err := s.PortalByRoom(ctx, room)
+			must(t, err)
+			if q := ps[room]; q == nil || q.Marks(mapping.MatrixMember(alice)) != p.Marks(mapping.MatrixMember(alice)) || len(q.Members) != len(p.Members) {
+				t.Fatalf("PortalsByRooms %+v, PortalByRoom %+v", q, p)
+			}
+			return p
+		}
+		read("!a:example.org") // now known
+		m := newMessage(bob, "m1", mapping.FromXMPP)
+		m.RoomID = "!a:example.org"
+		mustAdd(t, s, m)
+		_, err := s.Acknowledge(ctx, []mapping.Ack{{Row: m.RowID, Kind: mapping.AckDelivered, At: t0, UpTo: "!a:example.org", By: mapping.MatrixMember(alice)}})
+		must(t, err)
+		if got := read("!a:example.org").Marks(mapping.MatrixMember(alice)).DeliveredUpTo; got != m.RowID {
+			t.Errorf("delivered up to %d after an ack, want %d", got, m.RowID)
+		}
+		_, err = s.PutTxn(ctx, &mapping.Txn{ID: "t1", Body: []byte("{}")})
+		must(t, err)
+		must(t, s.FinishTxn(ctx, "t1", []mapping.Ack{{Row: m.RowID, Kind: mapping.AckDisplayed, At: t0, UpTo: "!a:example.org", By: mapping.MatrixMember(alice)}}, nil))
+		if got := read("!a:example.org").Marks(mapping.MatrixMember(alice)).ReadUpTo; got != m.RowID {
+			t.Errorf("read up to %d after a finished transaction, want %d", got, m.RowID)
+		}
+		p := mapping.DirectPortal("!a:example.org", alice, bob, t0)
+		p.Members = append(p.Members, mapping.Member{ID: mapping.MatrixMember(dave)})
+		must(t, s.PutPortal(ctx, p))
+		if got := read("!a:example.org"); got.Member(mapping.MatrixMember(dave)) == nil {
+			t.Errorf("a member put is not read back: %+v", got)
+		}
+		must(t, s.PutPortal(ctx, mapping.DirectPortal("!b:example.org", alice, bob, t0)))
+		_, err = s.PortalByRoom(ctx, "!a:example.org")
+		wantNotFound(t, "the pair's old room", err)
+		if got := read("!b:example.org"); got.Marks(mapping.MatrixMember(alice)).ReadUpTo != m.RowID {
+			t.Errorf("the moved portal's marks: %+v", got)
+		}
+	})
+}
+
+// A read that began before a write forgot a room does not store what it
+// read: it may be older than the write.
+func TestPortalCacheKeepsNoReadOlderThanAWrite(t *testing.T) {
+	var c portalCache
+	_, missing, gen := c.get([]id.RoomID{"!a:example.org"})
+	if len(missing) != 1 {
+		t.Fatalf("missing %v", missing)
+	}
+	c.forget("!a:example.org") // a write, done while the read was on its way
+	c.put(gen, mapping.DirectPortal("!a:example.org", alice, bob, t0))
+	if found, _, _ := c.get([]id.RoomID{"!a:example.org"}); len(found) != 0 {
+		t.Error("a read older than a write was kept")
+	}
+	_, _, gen = c.get(nil)
+	c.put(gen, mapping.DirectPortal("!a:example.org", alice, bob, t0))
+	found, _, _ := c.get([]id.RoomID{"!a:example.org"})
+	if p := found["!a:example.org"]; p == nil {
+		t.Fatal("a read after the write was not kept")
+	} else {
+		p.Members[0].ReadUpTo = 99 // a copy: the cache is not changed through it
+	}
+	if found, _, _ := c.get([]id.RoomID{"!a:example.org"}); found["!a:example.org"].Members[0].ReadUpTo != 0 {
+		t.Error("a caller changed the cached portal")
+	}
+}

@@ -116,6 +116,7 @@ func (db *Database) PendingTxns(ctx context.Context, limit, maxBytes int) ([]*ma
 // send anything twice.
 func (db *Database) FinishTxn(ctx context.Context, txnID string, acks []mapping.Ack, jobs []*mapping.Job) error {
 	defer db.writing()()
+	defer db.forgetMarked(acks)
 	var commit func()
 	err := db.db.DoTxn(ctx, nil, func(ctx context.Context) error {
 		err := execOne(ctx, db.db, finishTxnQuery, txnID)
@@ -144,6 +145,7 @@ func (db *Database) FinishTxn(ctx context.Context, txnID string, acks []mapping.
 // stored and the error is mapping.ErrNotPending.
 func (db *Database) FinishTxns(ctx context.Context, txnIDs []string, acks []mapping.Ack, jobs []*mapping.Job) error {
 	defer db.writing()()
+	defer db.forgetMarked(acks)
 	var commit func()
 	err := db.db.DoTxn(ctx, nil, func(ctx context.Context) error {
 		query, args := inList("UPDATE txn_inbox SET done=true WHERE done=false AND txn_id IN (", txnIDs)
