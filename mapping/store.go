@@ -27,7 +27,10 @@ const (
 
 // MemberID names a member of a portal: a Matrix user's ID (it starts with
 // '@') or an XMPP member's bare JID (which never does: RFC 7622 §3.3 keeps
-// '@' out of a domainpart, and a localpart is followed by one).
+// '@' out of a domainpart, and a localpart is followed by one). The person
+// of a direct portal is their bare JID; an occupant of a multi-user chat,
+// whose bare JID is the room's, needs a form of its own (XEP-0421
+// occupant-id, the real JID, or the occupant JID with its nick).
 type MemberID string
 
 // MatrixMember is the MemberID of a Matrix user.
