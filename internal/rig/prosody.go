@@ -25,9 +25,13 @@ type Prosody struct {
 	Domain          string // "localhost"
 	ComponentDomain string // "matrix.localhost"
 	ComponentSecret string
-	C2SPort         int
-	ComponentPort   int
-	HTTPPort        int // reserved for HTTP modules; none is loaded by default
+	// MUCDomain is Prosody's multi-user chat component (XEP-0045), with
+	// muc_mam so that the room stamps each message with its own XEP-0359
+	// stanza-id, which markers and relations in groups refer to.
+	MUCDomain     string // "conference.localhost"
+	C2SPort       int
+	ComponentPort int
+	HTTPPort      int // reserved for HTTP modules; none is loaded by default
 
 	opts ProsodyOptions
 	logw io.Writer
@@ -81,6 +85,7 @@ func StartProsodyWith(ctx context.Context, dir string, logw io.Writer, opts Pros
 		LogPath:         filepath.Join(dir, "prosody.log"),
 		Domain:          "localhost",
 		ComponentDomain: "matrix.localhost",
+		MUCDomain:       "conference.localhost",
 		ComponentSecret: opts.ComponentSecret,
 		opts:            opts,
 		logw:            logw,
@@ -280,6 +285,9 @@ func (p *Prosody) writeConfig() error {
 	w("Component %s", luaString(p.ComponentDomain))
 	w("\tcomponent_secret = %s", luaString(p.ComponentSecret))
 	w("\tmodules_enabled = { \"privilege\" }")
+	w("")
+	w("Component %s \"muc\"", luaString(p.MUCDomain))
+	w("\tmodules_enabled = { \"muc_mam\" }")
 
 	if err := os.WriteFile(p.ConfigPath, []byte(b.String()), 0o600); err != nil {
 		return fmt.Errorf("write prosody config: %w", err)
