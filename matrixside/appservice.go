@@ -80,7 +80,17 @@ type Server struct {
 	readFailing retry.Outage
 	// handleTxns stands in for Core.HandleMatrixTxns in tests, if set.
 	handleTxns func(ctx context.Context, txns []mapping.MatrixTxn) error
+	// decoded keeps what putTransaction decoded of a new transaction until
+	// the processor takes it (decode), so that a body is parsed once on its
+	// way in; a transaction read back from the store without an entry here
+	// (after a restart) is decoded from its body.
+	decodedMu sync.Mutex
+	decoded   map[string]mapping.MatrixTxn
 }
+
+// maxDecoded bounds Server.decoded: past it, transactions are decoded
+// from their stored bodies, as after a restart.
+const maxDecoded = 1024
 
 // DefaultHoldFor keeps a transaction the database cannot take yet (it
 // restarts, the disk is full) waiting in its request, within the 30 s
@@ -194,6 +204,18 @@ func (s *Server) putTransaction(w http.ResponseWriter, r *http.Request) {
 		s.Count("as_txn", "accepted")
 	} else {
 		s.Count("as_txn", "duplicate")
+	}
+	if isNew {
+		// Decoded once, here, off the request (the homeserver sends the
+		// next transaction when it has this one's answer), and kept for the
+		// processor, which it then wakes. Should the processor find the
+		// transaction first, it decodes the body, and forgets what is kept
+		// when the inbox is empty (processPending).
+		go func() {
+			s.keepDecoded(s.decodeBody(txnID, parsed))
+			s.Enqueue(txnID)
+		}()
+		return
 	}
 	// Even a transaction seen before: a store that failed as it answered
 	// may have kept it (seen before, then, by the retry that stored it),
@@ -328,6 +350,9 @@ func (s *Server) processPending(ctx context.Context) bool {
 			return false
 		}
 		if len(txns) == 0 {
+			// Nothing pending: what is still kept decoded was processed
+			// from its body, or was never stored.
+			s.forgetDecoded()
 			return true
 		}
 	}
@@ -416,6 +441,9 @@ func (s *Server) handleEach(ctx context.Context, group []mapping.MatrixTxn) erro
 // entry the bridge wrote itself, already decoded (receipts the core parked
 // and handed back, receipts and typing read by /sync: mapping.DecodedTxn).
 func (s *Server) decode(txn *mapping.Txn) mapping.MatrixTxn {
+	if kept, ok := s.takeDecoded(txn.ID); ok {
+		return kept
+	}
 	decoded, ok, err := mapping.DecodedTxn(txn)
 	if err != nil {
 		s.Count("as_txn", "bad_json")
@@ -433,16 +461,49 @@ func (s *Server) decode(txn *mapping.Txn) mapping.MatrixTxn {
 // typing. A bad event is counted and skipped: the rest of the transaction
 // still counts.
 func (s *Server) decodeEvents(txn *mapping.Txn) mapping.MatrixTxn {
-	out := mapping.MatrixTxn{ID: txn.ID}
 	var body txnBody
 	if err := json.Unmarshal(txn.Body, &body); err != nil {
 		s.Count("as_txn", "bad_json")
-		return out
+		return mapping.MatrixTxn{ID: txn.ID}
 	}
-	out.Events = s.decodeList(txn.ID, body.Events)
-	s.decodeEphemeral(txn.ID, body.Ephemeral, &out)
-	s.decodeEphemeral(txn.ID, body.MSC2409Ephemera, &out)
+	return s.decodeBody(txn.ID, body)
+}
+
+// decodeBody is decodeEvents of a body already parsed.
+func (s *Server) decodeBody(txnID string, body txnBody) mapping.MatrixTxn {
+	out := mapping.MatrixTxn{ID: txnID}
+	out.Events = s.decodeList(txnID, body.Events)
+	s.decodeEphemeral(txnID, body.Ephemeral, &out)
+	s.decodeEphemeral(txnID, body.MSC2409Ephemera, &out)
 	return out
+}
+
+// keepDecoded keeps txn for the processor (Server.decoded).
+func (s *Server) keepDecoded(txn mapping.MatrixTxn) {
+	s.decodedMu.Lock()
+	defer s.decodedMu.Unlock()
+	if s.decoded == nil {
+		s.decoded = map[string]mapping.MatrixTxn{}
+	}
+	if len(s.decoded) < maxDecoded {
+		s.decoded[txn.ID] = txn
+	}
+}
+
+// takeDecoded hands over what putTransaction kept of txnID, once.
+func (s *Server) takeDecoded(txnID string) (mapping.MatrixTxn, bool) {
+	s.decodedMu.Lock()
+	defer s.decodedMu.Unlock()
+	txn, ok := s.decoded[txnID]
+	delete(s.decoded, txnID)
+	return txn, ok
+}
+
+// forgetDecoded drops what is kept.
+func (s *Server) forgetDecoded() {
+	s.decodedMu.Lock()
+	defer s.decodedMu.Unlock()
+	clear(s.decoded)
 }
 
 // ephemeralEvent is what the bridge reads of an ephemeral event.

@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -441,5 +442,61 @@ func TestHostileTransactions(t *testing.T) {
 	}
 	if strings.Join(stored, ",") != "h2,h3" {
 		t.Errorf("stored %q, want only the two good ones", stored)
+	}
+}
+
+// A pushed transaction is parsed once, on its way in: the processor takes
+// what putTransaction decoded, not the body stored beside it (here changed
+// behind its back, to tell which it read). A transaction with nothing kept,
+// as after a restart, is decoded from its stored body.
+func TestTransactionParsedOnce(t *testing.T) {
+	s, db, ts := newServer(t)
+	ctx := t.Context()
+	var got []string
+	s.handleTxns = func(ctx context.Context, txns []mapping.MatrixTxn) error {
+		for _, txn := range txns {
+			for _, rc := range txn.Receipts {
+				got = append(got, txn.ID+" "+string(rc.Event))
+			}
+			if err := db.FinishTxn(ctx, txn.ID, nil, nil); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	receipt := func(ev string) string {
+		return `{"events":[],"ephemeral":[{"type":"m.receipt","room_id":"!dm:example.org","content":{"` + ev + `":{"m.read":{"@alice:example.org":{"ts":1}}}}}]}`
+	}
+	if code, body := do(t, http.MethodPut, ts.URL+"/_matrix/app/v1/transactions/pushed", "hs-secret", receipt("$pushed")); code != http.StatusOK {
+		t.Fatalf("PUT: %d %s", code, body)
+	}
+	// It is decoded off the request: wait until it is kept.
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+		s.decodedMu.Lock()
+		_, kept := s.decoded["pushed"]
+		s.decodedMu.Unlock()
+		if kept {
+			break
+		} else if time.Now().After(deadline) {
+			t.Fatal("the pushed transaction was never kept decoded")
+		}
+	}
+	// Behind the processor's back: the stored body now says another event.
+	if _, err := db.DB().Exec(ctx, "UPDATE txn_inbox SET body=$1 WHERE txn_id='pushed'", []byte(receipt("$changed"))); err != nil {
+		t.Fatal(err)
+	}
+	// Stored by an earlier run: nothing kept, read from its body.
+	if _, err := db.PutTxn(ctx, &mapping.Txn{ID: "restarted", Body: []byte(receipt("$stored"))}); err != nil {
+		t.Fatal(err)
+	}
+	if !s.processPending(ctx) {
+		t.Fatal("processPending failed")
+	}
+	want := []string{"pushed $pushed", "restarted $stored"}
+	if !slices.Equal(got, want) {
+		t.Errorf("handled %q, want %q", got, want)
+	}
+	if s.decoded != nil && len(s.decoded) != 0 {
+		t.Errorf("%d decoded transactions still kept after the inbox emptied", len(s.decoded))
 	}
 }
