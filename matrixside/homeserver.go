@@ -34,9 +34,9 @@ type Homeserver struct {
 	// status event on the delivery fallback asks the state store nothing.
 	// A send the homeserver forbids forgets the room: the bot left or was
 	// removed, and the retry joins again.
-	botIn sync.Map // id.RoomID → true
-	typists    *typists // typing.go
-	token      tokenState
+	botIn   sync.Map // id.RoomID → true
+	typists *typists // typing.go
+	token   tokenState
 }
 
 // NewHomeserver prepares the homeserver side. Its HTTP client keeps as
