@@ -111,9 +111,9 @@ func (db *Database) queryPortal(ctx context.Context, query string, args ...any) 
 
 // PortalByRoom returns the portal whose room is room.
 func (db *Database) PortalByRoom(ctx context.Context, room id.RoomID) (*mapping.Portal, error) {
-	found, missing, gen := db.portals.get([]id.RoomID{room})
-	if len(missing) == 0 {
-		return found[room], nil
+	cached, gen := db.portals.getOne(room)
+	if cached != nil {
+		return cached, nil
 	}
 	p, err := db.queryPortal(ctx, getPortalByRoomQuery, room)
 	if err != nil {

@@ -1,7 +1,6 @@
 package database
 
 import (
-	"slices"
 	"sync"
 
 	"maunium.net/go/mautrix/id"
@@ -28,14 +27,6 @@ type portalCache struct {
 	byRoom map[id.RoomID]*mapping.Portal
 }
 
-// clonePortal is a copy of p that shares nothing with it: callers may
-// change what they are given.
-func clonePortal(p *mapping.Portal) *mapping.Portal {
-	c := *p
-	c.Members = slices.Clone(p.Members)
-	return &c
-}
-
 // get returns the cached portals of rooms (copies) and the rooms that are
 // not cached, with the generation to hand to put for what is read of them.
 func (c *portalCache) get(rooms []id.RoomID) (found map[id.RoomID]*mapping.Portal, missing []id.RoomID, gen uint64) {
@@ -44,12 +35,23 @@ func (c *portalCache) get(rooms []id.RoomID) (found map[id.RoomID]*mapping.Porta
 	defer c.mu.Unlock()
 	for _, r := range rooms {
 		if p, ok := c.byRoom[r]; ok {
-			found[r] = clonePortal(p)
+			found[r] = p.Clone()
 		} else {
 			missing = append(missing, r)
 		}
 	}
 	return found, missing, c.gen
+}
+
+// getOne is get for one room, without the allocations of a batch: a
+// read job looks up one portal each.
+func (c *portalCache) getOne(room id.RoomID) (p *mapping.Portal, gen uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if cached, ok := c.byRoom[room]; ok {
+		return cached.Clone(), c.gen
+	}
+	return nil, c.gen
 }
 
 // put stores copies of ps, read from the store by a read that began at
@@ -64,7 +66,7 @@ func (c *portalCache) put(gen uint64, ps ...*mapping.Portal) {
 		c.byRoom = make(map[id.RoomID]*mapping.Portal, len(ps))
 	}
 	for _, p := range ps {
-		c.byRoom[p.RoomID] = clonePortal(p)
+		c.byRoom[p.RoomID] = p.Clone()
 	}
 }
 

@@ -87,18 +87,11 @@ func NewMemStore() *MemStore {
 	return &MemStore{txns: map[string]*Txn{}, done: map[string]bool{}}
 }
 
-// clonePortal is a copy of p that shares nothing with it.
-func clonePortal(p *Portal) *Portal {
-	c := *p
-	c.Members = slices.Clone(p.Members)
-	return &c
-}
-
 func (s *MemStore) PortalByRoom(_ context.Context, room id.RoomID) (*Portal, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if p := s.portalOf(room); p != nil {
-		return clonePortal(p), nil
+		return p.Clone(), nil
 	}
 	return nil, ErrNotFound
 }
@@ -125,7 +118,7 @@ func (s *MemStore) PortalByPair(_ context.Context, mxid id.UserID, peer jid.JID)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if p := s.pairPortal(mxid, peer); p != nil {
-		return clonePortal(p), nil
+		return p.Clone(), nil
 	}
 	return nil, ErrNotFound
 }
@@ -136,7 +129,7 @@ func (s *MemStore) PortalsOf(_ context.Context, mxid id.UserID) ([]*Portal, erro
 	var out []*Portal
 	for _, p := range s.portals {
 		if p.Member(MatrixMember(mxid)) != nil {
-			out = append(out, clonePortal(p))
+			out = append(out, p.Clone())
 		}
 	}
 	slices.SortFunc(out, func(a, b *Portal) int { return strings.Compare(a.JID.String(), b.JID.String()) })

@@ -3,6 +3,7 @@ package mapping
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"time"
 
@@ -82,6 +83,14 @@ type Portal struct {
 func DirectPortal(room id.RoomID, mxid id.UserID, peer jid.JID, created time.Time) *Portal {
 	return &Portal{RoomID: room, Kind: PortalDirect, JID: peer.Bare(), CreatedAt: created,
 		Members: []Member{{ID: MatrixMember(mxid)}, {ID: XMPPMember(peer)}}}
+}
+
+// Clone is a copy of p that shares nothing with it: a store hands out
+// clones of what it keeps, so that a caller's changes stay the caller's.
+func (p *Portal) Clone() *Portal {
+	c := *p
+	c.Members = slices.Clone(p.Members)
+	return &c
 }
 
 // Member is the member m of p, or nil if m is not one.
