@@ -55,6 +55,7 @@ const (
 		RETURNING rowid
 	`
 	setMessageEventIDQuery = `UPDATE message SET room_id=$2, event_id=$3 WHERE rowid=$1`
+	setRoomStanzaIDQuery   = `UPDATE message SET xmpp_id=$2, stanza_id=$2 WHERE rowid=$1 AND xmpp_id<>$2`
 	getRoomMessagesQuery   = getMessageBaseQuery + `WHERE room_id=$1 ORDER BY ts, rowid`
 	// "event_id IS NULL" lets both engines use the partial index.
 	// The reactions to a message that no redaction points at, by the
@@ -174,6 +175,17 @@ func (db *Database) SetMessageEventID(ctx context.Context, row int64, room id.Ro
 		return fmt.Errorf("set event of message %d to %s in %s: %w", row, ev, room, err)
 	}
 	return nil
+}
+
+// SetRoomStanzaID implements mapping.Store.
+func (db *Database) SetRoomStanzaID(ctx context.Context, row int64, sid string) (bool, error) {
+	defer db.writing()()
+	res, err := db.db.Exec(ctx, setRoomStanzaIDQuery, row, sid)
+	if err != nil {
+		return false, fmt.Errorf("name message %d by the room's stanza-id %q: %w", row, sid, err)
+	}
+	n, err := res.RowsAffected()
+	return n > 0, err
 }
 
 // HasUnsentToMatrix implements mapping.Store.

@@ -31,6 +31,10 @@ const (
 	getPortalsOfQuery = getPortalBaseQuery + `
 		WHERE p.room_id IN (SELECT room_id FROM portal_member WHERE member=$1)`
 
+	getGroupPortalQuery  = getPortalBaseQuery + `WHERE p.kind='group' AND p.jid=$1`
+	getGroupPortalsQuery = getPortalBaseQuery + `WHERE p.kind='group'`
+	removeMemberQuery    = `DELETE FROM portal_member WHERE room_id=$1 AND member=$2`
+
 	getPortalRowQuery = `SELECT kind, jid, created_at FROM portal WHERE room_id=$1`
 	insertPortalQuery = `INSERT INTO portal (room_id, kind, jid, created_at) VALUES ($1, $2, $3, $4)`
 	// Moving a direct portal to a new room: the new row first, then its
@@ -150,6 +154,34 @@ func (db *Database) PortalByPair(ctx context.Context, mxid id.UserID, peer jid.J
 		return nil, fmt.Errorf("get portal of %s with %s: %w", mxid, peer.Bare(), err)
 	}
 	return p, nil
+}
+
+// GroupPortal implements mapping.Store.
+func (db *Database) GroupPortal(ctx context.Context, room jid.JID) (*mapping.Portal, error) {
+	p, err := db.queryPortal(ctx, getGroupPortalQuery, bareJID(room))
+	if err != nil {
+		return nil, fmt.Errorf("get the portal of %s: %w", room.Bare(), err)
+	}
+	return p, nil
+}
+
+// GroupPortals implements mapping.Store.
+func (db *Database) GroupPortals(ctx context.Context) ([]*mapping.Portal, error) {
+	ps, err := db.queryPortals(ctx, getGroupPortalsQuery)
+	if err != nil {
+		return nil, fmt.Errorf("list the group portals: %w", err)
+	}
+	return ps, nil
+}
+
+// RemoveMember implements mapping.Store.
+func (db *Database) RemoveMember(ctx context.Context, room id.RoomID, member mapping.MemberID) error {
+	defer db.writing()()
+	defer db.portals.forget(room)
+	if _, err := db.db.Exec(ctx, removeMemberQuery, room, member); err != nil {
+		return fmt.Errorf("remove %s from portal %s: %w", member, room, err)
+	}
+	return nil
 }
 
 // PortalsOf implements mapping.Store.

@@ -29,6 +29,14 @@ var ErrNotPending = errors.New("transaction not pending")
 type MatrixSide interface {
 	// CreateDM creates a direct-message room as ghost and invites invitee.
 	CreateDM(ctx context.Context, ghost, invitee id.UserID) (id.RoomID, error)
+	// CreateGroup creates the room of a multi-user chat as the bot, named
+	// name with topic, and invites invitee.
+	CreateGroup(ctx context.Context, name, topic string, invitee id.UserID) (id.RoomID, error)
+	// Invite has the bot invite user into room.
+	Invite(ctx context.Context, room id.RoomID, user id.UserID) error
+	// SendSent marks ev as sent: taken by the XMPP side, delivered to no
+	// one known.
+	SendSent(ctx context.Context, room id.RoomID, ev id.EventID) error
 	// SendMessage posts msg as sender; txnID makes a retry idempotent.
 	SendMessage(ctx context.Context, room id.RoomID, sender id.UserID, msg *OutMatrix, txnID string) (id.EventID, error)
 	// React puts sender's reaction key on target (an m.reaction).
@@ -148,6 +156,7 @@ type Bridge struct {
 	relations *relations // relations_rules.go
 	receipts  *receipts  // receipts.go
 	messages  *messages  // sends.go
+	groups    *groups    // groups.go
 }
 
 // core is what every concern shares: the configuration, the store, both
@@ -193,8 +202,10 @@ func New(cfg Config, store Store, count Counter, log zerolog.Logger) *Bridge {
 		relations: &relations{core: c},
 	}
 	b.receipts = &receipts{core: c, bot: b.bot, typing: map[id.RoomID]bool{}}
-	b.messages = &messages{core: c, bot: b.bot, people: b.people, relations: b.relations, receipts: b.receipts}
+	b.groups = newGroups(c, b.receipts, b.bot)
+	b.messages = &messages{core: c, bot: b.bot, people: b.people, relations: b.relations, receipts: b.receipts, groups: b.groups}
 	b.bot.messages = b.messages
+	b.people.groups = b.groups
 	return b
 }
 

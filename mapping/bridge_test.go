@@ -36,6 +36,7 @@ type fakeMatrix struct {
 	ghostNames                  []string             // "ghost name"
 	mu                          sync.Mutex           // lanes run side by side
 	typing                      []string
+	invites, sent               []string // "room user", "room event"
 	// beforeAnswer, if set, runs when SendText has made its event and not
 	// yet answered: what the homeserver does meanwhile.
 	beforeAnswer func(room id.RoomID, ev id.EventID)
@@ -50,6 +51,31 @@ func (f *fakeMatrix) CreateDM(_ context.Context, ghost, invitee id.UserID) (id.R
 	f.rooms++
 	f.created = append(f.created, string(ghost)+" "+string(invitee))
 	return id.RoomID(fmt.Sprintf("!room%d:example.org", f.rooms)), nil
+}
+
+func (f *fakeMatrix) CreateGroup(_ context.Context, name, _ string, invitee id.UserID) (id.RoomID, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.fail != nil {
+		return "", f.fail
+	}
+	f.rooms++
+	f.created = append(f.created, "group "+name+" "+string(invitee))
+	return id.RoomID(fmt.Sprintf("!room%d:example.org", f.rooms)), nil
+}
+
+func (f *fakeMatrix) Invite(_ context.Context, room id.RoomID, user id.UserID) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.invites = append(f.invites, string(room)+" "+string(user))
+	return f.fail
+}
+
+func (f *fakeMatrix) SendSent(_ context.Context, room id.RoomID, ev id.EventID) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.sent = append(f.sent, string(room)+" "+string(ev))
+	return f.fail
 }
 
 // SendMessage records a plain text as "room sender body txn", an edit's

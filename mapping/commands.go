@@ -43,6 +43,7 @@ const BotDeclineReason = "You are not permitted to use this XMPP bridge."
 const helpText = "Commands (in a chat with me as they are; in a portal after `!xmpp`):\n" +
 	"`help`: this list\n" +
 	"`start <jid>`: open a chat with an XMPP person, e.g. `start juliet@example.org`\n" +
+	"`join <room@service>`: join an XMPP chat room (XEP-0045), in a room of its own here\n" +
 	"`list`: your chats with XMPP people\n" +
 	"`receipts on|off`: whether your read and delivery receipts reach XMPP\n" +
 	"`typing on|off`: whether your typing reaches XMPP\n" +
@@ -50,7 +51,7 @@ const helpText = "Commands (in a chat with me as they are; in a portal after `!x
 	"`ping`: am I here?"
 
 // commandWords are the commands the bot knows (helpText).
-var commandWords = []string{"help", "ping", "start", "list", "receipts", "typing", "status"}
+var commandWords = []string{"help", "ping", "start", "join", "list", "receipts", "typing", "status"}
 
 // bot is the bridge's bot: the commands and what users set through them,
 // which the receipts and the typing sent to XMPP obey (tellsXMPP,
@@ -186,6 +187,8 @@ func (b *bot) command(ctx context.Context, room id.RoomID, user id.UserID, at ti
 		return []*Job{b.reply(room, "Pong.")}, nil
 	case "start":
 		return b.startCommand(ctx, room, user, strings.Join(args, " "))
+	case "join":
+		return b.joinCommand(ctx, room, user, strings.Join(args, " "))
 	case "list":
 		ps, err := b.store.PortalsOf(ctx, user)
 		if err != nil {

@@ -294,6 +294,9 @@ func (b *messages) handleMatrixEvent(ctx context.Context, evt MatrixEvent) ([]*J
 		b.count("matrix_event", ReasonWrongSender)
 		return nil, nil
 	}
+	if portal.Kind == PortalGroup {
+		return b.groups.messageFromMatrix(ctx, log, portal, evt)
+	}
 	ghost := ids.Ghost(portal.JID)
 	if done, err := b.relations.relationFromMatrix(ctx, log, portal, evt); done || err != nil {
 		return nil, err
@@ -343,10 +346,21 @@ func (b *messages) handleMember(ctx context.Context, evt MatrixEvent) ([]*Job, e
 	if target == ids.Bot() {
 		return b.bot.botInvited(ctx, evt)
 	}
+	if _, _, err := ids.OccupantOf(target); err == nil {
+		return nil, nil // an occupant's ghost: the bridge's own doing
+	}
 	peer, err := ids.GhostJID(target)
 	if err != nil {
 		// Not a ghost: a person's membership, which may change their
-		// profile (profiles.go).
+		// profile (profiles.go), or their puppet's place in a chat.
+		if evt.Membership != MembershipInvite {
+			portal, err := b.store.PortalByRoom(ctx, evt.Room)
+			if err != nil && !isNotFound(err) {
+				return nil, fmt.Errorf("look up portal: %w", err)
+			} else if err == nil && portal.Kind == PortalGroup {
+				return b.groups.memberFromMatrix(ctx, portal, evt)
+			}
+		}
 		return b.people.profileFromMember(ctx, evt)
 	}
 	if evt.Membership != MembershipInvite {

@@ -30,16 +30,19 @@ func (b *messages) handleXMPPMessage(ctx context.Context, m *XMPPMessage) (*OutM
 		// dropped.
 		return nil, b.people.pepFromXMPP(ctx, log, m)
 	}
-	switch m.Type {
-	case TypeGroupchat:
-		return b.drop(log, "xmpp_message", ReasonGroupchat), nil
-	case TypeHeadline:
+	if m.Type == TypeHeadline {
 		return b.drop(log, "xmpp_message", ReasonHeadline), nil
 	}
 	if b.blocked(m.From) {
 		return b.drop(log, "xmpp_message", ReasonBlockedDomain), nil
 	}
 	mxid, reason := b.resolvePuppet(m.To)
+	if m.Type == TypeGroupchat {
+		if reason != "" {
+			return b.drop(log, "xmpp_message", reason), nil
+		}
+		return nil, b.groups.messageFromMUC(ctx, log, mxid, m)
+	}
 	if reason != "" {
 		b.drop(log, "xmpp_message", reason)
 		if !m.HasBody {

@@ -60,10 +60,47 @@ func (ids Identities) GhostJID(u id.UserID) (jid.JID, error) {
 	return j, nil
 }
 
-// IsGhost tells whether u is one of this bridge's ghosts.
+// IsGhost tells whether u is one of this bridge's ghosts: a person's
+// (GhostJID) or an occupant's of a multi-user chat (OccupantOf).
 func (ids Identities) IsGhost(u id.UserID) bool {
-	_, err := ids.GhostJID(u)
+	if _, err := ids.GhostJID(u); err == nil {
+		return true
+	}
+	_, _, err := ids.OccupantOf(u)
 	return err == nil
+}
+
+// OccupantGhost is the Matrix user standing for the occupant key of the
+// multi-user chat room (XEP-0045), whose real JID the bridge does not
+// know: "_xmpp_" + the localpart encoding of room/key, a full JID, which
+// no person's ghost (always a bare JID) can be. The key is the
+// occupant's XEP-0421 occupant-id where the room gives one (stable
+// across nick changes and rejoins), else their nick.
+func (ids Identities) OccupantGhost(room jid.JID, key string) (id.UserID, error) {
+	full, err := room.Bare().WithResource(key)
+	if err != nil {
+		return "", fmt.Errorf("occupant %q of %s: %w", key, room, err)
+	}
+	return id.NewUserID(GhostPrefix+id.EncodeUserLocalpart(full.String()), ids.HomeserverDomain), nil
+}
+
+// OccupantOf is the inverse of OccupantGhost: the room and the occupant's
+// key. Like GhostJID it takes only what OccupantGhost would produce.
+func (ids Identities) OccupantOf(u id.UserID) (jid.JID, string, error) {
+	local, server, err := u.Parse()
+	if err != nil || server != ids.HomeserverDomain || !strings.HasPrefix(local, GhostPrefix) {
+		return jid.JID{}, "", fmt.Errorf("%w: %q", ErrNotGhost, u)
+	}
+	enc := local[len(GhostPrefix):]
+	dec, err := id.DecodeUserLocalpart(enc)
+	if err != nil {
+		return jid.JID{}, "", fmt.Errorf("%w: %q: %w", ErrNotGhost, u, err)
+	}
+	j, err := jid.Parse(dec)
+	if err != nil || j.Resourcepart() == "" || j.String() != dec || id.EncodeUserLocalpart(dec) != enc {
+		return jid.JID{}, "", fmt.Errorf("%w: %q does not encode an occupant", ErrNotGhost, u)
+	}
+	return j.Bare(), j.Resourcepart(), nil
 }
 
 // Puppet is the XMPP address of the Matrix user u on the component: the user

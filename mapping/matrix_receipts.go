@@ -299,14 +299,18 @@ func (b *receipts) readToXMPP(from jid.JID, by MemberID, portal *Portal, read *M
 		return
 	}
 	var out []*OutMessage
-	if b.cfg.Receipts.ReadImpliesDelivered {
+	if portal.Kind == PortalGroup {
+		out = b.groupDisplayed(from, portal, capped)
+	} else if b.cfg.Receipts.ReadImpliesDelivered {
 		for _, m := range capped {
 			if m.DeliveredAt.IsZero() && !plan.isDelivered(m, by) {
 				out = append(out, b.deliveryStanzas(from, m)...)
 			}
 		}
 	}
-	out = append(out, b.displayedStanzas(from, capped)...)
+	if portal.Kind != PortalGroup {
+		out = append(out, b.displayedStanzas(from, capped)...)
+	}
 	// Everything up to the read message is displayed now, and delivered
 	// if reading implies it: one up-to ack each, however many messages.
 	now := b.now()

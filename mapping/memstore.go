@@ -123,6 +123,46 @@ func (s *MemStore) PortalByPair(_ context.Context, mxid id.UserID, peer jid.JID)
 	return nil, ErrNotFound
 }
 
+func (s *MemStore) groupPortal(room jid.JID) *Portal {
+	for _, p := range s.portals {
+		if p.Kind == PortalGroup && p.JID.Equal(room.Bare()) {
+			return p
+		}
+	}
+	return nil
+}
+
+func (s *MemStore) GroupPortal(_ context.Context, room jid.JID) (*Portal, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if p := s.groupPortal(room); p != nil {
+		return p.Clone(), nil
+	}
+	return nil, ErrNotFound
+}
+
+func (s *MemStore) GroupPortals(context.Context) ([]*Portal, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []*Portal
+	for _, p := range s.portals {
+		if p.Kind == PortalGroup {
+			out = append(out, p.Clone())
+		}
+	}
+	slices.SortFunc(out, func(a, b *Portal) int { return strings.Compare(a.JID.String(), b.JID.String()) })
+	return out, nil
+}
+
+func (s *MemStore) RemoveMember(_ context.Context, room id.RoomID, member MemberID) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if p := s.portalOf(room); p != nil {
+		p.Members = slices.DeleteFunc(p.Members, func(m Member) bool { return m.ID == member })
+	}
+	return nil
+}
+
 func (s *MemStore) PortalsOf(_ context.Context, mxid id.UserID) ([]*Portal, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -161,6 +201,8 @@ func (s *MemStore) PutPortal(_ context.Context, p *Portal) error {
 		}
 	} else if q != nil && (q.Kind != p.Kind || !q.JID.Equal(p.JID.Bare())) {
 		return refusal("room %s is another portal", p.RoomID)
+	} else if g := s.groupPortal(p.JID); q == nil && g != nil {
+		return refusal("%s has a portal already", p.JID.Bare())
 	}
 	if q == nil {
 		q = &Portal{RoomID: p.RoomID, Kind: p.Kind, JID: p.JID.Bare(), CreatedAt: p.CreatedAt}
@@ -274,6 +316,25 @@ func (s *MemStore) SetMessageEventID(_ context.Context, row int64, room id.RoomI
 	}
 	s.messages[row-1].RoomID, s.messages[row-1].EventID = room, ev
 	return nil
+}
+
+func (s *MemStore) SetRoomStanzaID(_ context.Context, row int64, sid string) (bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if row < 1 || int(row) > len(s.messages) {
+		return false, nil
+	}
+	m := s.messages[row-1]
+	if m.XMPPID == sid {
+		return false, nil
+	}
+	for _, o := range s.messages {
+		if o.XMPPID == sid && o.PeerJID.Equal(m.PeerJID) && o.Direction == m.Direction {
+			return false, refusal("stanza-id %q names message %d already", sid, o.RowID)
+		}
+	}
+	m.XMPPID, m.StanzaID = sid, sid
+	return true, nil
 }
 
 func (s *MemStore) HasUnsentToMatrix(_ context.Context, mxid id.UserID, peer jid.JID) (bool, error) {

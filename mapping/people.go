@@ -16,6 +16,7 @@ import (
 // (ghosts.go), with the budgets of strangers their ghosts spend.
 type people struct {
 	*core
+	groups *groups // the presences of multi-user chats
 
 	// nicks is the last XEP-0172 nick each XMPP person's ghost was named
 	// after in this run (ghostName).

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 
 	"maunium.net/go/mautrix/id"
 	"mellium.im/xmpp/jid"
@@ -37,7 +38,30 @@ type XMPPPresence struct {
 	// Nick is the XEP-0172 nickname a subscription request carries, ""
 	// if none.
 	Nick string
+	// MUC is what a multi-user chat says of its occupant (XEP-0045
+	// muc#user), nil if it is not from one; Error the error of a
+	// presence of type error.
+	MUC   *MUCPresence
+	Error *StanzaError
 }
+
+// MUCPresence is the muc#user part of an occupant's presence (XEP-0045
+// §7.2.3, §17.2), and the XEP-0421 occupant-id the room gives them.
+type MUCPresence struct {
+	// Statuses are the status codes (§15.6): 110 this is the recipient's
+	// own presence, 201 a new room, 303 a nick change (NewNick).
+	Statuses []int
+	// RealJID is the occupant's real JID where the room tells it (a
+	// non-anonymous room, or to a moderator); zero otherwise.
+	RealJID     jid.JID
+	Role        string // moderator, participant, visitor, none
+	Affiliation string
+	NewNick     string // <item nick/> of a 303
+	OccupantID  string // XEP-0421 §3, "" if none
+}
+
+// Has tells whether p carries status code c.
+func (p *MUCPresence) Has(c int) bool { return p != nil && slices.Contains(p.Statuses, c) }
 
 // OutPresence is a <presence/> a puppet sends; xmppside encodes it.
 type OutPresence struct {
@@ -52,6 +76,10 @@ type OutPresence struct {
 	// Photo is the hash of the puppet's avatar (XEP-0153 §3.1), "" for
 	// none; nil says nothing of it (§3.2).
 	Photo *string
+	// JoinMUC makes it a join of a multi-user chat (XEP-0045 §7.2.1,
+	// To is room/nick): it asks for no history (§7.2.15), since the
+	// bridge carries what is said from now on.
+	JoinMUC bool
 }
 
 // Subscription is the presence subscription state between a puppet and an
@@ -119,6 +147,13 @@ func (b *people) handleXMPPPresence(ctx context.Context, p *XMPPPresence) ([]*Ou
 	mxid, reason := b.resolvePuppet(p.To)
 	if reason == "" && b.blocked(p.From) {
 		reason = ReasonBlockedDomain
+	}
+	if reason == "" {
+		// A chat a puppet was sent to speaks of its occupants (XEP-0045
+		// §7.2), answered by nothing.
+		if r := b.groups.known(p.From); r != nil {
+			return nil, b.groups.presenceFromMUC(ctx, log, r, mxid, p)
+		}
 	}
 	// RFC 6121 §3.1.3: a request to a full JID is treated as one to the
 	// bare JID; a puppet's presence is its bare JID's (all of the user's

@@ -198,6 +198,11 @@ func (b *receipts) mayCross(rc Receipt, portal *Portal, msg *Message) (AckKind, 
 		return kind, ReasonUnknownEvent
 	case msg.Direction != FromXMPP || msg.RoomID != rc.Room || !msg.PeerJID.Equal(portal.JID):
 		return kind, ReasonNotFromXMPP
+	case portal.Kind == PortalGroup && !rk.upTo:
+		// MSC4089 keeps delivery receipts to private settings, and
+		// XEP-0184 §5 does not recommend them in groupchat: in a group
+		// only reads cross.
+		return kind, ReasonGroupDelivery
 	case msg.TS.Before(portal.CreatedAt.Add(-clockSkew)):
 		// MSC4089: not for events before the user's invite.
 		return kind, ReasonBeforeInvite
@@ -217,6 +222,20 @@ func (b *receipts) deliveryStanzas(from jid.JID, msg *Message) []*OutMessage {
 		out = append(out, &OutMessage{ID: NewXMPPID(), From: from, To: b.to(msg), Type: TypeChat, Event: &EventNotice{ID: msg.XMPPID, Delivered: true}})
 	}
 	return out
+}
+
+// groupDisplayed is what an m.read of a member of a group portal becomes:
+// one XEP-0333 <displayed/> from their puppet to the chat, of type
+// groupchat, for the newest markable message read, named by the room's
+// stanza-id (XEP-0333 §3, "groupchat": everyone in the room sees it, so
+// one, never one per message), and nothing else (no XEP-0022 in a room).
+func (b *receipts) groupDisplayed(from jid.JID, portal *Portal, read []*Message) []*OutMessage {
+	for i := len(read) - 1; i >= 0; i-- {
+		if m := read[i]; m.Requests.Markable && m.StanzaID != "" {
+			return []*OutMessage{{ID: NewXMPPID(), From: from, To: portal.JID, Type: TypeGroupchat, Displayed: m.StanzaID}}
+		}
+	}
+	return nil
 }
 
 // displayedStanzas are what the messages read, oldest first, asked for on

@@ -26,6 +26,7 @@ type messages struct {
 	people    *people
 	relations *relations
 	receipts  *receipts
+	groups    *groups
 }
 
 // The kinds of sends the outbox carries out.
@@ -301,6 +302,14 @@ func (b *messages) carryToXMPP(ctx context.Context, row int64, msg *Message) err
 	out := &OutMessage{
 		ID: msg.XMPPID, From: from, To: msg.PeerJID, Type: TypeChat,
 		Body: msg.Body, OriginID: msg.XMPPID, Request: msg.Requests, ChatState: "active",
+	}
+	if group, err := b.groups.isGroup(ctx, msg.RoomID); err != nil {
+		return err
+	} else if group {
+		// To the room, from the puppet it knows as an occupant (XEP-0045
+		// §7.4), asking only for markers (messages from Matrix ask
+		// nothing else in a group).
+		out.Type, out.ChatState = TypeGroupchat, ""
 	}
 	if msg.RelKind != RelNone {
 		if err := b.relations.relationToXMPP(ctx, msg, out); err != nil {

@@ -256,6 +256,14 @@ type PortalStore interface {
 	PortalByRoom(ctx context.Context, room id.RoomID) (*Portal, error)
 	// PortalByPair is the direct portal of mxid with the person peer.
 	PortalByPair(ctx context.Context, mxid id.UserID, peer jid.JID) (*Portal, error)
+	// GroupPortal is the group portal of the multi-user chat room (a
+	// room has one at most).
+	GroupPortal(ctx context.Context, room jid.JID) (*Portal, error)
+	// GroupPortals lists every group portal, by JID.
+	GroupPortals(ctx context.Context) ([]*Portal, error)
+	// RemoveMember takes member out of the portal of room, with its
+	// watermarks; nothing if it is not one.
+	RemoveMember(ctx context.Context, room id.RoomID, member MemberID) error
 	// PortalsOf lists the portals mxid is a member of, by JID.
 	PortalsOf(ctx context.Context, mxid id.UserID) ([]*Portal, error)
 	// PortalsByRooms looks up many rooms at once; rooms that are not
@@ -286,6 +294,12 @@ type MessageStore interface {
 	// missing from the map.
 	MessagesByXMPPIDs(ctx context.Context, dir Direction, keys []XMPPKey) (map[XMPPKey]*Message, error)
 	SetMessageEventID(ctx context.Context, row int64, room id.RoomID, ev id.EventID) error
+	// SetRoomStanzaID names the message at row, sent to a multi-user
+	// chat, by the stanza-id the room gave it (XEP-0359), as everything
+	// that later points at it in the room does: its XMPPID and StanzaID
+	// become sid (its OriginID keeps the id the bridge gave it). It
+	// tells whether they changed.
+	SetRoomStanzaID(ctx context.Context, row int64, sid string) (bool, error)
 	// Reactions lists the reactions to the message at row target sent in
 	// direction dir that no redaction removed, oldest first.
 	Reactions(ctx context.Context, target int64, dir Direction) ([]*Message, error)

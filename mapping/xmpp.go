@@ -34,12 +34,15 @@ type XMPPMessage struct {
 	Body     string
 	HasBody  bool
 	OriginID string // XEP-0359 <origin-id/>
-	StanzaID string // XEP-0359 <stanza-id/> by the sender's server
-	Requests Requests
-	IMNG     bool       // XEP-0409 <im-ng/> present
-	Nick     string     // XEP-0172 <nick/> of the sender, "" if none
-	PEP      *PEPUpdate // a XEP-0163 notification from the sender's own PEP service
-	Error    *StanzaError
+	StanzaID string // XEP-0359 <stanza-id/> by the sender's server (in a room, the room)
+	// OccupantID is the XEP-0421 occupant-id a multi-user chat gives the
+	// sender of a groupchat message, "" if none.
+	OccupantID string
+	Requests   Requests
+	IMNG       bool       // XEP-0409 <im-ng/> present
+	Nick       string     // XEP-0172 <nick/> of the sender, "" if none
+	PEP        *PEPUpdate // a XEP-0163 notification from the sender's own PEP service
+	Error      *StanzaError
 
 	// Receipts and notifications about earlier messages.
 	Received  string       // XEP-0184 <received id/>

@@ -34,10 +34,13 @@ type StatusArgs struct {
 
 // xmppReceipt is a receipt from XMPP waiting to be checked and recorded.
 type xmppReceipt struct {
-	peer jid.JID   // bare sender
+	peer jid.JID   // bare sender (a chat's, for an occupant's marker)
 	mxid id.UserID // the puppet's Matrix user it was addressed to
 	xid  string    // the stanza id it is about
 	kind *xmppReceiptKind
+	// by is the occupant of a chat whose displayed marker it is, about
+	// any message of the chat by its stanza-id ("" for one of a person).
+	by MemberID
 }
 
 // receiptsFromXMPP handles what an incoming message says about earlier ones:
@@ -52,7 +55,7 @@ func (b *receipts) receiptsFromXMPP(ctx context.Context, log zerolog.Logger, mxi
 	var rs []xmppReceipt
 	for _, kind := range xmppReceiptKinds {
 		if xid := kind.in(m); xid != "" {
-			rs = append(rs, xmppReceipt{peer, mxid, xid, kind})
+			rs = append(rs, xmppReceipt{peer: peer, mxid: mxid, xid: xid, kind: kind})
 		}
 	}
 	if len(rs) > 0 {
@@ -68,6 +71,20 @@ func (b *receipts) receiptsFromXMPP(ctx context.Context, log zerolog.Logger, mxi
 		b.poke()
 	}
 	return b.typingFromXMPP(ctx, log, mxid, peer, m)
+}
+
+// markerInGroup takes an occupant's XEP-0333 displayed marker in the chat
+// room: "up to" the message it names by the room's stanza-id (XEP-0333
+// §3, "groupchat"), whoever sent it, so it becomes the occupant's ghost's
+// m.read. It waits in the intake with the other receipts (flushReceipts).
+func (b *receipts) markerInGroup(ctx context.Context, log zerolog.Logger, room jid.JID, by MemberID, xid string) {
+	ok, err := b.in.add(ctx, string(by), []xmppReceipt{{peer: room, xid: xid, kind: kindMarkerDisplayed, by: by}})
+	if err != nil || !ok {
+		b.count("xmpp_receipt", ReasonOverBudget)
+		log.Debug().Err(err).Str("for", xid).Msg("Refused a marker past its occupant's budget")
+		return
+	}
+	b.poke()
 }
 
 // ourMessage finds the message the bridge sent to peer with stanza id xid
@@ -115,6 +132,9 @@ type receiptArgs struct {
 	Room  id.RoomID  `json:"r"`
 	Event id.EventID `json:"e"`
 	Peer  string     `json:"p"`
+	// By is the occupant of a chat whose ghost's m.read it is ("": the
+	// person's of Peer).
+	By MemberID `json:"b,omitempty"`
 }
 
 func receiptPayload(msg *Message) []byte {
@@ -136,12 +156,14 @@ var (
 func (b *receipts) receiptToMatrix(ctx context.Context, job *Job) error {
 	var msg *Message
 	var args receiptArgs
+	by := MemberID("")
 	if job.Kind != JobMatrixStatus && json.Unmarshal(job.Payload, &args) == nil && args.Event != "" {
 		peer, err := jid.Parse(args.Peer)
 		if err != nil {
 			return fmt.Errorf("%w: bad peer in receipt job: %w", ErrPermanent, err)
 		}
 		msg = &Message{RowID: job.MessageID, RoomID: args.Room, EventID: args.Event, PeerJID: peer}
+		by = args.By
 	} else if st, err := payloadOf[StatusArgs](job); job.Kind == JobMatrixStatus && job.MessageID == 0 {
 		if err != nil {
 			return err
@@ -162,6 +184,14 @@ func (b *receipts) receiptToMatrix(ctx context.Context, job *Job) error {
 		return err
 	}
 	ghost := b.cfg.Identities.Ghost(msg.PeerJID)
+	if by == "" {
+		by = XMPPMember(msg.PeerJID)
+	} else if room, key, ok := by.Occupant(); ok {
+		var err error
+		if ghost, err = b.cfg.Identities.OccupantGhost(room, key); err != nil {
+			return fmt.Errorf("%w: %w", ErrPermanent, err)
+		}
+	}
 	switch job.Kind {
 	case JobMatrixDelivery:
 		return b.matrix.SendDelivery(ctx, msg.RoomID, ghost, msg.EventID)
@@ -176,7 +206,7 @@ func (b *receipts) receiptToMatrix(ctx context.Context, job *Job) error {
 		if err != nil {
 			return fmt.Errorf("look up portal %s: %w", msg.RoomID, err)
 		}
-		if portal.Marks(XMPPMember(msg.PeerJID)).ReadUpTo > msg.RowID {
+		if portal.Marks(by).ReadUpTo > msg.RowID {
 			b.count("matrix_read", "coalesced")
 			return nil
 		}
@@ -237,6 +267,20 @@ func (b *receipts) flushReceipts(ctx context.Context) (ok bool) {
 		wait(err, "look up")
 		return false
 	}
+	// An occupant's marker may name a message of anyone in the chat.
+	var fromGroups map[XMPPKey]*Message
+	var groupKeys []XMPPKey
+	for i, r := range rs {
+		if r.by != "" && msgs[keys[i]] == nil {
+			groupKeys = append(groupKeys, keys[i])
+		}
+	}
+	if len(groupKeys) > 0 {
+		if fromGroups, err = b.store.MessagesByXMPPIDs(ctx, FromXMPP, groupKeys); err != nil {
+			wait(err, "look up")
+			return false
+		}
+	}
 	acks := make([]Ack, 0, len(rs))
 	// The newest message of each room each member marks displayed in the
 	// burst: its m.read is the one their ghost posts (forward only, "up
@@ -245,6 +289,23 @@ func (b *receipts) flushReceipts(ctx context.Context) (ok bool) {
 	for i := range rs {
 		r := &rs[i]
 		msg := msgs[keys[i]]
+		if r.by != "" {
+			if msg == nil {
+				msg = fromGroups[keys[i]]
+			}
+			if msg == nil || msg.EventID == "" {
+				b.count("xmpp_receipt", ReasonUnknownID)
+				continue
+			}
+			// Only the occupant's mark moves (below): the message's own
+			// displayed_at is not one reader's to set.
+			mark := Mark{Room: msg.RoomID, By: r.by}
+			if newest := read[mark]; newest == nil || msg.RowID > newest.RowID {
+				read[mark] = msg
+			}
+			b.count("xmpp_receipt", "group_marker")
+			continue
+		}
 		if reason := mayAnswer(msg, r.mxid, r.kind.asked); reason != "" {
 			b.log.Debug().Str("receipt", r.kind.what).Str("for", r.xid).Str("from", keys[i].Peer).Str("reason", string(reason)).Msg("Ignored a receipt")
 			b.count("xmpp_receipt", reason)
@@ -267,8 +328,12 @@ func (b *receipts) flushReceipts(ctx context.Context) (ok bool) {
 	for mark, msg := range read {
 		// New only if it moves the member's watermark: an older marker
 		// after a newer one raises nothing.
+		payload := receiptPayload(msg)
+		if _, _, ok := mark.By.Occupant(); ok {
+			payload, _ = json.Marshal(receiptArgs{Room: msg.RoomID, Event: msg.EventID, Peer: msg.PeerJID.String(), By: mark.By})
+		}
 		acks = append(acks, Ack{Row: msg.RowID, Kind: AckDisplayed, At: b.now(), UpTo: mark.Room, By: mark.By,
-			Job: newJob(JobMatrixRead, about{room: mark.Room}, msg.RowID, receiptPayload(msg))})
+			Job: newJob(JobMatrixRead, about{room: mark.Room}, msg.RowID, payload)})
 	}
 	if len(acks) == 0 {
 		return true

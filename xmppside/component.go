@@ -54,6 +54,9 @@ type Core interface {
 	Identities() mapping.Identities
 	// Wake has the core's outbox try every side again: the link is up.
 	Wake()
+	// Rejoin has the puppets join their multi-user chats again: the link
+	// is up, and the rooms may have forgotten them.
+	Rejoin(ctx context.Context) error
 }
 
 // Component is the bridge's XEP-0114 connection. It redials by itself.
@@ -269,6 +272,11 @@ func (c *Component) serveOnce(ctx context.Context) error {
 		c.mu.Unlock()
 	}()
 	c.Core.Wake() // flush what waited for us
+	if err := c.Core.Rejoin(ctx); err != nil {
+		// The joins are the rooms' only: the stream goes on, and the
+		// next connection tries again.
+		c.Log.Err(err).Msg("Failed to have the puppets rejoin their chats")
+	}
 	sessCtx, endSession := context.WithCancel(ctx)
 	defer endSession()
 	go c.announce(sessCtx, true)

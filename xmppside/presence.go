@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"mellium.im/xmlstream"
+	"mellium.im/xmpp/jid"
 
 	"xmppbridge/mapping"
 )
@@ -26,6 +27,32 @@ type inPresence struct {
 	Avatar *struct {
 		Photo *string `xml:"photo"`
 	} `xml:"vcard-temp:x:update x"`
+	// XEP-0045 §17.2: what a room says of an occupant.
+	MUC *struct {
+		Item *struct {
+			JID         string `xml:"jid,attr"`
+			Nick        string `xml:"nick,attr"`
+			Role        string `xml:"role,attr"`
+			Affiliation string `xml:"affiliation,attr"`
+		} `xml:"item"`
+		Status []struct {
+			Code int `xml:"code,attr"`
+		} `xml:"status"`
+	} `xml:"http://jabber.org/protocol/muc#user x"`
+	// XEP-0421 §3: the room's id of the occupant.
+	OccupantID *struct {
+		ID string `xml:"id,attr"`
+	} `xml:"urn:xmpp:occupant-id:0 occupant-id"`
+	Error *errorElem `xml:"error"`
+}
+
+// mucJoin is the <x/> of a join (XEP-0045 §7.2.1) that asks for no
+// history (§7.2.15).
+type mucJoin struct {
+	XMLName xml.Name `xml:"http://jabber.org/protocol/muc x"`
+	History struct {
+		MaxStanzas int `xml:"maxstanzas,attr"`
+	} `xml:"history"`
 }
 
 // outPresence is the wire form of mapping.OutPresence.
@@ -38,6 +65,7 @@ type outPresence struct {
 	Nick    string   `xml:"http://jabber.org/protocol/nick nick,omitempty"` // XEP-0172
 	Caps    *caps
 	Avatar  *vCardUpdate // XEP-0153
+	MUC     *mucJoin     // XEP-0045
 }
 
 func decodePresence(d *xml.Decoder, start *xml.StartElement) (*mapping.XMPPPresence, error) {
@@ -59,6 +87,12 @@ func decodePresence(d *xml.Decoder, start *xml.StartElement) (*mapping.XMPPPrese
 		hash := strings.ToLower(strings.TrimSpace(*in.Avatar.Photo))
 		out.Photo = &hash
 	}
+	if in.MUC != nil {
+		out.MUC = decodeMUCUser(in.MUC.Item, in.MUC.Status, in.OccupantID)
+	}
+	if in.Error != nil {
+		out.Error = stanzaError(in.Error)
+	}
 	return out, nil
 }
 
@@ -72,6 +106,9 @@ func encodePresence(p *mapping.OutPresence) *outPresence {
 	}
 	if p.Photo != nil {
 		out.Avatar = &vCardUpdate{Photo: *p.Photo}
+	}
+	if p.JoinMUC {
+		out.MUC = &mucJoin{}
 	}
 	return out
 }
@@ -99,4 +136,34 @@ func (c *Component) handlePresence(ctx context.Context, d *xml.Decoder, start *x
 		}
 	}
 	return nil
+}
+
+// decodeMUCUser is the core's form of a room's muc#user <x/>. A real JID
+// that does not parse is none.
+func decodeMUCUser(item *struct {
+	JID         string `xml:"jid,attr"`
+	Nick        string `xml:"nick,attr"`
+	Role        string `xml:"role,attr"`
+	Affiliation string `xml:"affiliation,attr"`
+}, statuses []struct {
+	Code int `xml:"code,attr"`
+}, occupant *struct {
+	ID string `xml:"id,attr"`
+}) *mapping.MUCPresence {
+	out := &mapping.MUCPresence{}
+	for _, s := range statuses {
+		out.Statuses = append(out.Statuses, s.Code)
+	}
+	if item != nil {
+		out.Role, out.Affiliation, out.NewNick = item.Role, item.Affiliation, cleanNick(item.Nick)
+		if item.JID != "" {
+			if j, err := jid.Parse(item.JID); err == nil {
+				out.RealJID = j
+			}
+		}
+	}
+	if occupant != nil && len(occupant.ID) <= maxIDLen {
+		out.OccupantID = occupant.ID
+	}
+	return out
 }

@@ -269,13 +269,19 @@ func decodeInMessage(d *xml.Decoder, start *xml.StartElement) (*inMessage, *mapp
 		finish(in)
 	}
 	m := &in.m
-	if e := in.err; e != nil {
-		m.Error = &mapping.StanzaError{Type: e.Type, Text: e.Text}
-		if len(e.Condition) > 0 {
-			m.Error.Condition = e.Condition[0].Local
-		}
+	if in.err != nil {
+		m.Error = stanzaError(in.err)
 	}
 	return in, m, nil
+}
+
+// stanzaError is the core's form of a stanza's <error/>.
+func stanzaError(e *errorElem) *mapping.StanzaError {
+	out := &mapping.StanzaError{Type: e.Type, Text: e.Text}
+	if len(e.Condition) > 0 {
+		out.Condition = e.Condition[0].Local
+	}
+	return out
 }
 
 // children reads the message's children to its end: the envelope's

@@ -1,4 +1,4 @@
--- v0 -> v10 (compatible with v10+): Latest revision
+-- v0 -> v11 (compatible with v10+): Latest revision
 
 -- All times are unix milliseconds; all JIDs are bare.
 
@@ -30,6 +30,9 @@ CREATE TABLE portal_member (
 	PRIMARY KEY (room_id, member),
 	CONSTRAINT portal_member_direct_unique UNIQUE (member, direct_jid)
 );
+-- A multi-user chat has one portal at most, found by its JID when its
+-- messages and presences arrive.
+CREATE UNIQUE INDEX portal_group_jid_idx ON portal (jid) WHERE kind = 'group';
 
 -- The id map: every message that crossed the bridge, so that receipts and
 -- markers arriving later on either side can be matched to it.

@@ -1,0 +1,735 @@
+package mapping
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"sync"
+
+	"github.com/rs/zerolog"
+	"maunium.net/go/mautrix/id"
+	"mellium.im/xmpp/jid"
+)
+
+// Group portals: a Matrix room and an XMPP multi-user chat (XEP-0045) as
+// one conversation. Each Matrix member who joins the room joins the chat
+// as their puppet; each other occupant is a ghost in the room
+// (OccupantGhost). The room's members are the portal's: the bot (which
+// created the room and keeps the portal when everyone left), the Matrix
+// members and the occupants (OccupantMember), each with their own marks.
+//
+// Every puppet in a chat receives everything said in it, so what comes
+// from a chat is taken from one of them only, the room's listener (the
+// first of the puppets known to be in it); the id map's uniqueness on the
+// room's stanza-id is the guard behind that.
+
+// Kinds of sends of group portals.
+const (
+	JobOpenGroup     JobKind = "matrix.open_group" // the bot's `join`: the room created, the user invited
+	JobJoinMUC       JobKind = "xmpp.muc_join"     // a puppet joins a chat (XEP-0045 §7.2)
+	JobLeaveMUC      JobKind = "xmpp.muc_leave"    // a puppet leaves it (§7.14)
+	JobGroupToMatrix JobKind = "matrix.group_send" // an occupant's message, by row, as their ghost
+	JobMatrixSent    JobKind = "matrix.sent"       // the room took a Matrix user's message
+)
+
+// Reasons of group portals, as counted.
+const (
+	ReasonNotListener   Reason = "not_listener"   // a copy another puppet takes
+	ReasonOwnReflection Reason = "own_reflection" // a puppet's own message, come back
+	ReasonRoomItself    Reason = "room_itself"    // said by the room, not an occupant
+	ReasonGroupDelivery Reason = "group_delivery" // no delivery receipts in a group (MSC4089, XEP-0184 §5.? "groupchat")
+	ReasonGroupRelation Reason = "group_relation" // what points at a message, not carried in groups yet
+)
+
+// OccupantMember is the MemberID of the occupant key of the chat room: its
+// occupant JID with the key as resource (a bare JID never has one).
+func OccupantMember(room jid.JID, key string) MemberID {
+	return MemberID(room.Bare().String() + "/" + key)
+}
+
+// Occupant is the room and the key of an occupant's MemberID, false if m
+// is not one.
+func (m MemberID) Occupant() (jid.JID, string, bool) {
+	s := string(m)
+	if strings.HasPrefix(s, "@") {
+		return jid.JID{}, "", false
+	}
+	room, key, ok := strings.Cut(s, "/")
+	if !ok || key == "" {
+		return jid.JID{}, "", false
+	}
+	j, err := jid.Parse(room)
+	if err != nil {
+		return jid.JID{}, "", false
+	}
+	return j, key, true
+}
+
+// groups carries the group portals: the bot's `join`, the puppets' joins
+// and leaves, the occupants, and the messages of a chat both ways; their
+// receipts are receipts'.
+type groups struct {
+	*core
+	receipts *receipts
+	bot      *bot
+
+	mu    sync.Mutex
+	rooms map[string]*mucRoom // by the chat's bare JID
+	named map[id.UserID]string
+}
+
+// mucRoom is what the bridge knows of a chat in this run, from the
+// presences it sent and received.
+type mucRoom struct {
+	jid    jid.JID
+	portal id.RoomID
+	// nicks are the nicks of the Matrix members' puppets, asked or given;
+	// joined, those the room said are in (status 110).
+	nicks  map[id.UserID]string
+	joined map[id.UserID]bool
+	// own are the occupant-ids of the puppets (XEP-0421).
+	own map[string]bool
+	// occupants are the others, by nick.
+	occupants map[string]MemberID
+}
+
+func newGroups(c *core, r *receipts, b *bot) *groups {
+	return &groups{core: c, receipts: r, bot: b, rooms: map[string]*mucRoom{}, named: map[id.UserID]string{}}
+}
+
+// room is the state of the chat j (its portal's room), made if new.
+func (g *groups) room(j jid.JID, portal id.RoomID) *mucRoom {
+	key := j.Bare().String()
+	r := g.rooms[key]
+	if r == nil {
+		r = &mucRoom{jid: j.Bare(), portal: portal, nicks: map[id.UserID]string{}, joined: map[id.UserID]bool{},
+			own: map[string]bool{}, occupants: map[string]MemberID{}}
+		g.rooms[key] = r
+	}
+	return r
+}
+
+// listener is the puppet whose copy of what the room says is taken: the
+// first in the room by ID, or of those asked to join if none is in yet.
+func (r *mucRoom) listener() id.UserID {
+	var first id.UserID
+	for u := range r.joined {
+		if first == "" || u < first {
+			first = u
+		}
+	}
+	if first != "" {
+		return first
+	}
+	for u := range r.nicks {
+		if first == "" || u < first {
+			first = u
+		}
+	}
+	return first
+}
+
+// ownNick tells whether nick is one of the puppets'.
+func (r *mucRoom) ownNick(nick string) bool {
+	for _, n := range r.nicks {
+		if n == nick {
+			return true
+		}
+	}
+	return false
+}
+
+// groupArgs is the payload of the jobs of a group portal.
+type groupArgs struct {
+	Room  id.RoomID `json:"room,omitempty"`
+	MUC   string    `json:"muc"`
+	MXID  id.UserID `json:"mxid,omitempty"`
+	Nick  string    `json:"nick,omitempty"`
+	Reply id.RoomID `json:"reply,omitempty"` // where a command came from
+	// Member is the occupant a message to Matrix is from.
+	Member MemberID `json:"member,omitempty"`
+}
+
+func groupJob(kind JobKind, lane id.RoomID, row int64, args groupArgs) *Job {
+	payload, _ := json.Marshal(args) // strings only
+	return newJob(kind, about{room: lane}, row, payload)
+}
+
+// joinCommand is the bot's `join room@service`: the user's portal of the
+// chat, opened if new, and the user invited into it.
+func (b *bot) joinCommand(ctx context.Context, room id.RoomID, user id.UserID, arg string) ([]*Job, error) {
+	muc, err := jid.Parse(arg)
+	switch {
+	case arg == "":
+		return []*Job{b.reply(room, "Say which chat: `join room@conference.example.org`.")}, nil
+	case err != nil || muc.Localpart() == "" || muc.Resourcepart() != "" || strings.ContainsAny(arg, " \t"):
+		return []*Job{b.reply(room, fmt.Sprintf("`%s` is not the address of an XMPP chat room: write it as `room@service`, e.g. `lounge@conference.example.org`.", arg))}, nil
+	case muc.Domainpart() == b.cfg.Identities.ComponentDomain:
+		return []*Job{b.reply(room, fmt.Sprintf("`%s` is on this bridge, not an XMPP chat room.", arg))}, nil
+	case b.blocked(muc):
+		return []*Job{b.reply(room, fmt.Sprintf("This bridge does not talk to `%s`.", muc.Domainpart()))}, nil
+	}
+	// In the chat's lane (its address stands for the room it may not
+	// have yet): its room is created once, however many ask.
+	return []*Job{groupJob(JobOpenGroup, id.RoomID(muc.String()), 0, groupArgs{MUC: muc.String(), MXID: user, Reply: room})}, nil
+}
+
+var _ = register(JobOpenGroup, jobKind{side: SideMatrix, order: byRoom, payload: groupArgs{},
+	run: withPayload(func(b *Bridge, ctx context.Context, _ *Job, args groupArgs) error {
+		return b.groups.openGroup(ctx, args)
+	})})
+
+// openGroup runs a JobOpenGroup: the chat's room, created by the bot if
+// there is none, the user invited, and the bot says where. The user's
+// puppet joins the chat when the user joins the room (memberJoined).
+func (g *groups) openGroup(ctx context.Context, args groupArgs) error {
+	muc, err := payloadJID(args.MUC)
+	if err != nil {
+		return err
+	}
+	if err := g.unreachable(args.MXID, muc); err != nil {
+		return err
+	}
+	p, err := g.store.GroupPortal(ctx, muc)
+	what := "Opened"
+	if err == nil {
+		what = "Invited you to"
+		if err := g.matrix.Invite(ctx, p.RoomID, args.MXID); err != nil {
+			return fmt.Errorf("invite %s into %s: %w", args.MXID, p.RoomID, err)
+		}
+	} else if isNotFound(err) {
+		room, err := g.matrix.CreateGroup(ctx, muc.Localpart(), "XMPP chat "+muc.String(), args.MXID)
+		if err != nil {
+			return fmt.Errorf("create the room of %s: %w", muc, err)
+		}
+		// The bot is its first member: it keeps the portal when the
+		// others have left.
+		p = &Portal{RoomID: room, Kind: PortalGroup, JID: muc.Bare(), CreatedAt: g.now(),
+			Members: []Member{{ID: MatrixMember(g.cfg.Identities.Bot())}}}
+		if err := g.store.PutPortal(ctx, p); err != nil {
+			return fmt.Errorf("store the portal of %s: %w", muc, err)
+		}
+		g.log.Info().Str("room", string(room)).Str("muc", muc.String()).Str("mxid", string(args.MXID)).Msg("Created group portal")
+	} else {
+		return fmt.Errorf("look up the portal of %s: %w", muc, err)
+	}
+	reply := g.bot.reply(args.Reply, fmt.Sprintf("%s the chat `%s`: %s (accept the invite, and your puppet joins it)", what, muc, roomLink(p.RoomID)))
+	if err := g.store.AddJobs(ctx, reply); err != nil {
+		return fmt.Errorf("answer the join of %s: %w", muc, err)
+	}
+	g.queue(reply)
+	return nil
+}
+
+// memberFromMatrix takes a Matrix user's membership in a group portal:
+// one who joins the room joins the chat as their puppet, one who leaves
+// it (or is kicked or banned) leaves the chat.
+func (g *groups) memberFromMatrix(ctx context.Context, portal *Portal, evt MatrixEvent) ([]*Job, error) {
+	user := evt.Target
+	if user == g.cfg.Identities.Bot() {
+		return nil, nil
+	}
+	member := MatrixMember(user)
+	switch evt.Membership {
+	case MembershipJoin:
+		if !g.cfg.Permissions.Allowed(user) {
+			g.count("group_member", ReasonNotPermitted)
+			return nil, nil
+		}
+		if portal.Member(member) == nil {
+			p := &Portal{RoomID: portal.RoomID, Kind: PortalGroup, JID: portal.JID, Members: []Member{{ID: member}}}
+			if err := g.store.PutPortal(ctx, p); err != nil {
+				return nil, fmt.Errorf("add %s to the portal of %s: %w", user, portal.JID, err)
+			}
+		}
+		g.count("group_member", "joined")
+		return []*Job{groupJob(JobJoinMUC, portal.RoomID, 0, groupArgs{Room: portal.RoomID, MUC: portal.JID.String(), MXID: user})}, nil
+	case "leave", "ban":
+		if portal.Member(member) == nil {
+			return nil, nil
+		}
+		if err := g.store.RemoveMember(ctx, portal.RoomID, member); err != nil {
+			return nil, err
+		}
+		g.count("group_member", "left")
+		return []*Job{groupJob(JobLeaveMUC, portal.RoomID, 0, groupArgs{Room: portal.RoomID, MUC: portal.JID.String(), MXID: user})}, nil
+	}
+	return nil, nil
+}
+
+// A puppet's joins and leaves go in the XMPP side's one line, with the
+// messages: a message a user sends as they join follows the join.
+var (
+	_ = register(JobJoinMUC, jobKind{side: SideXMPP, order: bySide, payload: groupArgs{},
+		run: withPayload(func(b *Bridge, ctx context.Context, _ *Job, args groupArgs) error {
+			return b.groups.joinMUC(ctx, args)
+		})})
+	_ = register(JobLeaveMUC, jobKind{side: SideXMPP, order: bySide, payload: groupArgs{},
+		run: withPayload(func(b *Bridge, ctx context.Context, _ *Job, args groupArgs) error {
+			return b.groups.leaveMUC(ctx, args)
+		})})
+)
+
+// joinMUC has the user's puppet join the chat (XEP-0045 §7.2.1) with no
+// history (§7.2.15: the bridge carries what is said from now on), as the
+// nick args names or else the user's display name.
+func (g *groups) joinMUC(ctx context.Context, args groupArgs) error {
+	muc, err := payloadJID(args.MUC)
+	if err != nil {
+		return err
+	}
+	if err := g.unreachable(args.MXID, muc); err != nil {
+		return err
+	}
+	from, err := g.cfg.Identities.PuppetFrom(args.MXID)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrPermanent, err)
+	}
+	nick := args.Nick
+	if nick == "" {
+		if name, err := g.matrix.DisplayName(ctx, args.MXID); err == nil {
+			nick = strings.TrimSpace(name)
+		}
+	}
+	if nick == "" {
+		nick = args.MXID.Localpart()
+	}
+	to, err := muc.WithResource(nick)
+	if err != nil {
+		// A name the room cannot take as a nick (RFC 7622 §3.4): the
+		// localpart always can.
+		if to, err = muc.WithResource(args.MXID.Localpart()); err != nil {
+			return fmt.Errorf("%w: no nick for %s: %w", ErrPermanent, args.MXID, err)
+		}
+		nick = args.MXID.Localpart()
+	}
+	g.mu.Lock()
+	r := g.room(muc, args.Room)
+	r.nicks[args.MXID] = nick
+	g.mu.Unlock()
+	if err := g.xmpp.SendPresence(ctx, &OutPresence{From: from, To: to, JoinMUC: true, Caps: true}); err != nil {
+		return fmt.Errorf("join %s as %s: %w", muc, args.MXID, err)
+	}
+	g.count("muc_join", "sent")
+	return nil
+}
+
+// leaveMUC has the user's puppet leave the chat (XEP-0045 §7.14).
+func (g *groups) leaveMUC(ctx context.Context, args groupArgs) error {
+	muc, err := payloadJID(args.MUC)
+	if err != nil {
+		return err
+	}
+	from, err := g.cfg.Identities.PuppetFrom(args.MXID)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrPermanent, err)
+	}
+	g.mu.Lock()
+	r := g.room(muc, args.Room)
+	nick := r.nicks[args.MXID]
+	delete(r.nicks, args.MXID)
+	delete(r.joined, args.MXID)
+	g.mu.Unlock()
+	if nick == "" {
+		return nil // not in it in this run
+	}
+	to, err := muc.WithResource(nick)
+	if err != nil {
+		return nil
+	}
+	return g.xmpp.SendPresence(ctx, &OutPresence{From: from, To: to, Type: PresenceUnavailable})
+}
+
+// Rejoin has every Matrix member's puppet join its chats again: at every
+// connection of the XMPP stream, since a room forgets occupants whose
+// server went away, and the bridge's own state of the rooms is of one run.
+func (b *Bridge) Rejoin(ctx context.Context) error { return b.groups.rejoin(ctx) }
+
+func (g *groups) rejoin(ctx context.Context) error {
+	ps, err := g.store.GroupPortals(ctx)
+	if err != nil {
+		return fmt.Errorf("list the group portals to rejoin: %w", err)
+	}
+	var jobs []*Job
+	for _, p := range ps {
+		for _, m := range p.Members {
+			if u, ok := m.ID.MXID(); ok && u != g.cfg.Identities.Bot() && g.mayReach(u, p.JID) == "" {
+				jobs = append(jobs, groupJob(JobJoinMUC, p.RoomID, 0, groupArgs{Room: p.RoomID, MUC: p.JID.String(), MXID: u}))
+			}
+		}
+	}
+	if len(jobs) == 0 {
+		return nil
+	}
+	if err := g.store.AddJobs(ctx, jobs...); err != nil {
+		return fmt.Errorf("queue the joins of %d puppets: %w", len(jobs), err)
+	}
+	g.queue(jobs...)
+	return nil
+}
+
+// known is the state of the chat j if a puppet was sent to it in this
+// run, else nil.
+func (g *groups) known(j jid.JID) *mucRoom {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.rooms[j.Bare().String()]
+}
+
+// presenceFromMUC takes a presence of the chat r to the puppet of mxid:
+// the puppet's own (status 110: in; an error: the join refused), or
+// another occupant's, whose ghost joins or leaves the room.
+func (g *groups) presenceFromMUC(ctx context.Context, log zerolog.Logger, r *mucRoom, mxid id.UserID, p *XMPPPresence) error {
+	nick := p.From.Resourcepart()
+	g.mu.Lock()
+	mine := r.nicks[mxid] == nick && nick != ""
+	if p.MUC.Has(110) || mine && p.Type != PresenceError {
+		// XEP-0045 §7.2.2: the occupant's own presence, last of the join.
+		if p.Type == PresenceUnavailable {
+			delete(r.joined, mxid)
+		} else {
+			r.joined[mxid] = true
+			r.nicks[mxid] = nick
+			if p.MUC != nil && p.MUC.OccupantID != "" {
+				r.own[p.MUC.OccupantID] = true
+			}
+		}
+		g.mu.Unlock()
+		g.count("muc_presence", "self")
+		return nil
+	}
+	if p.Type == PresenceError {
+		delete(r.nicks, mxid)
+		g.mu.Unlock()
+		return g.joinRefused(ctx, r, mxid, nick, p.Error)
+	}
+	listener := r.listener()
+	own := r.ownNick(nick) || p.MUC != nil && r.own[p.MUC.OccupantID]
+	g.mu.Unlock()
+	if mxid != listener {
+		g.count("muc_presence", ReasonNotListener)
+		return nil
+	}
+	if own || nick == "" {
+		g.count("muc_presence", ReasonOwnReflection)
+		return nil
+	}
+	key := nick
+	if p.MUC != nil && p.MUC.OccupantID != "" {
+		key = p.MUC.OccupantID
+	}
+	member := OccupantMember(r.jid, key)
+	ghost, err := g.cfg.Identities.OccupantGhost(r.jid, key)
+	if err != nil {
+		log.Debug().Err(err).Msg("Ignored an occupant the bridge cannot name")
+		g.count("muc_presence", "bad_occupant")
+		return nil
+	}
+	g.mu.Lock()
+	_, seen := r.occupants[nick]
+	if p.Type == PresenceUnavailable {
+		delete(r.occupants, nick)
+	} else {
+		r.occupants[nick] = member
+	}
+	g.mu.Unlock()
+	if p.Type == PresenceUnavailable {
+		if !p.MUC.Has(303) { // a nick change keeps the occupant (§7.6)
+			job := argsJob(JobLeave, jobArgs{Room: r.portal, User: ghost})
+			return g.queueStored(ctx, job)
+		}
+		return nil
+	}
+	if seen {
+		return nil
+	}
+	// A new occupant: a member of the portal, and their ghost, named
+	// after their nick, in the room.
+	if err := g.store.PutPortal(ctx, &Portal{RoomID: r.portal, Kind: PortalGroup, JID: r.jid, Members: []Member{{ID: member}}}); err != nil {
+		return fmt.Errorf("add occupant %s to the portal of %s: %w", nick, r.jid, err)
+	}
+	g.count("muc_presence", "occupant")
+	return g.queueStored(ctx, groupJob(JobGroupGhost, r.portal, 0, groupArgs{Room: r.portal, MUC: r.jid.String(), Nick: nick, Member: member}))
+}
+
+// JobGroupGhost brings an occupant's ghost into the room, named after
+// their nick.
+const JobGroupGhost JobKind = "matrix.group_ghost"
+
+var _ = register(JobGroupGhost, jobKind{side: SideMatrix, order: byRoom, payload: groupArgs{},
+	run: withPayload(func(b *Bridge, ctx context.Context, _ *Job, args groupArgs) error {
+		ghost, err := b.groups.ghostOf(args.Member)
+		if err != nil {
+			return err
+		}
+		if err := b.groups.nameGhost(ctx, ghost, args.Nick); err != nil {
+			return err
+		}
+		if err := b.matrix.Invite(ctx, args.Room, ghost); err != nil {
+			return err
+		}
+		return b.matrix.Join(ctx, args.Room, ghost)
+	})})
+
+// ghostOf is the ghost of an occupant member.
+func (g *groups) ghostOf(m MemberID) (id.UserID, error) {
+	room, key, ok := m.Occupant()
+	if !ok {
+		return "", fmt.Errorf("%w: %q is no occupant", ErrPermanent, m)
+	}
+	ghost, err := g.cfg.Identities.OccupantGhost(room, key)
+	if err != nil {
+		return "", fmt.Errorf("%w: %w", ErrPermanent, err)
+	}
+	return ghost, nil
+}
+
+// nameGhost names an occupant's ghost after their nick, once a run.
+func (g *groups) nameGhost(ctx context.Context, ghost id.UserID, nick string) error {
+	g.mu.Lock()
+	done := g.named[ghost] == nick
+	g.mu.Unlock()
+	if done || nick == "" {
+		return nil
+	}
+	if err := g.matrix.SetGhostName(ctx, ghost, nick); err != nil {
+		return err
+	}
+	g.mu.Lock()
+	g.named[ghost] = nick
+	g.mu.Unlock()
+	return nil
+}
+
+func (g *groups) queueStored(ctx context.Context, jobs ...*Job) error {
+	if err := g.store.AddJobs(ctx, jobs...); err != nil {
+		return fmt.Errorf("queue %s: %w", jobs[0].Kind, err)
+	}
+	g.queue(jobs...)
+	return nil
+}
+
+// joinRefused tells the user why their puppet is not in the chat
+// (XEP-0045 §7.2.6-§7.2.9: a nick in use, a members-only room, a ban, a
+// password), in the portal's room, from the bot. A nick in use is tried
+// once more with a suffix.
+func (g *groups) joinRefused(ctx context.Context, r *mucRoom, mxid id.UserID, nick string, e *StanzaError) error {
+	cond := "an error"
+	if e != nil {
+		cond = e.Condition
+	}
+	g.count("muc_join", Reason("refused_"+cond))
+	if cond == "conflict" && !strings.HasSuffix(nick, " (Matrix)") {
+		return g.queueStored(ctx, groupJob(JobJoinMUC, r.portal, 0, groupArgs{Room: r.portal, MUC: r.jid.String(), MXID: mxid, Nick: nick + " (Matrix)"}))
+	}
+	why := map[string]string{
+		"conflict":                "the nick is in use",
+		"registration-required":   "the room is members-only",
+		"forbidden":               "you are banned from it",
+		"not-authorized":          "it needs a password",
+		"service-unavailable":     "it is full",
+		"item-not-found":          "it does not exist (and may not be created)",
+		"remote-server-not-found": "its server cannot be reached",
+	}[cond]
+	if why == "" {
+		why = cond
+	}
+	text := fmt.Sprintf("%s could not join `%s` as `%s`: %s.", mxid, r.jid, nick, why)
+	return g.queueStored(ctx, g.bot.reply(r.portal, text))
+}
+
+// messageFromMUC takes a groupchat message of the chat to the puppet of
+// mxid: an occupant's message to Matrix as their ghost, a puppet's own
+// come back (the room took it: its stanza-id names it from now on), or
+// an occupant's displayed marker.
+func (g *groups) messageFromMUC(ctx context.Context, log zerolog.Logger, mxid id.UserID, m *XMPPMessage) error {
+	r := g.known(m.From)
+	if r == nil {
+		// A room no puppet was sent to in this run: stray, or from before
+		// a restart whose rejoin has not been answered yet.
+		g.count("xmpp_message", ReasonGroupchat)
+		return nil
+	}
+	nick := m.From.Resourcepart()
+	g.mu.Lock()
+	listener := r.listener()
+	own := r.ownNick(nick) || m.OccupantID != "" && r.own[m.OccupantID]
+	g.mu.Unlock()
+	switch {
+	case mxid != listener:
+		g.count("xmpp_message", ReasonNotListener)
+		return nil
+	case nick == "":
+		g.count("xmpp_message", ReasonRoomItself)
+		return nil
+	case own:
+		return g.reflection(ctx, log, r, m)
+	}
+	key := nick
+	if m.OccupantID != "" {
+		key = m.OccupantID
+	}
+	member := OccupantMember(r.jid, key)
+	if m.Displayed != "" {
+		g.receipts.markerInGroup(ctx, log, r.jid, member, m.Displayed)
+	}
+	if !m.HasBody {
+		return nil
+	}
+	if m.Replace != "" || m.Reply != nil || m.Reactions != nil || m.Retract != "" {
+		g.count("xmpp_message", ReasonGroupRelation)
+		return nil
+	}
+	xid := m.StanzaID // XEP-0359 §3: what the room names it by
+	if xid == "" {
+		xid = m.ID
+	}
+	msg := &Message{
+		RoomID: r.portal, XMPPID: xid, OriginID: m.OriginID, StanzaID: m.StanzaID,
+		PeerJID: r.jid, PeerResource: nick, Direction: FromXMPP,
+		Body: m.Body, TS: g.now(),
+		// XEP-0184 §5.? and XEP-0022 have no place in a groupchat: only
+		// the displayed marker, which the room's members all see.
+		Requests: Requests{Markable: m.Requests.Markable},
+	}
+	job := groupJob(JobGroupToMatrix, r.portal, 0, groupArgs{Room: r.portal, MUC: r.jid.String(), Nick: nick, Member: member})
+	added, err := g.store.AddMessage(ctx, msg, job)
+	if g.stored(err) != nil {
+		return fmt.Errorf("store message %s of %s: %w", xid, m.From, err)
+	}
+	if !added {
+		g.count("xmpp_message", ReasonDuplicate)
+		return nil
+	}
+	g.count("xmpp_message", "group")
+	g.queue(job)
+	return nil
+}
+
+// reflection takes a puppet's own message as the room sent it back
+// (XEP-0045 §7.4): the proof the room took it. The message is named by
+// the room's stanza-id from now on, and its sender's event is marked sent.
+func (g *groups) reflection(ctx context.Context, log zerolog.Logger, r *mucRoom, m *XMPPMessage) error {
+	ours := m.OriginID
+	if ours == "" {
+		ours = m.ID
+	}
+	if ours == "" || m.StanzaID == "" || !m.HasBody {
+		g.count("xmpp_message", ReasonOwnReflection)
+		return nil
+	}
+	msg, err := g.store.MessageByXMPPID(ctx, r.jid, ours, FromMatrix)
+	if isNotFound(err) {
+		g.count("xmpp_message", ReasonOwnReflection)
+		return nil
+	} else if err != nil {
+		return fmt.Errorf("look up the message %s reflected by %s: %w", ours, r.jid, err)
+	}
+	changed, err := g.store.SetRoomStanzaID(ctx, msg.RowID, m.StanzaID)
+	if g.stored(err) != nil {
+		return err
+	}
+	if !changed || msg.EventID == "" {
+		return nil
+	}
+	log.Debug().Int64("row", msg.RowID).Str("stanza_id", m.StanzaID).Msg("The room took a message")
+	g.count("xmpp_message", "reflected")
+	return g.queueStored(ctx, newJob(JobMatrixSent, about{room: msg.RoomID}, msg.RowID, receiptPayload(msg)))
+}
+
+var (
+	// A message reaches the room in order: the room exists, so its lane.
+	_ = register(JobGroupToMatrix, jobKind{side: SideMatrix, order: byRoom, payload: groupArgs{},
+		run: func(b *Bridge, ctx context.Context, job *Job) error { return b.groups.groupToMatrix(ctx, job) }})
+	_ = register(JobMatrixSent, jobKind{side: SideMatrix, order: inRoom, payload: receiptArgs{},
+		run: withPayload(func(b *Bridge, ctx context.Context, _ *Job, args receiptArgs) error {
+			return b.matrix.SendSent(ctx, args.Room, args.Event)
+		})})
+)
+
+// groupToMatrix posts an occupant's message into the portal as their
+// ghost, named after their nick.
+func (g *groups) groupToMatrix(ctx context.Context, job *Job) error {
+	args, err := payloadOf[groupArgs](job)
+	if err != nil {
+		return err
+	}
+	msg, err := g.store.MessageByRow(ctx, job.MessageID)
+	if err != nil {
+		return fmt.Errorf("load message %d: %w", job.MessageID, err)
+	}
+	if msg.EventID != "" {
+		return nil
+	}
+	if err := g.unreachable("", msg.PeerJID); err != nil {
+		return err
+	}
+	ghost, err := g.ghostOf(args.Member)
+	if err != nil {
+		return err
+	}
+	if err := g.nameGhost(ctx, ghost, args.Nick); err != nil {
+		return err
+	}
+	ev, err := g.matrix.SendMessage(ctx, msg.RoomID, ghost, &OutMatrix{Body: msg.Body}, relationTxn(job.MessageID))
+	if err != nil {
+		return fmt.Errorf("send message %d to %s: %w", job.MessageID, msg.RoomID, err)
+	}
+	if err := g.store.SetMessageEventID(ctx, job.MessageID, msg.RoomID, ev); err != nil {
+		return fmt.Errorf("note event %s of message %d: %w", ev, job.MessageID, err)
+	}
+	g.count("bridged", "group_to_matrix")
+	return nil
+}
+
+// messageFromMatrix takes a Matrix member's message in a group portal: a
+// groupchat message from their puppet to the chat, markable (XEP-0333
+// §"groupchat") and asking for nothing else.
+func (g *groups) messageFromMatrix(ctx context.Context, log zerolog.Logger, portal *Portal, evt MatrixEvent) ([]*Job, error) {
+	if evt.Kind == EventEncrypted {
+		g.count("matrix_event", "encrypted")
+		return []*Job{argsJob(JobNotice, jobArgs{Room: evt.Room, User: g.cfg.Identities.Bot(), Body: EncryptedNotice})}, nil
+	}
+	if evt.Kind != EventMessage || evt.Rel != (MatrixRelation{}) {
+		g.count("matrix_event", ReasonGroupRelation)
+		return nil, nil
+	}
+	body, ok := textOf(evt)
+	if !ok {
+		g.count("matrix_event", ReasonMsgType)
+		return nil, nil
+	}
+	xid := NewXMPPID()
+	msg := &Message{
+		RoomID: evt.Room, EventID: evt.ID, XMPPID: xid, OriginID: xid,
+		PeerJID: portal.JID, Direction: FromMatrix, MXID: evt.Sender,
+		Body: body, TS: g.tsOf(evt), Requests: Requests{Markable: true},
+	}
+	job := newJob(JobSendToXMPP, about{room: evt.Room, mxid: evt.Sender, peer: portal.JID}, 0, nil)
+	added, err := g.store.AddMessage(ctx, msg, job)
+	if g.stored(err) != nil {
+		return nil, fmt.Errorf("store message: %w", err)
+	}
+	if !added {
+		g.count("matrix_event", ReasonDuplicate)
+		return nil, nil
+	}
+	g.queue(job)
+	log.Debug().Str("xmpp_id", xid).Msg("Message queued for a chat")
+	return nil, nil
+}
+
+// isGroup tells whether the room of msg is a group portal's.
+func (g *groups) isGroup(ctx context.Context, room id.RoomID) (bool, error) {
+	if room == "" {
+		return false, nil
+	}
+	p, err := g.store.PortalByRoom(ctx, room)
+	if isNotFound(err) {
+		return false, nil
+	} else if err != nil {
+		return false, fmt.Errorf("look up portal %s: %w", room, err)
+	}
+	return p.Kind == PortalGroup, nil
+}
