@@ -1,0 +1,216 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
+
+	"xmppbridge/internal/peers"
+)
+
+// A group portal against Prosody's multi-user chat (XEP-0045) and
+// Dendrite: Beatrice and Claudio are occupants of a room; Alice tells the
+// bot `join`, accepts the invite, and her puppet joins the room. Then,
+// both ways:
+//   - Beatrice's markable message reaches the room as her ghost's;
+//   - Alice's m.read on it becomes one XEP-0333 <displayed/> from her
+//     puppet to the room naming the room's stanza-id (XEP-0333 §3,
+//     "groupchat": a marker in a room refers to the id the room gave),
+//     which every occupant sees once;
+//   - Alice's message reaches the occupants as groupchat, markable and
+//     asking no receipt (XEP-0184 §5: not in groupchat), and the room's
+//     reflection marks it sent on Matrix;
+//   - Claudio's displayed marker naming the room's stanza-id of Alice's
+//     message becomes his ghost's m.read on her event.
+func TestGroupPortal(t *testing.T) {
+	ctx := context.Background()
+	alice := w.alice
+	muc := "messina@" + w.Prosody.MUCDomain
+	send := func(c *peers.XMPPClient, stanza string) {
+		t.Helper()
+		if err := c.SendRaw(ctx, stanza); err != nil {
+			t.Fatal(err)
+		}
+	}
+	join := func(c *peers.XMPPClient, nick string) {
+		t.Helper()
+		send(c, `<presence to='`+muc+`/`+nick+`'><x xmlns='http://jabber.org/protocol/muc'><history maxstanzas='0'/></x></presence>`)
+		self, err := c.Wait(ctx, wait, func(s *peers.Stanza) bool {
+			return s.Name == "presence" && s.From == muc+"/"+nick && s.Has(`code="110"`)
+		})
+		if err != nil {
+			t.Fatalf("%s's join (XEP-0045 §7.2.2): %v", nick, err)
+		}
+		if self.Has(`code="201"`) {
+			// §10.1.2: the instant room, so that the room is open to others.
+			send(c, `<iq type='set' id='inst-`+nick+`' to='`+muc+`'><query xmlns='http://jabber.org/protocol/muc#owner'><x xmlns='jabber:x:data' type='submit'/></query></iq>`)
+			if _, err := c.Wait(ctx, wait, func(s *peers.Stanza) bool { return s.Name == "iq" && s.ID == "inst-"+nick }); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	beatrice := w.xmppUser(t, "beatrice", "group")
+	claudio := w.xmppUser(t, "claudio", "group")
+	join(beatrice, "Beatrice")
+	join(claudio, "Claudio")
+
+	// The bot's join, in Alice's room with the bot.
+	bot := w.IDs.Bot()
+	mgmt, err := alice.CreateDM(ctx, bot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.Wait(ctx, wait, peers.IsMembership(mgmt, bot, event.MembershipJoin)); err != nil {
+		t.Fatalf("the bot never joined its DM: %v", err)
+	}
+	if _, err := alice.SendText(ctx, mgmt, "join "+muc); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.Wait(ctx, wait, func(e *event.Event) bool {
+		return e.RoomID == mgmt && e.Sender == bot && strings.Contains(e.Content.AsMessage().Body, "Opened the chat "+muc)
+	}); err != nil {
+		t.Fatalf("the bot did not answer the join: %v", err)
+	}
+	invite, err := alice.Wait(ctx, wait, func(e *event.Event) bool {
+		return e.RoomID != mgmt && e.Type == event.StateMember && e.GetStateKey() == string(alice.Client.UserID) &&
+			e.Content.AsMember().Membership == event.MembershipInvite && e.Sender == bot
+	})
+	if err != nil {
+		t.Fatalf("no invite into the chat's room: %v", err)
+	}
+	portal := invite.RoomID
+	if _, err := alice.Client.JoinRoomByID(ctx, portal); err != nil {
+		t.Fatal(err)
+	}
+	// Her puppet joins the room: the occupants see it come.
+	puppetIn, err := beatrice.Wait(ctx, wait, func(s *peers.Stanza) bool {
+		return s.Name == "presence" && strings.HasPrefix(s.From, muc+"/") && s.Type == "" &&
+			s.From != muc+"/Beatrice" && s.From != muc+"/Claudio"
+	})
+	if err != nil {
+		t.Fatalf("Alice's puppet never joined the chat: %v", err)
+	}
+	aliceNick := strings.TrimPrefix(puppetIn.From, muc+"/")
+	t.Logf("Alice's puppet is in the chat as %q", aliceNick)
+
+	// XMPP → Matrix: Beatrice's message, as her ghost's.
+	send(beatrice, `<message type='groupchat' to='`+muc+`' id='b1'><body>Is it possible he should know what he is, and be so?</body><markable xmlns='urn:xmpp:chat-markers:0'/></message>`)
+	reflected, err := beatrice.Wait(ctx, wait, func(s *peers.Stanza) bool { return s.Name == "message" && s.ID == "b1" && s.From == muc+"/Beatrice" })
+	if err != nil {
+		t.Fatalf("the room did not reflect Beatrice's message: %v", err)
+	}
+	bSID := roomStanzaID(t, reflected, muc)
+	got, err := alice.Wait(ctx, wait, func(e *event.Event) bool {
+		return e.RoomID == portal && e.Type == event.EventMessage && strings.Contains(e.Content.AsMessage().Body, "be so?")
+	})
+	if err != nil {
+		t.Fatalf("Beatrice's message never reached the portal: %v", err)
+	}
+	if !w.IDs.IsGhost(got.Sender) {
+		t.Errorf("Beatrice's message came from %s, not a ghost", got.Sender)
+	}
+	if _, err := alice.Wait(ctx, wait, func(e *event.Event) bool {
+		return e.RoomID == portal && e.Type == event.StateMember && e.GetStateKey() == string(got.Sender) &&
+			strings.HasPrefix(e.Content.AsMember().Displayname, "Beatrice")
+	}); err != nil {
+		t.Errorf("Beatrice's ghost is not named after her nick: %v", err)
+	}
+
+	// Matrix → XMPP: Alice's m.read, one groupchat marker by stanza-id.
+	if err := alice.Client.SendReceipt(ctx, portal, got.ID, event.ReceiptTypeRead, struct{}{}); err != nil {
+		t.Fatal(err)
+	}
+	isAliceMarker := func(s *peers.Stanza) bool {
+		return s.Name == "message" && s.From == muc+"/"+aliceNick && s.Type == "groupchat" &&
+			s.Has(`urn:xmpp:chat-markers:0`) && s.Has(`<displayed`)
+	}
+	marker, err := beatrice.Wait(ctx, wait, isAliceMarker)
+	if err != nil {
+		t.Fatalf("Alice's m.read did not reach the room as a displayed marker: %v", err)
+	}
+	if !marker.Has(`id="`+bSID+`"`) && !marker.Has(`id='`+bSID+`'`) {
+		t.Errorf("the marker does not name the room's stanza-id %s (XEP-0333 §3, groupchat): %s", bSID, marker.XML)
+	}
+	if _, err := claudio.Wait(ctx, wait, isAliceMarker); err != nil {
+		t.Errorf("Claudio did not see Alice's marker: %v", err)
+	}
+
+	// Matrix → XMPP: Alice's message, and its reflection marks it sent.
+	ev, err := alice.SendText(ctx, portal, "Sigh no more, ladies, sigh no more")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fromAlice, err := claudio.Wait(ctx, wait, func(s *peers.Stanza) bool {
+		return s.Name == "message" && s.From == muc+"/"+aliceNick && strings.Contains(s.Body, "Sigh no more")
+	})
+	if err != nil {
+		t.Fatalf("Alice's message never reached the room: %v", err)
+	}
+	if fromAlice.Type != "groupchat" || !fromAlice.Has("urn:xmpp:chat-markers:0") || fromAlice.Has("urn:xmpp:receipts") {
+		t.Errorf("Alice's message in the room: want groupchat, markable, no XEP-0184 request: %s", fromAlice.XML)
+	}
+	aSID := roomStanzaID(t, fromAlice, muc)
+	if _, err := alice.Wait(ctx, wait, isStatus(portal, ev, event.MessageStatusSuccess)); err != nil {
+		t.Errorf("the room's reflection did not mark Alice's message sent: %v", err)
+	}
+
+	// XMPP → Matrix: Claudio's marker, his ghost's m.read on her event.
+	send(claudio, `<message type='groupchat' to='`+muc+`' id='c1'><displayed xmlns='urn:xmpp:chat-markers:0' id='`+aSID+`'/></message>`)
+	var claudioGhost id.UserID
+	if _, err := alice.Wait(ctx, wait, func(e *event.Event) bool {
+		if e.RoomID != portal || e.Type.Type != event.EphemeralEventReceipt.Type {
+			return false
+		}
+		rc, ok := e.Content.Parsed.(*event.ReceiptEventContent)
+		if !ok {
+			return false
+		}
+		for u := range (*rc)[ev][event.ReceiptTypeRead] {
+			if w.IDs.IsGhost(u) && u != got.Sender {
+				claudioGhost = u
+				return true
+			}
+		}
+		return false
+	}); err != nil {
+		t.Fatalf("Claudio's marker did not become his ghost's m.read: %v", err)
+	}
+	t.Logf("Claudio's ghost %s read Alice's message", claudioGhost)
+
+	// Alice leaves the room: her puppet leaves the chat.
+	if _, err := alice.Client.LeaveRoom(ctx, portal); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := beatrice.Wait(ctx, wait, func(s *peers.Stanza) bool {
+		return s.Name == "presence" && s.From == muc+"/"+aliceNick && s.Type == "unavailable"
+	}); err != nil {
+		t.Errorf("Alice left the room, her puppet stayed in the chat: %v", err)
+	}
+	time.Sleep(500 * time.Millisecond)
+	if n := claudio.Count(isAliceMarker); n != 1 {
+		t.Errorf("Claudio saw %d markers from Alice, want 1", n)
+	}
+}
+
+var stanzaIDRe = regexp.MustCompile(`<stanza-id [^>]*>`)
+
+// roomStanzaID is the XEP-0359 stanza-id the room muc stamped s with.
+func roomStanzaID(t *testing.T, s *peers.Stanza, muc string) string {
+	t.Helper()
+	for _, el := range stanzaIDRe.FindAllString(s.XML, -1) {
+		if strings.Contains(el, `by="`+muc+`"`) {
+			if m := regexp.MustCompile(`id="([^"]+)"`).FindStringSubmatch(el); m != nil {
+				return m[1]
+			}
+		}
+	}
+	t.Fatalf("no stanza-id by %s on %s", muc, s.XML)
+	return ""
+}
