@@ -28,7 +28,9 @@ import (
 //     asking no receipt (XEP-0184 §5: not in groupchat), and the room's
 //     reflection marks it sent on Matrix;
 //   - Claudio's displayed marker naming the room's stanza-id of Alice's
-//     message becomes his ghost's m.read on her event.
+//     message becomes his ghost's m.read on her event;
+//   - killed (SIGKILL) and started again, the bridge is back in the room;
+//   - Alice leaves the room, and her puppet the chat.
 func TestGroupPortal(t *testing.T) {
 	ctx := context.Background()
 	alice := w.alice
@@ -183,6 +185,19 @@ func TestGroupPortal(t *testing.T) {
 		t.Fatalf("Claudio's marker did not become his ghost's m.read: %v", err)
 	}
 	t.Logf("Claudio's ghost %s read Alice's message", claudioGhost)
+
+	// Killed and started again, the bridge has the puppet back in the
+	// chat by itself, and what the room says reaches Matrix again.
+	w.Bridge.Kill()
+	if err := w.Bridge.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	send(beatrice, `<message type='groupchat' to='`+muc+`' id='b2'><body>I wonder that you will still be talking, Signior Benedick</body></message>`)
+	if _, err := alice.Wait(ctx, wait, func(e *event.Event) bool {
+		return e.RoomID == portal && e.Type == event.EventMessage && strings.Contains(e.Content.AsMessage().Body, "still be talking")
+	}); err != nil {
+		t.Fatalf("after a restart, the room's messages no longer reach Matrix: %v", err)
+	}
 
 	// Alice leaves the room: her puppet leaves the chat.
 	if _, err := alice.Client.LeaveRoom(ctx, portal); err != nil {
