@@ -426,31 +426,43 @@ func (g *groups) presenceFromMUC(ctx context.Context, log zerolog.Logger, r *muc
 		g.count("muc_presence", "bad_occupant")
 		return nil
 	}
-	g.mu.Lock()
-	_, seen := r.occupants[nick]
 	if p.Type == PresenceUnavailable {
+		g.mu.Lock()
 		delete(r.occupants, nick)
-	} else {
-		r.occupants[nick] = member
-	}
-	g.mu.Unlock()
-	if p.Type == PresenceUnavailable {
+		g.mu.Unlock()
 		if !p.MUC.Has(303) { // a nick change keeps the occupant (§7.6)
 			job := argsJob(JobLeave, jobArgs{Room: r.portal, User: ghost})
 			return g.queueStored(ctx, job)
 		}
 		return nil
 	}
-	if seen {
-		return nil
+	if isNew, err := g.occupant(ctx, r, nick, member); err != nil || !isNew {
+		return err
 	}
-	// A new occupant: a member of the portal, and their ghost, named
-	// after their nick, in the room.
-	if err := g.store.PutPortal(ctx, &Portal{RoomID: r.portal, Kind: PortalGroup, JID: r.jid, Members: []Member{{ID: member}}}); err != nil {
-		return fmt.Errorf("add occupant %s to the portal of %s: %w", nick, r.jid, err)
-	}
+	// A new occupant: their ghost, named after their nick, in the room.
 	g.count("muc_presence", "occupant")
 	return g.queueStored(ctx, groupJob(JobGroupGhost, r.portal, 0, groupArgs{Room: r.portal, MUC: r.jid.String(), Nick: nick, Member: member}))
+}
+
+// occupant notes that nick in the chat r is member, a member of the
+// portal from now on (with marks of their own), and tells whether that is
+// new in this run. A message or a marker may come before the presence
+// that shows the occupant (the room's order is per occupant), so both
+// paths come here.
+func (g *groups) occupant(ctx context.Context, r *mucRoom, nick string, member MemberID) (bool, error) {
+	g.mu.Lock()
+	seen := r.occupants[nick] == member
+	g.mu.Unlock()
+	if seen {
+		return false, nil
+	}
+	if err := g.store.PutPortal(ctx, &Portal{RoomID: r.portal, Kind: PortalGroup, JID: r.jid, Members: []Member{{ID: member}}}); err != nil {
+		return false, fmt.Errorf("add occupant %s to the portal of %s: %w", nick, r.jid, err)
+	}
+	g.mu.Lock()
+	r.occupants[nick] = member
+	g.mu.Unlock()
+	return true, nil
 }
 
 // JobGroupGhost brings an occupant's ghost into the room, named after
@@ -571,6 +583,9 @@ func (g *groups) messageFromMUC(ctx context.Context, log zerolog.Logger, mxid id
 		key = m.OccupantID
 	}
 	member := OccupantMember(r.jid, key)
+	if _, err := g.occupant(ctx, r, nick, member); err != nil {
+		return err
+	}
 	if m.Displayed != "" {
 		g.receipts.markerInGroup(ctx, log, r.jid, member, m.Displayed)
 	}

@@ -1,0 +1,247 @@
+package mapping
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+
+	"maunium.net/go/mautrix/id"
+	"mellium.im/xmpp/jid"
+)
+
+// The rules of group portals (groups.go) on the core with fakes; that
+// they work against Prosody's multi-user chat and Dendrite is
+// e2e/groups_test.go's.
+
+const (
+	lounge     = "lounge@conference.capulet.lit"
+	loungeRoom = id.RoomID("!lounge:example.org")
+	bob        = id.UserID("@bob:example.org")
+	bobPup     = `bob\3aexample.org@matrix.example.org`
+)
+
+// groupHarness is a harness with the group portal of lounge, Alice (and
+// bob, if two) in it as puppets the room said are in (status 110).
+func groupHarness(t *testing.T, members ...id.UserID) *harness {
+	t.Helper()
+	h := newHarness(t)
+	h.b.cfg.Receipts.SendToXMPP = true
+	ctx := context.Background()
+	if err := h.store.PutPortal(ctx, &Portal{RoomID: loungeRoom, Kind: PortalGroup, JID: jid.MustParse(lounge),
+		Members: []Member{{ID: MatrixMember(testIDs.Bot())}}}); err != nil {
+		t.Fatal(err)
+	}
+	for i, u := range members {
+		if err := h.handleTxn(ctx, MatrixTxn{ID: fmt.Sprintf("join%d", i), Events: []MatrixEvent{memberEvent(u, loungeRoom, u, MembershipJoin)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.drain(t)
+	if len(h.xmpp.presences) != len(members) {
+		t.Fatalf("joins sent: %d, want %d", len(h.xmpp.presences), len(members))
+	}
+	for _, p := range h.xmpp.presences {
+		// XEP-0045 §7.2.1: presence to room/nick, with the muc <x/>.
+		if !p.JoinMUC || !p.To.Bare().Equal(jid.MustParse(lounge)) || p.To.Resourcepart() == "" {
+			t.Fatalf("a join is %+v", p)
+		}
+		// §7.2.2: the room's own presence of the occupant, status 110.
+		if _, err := h.b.HandleXMPPPresence(ctx, &XMPPPresence{From: p.To, To: p.From, MUC: &MUCPresence{Statuses: []int{110}, OccupantID: "own-" + p.To.Resourcepart()}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return h
+}
+
+// groupchat is a message of the room lounge from the occupant nick (with
+// occupant-id occ) to the puppet to, stamped with the room's stanza-id sid.
+func groupchat(nick, occ, to, sid, body string) *XMPPMessage {
+	return &XMPPMessage{ID: "c-" + sid, From: jid.MustParse(lounge + "/" + nick), To: jid.MustParse(to), Type: TypeGroupchat,
+		Body: body, HasBody: body != "", StanzaID: sid, OccupantID: occ, Requests: Requests{Markable: true, Receipt: true}}
+}
+
+// An occupant's message reaches the room as their ghost's, named by the
+// room's stanza-id (XEP-0359 §3); every puppet in the chat receives it,
+// and it crosses once.
+func TestGroupOccupantMessageCrossesOnce(t *testing.T) {
+	h := groupHarness(t, alice, bob)
+	ctx := context.Background()
+	for _, to := range []string{alicePup, bobPup} {
+		if _, err := h.b.HandleXMPPMessage(ctx, groupchat("Beatrice", "occ-b", to, "s1", "Is it possible?")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.drain(t)
+	ghost, _ := testIDs.OccupantGhost(jid.MustParse(lounge), "occ-b")
+	if len(h.matrix.texts) != 1 || !strings.HasPrefix(h.matrix.texts[0], string(loungeRoom)+" "+string(ghost)+" Is it possible?") {
+		t.Fatalf("posted %q, want Beatrice's once, as her ghost", h.matrix.texts)
+	}
+	if !slices.Contains(h.matrix.ghostNames, string(ghost)+" Beatrice") {
+		t.Errorf("the ghost is not named after the nick: %q", h.matrix.ghostNames)
+	}
+	msg, err := h.store.MessageByXMPPID(ctx, jid.MustParse(lounge), "s1", FromXMPP)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// XEP-0184 §5: receipts are not for groupchat; only the marker is kept.
+	if msg.Requests != (Requests{Markable: true}) {
+		t.Errorf("requests kept: %+v, want only markable", msg.Requests)
+	}
+	if h.counts["xmpp_message/"+string(ReasonNotListener)] != 1 {
+		t.Errorf("counts %v: want the other puppet's copy not taken", h.counts)
+	}
+}
+
+// XEP-0333 §3 ("groupchat"): a marker in a room names the id the room gave
+// the message; a member's m.read becomes one <displayed/>, of type
+// groupchat, to the room, for the newest markable message up to it, and
+// nothing of XEP-0184 or XEP-0022.
+func TestGroupReadIsOneMarkerByRoomStanzaID(t *testing.T) {
+	h := groupHarness(t, alice)
+	ctx := context.Background()
+	for i, sid := range []string{"s1", "s2", "s3"} {
+		if _, err := h.b.HandleXMPPMessage(ctx, groupchat("Beatrice", "occ-b", alicePup, sid, fmt.Sprintf("line %d", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.drain(t)
+	h.xmpp.sent = nil
+	if err := h.handleTxn(ctx, MatrixTxn{ID: "r1", Receipts: []Receipt{{Room: loungeRoom, Event: "$ev2", Type: ReceiptRead, User: alice}}}); err != nil {
+		t.Fatal(err)
+	}
+	h.drain(t)
+	if len(h.xmpp.sent) != 1 {
+		t.Fatalf("sent %d stanzas for one m.read, want 1: %+v", len(h.xmpp.sent), h.xmpp.sent)
+	}
+	m := h.xmpp.sent[0]
+	if m.Type != TypeGroupchat || m.To.String() != lounge || m.From.String() != aliceFrom || m.Displayed != "s2" || m.Received != "" || m.Event != nil {
+		t.Errorf("the marker is %+v, want a groupchat <displayed id='s2'/> from Alice's puppet to the room", m)
+	}
+	// "Up to": a read of an older message after it says nothing more.
+	if err := h.handleTxn(ctx, MatrixTxn{ID: "r2", Receipts: []Receipt{{Room: loungeRoom, Event: "$ev1", Type: ReceiptRead, User: alice}}}); err != nil {
+		t.Fatal(err)
+	}
+	h.drain(t)
+	if len(h.xmpp.sent) != 1 {
+		t.Errorf("an older m.read sent more: %+v", h.xmpp.sent[1:])
+	}
+}
+
+// MSC4089 keeps delivery receipts to private chats, and XEP-0184 §5 does
+// not recommend receipts in groupchat: an m.delivery in a group portal
+// crosses not, and a member's message asks for none.
+func TestGroupNoDeliveryReceipts(t *testing.T) {
+	h := groupHarness(t, alice)
+	ctx := context.Background()
+	if _, err := h.b.HandleXMPPMessage(ctx, groupchat("Beatrice", "occ-b", alicePup, "s1", "hello")); err != nil {
+		t.Fatal(err)
+	}
+	h.drain(t)
+	h.xmpp.sent = nil
+	if err := h.handleTxn(ctx, MatrixTxn{ID: "d1", Receipts: []Receipt{{Room: loungeRoom, Event: "$ev1", Type: ReceiptDelivery, User: alice}}}); err != nil {
+		t.Fatal(err)
+	}
+	h.drain(t)
+	if len(h.xmpp.sent) != 0 || h.counts["matrix_receipt/"+string(ReasonGroupDelivery)] != 1 {
+		t.Errorf("an m.delivery in a group sent %+v (counts %v)", h.xmpp.sent, h.counts)
+	}
+	if err := h.handleTxn(ctx, MatrixTxn{ID: "m1", Events: []MatrixEvent{textEvent("$a1", alice, loungeRoom, "hi all")}}); err != nil {
+		t.Fatal(err)
+	}
+	h.drain(t)
+	if len(h.xmpp.sent) != 1 {
+		t.Fatalf("sent %+v", h.xmpp.sent)
+	}
+	if m := h.xmpp.sent[0]; m.Type != TypeGroupchat || m.To.String() != lounge || m.Request != (Requests{Markable: true}) || m.ChatState != "" {
+		t.Errorf("Alice's message to the room is %+v, want groupchat, markable and nothing else", m)
+	}
+}
+
+// XEP-0045 §7.4: the room sends a puppet's message back to every occupant,
+// with its own stanza-id (XEP-0359 §3): that names the message from now
+// on, and marks the event sent; an occupant's marker naming that id is
+// their ghost's m.read (XEP-0333 §3), forward only.
+func TestGroupReflectionAndOccupantMarker(t *testing.T) {
+	h := groupHarness(t, alice)
+	ctx := context.Background()
+	if err := h.handleTxn(ctx, MatrixTxn{ID: "m1", Events: []MatrixEvent{textEvent("$a1", alice, loungeRoom, "first"), textEvent("$a2", alice, loungeRoom, "second")}}); err != nil {
+		t.Fatal(err)
+	}
+	h.drain(t)
+	if len(h.xmpp.sent) != 2 {
+		t.Fatalf("sent %+v", h.xmpp.sent)
+	}
+	nick := h.xmpp.presences[0].To.Resourcepart()
+	for i, out := range h.xmpp.sent {
+		back := groupchat(nick, "own-"+nick, alicePup, fmt.Sprintf("r%d", i+1), out.Body)
+		back.OriginID = out.OriginID
+		if _, err := h.b.HandleXMPPMessage(ctx, back); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.drain(t)
+	if want := []string{string(loungeRoom) + " $a1", string(loungeRoom) + " $a2"}; !slices.Equal(h.matrix.sent, want) {
+		t.Errorf("sent statuses %q, want %q", h.matrix.sent, want)
+	}
+	if len(h.matrix.texts) != 0 {
+		t.Errorf("a reflection was posted back: %q", h.matrix.texts)
+	}
+	if _, err := h.store.MessageByXMPPID(ctx, jid.MustParse(lounge), "r2", FromMatrix); err != nil {
+		t.Fatalf("the message is not named by the room's stanza-id: %v", err)
+	}
+	marker := func(sid string) {
+		t.Helper()
+		m := groupchat("Claudio", "occ-c", alicePup, "m-"+sid, "")
+		m.Displayed = sid
+		if _, err := h.b.HandleXMPPMessage(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+		h.drain(t)
+	}
+	marker("r2")
+	marker("r1") // older: forward only
+	ghost, _ := testIDs.OccupantGhost(jid.MustParse(lounge), "occ-c")
+	if want := []string{string(loungeRoom) + " " + string(ghost) + " $a2"}; !slices.Equal(h.matrix.reads, want) {
+		t.Errorf("reads %q, want %q", h.matrix.reads, want)
+	}
+}
+
+// Leaving the room leaves the chat (XEP-0045 §7.14), and the member is no
+// longer one: their receipts do not cross.
+func TestGroupLeaveLeavesTheChat(t *testing.T) {
+	h := groupHarness(t, alice)
+	ctx := context.Background()
+	if err := h.handleTxn(ctx, MatrixTxn{ID: "l1", Events: []MatrixEvent{memberEvent(alice, loungeRoom, alice, "leave")}}); err != nil {
+		t.Fatal(err)
+	}
+	h.drain(t)
+	last := h.xmpp.presences[len(h.xmpp.presences)-1]
+	if last.Type != PresenceUnavailable || !last.To.Bare().Equal(jid.MustParse(lounge)) {
+		t.Errorf("the last presence is %+v, want unavailable to the room", last)
+	}
+	p, err := h.store.PortalByRoom(ctx, loungeRoom)
+	if err != nil || p.Member(MatrixMember(alice)) != nil {
+		t.Errorf("Alice is still a member: %+v, %v", p, err)
+	}
+}
+
+// OccupantGhost and OccupantOf are each other's inverse, and no occupant's
+// ghost is a person's (GhostJID refuses it).
+func TestOccupantGhostRoundTrip(t *testing.T) {
+	room := jid.MustParse(lounge)
+	for _, key := range []string{"Beatrice", "8lfZCpWFz+6U6bhulM/HranNgf2UHt3VoMjB6Uipqws=", "a b"} {
+		g, err := testIDs.OccupantGhost(room, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, k, err := testIDs.OccupantOf(g)
+		if err != nil || !r.Equal(room) || k != key {
+			t.Errorf("%q: %s back to %s %q, %v", key, g, r, k, err)
+		}
+		if _, err := testIDs.GhostJID(g); err == nil || !testIDs.IsGhost(g) {
+			t.Errorf("%s: GhostJID takes it (%v) or IsGhost does not", g, err)
+		}
+	}
+}
