@@ -25,7 +25,7 @@ import (
 //     "groupchat": a marker in a room refers to the id the room gave),
 //     which every occupant sees once;
 //   - Alice's message reaches the occupants as groupchat, markable and
-//     asking no receipt (XEP-0184 §5: not in groupchat), and the room's
+//     asking no receipt (XEP-0184 §5.3: not in groupchat), and the room's
 //     reflection marks it sent on Matrix;
 //   - Claudio's displayed marker naming the room's stanza-id of Alice's
 //     message becomes his ghost's m.read on her event;

@@ -38,7 +38,7 @@ const (
 	ReasonNotListener   Reason = "not_listener"   // a copy another puppet takes
 	ReasonOwnReflection Reason = "own_reflection" // a puppet's own message, come back
 	ReasonRoomItself    Reason = "room_itself"    // said by the room, not an occupant
-	ReasonGroupDelivery Reason = "group_delivery" // no delivery receipts in a group (MSC4089, XEP-0184 §5.? "groupchat")
+	ReasonGroupDelivery Reason = "group_delivery" // no delivery receipts in a group (MSC4089, XEP-0184 §5.3, "Groupchat")
 	ReasonGroupRelation Reason = "group_relation" // what points at a message, not carried in groups yet
 )
 
@@ -604,7 +604,7 @@ func (g *groups) messageFromMUC(ctx context.Context, log zerolog.Logger, mxid id
 		RoomID: r.portal, XMPPID: xid, OriginID: m.OriginID, StanzaID: m.StanzaID,
 		PeerJID: r.jid, PeerResource: nick, Direction: FromXMPP,
 		Body: m.Body, TS: g.now(),
-		// XEP-0184 §5.? and XEP-0022 have no place in a groupchat: only
+		// XEP-0184 §5.3 and XEP-0022 have no place in a groupchat: only
 		// the displayed marker, which the room's members all see.
 		Requests: Requests{Markable: m.Requests.Markable},
 	}

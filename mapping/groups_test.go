@@ -85,7 +85,7 @@ func TestGroupOccupantMessageCrossesOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// XEP-0184 §5: receipts are not for groupchat; only the marker is kept.
+	// XEP-0184 §5.3: receipts are not for groupchat; only the marker is kept.
 	if msg.Requests != (Requests{Markable: true}) {
 		t.Errorf("requests kept: %+v, want only markable", msg.Requests)
 	}
@@ -129,7 +129,7 @@ func TestGroupReadIsOneMarkerByRoomStanzaID(t *testing.T) {
 	}
 }
 
-// MSC4089 keeps delivery receipts to private chats, and XEP-0184 §5 does
+// MSC4089 keeps delivery receipts to private chats, and XEP-0184 §5.3 does
 // not recommend receipts in groupchat: an m.delivery in a group portal
 // crosses not, and a member's message asks for none.
 func TestGroupNoDeliveryReceipts(t *testing.T) {

@@ -200,7 +200,7 @@ func (b *receipts) mayCross(rc Receipt, portal *Portal, msg *Message) (AckKind, 
 		return kind, ReasonNotFromXMPP
 	case portal.Kind == PortalGroup && !rk.upTo:
 		// MSC4089 keeps delivery receipts to private settings, and
-		// XEP-0184 §5 does not recommend them in groupchat: in a group
+		// XEP-0184 §5.3 does not recommend them in groupchat: in a group
 		// only reads cross.
 		return kind, ReasonGroupDelivery
 	case msg.TS.Before(portal.CreatedAt.Add(-clockSkew)):
