@@ -41,56 +41,11 @@ func TestGroupPortal(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	join := func(c *peers.XMPPClient, nick string) {
-		t.Helper()
-		send(c, `<presence to='`+muc+`/`+nick+`'><x xmlns='http://jabber.org/protocol/muc'><history maxstanzas='0'/></x></presence>`)
-		self, err := c.Wait(ctx, wait, func(s *peers.Stanza) bool {
-			return s.Name == "presence" && s.From == muc+"/"+nick && s.Has(`code="110"`)
-		})
-		if err != nil {
-			t.Fatalf("%s's join (XEP-0045 §7.2.2): %v", nick, err)
-		}
-		if self.Has(`code="201"`) {
-			// §10.1.2: the instant room, so that the room is open to others.
-			send(c, `<iq type='set' id='inst-`+nick+`' to='`+muc+`'><query xmlns='http://jabber.org/protocol/muc#owner'><x xmlns='jabber:x:data' type='submit'/></query></iq>`)
-			if _, err := c.Wait(ctx, wait, func(s *peers.Stanza) bool { return s.Name == "iq" && s.ID == "inst-"+nick }); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
 	beatrice := w.xmppUser(t, "beatrice", "group")
 	claudio := w.xmppUser(t, "claudio", "group")
-	join(beatrice, "Beatrice")
-	join(claudio, "Claudio")
-
-	// The bot's join, in Alice's room with the bot.
-	bot := w.IDs.Bot()
-	mgmt, err := alice.CreateDM(ctx, bot)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := alice.Wait(ctx, wait, peers.IsMembership(mgmt, bot, event.MembershipJoin)); err != nil {
-		t.Fatalf("the bot never joined its DM: %v", err)
-	}
-	if _, err := alice.SendText(ctx, mgmt, "join "+muc); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := alice.Wait(ctx, wait, func(e *event.Event) bool {
-		return e.RoomID == mgmt && e.Sender == bot && strings.Contains(e.Content.AsMessage().Body, "Opened the chat "+muc)
-	}); err != nil {
-		t.Fatalf("the bot did not answer the join: %v", err)
-	}
-	invite, err := alice.Wait(ctx, wait, func(e *event.Event) bool {
-		return e.RoomID != mgmt && e.Type == event.StateMember && e.GetStateKey() == string(alice.Client.UserID) &&
-			e.Content.AsMember().Membership == event.MembershipInvite && e.Sender == bot
-	})
-	if err != nil {
-		t.Fatalf("no invite into the chat's room: %v", err)
-	}
-	portal := invite.RoomID
-	if _, err := alice.Client.JoinRoomByID(ctx, portal); err != nil {
-		t.Fatal(err)
-	}
+	joinMUC(t, beatrice, muc, "Beatrice")
+	joinMUC(t, claudio, muc, "Claudio")
+	portal := aliceJoinsGroup(t, muc)
 	// Her puppet joins the room: the occupants see it come.
 	puppetIn, err := beatrice.Wait(ctx, wait, func(s *peers.Stanza) bool {
 		return s.Name == "presence" && strings.HasPrefix(s.From, muc+"/") && s.Type == "" &&
@@ -214,6 +169,65 @@ func TestGroupPortal(t *testing.T) {
 	}
 }
 
+// joinMUC has c join the chat muc as nick (XEP-0045 §7.2.1, no history),
+// configuring it as an instant room (§10.1.2) if it is new.
+func joinMUC(t *testing.T, c *peers.XMPPClient, muc, nick string) {
+	t.Helper()
+	ctx := context.Background()
+	if err := c.SendRaw(ctx, `<presence to='`+muc+`/`+nick+`'><x xmlns='http://jabber.org/protocol/muc'><history maxstanzas='0'/></x></presence>`); err != nil {
+		t.Fatal(err)
+	}
+	self, err := c.Wait(ctx, wait, func(s *peers.Stanza) bool {
+		return s.Name == "presence" && s.From == muc+"/"+nick && s.Has(`code="110"`)
+	})
+	if err != nil {
+		t.Fatalf("%s's join (XEP-0045 §7.2.2): %v", nick, err)
+	}
+	if self.Has(`code="201"`) {
+		if err := c.SendRaw(ctx, `<iq type='set' id='inst-`+nick+`' to='`+muc+`'><query xmlns='http://jabber.org/protocol/muc#owner'><x xmlns='jabber:x:data' type='submit'/></query></iq>`); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Wait(ctx, wait, func(s *peers.Stanza) bool { return s.Name == "iq" && s.ID == "inst-"+nick }); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// aliceJoinsGroup has Alice tell the bot `join muc` in a room of her own
+// with it, and join the room it invites her to, the chat's portal.
+func aliceJoinsGroup(t *testing.T, muc string) id.RoomID {
+	t.Helper()
+	ctx := context.Background()
+	alice, bot := w.alice, w.IDs.Bot()
+	mgmt, err := alice.CreateDM(ctx, bot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.Wait(ctx, wait, peers.IsMembership(mgmt, bot, event.MembershipJoin)); err != nil {
+		t.Fatalf("the bot never joined its DM: %v", err)
+	}
+	mark := alice.Mark()
+	if _, err := alice.SendText(ctx, mgmt, "join "+muc); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.WaitSince(ctx, mark, wait, func(e *event.Event) bool {
+		return e.RoomID == mgmt && e.Sender == bot && strings.Contains(e.Content.AsMessage().Body, "Opened the chat "+muc)
+	}); err != nil {
+		t.Fatalf("the bot did not answer the join: %v", err)
+	}
+	invite, err := alice.WaitSince(ctx, mark, wait, func(e *event.Event) bool {
+		return e.RoomID != mgmt && e.Type == event.StateMember && e.GetStateKey() == string(alice.Client.UserID) &&
+			e.Content.AsMember().Membership == event.MembershipInvite && e.Sender == bot
+	})
+	if err != nil {
+		t.Fatalf("no invite into the chat's room: %v", err)
+	}
+	if _, err := alice.Client.JoinRoomByID(ctx, invite.RoomID); err != nil {
+		t.Fatal(err)
+	}
+	return invite.RoomID
+}
+
 var stanzaIDRe = regexp.MustCompile(`<stanza-id [^>]*>`)
 
 // roomStanzaID is the XEP-0359 stanza-id the room muc stamped s with.
@@ -228,4 +242,54 @@ func roomStanzaID(t *testing.T, s *peers.Stanza, muc string) string {
 	}
 	t.Fatalf("no stanza-id by %s on %s", muc, s.XML)
 	return ""
+}
+
+// A terminal client in a group portal: Verges, on profanity 0.13 in tmux,
+// joins a chat Dogberry made; Alice joins it through the bot. Verges reads
+// Alice's message on his screen, under her puppet's nick, and what he
+// types reaches Alice's room as his ghost's.
+func TestProfanityInAGroup(t *testing.T) {
+	if err := peers.ProfanityAvailable(); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	alice := w.alice
+	muc := "watch@" + w.Prosody.MUCDomain
+	dogberry := w.xmppUser(t, "dogberry", "group")
+	joinMUC(t, dogberry, muc, "Dogberry")
+	p, err := w.StartProfanity(ctx, "verges")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	if err := p.Line("/join " + muc + " nick Verges"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dogberry.Wait(ctx, wait, func(s *peers.Stanza) bool { return s.Name == "presence" && s.From == muc+"/Verges" }); err != nil {
+		t.Fatalf("profanity did not join the chat: %v", err)
+	}
+	portal := aliceJoinsGroup(t, muc)
+	puppetIn, err := dogberry.Wait(ctx, wait, func(s *peers.Stanza) bool {
+		return s.Name == "presence" && strings.HasPrefix(s.From, muc+"/") && s.Type == "" &&
+			s.From != muc+"/Dogberry" && s.From != muc+"/Verges"
+	})
+	if err != nil {
+		t.Fatalf("Alice's puppet never joined the chat: %v", err)
+	}
+	aliceNick := strings.TrimPrefix(puppetIn.From, muc+"/")
+	if _, err := alice.SendText(ctx, portal, "Are you good men and true?"); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.WaitScreen(ctx, wait, aliceNick+": Are you good men and true?"); err != nil {
+		t.Fatalf("profanity does not show Alice's message in the room: %v", err)
+	}
+	if err := p.Line("Yea, or else it were pity but they should suffer salvation"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.Wait(ctx, wait, func(e *event.Event) bool {
+		return e.RoomID == portal && e.Type == event.EventMessage && w.IDs.IsGhost(e.Sender) &&
+			strings.Contains(e.Content.AsMessage().Body, "suffer salvation")
+	}); err != nil {
+		t.Fatalf("what Verges typed never reached Alice: %v", err)
+	}
 }
