@@ -28,7 +28,7 @@ func FuzzJobPayload(f *testing.F) {
 		h := newHarness(t)
 		job := &Job{ID: 1, Kind: kinds[int(kind)%len(kinds)], MessageID: row, Payload: payload}
 		err := h.b.RunJob(context.Background(), job)
-		if err != nil && !errors.Is(err, ErrPermanent) && !isNotFound(err) {
+		if err != nil && !errors.Is(err, ErrPermanent) && !errors.Is(err, ErrNotFound) {
 			// The fakes never fail, so only the payload can be at fault,
 			// and a bad payload is never worth a retry.
 			t.Fatalf("%s with payload %q: a retriable error: %v", job.Kind, payload, err)

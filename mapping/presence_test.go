@@ -2,6 +2,7 @@ package mapping
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -69,7 +70,7 @@ type subState struct{ FromThem, ToThem bool }
 func (h *harness) subscription(t *testing.T) subState {
 	t.Helper()
 	s, err := h.store.Subscription(context.Background(), alice, julietBareID)
-	if isNotFound(err) {
+	if errors.Is(err, ErrNotFound) {
 		return subState{}
 	} else if err != nil {
 		t.Fatal(err)

@@ -281,8 +281,7 @@ func TestReactionsAndRetractionFromMatrix(t *testing.T) {
 func TestEditAfterRestart(t *testing.T) {
 	h := newHarness(t)
 	h.handle(t, julietSays("bad1", "airlock", nil))
-	h.b = New(h.b.cfg, h.store, h.b.counter, h.b.log)
-	h.b.SetSides(h.matrix, h.xmpp)
+	h.withStore(h.store)
 	h.handle(t, julietSays("good1", "window", func(m *XMPPMessage) { m.Replace = "bad1" }))
 	h.wantMatrix(t, "airlock", "edit $ev1 window")
 }

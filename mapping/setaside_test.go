@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix/id"
 	"mellium.im/xmpp/jid"
 
@@ -34,14 +35,6 @@ func (s *faultyStore) PortalByRoom(ctx context.Context, room id.RoomID) (*Portal
 		return nil, errStoreDown
 	}
 	return s.MemStore.PortalByRoom(ctx, room)
-}
-
-// withStore points h's core at store (over h's MemStore), as newHarness
-// wires it.
-func (h *harness) withStore(store Store) {
-	b := New(h.b.cfg, store, h.b.counter, h.b.log)
-	b.SetSides(h.matrix, h.xmpp)
-	h.b = b
 }
 
 // handleTxns stores txns and has the core handle them as one group, as the
@@ -169,6 +162,7 @@ func TestCannotSucceed(t *testing.T) {
 	h := newHarness(t)
 	var v any
 	syntax := json.Unmarshal([]byte("{"), &v)
+	log := zerolog.Nop()
 	for _, tc := range []struct {
 		err    error
 		reason Reason
@@ -178,7 +172,7 @@ func TestCannotSucceed(t *testing.T) {
 		{errStoreDown, "", false},
 		{context.Canceled, "", false},
 		{fmt.Errorf("store message: %w", refusal("no")), SetAsideRefused, true},
-		{new(safely.Guard).Run(&h.b.log, nil, "test", func() error { panic("boom") }), SetAsidePanic, true},
+		{new(safely.Guard).Run(&log, nil, "test", func() error { panic("boom") }), SetAsidePanic, true},
 		{fmt.Errorf("read payload: %w", syntax), SetAsideDecode, true},
 	} {
 		if reason, ok := h.b.CannotSucceed(tc.err); reason != tc.reason || ok != tc.ok {
@@ -233,7 +227,7 @@ func TestSecondGhostDeclines(t *testing.T) {
 		mxid id.UserID
 		peer jid.JID
 	}{{alice, romeo}, {bob, jid.MustParse(julietJID)}} {
-		if _, err := h.store.PortalByPair(ctx, pair.mxid, pair.peer); !isNotFound(err) {
+		if _, err := h.store.PortalByPair(ctx, pair.mxid, pair.peer); !errors.Is(err, ErrNotFound) {
 			t.Errorf("a portal of %s with %s: %v", pair.mxid, pair.peer, err)
 		}
 	}

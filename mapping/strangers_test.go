@@ -3,6 +3,7 @@ package mapping
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -206,7 +207,7 @@ func TestStrangerSubscriptionBudget(t *testing.T) {
 	if got := subscribe("c@evil.example"); len(got) != 1 || !strings.HasPrefix(got[0], "unsubscribed ") {
 		t.Fatalf("past the budget: %q, want a denial", got)
 	}
-	if _, err := h.store.Subscription(ctx, alice, jid.MustParse("c@evil.example")); !isNotFound(err) {
+	if _, err := h.store.Subscription(ctx, alice, jid.MustParse("c@evil.example")); !errors.Is(err, ErrNotFound) {
 		t.Errorf("a refused subscription was stored (%v)", err)
 	}
 	if h.counts["xmpp_presence/"+string(ReasonDomainBudget)] != 1 {

@@ -166,6 +166,19 @@ func TestReceiptRefusals(t *testing.T) {
 	}
 }
 
+// Over budget at the bridge: counted per receipt, nothing recorded.
+func TestReceiptsOverBudgetCounted(t *testing.T) {
+	h := newHarness(t)
+	ids := sentToJuliet(t, h, 3)
+	h.b.in = newIntake(Limits{PeerRate: 0.001, PeerBurst: 2, Pending: 100}, time.Now, zerolog.Nop())
+	for _, x := range ids {
+		h.handle(t, receipt(func(m *XMPPMessage) { m.Received = x }))
+	}
+	if h.counts["xmpp_receipt/"+string(ReasonOverBudget)] != 1 || len(h.matrix.deliveries) != 2 {
+		t.Errorf("over budget %d, deliveries %d; want 1 and 2", h.counts["xmpp_receipt/"+string(ReasonOverBudget)], len(h.matrix.deliveries))
+	}
+}
+
 // XEP-0022 §2.1: events are raised only if requested; a message from Matrix
 // whose row asked for nothing gets no translation.
 func TestUnsolicitedEventIgnored(t *testing.T) {
