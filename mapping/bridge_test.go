@@ -1,4 +1,4 @@
-package mapping
+package mapping_test
 
 import (
 	"context"
@@ -13,6 +13,9 @@ import (
 	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix/id"
 	"mellium.im/xmpp/jid"
+
+	. "xmppbridge/mapping"
+	"xmppbridge/mapping/memstore"
 )
 
 // fakeMatrix records what the core asked of the homeserver.
@@ -267,7 +270,7 @@ func (f *fakeXMPP) FetchVCard(_ context.Context, from, to jid.JID) (*VCard, erro
 
 type harness struct {
 	b      *Bridge
-	store  *MemStore
+	store  *memstore.Store
 	matrix *fakeMatrix
 	xmpp   *fakeXMPP
 	counts map[string]int
@@ -278,7 +281,7 @@ type harness struct {
 
 func newHarness(t *testing.T) *harness {
 	t.Helper()
-	h := &harness{store: NewMemStore(), matrix: &fakeMatrix{}, xmpp: &fakeXMPP{}, counts: map[string]int{}}
+	h := &harness{store: memstore.New(), matrix: &fakeMatrix{}, xmpp: &fakeXMPP{}, counts: map[string]int{}}
 	h.b = New(Config{
 		Identities:     testIDs,
 		Permissions:    Permissions{"example.org": PermUser},
@@ -295,10 +298,11 @@ func (h *harness) count(what, reason string) {
 	h.countMu.Unlock()
 }
 
-// withStore points h's core at store (over h's MemStore), as newHarness
-// wires it: a core started again, with the configuration h's had.
+// withStore points h's core at store (over h's in-memory store), as
+// newHarness wires it: a core started again, with the configuration h's
+// had.
 func (h *harness) withStore(store Store) {
-	b := New(h.b.cfg, store, h.count, zerolog.Nop())
+	b := New(*h.b.Config(), store, h.count, zerolog.Nop())
 	b.SetSides(h.matrix, h.xmpp)
 	h.b = b
 }

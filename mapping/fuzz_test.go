@@ -1,10 +1,11 @@
-package mapping
+package mapping_test
 
 import (
 	"context"
 	"errors"
-	"slices"
 	"testing"
+
+	. "xmppbridge/mapping"
 )
 
 // FuzzJobPayload: no payload crashes a job of any kind (the outbox's jobs
@@ -12,11 +13,7 @@ import (
 // and read back across versions and crashes); one that does not decode is
 // refused for good (ErrPermanent), not retried for ever.
 func FuzzJobPayload(f *testing.F) {
-	kinds := make([]JobKind, 0, len(jobKinds))
-	for k := range jobKinds {
-		kinds = append(kinds, k)
-	}
-	slices.Sort(kinds)
+	kinds := JobKinds()
 	for i := range kinds {
 		f.Add(uint8(i), int64(1), []byte(`{}`))
 	}

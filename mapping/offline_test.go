@@ -1,4 +1,4 @@
-package mapping
+package mapping_test
 
 import (
 	"context"
@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"mellium.im/xmpp/jid"
+
+	. "xmppbridge/mapping"
 )
 
 // XEP-0022 §3.2: "the server" raises <offline/> for a message that asked
@@ -35,7 +37,7 @@ func TestOfflineEvent(t *testing.T) {
 		h := newHarness(t)
 		ctx := context.Background()
 		h.matrix.offline = c.offline
-		h.b.cfg.Receipts = ReceiptPolicy{SendToXMPP: c.configOn}
+		h.b.Config().Receipts = ReceiptPolicy{SendToXMPP: c.configOn}
 		if c.userSetting != nil {
 			// Alice's `receipts on|off`, as the bot stored it, read as at
 			// start-up.

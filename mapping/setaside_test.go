@@ -1,4 +1,4 @@
-package mapping
+package mapping_test
 
 import (
 	"context"
@@ -15,12 +15,14 @@ import (
 	"mellium.im/xmpp/jid"
 
 	"xmppbridge/internal/safely"
+	. "xmppbridge/mapping"
+	"xmppbridge/mapping/memstore"
 )
 
-// faultyStore is a MemStore whose portal lookups fail for chosen rooms: by
-// panicking, or as a store that is away.
+// faultyStore is a memstore.Store whose portal lookups fail for chosen
+// rooms: by panicking, or as a store that is away.
 type faultyStore struct {
-	*MemStore
+	*memstore.Store
 	panicIn, downIn id.RoomID
 }
 
@@ -34,7 +36,7 @@ func (s *faultyStore) PortalByRoom(ctx context.Context, room id.RoomID) (*Portal
 	case s.downIn:
 		return nil, errStoreDown
 	}
-	return s.MemStore.PortalByRoom(ctx, room)
+	return s.Store.PortalByRoom(ctx, room)
 }
 
 // handleTxns stores txns and has the core handle them as one group, as the
@@ -72,16 +74,16 @@ func TestEventSetAside(t *testing.T) {
 	for _, tc := range []struct {
 		name       string
 		bad        MatrixEvent
-		store      func(*MemStore) *faultyStore
+		store      func(*memstore.Store) *faultyStore
 		wantReason Reason
 		wantErr    bool
 	}{
 		{"refused", textEvent("$bad", alice, room, "a\x00b"), nil, SetAsideRefused, false},
-		{"panic", textEvent("$bad", alice, "!boom:example.org", "hi"), func(m *MemStore) *faultyStore {
-			return &faultyStore{MemStore: m, panicIn: "!boom:example.org"}
+		{"panic", textEvent("$bad", alice, "!boom:example.org", "hi"), func(m *memstore.Store) *faultyStore {
+			return &faultyStore{Store: m, panicIn: "!boom:example.org"}
 		}, SetAsidePanic, false},
-		{"store down", textEvent("$bad", alice, "!down:example.org", "hi"), func(m *MemStore) *faultyStore {
-			return &faultyStore{MemStore: m, downIn: "!down:example.org"}
+		{"store down", textEvent("$bad", alice, "!down:example.org", "hi"), func(m *memstore.Store) *faultyStore {
+			return &faultyStore{Store: m, downIn: "!down:example.org"}
 		}, "", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -133,7 +135,7 @@ func TestEventSetAside(t *testing.T) {
 				t.Errorf("failure statuses %q, want %q", failures, want)
 			}
 			// The homeserver's retry of the first transaction, pending again.
-			h.store.done["t1"] = false
+			h.store.MarkPending("t1")
 			must(t, h.b.HandleMatrixTxn(ctx, first))
 			if n, _, _ := h.store.SetAsideCount(ctx); n != 1 || h.counts["set_aside/"+string(tc.wantReason)] != 1 {
 				t.Errorf("met again: %d rows, counts %v; want one of each", n, h.counts)
@@ -171,7 +173,7 @@ func TestCannotSucceed(t *testing.T) {
 		{nil, "", false},
 		{errStoreDown, "", false},
 		{context.Canceled, "", false},
-		{fmt.Errorf("store message: %w", refusal("no")), SetAsideRefused, true},
+		{fmt.Errorf("store message: %w", memstore.Refusal("no")), SetAsideRefused, true},
 		{new(safely.Guard).Run(&log, nil, "test", func() error { panic("boom") }), SetAsidePanic, true},
 		{fmt.Errorf("read payload: %w", syntax), SetAsideDecode, true},
 	} {

@@ -1,4 +1,4 @@
-package mapping
+package mapping_test
 
 import (
 	"context"
@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"mellium.im/xmpp/jid"
+
+	. "xmppbridge/mapping"
 )
 
 // An XMPP message that can never reach Matrix is not dropped without a
@@ -86,10 +88,10 @@ func TestUndeliverableToXMPPIsMarkedFailed(t *testing.T) {
 	}{
 		{"sent", func(*harness) {}, nil},
 		{"permission revoked", func(h *harness) {
-			h.b.cfg.Permissions = Permissions{"example.org": PermUser, string(alice): PermNone}
+			h.b.Config().Permissions = Permissions{"example.org": PermUser, string(alice): PermNone}
 		}, []string{string(dm) + " $a1 false " + string(ReasonUndeliverable)}},
 		{"domain blocked", func(h *harness) {
-			h.b.cfg.BlockedDomains = append(h.b.cfg.BlockedDomains, juliet.Domainpart())
+			h.b.Config().BlockedDomains = append(h.b.Config().BlockedDomains, juliet.Domainpart())
 		}, []string{string(dm) + " $a1 false " + string(ReasonUndeliverable)}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
