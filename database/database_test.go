@@ -21,6 +21,7 @@ import (
 	"mellium.im/xmpp/jid"
 
 	"xmppbridge/mapping"
+	"xmppbridge/mapping/memstore"
 )
 
 const (
@@ -66,7 +67,7 @@ func sqlitePlace(t *testing.T) (string, string) {
 
 // contractStore is the store as the core and the outbox use it: what the
 // database offers them, and what the core's in-memory fake
-// (mapping.MemStore) offers the core's tests.
+// (memstore.Store) offers the core's tests.
 type contractStore interface {
 	mapping.Store
 	PendingTxns(ctx context.Context, limit, maxBytes int) ([]*mapping.Txn, error)
@@ -77,15 +78,15 @@ type contractStore interface {
 	RetryJob(ctx context.Context, jobID int64, notBefore time.Time, lastErr string) error
 }
 
-var _ contractStore = (*mapping.MemStore)(nil)
+var _ contractStore = (*memstore.Store)(nil)
 
 // forEachStore runs a test of the store's contract on each engine and on
-// mapping.MemStore, in parallel: the fake the core's rules are tested on
+// memstore.Store, in parallel: the fake the core's rules are tested on
 // behaves as the database does, in what these tests ask of both.
 func forEachStore(t *testing.T, test func(t *testing.T, s contractStore)) {
 	t.Run("memory", func(t *testing.T) {
 		t.Parallel()
-		test(t, mapping.NewMemStore())
+		test(t, memstore.New())
 	})
 	forEachEngine(t, func(t *testing.T, _ engine, s *store) { test(t, s) })
 }

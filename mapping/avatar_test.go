@@ -1,4 +1,4 @@
-package mapping
+package mapping_test
 
 import (
 	"context"
@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"mellium.im/xmpp/jid"
+
+	. "xmppbridge/mapping"
 )
 
 // A ghost's avatar is uploaded only when its bytes are an image Matrix
@@ -82,11 +84,11 @@ func TestGhostProfileJobSniffsAgain(t *testing.T) {
 		{pngMagic + "face", "text/html", "image/png"},
 		{"<html></html>", "image/png", ""},
 	} {
-		payload, err := json.Marshal(ghostProfileArgs{JID: julietJID, SetPhoto: true, Photo: []byte(tc.data), PhotoType: tc.claimed, PhotoHash: sha1Hex([]byte(tc.data))})
+		payload, err := json.Marshal(GhostProfileArgs{JID: julietJID, SetPhoto: true, Photo: []byte(tc.data), PhotoType: tc.claimed, PhotoHash: sha1Hex([]byte(tc.data))})
 		if err != nil {
 			t.Fatal(err)
 		}
-		job := newJob(JobGhostProfile, about{mxid: julietGhost}, 0, payload)
+		job := UserJob(JobGhostProfile, julietGhost, payload)
 		h.matrix.uploads = nil
 		if err := h.b.RunJob(context.Background(), job); err != nil {
 			t.Fatal(err)

@@ -1,9 +1,11 @@
-package mapping
+package mapping_test
 
 import (
 	"slices"
 	"strings"
 	"testing"
+
+	. "xmppbridge/mapping"
 )
 
 // The bot's commands are counted by name, and every word it does not know
@@ -20,7 +22,7 @@ func TestBotCommandLabelsAreBounded(t *testing.T) {
 		if !strings.HasPrefix(k, "bot_command/") {
 			continue
 		}
-		if word := strings.TrimPrefix(k, "bot_command/"); word != "unknown" && !slices.Contains(commandWords, word) {
+		if word := strings.TrimPrefix(k, "bot_command/"); word != "unknown" && !slices.Contains(CommandWords, word) {
 			t.Errorf("counted under %q, a label no command has", word)
 		}
 		if n != want[k] {

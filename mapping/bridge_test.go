@@ -1,4 +1,4 @@
-package mapping
+package mapping_test
 
 import (
 	"context"
@@ -13,6 +13,9 @@ import (
 	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix/id"
 	"mellium.im/xmpp/jid"
+
+	. "xmppbridge/mapping"
+	"xmppbridge/mapping/memstore"
 )
 
 // fakeMatrix records what the core asked of the homeserver.
@@ -293,7 +296,7 @@ func (f *fakeXMPP) FetchVCard(_ context.Context, from, to jid.JID) (*VCard, erro
 
 type harness struct {
 	b      *Bridge
-	store  *MemStore
+	store  *memstore.Store
 	matrix *fakeMatrix
 	xmpp   *fakeXMPP
 	counts map[string]int
@@ -304,18 +307,30 @@ type harness struct {
 
 func newHarness(t *testing.T) *harness {
 	t.Helper()
-	h := &harness{store: NewMemStore(), matrix: &fakeMatrix{}, xmpp: &fakeXMPP{}, counts: map[string]int{}}
+	h := &harness{store: memstore.New(), matrix: &fakeMatrix{}, xmpp: &fakeXMPP{}, counts: map[string]int{}}
 	h.b = New(Config{
 		Identities:     testIDs,
 		Permissions:    Permissions{"example.org": PermUser},
 		BlockedDomains: []string{"spam.example"},
-	}, h.store, func(what, reason string) {
-		h.countMu.Lock()
-		h.counts[what+"/"+reason]++
-		h.countMu.Unlock()
-	}, zerolog.Nop())
+	}, h.store, h.count, zerolog.Nop())
 	h.b.SetSides(h.matrix, h.xmpp)
 	return h
+}
+
+// count is the core's Counter: what it counted, by "what/reason".
+func (h *harness) count(what, reason string) {
+	h.countMu.Lock()
+	h.counts[what+"/"+reason]++
+	h.countMu.Unlock()
+}
+
+// withStore points h's core at store (over h's in-memory store), as
+// newHarness wires it: a core started again, with the configuration h's
+// had.
+func (h *harness) withStore(store Store) {
+	b := New(*h.b.Config(), store, h.count, zerolog.Nop())
+	b.SetSides(h.matrix, h.xmpp)
+	h.b = b
 }
 
 // drain runs what the store holds, as the outbox would after a reconnect
@@ -683,5 +698,15 @@ func TestRunRecordsReceiptsAndQueuesTheirJobs(t *testing.T) {
 	h.b.Wake()
 	if out.wakes != 1 {
 		t.Errorf("%d wakes reached the outbox, want 1", out.wakes)
+	}
+}
+
+// A job of a kind the bridge does not know (left by another version)
+// fails for good.
+func TestRunUnknownKind(t *testing.T) {
+	h := newHarness(t)
+	err := h.b.RunJob(t.Context(), &Job{ID: 1, Kind: "matrix.gone", Payload: []byte(`{}`)})
+	if !errors.Is(err, ErrPermanent) {
+		t.Errorf("unknown kind: %v, want ErrPermanent", err)
 	}
 }

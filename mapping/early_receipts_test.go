@@ -1,4 +1,4 @@
-package mapping
+package mapping_test
 
 import (
 	"context"
@@ -9,6 +9,8 @@ import (
 
 	"maunium.net/go/mautrix/id"
 	"mellium.im/xmpp/jid"
+
+	. "xmppbridge/mapping"
 )
 
 // processInbox handles the stored transactions the core announced, as the
@@ -37,7 +39,7 @@ func (h *harness) processInbox(t *testing.T) {
 func earlyHarness(t *testing.T) (*harness, *[]string) {
 	h := newHarness(t)
 	_ = h.store.PutPortal(context.Background(), DirectPortal(dm, alice, jid.MustParse(julietJID), time.Now().Add(-time.Hour)))
-	h.b.cfg.Receipts = ReceiptPolicy{SendToXMPP: true, ReadImpliesDelivered: true, MaxDisplayedPerRead: 50}
+	h.b.Config().Receipts = ReceiptPolicy{SendToXMPP: true, ReadImpliesDelivered: true, MaxDisplayedPerRead: 50}
 	var announced []string
 	h.b.SetInbox(func(txnID string) { announced = append(announced, txnID) })
 	return h, &announced
@@ -183,7 +185,7 @@ func TestDecodedTxn(t *testing.T) {
 			t.Errorf("%s was read as the bridge's own entry (%v)", old.ID, err)
 		}
 	}
-	if _, ok, err := DecodedTxn(&Txn{ID: parkedPrefix + "7", Body: []byte("not json")}); !ok || err == nil {
+	if _, ok, err := DecodedTxn(&Txn{ID: ParkedPrefix + "7", Body: []byte("not json")}); !ok || err == nil {
 		t.Errorf("a broken entry of the bridge's: ok %v, err %v; want it reported", ok, err)
 	}
 }

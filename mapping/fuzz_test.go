@@ -1,10 +1,11 @@
-package mapping
+package mapping_test
 
 import (
 	"context"
 	"errors"
-	"slices"
 	"testing"
+
+	. "xmppbridge/mapping"
 )
 
 // FuzzJobPayload: no payload crashes a job of any kind (the outbox's jobs
@@ -12,11 +13,7 @@ import (
 // and read back across versions and crashes); one that does not decode is
 // refused for good (ErrPermanent), not retried for ever.
 func FuzzJobPayload(f *testing.F) {
-	kinds := make([]JobKind, 0, len(jobKinds))
-	for k := range jobKinds {
-		kinds = append(kinds, k)
-	}
-	slices.Sort(kinds)
+	kinds := JobKinds()
 	for i := range kinds {
 		f.Add(uint8(i), int64(1), []byte(`{}`))
 	}
@@ -28,7 +25,7 @@ func FuzzJobPayload(f *testing.F) {
 		h := newHarness(t)
 		job := &Job{ID: 1, Kind: kinds[int(kind)%len(kinds)], MessageID: row, Payload: payload}
 		err := h.b.RunJob(context.Background(), job)
-		if err != nil && !errors.Is(err, ErrPermanent) && !isNotFound(err) {
+		if err != nil && !errors.Is(err, ErrPermanent) && !errors.Is(err, ErrNotFound) {
 			// The fakes never fail, so only the payload can be at fault,
 			// and a bad payload is never worth a retry.
 			t.Fatalf("%s with payload %q: a retriable error: %v", job.Kind, payload, err)

@@ -1,4 +1,4 @@
-package mapping
+package mapping_test
 
 import (
 	"context"
@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"mellium.im/xmpp/jid"
+
+	. "xmppbridge/mapping"
 )
 
 // The signatures that open a PNG and a JPEG file.
@@ -114,7 +116,7 @@ func TestGhostProfileWithoutVCard(t *testing.T) {
 	if len(h.xmpp.asked) != 1 || len(h.matrix.ghostNames)+len(h.matrix.uploads)+len(h.matrix.ghostAvatars) != 0 {
 		t.Errorf("asked %q; names %q, uploads %q, avatars %v: want nothing set", h.xmpp.asked, h.matrix.ghostNames, h.matrix.uploads, h.matrix.ghostAvatars)
 	}
-	big := make([]byte, maxGhostPhotoBytes+1)
+	big := make([]byte, MaxGhostPhotoBytes+1)
 	h.xmpp.vcards = map[string]*VCard{julietJID: {FN: "Juliet", Photo: big, PhotoType: "image/png"}}
 	hash := sha1Hex(big)
 	if _, err := h.b.HandleXMPPPresence(ctx, &XMPPPresence{From: jid.MustParse(julietJID + "/balcony"), To: jid.MustParse(alicePup), Photo: &hash}); err != nil {

@@ -1,4 +1,4 @@
-package mapping
+package mapping_test
 
 import (
 	"context"
@@ -9,6 +9,8 @@ import (
 
 	"maunium.net/go/mautrix/id"
 	"mellium.im/xmpp/jid"
+
+	. "xmppbridge/mapping"
 )
 
 // The rules of group portals (groups.go) on the core with fakes; that
@@ -27,7 +29,7 @@ const (
 func groupHarness(t *testing.T, members ...id.UserID) *harness {
 	t.Helper()
 	h := newHarness(t)
-	h.b.cfg.Receipts.SendToXMPP = true
+	h.b.Config().Receipts.SendToXMPP = true
 	ctx := context.Background()
 	if err := h.store.PutPortal(ctx, &Portal{RoomID: loungeRoom, Kind: PortalGroup, JID: jid.MustParse(lounge),
 		Members: []Member{{ID: MatrixMember(testIDs.Bot())}}}); err != nil {

@@ -1,4 +1,4 @@
-package mapping
+package mapping_test
 
 import (
 	"strings"
@@ -6,6 +6,8 @@ import (
 
 	"maunium.net/go/mautrix/id"
 	"mellium.im/xmpp/jid"
+
+	. "xmppbridge/mapping"
 )
 
 var testIDs = Identities{HomeserverDomain: "example.org", ComponentDomain: "matrix.example.org", BotLocalpart: "xmppbridge"}

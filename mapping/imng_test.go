@@ -1,10 +1,12 @@
-package mapping
+package mapping_test
 
 import (
 	"context"
 	"testing"
 
 	"mellium.im/xmpp/jid"
+
+	. "xmppbridge/mapping"
 )
 
 // The routing rows of XEP-0409 §4 that TestXMPPRefusals and

@@ -1,7 +1,6 @@
 package mapping
 
 import (
-	"errors"
 	"go/ast"
 	"go/parser"
 	"go/token"
@@ -9,6 +8,9 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"maunium.net/go/mautrix/id"
+	"mellium.im/xmpp/jid"
 )
 
 // Every JobKind constant of the package is registered, with a handler,
@@ -101,19 +103,10 @@ func TestRegisterRefuses(t *testing.T) {
 	}
 }
 
-// A job of a kind the bridge does not know (left by another version)
-// fails for good.
-func TestRunUnknownKind(t *testing.T) {
-	h := newHarness(t)
-	err := h.b.RunJob(t.Context(), &Job{ID: 1, Kind: "matrix.gone", Payload: []byte(`{}`)})
-	if !errors.Is(err, ErrPermanent) {
-		t.Errorf("unknown kind: %v, want ErrPermanent", err)
-	}
-}
-
 // A job's lane is what its kind orders it by, whatever the stored Lane
 // says for the kinds that need none or one per side.
 func TestJobOrder(t *testing.T) {
+	alice, julietBareID := id.UserID("@alice:example.org"), jid.MustParse("juliet@capulet.lit")
 	a := about{room: "!dm:example.org", mxid: alice, peer: julietBareID}
 	for _, tc := range []struct {
 		job  *Job

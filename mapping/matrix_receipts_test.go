@@ -1,4 +1,4 @@
-package mapping
+package mapping_test
 
 import (
 	"context"
@@ -9,6 +9,8 @@ import (
 
 	"maunium.net/go/mautrix/id"
 	"mellium.im/xmpp/jid"
+
+	. "xmppbridge/mapping"
 )
 
 const dm = id.RoomID("!dm:example.org")
@@ -101,7 +103,7 @@ var all = Requests{Receipt: true, Delivered: true, Displayed: true, Composing: t
 // nothing for the third; the same read again raises nothing.
 func TestReadIsUpTo(t *testing.T) {
 	h := newHarness(t)
-	h.b.cfg.Receipts = ReceiptPolicy{SendToXMPP: true, ReadImpliesDelivered: true, MaxDisplayedPerRead: 50}
+	h.b.Config().Receipts = ReceiptPolicy{SendToXMPP: true, ReadImpliesDelivered: true, MaxDisplayedPerRead: 50}
 	evs := fromJuliet(t, h, 3, all)
 	rows := func(i int) string { m, _ := h.store.MessageByEventID(context.Background(), evs[i]); return m.XMPPID }
 	got := h.ephemeral(t, receiptEvent(dm, evs[1], ReceiptRead, alice, ""))
@@ -130,16 +132,16 @@ func TestReadIsUpTo(t *testing.T) {
 // alone, and one lookup of the room's unread messages, not one per read.
 func TestReadsOfATransactionCoalesced(t *testing.T) {
 	h := newHarness(t)
-	h.b.cfg.Receipts = ReceiptPolicy{SendToXMPP: true, ReadImpliesDelivered: true, MaxDisplayedPerRead: 50}
+	h.b.Config().Receipts = ReceiptPolicy{SendToXMPP: true, ReadImpliesDelivered: true, MaxDisplayedPerRead: 50}
 	evs := fromJuliet(t, h, 20, Requests{Displayed: true, Markable: true})
 	var reads []any
 	for _, ev := range evs[:10] {
 		reads = append(reads, receiptEvent(dm, ev, ReceiptRead, alice, ""))
 	}
 	reads[3], reads[9] = reads[9], reads[3] // the newest need not come last
-	lookups := h.store.unreadLookups()
+	lookups := h.store.UnreadLookups()
 	got := h.ephemeral(t, reads...)
-	if n := h.store.unreadLookups() - lookups; n != 1 {
+	if n := h.store.UnreadLookups() - lookups; n != 1 {
 		t.Errorf("%d lookups of unread messages for 10 reads of one room, want 1", n)
 	}
 	m9, _ := h.store.MessageByEventID(context.Background(), evs[9])
@@ -153,7 +155,7 @@ func TestReadsOfATransactionCoalesced(t *testing.T) {
 // nothing gets nothing.
 func TestOnlyWhatWasRequested(t *testing.T) {
 	h := newHarness(t)
-	h.b.cfg.Receipts = ReceiptPolicy{SendToXMPP: true, ReadImpliesDelivered: true, MaxDisplayedPerRead: 50}
+	h.b.Config().Receipts = ReceiptPolicy{SendToXMPP: true, ReadImpliesDelivered: true, MaxDisplayedPerRead: 50}
 	onlyReceipt := fromJuliet(t, h, 1, Requests{Receipt: true})
 	nothing := fromJuliet(t, h, 1, Requests{})
 	if got := h.ephemeral(t, receiptEvent(dm, onlyReceipt[0], "m.delivery", alice, "")); len(got) != 1 || !strings.HasPrefix(got[0], "received ") {
@@ -170,7 +172,7 @@ func TestDeliveryToXMPP(t *testing.T) {
 	for _, typ := range []ReceiptType{"m.delivery", "org.matrix.msc4089.delivery"} {
 		t.Run(string(typ), func(t *testing.T) {
 			h := newHarness(t)
-			h.b.cfg.Receipts = ReceiptPolicy{SendToXMPP: true, MaxDisplayedPerRead: 50}
+			h.b.Config().Receipts = ReceiptPolicy{SendToXMPP: true, MaxDisplayedPerRead: 50}
 			evs := fromJuliet(t, h, 1, Requests{Receipt: true, Delivered: true})
 			got := h.ephemeral(t, receiptEvent(dm, evs[0], typ, alice, ""), receiptEvent(dm, evs[0], typ, alice, ""))
 			if len(got) != 2 || !strings.HasPrefix(got[0], "received ") || !strings.HasPrefix(got[1], "x-delivered ") {
@@ -187,7 +189,7 @@ func TestDeliveryToXMPP(t *testing.T) {
 // none of the older ones is ever acknowledged later either.
 func TestReadCap(t *testing.T) {
 	h := newHarness(t)
-	h.b.cfg.Receipts = ReceiptPolicy{SendToXMPP: true, MaxDisplayedPerRead: 2}
+	h.b.Config().Receipts = ReceiptPolicy{SendToXMPP: true, MaxDisplayedPerRead: 2}
 	evs := fromJuliet(t, h, 5, Requests{Displayed: true})
 	got := h.ephemeral(t, receiptEvent(dm, evs[4], ReceiptRead, alice, ""))
 	m3, _ := h.store.MessageByEventID(context.Background(), evs[3])
@@ -207,7 +209,7 @@ func TestReadCap(t *testing.T) {
 // unread messages for all the rooms, not one a room.
 func TestReadsOfSeveralRoomsOneLookup(t *testing.T) {
 	h := newHarness(t)
-	h.b.cfg.Receipts = ReceiptPolicy{SendToXMPP: true, MaxDisplayedPerRead: 50}
+	h.b.Config().Receipts = ReceiptPolicy{SendToXMPP: true, MaxDisplayedPerRead: 50}
 	ctx := context.Background()
 	var reads []any
 	var want []string
@@ -227,9 +229,9 @@ func TestReadsOfSeveralRoomsOneLookup(t *testing.T) {
 		reads = append(reads, receiptEvent(p.RoomID, ev, ReceiptRead, alice, ""))
 		want = append(want, "x-displayed s"+fmt.Sprint(i)+" to "+peer)
 	}
-	lookups := h.store.unreadLookups()
+	lookups := h.store.UnreadLookups()
 	got := h.ephemeral(t, reads...)
-	if n := h.store.unreadLookups() - lookups; n != 1 {
+	if n := h.store.UnreadLookups() - lookups; n != 1 {
 		t.Errorf("%d lookups of unread messages for reads of 3 rooms, want 1", n)
 	}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
@@ -243,7 +245,7 @@ func TestReadsOfSeveralRoomsOneLookup(t *testing.T) {
 // user who turned them off, are all ignored and counted.
 func TestMatrixReceiptRefusals(t *testing.T) {
 	h := newHarness(t)
-	h.b.cfg.Receipts = ReceiptPolicy{SendToXMPP: true, MaxDisplayedPerRead: 50, Overrides: map[id.UserID]bool{"@shy:example.org": false}}
+	h.b.Config().Receipts = ReceiptPolicy{SendToXMPP: true, MaxDisplayedPerRead: 50, Overrides: map[id.UserID]bool{"@shy:example.org": false}}
 	evs := fromJuliet(t, h, 1, all)
 	ctx := context.Background()
 	_ = h.store.PutPortal(ctx, DirectPortal("!shy:example.org", "@shy:example.org", jid.MustParse("romeo@montague.lit"), time.Time{}))
@@ -278,11 +280,11 @@ func TestMatrixReceiptRefusals(t *testing.T) {
 // user's join"; the same for reads of messages from before the portal.
 func TestNoReceiptsBeforeInvite(t *testing.T) {
 	h := newHarness(t)
-	h.b.cfg.Receipts = ReceiptPolicy{SendToXMPP: true, MaxDisplayedPerRead: 50}
+	h.b.Config().Receipts = ReceiptPolicy{SendToXMPP: true, MaxDisplayedPerRead: 50}
 	evs := fromJuliet(t, h, 1, all)
 	// The portal made an hour from now (PutPortal keeps a portal's
 	// creation time, as the database does: set it in the fake directly).
-	h.store.portals[0].CreatedAt = time.Now().Add(time.Hour)
+	h.store.SetPortalCreatedAt(dm, time.Now().Add(time.Hour))
 	if got := h.ephemeral(t, receiptEvent(dm, evs[0], "m.delivery", alice, "")); len(got) != 0 || h.counts["matrix_receipt/"+string(ReasonBeforeInvite)] != 1 {
 		t.Errorf("got %q, counts %v", got, h.counts)
 	}
@@ -293,7 +295,7 @@ func TestNoReceiptsBeforeInvite(t *testing.T) {
 // asked for composing events; only changes are sent.
 func TestTypingToXMPP(t *testing.T) {
 	h := newHarness(t)
-	h.b.cfg.Receipts = ReceiptPolicy{SendToXMPP: true, MaxDisplayedPerRead: 50}
+	h.b.Config().Receipts = ReceiptPolicy{SendToXMPP: true, MaxDisplayedPerRead: 50}
 	evs := fromJuliet(t, h, 2, Requests{Composing: true})
 	newest, _ := h.store.MessageByEventID(context.Background(), evs[1])
 	typing := func(users ...id.UserID) Typing {
@@ -314,7 +316,7 @@ func TestTypingToXMPP(t *testing.T) {
 // xmpp.receipt_to: full sends to the resource the message came from.
 func TestReceiptToFullJID(t *testing.T) {
 	h := newHarness(t)
-	h.b.cfg.Receipts = ReceiptPolicy{SendToXMPP: true, MaxDisplayedPerRead: 50, ToFullJID: true}
+	h.b.Config().Receipts = ReceiptPolicy{SendToXMPP: true, MaxDisplayedPerRead: 50, ToFullJID: true}
 	evs := fromJuliet(t, h, 1, Requests{Receipt: true})
 	if got := h.ephemeral(t, receiptEvent(dm, evs[0], "m.delivery", alice, "")); len(got) != 1 || !strings.HasSuffix(got[0], " to "+julietJID+"/balcony") {
 		t.Errorf("got %q, want it to the balcony resource", got)
@@ -326,7 +328,7 @@ func TestReceiptToFullJID(t *testing.T) {
 // before falls back to one at a time, which repeats nothing of it.
 func TestTransactionGroup(t *testing.T) {
 	h := newHarness(t)
-	h.b.cfg.Receipts = ReceiptPolicy{SendToXMPP: true, MaxDisplayedPerRead: 50, ReadImpliesDelivered: true}
+	h.b.Config().Receipts = ReceiptPolicy{SendToXMPP: true, MaxDisplayedPerRead: 50, ReadImpliesDelivered: true}
 	evs := fromJuliet(t, h, 3, Requests{Receipt: true, Displayed: true})
 	ctx := context.Background()
 	for _, id := range []string{"g1", "g2", "g3"} {

@@ -1,12 +1,13 @@
-package mapping
+package mapping_test
 
 import (
 	"context"
 	"testing"
 	"time"
 
-	"maunium.net/go/mautrix/id"
 	"mellium.im/xmpp/jid"
+
+	. "xmppbridge/mapping"
 )
 
 // XEP-0022 §3.2: "the server" raises <offline/> for a message that asked
@@ -36,9 +37,12 @@ func TestOfflineEvent(t *testing.T) {
 		h := newHarness(t)
 		ctx := context.Background()
 		h.matrix.offline = c.offline
-		h.b.cfg.Receipts = ReceiptPolicy{SendToXMPP: c.configOn}
+		h.b.Config().Receipts = ReceiptPolicy{SendToXMPP: c.configOn}
 		if c.userSetting != nil {
-			h.b.bot.settings = map[id.UserID]UserSetting{alice: {MXID: alice, Receipts: c.userSetting}}
+			// Alice's `receipts on|off`, as the bot stored it, read as at
+			// start-up.
+			must(t, h.store.SetUserSetting(ctx, UserSetting{MXID: alice, Receipts: c.userSetting}))
+			must(t, h.b.LoadSettings(ctx))
 		}
 		if c.portalBefore {
 			if err := h.store.PutPortal(ctx, DirectPortal("!dm:example.org", alice, jid.MustParse(julietJID), time.Time{})); err != nil {

@@ -1,13 +1,16 @@
-package mapping
+package mapping_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
 
 	"maunium.net/go/mautrix/id"
 	"mellium.im/xmpp/jid"
+
+	. "xmppbridge/mapping"
 )
 
 func (f *fakeXMPP) SendPresence(_ context.Context, p *OutPresence) error {
@@ -24,7 +27,7 @@ func (f *fakeXMPP) SendPresence(_ context.Context, p *OutPresence) error {
 func presenceHarness(t *testing.T, policy PresencePolicy) *harness {
 	t.Helper()
 	h := newHarness(t)
-	h.b.cfg.Presence = policy
+	h.b.Config().Presence = policy
 	return h
 }
 
@@ -69,7 +72,7 @@ type subState struct{ FromThem, ToThem bool }
 func (h *harness) subscription(t *testing.T) subState {
 	t.Helper()
 	s, err := h.store.Subscription(context.Background(), alice, julietBareID)
-	if isNotFound(err) {
+	if errors.Is(err, ErrNotFound) {
 		return subState{}
 	} else if err != nil {
 		t.Fatal(err)
@@ -171,8 +174,8 @@ func TestRefusalsLookAlike(t *testing.T) {
 			for _, typ := range []string{PresenceSubscribed, PresenceUnsubscribe, PresenceUnsubscribed, PresenceAvailable} {
 				wantAnswers(t, h.answers(t, &XMPPPresence{From: from, To: asked, Type: typ}))
 			}
-			if len(h.store.subs) != 0 {
-				t.Errorf("stored %v", h.store.subs)
+			if subs := h.store.StoredSubscriptions(); len(subs) != 0 {
+				t.Errorf("stored %v", subs)
 			}
 		})
 	}

@@ -1,4 +1,4 @@
-package mapping
+package mapping_test
 
 import (
 	"context"
@@ -10,6 +10,8 @@ import (
 
 	"maunium.net/go/mautrix/id"
 	"mellium.im/xmpp/jid"
+
+	. "xmppbridge/mapping"
 )
 
 // profileMember is Alice's m.room.member "join" again with a new profile,

@@ -1,4 +1,4 @@
-package mapping
+package mapping_test
 
 import (
 	"context"
@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"mellium.im/xmpp/jid"
+
+	. "xmppbridge/mapping"
 )
 
 // Revoking a user's permission (bridge.permissions) or blocking a domain
@@ -16,8 +18,12 @@ import (
 func TestChangesApplyToQueuedSends(t *testing.T) {
 	ctx := context.Background()
 	juliet := jid.MustParse(julietJID)
-	revoke := func(h *harness) { h.b.cfg.Permissions = Permissions{"example.org": PermUser, string(alice): PermNone} }
-	block := func(h *harness) { h.b.cfg.BlockedDomains = append(h.b.cfg.BlockedDomains, juliet.Domainpart()) }
+	revoke := func(h *harness) {
+		h.b.Config().Permissions = Permissions{"example.org": PermUser, string(alice): PermNone}
+	}
+	block := func(h *harness) {
+		h.b.Config().BlockedDomains = append(h.b.Config().BlockedDomains, juliet.Domainpart())
+	}
 	for _, tc := range []struct {
 		name string
 		// queue leaves a send owed in the store; sent counts what of its
@@ -32,14 +38,14 @@ func TestChangesApplyToQueuedSends(t *testing.T) {
 			}
 		}, func(h *harness) int { return len(h.xmpp.sent) }},
 		{"receipt to XMPP", func(t *testing.T, h *harness) {
-			h.b.cfg.Receipts = ReceiptPolicy{SendToXMPP: true, MaxDisplayedPerRead: 50}
+			h.b.Config().Receipts = ReceiptPolicy{SendToXMPP: true, MaxDisplayedPerRead: 50}
 			evs := fromJuliet(t, h, 1, Requests{Receipt: true, Markable: true})
 			if err := h.handleTxn(ctx, MatrixTxn{ID: "r1", Receipts: []Receipt{receiptEvent(dm, evs[0], ReceiptRead, alice, "")}}); err != nil {
 				t.Fatal(err)
 			}
 		}, func(h *harness) int { return len(h.xmpp.sent) }},
 		{"vCard request", func(t *testing.T, h *harness) {
-			if err := h.store.AddJobs(ctx, vcardJob(alice, juliet)); err != nil {
+			if err := h.store.AddJobs(ctx, VCardJob(alice, juliet)); err != nil {
 				t.Fatal(err)
 			}
 		}, func(h *harness) int { return len(h.xmpp.asked) }},
@@ -85,7 +91,7 @@ func TestChangesApplyToQueuedSends(t *testing.T) {
 				if sent != 0 || refused == 0 {
 					t.Errorf("%d sent, %d counted as send_refused/%s; want none sent and the refusal counted", sent, refused, change.reason)
 				}
-				if jobs, _ := h.store.DueJobs(ctx, h.b.now(), 100); len(jobs) != 0 {
+				if jobs, _ := h.store.DueJobs(ctx, time.Now(), 100); len(jobs) != 0 {
 					t.Errorf("%d jobs left to retry, want the refused one dropped", len(jobs))
 				}
 			})

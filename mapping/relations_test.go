@@ -1,4 +1,4 @@
-package mapping
+package mapping_test
 
 import (
 	"context"
@@ -9,6 +9,8 @@ import (
 
 	"maunium.net/go/mautrix/id"
 	"mellium.im/xmpp/jid"
+
+	. "xmppbridge/mapping"
 )
 
 // The rules of relations.go, one row of the table at a time (docs/protocols.md),
@@ -281,8 +283,7 @@ func TestReactionsAndRetractionFromMatrix(t *testing.T) {
 func TestEditAfterRestart(t *testing.T) {
 	h := newHarness(t)
 	h.handle(t, julietSays("bad1", "airlock", nil))
-	h.b = New(h.b.cfg, h.store, h.b.counter, h.b.log)
-	h.b.SetSides(h.matrix, h.xmpp)
+	h.withStore(h.store)
 	h.handle(t, julietSays("good1", "window", func(m *XMPPMessage) { m.Replace = "bad1" }))
 	h.wantMatrix(t, "airlock", "edit $ev1 window")
 }

@@ -1,4 +1,4 @@
-package mapping
+package mapping_test
 
 import (
 	"context"
@@ -8,6 +8,8 @@ import (
 
 	"maunium.net/go/mautrix/id"
 	"mellium.im/xmpp/jid"
+
+	. "xmppbridge/mapping"
 )
 
 // XEP-0356 (roster access): where Juliet's server lets the component write

@@ -1,4 +1,4 @@
-package mapping
+package mapping_test
 
 import (
 	"testing"
@@ -7,6 +7,8 @@ import (
 	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix/id"
 	"mellium.im/xmpp/jid"
+
+	. "xmppbridge/mapping"
 )
 
 // mayAnswer, the XMPP → Matrix rule, case by case.
@@ -27,7 +29,7 @@ func TestMayAnswer(t *testing.T) {
 		{"an error, which needs no asking (RFC 6120 §8.3)", ours, nil, ""},
 		{"an error about a message never sent", nil, nil, ReasonUnknownID},
 	} {
-		if got := mayAnswer(tc.msg, alice, tc.asked); got != tc.want {
+		if got := MayAnswer(tc.msg, alice, tc.asked); got != tc.want {
 			t.Errorf("%s: %q, want %q", tc.name, got, tc.want)
 		}
 	}
@@ -68,7 +70,7 @@ func TestMayCross(t *testing.T) {
 		{"a message of another room", read, portal, &Message{RoomID: "!else:example.org", PeerJID: juliet, Direction: FromXMPP, TS: created}, AckDisplayed, ReasonNotFromXMPP},
 		{"before the invite (MSC4089)", read, portal, &Message{RoomID: dm, PeerJID: juliet, Direction: FromXMPP, TS: created.Add(-time.Hour)}, AckDisplayed, ReasonBeforeInvite},
 	} {
-		kind, got := b.receipts.mayCross(tc.rc, tc.portal, tc.msg)
+		kind, got := b.MayCross(tc.rc, tc.portal, tc.msg)
 		if got != tc.want || (got == "" && kind != tc.kind) {
 			t.Errorf("%s: %v %q, want %v %q", tc.name, kind, got, tc.kind, tc.want)
 		}

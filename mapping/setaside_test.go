@@ -1,4 +1,4 @@
-package mapping
+package mapping_test
 
 import (
 	"context"
@@ -10,16 +10,19 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix/id"
 	"mellium.im/xmpp/jid"
 
 	"xmppbridge/internal/safely"
+	. "xmppbridge/mapping"
+	"xmppbridge/mapping/memstore"
 )
 
-// faultyStore is a MemStore whose portal lookups fail for chosen rooms: by
-// panicking, or as a store that is away.
+// faultyStore is a memstore.Store whose portal lookups fail for chosen
+// rooms: by panicking, or as a store that is away.
 type faultyStore struct {
-	*MemStore
+	*memstore.Store
 	panicIn, downIn id.RoomID
 }
 
@@ -33,15 +36,7 @@ func (s *faultyStore) PortalByRoom(ctx context.Context, room id.RoomID) (*Portal
 	case s.downIn:
 		return nil, errStoreDown
 	}
-	return s.MemStore.PortalByRoom(ctx, room)
-}
-
-// withStore points h's core at store (over h's MemStore), as newHarness
-// wires it.
-func (h *harness) withStore(store Store) {
-	b := New(h.b.cfg, store, h.b.counter, h.b.log)
-	b.SetSides(h.matrix, h.xmpp)
-	h.b = b
+	return s.Store.PortalByRoom(ctx, room)
 }
 
 // handleTxns stores txns and has the core handle them as one group, as the
@@ -79,16 +74,16 @@ func TestEventSetAside(t *testing.T) {
 	for _, tc := range []struct {
 		name       string
 		bad        MatrixEvent
-		store      func(*MemStore) *faultyStore
+		store      func(*memstore.Store) *faultyStore
 		wantReason Reason
 		wantErr    bool
 	}{
 		{"refused", textEvent("$bad", alice, room, "a\x00b"), nil, SetAsideRefused, false},
-		{"panic", textEvent("$bad", alice, "!boom:example.org", "hi"), func(m *MemStore) *faultyStore {
-			return &faultyStore{MemStore: m, panicIn: "!boom:example.org"}
+		{"panic", textEvent("$bad", alice, "!boom:example.org", "hi"), func(m *memstore.Store) *faultyStore {
+			return &faultyStore{Store: m, panicIn: "!boom:example.org"}
 		}, SetAsidePanic, false},
-		{"store down", textEvent("$bad", alice, "!down:example.org", "hi"), func(m *MemStore) *faultyStore {
-			return &faultyStore{MemStore: m, downIn: "!down:example.org"}
+		{"store down", textEvent("$bad", alice, "!down:example.org", "hi"), func(m *memstore.Store) *faultyStore {
+			return &faultyStore{Store: m, downIn: "!down:example.org"}
 		}, "", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -140,7 +135,7 @@ func TestEventSetAside(t *testing.T) {
 				t.Errorf("failure statuses %q, want %q", failures, want)
 			}
 			// The homeserver's retry of the first transaction, pending again.
-			h.store.done["t1"] = false
+			h.store.MarkPending("t1")
 			must(t, h.b.HandleMatrixTxn(ctx, first))
 			if n, _, _ := h.store.SetAsideCount(ctx); n != 1 || h.counts["set_aside/"+string(tc.wantReason)] != 1 {
 				t.Errorf("met again: %d rows, counts %v; want one of each", n, h.counts)
@@ -169,6 +164,7 @@ func TestCannotSucceed(t *testing.T) {
 	h := newHarness(t)
 	var v any
 	syntax := json.Unmarshal([]byte("{"), &v)
+	log := zerolog.Nop()
 	for _, tc := range []struct {
 		err    error
 		reason Reason
@@ -177,8 +173,8 @@ func TestCannotSucceed(t *testing.T) {
 		{nil, "", false},
 		{errStoreDown, "", false},
 		{context.Canceled, "", false},
-		{fmt.Errorf("store message: %w", refusal("no")), SetAsideRefused, true},
-		{new(safely.Guard).Run(&h.b.log, nil, "test", func() error { panic("boom") }), SetAsidePanic, true},
+		{fmt.Errorf("store message: %w", memstore.Refusal("no")), SetAsideRefused, true},
+		{new(safely.Guard).Run(&log, nil, "test", func() error { panic("boom") }), SetAsidePanic, true},
 		{fmt.Errorf("read payload: %w", syntax), SetAsideDecode, true},
 	} {
 		if reason, ok := h.b.CannotSucceed(tc.err); reason != tc.reason || ok != tc.ok {
@@ -233,7 +229,7 @@ func TestSecondGhostDeclines(t *testing.T) {
 		mxid id.UserID
 		peer jid.JID
 	}{{alice, romeo}, {bob, jid.MustParse(julietJID)}} {
-		if _, err := h.store.PortalByPair(ctx, pair.mxid, pair.peer); !isNotFound(err) {
+		if _, err := h.store.PortalByPair(ctx, pair.mxid, pair.peer); !errors.Is(err, ErrNotFound) {
 			t.Errorf("a portal of %s with %s: %v", pair.mxid, pair.peer, err)
 		}
 	}

@@ -232,10 +232,10 @@ type Txn struct {
 }
 
 // Store is what the core keeps, in parts by what each rule needs. The
-// database package implements it on SQLite and PostgreSQL; MemStore in
-// memory, for the core's tests. Methods returning one row return
-// ErrNotFound when there is none. The database's store contract tests
-// (forEachStore) hold both to the same behaviour.
+// database package implements it on SQLite and PostgreSQL; package
+// mapping/memstore in memory, for the core's tests. Methods returning one
+// row return ErrNotFound when there is none. The database's store contract
+// tests (forEachStore) hold both to the same behaviour.
 type Store interface {
 	SubscriptionStore // presence.go
 	ProfileStore      // profiles.go

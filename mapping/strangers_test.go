@@ -1,8 +1,9 @@
-package mapping
+package mapping_test
 
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -11,16 +12,18 @@ import (
 	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix/id"
 	"mellium.im/xmpp/jid"
+
+	. "xmppbridge/mapping"
 )
 
 // strangerHarness is a harness whose stranger budgets are limits, on a
 // clock the test moves.
-func strangerHarness(t *testing.T, limits Limits) (*harness, *fakeClock, *bytes.Buffer) {
+func strangerHarness(t *testing.T, limits Limits) (*harness, *FakeClock, *bytes.Buffer) {
 	t.Helper()
 	h := newHarness(t)
-	clock := &fakeClock{t: time.Unix(1700000000, 0)}
+	clock := NewFakeClock(time.Unix(1700000000, 0))
 	var log bytes.Buffer
-	h.b.in = newIntake(limits, clock.now, zerolog.New(&log))
+	h.b.SetIntake(limits, clock.Now, zerolog.New(&log))
 	return h, clock, &log
 }
 
@@ -135,11 +138,11 @@ func TestStrangerBudgetSparesPortalsAndRefills(t *testing.T) {
 	if reply, _ := h.b.HandleXMPPMessage(ctx, note("juliet@capulet.lit", alice, "j9")); reply != nil {
 		t.Fatalf("the message of a person with a portal was refused: %+v", reply.Error)
 	}
-	clock.add(59 * time.Minute) // under one token an hour
+	clock.Add(59 * time.Minute) // under one token an hour
 	if reply, _ := h.b.HandleXMPPMessage(ctx, note("romeo@capulet.lit", alice, "r1")); reply == nil {
 		t.Fatal("the budget filled again before its time")
 	}
-	clock.add(time.Minute)
+	clock.Add(time.Minute)
 	if reply, _ := h.b.HandleXMPPMessage(ctx, note("romeo@capulet.lit", alice, "r2")); reply != nil {
 		t.Fatalf("refused after an hour: %+v", reply.Error)
 	}
@@ -155,8 +158,8 @@ func TestStrangerBudgetSparesPortalsAndRefills(t *testing.T) {
 func TestStartSpendsNoStrangerBudget(t *testing.T) {
 	h, _, _ := strangerHarness(t, Limits{JIDPortals: 100, DomainPortals: 100, DomainGhosts: 1})
 	ctx := context.Background()
-	h.b.in.strangers.admit(ask{ghostsOfDomain, "capulet.lit"}) // the domain's one new ghost is spent
-	if _, err := h.b.messages.ensurePortal(ctx, alice, jid.MustParse(julietJID)); err != nil {
+	h.b.SpendNewGhost("capulet.lit") // the domain's one new ghost is spent
+	if _, err := h.b.EnsurePortal(ctx, alice, jid.MustParse(julietJID)); err != nil {
 		t.Fatal(err)
 	}
 	if reply, _ := h.b.HandleXMPPMessage(ctx, note(julietJID, "@bob:example.org", "b1")); reply != nil {
@@ -176,7 +179,7 @@ func TestStrangerRefusalsLoggedOncePerInterval(t *testing.T) {
 	if n := strings.Count(log.String(), "strangers"); n != 1 {
 		t.Errorf("%d log lines about refusals, want 1:\n%s", n, log.String())
 	}
-	clock.add(overBudgetLogEvery)
+	clock.Add(OverBudgetLogEvery)
 	_, _ = h.b.HandleXMPPMessage(ctx, note("eve@evil.example", "@bob:example.org", "e99"))
 	if n := strings.Count(log.String(), "strangers"); n != 2 {
 		t.Errorf("%d log lines about refusals after an interval, want 2", n)
@@ -193,7 +196,7 @@ func TestStrangerRefusalsLoggedOncePerInterval(t *testing.T) {
 // A person with a portal spends nothing.
 func TestStrangerSubscriptionBudget(t *testing.T) {
 	h, _, _ := strangerHarness(t, Limits{DomainSubscriptions: 2})
-	h.b.cfg.Presence = autoPolicy
+	h.b.Config().Presence = autoPolicy
 	ctx := context.Background()
 	subscribe := func(from string) []string {
 		return h.answers(t, &XMPPPresence{From: jid.MustParse(from + "/r"), To: alicePuppet, Type: PresenceSubscribe})
@@ -206,13 +209,13 @@ func TestStrangerSubscriptionBudget(t *testing.T) {
 	if got := subscribe("c@evil.example"); len(got) != 1 || !strings.HasPrefix(got[0], "unsubscribed ") {
 		t.Fatalf("past the budget: %q, want a denial", got)
 	}
-	if _, err := h.store.Subscription(ctx, alice, jid.MustParse("c@evil.example")); !isNotFound(err) {
+	if _, err := h.store.Subscription(ctx, alice, jid.MustParse("c@evil.example")); !errors.Is(err, ErrNotFound) {
 		t.Errorf("a refused subscription was stored (%v)", err)
 	}
 	if h.counts["xmpp_presence/"+string(ReasonDomainBudget)] != 1 {
 		t.Errorf("counts %v, want one xmpp_presence/%s", h.counts, ReasonDomainBudget)
 	}
-	if _, err := h.b.messages.ensurePortal(ctx, alice, jid.MustParse("d@evil.example")); err != nil {
+	if _, err := h.b.EnsurePortal(ctx, alice, jid.MustParse("d@evil.example")); err != nil {
 		t.Fatal(err)
 	}
 	if got := subscribe("d@evil.example"); len(got) == 0 || !strings.HasPrefix(got[0], "subscribed ") {

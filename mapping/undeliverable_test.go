@@ -1,4 +1,4 @@
-package mapping
+package mapping_test
 
 import (
 	"context"
@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"mellium.im/xmpp/jid"
+
+	. "xmppbridge/mapping"
 )
 
 // An XMPP message that can never reach Matrix is not dropped without a
@@ -46,7 +48,7 @@ func TestUndeliverableToMatrixIsAnswered(t *testing.T) {
 			}
 			h.drain(t)
 			h.drain(t) // a second round answers nothing more
-			jobs, _ := h.store.DueJobs(ctx, h.b.now(), 100)
+			jobs, _ := h.store.DueJobs(ctx, time.Now(), 100)
 			if held := len(jobs) == 1 && jobs[0].Kind == JobSendToMatrix; held != tc.held || (!tc.held && len(jobs) != 0) {
 				t.Errorf("jobs left %v, want the send held: %v", jobs, tc.held)
 			}
@@ -86,10 +88,10 @@ func TestUndeliverableToXMPPIsMarkedFailed(t *testing.T) {
 	}{
 		{"sent", func(*harness) {}, nil},
 		{"permission revoked", func(h *harness) {
-			h.b.cfg.Permissions = Permissions{"example.org": PermUser, string(alice): PermNone}
+			h.b.Config().Permissions = Permissions{"example.org": PermUser, string(alice): PermNone}
 		}, []string{string(dm) + " $a1 false " + string(ReasonUndeliverable)}},
 		{"domain blocked", func(h *harness) {
-			h.b.cfg.BlockedDomains = append(h.b.cfg.BlockedDomains, juliet.Domainpart())
+			h.b.Config().BlockedDomains = append(h.b.Config().BlockedDomains, juliet.Domainpart())
 		}, []string{string(dm) + " $a1 false " + string(ReasonUndeliverable)}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -104,7 +106,7 @@ func TestUndeliverableToXMPPIsMarkedFailed(t *testing.T) {
 			if !slices.Equal(h.matrix.failures, tc.failed) {
 				t.Errorf("failure statuses %q, want %q", h.matrix.failures, tc.failed)
 			}
-			if jobs, _ := h.store.DueJobs(ctx, h.b.now(), 100); len(jobs) != 0 {
+			if jobs, _ := h.store.DueJobs(ctx, time.Now(), 100); len(jobs) != 0 {
 				t.Errorf("%d jobs left, want none", len(jobs))
 			}
 		})

@@ -1,4 +1,4 @@
-package mapping
+package mapping_test
 
 import (
 	"bytes"
@@ -11,6 +11,9 @@ import (
 	"time"
 
 	"mellium.im/xmpp/jid"
+
+	. "xmppbridge/mapping"
+	"xmppbridge/mapping/memstore"
 )
 
 // sentToJuliet opens a portal and has Alice send n messages to Juliet; it
@@ -115,7 +118,7 @@ func TestDisplayedFromXMPP(t *testing.T) {
 func TestDisplayedBurstOneRead(t *testing.T) {
 	h := newHarness(t)
 	ids := sentToJuliet(t, h, 200)
-	jobsBefore := h.store.jobsAdded()
+	jobsBefore := h.store.JobsAdded()
 	for _, x := range ids {
 		_, _ = h.b.HandleXMPPMessage(context.Background(), receipt(func(m *XMPPMessage) { m.Displayed = x }))
 	}
@@ -123,7 +126,7 @@ func TestDisplayedBurstOneRead(t *testing.T) {
 	if want := "!dm:example.org " + string(julietGhost) + " $a" + string(rune('1'+199)); len(h.matrix.reads) != 1 || h.matrix.reads[0] != want {
 		t.Fatalf("reads %q, want [%q]", h.matrix.reads, want)
 	}
-	if n := h.store.jobsAdded() - jobsBefore; n != 1 {
+	if n := h.store.JobsAdded() - jobsBefore; n != 1 {
 		t.Errorf("%d jobs stored for the burst, want 1", n)
 	}
 	if n := h.counts["xmpp_receipt/marker_displayed"]; n != 200 {
@@ -163,6 +166,19 @@ func TestReceiptRefusals(t *testing.T) {
 	h.handle(t, gc)
 	if len(h.matrix.deliveries) != 0 || len(h.matrix.reads) != 0 {
 		t.Errorf("deliveries %q reads %q, want none", h.matrix.deliveries, h.matrix.reads)
+	}
+}
+
+// Over budget at the bridge: counted per receipt, nothing recorded.
+func TestReceiptsOverBudgetCounted(t *testing.T) {
+	h := newHarness(t)
+	ids := sentToJuliet(t, h, 3)
+	h.b.SetIntake(Limits{PeerRate: 0.001, PeerBurst: 2, Pending: 100}, time.Now, zerolog.Nop())
+	for _, x := range ids {
+		h.handle(t, receipt(func(m *XMPPMessage) { m.Received = x }))
+	}
+	if h.counts["xmpp_receipt/"+string(ReasonOverBudget)] != 1 || len(h.matrix.deliveries) != 2 {
+		t.Errorf("over budget %d, deliveries %d; want 1 and 2", h.counts["xmpp_receipt/"+string(ReasonOverBudget)], len(h.matrix.deliveries))
 	}
 }
 
@@ -235,10 +251,10 @@ func TestErrorFromXMPPBecomesFailureStatus(t *testing.T) {
 	}
 }
 
-// failingStore is a MemStore whose lookups fail while down is set: a
-// database that went away.
+// failingStore is a memstore.Store whose lookups fail while down is set:
+// a database that went away.
 type failingStore struct {
-	*MemStore
+	*memstore.Store
 	down atomic.Bool
 }
 
@@ -246,7 +262,7 @@ func (s *failingStore) MessagesByXMPPIDs(ctx context.Context, dir Direction, key
 	if s.down.Load() {
 		return nil, errors.New("connection refused")
 	}
-	return s.MemStore.MessagesByXMPPIDs(ctx, dir, keys)
+	return s.Store.MessagesByXMPPIDs(ctx, dir, keys)
 }
 
 // While the store is down, receipts from XMPP wait in the intake (they
@@ -257,8 +273,8 @@ func TestReceiptsWaitForTheStore(t *testing.T) {
 	h := newHarness(t)
 	ids := sentToJuliet(t, h, 3)
 	var logs bytes.Buffer
-	fs := &failingStore{MemStore: h.store}
-	h.b = New(h.b.cfg, fs, nil, zerolog.New(&logs).Level(zerolog.InfoLevel))
+	fs := &failingStore{Store: h.store}
+	h.b = New(*h.b.Config(), fs, nil, zerolog.New(&logs).Level(zerolog.InfoLevel))
 	h.b.SetSides(h.matrix, h.xmpp)
 	fs.down.Store(true)
 	ctx := context.Background()
@@ -291,11 +307,11 @@ func TestReceiptsWaitForTheStore(t *testing.T) {
 	}
 }
 
-// lostAnswerStore is a MemStore whose next write of jobs commits and then
-// fails, as a COMMIT does that PostgreSQL carried out just before the
-// connection went: the caller sees an error for work that is done.
+// lostAnswerStore is a memstore.Store whose next write of jobs commits
+// and then fails, as a COMMIT does that PostgreSQL carried out just before
+// the connection went: the caller sees an error for work that is done.
 type lostAnswerStore struct {
-	*MemStore
+	*memstore.Store
 	loseNext atomic.Bool
 }
 
@@ -307,12 +323,12 @@ func (s *lostAnswerStore) lost(err error) error {
 }
 
 func (s *lostAnswerStore) Acknowledge(ctx context.Context, acks []Ack, jobs ...*Job) ([]bool, error) {
-	isNew, err := s.MemStore.Acknowledge(ctx, acks, jobs...)
+	isNew, err := s.Store.Acknowledge(ctx, acks, jobs...)
 	return isNew, s.lost(err)
 }
 
 func (s *lostAnswerStore) AddMessage(ctx context.Context, msg *Message, jobs ...*Job) (bool, error) {
-	added, err := s.MemStore.AddMessage(ctx, msg, jobs...)
+	added, err := s.Store.AddMessage(ctx, msg, jobs...)
 	return added, s.lost(err)
 }
 
@@ -325,8 +341,8 @@ func (s *lostAnswerStore) AddMessage(ctx context.Context, msg *Message, jobs ...
 func TestAJobWhoseCommitsAnswerWasLostIsSentAtOnce(t *testing.T) {
 	h := newHarness(t)
 	ids := sentToJuliet(t, h, 1)
-	ls := &lostAnswerStore{MemStore: h.store}
-	h.b = New(h.b.cfg, ls, nil, zerolog.Nop())
+	ls := &lostAnswerStore{Store: h.store}
+	h.b = New(*h.b.Config(), ls, nil, zerolog.Nop())
 	h.b.SetSides(h.matrix, h.xmpp)
 	out := &recOutbox{}
 	h.b.SetOutbox(out)
