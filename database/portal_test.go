@@ -1,6 +1,7 @@
 package database
 
 import (
+	"errors"
 	"testing"
 	"time"
 
@@ -211,4 +212,51 @@ func TestPortalCacheKeepsNoReadOlderThanAWrite(t *testing.T) {
 	if found, _, _ := c.get([]id.RoomID{"!a:example.org"}); found["!a:example.org"].Members[0].ReadUpTo != 0 {
 		t.Error("a caller changed the cached portal")
 	}
+}
+
+// A group portal is found by its chat, one per chat; a member leaves it
+// with their marks; a message sent to a chat is renamed by the stanza-id
+// the room gave it (XEP-0359 §3), once.
+func TestGroupPortalStore(t *testing.T) {
+	forEachStore(t, func(t *testing.T, s contractStore) {
+		ctx := t.Context()
+		muc := jid.MustParse("watch@chat.messina.lit")
+		group := &mapping.Portal{RoomID: "!w:example.org", Kind: mapping.PortalGroup, JID: muc, CreatedAt: t0,
+			Members: []mapping.Member{{ID: mapping.MatrixMember(alice)}, {ID: mapping.MatrixMember(dave)}}}
+		must(t, s.PutPortal(ctx, group))
+		p, err := s.GroupPortal(ctx, muc)
+		if err != nil || p.RoomID != "!w:example.org" {
+			t.Fatalf("GroupPortal = %+v, %v", p, err)
+		}
+		if _, err := s.GroupPortal(ctx, jid.MustParse("other@chat.messina.lit")); !errors.Is(err, mapping.ErrNotFound) {
+			t.Errorf("GroupPortal of another chat: %v, want not found", err)
+		}
+		second := &mapping.Portal{RoomID: "!w2:example.org", Kind: mapping.PortalGroup, JID: muc, CreatedAt: t0,
+			Members: []mapping.Member{{ID: mapping.MatrixMember(alice)}}}
+		if err := s.PutPortal(ctx, second); err == nil {
+			t.Error("a second portal of the same chat was stored")
+		}
+		ps, err := s.GroupPortals(ctx)
+		if err != nil || len(ps) != 1 || ps[0].RoomID != "!w:example.org" {
+			t.Errorf("GroupPortals = %+v, %v", ps, err)
+		}
+		must(t, s.RemoveMember(ctx, "!w:example.org", mapping.MatrixMember(dave)))
+		if p, err := s.PortalByRoom(ctx, "!w:example.org"); err != nil || p.Member(mapping.MatrixMember(dave)) != nil || p.Member(mapping.MatrixMember(alice)) == nil {
+			t.Errorf("after Dave left: %+v, %v", p, err)
+		}
+		m := newMessage(muc, "mxOURS", mapping.FromMatrix)
+		m.RoomID = "!w:example.org"
+		mustAdd(t, s, m)
+		changed, err := s.SetRoomStanzaID(ctx, m.RowID, "room-sid-1")
+		if err != nil || !changed {
+			t.Fatalf("SetRoomStanzaID = %v, %v", changed, err)
+		}
+		if changed, err := s.SetRoomStanzaID(ctx, m.RowID, "room-sid-1"); err != nil || changed {
+			t.Errorf("SetRoomStanzaID again = %v, %v; want no change", changed, err)
+		}
+		got, err := s.MessageByXMPPID(ctx, muc, "room-sid-1", mapping.FromMatrix)
+		if err != nil || got.RowID != m.RowID || got.StanzaID != "room-sid-1" || got.OriginID != m.OriginID {
+			t.Errorf("by the room's stanza-id: %+v, %v", got, err)
+		}
+	})
 }
