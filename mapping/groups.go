@@ -66,6 +66,9 @@ func (m MemberID) Occupant() (jid.JID, string, bool) {
 	return j, key, true
 }
 
+// maxOccupants bounds the occupants the bridge takes of one chat in a run.
+const maxOccupants = 5000
+
 // groups carries the group portals: the bot's `join`, the puppets' joins
 // and leaves, the occupants, and the messages of a chat both ways; their
 // receipts are receipts'.
@@ -452,8 +455,16 @@ func (g *groups) presenceFromMUC(ctx context.Context, log zerolog.Logger, r *muc
 func (g *groups) occupant(ctx context.Context, r *mucRoom, nick string, member MemberID) (bool, error) {
 	g.mu.Lock()
 	seen := r.occupants[nick] == member
+	full := len(r.occupants) >= maxOccupants
 	g.mu.Unlock()
 	if seen {
+		return false, nil
+	}
+	if full {
+		// A room that claims more occupants than any real one has (a
+		// broken or hostile service) makes no more ghosts or members:
+		// each costs a write and a Matrix account.
+		g.count("muc_presence", "too_many_occupants")
 		return false, nil
 	}
 	if err := g.store.PutPortal(ctx, &Portal{RoomID: r.portal, Kind: PortalGroup, JID: r.jid, Members: []Member{{ID: member}}}); err != nil {
