@@ -260,6 +260,7 @@ type messageView struct {
 func viewMessage(m *mapping.Message) messageView {
 	c := *m
 	c.TS, c.DeliveredAt, c.DisplayedAt = atMilli(c.TS), atMilli(c.DeliveredAt), atMilli(c.DisplayedAt)
+	c.Sender = m.SentBy() // what the store keeps of a message that names none
 	peer := c.PeerJID.String()
 	c.PeerJID = jid.JID{}
 	return messageView{c, peer}

@@ -30,7 +30,7 @@ import (
 const (
 	messageColumns = `
 		rowid, room_id, event_id, xmpp_id, origin_id, stanza_id, peer_jid, peer_resource,
-		direction, mxid, body, ts, want_receipt, want_delivered, want_displayed,
+		direction, mxid, sender, body, ts, want_receipt, want_delivered, want_displayed,
 		want_composing, want_offline, markable, delivered_at, displayed_at,
 		rel_kind, rel_to, rel_key
 	`
@@ -46,11 +46,11 @@ const (
 	insertMessageQuery = `
 		INSERT INTO message (
 			room_id, event_id, xmpp_id, origin_id, stanza_id, peer_jid, peer_resource,
-			direction, mxid, body, ts, want_receipt, want_delivered, want_displayed,
+			direction, mxid, sender, body, ts, want_receipt, want_delivered, want_displayed,
 			want_composing, want_offline, markable, delivered_at, displayed_at,
 			rel_kind, rel_to, rel_key
 		)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23)
 		ON CONFLICT DO NOTHING
 		RETURNING rowid
 	`
@@ -75,7 +75,7 @@ func scanMessage(row dbutil.Scannable) (*mapping.Message, error) {
 	var deliveredAt, displayedAt sql.NullInt64
 	err := row.Scan(
 		&m.RowID, &m.RoomID, &eventID, &m.XMPPID, &m.OriginID, &m.StanzaID, &peer, &m.PeerResource,
-		&m.Direction, &m.MXID, &m.Body, &ts, &m.Requests.Receipt, &m.Requests.Delivered, &m.Requests.Displayed,
+		&m.Direction, &m.MXID, &m.Sender, &m.Body, &ts, &m.Requests.Receipt, &m.Requests.Delivered, &m.Requests.Displayed,
 		&m.Requests.Composing, &m.Requests.Offline, &m.Requests.Markable, &deliveredAt, &displayedAt,
 		&m.RelKind, &m.RelTo, &m.RelKey,
 	)
@@ -95,7 +95,7 @@ func scanMessage(row dbutil.Scannable) (*mapping.Message, error) {
 func messageArgs(m *mapping.Message) []any {
 	return []any{
 		m.RoomID, dbutil.StrPtr(m.EventID), m.XMPPID, m.OriginID, m.StanzaID, bareJID(m.PeerJID), m.PeerResource,
-		m.Direction, m.MXID, m.Body, toMilli(m.TS), m.Requests.Receipt, m.Requests.Delivered, m.Requests.Displayed,
+		m.Direction, m.MXID, m.SentBy(), m.Body, toMilli(m.TS), m.Requests.Receipt, m.Requests.Delivered, m.Requests.Displayed,
 		m.Requests.Composing, m.Requests.Offline, m.Requests.Markable,
 		dbutil.UnixMilliPtr(m.DeliveredAt), dbutil.UnixMilliPtr(m.DisplayedAt),
 		m.RelKind, m.RelTo, m.RelKey,

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"go.mau.fi/util/dbutil"
 	"maunium.net/go/mautrix/id"
 	"mellium.im/xmpp/jid"
 
@@ -18,70 +19,65 @@ import (
 // before, and the watermarks still what the receipts are judged by. On
 // both engines.
 func TestUpgradeFromV9(t *testing.T) {
-	for _, e := range engines {
-		t.Run(e.name, func(t *testing.T) {
-			t.Parallel()
-			ctx := t.Context()
-			old, dbType, uri := openOldSchema(t, e, "testdata/v9-latest.sql")
-			carol := jid.MustParse("carol@example.net")
-			for _, q := range []struct {
-				room       id.RoomID
-				mxid       id.UserID
-				jid        jid.JID
-				delivered  int64
-				read, peer int64
-			}{
-				{"!a:example.org", alice, bob, 3, 2, 5},
-				{"!b:example.org", alice, carol, 0, 0, 0},
-				{"!c:example.org", dave, bob, 7, 7, 1},
-			} {
-				_, err := old.Exec(ctx, `INSERT INTO portal (room_id, mxid, jid, created_at, read_upto, delivered_upto, peer_read_upto)
-					VALUES ($1, $2, $3, $4, $5, $6, $7)`, q.room, q.mxid, q.jid.String(), t0.UnixMilli(), q.read, q.delivered, q.peer)
-				must(t, err)
-			}
-			// Bob's messages to Alice, rows 1 to 4, none displayed one by one.
-			for i := range 4 {
-				_, err := old.Exec(ctx, `INSERT INTO message (room_id, xmpp_id, peer_jid, direction, mxid, ts) VALUES ('!a:example.org', $1, $2, 'xmpp', $3, 0)`,
-					string(rune('w'+i)), bob.String(), alice)
-				must(t, err)
-			}
-			must(t, old.Close())
-
-			db := openUpgraded(t, dbType, uri)
-			p, err := db.PortalByRoom(ctx, "!a:example.org")
+	forEachUpgrade(t, "testdata/v9-latest.sql", func(t *testing.T, old *dbutil.Database) {
+		ctx := t.Context()
+		carol := jid.MustParse("carol@example.net")
+		for _, q := range []struct {
+			room       id.RoomID
+			mxid       id.UserID
+			jid        jid.JID
+			delivered  int64
+			read, peer int64
+		}{
+			{"!a:example.org", alice, bob, 3, 2, 5},
+			{"!b:example.org", alice, carol, 0, 0, 0},
+			{"!c:example.org", dave, bob, 7, 7, 1},
+		} {
+			_, err := old.Exec(ctx, `INSERT INTO portal (room_id, mxid, jid, created_at, read_upto, delivered_upto, peer_read_upto)
+				VALUES ($1, $2, $3, $4, $5, $6, $7)`, q.room, q.mxid, q.jid.String(), t0.UnixMilli(), q.read, q.delivered, q.peer)
 			must(t, err)
-			if p.Kind != mapping.PortalDirect || p.User() != alice || !p.JID.Equal(bob) || !p.CreatedAt.Equal(t0) || len(p.Members) != 2 {
-				t.Errorf("portal after the upgrade = %+v", p)
-			}
-			if m := p.Marks(mapping.MatrixMember(alice)); m.DeliveredUpTo != 3 || m.ReadUpTo != 2 {
-				t.Errorf("Alice's marks = %+v, want delivered 3, read 2", m)
-			}
-			if m := p.Marks(mapping.XMPPMember(bob)); m.ReadUpTo != 5 || m.DeliveredUpTo != 0 {
-				t.Errorf("Bob's marks = %+v, want read 5", m)
-			}
-			if p, err := db.PortalByPair(ctx, dave, bob); err != nil || p.RoomID != "!c:example.org" || p.Marks(mapping.MatrixMember(dave)).ReadUpTo != 7 {
-				t.Errorf("Dave's portal with Bob = %+v, %v", p, err)
-			}
-			if ps, err := db.PortalsOf(ctx, alice); err != nil || len(ps) != 2 || ps[0].RoomID != "!a:example.org" || ps[1].RoomID != "!b:example.org" {
-				t.Errorf("Alice's portals = %v, %v", ps, err)
-			}
-			// What Alice read stays read: only rows 3 and 4 are left.
-			mark := mapping.Mark{Room: "!a:example.org", By: mapping.MatrixMember(alice)}
-			unread, err := db.UnreadUpTo(ctx, map[mapping.Mark]int64{mark: 4}, 10)
+		}
+		// Bob's messages to Alice, rows 1 to 4, none displayed one by one.
+		for i := range 4 {
+			_, err := old.Exec(ctx, `INSERT INTO message (room_id, xmpp_id, peer_jid, direction, mxid, ts) VALUES ('!a:example.org', $1, $2, 'xmpp', $3, 0)`,
+				string(rune('w'+i)), bob.String(), alice)
 			must(t, err)
-			if got := unread[mark]; len(got) != 2 || got[0].RowID != 3 || got[1].RowID != 4 {
-				t.Errorf("unread after the upgrade: %d messages, want rows 3 and 4", len(got))
-			}
-			// The pair is still one room: a new room moves it, watermarks
-			// and all, and the old room is no portal any more.
-			must(t, db.PutPortal(ctx, mapping.DirectPortal("!a2:example.org", alice, bob, t0.Add(time.Hour))))
-			if p, err := db.PortalByPair(ctx, alice, bob); err != nil || p.RoomID != "!a2:example.org" || p.Marks(mapping.XMPPMember(bob)).ReadUpTo != 5 {
-				t.Errorf("the pair's portal after a new room = %+v, %v", p, err)
-			}
-			_, err = db.PortalByRoom(ctx, "!a:example.org")
-			wantNotFound(t, "the old room", err)
-		})
-	}
+		}
+	}, func(t *testing.T, db *Database) {
+		ctx := t.Context()
+		p, err := db.PortalByRoom(ctx, "!a:example.org")
+		must(t, err)
+		if p.Kind != mapping.PortalDirect || p.User() != alice || !p.JID.Equal(bob) || !p.CreatedAt.Equal(t0) || len(p.Members) != 2 {
+			t.Errorf("portal after the upgrade = %+v", p)
+		}
+		if m := p.Marks(mapping.MatrixMember(alice)); m.DeliveredUpTo != 3 || m.ReadUpTo != 2 {
+			t.Errorf("Alice's marks = %+v, want delivered 3, read 2", m)
+		}
+		if m := p.Marks(mapping.XMPPMember(bob)); m.ReadUpTo != 5 || m.DeliveredUpTo != 0 {
+			t.Errorf("Bob's marks = %+v, want read 5", m)
+		}
+		if p, err := db.PortalByPair(ctx, dave, bob); err != nil || p.RoomID != "!c:example.org" || p.Marks(mapping.MatrixMember(dave)).ReadUpTo != 7 {
+			t.Errorf("Dave's portal with Bob = %+v, %v", p, err)
+		}
+		if ps, err := db.PortalsOf(ctx, alice); err != nil || len(ps) != 2 || ps[0].RoomID != "!a:example.org" || ps[1].RoomID != "!b:example.org" {
+			t.Errorf("Alice's portals = %v, %v", ps, err)
+		}
+		// What Alice read stays read: only rows 3 and 4 are left.
+		mark := mapping.Mark{Room: "!a:example.org", By: mapping.MatrixMember(alice)}
+		unread, err := db.UnreadUpTo(ctx, map[mapping.Mark]int64{mark: 4}, 10)
+		must(t, err)
+		if got := unread[mark]; len(got) != 2 || got[0].RowID != 3 || got[1].RowID != 4 {
+			t.Errorf("unread after the upgrade: %d messages, want rows 3 and 4", len(got))
+		}
+		// The pair is still one room: a new room moves it, watermarks
+		// and all, and the old room is no portal any more.
+		must(t, db.PutPortal(ctx, mapping.DirectPortal("!a2:example.org", alice, bob, t0.Add(time.Hour))))
+		if p, err := db.PortalByPair(ctx, alice, bob); err != nil || p.RoomID != "!a2:example.org" || p.Marks(mapping.XMPPMember(bob)).ReadUpTo != 5 {
+			t.Errorf("the pair's portal after a new room = %+v, %v", p, err)
+		}
+		_, err = db.PortalByRoom(ctx, "!a:example.org")
+		wantNotFound(t, "the old room", err)
+	})
 }
 
 // A portal's members are judged one by one: an "up to" ack moves only
@@ -257,6 +253,61 @@ func TestGroupPortalStore(t *testing.T) {
 		got, err := s.MessageByXMPPID(ctx, muc, "room-sid-1", mapping.FromMatrix)
 		if err != nil || got.RowID != m.RowID || got.StanzaID != "room-sid-1" || got.OriginID != m.OriginID {
 			t.Errorf("by the room's stanza-id: %+v, %v", got, err)
+		}
+	})
+}
+
+// A message belongs to a room and to the member who sent it: the Matrix
+// user of one from Matrix, the person of one from XMPP in a direct portal,
+// and in a group the occupant, whom the room's JID does not name.
+func TestMessageSender(t *testing.T) {
+	forEachStore(t, func(t *testing.T, s contractStore) {
+		ctx := t.Context()
+		muc := jid.MustParse("watch@chat.messina.lit")
+		occupant := mapping.OccupantMember(muc, "ZmFsc3RhZmY")
+		for _, c := range []struct {
+			m    *mapping.Message
+			want mapping.MemberID
+		}{
+			{newMessage(jid.MustParse("bob@example.net/balcony"), "from-bob", mapping.FromXMPP), mapping.XMPPMember(bob)},
+			{newMessage(bob, "to-bob", mapping.FromMatrix), mapping.MatrixMember(alice)},
+			{func() *mapping.Message {
+				m := newMessage(jid.MustParse("watch@chat.messina.lit/Falstaff"), "room-sid", mapping.FromXMPP)
+				m.MXID, m.Sender = "", occupant
+				return m
+			}(), occupant},
+		} {
+			mustAdd(t, s, c.m)
+			got, err := s.MessageByRow(ctx, c.m.RowID)
+			if err != nil || got.Sender != c.want || got.SentBy() != c.want {
+				t.Errorf("message %s: sender %q, %v; want %q", c.m.XMPPID, got.Sender, err, c.want)
+			}
+		}
+	})
+}
+
+// A database made by the v11 schema, whose messages had no sender,
+// upgrades to one where each has the sender SentBy would give it: in a
+// group, the occupant as the nick named them then. On both engines.
+func TestUpgradeFromV11(t *testing.T) {
+	forEachUpgrade(t, "testdata/v11-latest.sql", func(t *testing.T, old *dbutil.Database) {
+		for _, q := range []string{
+			`INSERT INTO portal (room_id, kind, jid, created_at) VALUES ('!d:example.org', 'direct', 'bob@example.net', 0)`,
+			`INSERT INTO portal (room_id, kind, jid, created_at) VALUES ('!g:example.org', 'group', 'watch@chat.messina.lit', 0)`,
+			`INSERT INTO message (room_id, xmpp_id, peer_jid, peer_resource, direction, mxid, ts) VALUES ('!d:example.org', 'a', 'bob@example.net', 'balcony', 'xmpp', '@alice:example.org', 0)`,
+			`INSERT INTO message (room_id, xmpp_id, peer_jid, direction, mxid, ts) VALUES ('!d:example.org', 'b', 'bob@example.net', 'matrix', '@alice:example.org', 0)`,
+			`INSERT INTO message (room_id, xmpp_id, peer_jid, peer_resource, direction, ts) VALUES ('!g:example.org', 'c', 'watch@chat.messina.lit', 'Falstaff', 'xmpp', 0)`,
+			`INSERT INTO message (room_id, xmpp_id, peer_jid, direction, mxid, ts) VALUES ('!g:example.org', 'd', 'watch@chat.messina.lit', 'matrix', '@dave:example.org', 0)`,
+		} {
+			_, err := old.Exec(t.Context(), q)
+			must(t, err)
+		}
+	}, func(t *testing.T, db *Database) {
+		for row, want := range []mapping.MemberID{"bob@example.net", "@alice:example.org", "watch@chat.messina.lit/Falstaff", "@dave:example.org"} {
+			m, err := db.MessageByRow(t.Context(), int64(row+1))
+			if err != nil || m.Sender != want {
+				t.Errorf("row %d after the upgrade: sender %q, %v; want %q", row+1, m.Sender, err, want)
+			}
 		}
 	})
 }

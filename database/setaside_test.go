@@ -150,26 +150,37 @@ func TestSetAside(t *testing.T) {
 // testdata) upgrades to today's, keeps its rows, and takes what is set
 // aside; on both engines.
 func TestUpgradeFromV8(t *testing.T) {
+	forEachUpgrade(t, "testdata/v8-latest.sql", func(t *testing.T, old *dbutil.Database) {
+		ctx := t.Context()
+		_, err := old.Exec(ctx, "INSERT INTO portal (room_id, mxid, jid, created_at) VALUES ('!a:example.org', $1, $2, $3)",
+			alice, bob.String(), t0.UnixMilli())
+		must(t, err)
+		if exists, err := old.TableExists(ctx, "set_aside"); err != nil || exists {
+			t.Fatalf("the v8 schema has set_aside: %t, %v", exists, err)
+		}
+	}, func(t *testing.T, db *Database) {
+		ctx := t.Context()
+		if p, err := db.PortalByRoom(ctx, "!a:example.org"); err != nil || p.User() != alice {
+			t.Errorf("portal after the upgrade = %+v, %v", p, err)
+		}
+		if isNew, err := db.PutSetAside(ctx, &mapping.SetAside{TxnID: "t1", EventID: "$e", Reason: mapping.SetAsideDecode, Error: "x", At: t0}); err != nil || !isNew {
+			t.Errorf("set aside after the upgrade: %t, %v", isNew, err)
+		}
+	})
+}
+
+// forEachUpgrade makes, on each engine, a database with the schema of
+// file (an earlier 00-latest.sql, kept as it was in testdata), fills it as
+// that schema stood with fill, opens it as the bridge does (upgrading it
+// to today's) and checks it with check.
+func forEachUpgrade(t *testing.T, file string, fill func(t *testing.T, old *dbutil.Database), check func(t *testing.T, db *Database)) {
 	for _, e := range engines {
 		t.Run(e.name, func(t *testing.T) {
 			t.Parallel()
-			ctx := t.Context()
-			old, dbType, uri := openOldSchema(t, e, "testdata/v8-latest.sql")
-			_, err := old.Exec(ctx, "INSERT INTO portal (room_id, mxid, jid, created_at) VALUES ('!a:example.org', $1, $2, $3)",
-				alice, bob.String(), t0.UnixMilli())
-			must(t, err)
-			if exists, err := old.TableExists(ctx, "set_aside"); err != nil || exists {
-				t.Fatalf("the v8 schema has set_aside: %t, %v", exists, err)
-			}
+			old, dbType, uri := openOldSchema(t, e, file)
+			fill(t, old)
 			must(t, old.Close())
-
-			db := openUpgraded(t, dbType, uri)
-			if p, err := db.PortalByRoom(ctx, "!a:example.org"); err != nil || p.User() != alice {
-				t.Errorf("portal after the upgrade = %+v, %v", p, err)
-			}
-			if isNew, err := db.PutSetAside(ctx, &mapping.SetAside{TxnID: "t1", EventID: "$e", Reason: mapping.SetAsideDecode, Error: "x", At: t0}); err != nil || !isNew {
-				t.Errorf("set aside after the upgrade: %t, %v", isNew, err)
-			}
+			check(t, openUpgraded(t, dbType, uri))
 		})
 	}
 }

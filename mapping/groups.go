@@ -613,7 +613,7 @@ func (g *groups) messageFromMUC(ctx context.Context, log zerolog.Logger, mxid id
 	}
 	msg := &Message{
 		RoomID: r.portal, XMPPID: xid, OriginID: m.OriginID, StanzaID: m.StanzaID,
-		PeerJID: r.jid, PeerResource: nick, Direction: FromXMPP,
+		PeerJID: r.jid, PeerResource: nick, Direction: FromXMPP, Sender: member,
 		Body: m.Body, TS: g.now(),
 		// XEP-0184 §5.3 and XEP-0022 have no place in a groupchat: only
 		// the displayed marker, which the room's members all see.

@@ -162,7 +162,9 @@ type Message struct {
 	// MXID is the Matrix member the message is of: the sender of a
 	// FromMatrix message, the recipient of a FromXMPP one in a direct
 	// portal (PeerJID is the other).
-	MXID        id.UserID
+	MXID id.UserID
+	// Sender is the member who sent it (SentBy).
+	Sender      MemberID
 	Body        string
 	TS          time.Time
 	Requests    Requests
@@ -173,6 +175,20 @@ type Message struct {
 	RelKind RelKind
 	RelTo   int64
 	RelKey  string
+}
+
+// SentBy is the member who sent m: Sender if set, else the Matrix user
+// of a message from Matrix or the person of one from XMPP, which is who
+// sends in a direct portal. In a group, an occupant's message names its
+// occupant (OccupantMember): the room's JID is everyone's there.
+func (m *Message) SentBy() MemberID {
+	switch {
+	case m.Sender != "":
+		return m.Sender
+	case m.Direction == FromMatrix:
+		return MatrixMember(m.MXID)
+	}
+	return XMPPMember(m.PeerJID)
 }
 
 // Job is a send owed to one of the servers, kept until it has been done.

@@ -1,4 +1,4 @@
--- v0 -> v11 (compatible with v10+): Latest revision
+-- v0 -> v12 (compatible with v10+): Latest revision
 
 -- All times are unix milliseconds; all JIDs are bare.
 
@@ -54,6 +54,10 @@ CREATE TABLE message (
 	-- The Matrix member it is of: the sender of a 'matrix' message, the
 	-- recipient of an 'xmpp' one in a direct portal ('' in a group).
 	mxid           TEXT    NOT NULL DEFAULT '',
+	-- Who sent it, as portal_member names members: the Matrix user of a
+	-- 'matrix' message, the person of an 'xmpp' one in a direct portal,
+	-- the occupant (the chat's JID / its key) in a group.
+	sender         TEXT    NOT NULL DEFAULT '',
 	body           TEXT    NOT NULL DEFAULT '',
 	ts             BIGINT  NOT NULL,
 	want_receipt   BOOLEAN NOT NULL DEFAULT false,

@@ -252,6 +252,7 @@ func (s *Store) AddMessage(_ context.Context, msg *mapping.Message, jobs ...*map
 	msg.RowID = int64(len(s.messages) + 1)
 	c := *msg
 	c.PeerJID = peer // the resource is PeerResource's
+	c.Sender = msg.SentBy()
 	c.TS = time.UnixMilli(msg.TS.UnixMilli())
 	s.messages = append(s.messages, &c)
 	for _, j := range jobs {
