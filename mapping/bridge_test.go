@@ -675,7 +675,7 @@ func TestRunRecordsReceiptsAndQueuesTheirJobs(t *testing.T) {
 	stopped := make(chan struct{})
 	go func() { h.b.Run(ctx); close(stopped) }()
 	defer func() { cancel(); <-stopped }()
-	if _, err := h.b.HandleXMPPMessage(ctx, receipt(func(m *XMPPMessage) { m.Received = ids[0] })); err != nil {
+	if _, err := h.b.HandleXMPPMessage(ctx, receipt(func(m *XMPPMessage) { m.Acks = append(m.Acks, XMPPAck{Wire: WireReceived, ID: ids[0]}) })); err != nil {
 		t.Fatal(err)
 	}
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {

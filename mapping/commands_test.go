@@ -107,7 +107,7 @@ func TestBotReceiptAndTypingSettings(t *testing.T) {
 		t.Fatalf("with receipts and typing off, sent %+v", h.xmpp.sent)
 	}
 	ids := sentToJuliet(t, h, 1)
-	h.handle(t, receipt(func(m *XMPPMessage) { m.Displayed = ids[0] })) // XEP-0333
+	h.handle(t, receipt(func(m *XMPPMessage) { m.Acks = append(m.Acks, XMPPAck{Wire: WireMarkerDisplayed, ID: ids[0]}) })) // XEP-0333
 	if len(h.matrix.reads) == 0 {
 		t.Error("Juliet's receipt did not reach Alice with her receipts off")
 	}

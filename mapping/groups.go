@@ -597,9 +597,11 @@ func (g *groups) messageFromMUC(ctx context.Context, log zerolog.Logger, mxid id
 	if _, err := g.occupant(ctx, r, nick, member); err != nil {
 		return err
 	}
-	if m.Displayed != "" {
-		g.receipts.markerInGroup(ctx, log, r.jid, member, m.Displayed)
-	}
+	receiptsIn(m, func(kind *xmppReceiptKind, xid string) {
+		if kind == kindMarkerDisplayed { // the only receipt of a groupchat (XEP-0333 §3)
+			g.receipts.markerInGroup(ctx, log, r.jid, member, xid)
+		}
+	})
 	if !m.HasBody {
 		return nil
 	}

@@ -118,7 +118,7 @@ func TestGroupReadIsOneMarkerByRoomStanzaID(t *testing.T) {
 		t.Fatalf("sent %d stanzas for one m.read, want 1: %+v", len(h.xmpp.sent), h.xmpp.sent)
 	}
 	m := h.xmpp.sent[0]
-	if m.Type != TypeGroupchat || m.To.String() != lounge || m.From.String() != aliceFrom || m.Displayed != "s2" || m.Received != "" || m.Event != nil {
+	if m.Type != TypeGroupchat || m.To.String() != lounge || m.From.String() != aliceFrom || !slices.Equal(m.Acks, []XMPPAck{{Wire: WireMarkerDisplayed, ID: "s2"}}) || m.Event != nil {
 		t.Errorf("the marker is %+v, want a groupchat <displayed id='s2'/> from Alice's puppet to the room", m)
 	}
 	// "Up to": a read of an older message after it says nothing more.
@@ -196,7 +196,7 @@ func TestGroupReflectionAndOccupantMarker(t *testing.T) {
 	marker := func(sid string) {
 		t.Helper()
 		m := groupchat("Claudio", "occ-c", alicePup, "m-"+sid, "")
-		m.Displayed = sid
+		m.Acks = append(m.Acks, XMPPAck{Wire: WireMarkerDisplayed, ID: sid})
 		if _, err := h.b.HandleXMPPMessage(ctx, m); err != nil {
 			t.Fatal(err)
 		}

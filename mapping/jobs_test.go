@@ -1,10 +1,13 @@
 package mapping
 
 import (
+	"encoding/json"
 	"go/ast"
 	"go/parser"
 	"go/token"
 	"path/filepath"
+	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -126,6 +129,53 @@ func TestJobOrder(t *testing.T) {
 	} {
 		if got := tc.job.Order(); got != tc.want {
 			t.Errorf("%s: order %q, want %q", tc.job.Kind, got, tc.want)
+		}
+	}
+}
+
+// A JobSendStanzas stored by a version before receipts were XMPPAcks
+// (its receipt in "received", "displayed" or the events of "event")
+// sends, after an upgrade, the stanzas it was stored for; and one stored
+// now reads back as it was made.
+func TestStanzaJobsOfTheVersionBefore(t *testing.T) {
+	from, to := jid.MustParse("alice\\3aexample.org@matrix.example.org/bridge"), jid.MustParse("juliet@capulet.lit")
+	old := `[{"id":"s1","from":"x","to":"y","type":"chat","received":"m1"},
+		{"id":"s2","from":"x","to":"y","type":"chat","event":{"ID":"m2","Offline":false,"Delivered":true,"Displayed":false,"Composing":false}},
+		{"id":"s3","from":"x","to":"y","type":"chat","event":{"ID":"m3","Offline":false,"Delivered":false,"Displayed":true,"Composing":false}},
+		{"id":"s4","from":"x","to":"y","type":"chat","displayed":"m4"},
+		{"id":"s5","from":"x","to":"y","type":"chat","event":{"ID":"m5","Offline":true,"Delivered":false,"Displayed":false,"Composing":false}},
+		{"id":"s6","from":"x","to":"y","type":"chat","event":{"ID":"m6","Offline":false,"Delivered":false,"Displayed":false,"Composing":true}},
+		{"id":"s7","from":"x","to":"y","type":"chat","event":{"ID":"m7","Offline":false,"Delivered":false,"Displayed":false,"Composing":false}}]`
+	var js []stanzaJob
+	if err := json.Unmarshal([]byte(old), &js); err != nil {
+		t.Fatal(err)
+	}
+	want := []struct {
+		acks  []XMPPAck
+		event *EventNotice
+	}{
+		{acks: []XMPPAck{{WireReceived, "m1"}}},
+		{acks: []XMPPAck{{WireEventDelivered, "m2"}}},
+		{acks: []XMPPAck{{WireEventDisplayed, "m3"}}},
+		{acks: []XMPPAck{{WireMarkerDisplayed, "m4"}}},
+		{acks: []XMPPAck{{WireEventOffline, "m5"}}},
+		{event: &EventNotice{ID: "m6", Composing: true}},
+		{event: &EventNotice{ID: "m7"}}, // XEP-0022 §3.2.4: cancels composing
+	}
+	for i, s := range js {
+		m := s.out(from, to)
+		if !slices.Equal(m.Acks, want[i].acks) || !reflect.DeepEqual(m.Event, want[i].event) {
+			t.Errorf("%s: acks %v, event %+v; want %v, %+v", s.ID, m.Acks, m.Event, want[i].acks, want[i].event)
+		}
+	}
+	made := []*OutMessage{ackStanza(from, to, TypeChat, WireEventDelivered, "m2"), {ID: "c", From: from, To: to, Type: TypeChat, Event: &EventNotice{ID: "m6", Composing: true}}}
+	var back []stanzaJob
+	if err := json.Unmarshal(stanzasJob(made).Payload, &back); err != nil {
+		t.Fatal(err)
+	}
+	for i, s := range back {
+		if m := s.out(from, to); !slices.Equal(m.Acks, made[i].Acks) || !reflect.DeepEqual(m.Event, made[i].Event) {
+			t.Errorf("stanza %d read back as %+v, made as %+v", i, m, made[i])
 		}
 	}
 }

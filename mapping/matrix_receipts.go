@@ -80,18 +80,53 @@ type stanzaJob struct {
 	From      string       `json:"from"`
 	To        string       `json:"to"`
 	Type      string       `json:"type,omitempty"`
-	Received  string       `json:"received,omitempty"`
-	Event     *EventNotice `json:"event,omitempty"`
-	Displayed string       `json:"displayed,omitempty"`
+	Acks      []XMPPAck    `json:"acks,omitempty"`
+	Event     *stanzaEvent `json:"event,omitempty"`
 	ChatState string       `json:"chat_state,omitempty"`
 	// Error makes it the answer to a message the bridge could not carry.
 	Error *StanzaError `json:"error,omitempty"`
+
+	// Received and Displayed are how a job stored by a version before
+	// Acks named its receipt (out reads them).
+	Received  string `json:"received,omitempty"`
+	Displayed string `json:"displayed,omitempty"`
+}
+
+// stanzaEvent is the JSON of a stanza's XEP-0022 notice. A job stored by
+// a version before Acks kept its receipt events here too.
+type stanzaEvent struct {
+	ID                                       string
+	Offline, Delivered, Displayed, Composing bool
+}
+
+// out is the stanza s stores, from and to parsed.
+func (s stanzaJob) out(from, to jid.JID) *OutMessage {
+	m := &OutMessage{ID: s.ID, From: from, To: to, Type: s.Type, Acks: s.Acks, ChatState: s.ChatState, Error: s.Error}
+	old := func(raised bool, wire ReceiptWire, xid string) {
+		if raised && xid != "" {
+			m.Acks = append(m.Acks, XMPPAck{Wire: wire, ID: xid})
+		}
+	}
+	old(true, WireReceived, s.Received)
+	if e := s.Event; e != nil {
+		old(e.Offline, WireEventOffline, e.ID)
+		old(e.Delivered, WireEventDelivered, e.ID)
+		old(e.Displayed, WireEventDisplayed, e.ID)
+		if e.Composing || !e.Offline && !e.Delivered && !e.Displayed {
+			m.Event = &EventNotice{ID: e.ID, Composing: e.Composing}
+		}
+	}
+	old(true, WireMarkerDisplayed, s.Displayed)
+	return m
 }
 
 func stanzasJob(out []*OutMessage) *Job {
 	js := make([]stanzaJob, len(out))
 	for i, m := range out {
-		js[i] = stanzaJob{ID: m.ID, From: m.From.String(), To: m.To.String(), Type: m.Type, Received: m.Received, Event: m.Event, Displayed: m.Displayed, ChatState: m.ChatState, Error: m.Error}
+		js[i] = stanzaJob{ID: m.ID, From: m.From.String(), To: m.To.String(), Type: m.Type, Acks: m.Acks, ChatState: m.ChatState, Error: m.Error}
+		if e := m.Event; e != nil {
+			js[i].Event = &stanzaEvent{ID: e.ID, Composing: e.Composing}
+		}
 	}
 	payload, _ := json.Marshal(js)
 	return newJob(JobSendStanzas, about{}, 0, payload)
@@ -141,7 +176,7 @@ func (b *receipts) sendStanzas(ctx context.Context, job *Job) error {
 			refused = err
 			continue
 		}
-		out = append(out, &OutMessage{ID: s.ID, From: from, To: to, Type: s.Type, Received: s.Received, Event: s.Event, Displayed: s.Displayed, ChatState: s.ChatState, Error: s.Error})
+		out = append(out, s.out(from, to))
 	}
 	if len(out) == 0 && refused != nil {
 		return refused
@@ -376,7 +411,7 @@ func (b *receipts) offlineEvent(ctx context.Context, msg *Message, portalBefore 
 	if err != nil {
 		return
 	}
-	job := stanzasJob([]*OutMessage{{ID: NewXMPPID(), From: from, To: b.to(msg), Type: TypeChat, Event: &EventNotice{ID: msg.XMPPID, Offline: true}}})
+	job := stanzasJob([]*OutMessage{ackStanza(from, b.to(msg), TypeChat, WireEventOffline, msg.XMPPID)})
 	if err := b.store.AddJobs(ctx, job); err != nil {
 		b.log.Err(err).Msg("Failed to queue an offline event")
 		return

@@ -70,23 +70,17 @@ func (h *harness) ephemeral(t *testing.T, in ...any) []string {
 
 func describe(m *OutMessage) string {
 	var parts []string
-	if m.Received != "" {
-		parts = append(parts, "received "+m.Received)
+	names := map[ReceiptWire]string{WireReceived: "received", WireEventOffline: "x-offline", WireEventDelivered: "x-delivered",
+		WireEventDisplayed: "x-displayed", WireMarkerDisplayed: "marker"}
+	for _, a := range m.Acks {
+		parts = append(parts, names[a.Wire]+" "+a.ID)
 	}
 	if e := m.Event; e != nil {
 		kind := "cancel"
-		switch {
-		case e.Delivered:
-			kind = "x-delivered"
-		case e.Displayed:
-			kind = "x-displayed"
-		case e.Composing:
+		if e.Composing {
 			kind = "x-composing"
 		}
 		parts = append(parts, kind+" "+e.ID)
-	}
-	if m.Displayed != "" {
-		parts = append(parts, "marker "+m.Displayed)
 	}
 	if m.ChatState != "" {
 		parts = append(parts, "state "+m.ChatState)

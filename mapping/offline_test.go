@@ -58,8 +58,10 @@ func TestOfflineEvent(t *testing.T) {
 		h.drain(t)
 		var got []string
 		for _, s := range h.xmpp.sent {
-			if s.Event != nil && s.Event.Offline {
-				got = append(got, s.Event.ID+" to "+s.To.String()+" from "+s.From.String())
+			for _, a := range s.Acks {
+				if a.Wire == WireEventOffline {
+					got = append(got, a.ID+" to "+s.To.String()+" from "+s.From.String())
+				}
 			}
 		}
 		switch {

@@ -56,7 +56,7 @@ func TestChangesApplyToQueuedSends(t *testing.T) {
 		}, func(h *harness) int { return len(h.matrix.texts) + h.matrix.rooms }},
 		{"receipt to Matrix", func(t *testing.T, h *harness) {
 			ids := sentToJuliet(t, h, 1)
-			if _, err := h.b.HandleXMPPMessage(ctx, receipt(func(m *XMPPMessage) { m.Received = ids[0] })); err != nil {
+			if _, err := h.b.HandleXMPPMessage(ctx, receipt(func(m *XMPPMessage) { m.Acks = append(m.Acks, XMPPAck{Wire: WireReceived, ID: ids[0]}) })); err != nil {
 				t.Fatal(err)
 			}
 			h.b.FlushReceipts(ctx)

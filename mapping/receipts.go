@@ -45,13 +45,10 @@ import (
 // moves that member's watermarks: everything up to it is displayed (and
 // delivered) for them, and nothing up to it is told again.
 
-// xmppReceiptKind is one row of the XMPP → Matrix table: where a message
-// carries it, what it records, what it sends, and which request it needs.
+// xmppReceiptKind is one row of the XMPP → Matrix table: its form on the
+// wire, what it records, what it sends, and which request it needs.
 type xmppReceiptKind struct {
-	what string // as counted and logged
-	// in is the stanza id of the message m acknowledges with this kind,
-	// "" if m carries none.
-	in    func(m *XMPPMessage) string
+	wire  ReceiptWire
 	ack   AckKind
 	job   JobKind
 	asked func(Requests) bool
@@ -59,39 +56,37 @@ type xmppReceiptKind struct {
 
 var (
 	// XEP-0184 §5: <received id='X'/> acknowledges message X.
-	kindReceived = &xmppReceiptKind{"received", func(m *XMPPMessage) string { return m.Received },
-		AckDelivered, JobMatrixDelivery, func(r Requests) bool { return r.Receipt }}
+	kindReceived = &xmppReceiptKind{WireReceived, AckDelivered, JobMatrixDelivery, func(r Requests) bool { return r.Receipt }}
 	// XEP-0022 §3.2: an event about message <id/>, which must have asked
 	// for it (§2.1: unsolicited events are illegal).
-	kindEventDelivered = &xmppReceiptKind{"event_delivered", func(m *XMPPMessage) string { return eventID(m, m.Event != nil && m.Event.Delivered) },
-		AckDelivered, JobMatrixDelivery, func(r Requests) bool { return r.Delivered }}
-	kindEventDisplayed = &xmppReceiptKind{"event_displayed", func(m *XMPPMessage) string { return eventID(m, m.Event != nil && m.Event.Displayed) },
-		AckDisplayed, JobMatrixRead, func(r Requests) bool { return r.Displayed }}
+	kindEventDelivered = &xmppReceiptKind{WireEventDelivered, AckDelivered, JobMatrixDelivery, func(r Requests) bool { return r.Delivered }}
+	kindEventDisplayed = &xmppReceiptKind{WireEventDisplayed, AckDisplayed, JobMatrixRead, func(r Requests) bool { return r.Displayed }}
 	// XEP-0333 §3: displayed marker; our messages are all markable.
-	kindMarkerDisplayed = &xmppReceiptKind{"marker_displayed", func(m *XMPPMessage) string { return m.Displayed },
-		AckDisplayed, JobMatrixRead, func(r Requests) bool { return r.Markable }}
+	kindMarkerDisplayed = &xmppReceiptKind{WireMarkerDisplayed, AckDisplayed, JobMatrixRead, func(r Requests) bool { return r.Markable }}
 )
 
 // xmppReceiptKinds are the rows, in the order a message's receipts are
-// taken (a delivery before a display of the same message).
+// taken (a delivery before a display of the same message). XEP-0022's
+// offline event has none: the bridge only ever sends it (offlineEvent).
 var xmppReceiptKinds = []*xmppReceiptKind{kindReceived, kindEventDelivered, kindEventDisplayed, kindMarkerDisplayed}
 
-// carriesReceipt tells whether m carries a receipt of any kind.
-func carriesReceipt(m *XMPPMessage) bool {
+// receiptsIn calls take for each receipt m carries that the table knows,
+// in the table's order.
+func receiptsIn(m *XMPPMessage, take func(kind *xmppReceiptKind, xid string)) {
 	for _, kind := range xmppReceiptKinds {
-		if kind.in(m) != "" {
-			return true
+		for _, a := range m.Acks {
+			if a.Wire == kind.wire && a.ID != "" {
+				take(kind, a.ID)
+			}
 		}
 	}
-	return false
 }
 
-// eventID is the id of m's XEP-0022 event if raised, else "".
-func eventID(m *XMPPMessage, raised bool) string {
-	if !raised {
-		return ""
-	}
-	return m.Event.ID
+// carriesReceipt tells whether m carries a receipt the table knows.
+func carriesReceipt(m *XMPPMessage) bool {
+	carries := false
+	receiptsIn(m, func(*xmppReceiptKind, string) { carries = true })
+	return carries
 }
 
 // matrixReceiptKind is one row of the Matrix → XMPP table.
@@ -215,11 +210,10 @@ func (b *receipts) mayCross(rc Receipt, portal *Portal, msg *Message) (AckKind, 
 // if its x:event asked for it.
 func (b *receipts) deliveryStanzas(from jid.JID, msg *Message) []*OutMessage {
 	var out []*OutMessage
-	if msg.Requests.Receipt {
-		out = append(out, &OutMessage{ID: NewXMPPID(), From: from, To: b.to(msg), Type: TypeChat, Received: msg.XMPPID})
-	}
-	if msg.Requests.Delivered {
-		out = append(out, &OutMessage{ID: NewXMPPID(), From: from, To: b.to(msg), Type: TypeChat, Event: &EventNotice{ID: msg.XMPPID, Delivered: true}})
+	for _, kind := range []*xmppReceiptKind{kindReceived, kindEventDelivered} {
+		if kind.asked(msg.Requests) {
+			out = append(out, ackStanza(from, b.to(msg), TypeChat, kind.wire, msg.XMPPID))
+		}
 	}
 	return out
 }
@@ -231,8 +225,8 @@ func (b *receipts) deliveryStanzas(from jid.JID, msg *Message) []*OutMessage {
 // one, never one per message), and nothing else (no XEP-0022 in a room).
 func (b *receipts) groupDisplayed(from jid.JID, portal *Portal, read []*Message) []*OutMessage {
 	for i := len(read) - 1; i >= 0; i-- {
-		if m := read[i]; m.Requests.Markable && m.StanzaID != "" {
-			return []*OutMessage{{ID: NewXMPPID(), From: from, To: portal.JID, Type: TypeGroupchat, Displayed: m.StanzaID}}
+		if m := read[i]; kindMarkerDisplayed.asked(m.Requests) && m.StanzaID != "" {
+			return []*OutMessage{ackStanza(from, portal.JID, TypeGroupchat, WireMarkerDisplayed, m.StanzaID)}
 		}
 	}
 	return nil
@@ -246,15 +240,15 @@ func (b *receipts) displayedStanzas(from jid.JID, read []*Message) []*OutMessage
 	var out []*OutMessage
 	var newestMarkable *Message
 	for _, m := range read {
-		if m.Requests.Displayed {
-			out = append(out, &OutMessage{ID: NewXMPPID(), From: from, To: b.to(m), Type: TypeChat, Event: &EventNotice{ID: m.XMPPID, Displayed: true}})
+		if kindEventDisplayed.asked(m.Requests) {
+			out = append(out, ackStanza(from, b.to(m), TypeChat, WireEventDisplayed, m.XMPPID))
 		}
-		if m.Requests.Markable {
+		if kindMarkerDisplayed.asked(m.Requests) {
 			newestMarkable = m
 		}
 	}
 	if newestMarkable != nil {
-		out = append(out, &OutMessage{ID: NewXMPPID(), From: from, To: b.to(newestMarkable), Type: TypeChat, Displayed: newestMarkable.XMPPID})
+		out = append(out, ackStanza(from, b.to(newestMarkable), TypeChat, WireMarkerDisplayed, newestMarkable.XMPPID))
 	}
 	return out
 }

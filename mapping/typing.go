@@ -66,7 +66,7 @@ func (b *receipts) typingFromMatrix(ctx context.Context, room id.RoomID, users [
 // states into the ghost's typing. Typing is ephemeral: it is not queued.
 func (b *receipts) typingFromXMPP(ctx context.Context, log zerolog.Logger, mxid id.UserID, peer jid.JID, m *XMPPMessage) error {
 	e := m.Event
-	isEvent := e != nil && e.ID != "" && !e.Delivered && !e.Displayed && !e.Offline
+	isEvent := e != nil && e.ID != ""
 	if !isEvent && m.ChatState == "" {
 		return nil
 	}

@@ -44,11 +44,14 @@ type XMPPMessage struct {
 	PEP        *PEPUpdate // a XEP-0163 notification from the sender's own PEP service
 	Error      *StanzaError
 
-	// Receipts and notifications about earlier messages.
-	Received  string       // XEP-0184 <received id/>
-	Event     *EventNotice // XEP-0022 <x/> without a body
-	Displayed string       // XEP-0333 <displayed id/>
-	ChatState string       // XEP-0085 element name: active, composing, paused, inactive, gone
+	// Acks are the receipts it carries about earlier messages, in the
+	// order of its children; the receipt table (receipts.go) says what
+	// each form means.
+	Acks []XMPPAck
+	// Event is an XEP-0022 notice that raises no receipt: composing
+	// raised, or with no event at all cancelled (§3.2.4).
+	Event     *EventNotice
+	ChatState string // XEP-0085 element name: active, composing, paused, inactive, gone
 
 	// What points at an earlier message (relations.go).
 	Replace   string         // XEP-0308 <replace id/>: the id of the message this corrects
@@ -60,11 +63,32 @@ type XMPPMessage struct {
 	Retract string
 }
 
-// EventNotice is an XEP-0022 notification (§3.2): the events it raises for
-// the message with ID. With no event at all it cancels composing (§3.2.4).
+// ReceiptWire is a form a receipt takes on the XMPP wire. A message
+// carries each as an XMPPAck; the receipt table (receipts.go) says what
+// each means on Matrix, and the XEP's file in xmppside reads and writes it.
+type ReceiptWire string
+
+const (
+	WireReceived        ReceiptWire = "received"         // XEP-0184 §5: <received id/>
+	WireEventOffline    ReceiptWire = "event_offline"    // XEP-0022 §3.2: <x><offline/><id/></x>
+	WireEventDelivered  ReceiptWire = "event_delivered"  // XEP-0022 §3.2: <x><delivered/><id/></x>
+	WireEventDisplayed  ReceiptWire = "event_displayed"  // XEP-0022 §3.2: <x><displayed/><id/></x>
+	WireMarkerDisplayed ReceiptWire = "marker_displayed" // XEP-0333 §3: <displayed id/>
+)
+
+// XMPPAck is one receipt a message carries: its form on the wire and the
+// id of the message it is about.
+type XMPPAck struct {
+	Wire ReceiptWire `json:"wire"`
+	ID   string      `json:"id"`
+}
+
+// EventNotice is an XEP-0022 composing notice (§3.2) about the message
+// with ID: Composing raised, or cancelled (§3.2.4). The events that are
+// receipts (offline, delivered, displayed) are XMPPAcks.
 type EventNotice struct {
-	ID                                       string
-	Offline, Delivered, Displayed, Composing bool
+	ID        string
+	Composing bool
 }
 
 // StanzaError is the <error/> of a stanza (RFC 6120 §8.3).
@@ -86,10 +110,9 @@ type OutMessage struct {
 	// Error, with Type "error", makes this a bounce of a received stanza.
 	Error *StanzaError
 
-	// Receipts and notifications the bridge raises about earlier messages.
-	Received  string       // XEP-0184 <received id/>
-	Event     *EventNotice // XEP-0022 notification (no body)
-	Displayed string       // XEP-0333 <displayed id/>
+	// Receipts and notices the bridge raises about earlier messages.
+	Acks      []XMPPAck
+	Event     *EventNotice // XEP-0022 composing notice (no body)
 	ChatState string       // XEP-0085
 
 	// What points at an earlier message (relations.go). xmppside adds a
@@ -100,6 +123,13 @@ type OutMessage struct {
 	Reply     *OutReply      // XEP-0461, with its quote fallback
 	Reactions *XMPPReactions // XEP-0444: the puppet's whole set
 	Retract   string         // XEP-0424 v1: the id of the message retracted
+}
+
+// ackStanza is the stanza that carries one receipt of form wire about the
+// message xid, from a puppet: of type chat to a person, groupchat to a
+// chat (XEP-0333 §3, "groupchat").
+func ackStanza(from, to jid.JID, typ string, wire ReceiptWire, xid string) *OutMessage {
+	return &OutMessage{ID: NewXMPPID(), From: from, To: to, Type: typ, Acks: []XMPPAck{{Wire: wire, ID: xid}}}
 }
 
 var idEncoding = base32.StdEncoding.WithPadding(base32.NoPadding)

@@ -53,11 +53,9 @@ type xmppReceipt struct {
 func (b *receipts) receiptsFromXMPP(ctx context.Context, log zerolog.Logger, mxid id.UserID, m *XMPPMessage) error {
 	peer := m.From.Bare()
 	var rs []xmppReceipt
-	for _, kind := range xmppReceiptKinds {
-		if xid := kind.in(m); xid != "" {
-			rs = append(rs, xmppReceipt{peer: peer, mxid: mxid, xid: xid, kind: kind})
-		}
-	}
+	receiptsIn(m, func(kind *xmppReceiptKind, xid string) {
+		rs = append(rs, xmppReceipt{peer: peer, mxid: mxid, xid: xid, kind: kind})
+	})
 	if len(rs) > 0 {
 		ok, err := b.in.add(ctx, peer.String(), rs)
 		if err != nil {
@@ -65,7 +63,7 @@ func (b *receipts) receiptsFromXMPP(ctx context.Context, log zerolog.Logger, mxi
 		} else if !ok {
 			for _, r := range rs {
 				b.count("xmpp_receipt", ReasonOverBudget)
-				log.Debug().Str("receipt", r.kind.what).Str("for", r.xid).Msg("Refused a receipt past its sender's budget")
+				log.Debug().Str("receipt", string(r.kind.wire)).Str("for", r.xid).Msg("Refused a receipt past its sender's budget")
 			}
 		}
 		b.poke()
@@ -307,7 +305,7 @@ func (b *receipts) flushReceipts(ctx context.Context) (ok bool) {
 			continue
 		}
 		if reason := mayAnswer(msg, r.mxid, r.kind.asked); reason != "" {
-			b.log.Debug().Str("receipt", r.kind.what).Str("for", r.xid).Str("from", keys[i].Peer).Str("reason", string(reason)).Msg("Ignored a receipt")
+			b.log.Debug().Str("receipt", string(r.kind.wire)).Str("for", r.xid).Str("from", keys[i].Peer).Str("reason", string(reason)).Msg("Ignored a receipt")
 			b.count("xmpp_receipt", reason)
 			continue
 		}
@@ -323,7 +321,7 @@ func (b *receipts) flushReceipts(ctx context.Context) (ok bool) {
 			ack.Job = newJob(r.kind.job, about{room: msg.RoomID}, msg.RowID, receiptPayload(msg))
 		}
 		acks = append(acks, ack)
-		b.count("xmpp_receipt", Reason(r.kind.what))
+		b.count("xmpp_receipt", Reason(string(r.kind.wire)))
 	}
 	for mark, msg := range read {
 		// New only if it moves the member's watermark: an older marker

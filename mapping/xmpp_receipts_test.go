@@ -65,8 +65,8 @@ func TestDeliveryFromXMPP(t *testing.T) {
 		name string
 		edit func(m *XMPPMessage, id string)
 	}{
-		{"XEP-0184 received", func(m *XMPPMessage, id string) { m.Received = id }},
-		{"XEP-0022 delivered", func(m *XMPPMessage, id string) { m.Event = &EventNotice{ID: id, Delivered: true} }},
+		{"XEP-0184 received", func(m *XMPPMessage, id string) { m.Acks = append(m.Acks, XMPPAck{Wire: WireReceived, ID: id}) }},
+		{"XEP-0022 delivered", func(m *XMPPMessage, id string) { m.Acks = append(m.Acks, XMPPAck{Wire: WireEventDelivered, ID: id}) }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newHarness(t)
@@ -78,7 +78,7 @@ func TestDeliveryFromXMPP(t *testing.T) {
 			}
 			// Another resource, then the other protocol, report it again.
 			h.handle(t, receipt(func(m *XMPPMessage) { m.From = jid.MustParse(julietJID + "/laptop"); tc.edit(m, ids[1]) }))
-			h.handle(t, receipt(func(m *XMPPMessage) { m.Received = ids[1]; m.Event = &EventNotice{ID: ids[1], Delivered: true} }))
+			h.handle(t, receipt(func(m *XMPPMessage) { m.Acks = append(m.Acks, XMPPAck{Wire: WireReceived, ID: ids[1]}); m.Acks = append(m.Acks, XMPPAck{Wire: WireEventDelivered, ID: ids[1]}) }))
 			// Three duplicate reports: the laptop's, and both of the last stanza's.
 			if len(h.matrix.deliveries) != 1 || h.counts["xmpp_receipt/"+string(ReasonDuplicate)] != 3 {
 				t.Errorf("deliveries %q, duplicates %d; want one delivery, three duplicates", h.matrix.deliveries, h.counts["xmpp_receipt/"+string(ReasonDuplicate)])
@@ -93,18 +93,18 @@ func TestDeliveryFromXMPP(t *testing.T) {
 func TestDisplayedFromXMPP(t *testing.T) {
 	h := newHarness(t)
 	ids := sentToJuliet(t, h, 3)
-	h.handle(t, receipt(func(m *XMPPMessage) { m.Event = &EventNotice{ID: ids[1], Displayed: true} }))
+	h.handle(t, receipt(func(m *XMPPMessage) { m.Acks = append(m.Acks, XMPPAck{Wire: WireEventDisplayed, ID: ids[1]}) }))
 	if want := "!dm:example.org " + string(julietGhost) + " $a2"; len(h.matrix.reads) != 1 || h.matrix.reads[0] != want {
 		t.Fatalf("reads %q, want [%q]", h.matrix.reads, want)
 	}
 	// An older marker changes nothing.
-	h.handle(t, receipt(func(m *XMPPMessage) { m.Displayed = ids[0] }))
+	h.handle(t, receipt(func(m *XMPPMessage) { m.Acks = append(m.Acks, XMPPAck{Wire: WireMarkerDisplayed, ID: ids[0]}) }))
 	if len(h.matrix.reads) != 1 {
 		t.Fatalf("reads %q after an older marker, want still one", h.matrix.reads)
 	}
 	// A burst: the newest, then an older one, before the outbox runs.
-	_, _ = h.b.HandleXMPPMessage(context.Background(), receipt(func(m *XMPPMessage) { m.Displayed = ids[2] }))
-	_, _ = h.b.HandleXMPPMessage(context.Background(), receipt(func(m *XMPPMessage) { m.Event = &EventNotice{ID: ids[2], Displayed: true} }))
+	_, _ = h.b.HandleXMPPMessage(context.Background(), receipt(func(m *XMPPMessage) { m.Acks = append(m.Acks, XMPPAck{Wire: WireMarkerDisplayed, ID: ids[2]}) }))
+	_, _ = h.b.HandleXMPPMessage(context.Background(), receipt(func(m *XMPPMessage) { m.Acks = append(m.Acks, XMPPAck{Wire: WireEventDisplayed, ID: ids[2]}) }))
 	h.drain(t)
 	if len(h.matrix.reads) != 2 || h.matrix.reads[1] != "!dm:example.org "+string(julietGhost)+" $a3" {
 		t.Errorf("reads %q, want a second one on $a3", h.matrix.reads)
@@ -120,7 +120,7 @@ func TestDisplayedBurstOneRead(t *testing.T) {
 	ids := sentToJuliet(t, h, 200)
 	jobsBefore := h.store.JobsAdded()
 	for _, x := range ids {
-		_, _ = h.b.HandleXMPPMessage(context.Background(), receipt(func(m *XMPPMessage) { m.Displayed = x }))
+		_, _ = h.b.HandleXMPPMessage(context.Background(), receipt(func(m *XMPPMessage) { m.Acks = append(m.Acks, XMPPAck{Wire: WireMarkerDisplayed, ID: x}) }))
 	}
 	h.drain(t)
 	if want := "!dm:example.org " + string(julietGhost) + " $a" + string(rune('1'+199)); len(h.matrix.reads) != 1 || h.matrix.reads[0] != want {
@@ -148,11 +148,11 @@ func TestReceiptRefusals(t *testing.T) {
 		reason Reason
 		m      *XMPPMessage
 	}{
-		{"forged by a third JID", ReasonUnknownID, receipt(func(m *XMPPMessage) { m.From = jid.MustParse("tybalt@capulet.lit/street"); m.Received = ids[0] })},
-		{"unknown id", ReasonUnknownID, receipt(func(m *XMPPMessage) { m.Received = "no-such-id" })},
+		{"forged by a third JID", ReasonUnknownID, receipt(func(m *XMPPMessage) { m.From = jid.MustParse("tybalt@capulet.lit/street"); m.Acks = append(m.Acks, XMPPAck{Wire: WireReceived, ID: ids[0]}) })},
+		{"unknown id", ReasonUnknownID, receipt(func(m *XMPPMessage) { m.Acks = append(m.Acks, XMPPAck{Wire: WireReceived, ID: "no-such-id"}) })},
 		{"to another puppet", ReasonWrongPuppet, receipt(func(m *XMPPMessage) {
 			m.To = jid.MustParse(`bob\3aexample.org@matrix.example.org`)
-			m.Received = ids[0]
+			m.Acks = append(m.Acks, XMPPAck{Wire: WireReceived, ID: ids[0]})
 		})},
 	} {
 		before := h.counts["xmpp_receipt/"+string(tc.reason)]
@@ -162,7 +162,7 @@ func TestReceiptRefusals(t *testing.T) {
 		}
 	}
 	// Groupchat receipts never count.
-	gc := receipt(func(m *XMPPMessage) { m.Type = TypeGroupchat; m.Received = ids[0] })
+	gc := receipt(func(m *XMPPMessage) { m.Type = TypeGroupchat; m.Acks = append(m.Acks, XMPPAck{Wire: WireReceived, ID: ids[0]}) })
 	h.handle(t, gc)
 	if len(h.matrix.deliveries) != 0 || len(h.matrix.reads) != 0 {
 		t.Errorf("deliveries %q reads %q, want none", h.matrix.deliveries, h.matrix.reads)
@@ -175,7 +175,7 @@ func TestReceiptsOverBudgetCounted(t *testing.T) {
 	ids := sentToJuliet(t, h, 3)
 	h.b.SetIntake(Limits{PeerRate: 0.001, PeerBurst: 2, Pending: 100}, time.Now, zerolog.Nop())
 	for _, x := range ids {
-		h.handle(t, receipt(func(m *XMPPMessage) { m.Received = x }))
+		h.handle(t, receipt(func(m *XMPPMessage) { m.Acks = append(m.Acks, XMPPAck{Wire: WireReceived, ID: x}) }))
 	}
 	if h.counts["xmpp_receipt/"+string(ReasonOverBudget)] != 1 || len(h.matrix.deliveries) != 2 {
 		t.Errorf("over budget %d, deliveries %d; want 1 and 2", h.counts["xmpp_receipt/"+string(ReasonOverBudget)], len(h.matrix.deliveries))
@@ -192,7 +192,7 @@ func TestUnsolicitedEventIgnored(t *testing.T) {
 	if _, err := h.store.AddMessage(ctx, msg); err != nil {
 		t.Fatal(err)
 	}
-	h.handle(t, receipt(func(m *XMPPMessage) { m.Event = &EventNotice{ID: "plain-1", Delivered: true, Displayed: true} }))
+	h.handle(t, receipt(func(m *XMPPMessage) { m.Acks = []XMPPAck{{Wire: WireEventDelivered, ID: "plain-1"}, {Wire: WireEventDisplayed, ID: "plain-1"}} }))
 	h.handle(t, receipt(func(m *XMPPMessage) { m.Event = &EventNotice{ID: "plain-1", Composing: true} }))
 	if len(h.matrix.deliveries)+len(h.matrix.reads)+len(h.matrix.typings()) != 0 || h.counts["xmpp_receipt/"+string(ReasonUnsolicited)] != 2 || h.counts["xmpp_typing/"+string(ReasonUnsolicited)] != 1 {
 		t.Errorf("deliveries %q reads %q typing %q counts %v", h.matrix.deliveries, h.matrix.reads, h.matrix.typings(), h.counts)
@@ -279,7 +279,7 @@ func TestReceiptsWaitForTheStore(t *testing.T) {
 	fs.down.Store(true)
 	ctx := context.Background()
 	for i, xid := range ids {
-		if _, err := h.b.HandleXMPPMessage(ctx, receipt(func(m *XMPPMessage) { m.Received = xid })); err != nil {
+		if _, err := h.b.HandleXMPPMessage(ctx, receipt(func(m *XMPPMessage) { m.Acks = append(m.Acks, XMPPAck{Wire: WireReceived, ID: xid}) })); err != nil {
 			t.Fatal(err)
 		}
 		if h.b.FlushReceipts(ctx) {
@@ -357,7 +357,7 @@ func TestAJobWhoseCommitsAnswerWasLostIsSentAtOnce(t *testing.T) {
 	before := jobsNow()
 
 	// A receipt (XEP-0184 §5): recorded, answer lost, flushed again.
-	if _, err := h.b.HandleXMPPMessage(ctx, receipt(func(m *XMPPMessage) { m.Received = ids[0] })); err != nil {
+	if _, err := h.b.HandleXMPPMessage(ctx, receipt(func(m *XMPPMessage) { m.Acks = append(m.Acks, XMPPAck{Wire: WireReceived, ID: ids[0]}) })); err != nil {
 		t.Fatal(err)
 	}
 	ls.loseNext.Store(true)

@@ -62,8 +62,10 @@ func (x *lockedXMPP) received() []string {
 	defer x.mu.Unlock()
 	var ids []string
 	for _, m := range x.sent {
-		if m.Received != "" {
-			ids = append(ids, m.Received)
+		for _, a := range m.Acks {
+			if a.Wire == mapping.WireReceived {
+				ids = append(ids, a.ID)
+			}
 		}
 	}
 	return ids

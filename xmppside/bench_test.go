@@ -46,7 +46,7 @@ func benchDecode(b *testing.B, s string) {
 // (docs/architecture.md, an m.read from Matrix to XMPP, step 9).
 func BenchmarkEncodeReceived(b *testing.B) {
 	m := &mapping.OutMessage{
-		ID: "r1", Type: "chat", Received: "richard2-4.1.247",
+		ID: "r1", Type: "chat", Acks: []mapping.XMPPAck{{Wire: mapping.WireReceived, ID: "richard2-4.1.247"}},
 		From: jid.MustParse(`alice\3aexample.org@matrix.example.org`), To: jid.MustParse("juliet@capulet.lit"),
 	}
 	e := xml.NewEncoder(io.Discard)

@@ -65,15 +65,35 @@ func finishEvents(in *inMessage) {
 		m.Requests.Composing = ev.Composing != nil
 		return
 	}
-	if ev.ID != nil && len(*ev.ID) <= maxIDLen {
-		m.Event = &mapping.EventNotice{
-			ID:        strings.TrimSpace(*ev.ID),
-			Offline:   ev.Offline != nil,
-			Delivered: ev.Delivered != nil,
-			Displayed: ev.Displayed != nil,
-			Composing: ev.Composing != nil,
+	if ev.ID == nil || len(*ev.ID) > maxIDLen {
+		return
+	}
+	id := strings.TrimSpace(*ev.ID)
+	receipt := false
+	for _, e := range eventReceipts(ev.Offline != nil, ev.Delivered != nil, ev.Displayed != nil) {
+		in.ack(e, id)
+		receipt = true
+	}
+	// A notice that raises no receipt is about composing: raised, or
+	// with no event at all cancelled (§3.2.4).
+	if ev.Composing != nil || !receipt {
+		m.Event = &mapping.EventNotice{ID: id, Composing: ev.Composing != nil}
+	}
+}
+
+// eventReceipts are the receipt forms of the XEP-0022 events raised, in
+// the order of the spec's examples.
+func eventReceipts(offline, delivered, displayed bool) []mapping.ReceiptWire {
+	var wires []mapping.ReceiptWire
+	for _, e := range []struct {
+		raised bool
+		wire   mapping.ReceiptWire
+	}{{offline, mapping.WireEventOffline}, {delivered, mapping.WireEventDelivered}, {displayed, mapping.WireEventDisplayed}} {
+		if e.raised {
+			wires = append(wires, e.wire)
 		}
 	}
+	return wires
 }
 
 // encodeEventRequest writes the x:event of the events m asks for (§2.1).
@@ -86,11 +106,19 @@ func encodeEventRequest(t *tokens, m *mapping.OutMessage) {
 }
 
 // encodeEventNotice writes the events m raises and the <id/> they are
-// about (§3.2).
+// about (§3.2): its receipts of XEP-0022's forms, or its composing notice.
 func encodeEventNotice(t *tokens, m *mapping.OutMessage) {
+	for _, a := range m.Acks {
+		if wire := a.Wire; wire == mapping.WireEventOffline || wire == mapping.WireEventDelivered || wire == mapping.WireEventDisplayed {
+			t.start(NSEvent, "x")
+			eventFlags(t, wire == mapping.WireEventOffline, wire == mapping.WireEventDelivered, wire == mapping.WireEventDisplayed, false)
+			t.text("", "id", a.ID)
+			t.end()
+		}
+	}
 	if e := m.Event; e != nil {
 		t.start(NSEvent, "x")
-		eventFlags(t, e.Offline, e.Delivered, e.Displayed, e.Composing)
+		eventFlags(t, false, false, false, e.Composing)
 		t.text("", "id", e.ID)
 		t.end()
 	}

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	"xmppbridge/mapping"
 )
 
 // FuzzDecodeMessage: no input crashes the decoder of receipts, x:events,
@@ -33,7 +35,14 @@ func FuzzDecodeMessage(f *testing.F) {
 		if err != nil {
 			return
 		}
-		for _, v := range []string{m.ID, m.Received, m.Displayed, m.OriginID, m.StanzaID, m.Replace, m.Retract} {
+		ids := []string{m.ID, m.OriginID, m.StanzaID, m.Replace, m.Retract}
+		for i, a := range m.Acks {
+			if a.ID == "" || slices.ContainsFunc(m.Acks[:i], func(b mapping.XMPPAck) bool { return b.Wire == a.Wire }) {
+				t.Fatalf("receipts %v: one of no id, or two of one form", m.Acks)
+			}
+			ids = append(ids, a.ID)
+		}
+		for _, v := range ids {
 			if len(v) > maxIDLen {
 				t.Fatalf("an id of %d bytes got through", len(v))
 			}

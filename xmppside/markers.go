@@ -14,7 +14,6 @@ const NSMarkers = "urn:xmpp:chat-markers:0"
 var _ = register(&xep{
 	namespaces: []string{NSMarkers},
 	decode:     decodeMarkers,
-	finish:     func(in *inMessage) { boundID(&in.m.Displayed) },
 	encode: []encodeStep{
 		{at: wireRequests + 2, write: encodeMarkable},
 		{at: wireAnswers + 1, write: encodeDisplayedMarker},
@@ -32,7 +31,7 @@ func decodeMarkers(in *inMessage, start xml.StartElement) error {
 		in.m.Requests.Markable = true
 	case "displayed":
 		if id, ok := attr(start, "id"); ok {
-			in.m.Displayed = id
+			in.ack(mapping.WireMarkerDisplayed, id)
 		}
 	}
 	return in.skip()
@@ -47,7 +46,7 @@ func encodeMarkable(t *tokens, m *mapping.OutMessage) {
 
 // encodeDisplayedMarker writes <displayed id='…'/> (§3).
 func encodeDisplayedMarker(t *tokens, m *mapping.OutMessage) {
-	if m.Displayed != "" {
-		t.empty(NSMarkers, "displayed", "id", m.Displayed)
+	if id := acked(m, mapping.WireMarkerDisplayed); id != "" {
+		t.empty(NSMarkers, "displayed", "id", id)
 	}
 }

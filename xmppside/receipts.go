@@ -14,7 +14,6 @@ const NSReceipts = "urn:xmpp:receipts"
 var _ = register(&xep{
 	namespaces: []string{NSReceipts},
 	decode:     decodeReceipts,
-	finish:     func(in *inMessage) { boundID(&in.m.Received) },
 	encode: []encodeStep{
 		{at: wireRequests + 0, write: encodeReceiptRequest},
 		{at: wireAnswers + 0, write: encodeReceived},
@@ -31,7 +30,7 @@ func decodeReceipts(in *inMessage, start xml.StartElement) error {
 		in.m.Requests.Receipt = true
 	case "received":
 		if id, ok := attr(start, "id"); ok {
-			in.m.Received = id
+			in.ack(mapping.WireReceived, id)
 		}
 	}
 	return in.skip()
@@ -47,7 +46,7 @@ func encodeReceiptRequest(t *tokens, m *mapping.OutMessage) {
 // encodeReceived writes <received id='…'/> for the message m acknowledges
 // (§5).
 func encodeReceived(t *tokens, m *mapping.OutMessage) {
-	if m.Received != "" {
-		t.empty(NSReceipts, "received", "id", m.Received)
+	if id := acked(m, mapping.WireReceived); id != "" {
+		t.empty(NSReceipts, "received", "id", id)
 	}
 }

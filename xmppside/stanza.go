@@ -201,6 +201,28 @@ func attr(start xml.StartElement, local string) (string, bool) {
 	return v, ok
 }
 
+// ack records that the message carries the receipt of form wire about
+// the message id. A message carries one of each form: a later one
+// replaces the earlier (a stanza of a thousand <received/> is one
+// receipt), and one whose id is longer than the bridge stores (maxIDLen)
+// names nothing.
+func (in *inMessage) ack(wire mapping.ReceiptWire, id string) {
+	in.m.Acks = slices.DeleteFunc(in.m.Acks, func(a mapping.XMPPAck) bool { return a.Wire == wire })
+	if id != "" && len(id) <= maxIDLen {
+		in.m.Acks = append(in.m.Acks, mapping.XMPPAck{Wire: wire, ID: id})
+	}
+}
+
+// acked is the id of m's receipt of form wire, "" if none.
+func acked(m *mapping.OutMessage, wire mapping.ReceiptWire) string {
+	for _, a := range m.Acks {
+		if a.Wire == wire {
+			return a.ID
+		}
+	}
+	return ""
+}
+
 // boundID empties an id longer than the bridge stores (maxIDLen).
 func boundID(id *string) {
 	if len(*id) > maxIDLen {

@@ -171,13 +171,13 @@ func TestEncodeReceipts(t *testing.T) {
 		m    mapping.OutMessage
 		want string
 	}{
-		{mapping.OutMessage{ID: "r1", Type: "chat", Received: "richard2-4.1.247"},
+		{mapping.OutMessage{ID: "r1", Type: "chat", Acks: []mapping.XMPPAck{{Wire: mapping.WireReceived, ID: "richard2-4.1.247"}}},
 			`<received xmlns="urn:xmpp:receipts" id="richard2-4.1.247"></received></message>`},
-		{mapping.OutMessage{ID: "r2", Type: "chat", Event: &mapping.EventNotice{ID: "message22", Delivered: true}},
+		{mapping.OutMessage{ID: "r2", Type: "chat", Acks: []mapping.XMPPAck{{Wire: mapping.WireEventDelivered, ID: "message22"}}},
 			`<x xmlns="jabber:x:event"><delivered></delivered><id>message22</id></x></message>`},
 		{mapping.OutMessage{ID: "r3", Type: "chat", Event: &mapping.EventNotice{ID: "message22"}},
 			`<x xmlns="jabber:x:event"><id>message22</id></x></message>`},
-		{mapping.OutMessage{ID: "r4", Type: "chat", Displayed: "message-1"},
+		{mapping.OutMessage{ID: "r4", Type: "chat", Acks: []mapping.XMPPAck{{Wire: mapping.WireMarkerDisplayed, ID: "message-1"}}},
 			`<displayed xmlns="urn:xmpp:chat-markers:0" id="message-1"></displayed></message>`},
 		{mapping.OutMessage{ID: "r5", Type: "chat", ChatState: "composing"},
 			`<composing xmlns="http://jabber.org/protocol/chatstates"></composing></message>`},
@@ -189,7 +189,7 @@ func TestEncodeReceipts(t *testing.T) {
 			t.Errorf("encoded %s,\nwant %s", got, head+tt.want)
 		}
 		back, err := decodeString(got)
-		if err != nil || back.Received != tt.m.Received || back.Displayed != tt.m.Displayed || back.ChatState != tt.m.ChatState ||
+		if err != nil || !slices.Equal(back.Acks, tt.m.Acks) || back.ChatState != tt.m.ChatState ||
 			(tt.m.Event != nil) != (back.Event != nil) || tt.m.Event != nil && *back.Event != *tt.m.Event {
 			t.Errorf("round trip of %s: %+v, %v", got, back, err)
 		}
@@ -286,8 +286,8 @@ func TestEncodeOrder(t *testing.T) {
 	got := encodeString(t, &mapping.OutMessage{
 		ID: "1", OriginID: "o", Type: "chat", Body: "b",
 		From: jid.MustParse(`alice\3aexample.org@matrix.example.org`), To: jid.MustParse("juliet@capulet.lit"),
-		Request:  mapping.Requests{Receipt: true, Delivered: true, Markable: true},
-		Received: "r", Displayed: "d", Event: &mapping.EventNotice{ID: "e", Delivered: true}, ChatState: "active",
+		Request: mapping.Requests{Receipt: true, Delivered: true, Markable: true},
+		Acks:    []mapping.XMPPAck{{Wire: mapping.WireReceived, ID: "r"}, {Wire: mapping.WireMarkerDisplayed, ID: "d"}, {Wire: mapping.WireEventDelivered, ID: "e"}}, ChatState: "active",
 		Replace: "c", Retract: "t",
 	})
 	want := `<message id="1" from="alice\3aexample.org@matrix.example.org" to="juliet@capulet.lit" type="chat"><body>b</body>` +
@@ -299,5 +299,34 @@ func TestEncodeOrder(t *testing.T) {
 		`<fallback xmlns="urn:xmpp:fallback:0" for="urn:xmpp:message-retract:1"></fallback><store xmlns="urn:xmpp:hints"></store></message>`
 	if got != want {
 		t.Errorf("encoded %s,\nwant %s", got, want)
+	}
+}
+
+// A message carries one receipt of each form: of two <received/> the
+// later stands (a stanza of a thousand is one receipt, not a thousand),
+// an id longer than the bridge stores names nothing, and an XEP-0022
+// notice raising delivered and displayed (§3.2) is two receipts.
+func TestDecodeOneReceiptOfEachForm(t *testing.T) {
+	long := strings.Repeat("i", maxIDLen+1)
+	for _, tc := range []struct {
+		stanza string
+		want   []mapping.XMPPAck
+	}{
+		{`<message from='juliet@capulet.lit/balcony' to='a@b'><received xmlns='urn:xmpp:receipts' id='m1'/><received xmlns='urn:xmpp:receipts' id='m2'/></message>`,
+			[]mapping.XMPPAck{{Wire: mapping.WireReceived, ID: "m2"}}},
+		{`<message from='juliet@capulet.lit/balcony' to='a@b'><received xmlns='urn:xmpp:receipts' id='m1'/><received xmlns='urn:xmpp:receipts' id='` + long + `'/></message>`,
+			nil},
+		{`<message from='juliet@capulet.lit/balcony' to='a@b'><x xmlns='jabber:x:event'><delivered/><displayed/><id>m3</id></x><displayed xmlns='urn:xmpp:chat-markers:0' id='m3'/></message>`,
+			[]mapping.XMPPAck{{Wire: mapping.WireEventDelivered, ID: "m3"}, {Wire: mapping.WireEventDisplayed, ID: "m3"}, {Wire: mapping.WireMarkerDisplayed, ID: "m3"}}},
+	} {
+		m, err := decodeString(tc.stanza)
+		byWire := func(a, b mapping.XMPPAck) int { return strings.Compare(string(a.Wire), string(b.Wire)) }
+		if err == nil {
+			slices.SortFunc(m.Acks, byWire) // the core takes them in its table's order
+			slices.SortFunc(tc.want, byWire)
+		}
+		if err != nil || !slices.Equal(m.Acks, tc.want) || m.Event != nil {
+			t.Errorf("%s: receipts %v, notice %+v, %v; want %v", tc.stanza[:60], m.Acks, m.Event, err, tc.want)
+		}
 	}
 }
