@@ -26,8 +26,12 @@ const (
 	noOrder order = iota
 	// byRoom: the jobs of one portal room run one after the other.
 	byRoom
-	// byPair: the jobs of one (Matrix user, XMPP person) pair, so that
-	// they follow the pair's sends to Matrix (pairLane).
+	// byPair: the jobs of one direct portal, named by its pair (Matrix
+	// user, XMPP person; pairLane) rather than by its room, which the
+	// first of them may have to create and a later `open` may move: the
+	// pair names the same direct room before it exists, while it does and
+	// after it moved, so its sends keep one order throughout. A group
+	// portal's room exists before anything is sent to it: byRoom.
 	byPair
 	// bySide: every job of the side ordered so runs in one line.
 	bySide
