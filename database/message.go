@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 
 	"go.mau.fi/util/dbutil"
@@ -13,6 +14,15 @@ import (
 
 	"xmppbridge/mapping"
 )
+
+// The room's newest RecentWindow rows by the (room_id, ts) index, and of
+// those the newest with the origin-id. The LIMIT is written in, not
+// bound: SQLite compiles a statement again when a value bound to a LIMIT
+// changes.
+var getRecentByOriginIDQuery = getMessageBaseQuery + `
+		WHERE rowid IN (SELECT rowid FROM message WHERE room_id=CAST($1 AS TEXT) ORDER BY ts DESC LIMIT ` + strconv.Itoa(mapping.RecentWindow) + `)
+		  AND origin_id=CAST($2 AS TEXT) AND origin_id <> ''
+		ORDER BY ts DESC LIMIT 1`
 
 // CAST: a parameter that a column of message is compared with is written
 // "column = CAST($n AS TEXT)", not "column = $n", because message has
@@ -163,6 +173,15 @@ func (db *Database) MessageByXMPPID(ctx context.Context, peer jid.JID, xmppID st
 	m, err := queryOne(ctx, db.db, scanMessage, getMessageByXMPPIDQuery, bareJID(peer), xmppID, dir)
 	if err != nil {
 		return nil, fmt.Errorf("get %s message %q with %s: %w", dir, xmppID, peer.Bare(), err)
+	}
+	return m, nil
+}
+
+// RecentByOriginID implements mapping.Store.
+func (db *Database) RecentByOriginID(ctx context.Context, room id.RoomID, origin string) (*mapping.Message, error) {
+	m, err := queryOne(ctx, db.db, scanMessage, getRecentByOriginIDQuery, room, origin)
+	if err != nil {
+		return nil, fmt.Errorf("get a recent message of %s by origin-id %q: %w", room, origin, err)
 	}
 	return m, nil
 }

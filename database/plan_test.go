@@ -293,6 +293,30 @@ func TestReceiptPathRowsVisited(t *testing.T) {
 	})
 }
 
+// A correction in a chat finds its original by origin-id among the
+// room's newest mapping.RecentWindow messages (RecentByOriginID): one that
+// names none, the worst case, visits as many rows in a room of 1,000
+// messages as in one of 100,000, through an index, and is compiled once.
+func TestCorrectionLookupBounded(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, e engine, small *store) {
+		big := e.newStore(t)
+		seedHistory(t, small, 1000)
+		seedHistory(t, big, 100000)
+		l := lookup{"a correction's original", getRecentByOriginIDQuery, []any{hotRoom, "no-such-origin"}, ""}
+		vs, vb := rowsVisited(t, e, small, l), rowsVisited(t, e, big, l)
+		t.Logf("%s: %d at 1,000 messages, %d at 100,000", l.name, vs, vb)
+		if vb > 2*vs+50 {
+			t.Errorf("%s visits %d rows at 100,000 messages of history and %d at 1,000: it grows with the history", l.name, vb, vs)
+		}
+		if e.name == "sqlite" {
+			st, err := sqlitestat.RunAgain(big.path, l.query, l.args, []any{"!p1:example.org", "another"})
+			if err != nil || st.Reprepares > 0 || st.FullScanSteps > 0 {
+				t.Errorf("%s: compiled again with other arguments, or a full scan: %+v, %v", l.name, st, err)
+			}
+		}
+	})
+}
+
 // No receipt-path statement is compiled again each time it runs. SQLite
 // recompiles a cached statement when a value bound to it may change its
 // plan (a LIMIT parameter; any parameter past the 32nd; an integer in an

@@ -2,6 +2,7 @@ package database
 
 import (
 	"errors"
+	"strconv"
 	"testing"
 	"time"
 
@@ -307,6 +308,43 @@ func TestUpgradeFromV11(t *testing.T) {
 			m, err := db.MessageByRow(t.Context(), int64(row+1))
 			if err != nil || m.Sender != want {
 				t.Errorf("row %d after the upgrade: sender %q, %v; want %q", row+1, m.Sender, err, want)
+			}
+		}
+	})
+}
+
+// A correction in a chat names the message it corrects by its sender's
+// id (XEP-0308), not the room's stanza-id: found among the room's newest
+// RecentWindow messages only, the newest of the same origin-id winning,
+// never another room's.
+func TestRecentByOriginID(t *testing.T) {
+	forEachStore(t, func(t *testing.T, s contractStore) {
+		ctx := t.Context()
+		muc := jid.MustParse("watch@chat.messina.lit")
+		add := func(room id.RoomID, i int, origin string) *mapping.Message {
+			m := newMessage(muc, "sid-"+string(room)+strconv.Itoa(i), mapping.FromXMPP)
+			m.RoomID, m.OriginID, m.TS = room, origin, t0.Add(time.Duration(i)*time.Second)
+			mustAdd(t, s, m)
+			return m
+		}
+		add("!w:example.org", 0, "first")
+		for i := 1; i <= mapping.RecentWindow+10; i++ {
+			add("!w:example.org", i, "o"+strconv.Itoa(i))
+		}
+		again := add("!w:example.org", mapping.RecentWindow+11, "o"+strconv.Itoa(mapping.RecentWindow+5))
+		add("!other:example.org", 1000, "elsewhere")
+		if m, err := s.RecentByOriginID(ctx, "!w:example.org", "o"+strconv.Itoa(mapping.RecentWindow+5)); err != nil || m.RowID != again.RowID {
+			t.Errorf("a recent origin-id used twice: %+v, %v; want the newest, row %d", m, err, again.RowID)
+		}
+		if m, err := s.RecentByOriginID(ctx, "!w:example.org", "o20"); err != nil || m.OriginID != "o20" {
+			t.Errorf("one inside the window: %+v, %v", m, err)
+		}
+		for _, c := range []struct {
+			room   id.RoomID
+			origin string
+		}{{"!w:example.org", "first"}, {"!w:example.org", "o1"}, {"!w:example.org", ""}, {"!w:example.org", "elsewhere"}} {
+			if m, err := s.RecentByOriginID(ctx, c.room, c.origin); !errors.Is(err, mapping.ErrNotFound) {
+				t.Errorf("origin-id %q, past the window or of another room: %+v, %v; want not found", c.origin, m, err)
 			}
 		}
 	})

@@ -202,7 +202,8 @@ func New(cfg Config, store Store, count Counter, log zerolog.Logger) *Bridge {
 		relations: &relations{core: c},
 	}
 	b.receipts = &receipts{core: c, bot: b.bot, typing: map[id.RoomID]bool{}}
-	b.groups = newGroups(c, b.receipts, b.bot)
+	b.groups = newGroups(c, b.receipts, b.bot, b.relations)
+	b.relations.nickIn = b.groups.nickOf
 	b.messages = &messages{core: c, bot: b.bot, people: b.people, relations: b.relations, receipts: b.receipts, groups: b.groups}
 	b.bot.messages = b.messages
 	b.people.groups = b.groups

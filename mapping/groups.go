@@ -39,7 +39,6 @@ const (
 	ReasonOwnReflection Reason = "own_reflection" // a puppet's own message, come back
 	ReasonRoomItself    Reason = "room_itself"    // said by the room, not an occupant
 	ReasonGroupDelivery Reason = "group_delivery" // no delivery receipts in a group (MSC4089, XEP-0184 §5.3, "Groupchat")
-	ReasonGroupRelation Reason = "group_relation" // what points at a message, not carried in groups yet
 )
 
 // OccupantMember is the MemberID of the occupant key of the chat room: its
@@ -74,8 +73,9 @@ const maxOccupants = 5000
 // receipts are receipts'.
 type groups struct {
 	*core
-	receipts *receipts
-	bot      *bot
+	receipts  *receipts
+	bot       *bot
+	relations *relations
 
 	mu    sync.Mutex
 	rooms map[string]*mucRoom // by the chat's bare JID
@@ -97,8 +97,8 @@ type mucRoom struct {
 	occupants map[string]MemberID
 }
 
-func newGroups(c *core, r *receipts, b *bot) *groups {
-	return &groups{core: c, receipts: r, bot: b, rooms: map[string]*mucRoom{}, named: map[id.UserID]string{}}
+func newGroups(c *core, r *receipts, b *bot, rel *relations) *groups {
+	return &groups{core: c, receipts: r, bot: b, relations: rel, rooms: map[string]*mucRoom{}, named: map[id.UserID]string{}}
 }
 
 // room is the state of the chat j (its portal's room), made if new.
@@ -131,6 +131,17 @@ func (r *mucRoom) listener() id.UserID {
 		}
 	}
 	return first
+}
+
+// nickOf is the nick mxid's puppet has, or asked for, in the chat muc,
+// "" if none.
+func (g *groups) nickOf(muc jid.JID, mxid id.UserID) string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if r := g.rooms[muc.Bare().String()]; r != nil {
+		return r.nicks[mxid]
+	}
+	return ""
 }
 
 // ownNick tells whether nick is one of the puppets'.
@@ -602,11 +613,21 @@ func (g *groups) messageFromMUC(ctx context.Context, log zerolog.Logger, mxid id
 			g.receipts.markerInGroup(ctx, log, r.jid, member, xid)
 		}
 	})
-	if !m.HasBody {
+	job := func() *Job {
+		return groupJob(JobGroupToMatrix, r.portal, 0, groupArgs{Room: r.portal, MUC: r.jid.String(), Nick: nick, Member: member})
+	}
+	rows, done, err := g.relations.relationFromMUC(ctx, log, r.portal, r.jid, member, m)
+	if err != nil {
+		return err
+	} else if done {
+		for _, row := range rows {
+			if err := g.addMessage(ctx, row, job(), "xmpp_"+string(row.RelKind)); err != nil {
+				return err
+			}
+		}
 		return nil
 	}
-	if m.Replace != "" || m.Reply != nil || m.Reactions != nil || m.Retract != "" {
-		g.count("xmpp_message", ReasonGroupRelation)
+	if !m.HasBody {
 		return nil
 	}
 	xid := m.StanzaID // XEP-0359 §3: what the room names it by
@@ -621,16 +642,21 @@ func (g *groups) messageFromMUC(ctx context.Context, log zerolog.Logger, mxid id
 		// the displayed marker, which the room's members all see.
 		Requests: Requests{Markable: m.Requests.Markable},
 	}
-	job := groupJob(JobGroupToMatrix, r.portal, 0, groupArgs{Room: r.portal, MUC: r.jid.String(), Nick: nick, Member: member})
+	return g.addMessage(ctx, msg, job(), "xmpp_message")
+}
+
+// addMessage stores msg, of a chat, with job, its send to Matrix, and
+// counts it as what: "group" if new, a duplicate if known.
+func (g *groups) addMessage(ctx context.Context, msg *Message, job *Job, what string) error {
 	added, err := g.store.AddMessage(ctx, msg, job)
 	if g.stored(err) != nil {
-		return fmt.Errorf("store message %s of %s: %w", xid, m.From, err)
+		return fmt.Errorf("store message %s of %s: %w", msg.XMPPID, msg.PeerJID, err)
 	}
 	if !added {
-		g.count("xmpp_message", ReasonDuplicate)
+		g.count(what, ReasonDuplicate)
 		return nil
 	}
-	g.count("xmpp_message", "group")
+	g.count(what, "group")
 	g.queue(job)
 	return nil
 }
@@ -700,7 +726,12 @@ func (g *groups) groupToMatrix(ctx context.Context, job *Job) error {
 	if err := g.nameGhost(ctx, ghost, args.Nick); err != nil {
 		return err
 	}
-	ev, err := g.matrix.SendMessage(ctx, msg.RoomID, ghost, &OutMatrix{Body: msg.Body}, relationTxn(job.MessageID))
+	var ev id.EventID
+	if msg.RelKind != RelNone {
+		ev, err = g.relations.relationToMatrix(ctx, msg.RoomID, ghost, msg, relationTxn(job.MessageID))
+	} else {
+		ev, err = g.matrix.SendMessage(ctx, msg.RoomID, ghost, &OutMatrix{Body: msg.Body}, relationTxn(job.MessageID))
+	}
 	if err != nil {
 		return fmt.Errorf("send message %d to %s: %w", job.MessageID, msg.RoomID, err)
 	}
@@ -719,8 +750,11 @@ func (g *groups) messageFromMatrix(ctx context.Context, log zerolog.Logger, port
 		g.count("matrix_event", "encrypted")
 		return []*Job{argsJob(JobNotice, jobArgs{Room: evt.Room, User: g.cfg.Identities.Bot(), Body: EncryptedNotice})}, nil
 	}
-	if evt.Kind != EventMessage || evt.Rel != (MatrixRelation{}) {
-		g.count("matrix_event", ReasonGroupRelation)
+	if done, err := g.relations.relationFromMatrix(ctx, log, portal, evt); done || err != nil {
+		return nil, err
+	}
+	if evt.Kind != EventMessage {
+		g.count("matrix_event", ReasonMsgType)
 		return nil, nil
 	}
 	body, ok := textOf(evt)

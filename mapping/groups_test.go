@@ -247,3 +247,154 @@ func TestOccupantGhostRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+// groupRel is an event of sender in the group portal, of kind, as edit
+// makes it.
+func groupRel(evID string, sender id.UserID, kind EventKind, edit func(*MatrixEvent)) MatrixEvent {
+	e := textEvent(evID, sender, loungeRoom, "")
+	e.Kind = kind
+	edit(&e)
+	return e
+}
+
+// What points at a message in a chat, from XMPP: a correction names the
+// original by its sender's id (XEP-0308), which the room's reflection does
+// not change, and only the same occupant (XEP-0421 occupant-id) may make
+// it, or retract (XEP-0424, Security Considerations); a reply, a
+// reaction and a retraction name it by the room's stanza-id (XEP-0461 and
+// XEP-0444, Business Rules), and each occupant's reactions are their own
+// set (XEP-0444).
+func TestGroupRelationsFromXMPP(t *testing.T) {
+	h := groupHarness(t, alice)
+	ctx := context.Background()
+	say := func(m *XMPPMessage) {
+		t.Helper()
+		if _, err := h.b.HandleXMPPMessage(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+		h.drain(t)
+	}
+	first := groupchat("Beatrice", "occ-b", alicePup, "s1", "Is it possible?")
+	first.OriginID = "b-1"
+	say(first) // $ev1
+	// Claudio, another occupant, tries to correct and retract her message.
+	forged := groupchat("Claudio", "occ-c", alicePup, "s2", "It is not")
+	forged.Replace = "b-1"
+	say(forged)
+	gone := groupchat("Claudio", "occ-c", alicePup, "s3", "")
+	gone.Retract = "s1"
+	say(gone)
+	// Beatrice corrects it, by her own id; Claudio replies to it and
+	// reacts to it, by the room's stanza-id; Beatrice reacts too.
+	fix := groupchat("Beatrice", "occ-b", alicePup, "s4", "Is it possible, truly?")
+	fix.Replace = "b-1"
+	say(fix) // $ev2
+	reply := groupchat("Claudio", "occ-c", alicePup, "s5", "It is")
+	reply.Reply = &XMPPReply{To: lounge + "/Beatrice", ID: "s1"}
+	say(reply) // $ev3
+	react := func(nick, occ, sid string, keys ...string) {
+		m := groupchat(nick, occ, alicePup, sid, "")
+		m.Reactions = &XMPPReactions{ID: "s1", Keys: keys}
+		say(m)
+	}
+	react("Claudio", "occ-c", "s6", "👍")  // $ev4
+	react("Beatrice", "occ-b", "s7", "🎉") // $ev5: Claudio's 👍 stays
+	react("Claudio", "occ-c", "s8")       // $ev6: his 👍 taken back, her 🎉 stays
+	retract := groupchat("Beatrice", "occ-b", alicePup, "s9", "")
+	retract.Retract = "s1"
+	say(retract) // $ev7
+	bea, _ := testIDs.OccupantGhost(jid.MustParse(lounge), "occ-b")
+	claudio, _ := testIDs.OccupantGhost(jid.MustParse(lounge), "occ-c")
+	var got []string
+	for _, line := range h.matrix.texts {
+		f := strings.Fields(line)
+		got = append(got, strings.Join(f[1:len(f)-1], " "))
+	}
+	want := []string{
+		string(bea) + " Is it possible?",
+		string(bea) + " edit $ev1 Is it possible, truly?",
+		string(claudio) + " reply $ev1 It is",
+		string(claudio) + " react $ev1 👍",
+		string(bea) + " react $ev1 🎉",
+		string(claudio) + " redact $ev4",
+		string(bea) + " redact $ev1",
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("posted\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if h.counts["xmpp_replace/"+string(ReasonNotAuthor)] != 1 || h.counts["xmpp_redact/"+string(ReasonNotAuthor)] != 1 {
+		t.Errorf("counts %v: want Claudio's correction and retraction of Beatrice's message refused", h.counts)
+	}
+}
+
+// What points at a message in a chat, from Matrix: Alice's edit of her
+// message is a groupchat correction naming the id her puppet gave it
+// (XEP-0308), her reply and reaction name the occupant's message by the
+// room's stanza-id (XEP-0461 and XEP-0444, Business Rules), the reply's
+// author being the occupant's JID (room/nick), and her reaction set is
+// hers alone though Bob reacted too; her redaction of her reflected
+// message retracts it by the stanza-id (XEP-0424); Bob's redaction of
+// her message is a moderator's, not a retraction, and does not cross.
+func TestGroupRelationsFromMatrix(t *testing.T) {
+	h := groupHarness(t, alice, bob)
+	ctx := context.Background()
+	if _, err := h.b.HandleXMPPMessage(ctx, groupchat("Beatrice", "occ-b", alicePup, "s1", "Is it possible?")); err != nil {
+		t.Fatal(err)
+	}
+	h.drain(t) // $ev1
+	h.matrixEvents(t, textEvent("$a1", alice, loungeRoom, "It is"))
+	mine := h.xmpp.sent[0]
+	var nick string
+	for _, p := range h.xmpp.presences {
+		if p.From.String() == aliceFrom {
+			nick = p.To.Resourcepart()
+		}
+	}
+	back := groupchat(nick, "own-"+nick, alicePup, "r1", mine.Body)
+	back.OriginID = mine.OriginID
+	if _, err := h.b.HandleXMPPMessage(ctx, back); err != nil {
+		t.Fatal(err)
+	}
+	h.drain(t)
+	h.xmpp.sent = nil
+	h.matrixEvents(t, groupRel("$e1", alice, EventMessage, func(e *MatrixEvent) {
+		e.Body = "* It is so"
+		e.Rel = MatrixRelation{Type: RelTypeReplace, Event: "$a1", NewBody: "It is so", NewMsgType: MsgText}
+	}))
+	h.matrixEvents(t, groupRel("$p1", alice, EventMessage, func(e *MatrixEvent) { e.Body = "Truly"; e.Rel.ReplyTo = "$ev1" }))
+	h.matrixEvents(t, groupRel("$x1", bob, EventReaction, func(e *MatrixEvent) {
+		e.Rel = MatrixRelation{Type: RelTypeAnnotation, Event: "$ev1", Key: "🎉"}
+	}))
+	h.matrixEvents(t, groupRel("$x2", alice, EventReaction, func(e *MatrixEvent) {
+		e.Rel = MatrixRelation{Type: RelTypeAnnotation, Event: "$ev1", Key: "👍"}
+	}))
+	h.matrixEvents(t, groupRel("$d1", bob, EventRedaction, func(e *MatrixEvent) { e.Redacts = "$a1" }))
+	h.matrixEvents(t, groupRel("$d2", alice, EventRedaction, func(e *MatrixEvent) { e.Redacts = "$a1" }))
+	sent := h.xmpp.sent
+	if len(sent) != 5 {
+		t.Fatalf("sent %d stanzas, want 5: %+v", len(sent), sent)
+	}
+	for _, m := range sent {
+		if m.Type != TypeGroupchat || m.To.String() != lounge {
+			t.Errorf("%+v is not a groupchat message to the room", m)
+		}
+	}
+	if e := sent[0]; e.Replace != mine.OriginID || e.Body != "It is so" || e.From.String() != aliceFrom || e.Request != (Requests{Markable: true}) {
+		t.Errorf("the edit is %+v, want a correction of %s, markable only", e, mine.OriginID)
+	}
+	if r := sent[1].Reply; r == nil || r.ID != "s1" || r.To.String() != lounge+"/Beatrice" {
+		t.Errorf("the reply names %+v, want s1 by %s/Beatrice", r, lounge)
+	}
+	if r := sent[2].Reactions; r == nil || r.ID != "s1" || !slices.Equal(r.Keys, []string{"🎉"}) || sent[2].From.String() != bobPup+"/matrix" {
+		t.Errorf("Bob's reactions are %+v from %s", r, sent[2].From)
+	}
+	if r := sent[3].Reactions; r == nil || r.ID != "s1" || !slices.Equal(r.Keys, []string{"👍"}) || sent[3].From.String() != aliceFrom {
+		t.Errorf("Alice's reactions are %+v from %s, want her 👍 alone", r, sent[3].From)
+	}
+	if sent[4].Retract != "r1" || sent[4].From.String() != aliceFrom {
+		t.Errorf("the retraction is %+v, want r1 by the room's stanza-id", sent[4])
+	}
+	if h.counts["matrix_redact/"+string(ReasonNotAuthor)] != 1 {
+		t.Errorf("counts %v: want Bob's redaction of Alice's message not carried", h.counts)
+	}
+}

@@ -37,6 +37,9 @@ import (
 // It keeps no state of its own: what it needs is in the id map.
 type relations struct {
 	*core
+	// nickIn is the nick a user's puppet has in a chat, "" if none
+	// (groups.nickOf).
+	nickIn func(muc jid.JID, mxid id.UserID) string
 }
 
 // DefaultEditMaxAge is how old a Matrix message may be for its edit to reach
@@ -51,18 +54,8 @@ const DefaultEditMaxAge = 24 * time.Hour
 // one), to be bridged as a plain message.
 func (b *relations) relationFromXMPP(ctx context.Context, log zerolog.Logger, mxid id.UserID, m *XMPPMessage) (bool, error) {
 	peer := m.From.Bare()
-	var kind RelKind
-	var ref string
-	switch {
-	case m.Retract != "":
-		kind, ref = RelRedact, m.Retract
-	case m.Reactions != nil:
-		kind, ref = RelReaction, m.Reactions.ID
-	case m.Replace != "":
-		kind, ref = RelReplace, m.Replace
-	case m.Reply != nil:
-		kind, ref = RelReply, m.Reply.ID
-	default:
+	kind, ref := xmppRelation(m)
+	if kind == RelNone {
 		return false, nil
 	}
 	what := "xmpp_" + string(kind)
@@ -70,27 +63,9 @@ func (b *relations) relationFromXMPP(ctx context.Context, log zerolog.Logger, mx
 	if err != nil {
 		return true, err
 	}
+	target, ok, err := b.checkXMPPTarget(ctx, log, what, kind, m, target)
 	if target == nil {
-		if kind == RelReply {
-			// A message in its own right: crosses as one, the quote it
-			// carried for clients without XEP-0461 kept.
-			m.Body = m.Reply.Fallback + m.Body
-			return false, nil
-		}
-		b.drop(log, what, ReasonUnknownID)
-		return true, nil
-	}
-	if target.RelKind != RelNone && target.RelKind != RelReply {
-		if target.RelKind != RelReplace || kind == RelReaction || kind == RelReply {
-			b.drop(log, what, ReasonNotMessage)
-			return true, nil
-		}
-		// XEP-0308 Business Rules: a correction names the original, but
-		// clients that name the correction before it exist; the original
-		// it is.
-		if target, err = b.store.MessageByRow(ctx, target.RelTo); err != nil {
-			return true, fmt.Errorf("look up the original of %s: %w", ref, err)
-		}
+		return ok, err
 	}
 	if (kind == RelReplace || kind == RelRedact) && target.Direction != FromXMPP {
 		// Only the sender corrects or retracts (XEP-0308 and XEP-0424,
@@ -101,20 +76,85 @@ func (b *relations) relationFromXMPP(ctx context.Context, log zerolog.Logger, mx
 		return true, nil
 	}
 	if kind == RelReaction {
-		return true, b.reactionsFromXMPP(ctx, log, mxid, peer, target, m.Reactions.Keys)
-	}
-	if kind == RelReplace && !m.HasBody {
-		b.drop(log, what, ReasonNoBody)
+		have, err := b.store.Reactions(ctx, target.RowID, FromXMPP)
+		if err != nil {
+			return true, err
+		}
+		for _, r := range reactionRows(have, target, m.Reactions.Keys) {
+			r.PeerJID, r.MXID, r.TS = peer, mxid, b.now()
+			if err := b.addRelation(ctx, log, "xmpp_reaction", r); err != nil {
+				return true, err
+			}
+		}
 		return true, nil
 	}
 	msg := b.relationRow(mxid, peer, target, kind, m)
 	return true, b.addRelation(ctx, log, what, msg)
 }
 
+// xmppRelation is what m points at: how, and the id it names, RelNone if
+// it points at nothing.
+func xmppRelation(m *XMPPMessage) (RelKind, string) {
+	switch {
+	case m.Retract != "":
+		return RelRedact, m.Retract
+	case m.Reactions != nil:
+		return RelReaction, m.Reactions.ID
+	case m.Replace != "":
+		return RelReplace, m.Replace
+	case m.Reply != nil:
+		return RelReply, m.Reply.ID
+	}
+	return RelNone, ""
+}
+
+// checkXMPPTarget judges target, the message m points at as kind, found
+// by its id (nil if none): an edit's target becomes its original. It
+// returns false with no error when m crosses as a plain message instead
+// (a reply to a message unknown, its quote kept), and true with a nil
+// target when m is dropped (counted as what).
+func (b *relations) checkXMPPTarget(ctx context.Context, log zerolog.Logger, what string, kind RelKind, m *XMPPMessage, target *Message) (*Message, bool, error) {
+	if target == nil {
+		if kind == RelReply {
+			// A message in its own right: crosses as one, the quote it
+			// carried for clients without XEP-0461 kept.
+			m.Body = m.Reply.Fallback + m.Body
+			return nil, false, nil
+		}
+		b.drop(log, what, ReasonUnknownID)
+		return nil, true, nil
+	}
+	if target.RelKind != RelNone && target.RelKind != RelReply {
+		if target.RelKind != RelReplace || kind == RelReaction || kind == RelReply {
+			b.drop(log, what, ReasonNotMessage)
+			return nil, true, nil
+		}
+		// XEP-0308 Business Rules: a correction names the original, but
+		// clients that name the correction before it exist; the original
+		// it is.
+		original, err := b.store.MessageByRow(ctx, target.RelTo)
+		if err != nil {
+			return nil, true, fmt.Errorf("look up the original of message %d: %w", target.RowID, err)
+		}
+		target = original
+	}
+	if kind == RelReplace && !m.HasBody {
+		b.drop(log, what, ReasonNoBody)
+		return nil, true, nil
+	}
+	return target, true, nil
+}
+
 // xmppTarget is the message of the pair (mxid, peer) that peer names by
 // ref: one peer sent, or one the Matrix user sent to peer (its id is the
 // bridge's). nil if there is none: a third JID names none of the pair's.
 func (b *relations) xmppTarget(ctx context.Context, peer jid.JID, mxid id.UserID, ref string) (*Message, error) {
+	return b.byXMPPID(ctx, peer, ref, func(msg *Message) bool { return msg.MXID == mxid })
+}
+
+// byXMPPID is the message exchanged with peer (a person, or a chat) that
+// ref names, either way, if ours says it is; nil if none.
+func (b *relations) byXMPPID(ctx context.Context, peer jid.JID, ref string, ours func(*Message) bool) (*Message, error) {
 	for _, dir := range []Direction{FromXMPP, FromMatrix} {
 		msg, err := b.store.MessageByXMPPID(ctx, peer, ref, dir)
 		if isNotFound(err) {
@@ -122,7 +162,7 @@ func (b *relations) xmppTarget(ctx context.Context, peer jid.JID, mxid id.UserID
 		} else if err != nil {
 			return nil, fmt.Errorf("look up message %s of %s: %w", ref, peer, err)
 		}
-		if msg.MXID == mxid {
+		if ours(msg) {
 			return msg, nil
 		}
 	}
@@ -165,22 +205,17 @@ func (b *relations) addRelation(ctx context.Context, log zerolog.Logger, what st
 	return nil
 }
 
-// reactionsFromXMPP makes the ghost's reactions to target the set keys
-// (XEP-0444 §4: each <reactions/> carries the sender's whole set): an
-// m.reaction for each new key, a redaction of each one gone.
-func (b *relations) reactionsFromXMPP(ctx context.Context, log zerolog.Logger, mxid id.UserID, peer jid.JID, target *Message, keys []string) error {
-	have, err := b.store.Reactions(ctx, target.RowID, FromXMPP)
-	if err != nil {
-		return err
-	}
+// reactionRows are the rows that make a sender's reactions to target
+// the set keys (XEP-0444 §4: each <reactions/> carries the sender's whole
+// set), given have, the sender's reactions to it now: a reaction for each
+// new key, a redaction of each one gone. The caller fills in the sender.
+func reactionRows(have []*Message, target *Message, keys []string) []*Message {
+	var rows []*Message
 	had := map[string]bool{}
 	for _, r := range have {
 		had[r.RelKey] = true
 		if !slices.Contains(keys, r.RelKey) {
-			gone := &Message{RoomID: target.RoomID, PeerJID: peer, Direction: FromXMPP, MXID: mxid, TS: b.now(), RelKind: RelRedact, RelTo: r.RowID}
-			if err := b.addRelation(ctx, log, "xmpp_reaction", gone); err != nil {
-				return err
-			}
+			rows = append(rows, &Message{RoomID: target.RoomID, Direction: FromXMPP, RelKind: RelRedact, RelTo: r.RowID})
 		}
 	}
 	for _, k := range keys {
@@ -188,12 +223,9 @@ func (b *relations) reactionsFromXMPP(ctx context.Context, log zerolog.Logger, m
 			continue
 		}
 		had[k] = true
-		r := &Message{RoomID: target.RoomID, PeerJID: peer, Direction: FromXMPP, MXID: mxid, TS: b.now(), RelKind: RelReaction, RelTo: target.RowID, RelKey: k}
-		if err := b.addRelation(ctx, log, "xmpp_reaction", r); err != nil {
-			return err
-		}
+		rows = append(rows, &Message{RoomID: target.RoomID, Direction: FromXMPP, RelKind: RelReaction, RelTo: target.RowID, RelKey: k})
 	}
-	return nil
+	return rows
 }
 
 // relationFromMatrix handles an event that points at an earlier one: an
@@ -278,6 +310,9 @@ func (b *relations) relationFromMatrix(ctx context.Context, log zerolog.Logger, 
 	}
 	if kind == RelReplace || kind == RelReply {
 		msg.Requests = Requests{Receipt: true, Delivered: true, Displayed: true, Composing: true, Markable: true}
+		if portal.Kind == PortalGroup {
+			msg.Requests = Requests{Markable: true} // as any message to a chat
+		}
 		if kind == RelReplace && b.tsOf(evt).Sub(target.TS) > b.editMaxAge() {
 			// Past edit_max_age: a new message, as Matrix's own fallback.
 			msg.RelKind, msg.RelTo, msg.Body = RelNone, 0, "* "+body
@@ -341,15 +376,19 @@ func (b *relations) relationToXMPP(ctx context.Context, msg *Message, out *OutMe
 	if err != nil {
 		return err
 	}
+	group := out.Type == TypeGroupchat
 	switch msg.RelKind {
 	case RelReplace:
+		// XEP-0308 names the original by its id, which a chat's
+		// reflection did not change (SetRoomStanzaID keeps OriginID).
 		out.Replace = target.XMPPID
+		if group && target.OriginID != "" {
+			out.Replace = target.OriginID
+		}
 	case RelReply:
-		author := target.PeerJID
-		if target.Direction == FromMatrix {
-			if author, err = b.cfg.Identities.Puppet(target.MXID); err != nil {
-				return fmt.Errorf("%w: %w", ErrPermanent, err)
-			}
+		author, err := b.replyAuthor(target, group)
+		if err != nil {
+			return err
 		}
 		out.Reply = &OutReply{To: author, ID: target.XMPPID, Quote: quote(target.Body)}
 	case RelReaction, RelRedact:
@@ -372,7 +411,9 @@ func (b *relations) relationToXMPP(ctx context.Context, msg *Message, out *OutMe
 		}
 		keys := make([]string, 0, len(rs))
 		for _, r := range rs {
-			if !slices.Contains(keys, r.RelKey) {
+			// The sender's own set (XEP-0444): in a group, other
+			// members' reactions are their puppets' to send.
+			if r.MXID == msg.MXID && !slices.Contains(keys, r.RelKey) {
 				keys = append(keys, r.RelKey)
 			}
 		}
@@ -380,6 +421,33 @@ func (b *relations) relationToXMPP(ctx context.Context, msg *Message, out *OutMe
 		out.Body, out.Request, out.ChatState = "", Requests{}, ""
 	}
 	return nil
+}
+
+// replyAuthor is who wrote target, as a XEP-0461 reply names them: a
+// person's JID, or a puppet's; in a chat, the occupant's JID (room/nick),
+// a puppet's nick being the one it has in the chat now.
+func (b *relations) replyAuthor(target *Message, group bool) (jid.JID, error) {
+	switch {
+	case group && target.Direction == FromXMPP:
+		if occupant, err := target.PeerJID.WithResource(target.PeerResource); err == nil {
+			return occupant, nil
+		}
+		return target.PeerJID, nil
+	case group:
+		if nick := b.nickIn(target.PeerJID, target.MXID); nick != "" {
+			if occupant, err := target.PeerJID.WithResource(nick); err == nil {
+				return occupant, nil
+			}
+		}
+		return target.PeerJID, nil
+	case target.Direction == FromMatrix:
+		author, err := b.cfg.Identities.Puppet(target.MXID)
+		if err != nil {
+			return jid.JID{}, fmt.Errorf("%w: %w", ErrPermanent, err)
+		}
+		return author, nil
+	}
+	return target.PeerJID, nil
 }
 
 // quote is the XEP-0428 fallback of a reply to body: its lines, each

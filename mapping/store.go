@@ -191,6 +191,10 @@ func (m *Message) SentBy() MemberID {
 	return XMPPMember(m.PeerJID)
 }
 
+// RecentWindow is how many of a room's newest messages RecentByOriginID
+// looks through.
+const RecentWindow = 50
+
 // Job is a send owed to one of the servers, kept until it has been done.
 type Job struct {
 	ID        int64
@@ -316,6 +320,13 @@ type MessageStore interface {
 	// become sid (its OriginID keeps the id the bridge gave it). It
 	// tells whether they changed.
 	SetRoomStanzaID(ctx context.Context, row int64, sid string) (bool, error)
+	// RecentByOriginID is the newest of the last RecentWindow messages of
+	// room whose XEP-0359 origin-id is origin: how a correction in a chat
+	// names what it corrects (XEP-0308 names the original by the id its
+	// sender gave it, where everything else in a chat uses the room's
+	// stanza-id). A correction is of a recent message, and a lookup that
+	// reaches back no further costs the same however long the history.
+	RecentByOriginID(ctx context.Context, room id.RoomID, origin string) (*Message, error)
 	// Reactions lists the reactions to the message at row target sent in
 	// direction dir that no redaction removed, oldest first.
 	Reactions(ctx context.Context, target int64, dir Direction) ([]*Message, error)

@@ -78,7 +78,10 @@ func TestDeliveryFromXMPP(t *testing.T) {
 			}
 			// Another resource, then the other protocol, report it again.
 			h.handle(t, receipt(func(m *XMPPMessage) { m.From = jid.MustParse(julietJID + "/laptop"); tc.edit(m, ids[1]) }))
-			h.handle(t, receipt(func(m *XMPPMessage) { m.Acks = append(m.Acks, XMPPAck{Wire: WireReceived, ID: ids[1]}); m.Acks = append(m.Acks, XMPPAck{Wire: WireEventDelivered, ID: ids[1]}) }))
+			h.handle(t, receipt(func(m *XMPPMessage) {
+				m.Acks = append(m.Acks, XMPPAck{Wire: WireReceived, ID: ids[1]})
+				m.Acks = append(m.Acks, XMPPAck{Wire: WireEventDelivered, ID: ids[1]})
+			}))
 			// Three duplicate reports: the laptop's, and both of the last stanza's.
 			if len(h.matrix.deliveries) != 1 || h.counts["xmpp_receipt/"+string(ReasonDuplicate)] != 3 {
 				t.Errorf("deliveries %q, duplicates %d; want one delivery, three duplicates", h.matrix.deliveries, h.counts["xmpp_receipt/"+string(ReasonDuplicate)])
@@ -148,7 +151,10 @@ func TestReceiptRefusals(t *testing.T) {
 		reason Reason
 		m      *XMPPMessage
 	}{
-		{"forged by a third JID", ReasonUnknownID, receipt(func(m *XMPPMessage) { m.From = jid.MustParse("tybalt@capulet.lit/street"); m.Acks = append(m.Acks, XMPPAck{Wire: WireReceived, ID: ids[0]}) })},
+		{"forged by a third JID", ReasonUnknownID, receipt(func(m *XMPPMessage) {
+			m.From = jid.MustParse("tybalt@capulet.lit/street")
+			m.Acks = append(m.Acks, XMPPAck{Wire: WireReceived, ID: ids[0]})
+		})},
 		{"unknown id", ReasonUnknownID, receipt(func(m *XMPPMessage) { m.Acks = append(m.Acks, XMPPAck{Wire: WireReceived, ID: "no-such-id"}) })},
 		{"to another puppet", ReasonWrongPuppet, receipt(func(m *XMPPMessage) {
 			m.To = jid.MustParse(`bob\3aexample.org@matrix.example.org`)
@@ -162,7 +168,10 @@ func TestReceiptRefusals(t *testing.T) {
 		}
 	}
 	// Groupchat receipts never count.
-	gc := receipt(func(m *XMPPMessage) { m.Type = TypeGroupchat; m.Acks = append(m.Acks, XMPPAck{Wire: WireReceived, ID: ids[0]}) })
+	gc := receipt(func(m *XMPPMessage) {
+		m.Type = TypeGroupchat
+		m.Acks = append(m.Acks, XMPPAck{Wire: WireReceived, ID: ids[0]})
+	})
 	h.handle(t, gc)
 	if len(h.matrix.deliveries) != 0 || len(h.matrix.reads) != 0 {
 		t.Errorf("deliveries %q reads %q, want none", h.matrix.deliveries, h.matrix.reads)
@@ -192,7 +201,9 @@ func TestUnsolicitedEventIgnored(t *testing.T) {
 	if _, err := h.store.AddMessage(ctx, msg); err != nil {
 		t.Fatal(err)
 	}
-	h.handle(t, receipt(func(m *XMPPMessage) { m.Acks = []XMPPAck{{Wire: WireEventDelivered, ID: "plain-1"}, {Wire: WireEventDisplayed, ID: "plain-1"}} }))
+	h.handle(t, receipt(func(m *XMPPMessage) {
+		m.Acks = []XMPPAck{{Wire: WireEventDelivered, ID: "plain-1"}, {Wire: WireEventDisplayed, ID: "plain-1"}}
+	}))
 	h.handle(t, receipt(func(m *XMPPMessage) { m.Event = &EventNotice{ID: "plain-1", Composing: true} }))
 	if len(h.matrix.deliveries)+len(h.matrix.reads)+len(h.matrix.typings()) != 0 || h.counts["xmpp_receipt/"+string(ReasonUnsolicited)] != 2 || h.counts["xmpp_typing/"+string(ReasonUnsolicited)] != 1 {
 		t.Errorf("deliveries %q reads %q typing %q counts %v", h.matrix.deliveries, h.matrix.reads, h.matrix.typings(), h.counts)

@@ -316,6 +316,31 @@ func (s *Store) MessageByXMPPID(_ context.Context, peer jid.JID, xid string, dir
 	})
 }
 
+func (s *Store) RecentByOriginID(_ context.Context, room id.RoomID, origin string) (*mapping.Message, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var recent []*mapping.Message
+	for _, m := range s.messages {
+		if m.RoomID == room {
+			recent = append(recent, m)
+		}
+	}
+	// Newest first, by time and then row, as the database's index.
+	slices.SortStableFunc(recent, func(a, b *mapping.Message) int {
+		if c := b.TS.Compare(a.TS); c != 0 {
+			return c
+		}
+		return int(b.RowID - a.RowID)
+	})
+	for _, m := range recent[:min(len(recent), mapping.RecentWindow)] {
+		if origin != "" && m.OriginID == origin {
+			c := *m
+			return &c, nil
+		}
+	}
+	return nil, mapping.ErrNotFound
+}
+
 // SetMessageEventID refuses an event id another message has, as the
 // database's unique index does.
 func (s *Store) SetMessageEventID(_ context.Context, row int64, room id.RoomID, ev id.EventID) error {
