@@ -293,3 +293,146 @@ func TestProfanityInAGroup(t *testing.T) {
 		t.Fatalf("what Verges typed never reached Alice: %v", err)
 	}
 }
+
+// What points at a message in a group portal, against Prosody's
+// multi-user chat and Dendrite, both ways:
+//   - Beatrice corrects her message by her own id (XEP-0308): her ghost's
+//     m.replace of its event;
+//   - she reacts to Alice's message by the room's stanza-id (XEP-0444,
+//     Business Rules): her ghost's m.reaction on Alice's event;
+//   - Alice reacts to and replies to Beatrice's message: the occupants get
+//     <reactions/> and <reply/> naming the room's stanza-id, the reply's
+//     author as Beatrice's occupant JID (XEP-0461);
+//   - Alice edits her message: a correction naming the id her puppet gave
+//     it; Claudio, another occupant, cannot retract Beatrice's message,
+//     and Beatrice can, by the room's stanza-id (XEP-0424): a redaction.
+func TestGroupRelations(t *testing.T) {
+	ctx := context.Background()
+	alice := w.alice
+	muc := "relations@" + w.Prosody.MUCDomain
+	send := func(c *peers.XMPPClient, stanza string) {
+		t.Helper()
+		if err := c.SendRaw(ctx, stanza); err != nil {
+			t.Fatal(err)
+		}
+	}
+	beatrice := w.xmppUser(t, "beatrice", "relations")
+	claudio := w.xmppUser(t, "claudio", "relations")
+	joinMUC(t, beatrice, muc, "Beatrice")
+	joinMUC(t, claudio, muc, "Claudio")
+	portal := aliceJoinsGroup(t, muc)
+	puppetIn, err := beatrice.Wait(ctx, wait, func(s *peers.Stanza) bool {
+		return s.Name == "presence" && strings.HasPrefix(s.From, muc+"/") && s.Type == "" &&
+			s.From != muc+"/Beatrice" && s.From != muc+"/Claudio"
+	})
+	if err != nil {
+		t.Fatalf("Alice's puppet never joined the chat: %v", err)
+	}
+	aliceNick := strings.TrimPrefix(puppetIn.From, muc+"/")
+	textOf := func(body string) func(e *event.Event) bool {
+		return func(e *event.Event) bool {
+			return e.RoomID == portal && e.Type == event.EventMessage && e.Content.AsMessage().Body == body
+		}
+	}
+
+	send(beatrice, `<message type='groupchat' to='`+muc+`' id='rb1'><body>Against my will I am sent</body><origin-id xmlns='urn:xmpp:sid:0' id='rb1'/></message>`)
+	reflected, err := beatrice.Wait(ctx, wait, func(s *peers.Stanza) bool { return s.Name == "message" && s.ID == "rb1" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	bSID := roomStanzaID(t, reflected, muc)
+	original, err := alice.Wait(ctx, wait, textOf("Against my will I am sent"))
+	if err != nil {
+		t.Fatalf("Beatrice's message never reached the portal: %v", err)
+	}
+	ghost := original.Sender
+
+	// XMPP → Matrix: a correction, by her own id.
+	send(beatrice, `<message type='groupchat' to='`+muc+`' id='rb2'><body>Against my will I am sent to bid you come in to dinner</body><replace xmlns='urn:xmpp:message-correct:0' id='rb1'/></message>`)
+	edit, err := alice.Wait(ctx, wait, func(e *event.Event) bool {
+		c := e.Content.AsMessage()
+		return e.RoomID == portal && e.Sender == ghost && c.RelatesTo != nil && c.RelatesTo.Type == event.RelReplace
+	})
+	if err != nil {
+		t.Fatalf("Beatrice's correction did not become an edit: %v", err)
+	}
+	if c := edit.Content.AsMessage(); c.RelatesTo.EventID != original.ID || c.NewContent == nil || !strings.HasSuffix(c.NewContent.Body, "to dinner") {
+		t.Errorf("the edit relates to %s (want %s), new content %+v", c.RelatesTo.EventID, original.ID, c.NewContent)
+	}
+
+	// Matrix → XMPP: Alice's message, and Beatrice's reaction to it.
+	aEv, err := alice.SendText(ctx, portal, "Fair Beatrice, I thank you for your pains")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fromAlice, err := beatrice.Wait(ctx, wait, func(s *peers.Stanza) bool {
+		return s.Name == "message" && s.From == muc+"/"+aliceNick && strings.Contains(s.Body, "thank you for your pains")
+	})
+	if err != nil {
+		t.Fatalf("Alice's message never reached the room: %v", err)
+	}
+	aSID := roomStanzaID(t, fromAlice, muc)
+	send(beatrice, `<message type='groupchat' to='`+muc+`' id='rb3'><reactions xmlns='urn:xmpp:reactions:0' id='`+aSID+`'><reaction>👍</reaction></reactions><store xmlns='urn:xmpp:hints'/></message>`)
+	if _, err := alice.Wait(ctx, wait, func(e *event.Event) bool {
+		if e.RoomID != portal || e.Sender != ghost || e.Type != event.EventReaction {
+			return false
+		}
+		r := e.Content.AsReaction()
+		return r.RelatesTo.EventID == aEv && r.RelatesTo.Key == "👍"
+	}); err != nil {
+		t.Errorf("Beatrice's reaction did not reach Alice's event: %v", err)
+	}
+
+	// Matrix → XMPP: Alice reacts to and replies to Beatrice's message,
+	// and edits her own.
+	sendEvent := func(typ event.Type, content any) {
+		t.Helper()
+		if _, err := alice.Client.SendMessageEvent(ctx, portal, typ, content); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fromPuppet := func(what string, match func(s *peers.Stanza) bool) *peers.Stanza {
+		t.Helper()
+		s, err := claudio.Wait(ctx, wait, func(s *peers.Stanza) bool {
+			return s.Name == "message" && s.From == muc+"/"+aliceNick && s.Type == "groupchat" && match(s)
+		})
+		if err != nil {
+			t.Fatalf("%s never reached the room: %v", what, err)
+		}
+		return s
+	}
+	sendEvent(event.EventReaction, &event.ReactionEventContent{RelatesTo: event.RelatesTo{Type: event.RelAnnotation, EventID: original.ID, Key: "🎉"}})
+	fromPuppet("Alice's reaction", func(s *peers.Stanza) bool {
+		return s.Has(`urn:xmpp:reactions:0`) && s.Has(`id="`+bSID+`"`) && s.Has("🎉")
+	})
+	sendEvent(event.EventMessage, &event.MessageEventContent{
+		MsgType: event.MsgText, Body: "Not a word",
+		RelatesTo: &event.RelatesTo{InReplyTo: &event.InReplyTo{EventID: original.ID}},
+	})
+	reply := fromPuppet("Alice's reply", func(s *peers.Stanza) bool { return s.Has(`urn:xmpp:reply:0`) })
+	if !reply.Has(`id="`+bSID+`"`) || !reply.Has(`to="`+muc+`/Beatrice"`) || !strings.HasSuffix(reply.Body, "Not a word") {
+		t.Errorf("the reply does not name %s by %s/Beatrice: %s", bSID, muc, reply.XML)
+	}
+	sendEvent(event.EventMessage, &event.MessageEventContent{
+		MsgType: event.MsgText, Body: "* Fair Beatrice, I thank you",
+		NewContent: &event.MessageEventContent{MsgType: event.MsgText, Body: "Fair Beatrice, I thank you"},
+		RelatesTo:  &event.RelatesTo{Type: event.RelReplace, EventID: aEv},
+	})
+	correction := fromPuppet("Alice's edit", func(s *peers.Stanza) bool { return s.Has(`urn:xmpp:message-correct:0`) })
+	if correction.Body != "Fair Beatrice, I thank you" || !correction.Has(`id="`+fromAlice.ID+`"`) {
+		t.Errorf("the correction does not name the id %s her puppet gave: %s", fromAlice.ID, correction.XML)
+	}
+
+	// Claudio cannot retract Beatrice's message; she can.
+	send(claudio, `<message type='groupchat' to='`+muc+`' id='rc1'><retract xmlns='urn:xmpp:message-retract:1' id='`+bSID+`'/><store xmlns='urn:xmpp:hints'/></message>`)
+	send(beatrice, `<message type='groupchat' to='`+muc+`' id='rb4'><retract xmlns='urn:xmpp:message-retract:1' id='`+bSID+`'/><store xmlns='urn:xmpp:hints'/></message>`)
+	gone, err := alice.Wait(ctx, wait, func(e *event.Event) bool {
+		return e.RoomID == portal && e.Type == event.EventRedaction && redacts(e) == original.ID
+	})
+	if err != nil {
+		t.Fatalf("Beatrice's retraction did not redact her message: %v", err)
+	}
+	if gone.Sender != ghost {
+		t.Errorf("the redaction is %s's, want Beatrice's ghost %s (Claudio may not retract it)", gone.Sender, ghost)
+	}
+}
