@@ -247,7 +247,8 @@ func roomStanzaID(t *testing.T, s *peers.Stanza, muc string) string {
 // A terminal client in a group portal: Verges, on profanity 0.13 in tmux,
 // joins a chat Dogberry made; Alice joins it through the bot. Verges reads
 // Alice's message on his screen, under her puppet's nick, and what he
-// types reaches Alice's room as his ghost's.
+// types reaches Alice's room as his ghost's, and his /correct of it
+// (XEP-0308) as an edit.
 func TestProfanityInAGroup(t *testing.T) {
 	if err := peers.ProfanityAvailable(); err != nil {
 		t.Fatal(err)
@@ -291,6 +292,20 @@ func TestProfanityInAGroup(t *testing.T) {
 			strings.Contains(e.Content.AsMessage().Body, "suffer salvation")
 	}); err != nil {
 		t.Fatalf("what Verges typed never reached Alice: %v", err)
+	}
+	// profanity's /correct (XEP-0308) names his last message by its id:
+	// the bridge finds it and edits his ghost's event.
+	for _, line := range []string{"/correction on", "/correct Yea, or else it were pity they should suffer salvation, body and soul"} {
+		if err := p.Line(line); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := alice.Wait(ctx, wait, func(e *event.Event) bool {
+		c := e.Content.AsMessage()
+		return e.RoomID == portal && w.IDs.IsGhost(e.Sender) && c.RelatesTo != nil && c.RelatesTo.Type == event.RelReplace &&
+			c.NewContent != nil && strings.HasSuffix(c.NewContent.Body, "body and soul")
+	}); err != nil {
+		t.Fatalf("Verges's /correct never became an edit on Matrix: %v", err)
 	}
 }
 
