@@ -4,7 +4,6 @@ package e2e
 
 import (
 	"context"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -173,23 +172,8 @@ func TestGroupPortal(t *testing.T) {
 // configuring it as an instant room (§10.1.2) if it is new.
 func joinMUC(t *testing.T, c *peers.XMPPClient, muc, nick string) {
 	t.Helper()
-	ctx := context.Background()
-	if err := c.SendRaw(ctx, `<presence to='`+muc+`/`+nick+`'><x xmlns='http://jabber.org/protocol/muc'><history maxstanzas='0'/></x></presence>`); err != nil {
+	if err := c.JoinMUC(context.Background(), wait, muc, nick); err != nil {
 		t.Fatal(err)
-	}
-	self, err := c.Wait(ctx, wait, func(s *peers.Stanza) bool {
-		return s.Name == "presence" && s.From == muc+"/"+nick && s.Has(`code="110"`)
-	})
-	if err != nil {
-		t.Fatalf("%s's join (XEP-0045 §7.2.2): %v", nick, err)
-	}
-	if self.Has(`code="201"`) {
-		if err := c.SendRaw(ctx, `<iq type='set' id='inst-`+nick+`' to='`+muc+`'><query xmlns='http://jabber.org/protocol/muc#owner'><x xmlns='jabber:x:data' type='submit'/></query></iq>`); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := c.Wait(ctx, wait, func(s *peers.Stanza) bool { return s.Name == "iq" && s.ID == "inst-"+nick }); err != nil {
-			t.Fatal(err)
-		}
 	}
 }
 
@@ -197,51 +181,21 @@ func joinMUC(t *testing.T, c *peers.XMPPClient, muc, nick string) {
 // with it, and join the room it invites her to, the chat's portal.
 func aliceJoinsGroup(t *testing.T, muc string) id.RoomID {
 	t.Helper()
-	ctx := context.Background()
-	alice, bot := w.alice, w.IDs.Bot()
-	mgmt, err := alice.CreateDM(ctx, bot)
+	room, err := w.alice.JoinGroup(context.Background(), wait, w.IDs.Bot(), muc)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := alice.Wait(ctx, wait, peers.IsMembership(mgmt, bot, event.MembershipJoin)); err != nil {
-		t.Fatalf("the bot never joined its DM: %v", err)
-	}
-	mark := alice.Mark()
-	if _, err := alice.SendText(ctx, mgmt, "join "+muc); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := alice.WaitSince(ctx, mark, wait, func(e *event.Event) bool {
-		return e.RoomID == mgmt && e.Sender == bot && strings.Contains(e.Content.AsMessage().Body, "Opened the chat "+muc)
-	}); err != nil {
-		t.Fatalf("the bot did not answer the join: %v", err)
-	}
-	invite, err := alice.WaitSince(ctx, mark, wait, func(e *event.Event) bool {
-		return e.RoomID != mgmt && e.Type == event.StateMember && e.GetStateKey() == string(alice.Client.UserID) &&
-			e.Content.AsMember().Membership == event.MembershipInvite && e.Sender == bot
-	})
-	if err != nil {
-		t.Fatalf("no invite into the chat's room: %v", err)
-	}
-	if _, err := alice.Client.JoinRoomByID(ctx, invite.RoomID); err != nil {
-		t.Fatal(err)
-	}
-	return invite.RoomID
+	return room
 }
-
-var stanzaIDRe = regexp.MustCompile(`<stanza-id [^>]*>`)
 
 // roomStanzaID is the XEP-0359 stanza-id the room muc stamped s with.
 func roomStanzaID(t *testing.T, s *peers.Stanza, muc string) string {
 	t.Helper()
-	for _, el := range stanzaIDRe.FindAllString(s.XML, -1) {
-		if strings.Contains(el, `by="`+muc+`"`) {
-			if m := regexp.MustCompile(`id="([^"]+)"`).FindStringSubmatch(el); m != nil {
-				return m[1]
-			}
-		}
+	sid := s.RoomStanzaID(muc)
+	if sid == "" {
+		t.Fatalf("no stanza-id by %s on %s", muc, s.XML)
 	}
-	t.Fatalf("no stanza-id by %s on %s", muc, s.XML)
-	return ""
+	return sid
 }
 
 // A terminal client in a group portal: Verges, on profanity 0.13 in tmux,

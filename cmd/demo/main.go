@@ -1,7 +1,8 @@
 // Command demo runs the bridge end to end on loopback: it starts Prosody,
 // Dendrite and the bridge with the embedded defaults, sends a message each
-// way with real clients (and the receipts that answer them), prints what
-// crossed and the id map, and stops everything. Run it through
+// way with real clients (and the receipts that answer them), then does the
+// same in a group (an XMPP chat room with two occupants and Alice), prints
+// what crossed and the id map, and stops everything. Run it through
 // scripts/demo.sh, which installs Prosody and builds Dendrite first.
 package main
 
@@ -41,7 +42,7 @@ func run() error {
 	}
 	defer logs.Close()
 	step("Starting Prosody, Dendrite and the bridge in %s (their logs: %s)", dir, logPath)
-	w, err := peers.StartWorld(ctx, dir, peers.WorldOptions{XMPPUsers: []string{"juliet"}, LogLevel: "info"}, logs)
+	w, err := peers.StartWorld(ctx, dir, peers.WorldOptions{XMPPUsers: []string{"juliet", "beatrice", "benedick"}, LogLevel: "info"}, logs)
 	if err != nil {
 		return err
 	}
@@ -92,6 +93,9 @@ func run() error {
 	step("Juliet receives:\n    %s", st.XML)
 
 	if err := demoReceipts(ctx, w, juliet, room, st); err != nil {
+		return err
+	}
+	if err := demoGroup(ctx, w); err != nil {
 		return err
 	}
 
