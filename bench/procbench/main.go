@@ -121,6 +121,7 @@ type driver struct {
 // A scenario is one shape in one direction.
 type scenario struct {
 	shape, dir string
+	family     string // a name that picks it with others (group, group10)
 	portals    int
 	roomOf     []int // message i is in room roomOf[i]
 	seedDir    mapping.Direction
@@ -132,6 +133,8 @@ type scenario struct {
 	// The dead shape (dead.go): a paced run then a burst, by a bridge
 	// alone and by one beside dead strangers.
 	dead *deadShape
+	// The group shape (group.go): its group portal.
+	group *groupShape
 }
 
 func (s *scenario) name() string { return s.shape + "/" + s.dir }
@@ -202,9 +205,10 @@ func (d *driver) scenarios() []*scenario {
 		}
 	}
 	out = append(out, d.deadScenarios()...)
+	out = append(out, d.groupScenarios()...)
 	var picked []*scenario
 	for _, s := range out {
-		if d.shapes == "" || slicesContains(strings.Split(d.shapes, ","), s.shape, s.name()) {
+		if d.shapes == "" || slicesContains(strings.Split(d.shapes, ","), s.shape, s.name(), s.family) {
 			picked = append(picked, s)
 		}
 	}
@@ -357,7 +361,11 @@ func (d *driver) runScenario(ctx context.Context, s *scenario) error {
 	}
 	seedDB := filepath.Join(dir, "seed.db")
 	t0 := time.Now()
-	if err := seed(ctx, seedDB, s.portals, s.roomOf, s.seedDir, s.seedReq); err != nil {
+	if s.group != nil {
+		if err := seedGroup(ctx, seedDB, s); err != nil {
+			return fmt.Errorf("seed: %w", err)
+		}
+	} else if err := seed(ctx, seedDB, s.portals, s.roomOf, s.seedDir, s.seedReq); err != nil {
 		return fmt.Errorf("seed: %w", err)
 	}
 	fmt.Fprintf(os.Stderr, "%-18s seeded %d messages in %d portals (%s)\n", s.name(), len(s.roomOf), s.portals, time.Since(t0).Round(time.Millisecond))
@@ -461,7 +469,16 @@ func (d *driver) runOne(ctx context.Context, s *scenario, dir, target, name, see
 	}
 	tap := &xmppTap{seen: seen}
 	asks := newPatternCount(askPatterns...)
-	xs.Tap = func() io.WriteCloser { return tee{tap, asks} } // one connection: nothing is killed
+	var muc *mucRoomStandin
+	if s.group != nil {
+		muc = newMUCRoomStandin(xs, s.group.members)
+	}
+	xs.Tap = func() io.WriteCloser { // one connection: nothing is killed
+		if muc != nil {
+			return tee{tap, asks, muc}
+		}
+		return tee{tap, asks}
+	}
 
 	var p *process
 	if target != "relay" {
@@ -471,6 +488,15 @@ func (d *driver) runOne(ctx context.Context, s *scenario, dir, target, name, see
 	}
 	if err != nil {
 		return nil, err
+	}
+	if muc != nil && target != "relay" {
+		// The puppets' joins at connection (the bridge's rejoin), answered
+		// before anything is measured: the room's stanzas are taken from
+		// the listener only once it is in.
+		if err := muc.wait(hs, 30*time.Second); err != nil {
+			p.stop()
+			return nil, err
+		}
 	}
 	var wal *filePeak
 	if target != "relay" {
