@@ -281,3 +281,32 @@ func (m *mucRoomStandin) wait(hs *standin.Homeserver, timeout time.Duration) err
 	time.Sleep(500 * time.Millisecond)
 	return nil
 }
+
+// groupNote says what a group burst's figures are of: the room, and the
+// CPU per result as well as per receipt, since the bridge's results are
+// fewer (a burst's markers of one reader are one m.read, a transaction's
+// reads of one member one marker) and the relay's one per receipt.
+func groupNote(r row) string {
+	g, b, l := r.s.group, r.bridge, r.relay
+	return fmt.Sprintf("%s: %d Matrix members and %d occupants, %d messages of history; results (m.read posted, markers sent): bridge %d, relay %d; CPU ms per 1k results: bridge %s, relay %s",
+		r.s.name(), g.members, g.members, g.history, b.results, l.results, perK(b.cpu, int(b.results)), perK(l.cpu, int(l.results)))
+}
+
+// groupSizes puts the group bursts' CPU per 1,000 receipts at each size
+// side by side: the cost per receipt must not grow with the room.
+func groupSizes(rows []row) []string {
+	var out []string
+	for _, dir := range []string{"x2m-0333", "m2x-read"} {
+		var parts []string
+		for _, r := range rows {
+			if r.s.group != nil && r.s.dir == dir {
+				parts = append(parts, fmt.Sprintf("at %d members %s (relay %s; per 1k results %s)",
+					r.s.group.members, perK(r.bridge.cpu, r.bridge.sent), perK(r.relay.cpu, r.relay.sent), perK(r.bridge.cpu, int(r.bridge.results))))
+			}
+		}
+		if len(parts) > 1 {
+			out = append(out, fmt.Sprintf("group %s, CPU ms per 1k receipts by room size: %s", dir, strings.Join(parts, ", ")))
+		}
+	}
+	return out
+}

@@ -31,6 +31,7 @@ type tracker struct {
 	want    int
 	got     atomic.Int64
 	others  atomic.Int64 // results about untracked messages (a flood's)
+	results atomic.Int64 // every result seen (an m.read settles many)
 	last    atomic.Int64 // unix nanos of the last result
 }
 
@@ -58,6 +59,7 @@ func (t *tracker) markSent(idx []int, at time.Time) {
 func (t *tracker) seen(i int) {
 	now := time.Now()
 	t.last.Store(now.UnixNano())
+	t.results.Add(1)
 	if i < 0 || i >= len(t.roomOf) {
 		return
 	}

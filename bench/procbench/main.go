@@ -8,8 +8,9 @@
 // the path on this machine at this moment.
 //
 // Knobs (flags, or the environment): BENCH_SHAPES (comma-separated shape
-// or shape/direction names; empty for all), BENCH_N (receipts in a burst),
-// BENCH_HISTORY (messages in the hot portal), BENCH_PACED_SECONDS,
+// or shape/direction names; empty for all; group runs group10 too),
+// BENCH_N (receipts in a burst), BENCH_HISTORY (messages in the hot
+// portal and in the group portal), BENCH_PACED_SECONDS,
 // BENCH_REPEAT (runs of each shape by each process, the median shown),
 // BENCH_DEAD and BENCH_DEAD_SECONDS (the dead shape's strangers and the
 // length of its paced run),
@@ -61,9 +62,9 @@ func main() {
 		return
 	}
 	d := &driver{}
-	flag.StringVar(&d.shapes, "shapes", env("BENCH_SHAPES", ""), "shapes to run, comma-separated (hot, p100, p1000, flood, paced1, paced100, dead, or shape/direction); empty for all")
+	flag.StringVar(&d.shapes, "shapes", env("BENCH_SHAPES", ""), "shapes to run, comma-separated (hot, p100, p1000, flood, paced1, paced100, dead, group, or shape/direction); empty for all")
 	flag.IntVar(&d.n, "n", envInt("BENCH_N", 20000), "receipts in a burst")
-	flag.IntVar(&d.history, "history", envInt("BENCH_HISTORY", 20000), "messages of history in the hot portal")
+	flag.IntVar(&d.history, "history", envInt("BENCH_HISTORY", 20000), "messages of history in the hot portal and the group portal")
 	flag.IntVar(&d.pacedSeconds, "paced-seconds", envInt("BENCH_PACED_SECONDS", 3), "seconds of each paced run")
 	flag.IntVar(&d.dead, "dead", envInt("BENCH_DEAD", 30), "the dead shape's strangers on servers that never answer")
 	flag.IntVar(&d.deadSeconds, "dead-seconds", envInt("BENCH_DEAD_SECONDS", 30), "seconds of the dead shape's paced run")
@@ -291,6 +292,7 @@ func (d *driver) main() error {
 type run struct {
 	sent, want, got int
 	others          int64 // results about the flood's messages
+	results         int64 // requests or stanzas the stand-ins saw, tracked or not
 	dur             time.Duration
 	p50, p99        time.Duration
 	alone           []time.Duration // flood: the paced portal's latencies without the flood
@@ -542,6 +544,7 @@ func (d *driver) runOne(ctx context.Context, s *scenario, dir, target, name, see
 	measureInto := func(res *run, t *tracker, started time.Time) {
 		res.stalled = t.wait(d.timeout, d.stall) || res.stalled
 		res.got, res.want = int(t.got.Load()), t.want
+		res.results = t.results.Load()
 		if last := time.Unix(0, t.last.Load()); res.got > 0 && last.After(started) {
 			res.dur = last.Sub(started)
 		}
@@ -832,6 +835,9 @@ func (d *driver) print(w io.Writer) {
 				notes = append(notes, fmt.Sprintf("%s: %s: %s", r.s.name(), x.n, x.r.errs))
 			}
 		}
+		if r.s.group != nil && r.s.burst != nil {
+			notes = append(notes, groupNote(r))
+		}
 		if r.bridges != "" {
 			notes = append(notes, fmt.Sprintf("%s: runs of the bridge %s; of the relay %s", r.s.name(), r.bridges, r.relays))
 		}
@@ -845,6 +851,7 @@ func (d *driver) print(w io.Writer) {
 			notes = append(notes, fmt.Sprintf("%s: %d \"Query took long\" in the log of the bridge beside the dead contacts", r.s.name(), r.dead.tookLong))
 		}
 	}
+	notes = append(notes, groupSizes(d.rows)...)
 	tw.Flush()
 	if len(notes) > 0 {
 		fmt.Fprintln(w)
