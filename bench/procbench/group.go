@@ -191,30 +191,34 @@ func seedGroup(ctx context.Context, path string, s *scenario) error {
 // component writes (a Tap) and answers on a goroutine of its own, so
 // that the stream's reader never waits on its writer.
 type mucRoomStandin struct {
-	xs       *standin.XMPPServer
 	members  int
 	buf      []byte
 	answers  chan string
 	joins    atomic.Int64 // joins answered
 	once     sync.Once
-	closed   chan struct{}
 	occupied string // the occupants' presences, the same for every join
 }
 
 func newMUCRoomStandin(xs *standin.XMPPServer, members int) *mucRoomStandin {
-	m := &mucRoomStandin{xs: xs, members: members, answers: make(chan string, 1024), closed: make(chan struct{})}
-	var b strings.Builder
-	for o := range members {
-		fmt.Fprintf(&b, `<presence from='%s/%s' to='`+groupTo+`'><x xmlns='http://jabber.org/protocol/muc#user'><item affiliation='member' role='participant'/></x><occupant-id xmlns='urn:xmpp:occupant-id:0' id='%s'/></presence>`,
-			groupMUC, occupantNick(o), occupantKey(o))
-	}
-	m.occupied = b.String()
+	m := mucAnswers(members)
 	go func() {
 		for a := range m.answers {
 			_ = xs.Write(a)
 			m.joins.Add(1)
 		}
 	}()
+	return m
+}
+
+// mucAnswers is a mucRoomStandin whose answers nobody sends yet.
+func mucAnswers(members int) *mucRoomStandin {
+	m := &mucRoomStandin{members: members, answers: make(chan string, 1024)}
+	var b strings.Builder
+	for o := range members {
+		fmt.Fprintf(&b, `<presence from='%s/%s' to='`+groupTo+`'><x xmlns='http://jabber.org/protocol/muc#user'><item affiliation='member' role='participant'/></x><occupant-id xmlns='urn:xmpp:occupant-id:0' id='%s'/></presence>`,
+			groupMUC, occupantNick(o), occupantKey(o))
+	}
+	m.occupied = b.String()
 	return m
 }
 
