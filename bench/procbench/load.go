@@ -31,6 +31,7 @@ type tracker struct {
 	want    int
 	got     atomic.Int64
 	others  atomic.Int64 // results about untracked messages (a flood's)
+	results atomic.Int64 // every result seen (an m.read settles many)
 	last    atomic.Int64 // unix nanos of the last result
 }
 
@@ -58,6 +59,7 @@ func (t *tracker) markSent(idx []int, at time.Time) {
 func (t *tracker) seen(i int) {
 	now := time.Now()
 	t.last.Store(now.UnixNano())
+	t.results.Add(1)
 	if i < 0 || i >= len(t.roomOf) {
 		return
 	}
@@ -186,7 +188,9 @@ const (
 	xmppUnknown                      // <received/> about an id nobody knows
 	matrixDelivery
 	matrixRead
-	matrixUnknown // m.delivery about an event nobody knows
+	matrixUnknown  // m.delivery about an event nobody knows
+	groupDisplayed // an occupant's XEP-0333 <displayed/> in the group's chat
+	groupRead      // a member's m.read in the group's room
 )
 
 type receipt struct {
@@ -204,6 +208,8 @@ func xmppStanza(b *strings.Builder, r receipt, puppet string) {
 		fmt.Fprintf(b, `<message from='%s/res' to='%s'><displayed xmlns='urn:xmpp:chat-markers:0' id='m%d'/></message>`, peer(r.room), puppet, r.i)
 	case xmppUnknown:
 		fmt.Fprintf(b, `<message from='%s/res' to='%s'><received xmlns='urn:xmpp:receipts' id='u%d'/></message>`, peer(r.room), puppet, r.i)
+	case groupDisplayed:
+		groupStanza(b, r)
 	}
 }
 
@@ -297,18 +303,20 @@ func (p *pusher) push(batch []receipt) {
 		if n > 0 {
 			b.WriteByte(',')
 		}
-		typ, ev := "m.delivery", eventID(r.i)
+		typ, ev, rm, user := "m.delivery", eventID(r.i), room(r.room), alice
 		switch r.kind {
 		case matrixRead:
 			typ = "m.read"
 		case matrixUnknown:
 			ev = fmt.Sprintf("$u%d", r.i)
+		case groupRead:
+			typ, rm, user = "m.read", groupRoom, groupMember(r.reader())
 		}
 		if r.kind != matrixUnknown {
 			idx = append(idx, r.i)
 		}
 		fmt.Fprintf(&b, `{"type":"m.receipt","room_id":"%s","content":{"%s":{"%s":{"%s":{"ts":%d}}}}}`,
-			room(r.room), ev, typ, alice, time.Now().UnixMilli())
+			rm, ev, typ, user, time.Now().UnixMilli())
 	}
 	b.WriteString("]}")
 	p.txn++

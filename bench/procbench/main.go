@@ -8,8 +8,9 @@
 // the path on this machine at this moment.
 //
 // Knobs (flags, or the environment): BENCH_SHAPES (comma-separated shape
-// or shape/direction names; empty for all), BENCH_N (receipts in a burst),
-// BENCH_HISTORY (messages in the hot portal), BENCH_PACED_SECONDS,
+// or shape/direction names; empty for all; group runs group10 too),
+// BENCH_N (receipts in a burst), BENCH_HISTORY (messages in the hot
+// portal and in the group portal), BENCH_PACED_SECONDS,
 // BENCH_REPEAT (runs of each shape by each process, the median shown),
 // BENCH_DEAD and BENCH_DEAD_SECONDS (the dead shape's strangers and the
 // length of its paced run),
@@ -61,9 +62,9 @@ func main() {
 		return
 	}
 	d := &driver{}
-	flag.StringVar(&d.shapes, "shapes", env("BENCH_SHAPES", ""), "shapes to run, comma-separated (hot, p100, p1000, flood, paced1, paced100, dead, or shape/direction); empty for all")
+	flag.StringVar(&d.shapes, "shapes", env("BENCH_SHAPES", ""), "shapes to run, comma-separated (hot, p100, p1000, flood, paced1, paced100, dead, group, or shape/direction); empty for all")
 	flag.IntVar(&d.n, "n", envInt("BENCH_N", 20000), "receipts in a burst")
-	flag.IntVar(&d.history, "history", envInt("BENCH_HISTORY", 20000), "messages of history in the hot portal")
+	flag.IntVar(&d.history, "history", envInt("BENCH_HISTORY", 20000), "messages of history in the hot portal and the group portal")
 	flag.IntVar(&d.pacedSeconds, "paced-seconds", envInt("BENCH_PACED_SECONDS", 3), "seconds of each paced run")
 	flag.IntVar(&d.dead, "dead", envInt("BENCH_DEAD", 30), "the dead shape's strangers on servers that never answer")
 	flag.IntVar(&d.deadSeconds, "dead-seconds", envInt("BENCH_DEAD_SECONDS", 30), "seconds of the dead shape's paced run")
@@ -121,6 +122,7 @@ type driver struct {
 // A scenario is one shape in one direction.
 type scenario struct {
 	shape, dir string
+	family     string // a name that picks it with others (group, group10)
 	portals    int
 	roomOf     []int // message i is in room roomOf[i]
 	seedDir    mapping.Direction
@@ -132,6 +134,8 @@ type scenario struct {
 	// The dead shape (dead.go): a paced run then a burst, by a bridge
 	// alone and by one beside dead strangers.
 	dead *deadShape
+	// The group shape (group.go): its group portal.
+	group *groupShape
 }
 
 func (s *scenario) name() string { return s.shape + "/" + s.dir }
@@ -202,9 +206,10 @@ func (d *driver) scenarios() []*scenario {
 		}
 	}
 	out = append(out, d.deadScenarios()...)
+	out = append(out, d.groupScenarios()...)
 	var picked []*scenario
 	for _, s := range out {
-		if d.shapes == "" || slicesContains(strings.Split(d.shapes, ","), s.shape, s.name()) {
+		if d.shapes == "" || slicesContains(strings.Split(d.shapes, ","), s.shape, s.name(), s.family) {
 			picked = append(picked, s)
 		}
 	}
@@ -287,6 +292,7 @@ func (d *driver) main() error {
 type run struct {
 	sent, want, got int
 	others          int64 // results about the flood's messages
+	results         int64 // requests or stanzas the stand-ins saw, tracked or not
 	dur             time.Duration
 	p50, p99        time.Duration
 	alone           []time.Duration // flood: the paced portal's latencies without the flood
@@ -357,7 +363,11 @@ func (d *driver) runScenario(ctx context.Context, s *scenario) error {
 	}
 	seedDB := filepath.Join(dir, "seed.db")
 	t0 := time.Now()
-	if err := seed(ctx, seedDB, s.portals, s.roomOf, s.seedDir, s.seedReq); err != nil {
+	if s.group != nil {
+		if err := seedGroup(ctx, seedDB, s); err != nil {
+			return fmt.Errorf("seed: %w", err)
+		}
+	} else if err := seed(ctx, seedDB, s.portals, s.roomOf, s.seedDir, s.seedReq); err != nil {
 		return fmt.Errorf("seed: %w", err)
 	}
 	fmt.Fprintf(os.Stderr, "%-18s seeded %d messages in %d portals (%s)\n", s.name(), len(s.roomOf), s.portals, time.Since(t0).Round(time.Millisecond))
@@ -461,7 +471,16 @@ func (d *driver) runOne(ctx context.Context, s *scenario, dir, target, name, see
 	}
 	tap := &xmppTap{seen: seen}
 	asks := newPatternCount(askPatterns...)
-	xs.Tap = func() io.WriteCloser { return tee{tap, asks} } // one connection: nothing is killed
+	var muc *mucRoomStandin
+	if s.group != nil {
+		muc = newMUCRoomStandin(xs, s.group.members)
+	}
+	xs.Tap = func() io.WriteCloser { // one connection: nothing is killed
+		if muc != nil {
+			return tee{tap, asks, muc}
+		}
+		return tee{tap, asks}
+	}
 
 	var p *process
 	if target != "relay" {
@@ -471,6 +490,15 @@ func (d *driver) runOne(ctx context.Context, s *scenario, dir, target, name, see
 	}
 	if err != nil {
 		return nil, err
+	}
+	if muc != nil && target != "relay" {
+		// The puppets' joins at connection (the bridge's rejoin), answered
+		// before anything is measured: the room's stanzas are taken from
+		// the listener only once it is in.
+		if err := muc.wait(hs, 30*time.Second); err != nil {
+			p.stop()
+			return nil, err
+		}
 	}
 	var wal *filePeak
 	if target != "relay" {
@@ -516,6 +544,7 @@ func (d *driver) runOne(ctx context.Context, s *scenario, dir, target, name, see
 	measureInto := func(res *run, t *tracker, started time.Time) {
 		res.stalled = t.wait(d.timeout, d.stall) || res.stalled
 		res.got, res.want = int(t.got.Load()), t.want
+		res.results = t.results.Load()
 		if last := time.Unix(0, t.last.Load()); res.got > 0 && last.After(started) {
 			res.dur = last.Sub(started)
 		}
@@ -806,6 +835,9 @@ func (d *driver) print(w io.Writer) {
 				notes = append(notes, fmt.Sprintf("%s: %s: %s", r.s.name(), x.n, x.r.errs))
 			}
 		}
+		if r.s.group != nil && r.s.burst != nil {
+			notes = append(notes, groupNote(r))
+		}
 		if r.bridges != "" {
 			notes = append(notes, fmt.Sprintf("%s: runs of the bridge %s; of the relay %s", r.s.name(), r.bridges, r.relays))
 		}
@@ -819,6 +851,7 @@ func (d *driver) print(w io.Writer) {
 			notes = append(notes, fmt.Sprintf("%s: %d \"Query took long\" in the log of the bridge beside the dead contacts", r.s.name(), r.dead.tookLong))
 		}
 	}
+	notes = append(notes, groupSizes(d.rows)...)
 	tw.Flush()
 	if len(notes) > 0 {
 		fmt.Fprintln(w)

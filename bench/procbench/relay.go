@@ -21,6 +21,7 @@ import (
 	"syscall"
 
 	"github.com/rs/zerolog"
+	"maunium.net/go/mautrix/id"
 	"mellium.im/xmpp/jid"
 
 	"xmppbridge/database"
@@ -32,16 +33,36 @@ import (
 // no store, no checks, no retries. It is this binary started with -relay,
 // a process of its own like the bridge.
 
-type relayEntry struct{ room, event, peer, xmppID, ghost string }
+type relayEntry struct {
+	room, event, peer, xmppID, ghost string
+	group                            bool // of a group portal: peer is the chat
+}
 
 // relayMaps reads the id map the driver seeded into the SQLite file: the
-// messages to XMPP by (bare peer, stanza id) and those from XMPP by event.
+// messages to XMPP by (bare peer, stanza id) and those from XMPP by event;
+// in a group portal's chat, where a marker may name anyone's message by
+// the room's stanza-id (XEP-0333 §3, "groupchat"), every message by (chat,
+// stanza id) in toXMPP.
 func relayMaps(ctx context.Context, path string) (toXMPP, fromXMPP map[string]relayEntry, err error) {
 	db, err := database.Open(ctx, "sqlite3-fk-wal", path, zerolog.Nop())
 	if err != nil {
 		return nil, nil, err
 	}
 	defer db.Close()
+	groups := map[string]bool{}
+	grows, err := db.DB().Query(ctx, `SELECT jid FROM portal WHERE kind='group'`)
+	if err != nil {
+		return nil, nil, err
+	}
+	for grows.Next() {
+		var j string
+		if err := grows.Scan(&j); err != nil {
+			grows.Close()
+			return nil, nil, err
+		}
+		groups[j] = true
+	}
+	grows.Close()
 	rows, err := db.DB().Query(ctx, `SELECT room_id, event_id, peer_jid, xmpp_id, direction FROM message`)
 	if err != nil {
 		return nil, nil, err
@@ -53,6 +74,9 @@ func relayMaps(ctx context.Context, path string) (toXMPP, fromXMPP map[string]re
 		var dir string
 		if err := rows.Scan(&e.room, &e.event, &e.peer, &e.xmppID, &dir); err != nil {
 			return nil, nil, err
+		}
+		if e.group = groups[e.peer]; e.group {
+			toXMPP[e.peer+"\x00"+e.xmppID] = e
 		}
 		if dir == "matrix" {
 			j, err := jid.Parse(e.peer)
@@ -117,6 +141,7 @@ func runRelay(args []string) error {
 			}
 		}()
 	}
+	occupantGhosts := map[string]string{}
 	go func() {
 		defer close(jobs)
 		dec := xml.NewDecoder(r)
@@ -130,7 +155,10 @@ func runRelay(args []string) error {
 				continue
 			}
 			var m struct {
-				From     string `xml:"from,attr"`
+				From       string `xml:"from,attr"`
+				OccupantID *struct {
+					ID string `xml:"id,attr"`
+				} `xml:"urn:xmpp:occupant-id:0 occupant-id"`
 				Received *struct {
 					ID string `xml:"id,attr"`
 				} `xml:"urn:xmpp:receipts received"`
@@ -152,6 +180,20 @@ func runRelay(args []string) error {
 			if !ok {
 				continue
 			}
+			if e.group {
+				// An occupant's marker: their ghost's m.read.
+				if m.OccupantID == nil {
+					continue
+				}
+				if e.ghost, ok = occupantGhosts[bare+"/"+m.OccupantID.ID]; !ok {
+					g, err := ids.OccupantGhost(jid.MustParse(bare), m.OccupantID.ID)
+					if err != nil {
+						continue
+					}
+					e.ghost = string(g)
+					occupantGhosts[bare+"/"+m.OccupantID.ID] = e.ghost
+				}
+			}
 			if kind != "m.read" && *delivery == deliveryFallback {
 				// The bot's status event on the message, as the bridge
 				// sends it where the homeserver has no MSC4089.
@@ -167,6 +209,18 @@ func runRelay(args []string) error {
 
 	// Matrix → XMPP: decode the transaction, look up, one stanza each.
 	puppet := puppetOf(alice)
+	var puppetsMu sync.Mutex
+	puppets := map[string]string{}
+	puppetOfUser := func(u string) string {
+		puppetsMu.Lock()
+		defer puppetsMu.Unlock()
+		p, ok := puppets[u]
+		if !ok {
+			p = puppetOf(id.UserID(u))
+			puppets[u] = p
+		}
+		return p
+	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("PUT /_matrix/app/v1/transactions/{txn}", func(w http.ResponseWriter, req *http.Request) {
 		var body struct {
@@ -189,7 +243,17 @@ func runRelay(args []string) error {
 				if !ok {
 					continue
 				}
-				for typ := range byType {
+				for typ, users := range byType {
+					if e.group {
+						// A member's m.read: one groupchat marker from
+						// their puppet (XEP-0333 §3, "groupchat").
+						for u := range users {
+							if typ == "m.read" {
+								fmt.Fprintf(&b, `<message from='%s' to='%s' type='groupchat'><displayed xmlns='urn:xmpp:chat-markers:0' id='%s'/></message>`, puppetOfUser(u), e.peer, e.xmppID)
+							}
+						}
+						continue
+					}
 					switch typ {
 					case "m.delivery", "org.matrix.msc4089.delivery":
 						fmt.Fprintf(&b, `<message from='%s' to='%s'><received xmlns='urn:xmpp:receipts' id='%s'/></message>`, puppet, e.peer, e.xmppID)

@@ -39,18 +39,30 @@ func puppetOf(u id.UserID) string {
 // m<i>) in direction dir with req, and every ghost marked registered in
 // the state store, as a bridge that has run for a while has them.
 func seed(ctx context.Context, path string, portals int, roomOf []int, dir mapping.Direction, req mapping.Requests) error {
-	ts := time.Now().Add(-time.Hour)
+	return seedMessages(ctx, "sqlite3-fk-wal", path, portals, directMessages(roomOf, dir, req, time.Now().Add(-time.Hour)))
+}
+
+// directMessages are message i in room roomOf[i] (event $e<i>, stanza id
+// m<i>) in direction dir with req, alice's, the first at ts.
+func directMessages(roomOf []int, dir mapping.Direction, req mapping.Requests, ts time.Time) []*mapping.Message {
 	msgs := make([]*mapping.Message, len(roomOf))
 	for i, r := range roomOf {
 		msgs[i] = &mapping.Message{RoomID: room(r), EventID: id.EventID(eventID(i)), XMPPID: xmppID(i), PeerJID: peer(r),
 			Direction: dir, MXID: alice, TS: ts.Add(time.Duration(i) * time.Millisecond), Requests: req}
 	}
-	return seedMessages(ctx, "sqlite3-fk-wal", path, portals, msgs)
+	return msgs
 }
 
 // seedMessages writes portals portals (room r with peer r), their ghosts
 // marked registered, and msgs, into the database of dbType at uri.
 func seedMessages(ctx context.Context, dbType, uri string, portals int, msgs []*mapping.Message) error {
+	return seedPortals(ctx, dbType, uri, portals, msgs, nil)
+}
+
+// seedPortals writes portals portals (room r with peer r), their ghosts
+// marked registered, what more writes (if not nil), and msgs, in one
+// transaction.
+func seedPortals(ctx context.Context, dbType, uri string, portals int, msgs []*mapping.Message, more func(context.Context, *database.Database, *sqlstatestore.SQLStateStore) error) error {
 	db, err := database.Open(ctx, dbType, uri, zerolog.Nop())
 	if err != nil {
 		return err
@@ -70,6 +82,11 @@ func seedMessages(ctx context.Context, dbType, uri string, portals int, msgs []*
 				return err
 			}
 			if err := ss.MarkRegistered(ctx, ids.Ghost(peer(r))); err != nil {
+				return err
+			}
+		}
+		if more != nil {
+			if err := more(ctx, db, ss); err != nil {
 				return err
 			}
 		}
