@@ -133,7 +133,8 @@ func (db *Database) acks(ctx context.Context, acks []mapping.Ack, jobs []*mappin
 // in one transaction.
 func (db *Database) Acknowledge(ctx context.Context, acks []mapping.Ack, jobs ...*mapping.Job) ([]bool, error) {
 	defer db.writing()()
-	defer db.forgetMarked(acks)
+	applied := false
+	defer func() { db.marked(acks, applied) }()
 	var isNew []bool
 	var commit func()
 	err := db.db.DoTxn(ctx, nil, func(ctx context.Context) (err error) {
@@ -144,6 +145,7 @@ func (db *Database) Acknowledge(ctx context.Context, acks []mapping.Ack, jobs ..
 		return nil, fmt.Errorf("acknowledge %d messages: %w", len(acks), err)
 	}
 	commit()
+	applied = true
 	return isNew, nil
 }
 

@@ -349,3 +349,36 @@ func TestRecentByOriginID(t *testing.T) {
 		}
 	})
 }
+
+// A committed "up to" ack moves its member's mark in the cached portal,
+// forward only, as its SQL does (ackUpTo), and leaves the portal cached:
+// a group's hundred members need not be read again at every receipt. A
+// read that began before it is not stored.
+func TestPortalCacheAdvances(t *testing.T) {
+	var c portalCache
+	group := &mapping.Portal{RoomID: "!g:example.org", Kind: mapping.PortalGroup, JID: jid.MustParse("watch@chat.messina.lit"),
+		Members: []mapping.Member{{ID: mapping.MatrixMember(alice), ReadUpTo: 5}, {ID: mapping.MatrixMember(dave)}}}
+	_, _, gen := c.get(nil)
+	c.put(gen, group)
+	_, _, before := c.get([]id.RoomID{"!g:example.org"})
+	c.advance([]mapping.Ack{
+		{Row: 3, Kind: mapping.AckDisplayed, UpTo: "!g:example.org", By: mapping.MatrixMember(alice)}, // older: stays 5
+		{Row: 7, Kind: mapping.AckDisplayed, UpTo: "!g:example.org", By: mapping.MatrixMember(dave)},
+		{Row: 6, Kind: mapping.AckDelivered, UpTo: "!g:example.org", By: mapping.MatrixMember(dave)},
+		{Row: 9, Kind: mapping.AckDisplayed, UpTo: "!g:example.org", By: "@nobody:example.org"},
+		{Row: 9, Kind: mapping.AckDisplayed, UpTo: "!other:example.org", By: mapping.MatrixMember(alice)},
+		{Row: 2, Kind: mapping.AckDelivered},
+	})
+	found, _, _ := c.get([]id.RoomID{"!g:example.org", "!other:example.org"})
+	p := found["!g:example.org"]
+	if p == nil || len(found) != 1 {
+		t.Fatalf("after the acks the cache holds %+v", found)
+	}
+	if a, d := p.Marks(mapping.MatrixMember(alice)), p.Marks(mapping.MatrixMember(dave)); a.ReadUpTo != 5 || d.ReadUpTo != 7 || d.DeliveredUpTo != 6 || len(p.Members) != 2 {
+		t.Errorf("marks: Alice %+v, Dave %+v, members %d", a, d, len(p.Members))
+	}
+	c.put(before, group) // read before the acks: older than them
+	if found, _, _ := c.get([]id.RoomID{"!g:example.org"}); found["!g:example.org"].Marks(mapping.MatrixMember(dave)).ReadUpTo != 7 {
+		t.Error("a read older than the acks was kept")
+	}
+}

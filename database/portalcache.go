@@ -80,16 +80,50 @@ func (c *portalCache) forget(rooms ...id.RoomID) {
 	}
 }
 
-// forgetMarked forgets the portals whose members' marks acks move, once
-// the write that records them is done (deferred before it).
-func (db *Database) forgetMarked(acks []mapping.Ack) {
+// marked keeps the cache true after a write of acks: applied, the
+// members' marks they moved move in the cache too (advance); not (the
+// write failed, or found its transaction finished before), the rooms
+// whose marks they would have moved are forgotten.
+func (db *Database) marked(acks []mapping.Ack, applied bool) {
 	var rooms []id.RoomID
 	for _, a := range acks {
 		if a.UpTo != "" {
 			rooms = append(rooms, a.UpTo)
 		}
 	}
-	if len(rooms) > 0 {
+	switch {
+	case len(rooms) == 0:
+	case applied:
+		db.portals.advance(acks)
+	default:
 		db.portals.forget(rooms...)
+	}
+}
+
+// advance moves, in the cached portals, the marks committed "up to" acks
+// moved, as their SQL does (ackUpTo: forward only, of a member the portal
+// has), instead of forgetting the portals: in a group of a hundred
+// members whose marks move at every receipt, reading its member rows
+// again after each would cost more than the receipt. The generation moves
+// as at a forget: a read that began before the write may have read the
+// older marks, and must not store them.
+func (c *portalCache) advance(acks []mapping.Ack) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.gen++
+	for _, a := range acks {
+		p := c.byRoom[a.UpTo]
+		if a.UpTo == "" || p == nil {
+			continue
+		}
+		m := p.Member(a.By)
+		if m == nil {
+			continue
+		}
+		if a.Kind == mapping.AckDisplayed {
+			m.ReadUpTo = max(m.ReadUpTo, a.Row)
+		} else {
+			m.DeliveredUpTo = max(m.DeliveredUpTo, a.Row)
+		}
 	}
 }

@@ -116,7 +116,8 @@ func (db *Database) PendingTxns(ctx context.Context, limit, maxBytes int) ([]*ma
 // send anything twice.
 func (db *Database) FinishTxn(ctx context.Context, txnID string, acks []mapping.Ack, jobs []*mapping.Job) error {
 	defer db.writing()()
-	defer db.forgetMarked(acks)
+	applied := false
+	defer func() { db.marked(acks, applied) }()
 	var commit func()
 	err := db.db.DoTxn(ctx, nil, func(ctx context.Context) error {
 		err := execOne(ctx, db.db, finishTxnQuery, txnID)
@@ -136,6 +137,7 @@ func (db *Database) FinishTxn(ctx context.Context, txnID string, acks []mapping.
 	}
 	if commit != nil {
 		commit()
+		applied = true
 	}
 	return nil
 }
@@ -145,7 +147,8 @@ func (db *Database) FinishTxn(ctx context.Context, txnID string, acks []mapping.
 // stored and the error is mapping.ErrNotPending.
 func (db *Database) FinishTxns(ctx context.Context, txnIDs []string, acks []mapping.Ack, jobs []*mapping.Job) error {
 	defer db.writing()()
-	defer db.forgetMarked(acks)
+	applied := false
+	defer func() { db.marked(acks, applied) }()
 	var commit func()
 	err := db.db.DoTxn(ctx, nil, func(ctx context.Context) error {
 		query, args := inList("UPDATE txn_inbox SET done=true WHERE done=false AND txn_id IN (", txnIDs)
@@ -165,6 +168,7 @@ func (db *Database) FinishTxns(ctx context.Context, txnIDs []string, acks []mapp
 		return fmt.Errorf("finish %d transactions: %w", len(txnIDs), err)
 	}
 	commit()
+	applied = true
 	return nil
 }
 
