@@ -398,3 +398,29 @@ func TestGroupRelationsFromMatrix(t *testing.T) {
 		t.Errorf("counts %v: want Bob's redaction of Alice's message not carried", h.counts)
 	}
 }
+
+// XEP-0333 §3: only a markable message is marked. A read of a message
+// that asked for no marker marks the newest one before it that did.
+func TestGroupReadOfAnUnmarkableMessage(t *testing.T) {
+	h := groupHarness(t, alice)
+	ctx := context.Background()
+	for _, c := range []struct {
+		sid      string
+		markable bool
+	}{{"s1", true}, {"s2", true}, {"s3", false}} {
+		m := groupchat("Beatrice", "occ-b", alicePup, c.sid, "line "+c.sid)
+		m.Requests.Markable = c.markable
+		if _, err := h.b.HandleXMPPMessage(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.drain(t)
+	h.xmpp.sent = nil
+	if err := h.handleTxn(ctx, MatrixTxn{ID: "r1", Receipts: []Receipt{{Room: loungeRoom, Event: "$ev3", Type: ReceiptRead, User: alice}}}); err != nil {
+		t.Fatal(err)
+	}
+	h.drain(t)
+	if len(h.xmpp.sent) != 1 || !slices.Equal(h.xmpp.sent[0].Acks, []XMPPAck{{Wire: WireMarkerDisplayed, ID: "s2"}}) {
+		t.Errorf("a read of an unmarkable message sent %+v, want one marker of s2", h.xmpp.sent)
+	}
+}

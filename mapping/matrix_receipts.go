@@ -260,6 +260,13 @@ func (b *receipts) readsToXMPP(ctx context.Context, plan *receiptPlan) error {
 			b.count("matrix_receipt", ReasonDone)
 			continue
 		}
+		if r.portal.Kind == PortalGroup && kindMarkerDisplayed.asked(r.msg.Requests) && r.msg.StanzaID != "" {
+			// In a group a read is one marker, for the newest markable
+			// message up to it (groupDisplayed): the one read is. Nothing
+			// to look up, however many members read at once.
+			b.readToXMPP(r.from, mark.By, r.portal, r.msg, []*Message{r.msg}, plan)
+			continue
+		}
 		upTo[mark] = r.msg.RowID
 	}
 	if len(upTo) == 0 {
