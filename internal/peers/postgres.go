@@ -4,9 +4,12 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	_ "github.com/lib/pq" // the bridge's PostgreSQL driver
@@ -54,6 +57,7 @@ func CrashPostgresFor(down time.Duration) error {
 		return fmt.Errorf("no PostgreSQL cluster under /etc/postgresql to restart (%v)", err)
 	}
 	ver := filepath.Base(filepath.Dir(versions[0]))
+	keepOwnFiles()
 	ctl := func(args ...string) error {
 		out, err := exec.Command("pg_ctlcluster", append([]string{ver, "main"}, args...)...).CombinedOutput()
 		if err != nil {
@@ -69,4 +73,20 @@ func CrashPostgresFor(down time.Duration) error {
 	}
 	time.Sleep(down)
 	return ctl("start")
+}
+
+// keepOwnFiles marks close-on-exec every file this process was started
+// with beyond its standard three (Go opens its own so already). Without
+// it, the server started again would hold them for its whole life: a
+// flock(1) lock the tests were run under would never be released.
+func keepOwnFiles() {
+	entries, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		if fd, err := strconv.Atoi(e.Name()); err == nil && fd > 2 {
+			syscall.CloseOnExec(fd)
+		}
+	}
 }
