@@ -234,7 +234,7 @@ func BenchmarkReadUpTo10000(b *testing.B) {
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
-		if _, err := br.db.DB().Exec(ctx, `UPDATE portal SET read_upto=0, delivered_upto=0`); err != nil {
+		if _, err := br.db.DB().Exec(ctx, `UPDATE portal_member SET read_upto=0, delivered_upto=0`); err != nil {
 			b.Fatal(err)
 		}
 		if _, err := br.db.PutTxn(ctx, &mapping.Txn{ID: fmt.Sprintf("read%d", i), Body: []byte("{}")}); err != nil {

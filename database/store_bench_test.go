@@ -34,7 +34,7 @@ import (
 
 // storeBenchSeed names the shape of the seeded data; change it when the
 // seed changes, so that cached files of the old shape are not reused.
-const storeBenchSeed = "v1: 100 messages a portal, direction alternating"
+const storeBenchSeed = "v2: 100 messages a portal, direction alternating, portals with members"
 
 // perPortal messages in each portal: message i (from 1) is in portal i/100.
 const perPortal = 100
@@ -61,14 +61,18 @@ const (
 	seedColumns = `rowid, room_id, event_id, xmpp_id, peer_jid, direction, mxid, ts, want_receipt, markable`
 	seedSelect  = `i, '!r' || (i/100) || ':example.org', '$e' || i, 'm' || i, 'p' || (i/100) || '@xmpp.example',
 		CASE WHEN i % 2 = 0 THEN 'matrix' ELSE 'xmpp' END, '@alice:example.org', i, true, true`
-	portalSelect = `'!r' || k || ':example.org', '@alice:example.org', 'p' || k || '@xmpp.example', 0`
+	portalSelect = `'!r' || k || ':example.org', 'direct', 'p' || k || '@xmpp.example', 0`
 
 	sqliteSeedMessages = `WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM s WHERE i < $1)
 		INSERT INTO message (` + seedColumns + `) SELECT ` + seedSelect + ` FROM s`
 	sqliteSeedPortals = `WITH RECURSIVE s(k) AS (SELECT 0 UNION ALL SELECT k+1 FROM s WHERE k < $1)
-		INSERT INTO portal (room_id, mxid, jid, created_at) SELECT ` + portalSelect + ` FROM s`
+		INSERT INTO portal (room_id, kind, jid, created_at) SELECT ` + portalSelect + ` FROM s`
 	postgresSeedMessages = `INSERT INTO message (` + seedColumns + `) SELECT ` + seedSelect + ` FROM generate_series(1, $1::bigint) AS i`
-	postgresSeedPortals  = `INSERT INTO portal (room_id, mxid, jid, created_at) SELECT ` + portalSelect + ` FROM generate_series(0, $1::bigint) AS k`
+	postgresSeedPortals  = `INSERT INTO portal (room_id, kind, jid, created_at) SELECT ` + portalSelect + ` FROM generate_series(0, $1::bigint) AS k`
+	// Each portal's two members, as a direct portal has them: Alice, by
+	// her pair, and the person.
+	seedMatrixMembers = `INSERT INTO portal_member (room_id, member, direct_jid) SELECT room_id, '@alice:example.org', jid FROM portal`
+	seedXMPPMembers   = `INSERT INTO portal_member (room_id, member) SELECT room_id, jid FROM portal`
 )
 
 const seededKey = "store_bench_seeded"
@@ -115,8 +119,12 @@ func seedStore(ctx context.Context, db *Database, n int) error {
 		for _, q := range []struct {
 			query string
 			arg   int
-		}{{seedMessages, n}, {seedPortals, n / perPortal}} {
-			if _, err := d.Exec(ctx, q.query, q.arg); err != nil {
+		}{{seedMessages, n}, {seedPortals, n / perPortal}, {seedMatrixMembers, -1}, {seedXMPPMembers, -1}} {
+			var args []any
+			if q.arg >= 0 {
+				args = append(args, q.arg)
+			}
+			if _, err := d.Exec(ctx, q.query, args...); err != nil {
 				return fmt.Errorf("seed: %w", err)
 			}
 		}
