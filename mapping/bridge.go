@@ -34,6 +34,11 @@ type MatrixSide interface {
 	CreateGroup(ctx context.Context, name, topic string, invitee id.UserID) (id.RoomID, error)
 	// Invite has the bot invite user into room.
 	Invite(ctx context.Context, room id.RoomID, user id.UserID) error
+	// Kick has the bot remove user from room, saying reason.
+	Kick(ctx context.Context, room id.RoomID, user id.UserID, reason string) error
+	// SetTopic makes room's topic topic, set by sender if it may, else
+	// by the bot; nothing if it already is.
+	SetTopic(ctx context.Context, room id.RoomID, sender id.UserID, topic string) error
 	// SendSent marks ev as sent: taken by the XMPP side, delivered to no
 	// one known.
 	SendSent(ctx context.Context, room id.RoomID, ev id.EventID) error
