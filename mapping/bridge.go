@@ -206,7 +206,7 @@ func New(cfg Config, store Store, count Counter, log zerolog.Logger) *Bridge {
 		people:    &people{core: c, nicks: map[string]string{}},
 		relations: &relations{core: c},
 	}
-	b.receipts = &receipts{core: c, bot: b.bot, typing: map[id.RoomID]bool{}}
+	b.receipts = &receipts{core: c, bot: b.bot, typing: map[id.RoomID]map[id.UserID]bool{}}
 	b.groups = newGroups(c, b.receipts, b.bot)
 	b.messages = &messages{core: c, bot: b.bot, people: b.people, relations: b.relations, receipts: b.receipts, groups: b.groups}
 	b.bot.messages = b.messages
