@@ -35,12 +35,7 @@ func TestGroupPortal(t *testing.T) {
 	ctx := context.Background()
 	alice := w.alice
 	muc := "messina@" + w.Prosody.MUCDomain
-	send := func(c *peers.XMPPClient, stanza string) {
-		t.Helper()
-		if err := c.SendRaw(ctx, stanza); err != nil {
-			t.Fatal(err)
-		}
-	}
+	send := func(c *peers.XMPPClient, stanza string) { t.Helper(); sendRaw(t, c, stanza) }
 	beatrice := w.xmppUser(t, "beatrice", "group")
 	claudio := w.xmppUser(t, "claudio", "group")
 	joinMUC(t, beatrice, muc, "Beatrice")
@@ -166,6 +161,14 @@ func TestGroupPortal(t *testing.T) {
 	time.Sleep(500 * time.Millisecond)
 	if n := claudio.Count(isAliceMarker); n != 1 {
 		t.Errorf("Claudio saw %d markers from Alice, want 1", n)
+	}
+}
+
+// sendRaw has c send stanza as it is.
+func sendRaw(t *testing.T, c *peers.XMPPClient, stanza string) {
+	t.Helper()
+	if err := c.SendRaw(context.Background(), stanza); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -315,12 +318,7 @@ func TestGroupRoomState(t *testing.T) {
 	ctx := context.Background()
 	alice := w.alice
 	muc := "dunsinane@" + w.Prosody.MUCDomain
-	send := func(c *peers.XMPPClient, stanza string) {
-		t.Helper()
-		if err := c.SendRaw(ctx, stanza); err != nil {
-			t.Fatal(err)
-		}
-	}
+	send := func(c *peers.XMPPClient, stanza string) { t.Helper(); sendRaw(t, c, stanza) }
 	macbeth := w.xmppUser(t, "macbeth", "group")
 	banquo := w.xmppUser(t, "banquo", "group")
 	joinMUC(t, macbeth, muc, "Macbeth")
