@@ -105,6 +105,11 @@ type mucRoom struct {
 	// newest subject come meanwhile, which follows it.
 	topicBusy bool
 	topicNext *subjectArgs
+	// admitted are the occupants made members in this run, in or gone:
+	// what maxOccupants bounds. churn is the chat's budget of departures
+	// and nick changes (roomChurn).
+	admitted map[MemberID]bool
+	churn    bucket
 }
 
 func newGroups(c *core, r *receipts, b *bot) *groups {
@@ -113,11 +118,13 @@ func newGroups(c *core, r *receipts, b *bot) *groups {
 
 // room is the state of the chat j (its portal's room), made if new.
 func (g *groups) room(j jid.JID, portal id.RoomID) *mucRoom {
+	now := g.now()
 	key := j.Bare().String()
 	r := g.rooms[key]
 	if r == nil {
 		r = &mucRoom{jid: j.Bare(), portal: portal, nicks: map[id.UserID]string{}, joined: map[id.UserID]bool{},
-			own: map[string]bool{}, occupants: map[string]MemberID{}, subjectIDs: map[string]id.UserID{}}
+			own: map[string]bool{}, occupants: map[string]MemberID{}, subjectIDs: map[string]id.UserID{},
+			admitted: map[MemberID]bool{}, churn: roomChurn.full(now)}
 		g.rooms[key] = r
 	}
 	return r
@@ -476,7 +483,9 @@ func (g *groups) presenceFromMUC(ctx context.Context, log zerolog.Logger, r *muc
 func (g *groups) occupant(ctx context.Context, r *mucRoom, nick string, member MemberID) (bool, error) {
 	g.mu.Lock()
 	seen := r.occupants[nick] == member
-	full := len(r.occupants) >= maxOccupants
+	// Counted by distinct members, not by who is in: occupants who come
+	// and go under new nicks each cost a new ghost.
+	full := len(r.admitted) >= maxOccupants && !r.admitted[member]
 	g.mu.Unlock()
 	if seen {
 		return false, nil
@@ -493,6 +502,7 @@ func (g *groups) occupant(ctx context.Context, r *mucRoom, nick string, member M
 	}
 	g.mu.Lock()
 	r.occupants[nick] = member
+	r.admitted[member] = true
 	g.mu.Unlock()
 	return true, nil
 }

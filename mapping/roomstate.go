@@ -35,6 +35,13 @@ const (
 // whole event at 65,536 bytes, XMPP servers none).
 const maxSubjectBytes = 1024
 
+// roomChurn bounds what a chat's occupants leaving and changing nicks
+// cost on Matrix (a leave, a rename), per chat: a real room's churn stays
+// far below it, and a broken or hostile one that makes its occupants
+// come and go without end makes no more than one a second after the
+// first 200 (counted over_budget; the ghosts stay as they were).
+var roomChurn = rate{perSecond: 1, burst: 200}
+
 // maxPendingSubjects bounds the subjects sent by puppets whose answer
 // from the room is awaited, per chat: a member who changes the topic on
 // and on makes the oldest forgotten, not the bridge's memory grow.
@@ -253,14 +260,20 @@ func (g *groups) occupantLeft(ctx context.Context, r *mucRoom, nick string, p *X
 	member, seen := r.occupants[nick]
 	newNick := p.MUC.NewNick
 	renamed := p.MUC.Has(303) && newNick != "" && newNick != nick
-	if seen {
+	allowed := seen && roomChurn.take(&r.churn, g.now(), 1)
+	if allowed {
 		delete(r.occupants, nick)
 	}
 	keyed := renamed && p.MUC.OccupantID != ""
-	if keyed {
+	if allowed && keyed {
 		r.occupants[newNick] = member
 	}
 	g.mu.Unlock()
+	if seen && !allowed {
+		// The ghost stays as it was; it is renamed when it next speaks.
+		g.count("muc_presence", ReasonOverBudget)
+		return nil
+	}
 	if !seen {
 		g.count("muc_presence", "unknown_left")
 		return nil

@@ -2,9 +2,11 @@ package mapping_test
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"maunium.net/go/mautrix/id"
 	"mellium.im/xmpp/jid"
@@ -432,5 +434,44 @@ func TestGroupMemberTyping(t *testing.T) {
 	h.drain(t)
 	if len(h.xmpp.sent) != 0 {
 		t.Errorf("typing off, sent %+v", h.xmpp.sent)
+	}
+}
+
+// A chat whose occupants come and go without end costs a bounded number
+// of Matrix calls: departures and nick changes spend the chat's budget
+// (200 at once, then one a second), beyond which the ghosts stay as they
+// were, counted; and occupants made members in a run are bounded by
+// distinct member, so that new nicks cannot make ghosts without end.
+func TestGroupChurnIsBounded(t *testing.T) {
+	h := groupHarness(t)
+	now := time.Unix(1_800_000_000, 0)
+	h.b.SetClock(func() time.Time { return now })
+	if err := h.handleTxn(context.Background(), MatrixTxn{ID: "j", Events: []MatrixEvent{memberEvent(alice, loungeRoom, alice, MembershipJoin)}}); err != nil {
+		t.Fatal(err)
+	}
+	h.drain(t)
+	join := h.xmpp.presences[0]
+	h.feed(t, &XMPPPresence{From: join.To, To: join.From, MUC: &MUCPresence{Statuses: []int{110}}})
+	for range 1000 {
+		h.feed(t, occupantIn("macbeth", "occ-m", alicePup), occupantOut("macbeth", "occ-m", alicePup, MUCPresence{}))
+	}
+	if n := len(h.matrix.leaves); n != 200 {
+		t.Errorf("1000 departures made %d leaves, want the budget's 200", n)
+	}
+	if h.counts["muc_presence/"+string(ReasonOverBudget)] != 800 {
+		t.Errorf("counts %v, want 800 departures over budget", h.counts)
+	}
+	now = now.Add(10 * time.Second) // the budget fills again, one a second
+	h.feed(t, occupantIn("macbeth", "occ-m", alicePup), occupantOut("macbeth", "occ-m", alicePup, MUCPresence{}))
+	if n := len(h.matrix.leaves); n != 201 {
+		t.Errorf("after ten seconds, leaves %d, want 201", n)
+	}
+
+	joins := len(h.matrix.joins)
+	for i := range MaxOccupants + 10 {
+		h.feed(t, occupantIn(fmt.Sprintf("witch%d", i), "", alicePup))
+	}
+	if n := len(h.matrix.joins) - joins; n != MaxOccupants-1 {
+		t.Errorf("%d new nicks made %d ghosts, want %d (one member, macbeth, was made before)", MaxOccupants+10, n, MaxOccupants-1)
 	}
 }
