@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix/id"
@@ -214,21 +215,21 @@ func (g *groups) subjectRefused(ctx context.Context, m *XMPPMessage) (bool, erro
 	restore := r.hasSubject && !r.topicBusy
 	r.topicBusy = r.topicBusy || restore
 	g.mu.Unlock()
-	why := "it refused"
-	if m.Error != nil {
-		why = map[string]string{
-			"forbidden":        "only its moderators may change it",
-			"not-allowed":      "only its moderators may change it",
-			"not-acceptable":   "the puppet is not in it",
-			"not-authorized":   "only its moderators may change it",
-			"bad-request":      "it refused the text",
-			"policy-violation": "it refused the text",
-		}[m.Error.Condition]
-		if why == "" {
-			why = "it answered " + clip(m.Error.Condition, 64)
-		}
+	cond := conditionOf(m.Error)
+	why, known := map[string]string{
+		"forbidden":        "only its moderators may change it",
+		"not-allowed":      "only its moderators may change it",
+		"not-authorized":   "only its moderators may change it",
+		"not-acceptable":   "the puppet is not in it",
+		"bad-request":      "it refused the text",
+		"policy-violation": "it refused the text",
+	}[cond]
+	if !known {
+		// Named as the room gave it, bounded; counted as one kind, since
+		// a room names what it likes.
+		why, cond = "it answered "+clip(cond, 64), "other"
 	}
-	g.count("matrix_topic", Reason("refused_"+clip(conditionOf(m.Error), 64)))
+	g.count("matrix_topic", Reason("refused_"+cond))
 	text := fmt.Sprintf("The chat `%s` did not take the topic %s set: %s.", r.jid, who, why)
 	jobs := []*Job{g.bot.reply(r.portal, text)}
 	if restore {
@@ -335,10 +336,14 @@ func (g *groups) puppetRemoved(ctx context.Context, r *mucRoom, mxid id.UserID, 
 		return fmt.Errorf("remove %s from the portal of %s: %w", mxid, r.jid, err)
 	}
 	said, _ := departure(string(mxid)+"'s puppet", x)
-	text := fmt.Sprintf("%s. The bridge takes them out of this room; `join %s` with the bot brings them back.", said, r.jid)
+	reason := said
+	if last, _ := utf8.DecodeLastRuneInString(said); !strings.ContainsRune(".!?…", last) {
+		said += "."
+	}
+	text := fmt.Sprintf("%s The bridge takes them out of this room; `join %s` with the bot brings them back.", said, r.jid)
 	g.count("muc_presence", "puppet_removed")
 	return g.queueStored(ctx, g.bot.reply(r.portal, text),
-		groupJob(JobGroupKick, r.portal, 0, groupArgs{Room: r.portal, MUC: r.jid.String(), MXID: mxid, Reason: said}))
+		groupJob(JobGroupKick, r.portal, 0, groupArgs{Room: r.portal, MUC: r.jid.String(), MXID: mxid, Reason: reason}))
 }
 
 var (

@@ -184,6 +184,9 @@ func TestGroupSubjectRefused(t *testing.T) {
 	if n := len(h.xmpp.sent); n != 1 {
 		t.Errorf("sent %d subjects, want Alice's one", n)
 	}
+	if h.counts["matrix_topic/refused_forbidden"] != 1 {
+		t.Errorf("counts %v, want the refusal counted by its condition", h.counts)
+	}
 	// An error the bridge did not ask for is not a refusal.
 	h.feed(t, &XMPPMessage{ID: out.ID, From: jid.MustParse(lounge), To: jid.MustParse(aliceFrom), Type: TypeError,
 		Error: &StanzaError{Type: "auth", Condition: "forbidden"}})
@@ -283,15 +286,24 @@ func TestGroupOccupantLeavesKickedBanned(t *testing.T) {
 	}
 }
 
-// §9.1 (110 and 307): the room kicked Alice's puppet. She is told in the
-// portal and removed from it, is no member of it any longer, and her
+// §9.1 (110 and 307), §9.2 (110 and 301): the room kicked or banned
+// Alice's puppet. She is told in the portal and removed from it, is no member of it any longer, and her
 // puppet does not rejoin at the next connection.
 func TestGroupPuppetKicked(t *testing.T) {
+	for _, tc := range []struct {
+		status int
+		says   string
+	}{{307, "was kicked from the chat"}, {301, "was banned from the chat"}} {
+		t.Run(fmt.Sprint(tc.status), func(t *testing.T) { puppetRemoved(t, tc.status, tc.says) })
+	}
+}
+
+func puppetRemoved(t *testing.T, status int, says string) {
 	h := groupHarness(t, alice)
 	ctx := context.Background()
 	nick := h.xmpp.presences[0].To.Resourcepart()
-	h.feed(t, occupantOut(nick, "own-"+nick, alicePup, MUCPresence{Statuses: []int{110, 307}, Role: "none", Actor: "Fluellen", Reason: "Avaunt, you cullion!"}))
-	if len(h.matrix.notices) != 1 || !strings.Contains(h.matrix.notices[0], string(alice)+"'s puppet was kicked from the chat by Fluellen: Avaunt, you cullion!") {
+	h.feed(t, occupantOut(nick, "own-"+nick, alicePup, MUCPresence{Statuses: []int{110, status}, Role: "none", Actor: "Fluellen", Reason: "Avaunt, you cullion!"}))
+	if len(h.matrix.notices) != 1 || !strings.Contains(h.matrix.notices[0], string(alice)+"'s puppet "+says+" by Fluellen: Avaunt, you cullion! The bridge takes them out") {
 		t.Errorf("notices %q, want Alice told", h.matrix.notices)
 	}
 	if len(h.matrix.kicks) != 1 || !strings.HasPrefix(h.matrix.kicks[0], string(loungeRoom)+" "+string(alice)+" ") {
