@@ -313,7 +313,9 @@ func TestProfanityInAGroup(t *testing.T) {
 //     puppet's groupchat <composing/>;
 //   - Banquo changes his nick (§7.6): his ghost (the same, by XEP-0421
 //     occupant-id) is renamed; Macbeth kicks him (§9.1): his ghost leaves
-//     and the kick is said in the portal.
+//     and the kick is said in the portal;
+//   - Macbeth kicks Alice's puppet: she is told and taken out of the
+//     portal.
 func TestGroupRoomState(t *testing.T) {
 	ctx := context.Background()
 	alice := w.alice
@@ -455,4 +457,20 @@ func TestGroupRoomState(t *testing.T) {
 		t.Fatalf("the kick was not said in the portal: %v", err)
 	}
 	t.Logf("the portal says: %s", said.Content.AsMessage().Body)
+
+	// Macbeth kicks Alice's puppet (§9.1, 110 and 307 to it): she is told,
+	// and taken out of the portal by the bot.
+	mark = alice.Mark()
+	send(macbeth, `<iq type='set' to='`+muc+`' id='kick2'><query xmlns='http://jabber.org/protocol/muc#admin'><item nick='`+peers.XMLEscape(aliceNick)+`' role='none'><reason>Hence, horrible shadow!</reason></item></query></iq>`)
+	if _, err := alice.WaitSince(ctx, mark, wait, func(e *event.Event) bool {
+		return e.RoomID == portal && e.Sender == w.IDs.Bot() && e.Type == event.EventMessage &&
+			strings.Contains(e.Content.AsMessage().Body, "puppet was kicked from the chat") && strings.Contains(e.Content.AsMessage().Body, "Hence, horrible shadow!")
+	}); err != nil {
+		t.Errorf("Alice was not told that her puppet was kicked: %v", err)
+	}
+	if _, err := alice.WaitSince(ctx, mark, wait, func(e *event.Event) bool {
+		return peers.IsMembership(portal, alice.Client.UserID, event.MembershipLeave)(e) && e.Sender == w.IDs.Bot()
+	}); err != nil {
+		t.Errorf("Alice is still in the portal of a chat that kicked her puppet: %v", err)
+	}
 }
