@@ -85,6 +85,9 @@ func (f *fakeMatrix) Kick(_ context.Context, room id.RoomID, user id.UserID, rea
 func (f *fakeMatrix) SetTopic(_ context.Context, room id.RoomID, sender id.UserID, topic string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.fail != nil {
+		return f.fail
+	}
 	f.topics = append(f.topics, string(room)+" "+string(sender)+" "+topic)
 	return nil
 }

@@ -3,6 +3,7 @@ package mapping
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"unicode/utf8"
@@ -110,14 +111,28 @@ var _ = register(JobGroupTopic, jobKind{side: SideMatrix, order: byRoom, payload
 		return b.groups.topicToMatrix(ctx, args)
 	})})
 
-// topicToMatrix sets the portal's topic, then the newest subject that came
-// meanwhile, if any.
+// topicToMatrix sets the portal's topic: the newest subject of the room,
+// and again while newer ones came meanwhile. A send the outbox retries
+// keeps the room busy (its retry takes the newest), so that subjects
+// that come while the homeserver is away make no jobs of their own.
 func (g *groups) topicToMatrix(ctx context.Context, args subjectArgs) error {
 	muc, err := payloadJID(args.MUC)
 	if err != nil {
 		return err
 	}
 	r := g.known(muc)
+	newest := func() *subjectArgs {
+		next := r.topicNext
+		r.topicNext = nil
+		return next
+	}
+	if r != nil {
+		g.mu.Lock()
+		if next := newest(); next != nil {
+			args = *next
+		}
+		g.mu.Unlock()
+	}
 	for {
 		var sender id.UserID
 		if args.Member != "" {
@@ -129,17 +144,20 @@ func (g *groups) topicToMatrix(ctx context.Context, args subjectArgs) error {
 		if r == nil {
 			return err
 		}
+		retried := err != nil && !errors.Is(err, ErrPermanent)
+		var next *subjectArgs
 		g.mu.Lock()
-		next := r.topicNext
-		r.topicNext = nil
-		r.topicBusy = next != nil && err == nil
+		if !retried {
+			next = newest()
+		}
+		r.topicBusy = retried || next != nil
 		g.mu.Unlock()
 		switch {
-		case err != nil && next != nil:
-			// The newest goes in its own job, after this one's retries.
-			return g.queueTopic(ctx, *next)
-		case err != nil || next == nil:
+		case next == nil:
 			return err
+		case err != nil:
+			// Dropped for good: the newest goes in a job of its own.
+			return errors.Join(err, g.queueTopic(ctx, *next))
 		}
 		args = *next
 	}

@@ -2,6 +2,7 @@ package mapping_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -99,7 +100,8 @@ func TestGroupSubjectBecomesTopic(t *testing.T) {
 
 // A room that changes its subject on and on costs one Matrix call at a
 // time: the subjects that come while a topic is on its way leave only
-// the newest to follow it. A subject is bounded.
+// the newest to follow it, and while the homeserver is away they make no
+// jobs of their own (the retry takes the newest). A subject is bounded.
 func TestGroupSubjectsCoalesceAndAreBounded(t *testing.T) {
 	h := groupHarness(t, alice)
 	ctx := context.Background()
@@ -112,12 +114,32 @@ func TestGroupSubjectsCoalesceAndAreBounded(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.drain(t)
-	if len(h.matrix.topics) != 2 {
-		t.Fatalf("%d topics set for 1001 subjects, want 2 (the first, then the newest)", len(h.matrix.topics))
+	if len(h.matrix.topics) != 1 {
+		t.Fatalf("%d topics set for 1001 subjects, want 1 (the newest)", len(h.matrix.topics))
 	}
-	last := strings.TrimPrefix(h.matrix.topics[1], string(loungeRoom)+"  ")
+	last := strings.TrimPrefix(h.matrix.topics[0], string(loungeRoom)+"  ")
 	if len(last) > 1024 || !strings.HasPrefix(last, "éé") || !strings.HasSuffix(last, "…") {
 		t.Errorf("the newest subject became a topic of %d bytes: %.40q…", len(last), last)
+	}
+
+	h.matrix.fail = errors.New("the homeserver is away")
+	h.feed(t, subjectMsg("", alicePup, "", "Out, damned spot!"))
+	for i := range 100 {
+		if _, err := h.b.HandleXMPPMessage(ctx, subjectMsg("", alicePup, "", fmt.Sprint("Out, out, brief candle ", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	jobs, err := h.store.DueJobs(ctx, time.Now().Add(time.Hour), 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(jobs) != 1 {
+		t.Errorf("%d jobs stored while the homeserver is away, want the one being retried", len(jobs))
+	}
+	h.matrix.fail = nil
+	h.drain(t)
+	if want := string(loungeRoom) + "  Out, out, brief candle 99"; len(h.matrix.topics) != 2 || h.matrix.topics[1] != want {
+		t.Errorf("topics after the homeserver is back: %q, want the newest, %q", h.matrix.topics[1:], want)
 	}
 }
 
