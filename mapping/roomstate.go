@@ -280,16 +280,18 @@ func (g *groups) occupantLeft(ctx context.Context, r *mucRoom, nick string, p *X
 	newNick := p.MUC.NewNick
 	renamed := p.MUC.Has(303) && newNick != "" && newNick != nick
 	allowed := seen && roomChurn.take(&r.churn, g.now(), 1)
-	if allowed {
+	keyed := renamed && p.MUC.OccupantID != ""
+	// Over budget, an occupant who left stays in (their ghost as it
+	// was), and one who changed nick with an occupant-id is followed all
+	// the same: their ghost is renamed when they next speak.
+	if allowed || seen && keyed {
 		delete(r.occupants, nick)
 	}
-	keyed := renamed && p.MUC.OccupantID != ""
-	if allowed && keyed {
+	if seen && keyed {
 		r.occupants[newNick] = member
 	}
 	g.mu.Unlock()
 	if seen && !allowed {
-		// The ghost stays as it was; it is renamed when it next speaks.
 		g.count("muc_presence", ReasonOverBudget)
 		return nil
 	}

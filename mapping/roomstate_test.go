@@ -501,7 +501,31 @@ func TestGroupChurnIsBounded(t *testing.T) {
 		t.Errorf("after ten seconds, leaves %d, want 201", n)
 	}
 
-	joins := len(h.matrix.joins)
+	// Over budget, nick changes with an occupant-id cost nothing on
+	// Matrix (not even a ghost's join under the new nick), and the ghost
+	// takes the newest nick when it next speaks.
+	joins, names := len(h.matrix.joins), len(h.matrix.ghostNames)
+	h.feed(t, occupantIn("macbeth", "occ-m", alicePup))
+	for i := range 1000 {
+		old, nick := fmt.Sprint("thane", i), fmt.Sprint("thane", i+1)
+		if i == 0 {
+			old = "macbeth"
+		}
+		h.feed(t, occupantOut(old, "occ-m", alicePup, MUCPresence{Statuses: []int{303}, NewNick: nick}), occupantIn(nick, "occ-m", alicePup))
+	}
+	if n := len(h.matrix.joins) - joins; n > 1 {
+		t.Errorf("1000 nick changes made %d ghost joins, want at most the one back in", n)
+	}
+	if n := len(h.matrix.ghostNames) - names; n > 202 {
+		t.Errorf("1000 nick changes made %d renames, want at most the budget's", n)
+	}
+	h.feed(t, groupchat("thane1000", "occ-m", alicePup, "s1", "Is this a dagger which I see before me"))
+	ghost := ghostOf(t, "occ-m")
+	if last := h.matrix.ghostNames[len(h.matrix.ghostNames)-1]; last != string(ghost)+" thane1000" {
+		t.Errorf("the ghost's last name is %q, want the newest nick once it speaks", last)
+	}
+
+	joins = len(h.matrix.joins)
 	for i := range MaxOccupants + 10 {
 		h.feed(t, occupantIn(fmt.Sprintf("witch%d", i), "", alicePup))
 	}
