@@ -34,12 +34,7 @@ func TestGroupPortal(t *testing.T) {
 	ctx := context.Background()
 	alice := w.alice
 	muc := "messina@" + w.Prosody.MUCDomain
-	send := func(c *peers.XMPPClient, stanza string) {
-		t.Helper()
-		if err := c.SendRaw(ctx, stanza); err != nil {
-			t.Fatal(err)
-		}
-	}
+	send := func(c *peers.XMPPClient, stanza string) { t.Helper(); sendRaw(t, c, stanza) }
 	beatrice := w.xmppUser(t, "beatrice", "group")
 	claudio := w.xmppUser(t, "claudio", "group")
 	joinMUC(t, beatrice, muc, "Beatrice")
@@ -165,6 +160,14 @@ func TestGroupPortal(t *testing.T) {
 	time.Sleep(500 * time.Millisecond)
 	if n := claudio.Count(isAliceMarker); n != 1 {
 		t.Errorf("Claudio saw %d markers from Alice, want 1", n)
+	}
+}
+
+// sendRaw has c send stanza as it is.
+func sendRaw(t *testing.T, c *peers.XMPPClient, stanza string) {
+	t.Helper()
+	if err := c.SendRaw(context.Background(), stanza); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -403,5 +406,183 @@ func TestGroupRelations(t *testing.T) {
 	}
 	if gone.Sender != ghost {
 		t.Errorf("the redaction is %s's, want Beatrice's ghost %s (Claudio may not retract it)", gone.Sender, ghost)
+	}
+}
+
+// A chat's state in its portal, against Prosody's multi-user chat and
+// Dendrite: Macbeth (the room's owner) and Banquo are occupants; Alice
+// joins through the bot. Then:
+//   - the subject Macbeth set before she came, which the room sends last
+//     on joining (XEP-0045 §7.2.16), is the portal's topic; his change of
+//     it (§8.1) is the topic again, set by his ghost;
+//   - Alice's topic goes to the room as her puppet's <subject/>; where
+//     only moderators may change it (Prosody's default) the room refuses,
+//     she is told and the topic is put back; once Macbeth makes her
+//     puppet a moderator, Banquo gets her subject, and its reflection is
+//     not set as a topic again;
+//   - Banquo's <composing/> (XEP-0085 "Use in Groupchat") is his ghost's
+//     typing, <paused/> its end; Alice's typing reaches Banquo as her
+//     puppet's groupchat <composing/>;
+//   - Banquo changes his nick (§7.6): his ghost (the same, by XEP-0421
+//     occupant-id) is renamed; Macbeth kicks him (§9.1): his ghost leaves
+//     and the kick is said in the portal;
+//   - Macbeth kicks Alice's puppet: she is told and taken out of the
+//     portal.
+func TestGroupRoomState(t *testing.T) {
+	ctx := context.Background()
+	alice := w.alice
+	muc := "dunsinane@" + w.Prosody.MUCDomain
+	send := func(c *peers.XMPPClient, stanza string) { t.Helper(); sendRaw(t, c, stanza) }
+	macbeth := w.xmppUser(t, "macbeth", "group")
+	banquo := w.xmppUser(t, "banquo", "group")
+	joinMUC(t, macbeth, muc, "Macbeth")
+	send(macbeth, `<message type='groupchat' to='`+muc+`' id='subj1'><subject>Fair is foul, and foul is fair</subject></message>`)
+	if _, err := macbeth.Wait(ctx, wait, func(s *peers.Stanza) bool { return s.Name == "message" && s.Has("Fair is foul") }); err != nil {
+		t.Fatalf("the room did not take Macbeth's subject: %v", err)
+	}
+	joinMUC(t, banquo, muc, "Banquo")
+	portal := aliceJoinsGroup(t, muc)
+	puppetIn, err := macbeth.Wait(ctx, wait, func(s *peers.Stanza) bool {
+		return s.Name == "presence" && strings.HasPrefix(s.From, muc+"/") && s.Type == "" &&
+			s.From != muc+"/Macbeth" && s.From != muc+"/Banquo"
+	})
+	if err != nil {
+		t.Fatalf("Alice's puppet never joined the chat: %v", err)
+	}
+	aliceNick := strings.TrimPrefix(puppetIn.From, muc+"/")
+	isTopic := func(topic string) func(*event.Event) bool {
+		return func(e *event.Event) bool {
+			return e.RoomID == portal && e.Type == event.StateTopic && e.Content.AsTopic().Topic == topic
+		}
+	}
+
+	// What Dendrite made of the room's power levels.
+	var pl event.PowerLevelsEventContent
+	if err := alice.Client.StateEvent(ctx, portal, event.StatePowerLevels, "", &pl); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("power levels: users %v, users_default %d, state_default %d, events %v", pl.Users, pl.UsersDefault, pl.StateDefault(), pl.Events)
+	if lvl, ok := pl.Events[event.StateTopic.Type]; !ok || lvl != 0 {
+		t.Errorf("m.room.topic needs power %d (set: %v), want 0: any member may set the topic", lvl, ok)
+	}
+
+	// XMPP → Matrix: the subject on joining (§7.2.16), then a change (§8.1).
+	first, err := alice.Wait(ctx, wait, isTopic("Fair is foul, and foul is fair"))
+	if err != nil {
+		t.Fatalf("the room's subject on joining never became the topic: %v", err)
+	}
+	t.Logf("the subject on joining was set by %s", first.Sender)
+	send(macbeth, `<message type='groupchat' to='`+muc+`' id='subj2'><subject>Something wicked this way comes</subject></message>`)
+	changed, err := alice.Wait(ctx, wait, isTopic("Something wicked this way comes"))
+	if err != nil {
+		t.Fatalf("Macbeth's change of subject never became the topic: %v", err)
+	}
+	if !w.IDs.IsGhost(changed.Sender) {
+		t.Errorf("Macbeth's subject was set by %s, want his ghost", changed.Sender)
+	}
+
+	// Matrix → XMPP: refused while Alice's puppet is no moderator.
+	setTopic := func(topic string) {
+		t.Helper()
+		if _, err := alice.Client.SendStateEvent(ctx, portal, event.StateTopic, "", &event.TopicEventContent{Topic: topic}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mark := alice.Mark()
+	setTopic("By the pricking of my thumbs")
+	if _, err := alice.WaitSince(ctx, mark, wait, func(e *event.Event) bool {
+		return e.RoomID == portal && e.Sender == w.IDs.Bot() && e.Type == event.EventMessage && strings.Contains(e.Content.AsMessage().Body, "did not take the topic")
+	}); err != nil {
+		t.Fatalf("Alice was not told that the room refused her subject: %v", err)
+	}
+	if _, err := alice.WaitSince(ctx, mark, wait, func(e *event.Event) bool {
+		return isTopic("Something wicked this way comes")(e) && e.Sender == w.IDs.Bot()
+	}); err != nil {
+		t.Errorf("the topic was not put back to the room's subject: %v", err)
+	}
+	send(macbeth, `<iq type='set' to='`+muc+`' id='mod1'><query xmlns='http://jabber.org/protocol/muc#admin'><item nick='`+peers.XMLEscape(aliceNick)+`' role='moderator'/></query></iq>`)
+	if s, err := macbeth.Wait(ctx, wait, func(s *peers.Stanza) bool { return s.Name == "iq" && s.ID == "mod1" }); err != nil || s.Type != "result" {
+		t.Fatalf("Macbeth could not make Alice's puppet a moderator: %v %v", s, err)
+	}
+	mark = alice.Mark()
+	setTopic("Double, double toil and trouble")
+	if _, err := banquo.Wait(ctx, wait, func(s *peers.Stanza) bool {
+		return s.Name == "message" && s.From == muc+"/"+aliceNick && s.Has("<subject") && s.Has("Double, double toil and trouble") && !s.Has("<body")
+	}); err != nil {
+		t.Fatalf("Alice's topic never reached the room as her subject: %v", err)
+	}
+
+	// Typing both ways.
+	var banquoGhost id.UserID
+	if ev, err := alice.Wait(ctx, wait, func(e *event.Event) bool {
+		return e.RoomID == portal && e.Type == event.StateMember && w.IDs.IsGhost(e.Sender) && e.Content.AsMember().Displayname != "" &&
+			strings.HasPrefix(e.Content.AsMember().Displayname, "Banquo")
+	}); err != nil {
+		t.Fatalf("Banquo has no ghost in the portal: %v", err)
+	} else {
+		banquoGhost = id.UserID(ev.GetStateKey())
+	}
+	send(banquo, `<message type='groupchat' to='`+muc+`' id='cs1'><composing xmlns='http://jabber.org/protocol/chatstates'/></message>`)
+	if _, err := alice.Wait(ctx, wait, isTyping(portal, banquoGhost, true)); err != nil {
+		t.Errorf("Banquo's <composing/> never showed his ghost typing: %v", err)
+	}
+	mark = alice.Mark()
+	send(banquo, `<message type='groupchat' to='`+muc+`' id='cs2'><paused xmlns='http://jabber.org/protocol/chatstates'/></message>`)
+	if _, err := alice.WaitSince(ctx, mark, wait, isTyping(portal, banquoGhost, false)); err != nil {
+		t.Errorf("Banquo's <paused/> never ended his ghost's typing: %v", err)
+	}
+	if _, err := alice.Client.UserTyping(ctx, portal, true, 20*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := banquo.Wait(ctx, wait, func(s *peers.Stanza) bool {
+		return s.Name == "message" && s.From == muc+"/"+aliceNick && s.Has("<composing")
+	}); err != nil {
+		t.Errorf("Alice's typing never reached the room: %v", err)
+	}
+	if _, err := alice.Client.UserTyping(ctx, portal, false, 0); err != nil {
+		t.Fatal(err)
+	}
+
+	// The reflection of Alice's subject is not set as a topic again.
+	if n := len(alice.Events(isTopic("Double, double toil and trouble"))); n != 1 {
+		t.Errorf("the topic %q was set %d times, want once (Alice's)", "Double, double toil and trouble", n)
+	}
+
+	// A nick change renames the ghost; a kick takes it out.
+	send(banquo, `<presence to='`+muc+`/Fleance'/>`)
+	if _, err := alice.Wait(ctx, wait, func(e *event.Event) bool {
+		return e.RoomID == portal && e.Type == event.StateMember && e.GetStateKey() == string(banquoGhost) &&
+			strings.HasPrefix(e.Content.AsMember().Displayname, "Fleance")
+	}); err != nil {
+		t.Errorf("Banquo's nick change did not rename his ghost: %v", err)
+	}
+	send(macbeth, `<iq type='set' to='`+muc+`' id='kick1'><query xmlns='http://jabber.org/protocol/muc#admin'><item nick='Fleance' role='none'><reason>Fly, good Fleance, fly!</reason></item></query></iq>`)
+	if _, err := alice.Wait(ctx, wait, peers.IsMembership(portal, banquoGhost, event.MembershipLeave)); err != nil {
+		t.Errorf("the kicked occupant's ghost did not leave: %v", err)
+	}
+	said, err := alice.Wait(ctx, wait, func(e *event.Event) bool {
+		body := e.Content.AsMessage().Body
+		return e.RoomID == portal && e.Sender == w.IDs.Bot() && e.Type == event.EventMessage &&
+			strings.HasPrefix(body, "Fleance was kicked from the chat") && strings.HasSuffix(body, ": Fly, good Fleance, fly!")
+	})
+	if err != nil {
+		t.Fatalf("the kick was not said in the portal: %v", err)
+	}
+	t.Logf("the portal says: %s", said.Content.AsMessage().Body)
+
+	// Macbeth kicks Alice's puppet (§9.1, 110 and 307 to it): she is told,
+	// and taken out of the portal by the bot.
+	mark = alice.Mark()
+	send(macbeth, `<iq type='set' to='`+muc+`' id='kick2'><query xmlns='http://jabber.org/protocol/muc#admin'><item nick='`+peers.XMLEscape(aliceNick)+`' role='none'><reason>Hence, horrible shadow!</reason></item></query></iq>`)
+	if _, err := alice.WaitSince(ctx, mark, wait, func(e *event.Event) bool {
+		return e.RoomID == portal && e.Sender == w.IDs.Bot() && e.Type == event.EventMessage &&
+			strings.Contains(e.Content.AsMessage().Body, "puppet was kicked from the chat") && strings.Contains(e.Content.AsMessage().Body, "Hence, horrible shadow!")
+	}); err != nil {
+		t.Errorf("Alice was not told that her puppet was kicked: %v", err)
+	}
+	if _, err := alice.WaitSince(ctx, mark, wait, func(e *event.Event) bool {
+		return peers.IsMembership(portal, alice.Client.UserID, event.MembershipLeave)(e) && e.Sender == w.IDs.Bot()
+	}); err != nil {
+		t.Errorf("Alice is still in the portal of a chat that kicked her puppet: %v", err)
 	}
 }

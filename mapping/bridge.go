@@ -34,6 +34,11 @@ type MatrixSide interface {
 	CreateGroup(ctx context.Context, name, topic string, invitee id.UserID) (id.RoomID, error)
 	// Invite has the bot invite user into room.
 	Invite(ctx context.Context, room id.RoomID, user id.UserID) error
+	// Kick has the bot remove user from room, saying reason.
+	Kick(ctx context.Context, room id.RoomID, user id.UserID, reason string) error
+	// SetTopic makes room's topic topic, set by sender if it may, else
+	// by the bot; nothing if it already is.
+	SetTopic(ctx context.Context, room id.RoomID, sender id.UserID, topic string) error
 	// SendSent marks ev as sent: taken by the XMPP side, delivered to no
 	// one known.
 	SendSent(ctx context.Context, room id.RoomID, ev id.EventID) error
@@ -201,7 +206,7 @@ func New(cfg Config, store Store, count Counter, log zerolog.Logger) *Bridge {
 		people:    &people{core: c, nicks: map[string]string{}},
 		relations: &relations{core: c},
 	}
-	b.receipts = &receipts{core: c, bot: b.bot, typing: map[id.RoomID]bool{}}
+	b.receipts = &receipts{core: c, bot: b.bot, typing: map[id.RoomID]map[id.UserID]bool{}}
 	b.groups = newGroups(c, b.receipts, b.bot, b.relations)
 	b.relations.nickIn = b.groups.nickOf
 	b.messages = &messages{core: c, bot: b.bot, people: b.people, relations: b.relations, receipts: b.receipts, groups: b.groups}

@@ -40,6 +40,7 @@ type fakeMatrix struct {
 	mu                          sync.Mutex           // lanes run side by side
 	typing                      []string
 	invites, sent               []string // "room user", "room event"
+	topics, kicks               []string // "room sender topic", "room user reason"
 	// beforeAnswer, if set, runs when SendText has made its event and not
 	// yet answered: what the homeserver does meanwhile.
 	beforeAnswer func(room id.RoomID, ev id.EventID)
@@ -72,6 +73,23 @@ func (f *fakeMatrix) Invite(_ context.Context, room id.RoomID, user id.UserID) e
 	defer f.mu.Unlock()
 	f.invites = append(f.invites, string(room)+" "+string(user))
 	return f.fail
+}
+
+func (f *fakeMatrix) Kick(_ context.Context, room id.RoomID, user id.UserID, reason string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.kicks = append(f.kicks, string(room)+" "+string(user)+" "+reason)
+	return nil
+}
+
+func (f *fakeMatrix) SetTopic(_ context.Context, room id.RoomID, sender id.UserID, topic string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.fail != nil {
+		return f.fail
+	}
+	f.topics = append(f.topics, string(room)+" "+string(sender)+" "+topic)
+	return nil
 }
 
 func (f *fakeMatrix) SendSent(_ context.Context, room id.RoomID, ev id.EventID) error {

@@ -83,4 +83,9 @@ const (
 	MaxGhostPhotoBytes = maxGhostPhotoBytes
 	// OverBudgetLogEvery is how often the intake's refusals are logged.
 	OverBudgetLogEvery = overBudgetLogEvery
+	// MaxOccupants bounds the occupants of one chat made members in a run.
+	MaxOccupants = maxOccupants
 )
+
+// SetClock puts b's core on the clock now.
+func (b *Bridge) SetClock(now func() time.Time) { b.core.now = now }

@@ -265,7 +265,7 @@ func (b *messages) handleMatrixEvent(ctx context.Context, evt MatrixEvent) ([]*J
 	switch evt.Kind {
 	case EventMember:
 		return b.handleMember(ctx, evt)
-	case EventMessage, EventEncrypted, EventReaction, EventRedaction:
+	case EventMessage, EventEncrypted, EventReaction, EventRedaction, EventTopic:
 	default:
 		b.count("matrix_event", ReasonEventType)
 		return nil, nil
@@ -294,7 +294,13 @@ func (b *messages) handleMatrixEvent(ctx context.Context, evt MatrixEvent) ([]*J
 		b.count("matrix_event", ReasonWrongSender)
 		return nil, nil
 	}
-	if portal.Kind == PortalGroup {
+	switch {
+	case evt.Kind == EventTopic && portal.Kind == PortalGroup:
+		return b.groups.topicFromMatrix(ctx, portal, evt)
+	case evt.Kind == EventTopic:
+		b.count("matrix_event", ReasonEventType) // a DM's topic is its own
+		return nil, nil
+	case portal.Kind == PortalGroup:
 		return b.groups.messageFromMatrix(ctx, log, portal, evt)
 	}
 	ghost := ids.Ghost(portal.JID)

@@ -53,6 +53,9 @@ func (b *messages) handleXMPPMessage(ctx context.Context, m *XMPPMessage) (*OutM
 		return bounce(m, "cancel", "service-unavailable"), nil
 	}
 	if m.Type == TypeError {
+		if done, err := b.groups.subjectRefused(ctx, m); done || err != nil {
+			return nil, err
+		}
 		// Never answered with an error (RFC 6120 §8.3.1); one that answers
 		// a message of ours becomes its failure status on Matrix.
 		return nil, b.receipts.errorFromXMPP(ctx, log, mxid, m)

@@ -95,6 +95,21 @@ type mucRoom struct {
 	own map[string]bool
 	// occupants are the others, by nick.
 	occupants map[string]MemberID
+	// subject is the room's subject as last seen (hasSubject: one was);
+	// subjectIDs the ids of the subjects puppets sent, awaiting the
+	// room's answer, with whose they are (roomstate.go).
+	subject    string
+	hasSubject bool
+	subjectIDs map[string]id.UserID
+	// topicBusy: a topic is on its way to the portal; topicNext is the
+	// newest subject come meanwhile, which follows it.
+	topicBusy bool
+	topicNext *subjectArgs
+	// admitted are the occupants made members in this run, in or gone:
+	// what maxOccupants bounds. churn is the chat's budget of departures
+	// and nick changes (roomChurn).
+	admitted map[MemberID]bool
+	churn    bucket
 }
 
 func newGroups(c *core, r *receipts, b *bot, rel *relations) *groups {
@@ -103,11 +118,13 @@ func newGroups(c *core, r *receipts, b *bot, rel *relations) *groups {
 
 // room is the state of the chat j (its portal's room), made if new.
 func (g *groups) room(j jid.JID, portal id.RoomID) *mucRoom {
+	now := g.now()
 	key := j.Bare().String()
 	r := g.rooms[key]
 	if r == nil {
 		r = &mucRoom{jid: j.Bare(), portal: portal, nicks: map[id.UserID]string{}, joined: map[id.UserID]bool{},
-			own: map[string]bool{}, occupants: map[string]MemberID{}}
+			own: map[string]bool{}, occupants: map[string]MemberID{}, subjectIDs: map[string]id.UserID{},
+			admitted: map[MemberID]bool{}, churn: roomChurn.full(now)}
 		g.rooms[key] = r
 	}
 	return r
@@ -163,6 +180,8 @@ type groupArgs struct {
 	Reply id.RoomID `json:"reply,omitempty"` // where a command came from
 	// Member is the occupant a message to Matrix is from.
 	Member MemberID `json:"member,omitempty"`
+	// Reason is why the room removed MXID's puppet.
+	Reason string `json:"reason,omitempty"`
 }
 
 func groupJob(kind JobKind, lane id.RoomID, row int64, args groupArgs) *Job {
@@ -289,16 +308,9 @@ var (
 // history (§7.2.15: the bridge carries what is said from now on), as the
 // nick args names or else the user's display name.
 func (g *groups) joinMUC(ctx context.Context, args groupArgs) error {
-	muc, err := payloadJID(args.MUC)
+	muc, from, err := g.puppetTo(args.MXID, args.MUC)
 	if err != nil {
 		return err
-	}
-	if err := g.unreachable(args.MXID, muc); err != nil {
-		return err
-	}
-	from, err := g.cfg.Identities.PuppetFrom(args.MXID)
-	if err != nil {
-		return fmt.Errorf("%w: %w", ErrPermanent, err)
 	}
 	nick := args.Nick
 	if nick == "" {
@@ -327,6 +339,21 @@ func (g *groups) joinMUC(ctx context.Context, args groupArgs) error {
 	}
 	g.count("muc_join", "sent")
 	return nil
+}
+
+// puppetTo is the chat a job names and the address mxid's puppet speaks
+// to it from, if a send between them may still go (mayReach).
+func (g *groups) puppetTo(mxid id.UserID, chat string) (muc, from jid.JID, err error) {
+	if muc, err = payloadJID(chat); err != nil {
+		return muc, from, err
+	}
+	if err := g.unreachable(mxid, muc); err != nil {
+		return muc, from, err
+	}
+	if from, err = g.cfg.Identities.PuppetFrom(mxid); err != nil {
+		return muc, from, fmt.Errorf("%w: %w", ErrPermanent, err)
+	}
+	return muc, from, nil
 }
 
 // leaveMUC has the user's puppet leave the chat (XEP-0045 §7.14).
@@ -402,6 +429,12 @@ func (g *groups) presenceFromMUC(ctx context.Context, log zerolog.Logger, r *muc
 		// XEP-0045 §7.2.2: the occupant's own presence, last of the join.
 		if p.Type == PresenceUnavailable {
 			delete(r.joined, mxid)
+			if p.MUC.Has(307) || p.MUC.Has(301) {
+				// §9.1, §9.2: the room removed the puppet.
+				delete(r.nicks, mxid)
+				g.mu.Unlock()
+				return g.puppetRemoved(ctx, r, mxid, p.MUC)
+			}
 		} else {
 			r.joined[mxid] = true
 			r.nicks[mxid] = nick
@@ -434,21 +467,16 @@ func (g *groups) presenceFromMUC(ctx context.Context, log zerolog.Logger, r *muc
 		key = p.MUC.OccupantID
 	}
 	member := OccupantMember(r.jid, key)
-	ghost, err := g.cfg.Identities.OccupantGhost(r.jid, key)
-	if err != nil {
+	if _, err := g.cfg.Identities.OccupantGhost(r.jid, key); err != nil {
 		log.Debug().Err(err).Msg("Ignored an occupant the bridge cannot name")
 		g.count("muc_presence", "bad_occupant")
 		return nil
 	}
 	if p.Type == PresenceUnavailable {
-		g.mu.Lock()
-		delete(r.occupants, nick)
-		g.mu.Unlock()
-		if !p.MUC.Has(303) { // a nick change keeps the occupant (§7.6)
-			job := argsJob(JobLeave, jobArgs{Room: r.portal, User: ghost})
-			return g.queueStored(ctx, job)
+		if p.MUC == nil {
+			p.MUC = &MUCPresence{}
 		}
-		return nil
+		return g.occupantLeft(ctx, r, nick, p)
 	}
 	if isNew, err := g.occupant(ctx, r, nick, member); err != nil || !isNew {
 		return err
@@ -466,7 +494,9 @@ func (g *groups) presenceFromMUC(ctx context.Context, log zerolog.Logger, r *muc
 func (g *groups) occupant(ctx context.Context, r *mucRoom, nick string, member MemberID) (bool, error) {
 	g.mu.Lock()
 	seen := r.occupants[nick] == member
-	full := len(r.occupants) >= maxOccupants
+	// Counted by distinct members, not by who is in: occupants who come
+	// and go under new nicks each cost a new ghost.
+	full := len(r.admitted) >= maxOccupants && !r.admitted[member]
 	g.mu.Unlock()
 	if seen {
 		return false, nil
@@ -483,6 +513,7 @@ func (g *groups) occupant(ctx context.Context, r *mucRoom, nick string, member M
 	}
 	g.mu.Lock()
 	r.occupants[nick] = member
+	r.admitted[member] = true
 	g.mu.Unlock()
 	return true, nil
 }
@@ -544,31 +575,38 @@ func (g *groups) queueStored(ctx context.Context, jobs ...*Job) error {
 	return nil
 }
 
-// joinRefused tells the user why their puppet is not in the chat
-// (XEP-0045 §7.2.6-§7.2.9: a nick in use, a members-only room, a ban, a
-// password), in the portal's room, from the bot. A nick in use is tried
-// once more with a suffix.
+// joinRefused tells the user why their puppet is not in the chat, in the
+// portal's room, from the bot, in a sentence for each of XEP-0045's
+// errors of a join: a password (§7.2.7, <not-authorized/>), a
+// members-only room (§7.2.8, <registration-required/>), a ban (§7.2.9,
+// <forbidden/>), a nick in use (§7.2.10, <conflict/>: tried once more
+// with a suffix first), a full room (§7.2.11, <service-unavailable/>), a
+// locked or missing room (§7.2.12, §7.2.13, <item-not-found/>). Another
+// condition is named as the room gave it, bounded, and counted as other.
 func (g *groups) joinRefused(ctx context.Context, r *mucRoom, mxid id.UserID, nick string, e *StanzaError) error {
-	cond := "an error"
-	if e != nil {
-		cond = e.Condition
-	}
-	g.count("muc_join", Reason("refused_"+cond))
+	cond := conditionOf(e)
 	if cond == "conflict" && !strings.HasSuffix(nick, " (Matrix)") {
+		g.count("muc_join", "refused_conflict")
 		return g.queueStored(ctx, groupJob(JobJoinMUC, r.portal, 0, groupArgs{Room: r.portal, MUC: r.jid.String(), MXID: mxid, Nick: nick + " (Matrix)"}))
 	}
-	why := map[string]string{
-		"conflict":                "the nick is in use",
-		"registration-required":   "the room is members-only",
-		"forbidden":               "you are banned from it",
-		"not-authorized":          "it needs a password",
-		"service-unavailable":     "it is full",
-		"item-not-found":          "it does not exist (and may not be created)",
-		"remote-server-not-found": "its server cannot be reached",
-	}[cond]
-	if why == "" {
-		why = cond
+	puppet := mxid.String()
+	if j, err := g.cfg.Identities.PuppetFrom(mxid); err == nil {
+		puppet = j.Bare().String()
 	}
+	why, known := map[string]string{
+		"conflict":                "the nick is in use",
+		"registration-required":   "the chat is members-only: an admin of it can make `" + puppet + "` a member",
+		"forbidden":               "the chat has banned `" + puppet + "`",
+		"not-authorized":          "the chat needs a password, which the bridge cannot give yet",
+		"service-unavailable":     "the chat is full",
+		"item-not-found":          "the chat does not exist, or is locked until its owner configures it",
+		"remote-server-not-found": "the chat's server cannot be reached",
+	}[cond]
+	if !known {
+		why = "the chat answered " + clip(cond, 64)
+		cond = "other"
+	}
+	g.count("muc_join", Reason("refused_"+cond))
 	text := fmt.Sprintf("%s could not join `%s` as `%s`: %s.", mxid, r.jid, nick, why)
 	return g.queueStored(ctx, g.bot.reply(r.portal, text))
 }
@@ -594,6 +632,10 @@ func (g *groups) messageFromMUC(ctx context.Context, log zerolog.Logger, mxid id
 	case mxid != listener:
 		g.count("xmpp_message", ReasonNotListener)
 		return nil
+	case m.HasSubject && !m.HasBody:
+		// §7.2.16, §8.1: the room's subject, from the room itself or
+		// the occupant who set it.
+		return g.subjectFromMUC(ctx, log, r, m, own)
 	case nick == "":
 		g.count("xmpp_message", ReasonRoomItself)
 		return nil
@@ -615,6 +657,9 @@ func (g *groups) messageFromMUC(ctx context.Context, log zerolog.Logger, mxid id
 	})
 	job := func() *Job {
 		return groupJob(JobGroupToMatrix, r.portal, 0, groupArgs{Room: r.portal, MUC: r.jid.String(), Nick: nick, Member: member})
+	}
+	if m.ChatState != "" {
+		g.typingInMUC(r, m.From, member, m.ChatState)
 	}
 	rows, done, err := g.relations.relationFromMUC(ctx, log, r.portal, r.jid, member, m)
 	if err != nil {

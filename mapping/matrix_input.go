@@ -54,6 +54,7 @@ const (
 	EventMember                     // m.room.member
 	EventReaction                   // m.reaction
 	EventRedaction                  // m.room.redaction
+	EventTopic                      // m.room.topic, its topic as Body
 )
 
 // The message types and the membership the core reads (client-server

@@ -45,14 +45,14 @@ type receiptPlan struct {
 	// the end.
 	reads map[Mark]*pendingRead
 	order []Mark // the reads, as first read
-	// typing is whether each room's portal user types, as of the typing
-	// events handled so far (typingFromMatrix).
-	typing map[id.RoomID]bool
+	// typing is who types in each room, as of the typing events handled
+	// so far (typingFromMatrix).
+	typing map[id.RoomID]map[id.UserID]bool
 }
 
 func newReceiptPlan() *receiptPlan {
 	return &receiptPlan{delivered: map[int64]bool{}, readUpTo: map[Mark]int64{},
-		portals: map[id.RoomID]*Portal{}, puppets: map[id.UserID]jid.JID{}, unsent: map[id.RoomID]bool{}, reads: map[Mark]*pendingRead{}, typing: map[id.RoomID]bool{}}
+		portals: map[id.RoomID]*Portal{}, puppets: map[id.UserID]jid.JID{}, unsent: map[id.RoomID]bool{}, reads: map[Mark]*pendingRead{}, typing: map[id.RoomID]map[id.UserID]bool{}}
 }
 
 func (b *receipts) planPortal(ctx context.Context, plan *receiptPlan, room id.RoomID) (*Portal, error) {

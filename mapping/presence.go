@@ -57,7 +57,10 @@ type MUCPresence struct {
 	Role        string // moderator, participant, visitor, none
 	Affiliation string
 	NewNick     string // <item nick/> of a 303
-	OccupantID  string // XEP-0421 §3, "" if none
+	// Actor and Reason are the <actor nick/> and <reason/> of a kick
+	// (307, §9.1) or ban (301, §9.2), "" if the room gave none.
+	Actor, Reason string
+	OccupantID    string // XEP-0421 §3, "" if none
 }
 
 // Has tells whether p carries status code c.

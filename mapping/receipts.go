@@ -134,7 +134,7 @@ type receipts struct {
 	flushFailing retry.Outage
 
 	typingMu sync.Mutex
-	typing   map[id.RoomID]bool // whether the portal's user types, by room
+	typing   map[id.RoomID]map[id.UserID]bool // who types, by room
 }
 
 // mayAnswer is the one rule of what an XMPP person may say about a message

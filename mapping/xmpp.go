@@ -33,8 +33,13 @@ type XMPPMessage struct {
 	Type     string // "" means normal (RFC 6121 §5.2.2)
 	Body     string
 	HasBody  bool
-	OriginID string // XEP-0359 <origin-id/>
-	StanzaID string // XEP-0359 <stanza-id/> by the sender's server (in a room, the room)
+	// Subject is the message's <subject/> (RFC 6121 §5.2.4): in a
+	// groupchat, the room's subject (XEP-0045 §8.1), "" with HasSubject
+	// when cleared.
+	Subject    string
+	HasSubject bool
+	OriginID   string // XEP-0359 <origin-id/>
+	StanzaID   string // XEP-0359 <stanza-id/> by the sender's server (in a room, the room)
 	// OccupantID is the XEP-0421 occupant-id a multi-user chat gives the
 	// sender of a groupchat message, "" if none.
 	OccupantID string
@@ -105,6 +110,9 @@ type OutMessage struct {
 	Type     string
 	Body     string
 	OriginID string
+	// Subject, if set, is the room subject a puppet asks for (XEP-0045
+	// §8.1; "" clears it).
+	Subject *string
 	// Request lists what the message asks the recipient to report.
 	Request Requests
 	// Error, with Type "error", makes this a bounce of a received stanza.

@@ -678,6 +678,11 @@ func coreEvent(evt *event.Event) mapping.MatrixEvent {
 		}
 	case event.EventEncrypted:
 		out.Kind = mapping.EventEncrypted
+	case event.StateTopic:
+		out.Kind = mapping.EventTopic
+		if c := evt.Content.AsTopic(); c != nil {
+			out.Body = c.Topic
+		}
 	case event.StateMember:
 		out.Kind = mapping.EventMember
 		if evt.StateKey != nil {

@@ -310,7 +310,8 @@ func TestManyPendingTransactionsInBatches(t *testing.T) {
 // Room events become what the core reads of them: a message's msgtype and
 // body, a member event's user, membership and (from the invite's stripped
 // state, client-server API "m.room.member" unsigned.invite_room_state) the
-// room's join rule; an encrypted event is only that; others keep their type.
+// room's join rule; an m.room.topic its topic; an encrypted event is only
+// that; others keep their type.
 func TestDecodeRoomEvents(t *testing.T) {
 	s := NewServer("hs-secret", nil, nil, func(string, string) {}, zerolog.Nop())
 	body := `{"events": [
@@ -329,7 +330,7 @@ func TestDecodeRoomEvents(t *testing.T) {
 		{ID: "$i", Room: "!r:example.org", Sender: "@alice:example.org", Kind: mapping.EventMember, Type: "m.room.member",
 			Target: "@_xmpp_juliet=40capulet.lit:example.org", Membership: mapping.MembershipInvite, JoinRule: mapping.JoinRulePublic},
 		{ID: "$e", Room: "!r:example.org", Sender: "@alice:example.org", Kind: mapping.EventEncrypted, Type: "m.room.encrypted"},
-		{ID: "$t", Room: "!r:example.org", Sender: "@alice:example.org", Kind: mapping.EventOther, Type: "m.room.topic"},
+		{ID: "$t", Room: "!r:example.org", Sender: "@alice:example.org", Kind: mapping.EventTopic, Type: "m.room.topic", Body: "hi"},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("decoded\n%+v\nwant\n%+v", got, want)

@@ -2,6 +2,7 @@ package matrixside
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"maunium.net/go/mautrix"
@@ -14,6 +15,12 @@ import (
 // name, and invites invitee. The bot is its creator, so that it can
 // invite the occupants' ghosts as they come (their intents join through
 // its invite: appservice.IntentAPI.EnsureJoined).
+//
+// Any member may set the topic (m.room.topic at power 0, where the preset
+// gives state events 50): the chat's room decides who may change its
+// subject (XEP-0045 §8.1), and the bridge says so when it refuses. The
+// other events keep the power the client-server API's presets give them,
+// since an override of "events" replaces the whole map.
 func (h *Homeserver) CreateGroup(ctx context.Context, name, topic string, invitee id.UserID) (id.RoomID, error) {
 	bot := h.AS.BotIntent()
 	resp, err := bot.CreateRoom(ctx, &mautrix.ReqCreateRoom{
@@ -21,6 +28,17 @@ func (h *Homeserver) CreateGroup(ctx context.Context, name, topic string, invite
 		Name:   name,
 		Topic:  topic,
 		Invite: []id.UserID{invitee},
+		PowerLevelOverride: &event.PowerLevelsEventContent{Events: map[string]int{
+			event.StateTopic.Type:             0,
+			event.StateRoomName.Type:          50,
+			event.StateRoomAvatar.Type:        50,
+			event.StateCanonicalAlias.Type:    50,
+			event.StatePowerLevels.Type:       100,
+			event.StateHistoryVisibility.Type: 100,
+			event.StateTombstone.Type:         100,
+			event.StateServerACL.Type:         100,
+			event.StateEncryption.Type:        100,
+		}},
 	})
 	if err != nil {
 		return "", h.classify(ctx, fmt.Errorf("create the room of %s for %s: %w", name, invitee, err))
@@ -48,4 +66,42 @@ func (h *Homeserver) SendSent(ctx context.Context, room id.RoomID, ev id.EventID
 	return h.sendStatus(ctx, room, ev, &event.BeeperMessageStatusEventContent{
 		Status: event.MessageStatusSuccess, DeliveredToUsers: &none,
 	}, "sent")
+}
+
+// SetTopic implements mapping.MatrixSide: room's m.room.topic becomes
+// topic, set by sender where it may (a ghost in the room, at the power
+// the room asks), else by the bot; nothing if the topic already is that
+// (a subject the room sends again at each join, or the reflection of a
+// member's own).
+func (h *Homeserver) SetTopic(ctx context.Context, room id.RoomID, sender id.UserID, topic string) error {
+	bot := h.AS.BotIntent()
+	var now event.TopicEventContent
+	if err := bot.StateEvent(ctx, room, event.StateTopic, "", &now); err == nil && now.Topic == topic {
+		return nil
+	}
+	content := &event.TopicEventContent{Topic: topic}
+	if sender != "" && sender != bot.UserID {
+		intent, err := h.intent(ctx, sender)
+		if err != nil {
+			return err
+		}
+		_, err = intent.SendStateEvent(ctx, room, event.StateTopic, "", content)
+		if err == nil {
+			return nil
+		}
+		var httpErr mautrix.HTTPError
+		if !errors.As(err, &httpErr) || httpErr.RespError == nil || httpErr.RespError.ErrCode != mautrix.MForbidden.ErrCode {
+			return h.classify(ctx, err)
+		}
+		// The ghost may not: a room made before topics were open to all.
+	}
+	_, err := bot.SendStateEvent(ctx, room, event.StateTopic, "", content)
+	return h.classify(ctx, err)
+}
+
+// Kick implements mapping.MatrixSide: the bot removes user from room with
+// reason.
+func (h *Homeserver) Kick(ctx context.Context, room id.RoomID, user id.UserID, reason string) error {
+	_, err := h.AS.BotIntent().KickUser(ctx, room, &mautrix.ReqKickUser{UserID: user, Reason: reason})
+	return h.classify(ctx, err)
 }

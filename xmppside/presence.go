@@ -29,12 +29,7 @@ type inPresence struct {
 	} `xml:"vcard-temp:x:update x"`
 	// XEP-0045 §17.2: what a room says of an occupant.
 	MUC *struct {
-		Item *struct {
-			JID         string `xml:"jid,attr"`
-			Nick        string `xml:"nick,attr"`
-			Role        string `xml:"role,attr"`
-			Affiliation string `xml:"affiliation,attr"`
-		} `xml:"item"`
+		Item *mucItem `xml:"item"`
 		Status []struct {
 			Code int `xml:"code,attr"`
 		} `xml:"status"`
@@ -44,6 +39,20 @@ type inPresence struct {
 		ID string `xml:"id,attr"`
 	} `xml:"urn:xmpp:occupant-id:0 occupant-id"`
 	Error *errorElem `xml:"error"`
+}
+
+// mucItem is the <item/> of a room's muc#user <x/> (XEP-0045 §17.2): the
+// occupant's role and affiliation, the new nick of a nick change (§7.6),
+// and the actor and reason of a kick or ban (§9.1, §9.2).
+type mucItem struct {
+	JID         string `xml:"jid,attr"`
+	Nick        string `xml:"nick,attr"`
+	Role        string `xml:"role,attr"`
+	Affiliation string `xml:"affiliation,attr"`
+	Actor       *struct {
+		Nick string `xml:"nick,attr"`
+	} `xml:"actor"`
+	Reason string `xml:"reason"`
 }
 
 // mucJoin is the <x/> of a join (XEP-0045 §7.2.1) that asks for no
@@ -140,12 +149,7 @@ func (c *Component) handlePresence(ctx context.Context, d *xml.Decoder, start *x
 
 // decodeMUCUser is the core's form of a room's muc#user <x/>. A real JID
 // that does not parse is none.
-func decodeMUCUser(item *struct {
-	JID         string `xml:"jid,attr"`
-	Nick        string `xml:"nick,attr"`
-	Role        string `xml:"role,attr"`
-	Affiliation string `xml:"affiliation,attr"`
-}, statuses []struct {
+func decodeMUCUser(item *mucItem, statuses []struct {
 	Code int `xml:"code,attr"`
 }, occupant *struct {
 	ID string `xml:"id,attr"`
@@ -156,6 +160,10 @@ func decodeMUCUser(item *struct {
 	}
 	if item != nil {
 		out.Role, out.Affiliation, out.NewNick = item.Role, item.Affiliation, cleanNick(item.Nick)
+		out.Reason = strings.TrimSpace(item.Reason) // the core bounds what it repeats
+		if item.Actor != nil {
+			out.Actor = cleanNick(item.Actor.Nick)
+		}
 		if item.JID != "" {
 			if j, err := jid.Parse(item.JID); err == nil {
 				out.RealJID = j

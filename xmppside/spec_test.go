@@ -42,7 +42,9 @@ func (r *recMatrix) CreateDM(context.Context, id.UserID, id.UserID) (id.RoomID, 
 func (r *recMatrix) CreateGroup(context.Context, string, string, id.UserID) (id.RoomID, error) {
 	return "!group:example.org", nil
 }
-func (r *recMatrix) Invite(context.Context, id.RoomID, id.UserID) error { return nil }
+func (r *recMatrix) Invite(context.Context, id.RoomID, id.UserID) error           { return nil }
+func (r *recMatrix) Kick(context.Context, id.RoomID, id.UserID, string) error     { return nil }
+func (r *recMatrix) SetTopic(context.Context, id.RoomID, id.UserID, string) error { return nil }
 func (r *recMatrix) SendSent(_ context.Context, room id.RoomID, ev id.EventID) error {
 	return r.add(&r.fails, "sent "+string(ev))
 }

@@ -335,6 +335,14 @@ func (in *inMessage) child(start xml.StartElement) error {
 			in.m.Body, in.m.HasBody = body, true
 		}
 		return err
+	case "subject":
+		// RFC 6121 §5.2.4; in a room, its subject (XEP-0045 §8.1). The
+		// first, as with the body; an empty one is a subject cleared.
+		subject, err := in.text()
+		if err == nil && !in.m.HasSubject {
+			in.m.Subject, in.m.HasSubject = subject, true
+		}
+		return err
 	case "error":
 		if in.err == nil {
 			in.err = new(errorElem)
@@ -427,6 +435,10 @@ func writeMessage(w xmlstream.TokenWriter, m *mapping.OutMessage) error {
 	}
 	if body != "" {
 		t.text("", "body", body)
+	}
+	if m.Subject != nil {
+		// XEP-0045 §8.1: a room's subject, empty to clear it.
+		t.text("", "subject", *m.Subject)
 	}
 	for _, write := range writeSteps {
 		write(t, m)

@@ -65,6 +65,12 @@ func (u *MatrixUser) syncLoop(ctx context.Context) {
 			add(room, event.MessageEventType, r.Timeline.Events)
 			add(room, event.EphemeralEventType, r.Ephemeral.Events)
 		}
+		// A room the user was removed from: its last events, their own
+		// leave among them.
+		for room, r := range resp.Rooms.Leave {
+			add(room, event.StateEventType, r.State.Events)
+			add(room, event.MessageEventType, r.Timeline.Events)
+		}
 		if len(got) > 0 {
 			u.mu.Lock()
 			u.events = append(u.events, got...)

@@ -1,0 +1,70 @@
+package matrixside
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+
+	"mellium.im/xmpp/jid"
+)
+
+// topicStandIn is a homeserver holding one room's topic: it answers its
+// m.room.topic state, takes a new one as anyone but forbidden (403
+// M_FORBIDDEN, as to a user below the power m.room.topic needs), and
+// records each PUT of it.
+type topicStandIn struct {
+	mu        sync.Mutex
+	topic     string
+	forbidden string // the user who may not set it
+	puts      []string
+}
+
+func (s *topicStandIn) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	path, as := r.URL.EscapedPath(), r.URL.Query().Get("user_id")
+	switch {
+	case path == "/_matrix/client/versions":
+		_, _ = io.WriteString(w, `{"versions":["v1.11"]}`)
+	case strings.Contains(path, "/state/m.room.topic") && r.Method == http.MethodGet:
+		_, _ = io.WriteString(w, `{"topic":"`+s.topic+`"}`)
+	case strings.Contains(path, "/state/m.room.topic") && as == s.forbidden:
+		w.WriteHeader(http.StatusForbidden)
+		_, _ = io.WriteString(w, `{"errcode":"M_FORBIDDEN","error":"You don't have permission"}`)
+	case strings.Contains(path, "/state/m.room.topic"):
+		body, _ := io.ReadAll(r.Body)
+		s.puts = append(s.puts, as+" "+string(body))
+		_, _ = io.WriteString(w, `{"event_id":"$topic"}`)
+	default:
+		_, _ = io.WriteString(w, `{}`)
+	}
+}
+
+// SetTopic sets nothing where the topic already is that (a subject the
+// room sends again at each join), sets it as the ghost where it may, and
+// as the bot where the ghost is forbidden (a room whose m.room.topic asks
+// more power than a ghost has).
+func TestSetTopic(t *testing.T) {
+	ctx := context.Background()
+	ghost := ids.Ghost(jid.MustParse("hecate@capulet.lit"))
+	si := &topicStandIn{topic: "Fair is foul"}
+	h := newStandInHomeserver(t, si, Delivery{})
+	if err := h.SetTopic(ctx, "!g:example.org", ghost, "Fair is foul"); err != nil || len(si.puts) != 0 {
+		t.Errorf("the same topic again: %v, puts %q", err, si.puts)
+	}
+	if err := h.SetTopic(ctx, "!g:example.org", ghost, "Double, double"); err != nil {
+		t.Fatal(err)
+	}
+	si.forbidden = string(ghost)
+	if err := h.SetTopic(ctx, "!g:example.org", ghost, "Toil and trouble"); err != nil {
+		t.Fatal(err)
+	}
+	bot := string(h.AS.BotMXID())
+	want := []string{string(ghost) + ` {"topic":"Double, double"}`, bot + ` {"topic":"Toil and trouble"}`}
+	if len(si.puts) != 2 || si.puts[0] != want[0] || si.puts[1] != want[1] {
+		t.Errorf("puts\n  %q\nwant\n  %q", si.puts, want)
+	}
+}
