@@ -40,9 +40,13 @@ type fakeMatrix struct {
 	mu                          sync.Mutex           // lanes run side by side
 	typing                      []string
 	invites, sent               []string // "room user", "room event"
+	aliases                     []string // "alias room", added to a room made before
 	// beforeAnswer, if set, runs when SendText has made its event and not
 	// yet answered: what the homeserver does meanwhile.
 	beforeAnswer func(room id.RoomID, ev id.EventID)
+	// beforeCreate, if set, runs as CreateGroup begins: a homeserver
+	// slow to make the room.
+	beforeCreate func()
 }
 
 func (f *fakeMatrix) CreateDM(_ context.Context, ghost, invitee id.UserID) (id.RoomID, error) {
@@ -56,15 +60,31 @@ func (f *fakeMatrix) CreateDM(_ context.Context, ghost, invitee id.UserID) (id.R
 	return id.RoomID(fmt.Sprintf("!room%d:example.org", f.rooms)), nil
 }
 
-func (f *fakeMatrix) CreateGroup(_ context.Context, name, _ string, invitee id.UserID) (id.RoomID, error) {
+// CreateGroup records "group name invitee", and " alias ALIAS" if it has
+// one.
+func (f *fakeMatrix) CreateGroup(_ context.Context, room GroupRoom) (id.RoomID, error) {
+	if f.beforeCreate != nil {
+		f.beforeCreate()
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.fail != nil {
 		return "", f.fail
 	}
 	f.rooms++
-	f.created = append(f.created, "group "+name+" "+string(invitee))
+	made := "group " + room.Name + " " + string(room.Invite)
+	if room.Alias != "" {
+		made += " alias " + string(room.Alias)
+	}
+	f.created = append(f.created, made)
 	return id.RoomID(fmt.Sprintf("!room%d:example.org", f.rooms)), nil
+}
+
+func (f *fakeMatrix) AddAlias(_ context.Context, alias id.RoomAlias, room id.RoomID) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.aliases = append(f.aliases, string(alias)+" "+string(room))
+	return f.fail
 }
 
 func (f *fakeMatrix) Invite(_ context.Context, room id.RoomID, user id.UserID) error {

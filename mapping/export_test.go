@@ -84,3 +84,10 @@ const (
 	// OverBudgetLogEvery is how often the intake's refusals are logged.
 	OverBudgetLogEvery = overBudgetLogEvery
 )
+
+// MaxAliasQueries is how many alias queries may be under way at once
+// (group_alias.go).
+const MaxAliasQueries = maxAliasQueries
+
+// AliasQueriesUnderWay is how many alias queries hold a place now.
+func (b *Bridge) AliasQueriesUnderWay() int { return len(b.groups.aliasQueries) }

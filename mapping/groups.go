@@ -80,6 +80,10 @@ type groups struct {
 	mu    sync.Mutex
 	rooms map[string]*mucRoom // by the chat's bare JID
 	named map[id.UserID]string
+
+	// creating is held while a group portal is made (lockCreation);
+	// aliasQueries, by each alias query under way (queryAlias).
+	creating, aliasQueries chan struct{}
 }
 
 // mucRoom is what the bridge knows of a chat in this run, from the
@@ -98,7 +102,8 @@ type mucRoom struct {
 }
 
 func newGroups(c *core, r *receipts, b *bot) *groups {
-	return &groups{core: c, receipts: r, bot: b, rooms: map[string]*mucRoom{}, named: map[id.UserID]string{}}
+	return &groups{core: c, receipts: r, bot: b, rooms: map[string]*mucRoom{}, named: map[id.UserID]string{},
+		creating: make(chan struct{}, 1), aliasQueries: make(chan struct{}, maxAliasQueries)}
 }
 
 // room is the state of the chat j (its portal's room), made if new.
@@ -194,6 +199,11 @@ func (g *groups) openGroup(ctx context.Context, args groupArgs) error {
 	if err := g.unreachable(args.MXID, muc); err != nil {
 		return err
 	}
+	unlock, err := g.lockCreation(ctx)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	p, err := g.store.GroupPortal(ctx, muc)
 	what := "Opened"
 	if err == nil {
@@ -202,18 +212,9 @@ func (g *groups) openGroup(ctx context.Context, args groupArgs) error {
 			return fmt.Errorf("invite %s into %s: %w", args.MXID, p.RoomID, err)
 		}
 	} else if isNotFound(err) {
-		room, err := g.matrix.CreateGroup(ctx, muc.Localpart(), "XMPP chat "+muc.String(), args.MXID)
-		if err != nil {
-			return fmt.Errorf("create the room of %s: %w", muc, err)
+		if p, err = g.newGroupPortal(ctx, muc, args.MXID, ""); err != nil {
+			return err
 		}
-		// The bot is its first member: it keeps the portal when the
-		// others have left.
-		p = &Portal{RoomID: room, Kind: PortalGroup, JID: muc.Bare(), CreatedAt: g.now(),
-			Members: []Member{{ID: MatrixMember(g.cfg.Identities.Bot())}}}
-		if err := g.store.PutPortal(ctx, p); err != nil {
-			return fmt.Errorf("store the portal of %s: %w", muc, err)
-		}
-		g.log.Info().Str("room", string(room)).Str("muc", muc.String()).Str("mxid", string(args.MXID)).Msg("Created group portal")
 	} else {
 		return fmt.Errorf("look up the portal of %s: %w", muc, err)
 	}
@@ -223,6 +224,41 @@ func (g *groups) openGroup(ctx context.Context, args groupArgs) error {
 	}
 	g.queue(reply)
 	return nil
+}
+
+// lockCreation waits, as long as ctx lets it, until no other group
+// portal is being made, and holds that until unlock: a chat has one room
+// however many ask for it at once (the bot's join, in the chat's lane,
+// and an alias asked for, on the homeserver's request), and the bridge
+// makes one room at a time whoever asks.
+func (g *groups) lockCreation(ctx context.Context) (unlock func(), err error) {
+	select {
+	case g.creating <- struct{}{}:
+		return func() { <-g.creating }, nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("wait to make a group portal: %w", ctx.Err())
+	}
+}
+
+// newGroupPortal makes the room of the chat muc and its portal: the one
+// place a group portal is made, for the bot's join (invite: the user who
+// asked, invited) or for its alias asked for (alias: the room has it, and
+// anyone who has it may join, as anyone who has the chat's address may
+// join the chat, XEP-0045 §7.2). The bot creates the room and is the
+// portal's first member: it keeps the portal when the others have left.
+// The caller holds lockCreation and found no portal of muc.
+func (g *groups) newGroupPortal(ctx context.Context, muc jid.JID, invite id.UserID, alias id.RoomAlias) (*Portal, error) {
+	room, err := g.matrix.CreateGroup(ctx, GroupRoom{Name: muc.Localpart(), Topic: "XMPP chat " + muc.String(), Invite: invite, Alias: alias})
+	if err != nil {
+		return nil, fmt.Errorf("create the room of %s: %w", muc, err)
+	}
+	p := &Portal{RoomID: room, Kind: PortalGroup, JID: muc.Bare(), CreatedAt: g.now(),
+		Members: []Member{{ID: MatrixMember(g.cfg.Identities.Bot())}}}
+	if err := g.store.PutPortal(ctx, p); err != nil {
+		return nil, fmt.Errorf("store the portal of %s: %w", muc, err)
+	}
+	g.log.Info().Str("room", string(room)).Str("muc", muc.String()).Str("mxid", string(invite)).Str("alias", string(alias)).Msg("Created group portal")
+	return p, nil
 }
 
 // memberFromMatrix takes a Matrix user's membership in a group portal:

@@ -39,10 +39,11 @@ func (r *recMatrix) add(list *[]string, s string) error {
 func (r *recMatrix) CreateDM(context.Context, id.UserID, id.UserID) (id.RoomID, error) {
 	return "!new:example.org", nil
 }
-func (r *recMatrix) CreateGroup(context.Context, string, string, id.UserID) (id.RoomID, error) {
+func (r *recMatrix) CreateGroup(context.Context, mapping.GroupRoom) (id.RoomID, error) {
 	return "!group:example.org", nil
 }
-func (r *recMatrix) Invite(context.Context, id.RoomID, id.UserID) error { return nil }
+func (r *recMatrix) AddAlias(context.Context, id.RoomAlias, id.RoomID) error { return nil }
+func (r *recMatrix) Invite(context.Context, id.RoomID, id.UserID) error      { return nil }
 func (r *recMatrix) SendSent(_ context.Context, room id.RoomID, ev id.EventID) error {
 	return r.add(&r.fails, "sent "+string(ev))
 }
