@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"regexp"
 	"strings"
 	"sync"
@@ -349,6 +350,13 @@ func (h *harness) count(what, reason string) {
 // had.
 func (h *harness) withStore(store Store) {
 	b := New(*h.b.Config(), store, h.count, zerolog.Nop())
+	b.SetSides(h.matrix, h.xmpp)
+	h.b = b
+}
+
+// withLog starts h's core again, logging everything to w.
+func (h *harness) withLog(w io.Writer) {
+	b := New(*h.b.Config(), h.store, h.count, zerolog.New(w).Level(zerolog.TraceLevel))
 	b.SetSides(h.matrix, h.xmpp)
 	h.b = b
 }

@@ -1,6 +1,7 @@
 package mapping
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -155,6 +156,9 @@ type groupArgs struct {
 	MXID  id.UserID `json:"mxid,omitempty"`
 	Nick  string    `json:"nick,omitempty"`
 	Reply id.RoomID `json:"reply,omitempty"` // where a command came from
+	// Password is the room's password the bot's join was told (XEP-0045
+	// §7.2.6), on its way to the member's row (SetJoin).
+	Password string `json:"password,omitempty"`
 	// Member is the occupant a message to Matrix is from.
 	Member MemberID `json:"member,omitempty"`
 }
@@ -164,24 +168,48 @@ func groupJob(kind JobKind, lane id.RoomID, row int64, args groupArgs) *Job {
 	return newJob(kind, about{room: lane}, row, payload)
 }
 
-// joinCommand is the bot's `join room@service`: the user's portal of the
-// chat, opened if new, and the user invited into it.
-func (b *bot) joinCommand(ctx context.Context, room id.RoomID, user id.UserID, arg string) ([]*Job, error) {
+// joinCommand is the bot's `join room@service [nick] [password]`: the
+// user's portal of the chat, opened if new, and the user invited into it;
+// their puppet joins it as nick (else their display name), with the
+// room's password if it has one (XEP-0045 §7.2.6).
+func (b *bot) joinCommand(ctx context.Context, room id.RoomID, user id.UserID, args []string) ([]*Job, error) {
+	if len(args) == 0 {
+		return []*Job{b.reply(room, "Say which chat: `join room@conference.example.org [nick] [password]`.")}, nil
+	}
+	arg := args[0]
 	muc, err := jid.Parse(arg)
 	switch {
-	case arg == "":
-		return []*Job{b.reply(room, "Say which chat: `join room@conference.example.org`.")}, nil
-	case err != nil || muc.Localpart() == "" || muc.Resourcepart() != "" || strings.ContainsAny(arg, " \t"):
+	case len(args) > 3:
+		return []*Job{b.reply(room, "Say `join room@service`, and after it a nick and a password if you like: a nick is one word here.")}, nil
+	case err != nil || muc.Localpart() == "" || muc.Resourcepart() != "":
 		return []*Job{b.reply(room, fmt.Sprintf("`%s` is not the address of an XMPP chat room: write it as `room@service`, e.g. `lounge@conference.example.org`.", arg))}, nil
 	case muc.Domainpart() == b.cfg.Identities.ComponentDomain:
 		return []*Job{b.reply(room, fmt.Sprintf("`%s` is on this bridge, not an XMPP chat room.", arg))}, nil
 	case b.blocked(muc):
 		return []*Job{b.reply(room, fmt.Sprintf("This bridge does not talk to `%s`.", muc.Domainpart()))}, nil
 	}
+	join := groupArgs{MUC: muc.String(), MXID: user, Reply: room}
+	if len(args) > 1 {
+		// The nick is the occupant's resource in the room (§7.2.1): one
+		// the room's address cannot take is refused here, not in the room.
+		if _, err := muc.WithResource(args[1]); err != nil {
+			return []*Job{b.reply(room, fmt.Sprintf("`%s` cannot be a nick in a chat room.", args[1]))}, nil
+		}
+		join.Nick = args[1]
+	}
+	if len(args) > 2 {
+		if len(args[2]) > maxMUCPassword {
+			return []*Job{b.reply(room, fmt.Sprintf("That password is longer than the %d bytes the bridge keeps.", maxMUCPassword))}, nil
+		}
+		join.Password = args[2]
+	}
 	// In the chat's lane (its address stands for the room it may not
 	// have yet): its room is created once, however many ask.
-	return []*Job{groupJob(JobOpenGroup, id.RoomID(muc.String()), 0, groupArgs{MUC: muc.String(), MXID: user, Reply: room})}, nil
+	return []*Job{groupJob(JobOpenGroup, id.RoomID(muc.String()), 0, join)}, nil
 }
+
+// maxMUCPassword bounds a room's password the bridge keeps for a user.
+const maxMUCPassword = 256
 
 var _ = register(JobOpenGroup, jobKind{side: SideMatrix, order: byRoom, payload: groupArgs{},
 	run: withPayload(func(b *Bridge, ctx context.Context, _ *Job, args groupArgs) error {
@@ -218,11 +246,22 @@ func (g *groups) openGroup(ctx context.Context, args groupArgs) error {
 	} else {
 		return fmt.Errorf("look up the portal of %s: %w", muc, err)
 	}
-	reply := g.bot.reply(args.Reply, fmt.Sprintf("%s the chat `%s`: %s (accept the invite, and your puppet joins it)", what, muc, roomLink(p.RoomID)))
-	if err := g.store.AddJobs(ctx, reply); err != nil {
+	jobs := []*Job{g.bot.reply(args.Reply, fmt.Sprintf("%s the chat `%s`: %s (accept the invite, and your puppet joins it)", what, muc, roomLink(p.RoomID)))}
+	if args.Nick != "" || args.Password != "" || p.Member(MatrixMember(args.MXID)) != nil {
+		// Kept on the member's row for every join of the puppet, the
+		// rejoins after a restart too; one already in the room joins
+		// again with them now (a new nick is a nick change, §7.6).
+		if err := g.store.SetJoin(ctx, p.RoomID, Member{ID: MatrixMember(args.MXID), Nick: args.Nick, Password: args.Password}); err != nil {
+			return fmt.Errorf("keep how %s joins %s: %w", args.MXID, muc, err)
+		}
+		if p.Member(MatrixMember(args.MXID)) != nil {
+			jobs = append(jobs, groupJob(JobJoinMUC, p.RoomID, 0, groupArgs{Room: p.RoomID, MUC: muc.String(), MXID: args.MXID}))
+		}
+	}
+	if err := g.store.AddJobs(ctx, jobs...); err != nil {
 		return fmt.Errorf("answer the join of %s: %w", muc, err)
 	}
-	g.queue(reply)
+	g.queue(jobs...)
 	return nil
 }
 
@@ -325,7 +364,17 @@ func (g *groups) joinMUC(ctx context.Context, args groupArgs) error {
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrPermanent, err)
 	}
-	nick := args.Nick
+	// How the user asked to join (the bot's join): their nick, unless a
+	// nick in use is being tried again, and the room's password.
+	var asked Member
+	if p, err := g.store.PortalByRoom(ctx, args.Room); err == nil {
+		if m := p.Member(MatrixMember(args.MXID)); m != nil {
+			asked = *m
+		}
+	} else if !isNotFound(err) {
+		return fmt.Errorf("look up how %s joins %s: %w", args.MXID, muc, err)
+	}
+	nick := cmp.Or(args.Nick, asked.Nick)
 	if nick == "" {
 		if name, err := g.matrix.DisplayName(ctx, args.MXID); err == nil {
 			nick = strings.TrimSpace(name)
@@ -347,7 +396,7 @@ func (g *groups) joinMUC(ctx context.Context, args groupArgs) error {
 	r := g.room(muc, args.Room)
 	r.nicks[args.MXID] = nick
 	g.mu.Unlock()
-	if err := g.xmpp.SendPresence(ctx, &OutPresence{From: from, To: to, JoinMUC: true, Caps: true}); err != nil {
+	if err := g.xmpp.SendPresence(ctx, &OutPresence{From: from, To: to, JoinMUC: true, MUCPassword: asked.Password, Caps: true}); err != nil {
 		return fmt.Errorf("join %s as %s: %w", muc, args.MXID, err)
 	}
 	g.count("muc_join", "sent")

@@ -53,6 +53,8 @@ type mucJoin struct {
 	History struct {
 		MaxStanzas int `xml:"maxstanzas,attr"`
 	} `xml:"history"`
+	// Password is the room's password (§7.2.6), if it has one.
+	Password string `xml:"password,omitempty"`
 }
 
 // outPresence is the wire form of mapping.OutPresence.
@@ -108,7 +110,7 @@ func encodePresence(p *mapping.OutPresence) *outPresence {
 		out.Avatar = &vCardUpdate{Photo: *p.Photo}
 	}
 	if p.JoinMUC {
-		out.MUC = &mucJoin{}
+		out.MUC = &mucJoin{Password: p.MUCPassword}
 	}
 	return out
 }
