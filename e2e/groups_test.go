@@ -401,4 +401,28 @@ func TestGroupJoinWithNickAndPassword(t *testing.T) {
 	}); err != nil {
 		t.Fatalf("Alice's message never reached the room: %v", err)
 	}
+
+	// Benedick kicks Margaret (§8.2; the room keeps an occupant whose
+	// component went away, so only this puts her out); killed and started
+	// again, the bridge has her puppet back in the room as Margaret, which
+	// the room lets in only with the password the bridge kept.
+	isMargaret := func(typ string) func(s *peers.Stanza) bool {
+		return func(s *peers.Stanza) bool { return s.Name == "presence" && s.From == muc+"/Margaret" && s.Type == typ }
+	}
+	if err := benedick.SendRaw(ctx, `<iq type='set' id='kick' to='`+muc+`'><query xmlns='http://jabber.org/protocol/muc#admin'><item nick='Margaret' role='none'/></query></iq>`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := benedick.Wait(ctx, wait, isMargaret("unavailable")); err != nil {
+		t.Fatalf("Margaret was not kicked: %v", err)
+	}
+	in := benedick.Count(isMargaret(""))
+	w.Bridge.Kill()
+	if err := w.Bridge.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(wait); benedick.Count(isMargaret("")) == in; time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("after a restart, Alice's puppet is not back in the room as Margaret")
+		}
+	}
 }
