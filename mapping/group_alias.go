@@ -33,7 +33,8 @@ const (
 // at most maxAliasQueries are under way at once, the rest refused at
 // once; they make their rooms one at a time (lockCreation), and the new
 // rooms of one chat service spend its budget of new portals
-// (limits.domain_new_portals_per_hour).
+// (limits.domain_new_portals_per_hour), as do those of all services
+// together.
 const (
 	aliasQueryTimeout = 20 * time.Second
 	maxAliasQueries   = 8
@@ -92,7 +93,10 @@ func (g *groups) queryAlias(ctx context.Context, alias id.RoomAlias) (bool, erro
 	case !isNotFound(err):
 		return false, fmt.Errorf("look up the portal of %s: %w", muc, err)
 	}
-	if reason := g.in.strangers.admit(ask{portalsOfDomain, muc.Domainpart()}); reason != "" {
+	// The service's budget, and one for all services together (the key
+	// no domain has): a stranger who names a new service each time has
+	// as many rooms made as one service.
+	if reason := g.in.strangers.admit(ask{portalsOfDomain, muc.Domainpart()}, ask{portalsOfDomain, ""}); reason != "" {
 		return refuse(reason, nil)
 	}
 	if _, err := g.newGroupPortal(ctx, muc, "", alias); err != nil {

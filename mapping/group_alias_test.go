@@ -100,23 +100,32 @@ func TestAliasQueryRefusals(t *testing.T) {
 }
 
 // The rooms strangers may have made by alias: those of one chat service
-// spend its budget of new portals (limits.domain_new_portals_per_hour);
-// a chat that has its room spends nothing.
+// spend its budget of new portals (limits.domain_new_portals_per_hour),
+// and so do those of all services together (a stranger may name a new
+// service each time); a chat that has its room spends nothing.
 func TestAliasQueryBudgetOfAService(t *testing.T) {
-	h := newHarness(t)
-	h.b.SetIntake(Limits{PeerRate: 1, PeerBurst: 1, Pending: 1, JIDPortals: 10, DomainPortals: 2, DomainGhosts: 10, DomainSubscriptions: 10}, time.Now, zerolog.Nop())
 	ctx := context.Background()
-	for i, want := range []bool{true, true, false} {
-		alias := testIDs.GroupAlias(jid.MustParse(fmt.Sprintf("room%d@conference.capulet.lit", i)))
-		if exists, err := h.b.QueryAlias(ctx, alias); err != nil || exists != want {
-			t.Errorf("room %d: %v, %v; want %v", i, exists, err, want)
+	budget := func() *harness {
+		h := newHarness(t)
+		h.b.SetIntake(Limits{PeerRate: 1, PeerBurst: 1, Pending: 1, JIDPortals: 10, DomainPortals: 2, DomainGhosts: 10, DomainSubscriptions: 10}, time.Now, zerolog.Nop())
+		return h
+	}
+	for name, rooms := range map[string][]string{
+		"one service":   {"a@conference.capulet.lit", "b@conference.capulet.lit", "c@conference.capulet.lit"},
+		"many services": {"a@chat1.example", "a@chat2.example", "a@chat3.example"},
+	} {
+		h := budget()
+		for i, want := range []bool{true, true, false} {
+			if exists, err := h.b.QueryAlias(ctx, testIDs.GroupAlias(jid.MustParse(rooms[i]))); err != nil || exists != want {
+				t.Errorf("%s, %s: %v, %v; want %v", name, rooms[i], exists, err, want)
+			}
 		}
-	}
-	if exists, err := h.b.QueryAlias(ctx, testIDs.GroupAlias(jid.MustParse("room0@conference.capulet.lit"))); err != nil || !exists {
-		t.Errorf("a room made: %v, %v; want true", exists, err)
-	}
-	if len(h.matrix.created) != 2 || h.counts["alias_query/"+string(ReasonDomainBudget)] != 1 {
-		t.Errorf("made %q, counts %v; want 2 rooms and one refusal", h.matrix.created, h.counts)
+		if exists, err := h.b.QueryAlias(ctx, testIDs.GroupAlias(jid.MustParse(rooms[0]))); err != nil || !exists {
+			t.Errorf("%s, a room made: %v, %v; want true", name, exists, err)
+		}
+		if len(h.matrix.created) != 2 || h.counts["alias_query/"+string(ReasonDomainBudget)] != 1 {
+			t.Errorf("%s: made %q, counts %v; want 2 rooms and one refusal", name, h.matrix.created, h.counts)
+		}
 	}
 }
 
