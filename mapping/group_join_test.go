@@ -87,3 +87,33 @@ func TestJoinArgumentsRefused(t *testing.T) {
 		t.Errorf("%d rooms made by refused joins", h.matrix.rooms)
 	}
 }
+
+// XEP-0045 §7.2.6: a room that needs a password refuses a join without
+// it (or with a wrong one) with <not-authorized/>; the bot says so in the
+// portal and how to give one, and the puppet is not taken as in.
+func TestJoinRefusedForPassword(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	if err := h.store.PutPortal(ctx, &Portal{RoomID: loungeRoom, Kind: PortalGroup, JID: jid.MustParse(lounge),
+		Members: []Member{{ID: MatrixMember(testIDs.Bot())}}}); err != nil {
+		t.Fatal(err)
+	}
+	h.matrixEvents(t, memberEvent(alice, loungeRoom, alice, MembershipJoin))
+	if len(h.xmpp.presences) != 1 {
+		t.Fatalf("presences %+v, want Alice's join", h.xmpp.presences)
+	}
+	join := h.xmpp.presences[0]
+	if _, err := h.b.HandleXMPPPresence(ctx, &XMPPPresence{From: join.To, To: join.From, Type: PresenceError,
+		Error: &StanzaError{Type: "auth", Condition: "not-authorized"}}); err != nil {
+		t.Fatal(err)
+	}
+	h.drain(t)
+	want := "Tell me join " + lounge + " " + join.To.Resourcepart() + " PASSWORD"
+	if len(h.matrix.notices) != 1 || !strings.Contains(h.matrix.notices[0], "needs a password") || !strings.Contains(h.matrix.notices[0], want) ||
+		!strings.HasPrefix(h.matrix.notices[0], string(loungeRoom)+" "+string(testIDs.Bot())) {
+		t.Errorf("notices %q, want the bot's in the portal saying %q", h.matrix.notices, want)
+	}
+	if h.counts["muc_join/refused_not-authorized"] != 1 {
+		t.Errorf("counts %v", h.counts)
+	}
+}

@@ -635,7 +635,7 @@ func (g *groups) joinRefused(ctx context.Context, r *mucRoom, mxid id.UserID, ni
 		"conflict":                "the nick is in use",
 		"registration-required":   "the room is members-only",
 		"forbidden":               "you are banned from it",
-		"not-authorized":          "it needs a password",
+		"not-authorized":          "it needs a password, or another one",
 		"service-unavailable":     "it is full",
 		"item-not-found":          "it does not exist (and may not be created)",
 		"remote-server-not-found": "its server cannot be reached",
@@ -644,6 +644,14 @@ func (g *groups) joinRefused(ctx context.Context, r *mucRoom, mxid id.UserID, ni
 		why = cond
 	}
 	text := fmt.Sprintf("%s could not join `%s` as `%s`: %s.", mxid, r.jid, nick, why)
+	if cond == "not-authorized" {
+		// §7.2.6: the password goes with the join; the bot's join keeps it.
+		word := nick
+		if strings.ContainsAny(word, " \t") || word == "" {
+			word = "NICK" // the bot's join takes a nick of one word
+		}
+		text += fmt.Sprintf(" Tell me `join %s %s PASSWORD` and your puppet joins with it.", r.jid, word)
+	}
 	return g.queueStored(ctx, g.bot.reply(r.portal, text))
 }
 
