@@ -524,6 +524,14 @@ func (c *Config) ghostRegex() string {
 	return "^@" + regexp.QuoteMeta(mapping.GhostPrefix) + ".*:" + regexp.QuoteMeta(c.Homeserver.Domain) + "$"
 }
 
+// aliasRegex is the registration's alias namespace: the chats' portals,
+// #_xmpp_ and the chat's address as a ghost's localpart has it
+// (mapping.Identities.GroupAlias), which the homeserver asks the bridge
+// about (the application service API, "Querying room aliases").
+func (c *Config) aliasRegex() string {
+	return "^#" + regexp.QuoteMeta(mapping.GhostPrefix) + ".*:" + regexp.QuoteMeta(c.Homeserver.Domain) + "$"
+}
+
 func (c *Config) botRegex() string {
 	return "^" + regexp.QuoteMeta(string(c.Identities().Bot())) + "$"
 }
@@ -540,6 +548,7 @@ func (c *Config) NewRegistration() *appservice.Registration {
 	reg.RateLimited = &f
 	reg.Namespaces.UserIDs.Register(regexp.MustCompile(c.botRegex()), true)
 	reg.Namespaces.UserIDs.Register(regexp.MustCompile(c.ghostRegex()), true)
+	reg.Namespaces.RoomAliases.Register(regexp.MustCompile(c.aliasRegex()), true)
 	// Both names: receive_ephemeral is the stable one (MSC2409 merged),
 	// Synapse before 1.115 reads only the unstable one.
 	reg.EphemeralEvents = true
@@ -649,19 +658,30 @@ func (c *Config) CheckRegistration(path string) (*appservice.Registration, error
 		bad("homeserver.domain", fmt.Sprintf("is %q but the registration's user namespaces are for %q. homeserver.domain must be the homeserver's server name, the part after ':' in its user IDs: if %q is a typo, correct it in the config; if the server name really is %q, write the registration again for it (bridge -g -c CONFIG -r %s) and give it to the homeserver", c.Homeserver.Domain, domain, c.Homeserver.Domain, c.Homeserver.Domain, path))
 	} else {
 		for _, want := range []string{c.ghostRegex(), c.botRegex()} {
-			found := false
-			for _, ns := range reg.Namespaces.UserIDs {
-				found = found || (ns.Exclusive && ns.Regex == want)
-			}
-			if !found {
+			if !hasExclusive(reg.Namespaces.UserIDs, want) {
 				bad("homeserver.domain", fmt.Sprintf("the registration has no exclusive user namespace %q; %s", want, fix))
 			}
+		}
+		if !hasExclusive(reg.Namespaces.RoomAliases, c.aliasRegex()) {
+			// A registration written before chats were joined by alias:
+			// the homeserver would never ask the bridge about them.
+			bad("homeserver.domain", fmt.Sprintf("the registration has no exclusive alias namespace %q (the chats' room aliases; a registration written before they came lacks it); %s", c.aliasRegex(), fix))
 		}
 	}
 	if len(errs) > 0 {
 		return nil, fmt.Errorf("%s disagrees with the configuration: %w", path, errs)
 	}
 	return reg, nil
+}
+
+// hasExclusive tells whether list has the exclusive namespace regex.
+func hasExclusive(list appservice.NamespaceList, regex string) bool {
+	for _, ns := range list {
+		if ns.Exclusive && ns.Regex == regex {
+			return true
+		}
+	}
+	return false
 }
 
 // ReceiptPolicy is the receipts.* part the core reads.

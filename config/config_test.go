@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -129,7 +130,7 @@ func TestGenerateRegistration(t *testing.T) {
 		t.Fatal(err)
 	}
 	data, _ := os.ReadFile(regPath)
-	for _, want := range []string{"receive_ephemeral: true", "rate_limited: false", `regex: ^@_xmpp_.*:example\.org$`, `regex: ^@xmppbridge:example\.org$`, "exclusive: true", "sender_localpart: xmppbridge"} {
+	for _, want := range []string{"receive_ephemeral: true", "rate_limited: false", `regex: ^@_xmpp_.*:example\.org$`, `regex: ^@xmppbridge:example\.org$`, "aliases:\n        - regex: ^#_xmpp_.*:example\\.org$\n          exclusive: true", "exclusive: true", "sender_localpart: xmppbridge"} {
 		if !strings.Contains(string(data), want) {
 			t.Errorf("registration lacks %q:\n%s", want, data)
 		}
@@ -192,6 +193,33 @@ func TestRegistrationRefusals(t *testing.T) {
 			}
 			t.Errorf("%v does not name %s with the fix", err, tc.key)
 		})
+	}
+}
+
+// The Matrix AS API, "Querying room aliases": the homeserver asks the
+// bridge about an alias only in the registration's alias namespace, so a
+// registration written before the chats' aliases (users' namespaces
+// only) is refused at start-up, naming the namespace and the fix, as a
+// missing user namespace is.
+func TestRegistrationWithoutAliasNamespace(t *testing.T) {
+	cfgPath := writeConfig(t)
+	cfg, _ := Load(cfgPath)
+	regPath := filepath.Join(filepath.Dir(cfgPath), "registration.yaml")
+	reg := cfg.NewRegistration()
+	if len(reg.Namespaces.RoomAliases) != 1 || !reg.Namespaces.RoomAliases[0].Exclusive {
+		t.Fatalf("alias namespaces %+v, want one exclusive", reg.Namespaces.RoomAliases)
+	}
+	if re := regexp.MustCompile(reg.Namespaces.RoomAliases[0].Regex); !re.MatchString("#_xmpp_lounge=40conference.example.org:example.org") || re.MatchString("#lounge:example.org") || re.MatchString("#_xmpp_lounge=40conference.example.org:other.org") {
+		t.Errorf("alias namespace %q matches the wrong aliases", re)
+	}
+	reg.Namespaces.RoomAliases = nil // as -g wrote it before
+	if err := SaveRegistration(reg, regPath); err != nil {
+		t.Fatal(err)
+	}
+	_, err := cfg.CheckRegistration(regPath)
+	var errs Errors
+	if !errors.As(err, &errs) || len(errs) != 1 || !strings.Contains(errs[0].What, "alias namespace") || !strings.Contains(errs[0].What, "bridge -g") {
+		t.Fatalf("old registration: %v, want one error naming the alias namespace and bridge -g", err)
 	}
 }
 

@@ -22,7 +22,7 @@ const (
 	// portal has a member (PutPortal stores none without), so the inner
 	// join loses none.
 	getPortalBaseQuery = `
-		SELECT p.room_id, p.kind, p.jid, p.created_at, m.member, m.delivered_upto, m.read_upto
+		SELECT p.room_id, p.kind, p.jid, p.created_at, m.member, m.delivered_upto, m.read_upto, m.nick, m.muc_password
 		FROM portal p JOIN portal_member m ON m.room_id=p.room_id `
 	getPortalByRoomQuery = getPortalBaseQuery + `WHERE p.room_id=CAST($1 AS TEXT)`
 	// By portal_member_direct_unique, whose first column is member.
@@ -34,6 +34,9 @@ const (
 	getGroupPortalQuery  = getPortalBaseQuery + `WHERE p.kind='group' AND p.jid=$1`
 	getGroupPortalsQuery = getPortalBaseQuery + `WHERE p.kind='group'`
 	removeMemberQuery    = `DELETE FROM portal_member WHERE room_id=$1 AND member=$2`
+	setJoinQuery         = `
+		INSERT INTO portal_member (room_id, member, nick, muc_password) VALUES ($1, $2, $3, $4)
+		ON CONFLICT (room_id, member) DO UPDATE SET nick=excluded.nick, muc_password=excluded.muc_password`
 
 	getPortalRowQuery = `SELECT kind, jid, created_at FROM portal WHERE room_id=$1`
 	insertPortalQuery = `INSERT INTO portal (room_id, kind, jid, created_at) VALUES ($1, $2, $3, $4)`
@@ -57,7 +60,7 @@ func scanPortalRow(row dbutil.Scannable) (*portalRow, error) {
 	var r portalRow
 	var kind, peer, member string
 	var createdAt int64
-	if err := row.Scan(&r.portal.RoomID, &kind, &peer, &createdAt, &member, &r.member.DeliveredUpTo, &r.member.ReadUpTo); err != nil {
+	if err := row.Scan(&r.portal.RoomID, &kind, &peer, &createdAt, &member, &r.member.DeliveredUpTo, &r.member.ReadUpTo, &r.member.Nick, &r.member.Password); err != nil {
 		return nil, err
 	}
 	var err error
@@ -180,6 +183,16 @@ func (db *Database) RemoveMember(ctx context.Context, room id.RoomID, member map
 	defer db.portals.forget(room)
 	if _, err := db.db.Exec(ctx, removeMemberQuery, room, member); err != nil {
 		return fmt.Errorf("remove %s from portal %s: %w", member, room, err)
+	}
+	return nil
+}
+
+// SetJoin implements mapping.Store.
+func (db *Database) SetJoin(ctx context.Context, room id.RoomID, m mapping.Member) error {
+	defer db.writing()()
+	defer db.portals.forget(room)
+	if _, err := db.db.Exec(ctx, setJoinQuery, room, m.ID, m.Nick, m.Password); err != nil {
+		return fmt.Errorf("set how %s joins the chat of %s: %w", m.ID, room, err)
 	}
 	return nil
 }

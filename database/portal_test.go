@@ -382,3 +382,47 @@ func TestPortalCacheAdvances(t *testing.T) {
 		t.Error("a read older than the acks was kept")
 	}
 }
+
+// How a puppet joins a chat (XEP-0045 §7.2.6: the nick and the room's
+// password the bot's join was told) is kept on the member's row: set for
+// one not a member yet, replaced when set again, kept by a PutPortal of
+// the member, gone with the member.
+func TestSetJoin(t *testing.T) {
+	forEachStore(t, func(t *testing.T, s contractStore) {
+		ctx := t.Context()
+		muc := jid.MustParse("watch@chat.messina.lit")
+		room := id.RoomID("!w:example.org")
+		must(t, s.PutPortal(ctx, &mapping.Portal{RoomID: room, Kind: mapping.PortalGroup, JID: muc, CreatedAt: t0,
+			Members: []mapping.Member{{ID: mapping.MatrixMember(dave)}}}))
+		member := func() *mapping.Member {
+			t.Helper()
+			p, err := s.PortalByRoom(ctx, room)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return p.Member(mapping.MatrixMember(alice))
+		}
+		must(t, s.SetJoin(ctx, room, mapping.Member{ID: mapping.MatrixMember(alice), Nick: "Hero", Password: "cauldronburn"}))
+		if m := member(); m == nil || m.Nick != "Hero" || m.Password != "cauldronburn" {
+			t.Fatalf("after SetJoin: %+v", m)
+		}
+		must(t, s.PutPortal(ctx, &mapping.Portal{RoomID: room, Kind: mapping.PortalGroup, JID: muc, Members: []mapping.Member{{ID: mapping.MatrixMember(alice)}}}))
+		if m := member(); m == nil || m.Nick != "Hero" || m.Password != "cauldronburn" {
+			t.Errorf("after PutPortal of the member: %+v", m)
+		}
+		must(t, s.SetJoin(ctx, room, mapping.Member{ID: mapping.MatrixMember(alice), Nick: "Margaret"}))
+		if m := member(); m == nil || m.Nick != "Margaret" || m.Password != "" {
+			t.Errorf("after SetJoin again: %+v", m)
+		}
+		if p, _ := s.PortalByRoom(ctx, room); p.Member(mapping.MatrixMember(dave)) == nil || p.Member(mapping.MatrixMember(dave)).Nick != "" {
+			t.Errorf("Dave's row changed: %+v", p.Members)
+		}
+		must(t, s.RemoveMember(ctx, room, mapping.MatrixMember(alice)))
+		if m := member(); m != nil {
+			t.Errorf("after RemoveMember: %+v", m)
+		}
+		if err := s.SetJoin(ctx, "!none:example.org", mapping.Member{ID: mapping.MatrixMember(alice), Nick: "x"}); err == nil {
+			t.Error("SetJoin of a room that is no portal succeeded")
+		}
+	})
+}

@@ -10,6 +10,7 @@ import (
 
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
+	"mellium.im/xmpp/jid"
 
 	"xmppbridge/internal/peers"
 )
@@ -180,11 +181,12 @@ func joinMUC(t *testing.T, c *peers.XMPPClient, muc, nick string) {
 	}
 }
 
-// aliceJoinsGroup has Alice tell the bot `join muc` in a room of her own
-// with it, and join the room it invites her to, the chat's portal.
-func aliceJoinsGroup(t *testing.T, muc string) id.RoomID {
+// aliceJoinsGroup has Alice tell the bot `join muc` (and more, the nick
+// and password) in a room of her own with it, and join the room it
+// invites her to, the chat's portal.
+func aliceJoinsGroup(t *testing.T, muc string, more ...string) id.RoomID {
 	t.Helper()
-	room, err := w.alice.JoinGroup(context.Background(), wait, w.IDs.Bot(), muc)
+	room, err := w.alice.JoinGroup(context.Background(), wait, w.IDs.Bot(), muc, more...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -584,5 +586,136 @@ func TestGroupRoomState(t *testing.T) {
 		return peers.IsMembership(portal, alice.Client.UserID, event.MembershipLeave)(e) && e.Sender == w.IDs.Bot()
 	}); err != nil {
 		t.Errorf("Alice is still in the portal of a chat that kicked her puppet: %v", err)
+	}
+}
+
+// Joining a chat by its alias (Matrix AS API §Querying room aliases):
+// Alice, never invited, joins #_xmpp_ and the chat's address; Dendrite
+// asks the bridge about the alias, the bridge makes the chat's portal
+// with it, and the join lands there. Her puppet joins the chat (XEP-0045
+// §7.2.1), and messages cross both ways.
+func TestGroupJoinByAlias(t *testing.T) {
+	ctx := context.Background()
+	alice := w.alice
+	muc := "constables@" + w.Prosody.MUCDomain
+	dogberry := w.xmppUser(t, "dogberry", "alias")
+	joinMUC(t, dogberry, muc, "Dogberry")
+	alias := w.IDs.GroupAlias(jid.MustParse(muc))
+	if !strings.HasPrefix(string(alias), "#_xmpp_constables=40"+w.Prosody.MUCDomain+":") {
+		t.Fatalf("alias %s", alias)
+	}
+	joined, err := alice.Client.JoinRoom(ctx, string(alias), nil)
+	if err != nil {
+		t.Fatalf("Alice's join of %s: %v", alias, err)
+	}
+	portal := joined.RoomID
+	// Only the bridge could have made the alias: the room is the bot's,
+	// and public (no invite was needed).
+	if create, err := alice.Client.FullStateEvent(ctx, portal, event.StateCreate, ""); err != nil || create.Sender != w.IDs.Bot() {
+		t.Errorf("the room's m.room.create: %v, %v; want the bot's", create, err)
+	}
+	if rules, err := alice.Client.FullStateEvent(ctx, portal, event.StateJoinRules, ""); err != nil || rules.Content.AsJoinRules().JoinRule != event.JoinRulePublic {
+		t.Errorf("the room's join rules: %v, %v; want public", rules, err)
+	}
+	puppetIn, err := dogberry.Wait(ctx, wait, func(s *peers.Stanza) bool {
+		return s.Name == "presence" && strings.HasPrefix(s.From, muc+"/") && s.Type == "" && s.From != muc+"/Dogberry"
+	})
+	if err != nil {
+		t.Fatalf("Alice's puppet never joined the chat: %v", err)
+	}
+	aliceNick := strings.TrimPrefix(puppetIn.From, muc+"/")
+
+	if _, err := alice.SendText(ctx, portal, "Are you good men and true?"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dogberry.Wait(ctx, wait, func(s *peers.Stanza) bool {
+		return s.Name == "message" && s.From == muc+"/"+aliceNick && s.Type == "groupchat" && strings.Contains(s.Body, "good men and true")
+	}); err != nil {
+		t.Fatalf("Alice's message never reached the chat: %v", err)
+	}
+	if err := dogberry.SendRaw(ctx, `<message type='groupchat' to='`+muc+`' id='d1'><body>Yea, or else it were pity but they should suffer salvation</body></message>`); err != nil {
+		t.Fatal(err)
+	}
+	got, err := alice.Wait(ctx, wait, func(e *event.Event) bool {
+		return e.RoomID == portal && e.Type == event.EventMessage && strings.Contains(e.Content.AsMessage().Body, "suffer salvation")
+	})
+	if err != nil {
+		t.Fatalf("Dogberry's message never reached the portal: %v", err)
+	}
+	if !w.IDs.IsGhost(got.Sender) {
+		t.Errorf("Dogberry's message came from %s, not a ghost", got.Sender)
+	}
+	// The alias names the portal: asked again, it is the same room.
+	if again, err := alice.Client.ResolveAlias(ctx, alias); err != nil || again.RoomID != portal {
+		t.Errorf("%s resolves to %v (%v), want %s", alias, again, err, portal)
+	}
+}
+
+// The bot's join with a nick and the room's password (XEP-0045 §7.2.6):
+// Benedick made a room with a password (§10.2, muc#roomconfig_roomsecret),
+// which refuses Hero without it (not-authorized); Alice tells the bot
+// `join room Margaret cauldronburn`, and her puppet is in the room as
+// Margaret, and what she says reaches Benedick.
+func TestGroupJoinWithNickAndPassword(t *testing.T) {
+	ctx := context.Background()
+	muc := "masque@" + w.Prosody.MUCDomain
+	benedick := w.xmppUser(t, "benedick", "masque")
+	joinMUC(t, benedick, muc, "Benedick")
+	if err := benedick.SendRaw(ctx, `<iq type='set' id='secret' to='`+muc+`'><query xmlns='http://jabber.org/protocol/muc#owner'><x xmlns='jabber:x:data' type='submit'>`+
+		`<field var='FORM_TYPE'><value>http://jabber.org/protocol/muc#roomconfig</value></field>`+
+		`<field var='muc#roomconfig_passwordprotectedroom'><value>1</value></field>`+
+		`<field var='muc#roomconfig_roomsecret'><value>cauldronburn</value></field></x></query></iq>`); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := benedick.Wait(ctx, wait, func(s *peers.Stanza) bool { return s.Name == "iq" && s.ID == "secret" }); err != nil || res.Type != "result" {
+		t.Fatalf("setting the room's password: %v %v", res, err)
+	}
+	hero := w.xmppUser(t, "hero", "masque")
+	if err := hero.SendRaw(ctx, `<presence to='`+muc+`/Hero'><x xmlns='http://jabber.org/protocol/muc'/></presence>`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := hero.Wait(ctx, wait, func(s *peers.Stanza) bool {
+		return s.Name == "presence" && s.Type == "error" && s.Has("not-authorized")
+	}); err != nil {
+		t.Fatalf("the room let Hero in without its password: %v", err)
+	}
+
+	portal := aliceJoinsGroup(t, muc, "Margaret", "cauldronburn")
+	if _, err := benedick.Wait(ctx, wait, func(s *peers.Stanza) bool {
+		return s.Name == "presence" && s.From == muc+"/Margaret" && s.Type == ""
+	}); err != nil {
+		t.Fatalf("Alice's puppet never joined as Margaret: %v", err)
+	}
+	if _, err := w.alice.SendText(ctx, portal, "Speak low if you speak love"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := benedick.Wait(ctx, wait, func(s *peers.Stanza) bool {
+		return s.Name == "message" && s.From == muc+"/Margaret" && strings.Contains(s.Body, "Speak low")
+	}); err != nil {
+		t.Fatalf("Alice's message never reached the room: %v", err)
+	}
+
+	// Benedick kicks Margaret (§8.2; the room keeps an occupant whose
+	// component went away, so only this puts her out); killed and started
+	// again, the bridge has her puppet back in the room as Margaret, which
+	// the room lets in only with the password the bridge kept.
+	isMargaret := func(typ string) func(s *peers.Stanza) bool {
+		return func(s *peers.Stanza) bool { return s.Name == "presence" && s.From == muc+"/Margaret" && s.Type == typ }
+	}
+	if err := benedick.SendRaw(ctx, `<iq type='set' id='kick' to='`+muc+`'><query xmlns='http://jabber.org/protocol/muc#admin'><item nick='Margaret' role='none'/></query></iq>`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := benedick.Wait(ctx, wait, isMargaret("unavailable")); err != nil {
+		t.Fatalf("Margaret was not kicked: %v", err)
+	}
+	in := benedick.Count(isMargaret(""))
+	w.Bridge.Kill()
+	if err := w.Bridge.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(wait); benedick.Count(isMargaret("")) == in; time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("after a restart, Alice's puppet is not back in the room as Margaret")
+		}
 	}
 }

@@ -29,9 +29,11 @@ var ErrNotPending = errors.New("transaction not pending")
 type MatrixSide interface {
 	// CreateDM creates a direct-message room as ghost and invites invitee.
 	CreateDM(ctx context.Context, ghost, invitee id.UserID) (id.RoomID, error)
-	// CreateGroup creates the room of a multi-user chat as the bot, named
-	// name with topic, and invites invitee.
-	CreateGroup(ctx context.Context, name, topic string, invitee id.UserID) (id.RoomID, error)
+	// CreateGroup creates the room of a multi-user chat as the bot, as
+	// room says.
+	CreateGroup(ctx context.Context, room GroupRoom) (id.RoomID, error)
+	// AddAlias has the bot give room the alias.
+	AddAlias(ctx context.Context, alias id.RoomAlias, room id.RoomID) error
 	// Invite has the bot invite user into room.
 	Invite(ctx context.Context, room id.RoomID, user id.UserID) error
 	// Kick has the bot remove user from room, saying reason.

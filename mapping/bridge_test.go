@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"regexp"
 	"strings"
 	"sync"
@@ -41,9 +42,14 @@ type fakeMatrix struct {
 	typing                      []string
 	invites, sent               []string // "room user", "room event"
 	topics, kicks               []string // "room sender topic", "room user reason"
+
+	aliases []string // "alias room", added to a room made before
 	// beforeAnswer, if set, runs when SendText has made its event and not
 	// yet answered: what the homeserver does meanwhile.
 	beforeAnswer func(room id.RoomID, ev id.EventID)
+	// beforeCreate, if set, runs as CreateGroup begins: a homeserver
+	// slow to make the room.
+	beforeCreate func()
 }
 
 func (f *fakeMatrix) CreateDM(_ context.Context, ghost, invitee id.UserID) (id.RoomID, error) {
@@ -57,15 +63,31 @@ func (f *fakeMatrix) CreateDM(_ context.Context, ghost, invitee id.UserID) (id.R
 	return id.RoomID(fmt.Sprintf("!room%d:example.org", f.rooms)), nil
 }
 
-func (f *fakeMatrix) CreateGroup(_ context.Context, name, _ string, invitee id.UserID) (id.RoomID, error) {
+// CreateGroup records "group name invitee", and " alias ALIAS" if it has
+// one.
+func (f *fakeMatrix) CreateGroup(_ context.Context, room GroupRoom) (id.RoomID, error) {
+	if f.beforeCreate != nil {
+		f.beforeCreate()
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.fail != nil {
 		return "", f.fail
 	}
 	f.rooms++
-	f.created = append(f.created, "group "+name+" "+string(invitee))
+	made := "group " + room.Name + " " + string(room.Invite)
+	if room.Alias != "" {
+		made += " alias " + string(room.Alias)
+	}
+	f.created = append(f.created, made)
 	return id.RoomID(fmt.Sprintf("!room%d:example.org", f.rooms)), nil
+}
+
+func (f *fakeMatrix) AddAlias(_ context.Context, alias id.RoomAlias, room id.RoomID) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.aliases = append(f.aliases, string(alias)+" "+string(room))
+	return f.fail
 }
 
 func (f *fakeMatrix) Invite(_ context.Context, room id.RoomID, user id.UserID) error {
@@ -347,6 +369,13 @@ func (h *harness) count(what, reason string) {
 // had.
 func (h *harness) withStore(store Store) {
 	b := New(*h.b.Config(), store, h.count, zerolog.Nop())
+	b.SetSides(h.matrix, h.xmpp)
+	h.b = b
+}
+
+// withLog starts h's core again, logging everything to w.
+func (h *harness) withLog(w io.Writer) {
+	b := New(*h.b.Config(), h.store, h.count, zerolog.New(w).Level(zerolog.TraceLevel))
 	b.SetSides(h.matrix, h.xmpp)
 	h.b = b
 }

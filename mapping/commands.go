@@ -43,7 +43,7 @@ const BotDeclineReason = "You are not permitted to use this XMPP bridge."
 const helpText = "Commands (in a chat with me as they are; in a portal after `!xmpp`):\n" +
 	"`help`: this list\n" +
 	"`start <jid>`: open a chat with an XMPP person, e.g. `start juliet@example.org`\n" +
-	"`join <room@service>`: join an XMPP chat room (XEP-0045), in a room of its own here\n" +
+	"`join <room@service> [nick] [password]`: join an XMPP chat room (XEP-0045), in a room of its own here, or join `#_xmpp_room=40service:<this server>`\n" +
 	"`list`: your chats with XMPP people\n" +
 	"`receipts on|off`: whether your read and delivery receipts reach XMPP\n" +
 	"`typing on|off`: whether your typing reaches XMPP\n" +
@@ -188,7 +188,7 @@ func (b *bot) command(ctx context.Context, room id.RoomID, user id.UserID, at ti
 	case "start":
 		return b.startCommand(ctx, room, user, strings.Join(args, " "))
 	case "join":
-		return b.joinCommand(ctx, room, user, strings.Join(args, " "))
+		return b.joinCommand(ctx, room, user, args)
 	case "list":
 		ps, err := b.store.PortalsOf(ctx, user)
 		if err != nil {

@@ -89,3 +89,10 @@ const (
 
 // SetClock puts b's core on the clock now.
 func (b *Bridge) SetClock(now func() time.Time) { b.core.now = now }
+
+// MaxAliasQueries is how many alias queries may be under way at once
+// (group_alias.go).
+const MaxAliasQueries = maxAliasQueries
+
+// AliasQueriesUnderWay is how many alias queries hold a place now.
+func (b *Bridge) AliasQueriesUnderWay() int { return len(b.groups.aliasQueries) }

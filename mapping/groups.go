@@ -1,6 +1,7 @@
 package mapping
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -80,6 +81,10 @@ type groups struct {
 	mu    sync.Mutex
 	rooms map[string]*mucRoom // by the chat's bare JID
 	named map[id.UserID]string
+
+	// creating is held while a group portal is made (lockCreation);
+	// aliasQueries, by each alias query under way (queryAlias).
+	creating, aliasQueries chan struct{}
 }
 
 // mucRoom is what the bridge knows of a chat in this run, from the
@@ -113,7 +118,8 @@ type mucRoom struct {
 }
 
 func newGroups(c *core, r *receipts, b *bot, rel *relations) *groups {
-	return &groups{core: c, receipts: r, bot: b, relations: rel, rooms: map[string]*mucRoom{}, named: map[id.UserID]string{}}
+	return &groups{core: c, receipts: r, bot: b, relations: rel, rooms: map[string]*mucRoom{}, named: map[id.UserID]string{},
+		creating: make(chan struct{}, 1), aliasQueries: make(chan struct{}, maxAliasQueries)}
 }
 
 // room is the state of the chat j (its portal's room), made if new.
@@ -178,6 +184,9 @@ type groupArgs struct {
 	MXID  id.UserID `json:"mxid,omitempty"`
 	Nick  string    `json:"nick,omitempty"`
 	Reply id.RoomID `json:"reply,omitempty"` // where a command came from
+	// Password is the room's password the bot's join was told (XEP-0045
+	// §7.2.6), on its way to the member's row (SetJoin).
+	Password string `json:"password,omitempty"`
 	// Member is the occupant a message to Matrix is from.
 	Member MemberID `json:"member,omitempty"`
 	// Reason is why the room removed MXID's puppet.
@@ -189,24 +198,48 @@ func groupJob(kind JobKind, lane id.RoomID, row int64, args groupArgs) *Job {
 	return newJob(kind, about{room: lane}, row, payload)
 }
 
-// joinCommand is the bot's `join room@service`: the user's portal of the
-// chat, opened if new, and the user invited into it.
-func (b *bot) joinCommand(ctx context.Context, room id.RoomID, user id.UserID, arg string) ([]*Job, error) {
+// joinCommand is the bot's `join room@service [nick] [password]`: the
+// user's portal of the chat, opened if new, and the user invited into it;
+// their puppet joins it as nick (else their display name), with the
+// room's password if it has one (XEP-0045 §7.2.6).
+func (b *bot) joinCommand(ctx context.Context, room id.RoomID, user id.UserID, args []string) ([]*Job, error) {
+	if len(args) == 0 {
+		return []*Job{b.reply(room, "Say which chat: `join room@conference.example.org [nick] [password]`.")}, nil
+	}
+	arg := args[0]
 	muc, err := jid.Parse(arg)
 	switch {
-	case arg == "":
-		return []*Job{b.reply(room, "Say which chat: `join room@conference.example.org`.")}, nil
-	case err != nil || muc.Localpart() == "" || muc.Resourcepart() != "" || strings.ContainsAny(arg, " \t"):
+	case len(args) > 3:
+		return []*Job{b.reply(room, "Say `join room@service`, and after it a nick and a password if you like: a nick is one word here.")}, nil
+	case err != nil || muc.Localpart() == "" || muc.Resourcepart() != "":
 		return []*Job{b.reply(room, fmt.Sprintf("`%s` is not the address of an XMPP chat room: write it as `room@service`, e.g. `lounge@conference.example.org`.", arg))}, nil
 	case muc.Domainpart() == b.cfg.Identities.ComponentDomain:
 		return []*Job{b.reply(room, fmt.Sprintf("`%s` is on this bridge, not an XMPP chat room.", arg))}, nil
 	case b.blocked(muc):
 		return []*Job{b.reply(room, fmt.Sprintf("This bridge does not talk to `%s`.", muc.Domainpart()))}, nil
 	}
+	join := groupArgs{MUC: muc.String(), MXID: user, Reply: room}
+	if len(args) > 1 {
+		// The nick is the occupant's resource in the room (§7.2.1): one
+		// the room's address cannot take is refused here, not in the room.
+		if _, err := muc.WithResource(args[1]); err != nil {
+			return []*Job{b.reply(room, fmt.Sprintf("`%s` cannot be a nick in a chat room.", args[1]))}, nil
+		}
+		join.Nick = args[1]
+	}
+	if len(args) > 2 {
+		if len(args[2]) > maxMUCPassword {
+			return []*Job{b.reply(room, fmt.Sprintf("That password is longer than the %d bytes the bridge keeps.", maxMUCPassword))}, nil
+		}
+		join.Password = args[2]
+	}
 	// In the chat's lane (its address stands for the room it may not
 	// have yet): its room is created once, however many ask.
-	return []*Job{groupJob(JobOpenGroup, id.RoomID(muc.String()), 0, groupArgs{MUC: muc.String(), MXID: user, Reply: room})}, nil
+	return []*Job{groupJob(JobOpenGroup, id.RoomID(muc.String()), 0, join)}, nil
 }
+
+// maxMUCPassword bounds a room's password the bridge keeps for a user.
+const maxMUCPassword = 256
 
 var _ = register(JobOpenGroup, jobKind{side: SideMatrix, order: byRoom, payload: groupArgs{},
 	run: withPayload(func(b *Bridge, ctx context.Context, _ *Job, args groupArgs) error {
@@ -224,6 +257,11 @@ func (g *groups) openGroup(ctx context.Context, args groupArgs) error {
 	if err := g.unreachable(args.MXID, muc); err != nil {
 		return err
 	}
+	unlock, err := g.lockCreation(ctx)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	p, err := g.store.GroupPortal(ctx, muc)
 	what := "Opened"
 	if err == nil {
@@ -232,27 +270,64 @@ func (g *groups) openGroup(ctx context.Context, args groupArgs) error {
 			return fmt.Errorf("invite %s into %s: %w", args.MXID, p.RoomID, err)
 		}
 	} else if isNotFound(err) {
-		room, err := g.matrix.CreateGroup(ctx, muc.Localpart(), "XMPP chat "+muc.String(), args.MXID)
-		if err != nil {
-			return fmt.Errorf("create the room of %s: %w", muc, err)
+		if p, err = g.newGroupPortal(ctx, muc, args.MXID, ""); err != nil {
+			return err
 		}
-		// The bot is its first member: it keeps the portal when the
-		// others have left.
-		p = &Portal{RoomID: room, Kind: PortalGroup, JID: muc.Bare(), CreatedAt: g.now(),
-			Members: []Member{{ID: MatrixMember(g.cfg.Identities.Bot())}}}
-		if err := g.store.PutPortal(ctx, p); err != nil {
-			return fmt.Errorf("store the portal of %s: %w", muc, err)
-		}
-		g.log.Info().Str("room", string(room)).Str("muc", muc.String()).Str("mxid", string(args.MXID)).Msg("Created group portal")
 	} else {
 		return fmt.Errorf("look up the portal of %s: %w", muc, err)
 	}
-	reply := g.bot.reply(args.Reply, fmt.Sprintf("%s the chat `%s`: %s (accept the invite, and your puppet joins it)", what, muc, roomLink(p.RoomID)))
-	if err := g.store.AddJobs(ctx, reply); err != nil {
+	jobs := []*Job{g.bot.reply(args.Reply, fmt.Sprintf("%s the chat `%s`: %s (accept the invite, and your puppet joins it)", what, muc, roomLink(p.RoomID)))}
+	if args.Nick != "" || args.Password != "" || p.Member(MatrixMember(args.MXID)) != nil {
+		// Kept on the member's row for every join of the puppet, the
+		// rejoins after a restart too; one already in the room joins
+		// again with them now (a new nick is a nick change, §7.6).
+		if err := g.store.SetJoin(ctx, p.RoomID, Member{ID: MatrixMember(args.MXID), Nick: args.Nick, Password: args.Password}); err != nil {
+			return fmt.Errorf("keep how %s joins %s: %w", args.MXID, muc, err)
+		}
+		if p.Member(MatrixMember(args.MXID)) != nil {
+			jobs = append(jobs, groupJob(JobJoinMUC, p.RoomID, 0, groupArgs{Room: p.RoomID, MUC: muc.String(), MXID: args.MXID}))
+		}
+	}
+	if err := g.store.AddJobs(ctx, jobs...); err != nil {
 		return fmt.Errorf("answer the join of %s: %w", muc, err)
 	}
-	g.queue(reply)
+	g.queue(jobs...)
 	return nil
+}
+
+// lockCreation waits, as long as ctx lets it, until no other group
+// portal is being made, and holds that until unlock: a chat has one room
+// however many ask for it at once (the bot's join, in the chat's lane,
+// and an alias asked for, on the homeserver's request), and the bridge
+// makes one room at a time whoever asks.
+func (g *groups) lockCreation(ctx context.Context) (unlock func(), err error) {
+	select {
+	case g.creating <- struct{}{}:
+		return func() { <-g.creating }, nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("wait to make a group portal: %w", ctx.Err())
+	}
+}
+
+// newGroupPortal makes the room of the chat muc and its portal: the one
+// place a group portal is made, for the bot's join (invite: the user who
+// asked, invited) or for its alias asked for (alias: the room has it, and
+// anyone who has it may join, as anyone who has the chat's address may
+// join the chat, XEP-0045 §7.2). The bot creates the room and is the
+// portal's first member: it keeps the portal when the others have left.
+// The caller holds lockCreation and found no portal of muc.
+func (g *groups) newGroupPortal(ctx context.Context, muc jid.JID, invite id.UserID, alias id.RoomAlias) (*Portal, error) {
+	room, err := g.matrix.CreateGroup(ctx, GroupRoom{Name: muc.Localpart(), Topic: "XMPP chat " + muc.String(), Invite: invite, Alias: alias})
+	if err != nil {
+		return nil, fmt.Errorf("create the room of %s: %w", muc, err)
+	}
+	p := &Portal{RoomID: room, Kind: PortalGroup, JID: muc.Bare(), CreatedAt: g.now(),
+		Members: []Member{{ID: MatrixMember(g.cfg.Identities.Bot())}}}
+	if err := g.store.PutPortal(ctx, p); err != nil {
+		return nil, fmt.Errorf("store the portal of %s: %w", muc, err)
+	}
+	g.log.Info().Str("room", string(room)).Str("muc", muc.String()).Str("mxid", string(invite)).Str("alias", string(alias)).Msg("Created group portal")
+	return p, nil
 }
 
 // memberFromMatrix takes a Matrix user's membership in a group portal:
@@ -312,7 +387,17 @@ func (g *groups) joinMUC(ctx context.Context, args groupArgs) error {
 	if err != nil {
 		return err
 	}
-	nick := args.Nick
+	// How the user asked to join (the bot's join): their nick, unless a
+	// nick in use is being tried again, and the room's password.
+	var asked Member
+	if p, err := g.store.PortalByRoom(ctx, args.Room); err == nil {
+		if m := p.Member(MatrixMember(args.MXID)); m != nil {
+			asked = *m
+		}
+	} else if !isNotFound(err) {
+		return fmt.Errorf("look up how %s joins %s: %w", args.MXID, muc, err)
+	}
+	nick := cmp.Or(args.Nick, asked.Nick)
 	if nick == "" {
 		if name, err := g.matrix.DisplayName(ctx, args.MXID); err == nil {
 			nick = strings.TrimSpace(name)
@@ -334,7 +419,7 @@ func (g *groups) joinMUC(ctx context.Context, args groupArgs) error {
 	r := g.room(muc, args.Room)
 	r.nicks[args.MXID] = nick
 	g.mu.Unlock()
-	if err := g.xmpp.SendPresence(ctx, &OutPresence{From: from, To: to, JoinMUC: true, Caps: true}); err != nil {
+	if err := g.xmpp.SendPresence(ctx, &OutPresence{From: from, To: to, JoinMUC: true, MUCPassword: asked.Password, Caps: true}); err != nil {
 		return fmt.Errorf("join %s as %s: %w", muc, args.MXID, err)
 	}
 	g.count("muc_join", "sent")
@@ -597,7 +682,7 @@ func (g *groups) joinRefused(ctx context.Context, r *mucRoom, mxid id.UserID, ni
 		"conflict":                "the nick is in use",
 		"registration-required":   "the chat is members-only: an admin of it can make `" + puppet + "` a member",
 		"forbidden":               "the chat has banned `" + puppet + "`",
-		"not-authorized":          "the chat needs a password, which the bridge cannot give yet",
+		"not-authorized":          "the chat needs a password, or another one",
 		"service-unavailable":     "the chat is full",
 		"item-not-found":          "the chat does not exist, or is locked until its owner configures it",
 		"remote-server-not-found": "the chat's server cannot be reached",
@@ -608,6 +693,14 @@ func (g *groups) joinRefused(ctx context.Context, r *mucRoom, mxid id.UserID, ni
 	}
 	g.count("muc_join", Reason("refused_"+cond))
 	text := fmt.Sprintf("%s could not join `%s` as `%s`: %s.", mxid, r.jid, nick, why)
+	if cond == "not-authorized" {
+		// §7.2.6: the password goes with the join; the bot's join keeps it.
+		word := nick
+		if strings.ContainsAny(word, " \t") || word == "" {
+			word = "NICK" // the bot's join takes a nick of one word
+		}
+		text += fmt.Sprintf(" Tell me `join %s %s PASSWORD` and your puppet joins with it.", r.jid, word)
+	}
 	return g.queueStored(ctx, g.bot.reply(r.portal, text))
 }
 

@@ -16,6 +16,8 @@ const GhostPrefix = "_xmpp_"
 var (
 	ErrNotGhost  = errors.New("not a ghost user ID of this bridge")
 	ErrNotPuppet = errors.New("not a puppet JID of this bridge")
+	// ErrNotGroupAlias: a room alias not of a chat's portal.
+	ErrNotGroupAlias = errors.New("not a chat's room alias of this bridge")
 )
 
 // Identities maps people between the two networks. It is the one place that
@@ -45,17 +47,57 @@ func (ids Identities) Ghost(j jid.JID) id.UserID {
 // XMPP person has exactly one ghost.
 func (ids Identities) GhostJID(u id.UserID) (jid.JID, error) {
 	local, server, err := u.Parse()
-	if err != nil || server != ids.HomeserverDomain || !strings.HasPrefix(local, GhostPrefix) {
+	if err != nil {
 		return jid.JID{}, fmt.Errorf("%w: %q", ErrNotGhost, u)
 	}
-	enc := local[len(GhostPrefix):]
+	j, err := ids.decodeJID(local, server)
+	if err != nil || j.Resourcepart() != "" {
+		return jid.JID{}, fmt.Errorf("%w: %q does not encode a bare JID", ErrNotGhost, u)
+	}
+	return j, nil
+}
+
+// decodeJID is the JID the localpart local of server encodes in the
+// bridge's namespace ("_xmpp_" + the localpart encoding of a JID), if
+// server is the homeserver and the encoding the one the bridge would
+// make of it (so that a JID has one name on Matrix).
+func (ids Identities) decodeJID(local, server string) (jid.JID, error) {
+	enc, ok := strings.CutPrefix(local, GhostPrefix)
+	if server != ids.HomeserverDomain || !ok {
+		return jid.JID{}, errors.New("outside the namespace")
+	}
 	dec, err := id.DecodeUserLocalpart(enc)
 	if err != nil {
-		return jid.JID{}, fmt.Errorf("%w: %q: %w", ErrNotGhost, u, err)
+		return jid.JID{}, err
 	}
 	j, err := jid.Parse(dec)
-	if err != nil || j.Resourcepart() != "" || j.String() != dec || id.EncodeUserLocalpart(dec) != enc {
-		return jid.JID{}, fmt.Errorf("%w: %q does not encode a bare JID", ErrNotGhost, u)
+	if err != nil || j.String() != dec || id.EncodeUserLocalpart(dec) != enc {
+		return jid.JID{}, errors.New("not the encoding of a JID")
+	}
+	return j, nil
+}
+
+// GroupAlias is the room alias of the multi-user chat room's portal: "#"
+// and the localpart its ghost would have were it a person
+// (#_xmpp_lounge=40conference.example.org:example.org), in the alias
+// namespace of the registration, so that a Matrix user joins the chat by
+// its address (the Matrix application service API, "Querying room
+// aliases").
+func (ids Identities) GroupAlias(room jid.JID) id.RoomAlias {
+	return id.NewRoomAlias(GhostPrefix+id.EncodeUserLocalpart(room.Bare().String()), ids.HomeserverDomain)
+}
+
+// AliasMUC is the inverse of GroupAlias: the chat whose portal alias
+// names. It takes only what GroupAlias would produce, and only a chat's
+// address: a localpart, no resource.
+func (ids Identities) AliasMUC(alias id.RoomAlias) (jid.JID, error) {
+	local, server, ok := strings.Cut(strings.TrimPrefix(string(alias), "#"), ":")
+	if !ok || !strings.HasPrefix(string(alias), "#") {
+		return jid.JID{}, fmt.Errorf("%w: %q", ErrNotGroupAlias, alias)
+	}
+	j, err := ids.decodeJID(local, server)
+	if err != nil || j.Localpart() == "" || j.Resourcepart() != "" {
+		return jid.JID{}, fmt.Errorf("%w: %q does not encode a chat's address", ErrNotGroupAlias, alias)
 	}
 	return j, nil
 }
@@ -88,16 +130,11 @@ func (ids Identities) OccupantGhost(room jid.JID, key string) (id.UserID, error)
 // key. Like GhostJID it takes only what OccupantGhost would produce.
 func (ids Identities) OccupantOf(u id.UserID) (jid.JID, string, error) {
 	local, server, err := u.Parse()
-	if err != nil || server != ids.HomeserverDomain || !strings.HasPrefix(local, GhostPrefix) {
+	if err != nil {
 		return jid.JID{}, "", fmt.Errorf("%w: %q", ErrNotGhost, u)
 	}
-	enc := local[len(GhostPrefix):]
-	dec, err := id.DecodeUserLocalpart(enc)
-	if err != nil {
-		return jid.JID{}, "", fmt.Errorf("%w: %q: %w", ErrNotGhost, u, err)
-	}
-	j, err := jid.Parse(dec)
-	if err != nil || j.Resourcepart() == "" || j.String() != dec || id.EncodeUserLocalpart(dec) != enc {
+	j, err := ids.decodeJID(local, server)
+	if err != nil || j.Resourcepart() == "" {
 		return jid.JID{}, "", fmt.Errorf("%w: %q does not encode an occupant", ErrNotGhost, u)
 	}
 	return j.Bare(), j.Resourcepart(), nil

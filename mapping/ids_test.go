@@ -152,6 +152,36 @@ func FuzzGhostRoundTrip(f *testing.F) {
 	})
 }
 
+// A chat's portal has the alias its address would have as a ghost's
+// localpart (#_xmpp_lounge=40conference.capulet.lit), in the namespace the
+// homeserver asks the bridge about (Matrix AS API, "Querying room
+// aliases"); AliasMUC takes back only a chat's address (XEP-0045 §4.2:
+// room@service, no nick) encoded as the bridge would.
+func TestGroupAlias(t *testing.T) {
+	room := jid.MustParse("lounge@conference.capulet.lit")
+	alias := testIDs.GroupAlias(room)
+	if alias != "#_xmpp_lounge=40conference.capulet.lit:example.org" {
+		t.Errorf("GroupAlias = %s", alias)
+	}
+	if back, err := testIDs.AliasMUC(alias); err != nil || !back.Equal(room) {
+		t.Errorf("AliasMUC(%s) = %s, %v", alias, back, err)
+	}
+	for _, a := range []string{
+		"#lounge:example.org",                                       // not in the namespace
+		"#_xmpp_lounge=40conference.capulet.lit:other.org",          // other homeserver
+		"#_xmpp_conference.capulet.lit:example.org",                 // a service, not a room
+		"#_xmpp_lounge=40conference.capulet.lit=2fnick:example.org", // an occupant
+		"#_xmpp_LOUNGE=40x:example.org",                             // not the bridge's encoding
+		"#_xmpp_=zz:example.org",                                    // bad encoding
+		"#_xmpp_:example.org", "#_xmpp_", "_xmpp_a=40b:example.org", "",
+		"@_xmpp_lounge=40conference.capulet.lit:example.org", // a user ID
+	} {
+		if j, err := testIDs.AliasMUC(id.RoomAlias(a)); err == nil {
+			t.Errorf("AliasMUC(%q) = %s, want refused", a, j)
+		}
+	}
+}
+
 // FuzzEscapeRoundTrip: Unescape(Escape(s)) == s for every string.
 func FuzzEscapeRoundTrip(f *testing.F) {
 	f.Add(`a\5cb\3a c@d`)

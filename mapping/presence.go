@@ -83,6 +83,9 @@ type OutPresence struct {
 	// To is room/nick): it asks for no history (§7.2.15), since the
 	// bridge carries what is said from now on.
 	JoinMUC bool
+	// MUCPassword is the room's password a join gives (§7.2.6), "" for
+	// none. Never logged.
+	MUCPassword string
 }
 
 // Subscription is the presence subscription state between a puppet and an

@@ -373,11 +373,11 @@ func aliceJoinRefused(t *testing.T, h *harness, cond string) *OutPresence {
 // more as "… (Matrix)".
 func TestGroupJoinRefused(t *testing.T) {
 	for _, tc := range []struct{ cond, says string }{
-		{"not-authorized", "the chat needs a password, which the bridge cannot give yet"},                        // §7.2.7
-		{"registration-required", "the chat is members-only: an admin of it can make " + alicePup + " a member"}, // §7.2.8
-		{"forbidden", "the chat has banned " + alicePup},                                                         // §7.2.9
-		{"service-unavailable", "the chat is full"},                                                              // §7.2.11
-		{"item-not-found", "the chat does not exist, or is locked until its owner configures it"},                // §7.2.12, §7.2.13
+		{"not-authorized", "the chat needs a password, or another one. Tell me join " + lounge + " alice PASSWORD and your puppet joins with it"}, // §7.2.7, §7.2.6
+		{"registration-required", "the chat is members-only: an admin of it can make " + alicePup + " a member"},                                  // §7.2.8
+		{"forbidden", "the chat has banned " + alicePup},                                                                                          // §7.2.9
+		{"service-unavailable", "the chat is full"},                                                                                               // §7.2.11
+		{"item-not-found", "the chat does not exist, or is locked until its owner configures it"},                                                 // §7.2.12, §7.2.13
 		{"remote-server-not-found", "the chat's server cannot be reached"},
 		{"undefined-condition", "the chat answered undefined-condition"},
 	} {

@@ -57,6 +57,11 @@ func (m MemberID) MXID() (id.UserID, bool) {
 type Member struct {
 	ID                      MemberID
 	DeliveredUpTo, ReadUpTo int64
+	// Nick and Password are how a Matrix member's puppet joins the chat of
+	// a group portal, as the bot's join was told (SetJoin): the nick
+	// instead of their display name, and the room's password (XEP-0045
+	// §7.2.6); "" for none.
+	Nick, Password string
 }
 
 // Mark names a member's watermarks: the member By of the portal of Room.
@@ -284,6 +289,10 @@ type PortalStore interface {
 	// RemoveMember takes member out of the portal of room, with its
 	// watermarks; nothing if it is not one.
 	RemoveMember(ctx context.Context, room id.RoomID, member MemberID) error
+	// SetJoin sets how the Matrix member m.ID's puppet joins the chat of
+	// the group portal of room (m.Nick, m.Password), adding them as a
+	// member if they are not one; their watermarks stay.
+	SetJoin(ctx context.Context, room id.RoomID, m Member) error
 	// PortalsOf lists the portals mxid is a member of, by JID.
 	PortalsOf(ctx context.Context, mxid id.UserID) ([]*Portal, error)
 	// PortalsByRooms looks up many rooms at once; rooms that are not

@@ -55,6 +55,9 @@ type Core interface {
 	// for reason, and marks it done.
 	SetAsideTxn(ctx context.Context, txnID string, reason mapping.Reason, cause error) error
 	Identities() mapping.Identities
+	// QueryAlias tells whether a room alias in the bridge's namespace
+	// exists, its room made if it may be.
+	QueryAlias(ctx context.Context, alias id.RoomAlias) (bool, error)
 }
 
 // Server answers the homeserver's application service API.
@@ -291,8 +294,23 @@ func (s *Server) queryUser(w http.ResponseWriter, r *http.Request) {
 	writeError(w, http.StatusNotFound, "M_NOT_FOUND", "No such user")
 }
 
+// queryAlias answers the homeserver's question whether a room alias in
+// our namespace exists (application service API, "Querying room
+// aliases"): 200 once the room has it, 404 if the bridge will not make
+// it; the core bounds how long it takes and how many are under way.
 func (s *Server) queryAlias(w http.ResponseWriter, r *http.Request) {
-	writeError(w, http.StatusNotFound, "M_NOT_FOUND", "The bridge has no room aliases")
+	alias := id.RoomAlias(r.PathValue("alias"))
+	exists, err := s.Core.QueryAlias(r.Context(), alias)
+	switch {
+	case err != nil:
+		s.Count("alias_query", "failed")
+		s.Log.Err(err).Str("alias", string(alias)).Msg("Failed to make the room of an alias")
+		writeError(w, http.StatusInternalServerError, "M_UNKNOWN", "Could not make the room")
+	case exists:
+		writeJSON(w, http.StatusOK, struct{}{})
+	default:
+		writeError(w, http.StatusNotFound, "M_NOT_FOUND", "No such room alias")
+	}
 }
 
 // Run processes stored transactions in order until ctx ends: first those a

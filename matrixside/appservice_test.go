@@ -95,6 +95,11 @@ func TestAppServiceAPIRefusals(t *testing.T) {
 		{"unknown route", "GET", "/_matrix/app/v1/thirdparty/protocol/x", "hs-secret", "", 404, "M_UNRECOGNIZED"},
 		{"malformed json", "PUT", txnPath + "2", "hs-secret", `{"events":[`, 400, "M_NOT_JSON"},
 		{"unknown user", "GET", "/_matrix/app/v1/users/@someone:example.org", "hs-secret", "", 404, "M_NOT_FOUND"},
+		// Matrix AS API §Querying room aliases: an alias the bridge will
+		// not make (not a chat's) is 404, escaped as a homeserver sends it.
+		{"not a chat's alias", "GET", "/_matrix/app/v1/rooms/%23someroom:example.org", "hs-secret", "", 404, "M_NOT_FOUND"},
+		{"not a chat's address", "GET", "/_matrix/app/v1/rooms/%23_xmpp_conference.capulet.lit:example.org", "hs-secret", "", 404, "M_NOT_FOUND"},
+		{"alias, no token", "GET", "/_matrix/app/v1/rooms/%23_xmpp_a=40b:example.org", "", "", 401, "M_UNAUTHORIZED"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			status, body := do(t, tc.method, ts.URL+tc.path, tc.token, tc.body)

@@ -4,15 +4,19 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
+
+	"xmppbridge/mapping"
 )
 
 // CreateGroup implements mapping.MatrixSide: the bot creates the room of a
-// multi-user chat, private (members come by the bot's invite), named
-// name, and invites invitee. The bot is its creator, so that it can
+// multi-user chat as room says: private (members come by the bot's
+// invite), or, with an alias, public (anyone who has the alias may join)
+// and not in the room directory. The bot is its creator, so that it can
 // invite the occupants' ghosts as they come (their intents join through
 // its invite: appservice.IntentAPI.EnsureJoined).
 //
@@ -21,13 +25,9 @@ import (
 // subject (XEP-0045 §8.1), and the bridge says so when it refuses. The
 // other events keep the power the client-server API's presets give them,
 // since an override of "events" replaces the whole map.
-func (h *Homeserver) CreateGroup(ctx context.Context, name, topic string, invitee id.UserID) (id.RoomID, error) {
+func (h *Homeserver) CreateGroup(ctx context.Context, room mapping.GroupRoom) (id.RoomID, error) {
 	bot := h.AS.BotIntent()
-	resp, err := bot.CreateRoom(ctx, &mautrix.ReqCreateRoom{
-		Preset: "private_chat",
-		Name:   name,
-		Topic:  topic,
-		Invite: []id.UserID{invitee},
+	req := &mautrix.ReqCreateRoom{Preset: "private_chat", Name: room.Name, Topic: room.Topic, Visibility: "private",
 		PowerLevelOverride: &event.PowerLevelsEventContent{Events: map[string]int{
 			event.StateTopic.Type:             0,
 			event.StateRoomName.Type:          50,
@@ -39,13 +39,39 @@ func (h *Homeserver) CreateGroup(ctx context.Context, name, topic string, invite
 			event.StateServerACL.Type:         100,
 			event.StateEncryption.Type:        100,
 		}},
-	})
+	}
+	if room.Invite != "" {
+		req.Invite = []id.UserID{room.Invite}
+	}
+	if room.Alias != "" {
+		req.Preset = "public_chat"
+		// createRoom takes the alias's localpart, on the homeserver's
+		// own server name (client-server API, "POST /createRoom").
+		local, _, _ := strings.Cut(strings.TrimPrefix(string(room.Alias), "#"), ":")
+		req.RoomAliasName = local
+	}
+	resp, err := bot.CreateRoom(ctx, req)
 	if err != nil {
-		return "", h.classify(ctx, fmt.Errorf("create the room of %s for %s: %w", name, invitee, err))
+		return "", h.classify(ctx, fmt.Errorf("create the room of %s: %w", room.Name, err))
 	}
 	_ = h.AS.StateStore.SetMembership(ctx, resp.RoomID, bot.UserID, event.MembershipJoin)
 	h.botIn.Store(resp.RoomID, true)
 	return resp.RoomID, nil
+}
+
+// AddAlias implements mapping.MatrixSide: the bot gives room the alias,
+// which the registration's exclusive namespace lets it make.
+// An alias that names room already (two queries of it, one behind the
+// other) is not an error.
+func (h *Homeserver) AddAlias(ctx context.Context, alias id.RoomAlias, room id.RoomID) error {
+	bot := h.AS.BotIntent()
+	_, err := bot.CreateAlias(ctx, alias, room)
+	if err != nil {
+		if has, rerr := bot.ResolveAlias(ctx, alias); rerr == nil && has.RoomID == room {
+			return nil
+		}
+	}
+	return h.classify(ctx, err)
 }
 
 // Invite implements mapping.MatrixSide: the bot invites user into room.

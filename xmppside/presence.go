@@ -29,7 +29,7 @@ type inPresence struct {
 	} `xml:"vcard-temp:x:update x"`
 	// XEP-0045 §17.2: what a room says of an occupant.
 	MUC *struct {
-		Item *mucItem `xml:"item"`
+		Item   *mucItem `xml:"item"`
 		Status []struct {
 			Code int `xml:"code,attr"`
 		} `xml:"status"`
@@ -62,6 +62,8 @@ type mucJoin struct {
 	History struct {
 		MaxStanzas int `xml:"maxstanzas,attr"`
 	} `xml:"history"`
+	// Password is the room's password (§7.2.6), if it has one.
+	Password string `xml:"password,omitempty"`
 }
 
 // outPresence is the wire form of mapping.OutPresence.
@@ -117,7 +119,7 @@ func encodePresence(p *mapping.OutPresence) *outPresence {
 		out.Avatar = &vCardUpdate{Photo: *p.Photo}
 	}
 	if p.JoinMUC {
-		out.MUC = &mucJoin{}
+		out.MUC = &mucJoin{Password: p.MUCPassword}
 	}
 	return out
 }

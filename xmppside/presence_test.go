@@ -193,3 +193,22 @@ func TestSubscribeWithNick(t *testing.T) {
 		t.Errorf("a presence without a nick wrote one: %s", out)
 	}
 }
+
+// XEP-0045 §7.2.6: a join of a room with a password carries it in the
+// join's <x xmlns='http://jabber.org/protocol/muc'/>; a join of one
+// without carries none (§7.2.1), and both ask for no history (§7.2.15).
+func TestJoinMUCPassword(t *testing.T) {
+	from, to := jid.MustParse(`alice\3aexample.org@matrix.example.org/matrix`), jid.MustParse("lounge@conference.capulet.lit/Hero")
+	for _, tc := range []struct{ password, want string }{
+		{"cauldronburn", `<x xmlns="http://jabber.org/protocol/muc"><history maxstanzas="0"></history><password>cauldronburn</password></x>`},
+		{"", `<x xmlns="http://jabber.org/protocol/muc"><history maxstanzas="0"></history></x>`},
+	} {
+		out, err := xml.Marshal(encodePresence(&mapping.OutPresence{From: from, To: to, JoinMUC: true, MUCPassword: tc.password}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(out), tc.want) {
+			t.Errorf("join with password %q: %s, want %s in it", tc.password, out, tc.want)
+		}
+	}
+}

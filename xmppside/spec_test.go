@@ -39,9 +39,10 @@ func (r *recMatrix) add(list *[]string, s string) error {
 func (r *recMatrix) CreateDM(context.Context, id.UserID, id.UserID) (id.RoomID, error) {
 	return "!new:example.org", nil
 }
-func (r *recMatrix) CreateGroup(context.Context, string, string, id.UserID) (id.RoomID, error) {
+func (r *recMatrix) CreateGroup(context.Context, mapping.GroupRoom) (id.RoomID, error) {
 	return "!group:example.org", nil
 }
+func (r *recMatrix) AddAlias(context.Context, id.RoomAlias, id.RoomID) error      { return nil }
 func (r *recMatrix) Invite(context.Context, id.RoomID, id.UserID) error           { return nil }
 func (r *recMatrix) Kick(context.Context, id.RoomID, id.UserID, string) error     { return nil }
 func (r *recMatrix) SetTopic(context.Context, id.RoomID, id.UserID, string) error { return nil }

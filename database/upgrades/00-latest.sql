@@ -1,4 +1,4 @@
--- v0 -> v12 (compatible with v10+): Latest revision
+-- v0 -> v13 (compatible with v10+): Latest revision
 
 -- All times are unix milliseconds; all JIDs are bare.
 
@@ -27,6 +27,11 @@ CREATE TABLE portal_member (
 	direct_jid     TEXT,
 	delivered_upto BIGINT NOT NULL DEFAULT 0,
 	read_upto      BIGINT NOT NULL DEFAULT 0,
+	-- How a Matrix member's puppet joins the chat of a group portal, as the
+	-- bot's join was told: the nick and the room's password (XEP-0045
+	-- §7.2.6); '' for none.
+	nick           TEXT   NOT NULL DEFAULT '',
+	muc_password   TEXT   NOT NULL DEFAULT '',
 	PRIMARY KEY (room_id, member),
 	CONSTRAINT portal_member_direct_unique UNIQUE (member, direct_jid)
 );

@@ -40,9 +40,10 @@ func (c *XMPPClient) JoinMUC(ctx context.Context, timeout time.Duration, muc, ni
 	return nil
 }
 
-// JoinGroup has u tell the bot `join muc` in a room of its own with u,
-// and join the room the bot invites u to, the chat's portal.
-func (u *MatrixUser) JoinGroup(ctx context.Context, timeout time.Duration, bot id.UserID, muc string) (id.RoomID, error) {
+// JoinGroup has u tell the bot `join muc` (and more: a nick, a password)
+// in a room of its own with u, and join the room the bot invites u to,
+// the chat's portal.
+func (u *MatrixUser) JoinGroup(ctx context.Context, timeout time.Duration, bot id.UserID, muc string, more ...string) (id.RoomID, error) {
 	mgmt, err := u.CreateDM(ctx, bot)
 	if err != nil {
 		return "", err
@@ -51,7 +52,7 @@ func (u *MatrixUser) JoinGroup(ctx context.Context, timeout time.Duration, bot i
 		return "", fmt.Errorf("the bot never joined its DM: %w", err)
 	}
 	mark := u.Mark()
-	if _, err := u.SendText(ctx, mgmt, "join "+muc); err != nil {
+	if _, err := u.SendText(ctx, mgmt, strings.Join(append([]string{"join", muc}, more...), " ")); err != nil {
 		return "", err
 	}
 	if _, err := u.WaitSince(ctx, mark, timeout, func(e *event.Event) bool {

@@ -175,6 +175,22 @@ func (s *Store) RemoveMember(_ context.Context, room id.RoomID, member mapping.M
 	return nil
 }
 
+func (s *Store) SetJoin(_ context.Context, room id.RoomID, m mapping.Member) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p := s.portalOf(room)
+	if p == nil {
+		return Refusal("room %s is no portal", room)
+	}
+	if had := p.Member(m.ID); had != nil {
+		had.Nick, had.Password = m.Nick, m.Password
+		return nil
+	}
+	p.Members = append(p.Members, mapping.Member{ID: m.ID, Nick: m.Nick, Password: m.Password})
+	slices.SortFunc(p.Members, func(a, b mapping.Member) int { return strings.Compare(string(a.ID), string(b.ID)) })
+	return nil
+}
+
 func (s *Store) PortalsOf(_ context.Context, mxid id.UserID) ([]*mapping.Portal, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
