@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"go.mau.fi/util/dbutil"
 	"maunium.net/go/mautrix/id"
@@ -67,6 +68,8 @@ const (
 	setMessageEventIDQuery = `UPDATE message SET room_id=$2, event_id=$3 WHERE rowid=$1`
 	setRoomStanzaIDQuery   = `UPDATE message SET xmpp_id=$2, stanza_id=$2 WHERE rowid=$1 AND xmpp_id<>$2`
 	getRoomMessagesQuery   = getMessageBaseQuery + `WHERE room_id=$1 ORDER BY ts, rowid`
+	// By the (room_id, ts) index, one row.
+	getLastInRoomQuery = `SELECT ts FROM message WHERE room_id=CAST($1 AS TEXT) ORDER BY ts DESC LIMIT 1`
 	// "event_id IS NULL" lets both engines use the partial index.
 	// The reactions to a message that no redaction points at, by the
 	// relation index. The kinds and the direction are CAST (see CAST).
@@ -184,6 +187,15 @@ func (db *Database) RecentByOriginID(ctx context.Context, room id.RoomID, origin
 		return nil, fmt.Errorf("get a recent message of %s by origin-id %q: %w", room, origin, err)
 	}
 	return m, nil
+}
+
+// LastInRoom implements mapping.Store.
+func (db *Database) LastInRoom(ctx context.Context, room id.RoomID) (time.Time, error) {
+	ts, err := queryOne(ctx, db.db, dbutil.ScanSingleColumn[int64], getLastInRoomQuery, room)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("get the newest message of %s: %w", room, err)
+	}
+	return fromMilli(ts), nil
 }
 
 // SetMessageEventID records the room and event a stored message became on

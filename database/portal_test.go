@@ -426,3 +426,22 @@ func TestSetJoin(t *testing.T) {
 		}
 	})
 }
+
+// A rejoin asks a chat for what was said since its portal's newest
+// message: LastInRoom is that message's time, whichever way it went, and
+// not found in a room with none.
+func TestLastInRoom(t *testing.T) {
+	forEachStore(t, func(t *testing.T, s contractStore) {
+		ctx := t.Context()
+		_, err := s.LastInRoom(ctx, "!w:example.org")
+		wantNotFound(t, "a room with no message", err)
+		for i, dir := range []mapping.Direction{mapping.FromXMPP, mapping.FromMatrix, mapping.FromXMPP} {
+			m := newMessage(jid.MustParse("watch@chat.messina.lit"), "sid"+strconv.Itoa(i), dir)
+			m.RoomID, m.TS = "!w:example.org", t0.Add(time.Duration([]int{1, 3, 2}[i])*time.Second)
+			mustAdd(t, s, m)
+		}
+		if got, err := s.LastInRoom(ctx, "!w:example.org"); err != nil || !got.Equal(t0.Add(3*time.Second)) {
+			t.Errorf("LastInRoom = %s, %v; want %s", got, err, t0.Add(3*time.Second))
+		}
+	})
+}

@@ -29,7 +29,8 @@ import (
 //     reflection marks it sent on Matrix;
 //   - Claudio's displayed marker naming the room's stanza-id of Alice's
 //     message becomes his ghost's m.read on her event;
-//   - killed (SIGKILL) and started again, the bridge is back in the room;
+//   - killed (SIGKILL) and started again, the bridge is back in the room,
+//     and what Beatrice said meanwhile reaches Matrix (history since);
 //   - Alice leaves the room, and her puppet the chat.
 func TestGroupPortal(t *testing.T) {
 	ctx := context.Background()
@@ -139,8 +140,19 @@ func TestGroupPortal(t *testing.T) {
 	// Killed and started again, the bridge has the puppet back in the
 	// chat by itself, and what the room says reaches Matrix again.
 	w.Bridge.Kill()
+	// Said while the bridge is down: its rejoin asks the room for what
+	// was said since its newest message (XEP-0045 §7.2.15, "since").
+	send(beatrice, `<message type='groupchat' to='`+muc+`' id='b-down'><body>Is it possible disdain should die?</body></message>`)
+	if _, err := beatrice.Wait(ctx, wait, func(s *peers.Stanza) bool { return s.Name == "message" && s.ID == "b-down" }); err != nil {
+		t.Fatal(err)
+	}
 	if err := w.Bridge.Start(ctx); err != nil {
 		t.Fatal(err)
+	}
+	if _, err := alice.Wait(ctx, wait, func(e *event.Event) bool {
+		return e.RoomID == portal && e.Type == event.EventMessage && strings.Contains(e.Content.AsMessage().Body, "disdain should die")
+	}); err != nil {
+		t.Errorf("what was said while the bridge was down never reached Matrix: %v", err)
 	}
 	send(beatrice, `<message type='groupchat' to='`+muc+`' id='b2'><body>I wonder that you will still be talking, Signior Benedick</body></message>`)
 	if _, err := alice.Wait(ctx, wait, func(e *event.Event) bool {
@@ -695,21 +707,23 @@ func TestGroupJoinWithNickAndPassword(t *testing.T) {
 		t.Fatalf("Alice's message never reached the room: %v", err)
 	}
 
-	// Benedick kicks Margaret (§8.2; the room keeps an occupant whose
-	// component went away, so only this puts her out); killed and started
-	// again, the bridge has her puppet back in the room as Margaret, which
-	// the room lets in only with the password the bridge kept.
+	// Killed, the bridge leaves Margaret in the room (the room keeps an
+	// occupant whose component went away) until Benedick speaks: the
+	// room's copy to her bounces, and the room removes her (XEP-0045
+	// §9.1, status 333 in Prosody). Started again, the bridge has her
+	// puppet back in the room as Margaret, which the room lets in only
+	// with the password the bridge kept.
 	isMargaret := func(typ string) func(s *peers.Stanza) bool {
 		return func(s *peers.Stanza) bool { return s.Name == "presence" && s.From == muc+"/Margaret" && s.Type == typ }
 	}
-	if err := benedick.SendRaw(ctx, `<iq type='set' id='kick' to='`+muc+`'><query xmlns='http://jabber.org/protocol/muc#admin'><item nick='Margaret' role='none'/></query></iq>`); err != nil {
+	w.Bridge.Kill()
+	if err := benedick.SendRaw(ctx, `<message type='groupchat' to='`+muc+`' id='ben-down'><body>The lady is disdainful</body></message>`); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := benedick.Wait(ctx, wait, isMargaret("unavailable")); err != nil {
-		t.Fatalf("Margaret was not kicked: %v", err)
+		t.Fatalf("the room kept Margaret after a message to her bounced: %v", err)
 	}
 	in := benedick.Count(isMargaret(""))
-	w.Bridge.Kill()
 	if err := w.Bridge.Start(ctx); err != nil {
 		t.Fatal(err)
 	}

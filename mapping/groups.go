@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix/id"
@@ -189,6 +190,9 @@ type groupArgs struct {
 	Password string `json:"password,omitempty"`
 	// Member is the occupant a message to Matrix is from.
 	Member MemberID `json:"member,omitempty"`
+	// Rejoin: a join at a connection of the component (rejoin), which
+	// asks the chat for what the bridge missed.
+	Rejoin bool `json:"rejoin,omitempty"`
 	// Reason is why the room removed MXID's puppet.
 	Reason string `json:"reason,omitempty"`
 }
@@ -419,11 +423,41 @@ func (g *groups) joinMUC(ctx context.Context, args groupArgs) error {
 	r := g.room(muc, args.Room)
 	r.nicks[args.MXID] = nick
 	g.mu.Unlock()
-	if err := g.xmpp.SendPresence(ctx, &OutPresence{From: from, To: to, JoinMUC: true, MUCPassword: asked.Password, Caps: true}); err != nil {
+	join := &OutPresence{From: from, To: to, JoinMUC: true, MUCPassword: asked.Password, Caps: true}
+	if args.Rejoin {
+		if join.HistorySince, err = g.missedSince(ctx, args.Room); err != nil {
+			return err
+		}
+	}
+	if err := g.xmpp.SendPresence(ctx, join); err != nil {
 		return fmt.Errorf("join %s as %s: %w", muc, args.MXID, err)
 	}
 	g.count("muc_join", "sent")
 	return nil
+}
+
+// historyOverlap is how far before the newest message it has the bridge
+// asks a chat for history on a rejoin: the chat's clock and the bridge's
+// may differ, and what comes twice is known by its stanza-id.
+const historyOverlap = 5 * time.Minute
+
+// missedSince is when what the bridge missed of the portal room's chat
+// begins: its newest message (less historyOverlap), or the portal's
+// making if it has none. A rejoin asks the chat for what was said since
+// (XEP-0045 §7.2.15 "since"): the messages said while the bridge or its
+// link was down, which a join asking for none would lose.
+func (g *groups) missedSince(ctx context.Context, room id.RoomID) (time.Time, error) {
+	last, err := g.store.LastInRoom(ctx, room)
+	if isNotFound(err) {
+		p, err := g.store.PortalByRoom(ctx, room)
+		if err != nil {
+			return time.Time{}, fmt.Errorf("look up the portal %s: %w", room, err)
+		}
+		return p.CreatedAt, nil
+	} else if err != nil {
+		return time.Time{}, err
+	}
+	return last.Add(-historyOverlap), nil
 }
 
 // puppetTo is the chat a job names and the address mxid's puppet speaks
@@ -481,7 +515,7 @@ func (g *groups) rejoin(ctx context.Context) error {
 	for _, p := range ps {
 		for _, m := range p.Members {
 			if u, ok := m.ID.MXID(); ok && u != g.cfg.Identities.Bot() && g.mayReach(u, p.JID) == "" {
-				jobs = append(jobs, groupJob(JobJoinMUC, p.RoomID, 0, groupArgs{Room: p.RoomID, MUC: p.JID.String(), MXID: u}))
+				jobs = append(jobs, groupJob(JobJoinMUC, p.RoomID, 0, groupArgs{Room: p.RoomID, MUC: p.JID.String(), MXID: u, Rejoin: true}))
 			}
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"maunium.net/go/mautrix/id"
 	"mellium.im/xmpp/jid"
@@ -422,5 +423,43 @@ func TestGroupReadOfAnUnmarkableMessage(t *testing.T) {
 	h.drain(t)
 	if len(h.xmpp.sent) != 1 || !slices.Equal(h.xmpp.sent[0].Acks, []XMPPAck{{Wire: WireMarkerDisplayed, ID: "s2"}}) {
 		t.Errorf("a read of an unmarkable message sent %+v, want one marker of s2", h.xmpp.sent)
+	}
+}
+
+// XEP-0045 §7.2.15: a member's first join asks the chat for no history
+// (what was said before stays on XMPP); a rejoin at a connection of the
+// component asks for what was said since the portal's newest message,
+// less a margin for the clocks (what comes twice is known by its
+// stanza-id), and MaxHistory messages at most: what the bridge missed
+// while it or its link was down.
+func TestGroupRejoinAsksForWhatWasMissed(t *testing.T) {
+	h := groupHarness(t, alice)
+	ctx := context.Background()
+	if j := h.xmpp.presences[0]; !j.JoinMUC || !j.HistorySince.IsZero() {
+		t.Fatalf("the first join asks for history: %+v", j)
+	}
+	if _, err := h.b.HandleXMPPMessage(ctx, groupchat("Beatrice", "occ-b", alicePup, "s1", "Is it possible?")); err != nil {
+		t.Fatal(err)
+	}
+	h.drain(t)
+	last, err := h.store.LastInRoom(ctx, loungeRoom)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.b.Rejoin(ctx); err != nil {
+		t.Fatal(err)
+	}
+	h.drain(t)
+	j := h.xmpp.presences[len(h.xmpp.presences)-1]
+	if !j.JoinMUC || !j.HistorySince.Equal(last.Add(-5*time.Minute)) {
+		t.Errorf("the rejoin is %+v, want history since %s", j, last.Add(-5*time.Minute))
+	}
+	// The history's copy of a message known already is not posted again.
+	if _, err := h.b.HandleXMPPMessage(ctx, groupchat("Beatrice", "occ-b", alicePup, "s1", "Is it possible?")); err != nil {
+		t.Fatal(err)
+	}
+	h.drain(t)
+	if len(h.matrix.texts) != 1 {
+		t.Errorf("posted %q, want Beatrice's message once", h.matrix.texts)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"time"
 
 	"maunium.net/go/mautrix/id"
 	"mellium.im/xmpp/jid"
@@ -80,13 +81,20 @@ type OutPresence struct {
 	// none; nil says nothing of it (§3.2).
 	Photo *string
 	// JoinMUC makes it a join of a multi-user chat (XEP-0045 §7.2.1,
-	// To is room/nick): it asks for no history (§7.2.15), since the
-	// bridge carries what is said from now on.
-	JoinMUC bool
+	// To is room/nick). It asks for no history (§7.2.15), since the
+	// bridge carries what is said from now on, unless HistorySince is
+	// set: then for what was said since then, MaxHistory messages at
+	// most (a rejoin's, for what the bridge missed while it was away).
+	JoinMUC      bool
+	HistorySince time.Time
 	// MUCPassword is the room's password a join gives (§7.2.6), "" for
 	// none. Never logged.
 	MUCPassword string
 }
+
+// MaxHistory is how many messages a rejoin asks a chat for at most
+// (XEP-0045 §7.2.15 "maxstanzas"): a room that keeps more sends no more.
+const MaxHistory = 100
 
 // Subscription is the presence subscription state between a puppet and an
 // XMPP person (RFC 6121 §3, seen from the puppet's side, as in Appendix A).

@@ -336,6 +336,9 @@ type MessageStore interface {
 	// stanza-id). A correction is of a recent message, and a lookup that
 	// reaches back no further costs the same however long the history.
 	RecentByOriginID(ctx context.Context, room id.RoomID, origin string) (*Message, error)
+	// LastInRoom is the time of the newest message of room, ErrNotFound if
+	// it has none.
+	LastInRoom(ctx context.Context, room id.RoomID) (time.Time, error)
 	// Reactions lists the reactions to the message at row target sent in
 	// direction dir that no redaction removed, oldest first.
 	Reactions(ctx context.Context, target int64, dir Direction) ([]*Message, error)

@@ -56,11 +56,12 @@ type mucItem struct {
 }
 
 // mucJoin is the <x/> of a join (XEP-0045 §7.2.1) that asks for no
-// history (§7.2.15).
+// history, or for what was said since a time, bounded (§7.2.15).
 type mucJoin struct {
 	XMLName xml.Name `xml:"http://jabber.org/protocol/muc x"`
 	History struct {
-		MaxStanzas int `xml:"maxstanzas,attr"`
+		MaxStanzas int    `xml:"maxstanzas,attr"`
+		Since      string `xml:"since,attr,omitempty"` // XEP-0082 DateTime, UTC
 	} `xml:"history"`
 	// Password is the room's password (§7.2.6), if it has one.
 	Password string `xml:"password,omitempty"`
@@ -120,6 +121,10 @@ func encodePresence(p *mapping.OutPresence) *outPresence {
 	}
 	if p.JoinMUC {
 		out.MUC = &mucJoin{Password: p.MUCPassword}
+		if !p.HistorySince.IsZero() {
+			out.MUC.History.MaxStanzas = mapping.MaxHistory
+			out.MUC.History.Since = p.HistorySince.UTC().Format("2006-01-02T15:04:05Z")
+		}
 	}
 	return out
 }

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/rs/zerolog"
 	"mellium.im/xmpp/jid"
@@ -210,5 +211,20 @@ func TestJoinMUCPassword(t *testing.T) {
 		if !strings.Contains(string(out), tc.want) {
 			t.Errorf("join with password %q: %s, want %s in it", tc.password, out, tc.want)
 		}
+	}
+}
+
+// XEP-0045 §7.2.15: a rejoin asks for the history since a time (XEP-0082
+// DateTime, UTC) and at most mapping.MaxHistory messages, as the spec's
+// example of "since" does.
+func TestJoinMUCHistorySince(t *testing.T) {
+	from, to := jid.MustParse(`alice\3aexample.org@matrix.example.org/matrix`), jid.MustParse("lounge@conference.capulet.lit/Hero")
+	since := time.Date(1970, 1, 1, 0, 0, 0, 0, time.FixedZone("CET", 3600))
+	out, err := xml.Marshal(encodePresence(&mapping.OutPresence{From: from, To: to, JoinMUC: true, HistorySince: since}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := `<history maxstanzas="100" since="1969-12-31T23:00:00Z"></history>`; !strings.Contains(string(out), want) {
+		t.Errorf("rejoin: %s, want %s in it", out, want)
 	}
 }

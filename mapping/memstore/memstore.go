@@ -332,6 +332,22 @@ func (s *Store) MessageByXMPPID(_ context.Context, peer jid.JID, xid string, dir
 	})
 }
 
+func (s *Store) LastInRoom(_ context.Context, room id.RoomID) (time.Time, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var last time.Time
+	found := false
+	for _, m := range s.messages {
+		if m.RoomID == room && (!found || m.TS.After(last)) {
+			last, found = m.TS, true
+		}
+	}
+	if !found {
+		return time.Time{}, mapping.ErrNotFound
+	}
+	return last, nil
+}
+
 func (s *Store) RecentByOriginID(_ context.Context, room id.RoomID, origin string) (*mapping.Message, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
