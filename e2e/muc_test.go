@@ -123,4 +123,29 @@ func TestProsodyMUCFacts(t *testing.T) {
 		t.Errorf("the marker Romeo got does not name the room's id %q: %s", atJuliet, marker.XML)
 	}
 	t.Logf("a marker as an occupant gets it: %s", marker.XML)
+
+	// XEP-0410 §3.1: an occupant asks its own occupant JID whether it is
+	// still in the room. Prosody answers for the room: a result while it
+	// is in; once it has left, <not-acceptable/> (§3.2: not joined).
+	ping := func(c *peers.XMPPClient, id, nick string) *peers.Stanza {
+		t.Helper()
+		send(c, `<iq type='get' id='`+id+`' to='`+room+`/`+nick+`'><ping xmlns='urn:xmpp:ping'/></iq>`)
+		answer, err := c.Wait(ctx, 10*time.Second, func(s *peers.Stanza) bool { return s.Name == "iq" && s.ID == id })
+		if err != nil {
+			t.Fatalf("no answer to the self-ping %s: %v", id, err)
+		}
+		return answer
+	}
+	if a := ping(juliet, "sp1", "Juliet"); a.Type != "result" {
+		t.Errorf("a self-ping while in the room: %s, want a result", a.XML)
+	}
+	send(juliet, `<presence type='unavailable' to='`+room+`/Juliet'/>`)
+	if _, err := juliet.Wait(ctx, 10*time.Second, func(s *peers.Stanza) bool {
+		return s.Name == "presence" && s.From == room+"/Juliet" && s.Type == "unavailable"
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if a := ping(juliet, "sp2", "Juliet"); a.Type != "error" || !a.Has("not-acceptable") {
+		t.Errorf("a self-ping after leaving: %s, want <not-acceptable/>", a.XML)
+	}
 }

@@ -103,6 +103,9 @@ type XMPPSide interface {
 	// SetRosterItem names item in owner's roster, on the server's
 	// permission (XEP-0356); ErrNoPrivilege without it.
 	SetRosterItem(ctx context.Context, owner, item jid.JID, name string) error
+	// Ping asks to whether it is there (XEP-0199), as from: nil for a
+	// result; an error answer wraps ErrPermanent and a *StanzaError.
+	Ping(ctx context.Context, from, to jid.JID) error
 }
 
 // Counter counts what the bridge refused or did, by what and why (a
@@ -224,8 +227,11 @@ const flushEvery = time.Second
 
 // Run does the core's own work until ctx ends: as soon as it is poked, it
 // checks and records the receipts from XMPP that the read loop gathered
-// meanwhile, a burst at a time (FlushReceipts).
+// meanwhile, a burst at a time (FlushReceipts); and, beside it, the
+// puppets ask the chats they are in whether they still are
+// (selfPingLoop, XEP-0410).
 func (b *Bridge) Run(ctx context.Context) {
+	go b.groups.selfPingLoop(ctx)
 	for ctx.Err() == nil {
 		wake := b.wake
 		if !b.flushSafely(ctx) {

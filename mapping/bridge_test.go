@@ -278,7 +278,10 @@ type fakeXMPP struct {
 	rosters   []string          // "owner item name" of each roster write
 	avatars   map[string][]byte // XEP-0084 data by bare JID; none: forbidden
 	noRoster  bool              // the server grants no roster access
-	fail      error
+	pings     []string          // "from to" of each ping
+	// pingAnswer, if set, is what a ping to to is answered with.
+	pingAnswer func(to jid.JID) error
+	fail       error
 }
 
 func (f *fakeXMPP) FetchAvatar(_ context.Context, from, to jid.JID, id string) ([]byte, error) {
@@ -292,6 +295,18 @@ func (f *fakeXMPP) FetchAvatar(_ context.Context, from, to jid.JID, id string) (
 		return data, nil
 	}
 	return nil, fmt.Errorf("%w: forbidden", ErrPermanent)
+}
+
+// Ping answers as pingAnswer says for the occupant JID asked (nil: a
+// result), and records "from to".
+func (f *fakeXMPP) Ping(_ context.Context, from, to jid.JID) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.pings = append(f.pings, from.String()+" "+to.String())
+	if f.pingAnswer != nil {
+		return f.pingAnswer(to)
+	}
+	return nil
 }
 
 func (f *fakeXMPP) SetRosterItem(_ context.Context, owner, item jid.JID, name string) error {

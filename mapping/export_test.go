@@ -96,3 +96,10 @@ const MaxAliasQueries = maxAliasQueries
 
 // AliasQueriesUnderWay is how many alias queries hold a place now.
 func (b *Bridge) AliasQueriesUnderWay() int { return len(b.groups.aliasQueries) }
+
+// SelfPing sends the XEP-0410 self-pings due now and waits for them.
+func (b *Bridge) SelfPing(ctx context.Context) { b.groups.selfPing(ctx) }
+
+// SelfPingAfter is how long a puppet goes without word from a chat before
+// it asks whether it is still in.
+const SelfPingAfter = selfPingAfter

@@ -99,6 +99,8 @@ type mucRoom struct {
 	joined map[id.UserID]bool
 	// own are the occupant-ids of the puppets (XEP-0421).
 	own map[string]bool
+	// heard is when each puppet last had word from the room (selfPing).
+	heard map[id.UserID]time.Time
 	// occupants are the others, by nick.
 	occupants map[string]MemberID
 	// subject is the room's subject as last seen (hasSubject: one was);
@@ -129,7 +131,7 @@ func (g *groups) room(j jid.JID, portal id.RoomID) *mucRoom {
 	key := j.Bare().String()
 	r := g.rooms[key]
 	if r == nil {
-		r = &mucRoom{jid: j.Bare(), portal: portal, nicks: map[id.UserID]string{}, joined: map[id.UserID]bool{},
+		r = &mucRoom{jid: j.Bare(), portal: portal, nicks: map[id.UserID]string{}, joined: map[id.UserID]bool{}, heard: map[id.UserID]time.Time{},
 			own: map[string]bool{}, occupants: map[string]MemberID{}, subjectIDs: map[string]id.UserID{},
 			admitted: map[MemberID]bool{}, churn: roomChurn.full(now)}
 		g.rooms[key] = r
@@ -543,6 +545,7 @@ func (g *groups) known(j jid.JID) *mucRoom {
 func (g *groups) presenceFromMUC(ctx context.Context, log zerolog.Logger, r *mucRoom, mxid id.UserID, p *XMPPPresence) error {
 	nick := p.From.Resourcepart()
 	g.mu.Lock()
+	r.heard[mxid] = g.now()
 	mine := r.nicks[mxid] == nick && nick != ""
 	if p.MUC.Has(110) || mine && p.Type != PresenceError {
 		// XEP-0045 §7.2.2: the occupant's own presence, last of the join.
@@ -752,6 +755,7 @@ func (g *groups) messageFromMUC(ctx context.Context, log zerolog.Logger, mxid id
 	}
 	nick := m.From.Resourcepart()
 	g.mu.Lock()
+	r.heard[mxid] = g.now()
 	listener := r.listener()
 	own := r.ownNick(nick) || m.OccupantID != "" && r.own[m.OccupantID]
 	g.mu.Unlock()

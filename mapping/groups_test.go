@@ -463,3 +463,61 @@ func TestGroupRejoinAsksForWhatWasMissed(t *testing.T) {
 		t.Errorf("posted %q, want Beatrice's message once", h.matrix.texts)
 	}
 }
+
+// XEP-0410 §3: a puppet that has had no word from its chat for a while
+// asks its own occupant JID whether it is still in. A result, or an
+// error the puppet itself would give (<service-unavailable/>), says it
+// is; <not-acceptable/> says it is not, and it joins again, asking for
+// what it missed; an unreachable server says nothing. A chat heard from
+// is not asked.
+func TestGroupSelfPing(t *testing.T) {
+	for _, tc := range []struct {
+		answer *StanzaError
+		rejoin bool
+	}{
+		{nil, false},
+		{&StanzaError{Type: "cancel", Condition: "service-unavailable"}, false},
+		{&StanzaError{Type: "cancel", Condition: "remote-server-not-found"}, false},
+		{&StanzaError{Type: "modify", Condition: "not-acceptable"}, true},
+		{&StanzaError{Type: "cancel", Condition: "item-not-found"}, true},
+	} {
+		name := "result"
+		if tc.answer != nil {
+			name = tc.answer.Condition
+		}
+		t.Run(name, func(t *testing.T) {
+			h := groupHarness(t, alice)
+			ctx := context.Background()
+			now := time.Now()
+			h.b.SetClock(func() time.Time { return now })
+			h.xmpp.pingAnswer = func(jid.JID) error {
+				if tc.answer == nil {
+					return nil
+				}
+				return fmt.Errorf("%w: ping: %w", ErrPermanent, tc.answer)
+			}
+			nick := h.xmpp.presences[0].To.Resourcepart()
+			h.b.SelfPing(ctx) // just heard from: nothing asked
+			if len(h.xmpp.pings) != 0 {
+				t.Fatalf("asked %q right after the join", h.xmpp.pings)
+			}
+			now = now.Add(SelfPingAfter)
+			h.b.SelfPing(ctx)
+			h.drain(t)
+			if want := []string{aliceFrom + " " + lounge + "/" + nick}; !slices.Equal(h.xmpp.pings, want) {
+				t.Fatalf("pings %q, want %q", h.xmpp.pings, want)
+			}
+			joins := len(h.xmpp.presences)
+			if rejoined := joins == 2; rejoined != tc.rejoin {
+				t.Fatalf("%d joins after the ping, want a rejoin: %v", joins, tc.rejoin)
+			}
+			if tc.rejoin && h.xmpp.presences[1].HistorySince.IsZero() {
+				t.Errorf("the rejoin asks for no history: %+v", h.xmpp.presences[1])
+			}
+			h.b.SelfPing(ctx) // asked a moment ago: not again
+			if len(h.xmpp.pings) != 1 {
+				t.Errorf("asked again at once: %q", h.xmpp.pings)
+			}
+		})
+	}
+}

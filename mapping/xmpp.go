@@ -96,12 +96,15 @@ type EventNotice struct {
 	Composing bool
 }
 
-// StanzaError is the <error/> of a stanza (RFC 6120 §8.3).
+// StanzaError is the <error/> of a stanza (RFC 6120 §8.3). As an error,
+// it is what an entity answered a question with.
 type StanzaError struct {
 	Type      string // cancel, continue, modify, auth, wait
 	Condition string // e.g. service-unavailable
 	Text      string
 }
+
+func (e *StanzaError) Error() string { return "answered " + e.Condition }
 
 // OutMessage is a <message/> the bridge sends; xmppside encodes it.
 type OutMessage struct {

@@ -133,7 +133,8 @@ func (c *Component) ask(ctx context.Context, iq stanza.IQ, payload xml.TokenRead
 	var se stanza.Error
 	switch {
 	case errors.As(err, &se):
-		return fmt.Errorf("%w: %s of %s: %s", mapping.ErrPermanent, what, iq.To, se.Condition)
+		answer := &mapping.StanzaError{Type: string(se.Type), Condition: string(se.Condition)}
+		return fmt.Errorf("%w: %s of %s: %w", mapping.ErrPermanent, what, iq.To, answer)
 	case errors.Is(err, errGarbage):
 		c.Count("xmpp_answer", "garbage")
 		return fmt.Errorf("%w: %s of %s answered garbage: %w", mapping.ErrPermanent, what, iq.To, err)
