@@ -99,8 +99,9 @@ type mucRoom struct {
 	joined map[id.UserID]bool
 	// own are the occupant-ids of the puppets (XEP-0421).
 	own map[string]bool
-	// heard is when each puppet last had word from the room (selfPing).
-	heard map[id.UserID]time.Time
+	// heard is when each puppet last had word from the room (selfPing);
+	// dropped, when the room last dropped it (status 333, 332).
+	heard, dropped map[id.UserID]time.Time
 	// occupants are the others, by nick.
 	occupants map[string]MemberID
 	// subject is the room's subject as last seen (hasSubject: one was);
@@ -131,7 +132,7 @@ func (g *groups) room(j jid.JID, portal id.RoomID) *mucRoom {
 	key := j.Bare().String()
 	r := g.rooms[key]
 	if r == nil {
-		r = &mucRoom{jid: j.Bare(), portal: portal, nicks: map[id.UserID]string{}, joined: map[id.UserID]bool{}, heard: map[id.UserID]time.Time{},
+		r = &mucRoom{jid: j.Bare(), portal: portal, nicks: map[id.UserID]string{}, joined: map[id.UserID]bool{}, heard: map[id.UserID]time.Time{}, dropped: map[id.UserID]time.Time{},
 			own: map[string]bool{}, occupants: map[string]MemberID{}, subjectIDs: map[string]id.UserID{},
 			admitted: map[MemberID]bool{}, churn: roomChurn.full(now)}
 		g.rooms[key] = r
@@ -438,6 +439,10 @@ func (g *groups) joinMUC(ctx context.Context, args groupArgs) error {
 	return nil
 }
 
+// rejoinAfter is how often, at most, a puppet the room dropped (status
+// 333, 332) joins again at once.
+const rejoinAfter = time.Minute
+
 // historyOverlap is how far before the newest message it has the bridge
 // asks a chat for history on a rejoin: the chat's clock and the bridge's
 // may differ, and what comes twice is known by its stanza-id.
@@ -556,6 +561,25 @@ func (g *groups) presenceFromMUC(ctx context.Context, log zerolog.Logger, r *muc
 				delete(r.nicks, mxid)
 				g.mu.Unlock()
 				return g.puppetRemoved(ctx, r, mxid, p.MUC)
+			}
+			if p.MUC.Has(333) || p.MUC.Has(332) {
+				// Status 333: the room dropped the puppet over an error;
+				// 332: its service is shutting down. Neither is the
+				// member's leaving: join again, at once, but not more
+				// than once every rejoinAfter (a room that drops it again
+				// at once is left to the self-ping, selfping.go).
+				now := g.now()
+				again := now.Sub(r.dropped[mxid]) < rejoinAfter
+				if !again {
+					r.dropped[mxid] = now
+				}
+				g.mu.Unlock()
+				if again {
+					g.count("muc_presence", "dropped_again")
+					return nil
+				}
+				g.count("muc_presence", "dropped")
+				return g.queueStored(ctx, groupJob(JobJoinMUC, r.portal, 0, groupArgs{Room: r.portal, MUC: r.jid.String(), MXID: mxid, Rejoin: true}))
 			}
 		} else {
 			r.joined[mxid] = true

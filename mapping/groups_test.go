@@ -521,3 +521,33 @@ func TestGroupSelfPing(t *testing.T) {
 		})
 	}
 }
+
+// XEP-0045 §9 status 333 (the room dropped the occupant over an error)
+// and 332 (its service shuts down) are not the member's leaving: the
+// puppet joins again, asking for what it missed; dropped again at once,
+// it waits for the self-ping instead of a join a drop.
+func TestGroupDroppedPuppetRejoins(t *testing.T) {
+	for _, code := range []int{333, 332} {
+		t.Run(fmt.Sprint(code), func(t *testing.T) {
+			h := groupHarness(t, alice)
+			ctx := context.Background()
+			self := h.xmpp.presences[0].To
+			for range 2 {
+				if _, err := h.b.HandleXMPPPresence(ctx, &XMPPPresence{From: self, To: jid.MustParse(aliceFrom), Type: PresenceUnavailable,
+					MUC: &MUCPresence{Statuses: []int{110, code}}}); err != nil {
+					t.Fatal(err)
+				}
+				h.drain(t)
+			}
+			if len(h.xmpp.presences) != 2 {
+				t.Fatalf("%d presences, want the join and one rejoin: %+v", len(h.xmpp.presences), h.xmpp.presences)
+			}
+			if j := h.xmpp.presences[1]; !j.JoinMUC || j.HistorySince.IsZero() || !j.To.Equal(self) {
+				t.Errorf("the rejoin is %+v", j)
+			}
+			if p, err := h.store.PortalByRoom(ctx, loungeRoom); err != nil || p.Member(MatrixMember(alice)) == nil {
+				t.Errorf("Alice is no longer a member: %v", err)
+			}
+		})
+	}
+}
