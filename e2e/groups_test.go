@@ -281,7 +281,8 @@ func TestProfanityInAGroup(t *testing.T) {
 }
 
 // What points at a message in a group portal, against Prosody's
-// multi-user chat and Dendrite, both ways:
+// multi-user chat and Dendrite, both ways (and, first, the portal takes
+// the name the room's owner gave it, XEP-0045 §6.4):
 //   - Beatrice corrects her message by her own id (XEP-0308): her ghost's
 //     m.replace of its event;
 //   - she reacts to Alice's message by the room's stanza-id (XEP-0444,
@@ -306,7 +307,20 @@ func TestGroupRelations(t *testing.T) {
 	claudio := w.xmppUser(t, "claudio", "relations")
 	joinMUC(t, beatrice, muc, "Beatrice")
 	joinMUC(t, claudio, muc, "Claudio")
+	// The room's owner names it (XEP-0045 §10.2): the portal takes the
+	// name the room gives itself (§6.4) when Alice's puppet is in.
+	send(beatrice, `<iq type='set' id='name' to='`+muc+`'><query xmlns='http://jabber.org/protocol/muc#owner'><x xmlns='jabber:x:data' type='submit'>`+
+		`<field var='FORM_TYPE'><value>http://jabber.org/protocol/muc#roomconfig</value></field>`+
+		`<field var='muc#roomconfig_roomname'><value>Much Ado</value></field></x></query></iq>`)
+	if res, err := beatrice.Wait(ctx, wait, func(s *peers.Stanza) bool { return s.Name == "iq" && s.ID == "name" }); err != nil || res.Type != "result" {
+		t.Fatalf("naming the room: %v %v", res, err)
+	}
 	portal := aliceJoinsGroup(t, muc)
+	if _, err := alice.Wait(ctx, wait, func(e *event.Event) bool {
+		return e.RoomID == portal && e.Type == event.StateRoomName && e.Content.AsRoomName().Name == "Much Ado"
+	}); err != nil {
+		t.Errorf("the portal did not take the room's name: %v", err)
+	}
 	puppetIn, err := beatrice.Wait(ctx, wait, func(s *peers.Stanza) bool {
 		return s.Name == "presence" && strings.HasPrefix(s.From, muc+"/") && s.Type == "" &&
 			s.From != muc+"/Beatrice" && s.From != muc+"/Claudio"

@@ -38,6 +38,8 @@ type MatrixSide interface {
 	Invite(ctx context.Context, room id.RoomID, user id.UserID) error
 	// Kick has the bot remove user from room, saying reason.
 	Kick(ctx context.Context, room id.RoomID, user id.UserID, reason string) error
+	// SetRoomName makes room's name name (the bot sets it), if it is not.
+	SetRoomName(ctx context.Context, room id.RoomID, name string) error
 	// SetTopic makes room's topic topic, set by sender if it may, else
 	// by the bot; nothing if it already is.
 	SetTopic(ctx context.Context, room id.RoomID, sender id.UserID, topic string) error
@@ -106,6 +108,9 @@ type XMPPSide interface {
 	// Ping asks to whether it is there (XEP-0199), as from: nil for a
 	// result; an error answer wraps ErrPermanent and a *StanzaError.
 	Ping(ctx context.Context, from, to jid.JID) error
+	// RoomName is the name the chat room gives itself (XEP-0045 §6.4),
+	// asked as from; "" if none.
+	RoomName(ctx context.Context, from, room jid.JID) (string, error)
 }
 
 // Counter counts what the bridge refused or did, by what and why (a

@@ -42,6 +42,7 @@ type fakeMatrix struct {
 	typing                      []string
 	invites, sent               []string // "room user", "room event"
 	topics, kicks               []string // "room sender topic", "room user reason"
+	roomNames                   []string // "room name"
 
 	aliases []string // "alias room", added to a room made before
 	// beforeAnswer, if set, runs when SendText has made its event and not
@@ -101,6 +102,16 @@ func (f *fakeMatrix) Kick(_ context.Context, room id.RoomID, user id.UserID, rea
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.kicks = append(f.kicks, string(room)+" "+string(user)+" "+reason)
+	return nil
+}
+
+func (f *fakeMatrix) SetRoomName(_ context.Context, room id.RoomID, name string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.fail != nil {
+		return f.fail
+	}
+	f.roomNames = append(f.roomNames, string(room)+" "+name)
 	return nil
 }
 
@@ -279,6 +290,7 @@ type fakeXMPP struct {
 	avatars   map[string][]byte // XEP-0084 data by bare JID; none: forbidden
 	noRoster  bool              // the server grants no roster access
 	pings     []string          // "from to" of each ping
+	roomName  string            // what a chat names itself
 	// pingAnswer, if set, is what a ping to to is answered with.
 	pingAnswer func(to jid.JID) error
 	fail       error
@@ -295,6 +307,14 @@ func (f *fakeXMPP) FetchAvatar(_ context.Context, from, to jid.JID, id string) (
 		return data, nil
 	}
 	return nil, fmt.Errorf("%w: forbidden", ErrPermanent)
+}
+
+// RoomName is roomName, if set, else "".
+func (f *fakeXMPP) RoomName(_ context.Context, from, room jid.JID) (string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.asked = append(f.asked, from.String()+" "+room.String()+" name")
+	return f.roomName, nil
 }
 
 // Ping answers as pingAnswer says for the occupant JID asked (nil: a

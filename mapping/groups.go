@@ -99,6 +99,8 @@ type mucRoom struct {
 	joined map[id.UserID]bool
 	// own are the occupant-ids of the puppets (XEP-0421).
 	own map[string]bool
+	// nameAsked: the chat's name was asked in this run (roomname.go).
+	nameAsked bool
 	// heard is when each puppet last had word from the room (selfPing);
 	// dropped, when the room last dropped it (status 333, 332).
 	heard, dropped map[id.UserID]time.Time
@@ -586,6 +588,11 @@ func (g *groups) presenceFromMUC(ctx context.Context, log zerolog.Logger, r *muc
 			r.nicks[mxid] = nick
 			if p.MUC != nil && p.MUC.OccupantID != "" {
 				r.own[p.MUC.OccupantID] = true
+			}
+			if job := g.nameOnce(r, groupArgs{Room: r.portal, MUC: r.jid.String(), MXID: mxid}); job != nil {
+				g.mu.Unlock()
+				g.count("muc_presence", "self")
+				return g.queueStored(ctx, job)
 			}
 		}
 		g.mu.Unlock()

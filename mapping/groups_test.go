@@ -551,3 +551,35 @@ func TestGroupDroppedPuppetRejoins(t *testing.T) {
 		})
 	}
 }
+
+// XEP-0045 §6.4: the name a chat room gives itself (its conference
+// identity) is the portal's name, asked by the first puppet in, once a
+// run; a name past maxRoomName bytes is cut.
+func TestGroupRoomName(t *testing.T) {
+	h := newHarness(t)
+	h.xmpp.roomName = "  Messina's " + strings.Repeat("lounge ", 60) // past 255 bytes
+	h.b.Config().Receipts.SendToXMPP = true
+	ctx := context.Background()
+	if err := h.store.PutPortal(ctx, &Portal{RoomID: loungeRoom, Kind: PortalGroup, JID: jid.MustParse(lounge),
+		Members: []Member{{ID: MatrixMember(testIDs.Bot())}}}); err != nil {
+		t.Fatal(err)
+	}
+	for i, u := range []id.UserID{alice, bob} {
+		if err := h.handleTxn(ctx, MatrixTxn{ID: fmt.Sprintf("join%d", i), Events: []MatrixEvent{memberEvent(u, loungeRoom, u, MembershipJoin)}}); err != nil {
+			t.Fatal(err)
+		}
+		h.drain(t)
+		p := h.xmpp.presences[len(h.xmpp.presences)-1]
+		if _, err := h.b.HandleXMPPPresence(ctx, &XMPPPresence{From: p.To, To: p.From, MUC: &MUCPresence{Statuses: []int{110}}}); err != nil {
+			t.Fatal(err)
+		}
+		h.drain(t)
+	}
+	if len(h.matrix.roomNames) != 1 {
+		t.Fatalf("names set %q, want one", h.matrix.roomNames)
+	}
+	name := strings.TrimPrefix(h.matrix.roomNames[0], string(loungeRoom)+" ")
+	if !strings.HasPrefix(name, "Messina's lounge") || len(name) > 255 {
+		t.Errorf("the portal's name is %q (%d bytes)", name, len(name))
+	}
+}

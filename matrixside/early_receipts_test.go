@@ -54,6 +54,9 @@ func (x *lockedXMPP) FetchAvatar(context.Context, jid.JID, jid.JID, string) ([]b
 	return nil, mapping.ErrPermanent
 }
 func (x *lockedXMPP) Ping(context.Context, jid.JID, jid.JID) error { return nil }
+func (x *lockedXMPP) RoomName(context.Context, jid.JID, jid.JID) (string, error) {
+	return "", nil
+}
 func (x *lockedXMPP) SetRosterItem(context.Context, jid.JID, jid.JID, string) error {
 	return mapping.ErrNoPrivilege
 }

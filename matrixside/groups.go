@@ -125,6 +125,18 @@ func (h *Homeserver) SetTopic(ctx context.Context, room id.RoomID, sender id.Use
 	return h.classify(ctx, err)
 }
 
+// SetRoomName implements mapping.MatrixSide: the bot names room, unless
+// it has that name already.
+func (h *Homeserver) SetRoomName(ctx context.Context, room id.RoomID, name string) error {
+	bot := h.AS.BotIntent()
+	var now event.RoomNameEventContent
+	if err := bot.StateEvent(ctx, room, event.StateRoomName, "", &now); err == nil && now.Name == name {
+		return nil
+	}
+	_, err := bot.SendStateEvent(ctx, room, event.StateRoomName, "", &event.RoomNameEventContent{Name: name})
+	return h.classify(ctx, err)
+}
+
 // Kick implements mapping.MatrixSide: the bot removes user from room with
 // reason.
 func (h *Homeserver) Kick(ctx context.Context, room id.RoomID, user id.UserID, reason string) error {

@@ -9,8 +9,11 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 
 	"mellium.im/xmlstream"
+	"mellium.im/xmpp/jid"
+	"mellium.im/xmpp/stanza"
 
 	"xmppbridge/mapping"
 )
@@ -260,4 +263,20 @@ func (c *Component) handleIQ(ctx context.Context, d *xml.Decoder, start *xml.Sta
 		c.Count("xmpp_iq", "unsupported")
 	}
 	return t.Encode(reply)
+}
+
+// RoomName implements mapping.XMPPSide: the name the chat room gives
+// itself, its conference identity's (XEP-0045 §6.4), asked as from.
+func (c *Component) RoomName(ctx context.Context, from, room jid.JID) (string, error) {
+	var info discoInfo
+	query := xmlstream.Wrap(nil, xml.StartElement{Name: xml.Name{Space: NSDiscoInfo, Local: "query"}})
+	if err := c.ask(ctx, stanza.IQ{From: from, To: room.Bare(), Type: stanza.GetIQ}, query, &info, "disco#info"); err != nil {
+		return "", err
+	}
+	for _, id := range info.Identities {
+		if id.Category == "conference" {
+			return strings.TrimSpace(id.Name), nil
+		}
+	}
+	return "", nil
 }

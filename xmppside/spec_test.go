@@ -45,6 +45,7 @@ func (r *recMatrix) CreateGroup(context.Context, mapping.GroupRoom) (id.RoomID, 
 func (r *recMatrix) AddAlias(context.Context, id.RoomAlias, id.RoomID) error      { return nil }
 func (r *recMatrix) Invite(context.Context, id.RoomID, id.UserID) error           { return nil }
 func (r *recMatrix) Kick(context.Context, id.RoomID, id.UserID, string) error     { return nil }
+func (r *recMatrix) SetRoomName(context.Context, id.RoomID, string) error         { return nil }
 func (r *recMatrix) SetTopic(context.Context, id.RoomID, id.UserID, string) error { return nil }
 func (r *recMatrix) SendSent(_ context.Context, room id.RoomID, ev id.EventID) error {
 	return r.add(&r.fails, "sent "+string(ev))
