@@ -236,7 +236,7 @@ const flushEvery = time.Second
 // puppets ask the chats they are in whether they still are
 // (selfPingLoop, XEP-0410).
 func (b *Bridge) Run(ctx context.Context) {
-	go b.groups.selfPingLoop(ctx)
+	go b.groups.state.selfPingLoop(ctx)
 	for ctx.Err() == nil {
 		wake := b.wake
 		if !b.flushSafely(ctx) {

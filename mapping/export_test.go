@@ -98,7 +98,7 @@ const MaxAliasQueries = maxAliasQueries
 func (b *Bridge) AliasQueriesUnderWay() int { return len(b.groups.aliasQueries) }
 
 // SelfPing sends the XEP-0410 self-pings due now and waits for them.
-func (b *Bridge) SelfPing(ctx context.Context) { b.groups.selfPing(ctx) }
+func (b *Bridge) SelfPing(ctx context.Context) { b.groups.state.selfPing(ctx) }
 
 // SelfPingAfter is how long a puppet goes without word from a chat before
 // it asks whether it is still in.

@@ -296,7 +296,7 @@ func (b *messages) handleMatrixEvent(ctx context.Context, evt MatrixEvent) ([]*J
 	}
 	switch {
 	case evt.Kind == EventTopic && portal.Kind == PortalGroup:
-		return b.groups.topicFromMatrix(ctx, portal, evt)
+		return b.groups.state.topicFromMatrix(ctx, portal, evt)
 	case evt.Kind == EventTopic:
 		b.count("matrix_event", ReasonEventType) // a DM's topic is its own
 		return nil, nil

@@ -53,7 +53,7 @@ func (b *messages) handleXMPPMessage(ctx context.Context, m *XMPPMessage) (*OutM
 		return bounce(m, "cancel", "service-unavailable"), nil
 	}
 	if m.Type == TypeError {
-		if done, err := b.groups.subjectRefused(ctx, m); done || err != nil {
+		if done, err := b.groups.state.subjectRefused(ctx, m); done || err != nil {
 			return nil, err
 		}
 		// Never answered with an error (RFC 6120 §8.3.1); one that answers

@@ -78,6 +78,7 @@ type groups struct {
 	receipts  *receipts
 	bot       *bot
 	relations *relations
+	state     *chatState // roomstate.go
 
 	mu    sync.Mutex
 	rooms map[string]*mucRoom // by the chat's bare JID
@@ -124,8 +125,10 @@ type mucRoom struct {
 }
 
 func newGroups(c *core, r *receipts, b *bot, rel *relations) *groups {
-	return &groups{core: c, receipts: r, bot: b, relations: rel, rooms: map[string]*mucRoom{}, named: map[id.UserID]string{},
+	g := &groups{core: c, receipts: r, bot: b, relations: rel, rooms: map[string]*mucRoom{}, named: map[id.UserID]string{},
 		creating: make(chan struct{}, 1), aliasQueries: make(chan struct{}, maxAliasQueries)}
+	g.state = &chatState{g}
+	return g
 }
 
 // room is the state of the chat j (its portal's room), made if new.
@@ -562,7 +565,7 @@ func (g *groups) presenceFromMUC(ctx context.Context, log zerolog.Logger, r *muc
 				// §9.1, §9.2: the room removed the puppet.
 				delete(r.nicks, mxid)
 				g.mu.Unlock()
-				return g.puppetRemoved(ctx, r, mxid, p.MUC)
+				return g.state.puppetRemoved(ctx, r, mxid, p.MUC)
 			}
 			if p.MUC.Has(333) || p.MUC.Has(332) {
 				// Status 333: the room dropped the puppet over an error;
@@ -589,7 +592,7 @@ func (g *groups) presenceFromMUC(ctx context.Context, log zerolog.Logger, r *muc
 			if p.MUC != nil && p.MUC.OccupantID != "" {
 				r.own[p.MUC.OccupantID] = true
 			}
-			if job := g.nameOnce(r, groupArgs{Room: r.portal, MUC: r.jid.String(), MXID: mxid}); job != nil {
+			if job := g.state.nameOnce(r, groupArgs{Room: r.portal, MUC: r.jid.String(), MXID: mxid}); job != nil {
 				g.mu.Unlock()
 				g.count("muc_presence", "self")
 				return g.queueStored(ctx, job)
@@ -629,7 +632,7 @@ func (g *groups) presenceFromMUC(ctx context.Context, log zerolog.Logger, r *muc
 		if p.MUC == nil {
 			p.MUC = &MUCPresence{}
 		}
-		return g.occupantLeft(ctx, r, nick, p)
+		return g.state.occupantLeft(ctx, r, nick, p)
 	}
 	if isNew, err := g.occupant(ctx, r, nick, member); err != nil || !isNew {
 		return err
@@ -797,7 +800,7 @@ func (g *groups) messageFromMUC(ctx context.Context, log zerolog.Logger, mxid id
 	case m.HasSubject && !m.HasBody:
 		// §7.2.16, §8.1: the room's subject, from the room itself or
 		// the occupant who set it.
-		return g.subjectFromMUC(ctx, log, r, m, own)
+		return g.state.subjectFromMUC(ctx, log, r, m, own)
 	case nick == "":
 		g.count("xmpp_message", ReasonRoomItself)
 		return nil
@@ -821,7 +824,7 @@ func (g *groups) messageFromMUC(ctx context.Context, log zerolog.Logger, mxid id
 		return groupJob(JobGroupToMatrix, r.portal, 0, groupArgs{Room: r.portal, MUC: r.jid.String(), Nick: nick, Member: member})
 	}
 	if m.ChatState != "" {
-		g.typingInMUC(r, m.From, member, m.ChatState)
+		g.state.typingInMUC(r, m.From, member, m.ChatState)
 	}
 	rows, done, err := g.relations.relationFromMUC(ctx, log, r.portal, r.jid, member, m)
 	if err != nil {

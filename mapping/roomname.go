@@ -26,7 +26,7 @@ const maxRoomName = 255
 var (
 	_ = register(JobRoomInfo, jobKind{side: SideXMPP, order: noOrder, payload: groupArgs{}, asks: true,
 		run: withPayload(func(b *Bridge, ctx context.Context, _ *Job, args groupArgs) error {
-			return b.groups.askRoomName(ctx, args)
+			return b.groups.state.askRoomName(ctx, args)
 		})})
 	_ = register(JobGroupName, jobKind{side: SideMatrix, order: byRoom, payload: groupArgs{},
 		run: withPayload(func(b *Bridge, ctx context.Context, _ *Job, args groupArgs) error {
@@ -36,7 +36,7 @@ var (
 
 // nameOnce queues, the first time a puppet is in the chat r in this
 // run, the question of its name. Called with g.mu held.
-func (g *groups) nameOnce(r *mucRoom, args groupArgs) *Job {
+func (g *chatState) nameOnce(r *mucRoom, args groupArgs) *Job {
 	if r.nameAsked {
 		return nil
 	}
@@ -48,7 +48,7 @@ func (g *groups) nameOnce(r *mucRoom, args groupArgs) *Job {
 // of args.MXID, which is in it (a members-only room answers its
 // occupants only), becomes the portal's name (JobGroupName; the name is
 // in Nick).
-func (g *groups) askRoomName(ctx context.Context, args groupArgs) error {
+func (g *chatState) askRoomName(ctx context.Context, args groupArgs) error {
 	muc, from, err := g.puppetTo(args.MXID, args.MUC)
 	if err != nil {
 		return err

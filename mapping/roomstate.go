@@ -18,6 +18,15 @@ import (
 // their nick (§7.6), leave, or are kicked or banned (§9.1, §9.2), and a
 // puppet the room removed.
 
+// chatState keeps the state of each chat in its portal: the subject and
+// the topic, the occupants who come, go and change nicks, a puppet the
+// room removed or lost (selfping.go), the chat's name (roomname.go), the
+// chat states. It works on what groups knows of each chat (mucRoom,
+// under groups.mu) and with groups' helpers.
+type chatState struct {
+	*groups
+}
+
 // Kinds of sends of a chat's state.
 const (
 	JobGroupTopic  JobKind = "matrix.group_topic"  // the room's subject as the portal's topic
@@ -70,7 +79,7 @@ type subjectArgs struct {
 // portal has is not set again. Topics reach Matrix one at a time per
 // room, the newest waiting: a room that changes its subject on and on
 // costs a Matrix call at a time, not one per change.
-func (g *groups) subjectFromMUC(ctx context.Context, log zerolog.Logger, r *mucRoom, m *XMPPMessage, own bool) error {
+func (g *chatState) subjectFromMUC(ctx context.Context, log zerolog.Logger, r *mucRoom, m *XMPPMessage, own bool) error {
 	subject := clip(m.Subject, maxSubjectBytes)
 	nick := m.From.Resourcepart()
 	g.mu.Lock()
@@ -97,7 +106,7 @@ func (g *groups) subjectFromMUC(ctx context.Context, log zerolog.Logger, r *mucR
 	return g.queueTopic(ctx, args)
 }
 
-func (g *groups) queueTopic(ctx context.Context, args subjectArgs) error {
+func (g *chatState) queueTopic(ctx context.Context, args subjectArgs) error {
 	return g.queueStored(ctx, subjectJob(JobGroupTopic, args))
 }
 
@@ -108,14 +117,14 @@ func subjectJob(kind JobKind, args subjectArgs) *Job {
 
 var _ = register(JobGroupTopic, jobKind{side: SideMatrix, order: byRoom, payload: subjectArgs{},
 	run: withPayload(func(b *Bridge, ctx context.Context, _ *Job, args subjectArgs) error {
-		return b.groups.topicToMatrix(ctx, args)
+		return b.groups.state.topicToMatrix(ctx, args)
 	})})
 
 // topicToMatrix sets the portal's topic: the newest subject of the room,
 // and again while newer ones came meanwhile. A send the outbox retries
 // keeps the room busy (its retry takes the newest), so that subjects
 // that come while the homeserver is away make no jobs of their own.
-func (g *groups) topicToMatrix(ctx context.Context, args subjectArgs) error {
+func (g *chatState) topicToMatrix(ctx context.Context, args subjectArgs) error {
 	muc, err := payloadJID(args.MUC)
 	if err != nil {
 		return err
@@ -167,7 +176,7 @@ func (g *groups) topicToMatrix(ctx context.Context, args subjectArgs) error {
 // their puppet asks the room to make it its subject (§8.1). The room may
 // refuse (subjectRefused); its reflection of the subject is not set as
 // the topic again (subjectFromMUC).
-func (g *groups) topicFromMatrix(ctx context.Context, portal *Portal, evt MatrixEvent) ([]*Job, error) {
+func (g *chatState) topicFromMatrix(ctx context.Context, portal *Portal, evt MatrixEvent) ([]*Job, error) {
 	r := g.known(portal.JID)
 	topic := clip(evt.Body, maxSubjectBytes)
 	if r == nil {
@@ -197,12 +206,12 @@ func (g *groups) topicFromMatrix(ctx context.Context, portal *Portal, evt Matrix
 // A subject goes in the XMPP side's one line, with the member's messages.
 var _ = register(JobMUCSubject, jobKind{side: SideXMPP, order: bySide, payload: subjectArgs{},
 	run: withPayload(func(b *Bridge, ctx context.Context, _ *Job, args subjectArgs) error {
-		return b.groups.subjectToMUC(ctx, args)
+		return b.groups.state.subjectToMUC(ctx, args)
 	})})
 
 // subjectToMUC sends a member's subject to the chat from their puppet: a
 // groupchat message with a <subject/> and no body (§8.1).
-func (g *groups) subjectToMUC(ctx context.Context, args subjectArgs) error {
+func (g *chatState) subjectToMUC(ctx context.Context, args subjectArgs) error {
 	muc, from, err := g.puppetTo(args.MXID, args.MUC)
 	if err != nil {
 		return err
@@ -216,7 +225,7 @@ func (g *groups) subjectToMUC(ctx context.Context, args subjectArgs) error {
 // is told in the portal, and the topic is put back to the room's subject
 // (by the bot, whose events the bridge does not carry: no loop). It tells
 // whether m was such an answer.
-func (g *groups) subjectRefused(ctx context.Context, m *XMPPMessage) (bool, error) {
+func (g *chatState) subjectRefused(ctx context.Context, m *XMPPMessage) (bool, error) {
 	r := g.known(m.From)
 	if r == nil || m.ID == "" {
 		return false, nil
@@ -274,7 +283,7 @@ func conditionOf(e *StanzaError) string {
 // marks). Otherwise the occupant is gone: the ghost leaves the portal and
 // is no member of it any longer, and a kick (§9.1, 307) or ban (§9.2,
 // 301) is said in the portal with its reason.
-func (g *groups) occupantLeft(ctx context.Context, r *mucRoom, nick string, p *XMPPPresence) error {
+func (g *chatState) occupantLeft(ctx context.Context, r *mucRoom, nick string, p *XMPPPresence) error {
 	g.mu.Lock()
 	member, seen := r.occupants[nick]
 	newNick := p.MUC.NewNick
@@ -351,7 +360,7 @@ func departure(nick string, x *MUCPresence) (string, bool) {
 // told in the portal and removed from it (kicked by the bot, with the
 // room's reason), and their puppet does not rejoin at the next
 // connection; the bot's `join` invites them again.
-func (g *groups) puppetRemoved(ctx context.Context, r *mucRoom, mxid id.UserID, x *MUCPresence) error {
+func (g *chatState) puppetRemoved(ctx context.Context, r *mucRoom, mxid id.UserID, x *MUCPresence) error {
 	if err := g.store.RemoveMember(ctx, r.portal, MatrixMember(mxid)); err != nil {
 		return fmt.Errorf("remove %s from the portal of %s: %w", mxid, r.jid, err)
 	}
@@ -383,7 +392,7 @@ var (
 
 // typingInMUC takes an occupant's chat state (XEP-0085 "Use in
 // Groupchat") as their ghost's typing in the portal.
-func (g *groups) typingInMUC(r *mucRoom, from jid.JID, member MemberID, state string) {
+func (g *chatState) typingInMUC(r *mucRoom, from jid.JID, member MemberID, state string) {
 	ghost, err := g.ghostOf(member)
 	if err != nil {
 		return

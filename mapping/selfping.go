@@ -31,7 +31,7 @@ const (
 
 // selfPingLoop sends the self-pings due every selfPingCheck until ctx
 // ends.
-func (g *groups) selfPingLoop(ctx context.Context) {
+func (g *chatState) selfPingLoop(ctx context.Context) {
 	tick := time.NewTicker(selfPingCheck)
 	defer tick.Stop()
 	for {
@@ -52,7 +52,7 @@ func (g *groups) selfPingLoop(ctx context.Context) {
 // answers; one that is not joins again (a rejoin: asking for what it
 // missed). The next ask of each is selfPingAfter later, unless the chat
 // is heard from meanwhile.
-func (g *groups) selfPing(ctx context.Context) {
+func (g *chatState) selfPing(ctx context.Context) {
 	type due struct {
 		r    *mucRoom
 		mxid id.UserID
@@ -87,7 +87,7 @@ func (g *groups) selfPing(ctx context.Context) {
 // pingSelf asks the occupant JID of mxid's puppet in r whether it is
 // there (XEP-0410 §3.1) and, if the answer says it is not (§3.2), has it
 // join again.
-func (g *groups) pingSelf(ctx context.Context, r *mucRoom, mxid id.UserID, nick string) {
+func (g *chatState) pingSelf(ctx context.Context, r *mucRoom, mxid id.UserID, nick string) {
 	from, err := g.cfg.Identities.PuppetFrom(mxid)
 	if err != nil {
 		return
