@@ -222,6 +222,7 @@ func (s *Syncer) syncOnce(ctx context.Context, bot *mautrix.Client, filterID, si
 		if _, err := s.Store.PutTxn(ctx, txn); err != nil {
 			return fmt.Errorf("store synced receipts: %w", err)
 		}
+		s.Log.Debug().Str("txn", id).Int("receipts", len(out.Receipts)).Int("typing", len(out.Typing)).Int("events", len(out.Events)).Msg("Synced")
 		s.Server.Enqueue(id)
 	}
 	if err := s.KV.SetKV(ctx, syncTokenKey, resp.NextBatch); err != nil {
