@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -149,7 +150,7 @@ func TestGroupPortal(t *testing.T) {
 
 	// Killed and started again, the bridge has the puppet back in the
 	// chat by itself, and what the room says reaches Matrix again.
-	w.Bridge.Kill()
+	killBridge(t, beatrice)
 	// Said while the bridge is down: its rejoin asks the room for what
 	// was said since its newest message (XEP-0045 §7.2.15, "since").
 	send(beatrice, `<message type='groupchat' to='`+muc+`' id='b-down'><body>Is it possible disdain should die?</body></message>`)
@@ -191,6 +192,38 @@ func sendRaw(t *testing.T, c *peers.XMPPClient, stanza string) {
 	t.Helper()
 	if err := c.SendRaw(context.Background(), stanza); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// killBridge kills the bridge (SIGKILL) and waits until the XMPP server
+// knows its component is gone: it bounces a message c sends to a puppet
+// (Prosody: "Component not connected"). Before that, what the server
+// routes to the component goes into the dead connection, and is neither
+// delivered nor bounced. The bridge is started again when the test ends
+// if the test did not, so that a failure leaves the next tests a bridge.
+func killBridge(t *testing.T, c *peers.XMPPClient) {
+	t.Helper()
+	ctx := context.Background()
+	w.Bridge.Kill()
+	t.Cleanup(func() {
+		if !w.Bridge.Running() {
+			if err := w.Bridge.Start(ctx); err != nil {
+				t.Errorf("starting the bridge again: %v", err)
+			}
+		}
+	})
+	probe := w.Puppet(w.alice.Client.UserID)
+	for i := 0; ; i++ {
+		id := fmt.Sprintf("gone-%d", i)
+		if err := c.SendRaw(ctx, `<message to='`+peers.XMLEscape(probe)+`' id='`+id+`'><body>are you there?</body></message>`); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Wait(ctx, time.Second, func(s *peers.Stanza) bool { return s.ID == id && s.Type == "error" }); err == nil {
+			return
+		}
+		if i == 30 {
+			t.Fatal("the XMPP server never noticed the bridge was gone")
+		}
 	}
 }
 
@@ -740,7 +773,7 @@ func TestGroupJoinWithNickAndPassword(t *testing.T) {
 	isMargaret := func(typ string) func(s *peers.Stanza) bool {
 		return func(s *peers.Stanza) bool { return s.Name == "presence" && s.From == muc+"/Margaret" && s.Type == typ }
 	}
-	w.Bridge.Kill()
+	killBridge(t, benedick)
 	if err := benedick.SendRaw(ctx, `<message type='groupchat' to='`+muc+`' id='ben-down'><body>The lady is disdainful</body></message>`); err != nil {
 		t.Fatal(err)
 	}

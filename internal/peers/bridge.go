@@ -148,6 +148,10 @@ func (p *BridgeProcess) Stop() error {
 	return nil
 }
 
+// Running tells whether the bridge process is up (started, not yet
+// stopped or killed).
+func (p *BridgeProcess) Running() bool { return p.cmd != nil }
+
 // Kill ends the bridge with SIGKILL: a crash.
 func (p *BridgeProcess) Kill() {
 	if p.cmd == nil {
