@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"runtime/pprof"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -65,6 +66,16 @@ func main() {
 			os.Exit(1)
 		}
 		return
+	}
+	if path := os.Getenv("XMPPBRIDGE_CPUPROFILE"); path != "" {
+		// For measuring the bridge under the load bench (docs/performance.md):
+		// a CPU profile of the whole run, written when it stops.
+		stop, err := cpuProfile(path)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bridge:", err)
+			os.Exit(1)
+		}
+		defer stop()
 	}
 	if err := run(*configPath, *regPath, *generate, *newTokens); err != nil {
 		fmt.Fprintln(os.Stderr, "bridge:", err)
@@ -313,4 +324,18 @@ var events = prometheus.NewCounterVec(prometheus.CounterOpts{
 
 func newCounter() mapping.Counter {
 	return func(what, reason string) { events.WithLabelValues(what, reason).Inc() }
+}
+
+// cpuProfile starts a CPU profile (runtime/pprof) written to path; stop
+// ends it.
+func cpuProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("XMPPBRIDGE_CPUPROFILE: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("XMPPBRIDGE_CPUPROFILE: %w", err)
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }
