@@ -152,6 +152,10 @@ type Outbox struct {
 	// log says a side went away once and came back once, not once per
 	// job tried meanwhile.
 	down map[string]*retry.Outage
+	// upAt is when each side's sends last went through again after an
+	// outage: a send begun before that which then fails is older news
+	// than the success, and starts no new outage.
+	upAt map[string]time.Time
 	// scanFrom is the id after which the next scan reads; 0 reads all.
 	// needScan asks for a scan at the next round.
 	scanFrom int64
@@ -181,7 +185,7 @@ func New(store Store, run Runner, count mapping.Counter, log zerolog.Logger) *Ou
 	}
 	o := &Outbox{store: store, run: run, count: count, log: log, now: time.Now, wake: make(chan struct{}, 1),
 		known: map[int64]bool{}, lanes: map[laneKey]*lane{},
-		pauseUntil: map[string]time.Time{}, backoff: map[string]time.Duration{}, down: map[string]*retry.Outage{}, needScan: true,
+		pauseUntil: map[string]time.Time{}, backoff: map[string]time.Duration{}, down: map[string]*retry.Outage{}, upAt: map[string]time.Time{}, needScan: true,
 		maxKnown: maxKnown, main: pool{size: maxLanes}, asking: pool{size: maxAskLanes}}
 	o.idle = sync.NewCond(&o.mu)
 	return o
@@ -297,6 +301,7 @@ func (o *Outbox) runLane(ctx context.Context, l *lane) {
 			o.setAside(l)
 			return
 		}
+		began := o.now()
 		o.mu.Unlock()
 		err := o.runJob(ctx, job)
 		o.mu.Lock()
@@ -318,6 +323,7 @@ func (o *Outbox) runLane(ctx context.Context, l *lane) {
 				delete(o.down, side)
 				_, _, since := down.End()
 				o.log.Info().Str("side", side).Dur("after", o.now().Sub(since)).Msg("Sends go through again")
+				o.upAt[side] = o.now()
 			}
 			o.laneRecovered(l)
 			o.finished(job)
@@ -330,6 +336,15 @@ func (o *Outbox) runLane(ctx context.Context, l *lane) {
 		case ctx.Err() != nil:
 			delete(o.known, job.ID)
 			return // stopping: the job stays in the store for the next run
+		case began.Before(o.upAt[side]):
+			// The side is down (ErrNotConnected), says a send begun before
+			// others went through again: older news than theirs. It runs
+			// again, and only a failure begun after says the side is down.
+			delete(o.known, job.ID)
+			o.jobLog(job).Debug().Err(err).Msg("A send begun before its side came back failed; it will run again")
+			o.count("job_retry", string(job.Kind))
+			o.setAside(l)
+			return
 		default: // the side is down (ErrNotConnected)
 			delete(o.known, job.ID)
 			wait := min(max(o.backoff[side]*2, minBackoff), maxBackoff)
