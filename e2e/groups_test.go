@@ -5,6 +5,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -44,14 +45,7 @@ func TestGroupPortal(t *testing.T) {
 	joinMUC(t, claudio, muc, "Claudio")
 	portal := aliceJoinsGroup(t, muc)
 	// Her puppet joins the room: the occupants see it come.
-	puppetIn, err := beatrice.Wait(ctx, wait, func(s *peers.Stanza) bool {
-		return s.Name == "presence" && strings.HasPrefix(s.From, muc+"/") && s.Type == "" &&
-			s.From != muc+"/Beatrice" && s.From != muc+"/Claudio"
-	})
-	if err != nil {
-		t.Fatalf("Alice's puppet never joined the chat: %v", err)
-	}
-	aliceNick := strings.TrimPrefix(puppetIn.From, muc+"/")
+	aliceNick := puppetNick(t, beatrice, muc, "Beatrice", "Claudio")
 	t.Logf("Alice's puppet is in the chat as %q", aliceNick)
 
 	// XMPP → Matrix: Beatrice's message, as her ghost's.
@@ -227,6 +221,20 @@ func killBridge(t *testing.T, c *peers.XMPPClient) {
 	}
 }
 
+// puppetNick waits until c sees Alice's puppet come into the chat muc,
+// where the occupants are nicks (and the puppet), and is its nick there.
+func puppetNick(t *testing.T, c *peers.XMPPClient, muc string, nicks ...string) string {
+	t.Helper()
+	in, err := c.Wait(context.Background(), wait, func(s *peers.Stanza) bool {
+		return s.Name == "presence" && strings.HasPrefix(s.From, muc+"/") && s.Type == "" &&
+			!slices.Contains(nicks, strings.TrimPrefix(s.From, muc+"/"))
+	})
+	if err != nil {
+		t.Fatalf("Alice's puppet never joined the chat: %v", err)
+	}
+	return strings.TrimPrefix(in.From, muc+"/")
+}
+
 // joinMUC has c join the chat muc as nick (XEP-0045 §7.2.1, no history),
 // configuring it as an instant room (§10.1.2) if it is new.
 func joinMUC(t *testing.T, c *peers.XMPPClient, muc, nick string) {
@@ -284,14 +292,7 @@ func TestProfanityInAGroup(t *testing.T) {
 		t.Fatalf("profanity did not join the chat: %v", err)
 	}
 	portal := aliceJoinsGroup(t, muc)
-	puppetIn, err := dogberry.Wait(ctx, wait, func(s *peers.Stanza) bool {
-		return s.Name == "presence" && strings.HasPrefix(s.From, muc+"/") && s.Type == "" &&
-			s.From != muc+"/Dogberry" && s.From != muc+"/Verges"
-	})
-	if err != nil {
-		t.Fatalf("Alice's puppet never joined the chat: %v", err)
-	}
-	aliceNick := strings.TrimPrefix(puppetIn.From, muc+"/")
+	aliceNick := puppetNick(t, dogberry, muc, "Dogberry", "Verges")
 	if _, err := alice.SendText(ctx, portal, "Are you good men and true?"); err != nil {
 		t.Fatal(err)
 	}
@@ -340,12 +341,7 @@ func TestGroupRelations(t *testing.T) {
 	ctx := context.Background()
 	alice := w.alice
 	muc := "relations@" + w.Prosody.MUCDomain
-	send := func(c *peers.XMPPClient, stanza string) {
-		t.Helper()
-		if err := c.SendRaw(ctx, stanza); err != nil {
-			t.Fatal(err)
-		}
-	}
+	send := func(c *peers.XMPPClient, stanza string) { t.Helper(); sendRaw(t, c, stanza) }
 	beatrice := w.xmppUser(t, "beatrice", "relations")
 	claudio := w.xmppUser(t, "claudio", "relations")
 	joinMUC(t, beatrice, muc, "Beatrice")
@@ -364,14 +360,7 @@ func TestGroupRelations(t *testing.T) {
 	}); err != nil {
 		t.Errorf("the portal did not take the room's name: %v", err)
 	}
-	puppetIn, err := beatrice.Wait(ctx, wait, func(s *peers.Stanza) bool {
-		return s.Name == "presence" && strings.HasPrefix(s.From, muc+"/") && s.Type == "" &&
-			s.From != muc+"/Beatrice" && s.From != muc+"/Claudio"
-	})
-	if err != nil {
-		t.Fatalf("Alice's puppet never joined the chat: %v", err)
-	}
-	aliceNick := strings.TrimPrefix(puppetIn.From, muc+"/")
+	aliceNick := puppetNick(t, beatrice, muc, "Beatrice", "Claudio")
 	textOf := func(body string) func(e *event.Event) bool {
 		return func(e *event.Event) bool {
 			return e.RoomID == portal && e.Type == event.EventMessage && e.Content.AsMessage().Body == body
@@ -513,14 +502,7 @@ func TestGroupRoomState(t *testing.T) {
 	}
 	joinMUC(t, banquo, muc, "Banquo")
 	portal := aliceJoinsGroup(t, muc)
-	puppetIn, err := macbeth.Wait(ctx, wait, func(s *peers.Stanza) bool {
-		return s.Name == "presence" && strings.HasPrefix(s.From, muc+"/") && s.Type == "" &&
-			s.From != muc+"/Macbeth" && s.From != muc+"/Banquo"
-	})
-	if err != nil {
-		t.Fatalf("Alice's puppet never joined the chat: %v", err)
-	}
-	aliceNick := strings.TrimPrefix(puppetIn.From, muc+"/")
+	aliceNick := puppetNick(t, macbeth, muc, "Macbeth", "Banquo")
 	isTopic := func(topic string) func(*event.Event) bool {
 		return func(e *event.Event) bool {
 			return e.RoomID == portal && e.Type == event.StateTopic && e.Content.AsTopic().Topic == topic
@@ -686,13 +668,7 @@ func TestGroupJoinByAlias(t *testing.T) {
 	if rules, err := alice.Client.FullStateEvent(ctx, portal, event.StateJoinRules, ""); err != nil || rules.Content.AsJoinRules().JoinRule != event.JoinRulePublic {
 		t.Errorf("the room's join rules: %v, %v; want public", rules, err)
 	}
-	puppetIn, err := dogberry.Wait(ctx, wait, func(s *peers.Stanza) bool {
-		return s.Name == "presence" && strings.HasPrefix(s.From, muc+"/") && s.Type == "" && s.From != muc+"/Dogberry"
-	})
-	if err != nil {
-		t.Fatalf("Alice's puppet never joined the chat: %v", err)
-	}
-	aliceNick := strings.TrimPrefix(puppetIn.From, muc+"/")
+	aliceNick := puppetNick(t, dogberry, muc, "Dogberry")
 
 	if _, err := alice.SendText(ctx, portal, "Are you good men and true?"); err != nil {
 		t.Fatal(err)
