@@ -3,7 +3,11 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha1"
+	"encoding/base64"
+	"encoding/hex"
 	"fmt"
 	"slices"
 	"strings"
@@ -437,6 +441,49 @@ func TestSlixmppInAGroup(t *testing.T) {
 		return s.Name == "message" && s.From == muc+"/Borachio" && s.Has("<displayed")
 	}); err == nil {
 		t.Logf("slixmpp's marker, as the room passes it on: %s", m.XML)
+	}
+}
+
+// XEP-0153 in a chat, with a real client: Antonio, on slixmpp with its
+// XEP-0153 plugin, publishes a vCard photo and joins a chat Alice is in
+// through the bot. His join carries the photo's SHA-1 (§3.1; slixmpp puts
+// it in every available presence); the bridge asks his vCard of his
+// occupant JID, which Prosody's room sends on to his account, and his
+// ghost's m.room.member in the portal gets an avatar whose bytes are his
+// photo.
+func TestOccupantAvatar(t *testing.T) {
+	ctx := context.Background()
+	alice := w.alice
+	muc, portal, ursula, _ := aliceInAChat(t, "leonato", "ursula")
+	antonio := startSlixmpp(t, "antonio", true)
+	photo := testAvatar(t)
+	slixmppDo(t, antonio, "avatar", "type", "image/png", "data", base64.StdEncoding.EncodeToString(photo))
+	slixmppDo(t, antonio, "join", "room", muc, "nick", "Antonio")
+	in, err := ursula.Wait(ctx, wait, func(s *peers.Stanza) bool { return s.Name == "presence" && s.From == muc+"/Antonio" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha1.Sum(photo)
+	if _, hash, _ := presenceProfile(in); hash != hex.EncodeToString(sum[:]) {
+		t.Errorf("Antonio's join: photo hash %q, want his photo's SHA-1: %s", hash, in.XML)
+	}
+	member, err := alice.Wait(ctx, wait, func(e *event.Event) bool {
+		if e.RoomID != portal || e.Type != event.StateMember {
+			return false
+		}
+		m := e.Content.AsMember()
+		return m.Membership == event.MembershipJoin && strings.HasPrefix(m.Displayname, "Antonio") && m.AvatarURL != ""
+	})
+	if err != nil {
+		t.Fatalf("Antonio's ghost never had an avatar in the portal: %v", err)
+	}
+	url := member.Content.AsMember().AvatarURL.ParseOrIgnore()
+	got, err := alice.Client.DownloadBytes(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, photo) {
+		t.Errorf("the ghost's avatar is %d bytes, not Antonio's photo (%d)", len(got), len(photo))
 	}
 }
 
