@@ -529,6 +529,13 @@ func (b *people) occupantPhoto(ctx context.Context, log zerolog.Logger, asker id
 	if err != nil {
 		return nil, nil
 	}
+	if sum, err := hex.DecodeString(hash); err != nil || len(sum) != sha1.Size && hash != "" {
+		// §3.1: the hex SHA-1 of the photo; anything else (of any
+		// length) is not kept.
+		log.Debug().Str("nick", nick).Int("bytes", len(hash)).Msg("An occupant's avatar hash is not a SHA-1")
+		b.count("occupant_avatar", "bad_hash")
+		return nil, nil
+	}
 	gp, err := b.store.GhostProfile(ctx, who)
 	switch {
 	case err == nil && gp.PhotoHash == hash, isNotFound(err) && hash == "":

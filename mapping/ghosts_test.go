@@ -248,6 +248,15 @@ func TestOccupantAvatar(t *testing.T) {
 		t.Errorf("asked %q, %d uploads, counts %v: want each asked once, nothing uploaded", vcardsAsked(h), len(h.matrix.uploads), h.counts)
 	}
 
+	// XEP-0153 §3.1: the hash is a hex SHA-1; a presence with anything
+	// else asks nothing and keeps nothing.
+	for _, bad := range []string{"not-a-hash", strings.Repeat("ab", 4096)} {
+		h.feed(t, with(occupantIn("Seacoal", "occ-s", alicePup), bad))
+	}
+	if len(vcardsAsked(h)) != 3 || h.counts["occupant_avatar/bad_hash"] != 2 {
+		t.Errorf("with hashes that are not SHA-1: asked %q, counts %v", vcardsAsked(h), h.counts)
+	}
+
 	// The budget of conference.capulet.lit is spent (3: Beatrice's empty
 	// photo, Claudio's, Dogberry's): Verges's avatar waits for a later presence.
 	h.xmpp.vcards[lounge+"/Verges"] = &VCard{Photo: photo}
