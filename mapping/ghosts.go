@@ -94,6 +94,9 @@ type ghostProfileArgs struct {
 	Photo     []byte `json:"photo,omitempty"`
 	PhotoType string `json:"photo_type,omitempty"`
 	PhotoHash string `json:"photo_hash,omitempty"`
+	// KeepAvatar records PhotoHash only: the ghost keeps the avatar it
+	// has (a vCard that could not be had says nothing of the photo).
+	KeepAvatar bool `json:"keep_avatar,omitempty"`
 }
 
 // vcardJob is the job that fetches peer's vCard as mxid's puppet.
@@ -224,7 +227,12 @@ func (b *people) setGhostProfile(ctx context.Context, job *Job) error {
 	} else if err != nil {
 		return fmt.Errorf("look up the ghost profile of %s: %w", peer, err)
 	}
-	if args.SetPhoto && args.PhotoHash != gp.PhotoHash {
+	if args.SetPhoto && args.PhotoHash != gp.PhotoHash && args.KeepAvatar {
+		gp.PhotoHash = args.PhotoHash
+		if err := b.store.SetGhostProfile(ctx, gp); err != nil {
+			return fmt.Errorf("store the ghost profile of %s: %w", peer, err)
+		}
+	} else if args.SetPhoto && args.PhotoHash != gp.PhotoHash {
 		url := ""
 		// Sniffed again: a job queued by an older version carries the
 		// type the remote claimed.
@@ -588,8 +596,10 @@ var _ = register(JobOccupantVCard, jobKind{side: SideXMPP, order: byPair, payloa
 // of room/nick as the puppet, whose photo becomes their ghost's avatar.
 // An error answer (the occupant left, or their server keeps no vCard or
 // will not give it) and a photo too large or not an image are refusals,
-// logged and counted, and the ghost has no avatar; each is recorded
-// under the hash announced, so that the same hash asks nothing again.
+// logged and counted: after an error the ghost keeps the avatar it has,
+// after a photo refused it has none (as a person's ghost). Each is
+// recorded under the hash announced, so that the same hash asks nothing
+// again.
 func (b *people) fetchOccupantVCard(ctx context.Context, args occupantPhotoArgs) error {
 	muc, err := payloadJID(args.MUC)
 	if err != nil {
@@ -615,11 +625,12 @@ func (b *people) fetchOccupantVCard(ctx context.Context, args occupantPhotoArgs)
 		return fmt.Errorf("%w: %w", ErrPermanent, err)
 	}
 	card, err := b.xmpp.FetchVCard(ctx, from, to)
+	keep := false
 	switch {
 	case errors.Is(err, ErrPermanent):
-		b.log.Info().Err(err).Str("occupant", to.String()).Msg("An occupant's vCard cannot be had: their ghost has no avatar")
+		b.log.Info().Err(err).Str("occupant", to.String()).Msg("An occupant's vCard cannot be had: their ghost keeps the avatar it has")
 		b.count("occupant_avatar", "no_vcard")
-		card = &VCard{}
+		card, keep = &VCard{}, true
 	case err != nil:
 		return fmt.Errorf("fetch the vCard of %s: %w", to, err)
 	case len(card.Photo) == 0:
@@ -627,7 +638,7 @@ func (b *people) fetchOccupantVCard(ctx context.Context, args occupantPhotoArgs)
 		b.count("occupant_avatar", "no_photo")
 	}
 	photo, photoType := b.cardPhoto(to, card)
-	next, err := b.ghostProfileJob(ghostProfileArgs{JID: who.String(), SetPhoto: true, Photo: photo, PhotoType: photoType, PhotoHash: args.Hash})
+	next, err := b.ghostProfileJob(ghostProfileArgs{JID: who.String(), SetPhoto: true, Photo: photo, PhotoType: photoType, PhotoHash: args.Hash, KeepAvatar: keep})
 	if err != nil {
 		return err
 	}

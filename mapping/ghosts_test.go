@@ -240,9 +240,15 @@ func TestOccupantAvatar(t *testing.T) {
 	for range 2 {
 		h.feed(t, with(occupantIn("Claudio", "occ-c", alicePup), sha1Hex(big)))
 	}
-	// Dogberry's server keeps no vCard: the room passes on its error.
+	// Dogberry's server keeps no vCard: the room passes on its error, and
+	// his ghost keeps the avatar it has.
+	dogberry, _ := testIDs.OccupantGhost(jid.MustParse(lounge), "occ-d")
+	h.matrix.ghostAvatars[dogberry] = "mxc://example.org/before"
 	for range 2 {
 		h.feed(t, with(occupantIn("Dogberry", "occ-d", alicePup), sha1Hex([]byte("d"))))
+	}
+	if url := h.matrix.ghostAvatars[dogberry]; url != "mxc://example.org/before" {
+		t.Errorf("after an error answer, the ghost's avatar is %q", url)
 	}
 	if len(vcardsAsked(h)) != 3 || len(h.matrix.uploads) != 1 || h.counts["xmpp_vcard/photo_too_large"] != 1 || h.counts["occupant_avatar/no_vcard"] != 1 {
 		t.Errorf("asked %q, %d uploads, counts %v: want each asked once, nothing uploaded", vcardsAsked(h), len(h.matrix.uploads), h.counts)
