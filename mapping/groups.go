@@ -78,6 +78,7 @@ type groups struct {
 	receipts  *receipts
 	bot       *bot
 	relations *relations
+	people    *people    // the occupants' avatars (ghosts.go)
 	state     *chatState // roomstate.go
 
 	mu    sync.Mutex
@@ -634,12 +635,33 @@ func (g *groups) presenceFromMUC(ctx context.Context, log zerolog.Logger, r *muc
 		}
 		return g.state.occupantLeft(ctx, r, nick, p)
 	}
-	if isNew, err := g.occupant(ctx, r, nick, member); err != nil || !isNew {
+	isNew, err := g.occupant(ctx, r, nick, member)
+	if err != nil {
 		return err
 	}
-	// A new occupant: their ghost, named after their nick, in the room.
-	g.count("muc_presence", "occupant")
-	return g.queueStored(ctx, groupJob(JobGroupGhost, r.portal, 0, groupArgs{Room: r.portal, MUC: r.jid.String(), Nick: nick, Member: member}))
+	var jobs []*Job
+	if isNew {
+		// A new occupant: their ghost, named after their nick, in the room.
+		g.count("muc_presence", "occupant")
+		jobs = append(jobs, groupJob(JobGroupGhost, r.portal, 0, groupArgs{Room: r.portal, MUC: r.jid.String(), Nick: nick, Member: member}))
+	}
+	g.mu.Lock()
+	in := r.occupants[nick] == member // not past maxOccupants
+	g.mu.Unlock()
+	if in && p.Photo != nil {
+		// XEP-0153 §3.2: another photo than the ghost's is fetched.
+		job, err := g.people.occupantPhoto(ctx, log, mxid, r.jid, nick, member, *p.Photo)
+		if err != nil {
+			return err
+		}
+		if job != nil {
+			jobs = append(jobs, job)
+		}
+	}
+	if len(jobs) == 0 {
+		return nil
+	}
+	return g.queueStored(ctx, jobs...)
 }
 
 // occupant notes that nick in the chat r is member, a member of the
