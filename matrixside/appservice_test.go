@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
-	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/id"
 	"mellium.im/xmpp/jid"
 
@@ -390,7 +389,7 @@ func TestDecodeRelations(t *testing.T) {
 // pushed ones (and only them: other timeline events were pushed), stored
 // and read back as the inbox does.
 func TestDecodeSyncedRedactions(t *testing.T) {
-	var resp mautrix.RespSync
+	var resp syncResponse
 	raw := `{"next_batch":"s2","rooms":{"join":{"!r:example.org":{"timeline":{"events":[
 		{"type":"m.room.message","event_id":"$m","sender":"@alice:example.org","content":{"msgtype":"m.text","body":"pushed already"}},
 		{"type":"m.room.redaction","event_id":"$red","sender":"@alice:example.org","redacts":"$gone","content":{}}
