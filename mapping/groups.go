@@ -797,6 +797,8 @@ func (g *groups) messageFromMUC(ctx context.Context, log zerolog.Logger, mxid id
 	case mxid != listener:
 		g.count("xmpp_message", ReasonNotListener)
 		return nil
+	case m.Moderation != nil:
+		return g.moderationFromMUC(ctx, log, r, nick, m) // moderation.go
 	case m.HasSubject && !m.HasBody:
 		// §7.2.16, §8.1: the room's subject, from the room itself or
 		// the occupant who set it.
@@ -959,6 +961,11 @@ func (g *groups) messageFromMatrix(ctx context.Context, log zerolog.Logger, port
 	if evt.Kind == EventEncrypted {
 		g.count("matrix_event", "encrypted")
 		return []*Job{argsJob(JobNotice, jobArgs{Room: evt.Room, User: g.cfg.Identities.Bot(), Body: EncryptedNotice})}, nil
+	}
+	if evt.Kind == EventRedaction {
+		if done, err := g.moderationFromMatrix(ctx, log, portal, evt); done || err != nil {
+			return nil, err
+		}
 	}
 	if done, err := g.relations.relationFromMatrix(ctx, log, portal, evt); done || err != nil {
 		return nil, err

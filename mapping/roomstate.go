@@ -242,20 +242,14 @@ func (g *chatState) subjectRefused(ctx context.Context, m *XMPPMessage) (bool, e
 	restore := r.hasSubject && !r.topicBusy
 	r.topicBusy = r.topicBusy || restore
 	g.mu.Unlock()
-	cond := conditionOf(m.Error)
-	why, known := map[string]string{
+	why, cond := refusal(conditionOf(m.Error), map[string]string{
 		"forbidden":        "only its moderators may change it",
 		"not-allowed":      "only its moderators may change it",
 		"not-authorized":   "only its moderators may change it",
 		"not-acceptable":   "the puppet is not in it",
 		"bad-request":      "it refused the text",
 		"policy-violation": "it refused the text",
-	}[cond]
-	if !known {
-		// Named as the room gave it, bounded; counted as one kind, since
-		// a room names what it likes.
-		why, cond = "it answered "+clip(cond, 64), "other"
-	}
+	})
 	g.count("matrix_topic", Reason("refused_"+cond))
 	text := fmt.Sprintf("The chat `%s` did not take the topic %s set: %s.", r.jid, who, why)
 	jobs := []*Job{g.bot.reply(r.portal, text)}
@@ -264,6 +258,17 @@ func (g *chatState) subjectRefused(ctx context.Context, m *XMPPMessage) (bool, e
 		jobs = []*Job{g.bot.reply(r.portal, text), subjectJob(JobGroupTopic, back)}
 	}
 	return true, g.queueStored(ctx, jobs...)
+}
+
+// refusal is why a chat refused, in words, given its error condition
+// cond and the words of the conditions known, and the condition to count
+// it as: another is named as the room gave it, bounded, and counted as
+// "other", since a room names what it likes.
+func refusal(cond string, words map[string]string) (why, counted string) {
+	if why, ok := words[cond]; ok {
+		return why, cond
+	}
+	return "it answered " + clip(cond, 64), "other"
 }
 
 // conditionOf is e's condition, "error" if there is none.
