@@ -52,6 +52,9 @@ type MatrixSide interface {
 	React(ctx context.Context, room id.RoomID, sender id.UserID, target id.EventID, key, txnID string) (id.EventID, error)
 	// Redact removes target as sender (an m.room.redaction).
 	Redact(ctx context.Context, room id.RoomID, sender id.UserID, target id.EventID, txnID string) (id.EventID, error)
+	// SetModerator has the bot give user the power to redact others'
+	// events in room (on), or take it back (off), if it has to.
+	SetModerator(ctx context.Context, room id.RoomID, user id.UserID, on bool) error
 	// Moderate removes target, another's event, with reason: as sender if
 	// the room lets sender redact others' events, else as the bot.
 	Moderate(ctx context.Context, room id.RoomID, sender id.UserID, target id.EventID, reason, txnID string) (id.EventID, error)

@@ -54,6 +54,7 @@ type fakeMatrix struct {
 	// mayModerate, if set, says who may redact others' events; none
 	// but the bot if not.
 	mayModerate func(id.UserID) bool
+	moderators  []string // "room user on" of each SetModerator
 }
 
 func (f *fakeMatrix) CreateDM(_ context.Context, ghost, invitee id.UserID) (id.RoomID, error) {
@@ -154,6 +155,14 @@ func (f *fakeMatrix) React(ctx context.Context, room id.RoomID, sender id.UserID
 
 func (f *fakeMatrix) Redact(ctx context.Context, room id.RoomID, sender id.UserID, target id.EventID, txnID string) (id.EventID, error) {
 	return f.SendText(ctx, room, sender, "redact "+string(target), txnID)
+}
+
+// SetModerator records "room user on".
+func (f *fakeMatrix) SetModerator(_ context.Context, room id.RoomID, user id.UserID, on bool) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.moderators = append(f.moderators, fmt.Sprintf("%s %s %v", room, user, on))
+	return f.fail
 }
 
 // Moderate records "moderate $target reason" as sent by sender, or, if

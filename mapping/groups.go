@@ -100,6 +100,9 @@ type mucRoom struct {
 	joined map[id.UserID]bool
 	// own are the occupant-ids of the puppets (XEP-0421).
 	own map[string]bool
+	// moderators are the members the bridge gave the power to moderate
+	// in the portal in this run, as their puppets' role is (moderation.go).
+	moderators map[id.UserID]bool
 	// nameAsked: the chat's name was asked in this run (roomname.go).
 	nameAsked bool
 	// heard is when each puppet last had word from the room (selfPing);
@@ -138,7 +141,7 @@ func (g *groups) room(j jid.JID, portal id.RoomID) *mucRoom {
 	r := g.rooms[key]
 	if r == nil {
 		r = &mucRoom{jid: j.Bare(), portal: portal, nicks: map[id.UserID]string{}, joined: map[id.UserID]bool{}, heard: map[id.UserID]time.Time{}, dropped: map[id.UserID]time.Time{},
-			own: map[string]bool{}, occupants: map[string]MemberID{}, subjectIDs: map[string]id.UserID{},
+			own: map[string]bool{}, moderators: map[id.UserID]bool{}, occupants: map[string]MemberID{}, subjectIDs: map[string]id.UserID{},
 			admitted: map[MemberID]bool{}, churn: roomChurn.full(now)}
 		g.rooms[key] = r
 	}
@@ -203,6 +206,8 @@ type groupArgs struct {
 	Rejoin bool `json:"rejoin,omitempty"`
 	// Reason is why the room removed MXID's puppet.
 	Reason string `json:"reason,omitempty"`
+	// Moderator: MXID's puppet is a moderator of the chat (moderation.go).
+	Moderator bool `json:"moderator,omitempty"`
 }
 
 func groupJob(kind JobKind, lane id.RoomID, row int64, args groupArgs) *Job {
@@ -592,10 +597,16 @@ func (g *groups) presenceFromMUC(ctx context.Context, log zerolog.Logger, r *muc
 			if p.MUC != nil && p.MUC.OccupantID != "" {
 				r.own[p.MUC.OccupantID] = true
 			}
-			if job := g.state.nameOnce(r, groupArgs{Room: r.portal, MUC: r.jid.String(), MXID: mxid}); job != nil {
+			var jobs []*Job
+			for _, job := range []*Job{g.moderatorJob(r, mxid, p.MUC), g.state.nameOnce(r, groupArgs{Room: r.portal, MUC: r.jid.String(), MXID: mxid})} {
+				if job != nil {
+					jobs = append(jobs, job)
+				}
+			}
+			if len(jobs) > 0 {
 				g.mu.Unlock()
 				g.count("muc_presence", "self")
-				return g.queueStored(ctx, job)
+				return g.queueStored(ctx, jobs...)
 			}
 		}
 		g.mu.Unlock()

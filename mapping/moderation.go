@@ -7,6 +7,7 @@ import (
 	"fmt"
 
 	"github.com/rs/zerolog"
+	"maunium.net/go/mautrix/id"
 	"mellium.im/xmpp/jid"
 )
 
@@ -35,11 +36,21 @@ import (
 //
 // Each is a row of the id map (RelRedact, Body the reason), so it is done
 // once however many copies or replays (a rejoin's history) come.
+//
+// A member may redact others' events in the portal only with the power
+// to (client-server API, m.room.power_levels "redact"), which the room's
+// creator, the bot, gives no one by itself: it gives it to a member
+// whose puppet the chat makes a moderator (the role of XEP-0045 §5.1,
+// which mod_muc_moderation asks for), and takes it back when the chat
+// does, as their puppet's own presence says (status 110). Only what it
+// gave in this run is taken back: a role lost while the bridge was away
+// leaves the power as it was.
 
 // Kinds of sends of moderation.
 const (
-	JobModerateMUC       JobKind = "xmpp.muc_moderate" // a member's redaction of another's message, by row, asked of the room (§3)
-	JobModeratedToMatrix JobKind = "matrix.moderated"  // a room's moderation, by row, as a redaction (§3.1)
+	JobModerateMUC       JobKind = "xmpp.muc_moderate"      // a member's redaction of another's message, by row, asked of the room (§3)
+	JobModeratedToMatrix JobKind = "matrix.moderated"       // a room's moderation, by row, as a redaction (§3.1)
+	JobGroupModerator    JobKind = "matrix.group_moderator" // a member's power to redact, as their puppet's role gives it
 )
 
 // ReasonNotRoom: a moderation said by someone other than the room itself
@@ -56,11 +67,29 @@ var (
 	// named by the room, before).
 	_ = register(JobModerateMUC, jobKind{side: SideXMPP, order: noOrder, payload: nil, asks: true,
 		run: func(b *Bridge, ctx context.Context, job *Job) error { return b.groups.moderateMUC(ctx, job) }})
+	_ = register(JobGroupModerator, jobKind{side: SideMatrix, order: byRoom, payload: groupArgs{},
+		run: withPayload(func(b *Bridge, ctx context.Context, _ *Job, args groupArgs) error {
+			return b.matrix.SetModerator(ctx, args.Room, args.MXID, args.Moderator)
+		})})
 	_ = register(JobModeratedToMatrix, jobKind{side: SideMatrix, order: byRoom, payload: groupArgs{},
 		run: withPayload(func(b *Bridge, ctx context.Context, job *Job, args groupArgs) error {
 			return b.groups.moderatedToMatrix(ctx, job, args)
 		})})
 )
+
+// moderatorJob is the job that gives mxid the power to moderate in the
+// portal of the chat r, or takes it back, as the role in x, their
+// puppet's own presence, says: nil if it is as the bridge last made it.
+// The caller holds g.mu.
+func (g *groups) moderatorJob(r *mucRoom, mxid id.UserID, x *MUCPresence) *Job {
+	on := x != nil && x.Role == "moderator"
+	if on == r.moderators[mxid] {
+		return nil
+	}
+	r.moderators[mxid] = on
+	g.count("muc_presence", Reason(fmt.Sprintf("moderator_%v", on)))
+	return groupJob(JobGroupModerator, r.portal, 0, groupArgs{Room: r.portal, MUC: r.jid.String(), MXID: mxid, Moderator: on})
+}
 
 // moderationFromMatrix takes evt, a member's redaction in the group
 // portal, if it is of a message someone else sent there: their puppet's

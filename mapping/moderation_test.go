@@ -175,3 +175,21 @@ func TestModerationOnlyByTheRoom(t *testing.T) {
 		t.Errorf("counts %v: want the occupant's and the person's refused, the puppet's own counted", h.counts)
 	}
 }
+
+// A member may redact others' events in the portal only with the power
+// to, which the bot gives to a member whose puppet the chat makes a
+// moderator (XEP-0045 §5.1; mod_muc_moderation asks for that role), as
+// their puppet's own presence (status 110) says, once, and takes back
+// when the chat does.
+func TestModeratorPowerFollowsTheRole(t *testing.T) {
+	h := groupHarness(t, alice)
+	self := func(role string) *XMPPPresence {
+		nick := puppetNickOf(t, h, aliceFrom)
+		return &XMPPPresence{From: jid.MustParse(lounge + "/" + nick), To: jid.MustParse(alicePup), MUC: &MUCPresence{Statuses: []int{110}, Role: role}}
+	}
+	h.feed(t, self("moderator"), self("moderator"), self("participant"), self("participant"))
+	want := []string{string(loungeRoom) + " " + string(alice) + " true", string(loungeRoom) + " " + string(alice) + " false"}
+	if !slices.Equal(h.matrix.moderators, want) {
+		t.Errorf("powers set %q, want %q", h.matrix.moderators, want)
+	}
+}

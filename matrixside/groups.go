@@ -131,6 +131,28 @@ func forbidden(err error) bool {
 	return errors.As(err, &httpErr) && httpErr.RespError != nil && httpErr.RespError.ErrCode == mautrix.MForbidden.ErrCode
 }
 
+// SetModerator implements mapping.MatrixSide: the bot gives user the
+// power room asks to redact others' events (on), or takes it back to the
+// room's default (off) unless someone gave user more than that.
+func (h *Homeserver) SetModerator(ctx context.Context, room id.RoomID, user id.UserID, on bool) error {
+	bot := h.AS.BotIntent()
+	var pl event.PowerLevelsEventContent
+	if err := bot.StateEvent(ctx, room, event.StatePowerLevels, "", &pl); err != nil {
+		return h.classify(ctx, err)
+	}
+	now, want := pl.GetUserLevel(user), pl.UsersDefault
+	switch {
+	case on && now < pl.Redact():
+		want = pl.Redact()
+	case !on && now == pl.Redact() && now > pl.UsersDefault:
+	default:
+		return nil
+	}
+	pl.SetUserLevel(user, want)
+	_, err := bot.SendStateEvent(ctx, room, event.StatePowerLevels, "", &pl)
+	return h.classify(ctx, err)
+}
+
 // Moderate implements mapping.MatrixSide: target redacted with reason by
 // sender (an occupant's ghost) where the room's power levels let it
 // redact others' events, else by the bot, which made the room. A ghost

@@ -27,7 +27,8 @@ type Prosody struct {
 	ComponentSecret string
 	// MUCDomain is Prosody's multi-user chat component (XEP-0045), with
 	// muc_mam so that the room stamps each message with its own XEP-0359
-	// stanza-id, which markers and relations in groups refer to.
+	// stanza-id, which markers and relations in groups refer to, and
+	// muc_moderation (XEP-0425 0.2).
 	MUCDomain     string // "conference.localhost"
 	C2SPort       int
 	ComponentPort int
@@ -287,7 +288,10 @@ func (p *Prosody) writeConfig() error {
 	w("\tmodules_enabled = { \"privilege\" }")
 	w("")
 	w("Component %s \"muc\"", luaString(p.MUCDomain))
-	w("\tmodules_enabled = { \"muc_mam\" }")
+	// XEP-0425 0.2 through the community mod_muc_moderation (Debian's
+	// prosody-modules), which finds a message by the stanza-id muc_mam
+	// archived it under.
+	w("\tmodules_enabled = { \"muc_mam\", \"muc_moderation\" }")
 
 	if err := os.WriteFile(p.ConfigPath, []byte(b.String()), 0o600); err != nil {
 		return fmt.Errorf("write prosody config: %w", err)
