@@ -110,6 +110,13 @@ type mucRoom struct {
 	heard, dropped map[id.UserID]time.Time
 	// occupants are the others, by nick.
 	occupants map[string]MemberID
+	// realJIDs are the others' real bare JIDs, by nick, where the room's
+	// presences to the listener give them (XEP-0045 §7.2.3, §7.2.4);
+	// nonAnonymous: the room shows them to every occupant (status 100 in
+	// a puppet's own presence, §7.2.3), anonymityKnown: the own presence
+	// of the latest join said whether (occupantKey).
+	realJIDs                     map[string]string
+	nonAnonymous, anonymityKnown bool
 	// subject is the room's subject as last seen (hasSubject: one was);
 	// subjectIDs the ids of the subjects puppets sent, awaiting the
 	// room's answer, with whose they are (roomstate.go).
@@ -141,7 +148,7 @@ func (g *groups) room(j jid.JID, portal id.RoomID) *mucRoom {
 	r := g.rooms[key]
 	if r == nil {
 		r = &mucRoom{jid: j.Bare(), portal: portal, nicks: map[id.UserID]string{}, joined: map[id.UserID]bool{}, heard: map[id.UserID]time.Time{}, dropped: map[id.UserID]time.Time{},
-			own: map[string]bool{}, moderators: map[id.UserID]bool{}, occupants: map[string]MemberID{}, subjectIDs: map[string]id.UserID{},
+			own: map[string]bool{}, moderators: map[id.UserID]bool{}, occupants: map[string]MemberID{}, realJIDs: map[string]string{}, subjectIDs: map[string]id.UserID{},
 			admitted: map[MemberID]bool{}, churn: roomChurn.full(now)}
 		g.rooms[key] = r
 	}
@@ -187,6 +194,30 @@ func (r *mucRoom) ownNick(nick string) bool {
 		}
 	}
 	return false
+}
+
+// occupantKey is what the occupant nick of the chat r is known by (the
+// key of their OccupantMember and ghost), and whether it stays theirs
+// when they change nick, from the most to the least trustworthy:
+//   - their XEP-0421 occupant-id, where the room gives one: stable
+//     across nick changes and visits, one per real bare JID, which no
+//     one else can take (§4, Business Rules);
+//   - else, in a non-anonymous room, their real bare JID, which the
+//     room shows every occupant (XEP-0045 §7.2.3): stable too, but
+//     never in a semi-anonymous room, where only moderators see it
+//     (§7.2.4), lest a puppet that is one show it to the whole portal;
+//   - else their nick, which a nick change leaves behind and anyone may
+//     take once they left.
+//
+// The caller holds g.mu.
+func (r *mucRoom) occupantKey(nick, occupantID string) (key string, stable bool) {
+	switch {
+	case occupantID != "":
+		return occupantID, true
+	case r.nonAnonymous && r.realJIDs[nick] != "":
+		return r.realJIDs[nick], true
+	}
+	return nick, false
 }
 
 // groupArgs is the payload of the jobs of a group portal.
@@ -435,6 +466,7 @@ func (g *groups) joinMUC(ctx context.Context, args groupArgs) error {
 	g.mu.Lock()
 	r := g.room(muc, args.Room)
 	r.nicks[args.MXID] = nick
+	r.anonymityKnown = false // its own presence tells again (occupantKey)
 	g.mu.Unlock()
 	join := &OutPresence{From: from, To: to, JoinMUC: true, MUCPassword: asked.Password, Caps: true}
 	if args.Rejoin {
@@ -597,15 +629,24 @@ func (g *groups) presenceFromMUC(ctx context.Context, log zerolog.Logger, r *muc
 			if p.MUC != nil && p.MUC.OccupantID != "" {
 				r.own[p.MUC.OccupantID] = true
 			}
+			waiting := r.learnAnonymity(p.MUC)
 			var jobs []*Job
 			for _, job := range []*Job{g.moderatorJob(r, mxid, p.MUC), g.state.nameOnce(r, groupArgs{Room: r.portal, MUC: r.jid.String(), MXID: mxid})} {
 				if job != nil {
 					jobs = append(jobs, job)
 				}
 			}
-			if len(jobs) > 0 {
+			if len(jobs) > 0 || len(waiting) > 0 {
 				g.mu.Unlock()
 				g.count("muc_presence", "self")
+				for nick, member := range waiting {
+					if err := g.admit(ctx, r, nick, member); err != nil {
+						return err
+					}
+				}
+				if len(jobs) == 0 {
+					return nil
+				}
 				return g.queueStored(ctx, jobs...)
 			}
 		}
@@ -629,10 +670,19 @@ func (g *groups) presenceFromMUC(ctx context.Context, log zerolog.Logger, r *muc
 		g.count("muc_presence", ReasonOwnReflection)
 		return nil
 	}
-	key := nick
-	if p.MUC != nil && p.MUC.OccupantID != "" {
-		key = p.MUC.OccupantID
+	if p.MUC == nil {
+		p.MUC = &MUCPresence{}
 	}
+	g.mu.Lock()
+	if p.Type != PresenceUnavailable && p.MUC.RealJID.Domainpart() != "" && (r.realJIDs[nick] != "" || len(r.realJIDs) < maxOccupants) {
+		r.realJIDs[nick] = p.MUC.RealJID.Bare().String()
+	}
+	key, stable := r.occupantKey(nick, p.MUC.OccupantID)
+	// §7.2.3: a join receives the others' presences first and its own,
+	// which says whether the room is non-anonymous, last; an occupant
+	// who could be known by real JID waits for it (learnAnonymity).
+	waits := !stable && !r.anonymityKnown && r.realJIDs[nick] != ""
+	g.mu.Unlock()
 	member := OccupantMember(r.jid, key)
 	if _, err := g.cfg.Identities.OccupantGhost(r.jid, key); err != nil {
 		log.Debug().Err(err).Msg("Ignored an occupant the bridge cannot name")
@@ -640,17 +690,42 @@ func (g *groups) presenceFromMUC(ctx context.Context, log zerolog.Logger, r *muc
 		return nil
 	}
 	if p.Type == PresenceUnavailable {
-		if p.MUC == nil {
-			p.MUC = &MUCPresence{}
-		}
 		return g.state.occupantLeft(ctx, r, nick, p)
 	}
+	if waits {
+		g.count("muc_presence", "waiting")
+		return nil
+	}
+	return g.admit(ctx, r, nick, member)
+}
+
+// admit makes the occupant nick of the chat r, known as member, a member
+// of the portal, their ghost named after the nick in the room, if new.
+func (g *groups) admit(ctx context.Context, r *mucRoom, nick string, member MemberID) error {
 	if isNew, err := g.occupant(ctx, r, nick, member); err != nil || !isNew {
 		return err
 	}
-	// A new occupant: their ghost, named after their nick, in the room.
 	g.count("muc_presence", "occupant")
 	return g.queueStored(ctx, groupJob(JobGroupGhost, r.portal, 0, groupArgs{Room: r.portal, MUC: r.jid.String(), Nick: nick, Member: member}))
+}
+
+// learnAnonymity takes x, the own presence of a puppet's join: whether
+// the room is non-anonymous (status 100, XEP-0045 §7.2.3), and the
+// occupants who waited to know it, by nick, with their members now. The
+// caller holds g.mu.
+func (r *mucRoom) learnAnonymity(x *MUCPresence) map[string]MemberID {
+	if r.anonymityKnown {
+		return nil
+	}
+	r.anonymityKnown, r.nonAnonymous = true, x.Has(100)
+	waiting := map[string]MemberID{}
+	for nick := range r.realJIDs {
+		if _, seen := r.occupants[nick]; !seen {
+			key, _ := r.occupantKey(nick, "")
+			waiting[nick] = OccupantMember(r.jid, key)
+		}
+	}
+	return waiting
 }
 
 // occupant notes that nick in the chat r is member, a member of the
@@ -820,10 +895,9 @@ func (g *groups) messageFromMUC(ctx context.Context, log zerolog.Logger, mxid id
 	case own:
 		return g.reflection(ctx, log, r, m)
 	}
-	key := nick
-	if m.OccupantID != "" {
-		key = m.OccupantID
-	}
+	g.mu.Lock()
+	key, _ := r.occupantKey(nick, m.OccupantID)
+	g.mu.Unlock()
 	member := OccupantMember(r.jid, key)
 	if _, err := g.occupant(ctx, r, nick, member); err != nil {
 		return err

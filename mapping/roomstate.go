@@ -282,9 +282,9 @@ func conditionOf(e *StanzaError) string {
 // occupantLeft takes an occupant's unavailable presence (the listener's
 // copy; only of an occupant seen in this run, so that a room cannot make
 // the bridge leave ghosts it never brought). A nick change (§7.6, 303)
-// with an occupant-id (XEP-0421) keeps the ghost, renamed; without one
-// the occupant is known by nick, so the old ghost leaves and the new nick
-// comes as a new ghost (a new Matrix account, without the old one's read
+// of an occupant known by more than their nick (an occupant-id, a real
+// JID: occupantKey) keeps the ghost, renamed; one known by nick only
+// leaves the old ghost, and the new nick comes as a new ghost (a new Matrix account, without the old one's read
 // marks). Otherwise the occupant is gone: the ghost leaves the portal and
 // is no member of it any longer, and a kick (§9.1, 307) or ban (§9.2,
 // 301) is said in the portal with its reason.
@@ -294,15 +294,22 @@ func (g *chatState) occupantLeft(ctx context.Context, r *mucRoom, nick string, p
 	newNick := p.MUC.NewNick
 	renamed := p.MUC.Has(303) && newNick != "" && newNick != nick
 	allowed := seen && roomChurn.take(&r.churn, g.now(), 1)
-	keyed := renamed && p.MUC.OccupantID != ""
+	_, stable := r.occupantKey(nick, p.MUC.OccupantID)
+	keyed := renamed && stable
 	// Over budget, an occupant who left stays in (their ghost as it
-	// was), and one who changed nick with an occupant-id is followed all
-	// the same: their ghost is renamed when they next speak.
+	// was), and one who changed nick, known by more than it, is followed
+	// all the same: their ghost is renamed when they next speak.
 	if allowed || seen && keyed {
 		delete(r.occupants, nick)
 	}
 	if seen && keyed {
 		r.occupants[newNick] = member
+	}
+	if real := r.realJIDs[nick]; real != "" {
+		delete(r.realJIDs, nick)
+		if renamed {
+			r.realJIDs[newNick] = real
+		}
 	}
 	g.mu.Unlock()
 	if seen && !allowed {
