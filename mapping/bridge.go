@@ -101,7 +101,8 @@ type XMPPSide interface {
 	// Send sends the messages in order, all or (on an error) some of them.
 	Send(ctx context.Context, msgs ...*OutMessage) error
 	SendPresence(ctx context.Context, p *OutPresence) error
-	// FetchVCard asks to for its vCard (XEP-0054) as from; an error
+	// FetchVCard asks to (a person's bare JID, or an occupant's JID in a
+	// chat, room/nick) for its vCard (XEP-0054) as from; an error
 	// wrapping ErrPermanent if it has none for from.
 	FetchVCard(ctx context.Context, from, to jid.JID) (*VCard, error)
 	// FetchAvatar asks to's PEP service for the XEP-0084 avatar data item
@@ -233,6 +234,7 @@ func New(cfg Config, store Store, count Counter, log zerolog.Logger) *Bridge {
 	b.messages = &messages{core: c, bot: b.bot, people: b.people, relations: b.relations, receipts: b.receipts, groups: b.groups}
 	b.bot.messages = b.messages
 	b.people.groups = b.groups
+	b.groups.people = b.people
 	return b
 }
 

@@ -78,6 +78,7 @@ type groups struct {
 	receipts  *receipts
 	bot       *bot
 	relations *relations
+	people    *people    // the occupants' avatars (ghosts.go)
 	state     *chatState // roomstate.go
 
 	mu    sync.Mutex
@@ -117,6 +118,9 @@ type mucRoom struct {
 	// of the latest join said whether (occupantKey).
 	realJIDs                     map[string]string
 	nonAnonymous, anonymityKnown bool
+	// waiting are the occupants who wait for it, by nick, with the photo
+	// hash their presence carried (XEP-0153; nil: none said).
+	waiting map[string]*string
 	// subject is the room's subject as last seen (hasSubject: one was);
 	// subjectIDs the ids of the subjects puppets sent, awaiting the
 	// room's answer, with whose they are (roomstate.go).
@@ -148,7 +152,7 @@ func (g *groups) room(j jid.JID, portal id.RoomID) *mucRoom {
 	r := g.rooms[key]
 	if r == nil {
 		r = &mucRoom{jid: j.Bare(), portal: portal, nicks: map[id.UserID]string{}, joined: map[id.UserID]bool{}, heard: map[id.UserID]time.Time{}, dropped: map[id.UserID]time.Time{},
-			own: map[string]bool{}, moderators: map[id.UserID]bool{}, occupants: map[string]MemberID{}, realJIDs: map[string]string{}, subjectIDs: map[string]id.UserID{},
+			own: map[string]bool{}, moderators: map[id.UserID]bool{}, occupants: map[string]MemberID{}, realJIDs: map[string]string{}, waiting: map[string]*string{}, subjectIDs: map[string]id.UserID{},
 			admitted: map[MemberID]bool{}, churn: roomChurn.full(now)}
 		g.rooms[key] = r
 	}
@@ -636,11 +640,12 @@ func (g *groups) presenceFromMUC(ctx context.Context, log zerolog.Logger, r *muc
 					jobs = append(jobs, job)
 				}
 			}
+			listener := r.listener()
 			if len(jobs) > 0 || len(waiting) > 0 {
 				g.mu.Unlock()
 				g.count("muc_presence", "self")
-				for nick, member := range waiting {
-					if err := g.admit(ctx, r, nick, member); err != nil {
+				for _, o := range waiting {
+					if err := g.admit(ctx, log, r, listener, o.nick, o.member, o.photo); err != nil {
 						return err
 					}
 				}
@@ -677,6 +682,9 @@ func (g *groups) presenceFromMUC(ctx context.Context, log zerolog.Logger, r *muc
 	if p.Type != PresenceUnavailable && p.MUC.RealJID.Domainpart() != "" && (r.realJIDs[nick] != "" || len(r.realJIDs) < maxOccupants) {
 		r.realJIDs[nick] = p.MUC.RealJID.Bare().String()
 	}
+	if p.Type == PresenceUnavailable {
+		delete(r.waiting, nick)
+	}
 	key, stable := r.occupantKey(nick, p.MUC.OccupantID)
 	// §7.2.3: a join receives the others' presences first and its own,
 	// which says whether the room is non-anonymous, last; an occupant
@@ -693,38 +701,74 @@ func (g *groups) presenceFromMUC(ctx context.Context, log zerolog.Logger, r *muc
 		return g.state.occupantLeft(ctx, r, nick, p)
 	}
 	if waits {
+		g.mu.Lock()
+		r.waiting[nick] = p.Photo
+		g.mu.Unlock()
 		g.count("muc_presence", "waiting")
 		return nil
 	}
-	return g.admit(ctx, r, nick, member)
+	return g.admit(ctx, log, r, mxid, nick, member, p.Photo)
 }
 
 // admit makes the occupant nick of the chat r, known as member, a member
-// of the portal, their ghost named after the nick in the room, if new.
-func (g *groups) admit(ctx context.Context, r *mucRoom, nick string, member MemberID) error {
-	if isNew, err := g.occupant(ctx, r, nick, member); err != nil || !isNew {
+// of the portal, their ghost named after the nick in the room, if new;
+// photo, the XEP-0153 hash their presence to mxid's puppet carried (nil:
+// it said nothing of one), their ghost's avatar.
+func (g *groups) admit(ctx context.Context, log zerolog.Logger, r *mucRoom, mxid id.UserID, nick string, member MemberID, photo *string) error {
+	isNew, err := g.occupant(ctx, r, nick, member)
+	if err != nil {
 		return err
 	}
-	g.count("muc_presence", "occupant")
-	return g.queueStored(ctx, groupJob(JobGroupGhost, r.portal, 0, groupArgs{Room: r.portal, MUC: r.jid.String(), Nick: nick, Member: member}))
+	var jobs []*Job
+	if isNew {
+		// A new occupant: their ghost, named after their nick, in the room.
+		g.count("muc_presence", "occupant")
+		jobs = append(jobs, groupJob(JobGroupGhost, r.portal, 0, groupArgs{Room: r.portal, MUC: r.jid.String(), Nick: nick, Member: member}))
+	}
+	g.mu.Lock()
+	in := r.occupants[nick] == member // not past maxOccupants
+	g.mu.Unlock()
+	if in && photo != nil {
+		// XEP-0153 §3.2: another photo than the ghost's is fetched.
+		job, err := g.people.occupantPhoto(ctx, log, mxid, r.jid, nick, member, *photo)
+		if err != nil {
+			return err
+		}
+		if job != nil {
+			jobs = append(jobs, job)
+		}
+	}
+	if len(jobs) == 0 {
+		return nil
+	}
+	return g.queueStored(ctx, jobs...)
+}
+
+// waiter is an occupant who waited to know whether the room is
+// non-anonymous (learnAnonymity): their nick, their member now, the
+// photo hash their presence carried.
+type waiter struct {
+	nick   string
+	member MemberID
+	photo  *string
 }
 
 // learnAnonymity takes x, the own presence of a puppet's join: whether
 // the room is non-anonymous (status 100, XEP-0045 §7.2.3), and the
-// occupants who waited to know it, by nick, with their members now. The
-// caller holds g.mu.
-func (r *mucRoom) learnAnonymity(x *MUCPresence) map[string]MemberID {
+// occupants who waited to know it. The caller holds g.mu.
+func (r *mucRoom) learnAnonymity(x *MUCPresence) []waiter {
 	if r.anonymityKnown {
 		return nil
 	}
 	r.anonymityKnown, r.nonAnonymous = true, x.Has(100)
-	waiting := map[string]MemberID{}
-	for nick := range r.realJIDs {
+	var waiting []waiter
+	for nick, photo := range r.waiting {
 		if _, seen := r.occupants[nick]; !seen {
 			key, _ := r.occupantKey(nick, "")
-			waiting[nick] = OccupantMember(r.jid, key)
+			waiting = append(waiting, waiter{nick, OccupantMember(r.jid, key), photo})
 		}
 	}
+	clear(r.waiting)
 	return waiting
 }
 
