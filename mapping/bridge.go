@@ -52,6 +52,12 @@ type MatrixSide interface {
 	React(ctx context.Context, room id.RoomID, sender id.UserID, target id.EventID, key, txnID string) (id.EventID, error)
 	// Redact removes target as sender (an m.room.redaction).
 	Redact(ctx context.Context, room id.RoomID, sender id.UserID, target id.EventID, txnID string) (id.EventID, error)
+	// SetModerator has the bot give user the power to redact others'
+	// events in room (on), or take it back (off), if it has to.
+	SetModerator(ctx context.Context, room id.RoomID, user id.UserID, on bool) error
+	// Moderate removes target, another's event, with reason: as sender if
+	// the room lets sender redact others' events, else as the bot.
+	Moderate(ctx context.Context, room id.RoomID, sender id.UserID, target id.EventID, reason, txnID string) (id.EventID, error)
 	// SendNotice posts an m.notice as sender, with html as its formatted
 	// body if not "".
 	SendNotice(ctx context.Context, room id.RoomID, sender id.UserID, body, html, txnID string) error
@@ -112,6 +118,11 @@ type XMPPSide interface {
 	// RoomName is the name the chat room gives itself (XEP-0045 §6.4),
 	// asked as from; "" if none.
 	RoomName(ctx context.Context, from, room jid.JID) (string, error)
+	// Moderate asks the chat room, as from (an occupant), to retract the
+	// message it stamped with the stanza-id sid, saying reason ("": none)
+	// (XEP-0425): nil once the room took it; an error answer wraps
+	// ErrPermanent and a *StanzaError.
+	Moderate(ctx context.Context, from, room jid.JID, sid, reason string) error
 }
 
 // Counter counts what the bridge refused or did, by what and why (a

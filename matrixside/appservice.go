@@ -699,8 +699,11 @@ func coreEvent(evt *event.Event) mapping.MatrixEvent {
 		// Before room version 11 the target is the event's "redacts",
 		// since then its content's.
 		out.Kind, out.Redacts = mapping.EventRedaction, evt.Redacts
-		if c := evt.Content.AsRedaction(); c != nil && c.Redacts != "" {
-			out.Redacts = c.Redacts
+		if c := evt.Content.AsRedaction(); c != nil {
+			if c.Redacts != "" {
+				out.Redacts = c.Redacts
+			}
+			out.Body = c.Reason
 		}
 	case event.EventEncrypted:
 		out.Kind = mapping.EventEncrypted

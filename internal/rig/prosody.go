@@ -27,8 +27,14 @@ type Prosody struct {
 	ComponentSecret string
 	// MUCDomain is Prosody's multi-user chat component (XEP-0045), with
 	// muc_mam so that the room stamps each message with its own XEP-0359
-	// stanza-id, which markers and relations in groups refer to.
-	MUCDomain     string // "conference.localhost"
+	// stanza-id, which markers and relations in groups refer to, and
+	// muc_moderation (XEP-0425 0.2).
+	MUCDomain string // "conference.localhost"
+	// MUCNoIDDomain is a second multi-user chat component, whose rooms
+	// give no XEP-0421 occupant-id (muc_occupant_id = false), as rooms of
+	// servers without it: there an occupant is their real JID or their
+	// nick.
+	MUCNoIDDomain string // "noid.conference.localhost"
 	C2SPort       int
 	ComponentPort int
 	HTTPPort      int // reserved for HTTP modules; none is loaded by default
@@ -86,6 +92,7 @@ func StartProsodyWith(ctx context.Context, dir string, logw io.Writer, opts Pros
 		Domain:          "localhost",
 		ComponentDomain: "matrix.localhost",
 		MUCDomain:       "conference.localhost",
+		MUCNoIDDomain:   "noid.conference.localhost",
 		ComponentSecret: opts.ComponentSecret,
 		opts:            opts,
 		logw:            logw,
@@ -287,7 +294,14 @@ func (p *Prosody) writeConfig() error {
 	w("\tmodules_enabled = { \"privilege\" }")
 	w("")
 	w("Component %s \"muc\"", luaString(p.MUCDomain))
+	// XEP-0425 0.2 through the community mod_muc_moderation (Debian's
+	// prosody-modules), which finds a message by the stanza-id muc_mam
+	// archived it under.
+	w("\tmodules_enabled = { \"muc_mam\", \"muc_moderation\" }")
+	w("")
+	w("Component %s \"muc\"", luaString(p.MUCNoIDDomain))
 	w("\tmodules_enabled = { \"muc_mam\" }")
+	w("\tmuc_occupant_id = false")
 
 	if err := os.WriteFile(p.ConfigPath, []byte(b.String()), 0o600); err != nil {
 		return fmt.Errorf("write prosody config: %w", err)
