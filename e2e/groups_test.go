@@ -22,9 +22,15 @@ import (
 )
 
 // A group portal against Prosody's multi-user chat (XEP-0045) and
-// Dendrite: Beatrice and Claudio are occupants of a room; Alice tells the
-// bot `join`, accepts the invite, and her puppet joins the room. Then,
-// both ways:
+// Dendrite: groupPortal, on the rig's Prosody.
+func TestGroupPortal(t *testing.T) {
+	groupPortal(t, w, "messina@"+w.Prosody.MUCDomain)
+}
+
+// groupPortal runs the life of a group portal in w, on w's XMPP server
+// (Prosody's or ejabberd's multi-user chat, XEP-0045): Beatrice and
+// Claudio are occupants of the chat muc; Alice tells the bot `join`,
+// accepts the invite, and her puppet joins the chat. Then, both ways:
 //   - Beatrice's markable message reaches the room as her ghost's;
 //   - Alice's m.read on it becomes one XEP-0333 <displayed/> from her
 //     puppet to the room naming the room's stanza-id (XEP-0333 §3,
@@ -38,16 +44,19 @@ import (
 //   - killed (SIGKILL) and started again, the bridge is back in the room,
 //     and what Beatrice said meanwhile reaches Matrix (history since);
 //   - Alice leaves the room, and her puppet the chat.
-func TestGroupPortal(t *testing.T) {
+//
+// w's accounts beatrice and claudio are the occupants; w is a parameter
+// (the package's world, or another's) so that the same steps run on
+// either server.
+func groupPortal(t *testing.T, w *world, muc string) {
 	ctx := context.Background()
 	alice := w.alice
-	muc := "messina@" + w.Prosody.MUCDomain
 	send := func(c *peers.XMPPClient, stanza string) { t.Helper(); sendRaw(t, c, stanza) }
 	beatrice := w.xmppUser(t, "beatrice", "group")
 	claudio := w.xmppUser(t, "claudio", "group")
 	joinMUC(t, beatrice, muc, "Beatrice")
 	joinMUC(t, claudio, muc, "Claudio")
-	portal := aliceJoinsGroup(t, muc)
+	portal := w.aliceJoinsGroup(t, muc)
 	// Her puppet joins the room: the occupants see it come.
 	aliceNick := puppetNick(t, beatrice, muc, "Beatrice", "Claudio")
 	t.Logf("Alice's puppet is in the chat as %q", aliceNick)
@@ -139,7 +148,7 @@ func TestGroupPortal(t *testing.T) {
 
 	// Killed and started again, the bridge has the puppet back in the
 	// chat by itself, and what the room says reaches Matrix again.
-	killBridge(t, beatrice)
+	w.killBridge(t, beatrice)
 	// Said while the bridge is down: its rejoin asks the room for what
 	// was said since its newest message (XEP-0045 §7.2.15, "since").
 	send(beatrice, `<message type='groupchat' to='`+muc+`' id='b-down'><body>Is it possible disdain should die?</body></message>`)
@@ -190,7 +199,7 @@ func sendRaw(t *testing.T, c *peers.XMPPClient, stanza string) {
 // routes to the component goes into the dead connection, and is neither
 // delivered nor bounced. The bridge is started again when the test ends
 // if the test did not, so that a failure leaves the next tests a bridge.
-func killBridge(t *testing.T, c *peers.XMPPClient) {
+func (w *world) killBridge(t *testing.T, c *peers.XMPPClient) {
 	t.Helper()
 	ctx := context.Background()
 	w.Bridge.Kill()
@@ -242,7 +251,7 @@ func joinMUC(t *testing.T, c *peers.XMPPClient, muc, nick string) {
 // aliceJoinsGroup has Alice tell the bot `join muc` (and more, the nick
 // and password) in a room of her own with it, and join the room it
 // invites her to, the chat's portal.
-func aliceJoinsGroup(t *testing.T, muc string, more ...string) id.RoomID {
+func (w *world) aliceJoinsGroup(t *testing.T, muc string, more ...string) id.RoomID {
 	t.Helper()
 	room, err := w.alice.JoinGroup(context.Background(), wait, w.IDs.Bot(), muc, more...)
 	if err != nil {
@@ -287,7 +296,7 @@ func TestProfanityInAGroup(t *testing.T) {
 	if _, err := dogberry.Wait(ctx, wait, func(s *peers.Stanza) bool { return s.Name == "presence" && s.From == muc+"/Verges" }); err != nil {
 		t.Fatalf("profanity did not join the chat: %v", err)
 	}
-	portal := aliceJoinsGroup(t, muc)
+	portal := w.aliceJoinsGroup(t, muc)
 	aliceNick := puppetNick(t, dogberry, muc, "Dogberry", "Verges")
 	if _, err := alice.SendText(ctx, portal, "Are you good men and true?"); err != nil {
 		t.Fatal(err)
@@ -501,7 +510,7 @@ func aliceInAChat(t *testing.T, room, user string) (string, id.RoomID, *peers.XM
 	nick := strings.ToUpper(user[:1]) + user[1:]
 	c := w.xmppUser(t, user, "group")
 	joinMUC(t, c, muc, nick)
-	portal := aliceJoinsGroup(t, muc)
+	portal := w.aliceJoinsGroup(t, muc)
 	return muc, portal, c, puppetNick(t, c, muc, nick)
 }
 
@@ -567,7 +576,7 @@ func TestGroupRelations(t *testing.T) {
 	if res, err := beatrice.Wait(ctx, wait, func(s *peers.Stanza) bool { return s.Name == "iq" && s.ID == "name" }); err != nil || res.Type != "result" {
 		t.Fatalf("naming the room: %v %v", res, err)
 	}
-	portal := aliceJoinsGroup(t, muc)
+	portal := w.aliceJoinsGroup(t, muc)
 	if _, err := alice.Wait(ctx, wait, func(e *event.Event) bool {
 		return e.RoomID == portal && e.Type == event.StateRoomName && e.Content.AsRoomName().Name == "Much Ado"
 	}); err != nil {
@@ -714,7 +723,7 @@ func TestGroupRoomState(t *testing.T) {
 		t.Fatalf("the room did not take Macbeth's subject: %v", err)
 	}
 	joinMUC(t, banquo, muc, "Banquo")
-	portal := aliceJoinsGroup(t, muc)
+	portal := w.aliceJoinsGroup(t, muc)
 	aliceNick := puppetNick(t, macbeth, muc, "Macbeth", "Banquo")
 	isTopic := func(topic string) func(*event.Event) bool {
 		return func(e *event.Event) bool {
@@ -938,7 +947,7 @@ func TestGroupJoinWithNickAndPassword(t *testing.T) {
 		t.Fatalf("the room let Hero in without its password: %v", err)
 	}
 
-	portal := aliceJoinsGroup(t, muc, "Margaret", "cauldronburn")
+	portal := w.aliceJoinsGroup(t, muc, "Margaret", "cauldronburn")
 	if _, err := benedick.Wait(ctx, wait, func(s *peers.Stanza) bool {
 		return s.Name == "presence" && s.From == muc+"/Margaret" && s.Type == ""
 	}); err != nil {
@@ -962,7 +971,7 @@ func TestGroupJoinWithNickAndPassword(t *testing.T) {
 	isMargaret := func(typ string) func(s *peers.Stanza) bool {
 		return func(s *peers.Stanza) bool { return s.Name == "presence" && s.From == muc+"/Margaret" && s.Type == typ }
 	}
-	killBridge(t, benedick)
+	w.killBridge(t, benedick)
 	if err := benedick.SendRaw(ctx, `<message type='groupchat' to='`+muc+`' id='ben-down'><body>The lady is disdainful</body></message>`); err != nil {
 		t.Fatal(err)
 	}

@@ -40,7 +40,7 @@ func TestGroupModeration(t *testing.T) {
 	banquo := w.xmppUser(t, "banquo", "moderation")
 	joinMUC(t, macbeth, muc, "Macbeth")
 	joinMUC(t, banquo, muc, "Banquo")
-	portal := aliceJoinsGroup(t, muc)
+	portal := w.aliceJoinsGroup(t, muc)
 	aliceNick := puppetNick(t, banquo, muc, "Macbeth", "Banquo")
 	fromRoom := func(what string, c *peers.XMPPClient, match func(s *peers.Stanza) bool) *peers.Stanza {
 		t.Helper()

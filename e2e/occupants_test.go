@@ -49,7 +49,7 @@ func TestGroupOccupantByRealJID(t *testing.T) {
 		!s.Has(`jid="romeo@localhost/`) || s.Has("urn:xmpp:occupant-id:0") {
 		t.Fatalf("Romeo's presence to Tybalt: want his real JID and no occupant-id: %v %v", s, err)
 	}
-	portal := aliceJoinsGroup(t, muc)
+	portal := w.aliceJoinsGroup(t, muc)
 	puppetNick(t, romeo, muc, "Romeo", "Tybalt")
 	ghostOf := func(bare string) id.UserID {
 		g, err := w.IDs.OccupantGhost(jid.MustParse(muc), bare)

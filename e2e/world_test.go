@@ -19,44 +19,69 @@ import (
 type world struct {
 	*peers.World
 	alice *peers.MatrixUser
+	stop  func()
 }
 
 var w *world
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "xmppbridge-e2e-")
-	if err != nil {
-		panic(err)
-	}
-	logPath := filepath.Join(dir, "servers.log")
-	logFile, err := os.Create(logPath)
-	if err != nil {
-		panic(err)
-	}
 	code := 1
-	pw, err := peers.StartWorld(context.Background(), dir, peers.WorldOptions{XMPPUsers: []string{"juliet", "romeo", "tybalt", "mercutio", "benvolio", "paris", "nurse", "balthasar", "friar", "rosaline", "sampson", "gregory", "abram", "peter", "montague", "escalus", "lawrence", "potpan", "benedick", "hero", "claudio", "beatrice", "verges", "dogberry", "seacoal", "macbeth", "banquo", "ursula", "antonio", "borachio", "conrade"}}, logFile)
+	ww, logPath, err := startWorld(peers.WorldOptions{XMPPUsers: []string{"juliet", "romeo", "tybalt", "mercutio", "benvolio", "paris", "nurse", "balthasar", "friar", "rosaline", "sampson", "gregory", "abram", "peter", "montague", "escalus", "lawrence", "potpan", "benedick", "hero", "claudio", "beatrice", "verges", "dogberry", "seacoal", "macbeth", "banquo", "ursula", "antonio", "borachio", "conrade"}})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "e2e: setting up Prosody, Dendrite and the bridge:", err)
 	} else {
-		w = &world{World: pw, alice: pw.Alice}
+		w = ww
 		code = m.Run()
-		pw.Stop()
+		w.Stop()
 	}
-	logFile.Close()
-	if code != 0 {
-		fmt.Fprintf(os.Stderr, "e2e: logs of Prosody, Dendrite and the bridge are in %s\n", logPath)
-		if os.Getenv("CI") != "" {
-			if data, err := os.ReadFile(logPath); err == nil {
-				if len(data) > 60000 {
-					data = data[len(data)-60000:]
-				}
-				fmt.Fprintf(os.Stderr, "---- last lines of %s ----\n%s\n", logPath, data)
-			}
-		}
-	} else {
-		os.RemoveAll(dir)
+	if msg := keepLogs(logPath, code != 0); msg != "" {
+		fmt.Fprint(os.Stderr, msg)
 	}
 	os.Exit(code)
+}
+
+// startWorld starts a world (an XMPP server, Dendrite, the bridge, Alice)
+// in a new directory, its servers' and the bridge's output in logPath.
+func startWorld(opts peers.WorldOptions) (ww *world, logPath string, err error) {
+	dir, err := os.MkdirTemp("", "xmppbridge-e2e-")
+	if err != nil {
+		return nil, "", err
+	}
+	logPath = filepath.Join(dir, "servers.log")
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		return nil, logPath, err
+	}
+	pw, err := peers.StartWorld(context.Background(), dir, opts, logFile)
+	if err != nil {
+		logFile.Close()
+		return nil, logPath, err
+	}
+	// The log file is closed once the world stops: wrap Stop.
+	return &world{World: pw, alice: pw.Alice, stop: func() { pw.Stop(); logFile.Close() }}, logPath, nil
+}
+
+// Stop stops what the world started.
+func (w *world) Stop() { w.stop() }
+
+// keepLogs removes the world's directory after a success; after a failure
+// it keeps it, and is what to tell: where the logs are, and in CI their
+// last lines.
+func keepLogs(logPath string, failed bool) string {
+	if !failed {
+		os.RemoveAll(filepath.Dir(logPath))
+		return ""
+	}
+	msg := fmt.Sprintf("e2e: logs of the servers and the bridge are in %s\n", logPath)
+	if os.Getenv("CI") != "" {
+		if data, err := os.ReadFile(logPath); err == nil {
+			if len(data) > 60000 {
+				data = data[len(data)-60000:]
+			}
+			msg += fmt.Sprintf("---- last lines of %s ----\n%s\n", logPath, data)
+		}
+	}
+	return msg
 }
 
 // xmppUser logs an XMPP person in for the length of the test.

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the end-to-end tests and the demo run against (internal/rig):
 #   - Prosody, from Debian;
+#   - ejabberd, from Debian (23.01 on bookworm), for the group tests on its
+#     multi-user chat; the rig runs its own, never the system service;
 #   - slixmpp (python3-slixmpp), from Debian, a real client for the e2e tests;
 #   - profanity, mcabber and tmux, from Debian, terminal clients the e2e
 #     tests drive;
@@ -53,6 +55,25 @@ else
 	say "prosody-modules: installing from apt (mod_privilege)"
 	as_root apt-get update
 	as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y prosody-modules
+fi
+
+# --- ejabberd -----------------------------------------------------------------
+# The group portals' tests run on ejabberd's mod_muc as well as on
+# Prosody's (internal/rig/ejabberd.go starts a private node in the
+# foreground, from the Erlang applications the package installs).
+if ls /usr/lib/*/ejabberd-*/ebin/ejabberd.app >/dev/null 2>&1 && command -v erl >/dev/null 2>&1; then
+	say "ejabberd: already installed ($(dpkg-query -W -f='${Version}' ejabberd 2>/dev/null || echo 'version unknown'))"
+else
+	say "ejabberd: installing from apt"
+	as_root apt-get update
+	as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y ejabberd
+	# The package starts a system-wide ejabberd on the default ports (5222,
+	# 5269, 5280, 5443, ...). The rig's servers take free ports of their
+	# own, never those, but a server nobody asked for should not keep
+	# running or come back at the next boot: stop and disable it.
+	say "ejabberd: stopping and disabling the system service the package started (the rig runs its own)"
+	as_root systemctl disable --now ejabberd >/dev/null 2>&1 || true
+	as_root service ejabberd stop >/dev/null 2>&1 || true
 fi
 
 # --- slixmpp ----------------------------------------------------------------

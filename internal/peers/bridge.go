@@ -18,7 +18,7 @@ type BridgeSettings struct {
 	HomeserverURL    string // Dendrite's client API
 	HomeserverDomain string // "localhost"
 	ASPort           int    // where the bridge listens for the homeserver
-	XMPPAddress      string // Prosody's component port
+	XMPPAddress      string // the XMPP server's component port
 	XMPPDomain       string // the component's domain
 	XMPPSecret       string
 	DatabaseType     string // "" for SQLite next to the config

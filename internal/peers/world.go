@@ -18,11 +18,14 @@ import (
 // Password is the password of every test user.
 const Password = "pass-word-1"
 
-// World is a whole installation on loopback: Prosody, Dendrite, the bridge
-// between them, XMPP accounts and a Matrix user Alice. The end-to-end tests
-// and the demo both stand on it.
+// World is a whole installation on loopback: an XMPP server (Prosody, or
+// ejabberd), Dendrite, the bridge between them, XMPP accounts and a Matrix
+// user Alice. The end-to-end tests and the demo both stand on it.
 type World struct {
-	Dir      string
+	Dir string
+	// Server is the XMPP server, Prosody or ejabberd; Prosody is it when
+	// it is Prosody, for what only Prosody's tests use.
+	Server   rig.XMPPServer
 	Prosody  *rig.Prosody
 	Dendrite *rig.Dendrite
 	Bridge   *BridgeProcess
@@ -35,7 +38,9 @@ type World struct {
 
 // WorldOptions tune a World.
 type WorldOptions struct {
-	XMPPUsers   []string // registered on Prosody with Password
+	// Ejabberd runs the world on ejabberd instead of Prosody.
+	Ejabberd    bool
+	XMPPUsers   []string // registered on the XMPP server with Password
 	BridgeExtra string   // YAML appended to the bridge config
 	LogLevel    string
 }
@@ -52,9 +57,6 @@ func StartWorld(ctx context.Context, dir string, opts WorldOptions, logs io.Writ
 }
 
 func (w *World) start(ctx context.Context, opts WorldOptions) error {
-	if err := rig.ProsodyAvailable(); err != nil {
-		return err
-	}
 	if err := rig.DendriteAvailable(); err != nil {
 		return err
 	}
@@ -64,14 +66,24 @@ func (w *World) start(ctx context.Context, opts WorldOptions) error {
 		return d
 	}
 	var err error
-	if w.Prosody, err = rig.StartProsody(ctx, sub("prosody"), Prefixed(w.Logs, "prosody")); err != nil {
-		return err
+	if opts.Ejabberd {
+		var e *rig.Ejabberd
+		if e, err = rig.StartEjabberd(ctx, sub("ejabberd"), Prefixed(w.Logs, "ejabberd")); err != nil {
+			return err
+		}
+		w.Server = e
+	} else {
+		if w.Prosody, err = rig.StartProsody(ctx, sub("prosody"), Prefixed(w.Logs, "prosody")); err != nil {
+			return err
+		}
+		w.Server = w.Prosody
 	}
 	for _, u := range opts.XMPPUsers {
-		if err := w.Prosody.Register(u, Password); err != nil {
+		if err := w.Server.Register(u, Password); err != nil {
 			return err
 		}
 	}
+	xmpp := w.Server.Host()
 	dendritePort, err := rig.FreePort()
 	if err != nil {
 		return err
@@ -93,9 +105,9 @@ func (w *World) start(ctx context.Context, opts WorldOptions) error {
 		HomeserverURL:    fmt.Sprintf("http://127.0.0.1:%d", dendritePort),
 		HomeserverDomain: "localhost",
 		ASPort:           asPort,
-		XMPPAddress:      w.Prosody.ComponentAddr(),
-		XMPPDomain:       w.Prosody.ComponentDomain,
-		XMPPSecret:       w.Prosody.ComponentSecret,
+		XMPPAddress:      xmpp.ComponentAddr(),
+		XMPPDomain:       xmpp.ComponentDomain,
+		XMPPSecret:       xmpp.ComponentSecret,
 		LogLevel:         opts.LogLevel,
 		Extra:            "metrics:\n    enabled: true\n    listen: " + w.MetricsAddr + "\n" + opts.BridgeExtra,
 	}, Prefixed(w.Logs, "bridge"))
@@ -109,7 +121,7 @@ func (w *World) start(ctx context.Context, opts WorldOptions) error {
 	if err := w.Bridge.Start(ctx); err != nil {
 		return err
 	}
-	w.IDs = mapping.Identities{HomeserverDomain: "localhost", ComponentDomain: w.Prosody.ComponentDomain, BotLocalpart: "xmppbridge"}
+	w.IDs = mapping.Identities{HomeserverDomain: "localhost", ComponentDomain: xmpp.ComponentDomain, BotLocalpart: "xmppbridge"}
 	cli, err := w.Dendrite.RegisterUser(ctx, "alice", Password)
 	if err != nil {
 		return err
@@ -129,15 +141,16 @@ func (w *World) Stop() {
 	if w.Dendrite != nil {
 		_ = w.Dendrite.Close()
 	}
-	if w.Prosody != nil {
-		_ = w.Prosody.Close()
+	if w.Server != nil {
+		_ = w.Server.Close()
 	}
 }
 
 // XMPP logs user in with resource and sends initial presence, so that the
 // server routes bare-JID messages to this client.
 func (w *World) XMPP(ctx context.Context, user, resource string) (*XMPPClient, error) {
-	c, err := DialXMPP(ctx, w.Prosody.Addr(), user, w.Prosody.Domain, resource, Password)
+	h := w.Server.Host()
+	c, err := DialXMPP(ctx, h.Addr(), user, h.Domain, resource, Password)
 	if err != nil {
 		return nil, err
 	}

@@ -2,14 +2,11 @@ package rig
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 )
@@ -19,25 +16,20 @@ import (
 // for the bridge, plaintext c2s with PLAIN allowed, no s2s, every listener on
 // 127.0.0.1 and on ports chosen here, never Prosody's defaults.
 type Prosody struct {
-	Dir             string // data, pidfile, log and config live here
-	ConfigPath      string // Dir/prosody.cfg.lua
-	LogPath         string // Dir/prosody.log
-	Domain          string // "localhost"
-	ComponentDomain string // "matrix.localhost"
-	ComponentSecret string
-	// MUCDomain is Prosody's multi-user chat component (XEP-0045), with
-	// muc_mam so that the room stamps each message with its own XEP-0359
-	// stanza-id, which markers and relations in groups refer to, and
-	// muc_moderation (XEP-0425 0.2).
-	MUCDomain string // "conference.localhost"
+	Dir        string // data, pidfile, log and config live here
+	ConfigPath string // Dir/prosody.cfg.lua
+	LogPath    string // Dir/prosody.log
+	// XMPPHost: Domain "localhost", ComponentDomain "matrix.localhost",
+	// MUCDomain "conference.localhost" (Prosody's multi-user chat
+	// component, with muc_mam for the rooms' stanza-ids and
+	// muc_moderation, XEP-0425 0.2).
+	XMPPHost
 	// MUCNoIDDomain is a second multi-user chat component, whose rooms
 	// give no XEP-0421 occupant-id (muc_occupant_id = false), as rooms of
 	// servers without it: there an occupant is their real JID or their
 	// nick.
 	MUCNoIDDomain string // "noid.conference.localhost"
-	C2SPort       int
-	ComponentPort int
-	HTTPPort      int // reserved for HTTP modules; none is loaded by default
+	HTTPPort      int    // reserved for HTTP modules; none is loaded by default
 
 	opts ProsodyOptions
 	logw io.Writer
@@ -86,20 +78,14 @@ func StartProsodyWith(ctx context.Context, dir string, logw io.Writer, opts Pros
 		return nil, err
 	}
 	p := &Prosody{
-		Dir:             dir,
-		ConfigPath:      filepath.Join(dir, "prosody.cfg.lua"),
-		LogPath:         filepath.Join(dir, "prosody.log"),
-		Domain:          "localhost",
-		ComponentDomain: "matrix.localhost",
-		MUCDomain:       "conference.localhost",
-		MUCNoIDDomain:   "noid.conference.localhost",
-		ComponentSecret: opts.ComponentSecret,
-		opts:            opts,
-		logw:            logw,
-		server:          server{name: "prosody", dir: dir, ownDir: owned, grace: prosodyStopGrace},
-	}
-	if p.ComponentSecret == "" {
-		p.ComponentSecret = randomToken()
+		Dir:           dir,
+		ConfigPath:    filepath.Join(dir, "prosody.cfg.lua"),
+		LogPath:       filepath.Join(dir, "prosody.log"),
+		XMPPHost:      defaultHost("Prosody", opts.ComponentSecret),
+		MUCNoIDDomain: "noid.conference.localhost",
+		opts:          opts,
+		logw:          logw,
+		server:        server{name: "prosody", dir: dir, ownDir: owned, grace: prosodyStopGrace},
 	}
 	for _, sub := range []string{"data", "certs"} {
 		if err := os.MkdirAll(filepath.Join(dir, sub), 0o755); err != nil {
@@ -107,52 +93,10 @@ func StartProsodyWith(ctx context.Context, dir string, logw io.Writer, opts Pros
 			return nil, fmt.Errorf("create prosody %s dir: %w", sub, err)
 		}
 	}
-	for attempt := 1; ; attempt++ {
-		if err := p.pickPorts(); err != nil {
-			p.cleanupDir()
-			return nil, err
-		}
-		if err := p.writeConfig(); err != nil {
-			p.cleanupDir()
-			return nil, err
-		}
-		err := p.start(ctx)
-		if err == nil {
-			return p, nil
-		}
-		if !errors.Is(err, errPortTaken) || attempt == startAttempts {
-			p.cleanupDir()
-			return nil, err
-		}
+	if err := p.startOnFreePorts(ctx, []*int{&p.C2SPort, &p.ComponentPort, &p.HTTPPort}, p.writeConfig, p.start); err != nil {
+		return nil, err
 	}
-}
-
-var errPortTaken = errors.New("port already in use")
-
-func (p *Prosody) pickPorts() error {
-	for _, port := range []*int{&p.C2SPort, &p.ComponentPort, &p.HTTPPort} {
-		n, err := FreePort()
-		if err != nil {
-			return err
-		}
-		*port = n
-	}
-	return nil
-}
-
-// Addr is the c2s address, host:port.
-func (p *Prosody) Addr() string {
-	return net.JoinHostPort("127.0.0.1", strconv.Itoa(p.C2SPort))
-}
-
-// ComponentAddr is the XEP-0114 component address, host:port.
-func (p *Prosody) ComponentAddr() string {
-	return net.JoinHostPort("127.0.0.1", strconv.Itoa(p.ComponentPort))
-}
-
-// JID is user's bare JID on Domain.
-func (p *Prosody) JID(user string) string {
-	return user + "@" + p.Domain
+	return p, nil
 }
 
 // Register creates (or resets the password of) an account on Domain with
@@ -187,27 +131,9 @@ func (p *Prosody) start(ctx context.Context) error {
 		return err
 	}
 
-	ctx, cancel := withDefaultTimeout(ctx, prosodyStartTimeout)
-	defer cancel()
-	tick := time.NewTicker(pollInterval)
-	defer tick.Stop()
-	for {
-		switch {
-		case out.saw(portFailed):
-			proc.stop(prosodyStopGrace)
-			return fmt.Errorf("prosody: %w; last output:\n%s", errPortTaken, out.tail())
-		case proc.exited():
-			return proc.exitError()
-		case out.saw(c2sUp) && out.saw(compUp) && dialable(p.Addr()) && dialable(p.ComponentAddr()):
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			proc.stop(prosodyStopGrace)
-			return fmt.Errorf("prosody did not come up: %w; last output:\n%s", ctx.Err(), out.tail())
-		case <-tick.C:
-		}
-	}
+	return p.waitUp(ctx, proc, out, prosodyStartTimeout, portFailed, func() bool {
+		return out.saw(c2sUp) && out.saw(compUp) && dialable(p.Addr()) && dialable(p.ComponentAddr())
+	})
 }
 
 // Restart stops the server and starts it again on the same ports and data.

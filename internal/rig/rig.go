@@ -1,15 +1,15 @@
-// Package rig starts real peers on loopback — Prosody (the XMPP server the
-// bridge's XEP-0114 component connects to) and Dendrite (the Matrix
-// homeserver the application service talks to) — for end-to-end tests and
-// for the demo program.
+// Package rig starts real peers on loopback — Prosody or ejabberd (the XMPP
+// server the bridge's XEP-0114 component connects to; XMPPServer is what
+// both offer) and Dendrite (the Matrix homeserver the application service
+// talks to) — for end-to-end tests and for the demo program.
 //
 // Nothing here needs *testing.T: every server is started from a directory of
 // its own, streams its output to an io.Writer of the caller's (LogWriter turns
 // a t.Logf into one), and is stopped by Close, which is safe to call twice.
 // Servers run in their own process group and are killed with it.
 //
-// The binaries come from scripts/setup.sh: Prosody from Debian, Dendrite
-// built once into DendriteBinDir.
+// The binaries come from scripts/setup.sh: Prosody and ejabberd from
+// Debian, Dendrite built once into DendriteBinDir.
 package rig
 
 import (
@@ -192,7 +192,7 @@ func (o *output) tail() string {
 }
 
 // process is one running server, in a process group of its own.
-// server is the life cycle Prosody and Dendrite share: at most one process
+// server is the life cycle the servers share: at most one process
 // at a time, stopped with SIGTERM and then SIGKILL after a grace period, in
 // a directory that Close removes if the rig created it.
 type server struct {
@@ -209,13 +209,18 @@ type server struct {
 // launch starts the server's process. s.mu is held: the caller waits for
 // the server to come up under it.
 func (s *server) launch(out *output, bin string, args ...string) (*process, error) {
+	return s.launchEnv(out, nil, bin, args...)
+}
+
+// launchEnv is launch with variables added to the server's environment.
+func (s *server) launchEnv(out *output, env []string, bin string, args ...string) (*process, error) {
 	if s.closed {
 		return nil, fmt.Errorf("%s: closed", s.name)
 	}
 	if s.proc != nil && !s.proc.exited() {
 		return nil, fmt.Errorf("%s: already running", s.name)
 	}
-	proc, err := launch(s.name, s.dir, childEnv(), out, bin, args...)
+	proc, err := launch(s.name, s.dir, childEnv(env...), out, bin, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -233,6 +238,65 @@ func (s *server) Stop() error {
 		s.proc = nil
 	}
 	return nil
+}
+
+// startOnFreePorts picks free ports for ports, writes the configuration
+// and starts the server, again with new ports when one was taken
+// meanwhile (up to startAttempts times). After a failure it removes what
+// the rig created.
+func (s *server) startOnFreePorts(ctx context.Context, ports []*int, writeConfig func() error, start func(context.Context) error) error {
+	for attempt := 1; ; attempt++ {
+		for _, port := range ports {
+			n, err := FreePort()
+			if err != nil {
+				s.cleanupDir()
+				return err
+			}
+			*port = n
+		}
+		if err := writeConfig(); err != nil {
+			s.cleanupDir()
+			return err
+		}
+		err := start(ctx)
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, errPortTaken) || attempt == startAttempts {
+			s.cleanupDir()
+			return err
+		}
+	}
+}
+
+var errPortTaken = errors.New("port already in use")
+
+// waitUp waits until ready says the server that proc runs is up. A line
+// of its output with portFailed (wrapped as errPortTaken), its exit, or
+// the end of ctx (of timeout, when ctx has no deadline) fails it; but for
+// its exit, the process is stopped then.
+func (s *server) waitUp(ctx context.Context, proc *process, out *output, timeout time.Duration, portFailed string, ready func() bool) error {
+	ctx, cancel := withDefaultTimeout(ctx, timeout)
+	defer cancel()
+	tick := time.NewTicker(pollInterval)
+	defer tick.Stop()
+	for {
+		switch {
+		case out.saw(portFailed):
+			proc.stop(s.grace)
+			return fmt.Errorf("%s: %w; last output:\n%s", s.name, errPortTaken, out.tail())
+		case proc.exited():
+			return proc.exitError()
+		case ready():
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			proc.stop(s.grace)
+			return fmt.Errorf("%s did not come up: %w; last output:\n%s", s.name, ctx.Err(), out.tail())
+		case <-tick.C:
+		}
+	}
 }
 
 func (s *server) restart(ctx context.Context, start func(context.Context) error) error {

@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -25,69 +26,100 @@ func TestProsody(t *testing.T) {
 	if err := ProsodyAvailable(); err != nil {
 		t.Fatal(err)
 	}
+	testXMPPServer(t, func(ctx context.Context) (XMPPServer, error) {
+		p, err := StartProsody(ctx, t.TempDir(), LogWriter(t.Logf, ""))
+		if err != nil {
+			return nil, err
+		}
+		return p, nil
+	}, 5222, 5269, 5347, 5280, 5281)
+}
+
+func TestEjabberd(t *testing.T) {
+	if err := EjabberdAvailable(); err != nil {
+		t.Fatal(err)
+	}
+	testXMPPServer(t, func(ctx context.Context) (XMPPServer, error) {
+		e, err := StartEjabberd(ctx, t.TempDir(), LogWriter(t.Logf, ""))
+		if err != nil {
+			return nil, err
+		}
+		if e.APIPort == 5280 || e.APIPort == 5443 {
+			t.Errorf("ejabberd's API on its default port %d", e.APIPort)
+		}
+		return e, nil
+	}, 5222, 5269, 5347, 5280, 5443)
+}
+
+// testXMPPServer starts a server, and checks that it uses none of the
+// default ports given (a system server may hold them), that an account
+// registered on it logs in with PLAIN without TLS and the component
+// handshake works, and that both survive a restart and a stop and start
+// on the same ports.
+func testXMPPServer(t *testing.T, startServer func(context.Context) (XMPPServer, error), defaultPorts ...int) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 
 	start := time.Now()
-	p, err := StartProsody(ctx, t.TempDir(), LogWriter(t.Logf, ""))
+	srv, err := startServer(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { p.Close() })
-	t.Logf("prosody up in %v: c2s %s, component %s", time.Since(start), p.Addr(), p.ComponentAddr())
-	for _, port := range []int{p.C2SPort, p.ComponentPort, p.HTTPPort} {
-		switch port {
-		case 5222, 5269, 5347, 5280, 5281:
-			t.Errorf("prosody uses default port %d", port)
+	t.Cleanup(func() { srv.Close() })
+	h := srv.Host()
+	t.Logf("%s up in %v: c2s %s, component %s", h.Software, time.Since(start), h.Addr(), h.ComponentAddr())
+	for _, port := range []int{h.C2SPort, h.ComponentPort} {
+		if slices.Contains(defaultPorts, port) {
+			t.Errorf("%s uses default port %d", h.Software, port)
 		}
 	}
 
 	start = time.Now()
-	if err := p.Register("alice", "secret"); err != nil {
+	if err := srv.Register("alice", "secret"); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("prosodyctl register took %v", time.Since(start))
+	t.Logf("registering an account took %v", time.Since(start))
 
 	check := func() {
 		t.Helper()
-		if err := c2sPlainAuth(p.Addr(), p.Domain, "alice", "secret"); err != nil {
+		if err := c2sPlainAuth(h.Addr(), h.Domain, "alice", "secret"); err != nil {
 			t.Errorf("c2s: %v", err)
 		}
-		if err := c2sPlainAuth(p.Addr(), p.Domain, "alice", "wrong"); err == nil {
+		if err := c2sPlainAuth(h.Addr(), h.Domain, "alice", "wrong"); err == nil {
 			t.Errorf("c2s: wrong password accepted")
 		}
-		if err := componentHandshake(p.ComponentAddr(), p.ComponentDomain, p.ComponentSecret); err != nil {
+		if err := componentHandshake(h.ComponentAddr(), h.ComponentDomain, h.ComponentSecret); err != nil {
 			t.Errorf("component: %v", err)
 		}
 	}
 	check()
 
 	start = time.Now()
-	if err := p.Restart(ctx); err != nil {
+	if err := srv.Restart(ctx); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("prosody restarted in %v", time.Since(start))
+	t.Logf("%s restarted in %v", h.Software, time.Since(start))
 	check() // the account survived, on the same ports
 
-	if err := p.Stop(); err != nil {
+	if err := srv.Stop(); err != nil {
 		t.Fatal(err)
 	}
-	if c, err := net.Dial("tcp", p.Addr()); err == nil {
+	if c, err := net.Dial("tcp", h.Addr()); err == nil {
 		c.Close()
 		t.Errorf("c2s port still open after Stop")
 	}
-	if err := p.Start(ctx); err != nil {
+	if err := srv.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
 	check()
 
-	if err := p.Close(); err != nil {
+	if err := srv.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if err := p.Close(); err != nil {
+	if err := srv.Close(); err != nil {
 		t.Fatalf("second Close: %v", err)
 	}
-	if err := p.Restart(ctx); err == nil {
+	if err := srv.Restart(ctx); err == nil {
 		t.Errorf("Restart after Close succeeded")
 	}
 }
