@@ -16,7 +16,7 @@ import (
 // of a group portal (groupPortal), the same steps as on Prosody.
 func TestEjabberdGroups(t *testing.T) {
 	start := time.Now()
-	ew, logPath, err := startWorld(peers.WorldOptions{Ejabberd: true, XMPPUsers: []string{"juliet", "romeo", "beatrice", "claudio"}})
+	ew, logPath, err := startWorld(peers.WorldOptions{Ejabberd: true, XMPPUsers: []string{"juliet", "romeo", "beatrice", "claudio", "macbeth", "banquo", "dogberry", "benedick", "hero"}})
 	if err != nil {
 		t.Fatalf("setting up ejabberd, Dendrite and the bridge: %v", err)
 	}
@@ -27,16 +27,21 @@ func TestEjabberdGroups(t *testing.T) {
 		}
 	})
 	t.Logf("ejabberd, Dendrite and the bridge up in %v", time.Since(start))
-	muc := ew.Server.Host().MUCDomain
 	t.Run("MUCFacts", func(t *testing.T) {
-		// ejabberd 23.01 has no XEP-0421 (mod_muc_occupantid came in
-		// 23.10), and answers a self-ping from an occupant that has left
-		// with <not-acceptable/>, as Prosody does.
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
-		mucFacts(ctx, t, ew.Server, false, "not-acceptable")
+		mucFacts(ctx, t, ew.Server)
 	})
-	t.Run("GroupPortal", func(t *testing.T) {
-		groupPortal(t, ew, "messina@"+muc)
-	})
+	for _, step := range []struct {
+		name string
+		run  func(*testing.T, *world)
+	}{
+		{"GroupPortal", groupPortal},
+		{"GroupRelations", groupRelations},
+		{"GroupRoomState", groupRoomState},
+		{"GroupJoinByAlias", groupJoinByAlias},
+		{"GroupJoinWithNickAndPassword", groupJoinWithNickAndPassword},
+	} {
+		t.Run(step.name, func(t *testing.T) { step.run(t, ew) })
+	}
 }

@@ -21,15 +21,17 @@ import (
 	"xmppbridge/internal/peers"
 )
 
-// A group portal against Prosody's multi-user chat (XEP-0045) and
-// Dendrite: groupPortal, on the rig's Prosody.
-func TestGroupPortal(t *testing.T) {
-	groupPortal(t, w, "messina@"+w.Prosody.MUCDomain)
-}
+// TestGroupPortal is groupPortal on the rig's Prosody.
+func TestGroupPortal(t *testing.T) { groupPortal(t, w) }
 
-// groupPortal runs the life of a group portal in w, on w's XMPP server
-// (Prosody's or ejabberd's multi-user chat, XEP-0045): Beatrice and
-// Claudio are occupants of the chat muc; Alice tells the bot `join`,
+// The group tests (groupPortal, groupRelations, groupRoomState,
+// groupJoinByAlias, groupJoinWithNickAndPassword) take the world they run
+// in, so that the same steps run on Prosody's multi-user chat (XEP-0045)
+// and on ejabberd's (TestEjabberdGroups); where the servers differ, the
+// test expects what the server's mucTraits say.
+
+// The life of a group portal, in w (on its XMPP server, with Dendrite):
+// Beatrice and Claudio are occupants of a chat; Alice tells the bot `join`,
 // accepts the invite, and her puppet joins the chat. Then, both ways:
 //   - Beatrice's markable message reaches the room as her ghost's;
 //   - Alice's m.read on it becomes one XEP-0333 <displayed/> from her
@@ -44,13 +46,10 @@ func TestGroupPortal(t *testing.T) {
 //   - killed (SIGKILL) and started again, the bridge is back in the room,
 //     and what Beatrice said meanwhile reaches Matrix (history since);
 //   - Alice leaves the room, and her puppet the chat.
-//
-// w's accounts beatrice and claudio are the occupants; w is a parameter
-// (the package's world, or another's) so that the same steps run on
-// either server.
-func groupPortal(t *testing.T, w *world, muc string) {
+func groupPortal(t *testing.T, w *world) {
 	ctx := context.Background()
 	alice := w.alice
+	muc := "messina@" + w.Server.Host().MUCDomain
 	send := func(c *peers.XMPPClient, stanza string) { t.Helper(); sendRaw(t, c, stanza) }
 	beatrice := w.xmppUser(t, "beatrice", "group")
 	claudio := w.xmppUser(t, "claudio", "group")
@@ -282,7 +281,7 @@ func TestProfanityInAGroup(t *testing.T) {
 	}
 	ctx := context.Background()
 	alice := w.alice
-	muc := "watch@" + w.Prosody.MUCDomain
+	muc := "watch@" + w.Server.Host().MUCDomain
 	dogberry := w.xmppUser(t, "dogberry", "group")
 	joinMUC(t, dogberry, muc, "Dogberry")
 	p, err := w.StartProfanity(ctx, "verges")
@@ -546,9 +545,12 @@ func slixmppDo(t *testing.T, c *peers.Slixmpp, cmd ...string) {
 	}
 }
 
-// What points at a message in a group portal, against Prosody's
-// multi-user chat and Dendrite, both ways (and, first, the portal takes
-// the name the room's owner gave it, XEP-0045 §6.4):
+// TestGroupRelations is groupRelations on the rig's Prosody.
+func TestGroupRelations(t *testing.T) { groupRelations(t, w) }
+
+// What points at a message in a group portal, in w, both ways (and,
+// first, the portal takes the name the room's owner gave it, XEP-0045
+// §6.4):
 //   - Beatrice corrects her message by her own id (XEP-0308): her ghost's
 //     m.replace of its event;
 //   - she reacts to Alice's message by the room's stanza-id (XEP-0444,
@@ -559,10 +561,10 @@ func slixmppDo(t *testing.T, c *peers.Slixmpp, cmd ...string) {
 //   - Alice edits her message: a correction naming the id her puppet gave
 //     it; Claudio, another occupant, cannot retract Beatrice's message,
 //     and Beatrice can, by the room's stanza-id (XEP-0424): a redaction.
-func TestGroupRelations(t *testing.T) {
+func groupRelations(t *testing.T, w *world) {
 	ctx := context.Background()
 	alice := w.alice
-	muc := "relations@" + w.Prosody.MUCDomain
+	muc := "relations@" + w.Server.Host().MUCDomain
 	send := func(c *peers.XMPPClient, stanza string) { t.Helper(); sendRaw(t, c, stanza) }
 	beatrice := w.xmppUser(t, "beatrice", "relations")
 	claudio := w.xmppUser(t, "claudio", "relations")
@@ -691,33 +693,47 @@ func TestGroupRelations(t *testing.T) {
 	}
 }
 
-// A chat's state in its portal, against Prosody's multi-user chat and
-// Dendrite: Macbeth (the room's owner) and Banquo are occupants; Alice
-// joins through the bot. Then:
+// TestGroupRoomState is groupRoomState on the rig's Prosody.
+func TestGroupRoomState(t *testing.T) { groupRoomState(t, w) }
+
+// A chat's state in its portal, in w: Macbeth (the room's owner) and
+// Banquo are occupants; Alice joins through the bot. Then:
 //   - the subject Macbeth set before she came, which the room sends last
 //     on joining (XEP-0045 §7.2.16), is the portal's topic; his change of
 //     it (§8.1) is the topic again, set by his ghost;
 //   - Alice's topic goes to the room as her puppet's <subject/>; where
-//     only moderators may change it (Prosody's default) the room refuses,
-//     she is told and the topic is put back; once Macbeth makes her
-//     puppet a moderator, Banquo gets her subject, and its reflection is
-//     not set as a topic again;
+//     only moderators may change it (Prosody's default; Macbeth makes it
+//     so, muc#roomconfig_changesubject, where the default lets all, as
+//     ejabberd's) the room refuses, she is told and the topic is put
+//     back; once Macbeth makes her puppet a moderator, Banquo gets her
+//     subject, and its reflection is not set as a topic again;
 //   - Banquo's <composing/> (XEP-0085 "Use in Groupchat") is his ghost's
 //     typing, <paused/> its end; Alice's typing reaches Banquo as her
 //     puppet's groupchat <composing/>;
 //   - Banquo changes his nick (§7.6): his ghost (the same, by XEP-0421
-//     occupant-id) is renamed; Macbeth kicks him (§9.1): his ghost leaves
-//     and the kick is said in the portal;
+//     occupant-id) is renamed; where the room gives no occupant-id
+//     (ejabberd 23.01), his ghost leaves and the new nick is a new ghost;
+//     Macbeth kicks him (§9.1): his ghost leaves and the kick is said in
+//     the portal;
 //   - Macbeth kicks Alice's puppet: she is told and taken out of the
 //     portal.
-func TestGroupRoomState(t *testing.T) {
+func groupRoomState(t *testing.T, w *world) {
 	ctx := context.Background()
 	alice := w.alice
-	muc := "dunsinane@" + w.Prosody.MUCDomain
+	muc := "dunsinane@" + w.Server.Host().MUCDomain
 	send := func(c *peers.XMPPClient, stanza string) { t.Helper(); sendRaw(t, c, stanza) }
 	macbeth := w.xmppUser(t, "macbeth", "group")
 	banquo := w.xmppUser(t, "banquo", "group")
 	joinMUC(t, macbeth, muc, "Macbeth")
+	traits := traitsOf(t, w.Server)
+	if traits.subjectByAll {
+		send(macbeth, `<iq type='set' id='nosubj' to='`+muc+`'><query xmlns='http://jabber.org/protocol/muc#owner'><x xmlns='jabber:x:data' type='submit'>`+
+			`<field var='FORM_TYPE'><value>http://jabber.org/protocol/muc#roomconfig</value></field>`+
+			`<field var='muc#roomconfig_changesubject'><value>0</value></field></x></query></iq>`)
+		if res, err := macbeth.Wait(ctx, wait, func(s *peers.Stanza) bool { return s.Name == "iq" && s.ID == "nosubj" }); err != nil || res.Type != "result" {
+			t.Fatalf("letting only moderators change the subject: %v %v", res, err)
+		}
+	}
 	send(macbeth, `<message type='groupchat' to='`+muc+`' id='subj1'><subject>Fair is foul, and foul is fair</subject></message>`)
 	if _, err := macbeth.Wait(ctx, wait, func(s *peers.Stanza) bool { return s.Name == "message" && s.Has("Fair is foul") }); err != nil {
 		t.Fatalf("the room did not take Macbeth's subject: %v", err)
@@ -823,16 +839,31 @@ func TestGroupRoomState(t *testing.T) {
 		t.Errorf("the topic %q was set %d times, want once (Alice's)", "Double, double toil and trouble", n)
 	}
 
-	// A nick change renames the ghost; a kick takes it out.
+	// A nick change renames the ghost, or, known by nick only, makes
+	// another; a kick takes it out.
+	isFleance := func(e *event.Event) bool {
+		return e.RoomID == portal && e.Type == event.StateMember && w.IDs.IsGhost(id.UserID(e.GetStateKey())) &&
+			e.Content.AsMember().Membership == event.MembershipJoin && strings.HasPrefix(e.Content.AsMember().Displayname, "Fleance")
+	}
 	send(banquo, `<presence to='`+muc+`/Fleance'/>`)
-	if _, err := alice.Wait(ctx, wait, func(e *event.Event) bool {
-		return e.RoomID == portal && e.Type == event.StateMember && e.GetStateKey() == string(banquoGhost) &&
-			strings.HasPrefix(e.Content.AsMember().Displayname, "Fleance")
-	}); err != nil {
-		t.Errorf("Banquo's nick change did not rename his ghost: %v", err)
+	fleanceGhost := banquoGhost
+	if ev, err := alice.Wait(ctx, wait, isFleance); err != nil {
+		t.Fatalf("Banquo's nick change did not show on Matrix: %v", err)
+	} else if traits.occupantID {
+		if ev.GetStateKey() != string(banquoGhost) {
+			t.Errorf("Banquo's nick change made %s, want his ghost %s renamed (XEP-0421 occupant-id)", ev.GetStateKey(), banquoGhost)
+		}
+	} else {
+		fleanceGhost = id.UserID(ev.GetStateKey())
+		if fleanceGhost == banquoGhost {
+			t.Errorf("with no occupant-id, Banquo's ghost %s was renamed: the nick's next owner would be him", banquoGhost)
+		}
+		if _, err := alice.Wait(ctx, wait, peers.IsMembership(portal, banquoGhost, event.MembershipLeave)); err != nil {
+			t.Errorf("with no occupant-id, the old nick's ghost did not leave: %v", err)
+		}
 	}
 	send(macbeth, `<iq type='set' to='`+muc+`' id='kick1'><query xmlns='http://jabber.org/protocol/muc#admin'><item nick='Fleance' role='none'><reason>Fly, good Fleance, fly!</reason></item></query></iq>`)
-	if _, err := alice.Wait(ctx, wait, peers.IsMembership(portal, banquoGhost, event.MembershipLeave)); err != nil {
+	if _, err := alice.Wait(ctx, wait, peers.IsMembership(portal, fleanceGhost, event.MembershipLeave)); err != nil {
 		t.Errorf("the kicked occupant's ghost did not leave: %v", err)
 	}
 	said, err := alice.Wait(ctx, wait, func(e *event.Event) bool {
@@ -862,19 +893,22 @@ func TestGroupRoomState(t *testing.T) {
 	}
 }
 
+// TestGroupJoinByAlias is groupJoinByAlias on the rig's Prosody.
+func TestGroupJoinByAlias(t *testing.T) { groupJoinByAlias(t, w) }
+
 // Joining a chat by its alias (Matrix AS API §Querying room aliases):
 // Alice, never invited, joins #_xmpp_ and the chat's address; Dendrite
 // asks the bridge about the alias, the bridge makes the chat's portal
 // with it, and the join lands there. Her puppet joins the chat (XEP-0045
 // §7.2.1), and messages cross both ways.
-func TestGroupJoinByAlias(t *testing.T) {
+func groupJoinByAlias(t *testing.T, w *world) {
 	ctx := context.Background()
 	alice := w.alice
-	muc := "constables@" + w.Prosody.MUCDomain
+	muc := "constables@" + w.Server.Host().MUCDomain
 	dogberry := w.xmppUser(t, "dogberry", "alias")
 	joinMUC(t, dogberry, muc, "Dogberry")
 	alias := w.IDs.GroupAlias(jid.MustParse(muc))
-	if !strings.HasPrefix(string(alias), "#_xmpp_constables=40"+w.Prosody.MUCDomain+":") {
+	if !strings.HasPrefix(string(alias), "#_xmpp_constables=40"+w.Server.Host().MUCDomain+":") {
 		t.Fatalf("alias %s", alias)
 	}
 	joined, err := alice.Client.JoinRoom(ctx, string(alias), nil)
@@ -918,14 +952,18 @@ func TestGroupJoinByAlias(t *testing.T) {
 	}
 }
 
+// TestGroupJoinWithNickAndPassword is groupJoinWithNickAndPassword on the
+// rig's Prosody.
+func TestGroupJoinWithNickAndPassword(t *testing.T) { groupJoinWithNickAndPassword(t, w) }
+
 // The bot's join with a nick and the room's password (XEP-0045 §7.2.6):
 // Benedick made a room with a password (§10.2, muc#roomconfig_roomsecret),
 // which refuses Hero without it (not-authorized); Alice tells the bot
 // `join room Margaret cauldronburn`, and her puppet is in the room as
 // Margaret, and what she says reaches Benedick.
-func TestGroupJoinWithNickAndPassword(t *testing.T) {
+func groupJoinWithNickAndPassword(t *testing.T, w *world) {
 	ctx := context.Background()
-	muc := "masque@" + w.Prosody.MUCDomain
+	muc := "masque@" + w.Server.Host().MUCDomain
 	benedick := w.xmppUser(t, "benedick", "masque")
 	joinMUC(t, benedick, muc, "Benedick")
 	if err := benedick.SendRaw(ctx, `<iq type='set' id='secret' to='`+muc+`'><query xmlns='http://jabber.org/protocol/muc#owner'><x xmlns='jabber:x:data' type='submit'>`+
@@ -964,10 +1002,13 @@ func TestGroupJoinWithNickAndPassword(t *testing.T) {
 
 	// Killed, the bridge leaves Margaret in the room (the room keeps an
 	// occupant whose component went away) until Benedick speaks: the
-	// room's copy to her bounces, and the room removes her (XEP-0045
-	// §9.1, status 333 in Prosody). Started again, the bridge has her
-	// puppet back in the room as Margaret, which the room lets in only
-	// with the password the bridge kept.
+	// room's copy to her bounces. Prosody then removes her (XEP-0045
+	// §9.1, status 333), and started again, the bridge has her puppet
+	// back in the room as Margaret, which the room lets in only with the
+	// password the bridge kept. ejabberd keeps her, and hands Benedick
+	// the error, from her occupant JID; started again, the bridge joins
+	// her again all the same (a join of an occupant who is in is a
+	// rejoin, §7.2), and the room tells the others she is there.
 	isMargaret := func(typ string) func(s *peers.Stanza) bool {
 		return func(s *peers.Stanza) bool { return s.Name == "presence" && s.From == muc+"/Margaret" && s.Type == typ }
 	}
@@ -975,8 +1016,21 @@ func TestGroupJoinWithNickAndPassword(t *testing.T) {
 	if err := benedick.SendRaw(ctx, `<message type='groupchat' to='`+muc+`' id='ben-down'><body>The lady is disdainful</body></message>`); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := benedick.Wait(ctx, wait, isMargaret("unavailable")); err != nil {
-		t.Fatalf("the room kept Margaret after a message to her bounced: %v", err)
+	if traitsOf(t, w.Server).dropsBounced {
+		if _, err := benedick.Wait(ctx, wait, isMargaret("unavailable")); err != nil {
+			t.Fatalf("the room kept Margaret after a message to her bounced: %v", err)
+		}
+	} else {
+		bounce, err := benedick.Wait(ctx, wait, func(s *peers.Stanza) bool {
+			return s.Name == "message" && s.ID == "ben-down" && s.Type == "error" && s.From == muc+"/Margaret"
+		})
+		if err != nil {
+			t.Fatalf("the room's copy to Margaret bounced, and Benedick was not told: %v", err)
+		}
+		t.Logf("what Benedick is told while the bridge is down: %s", bounce.XML)
+		if n := benedick.Count(isMargaret("unavailable")); n != 0 {
+			t.Errorf("the room removed Margaret after a message to her bounced")
+		}
 	}
 	in := benedick.Count(isMargaret(""))
 	if err := w.Bridge.Start(ctx); err != nil {

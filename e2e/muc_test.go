@@ -32,22 +32,64 @@ func TestProsodyMUCFacts(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// Debian's Prosody 0.12.3 has XEP-0421 in mod_muc
-	// (muc/occupant_id.lib.lua), and answers a self-ping from an occupant
-	// that has left with <not-acceptable/>.
-	mucFacts(ctx, t, p, true, "not-acceptable")
+	mucFacts(ctx, t, p)
 }
 
-// mucFacts checks what srv does in a multi-user chat, with its accounts
-// juliet and romeo (password peers.Password): a join (XEP-0045 §7.2), the
-// reflection of a message with the room's own stanza-id (XEP-0359 §3)
-// and, if occupantID, the sender's occupant-id (XEP-0421), a displayed
-// marker that names that stanza-id reaching the sender (XEP-0333
-// §"Groupchat": markers in a room refer to the room's id), and XEP-0410
-// self-pings, answered with a result while in and with the error
-// condition pingGone once out.
-func mucFacts(ctx context.Context, t *testing.T, srv rig.XMPPServer, occupantID bool, pingGone string) {
+// mucTraits are what the rig's servers' multi-user chats differ in, by
+// XMPPHost.Software: mucFacts checks each against the server, and the
+// group tests that run on both expect what the server does.
+type mucTraits struct {
+	// occupantID: the room names each occupant by a XEP-0421
+	// occupant-id. Debian's Prosody 0.12.3 has it in mod_muc
+	// (muc/occupant_id.lib.lua); ejabberd 23.01 has not
+	// (mod_muc_occupantid came in 23.10).
+	occupantID bool
+	// pingGone is the error condition of a self-ping (XEP-0410 §3.1)
+	// from an occupant that has left: <not-acceptable/> on both.
+	pingGone string
+	// roomPresence: the room sends a joining occupant a presence of its
+	// own, from its bare JID, with its XEP-0115 caps (and an unavailable
+	// one when the occupant leaves): ejabberd does, Prosody not.
+	roomPresence bool
+	// subjectByAll: a participant may change the subject (§8.1) in a room
+	// made with the defaults: ejabberd's allow_change_subj; Prosody lets
+	// only moderators.
+	subjectByAll bool
+	// dropsBounced: the room removes an occupant whose copy of a message
+	// bounced (status 333), as Prosody does; ejabberd keeps the occupant
+	// and hands the error to the message's sender, from the occupant's
+	// room JID.
+	dropsBounced bool
+}
+
+var mucTraitsOf = map[string]mucTraits{
+	"Prosody":  {occupantID: true, pingGone: "not-acceptable", dropsBounced: true},
+	"ejabberd": {pingGone: "not-acceptable", roomPresence: true, subjectByAll: true},
+}
+
+// traitsOf is what the multi-user chat of srv does.
+func traitsOf(t *testing.T, srv rig.XMPPServer) mucTraits {
+	t.Helper()
+	tr, ok := mucTraitsOf[srv.Host().Software]
+	if !ok {
+		t.Fatalf("no MUC traits known for %s", srv.Host().Software)
+	}
+	return tr
+}
+
+// mucFacts checks what srv does in a multi-user chat, the facts group
+// portals are built on, with its accounts juliet and romeo (password
+// peers.Password): a join (XEP-0045 §7.2), the reflection of a message
+// with the room's own stanza-id (XEP-0359 §3), a displayed marker that
+// names that stanza-id reaching the sender (XEP-0333 §"Groupchat":
+// markers in a room refer to the room's id), XEP-0410 self-pings, and
+// where the server differs (mucTraits): occupant-ids, the room's own
+// presence, who may change the subject, the answer to a self-ping once
+// out.
+func mucFacts(ctx context.Context, t *testing.T, srv rig.XMPPServer) {
 	h := srv.Host()
+	traits := traitsOf(t, srv)
+	occupantID, pingGone := traits.occupantID, traits.pingGone
 	dial := func(user string) *peers.XMPPClient {
 		c, err := peers.DialXMPP(ctx, h.Addr(), user, h.Domain, "phone", peers.Password)
 		if err != nil {
@@ -90,6 +132,25 @@ func mucFacts(ctx context.Context, t *testing.T, srv rig.XMPPServer, occupantID 
 		t.Fatalf("the instant room (§10.1.2): %v", err)
 	}
 	join(romeo, "Romeo")
+	// The room's own presence (not an occupant's: no nick), before the
+	// occupants'; ejabberd sends it with the room's entity caps.
+	if got := romeo.Count(func(s *peers.Stanza) bool { return s.Name == "presence" && s.From == room }) > 0; got != traits.roomPresence {
+		t.Errorf("%s: a presence from the room's bare JID on joining: %v, want %v", h.Software, got, traits.roomPresence)
+	} else if got {
+		p, _ := romeo.Wait(ctx, time.Second, func(s *peers.Stanza) bool { return s.Name == "presence" && s.From == room })
+		t.Logf("the room's own presence: %s", p.XML)
+	}
+
+	// §8.1: a participant (Romeo) changing the subject: the room takes it,
+	// or refuses it with <forbidden/> when only moderators may.
+	send(romeo, `<message type='groupchat' id='subj' to='`+room+`'><subject>a coven</subject></message>`)
+	subj, err := romeo.Wait(ctx, 10*time.Second, func(s *peers.Stanza) bool { return s.Name == "message" && s.ID == "subj" })
+	if err != nil {
+		t.Fatalf("no answer to a participant's subject: %v", err)
+	}
+	if took := subj.Type == "groupchat"; took != traits.subjectByAll || !took && !subj.Has("<forbidden") {
+		t.Errorf("%s: a participant's subject: %s; want it taken: %v", h.Software, subj.XML, traits.subjectByAll)
+	}
 
 	// XEP-0359 §3: the room stamps the message it reflects with a
 	// stanza-id of its own (by the room's bare JID), beside the sender's
