@@ -4,6 +4,9 @@ package e2e
 
 import (
 	"context"
+	"io"
+	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -43,5 +46,16 @@ func TestEjabberdGroups(t *testing.T) {
 		{"GroupJoinWithNickAndPassword", groupJoinWithNickAndPassword},
 	} {
 		t.Run(step.name, func(t *testing.T) { step.run(t, ew) })
+	}
+	// The room's own presence (mucTraits.roomPresence) came to every
+	// puppet that joined, and was taken for the room's, not an occupant's.
+	resp, err := http.Get("http://" + ew.MetricsAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	metrics, _ := io.ReadAll(resp.Body)
+	if want := `xmppbridge_events_total{reason="room_itself",what="muc_presence"}`; !strings.Contains(string(metrics), want) {
+		t.Errorf("/metrics lacks %s", want)
 	}
 }

@@ -664,6 +664,15 @@ func (g *groups) presenceFromMUC(ctx context.Context, log zerolog.Logger, r *muc
 		g.mu.Unlock()
 		return g.joinRefused(ctx, r, mxid, nick, p.Error)
 	}
+	if nick == "" {
+		g.mu.Unlock()
+		// The room's own presence, from its bare JID: no occupant's.
+		// ejabberd sends each joining occupant one (with the room's
+		// entity caps, XEP-0115) before the occupants', and an
+		// unavailable one when the occupant leaves.
+		g.count("muc_presence", ReasonRoomItself)
+		return nil
+	}
 	listener := r.listener()
 	own := r.ownNick(nick) || p.MUC != nil && r.own[p.MUC.OccupantID]
 	g.mu.Unlock()
@@ -671,7 +680,7 @@ func (g *groups) presenceFromMUC(ctx context.Context, log zerolog.Logger, r *muc
 		g.count("muc_presence", ReasonNotListener)
 		return nil
 	}
-	if own || nick == "" {
+	if own {
 		g.count("muc_presence", ReasonOwnReflection)
 		return nil
 	}

@@ -264,6 +264,24 @@ func TestGroupNickChangeWithoutOccupantID(t *testing.T) {
 	}
 }
 
+// The room's own presence, from its bare JID, is no occupant's: ejabberd
+// 23.01 sends each joining occupant one with the room's entity caps
+// (XEP-0115) before the occupants' presence, and an unavailable one when
+// the occupant leaves. Neither makes a ghost, a departure or a rejoin.
+func TestGroupRoomsOwnPresence(t *testing.T) {
+	h := groupHarness(t, alice)
+	joins, leaves, sent := len(h.matrix.joins), len(h.matrix.leaves), len(h.xmpp.presences)
+	room := jid.MustParse(lounge)
+	h.feed(t, &XMPPPresence{From: room, To: jid.MustParse(aliceFrom)},
+		&XMPPPresence{From: room, To: jid.MustParse(aliceFrom), Type: PresenceUnavailable})
+	if len(h.matrix.joins) != joins || len(h.matrix.leaves) != leaves || len(h.xmpp.presences) != sent {
+		t.Errorf("the room's own presence made joins %q, leaves %q, presences %+v", h.matrix.joins[joins:], h.matrix.leaves[leaves:], h.xmpp.presences[sent:])
+	}
+	if n := h.counts["muc_presence/"+string(ReasonRoomItself)]; n != 2 {
+		t.Errorf("counts %v: want both counted muc_presence/%s", h.counts, ReasonRoomItself)
+	}
+}
+
 // An occupant who leaves (§7.14), is kicked (§9.1, 307) or banned (§9.2,
 // 301): their ghost leaves and is no member any longer; a kick or ban is
 // said in the portal with its actor and reason. An occupant the bridge
