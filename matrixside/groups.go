@@ -75,11 +75,23 @@ func (h *Homeserver) AddAlias(ctx context.Context, alias id.RoomAlias, room id.R
 }
 
 // Invite implements mapping.MatrixSide: the bot invites user into room.
-// An invite of someone already in the room is not an error.
+// An invite of someone already invited or in the room is not an error.
+// The state store may not know it: a bridge killed after the homeserver
+// took the invite, or the ghost's join, never heard of it, and Dendrite
+// answers the invite asked again 403 "user is already joined to room";
+// so the homeserver is asked.
 func (h *Homeserver) Invite(ctx context.Context, room id.RoomID, user id.UserID) error {
-	_, err := h.AS.BotIntent().InviteUser(ctx, room, &mautrix.ReqInviteUser{UserID: user})
-	if err != nil && h.AS.StateStore.IsInRoom(ctx, room, user) {
-		return nil
+	bot := h.AS.BotIntent()
+	_, err := bot.InviteUser(ctx, room, &mautrix.ReqInviteUser{UserID: user})
+	if err != nil {
+		if h.AS.StateStore.IsInRoom(ctx, room, user) {
+			return nil
+		}
+		var m event.MemberEventContent
+		if rerr := bot.StateEvent(ctx, room, event.StateMember, string(user), &m); rerr == nil &&
+			(m.Membership == event.MembershipJoin || m.Membership == event.MembershipInvite) {
+			return nil
+		}
 	}
 	return h.classify(ctx, err)
 }

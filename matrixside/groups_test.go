@@ -107,3 +107,43 @@ func TestCreateGroupRequests(t *testing.T) {
 		}
 	}
 }
+
+// memberStandIn is a homeserver that refuses every invite as Dendrite
+// 0.15.2 refuses one of a user already in the room (403 M_FORBIDDEN "user
+// is already joined to room") and answers the invitee's m.room.member
+// state with membership.
+type memberStandIn struct{ membership string }
+
+func (s *memberStandIn) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	path := r.URL.EscapedPath()
+	switch {
+	case strings.HasSuffix(path, "/invite"):
+		w.WriteHeader(http.StatusForbidden)
+		_, _ = io.WriteString(w, `{"errcode":"M_FORBIDDEN","error":"user is already joined to room"}`)
+	case strings.Contains(path, "/state/m.room.member/") && s.membership != "":
+		_, _ = io.WriteString(w, `{"membership":"`+s.membership+`"}`)
+	case strings.Contains(path, "/state/"):
+		w.WriteHeader(http.StatusNotFound)
+		_, _ = io.WriteString(w, `{"errcode":"M_NOT_FOUND","error":"no such state"}`)
+	default:
+		_, _ = io.WriteString(w, `{}`)
+	}
+}
+
+// An invite asked again after the bridge was killed between the
+// homeserver taking it (or the ghost's join) and the bridge hearing so is
+// done, not a permanent failure: the homeserver says the ghost is invited
+// or in. A refusal of someone who is neither stays one.
+func TestInviteOfSomeoneAlreadyIn(t *testing.T) {
+	ghost := ids.Ghost(jid.MustParse("benedick@capulet.lit"))
+	for _, tc := range []struct {
+		membership string
+		ok         bool
+	}{{"join", true}, {"invite", true}, {"leave", false}, {"", false}} {
+		h := newStandInHomeserver(t, &memberStandIn{membership: tc.membership}, Delivery{})
+		err := h.Invite(context.Background(), "!g:example.org", ghost)
+		if (err == nil) != tc.ok {
+			t.Errorf("membership %q: Invite = %v, want ok %v", tc.membership, err, tc.ok)
+		}
+	}
+}
