@@ -19,7 +19,7 @@ import (
 // of a group portal (groupPortal), the same steps as on Prosody.
 func TestEjabberdGroups(t *testing.T) {
 	start := time.Now()
-	ew, logPath, err := startWorld(peers.WorldOptions{Ejabberd: true, XMPPUsers: []string{"juliet", "romeo", "beatrice", "claudio", "macbeth", "banquo", "dogberry", "benedick", "hero"}})
+	ew, logPath, err := startWorld(peers.WorldOptions{Ejabberd: true, XMPPUsers: []string{"juliet", "romeo", "benvolio", "beatrice", "claudio", "macbeth", "banquo", "dogberry", "benedick", "hero"}})
 	if err != nil {
 		t.Fatalf("setting up ejabberd, Dendrite and the bridge: %v", err)
 	}

@@ -92,7 +92,7 @@ func groupPortal(t *testing.T, w *world) {
 			s.Has(`urn:xmpp:chat-markers:0`) && s.Has(`<displayed`)
 	}
 	var marker *peers.Stanza
-	readAgainIfUnseen(t, portal, got.ID, func(d time.Duration) (err error) {
+	w.readAgainIfUnseen(t, portal, got.ID, func(d time.Duration) (err error) {
 		marker, err = beatrice.Wait(ctx, d, isAliceMarker)
 		return err
 	})
@@ -401,7 +401,7 @@ func TestSlixmppInAGroup(t *testing.T) {
 		t.Fatal(err)
 	}
 	var marker peers.SlixmppEvent
-	readAgainIfUnseen(t, portal, got.ID, func(d time.Duration) (err error) {
+	w.readAgainIfUnseen(t, portal, got.ID, func(d time.Duration) (err error) {
 		marker, err = borachio.Wait(ctx, d, isAliceMarker)
 		return err
 	})
@@ -480,12 +480,12 @@ func TestOccupantAvatar(t *testing.T) {
 }
 
 // readAgainIfUnseen waits (seen, for up to a time) for the marker that
-// Alice's m.read on ev, sent already, makes in the chat of portal. Dendrite
-// 0.15.2 once held the bot's /sync for its whole 30 s with such a receipt
-// in (CI met it): the bridge never saw it. So after a third of the wait
-// her client sends the read again, as it would at her next look; the
-// bridge must still make one marker of it.
-func readAgainIfUnseen(t *testing.T, portal id.RoomID, ev id.EventID, seen func(time.Duration) error) {
+// the m.read of w's Alice on ev, sent already, makes in the chat of
+// portal. Dendrite 0.15.2 once held the bot's /sync for its whole 30 s
+// with such a receipt in (CI met it): the bridge never saw it. So after a
+// third of the wait her client sends the read again, as it would at her
+// next look; the bridge must still make one marker of it.
+func (w *world) readAgainIfUnseen(t *testing.T, portal id.RoomID, ev id.EventID, seen func(time.Duration) error) {
 	t.Helper()
 	err := seen(wait / 3)
 	if err == nil {
