@@ -40,6 +40,7 @@ const (
 	ReasonNotListener   Reason = "not_listener"   // a copy another puppet takes
 	ReasonOwnReflection Reason = "own_reflection" // a puppet's own message, come back
 	ReasonRoomItself    Reason = "room_itself"    // said by the room, not an occupant
+	ReasonNoStanzaID    Reason = "no_stanza_id"   // a reflection the room stamped no stanza-id on (XEP-0359)
 	ReasonGroupDelivery Reason = "group_delivery" // no delivery receipts in a group (MSC4089, XEP-0184 §5.3, "Groupchat")
 )
 
@@ -136,6 +137,9 @@ type mucRoom struct {
 	// and nick changes (roomChurn).
 	admitted map[MemberID]bool
 	churn    bucket
+	// saidNoStanzaID: the log said in this run that the chat stamps no
+	// stanza-ids (noStanzaID).
+	saidNoStanzaID bool
 }
 
 func newGroups(c *core, r *receipts, b *bot, rel *relations) *groups {
@@ -1019,8 +1023,12 @@ func (g *groups) reflection(ctx context.Context, log zerolog.Logger, r *mucRoom,
 	if ours == "" {
 		ours = m.ID
 	}
-	if ours == "" || m.StanzaID == "" || !m.HasBody {
+	if ours == "" || !m.HasBody {
 		g.count("xmpp_message", ReasonOwnReflection)
+		return nil
+	}
+	if m.StanzaID == "" {
+		g.noStanzaID(log, r)
 		return nil
 	}
 	msg, err := g.store.MessageByXMPPID(ctx, r.jid, ours, FromMatrix)
@@ -1040,6 +1048,24 @@ func (g *groups) reflection(ctx context.Context, log zerolog.Logger, r *mucRoom,
 	log.Debug().Int64("row", msg.RowID).Str("stanza_id", m.StanzaID).Msg("The room took a message")
 	g.count("xmpp_message", "reflected")
 	return g.queueStored(ctx, newJob(JobMatrixSent, about{room: msg.RoomID}, msg.RowID, receiptPayload(msg)))
+}
+
+// noStanzaID takes the reflection of a member's message that the chat r
+// stamped with no stanza-id (XEP-0359 §3): the room took it, but messages
+// of a chat are named by the room's stanza-id, which markers and
+// relations in the room point at, so it is not marked sent, and a read of
+// it sends no marker. ejabberd stamps none in a room that does not
+// archive (its room option mam, off by default); said once a run per
+// chat, counted each time.
+func (g *groups) noStanzaID(log zerolog.Logger, r *mucRoom) {
+	g.count("xmpp_message", ReasonNoStanzaID)
+	g.mu.Lock()
+	said := r.saidNoStanzaID
+	r.saidNoStanzaID = true
+	g.mu.Unlock()
+	if !said {
+		log.Warn().Str("muc", r.jid.String()).Msg("The chat stamps no stanza-id (XEP-0359) on its messages: messages from Matrix are not marked sent there, and reads send no marker; on ejabberd, turn the room's mam option on (docs/deploy.md, Group chats)")
+	}
 }
 
 var (

@@ -211,6 +211,35 @@ func TestGroupReflectionAndOccupantMarker(t *testing.T) {
 	}
 }
 
+// A room that stamps no stanza-id (XEP-0359 §3; ejabberd's rooms without
+// the mam option, as its reflection shows: `<message type='groupchat'
+// from='room/nick' id='m1'><body>hi</body></message>`) names nothing a
+// marker or a relation in it could point at: the reflection marks no
+// message sent, and is counted no_stanza_id, not taken for another's.
+func TestGroupReflectionWithoutStanzaID(t *testing.T) {
+	h := groupHarness(t, alice)
+	ctx := context.Background()
+	if err := h.handleTxn(ctx, MatrixTxn{ID: "m1", Events: []MatrixEvent{textEvent("$a1", alice, loungeRoom, "first"), textEvent("$a2", alice, loungeRoom, "second")}}); err != nil {
+		t.Fatal(err)
+	}
+	h.drain(t)
+	nick := h.xmpp.presences[0].To.Resourcepart()
+	for _, out := range h.xmpp.sent {
+		back := groupchat(nick, "own-"+nick, alicePup, "", out.Body)
+		back.ID, back.OriginID = out.ID, out.OriginID
+		if _, err := h.b.HandleXMPPMessage(ctx, back); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.drain(t)
+	if len(h.matrix.sent) != 0 || len(h.matrix.texts) != 0 {
+		t.Errorf("sent statuses %q, texts %q; want none", h.matrix.sent, h.matrix.texts)
+	}
+	if n := h.counts["xmpp_message/"+string(ReasonNoStanzaID)]; n != 2 {
+		t.Errorf("counts %v: want both reflections counted xmpp_message/%s", h.counts, ReasonNoStanzaID)
+	}
+}
+
 // Leaving the room leaves the chat (XEP-0045 §7.14), and the member is no
 // longer one: their receipts do not cross.
 func TestGroupLeaveLeavesTheChat(t *testing.T) {
