@@ -15,8 +15,9 @@ import (
 // on believing the puppet in, and what the chat says would stop reaching
 // Matrix. So a puppet that has had no word from a chat for selfPingAfter
 // asks its own occupant JID whether it is there (§3.1), and joins again
-// if the chat says it is not (§3.2). Prosody 0.12 answers for the room: a
-// result while the puppet is in, <not-acceptable/> once it is not.
+// if the chat says it is not (§3.2). Prosody 0.12 and ejabberd 23.01 both
+// answer for the room: a result while the puppet is in, <not-acceptable/>
+// once it is not.
 
 const (
 	// selfPingAfter is how long a puppet goes without word from a chat
