@@ -4,8 +4,6 @@ package e2e
 
 import (
 	"context"
-	"io"
-	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -55,7 +53,7 @@ func TestEjabberdGroups(t *testing.T) {
 	}
 	// The room's own presence (mucTraits.roomPresence) came to every
 	// puppet that joined, and was taken for the room's, not an occupant's.
-	if !strings.Contains(metrics(t, ew), `xmppbridge_events_total{reason="room_itself",what="muc_presence"}`) {
+	if !strings.Contains(ew.metrics(t), `xmppbridge_events_total{reason="room_itself",what="muc_presence"}`) {
 		t.Errorf("/metrics lacks the room's own presence, muc_presence/room_itself")
 	}
 }
@@ -93,7 +91,7 @@ func groupWithoutStanzaIDs(t *testing.T, w *world) {
 		t.Fatalf("a room without its archive stamped a stanza-id: %s", got.XML)
 	}
 	const counted = `xmppbridge_events_total{reason="no_stanza_id",what="xmpp_message"}`
-	for deadline := time.Now().Add(wait); !strings.Contains(metrics(t, w), counted); time.Sleep(100 * time.Millisecond) {
+	for deadline := time.Now().Add(wait); !strings.Contains(w.metrics(t), counted); time.Sleep(100 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatalf("the reflection without a stanza-id was never counted (%s)", counted)
 		}
@@ -101,19 +99,4 @@ func groupWithoutStanzaIDs(t *testing.T, w *world) {
 	if sent := w.alice.Events(isStatus(portal, ev, event.MessageStatusSuccess)); len(sent) != 0 {
 		t.Errorf("Alice's message was marked sent by a reflection without a stanza-id: %v", sent[0].Content.Raw)
 	}
-}
-
-// metrics is what w's bridge serves at /metrics.
-func metrics(t *testing.T, w *world) string {
-	t.Helper()
-	resp, err := http.Get("http://" + w.MetricsAddr + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(body)
 }

@@ -160,13 +160,8 @@ func TestStrangersPastTheDomainBudget(t *testing.T) {
 			t.Errorf("%s, refused, has a ghost account %s", u, ghost)
 		}
 	}
-	resp, err := http.Get("http://" + w.MetricsAddr + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	metrics, _ := io.ReadAll(resp.Body)
-	if want := `xmppbridge_events_total{reason="domain_budget",what="xmpp_message"} 2`; !strings.Contains(string(metrics), want) {
+	metrics := w.metrics(t)
+	if want := `xmppbridge_events_total{reason="domain_budget",what="xmpp_message"} 2`; !strings.Contains(metrics, want) {
 		t.Errorf("/metrics lacks %q", want)
 	}
 }

@@ -4,8 +4,6 @@ package e2e
 
 import (
 	"context"
-	"io"
-	"net/http"
 	"strings"
 	"testing"
 
@@ -94,15 +92,10 @@ func TestSecondGhostInRoomDeclines(t *testing.T) {
 	}
 	bothWays(t, ctx, dm, "capulet", capulet)
 
-	resp, err := http.Get("http://" + w.MetricsAddr + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	metrics, _ := io.ReadAll(resp.Body)
-	if !strings.Contains(string(metrics), `xmppbridge_events_total{reason="second_ghost",what="matrix_invite"} `) ||
-		!strings.Contains(string(metrics), "\nxmppbridge_set_aside ") {
-		t.Errorf("metrics: %s\n%s", grepLines(string(metrics), "second_ghost"), grepLines(string(metrics), "set_aside"))
+	metrics := w.metrics(t)
+	if !strings.Contains(metrics, `xmppbridge_events_total{reason="second_ghost",what="matrix_invite"} `) ||
+		!strings.Contains(metrics, "\nxmppbridge_set_aside ") {
+		t.Errorf("metrics: %s\n%s", grepLines(metrics, "second_ghost"), grepLines(metrics, "set_aside"))
 	}
 }
 

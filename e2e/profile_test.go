@@ -14,7 +14,6 @@ import (
 	"image/color"
 	"image/png"
 	"io"
-	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -330,14 +329,9 @@ func TestGhostTakesTheXEP0084Avatar(t *testing.T) {
 	publish("av-meta", "urn:xmpp:avatar:metadata", fmt.Sprintf(`<item id='%s'><metadata xmlns='urn:xmpp:avatar:metadata'><info bytes='%d' id='%s' height='200' width='200' type='image/png'/></metadata></item>`, hash, len(img), hash))
 	waitGhostAvatar(t, ctx, w.ghost("benedick@"+w.Prosody.Domain), img) // Taken from the data item itself (XEP-0084 §4.4): Benedick's PEP
 	// service lets the puppet read it, as a subscribed contact.
-	resp, err := http.Get("http://" + w.MetricsAddr + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	metrics, _ := io.ReadAll(resp.Body)
-	if !strings.Contains(string(metrics), `xmppbridge_events_total{reason="from_pep",what="xmpp_avatar"}`) {
-		t.Errorf("the avatar did not come from the XEP-0084 data item: %s", grepLines(string(metrics), "xmpp_avatar"))
+	metrics := w.metrics(t)
+	if !strings.Contains(metrics, `xmppbridge_events_total{reason="from_pep",what="xmpp_avatar"}`) {
+		t.Errorf("the avatar did not come from the XEP-0084 data item: %s", grepLines(metrics, "xmpp_avatar"))
 	}
 }
 

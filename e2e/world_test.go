@@ -5,6 +5,8 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"testing"
@@ -98,3 +100,18 @@ func (w *world) xmppUser(t *testing.T, user, resource string) *peers.XMPPClient 
 func (w *world) puppet(t *testing.T, u id.UserID) string { return w.Puppet(u) }
 
 func (w *world) ghost(bare string) id.UserID { return w.Ghost(bare) }
+
+// metrics is what w's bridge serves at /metrics.
+func (w *world) metrics(t *testing.T) string {
+	t.Helper()
+	resp, err := http.Get("http://" + w.MetricsAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(body)
+}
