@@ -17,12 +17,13 @@ import (
 // their own (ejabberd, a second Dendrite, a second bridge), started once
 // for all the steps: what ejabberd's mod_muc does (mucFacts), then the
 // group tests that run on Prosody too (groupPortal, groupRelations,
-// groupRoomState, groupJoinByAlias, groupJoinWithNickAndPassword), each
+// groupRoomState, groupJoinByAlias, groupJoinWithNickAndPassword,
+// groupOccupantByRealJID), each
 // expecting what ejabberd does where it differs (mucTraits), and a room
 // without stanza-ids, as ejabberd makes rooms by default.
 func TestEjabberdGroups(t *testing.T) {
 	start := time.Now()
-	ew, logPath, err := startWorld(peers.WorldOptions{Ejabberd: true, XMPPUsers: []string{"juliet", "romeo", "benvolio", "beatrice", "claudio", "macbeth", "banquo", "dogberry", "benedick", "hero"}})
+	ew, logPath, err := startWorld(peers.WorldOptions{Ejabberd: true, XMPPUsers: []string{"juliet", "romeo", "benvolio", "tybalt", "beatrice", "claudio", "macbeth", "banquo", "dogberry", "benedick", "hero"}})
 	if err != nil {
 		t.Fatalf("setting up ejabberd, Dendrite and the bridge: %v", err)
 	}
@@ -47,6 +48,7 @@ func TestEjabberdGroups(t *testing.T) {
 		{"GroupRoomState", groupRoomState},
 		{"GroupJoinByAlias", groupJoinByAlias},
 		{"GroupJoinWithNickAndPassword", groupJoinWithNickAndPassword},
+		{"GroupOccupantByRealJID", groupOccupantByRealJID},
 		{"GroupWithoutStanzaIDs", groupWithoutStanzaIDs},
 	} {
 		t.Run(step.name, func(t *testing.T) { step.run(t, ew) })

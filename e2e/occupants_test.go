@@ -14,18 +14,28 @@ import (
 	"xmppbridge/internal/peers"
 )
 
+// TestGroupOccupantByRealJID is groupOccupantByRealJID on the rig's
+// Prosody.
+func TestGroupOccupantByRealJID(t *testing.T) { groupOccupantByRealJID(t, w) }
+
 // An occupant of a room without XEP-0421 occupant-ids (Prosody's MUC with
-// muc_occupant_id = false) that its owner made non-anonymous
+// muc_occupant_id = false; any of ejabberd 23.01's) that its owner made
+// non-anonymous
 // (muc#roomconfig_whois "anyone"): the room shows every occupant's real
 // JID (XEP-0045 §7.2.3, <item jid/>), and a join's own presence says so
 // with status 100. Alice joins through the bot: Romeo's ghost is his real
 // bare JID's, so his nick change keeps it (renamed) and what he says as
 // Montague is his; Tybalt, who takes the nick Romeo left, is his own
 // ghost, not Romeo's.
-func TestGroupOccupantByRealJID(t *testing.T) {
+func groupOccupantByRealJID(t *testing.T, w *world) {
 	ctx := context.Background()
 	alice := w.alice
-	muc := "verona@" + w.Prosody.MUCNoIDDomain
+	service := w.Server.Host().MUCDomain
+	if traitsOf(t, w.Server).occupantID {
+		// Prosody's rooms give occupant-ids; its second chat service's not.
+		service = w.Prosody.MUCNoIDDomain
+	}
+	muc := "verona@" + service
 	send := func(c *peers.XMPPClient, stanza string) { t.Helper(); sendRaw(t, c, stanza) }
 	romeo := w.xmppUser(t, "romeo", "occupants")
 	tybalt := w.xmppUser(t, "tybalt", "occupants")
