@@ -312,7 +312,14 @@ func (b *messages) handleMatrixEvent(ctx context.Context, evt MatrixEvent) ([]*J
 		return []*Job{argsJob(JobNotice, jobArgs{Room: evt.Room, User: ghost, Body: EncryptedNotice})}, nil
 	}
 	body, ok := textOf(evt)
-	if !ok {
+	job := newJob(JobSendToXMPP, about{room: evt.Room, mxid: evt.Sender, peer: portal.JID}, 0, nil)
+	if !ok && isMediaMsgType(evt.MsgType) {
+		var fail string
+		if body, job, fail = b.mediaFromMatrix(evt); fail != "" {
+			payload, _ := json.Marshal(StatusArgs{Condition: string(ReasonMsgType), ByBridge: true, Room: evt.Room, Event: evt.ID, Text: fail}) // strings only
+			return []*Job{newJob(JobMatrixStatus, about{room: evt.Room}, 0, payload)}, nil
+		}
+	} else if !ok {
 		log.Debug().Msg("Ignoring a message that is not text")
 		b.count("matrix_event", ReasonMsgType)
 		return nil, nil
@@ -327,7 +334,6 @@ func (b *messages) handleMatrixEvent(ctx context.Context, evt MatrixEvent) ([]*J
 		Body: body, TS: b.tsOf(evt),
 		Requests: Requests{Receipt: true, Delivered: true, Displayed: true, Composing: true, Markable: true},
 	}
-	job := newJob(JobSendToXMPP, about{room: evt.Room, mxid: evt.Sender, peer: portal.JID}, 0, nil)
 	added, err := b.store.AddMessage(ctx, msg, job)
 	if b.stored(err) != nil {
 		return nil, fmt.Errorf("store message: %w", err)

@@ -40,6 +40,11 @@ type SlixmppEvent struct {
 	ID           string `json:"id"`
 	Body         string `json:"body"`
 	Acked        bool   `json:"acked"`
+	// URL is a message's XEP-0066 URL, or the file a command was about.
+	URL    string `json:"url"`
+	SHA256 string `json:"sha256"` // of a file downloaded
+	Size   int64  `json:"size"`
+	Error  string `json:"error"`
 }
 
 // Slixmpp is a real third-party XMPP client, slixmpp, logged in as one
@@ -128,6 +133,17 @@ func (c *Slixmpp) Wait(ctx context.Context, timeout time.Duration, match func(Sl
 			return SlixmppEvent{}, ctx.Err()
 		}
 	}
+}
+
+// Command has the client do cmd (see slixmpp/client.py), a JSON object
+// with "cmd" and its fields.
+func (c *Slixmpp) Command(cmd map[string]any) error {
+	line, err := json.Marshal(cmd)
+	if err != nil {
+		return err
+	}
+	_, err = c.stdin.Write(append(line, '\n'))
+	return err
 }
 
 // Close logs the client out and waits for it to end.

@@ -28,10 +28,14 @@ type Prosody struct {
 	// MUCDomain is Prosody's multi-user chat component (XEP-0045), with
 	// muc_mam so that the room stamps each message with its own XEP-0359
 	// stanza-id, which markers and relations in groups refer to.
-	MUCDomain     string // "conference.localhost"
+	MUCDomain string // "conference.localhost"
+	// UploadDomain is Prosody's XEP-0363 upload service
+	// (mod_http_file_share), which gives the users and the bridge's
+	// component slots; its files are served on HTTPPort.
+	UploadDomain  string // "upload.localhost"
 	C2SPort       int
 	ComponentPort int
-	HTTPPort      int // reserved for HTTP modules; none is loaded by default
+	HTTPPort      int
 
 	opts ProsodyOptions
 	logw io.Writer
@@ -86,6 +90,7 @@ func StartProsodyWith(ctx context.Context, dir string, logw io.Writer, opts Pros
 		Domain:          "localhost",
 		ComponentDomain: "matrix.localhost",
 		MUCDomain:       "conference.localhost",
+		UploadDomain:    "upload.localhost",
 		ComponentSecret: opts.ComponentSecret,
 		opts:            opts,
 		logw:            logw,
@@ -246,6 +251,11 @@ func (p *Prosody) writeConfig() error {
 	w(`component_interfaces = { "127.0.0.1" }`)
 	w("http_ports = { %d }", p.HTTPPort)
 	w(`http_interfaces = { "127.0.0.1" }`)
+	// Upload slots name 127.0.0.1 rather than upload.localhost, which
+	// not every resolver knows; a request for that address is the upload
+	// service's.
+	w("http_external_url = %s", luaString(fmt.Sprintf("http://127.0.0.1:%d/", p.HTTPPort)))
+	w("http_default_host = %s", luaString(p.UploadDomain))
 	w("https_ports = {}")
 	w(`https_interfaces = { "127.0.0.1" }`)
 	w("proxy65_ports = {}")
@@ -288,6 +298,11 @@ func (p *Prosody) writeConfig() error {
 	w("")
 	w("Component %s \"muc\"", luaString(p.MUCDomain))
 	w("\tmodules_enabled = { \"muc_mam\" }")
+	w("")
+	// XEP-0363 for the users and, as the puppets, the bridge: once set,
+	// http_file_share_access is the whole list of who may take slots.
+	w("Component %s \"http_file_share\"", luaString(p.UploadDomain))
+	w("\thttp_file_share_access = { %s, %s }", luaString(p.Domain), luaString(p.ComponentDomain))
 
 	if err := os.WriteFile(p.ConfigPath, []byte(b.String()), 0o600); err != nil {
 		return fmt.Errorf("write prosody config: %w", err)

@@ -10,13 +10,26 @@ and prints one JSON object a line on stdout for the test to read:
     {"event": "online"}
     {"event": "roster", "jid": J, "subscription": S}
     {"event": "subscribe", "jid": J, "approved": true|false}
-    {"event": "message", "from": J, "id": I, "body": B, "acked": true|false, "subscription": S}
-It ends when its standard input closes.
+    {"event": "message", "from": J, "id": I, "body": B, "acked": true|false, "subscription": S, "url": OOB_URL}
+It reads commands from its standard input, one JSON object a line, and ends
+when it closes:
+    {"cmd": "send_file", "to": J, "path": P, "type": T, "service": S, "body": B}
+        uploads P with XEP-0363 to the service S and sends its URL
+        as the body (or B) and in XEP-0066, as Conversations does; says
+        {"event": "sent_file", "url": U, "id": I}
+    {"cmd": "download", "url": U}
+        fetches U over HTTP; says {"event": "downloaded", "url": U, "sha256": H, "size": N}
+        or {"event": "download_failed", "url": U, "error": E}
+    {"cmd": "displayed", "to": J, "id": I}
+        sends a XEP-0333 displayed marker for message I
 """
 
 import asyncio
+import hashlib
 import json
+import os
 import sys
+import urllib.request
 
 import slixmpp
 
@@ -34,6 +47,9 @@ class Client(slixmpp.ClientXMPP):
         self.roster.auto_subscribe = False
         self.register_plugin("xep_0030")
         self.register_plugin("xep_0184", pconfig={"auto_ack": False})
+        self.register_plugin("xep_0066")
+        self.register_plugin("xep_0333")
+        self.register_plugin("xep_0363")
         # The test server has no TLS; PLAIN over loopback is allowed there.
         self.register_plugin("feature_mechanisms", pconfig={"unencrypted_plain": True})
         self.add_event_handler("session_start", self.on_start)
@@ -69,7 +85,43 @@ class Client(slixmpp.ClientXMPP):
         if acked:
             self.plugin["xep_0184"].ack(msg)
         say(event="message", **{"from": str(msg["from"]), "id": msg["id"], "body": msg["body"],
-                                "acked": acked, "subscription": sub})
+                                "acked": acked, "subscription": sub, "url": msg["oob"]["url"]})
+
+    async def command(self, line):
+        cmd = json.loads(line)
+        if cmd["cmd"] == "send_file":
+            url = await self.upload(cmd["service"], cmd["path"], cmd["type"])
+            msg = self.make_message(mto=cmd["to"], mbody=cmd.get("body") or url, mtype="chat")
+            msg["oob"]["url"] = url
+            msg.send()
+            say(event="sent_file", url=url, id=msg["id"])
+        elif cmd["cmd"] == "download":
+            try:
+                data = await asyncio.get_running_loop().run_in_executor(None, fetch, cmd["url"])
+                say(event="downloaded", url=cmd["url"], sha256=hashlib.sha256(data).hexdigest(), size=len(data))
+            except Exception as e:  # the test reads what went wrong
+                say(event="download_failed", url=cmd["url"], error=str(e))
+        elif cmd["cmd"] == "displayed":
+            self.plugin["xep_0333"].send_marker(cmd["to"], cmd["id"], "displayed")
+
+
+    async def upload(self, service, path, ctype):
+        # slixmpp's own upload_file finds the service by a disco walk that
+        # Python 3.11 refuses (asyncio.wait of coroutines): the slot is
+        # asked here of the service named (XEP-0363 §4), then PUT (§5).
+        with open(path, "rb") as f:
+            data = f.read()
+        iq = await self.plugin["xep_0363"].request_slot(service, os.path.basename(path), len(data), ctype)
+        slot = iq["http_upload_slot"]
+        headers = {"Content-Type": ctype, **{h["name"]: h["value"] for h in slot["put"]["headers"]}}
+        req = urllib.request.Request(slot["put"]["url"], data=data, headers=headers, method="PUT")
+        await asyncio.get_running_loop().run_in_executor(None, lambda: urllib.request.urlopen(req, timeout=30).close())
+        return slot["get"]["url"]
+
+
+def fetch(url):
+    with urllib.request.urlopen(url, timeout=30) as resp:
+        return resp.read()
 
 
 async def main():
@@ -79,8 +131,16 @@ async def main():
     client = Client(jid, password, refuse)
     client.connect((host, int(port)), force_starttls=False, disable_starttls=True)
     loop = asyncio.get_running_loop()
-    # Until the test closes our standard input.
-    await loop.run_in_executor(None, sys.stdin.read)
+    # Commands until the test closes our standard input.
+    while True:
+        line = await loop.run_in_executor(None, sys.stdin.readline)
+        if not line:
+            break
+        if line.strip():
+            try:
+                await client.command(line)
+            except Exception as e:  # the test reads what went wrong
+                say(event="error", error=repr(e))
     client.disconnect()
     await asyncio.sleep(0.2)
 

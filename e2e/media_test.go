@@ -1,0 +1,253 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"image"
+	"image/color"
+	"image/png"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
+
+	"xmppbridge/internal/peers"
+)
+
+// testPNG is a w×h PNG, different for each seed.
+func testPNG(t *testing.T, w, h int, seed uint8) []byte {
+	t.Helper()
+	img := image.NewRGBA(image.Rect(0, 0, w, h))
+	for x := 0; x < w; x++ {
+		for y := 0; y < h; y++ {
+			img.Set(x, y, color.RGBA{uint8(x) ^ seed, uint8(y), seed, 255})
+		}
+	}
+	var b bytes.Buffer
+	if err := png.Encode(&b, img); err != nil {
+		t.Fatal(err)
+	}
+	return b.Bytes()
+}
+
+// testPDF is a small PDF document (net/http's sniffing knows it by its
+// "%PDF-" signature).
+var testPDF = []byte("%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n")
+
+func sha(b []byte) string { s := sha256.Sum256(b); return hex.EncodeToString(s[:]) }
+
+// isFile matches a ghost's m.room.message of msgtype in room.
+func isFile(room id.RoomID, sender id.UserID, msgtype event.MessageType) func(*event.Event) bool {
+	return func(e *event.Event) bool {
+		if e.RoomID != room || e.Sender != sender || e.Type != event.EventMessage {
+			return false
+		}
+		c := e.Content.AsMessage()
+		return c != nil && c.MsgType == msgtype
+	}
+}
+
+// XEP-0066 §3 and XEP-0363 from a real client: slixmpp uploads to
+// Prosody's mod_http_file_share and sends the GET URL as the body and in
+// <x xmlns='jabber:x:oob'/>, as Conversations does. The bridge fetches it
+// and posts an m.image as the ghost whose bytes, downloaded by Alice
+// through the authenticated media API, are the ones uploaded, with its
+// type, size and pixels in info (client-server API, m.image); a PDF with
+// words of the sender's is an m.file with the words as caption and the
+// name as filename (v1.10 media captions). A link the bridge cannot fetch,
+// and an aesgcm:// link (an encrypted file), arrive as their text.
+func TestMediaFromXMPP(t *testing.T) {
+	if err := peers.SlixmppAvailable(); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	alice := w.alice
+	puppet := w.puppet(t, alice.Client.UserID)
+	viola, err := w.StartSlixmpp(ctx, "viola")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(viola.Close)
+	ghost := w.ghost("viola@localhost")
+	dir := t.TempDir()
+	pic := testPNG(t, 40, 30, 7)
+	picPath := filepath.Join(dir, "shipwreck.png")
+	pdfPath := filepath.Join(dir, "letter.pdf")
+	if err := os.WriteFile(picPath, pic, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(pdfPath, testPDF, 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	if err := viola.Command(map[string]any{"cmd": "send_file", "to": puppet, "path": picPath, "type": "image/png", "service": w.Prosody.UploadDomain}); err != nil {
+		t.Fatal(err)
+	}
+	sent, err := viola.Wait(ctx, wait, func(e peers.SlixmppEvent) bool { return e.Event == "sent_file" || e.Event == "error" })
+	if err != nil || sent.Event != "sent_file" {
+		t.Fatalf("slixmpp did not upload the picture: %v %+v", err, sent)
+	}
+	invite, err := alice.Wait(ctx, wait, peers.IsInvite(alice.Client.UserID, ghost))
+	if err != nil {
+		t.Fatal(err)
+	}
+	room := invite.RoomID
+	if _, err := alice.Client.JoinRoomByID(ctx, room); err != nil {
+		t.Fatal(err)
+	}
+	img, err := alice.Wait(ctx, wait, isFile(room, ghost, event.MsgImage))
+	if err != nil {
+		t.Fatalf("no m.image from the ghost: %v", err)
+	}
+	c := img.Content.AsMessage()
+	if c.Body != "shipwreck.png" || c.Info == nil || c.Info.MimeType != "image/png" || c.Info.Size != len(pic) || c.Info.Width != 40 || c.Info.Height != 30 {
+		t.Errorf("m.image body %q info %+v: want shipwreck.png, image/png, %d bytes, 40×30", c.Body, c.Info, len(pic))
+	}
+	got := download(t, ctx, alice.Client, c.URL)
+	if sha(got) != sha(pic) {
+		t.Errorf("the picture on Matrix is %d bytes, not the %d uploaded", len(got), len(pic))
+	}
+
+	// With words of her own, the body is a caption.
+	if err := viola.Command(map[string]any{"cmd": "send_file", "to": puppet, "path": pdfPath, "type": "application/pdf", "service": w.Prosody.UploadDomain, "body": "My father had a daughter"}); err != nil {
+		t.Fatal(err)
+	}
+	file, err := alice.Wait(ctx, wait, isFile(room, ghost, event.MsgFile))
+	if err != nil {
+		t.Fatalf("no m.file from the ghost: %v", err)
+	}
+	c = file.Content.AsMessage()
+	if c.FileName != "letter.pdf" || !strings.Contains(c.Body, "My father had a daughter") || c.Info == nil || c.Info.MimeType != "application/pdf" {
+		t.Errorf("m.file filename %q body %q info %+v: want letter.pdf, the caption, application/pdf", c.FileName, c.Body, c.Info)
+	}
+	if got := download(t, ctx, alice.Client, c.URL); !bytes.Equal(got, testPDF) {
+		t.Errorf("the PDF on Matrix is %d bytes, not the %d uploaded", len(got), len(testPDF))
+	}
+
+	// What cannot be fetched stays a link: nothing is dropped.
+	for _, link := range []string{"http://127.0.0.1:1/gone.png", "aesgcm://127.0.0.1/secret.png#0011223344"} {
+		client := w.xmppUser(t, "viola", "raw")
+		if err := client.SendRaw(ctx, `<message type='chat' id='link-`+sha([]byte(link))[:8]+`' to='`+peers.XMLEscape(puppet)+`'><body>`+link+`</body><x xmlns='jabber:x:oob'><url>`+link+`</url></x></message>`); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := alice.Wait(ctx, wait, peers.IsText(room, ghost, link)); err != nil {
+			t.Errorf("%s never reached Matrix as its text: %v", link, err)
+		}
+	}
+}
+
+func download(t *testing.T, ctx context.Context, cli *mautrix.Client, uri id.ContentURIString) []byte {
+	t.Helper()
+	mxc, err := uri.Parse()
+	if err != nil {
+		t.Fatalf("not an mxc URI: %q", uri)
+	}
+	data, err := cli.DownloadBytes(ctx, mxc)
+	if err != nil {
+		t.Fatalf("download %s: %v", uri, err)
+	}
+	return data
+}
+
+// The other way: Alice sends a picture and a PDF; the bridge downloads
+// each from Dendrite's authenticated media API and uploads it to
+// Prosody's XEP-0363 service as her puppet; slixmpp gets a message whose
+// body is the URL and whose XEP-0066 <x/> has the same URL, and
+// downloads from it the bytes Alice uploaded. Its XEP-0333 displayed
+// marker on the picture is the ghost's m.read of Alice's m.image. An
+// encrypted file (client-server API: "file" instead of "url") cannot be
+// carried: its sender sees a failure status.
+func TestMediaFromMatrix(t *testing.T) {
+	if err := peers.SlixmppAvailable(); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	alice := w.alice
+	orsino, err := w.StartSlixmpp(ctx, "orsino")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(orsino.Close)
+	ghost := w.ghost("orsino@localhost")
+	room, err := alice.CreateDM(ctx, ghost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.Wait(ctx, wait, peers.IsMembership(room, ghost, event.MembershipJoin)); err != nil {
+		t.Fatalf("the ghost never joined: %v", err)
+	}
+	pic := testPNG(t, 16, 24, 99)
+	files := []struct {
+		name, typ string
+		data      []byte
+		msgtype   event.MessageType
+	}{
+		{"music.png", "image/png", pic, event.MsgImage},
+		{"sonnet.pdf", "application/pdf", testPDF, event.MsgFile},
+	}
+	var picEvent id.EventID
+	for _, f := range files {
+		up, err := alice.Client.UploadBytesWithName(ctx, f.data, f.typ, f.name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ev, err := alice.Client.SendMessageEvent(ctx, room, event.EventMessage, &event.MessageEventContent{
+			MsgType: f.msgtype, Body: f.name, URL: up.ContentURI.CUString(),
+			Info: &event.FileInfo{MimeType: f.typ, Size: len(f.data)},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f.msgtype == event.MsgImage {
+			picEvent = ev.EventID
+		}
+		msg, err := orsino.Wait(ctx, wait, func(e peers.SlixmppEvent) bool {
+			return e.Event == "message" && e.URL != "" && strings.Contains(e.URL, f.name)
+		})
+		if err != nil {
+			t.Fatalf("%s never reached slixmpp with a XEP-0066 URL: %v", f.name, err)
+		}
+		if msg.Body != msg.URL {
+			t.Errorf("body %q, XEP-0066 URL %q: want the same", msg.Body, msg.URL)
+		}
+		if err := orsino.Command(map[string]any{"cmd": "download", "url": msg.URL}); err != nil {
+			t.Fatal(err)
+		}
+		dl, err := orsino.Wait(ctx, wait, func(e peers.SlixmppEvent) bool {
+			return (e.Event == "downloaded" || e.Event == "download_failed") && e.URL == msg.URL
+		})
+		if err != nil || dl.Event != "downloaded" {
+			t.Fatalf("slixmpp could not download %s: %v %+v", msg.URL, err, dl)
+		}
+		if dl.SHA256 != sha(f.data) || dl.Size != int64(len(f.data)) {
+			t.Errorf("%s from the XMPP upload service is %d bytes (sha256 %s), not the %d Alice sent", f.name, dl.Size, dl.SHA256, len(f.data))
+		}
+		if f.msgtype == event.MsgImage {
+			if err := orsino.Command(map[string]any{"cmd": "displayed", "to": w.puppet(t, alice.Client.UserID), "id": msg.ID}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if _, err := alice.Wait(ctx, wait, isRead(room, picEvent, ghost)); err != nil {
+		t.Errorf("slixmpp's displayed marker on the picture never became the ghost's m.read: %v", err)
+	}
+
+	enc, err := alice.Client.SendMessageEvent(ctx, room, event.EventMessage, map[string]any{
+		"msgtype": "m.image", "body": "secret.png",
+		"file": map[string]any{"v": "v2", "url": "mxc://localhost/nothing", "key": map[string]any{"k": "x"}, "iv": "x", "hashes": map[string]any{"sha256": "x"}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.Wait(ctx, wait, isStatus(room, enc.EventID, event.MessageStatusFail)); err != nil {
+		t.Errorf("an encrypted file got no failure status: %v", err)
+	}
+}

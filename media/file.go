@@ -1,0 +1,111 @@
+package media
+
+import (
+	"bufio"
+	"fmt"
+	"image"
+	_ "image/gif"  // image.DecodeConfig reads the sizes of the image
+	_ "image/jpeg" // types every Matrix client shows
+	_ "image/png"
+	"io"
+	"mime"
+	"net/http"
+	"os"
+	"strings"
+
+	"xmppbridge/mapping"
+)
+
+// File is a file spooled to a temporary file, with what its bytes tell of
+// it. Close removes it.
+type File struct {
+	Name          string
+	Type          string // MIME, from its bytes (sniff)
+	Size          int64
+	Width, Height int // an image's, 0 if not known
+	f             *os.File
+}
+
+// Reader is the file from its start, for one upload; it is an
+// io.ReadSeeker, so a retry can read it again.
+func (f *File) Reader() (io.ReadSeeker, error) {
+	if _, err := f.f.Seek(0, io.SeekStart); err != nil {
+		return nil, err
+	}
+	return f.f, nil
+}
+
+// Close removes the temporary file.
+func (f *File) Close() error {
+	err := f.f.Close()
+	if rerr := os.Remove(f.f.Name()); err == nil {
+		err = rerr
+	}
+	return err
+}
+
+// Spool copies r, at most max bytes, into a temporary file in dir and
+// reads its type (sniff, claimed being what its sender said) and, for an
+// image, its size. More than max is ErrTooLarge, wrapped with
+// mapping.ErrPermanent.
+func Spool(r io.Reader, max int64, name, claimed, dir string) (*File, error) {
+	tmp, err := os.CreateTemp(dir, "xmppbridge-media-")
+	if err != nil {
+		return nil, fmt.Errorf("spool a file: %w", err)
+	}
+	file := &File{Name: name, f: tmp}
+	n, err := io.Copy(tmp, io.LimitReader(r, max+1))
+	switch {
+	case err != nil:
+		file.Close()
+		return nil, fmt.Errorf("read the file: %w", err)
+	case n > max:
+		file.Close()
+		return nil, fmt.Errorf("%w: %w: over %d bytes", mapping.ErrPermanent, ErrTooLarge, max)
+	}
+	file.Size = n
+	head := make([]byte, 512)
+	k, _ := tmp.ReadAt(head, 0)
+	file.Type = sniff(head[:k], claimed)
+	if strings.HasPrefix(file.Type, "image/") {
+		if _, err := tmp.Seek(0, io.SeekStart); err == nil {
+			if cfg, _, err := image.DecodeConfig(bufio.NewReader(tmp)); err == nil {
+				file.Width, file.Height = cfg.Width, cfg.Height
+			}
+		}
+	}
+	return file, nil
+}
+
+// sniff is the MIME type of a file that begins with head, as
+// http.DetectContentType reads it (the WHATWG sniffing algorithm), without
+// parameters; markup as text/plain. What a sender claims is taken only where the bytes say
+// nothing (application/octet-stream) and the claim is of a kind the
+// algorithm does not know well and no client would run: audio, video, or
+// an application type other than the markup and scripts a browser would
+// (an image claimed but not recognised stays a file: clients would fail
+// to show it as one).
+func sniff(head []byte, claimed string) string {
+	typ, _, _ := mime.ParseMediaType(http.DetectContentType(head))
+	switch typ {
+	case "text/html", "text/xml":
+		// Markup goes as the text it is: a media repository or upload
+		// service that served it as markup would run what it holds.
+		return "text/plain"
+	case "application/octet-stream":
+	default:
+		return typ
+	}
+	c, _, err := mime.ParseMediaType(claimed)
+	if err != nil {
+		return typ
+	}
+	switch {
+	case strings.HasPrefix(c, "audio/"), strings.HasPrefix(c, "video/"):
+		return c
+	case strings.HasPrefix(c, "application/") && !strings.Contains(c, "html") && !strings.Contains(c, "xml") &&
+		!strings.Contains(c, "javascript") && !strings.Contains(c, "ecmascript"):
+		return c
+	}
+	return typ
+}
