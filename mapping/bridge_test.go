@@ -137,6 +137,8 @@ func (f *fakeMatrix) SendSent(_ context.Context, room id.RoomID, ev id.EventID) 
 func (f *fakeMatrix) SendMessage(ctx context.Context, room id.RoomID, sender id.UserID, msg *OutMatrix, txnID string) (id.EventID, error) {
 	body := msg.Body
 	switch {
+	case msg.Media != nil:
+		body = fmt.Sprintf("%s %s %s filename=%s", msg.Media.MsgType, msg.Media.URL, msg.Body, msg.Media.Name)
 	case msg.Replace != "":
 		body = "edit " + string(msg.Replace) + " " + msg.NewBody
 	case msg.ReplyTo != "":

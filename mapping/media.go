@@ -126,7 +126,7 @@ func oobToFetch(m *XMPPMessage) (string, string) {
 	if body == "" || body == m.OOB.URL {
 		return m.OOB.URL, strings.TrimSpace(m.OOB.Desc)
 	}
-	return m.OOB.URL, strings.ReplaceAll(body, m.OOB.URL, "")
+	return m.OOB.URL, strings.TrimSpace(strings.ReplaceAll(body, m.OOB.URL, ""))
 }
 
 // JobMediaFromXMPP fetches the file of a message from XMPP and puts it in

@@ -1,0 +1,68 @@
+package media
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"testing"
+
+	"xmppbridge/mapping"
+)
+
+// The type of a file is what its bytes say (net/http's sniffing, the
+// WHATWG algorithm), not what its sender claims; a claim counts only
+// where the bytes say nothing and it names a kind the algorithm does not
+// know well (audio, video, an application format), never markup or an
+// image the bytes do not show. Markup goes as text.
+func TestSniff(t *testing.T) {
+	pic := pngOf(t, 1, 1)
+	unknown := []byte{0x00, 0x01, 0x02, 0x03, 0xfe}
+	for _, c := range []struct {
+		name    string
+		head    []byte
+		claimed string
+		want    string
+	}{
+		{"a PNG claimed as HTML", pic, "text/html", "image/png"},
+		{"a PNG claimed as nothing", pic, "", "image/png"},
+		{"HTML claimed as a PNG", []byte("<html><script>alert(1)</script>"), "image/png", "text/plain"},
+		{"XML", []byte("<?xml version='1.0'?><svg/>"), "image/svg+xml", "text/plain"},
+		{"a PDF", []byte("%PDF-1.4\n"), "application/octet-stream", "application/pdf"},
+		{"text", []byte("hello\n"), "", "text/plain"},
+		{"unknown bytes claimed as video", unknown, "video/mp4; codecs=avc1", "video/mp4"},
+		{"unknown bytes claimed as audio", unknown, "audio/ogg", "audio/ogg"},
+		{"unknown bytes claimed as a document", unknown, "application/vnd.oasis.opendocument.text", "application/vnd.oasis.opendocument.text"},
+		{"unknown bytes claimed as an image", unknown, "image/png", "application/octet-stream"},
+		{"unknown bytes claimed as HTML", unknown, "text/html", "application/octet-stream"},
+		{"unknown bytes claimed as XHTML", unknown, "application/xhtml+xml", "application/octet-stream"},
+		{"unknown bytes claimed as a script", unknown, "application/javascript", "application/octet-stream"},
+		{"unknown bytes claimed as garbage", unknown, "not a type", "application/octet-stream"},
+	} {
+		if got := sniff(c.head, c.claimed); got != c.want {
+			t.Errorf("%s: %q, want %q", c.name, got, c.want)
+		}
+	}
+}
+
+// A spooled file is bounded, read again from its start for each upload,
+// knows an image's pixels, and is gone once closed.
+func TestSpool(t *testing.T) {
+	pic := pngOf(t, 7, 5)
+	f, err := Spool(bytes.NewReader(pic), int64(len(pic)), "p.png", "", t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.Size != int64(len(pic)) || f.Type != "image/png" || f.Width != 7 || f.Height != 5 {
+		t.Errorf("%+v: want %d bytes of image/png, 7×5", f, len(pic))
+	}
+	path := f.f.Name()
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(path); !os.IsNotExist(err) {
+		t.Errorf("the temporary file is still there: %v", err)
+	}
+	if _, err := Spool(bytes.NewReader(pic), int64(len(pic))-1, "p.png", "", t.TempDir()); !errors.Is(err, ErrTooLarge) || !errors.Is(err, mapping.ErrPermanent) {
+		t.Errorf("one byte over: %v, want ErrTooLarge", err)
+	}
+}
