@@ -251,3 +251,42 @@ func TestMediaFromMatrix(t *testing.T) {
 		t.Errorf("an encrypted file got no failure status: %v", err)
 	}
 }
+
+// What the media kind builds on in Prosody 0.12's mod_http_file_share
+// (XEP-0363): the server's disco#items lists the upload component (§3,
+// Example 1-2), whose disco#info has the feature and a max-file-size form
+// (§3, Example 4); a slot (§4, Example 5) has a GET and a PUT URL on the
+// address the rig gives (http_external_url), and an Authorization header
+// for the PUT.
+func TestProsodyUploadFacts(t *testing.T) {
+	ctx := context.Background()
+	c := w.xmppUser(t, "viola", "facts")
+	ask := func(id, stanza string) *peers.Stanza {
+		t.Helper()
+		if err := c.SendRaw(ctx, stanza); err != nil {
+			t.Fatal(err)
+		}
+		got, err := c.Wait(ctx, wait, func(s *peers.Stanza) bool { return s.Name == "iq" && s.ID == id })
+		if err != nil {
+			t.Fatalf("no answer to %s: %v", id, err)
+		}
+		t.Logf("%s", got.XML)
+		return got
+	}
+	items := ask("items", `<iq type='get' id='items' to='`+w.Prosody.Domain+`'><query xmlns='http://jabber.org/protocol/disco#items'/></iq>`)
+	if !items.Has(`jid="` + w.Prosody.UploadDomain + `"`) {
+		t.Errorf("disco#items of %s does not list %s", w.Prosody.Domain, w.Prosody.UploadDomain)
+	}
+	info := ask("info", `<iq type='get' id='info' to='`+w.Prosody.UploadDomain+`'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>`)
+	for _, want := range []string{`var="urn:xmpp:http:upload:0"`, `var="max-file-size"`} {
+		if !info.Has(want) {
+			t.Errorf("disco#info of the upload service lacks %s", want)
+		}
+	}
+	slot := ask("slot", `<iq type='get' id='slot' to='`+w.Prosody.UploadDomain+`'><request xmlns='urn:xmpp:http:upload:0' filename='a b.png' size='3' content-type='image/png'/></iq>`)
+	for _, want := range []string{`<put xmlns="urn:xmpp:http:upload:0" url="http://127.0.0.1:`, `<get xmlns="urn:xmpp:http:upload:0" url="http://127.0.0.1:`, `name="Authorization">Bearer `} {
+		if !slot.Has(want) {
+			t.Errorf("the slot lacks %s", want)
+		}
+	}
+}
