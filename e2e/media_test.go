@@ -7,9 +7,13 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/xml"
+	"fmt"
 	"image"
 	"image/color"
 	"image/png"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -288,5 +292,104 @@ func TestProsodyUploadFacts(t *testing.T) {
 		if !slot.Has(want) {
 			t.Errorf("the slot lacks %s", want)
 		}
+	}
+}
+
+// uploadRaw puts data on Prosody's upload service as c (XEP-0363 §4 slot,
+// §5 PUT), as a client does, and returns the GET URL.
+func uploadRaw(t *testing.T, c *peers.XMPPClient, name, typ string, data []byte) string {
+	t.Helper()
+	ctx := context.Background()
+	sendRaw(t, c, fmt.Sprintf(`<iq type='get' id='slot-%s' to='%s'><request xmlns='urn:xmpp:http:upload:0' filename='%s' size='%d' content-type='%s'/></iq>`,
+		name, w.Prosody.UploadDomain, name, len(data), typ))
+	slot, err := c.Wait(ctx, wait, func(s *peers.Stanza) bool { return s.Name == "iq" && s.ID == "slot-"+name })
+	if err != nil || slot.Type != "result" {
+		t.Fatalf("no slot: %v %v", slot, err)
+	}
+	var answer struct {
+		Slot struct {
+			Put struct {
+				URL    string `xml:"url,attr"`
+				Header string `xml:"header"`
+			} `xml:"put"`
+			Get struct {
+				URL string `xml:"url,attr"`
+			} `xml:"get"`
+		} `xml:"slot"`
+	}
+	if err := xml.Unmarshal([]byte(slot.XML), &answer); err != nil {
+		t.Fatal(err)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, answer.Slot.Put.URL, bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", typ)
+	req.Header.Set("Authorization", answer.Slot.Put.Header)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated && resp.StatusCode != http.StatusOK {
+		t.Fatalf("PUT %s: %s", answer.Slot.Put.URL, resp.Status)
+	}
+	return answer.Slot.Get.URL
+}
+
+// In a group portal too: an occupant's file (XEP-0066 in a groupchat
+// message, after a XEP-0363 upload) is an m.image of their ghost with the
+// bytes uploaded, and a member's picture reaches the chat as a groupchat
+// message from their puppet with the URL as body and in XEP-0066, whose
+// file is the one Alice sent.
+func TestGroupMedia(t *testing.T) {
+	ctx := context.Background()
+	alice := w.alice
+	muc := "gallery@" + w.Prosody.MUCDomain
+	olivia := w.xmppUser(t, "olivia", "gallery")
+	joinMUC(t, olivia, muc, "Olivia")
+	portal := aliceJoinsGroup(t, muc)
+	aliceNick := puppetNick(t, olivia, muc, "Olivia")
+
+	pic := testPNG(t, 12, 9, 3)
+	url := uploadRaw(t, olivia, "portrait.png", "image/png", pic)
+	sendRaw(t, olivia, `<message type='groupchat' to='`+muc+`' id='gm1'><body>`+url+`</body><x xmlns='jabber:x:oob'><url>`+url+`</url></x></message>`)
+	img, err := alice.Wait(ctx, wait, func(e *event.Event) bool {
+		c := e.Content.AsMessage()
+		return e.RoomID == portal && e.Type == event.EventMessage && c != nil && c.MsgType == event.MsgImage
+	})
+	if err != nil {
+		t.Fatalf("Olivia's picture never reached the portal as an m.image: %v", err)
+	}
+	if got := download(t, ctx, alice.Client, img.Content.AsMessage().URL); !bytes.Equal(got, pic) {
+		t.Errorf("the picture on Matrix is %d bytes, not the %d uploaded", len(got), len(pic))
+	}
+
+	mine := testPNG(t, 5, 5, 42)
+	up, err := alice.Client.UploadBytesWithName(ctx, mine, "image/png", "veil.png")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.Client.SendMessageEvent(ctx, portal, event.EventMessage, &event.MessageEventContent{
+		MsgType: event.MsgImage, Body: "veil.png", URL: up.ContentURI.CUString(), Info: &event.FileInfo{MimeType: "image/png", Size: len(mine)},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := olivia.Wait(ctx, wait, func(s *peers.Stanza) bool {
+		return s.Name == "message" && s.Type == "groupchat" && s.From == muc+"/"+aliceNick && strings.Contains(s.Body, "veil.png")
+	})
+	if err != nil {
+		t.Fatalf("Alice's picture never reached the chat: %v", err)
+	}
+	if !got.Has(`<x xmlns="jabber:x:oob"><url xmlns="jabber:x:oob">` + got.Body + `</url>`) {
+		t.Errorf("the chat's message has no XEP-0066 URL equal to its body: %s", got.XML)
+	}
+	resp, err := http.Get(got.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if data, _ := io.ReadAll(resp.Body); !bytes.Equal(data, mine) {
+		t.Errorf("the chat's URL serves %d bytes, not the %d Alice sent", len(data), len(mine))
 	}
 }

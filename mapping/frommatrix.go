@@ -311,18 +311,10 @@ func (b *messages) handleMatrixEvent(ctx context.Context, evt MatrixEvent) ([]*J
 		b.count("matrix_event", "encrypted")
 		return []*Job{argsJob(JobNotice, jobArgs{Room: evt.Room, User: ghost, Body: EncryptedNotice})}, nil
 	}
-	body, ok := textOf(evt)
-	job := newJob(JobSendToXMPP, about{room: evt.Room, mxid: evt.Sender, peer: portal.JID}, 0, nil)
-	if !ok && isMediaMsgType(evt.MsgType) {
-		var fail string
-		if body, job, fail = b.mediaFromMatrix(evt); fail != "" {
-			payload, _ := json.Marshal(StatusArgs{Condition: string(ReasonMsgType), ByBridge: true, Room: evt.Room, Event: evt.ID, Text: fail}) // strings only
-			return []*Job{newJob(JobMatrixStatus, about{room: evt.Room}, 0, payload)}, nil
-		}
-	} else if !ok {
-		log.Debug().Msg("Ignoring a message that is not text")
-		b.count("matrix_event", ReasonMsgType)
-		return nil, nil
+	body, job, refused, ok := b.outgoing(evt, portal.JID)
+	if !ok {
+		log.Debug().Msg("Ignoring a message the bridge does not carry")
+		return refused, nil
 	}
 	xid := NewXMPPID()
 	msg := &Message{

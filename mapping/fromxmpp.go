@@ -36,6 +36,10 @@ func (b *messages) handleXMPPMessage(ctx context.Context, m *XMPPMessage) (*OutM
 	if b.blocked(m.From) {
 		return b.drop(log, "xmpp_message", ReasonBlockedDomain), nil
 	}
+	if !m.HasBody && m.OOB != nil {
+		// XEP-0066 §3 makes the <x/> the message: its link is its text.
+		m.Body, m.HasBody = m.OOB.URL, true
+	}
 	mxid, reason := b.resolvePuppet(m.To)
 	if m.Type == TypeGroupchat {
 		if reason != "" {
@@ -73,10 +77,6 @@ func (b *messages) handleXMPPMessage(ctx context.Context, m *XMPPMessage) (*OutM
 	}
 	if done, err := b.relations.relationFromXMPP(ctx, log, mxid, m); done || err != nil {
 		return nil, err
-	}
-	if !m.HasBody && m.OOB != nil {
-		// XEP-0066 §3 makes the <x/> the message: its link is its text.
-		m.Body, m.HasBody = m.OOB.URL, true
 	}
 	if !m.HasBody {
 		if !carriesReceipt(m) && m.Event == nil && m.ChatState == "" {

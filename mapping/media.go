@@ -143,24 +143,35 @@ type mediaFetchArgs struct {
 	Caption string `json:"caption,omitempty"`
 }
 
-// mediaJobs are the jobs that carry msg, about to be stored, whose file
-// m's <x/> names: its fetch, if the person's budget of fetches
-// (limits.media_fetches_per_hour) lets it, a media mover is set and the
-// URL is one to fetch; nil to send it as text.
-func (b *messages) mediaJobs(log zerolog.Logger, m *XMPPMessage, mxid id.UserID, peer jid.JID) []*Job {
+// toFetch is the fetch of the file m's <x/> names, from who (a person's
+// bare JID, or a chat's occupant), if the URL is one to fetch, a media
+// mover is set and who's budget of fetches (limits.media_fetches_per_hour)
+// lets it; false to send the message as its text.
+func (b *core) toFetch(log zerolog.Logger, m *XMPPMessage, who string) (mediaFetchArgs, bool) {
 	link, caption := oobToFetch(m)
 	if link == "" || b.media == nil {
 		if m.OOB != nil {
 			b.count("media_fetch", "not_fetched")
 		}
-		return nil
+		return mediaFetchArgs{}, false
 	}
-	if reason := b.in.strangers.admit(ask{mediaOfJID, peer.String()}); reason != "" {
-		log.Info().Str("jid", peer.String()).Msg("An XMPP person sent more files than limits.media_fetches_per_hour; this one goes as its link")
+	if reason := b.in.strangers.admit(ask{mediaOfJID, who}); reason != "" {
+		log.Info().Str("from", who).Msg("An XMPP person sent more files than limits.media_fetches_per_hour; this one goes as its link")
 		b.count("media_fetch", reason)
+		return mediaFetchArgs{}, false
+	}
+	return mediaFetchArgs{URL: link, Caption: caption}, true
+}
+
+// mediaJobs are the jobs that carry a message of peer to mxid whose <x/>
+// names a file to fetch (toFetch): the fetch, which queues the post;
+// nil to send it as text.
+func (b *messages) mediaJobs(log zerolog.Logger, m *XMPPMessage, mxid id.UserID, peer jid.JID) []*Job {
+	args, ok := b.toFetch(log, m, peer.String())
+	if !ok {
 		return nil
 	}
-	payload, _ := json.Marshal(mediaFetchArgs{URL: link, Caption: caption}) // strings only
+	payload, _ := json.Marshal(args) // strings only
 	return []*Job{newJob(JobMediaFromXMPP, about{mxid: mxid, peer: peer}, 0, payload)}
 }
 
@@ -231,6 +242,44 @@ var _ = register(JobMediaToMatrix, jobKind{side: SideMatrix, order: byPair, payl
 	run: withPayload(func(b *Bridge, ctx context.Context, job *Job, file MediaFile) error {
 		return b.messages.sendToMatrix(ctx, job.MessageID, &file)
 	})})
+
+// JobGroupMediaFetch fetches the file of an occupant's message in a chat
+// as their ghost; JobGroupToMatrix posts it.
+const JobGroupMediaFetch JobKind = "matrix.group_media_fetch"
+
+// A room's files are fetched one after the other, in the pool of jobs
+// that wait on a remote party.
+var _ = register(JobGroupMediaFetch, jobKind{side: SideMatrix, order: byRoom, payload: groupArgs{}, asks: true,
+	run: withPayload(func(b *Bridge, ctx context.Context, job *Job, args groupArgs) error {
+		return b.groups.fetchFromMUC(ctx, job, args)
+	})})
+
+// fetchFromMUC runs a JobGroupMediaFetch: as fetchFromXMPP, for an
+// occupant of a chat, whose message is then posted by JobGroupToMatrix
+// with the file, or as its text.
+func (g *groups) fetchFromMUC(ctx context.Context, job *Job, args groupArgs) error {
+	if args.Fetch == nil {
+		return fmt.Errorf("%w: no file to fetch", ErrPermanent)
+	}
+	fetch := *args.Fetch
+	args.Fetch = nil
+	ghost, err := g.ghostOf(args.Member)
+	if err != nil {
+		return err
+	}
+	file, err := g.media.ToMatrix(ctx, ghost, fetch.URL)
+	if mayPass(err, job) {
+		return fmt.Errorf("fetch the file of message %d: %w", job.MessageID, err)
+	} else if err != nil {
+		g.log.Info().Err(err).Int64("row", job.MessageID).Str("url", fetch.URL).Msg("Could not fetch the file an occupant sent; it goes to Matrix as its link")
+		g.count("media_fetch", "failed")
+	} else {
+		file.MsgType, file.Caption = mediaMsgType(file.Type), fetch.Caption
+		args.File = file
+		g.count("media_fetch", "uploaded")
+	}
+	return g.queueStored(ctx, groupJob(JobGroupToMatrix, args.Room, job.MessageID, args))
+}
 
 // mediaOut is the Matrix message of file: its name as the body, or,
 // with a caption, the caption as the body and the name as filename
@@ -304,35 +353,46 @@ func mediaStanza(out *OutMessage, file *MediaFile) {
 	out.OOB = &OOB{URL: file.URL, Desc: file.Caption}
 }
 
-// mediaFromMatrix is what a message of evt, a file, is stored and sent
-// as: its row's body (the caption, else the file's name) and the upload
-// job; or, for an encrypted file (its "file" instead of "url", which the
-// bridge cannot decrypt), or with no media mover set, the failure status
-// that tells its sender.
-func (b *messages) mediaFromMatrix(evt MatrixEvent) (string, *Job, string) {
+// outgoing is what a Matrix message evt of a portal with peer goes to
+// XMPP as: its row's body and the job that sends it (text: the send
+// itself; a file: its upload first, the body being its caption, else its
+// name). ok false for one that does not go, with the jobs that say so to
+// its sender: a failure status for an encrypted file (its "file" instead
+// of "url", which the bridge cannot decrypt) or a file with no media mover
+// set, none (counted) for a msgtype the bridge does not carry.
+func (b *core) outgoing(evt MatrixEvent, peer jid.JID) (body string, job *Job, refused []*Job, ok bool) {
+	if body, ok := textOf(evt); ok {
+		return body, newJob(JobSendToXMPP, about{room: evt.Room, mxid: evt.Sender, peer: peer}, 0, nil), nil, true
+	}
 	f := evt.File
+	fail := ""
 	switch {
-	case f == nil:
-		return "", nil, "the bridge cannot carry this file to XMPP"
+	case f == nil || !isMediaMsgType(evt.MsgType):
+		b.count("matrix_event", ReasonMsgType)
+		return "", nil, nil, false
 	case f.Encrypted:
 		b.count("media_upload", "encrypted")
-		return "", nil, "encrypted files cannot reach XMPP: this bridge does not take part in end-to-end encryption"
+		fail = "encrypted files cannot reach XMPP: this bridge does not take part in end-to-end encryption"
 	case b.media == nil:
 		b.count("media_upload", "no_media")
-		return "", nil, "this bridge does not carry files"
+		fail = "this bridge does not carry files"
+	}
+	if fail != "" {
+		payload, _ := json.Marshal(StatusArgs{Condition: string(ReasonMsgType), ByBridge: true, Room: evt.Room, Event: evt.ID, Text: fail}) // strings only
+		return "", nil, []*Job{newJob(JobMatrixStatus, about{room: evt.Room}, 0, payload)}, false
 	}
 	src := MediaFile{URL: f.URL, Name: f.Name, Type: f.Type, Size: f.Size, Caption: f.Caption}
 	payload, _ := json.Marshal(src) // strings and numbers only
-	body := f.Caption
+	body = f.Caption
 	if body == "" {
 		body = f.Name
 	}
-	return body, newJob(JobMediaFromMatrix, about{room: evt.Room}, 0, payload), ""
+	return body, newJob(JobMediaFromMatrix, about{room: evt.Room}, 0, payload), nil, true
 }
 
 // failMedia marks msg, a file from Matrix that cannot reach XMPP, failed
 // for its sender, saying why: the send is dropped after.
-func (b *messages) failMedia(ctx context.Context, msg *Message, text string) error {
+func (b *core) failMedia(ctx context.Context, msg *Message, text string) error {
 	payload, _ := json.Marshal(StatusArgs{Condition: string(ReasonUndeliverable), ByBridge: true, Room: msg.RoomID, Event: msg.EventID, Text: text}) // strings only
 	job := newJob(JobMatrixStatus, about{room: msg.RoomID}, 0, payload)
 	if err := b.store.AddJobs(ctx, job); err != nil {
