@@ -11,7 +11,9 @@ import (
 	"mime"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
+	"time"
 
 	"xmppbridge/mapping"
 )
@@ -49,7 +51,7 @@ func (f *File) Close() error {
 // image, its size. More than max is ErrTooLarge, wrapped with
 // mapping.ErrPermanent.
 func Spool(r io.Reader, max int64, name, claimed, dir string) (*File, error) {
-	tmp, err := os.CreateTemp(dir, "xmppbridge-media-")
+	tmp, err := os.CreateTemp(dir, tempPrefix)
 	if err != nil {
 		return nil, fmt.Errorf("spool a file: %w", err)
 	}
@@ -108,4 +110,26 @@ func sniff(head []byte, claimed string) string {
 		return c
 	}
 	return typ
+}
+
+// tempPrefix names the bridge's temporary files.
+const tempPrefix = "xmppbridge-media-"
+
+// CleanTemp removes the temporary files in dir ("": the system's) that a
+// bridge stopped in the middle of a transfer left, older than age: a
+// transfer takes minutes at most (media.fetch_timeout, the upload's
+// timeout), so an older one is no other bridge's at work. It returns how
+// many it removed.
+func CleanTemp(dir string, age time.Duration) int {
+	if dir == "" {
+		dir = os.TempDir()
+	}
+	paths, _ := filepath.Glob(filepath.Join(dir, tempPrefix+"*"))
+	n := 0
+	for _, p := range paths {
+		if st, err := os.Lstat(p); err == nil && st.Mode().IsRegular() && time.Since(st.ModTime()) > age && os.Remove(p) == nil {
+			n++
+		}
+	}
+	return n
 }

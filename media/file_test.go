@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"errors"
 	"os"
+	"path/filepath"
 	"testing"
+	"time"
 
 	"xmppbridge/mapping"
 )
@@ -64,5 +66,28 @@ func TestSpool(t *testing.T) {
 	}
 	if _, err := Spool(bytes.NewReader(pic), int64(len(pic))-1, "p.png", "", t.TempDir()); !errors.Is(err, ErrTooLarge) || !errors.Is(err, mapping.ErrPermanent) {
 		t.Errorf("one byte over: %v, want ErrTooLarge", err)
+	}
+}
+
+// What a stopped bridge left is removed once old; what is new, or not
+// the bridge's, stays.
+func TestCleanTemp(t *testing.T) {
+	dir := t.TempDir()
+	old, fresh, other := filepath.Join(dir, tempPrefix+"1"), filepath.Join(dir, tempPrefix+"2"), filepath.Join(dir, "keep")
+	for _, p := range []string{old, fresh, other} {
+		if err := os.WriteFile(p, []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	past := time.Now().Add(-2 * time.Hour)
+	_ = os.Chtimes(old, past, past)
+	_ = os.Chtimes(other, past, past)
+	if n := CleanTemp(dir, time.Hour); n != 1 {
+		t.Errorf("removed %d, want 1", n)
+	}
+	for p, want := range map[string]bool{old: false, fresh: true, other: true} {
+		if _, err := os.Stat(p); (err == nil) != want {
+			t.Errorf("%s there: %t, want %t", p, err == nil, want)
+		}
 	}
 }

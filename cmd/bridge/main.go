@@ -163,6 +163,9 @@ func run(configPath, regPath string, generate, newTokens bool) error {
 	core.SetSides(hs, comp)
 	if cfg.Media.Enabled {
 		core.SetMedia(newMedia(cfg, hs, comp))
+		if n := media.CleanTemp(cfg.Media.TempDir, time.Hour); n > 0 {
+			log.Info().Int("files", n).Msg("Removed the temporary files of transfers an earlier run left")
+		}
 	}
 	out := outbox.New(db, core, count, log.With().Str("component", "outbox").Logger())
 	core.SetOutbox(out)
