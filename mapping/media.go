@@ -197,8 +197,10 @@ func (b *messages) fetchFromXMPP(ctx context.Context, job *Job, args mediaFetchA
 	if msg.EventID != "" {
 		return nil // posted before a crash
 	}
-	if err := b.unreachable(msg.MXID, msg.PeerJID); err != nil {
-		return err
+	if b.mayReach(msg.MXID, msg.PeerJID) != "" {
+		// Nothing fetched for whom nothing may go: the send refuses it,
+		// and answers its sender, as for any message.
+		return b.follow(ctx, msg, JobSendToMatrix, nil)
 	}
 	log := b.log.With().Int64("row", msg.RowID).Str("jid", msg.PeerJID.String()).Str("url", args.URL).Logger()
 	file, err := b.media.ToMatrix(ctx, b.cfg.Identities.Ghost(msg.PeerJID), args.URL)
@@ -263,6 +265,10 @@ func (g *groups) fetchFromMUC(ctx context.Context, job *Job, args groupArgs) err
 	}
 	fetch := *args.Fetch
 	args.Fetch = nil
+	send := groupJob(JobGroupToMatrix, args.Room, job.MessageID, args)
+	if muc, err := jid.Parse(args.MUC); err != nil || g.mayReach("", muc) != "" {
+		return g.queueStored(ctx, send) // which refuses it
+	}
 	ghost, err := g.ghostOf(args.Member)
 	if err != nil {
 		return err
@@ -276,9 +282,10 @@ func (g *groups) fetchFromMUC(ctx context.Context, job *Job, args groupArgs) err
 	} else {
 		file.MsgType, file.Caption = mediaMsgType(file.Type), fetch.Caption
 		args.File = file
+		send = groupJob(JobGroupToMatrix, args.Room, job.MessageID, args)
 		g.count("media_fetch", "uploaded")
 	}
-	return g.queueStored(ctx, groupJob(JobGroupToMatrix, args.Room, job.MessageID, args))
+	return g.queueStored(ctx, send)
 }
 
 // mediaOut is the Matrix message of file: its name as the body, or,

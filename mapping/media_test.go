@@ -195,3 +195,23 @@ func TestMediaFromMatrix(t *testing.T) {
 		t.Errorf("failures %q, want one for the encrypted file", h.matrix.failures)
 	}
 }
+
+// Nothing is fetched for a person whose domain was blocked after the
+// message came (mayReach is judged when the job runs): the send refuses
+// the message as it refuses any.
+func TestMediaNotFetchedForBlocked(t *testing.T) {
+	h, m := mediaHarness(t)
+	ctx := context.Background()
+	_ = h.store.PutPortal(ctx, DirectPortal("!dm:example.org", alice, jid.MustParse(julietJID), time.Time{}))
+	if _, err := h.b.HandleXMPPMessage(ctx, withOOB("b1", oobExampleURL, oobExampleURL)); err != nil {
+		t.Fatal(err)
+	}
+	h.b.Config().BlockedDomains = append(h.b.Config().BlockedDomains, "capulet.lit")
+	h.drain(t)
+	if len(m.fetched) != 0 || len(h.matrix.texts) != 0 {
+		t.Errorf("fetched %q, posted %q: want nothing", m.fetched, h.matrix.texts)
+	}
+	if h.counts["send_refused/"+string(ReasonBlockedDomain)] != 1 {
+		t.Errorf("counts %v, want one send refused", h.counts)
+	}
+}
