@@ -14,10 +14,12 @@ import (
 	"image/png"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/event"
@@ -391,5 +393,64 @@ func TestGroupMedia(t *testing.T) {
 	defer resp.Body.Close()
 	if data, _ := io.ReadAll(resp.Body); !bytes.Equal(data, mine) {
 		t.Errorf("the chat's URL serves %d bytes, not the %d Alice sent", len(data), len(mine))
+	}
+}
+
+// A slow file holds nothing else: while the bridge fetches Sebastian's
+// picture from a server that has not finished sending it, Antonio's
+// message and Sebastian's own next one reach Alice; the picture follows
+// once its server is done, the bytes it sent.
+func TestMediaFetchBlocksNothing(t *testing.T) {
+	ctx := context.Background()
+	alice := w.alice
+	puppet := w.puppet(t, alice.Client.UserID)
+	pic := testPNG(t, 20, 20, 11)
+	release := make(chan struct{})
+	asked := make(chan struct{}, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, _ *http.Request) {
+		rw.Header().Set("Content-Length", fmt.Sprint(len(pic)))
+		_, _ = rw.Write(pic[:10])
+		rw.(http.Flusher).Flush()
+		asked <- struct{}{}
+		<-release
+		_, _ = rw.Write(pic[10:])
+	}))
+	t.Cleanup(srv.Close)
+	t.Cleanup(func() {
+		select {
+		case <-release:
+		default:
+			close(release)
+		}
+	})
+	sebastian := w.xmppUser(t, "sebastian", "shore")
+	antonio := w.xmppUser(t, "antonio", "shore")
+	sRoom := openPortal(t, ctx, sebastian, "sebastian")
+	aRoom := openPortal(t, ctx, antonio, "antonio")
+	link := srv.URL + "/twin.png"
+	sendRaw(t, sebastian, `<message type='chat' id='slow-1' to='`+peers.XMLEscape(puppet)+`'><body>`+link+`</body><x xmlns='jabber:x:oob'><url>`+link+`</url></x></message>`)
+	select {
+	case <-asked:
+	case <-time.After(wait):
+		t.Fatal("the bridge never fetched the picture")
+	}
+	sendRaw(t, antonio, `<message type='chat' id='slow-2' to='`+peers.XMLEscape(puppet)+`'><body>I do not know thee</body></message>`)
+	sendRaw(t, sebastian, `<message type='chat' id='slow-3' to='`+peers.XMLEscape(puppet)+`'><body>Do I stand there?</body></message>`)
+	if _, err := alice.Wait(ctx, wait, peers.IsText(aRoom, w.ghost("antonio@localhost"), "I do not know thee")); err != nil {
+		t.Fatalf("another person's message waited for the fetch: %v", err)
+	}
+	if _, err := alice.Wait(ctx, wait, peers.IsText(sRoom, w.ghost("sebastian@localhost"), "Do I stand there?")); err != nil {
+		t.Fatalf("the sender's next message waited for the fetch: %v", err)
+	}
+	if n := len(alice.Events(isFile(sRoom, w.ghost("sebastian@localhost"), event.MsgImage))); n != 0 {
+		t.Fatal("the picture was posted before its server finished sending it")
+	}
+	close(release)
+	img, err := alice.Wait(ctx, wait, isFile(sRoom, w.ghost("sebastian@localhost"), event.MsgImage))
+	if err != nil {
+		t.Fatalf("the picture never came: %v", err)
+	}
+	if got := download(t, ctx, alice.Client, img.Content.AsMessage().URL); !bytes.Equal(got, pic) {
+		t.Errorf("the picture on Matrix is %d bytes, not the %d served", len(got), len(pic))
 	}
 }
