@@ -215,3 +215,32 @@ func TestMediaNotFetchedForBlocked(t *testing.T) {
 		t.Errorf("counts %v, want one send refused", h.counts)
 	}
 }
+
+// A file sent in reply crosses as a file (without the reply's quote); an
+// edit of a file's caption does not cross: a XEP-0308 correction would
+// put words where XMPP clients show the file.
+func TestMediaRelationsFromMatrix(t *testing.T) {
+	h, _ := mediaHarness(t)
+	ctx := context.Background()
+	_ = h.store.PutPortal(ctx, DirectPortal("!dm:example.org", alice, jid.MustParse(julietJID), time.Time{}))
+	first := textEvent("$t", alice, "!dm:example.org", "look")
+	reply := textEvent("$r", alice, "!dm:example.org", "sonnet.pdf")
+	reply.MsgType, reply.File = MsgFile, &MatrixFile{URL: "mxc://example.org/sonnet", Name: "sonnet.pdf", Type: "application/pdf", Size: 99}
+	reply.Rel.ReplyTo = "$t"
+	edit := textEvent("$e", alice, "!dm:example.org", "* new caption")
+	edit.MsgType, edit.Rel = MsgFile, MatrixRelation{Type: RelTypeReplace, Event: "$r", NewBody: "new caption", NewMsgType: MsgFile}
+	if err := h.handleTxn(ctx, MatrixTxn{ID: "t1", Events: []MatrixEvent{first, reply}}); err != nil {
+		t.Fatal(err)
+	}
+	h.drain(t)
+	if err := h.handleTxn(ctx, MatrixTxn{ID: "t2", Events: []MatrixEvent{edit}}); err != nil {
+		t.Fatal(err)
+	}
+	h.drain(t)
+	if len(h.xmpp.sent) != 2 || h.xmpp.sent[1].OOB == nil || h.xmpp.sent[1].Body != "https://upload.capulet.lit/abc/sonnet.pdf" {
+		t.Fatalf("sent %d stanzas; the second %+v: want the text, then the file", len(h.xmpp.sent), h.xmpp.sent[len(h.xmpp.sent)-1])
+	}
+	if h.counts["matrix_replace/file"] != 1 {
+		t.Errorf("counts %v: want the caption's edit counted and left", h.counts)
+	}
+}
