@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"xmppbridge/mapping"
 )
@@ -55,7 +56,7 @@ func Spool(r io.Reader, max int64, name, claimed, dir string) (*File, error) {
 	if err != nil {
 		return nil, fmt.Errorf("spool a file: %w", err)
 	}
-	file := &File{Name: name, f: tmp}
+	file := &File{Name: safeName(name), f: tmp}
 	n, err := io.Copy(tmp, io.LimitReader(r, max+1))
 	switch {
 	case err != nil:
@@ -110,6 +111,31 @@ func sniff(head []byte, claimed string) string {
 		return c
 	}
 	return typ
+}
+
+// maxNameBytes bounds a file's name (most file systems' bound).
+const maxNameBytes = 255
+
+// safeName is name as a file name that names nothing else: no directory
+// (a sender's "../x" or "a/b"), no control characters, valid UTF-8, at
+// most maxNameBytes; "file" if nothing is left.
+func safeName(name string) string {
+	name = strings.ToValidUTF8(name, "_")
+	name = strings.Map(func(r rune) rune {
+		if r == '/' || r == '\\' || r < 0x20 || r == 0x7f {
+			return '_'
+		}
+		return r
+	}, name)
+	name = strings.TrimLeft(strings.TrimSpace(name), ".")
+	for len(name) > maxNameBytes {
+		_, size := utf8.DecodeLastRuneInString(name)
+		name = name[:len(name)-size]
+	}
+	if name == "" {
+		return "file"
+	}
+	return name
 }
 
 // tempPrefix names the bridge's temporary files.

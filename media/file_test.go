@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -88,6 +89,26 @@ func TestCleanTemp(t *testing.T) {
 	for p, want := range map[string]bool{old: false, fresh: true, other: true} {
 		if _, err := os.Stat(p); (err == nil) != want {
 			t.Errorf("%s there: %t, want %t", p, err == nil, want)
+		}
+	}
+}
+
+// A name a sender chose names a file and nothing else.
+func TestSafeName(t *testing.T) {
+	long := strings.Repeat("é", 200) // 400 bytes
+	for in, want := range map[string]string{
+		"photo.jpg":        "photo.jpg",
+		"../../etc/passwd": "_.._etc_passwd",
+		"a\\b.png":         "a_b.png",
+		"line\nbreak.txt":  "line_break.txt",
+		"":                 "file",
+		"...":              "file",
+		"\xff\xfe.png":     "_.png",
+		"Très cool.jpg":    "Très cool.jpg",
+		long:               strings.Repeat("é", 127),
+	} {
+		if got := safeName(in); got != want {
+			t.Errorf("safeName(%q) = %q, want %q", in, got, want)
 		}
 	}
 }
