@@ -163,7 +163,7 @@ func download(t *testing.T, ctx context.Context, cli *mautrix.Client, uri id.Con
 	return data
 }
 
-// The other way: Alice sends a picture and a PDF; the bridge downloads
+// The other way: Alice sends a picture, a PDF and a sticker; the bridge downloads
 // each from Dendrite's authenticated media API and uploads it to
 // Prosody's XEP-0363 service as her puppet; slixmpp gets a message whose
 // body is the URL and whose XEP-0066 <x/> has the same URL, and
@@ -195,9 +195,12 @@ func TestMediaFromMatrix(t *testing.T) {
 		name, typ string
 		data      []byte
 		msgtype   event.MessageType
+		evtype    event.Type
 	}{
-		{"music.png", "image/png", pic, event.MsgImage},
-		{"sonnet.pdf", "application/pdf", testPDF, event.MsgFile},
+		{"music.png", "image/png", pic, event.MsgImage, event.EventMessage},
+		{"sonnet.pdf", "application/pdf", testPDF, event.MsgFile, event.EventMessage},
+		// A sticker is an image of an event type of its own (m.sticker).
+		{"willow", "image/png", testPNG(t, 8, 8, 5), "", event.EventSticker},
 	}
 	var picEvent id.EventID
 	for _, f := range files {
@@ -205,7 +208,7 @@ func TestMediaFromMatrix(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		ev, err := alice.Client.SendMessageEvent(ctx, room, event.EventMessage, &event.MessageEventContent{
+		ev, err := alice.Client.SendMessageEvent(ctx, room, f.evtype, &event.MessageEventContent{
 			MsgType: f.msgtype, Body: f.name, URL: up.ContentURI.CUString(),
 			Info: &event.FileInfo{MimeType: f.typ, Size: len(f.data)},
 		})
