@@ -244,3 +244,27 @@ func TestMediaRelationsFromMatrix(t *testing.T) {
 		t.Errorf("counts %v: want the caption's edit counted and left", h.counts)
 	}
 }
+
+// With media.enabled false (no mover set), a file from XMPP goes as its
+// link, and one from Matrix gets a failure status saying the bridge does
+// not carry files.
+func TestMediaDisabled(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	_ = h.store.PutPortal(ctx, DirectPortal("!dm:example.org", alice, jid.MustParse(julietJID), time.Time{}))
+	if _, err := h.b.HandleXMPPMessage(ctx, withOOB("d1", oobExampleURL, oobExampleURL)); err != nil {
+		t.Fatal(err)
+	}
+	img := textEvent("$img", alice, "!dm:example.org", "cat.png")
+	img.MsgType, img.File = MsgImage, &MatrixFile{URL: "mxc://example.org/cat", Name: "cat.png"}
+	if err := h.handleTxn(ctx, MatrixTxn{ID: "t1", Events: []MatrixEvent{img}}); err != nil {
+		t.Fatal(err)
+	}
+	h.drain(t)
+	if len(h.matrix.texts) != 1 || !strings.Contains(h.matrix.texts[0], " "+oobExampleURL+" ") {
+		t.Errorf("posted %q, want the link", h.matrix.texts)
+	}
+	if len(h.xmpp.sent) != 0 || len(h.matrix.failures) != 1 || h.counts["media_upload/no_media"] != 1 {
+		t.Errorf("sent %d, failures %q, counts %v: want one failure", len(h.xmpp.sent), h.matrix.failures, h.counts)
+	}
+}
