@@ -2,6 +2,7 @@ package matrixside
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"mime"
@@ -33,14 +34,21 @@ func (h *Homeserver) UploadMedia(ctx context.Context, user id.UserID, body io.Re
 // DownloadMedia opens the file of an mxc:// URI through the authenticated
 // media API (GET /_matrix/client/v1/media/download, client-server API
 // v1.11, as the bot: the unauthenticated /media/v3 path is frozen on
-// homeservers that follow v1.11); it returns its body, its length (-1 if
+// homeservers that follow v1.11; Dendrite 0.15.2 serves the new one), or,
+// from a homeserver older than v1.11 that does not know that path
+// (M_UNRECOGNIZED), the v3 one; it returns its body, its length (-1 if
 // not given) and its Content-Type. The caller closes the body.
 func (h *Homeserver) DownloadMedia(ctx context.Context, uri string) (io.ReadCloser, int64, string, error) {
 	mxc, err := id.ParseContentURI(uri)
 	if err != nil || mxc.IsEmpty() {
 		return nil, 0, "", fmt.Errorf("%w: not an mxc:// URI: %q", mapping.ErrPermanent, uri)
 	}
-	resp, err := h.AS.BotClient().Download(ctx, mxc)
+	bot := h.AS.BotClient()
+	resp, err := bot.Download(ctx, mxc)
+	if errors.Is(err, mautrix.MUnrecognized) {
+		_, resp, err = bot.MakeFullRequestWithResp(ctx, mautrix.FullRequest{Method: http.MethodGet,
+			URL: bot.BuildURL(mautrix.MediaURLPath{"v3", "download", mxc.Homeserver, mxc.FileID}), DontReadResponse: true})
+	}
 	if err != nil {
 		if resp != nil && (resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusForbidden) {
 			return nil, 0, "", fmt.Errorf("%w: download %s: %w", mapping.ErrPermanent, uri, err)

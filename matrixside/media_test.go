@@ -1,7 +1,13 @@
 package matrixside
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"slices"
+	"strings"
 	"testing"
 
 	"maunium.net/go/mautrix/event"
@@ -61,5 +67,51 @@ func TestMediaContent(t *testing.T) {
 	}
 	if c := mediaContent("look", f); c.Body != "look" || c.FileName != "a.png" {
 		t.Errorf("captioned: body %q filename %q", c.Body, c.FileName)
+	}
+}
+
+// A file is fetched through the authenticated media API (v1.11); from a
+// homeserver that does not know that path (M_UNRECOGNIZED, older than
+// v1.11), through /media/v3.
+func TestDownloadMedia(t *testing.T) {
+	for _, old := range []bool{false, true} {
+		var paths []string
+		h := newStandInHomeserver(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			paths = append(paths, r.URL.Path)
+			switch {
+			case strings.HasPrefix(r.URL.Path, "/_matrix/client/v1/media/download/") && old:
+				w.WriteHeader(http.StatusNotFound)
+				_, _ = io.WriteString(w, `{"errcode":"M_UNRECOGNIZED","error":"Unrecognized request"}`)
+			case strings.HasSuffix(r.URL.Path, "/download/example.org/abc"):
+				w.Header().Set("Content-Type", "image/png")
+				_, _ = io.WriteString(w, "bytes")
+			default:
+				w.WriteHeader(http.StatusNotFound)
+				_, _ = io.WriteString(w, `{"errcode":"M_NOT_FOUND","error":"no"}`)
+			}
+		}), Delivery{})
+		body, _, typ, err := h.DownloadMedia(context.Background(), "mxc://example.org/abc")
+		if err != nil {
+			t.Fatalf("old %t: %v (%q)", old, err, paths)
+		}
+		data, _ := io.ReadAll(body)
+		body.Close()
+		if string(data) != "bytes" || typ != "image/png" {
+			t.Errorf("old %t: %q %q", old, data, typ)
+		}
+		want := []string{"/_matrix/client/v1/media/download/example.org/abc"}
+		if old {
+			want = append(want, "/_matrix/media/v3/download/example.org/abc")
+		}
+		if !slices.Equal(paths, want) {
+			t.Errorf("old %t: asked %q, want %q", old, paths, want)
+		}
+	}
+	h := newStandInHomeserver(t, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.WriteHeader(http.StatusNotFound)
+		_, _ = io.WriteString(w, `{"errcode":"M_NOT_FOUND","error":"no"}`)
+	}), Delivery{})
+	if _, _, _, err := h.DownloadMedia(context.Background(), "mxc://example.org/gone"); !errors.Is(err, mapping.ErrPermanent) {
+		t.Errorf("a file the homeserver does not have: %v, want ErrPermanent", err)
 	}
 }
