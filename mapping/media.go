@@ -25,8 +25,9 @@ import (
 // corrections, replies, reactions and retractions find it as they find
 // text. The file moves in a job of the pool of jobs that wait on a remote
 // party (jobKind.asks), so that a slow server holds no place that messages
-// and receipts need; what follows the file (the post) goes in the pair's
-// or the side's order like any message.
+// and receipts need; what follows the file (the post) goes in the pair's,
+// the room's or the side's order like any message, after those sent while
+// the file moved.
 
 // NSOOB is the namespace of XEP-0066's <x/> in a message (§3).
 const NSOOB = "jabber:x:oob"
