@@ -2,6 +2,7 @@ package media
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
 	"image"
 	_ "image/gif"  // image.DecodeConfig reads the sizes of the image
@@ -82,25 +83,28 @@ func Spool(r io.Reader, max int64, name, claimed, dir string) (*File, error) {
 
 // sniff is the MIME type of a file that begins with head, as
 // http.DetectContentType reads it (the WHATWG sniffing algorithm), without
-// parameters; markup as text/plain. What a sender claims is taken only where the bytes say
-// nothing (application/octet-stream) and the claim is of a kind the
-// algorithm does not know well and no client would run: audio, video, or
-// an application type other than the markup and scripts a browser would
-// (an image claimed but not recognised stays a file: clients would fail
-// to show it as one).
+// parameters; markup as text/plain; a container that holds sound or
+// pictures alike told apart (soundOrPicture). What a sender claims is
+// taken only where the bytes say nothing (application/octet-stream) and
+// the claim is of a kind the algorithm does not know well and no client
+// would run: audio, video, or an application type other than the markup
+// and scripts a browser would (an image claimed but not recognised stays
+// a file: clients would fail to show it as one).
 func sniff(head []byte, claimed string) string {
 	typ, _, _ := mime.ParseMediaType(http.DetectContentType(head))
+	c, _, err := mime.ParseMediaType(claimed)
+	if err != nil {
+		c = ""
+	}
 	switch typ {
 	case "text/html", "text/xml":
 		// Markup goes as the text it is: a media repository or upload
 		// service that served it as markup would run what it holds.
 		return "text/plain"
+	case "video/mp4", "video/webm", "application/ogg":
+		return soundOrPicture(typ, head, c)
 	case "application/octet-stream":
 	default:
-		return typ
-	}
-	c, _, err := mime.ParseMediaType(claimed)
-	if err != nil {
 		return typ
 	}
 	switch {
@@ -109,6 +113,35 @@ func sniff(head []byte, claimed string) string {
 	case strings.HasPrefix(c, "application/") && !strings.Contains(c, "html") && !strings.Contains(c, "xml") &&
 		!strings.Contains(c, "javascript") && !strings.Contains(c, "ecmascript"):
 		return c
+	}
+	return typ
+}
+
+// soundOrPicture tells a voice message from a film in the containers that
+// hold either, which the sniffing algorithm calls video/mp4, video/webm
+// or application/ogg: by the MP4 brand of audio files (M4A, M4B), by the
+// codec an Ogg file's first page names (Opus, Vorbis, Speex, FLAC: sound;
+// Theora: pictures), else by what the sender claims, if it is sound.
+// Conversations sends its voice messages in MP4, Dino and Gajim in Ogg
+// Opus; as m.audio they are played as sound.
+func soundOrPicture(typ string, head []byte, claimed string) string {
+	switch typ {
+	case "video/mp4":
+		if len(head) >= 12 && (string(head[8:12]) == "M4A " || string(head[8:12]) == "M4B ") {
+			return "audio/mp4"
+		}
+	case "application/ogg":
+		for _, codec := range []string{"OpusHead", "\x01vorbis", "Speex   ", "\x7fFLAC"} {
+			if bytes.Contains(head, []byte(codec)) {
+				return "audio/ogg"
+			}
+		}
+		if bytes.Contains(head, []byte("\x80theora")) {
+			return "video/ogg"
+		}
+	}
+	if strings.HasPrefix(claimed, "audio/") {
+		return "audio/" + strings.TrimPrefix(strings.TrimPrefix(typ, "video/"), "application/")
 	}
 	return typ
 }

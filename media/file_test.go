@@ -20,6 +20,15 @@ import (
 func TestSniff(t *testing.T) {
 	pic := pngOf(t, 1, 1)
 	unknown := []byte{0x00, 0x01, 0x02, 0x03, 0xfe}
+	// An MP4 file's first box, ftyp with its brand (ISO/IEC 14496-12 §4.3).
+	mp4 := func(brand string) []byte {
+		return append([]byte{0, 0, 0, 0x18, 'f', 't', 'y', 'p'}, []byte(brand+"\x00\x00\x00\x00"+brand+"mp42")...)
+	}
+	// An Ogg page (RFC 3533 §6) whose packet opens with the codec's header.
+	ogg := func(codec string) []byte {
+		return append([]byte("OggS\x00\x02\x00\x00\x00\x00\x00\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x01\x13"), codec...)
+	}
+	webm := []byte{0x1a, 0x45, 0xdf, 0xa3, 0x9f, 0x42, 0x86, 0x81, 0x01, 0x42, 0xf7, 0x81, 0x01, 0x42, 0xf2, 0x81, 0x04, 0x42, 0xf3, 0x81, 0x08, 0x42, 0x82, 0x84, 'w', 'e', 'b', 'm'}
 	for _, c := range []struct {
 		name    string
 		head    []byte
@@ -40,6 +49,15 @@ func TestSniff(t *testing.T) {
 		{"unknown bytes claimed as XHTML", unknown, "application/xhtml+xml", "application/octet-stream"},
 		{"unknown bytes claimed as a script", unknown, "application/javascript", "application/octet-stream"},
 		{"unknown bytes claimed as garbage", unknown, "not a type", "application/octet-stream"},
+		// Containers of sound or pictures alike.
+		{"an M4A voice message", mp4("M4A "), "", "audio/mp4"},
+		{"an MP4 film", mp4("isom"), "video/mp4", "video/mp4"},
+		{"an MP4 claimed as sound", mp4("isom"), "audio/mp4", "audio/mp4"},
+		{"an Ogg Opus voice message", ogg("OpusHead"), "", "audio/ogg"},
+		{"an Ogg Vorbis song", ogg("\x01vorbis"), "application/ogg", "audio/ogg"},
+		{"an Ogg Theora film", ogg("\x80theora"), "", "video/ogg"},
+		{"WebM claimed as sound", webm, "audio/webm; codecs=opus", "audio/webm"},
+		{"WebM", webm, "", "video/webm"},
 	} {
 		if got := sniff(c.head, c.claimed); got != c.want {
 			t.Errorf("%s: %q, want %q", c.name, got, c.want)
