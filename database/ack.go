@@ -21,13 +21,15 @@ const (
 	ackDeliveredUpToQuery = `UPDATE portal_member SET delivered_upto=$1 WHERE room_id=$2 AND member=$3 AND delivered_upto<$1`
 	ackDisplayedUpToQuery = `UPDATE portal_member SET read_upto=$1 WHERE room_id=$2 AND member=$3 AND read_upto<$1`
 
-	// unreadBranch is one member's part of unreadUpToQuery: $R the room,
-	// $M the member, $U the row, $L the limit. The limit is written into
-	// the text, not bound: SQLite compiles a statement again every time a
-	// LIMIT parameter is bound. The room is CAST (see CAST in message.go).
+	// unreadBranch is one member's part of unreadUpToQuery: $U the row
+	// read, $F the member's read_upto (the floor), $L the limit. The room
+	// is the read row's, looked up by its key, so that a branch binds two
+	// parameters and a statement holds 16 reads (unreadMarks). The limit
+	// is written into the text, not bound: SQLite compiles a statement
+	// again every time a LIMIT parameter is bound.
 	unreadBranch = `SELECT * FROM (` + getMessageBaseQuery + `
-		WHERE room_id=CAST($R AS TEXT) AND rowid<=$U AND displayed_at IS NULL AND direction='xmpp'
-		  AND rowid > COALESCE((SELECT read_upto FROM portal_member WHERE portal_member.room_id=$R AND member=$M), 0)
+		WHERE room_id=(SELECT room_id FROM message WHERE rowid=$U) AND rowid<=$U AND rowid>$F
+		  AND displayed_at IS NULL AND direction='xmpp'
 		ORDER BY rowid DESC LIMIT $L) AS u`
 	// The room is CAST (see CAST in message.go).
 	getNewestComposableQuery = getMessageBaseQuery + `WHERE room_id=CAST($1 AS TEXT) AND direction='xmpp' AND want_composing ORDER BY rowid DESC LIMIT 1`
@@ -155,16 +157,18 @@ func (db *Database) Acknowledge(ctx context.Context, acks []mapping.Ack, jobs ..
 // cache holds the few texts there are instead of compiling one for every
 // count of reads.
 //
-// 8 reads are 24 parameters, and no more than 32: SQLite tracks which
+// 16 reads are 32 parameters, and no more: SQLite tracks which
 // parameters may change a plan in a 32-bit mask whose last bit stands for
 // every parameter from the 32nd on, so that past it binding any of them
 // can make SQLite compile the statement again on every run (with 32 rooms
-// it did, each time: TestReceiptPathCompiledOnce).
-const unreadMarks = 8
+// it did, each time: TestReceiptPathCompiledOnce). With the member's
+// floor looked up in the statement (three parameters a read) a statement
+// held 8, and an m.read over a thousand portals cost 10-15% more CPU.
+const unreadMarks = 16
 
-// unreadPadding is the room, member and row of a branch of
-// unreadUpToQuery that pads it: no room has that id.
-var unreadPadding = []any{"", "", int64(0)}
+// unreadPadding is the row and floor of a branch of unreadUpToQuery that
+// pads it: no message has row 0.
+var unreadPadding = []any{int64(0), int64(0)}
 
 // unreadQueries keeps the texts of unreadUpToQuery, by branches and limit:
 // a few, built once instead of at every lookup.
@@ -185,7 +189,7 @@ func unreadUpToQuery(n, limit int) string {
 		if i > 0 {
 			b.WriteString(" UNION ALL ")
 		}
-		b.WriteString(strings.NewReplacer("$R", fmt.Sprintf("$%d", 3*i+1), "$M", fmt.Sprintf("$%d", 3*i+2), "$U", fmt.Sprintf("$%d", 3*i+3),
+		b.WriteString(strings.NewReplacer("$U", fmt.Sprintf("$%d", 2*i+1), "$F", fmt.Sprintf("$%d", 2*i+2),
 			"$L", strconv.Itoa(limit), ") AS u", fmt.Sprintf(") AS u%d", i)).Replace(unreadBranch))
 	}
 	unreadQueries.Store(key, b.String())
@@ -201,6 +205,10 @@ func (db *Database) UnreadUpTo(ctx context.Context, upTo map[mapping.Mark]int64,
 	marks := slices.SortedFunc(maps.Keys(upTo), func(a, b mapping.Mark) int {
 		return cmp.Or(cmp.Compare(a.Room, b.Room), cmp.Compare(a.By, b.By))
 	})
+	floors, err := db.readFloors(ctx, marks)
+	if err != nil {
+		return nil, err
+	}
 	out := make(map[mapping.Mark][]*mapping.Message, len(marks))
 	for len(marks) > 0 {
 		chunk := map[id.RoomID]mapping.Mark{}
@@ -217,9 +225,9 @@ func (db *Database) UnreadUpTo(ctx context.Context, upTo map[mapping.Mark]int64,
 		for n < len(chunk) {
 			n *= 2
 		}
-		args := make([]any, 0, 3*n)
+		args := make([]any, 0, 2*n)
 		for _, m := range chunk {
-			args = append(args, m.Room, m.By, upTo[m])
+			args = append(args, upTo[m], floors[m])
 		}
 		for range n - len(chunk) {
 			args = append(args, unreadPadding...)
@@ -229,8 +237,9 @@ func (db *Database) UnreadUpTo(ctx context.Context, upTo map[mapping.Mark]int64,
 			return nil, fmt.Errorf("list unread messages of %d rooms: %w", len(chunk), err)
 		}
 		for _, m := range ms {
-			mark := chunk[m.RoomID]
-			out[mark] = append(out[mark], m)
+			if mark, ok := chunk[m.RoomID]; ok {
+				out[mark] = append(out[mark], m)
+			}
 		}
 	}
 	for _, ms := range out {
@@ -238,6 +247,37 @@ func (db *Database) UnreadUpTo(ctx context.Context, upTo map[mapping.Mark]int64,
 		slices.SortFunc(ms, func(a, b *mapping.Message) int { return cmp.Compare(a.RowID, b.RowID) })
 	}
 	return out, nil
+}
+
+// readFloors is each mark's member's read_upto, from the portals (kept
+// in memory by portalCache, which every committed ack moves): the floor
+// below which UnreadUpTo lists nothing, bound instead of looked up in the
+// statement. A portal or member that does not exist has 0.
+func (db *Database) readFloors(ctx context.Context, marks []mapping.Mark) (map[mapping.Mark]int64, error) {
+	floors := make(map[mapping.Mark]int64, len(marks))
+	var missing []id.RoomID
+	for _, m := range marks {
+		if floor, ok := db.portals.readUpTo(m.Room, m.By); ok {
+			floors[m] = floor
+		} else if len(missing) == 0 || missing[len(missing)-1] != m.Room {
+			missing = append(missing, m.Room)
+		}
+	}
+	if len(missing) == 0 {
+		return floors, nil
+	}
+	portals, err := db.PortalsByRooms(ctx, missing)
+	if err != nil {
+		return nil, err
+	}
+	for _, m := range marks {
+		if _, ok := floors[m]; !ok {
+			if p := portals[m.Room]; p != nil {
+				floors[m] = p.Marks(m.By).ReadUpTo
+			}
+		}
+	}
+	return floors, nil
 }
 
 // NewestComposable is the newest FromXMPP message of room that asked for

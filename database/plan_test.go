@@ -124,12 +124,12 @@ func receiptLookups(h history) []lookup {
 	rooms, roomsArgs := inList(getPortalBaseQuery+"WHERE p.room_id IN (", []id.RoomID{hotRoom, "!p1:example.org", "!p999:example.org"})
 	mark, markArgs := inList(fmt.Sprintf("UPDATE message SET displayed_at=$%d WHERE displayed_at IS NULL AND rowid IN (", len(h.fromMX)+1), h.fromMX)
 	del, delArgs := inList("DELETE FROM outbox WHERE id IN (", []int64{1, 2, 3})
-	// As many rooms as one statement asks about: the hot one, others,
-	// and padding as UnreadUpTo pads.
-	unreadArgs := []any{hotRoom, hotMXID, h.newest}
+	// As many reads as one statement asks about: the hot room's newest
+	// row, again, and padding as UnreadUpTo pads.
+	unreadArgs := []any{h.newest, int64(0)}
 	for i := 1; i < unreadMarks; i++ {
 		if i < unreadMarks/2 {
-			unreadArgs = append(unreadArgs, fmt.Sprintf("!p%d:example.org", i), hotMXID, h.newest)
+			unreadArgs = append(unreadArgs, h.newest, int64(i))
 		} else {
 			unreadArgs = append(unreadArgs, unreadPadding...)
 		}

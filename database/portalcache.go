@@ -54,6 +54,21 @@ func (c *portalCache) getOne(room id.RoomID) (p *mapping.Portal, gen uint64) {
 	return nil, c.gen
 }
 
+// readUpTo is the read mark of member by in the cached portal of room,
+// and whether that portal is cached; a member it does not have is at 0.
+func (c *portalCache) readUpTo(room id.RoomID, by mapping.MemberID) (int64, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	p, ok := c.byRoom[room]
+	if !ok {
+		return 0, false
+	}
+	if m := p.Member(by); m != nil {
+		return m.ReadUpTo, true
+	}
+	return 0, true
+}
+
 // put stores copies of ps, read from the store by a read that began at
 // generation gen, unless something was forgotten since.
 func (c *portalCache) put(gen uint64, ps ...*mapping.Portal) {

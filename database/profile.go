@@ -75,11 +75,12 @@ func scanGhostProfile(row dbutil.Scannable) (*mapping.GhostProfile, error) {
 }
 
 // GhostProfile returns what the ghost of peer was given, or
-// mapping.ErrNotFound.
+// mapping.ErrNotFound. peer is kept as given: a person's bare JID, or an
+// occupant's room/key (mapping.GhostProfile).
 func (db *Database) GhostProfile(ctx context.Context, peer jid.JID) (*mapping.GhostProfile, error) {
-	p, err := queryOne(ctx, db.db, scanGhostProfile, getGhostProfileQuery, bareJID(peer))
+	p, err := queryOne(ctx, db.db, scanGhostProfile, getGhostProfileQuery, peer.String())
 	if err != nil {
-		return nil, fmt.Errorf("get ghost profile of %s: %w", peer.Bare(), err)
+		return nil, fmt.Errorf("get ghost profile of %s: %w", peer, err)
 	}
 	return p, nil
 }
@@ -87,8 +88,8 @@ func (db *Database) GhostProfile(ctx context.Context, peer jid.JID) (*mapping.Gh
 // SetGhostProfile stores p, replacing what was stored for its JID.
 func (db *Database) SetGhostProfile(ctx context.Context, p *mapping.GhostProfile) error {
 	defer db.writing()()
-	if _, err := db.db.Exec(ctx, setGhostProfileQuery, bareJID(p.JID), p.Name, p.NamedByNick, p.PhotoHash, p.AvatarURL, time.Now().UnixMilli()); err != nil {
-		return fmt.Errorf("set ghost profile of %s: %w", p.JID.Bare(), err)
+	if _, err := db.db.Exec(ctx, setGhostProfileQuery, p.JID.String(), p.Name, p.NamedByNick, p.PhotoHash, p.AvatarURL, time.Now().UnixMilli()); err != nil {
+		return fmt.Errorf("set ghost profile of %s: %w", p.JID, err)
 	}
 	return nil
 }

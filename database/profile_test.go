@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"testing"
 
+	"mellium.im/xmpp/jid"
+
 	"xmppbridge/mapping"
 )
 
@@ -39,7 +41,8 @@ func TestPuppetProfile(t *testing.T) {
 	})
 }
 
-// A ghost's profile is kept per bare JID, replaced whole.
+// A ghost's profile is kept per JID as given, replaced whole: a person's
+// bare JID, and an occupant's room/key apart from the room's own.
 func TestGhostProfile(t *testing.T) {
 	forEachStore(t, func(t *testing.T, s contractStore) {
 		ctx := t.Context()
@@ -51,7 +54,7 @@ func TestGhostProfile(t *testing.T) {
 			if err != nil {
 				t.Fatalf("%s: %v", what, err)
 			}
-			if !got.JID.Equal(want.JID.Bare()) || got.Name != want.Name || got.NamedByNick != want.NamedByNick || got.PhotoHash != want.PhotoHash || got.AvatarURL != want.AvatarURL {
+			if !got.JID.Equal(want.JID) || got.Name != want.Name || got.NamedByNick != want.NamedByNick || got.PhotoHash != want.PhotoHash || got.AvatarURL != want.AvatarURL {
 				t.Errorf("%s = %+v, want %+v", what, *got, want)
 			}
 		}
@@ -61,5 +64,11 @@ func TestGhostProfile(t *testing.T) {
 		nicked := mapping.GhostProfile{JID: bob, Name: "Bob", NamedByNick: true}
 		must(t, s.SetGhostProfile(ctx, &nicked))
 		check("replaced", nicked)
+		room := jid.MustParse("lounge@conference.example.org")
+		occupant := mapping.GhostProfile{JID: jid.MustParse("lounge@conference.example.org/occ-1"), PhotoHash: "cd34", AvatarURL: "mxc://example.org/o"}
+		must(t, s.SetGhostProfile(ctx, &occupant))
+		check("an occupant's", occupant)
+		_, err = s.GhostProfile(ctx, room)
+		wantNotFound(t, "the room's own, beside an occupant's", err)
 	})
 }

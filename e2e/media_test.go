@@ -94,12 +94,8 @@ func TestMediaFromXMPP(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	if err := viola.Command(map[string]any{"cmd": "send_file", "to": puppet, "path": picPath, "type": "image/png", "service": w.Prosody.UploadDomain}); err != nil {
-		t.Fatal(err)
-	}
-	sent, err := viola.Wait(ctx, wait, func(e peers.SlixmppEvent) bool { return e.Event == "sent_file" || e.Event == "error" })
-	if err != nil || sent.Event != "sent_file" {
-		t.Fatalf("slixmpp did not upload the picture: %v %+v", err, sent)
+	if err := viola.Do(ctx, wait, map[string]string{"cmd": "send_file", "to": puppet, "path": picPath, "type": "image/png", "service": w.Prosody.UploadDomain}); err != nil {
+		t.Fatalf("slixmpp did not upload the picture: %v", err)
 	}
 	invite, err := alice.Wait(ctx, wait, peers.IsInvite(alice.Client.UserID, ghost))
 	if err != nil {
@@ -123,8 +119,8 @@ func TestMediaFromXMPP(t *testing.T) {
 	}
 
 	// With words of her own, the body is a caption.
-	if err := viola.Command(map[string]any{"cmd": "send_file", "to": puppet, "path": pdfPath, "type": "application/pdf", "service": w.Prosody.UploadDomain, "body": "My father had a daughter"}); err != nil {
-		t.Fatal(err)
+	if err := viola.Do(ctx, wait, map[string]string{"cmd": "send_file", "to": puppet, "path": pdfPath, "type": "application/pdf", "service": w.Prosody.UploadDomain, "body": "My father had a daughter"}); err != nil {
+		t.Fatalf("slixmpp did not upload the PDF: %v", err)
 	}
 	file, err := alice.Wait(ctx, wait, isFile(room, ghost, event.MsgFile))
 	if err != nil {
@@ -227,20 +223,18 @@ func TestMediaFromMatrix(t *testing.T) {
 		if msg.Body != msg.URL {
 			t.Errorf("body %q, XEP-0066 URL %q: want the same", msg.Body, msg.URL)
 		}
-		if err := orsino.Command(map[string]any{"cmd": "download", "url": msg.URL}); err != nil {
-			t.Fatal(err)
+		if err := orsino.Do(ctx, wait, map[string]string{"cmd": "download", "url": msg.URL}); err != nil {
+			t.Fatalf("slixmpp could not download %s: %v", msg.URL, err)
 		}
-		dl, err := orsino.Wait(ctx, wait, func(e peers.SlixmppEvent) bool {
-			return (e.Event == "downloaded" || e.Event == "download_failed") && e.URL == msg.URL
-		})
-		if err != nil || dl.Event != "downloaded" {
-			t.Fatalf("slixmpp could not download %s: %v %+v", msg.URL, err, dl)
+		dl, err := orsino.Wait(ctx, wait, func(e peers.SlixmppEvent) bool { return e.Event == "downloaded" && e.URL == msg.URL })
+		if err != nil {
+			t.Fatal(err)
 		}
 		if dl.SHA256 != sha(f.data) || dl.Size != int64(len(f.data)) {
 			t.Errorf("%s from the XMPP upload service is %d bytes (sha256 %s), not the %d Alice sent", f.name, dl.Size, dl.SHA256, len(f.data))
 		}
 		if f.msgtype == event.MsgImage {
-			if err := orsino.Command(map[string]any{"cmd": "displayed", "to": w.puppet(t, alice.Client.UserID), "id": msg.ID}); err != nil {
+			if err := orsino.Do(ctx, wait, map[string]string{"cmd": "displayed", "to": w.puppet(t, alice.Client.UserID), "id": msg.ID}); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -400,7 +394,7 @@ func TestGroupMedia(t *testing.T) {
 }
 
 // A slow file holds nothing else: while the bridge fetches Sebastian's
-// picture from a server that has not finished sending it, Antonio's
+// picture from a server that has not finished sending it, Valentine's
 // message and Sebastian's own next one reach Alice; the picture follows
 // once its server is done, the bytes it sent.
 func TestMediaFetchBlocksNothing(t *testing.T) {
@@ -427,9 +421,9 @@ func TestMediaFetchBlocksNothing(t *testing.T) {
 		}
 	})
 	sebastian := w.xmppUser(t, "sebastian", "shore")
-	antonio := w.xmppUser(t, "antonio", "shore")
+	valentine := w.xmppUser(t, "valentine", "shore")
 	sRoom := openPortal(t, ctx, sebastian, "sebastian")
-	aRoom := openPortal(t, ctx, antonio, "antonio")
+	aRoom := openPortal(t, ctx, valentine, "valentine")
 	link := srv.URL + "/twin.png"
 	sendRaw(t, sebastian, `<message type='chat' id='slow-1' to='`+peers.XMLEscape(puppet)+`'><body>`+link+`</body><x xmlns='jabber:x:oob'><url>`+link+`</url></x></message>`)
 	select {
@@ -437,9 +431,9 @@ func TestMediaFetchBlocksNothing(t *testing.T) {
 	case <-time.After(wait):
 		t.Fatal("the bridge never fetched the picture")
 	}
-	sendRaw(t, antonio, `<message type='chat' id='slow-2' to='`+peers.XMLEscape(puppet)+`'><body>I do not know thee</body></message>`)
+	sendRaw(t, valentine, `<message type='chat' id='slow-2' to='`+peers.XMLEscape(puppet)+`'><body>I do not know thee</body></message>`)
 	sendRaw(t, sebastian, `<message type='chat' id='slow-3' to='`+peers.XMLEscape(puppet)+`'><body>Do I stand there?</body></message>`)
-	if _, err := alice.Wait(ctx, wait, peers.IsText(aRoom, w.ghost("antonio@localhost"), "I do not know thee")); err != nil {
+	if _, err := alice.Wait(ctx, wait, peers.IsText(aRoom, w.ghost("valentine@localhost"), "I do not know thee")); err != nil {
 		t.Fatalf("another person's message waited for the fetch: %v", err)
 	}
 	if _, err := alice.Wait(ctx, wait, peers.IsText(sRoom, w.ghost("sebastian@localhost"), "Do I stand there?")); err != nil {

@@ -4,6 +4,9 @@ package e2e
 
 import (
 	"context"
+	"crypto/sha1"
+	"encoding/base64"
+	"encoding/hex"
 	"regexp"
 	"strings"
 	"testing"
@@ -19,7 +22,9 @@ import (
 // with the room's own stanza-id (XEP-0359 §3, stamped by muc_mam) and the
 // sender's occupant-id (XEP-0421), and a displayed marker that names that
 // stanza-id reaching the sender (XEP-0333 §"Groupchat": markers in a room
-// refer to the room's id).
+// refer to the room's id); an occupant's avatar hash in their presence,
+// put there by their server (XEP-0398), and their vCard asked through
+// the room (XEP-0054 to room/nick).
 func TestProsodyMUCFacts(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -28,7 +33,7 @@ func TestProsodyMUCFacts(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { p.Close() })
-	for _, u := range []string{"juliet", "romeo"} {
+	for _, u := range []string{"juliet", "romeo", "benvolio"} {
 		if err := p.Register(u, "secret"); err != nil {
 			t.Fatal(err)
 		}
@@ -123,6 +128,53 @@ func TestProsodyMUCFacts(t *testing.T) {
 		t.Errorf("the marker Romeo got does not name the room's id %q: %s", atJuliet, marker.XML)
 	}
 	t.Logf("a marker as an occupant gets it: %s", marker.XML)
+
+	// XEP-0398 and XEP-0153 §3.1: the server of an occupant whose client
+	// says nothing of an avatar (as this one) puts the hash of their
+	// XEP-0084 avatar into their presence (Prosody 0.12's
+	// mod_vcard_legacy), into a join too, and the room passes it on: an
+	// empty <photo/> without one, the hash once they have one.
+	photoOf := func(s *peers.Stanza) (string, bool) {
+		_, photo, has := presenceProfile(s)
+		return photo, has
+	}
+	romeoIn, err := juliet.Wait(ctx, 10*time.Second, func(s *peers.Stanza) bool { return s.Name == "presence" && s.From == room+"/Romeo" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if photo, has := photoOf(romeoIn); !has || photo != "" {
+		t.Errorf("Romeo's join, without an avatar: photo %q (present %v), want an empty <photo/>: %s", photo, has, romeoIn.XML)
+	}
+	avatar := testAvatar(t)
+	sum := sha1.Sum(avatar)
+	hash := hex.EncodeToString(sum[:])
+	setVCard(t, ctx, romeo, "vc-romeo", "Romeo", avatar)
+	isRomeo := since(juliet, func(s *peers.Stanza) bool { return s.Name == "presence" && s.From == room+"/Romeo" })
+	send(romeo, `<presence to='`+room+`/Romeo'/>`)
+	again, err := juliet.Wait(ctx, 10*time.Second, isRomeo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if photo, _ := photoOf(again); photo != hash {
+		t.Errorf("Romeo's presence after his vCard photo: photo %q, want its SHA-1 %s: %s", photo, hash, again.XML)
+	}
+	// XEP-0054 through the room: an occupant's vCard asked of their
+	// occupant JID is sent on by the room to their bare real JID (from the
+	// asker's occupant JID), so their server answers, and the answer comes
+	// back from room/nick; a non-occupant asking is refused.
+	send(juliet, `<iq type='get' id='vc1' to='`+room+`/Romeo'><vCard xmlns='vcard-temp'/></iq>`)
+	card, err := juliet.Wait(ctx, 10*time.Second, func(s *peers.Stanza) bool { return s.Name == "iq" && s.ID == "vc1" })
+	if err != nil {
+		t.Fatalf("no answer to a vCard asked of an occupant: %v", err)
+	}
+	if card.Type != "result" || card.From != room+"/Romeo" || !strings.Contains(card.XML, base64.StdEncoding.EncodeToString(avatar)[:64]) {
+		t.Errorf("Romeo's vCard through the room: %.300s, want a result from room/Romeo with his PHOTO", card.XML)
+	}
+	stranger := dial("benvolio")
+	send(stranger, `<iq type='get' id='vc2' to='`+room+`/Romeo'><vCard xmlns='vcard-temp'/></iq>`)
+	if refused, err := stranger.Wait(ctx, 10*time.Second, func(s *peers.Stanza) bool { return s.Name == "iq" && s.ID == "vc2" }); err != nil || refused.Type != "error" || !refused.Has("not-acceptable") {
+		t.Errorf("a vCard asked of an occupant by a non-occupant: %v %v, want <not-acceptable/>", refused, err)
+	}
 
 	// XEP-0410 §3.1: an occupant asks its own occupant JID whether it is
 	// still in the room. Prosody answers for the room: a result while it

@@ -52,6 +52,12 @@ type MatrixSide interface {
 	React(ctx context.Context, room id.RoomID, sender id.UserID, target id.EventID, key, txnID string) (id.EventID, error)
 	// Redact removes target as sender (an m.room.redaction).
 	Redact(ctx context.Context, room id.RoomID, sender id.UserID, target id.EventID, txnID string) (id.EventID, error)
+	// SetModerator has the bot give user the power to redact others'
+	// events in room (on), or take it back (off), if it has to.
+	SetModerator(ctx context.Context, room id.RoomID, user id.UserID, on bool) error
+	// Moderate removes target, another's event, with reason: as sender if
+	// the room lets sender redact others' events, else as the bot.
+	Moderate(ctx context.Context, room id.RoomID, sender id.UserID, target id.EventID, reason, txnID string) (id.EventID, error)
 	// SendNotice posts an m.notice as sender, with html as its formatted
 	// body if not "".
 	SendNotice(ctx context.Context, room id.RoomID, sender id.UserID, body, html, txnID string) error
@@ -95,7 +101,8 @@ type XMPPSide interface {
 	// Send sends the messages in order, all or (on an error) some of them.
 	Send(ctx context.Context, msgs ...*OutMessage) error
 	SendPresence(ctx context.Context, p *OutPresence) error
-	// FetchVCard asks to for its vCard (XEP-0054) as from; an error
+	// FetchVCard asks to (a person's bare JID, or an occupant's JID in a
+	// chat, room/nick) for its vCard (XEP-0054) as from; an error
 	// wrapping ErrPermanent if it has none for from.
 	FetchVCard(ctx context.Context, from, to jid.JID) (*VCard, error)
 	// FetchAvatar asks to's PEP service for the XEP-0084 avatar data item
@@ -111,6 +118,11 @@ type XMPPSide interface {
 	// RoomName is the name the chat room gives itself (XEP-0045 §6.4),
 	// asked as from; "" if none.
 	RoomName(ctx context.Context, from, room jid.JID) (string, error)
+	// Moderate asks the chat room, as from (an occupant), to retract the
+	// message it stamped with the stanza-id sid, saying reason ("": none)
+	// (XEP-0425): nil once the room took it; an error answer wraps
+	// ErrPermanent and a *StanzaError.
+	Moderate(ctx context.Context, from, room jid.JID, sid, reason string) error
 }
 
 // Counter counts what the bridge refused or did, by what and why (a
@@ -223,6 +235,7 @@ func New(cfg Config, store Store, count Counter, log zerolog.Logger) *Bridge {
 	b.messages = &messages{core: c, bot: b.bot, people: b.people, relations: b.relations, receipts: b.receipts, groups: b.groups}
 	b.bot.messages = b.messages
 	b.people.groups = b.groups
+	b.groups.people = b.people
 	return b
 }
 

@@ -51,6 +51,10 @@ type fakeMatrix struct {
 	// beforeCreate, if set, runs as CreateGroup begins: a homeserver
 	// slow to make the room.
 	beforeCreate func()
+	// mayModerate, if set, says who may redact others' events; none
+	// but the bot if not.
+	mayModerate func(id.UserID) bool
+	moderators  []string // "room user on" of each SetModerator
 }
 
 func (f *fakeMatrix) CreateDM(_ context.Context, ghost, invitee id.UserID) (id.RoomID, error) {
@@ -153,6 +157,23 @@ func (f *fakeMatrix) React(ctx context.Context, room id.RoomID, sender id.UserID
 
 func (f *fakeMatrix) Redact(ctx context.Context, room id.RoomID, sender id.UserID, target id.EventID, txnID string) (id.EventID, error) {
 	return f.SendText(ctx, room, sender, "redact "+string(target), txnID)
+}
+
+// SetModerator records "room user on".
+func (f *fakeMatrix) SetModerator(_ context.Context, room id.RoomID, user id.UserID, on bool) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.moderators = append(f.moderators, fmt.Sprintf("%s %s %v", room, user, on))
+	return f.fail
+}
+
+// Moderate records "moderate $target reason" as sent by sender, or, if
+// sender may not (mayModerate says no), by the bot.
+func (f *fakeMatrix) Moderate(ctx context.Context, room id.RoomID, sender id.UserID, target id.EventID, reason, txnID string) (id.EventID, error) {
+	if f.mayModerate == nil || !f.mayModerate(sender) {
+		sender = testIDs.Bot()
+	}
+	return f.SendText(ctx, room, sender, "moderate "+string(target)+" "+reason, txnID)
 }
 
 func (f *fakeMatrix) SendText(_ context.Context, room id.RoomID, sender id.UserID, body, txnID string) (id.EventID, error) {
@@ -295,7 +316,11 @@ type fakeXMPP struct {
 	roomName  string            // what a chat names itself
 	// pingAnswer, if set, is what a ping to to is answered with.
 	pingAnswer func(to jid.JID) error
-	fail       error
+	// moderations are "from room sid reason" of each XEP-0425 request;
+	// moderateAnswer, if set, is the room's answer (nil: a result).
+	moderations    []string
+	moderateAnswer error
+	fail           error
 }
 
 func (f *fakeXMPP) FetchAvatar(_ context.Context, from, to jid.JID, id string) ([]byte, error) {
@@ -329,6 +354,14 @@ func (f *fakeXMPP) Ping(_ context.Context, from, to jid.JID) error {
 		return f.pingAnswer(to)
 	}
 	return nil
+}
+
+// Moderate records "from room sid reason" and answers moderateAnswer.
+func (f *fakeXMPP) Moderate(_ context.Context, from, room jid.JID, sid, reason string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.moderations = append(f.moderations, from.String()+" "+room.String()+" "+sid+" "+reason)
+	return f.moderateAnswer
 }
 
 func (f *fakeXMPP) SetRosterItem(_ context.Context, owner, item jid.JID, name string) error {

@@ -75,6 +75,10 @@ func (b *messages) handleXMPPMessage(ctx context.Context, m *XMPPMessage) (*OutM
 	if err := b.receipts.receiptsFromXMPP(ctx, log, mxid, m); err != nil {
 		return nil, err
 	}
+	if m.Moderation != nil {
+		// XEP-0425 §5: only a room moderates, in its groupchat.
+		return b.drop(log, "xmpp_moderate", ReasonNotRoom), nil
+	}
 	if done, err := b.relations.relationFromXMPP(ctx, log, mxid, m); done || err != nil {
 		return nil, err
 	}

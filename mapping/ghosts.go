@@ -30,9 +30,12 @@ type VCard struct {
 	PhotoType    string
 }
 
-// GhostProfile is what the bridge last gave a person's ghost.
+// GhostProfile is what the bridge last gave a person's ghost, or an
+// occupant's of a chat (occupantPhoto).
 type GhostProfile struct {
-	JID jid.JID // bare
+	// JID is the person's bare JID, or the occupant's room/key (the JID
+	// their ghost stands for, OccupantGhost).
+	JID jid.JID
 	// Name is the name from their vCard the ghost was given, "" if none;
 	// NamedByNick, that a XEP-0172 nick named it since, which a vCard
 	// does not override.
@@ -91,6 +94,9 @@ type ghostProfileArgs struct {
 	Photo     []byte `json:"photo,omitempty"`
 	PhotoType string `json:"photo_type,omitempty"`
 	PhotoHash string `json:"photo_hash,omitempty"`
+	// KeepAvatar records PhotoHash only: the ghost keeps the avatar it
+	// has (a vCard that could not be had says nothing of the photo).
+	KeepAvatar bool `json:"keep_avatar,omitempty"`
 }
 
 // vcardJob is the job that fetches peer's vCard as mxid's puppet.
@@ -152,18 +158,7 @@ func (b *people) fetchVCard(ctx context.Context, job *Job) error {
 	if !gp.NamedByNick && name != gp.Name {
 		args2.SetName, args2.Name = true, name
 	}
-	photo := card.Photo
-	if len(photo) > maxGhostPhotoBytes {
-		b.log.Info().Str("jid", peer.String()).Int("bytes", len(photo)).Msg("An XMPP person's vCard photo is too large to become the ghost's avatar")
-		b.count("xmpp_vcard", "photo_too_large")
-		photo = nil
-	}
-	photoType := imageType(photo)
-	if len(photo) > 0 && photoType == "" {
-		b.log.Info().Str("jid", peer.String()).Str("claimed", card.PhotoType).Msg("An XMPP person's vCard photo is not an image the bridge uploads")
-		b.count("xmpp_vcard", "photo_not_image")
-		photo = nil
-	}
+	photo, photoType := b.cardPhoto(peer, card)
 	hash := ""
 	if len(photo) > 0 {
 		sum := sha1.Sum(photo)
@@ -175,17 +170,35 @@ func (b *people) fetchVCard(ctx context.Context, job *Job) error {
 	if !args2.SetName && !args2.SetPhoto {
 		return nil
 	}
-	payload, err := json.Marshal(args2)
+	next, err := b.ghostProfileJob(args2)
 	if err != nil {
-		return fmt.Errorf("%w: %w", ErrPermanent, err)
+		return err
 	}
-	next := newJob(JobGhostProfile, about{mxid: b.cfg.Identities.Ghost(peer)}, 0, payload)
 	if err := b.store.AddJobs(ctx, next); err != nil {
 		return fmt.Errorf("queue the ghost profile of %s: %w", peer, err)
 	}
 	b.queue(next)
 	b.count("xmpp_vcard", "fetched")
 	return nil
+}
+
+// cardPhoto is the photo of peer's vCard that may become their ghost's
+// avatar, and its type as its bytes tell it; none, logged and counted, if
+// it is too large or not an image.
+func (b *people) cardPhoto(peer jid.JID, card *VCard) ([]byte, string) {
+	photo := card.Photo
+	if len(photo) > maxGhostPhotoBytes {
+		b.log.Info().Str("jid", peer.String()).Int("bytes", len(photo)).Msg("An XMPP person's vCard photo is too large to become the ghost's avatar")
+		b.count("xmpp_vcard", "photo_too_large")
+		return nil, ""
+	}
+	photoType := imageType(photo)
+	if len(photo) > 0 && photoType == "" {
+		b.log.Info().Str("jid", peer.String()).Str("claimed", card.PhotoType).Msg("An XMPP person's vCard photo is not an image the bridge uploads")
+		b.count("xmpp_vcard", "photo_not_image")
+		return nil, ""
+	}
+	return photo, photoType
 }
 
 var _ = register(JobGhostProfile, jobKind{side: SideMatrix, order: byUser, payload: ghostProfileArgs{}, run: func(b *Bridge, ctx context.Context, job *Job) error { return b.people.setGhostProfile(ctx, job) }})
@@ -204,14 +217,22 @@ func (b *people) setGhostProfile(ctx context.Context, job *Job) error {
 	if err := b.unreachable("", peer); err != nil {
 		return err
 	}
-	ghost := b.cfg.Identities.Ghost(peer)
+	ghost, err := b.profileGhost(peer)
+	if err != nil {
+		return err
+	}
 	gp, err := b.store.GhostProfile(ctx, peer)
 	if isNotFound(err) {
 		gp = &GhostProfile{JID: peer}
 	} else if err != nil {
 		return fmt.Errorf("look up the ghost profile of %s: %w", peer, err)
 	}
-	if args.SetPhoto && args.PhotoHash != gp.PhotoHash {
+	if args.SetPhoto && args.PhotoHash != gp.PhotoHash && args.KeepAvatar {
+		gp.PhotoHash = args.PhotoHash
+		if err := b.store.SetGhostProfile(ctx, gp); err != nil {
+			return fmt.Errorf("store the ghost profile of %s: %w", peer, err)
+		}
+	} else if args.SetPhoto && args.PhotoHash != gp.PhotoHash {
 		url := ""
 		// Sniffed again: a job queued by an older version carries the
 		// type the remote claimed.
@@ -254,7 +275,7 @@ func (b *people) setGhostProfile(ctx context.Context, job *Job) error {
 // way): a stored profile, which noteGhost leaves as soon as one is
 // promised.
 func (b *people) ghostKnown(ctx context.Context, peer jid.JID) (bool, error) {
-	_, err := b.store.GhostProfile(ctx, peer)
+	_, err := b.store.GhostProfile(ctx, peer.Bare())
 	if isNotFound(err) {
 		return false, nil
 	} else if err != nil {
@@ -315,6 +336,7 @@ func (b *people) setGhostName(ctx context.Context, _ *Job, args jobArgs) error {
 // namedByNick records that a XEP-0172 nick named peer's ghost, which its
 // vCard's name then leaves as it is (JobGhostName).
 func (b *people) namedByNick(ctx context.Context, peer jid.JID) error {
+	peer = peer.Bare()
 	gp, err := b.store.GhostProfile(ctx, peer)
 	if isNotFound(err) {
 		gp = &GhostProfile{JID: peer.Bare()}
@@ -448,16 +470,182 @@ func (b *people) fetchAvatar(ctx context.Context, job *Job) error {
 	case imageType(data) == "":
 		b.count("xmpp_avatar", "not_image")
 	default:
-		payload, err := json.Marshal(ghostProfileArgs{JID: peer.String(), SetPhoto: true, Photo: data, PhotoType: imageType(data), PhotoHash: args.ID})
-		if err != nil {
-			return fmt.Errorf("%w: %w", ErrPermanent, err)
+		if next, err = b.ghostProfileJob(ghostProfileArgs{JID: peer.String(), SetPhoto: true, Photo: data, PhotoType: imageType(data), PhotoHash: args.ID}); err != nil {
+			return err
 		}
-		next = newJob(JobGhostProfile, about{mxid: b.cfg.Identities.Ghost(peer)}, 0, payload)
 		b.count("xmpp_avatar", "from_pep")
 	}
 	if err := b.store.AddJobs(ctx, next); err != nil {
 		return fmt.Errorf("queue the avatar of %s: %w", peer, err)
 	}
 	b.queue(next)
+	return nil
+}
+
+// profileGhost is the ghost whose GhostProfile is kept under j: a
+// person's (a bare JID) or an occupant's (room/key).
+func (b *people) profileGhost(j jid.JID) (id.UserID, error) {
+	if j.Resourcepart() == "" {
+		return b.cfg.Identities.Ghost(j), nil
+	}
+	ghost, err := b.cfg.Identities.OccupantGhost(j.Bare(), j.Resourcepart())
+	if err != nil {
+		return "", fmt.Errorf("%w: %w", ErrPermanent, err)
+	}
+	return ghost, nil
+}
+
+// Occupants' avatars. An occupant's presence in a chat carries the hash
+// of their vCard photo (XEP-0153 §3.1) as their client sent it (slixmpp,
+// Gajim, Conversations) or their server put it in (Prosody 0.12's
+// mod_vcard_legacy does, from their XEP-0084 avatar: XEP-0398), and the
+// room passes it on. Their vCard is asked of their occupant JID,
+// room/nick, by a puppet in the room: Prosody 0.12's room sends a
+// vcard-temp query to an occupant on to their bare real JID, whose server
+// answers. Its photo is their ghost's avatar, kept in the ghost profile
+// of room/key, with the hash the presence announced: a presence with the
+// same hash asks nothing, across restarts too.
+
+// JobOccupantVCard fetches an occupant's vCard, through the room, for
+// their ghost's avatar.
+const JobOccupantVCard JobKind = "xmpp.occupant_vcard"
+
+// occupantPhotoArgs is the payload of a JobOccupantVCard: the puppet that
+// asks (one in the room), the room and the occupant's nick there, their
+// member, and the hash their presence announced.
+type occupantPhotoArgs struct {
+	MXID   id.UserID `json:"mxid"`
+	MUC    string    `json:"muc"`
+	Nick   string    `json:"nick"`
+	Member MemberID  `json:"member"`
+	Hash   string    `json:"hash"`
+}
+
+// occupantPhoto is what the presence of member, nick in the chat muc, to
+// the puppet of asker says of their avatar, the hex SHA-1 hash: the job
+// that fetches their vCard (or, for an empty hash, takes the ghost's
+// avatar away) if the ghost's is another. Occupants are strangers: each
+// change spends one of the chat service's new ghosts
+// (limits.domain_new_ghosts_per_hour), since each costs an upload; past
+// it, nothing is recorded, and a later presence asks again.
+func (b *people) occupantPhoto(ctx context.Context, log zerolog.Logger, asker id.UserID, muc jid.JID, nick string, member MemberID, hash string) (*Job, error) {
+	room, key, ok := member.Occupant()
+	if !ok {
+		return nil, nil
+	}
+	who, err := room.WithResource(key)
+	if err != nil {
+		return nil, nil
+	}
+	if sum, err := hex.DecodeString(hash); err != nil || len(sum) != sha1.Size && hash != "" {
+		// §3.1: the hex SHA-1 of the photo; anything else (of any
+		// length) is not kept.
+		log.Debug().Str("nick", nick).Int("bytes", len(hash)).Msg("An occupant's avatar hash is not a SHA-1")
+		b.count("occupant_avatar", "bad_hash")
+		return nil, nil
+	}
+	gp, err := b.store.GhostProfile(ctx, who)
+	switch {
+	case err == nil && gp.PhotoHash == hash, isNotFound(err) && hash == "":
+		return nil, nil
+	case err != nil && !isNotFound(err):
+		return nil, fmt.Errorf("look up the ghost profile of %s: %w", who, err)
+	}
+	if reason := b.in.strangers.admit(ask{ghostsOfDomain, muc.Domainpart()}); reason != "" {
+		log.Debug().Str("nick", nick).Str("reason", string(reason)).Msg("An occupant's avatar is past the chat service's budget")
+		b.count("occupant_avatar", reason)
+		return nil, nil
+	}
+	b.count("occupant_avatar", "photo_changed")
+	if hash == "" {
+		// XEP-0153 §3.1: an empty <photo/> is no avatar; nothing to ask.
+		return b.ghostProfileJob(ghostProfileArgs{JID: who.String(), SetPhoto: true})
+	}
+	payload, err := json.Marshal(occupantPhotoArgs{MXID: asker, MUC: muc.Bare().String(), Nick: nick, Member: member, Hash: hash})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrPermanent, err)
+	}
+	// In the lane of the asker and the occupant: one change after the
+	// other.
+	return newJob(JobOccupantVCard, about{mxid: asker, peer: who}, 0, payload), nil
+}
+
+// ghostProfileJob is the JobGhostProfile that gives args to its ghost.
+func (b *people) ghostProfileJob(args ghostProfileArgs) (*Job, error) {
+	peer, err := payloadJID(args.JID)
+	if err != nil {
+		return nil, err
+	}
+	ghost, err := b.profileGhost(peer)
+	if err != nil {
+		return nil, err
+	}
+	payload, err := json.Marshal(args)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrPermanent, err)
+	}
+	return newJob(JobGhostProfile, about{mxid: ghost}, 0, payload), nil
+}
+
+var _ = register(JobOccupantVCard, jobKind{side: SideXMPP, order: byPair, payload: occupantPhotoArgs{}, asks: true,
+	run: withPayload(func(b *Bridge, ctx context.Context, _ *Job, args occupantPhotoArgs) error {
+		return b.people.fetchOccupantVCard(ctx, args)
+	})})
+
+// fetchOccupantVCard runs a JobOccupantVCard: the occupant's vCard, asked
+// of room/nick as the puppet, whose photo becomes their ghost's avatar.
+// An error answer (the occupant left, or their server keeps no vCard or
+// will not give it) and a photo too large or not an image are refusals,
+// logged and counted: after an error the ghost keeps the avatar it has,
+// after a photo refused it has none (as a person's ghost). Each is
+// recorded under the hash announced, so that the same hash asks nothing
+// again.
+func (b *people) fetchOccupantVCard(ctx context.Context, args occupantPhotoArgs) error {
+	muc, err := payloadJID(args.MUC)
+	if err != nil {
+		return err
+	}
+	room, key, ok := args.Member.Occupant()
+	if !ok {
+		return fmt.Errorf("%w: %q is no occupant", ErrPermanent, args.Member)
+	}
+	who, err := room.WithResource(key)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrPermanent, err)
+	}
+	to, err := muc.WithResource(args.Nick)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrPermanent, err)
+	}
+	if err := b.unreachable(args.MXID, muc); err != nil {
+		return err
+	}
+	from, err := b.cfg.Identities.PuppetFrom(args.MXID)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrPermanent, err)
+	}
+	card, err := b.xmpp.FetchVCard(ctx, from, to)
+	keep := false
+	switch {
+	case errors.Is(err, ErrPermanent):
+		b.log.Info().Err(err).Str("occupant", to.String()).Msg("An occupant's vCard cannot be had: their ghost keeps the avatar it has")
+		b.count("occupant_avatar", "no_vcard")
+		card, keep = &VCard{}, true
+	case err != nil:
+		return fmt.Errorf("fetch the vCard of %s: %w", to, err)
+	case len(card.Photo) == 0:
+		b.log.Info().Str("occupant", to.String()).Msg("An occupant announced an avatar their vCard does not have")
+		b.count("occupant_avatar", "no_photo")
+	}
+	photo, photoType := b.cardPhoto(to, card)
+	next, err := b.ghostProfileJob(ghostProfileArgs{JID: who.String(), SetPhoto: true, Photo: photo, PhotoType: photoType, PhotoHash: args.Hash, KeepAvatar: keep})
+	if err != nil {
+		return err
+	}
+	if err := b.store.AddJobs(ctx, next); err != nil {
+		return fmt.Errorf("queue the avatar of %s: %w", to, err)
+	}
+	b.queue(next)
+	b.count("occupant_avatar", "fetched")
 	return nil
 }

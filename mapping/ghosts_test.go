@@ -4,9 +4,12 @@ import (
 	"context"
 	"crypto/sha1"
 	"encoding/hex"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/rs/zerolog"
 	"mellium.im/xmpp/jid"
 
 	. "xmppbridge/mapping"
@@ -172,5 +175,99 @@ func TestGhostProfileFromPEP(t *testing.T) {
 	pep("romeo@montague.lit", PEPUpdate{Nick: &other, Avatar: &avatar})
 	if len(h.matrix.ghostNames) != 1 || len(h.xmpp.asked) != asked || h.counts["xmpp_pep/"+string(ReasonNoPortal)] != 1 {
 		t.Errorf("a person without a portal changed something: names %q, asked %q, counts %v", h.matrix.ghostNames, h.xmpp.asked, h.counts)
+	}
+}
+
+// vcardsAsked is what h's core asked of XMPP people, less the chats'
+// names.
+func vcardsAsked(h *harness) []string {
+	return slices.DeleteFunc(slices.Clone(h.xmpp.asked), func(a string) bool { return strings.HasSuffix(a, " name") })
+}
+
+// An occupant's presence in a chat carries the hash of their vCard photo
+// (XEP-0153 §3.1; Prosody 0.12 puts it in for its users, XEP-0398): their
+// vCard is asked of room/nick by the listening puppet, and the photo is
+// their ghost's avatar; the same hash again asks nothing (§3.2: only
+// another one is fetched), in a new run too; an empty one takes the
+// avatar away. A photo too large, a vCard the room or server will not
+// give, are refusals, counted, and not asked again for that hash; and
+// each change spends the chat service's budget of new ghosts.
+func TestOccupantAvatar(t *testing.T) {
+	h := groupHarness(t, alice)
+	photo := []byte(pngMagic + "beatrice")
+	hash := sha1Hex(photo)
+	h.xmpp.vcards = map[string]*VCard{lounge + "/Beatrice": {FN: "Beatrice", Photo: photo, PhotoType: "image/png"}}
+	ghost, _ := testIDs.OccupantGhost(jid.MustParse(lounge), "occ-b")
+	with := func(p *XMPPPresence, hash string) *XMPPPresence { p.Photo = &hash; return p }
+	h.feed(t, with(occupantIn("Beatrice", "occ-b", alicePup), hash))
+	if want := []string{aliceFrom + " " + lounge + "/Beatrice"}; !slices.Equal(vcardsAsked(h), want) {
+		t.Fatalf("vCards asked %q, want %q", vcardsAsked(h), want)
+	}
+	if len(h.matrix.uploads) != 1 || h.matrix.uploads[0] != string(ghost)+" image/png "+string(photo) || h.matrix.ghostAvatars[ghost] != "mxc://example.org/up1" {
+		t.Fatalf("uploads %q, avatar %q: want the photo as the occupant's ghost's", h.matrix.uploads, h.matrix.ghostAvatars[ghost])
+	}
+	if slices.Contains(h.matrix.ghostNames, string(ghost)+" Beatrice (XMPP)") || !slices.Contains(h.matrix.ghostNames, string(ghost)+" Beatrice") {
+		t.Errorf("ghost names %q: want the nick, not the vCard's name", h.matrix.ghostNames)
+	}
+	h.feed(t, with(occupantIn("Beatrice", "occ-b", alicePup), hash))
+	if len(vcardsAsked(h)) != 1 {
+		t.Errorf("the same hash asked again: %q", vcardsAsked(h))
+	}
+
+	// A new run, its puppet in again, knows the hash from the store.
+	h.withStore(h.store)
+	if err := h.b.Rejoin(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	h.drain(t)
+	join := h.xmpp.presences[len(h.xmpp.presences)-1]
+	h.feed(t, &XMPPPresence{From: join.To, To: join.From, MUC: &MUCPresence{Statuses: []int{110}}},
+		with(occupantIn("Beatrice", "occ-b", alicePup), hash))
+	if len(vcardsAsked(h)) != 1 || len(h.matrix.uploads) != 1 {
+		t.Errorf("after a restart the same hash asked %q, uploaded %q", vcardsAsked(h), h.matrix.uploads)
+	}
+
+	h.b.SetIntake(Limits{PeerRate: 100, PeerBurst: 100, Pending: 100, JIDPortals: 10, DomainPortals: 10, DomainGhosts: 3, DomainSubscriptions: 10}, time.Now, zerolog.Nop())
+
+	h.feed(t, with(occupantIn("Beatrice", "occ-b", alicePup), ""))
+	if url, ok := h.matrix.ghostAvatars[ghost]; !ok || url != "" || len(vcardsAsked(h)) != 1 {
+		t.Errorf("after an empty <photo/>: avatar %q (set %v), asked %q", url, ok, vcardsAsked(h))
+	}
+
+	big := make([]byte, MaxGhostPhotoBytes+1)
+	copy(big, pngMagic)
+	h.xmpp.vcards[lounge+"/Claudio"] = &VCard{Photo: big, PhotoType: "image/png"}
+	for range 2 {
+		h.feed(t, with(occupantIn("Claudio", "occ-c", alicePup), sha1Hex(big)))
+	}
+	// Dogberry's server keeps no vCard: the room passes on its error, and
+	// his ghost keeps the avatar it has.
+	dogberry, _ := testIDs.OccupantGhost(jid.MustParse(lounge), "occ-d")
+	h.matrix.ghostAvatars[dogberry] = "mxc://example.org/before"
+	for range 2 {
+		h.feed(t, with(occupantIn("Dogberry", "occ-d", alicePup), sha1Hex([]byte("d"))))
+	}
+	if url := h.matrix.ghostAvatars[dogberry]; url != "mxc://example.org/before" {
+		t.Errorf("after an error answer, the ghost's avatar is %q", url)
+	}
+	if len(vcardsAsked(h)) != 3 || len(h.matrix.uploads) != 1 || h.counts["xmpp_vcard/photo_too_large"] != 1 || h.counts["occupant_avatar/no_vcard"] != 1 {
+		t.Errorf("asked %q, %d uploads, counts %v: want each asked once, nothing uploaded", vcardsAsked(h), len(h.matrix.uploads), h.counts)
+	}
+
+	// XEP-0153 §3.1: the hash is a hex SHA-1; a presence with anything
+	// else asks nothing and keeps nothing.
+	for _, bad := range []string{"not-a-hash", strings.Repeat("ab", 4096)} {
+		h.feed(t, with(occupantIn("Seacoal", "occ-s", alicePup), bad))
+	}
+	if len(vcardsAsked(h)) != 3 || h.counts["occupant_avatar/bad_hash"] != 2 {
+		t.Errorf("with hashes that are not SHA-1: asked %q, counts %v", vcardsAsked(h), h.counts)
+	}
+
+	// The budget of conference.capulet.lit is spent (3: Beatrice's empty
+	// photo, Claudio's, Dogberry's): Verges's avatar waits for a later presence.
+	h.xmpp.vcards[lounge+"/Verges"] = &VCard{Photo: photo}
+	h.feed(t, with(occupantIn("Verges", "occ-v", alicePup), hash))
+	if len(vcardsAsked(h)) != 3 || h.counts["occupant_avatar/"+string(ReasonGhostBudget)] != 1 {
+		t.Errorf("past the budget: asked %q, counts %v", vcardsAsked(h), h.counts)
 	}
 }

@@ -78,6 +78,7 @@ type groups struct {
 	receipts  *receipts
 	bot       *bot
 	relations *relations
+	people    *people    // the occupants' avatars (ghosts.go)
 	state     *chatState // roomstate.go
 
 	mu    sync.Mutex
@@ -100,6 +101,9 @@ type mucRoom struct {
 	joined map[id.UserID]bool
 	// own are the occupant-ids of the puppets (XEP-0421).
 	own map[string]bool
+	// moderators are the members the bridge gave the power to moderate
+	// in the portal in this run, as their puppets' role is (moderation.go).
+	moderators map[id.UserID]bool
 	// nameAsked: the chat's name was asked in this run (roomname.go).
 	nameAsked bool
 	// heard is when each puppet last had word from the room (selfPing);
@@ -107,6 +111,16 @@ type mucRoom struct {
 	heard, dropped map[id.UserID]time.Time
 	// occupants are the others, by nick.
 	occupants map[string]MemberID
+	// realJIDs are the others' real bare JIDs, by nick, where the room's
+	// presences to the listener give them (XEP-0045 §7.2.3, §7.2.4);
+	// nonAnonymous: the room shows them to every occupant (status 100 in
+	// a puppet's own presence, §7.2.3), anonymityKnown: the own presence
+	// of the latest join said whether (occupantKey).
+	realJIDs                     map[string]string
+	nonAnonymous, anonymityKnown bool
+	// waiting are the occupants who wait for it, by nick, with the photo
+	// hash their presence carried (XEP-0153; nil: none said).
+	waiting map[string]*string
 	// subject is the room's subject as last seen (hasSubject: one was);
 	// subjectIDs the ids of the subjects puppets sent, awaiting the
 	// room's answer, with whose they are (roomstate.go).
@@ -138,7 +152,7 @@ func (g *groups) room(j jid.JID, portal id.RoomID) *mucRoom {
 	r := g.rooms[key]
 	if r == nil {
 		r = &mucRoom{jid: j.Bare(), portal: portal, nicks: map[id.UserID]string{}, joined: map[id.UserID]bool{}, heard: map[id.UserID]time.Time{}, dropped: map[id.UserID]time.Time{},
-			own: map[string]bool{}, occupants: map[string]MemberID{}, subjectIDs: map[string]id.UserID{},
+			own: map[string]bool{}, moderators: map[id.UserID]bool{}, occupants: map[string]MemberID{}, realJIDs: map[string]string{}, waiting: map[string]*string{}, subjectIDs: map[string]id.UserID{},
 			admitted: map[MemberID]bool{}, churn: roomChurn.full(now)}
 		g.rooms[key] = r
 	}
@@ -186,6 +200,30 @@ func (r *mucRoom) ownNick(nick string) bool {
 	return false
 }
 
+// occupantKey is what the occupant nick of the chat r is known by (the
+// key of their OccupantMember and ghost), and whether it stays theirs
+// when they change nick, from the most to the least trustworthy:
+//   - their XEP-0421 occupant-id, where the room gives one: stable
+//     across nick changes and visits, one per real bare JID, which no
+//     one else can take (§4, Business Rules);
+//   - else, in a non-anonymous room, their real bare JID, which the
+//     room shows every occupant (XEP-0045 §7.2.3): stable too, but
+//     never in a semi-anonymous room, where only moderators see it
+//     (§7.2.4), lest a puppet that is one show it to the whole portal;
+//   - else their nick, which a nick change leaves behind and anyone may
+//     take once they left.
+//
+// The caller holds g.mu.
+func (r *mucRoom) occupantKey(nick, occupantID string) (key string, stable bool) {
+	switch {
+	case occupantID != "":
+		return occupantID, true
+	case r.nonAnonymous && r.realJIDs[nick] != "":
+		return r.realJIDs[nick], true
+	}
+	return nick, false
+}
+
 // groupArgs is the payload of the jobs of a group portal.
 type groupArgs struct {
 	Room  id.RoomID `json:"room,omitempty"`
@@ -207,6 +245,8 @@ type groupArgs struct {
 	Rejoin bool `json:"rejoin,omitempty"`
 	// Reason is why the room removed MXID's puppet.
 	Reason string `json:"reason,omitempty"`
+	// Moderator: MXID's puppet is a moderator of the chat (moderation.go).
+	Moderator bool `json:"moderator,omitempty"`
 }
 
 func groupJob(kind JobKind, lane id.RoomID, row int64, args groupArgs) *Job {
@@ -434,6 +474,7 @@ func (g *groups) joinMUC(ctx context.Context, args groupArgs) error {
 	g.mu.Lock()
 	r := g.room(muc, args.Room)
 	r.nicks[args.MXID] = nick
+	r.anonymityKnown = false // its own presence tells again (occupantKey)
 	g.mu.Unlock()
 	join := &OutPresence{From: from, To: to, JoinMUC: true, MUCPassword: asked.Password, Caps: true}
 	if args.Rejoin {
@@ -596,10 +637,26 @@ func (g *groups) presenceFromMUC(ctx context.Context, log zerolog.Logger, r *muc
 			if p.MUC != nil && p.MUC.OccupantID != "" {
 				r.own[p.MUC.OccupantID] = true
 			}
-			if job := g.state.nameOnce(r, groupArgs{Room: r.portal, MUC: r.jid.String(), MXID: mxid}); job != nil {
+			waiting := r.learnAnonymity(p.MUC)
+			var jobs []*Job
+			for _, job := range []*Job{g.moderatorJob(r, mxid, p.MUC), g.state.nameOnce(r, groupArgs{Room: r.portal, MUC: r.jid.String(), MXID: mxid})} {
+				if job != nil {
+					jobs = append(jobs, job)
+				}
+			}
+			listener := r.listener()
+			if len(jobs) > 0 || len(waiting) > 0 {
 				g.mu.Unlock()
 				g.count("muc_presence", "self")
-				return g.queueStored(ctx, job)
+				for _, o := range waiting {
+					if err := g.admit(ctx, log, r, listener, o.nick, o.member, o.photo); err != nil {
+						return err
+					}
+				}
+				if len(jobs) == 0 {
+					return nil
+				}
+				return g.queueStored(ctx, jobs...)
 			}
 		}
 		g.mu.Unlock()
@@ -622,10 +679,22 @@ func (g *groups) presenceFromMUC(ctx context.Context, log zerolog.Logger, r *muc
 		g.count("muc_presence", ReasonOwnReflection)
 		return nil
 	}
-	key := nick
-	if p.MUC != nil && p.MUC.OccupantID != "" {
-		key = p.MUC.OccupantID
+	if p.MUC == nil {
+		p.MUC = &MUCPresence{}
 	}
+	g.mu.Lock()
+	if p.Type != PresenceUnavailable && p.MUC.RealJID.Domainpart() != "" && (r.realJIDs[nick] != "" || len(r.realJIDs) < maxOccupants) {
+		r.realJIDs[nick] = p.MUC.RealJID.Bare().String()
+	}
+	if p.Type == PresenceUnavailable {
+		delete(r.waiting, nick)
+	}
+	key, stable := r.occupantKey(nick, p.MUC.OccupantID)
+	// §7.2.3: a join receives the others' presences first and its own,
+	// which says whether the room is non-anonymous, last; an occupant
+	// who could be known by real JID waits for it (learnAnonymity).
+	waits := !stable && !r.anonymityKnown && r.realJIDs[nick] != ""
+	g.mu.Unlock()
 	member := OccupantMember(r.jid, key)
 	if _, err := g.cfg.Identities.OccupantGhost(r.jid, key); err != nil {
 		log.Debug().Err(err).Msg("Ignored an occupant the bridge cannot name")
@@ -633,17 +702,78 @@ func (g *groups) presenceFromMUC(ctx context.Context, log zerolog.Logger, r *muc
 		return nil
 	}
 	if p.Type == PresenceUnavailable {
-		if p.MUC == nil {
-			p.MUC = &MUCPresence{}
-		}
 		return g.state.occupantLeft(ctx, r, nick, p)
 	}
-	if isNew, err := g.occupant(ctx, r, nick, member); err != nil || !isNew {
+	if waits {
+		g.mu.Lock()
+		r.waiting[nick] = p.Photo
+		g.mu.Unlock()
+		g.count("muc_presence", "waiting")
+		return nil
+	}
+	return g.admit(ctx, log, r, mxid, nick, member, p.Photo)
+}
+
+// admit makes the occupant nick of the chat r, known as member, a member
+// of the portal, their ghost named after the nick in the room, if new;
+// photo, the XEP-0153 hash their presence to mxid's puppet carried (nil:
+// it said nothing of one), their ghost's avatar.
+func (g *groups) admit(ctx context.Context, log zerolog.Logger, r *mucRoom, mxid id.UserID, nick string, member MemberID, photo *string) error {
+	isNew, err := g.occupant(ctx, r, nick, member)
+	if err != nil {
 		return err
 	}
-	// A new occupant: their ghost, named after their nick, in the room.
-	g.count("muc_presence", "occupant")
-	return g.queueStored(ctx, groupJob(JobGroupGhost, r.portal, 0, groupArgs{Room: r.portal, MUC: r.jid.String(), Nick: nick, Member: member}))
+	var jobs []*Job
+	if isNew {
+		// A new occupant: their ghost, named after their nick, in the room.
+		g.count("muc_presence", "occupant")
+		jobs = append(jobs, groupJob(JobGroupGhost, r.portal, 0, groupArgs{Room: r.portal, MUC: r.jid.String(), Nick: nick, Member: member}))
+	}
+	g.mu.Lock()
+	in := r.occupants[nick] == member // not past maxOccupants
+	g.mu.Unlock()
+	if in && photo != nil {
+		// XEP-0153 §3.2: another photo than the ghost's is fetched.
+		job, err := g.people.occupantPhoto(ctx, log, mxid, r.jid, nick, member, *photo)
+		if err != nil {
+			return err
+		}
+		if job != nil {
+			jobs = append(jobs, job)
+		}
+	}
+	if len(jobs) == 0 {
+		return nil
+	}
+	return g.queueStored(ctx, jobs...)
+}
+
+// waiter is an occupant who waited to know whether the room is
+// non-anonymous (learnAnonymity): their nick, their member now, the
+// photo hash their presence carried.
+type waiter struct {
+	nick   string
+	member MemberID
+	photo  *string
+}
+
+// learnAnonymity takes x, the own presence of a puppet's join: whether
+// the room is non-anonymous (status 100, XEP-0045 §7.2.3), and the
+// occupants who waited to know it. The caller holds g.mu.
+func (r *mucRoom) learnAnonymity(x *MUCPresence) []waiter {
+	if r.anonymityKnown {
+		return nil
+	}
+	r.anonymityKnown, r.nonAnonymous = true, x.Has(100)
+	var waiting []waiter
+	for nick, photo := range r.waiting {
+		if _, seen := r.occupants[nick]; !seen {
+			key, _ := r.occupantKey(nick, "")
+			waiting = append(waiting, waiter{nick, OccupantMember(r.jid, key), photo})
+		}
+	}
+	clear(r.waiting)
+	return waiting
 }
 
 // occupant notes that nick in the chat r is member, a member of the
@@ -801,6 +931,8 @@ func (g *groups) messageFromMUC(ctx context.Context, log zerolog.Logger, mxid id
 	case mxid != listener:
 		g.count("xmpp_message", ReasonNotListener)
 		return nil
+	case m.Moderation != nil:
+		return g.moderationFromMUC(ctx, log, r, nick, m) // moderation.go
 	case m.HasSubject && !m.HasBody:
 		// §7.2.16, §8.1: the room's subject, from the room itself or
 		// the occupant who set it.
@@ -811,10 +943,9 @@ func (g *groups) messageFromMUC(ctx context.Context, log zerolog.Logger, mxid id
 	case own:
 		return g.reflection(ctx, log, r, m)
 	}
-	key := nick
-	if m.OccupantID != "" {
-		key = m.OccupantID
-	}
+	g.mu.Lock()
+	key, _ := r.occupantKey(nick, m.OccupantID)
+	g.mu.Unlock()
 	member := OccupantMember(r.jid, key)
 	if _, err := g.occupant(ctx, r, nick, member); err != nil {
 		return err
@@ -970,6 +1101,11 @@ func (g *groups) messageFromMatrix(ctx context.Context, log zerolog.Logger, port
 	if evt.Kind == EventEncrypted {
 		g.count("matrix_event", "encrypted")
 		return []*Job{argsJob(JobNotice, jobArgs{Room: evt.Room, User: g.cfg.Identities.Bot(), Body: EncryptedNotice})}, nil
+	}
+	if evt.Kind == EventRedaction {
+		if done, err := g.moderationFromMatrix(ctx, log, portal, evt); done || err != nil {
+			return nil, err
+		}
 	}
 	if done, err := g.relations.relationFromMatrix(ctx, log, portal, evt); done || err != nil {
 		return nil, err

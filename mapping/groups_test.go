@@ -335,7 +335,9 @@ func TestGroupRelationsFromXMPP(t *testing.T) {
 // author being the occupant's JID (room/nick), and her reaction set is
 // hers alone though Bob reacted too; her redaction of her reflected
 // message retracts it by the stanza-id (XEP-0424); Bob's redaction of
-// her message is a moderator's, not a retraction, and does not cross.
+// her message is a moderator's, not a retraction: his puppet asks the
+// room to moderate it (XEP-0425, moderation_test.go), and no message
+// retracts it.
 func TestGroupRelationsFromMatrix(t *testing.T) {
 	h := groupHarness(t, alice, bob)
 	ctx := context.Background()
@@ -395,8 +397,8 @@ func TestGroupRelationsFromMatrix(t *testing.T) {
 	if sent[4].Retract != "r1" || sent[4].From.String() != aliceFrom {
 		t.Errorf("the retraction is %+v, want r1 by the room's stanza-id", sent[4])
 	}
-	if h.counts["matrix_redact/"+string(ReasonNotAuthor)] != 1 {
-		t.Errorf("counts %v: want Bob's redaction of Alice's message not carried", h.counts)
+	if want := []string{bobPup + "/matrix " + lounge + " r1 "}; !slices.Equal(h.xmpp.moderations, want) {
+		t.Errorf("moderations %q, want %q: Bob's redaction of Alice's message", h.xmpp.moderations, want)
 	}
 }
 
@@ -582,4 +584,76 @@ func TestGroupRoomName(t *testing.T) {
 	if !strings.HasPrefix(name, "Messina's lounge") || len(name) > 255 {
 		t.Errorf("the portal's name is %q (%d bytes)", name, len(name))
 	}
+}
+
+// What an occupant is known by (their ghost), from the most to the least
+// trustworthy. In a non-anonymous room every occupant's presence carries
+// their real JID to every occupant, and the puppet's own presence says
+// so with status 100 (XEP-0045 §7.2.3), after the others' (it is last of
+// the join): an occupant is their real bare JID, whatever their nick: a
+// nick change keeps the ghost, renamed, and another who takes the nick
+// they left is someone else. In a semi-anonymous room only moderators
+// see real JIDs (§7.2.4): a puppet that is one does not show them to the
+// portal in ghosts' IDs, and the occupant is their nick. Where the room
+// gives a XEP-0421 occupant-id, that comes first: stable, one per real
+// bare JID, which no one else can take (XEP-0421 §4, Business Rules).
+func TestOccupantKeys(t *testing.T) {
+	withJID := func(nick, occ, real string) *XMPPPresence {
+		p := occupantIn(nick, occ, alicePup)
+		p.MUC.RealJID = jid.MustParse(real + "/orchard")
+		return p
+	}
+	join := func(t *testing.T, statuses ...int) (*harness, *XMPPPresence) {
+		t.Helper()
+		h := groupHarness(t)
+		h.matrixEvents(t, memberEvent(alice, loungeRoom, alice, MembershipJoin))
+		self := &XMPPPresence{From: jid.MustParse(lounge + "/" + puppetNickOf(t, h, aliceFrom)), To: jid.MustParse(alicePup),
+			MUC: &MUCPresence{Statuses: append(statuses, 110), Role: "participant"}}
+		return h, self
+	}
+	posted := func(h *harness) []string {
+		var got []string
+		for _, line := range h.matrix.texts {
+			f := strings.Fields(line)
+			got = append(got, strings.Join(f[1:len(f)-1], " "))
+		}
+		return got
+	}
+
+	t.Run("non-anonymous", func(t *testing.T) {
+		h, self := join(t, 100)
+		h.feed(t, withJID("Romeo", "", "romeo@montague.lit"), self)
+		romeo := ghostOf(t, "romeo@montague.lit")
+		if !slices.Contains(h.matrix.joins, string(loungeRoom)+" "+string(romeo)) {
+			t.Fatalf("joins %q, want Romeo's ghost by his real JID", h.matrix.joins)
+		}
+		// §7.6: a nick change keeps him; the nick he left is another's.
+		out := occupantOut("Romeo", "", alicePup, MUCPresence{Statuses: []int{303}, NewNick: "Montague", RealJID: jid.MustParse("romeo@montague.lit/orchard")})
+		h.feed(t, out, withJID("Montague", "", "romeo@montague.lit"),
+			groupchat("Montague", "", alicePup, "s1", "Wherefore?"),
+			withJID("Romeo", "", "tybalt@capulet.lit"), groupchat("Romeo", "", alicePup, "s2", "I am Romeo now"))
+		tybalt := ghostOf(t, "tybalt@capulet.lit")
+		want := []string{string(romeo) + " Wherefore?", string(tybalt) + " I am Romeo now"}
+		if got := posted(h); !slices.Equal(got, want) {
+			t.Errorf("posted %q, want %q", got, want)
+		}
+		if len(h.matrix.leaves) != 0 || h.matrix.ghostNames[len(h.matrix.ghostNames)-2] != string(romeo)+" Montague" {
+			t.Errorf("leaves %q, names %q: want Romeo's ghost renamed, not gone", h.matrix.leaves, h.matrix.ghostNames)
+		}
+	})
+	t.Run("semi-anonymous", func(t *testing.T) {
+		h, self := join(t)
+		self.MUC.Role = "moderator" // so the room shows her puppet real JIDs
+		h.feed(t, withJID("Romeo", "", "romeo@montague.lit"), self, groupchat("Romeo", "", alicePup, "s1", "Wherefore?"))
+		if want := []string{string(ghostOf(t, "Romeo")) + " Wherefore?"}; !slices.Equal(posted(h), want) {
+			t.Errorf("posted %q, want %q: by nick, his real JID not shown", posted(h), want)
+		}
+	})
+	t.Run("occupant-id first", func(t *testing.T) {
+		h, self := join(t, 100)
+		h.feed(t, withJID("Romeo", "occ-r", "romeo@montague.lit"), self, groupchat("Romeo", "occ-r", alicePup, "s1", "Wherefore?"))
+		if want := []string{string(ghostOf(t, "occ-r")) + " Wherefore?"}; !slices.Equal(posted(h), want) {
+			t.Errorf("posted %q, want %q", posted(h), want)
+		}
+	})
 }

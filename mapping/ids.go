@@ -105,6 +105,11 @@ func (ids Identities) AliasMUC(alias id.RoomAlias) (jid.JID, error) {
 // IsGhost tells whether u is one of this bridge's ghosts: a person's
 // (GhostJID) or an occupant's of a multi-user chat (OccupantOf).
 func (ids Identities) IsGhost(u id.UserID) bool {
+	if !strings.HasPrefix(string(u), "@"+GhostPrefix) {
+		// Most users asked about are people, checked once a receipt:
+		// no parse for them.
+		return false
+	}
 	if _, err := ids.GhostJID(u); err == nil {
 		return true
 	}

@@ -86,7 +86,8 @@ type MatrixEvent struct {
 	File *MatrixFile
 	// What an EventMessage or EventReaction points at (relations.go).
 	Rel MatrixRelation
-	// Redacts is the event an EventRedaction removes.
+	// Redacts is the event an EventRedaction removes; its reason is
+	// Body.
 	Redacts id.EventID
 	// An EventMember's user (its state key), membership, and the room's
 	// join rule as the invite's stripped state gives it ("" if it does

@@ -129,7 +129,9 @@ func stanzasJob(out []*OutMessage) *Job {
 		}
 	}
 	payload, _ := json.Marshal(js)
-	return newJob(JobSendStanzas, about{}, 0, payload)
+	job := newJob(JobSendStanzas, about{}, 0, payload)
+	job.Made = out // sendStanzas takes them as they are
+	return job
 }
 
 // Messages and the notifications about them keep one order toward XMPP
@@ -137,14 +139,53 @@ func stanzasJob(out []*OutMessage) *Job {
 // it.
 var _ = register(JobSendStanzas, jobKind{side: SideXMPP, order: bySide, payload: []stanzaJob{}, run: func(b *Bridge, ctx context.Context, job *Job) error { return b.receipts.sendStanzas(ctx, job) }})
 
-// sendStanzas runs a JobSendStanzas: its stanzas, in one write.
+// sendStanzas runs a JobSendStanzas: its stanzas, in one write, as
+// stanzasJob made them or read back from the store.
 func (b *receipts) sendStanzas(ctx context.Context, job *Job) error {
-	js, err := payloadOf[[]stanzaJob](job)
-	if err != nil {
-		return err
+	stanzas, ok := job.Made.([]*OutMessage)
+	if !ok {
+		var err error
+		if stanzas, err = storedStanzas(job); err != nil {
+			return err
+		}
 	}
 	// One write for them all. A retry after a failure part-way resends
 	// the ones before it: a receipt twice is harmless, one lost is not.
+	out := make([]*OutMessage, 0, len(stanzas))
+	// Whose puppet each stanza comes from, once per address: the
+	// permission and blocks in force now decide what still goes.
+	users := map[string]id.UserID{}
+	var refused error
+	for _, m := range stanzas {
+		from := m.From.String()
+		user, ok := users[from]
+		if !ok {
+			user, _ = b.cfg.Identities.PuppetUser(m.From) // "": the component's own
+			users[from] = user
+		}
+		if err := b.unreachable(user, m.To); err != nil {
+			refused = err
+			continue
+		}
+		out = append(out, m)
+	}
+	if len(out) == 0 && refused != nil {
+		return refused
+	}
+	if err := b.xmpp.Send(ctx, out...); err != nil {
+		return fmt.Errorf("send %d receipts to XMPP: %w", len(out), err)
+	}
+	b.count("receipts_to_xmpp", "sent")
+	return nil
+}
+
+// storedStanzas decodes the stanzas of a JobSendStanzas read back from
+// the store.
+func storedStanzas(job *Job) ([]*OutMessage, error) {
+	js, err := payloadOf[[]stanzaJob](job)
+	if err != nil {
+		return nil, err
+	}
 	out := make([]*OutMessage, 0, len(js))
 	// A job's stanzas come from few puppets and go to few people: each
 	// address is parsed (PRECIS, not cheap) once.
@@ -157,35 +198,15 @@ func (b *receipts) sendStanzas(ctx context.Context, job *Job) error {
 		parsed[a] = j
 		return j, err
 	}
-	// Whose puppet each stanza comes from, once per address: the
-	// permission and blocks in force now decide what still goes.
-	users := map[string]id.UserID{}
-	var refused error
 	for _, s := range js {
 		from, err1 := parse(s.From)
 		to, err2 := parse(s.To)
 		if err1 != nil || err2 != nil {
-			return fmt.Errorf("%w: bad address in stanza job", ErrPermanent)
-		}
-		user, ok := users[s.From]
-		if !ok {
-			user, _ = b.cfg.Identities.PuppetUser(from) // "": the component's own
-			users[s.From] = user
-		}
-		if err := b.unreachable(user, to); err != nil {
-			refused = err
-			continue
+			return nil, fmt.Errorf("%w: bad address in stanza job", ErrPermanent)
 		}
 		out = append(out, s.out(from, to))
 	}
-	if len(out) == 0 && refused != nil {
-		return refused
-	}
-	if err := b.xmpp.Send(ctx, out...); err != nil {
-		return fmt.Errorf("send %d receipts to XMPP: %w", len(out), err)
-	}
-	b.count("receipts_to_xmpp", "sent")
-	return nil
+	return out, nil
 }
 
 // handleReceipt takes one receipt of a transaction: looked up, checked

@@ -28,8 +28,8 @@ import (
 //   - A reaction set is the sender's own (XEP-0444: each <reactions/> is
 //     its sender's whole set): each occupant's and each puppet's apart.
 //
-// A redaction of another member's message (a moderator's) is not a
-// retraction and does not cross (XEP-0425 is not carried).
+// A redaction of another's message (a moderator's) is not a retraction:
+// it crosses as a XEP-0425 moderation (moderation.go).
 
 // relationFromMUC takes the message m of the occupant by in the chat muc
 // (portal room) that points at an earlier one of the chat: the rows to

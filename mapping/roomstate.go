@@ -242,20 +242,14 @@ func (g *chatState) subjectRefused(ctx context.Context, m *XMPPMessage) (bool, e
 	restore := r.hasSubject && !r.topicBusy
 	r.topicBusy = r.topicBusy || restore
 	g.mu.Unlock()
-	cond := conditionOf(m.Error)
-	why, known := map[string]string{
+	why, cond := refusal(conditionOf(m.Error), map[string]string{
 		"forbidden":        "only its moderators may change it",
 		"not-allowed":      "only its moderators may change it",
 		"not-authorized":   "only its moderators may change it",
 		"not-acceptable":   "the puppet is not in it",
 		"bad-request":      "it refused the text",
 		"policy-violation": "it refused the text",
-	}[cond]
-	if !known {
-		// Named as the room gave it, bounded; counted as one kind, since
-		// a room names what it likes.
-		why, cond = "it answered "+clip(cond, 64), "other"
-	}
+	})
 	g.count("matrix_topic", Reason("refused_"+cond))
 	text := fmt.Sprintf("The chat `%s` did not take the topic %s set: %s.", r.jid, who, why)
 	jobs := []*Job{g.bot.reply(r.portal, text)}
@@ -264,6 +258,17 @@ func (g *chatState) subjectRefused(ctx context.Context, m *XMPPMessage) (bool, e
 		jobs = []*Job{g.bot.reply(r.portal, text), subjectJob(JobGroupTopic, back)}
 	}
 	return true, g.queueStored(ctx, jobs...)
+}
+
+// refusal is why a chat refused, in words, given its error condition
+// cond and the words of the conditions known, and the condition to count
+// it as: another is named as the room gave it, bounded, and counted as
+// "other", since a room names what it likes.
+func refusal(cond string, words map[string]string) (why, counted string) {
+	if why, ok := words[cond]; ok {
+		return why, cond
+	}
+	return "it answered " + clip(cond, 64), "other"
 }
 
 // conditionOf is e's condition, "error" if there is none.
@@ -277,9 +282,9 @@ func conditionOf(e *StanzaError) string {
 // occupantLeft takes an occupant's unavailable presence (the listener's
 // copy; only of an occupant seen in this run, so that a room cannot make
 // the bridge leave ghosts it never brought). A nick change (§7.6, 303)
-// with an occupant-id (XEP-0421) keeps the ghost, renamed; without one
-// the occupant is known by nick, so the old ghost leaves and the new nick
-// comes as a new ghost (a new Matrix account, without the old one's read
+// of an occupant known by more than their nick (an occupant-id, a real
+// JID: occupantKey) keeps the ghost, renamed; one known by nick only
+// leaves the old ghost, and the new nick comes as a new ghost (a new Matrix account, without the old one's read
 // marks). Otherwise the occupant is gone: the ghost leaves the portal and
 // is no member of it any longer, and a kick (§9.1, 307) or ban (§9.2,
 // 301) is said in the portal with its reason.
@@ -289,15 +294,22 @@ func (g *chatState) occupantLeft(ctx context.Context, r *mucRoom, nick string, p
 	newNick := p.MUC.NewNick
 	renamed := p.MUC.Has(303) && newNick != "" && newNick != nick
 	allowed := seen && roomChurn.take(&r.churn, g.now(), 1)
-	keyed := renamed && p.MUC.OccupantID != ""
+	_, stable := r.occupantKey(nick, p.MUC.OccupantID)
+	keyed := renamed && stable
 	// Over budget, an occupant who left stays in (their ghost as it
-	// was), and one who changed nick with an occupant-id is followed all
-	// the same: their ghost is renamed when they next speak.
+	// was), and one who changed nick, known by more than it, is followed
+	// all the same: their ghost is renamed when they next speak.
 	if allowed || seen && keyed {
 		delete(r.occupants, nick)
 	}
 	if seen && keyed {
 		r.occupants[newNick] = member
+	}
+	if real := r.realJIDs[nick]; real != "" {
+		delete(r.realJIDs, nick)
+		if renamed {
+			r.realJIDs[newNick] = real
+		}
 	}
 	g.mu.Unlock()
 	if seen && !allowed {

@@ -213,6 +213,12 @@ type Job struct {
 	// order; different lanes run in parallel. Empty needs no order. Its
 	// kind declares what it is (jobs.go); the outbox reads it by Order.
 	Lane string
+	// Made is what Payload encodes, as its maker held it, in memory only:
+	// a job run by the process that made it (nearly all of them, soon
+	// after) is handed its decision as it is, not decoded from JSON again;
+	// one read back from the store (after a restart) has none and decodes
+	// Payload. A kind that sets it says what type it holds.
+	Made any
 }
 
 // JobKind names what a Job does; each kind has one handler (RunJob) and

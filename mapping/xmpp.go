@@ -69,6 +69,18 @@ type XMPPMessage struct {
 	// OOB is the first XEP-0066 <x xmlns='jabber:x:oob'/>: a file the
 	// message carries (media.go).
 	OOB *OOB
+	// Moderation is a room's word that a moderator retracted one of its
+	// messages (XEP-0425); only the room itself may say it.
+	Moderation *XMPPModeration
+}
+
+// XMPPModeration is a XEP-0425 moderated retraction as a room broadcasts
+// it: the <moderated/> of 0.2 in a XEP-0422 <apply-to/>, or of 0.3 in a
+// XEP-0424 <retract/>.
+type XMPPModeration struct {
+	ID     string // the room's stanza-id of the message retracted
+	By     string // the moderator, as the room names them (room/nick, or a JID; "" if not)
+	Reason string // "" if none
 }
 
 // ReceiptWire is a form a receipt takes on the XMPP wire. A message

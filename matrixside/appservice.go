@@ -490,9 +490,9 @@ func (s *Server) decodeEvents(txn *mapping.Txn) mapping.MatrixTxn {
 // decodeBody is decodeEvents of a body already parsed.
 func (s *Server) decodeBody(txnID string, body txnBody) mapping.MatrixTxn {
 	out := mapping.MatrixTxn{ID: txnID}
-	out.Events = s.decodeList(txnID, body.Events)
-	s.decodeEphemeral(txnID, body.Ephemeral, &out)
-	s.decodeEphemeral(txnID, body.MSC2409Ephemera, &out)
+	out.Events = s.decodeList(txnID, "", body.Events)
+	s.decodeEphemeral(txnID, "", body.Ephemeral, &out)
+	s.decodeEphemeral(txnID, "", body.MSC2409Ephemera, &out)
 	return out
 }
 
@@ -540,8 +540,9 @@ type receiptContent map[id.EventID]map[mapping.ReceiptType]map[id.UserID]struct 
 }
 
 // decodeEphemeral reads the receipts and typing of a transaction into
-// out; other types are skipped, as the core ignores them.
-func (s *Server) decodeEphemeral(txnID string, raws []json.RawMessage, out *mapping.MatrixTxn) {
+// out; other types are skipped, as the core ignores them. A room, if
+// given, is every event's (a synced one names none).
+func (s *Server) decodeEphemeral(txnID string, room id.RoomID, raws []json.RawMessage, out *mapping.MatrixTxn) {
 	for _, raw := range raws {
 		raw = storableJSON(raw)
 		var e ephemeralEvent
@@ -549,6 +550,9 @@ func (s *Server) decodeEphemeral(txnID string, raws []json.RawMessage, out *mapp
 			s.Count("matrix_event", "malformed")
 			s.Log.Debug().Err(err).Str("txn_id", txnID).Msg("Skipped a malformed ephemeral event")
 			continue
+		}
+		if room != "" {
+			e.RoomID = room
 		}
 		var err error
 		switch e.Type {
@@ -586,8 +590,9 @@ func (s *Server) decodeEphemeral(txnID string, raws []json.RawMessage, out *mapp
 }
 
 // decodeList reads a transaction's room events (through mautrix's event
-// types, which know every content) into what the core reads of them.
-func (s *Server) decodeList(txnID string, raws []json.RawMessage) []mapping.MatrixEvent {
+// types, which know every content) into what the core reads of them; a
+// room, if given, is every event's (a synced one names none).
+func (s *Server) decodeList(txnID string, room id.RoomID, raws []json.RawMessage) []mapping.MatrixEvent {
 	evts := make([]mapping.MatrixEvent, 0, len(raws))
 	for _, raw := range raws {
 		raw = storableJSON(raw)
@@ -596,6 +601,9 @@ func (s *Server) decodeList(txnID string, raws []json.RawMessage) []mapping.Matr
 			s.Count("matrix_event", "malformed")
 			s.Log.Debug().Err(err).Str("txn_id", txnID).Msg("Skipped a malformed event")
 			continue
+		}
+		if room != "" {
+			evt.RoomID = room
 		}
 		// As mautrix's appservice does: the class follows the state key.
 		if evt.StateKey != nil {
@@ -700,8 +708,11 @@ func coreEvent(evt *event.Event) mapping.MatrixEvent {
 		// Before room version 11 the target is the event's "redacts",
 		// since then its content's.
 		out.Kind, out.Redacts = mapping.EventRedaction, evt.Redacts
-		if c := evt.Content.AsRedaction(); c != nil && c.Redacts != "" {
-			out.Redacts = c.Redacts
+		if c := evt.Content.AsRedaction(); c != nil {
+			if c.Redacts != "" {
+				out.Redacts = c.Redacts
+			}
+			out.Body = c.Reason
 		}
 	case event.EventEncrypted:
 		out.Kind = mapping.EventEncrypted

@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
-	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/id"
 	"mellium.im/xmpp/jid"
 
@@ -346,7 +345,8 @@ func TestDecodeRoomEvents(t *testing.T) {
 // an edit ("Event replacements": m.new_content, m.relates_to m.replace),
 // a reply (m.relates_to.m.in_reply_to), a formatted body
 // (org.matrix.custom.html), a reaction (m.annotation) and a redaction, with
-// its target at the top (room versions before 11) or in its content (11).
+// its target at the top (room versions before 11) or in its content (11),
+// and its reason (which a moderation carries to XMPP).
 func TestDecodeRelations(t *testing.T) {
 	s := NewServer("hs-secret", nil, nil, func(string, string) {}, zerolog.Nop())
 	body := `{"events": [
@@ -377,8 +377,8 @@ func TestDecodeRelations(t *testing.T) {
 	want := []mapping.MatrixEvent{edit, reply,
 		{ID: "$react", Room: "!r:example.org", Sender: "@alice:example.org", Kind: mapping.EventReaction, Type: "m.reaction",
 			Rel: mapping.MatrixRelation{Type: mapping.RelTypeAnnotation, Event: "$some_event_id", Key: "👍"}},
-		{ID: "$red10", Room: "!r:example.org", Sender: "@alice:example.org", Kind: mapping.EventRedaction, Type: "m.room.redaction", Redacts: "$fukweghifu23:localhost"},
-		{ID: "$red11", Room: "!r:example.org", Sender: "@alice:example.org", Kind: mapping.EventRedaction, Type: "m.room.redaction", Redacts: "$fukweghifu24:localhost"},
+		{ID: "$red10", Room: "!r:example.org", Sender: "@alice:example.org", Kind: mapping.EventRedaction, Type: "m.room.redaction", Redacts: "$fukweghifu23:localhost", Body: "Spamming"},
+		{ID: "$red11", Room: "!r:example.org", Sender: "@alice:example.org", Kind: mapping.EventRedaction, Type: "m.room.redaction", Redacts: "$fukweghifu24:localhost", Body: "Spamming"},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("decoded\n%+v\nwant\n%+v", got, want)
@@ -390,7 +390,7 @@ func TestDecodeRelations(t *testing.T) {
 // pushed ones (and only them: other timeline events were pushed), stored
 // and read back as the inbox does.
 func TestDecodeSyncedRedactions(t *testing.T) {
-	var resp mautrix.RespSync
+	var resp syncResponse
 	raw := `{"next_batch":"s2","rooms":{"join":{"!r:example.org":{"timeline":{"events":[
 		{"type":"m.room.message","event_id":"$m","sender":"@alice:example.org","content":{"msgtype":"m.text","body":"pushed already"}},
 		{"type":"m.room.redaction","event_id":"$red","sender":"@alice:example.org","redacts":"$gone","content":{}}

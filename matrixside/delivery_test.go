@@ -70,7 +70,7 @@ func (s *standIn) requests() []string {
 	return append([]string(nil), s.reqs...)
 }
 
-func newStandInHomeserver(t *testing.T, si http.Handler, d Delivery) *Homeserver {
+func newStandInHomeserver(t testing.TB, si http.Handler, d Delivery) *Homeserver {
 	t.Helper()
 	ts := httptest.NewServer(si)
 	t.Cleanup(ts.Close)

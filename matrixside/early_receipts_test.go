@@ -53,7 +53,8 @@ func (x *lockedXMPP) FetchVCard(context.Context, jid.JID, jid.JID) (*mapping.VCa
 func (x *lockedXMPP) FetchAvatar(context.Context, jid.JID, jid.JID, string) ([]byte, error) {
 	return nil, mapping.ErrPermanent
 }
-func (x *lockedXMPP) Ping(context.Context, jid.JID, jid.JID) error { return nil }
+func (x *lockedXMPP) Ping(context.Context, jid.JID, jid.JID) error                     { return nil }
+func (x *lockedXMPP) Moderate(context.Context, jid.JID, jid.JID, string, string) error { return nil }
 func (x *lockedXMPP) RoomName(context.Context, jid.JID, jid.JID) (string, error) {
 	return "", nil
 }

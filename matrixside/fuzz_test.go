@@ -6,7 +6,6 @@ import (
 	"testing"
 
 	"github.com/rs/zerolog"
-	"maunium.net/go/mautrix"
 
 	"xmppbridge/mapping"
 )
@@ -58,7 +57,7 @@ func FuzzDecodeSync(f *testing.F) {
 	f.Add(`{"next_batch":"s1","rooms":{"join":{"!dm:example.org":{"ephemeral":{"events":[{"type":"m.receipt","content":{"$e":{"m.read":{"@alice:example.org":{"ts":1}}}}},{"type":"m.typing","content":{"user_ids":["@alice:example.org"]}}]}}}}}`)
 	f.Add(`{"next_batch":"s2","rooms":{"join":{"!a":null,"!b":{"ephemeral":{"events":[null]}}}}}`)
 	f.Fuzz(func(t *testing.T, body string) {
-		var resp mautrix.RespSync
+		var resp syncResponse
 		if json.Unmarshal([]byte(body), &resp) != nil {
 			return
 		}

@@ -115,14 +115,69 @@ func (h *Homeserver) SetTopic(ctx context.Context, room id.RoomID, sender id.Use
 		if err == nil {
 			return nil
 		}
-		var httpErr mautrix.HTTPError
-		if !errors.As(err, &httpErr) || httpErr.RespError == nil || httpErr.RespError.ErrCode != mautrix.MForbidden.ErrCode {
+		if !forbidden(err) {
 			return h.classify(ctx, err)
 		}
 		// The ghost may not: a room made before topics were open to all.
 	}
 	_, err := bot.SendStateEvent(ctx, room, event.StateTopic, "", content)
 	return h.classify(ctx, err)
+}
+
+// forbidden tells whether the homeserver refused err's request with
+// M_FORBIDDEN: the user may not do that in the room.
+func forbidden(err error) bool {
+	var httpErr mautrix.HTTPError
+	return errors.As(err, &httpErr) && httpErr.RespError != nil && httpErr.RespError.ErrCode == mautrix.MForbidden.ErrCode
+}
+
+// SetModerator implements mapping.MatrixSide: the bot gives user the
+// power room asks to redact others' events (on), or takes it back to the
+// room's default (off) unless someone gave user more than that.
+func (h *Homeserver) SetModerator(ctx context.Context, room id.RoomID, user id.UserID, on bool) error {
+	bot := h.AS.BotIntent()
+	var pl event.PowerLevelsEventContent
+	if err := bot.StateEvent(ctx, room, event.StatePowerLevels, "", &pl); err != nil {
+		return h.classify(ctx, err)
+	}
+	now, want := pl.GetUserLevel(user), pl.UsersDefault
+	switch {
+	case on && now < pl.Redact():
+		want = pl.Redact()
+	case !on && now == pl.Redact() && now > pl.UsersDefault:
+	default:
+		return nil
+	}
+	pl.SetUserLevel(user, want)
+	_, err := bot.SendStateEvent(ctx, room, event.StatePowerLevels, "", &pl)
+	return h.classify(ctx, err)
+}
+
+// Moderate implements mapping.MatrixSide: target redacted with reason by
+// sender (an occupant's ghost) where the room's power levels let it
+// redact others' events, else by the bot, which made the room. A ghost
+// has no more power than any member unless someone gave it some.
+func (h *Homeserver) Moderate(ctx context.Context, room id.RoomID, sender id.UserID, target id.EventID, reason, txnID string) (id.EventID, error) {
+	req := mautrix.ReqRedact{Reason: reason, TxnID: txnID}
+	bot := h.AS.BotIntent()
+	if sender != "" && sender != bot.UserID {
+		intent, err := h.intent(ctx, sender)
+		if err != nil {
+			return "", err
+		}
+		resp, err := intent.RedactEvent(ctx, room, target, req)
+		if err == nil {
+			return resp.EventID, nil
+		}
+		if !forbidden(err) {
+			return "", h.classify(ctx, err)
+		}
+	}
+	resp, err := bot.RedactEvent(ctx, room, target, req)
+	if err != nil {
+		return "", h.classify(ctx, err)
+	}
+	return resp.EventID, nil
 }
 
 // SetRoomName implements mapping.MatrixSide: the bot names room, unless

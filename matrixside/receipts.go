@@ -190,10 +190,10 @@ func (h *Homeserver) sendStatus(ctx context.Context, room id.RoomID, ev id.Event
 		}
 		h.botIn.Store(room, true)
 	}
-	// One status per (event, kind): a retry is the same transaction. The
-	// client's own send, not the intent's, which would ask the state
-	// store again whether the bot is in the room.
-	_, err := h.AS.BotClient().SendMessageEvent(ctx, room, event.BeeperMessageStatus, content, mautrix.ReqSendEvent{TransactionID: kind + "-" + string(ev)})
+	// One status per (event, kind): a retry is the same transaction. Not
+	// the intent's send, which would ask the state store again whether
+	// the bot is in the room (sendEvent).
+	err := sendEvent(ctx, h.AS.BotClient(), room, event.BeeperMessageStatus, kind+"-"+string(ev), content)
 	if errors.Is(err, mautrix.MForbidden) {
 		// The bot is no longer in the room (it left, or was removed): the
 		// retry joins it again, whatever the state store last heard.

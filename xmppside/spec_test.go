@@ -59,6 +59,10 @@ func (r *recMatrix) React(context.Context, id.RoomID, id.UserID, id.EventID, str
 func (r *recMatrix) Redact(context.Context, id.RoomID, id.UserID, id.EventID, string) (id.EventID, error) {
 	return "$redaction", nil
 }
+func (r *recMatrix) SetModerator(context.Context, id.RoomID, id.UserID, bool) error { return nil }
+func (r *recMatrix) Moderate(context.Context, id.RoomID, id.UserID, id.EventID, string, string) (id.EventID, error) {
+	return "$redaction", nil
+}
 func (r *recMatrix) SendNotice(context.Context, id.RoomID, id.UserID, string, string, string) error {
 	return nil
 }

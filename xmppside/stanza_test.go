@@ -269,7 +269,7 @@ func decodeRaw(t *testing.T, raw string) *mapping.XMPPMessage {
 // file registered its own (disco.go, discoPlace).
 func TestDiscoFeaturesOrder(t *testing.T) {
 	wantPuppet := []string{NSDiscoInfo, NSReceipts, NSEvent, NSMarkers, NSIMNG, NSSID, NSChatStates, mapping.NSOOB, NSPing, NSCaps, NSVersion, NSVCard,
-		NSNickNotify, NSAvatarMetadataNotify, mapping.NSCorrect, mapping.NSReply, mapping.NSReactions, mapping.NSRetract, mapping.NSFallback, mapping.NSStyling}
+		NSNickNotify, NSAvatarMetadataNotify, mapping.NSCorrect, mapping.NSReply, mapping.NSReactions, mapping.NSRetract, mapping.NSFallback, mapping.NSStyling, NSModerate0}
 	wantDomain := []string{NSDiscoInfo, NSDiscoItems, NSReceipts, NSEvent, NSMarkers, NSIMNG, NSSID, NSChatStates, NSPing, NSVersion, NSGateway,
 		mapping.NSCorrect, mapping.NSReply, mapping.NSReactions, mapping.NSRetract, mapping.NSFallback, mapping.NSStyling}
 	if !slices.Equal(puppetFeatures, wantPuppet) {

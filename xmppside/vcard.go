@@ -82,13 +82,16 @@ const vCardTimeout = 20 * time.Second
 
 // FetchVCard implements mapping.XMPPSide: an IQ get of to's vcard-temp
 // from a puppet (XEP-0054 §3.1, Example 3), which the person's server
-// answers for its user. An error answer means there is none for us, and
-// so does a result without a vCard (§3.1: no vCard is item-not-found or
-// an empty <vCard/>).
+// answers for its user. to is a person's bare JID, or an occupant's JID
+// in a chat (room/nick), which the room passes on: Prosody 0.12's sends
+// it to the occupant's bare real JID, from the asker's occupant JID, and
+// the answer back. An error answer means there is none for us, and so
+// does a result without a vCard (§3.1: no vCard is item-not-found or an
+// empty <vCard/>).
 func (c *Component) FetchVCard(ctx context.Context, from, to jid.JID) (*mapping.VCard, error) {
 	var card inVCard
 	query := xmlstream.Wrap(nil, xml.StartElement{Name: xml.Name{Space: NSVCard, Local: "vCard"}})
-	if err := c.ask(ctx, stanza.IQ{From: from, To: to.Bare(), Type: stanza.GetIQ}, query, &card, "vCard"); err != nil {
+	if err := c.ask(ctx, stanza.IQ{From: from, To: to, Type: stanza.GetIQ}, query, &card, "vCard"); err != nil {
 		return nil, err
 	}
 	out := &mapping.VCard{Nickname: strings.TrimSpace(card.Nickname), FN: strings.TrimSpace(card.FN), PhotoType: strings.TrimSpace(card.Photo.Type)}
@@ -96,7 +99,7 @@ func (c *Component) FetchVCard(ctx context.Context, from, to jid.JID) (*mapping.
 		photo, err := base64.StdEncoding.DecodeString(b64)
 		if err != nil {
 			c.Count("xmpp_vcard", "bad_photo")
-			c.Log.Debug().Err(err).Str("jid", to.Bare().String()).Msg("A vCard photo that is not base64")
+			c.Log.Debug().Err(err).Str("jid", to.String()).Msg("A vCard photo that is not base64")
 		} else {
 			out.Photo = photo
 		}

@@ -74,6 +74,7 @@ func main() {
 	flag.StringVar(&d.bridgeBin, "bridge", env("BENCH_BRIDGE", ""), "the bridge binary (built from ./cmd/bridge if empty)")
 	flag.StringVar(&d.base, "dir", env("BENCH_DIR", ""), "where the databases and logs go (a new temporary directory if empty)")
 	flag.StringVar(&d.delivery, "delivery", env("BENCH_DELIVERY", deliveryFallback), "how delivery receipts reach Matrix: "+deliveryFallback+" (the bot's status events, as on every homeserver today) or "+deliveryMSC4089+" (the stand-in advertises MSC4089)")
+	flag.StringVar(&d.matrix, "matrix", env("BENCH_MATRIX", matrixPush), "how Matrix receipts reach the bridge: "+matrixPush+" (pushed in transactions: Synapse, Tuwunel) or "+matrixSync+" (the bot's /sync: Dendrite, continuwuity)")
 	flag.Parse()
 	if err := d.main(); err != nil {
 		fmt.Fprintln(os.Stderr, "procbench:", err)
@@ -113,6 +114,7 @@ type driver struct {
 	timeout, stall           time.Duration
 	bridgeBin, base, self    string
 	delivery                 string // deliveryFallback or deliveryMSC4089
+	matrix                   string // matrixPush or matrixSync
 	rows                     []row
 	repeat                   int
 	tookLongAll              int
@@ -269,7 +271,7 @@ func (d *driver) main() error {
 	if len(scs) == 0 {
 		return fmt.Errorf("no shape matches %q", d.shapes)
 	}
-	fmt.Fprintf(os.Stderr, "%d shapes; delivery receipts to Matrix by %s (-delivery); databases and logs in %s\n", len(scs), d.delivery, d.base)
+	fmt.Fprintf(os.Stderr, "%d shapes; delivery receipts to Matrix by %s (-delivery), Matrix receipts by %s (-matrix); databases and logs in %s\n", len(scs), d.delivery, d.matrix, d.base)
 	began := time.Now()
 	for _, s := range scs {
 		if err := d.runScenario(ctx, s); err != nil {
@@ -482,6 +484,12 @@ func (d *driver) runOne(ctx context.Context, s *scenario, dir, target, name, see
 		return tee{tap, asks}
 	}
 
+	// Receipts through /sync: the feed answers whichever process syncs.
+	var feed *syncFeed
+	if d.matrix == matrixSync {
+		feed = newSyncFeed()
+		hs.Sync = feed.serve
+	}
 	var p *process
 	if target != "relay" {
 		p, err = d.startBridge(ctx, tdir, hs, xs)
@@ -512,7 +520,10 @@ func (d *driver) runOne(ctx context.Context, s *scenario, dir, target, name, see
 	cpu0, _ := cpuTime(p.pid)
 	res.idle = cpu0 - idle0
 	sender := &xmppSender{xs: xs, puppet: puppetOf(alice)}
-	push := newPusher(p.asURL, p.hsToken)
+	var push matrixFeed = newPusher(p.asURL, p.hsToken)
+	if feed != nil {
+		push = feed
+	}
 	pushDone := make(chan struct{})
 	pushEnded := make(chan struct{})
 	go func() { push.run(pushDone); close(pushEnded) }()
@@ -520,7 +531,7 @@ func (d *driver) runOne(ctx context.Context, s *scenario, dir, target, name, see
 	// send starts rs on their way; paced ones at 1,000/s, each by itself.
 	send := func(t *tracker, rs []receipt, pace bool) (wait func()) {
 		sender.t = t
-		push.t.Store(t)
+		push.track(t)
 		done := make(chan struct{})
 		go func() {
 			defer close(done)
@@ -581,7 +592,7 @@ func (d *driver) runOne(ctx context.Context, s *scenario, dir, target, name, see
 			fs := &xmppSender{xs: xs, puppet: sender.puppet, t: t}
 			go func() { _ = fs.send(s.flood) }()
 		} else {
-			push.t.Store(t)
+			push.track(t)
 			push.enqueue(s.flood...)
 		}
 		send(t, s.paced[half:], true)()
@@ -612,9 +623,7 @@ func (d *driver) runOne(ctx context.Context, s *scenario, dir, target, name, see
 	close(pushDone)
 	if res.stalled {
 		// Do not wait for a stalled process to drain its queue.
-		push.mu.Lock()
-		push.queue = nil
-		push.mu.Unlock()
+		push.drop()
 	}
 	select {
 	case <-pushEnded:
@@ -623,8 +632,8 @@ func (d *driver) runOne(ctx context.Context, s *scenario, dir, target, name, see
 	if e, ok := sendErr.Load().(string); ok {
 		res.errs = "writing to the component: " + e
 	}
-	if n := push.errs.Load(); n > 0 {
-		res.errs = fmt.Sprintf("%d transactions failed: %v", n, push.lastErr.Load())
+	if n, last := push.failed(); n > 0 {
+		res.errs = fmt.Sprintf("%d transactions failed: %v", n, last)
 	}
 	p.stop()
 	if wal != nil {
@@ -683,7 +692,7 @@ func (d *driver) startBridge(ctx context.Context, dir string, hs *standin.Homese
 	bp, err := peers.NewBridgeProcess(ctx, d.bridgeBin, dir, peers.BridgeSettings{
 		HomeserverURL: hs.URL, HomeserverDomain: ids.HomeserverDomain, ASPort: port,
 		XMPPAddress: xs.Addr, XMPPDomain: ids.ComponentDomain, XMPPSecret: secret,
-		LogLevel: "info", Ephemeral: "push",
+		LogLevel: "info", Ephemeral: d.matrix,
 	}, logf)
 	if err != nil {
 		logf.Close()
@@ -723,7 +732,7 @@ func (d *driver) startRelay(dir, dbPath string, hs *standin.Homeserver, xs *stan
 		return nil, err
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	cmd := exec.Command(d.self, "-relay", "-db", dbPath, "-hs", hs.URL, "-xmpp", xs.Addr, "-listen", addr, "-delivery", d.delivery)
+	cmd := exec.Command(d.self, "-relay", "-db", dbPath, "-hs", hs.URL, "-xmpp", xs.Addr, "-listen", addr, "-delivery", d.delivery, "-matrix", d.matrix)
 	cmd.Stderr = logf
 	out, err := cmd.StdoutPipe()
 	if err != nil {

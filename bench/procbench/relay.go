@@ -19,6 +19,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix/id"
@@ -99,6 +100,7 @@ func runRelay(args []string) error {
 	delivery := fs.String("delivery", deliveryFallback, "how delivery receipts reach Matrix (as the bridge's -delivery)")
 	xmppAddr := fs.String("xmpp", "", "the stand-in XMPP server's component address")
 	listen := fs.String("listen", "", "where to listen for transactions")
+	matrix := fs.String("matrix", matrixPush, "how Matrix receipts arrive (as the bridge's -matrix)")
 	_ = fs.Parse(args)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
@@ -221,20 +223,11 @@ func runRelay(args []string) error {
 		}
 		return p
 	}
-	mux := http.NewServeMux()
-	mux.HandleFunc("PUT /_matrix/app/v1/transactions/{txn}", func(w http.ResponseWriter, req *http.Request) {
-		var body struct {
-			Ephemeral []struct {
-				Type    string                                           `json:"type"`
-				Content map[string]map[string]map[string]json.RawMessage `json:"content"`
-			} `json:"ephemeral"`
-		}
-		if err := json.NewDecoder(req.Body).Decode(&body); err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
+	// stanzas writes the stanzas of a list of ephemeral events, pushed or
+	// synced alike.
+	stanzas := func(events []relayEphemeral) error {
 		var b strings.Builder
-		for _, ev := range body.Ephemeral {
+		for _, ev := range events {
 			if ev.Type != "m.receipt" {
 				continue
 			}
@@ -263,12 +256,28 @@ func runRelay(args []string) error {
 				}
 			}
 		}
-		if err := out.write(b.String()); err != nil {
+		return out.write(b.String())
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("PUT /_matrix/app/v1/transactions/{txn}", func(w http.ResponseWriter, req *http.Request) {
+		var body struct {
+			Ephemeral []relayEphemeral `json:"ephemeral"`
+		}
+		if err := json.NewDecoder(req.Body).Decode(&body); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		if err := stanzas(body.Ephemeral); err != nil {
 			http.Error(w, err.Error(), http.StatusBadGateway)
 			return
 		}
 		_, _ = io.WriteString(w, "{}")
 	})
+	if *matrix == matrixSync {
+		// The bot's /sync, long-polled as the bridge does (one request
+		// at a time, 30 s), in place of the pushes.
+		go relaySync(ctx, client, *hsURL, stanzas)
+	}
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
 		return err
@@ -281,6 +290,58 @@ func runRelay(args []string) error {
 	}
 	wg.Wait()
 	return nil
+}
+
+// relayEphemeral is an ephemeral event as the relay reads it.
+type relayEphemeral struct {
+	Type    string                                           `json:"type"`
+	Content map[string]map[string]map[string]json.RawMessage `json:"content"`
+}
+
+// relaySync long-polls the homeserver's /sync and hands each batch's
+// ephemeral events to stanzas, until ctx ends.
+func relaySync(ctx context.Context, client *http.Client, hsURL string, stanzas func([]relayEphemeral) error) {
+	since := ""
+	for ctx.Err() == nil {
+		u := hsURL + "/_matrix/client/v3/sync?timeout=30000"
+		if since != "" {
+			u += "&since=" + url.QueryEscape(since)
+		}
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+		if err != nil {
+			return
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			if ctx.Err() == nil {
+				fmt.Fprintln(os.Stderr, "relay: sync:", err)
+				time.Sleep(100 * time.Millisecond)
+			}
+			continue
+		}
+		var body struct {
+			NextBatch string `json:"next_batch"`
+			Rooms     struct {
+				Join map[string]struct {
+					Ephemeral struct {
+						Events []relayEphemeral `json:"events"`
+					} `json:"ephemeral"`
+				} `json:"join"`
+			} `json:"rooms"`
+		}
+		err = json.NewDecoder(resp.Body).Decode(&body)
+		resp.Body.Close()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "relay: sync:", err)
+			continue
+		}
+		since = body.NextBatch
+		for _, r := range body.Rooms.Join {
+			if err := stanzas(r.Ephemeral.Events); err != nil {
+				fmt.Fprintln(os.Stderr, "relay: sync:", err)
+			}
+		}
+	}
 }
 
 type stanzaWriter struct {

@@ -40,11 +40,18 @@ type SlixmppEvent struct {
 	ID           string `json:"id"`
 	Body         string `json:"body"`
 	Acked        bool   `json:"acked"`
+	// In a chat: the room's XEP-0359 stanza-id of a groupchat message,
+	// whether it is markable (XEP-0333), and a marker's message type.
+	StanzaID string `json:"stanza_id"`
+	Markable bool   `json:"markable"`
+	Type     string `json:"type"`
+	// A command carried out (Do): which, and its error, "" if none.
+	Cmd   string `json:"cmd"`
+	Error string `json:"error"`
 	// URL is a message's XEP-0066 URL, or the file a command was about.
 	URL    string `json:"url"`
 	SHA256 string `json:"sha256"` // of a file downloaded
 	Size   int64  `json:"size"`
-	Error  string `json:"error"`
 }
 
 // Slixmpp is a real third-party XMPP client, slixmpp, logged in as one
@@ -63,14 +70,26 @@ type Slixmpp struct {
 // bare JIDs in refuse are declined; all others approved. Its log lines go
 // to w.Logs.
 func (w *World) StartSlixmpp(ctx context.Context, user string, refuse ...string) (*Slixmpp, error) {
+	if len(refuse) > 0 {
+		return w.startSlixmpp(ctx, user, append([]string{"--refuse"}, refuse...)...)
+	}
+	return w.startSlixmpp(ctx, user)
+}
+
+// StartSlixmppWithAvatar logs user in with slixmpp's XEP-0153 plugin on:
+// every available presence it sends, a chat's join too, carries the hash
+// of its vCard photo, as Gajim's and Conversations' do; its "avatar"
+// command (Do) publishes the photo.
+func (w *World) StartSlixmppWithAvatar(ctx context.Context, user string) (*Slixmpp, error) {
+	return w.startSlixmpp(ctx, user, "--vcard-avatar")
+}
+
+func (w *World) startSlixmpp(ctx context.Context, user string, more ...string) (*Slixmpp, error) {
 	script := filepath.Join(w.Dir, "slixmpp-client.py")
 	if err := os.WriteFile(script, slixmppClient, 0o644); err != nil {
 		return nil, err
 	}
-	args := []string{script, w.Prosody.Addr(), user + "@" + w.Prosody.Domain + "/slixmpp", Password}
-	if len(refuse) > 0 {
-		args = append(append(args, "--refuse"), refuse...)
-	}
+	args := append([]string{script, w.Prosody.Addr(), user + "@" + w.Prosody.Domain + "/slixmpp", Password}, more...)
 	cmd := exec.Command(SlixmppPython, args...)
 	cmd.Stderr = Prefixed(w.Logs, "slixmpp "+user)
 	stdout, err := cmd.StdoutPipe()
@@ -112,9 +131,42 @@ func (c *Slixmpp) read(r io.Reader) {
 // Wait returns the first event, since the client started, that match
 // accepts.
 func (c *Slixmpp) Wait(ctx context.Context, timeout time.Duration, match func(SlixmppEvent) bool) (SlixmppEvent, error) {
+	return c.WaitSince(ctx, 0, timeout, match)
+}
+
+// Mark is where the events printed so far end, for WaitSince.
+func (c *Slixmpp) Mark() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.events)
+}
+
+// Do has the client carry out cmd (a command of slixmpp/client.py: "cmd"
+// and its arguments) and waits until it has.
+func (c *Slixmpp) Do(ctx context.Context, timeout time.Duration, cmd map[string]string) error {
+	line, err := json.Marshal(cmd)
+	if err != nil {
+		return err
+	}
+	mark := c.Mark()
+	if _, err := c.stdin.Write(append(line, '\n')); err != nil {
+		return fmt.Errorf("slixmpp %s: %w", cmd["cmd"], err)
+	}
+	done, err := c.WaitSince(ctx, mark, timeout, func(e SlixmppEvent) bool { return e.Event == "done" && e.Cmd == cmd["cmd"] })
+	if err != nil {
+		return fmt.Errorf("slixmpp %s: %w", cmd["cmd"], err)
+	}
+	if done.Error != "" {
+		return fmt.Errorf("slixmpp %s: %s", cmd["cmd"], done.Error)
+	}
+	return nil
+}
+
+// WaitSince returns the first event after mark (Mark) that match accepts.
+func (c *Slixmpp) WaitSince(ctx context.Context, mark int, timeout time.Duration, match func(SlixmppEvent) bool) (SlixmppEvent, error) {
 	deadline := time.NewTimer(timeout)
 	defer deadline.Stop()
-	for seen := 0; ; {
+	for seen := mark; ; {
 		c.mu.Lock()
 		events, more := c.events, c.more
 		c.mu.Unlock()
@@ -133,17 +185,6 @@ func (c *Slixmpp) Wait(ctx context.Context, timeout time.Duration, match func(Sl
 			return SlixmppEvent{}, ctx.Err()
 		}
 	}
-}
-
-// Command has the client do cmd (see slixmpp/client.py), a JSON object
-// with "cmd" and its fields.
-func (c *Slixmpp) Command(cmd map[string]any) error {
-	line, err := json.Marshal(cmd)
-	if err != nil {
-		return err
-	}
-	_, err = c.stdin.Write(append(line, '\n'))
-	return err
 }
 
 // Close logs the client out and waits for it to end.

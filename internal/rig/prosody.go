@@ -27,8 +27,14 @@ type Prosody struct {
 	ComponentSecret string
 	// MUCDomain is Prosody's multi-user chat component (XEP-0045), with
 	// muc_mam so that the room stamps each message with its own XEP-0359
-	// stanza-id, which markers and relations in groups refer to.
+	// stanza-id, which markers and relations in groups refer to, and
+	// muc_moderation (XEP-0425 0.2).
 	MUCDomain string // "conference.localhost"
+	// MUCNoIDDomain is a second multi-user chat component, whose rooms
+	// give no XEP-0421 occupant-id (muc_occupant_id = false), as rooms of
+	// servers without it: there an occupant is their real JID or their
+	// nick.
+	MUCNoIDDomain string // "noid.conference.localhost"
 	// UploadDomain is Prosody's XEP-0363 upload service
 	// (mod_http_file_share), which gives the users and the bridge's
 	// component slots; its files are served on HTTPPort.
@@ -90,6 +96,7 @@ func StartProsodyWith(ctx context.Context, dir string, logw io.Writer, opts Pros
 		Domain:          "localhost",
 		ComponentDomain: "matrix.localhost",
 		MUCDomain:       "conference.localhost",
+		MUCNoIDDomain:   "noid.conference.localhost",
 		UploadDomain:    "upload.localhost",
 		ComponentSecret: opts.ComponentSecret,
 		opts:            opts,
@@ -297,7 +304,14 @@ func (p *Prosody) writeConfig() error {
 	w("\tmodules_enabled = { \"privilege\" }")
 	w("")
 	w("Component %s \"muc\"", luaString(p.MUCDomain))
+	// XEP-0425 0.2 through the community mod_muc_moderation (Debian's
+	// prosody-modules), which finds a message by the stanza-id muc_mam
+	// archived it under.
+	w("\tmodules_enabled = { \"muc_mam\", \"muc_moderation\" }")
+	w("")
+	w("Component %s \"muc\"", luaString(p.MUCNoIDDomain))
 	w("\tmodules_enabled = { \"muc_mam\" }")
+	w("\tmuc_occupant_id = false")
 	w("")
 	// XEP-0363 for the users and, as the puppets, the bridge: once set,
 	// http_file_share_access is the whole list of who may take slots.

@@ -252,6 +252,9 @@ type Homeserver struct {
 	Latency time.Duration
 	// Seen, if set, is called with each request's path as it arrives.
 	Seen func(path string)
+	// Sync, if set, answers the bot's /sync (the bench's receipts read
+	// through /sync); without it /sync gets an empty batch at once.
+	Sync http.HandlerFunc
 }
 
 // NewHomeserver starts a stand-in homeserver.
@@ -271,7 +274,7 @@ func (h *Homeserver) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	path := r.URL.Path
 	kind := "other"
-	for _, k := range []string{"/receipt/", "/send/", "/typing/", "/join", "/register", "/versions", "/createRoom", "/whoami"} {
+	for _, k := range []string{"/receipt/", "/send/", "/typing/", "/join", "/register", "/versions", "/createRoom", "/whoami", "/filter", "/sync"} {
 		if strings.Contains(path, k) {
 			kind = strings.Trim(k, "/")
 		}
@@ -291,6 +294,14 @@ func (h *Homeserver) serve(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, `{"room_id":"!standin%d:example.org"}`, h.ids.Add(1))
 	case "join":
 		_, _ = io.WriteString(w, `{"room_id":"!standin:example.org"}`)
+	case "filter":
+		_, _ = io.WriteString(w, `{"filter_id":"standin"}`)
+	case "sync":
+		if h.Sync != nil {
+			h.Sync(w, r)
+			return
+		}
+		_, _ = io.WriteString(w, `{"next_batch":"standin"}`)
 	default:
 		_, _ = io.WriteString(w, `{}`)
 	}

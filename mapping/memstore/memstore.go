@@ -43,7 +43,7 @@ type Store struct {
 	unreadCalls int
 	subs        map[string]*mapping.Subscription // by mxid and bare JID
 	profiles    map[id.UserID]mapping.Profile
-	ghosts      map[string]mapping.GhostProfile // by bare JID
+	ghosts      map[string]mapping.GhostProfile // by JID, as given
 	setAside    []*mapping.SetAside
 }
 
@@ -442,7 +442,7 @@ func (s *Store) SetPuppetProfile(_ context.Context, p *mapping.Profile) error {
 func (s *Store) GhostProfile(_ context.Context, peer jid.JID) (*mapping.GhostProfile, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	p, ok := s.ghosts[peer.Bare().String()]
+	p, ok := s.ghosts[peer.String()]
 	if !ok {
 		return nil, mapping.ErrNotFound
 	}
@@ -455,9 +455,7 @@ func (s *Store) SetGhostProfile(_ context.Context, p *mapping.GhostProfile) erro
 	if s.ghosts == nil {
 		s.ghosts = map[string]mapping.GhostProfile{}
 	}
-	c := *p
-	c.JID = p.JID.Bare()
-	s.ghosts[c.JID.String()] = c
+	s.ghosts[p.JID.String()] = *p
 	return nil
 }
 
