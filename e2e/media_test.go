@@ -159,9 +159,9 @@ func download(t *testing.T, ctx context.Context, cli *mautrix.Client, uri id.Con
 	return data
 }
 
-// The other way: Alice sends a picture, a PDF and a sticker; the bridge downloads
-// each from Dendrite's authenticated media API and uploads it to
-// Prosody's XEP-0363 service as her puppet; slixmpp gets a message whose
+// The other way: Alice sends a picture, a PDF and a sticker; the bridge
+// downloads each from Dendrite's authenticated media API and uploads it
+// to Prosody's XEP-0363 service as her puppet; slixmpp gets a message whose
 // body is the URL and whose XEP-0066 <x/> has the same URL, and
 // downloads from it the bytes Alice uploaded. Its XEP-0333 displayed
 // marker on the picture is the ghost's m.read of Alice's m.image. An
