@@ -258,7 +258,7 @@ func TestMediaFromMatrix(t *testing.T) {
 // What the media kind builds on in Prosody 0.12's mod_http_file_share
 // (XEP-0363): the server's disco#items lists the upload component (§3,
 // Example 1-2), whose disco#info has the feature and a max-file-size form
-// (§3, Example 4); a slot (§4, Example 5) has a GET and a PUT URL on the
+// (§3, Example 4); a slot (§4) has a GET and a PUT URL on the
 // address the rig gives (http_external_url), and an Authorization header
 // for the PUT.
 func TestProsodyUploadFacts(t *testing.T) {
@@ -295,7 +295,7 @@ func TestProsodyUploadFacts(t *testing.T) {
 }
 
 // uploadRaw puts data on Prosody's upload service as c (XEP-0363 §4 slot,
-// §5 PUT), as a client does, and returns the GET URL.
+// §6 PUT), as a client does, and returns the GET URL.
 func uploadRaw(t *testing.T, c *peers.XMPPClient, name, typ string, data []byte) string {
 	t.Helper()
 	ctx := context.Background()

@@ -47,7 +47,7 @@ func (f *fakeMedia) ToXMPP(_ context.Context, from jid.JID, src MediaFile) (*Med
 	return f.move(from.String(), src.URL)
 }
 
-// XEP-0066 §3, Example 5: "Yeah, but do you have a license to Jabber?"
+// XEP-0066 §3's example: "Yeah, but do you have a license to Jabber?"
 // with the URL of an image in <x xmlns='jabber:x:oob'/>.
 const (
 	oobExampleURL  = "http://www.jabber.org/images/psa-license.jpg"

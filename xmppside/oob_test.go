@@ -9,17 +9,18 @@ import (
 	"xmppbridge/mapping"
 )
 
-// XEP-0066 §3, Example 5: a message with a URL in <x xmlns='jabber:x:oob'/>.
+// XEP-0066 §3's example: a message with a URL in <x xmlns='jabber:x:oob'/>.
 const oobExample = `<message from='stpeter@jabber.org/work' to='MaineBoy@jabber.org/home'>
   <body>Yeah, but do you have a license to Jabber?</body>
   <x xmlns='jabber:x:oob'>
     <url>http://www.jabber.org/images/psa-license.jpg</url>
+    <desc>A license to Jabber!</desc>
   </x>
 </message>`
 
 func TestOOBDecode(t *testing.T) {
 	m := decodeRaw(t, oobExample)
-	if m.OOB == nil || m.OOB.URL != "http://www.jabber.org/images/psa-license.jpg" || m.Body != "Yeah, but do you have a license to Jabber?" {
+	if m.OOB == nil || m.OOB.URL != "http://www.jabber.org/images/psa-license.jpg" || m.OOB.Desc != "A license to Jabber!" || m.Body != "Yeah, but do you have a license to Jabber?" {
 		t.Fatalf("decoded oob %+v body %q", m.OOB, m.Body)
 	}
 	// §3: <url/> is required; an <x/> without one is no file. The first

@@ -34,7 +34,7 @@ type Uploader struct {
 	Component    *Component
 	ServerDomain jid.JID
 	Service      jid.JID
-	// Client makes the PUT (§5); its timeout bounds the whole upload.
+	// Client makes the PUT (§6); its timeout bounds the whole upload.
 	Client *http.Client
 
 	mu    sync.Mutex
@@ -42,7 +42,7 @@ type Uploader struct {
 	max   int64   // its max-file-size (§3), 0 if it gives none
 }
 
-// uploadSlot is the answer to a slot request (§4, Example 5).
+// uploadSlot is the answer to a slot request (§4).
 type uploadSlot struct {
 	XMLName xml.Name `xml:"urn:xmpp:http:upload:0 slot"`
 	Put     struct {
@@ -58,7 +58,7 @@ type uploadSlot struct {
 }
 
 // Upload implements what package media asks of the XMPP side: a slot for
-// the file (§4) requested as from, then the file PUT there (§5). It
+// the file (§4) requested as from, then the file PUT there (§6). It
 // returns the GET URL. An error wrapping ErrPermanent: the service
 // refuses the file (too large, not allowed) or there is none;
 // ErrNotConnected: no stream.
@@ -90,7 +90,7 @@ func (u *Uploader) Upload(ctx context.Context, from jid.JID, name string, size i
 	put.ContentLength = size
 	put.Header.Set("Content-Type", typ)
 	for _, h := range slot.Put.Headers {
-		// §5: only these three, and no newlines in them.
+		// §4: only these three; §8: no newlines in them.
 		switch http.CanonicalHeaderKey(h.Name) {
 		case "Authorization", "Cookie", "Expires":
 			put.Header.Set(h.Name, strings.NewReplacer("\r", "", "\n", "").Replace(h.Value))

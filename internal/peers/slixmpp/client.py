@@ -149,7 +149,7 @@ class Client(slixmpp.ClientXMPP):
     async def upload(self, service, path, ctype):
         # slixmpp's own upload_file finds the service by a disco walk that
         # Python 3.11 refuses (asyncio.wait of coroutines): the slot is
-        # asked here of the service named (XEP-0363 §4), then PUT (§5).
+        # asked here of the service named (XEP-0363 §4), then PUT (§6).
         with open(path, "rb") as f:
             data = f.read()
         iq = await self.plugin["xep_0363"].request_slot(service, os.path.basename(path), len(data), ctype)
