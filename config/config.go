@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -85,7 +86,18 @@ type Config struct {
 		DomainNewPortals    int `yaml:"domain_new_portals_per_hour"`
 		DomainNewGhosts     int `yaml:"domain_new_ghosts_per_hour"`
 		DomainSubscriptions int `yaml:"domain_subscriptions_per_hour"`
+		MediaFetches        int `yaml:"media_fetches_per_hour"`
 	} `yaml:"limits"`
+	Media struct {
+		Enabled       bool          `yaml:"enabled"`
+		MaxFileMiB    int           `yaml:"max_file_mib"`
+		FetchTimeout  time.Duration `yaml:"fetch_timeout"`
+		AllowHTTP     bool          `yaml:"allow_http"`
+		AllowNetworks []string      `yaml:"allow_networks"`
+		UploadService string        `yaml:"upload_service"`
+		ServerDomain  string        `yaml:"server_domain"`
+		TempDir       string        `yaml:"temp_dir"`
+	} `yaml:"media"`
 	Logging struct {
 		Level  string `yaml:"level"`
 		Format string `yaml:"format"`
@@ -443,6 +455,7 @@ func (c *Config) validate() Errors {
 		{"domain_new_portals_per_hour", "chats the people of one XMPP domain may open together, e.g. 100", c.Limits.DomainNewPortals},
 		{"domain_new_ghosts_per_hour", "new Matrix ghosts the people of one XMPP domain may have made, e.g. 50", c.Limits.DomainNewGhosts},
 		{"domain_subscriptions_per_hour", "subscriptions the people of one XMPP domain without a chat may have approved, e.g. 50", c.Limits.DomainSubscriptions},
+		{"media_fetches_per_hour", "files one XMPP person may have the bridge fetch, e.g. 60", c.Limits.MediaFetches},
 	} {
 		if l.n < 1 {
 			bad("limits."+l.key, "must be at least 1; put how many "+l.what+" (xmpp.blocked_domains refuses a domain altogether)")
@@ -457,12 +470,62 @@ func (c *Config) validate() Errors {
 	if c.Logging.Format != "pretty" && c.Logging.Format != "json" {
 		bad("logging.format", fmt.Sprintf("%q is not a format; put pretty or json", c.Logging.Format))
 	}
+	c.validateMedia(bad)
 	if c.Metrics.Enabled {
 		if _, _, err := net.SplitHostPort(c.Metrics.Listen); err != nil {
 			bad("metrics.listen", "not host:port; put the address to serve metrics on, e.g. 127.0.0.1:29341")
 		}
 	}
 	return errs
+}
+
+// validateMedia checks media.*.
+func (c *Config) validateMedia(bad func(key, what string)) {
+	if c.Media.MaxFileMiB < 1 {
+		bad("media.max_file_mib", "must be at least 1; put the MiB one file may have, e.g. 100")
+	}
+	if c.Media.FetchTimeout <= 0 {
+		bad("media.fetch_timeout", "must be more than 0; put how long one file may take to fetch, e.g. 5m")
+	}
+	if _, err := c.MediaNetworks(); err != nil {
+		bad("media.allow_networks", err.Error()+"; put networks such as 127.0.0.1/32 or 10.0.0.0/8, or addresses")
+	}
+	for key, v := range map[string]string{"media.upload_service": c.Media.UploadService, "media.server_domain": c.Media.ServerDomain} {
+		if d, err := jid.Parse(v); v != "" && (err != nil || d.Localpart() != "" || d.Resourcepart() != "") {
+			bad(key, fmt.Sprintf("%q is not a domain; put one such as upload.example.org, or leave it empty", v))
+		}
+	}
+}
+
+// MediaNetworks is media.allow_networks, each a network or an address
+// (a network of one).
+func (c *Config) MediaNetworks() ([]netip.Prefix, error) {
+	var nets []netip.Prefix
+	for _, s := range c.Media.AllowNetworks {
+		if p, err := netip.ParsePrefix(s); err == nil {
+			nets = append(nets, p.Masked())
+		} else if a, err := netip.ParseAddr(s); err == nil {
+			nets = append(nets, netip.PrefixFrom(a, a.BitLen()))
+		} else {
+			return nil, fmt.Errorf("%q is not a network or an address", s)
+		}
+	}
+	return nets, nil
+}
+
+// MediaServerDomain is the XMPP server whose upload service the puppets
+// use: media.server_domain, else the component's domain without its
+// first label (matrix.example.org: example.org).
+func (c *Config) MediaServerDomain() jid.JID {
+	d := c.Media.ServerDomain
+	if d == "" {
+		d = c.XMPP.Domain
+		if i := strings.IndexByte(d, '.'); i >= 0 {
+			d = d[i+1:]
+		}
+	}
+	j, _ := jid.Parse(d) // validated
+	return j
 }
 
 var levels = map[string]struct{}{"trace": {}, "debug": {}, "info": {}, "warn": {}, "error": {}}
@@ -705,6 +768,7 @@ func (c *Config) CoreLimits() mapping.Limits {
 		PeerRate: c.Limits.PeerRate, PeerBurst: c.Limits.PeerBurst, Pending: c.Limits.PendingReceipts,
 		JIDPortals: c.Limits.JIDNewPortals, DomainPortals: c.Limits.DomainNewPortals,
 		DomainGhosts: c.Limits.DomainNewGhosts, DomainSubscriptions: c.Limits.DomainSubscriptions,
+		MediaFetches: c.Limits.MediaFetches,
 	}
 }
 

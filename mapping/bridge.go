@@ -201,6 +201,7 @@ type core struct {
 	wake    chan struct{} // pokes Run
 	now     func() time.Time
 	out     Outbox // jobs.go
+	media   Media  // media.go; nil: files cross as their links
 	inbox   Inbox  // early_receipts.go
 
 	// in holds the receipts from XMPP waiting to be recorded, and the

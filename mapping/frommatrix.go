@@ -311,11 +311,10 @@ func (b *messages) handleMatrixEvent(ctx context.Context, evt MatrixEvent) ([]*J
 		b.count("matrix_event", "encrypted")
 		return []*Job{argsJob(JobNotice, jobArgs{Room: evt.Room, User: ghost, Body: EncryptedNotice})}, nil
 	}
-	body, ok := textOf(evt)
+	body, job, refused, ok := b.outgoing(evt, portal.JID)
 	if !ok {
-		log.Debug().Msg("Ignoring a message that is not text")
-		b.count("matrix_event", ReasonMsgType)
-		return nil, nil
+		log.Debug().Msg("Ignoring a message the bridge does not carry")
+		return refused, nil
 	}
 	xid := NewXMPPID()
 	msg := &Message{
@@ -327,7 +326,6 @@ func (b *messages) handleMatrixEvent(ctx context.Context, evt MatrixEvent) ([]*J
 		Body: body, TS: b.tsOf(evt),
 		Requests: Requests{Receipt: true, Delivered: true, Displayed: true, Composing: true, Markable: true},
 	}
-	job := newJob(JobSendToXMPP, about{room: evt.Room, mxid: evt.Sender, peer: portal.JID}, 0, nil)
 	added, err := b.store.AddMessage(ctx, msg, job)
 	if b.stored(err) != nil {
 		return nil, fmt.Errorf("store message: %w", err)

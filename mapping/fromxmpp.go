@@ -36,6 +36,10 @@ func (b *messages) handleXMPPMessage(ctx context.Context, m *XMPPMessage) (*OutM
 	if b.blocked(m.From) {
 		return b.drop(log, "xmpp_message", ReasonBlockedDomain), nil
 	}
+	if !m.HasBody && m.OOB != nil {
+		// XEP-0066 §3 makes the <x/> the message: its link is its text.
+		m.Body, m.HasBody = m.OOB.URL, true
+	}
 	mxid, reason := b.resolvePuppet(m.To)
 	if m.Type == TypeGroupchat {
 		if reason != "" {
@@ -111,8 +115,10 @@ func (b *messages) handleXMPPMessage(ctx context.Context, m *XMPPMessage) (*OutM
 		log.Debug().Msg("Message without id: bridged, but it can never be acknowledged")
 		msg.Requests = Requests{}
 	}
-	job := newJob(JobSendToMatrix, about{room: msg.RoomID, mxid: mxid, peer: peer}, 0, nil)
-	jobs := []*Job{job}
+	jobs := b.mediaJobs(log, m, mxid, peer) // a file fetched first, then posted
+	if jobs == nil {
+		jobs = []*Job{newJob(JobSendToMatrix, about{room: msg.RoomID, mxid: mxid, peer: peer}, 0, nil)}
+	}
 	if name := b.people.ghostName(mxid, peer, m.Nick); name != nil {
 		jobs = append(jobs, name)
 	}

@@ -240,6 +240,10 @@ type groupArgs struct {
 	Password string `json:"password,omitempty"`
 	// Member is the occupant a message to Matrix is from.
 	Member MemberID `json:"member,omitempty"`
+	// Fetch is the file of the message to fetch first (media.go), File
+	// the file fetched, to post.
+	Fetch *mediaFetchArgs `json:"fetch,omitempty"`
+	File  *MediaFile      `json:"file,omitempty"`
 	// Rejoin: a join at a connection of the component (rejoin), which
 	// asks the chat for what the bridge missed.
 	Rejoin bool `json:"rejoin,omitempty"`
@@ -996,7 +1000,11 @@ func (g *groups) messageFromMUC(ctx context.Context, log zerolog.Logger, mxid id
 		// the displayed marker, which the room's members all see.
 		Requests: Requests{Markable: m.Requests.Markable},
 	}
-	return g.addMessage(ctx, msg, job(), "xmpp_message")
+	send := job()
+	if fetch, ok := g.toFetch(log, m, string(member)); ok {
+		send = groupJob(JobGroupMediaFetch, r.portal, 0, groupArgs{Room: r.portal, MUC: r.jid.String(), Nick: nick, Member: member, Fetch: &fetch})
+	}
+	return g.addMessage(ctx, msg, send, "xmpp_message")
 }
 
 // addMessage stores msg, of a chat, with job, its send to Matrix, and
@@ -1103,9 +1111,12 @@ func (g *groups) groupToMatrix(ctx context.Context, job *Job) error {
 		return err
 	}
 	var ev id.EventID
-	if msg.RelKind != RelNone {
+	switch {
+	case args.File != nil:
+		ev, err = g.matrix.SendMessage(ctx, msg.RoomID, ghost, mediaOut(args.File), relationTxn(job.MessageID))
+	case msg.RelKind != RelNone:
 		ev, err = g.relations.relationToMatrix(ctx, msg.RoomID, ghost, msg, relationTxn(job.MessageID))
-	} else {
+	default:
 		ev, err = g.matrix.SendMessage(ctx, msg.RoomID, ghost, &OutMatrix{Body: msg.Body}, relationTxn(job.MessageID))
 	}
 	if err != nil {
@@ -1138,10 +1149,9 @@ func (g *groups) messageFromMatrix(ctx context.Context, log zerolog.Logger, port
 		g.count("matrix_event", ReasonMsgType)
 		return nil, nil
 	}
-	body, ok := textOf(evt)
+	body, job, refused, ok := g.outgoing(evt, portal.JID)
 	if !ok {
-		g.count("matrix_event", ReasonMsgType)
-		return nil, nil
+		return refused, nil
 	}
 	xid := NewXMPPID()
 	msg := &Message{
@@ -1149,7 +1159,6 @@ func (g *groups) messageFromMatrix(ctx context.Context, log zerolog.Logger, port
 		PeerJID: portal.JID, Direction: FromMatrix, MXID: evt.Sender,
 		Body: body, TS: g.tsOf(evt), Requests: Requests{Markable: true},
 	}
-	job := newJob(JobSendToXMPP, about{room: evt.Room, mxid: evt.Sender, peer: portal.JID}, 0, nil)
 	added, err := g.store.AddMessage(ctx, msg, job)
 	if g.stored(err) != nil {
 		return nil, fmt.Errorf("store message: %w", err)

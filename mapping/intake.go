@@ -35,6 +35,9 @@ type Limits struct {
 	// one domain's people without a portal (DomainSubscriptions). Zero:
 	// DefaultLimits'.
 	JIDPortals, DomainPortals, DomainGhosts, DomainSubscriptions int
+	// MediaFetches is how many files one XMPP person may have the bridge
+	// fetch from the URLs they send (media.go), an hour.
+	MediaFetches int
 }
 
 // DefaultLimits are the limits when the configuration sets none: far above
@@ -43,7 +46,7 @@ type Limits struct {
 // bridge. A person opens chats with a few Matrix users in an hour, a busy
 // server with a few dozen; a script making accounts on its own server,
 // with hundreds.
-var DefaultLimits = Limits{PeerRate: 1000, PeerBurst: 20000, Pending: 50000, JIDPortals: 10, DomainPortals: 100, DomainGhosts: 50, DomainSubscriptions: 50}
+var DefaultLimits = Limits{PeerRate: 1000, PeerBurst: 20000, Pending: 50000, JIDPortals: 10, DomainPortals: 100, DomainGhosts: 50, DomainSubscriptions: 50, MediaFetches: 60}
 
 const (
 	// takePerPeer and takeTotal bound one burst: per person, and in all.
@@ -316,6 +319,7 @@ const (
 	ReasonJIDBudget    Reason = "jid_budget"    // limits.jid_new_portals_per_hour
 	ReasonDomainBudget Reason = "domain_budget" // limits.domain_new_portals_per_hour, limits.domain_subscriptions_per_hour
 	ReasonGhostBudget  Reason = "ghost_budget"  // limits.domain_new_ghosts_per_hour
+	ReasonMediaBudget  Reason = "media_budget"  // limits.media_fetches_per_hour (counted under media_fetch)
 )
 
 // budgetKind is one of the stranger budgets.
@@ -326,11 +330,12 @@ const (
 	portalsOfDomain
 	ghostsOfDomain
 	subscriptionsOfDomain
+	mediaOfJID // files fetched for one person (media.go)
 	budgetKinds
 )
 
 // refusedAs is the reason a refusal by each budget is counted under.
-var refusedAs = [budgetKinds]Reason{ReasonJIDBudget, ReasonDomainBudget, ReasonGhostBudget, ReasonDomainBudget}
+var refusedAs = [budgetKinds]Reason{ReasonJIDBudget, ReasonDomainBudget, ReasonGhostBudget, ReasonDomainBudget, ReasonMediaBudget}
 
 // ask is one token of a budget, for the person or domain key.
 type ask struct {
@@ -366,6 +371,7 @@ func newStrangers(l Limits, now func() time.Time, log zerolog.Logger) *strangers
 	s.rates[portalsOfDomain] = perHour(or(l.DomainPortals, d.DomainPortals))
 	s.rates[ghostsOfDomain] = perHour(or(l.DomainGhosts, d.DomainGhosts))
 	s.rates[subscriptionsOfDomain] = perHour(or(l.DomainSubscriptions, d.DomainSubscriptions))
+	s.rates[mediaOfJID] = perHour(or(l.MediaFetches, d.MediaFetches))
 	return s
 }
 
@@ -399,7 +405,7 @@ func (s *strangers) admit(asks ...ask) Reason {
 func (s *strangers) logRefusals(now time.Time) {
 	s.refused.log(now, func(by *zerolog.Event, who, total int) {
 		s.log.Warn().Dict("by_budget", by).Int("keys", who).Int("refused", total).
-			Msg("XMPP strangers asked for more new portals, ghosts or subscriptions than their budget (limits.*_per_hour); the rest were refused")
+			Msg("XMPP strangers asked for more new portals, ghosts or subscriptions, or people for more file fetches, than their budget (limits.*_per_hour); the rest were refused")
 	})
 }
 

@@ -81,6 +81,9 @@ type MatrixEvent struct {
 	MsgType string
 	Body    string
 	HTML    string
+	// File is the file of an m.image, m.video, m.audio, m.file or
+	// m.sticker (media.go).
+	File *MatrixFile
 	// What an EventMessage or EventReaction points at (relations.go).
 	Rel MatrixRelation
 	// Redacts is the event an EventRedaction removes; its reason is

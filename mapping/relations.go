@@ -99,4 +99,7 @@ type OutMatrix struct {
 	NewBody, NewHTML string
 	// ReplyTo, if set, makes this a reply to that event.
 	ReplyTo id.EventID
+	// Media, if set, makes this a file's message (media.go), of its
+	// msgtype, with Body as its body.
+	Media *MediaFile
 }

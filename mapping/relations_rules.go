@@ -243,8 +243,18 @@ func (b *relations) relationFromMatrix(ctx context.Context, log zerolog.Logger, 
 			return true, nil
 		}
 		kind, ref = RelReaction, evt.Rel.Event
+	case evt.Rel.Type == RelTypeReplace && isMediaMsgType(evt.Rel.NewMsgType):
+		// A file's new caption: a XEP-0308 correction would replace the
+		// file's URL, which XMPP clients show as the file, with words.
+		b.count("matrix_replace", "file")
+		return true, nil
 	case evt.Rel.Type == RelTypeReplace:
 		kind, ref = RelReplace, evt.Rel.Event
+	case evt.Rel.ReplyTo != "" && evt.File != nil:
+		// A file in reply: the file crosses (media.go), without the
+		// quote a reply's text would carry.
+		b.count("matrix_reply", "file")
+		return false, nil
 	case evt.Rel.ReplyTo != "":
 		kind, ref = RelReply, evt.Rel.ReplyTo
 	default:

@@ -101,15 +101,16 @@ func (b *core) unreachable(mxid id.UserID, peer jid.JID) error {
 // Messages reach the portal in order, and the portal is created once.
 var _ = register(JobSendToMatrix, jobKind{side: SideMatrix, order: byPair, payload: nil,
 	run: func(b *Bridge, ctx context.Context, job *Job) error {
-		return b.messages.sendToMatrix(ctx, job.MessageID)
+		return b.messages.sendToMatrix(ctx, job.MessageID, nil)
 	}})
 
 // sendToMatrix posts a message from XMPP into its portal, creating the
 // portal first if this is the pair's first message. One that can never
 // be posted is answered to its sender (undeliverable); one held because
 // the homeserver is away or refuses the bridge's token is not: it goes
-// once the homeserver takes it.
-func (b *messages) sendToMatrix(ctx context.Context, row int64) error {
+// once the homeserver takes it. A message with a file (media.go) is
+// posted as file, in the media repository already.
+func (b *messages) sendToMatrix(ctx context.Context, row int64, file *MediaFile) error {
 	msg, err := b.store.MessageByRow(ctx, row)
 	if err != nil {
 		return fmt.Errorf("load message %d: %w", row, err)
@@ -117,7 +118,7 @@ func (b *messages) sendToMatrix(ctx context.Context, row int64) error {
 	if msg.EventID != "" {
 		return nil // sent before a crash, noted, job not yet removed
 	}
-	if err := b.postToMatrix(ctx, row, msg); errors.Is(err, ErrPermanent) {
+	if err := b.postToMatrix(ctx, row, msg, file); errors.Is(err, ErrPermanent) {
 		return b.undeliverable(ctx, msg, err)
 	} else if err != nil {
 		return err
@@ -127,7 +128,7 @@ func (b *messages) sendToMatrix(ctx context.Context, row int64) error {
 }
 
 // postToMatrix is sendToMatrix once the message, of row, is loaded.
-func (b *messages) postToMatrix(ctx context.Context, row int64, msg *Message) error {
+func (b *messages) postToMatrix(ctx context.Context, row int64, msg *Message, file *MediaFile) error {
 	mxid := msg.MXID
 	ghost := b.cfg.Identities.Ghost(msg.PeerJID)
 	portalBefore := msg.RoomID != "" // a portal stood when the message came
@@ -138,9 +139,12 @@ func (b *messages) postToMatrix(ctx context.Context, row int64, msg *Message) er
 	// The transaction id is the row: a retry after a crash between the
 	// send and SetMessageEventID yields the same event, not a second one.
 	var ev id.EventID
-	if msg.RelKind != RelNone {
+	switch {
+	case file != nil:
+		ev, err = b.matrix.SendMessage(ctx, portal.RoomID, ghost, mediaOut(file), relationTxn(row))
+	case msg.RelKind != RelNone:
 		ev, err = b.relations.relationToMatrix(ctx, portal.RoomID, ghost, msg, relationTxn(row))
-	} else {
+	default:
 		ev, err = b.matrix.SendMessage(ctx, portal.RoomID, ghost, b.relations.matrixText(msg.Body), relationTxn(row))
 	}
 	if err != nil {
@@ -265,19 +269,23 @@ func (b *messages) ensurePortal(ctx context.Context, mxid id.UserID, peer jid.JI
 // (JobSendStanzas): a composing notification must not overtake the
 // message that ends it.
 var _ = register(JobSendToXMPP, jobKind{side: SideXMPP, order: bySide, payload: nil,
-	run: func(b *Bridge, ctx context.Context, job *Job) error { return b.messages.sendToXMPP(ctx, job.MessageID) }})
+	run: func(b *Bridge, ctx context.Context, job *Job) error {
+		return b.messages.sendToXMPP(ctx, job.MessageID, nil)
+	}})
 
 // sendToXMPP sends a message from Matrix to its XMPP peer, asking for every
 // kind of receipt the bridge can translate. One that can never go (a rule
 // of the bridge no longer lets it through, what it answers or edits is
 // unknown) is marked failed for its sender (notCarried); the XMPP side
-// itself fails only when its stream is gone, which holds the side.
-func (b *messages) sendToXMPP(ctx context.Context, row int64) error {
+// itself fails only when its stream is gone, which holds the side. A
+// message with a file (media.go) goes with file, on the XMPP upload
+// service already.
+func (b *messages) sendToXMPP(ctx context.Context, row int64, file *MediaFile) error {
 	msg, err := b.store.MessageByRow(ctx, row)
 	if err != nil {
 		return fmt.Errorf("load message %d: %w", row, err)
 	}
-	if err := b.carryToXMPP(ctx, row, msg); errors.Is(err, ErrPermanent) {
+	if err := b.carryToXMPP(ctx, row, msg, file); errors.Is(err, ErrPermanent) {
 		return b.notCarried(ctx, msg, err)
 	} else if err != nil {
 		return err
@@ -287,7 +295,7 @@ func (b *messages) sendToXMPP(ctx context.Context, row int64) error {
 }
 
 // carryToXMPP is sendToXMPP once the message, of row, is loaded.
-func (b *messages) carryToXMPP(ctx context.Context, row int64, msg *Message) error {
+func (b *messages) carryToXMPP(ctx context.Context, row int64, msg *Message, file *MediaFile) error {
 	if err := b.unreachable(msg.MXID, msg.PeerJID); err != nil {
 		return err
 	}
@@ -315,6 +323,9 @@ func (b *messages) carryToXMPP(ctx context.Context, row int64, msg *Message) err
 		if err := b.relations.relationToXMPP(ctx, msg, out); err != nil {
 			return err
 		}
+	}
+	if file != nil {
+		mediaStanza(out, file)
 	}
 	if err := b.xmpp.Send(ctx, out); err != nil {
 		return fmt.Errorf("send message %d to %s: %w", row, msg.PeerJID, err)

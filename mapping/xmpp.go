@@ -66,6 +66,9 @@ type XMPPMessage struct {
 	// <retract id/>, or the older <apply-to id><retract/></apply-to> of
 	// urn:xmpp:message-retract:0 (XEP-0422).
 	Retract string
+	// OOB is the first XEP-0066 <x xmlns='jabber:x:oob'/>: a file the
+	// message carries (media.go).
+	OOB *OOB
 	// Moderation is a room's word that a moderator retracted one of its
 	// messages (XEP-0425); only the room itself may say it.
 	Moderation *XMPPModeration
@@ -146,6 +149,8 @@ type OutMessage struct {
 	Reply     *OutReply      // XEP-0461, with its quote fallback
 	Reactions *XMPPReactions // XEP-0444: the puppet's whole set
 	Retract   string         // XEP-0424 v1: the id of the message retracted
+	// OOB is a file the message carries (XEP-0066, media.go).
+	OOB *OOB
 }
 
 // ackStanza is the stanza that carries one receipt of form wire about the

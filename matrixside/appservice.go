@@ -670,10 +670,19 @@ func coreEvent(evt *event.Event) mapping.MatrixEvent {
 		out.TS = time.UnixMilli(evt.Timestamp)
 	}
 	switch evt.Type {
-	case event.EventMessage:
+	case event.EventMessage, event.EventSticker:
 		out.Kind = mapping.EventMessage
 		if c := evt.Content.AsMessage(); c != nil {
 			out.MsgType, out.Body = string(c.MsgType), c.Body
+			if evt.Type == event.EventSticker {
+				// A sticker is an image of its own event type (client-server
+				// API, m.sticker), carried as a file.
+				out.MsgType = mapping.MsgSticker
+			}
+			switch out.MsgType {
+			case mapping.MsgImage, mapping.MsgVideo, mapping.MsgAudio, mapping.MsgFile, mapping.MsgSticker:
+				out.File = fileOf(c)
+			}
 			if c.Format == event.FormatHTML {
 				out.HTML = c.FormattedBody
 			}

@@ -154,6 +154,9 @@ func (h *Homeserver) SendMessage(ctx context.Context, room id.RoomID, sender id.
 		return "", err
 	}
 	content := textContent(msg.Body, msg.HTML)
+	if msg.Media != nil {
+		content = mediaContent(msg.Body, msg.Media)
+	}
 	if msg.Replace != "" {
 		content.NewContent = textContent(msg.NewBody, msg.NewHTML)
 		content.RelatesTo = &event.RelatesTo{Type: event.RelReplace, EventID: msg.Replace}

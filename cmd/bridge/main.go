@@ -7,6 +7,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -31,6 +32,7 @@ import (
 	"xmppbridge/internal/retry"
 	"xmppbridge/mapping"
 	"xmppbridge/matrixside"
+	"xmppbridge/media"
 	"xmppbridge/outbox"
 	"xmppbridge/xmppside"
 )
@@ -159,6 +161,12 @@ func run(configPath, regPath string, generate, newTokens bool) error {
 		return err
 	}
 	core.SetSides(hs, comp)
+	if cfg.Media.Enabled {
+		core.SetMedia(newMedia(cfg, hs, comp))
+		if n := media.CleanTemp(cfg.Media.TempDir, time.Hour); n > 0 {
+			log.Info().Int("files", n).Msg("Removed the temporary files of transfers an earlier run left")
+		}
+	}
 	out := outbox.New(db, core, count, log.With().Str("component", "outbox").Logger())
 	core.SetOutbox(out)
 	srv := matrixside.NewServer(cfg.AppService.HSToken, db, core, count, log.With().Str("component", "appservice").Logger())
@@ -214,6 +222,25 @@ func run(configPath, regPath string, generate, newTokens bool) error {
 	}
 	wg.Wait()
 	return err
+}
+
+// newMedia is what moves files between the sides (media.*).
+func newMedia(cfg *config.Config, hs *matrixside.Homeserver, comp *xmppside.Component) *media.Mover {
+	nets, _ := cfg.MediaNetworks() // validated
+	max := int64(cfg.Media.MaxFileMiB) << 20
+	var service jid.JID
+	if cfg.Media.UploadService != "" {
+		service, _ = jid.Parse(cfg.Media.UploadService) // validated
+	}
+	return &media.Mover{
+		Fetcher: media.NewFetcher(media.Policy{MaxBytes: max, AllowHTTP: cfg.Media.AllowHTTP, AllowNets: nets,
+			Timeout: cfg.Media.FetchTimeout, TempDir: cfg.Media.TempDir}),
+		Homeserver: hs,
+		Upload: &xmppside.Uploader{Component: comp, ServerDomain: cfg.MediaServerDomain(), Service: service,
+			Client: &http.Client{Timeout: xmppside.DefaultUploadTimeout}},
+		MaxBytes: max,
+		TempDir:  cfg.Media.TempDir,
+	}
 }
 
 // gcPercent is GOGC while the heap is below limits.memory_mib: the

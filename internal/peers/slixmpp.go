@@ -48,6 +48,10 @@ type SlixmppEvent struct {
 	// A command carried out (Do): which, and its error, "" if none.
 	Cmd   string `json:"cmd"`
 	Error string `json:"error"`
+	// URL is a message's XEP-0066 URL, or the file a command was about.
+	URL    string `json:"url"`
+	SHA256 string `json:"sha256"` // of a file downloaded
+	Size   int64  `json:"size"`
 }
 
 // Slixmpp is a real third-party XMPP client, slixmpp, logged in as one

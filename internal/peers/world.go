@@ -109,7 +109,10 @@ func (w *World) start(ctx context.Context, opts WorldOptions) error {
 		XMPPDomain:       xmpp.ComponentDomain,
 		XMPPSecret:       xmpp.ComponentSecret,
 		LogLevel:         opts.LogLevel,
-		Extra:            "metrics:\n    enabled: true\n    listen: " + w.MetricsAddr + "\n" + opts.BridgeExtra,
+		// The rig's upload service is Prosody's, on loopback and plain
+		// http: the bridge may fetch from there and nowhere else private.
+		Extra: "metrics:\n    enabled: true\n    listen: " + w.MetricsAddr + "\n" +
+			"media:\n    allow_http: true\n    allow_networks: [127.0.0.1]\n" + opts.BridgeExtra,
 	}, Prefixed(w.Logs, "bridge"))
 	if err != nil {
 		return err

@@ -29,7 +29,11 @@ type Prosody struct {
 	// servers without it: there an occupant is their real JID or their
 	// nick.
 	MUCNoIDDomain string // "noid.conference.localhost"
-	HTTPPort      int    // reserved for HTTP modules; none is loaded by default
+	// UploadDomain is Prosody's XEP-0363 upload service
+	// (mod_http_file_share), which gives the users and the bridge's
+	// component slots; its files are served on HTTPPort.
+	UploadDomain string // "upload.localhost"
+	HTTPPort     int
 
 	opts ProsodyOptions
 	logw io.Writer
@@ -83,6 +87,7 @@ func StartProsodyWith(ctx context.Context, dir string, logw io.Writer, opts Pros
 		LogPath:       filepath.Join(dir, "prosody.log"),
 		XMPPHost:      defaultHost("Prosody", opts.ComponentSecret),
 		MUCNoIDDomain: "noid.conference.localhost",
+		UploadDomain:  "upload.localhost",
 		opts:          opts,
 		logw:          logw,
 		server:        server{name: "prosody", dir: dir, ownDir: owned, grace: prosodyStopGrace},
@@ -179,6 +184,11 @@ func (p *Prosody) writeConfig() error {
 	w(`component_interfaces = { "127.0.0.1" }`)
 	w("http_ports = { %d }", p.HTTPPort)
 	w(`http_interfaces = { "127.0.0.1" }`)
+	// Upload slots name 127.0.0.1 rather than upload.localhost, which
+	// not every resolver knows; a request for that address is the upload
+	// service's.
+	w("http_external_url = %s", luaString(fmt.Sprintf("http://127.0.0.1:%d/", p.HTTPPort)))
+	w("http_default_host = %s", luaString(p.UploadDomain))
 	w("https_ports = {}")
 	w(`https_interfaces = { "127.0.0.1" }`)
 	w("proxy65_ports = {}")
@@ -228,6 +238,11 @@ func (p *Prosody) writeConfig() error {
 	w("Component %s \"muc\"", luaString(p.MUCNoIDDomain))
 	w("\tmodules_enabled = { \"muc_mam\" }")
 	w("\tmuc_occupant_id = false")
+	w("")
+	// XEP-0363 for the users and, as the puppets, the bridge: once set,
+	// http_file_share_access is the whole list of who may take slots.
+	w("Component %s \"http_file_share\"", luaString(p.UploadDomain))
+	w("\thttp_file_share_access = { %s, %s }", luaString(p.Domain), luaString(p.ComponentDomain))
 
 	if err := os.WriteFile(p.ConfigPath, []byte(b.String()), 0o600); err != nil {
 		return fmt.Errorf("write prosody config: %w", err)

@@ -10,10 +10,12 @@ and prints one JSON object a line on stdout for the test to read:
     {"event": "online"}
     {"event": "roster", "jid": J, "subscription": S}
     {"event": "subscribe", "jid": J, "approved": true|false}
-    {"event": "message", "from": J, "id": I, "body": B, "acked": true|false, "subscription": S}
+    {"event": "message", "from": J, "id": I, "body": B, "acked": true|false, "subscription": S, "url": OOB_URL}
     {"event": "groupchat", "from": J, "id": I, "body": B, "stanza_id": S, "markable": true|false}
     {"event": "marker", "from": J, "id": I, "type": T}    (a XEP-0333 <displayed/>)
     {"event": "done", "cmd": C, "error": E}                (a command carried out)
+    {"event": "sent_file", "url": U, "id": I}               (send_file's upload and message)
+    {"event": "downloaded", "url": U, "sha256": H, "size": N}  (download's file)
 With --vcard-avatar it loads slixmpp's XEP-0153 plugin, which puts the hash
 of its vCard photo into every available presence it sends, a chat's join
 too, as Gajim and Conversations do.
@@ -24,12 +26,20 @@ closes:
     {"cmd": "join", "room": R, "nick": N}            join a chat (XEP-0045), no history
     {"cmd": "groupchat", "room": R, "id": I, "body": B}  say B there, markable (XEP-0333)
     {"cmd": "displayed", "room": R, "id": I}         a groupchat <displayed/> of the room's id I
+    {"cmd": "displayed", "to": J, "id": I}           a chat <displayed/> of message I
+    {"cmd": "send_file", "to": J, "path": P, "type": T, "service": S, "body": B}
+        upload P to the XEP-0363 service S and send its URL as the body (or
+        B) and in XEP-0066, as Conversations does
+    {"cmd": "download", "url": U}                    fetch U over HTTP
 """
 
 import asyncio
 import base64
+import hashlib
 import json
+import os
 import sys
+import urllib.request
 
 import slixmpp
 
@@ -50,6 +60,8 @@ class Client(slixmpp.ClientXMPP):
         self.register_plugin("xep_0045")
         self.register_plugin("xep_0333")
         self.register_plugin("xep_0359")
+        self.register_plugin("xep_0066")
+        self.register_plugin("xep_0363")
         if vcard_avatar:
             self.register_plugin("xep_0054")
             self.register_plugin("xep_0153")
@@ -90,7 +102,7 @@ class Client(slixmpp.ClientXMPP):
         if acked:
             self.plugin["xep_0184"].ack(msg)
         say(event="message", **{"from": str(msg["from"]), "id": msg["id"], "body": msg["body"],
-                                "acked": acked, "subscription": sub})
+                                "acked": acked, "subscription": sub, "url": msg["oob"]["url"]})
 
     def on_groupchat(self, msg):
         if not msg["body"]:
@@ -114,14 +126,38 @@ class Client(slixmpp.ClientXMPP):
             msg["id"] = cmd["id"]
             msg.enable("markable")
             msg.send()
+        elif what == "displayed" and "to" in cmd:
+            self.plugin["xep_0333"].send_marker(cmd["to"], cmd["id"], "displayed")
         elif what == "displayed":
             # Not xep_0333's send_marker, which gives no type: a marker
             # in a room is of type groupchat (XEP-0333 §3).
             msg = self.make_message(mto=cmd["room"], mtype="groupchat")
             msg["displayed"]["id"] = cmd["id"]
             msg.send()
+        elif what == "send_file":
+            url = await self.upload(cmd["service"], cmd["path"], cmd["type"])
+            msg = self.make_message(mto=cmd["to"], mbody=cmd.get("body") or url, mtype="chat")
+            msg["oob"]["url"] = url
+            msg.send()
+            say(event="sent_file", url=url, id=msg["id"])
+        elif what == "download":
+            data = await asyncio.get_running_loop().run_in_executor(None, fetch, cmd["url"])
+            say(event="downloaded", url=cmd["url"], sha256=hashlib.sha256(data).hexdigest(), size=len(data))
         else:
             raise ValueError("unknown command %r" % what)
+
+    async def upload(self, service, path, ctype):
+        # slixmpp's own upload_file finds the service by a disco walk that
+        # Python 3.11 refuses (asyncio.wait of coroutines): the slot is
+        # asked here of the service named (XEP-0363 §4), then PUT (§6).
+        with open(path, "rb") as f:
+            data = f.read()
+        iq = await self.plugin["xep_0363"].request_slot(service, os.path.basename(path), len(data), ctype)
+        slot = iq["http_upload_slot"]
+        headers = {"Content-Type": ctype, **{h["name"]: h["value"] for h in slot["put"]["headers"]}}
+        req = urllib.request.Request(slot["put"]["url"], data=data, headers=headers, method="PUT")
+        await asyncio.get_running_loop().run_in_executor(None, lambda: urllib.request.urlopen(req, timeout=30).close())
+        return slot["get"]["url"]
 
     async def run_command(self, line):
         cmd = {}
@@ -131,6 +167,11 @@ class Client(slixmpp.ClientXMPP):
             say(event="done", cmd=cmd.get("cmd"), error="")
         except Exception as e:  # told to the test, which decides
             say(event="done", cmd=cmd.get("cmd"), error=repr(e))
+
+
+def fetch(url):
+    with urllib.request.urlopen(url, timeout=30) as resp:
+        return resp.read()
 
 
 async def main():
