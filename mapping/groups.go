@@ -402,8 +402,13 @@ func (g *groups) memberFromMatrix(ctx context.Context, portal *Portal, evt Matri
 	switch evt.Membership {
 	case MembershipJoin:
 		if !g.cfg.Permissions.Allowed(user) {
+			// A portal with an alias is public: anyone who has its alias
+			// may join. One not allowed to use the bridge does not stay
+			// to read what the chat says (the bot removes them, saying
+			// why); their puppet never joins the chat.
 			g.count("group_member", ReasonNotPermitted)
-			return nil, nil
+			return []*Job{groupJob(JobGroupKick, portal.RoomID, 0, groupArgs{Room: portal.RoomID, MUC: portal.JID.String(), MXID: user,
+				Reason: "You are not allowed to use this bridge."})}, nil
 		}
 		if portal.Member(member) == nil {
 			p := &Portal{RoomID: portal.RoomID, Kind: PortalGroup, JID: portal.JID, Members: []Member{{ID: member}}}

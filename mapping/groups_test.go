@@ -259,6 +259,31 @@ func TestGroupLeaveLeavesTheChat(t *testing.T) {
 	}
 }
 
+// A portal with an alias is public, so anyone on the homeserver with the
+// alias may join its room: one the bridge's permissions do not allow is
+// removed by the bot with the reason, and their puppet never joins the
+// chat (XEP-0045 §7.2.1: nothing is sent to the room).
+func TestGroupUnpermittedJoinerRemoved(t *testing.T) {
+	h := groupHarness(t, alice)
+	ctx := context.Background()
+	eve := id.UserID("@eve:evil.example")
+	before := len(h.xmpp.presences)
+	if err := h.handleTxn(ctx, MatrixTxn{ID: "eve", Events: []MatrixEvent{memberEvent(eve, loungeRoom, eve, MembershipJoin)}}); err != nil {
+		t.Fatal(err)
+	}
+	h.drain(t)
+	if len(h.xmpp.presences) != before {
+		t.Errorf("presences %+v: Eve's puppet joined the chat", h.xmpp.presences[before:])
+	}
+	want := string(loungeRoom) + " " + string(eve) + " You are not allowed to use this bridge."
+	if len(h.matrix.kicks) != 1 || h.matrix.kicks[0] != want {
+		t.Errorf("kicks %q, want %q", h.matrix.kicks, want)
+	}
+	if p, err := h.store.PortalByRoom(ctx, loungeRoom); err != nil || p.Member(MatrixMember(eve)) != nil {
+		t.Errorf("Eve is a member: %+v, %v", p, err)
+	}
+}
+
 // OccupantGhost and OccupantOf are each other's inverse, and no occupant's
 // ghost is a person's (GhostJID refuses it).
 func TestOccupantGhostRoundTrip(t *testing.T) {
