@@ -178,7 +178,9 @@ func TestTransactionOf10000Events(t *testing.T) {
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go s.Run(runCtx)
-	deadline := time.Now().Add(60 * time.Second)
+	// A bound on waiting, not on speed: under the race detector on a
+	// loaded machine the 10,000 took 50 s where they take 16 alone.
+	deadline := time.Now().Add(3 * time.Minute)
 	for {
 		if txns, _ := db.PendingTxns(ctx, 0, 0); len(txns) == 0 {
 			break
