@@ -1107,7 +1107,8 @@ func (g *groups) messageFromMUC(ctx context.Context, log zerolog.Logger, mxid id
 // historyTime is when the message m of a chat was said: the stamp of the
 // room's own XEP-0203 <delay/> on the history a join receives (XEP-0045
 // §7.2.15; xmppside keeps only a delay from the room itself), and true;
-// else, or for a stamp that does not parse or is later than now (a
+// else, or for a stamp that does not parse, is before 1970 or is later
+// than now (a
 // room's clock, or a room, that cannot be believed), the time it came,
 // and false, counted muc_history / bad_stamp or future_stamp.
 func (g *groups) historyTime(log zerolog.Logger, m *XMPPMessage) (time.Time, bool) {
@@ -1115,7 +1116,8 @@ func (g *groups) historyTime(log zerolog.Logger, m *XMPPMessage) (time.Time, boo
 	switch {
 	case m.Delay == nil:
 		return now, false
-	case m.Delay.Bad:
+	case m.Delay.Bad || m.Delay.Stamp.Before(time.UnixMilli(0)):
+		// Matrix's origin_server_ts counts milliseconds from 1970.
 		g.count("muc_history", "bad_stamp")
 		log.Debug().Msg("Ignored a room's delay whose stamp is no date and time")
 		return now, false
