@@ -510,7 +510,7 @@ func (g *groups) memberFromMatrix(ctx context.Context, portal *Portal, evt Matri
 				return nil, err
 			} else if why != "" {
 				// In the room, not in the chat: what they say stays here.
-				return []*Job{g.bot.reply(portal.RoomID, fmt.Sprintf("%s's puppet does not join `%s`: %s. What they say in this room does not reach the chat.", user, portal.JID, why))}, nil
+				return []*Job{g.bot.reply(portal.RoomID, fmt.Sprintf("%s's puppet does not join `%s`: %s. What they say in this room does not reach the chat; leaving the room and joining it again tries anew.", user, portal.JID, why))}, nil
 			}
 			p := &Portal{RoomID: portal.RoomID, Kind: PortalGroup, JID: portal.JID, Members: []Member{{ID: member}}}
 			if err := g.store.PutPortal(ctx, p); err != nil {
