@@ -98,6 +98,11 @@ type Config struct {
 		ServerDomain  string        `yaml:"server_domain"`
 		TempDir       string        `yaml:"temp_dir"`
 	} `yaml:"media"`
+	// What one Matrix user may have the bridge join of XMPP chats.
+	Groups struct {
+		MaxRoomsPerUser     int `yaml:"max_rooms_per_user"`
+		JoinsPerUserPerHour int `yaml:"joins_per_user_per_hour"`
+	} `yaml:"groups"`
 	Logging struct {
 		Level  string `yaml:"level"`
 		Format string `yaml:"format"`
@@ -461,6 +466,12 @@ func (c *Config) validate() Errors {
 			bad("limits."+l.key, "must be at least 1; put how many "+l.what+" (xmpp.blocked_domains refuses a domain altogether)")
 		}
 	}
+	if c.Groups.MaxRoomsPerUser < 1 {
+		bad("groups.max_rooms_per_user", "must be at least 1; put how many XMPP chats one Matrix user's puppet may be in at once, e.g. 50")
+	}
+	if c.Groups.JoinsPerUserPerHour < 1 {
+		bad("groups.joins_per_user_per_hour", "must be at least 1; put how many joins of XMPP chats one Matrix user may start an hour, e.g. 20")
+	}
 	if c.Limits.MemoryMiB < 0 {
 		bad("limits.memory_mib", "must be 0 (no limit) or more; put the MiB the bridge's Go heap should stay under, e.g. 64")
 	}
@@ -770,6 +781,11 @@ func (c *Config) CoreLimits() mapping.Limits {
 		DomainGhosts: c.Limits.DomainNewGhosts, DomainSubscriptions: c.Limits.DomainSubscriptions,
 		MediaFetches: c.Limits.MediaFetches,
 	}
+}
+
+// GroupLimits is groups.*, as the core reads it.
+func (c *Config) GroupLimits() mapping.GroupLimits {
+	return mapping.GroupLimits{MaxRoomsPerUser: c.Groups.MaxRoomsPerUser, JoinsPerHour: c.Groups.JoinsPerUserPerHour}
 }
 
 // PresencePolicy is the part of xmpp.* that rules the puppets' presence

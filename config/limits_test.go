@@ -36,3 +36,29 @@ func TestStrangerLimits(t *testing.T) {
 		}
 	}
 }
+
+// A Matrix user's budget of chats (groups.*): the example's defaults are
+// the core's (mapping.DefaultGroupLimits), a value set reaches the core,
+// and a budget under 1 is refused with its key.
+func TestGroupLimits(t *testing.T) {
+	cfg, err := Parse([]byte(minimal))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.GroupLimits(); got != mapping.DefaultGroupLimits {
+		t.Errorf("defaults %+v, want the core's %+v", got, mapping.DefaultGroupLimits)
+	}
+	cfg, err = Parse([]byte(minimal + "groups:\n    max_rooms_per_user: 3\n    joins_per_user_per_hour: 4\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.GroupLimits(); got != (mapping.GroupLimits{MaxRoomsPerUser: 3, JoinsPerHour: 4}) {
+		t.Errorf("limits %+v, want 3, 4", got)
+	}
+	for _, key := range []string{"max_rooms_per_user", "joins_per_user_per_hour"} {
+		_, err := Parse([]byte(minimal + "groups:\n    " + key + ": 0\n"))
+		if err == nil || !strings.Contains(err.Error(), "groups."+key+": must be at least 1") {
+			t.Errorf("%s: 0 gave %v, want it refused by name", key, err)
+		}
+	}
+}

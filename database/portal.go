@@ -34,7 +34,11 @@ const (
 	getGroupPortalQuery  = getPortalBaseQuery + `WHERE p.kind='group' AND p.jid=$1`
 	getGroupPortalsQuery = getPortalBaseQuery + `WHERE p.kind='group'`
 	removeMemberQuery    = `DELETE FROM portal_member WHERE room_id=$1 AND member=$2`
-	setJoinQuery         = `
+	// By portal_member_direct_unique, whose first column is member.
+	countGroupsOfQuery = `
+		SELECT COUNT(*) FROM portal_member m JOIN portal p ON p.room_id=m.room_id
+		WHERE m.member=$1 AND p.kind='group'`
+	setJoinQuery = `
 		INSERT INTO portal_member (room_id, member, nick, muc_password) VALUES ($1, $2, $3, $4)
 		ON CONFLICT (room_id, member) DO UPDATE SET nick=excluded.nick, muc_password=excluded.muc_password`
 
@@ -175,6 +179,15 @@ func (db *Database) GroupPortals(ctx context.Context) ([]*mapping.Portal, error)
 		return nil, fmt.Errorf("list the group portals: %w", err)
 	}
 	return ps, nil
+}
+
+// GroupsOf implements mapping.Store.
+func (db *Database) GroupsOf(ctx context.Context, user id.UserID) (int, error) {
+	var n int
+	if err := db.db.QueryRow(ctx, countGroupsOfQuery, mapping.MatrixMember(user)).Scan(&n); err != nil {
+		return 0, fmt.Errorf("count the group portals of %s: %w", user, err)
+	}
+	return n, nil
 }
 
 // RemoveMember implements mapping.Store.

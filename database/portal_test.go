@@ -237,7 +237,14 @@ func TestGroupPortalStore(t *testing.T) {
 		if err != nil || len(ps) != 1 || ps[0].RoomID != "!w:example.org" {
 			t.Errorf("GroupPortals = %+v, %v", ps, err)
 		}
+		must(t, s.PutPortal(ctx, mapping.DirectPortal("!d:example.org", dave, bob, t0)))
+		if n, err := s.GroupsOf(ctx, dave); err != nil || n != 1 {
+			t.Errorf("GroupsOf(dave) = %d, %v; want 1 (a direct portal is none)", n, err)
+		}
 		must(t, s.RemoveMember(ctx, "!w:example.org", mapping.MatrixMember(dave)))
+		if n, err := s.GroupsOf(ctx, dave); err != nil || n != 0 {
+			t.Errorf("GroupsOf(dave) after leaving = %d, %v; want 0", n, err)
+		}
 		if p, err := s.PortalByRoom(ctx, "!w:example.org"); err != nil || p.Member(mapping.MatrixMember(dave)) != nil || p.Member(mapping.MatrixMember(alice)) == nil {
 			t.Errorf("after Dave left: %+v, %v", p, err)
 		}

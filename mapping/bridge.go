@@ -118,6 +118,11 @@ type XMPPSide interface {
 	// RoomName is the name the chat room gives itself (XEP-0045 §6.4),
 	// asked as from; "" if none.
 	RoomName(ctx context.Context, from, room jid.JID) (string, error)
+	// RenameRoom has from, the chat room's owner, change its name to
+	// name (XEP-0045 §10.2: the owner's configuration form, submitted
+	// with the name changed); an error answer wraps ErrPermanent and a
+	// *StanzaError.
+	RenameRoom(ctx context.Context, from, room jid.JID, name string) error
 	// Moderate asks the chat room, as from (an occupant), to retract the
 	// message it stamped with the stanza-id sid, saying reason ("": none)
 	// (XEP-0425): nil once the room took it; an error answer wraps
@@ -141,6 +146,9 @@ type Config struct {
 	// EditMaxAge bounds the Matrix edits that go as XEP-0308 corrections
 	// (bridge.edit_max_age); zero: DefaultEditMaxAge.
 	EditMaxAge time.Duration
+	// Groups bounds what one Matrix user may have the bridge join
+	// (groups.*); zero fields: DefaultGroupLimits'.
+	Groups GroupLimits
 }
 
 // ReceiptPolicy is how receipts from Matrix reach XMPP (config: receipts.*).

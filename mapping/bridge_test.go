@@ -43,6 +43,8 @@ type fakeMatrix struct {
 	invites, sent               []string // "room user", "room event"
 	topics, kicks               []string // "room sender topic", "room user reason"
 	roomNames                   []string // "room name"
+	// stamps are the OutMatrix.TS of each SendMessage (zero: none).
+	stamps []time.Time
 
 	aliases []string // "alias room", added to a room made before
 	// beforeAnswer, if set, runs when SendText has made its event and not
@@ -139,6 +141,9 @@ func (f *fakeMatrix) SendSent(_ context.Context, room id.RoomID, ev id.EventID) 
 // SendMessage records a plain text as "room sender body txn", an edit's
 // body as "edit $original new text", a reply's as "reply $event text".
 func (f *fakeMatrix) SendMessage(ctx context.Context, room id.RoomID, sender id.UserID, msg *OutMatrix, txnID string) (id.EventID, error) {
+	f.mu.Lock()
+	f.stamps = append(f.stamps, msg.TS)
+	f.mu.Unlock()
 	body := msg.Body
 	switch {
 	case msg.Media != nil:
@@ -314,6 +319,10 @@ type fakeXMPP struct {
 	noRoster  bool              // the server grants no roster access
 	pings     []string          // "from to" of each ping
 	roomName  string            // what a chat names itself
+	// renames are "from room name" of each configuration change;
+	// renameAnswer, if set, is the room's answer (nil: a result).
+	renames      []string
+	renameAnswer error
 	// pingAnswer, if set, is what a ping to to is answered with.
 	pingAnswer func(to jid.JID) error
 	// moderations are "from room sid reason" of each XEP-0425 request;
@@ -342,6 +351,14 @@ func (f *fakeXMPP) RoomName(_ context.Context, from, room jid.JID) (string, erro
 	defer f.mu.Unlock()
 	f.asked = append(f.asked, from.String()+" "+room.String()+" name")
 	return f.roomName, nil
+}
+
+// RenameRoom records "from room name" and answers renameAnswer.
+func (f *fakeXMPP) RenameRoom(_ context.Context, from, room jid.JID, name string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.renames = append(f.renames, from.String()+" "+room.String()+" "+name)
+	return f.renameAnswer
 }
 
 // Ping answers as pingAnswer says for the occupant JID asked (nil: a

@@ -265,7 +265,7 @@ func (b *messages) handleMatrixEvent(ctx context.Context, evt MatrixEvent) ([]*J
 	switch evt.Kind {
 	case EventMember:
 		return b.handleMember(ctx, evt)
-	case EventMessage, EventEncrypted, EventReaction, EventRedaction, EventTopic:
+	case EventMessage, EventEncrypted, EventReaction, EventRedaction, EventTopic, EventRoomName:
 	default:
 		b.count("matrix_event", ReasonEventType)
 		return nil, nil
@@ -297,8 +297,10 @@ func (b *messages) handleMatrixEvent(ctx context.Context, evt MatrixEvent) ([]*J
 	switch {
 	case evt.Kind == EventTopic && portal.Kind == PortalGroup:
 		return b.groups.state.topicFromMatrix(ctx, portal, evt)
-	case evt.Kind == EventTopic:
-		b.count("matrix_event", ReasonEventType) // a DM's topic is its own
+	case evt.Kind == EventRoomName && portal.Kind == PortalGroup:
+		return b.groups.state.nameFromMatrix(ctx, log, portal, evt)
+	case evt.Kind == EventTopic, evt.Kind == EventRoomName:
+		b.count("matrix_event", ReasonEventType) // a DM's topic and name are its own
 		return nil, nil
 	case portal.Kind == PortalGroup:
 		return b.groups.messageFromMatrix(ctx, log, portal, evt)

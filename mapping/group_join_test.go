@@ -3,9 +3,13 @@ package mapping_test
 import (
 	"bytes"
 	"context"
+	"errors"
+	"fmt"
 	"strings"
 	"testing"
+	"time"
 
+	"maunium.net/go/mautrix/id"
 	"mellium.im/xmpp/jid"
 
 	. "xmppbridge/mapping"
@@ -115,5 +119,94 @@ func TestJoinRefusedForPassword(t *testing.T) {
 	}
 	if h.counts["muc_join/refused_not-authorized"] != 1 {
 		t.Errorf("counts %v", h.counts)
+	}
+}
+
+// A Matrix user's budget of chats (groups.*): their puppet is in at most
+// MaxRoomsPerUser chats at once, and they start at most JoinsPerHour
+// joins an hour, a bot's join and their join into the room it opened
+// counting once. Past either the bot says why and nothing is made or
+// joined, counted and logged; a join into a chat's room found by its
+// alias (which the homeserver's alias query made, for anyone) spends the
+// same budget. Chats left free their place; the hour refills the joins.
+func TestJoinBudget(t *testing.T) {
+	h := newHarness(t)
+	h.b.Config().Groups = GroupLimits{MaxRoomsPerUser: 2, JoinsPerHour: 3}
+	h.withStore(h.store)
+	now := time.Date(2026, 12, 7, 20, 0, 0, 0, time.UTC)
+	h.b.SetClock(func() time.Time { return now })
+	botRoom(t, h)
+	ctx := context.Background()
+	seq := 0
+	member := func(muc, membership string) {
+		t.Helper()
+		p, err := h.store.GroupPortal(ctx, jid.MustParse(muc))
+		if err != nil {
+			t.Fatal(err)
+		}
+		seq++
+		e := memberEvent(alice, p.RoomID, alice, membership)
+		e.ID = id.EventID(fmt.Sprintf("$member%d", seq))
+		h.matrixEvents(t, e)
+	}
+	joins := func() int {
+		n := 0
+		for _, p := range h.xmpp.presences {
+			if p.JoinMUC {
+				n++
+			}
+		}
+		return n
+	}
+	chat := func(name string) string { return name + "@conference.capulet.lit" }
+	for _, c := range []string{"a", "b"} {
+		if got := h.say(t, mgmt, "join "+chat(c)); !strings.Contains(got, "Opened the chat") {
+			t.Fatalf("join %s: %q", c, got)
+		}
+		member(chat(c), MembershipJoin)
+	}
+	if joins() != 2 {
+		t.Fatalf("%d joins sent, want 2", joins())
+	}
+	if got := h.say(t, mgmt, "join "+chat("c")); !strings.Contains(got, "is in 2 chats, as many as this bridge lets one user be in") {
+		t.Errorf("a third chat: %q", got)
+	}
+	if _, err := h.store.GroupPortal(ctx, jid.MustParse(chat("c"))); !errors.Is(err, ErrNotFound) {
+		t.Errorf("a room was made past the budget: %v", err)
+	}
+	// In a chat already: a new nick costs nothing.
+	if got := h.say(t, mgmt, "join "+chat("a")+" Hero"); !strings.Contains(got, "Invited you to") {
+		t.Errorf("a join of a chat she is in: %q", got)
+	}
+	member(chat("a"), "leave")
+	if got := h.say(t, mgmt, "join "+chat("c")); !strings.Contains(got, "Opened the chat") {
+		t.Fatalf("after leaving one: %q", got)
+	}
+	member(chat("c"), MembershipJoin)
+	member(chat("b"), "leave")
+	member(chat("c"), "leave")
+	if got := h.say(t, mgmt, "join "+chat("d")); !strings.Contains(got, "started 3 joins of chats within the hour") {
+		t.Errorf("a fourth join within the hour: %q", got)
+	}
+	// A chat's room made for its alias, joined directly: the same budget.
+	if ok, err := h.b.QueryAlias(ctx, id.RoomAlias("#_xmpp_e=40conference.capulet.lit:example.org")); err != nil || !ok {
+		t.Fatalf("QueryAlias = %v, %v", ok, err)
+	}
+	before := joins()
+	h.matrix.notices = nil
+	member(chat("e"), MembershipJoin)
+	if joins() != before || len(h.matrix.notices) != 1 || !strings.Contains(h.matrix.notices[0], "puppet does not join "+chat("e")+":") {
+		t.Errorf("a join by alias past the budget: %d joins, notices %q", joins()-before, h.matrix.notices)
+	}
+	if p, _ := h.store.GroupPortal(ctx, jid.MustParse(chat("e"))); p.Member(MatrixMember(alice)) != nil {
+		t.Error("she is a member of the chat her puppet did not join")
+	}
+	if h.counts["bot_join/"+string(ReasonRoomBudget)] != 1 || h.counts["bot_join/"+string(ReasonJoinBudget)] != 1 || h.counts["group_member/"+string(ReasonJoinBudget)] != 1 {
+		t.Errorf("counts %v", h.counts)
+	}
+	now = now.Add(time.Hour)
+	member(chat("e"), MembershipJoin)
+	if joins() != before+1 {
+		t.Errorf("an hour later the join by alias was not sent")
 	}
 }

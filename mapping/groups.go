@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -89,6 +90,89 @@ type groups struct {
 	// creating is held while a group portal is made (lockCreation);
 	// aliasQueries, by each alias query under way (queryAlias).
 	creating, aliasQueries chan struct{}
+
+	// limits bound each Matrix user's chats (joinBudget): joins is
+	// each user's budget of joins an hour, granted the chats a bot's
+	// join spent it on, which the member's join into the portal then
+	// does not spend again (under mu).
+	limits  GroupLimits
+	joins   map[id.UserID]*bucket
+	granted map[id.UserID]map[string]time.Time
+}
+
+// GroupLimits bound what one Matrix user may have the bridge join
+// (config: groups.*): the chats their puppet is in at once
+// (MaxRoomsPerUser), and the joins of chats they may start an hour, as
+// many at once (JoinsPerHour), each a bot's join (which makes a room if
+// the chat has none) or a join into a chat's room by its alias.
+type GroupLimits struct {
+	MaxRoomsPerUser, JoinsPerHour int
+}
+
+// DefaultGroupLimits are the limits when the configuration sets none:
+// more chats than a person follows, and joins enough to set a new user
+// up in an hour, far from what fills a chat service with puppets.
+var DefaultGroupLimits = GroupLimits{MaxRoomsPerUser: 50, JoinsPerHour: 20}
+
+// Why a join is refused (counted under group_member and bot_join).
+const (
+	ReasonRoomBudget Reason = "room_budget" // the user's puppet is in MaxRoomsPerUser chats
+	ReasonJoinBudget Reason = "join_budget" // the user started JoinsPerHour joins in the hour
+)
+
+// joinBudget tells whether user may have their puppet join the chat muc,
+// one more than they are in: "" if so, else why not, in words, counted
+// under what and logged. A join spends one of the user's joins of the
+// hour; a bot's join (byBot) spends it for the member's join into the
+// portal that follows within the hour as well, and asking again for the
+// same chat meanwhile spends nothing. Callers ask only for a chat whose
+// portal the user is not a member of.
+func (g *groups) joinBudget(ctx context.Context, what string, user id.UserID, muc jid.JID, byBot bool) (string, error) {
+	in, err := g.store.GroupsOf(ctx, user)
+	if err != nil {
+		return "", fmt.Errorf("count the chats of %s: %w", user, err)
+	}
+	refuse := func(reason Reason, why string) (string, error) {
+		g.count(what, reason)
+		g.log.Info().Str("mxid", string(user)).Str("muc", muc.String()).Str("reason", string(reason)).Msg("Refused a join past the user's budget")
+		return why, nil
+	}
+	if in >= g.limits.MaxRoomsPerUser {
+		return refuse(ReasonRoomBudget, fmt.Sprintf("their puppet is in %d chats, as many as this bridge lets one user be in (groups.max_rooms_per_user): leave one first", in))
+	}
+	rate := perHour(g.limits.JoinsPerHour)
+	chat := muc.Bare().String()
+	now := g.now()
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if at, ok := g.granted[user][chat]; ok && now.Sub(at) < time.Hour {
+		if !byBot {
+			delete(g.granted[user], chat)
+		}
+		return "", nil
+	}
+	b := g.joins[user]
+	if b == nil {
+		full := rate.full(now)
+		b = &full
+		g.joins[user] = b
+	}
+	if !rate.take(b, now, 1) {
+		return refuse(ReasonJoinBudget, fmt.Sprintf("they started %d joins of chats within the hour, as many as this bridge lets one user start (groups.joins_per_user_per_hour): try again later", g.limits.JoinsPerHour))
+	}
+	if byBot {
+		// The member's join that follows is paid for.
+		if g.granted[user] == nil {
+			g.granted[user] = map[string]time.Time{}
+		}
+		for c, at := range g.granted[user] {
+			if now.Sub(at) >= time.Hour {
+				delete(g.granted[user], c)
+			}
+		}
+		g.granted[user][chat] = now
+	}
+	return "", nil
 }
 
 // mucRoom is what the bridge knows of a chat in this run, from the
@@ -105,8 +189,10 @@ type mucRoom struct {
 	// moderators are the members the bridge gave the power to moderate
 	// in the portal in this run, as their puppets' role is (moderation.go).
 	moderators map[id.UserID]bool
-	// nameAsked: the chat's name was asked in this run (roomname.go).
+	// nameAsked: the chat's name was asked in this run; name is what it
+	// answered last, "" if nothing yet (roomname.go).
 	nameAsked bool
+	name      string
 	// heard is when each puppet last had word from the room (selfPing);
 	// dropped, when the room last dropped it (status 333, 332).
 	heard, dropped map[id.UserID]time.Time
@@ -143,8 +229,12 @@ type mucRoom struct {
 }
 
 func newGroups(c *core, r *receipts, b *bot, rel *relations) *groups {
+	limits := c.cfg.Groups
+	limits.MaxRoomsPerUser = cmp.Or(limits.MaxRoomsPerUser, DefaultGroupLimits.MaxRoomsPerUser)
+	limits.JoinsPerHour = cmp.Or(limits.JoinsPerHour, DefaultGroupLimits.JoinsPerHour)
 	g := &groups{core: c, receipts: r, bot: b, relations: rel, rooms: map[string]*mucRoom{}, named: map[id.UserID]string{},
-		creating: make(chan struct{}, 1), aliasQueries: make(chan struct{}, maxAliasQueries)}
+		creating: make(chan struct{}, 1), aliasQueries: make(chan struct{}, maxAliasQueries),
+		limits: limits, joins: map[id.UserID]*bucket{}, granted: map[id.UserID]map[string]time.Time{}}
 	g.state = &chatState{g}
 	return g
 }
@@ -251,6 +341,9 @@ type groupArgs struct {
 	Reason string `json:"reason,omitempty"`
 	// Moderator: MXID's puppet is a moderator of the chat (moderation.go).
 	Moderator bool `json:"moderator,omitempty"`
+	// History: a message of the room's history, posted at the time the
+	// room gave it (historyTime).
+	History bool `json:"history,omitempty"`
 }
 
 func groupJob(kind JobKind, lane id.RoomID, row int64, args groupArgs) *Job {
@@ -292,6 +385,20 @@ func (b *bot) joinCommand(ctx context.Context, room id.RoomID, user id.UserID, a
 			return []*Job{b.reply(room, fmt.Sprintf("That password is longer than the %d bytes the bridge keeps.", maxMUCPassword))}, nil
 		}
 		join.Password = args[2]
+	}
+	// A chat the user is not in yet spends their budget (joinBudget):
+	// a join may make a room, and puts the puppet in one more chat.
+	p, err := b.store.GroupPortal(ctx, muc)
+	if err != nil && !isNotFound(err) {
+		return nil, fmt.Errorf("look up the portal of %s: %w", muc, err)
+	}
+	if err != nil || p.Member(MatrixMember(user)) == nil {
+		why, err := b.messages.groups.joinBudget(ctx, "bot_join", user, muc, true)
+		if err != nil {
+			return nil, err
+		} else if why != "" {
+			return []*Job{b.reply(room, fmt.Sprintf("%s's puppet does not join `%s`: %s.", user, muc, why))}, nil
+		}
 	}
 	// In the chat's lane (its address stands for the room it may not
 	// have yet): its room is created once, however many ask.
@@ -411,6 +518,13 @@ func (g *groups) memberFromMatrix(ctx context.Context, portal *Portal, evt Matri
 				Reason: "You are not allowed to use this bridge."})}, nil
 		}
 		if portal.Member(member) == nil {
+			why, err := g.joinBudget(ctx, "group_member", user, portal.JID, false)
+			if err != nil {
+				return nil, err
+			} else if why != "" {
+				// In the room, not in the chat: what they say stays here.
+				return []*Job{g.bot.reply(portal.RoomID, fmt.Sprintf("%s's puppet does not join `%s`: %s. What they say in this room does not reach the chat; leaving the room and joining it again tries anew.", user, portal.JID, why))}, nil
+			}
 			p := &Portal{RoomID: portal.RoomID, Kind: PortalGroup, JID: portal.JID, Members: []Member{{ID: member}}}
 			if err := g.store.PutPortal(ctx, p); err != nil {
 				return nil, fmt.Errorf("add %s to the portal of %s: %w", user, portal.JID, err)
@@ -955,6 +1069,9 @@ func (g *groups) messageFromMUC(ctx context.Context, log zerolog.Logger, mxid id
 		// §7.2.16, §8.1: the room's subject, from the room itself or
 		// the occupant who set it.
 		return g.state.subjectFromMUC(ctx, log, r, m, own)
+	case nick == "" && slices.Contains(m.MUCStatus, 104):
+		// §10.2.1: the room's configuration changed, its name may have.
+		return g.state.configChanged(ctx, log, r, mxid)
 	case nick == "":
 		g.count("xmpp_message", ReasonRoomItself)
 		return nil
@@ -973,8 +1090,9 @@ func (g *groups) messageFromMUC(ctx context.Context, log zerolog.Logger, mxid id
 			g.receipts.markerInGroup(ctx, log, r.jid, member, xid)
 		}
 	})
+	ts, history := g.historyTime(log, m)
 	job := func() *Job {
-		return groupJob(JobGroupToMatrix, r.portal, 0, groupArgs{Room: r.portal, MUC: r.jid.String(), Nick: nick, Member: member})
+		return groupJob(JobGroupToMatrix, r.portal, 0, groupArgs{Room: r.portal, MUC: r.jid.String(), Nick: nick, Member: member, History: history})
 	}
 	if m.ChatState != "" {
 		g.state.typingInMUC(r, m.From, member, m.ChatState)
@@ -1000,7 +1118,7 @@ func (g *groups) messageFromMUC(ctx context.Context, log zerolog.Logger, mxid id
 	msg := &Message{
 		RoomID: r.portal, XMPPID: xid, OriginID: m.OriginID, StanzaID: m.StanzaID,
 		PeerJID: r.jid, PeerResource: nick, Direction: FromXMPP, Sender: member,
-		Body: m.Body, TS: g.now(),
+		Body: m.Body, TS: ts,
 		// XEP-0184 §5.3 and XEP-0022 have no place in a groupchat: only
 		// the displayed marker, which the room's members all see.
 		Requests: Requests{Markable: m.Requests.Markable},
@@ -1010,6 +1128,32 @@ func (g *groups) messageFromMUC(ctx context.Context, log zerolog.Logger, mxid id
 		send = groupJob(JobGroupMediaFetch, r.portal, 0, groupArgs{Room: r.portal, MUC: r.jid.String(), Nick: nick, Member: member, Fetch: &fetch})
 	}
 	return g.addMessage(ctx, msg, send, "xmpp_message")
+}
+
+// historyTime is when the message m of a chat was said: the stamp of the
+// room's own XEP-0203 <delay/> on the history a join receives (XEP-0045
+// §7.2.15; xmppside keeps only a delay from the room itself), and true;
+// else, or for a stamp that does not parse, is before 1970 or is later
+// than now (a
+// room's clock, or a room, that cannot be believed), the time it came,
+// and false, counted muc_history / bad_stamp or future_stamp.
+func (g *groups) historyTime(log zerolog.Logger, m *XMPPMessage) (time.Time, bool) {
+	now := g.now()
+	switch {
+	case m.Delay == nil:
+		return now, false
+	case m.Delay.Bad || m.Delay.Stamp.Before(time.UnixMilli(0)):
+		// Matrix's origin_server_ts counts milliseconds from 1970.
+		g.count("muc_history", "bad_stamp")
+		log.Debug().Msg("Ignored a room's delay whose stamp is no date and time")
+		return now, false
+	case m.Delay.Stamp.After(now):
+		g.count("muc_history", "future_stamp")
+		log.Debug().Time("stamp", m.Delay.Stamp).Msg("Ignored a room's delay stamped in the future")
+		return now, false
+	}
+	g.count("muc_history", "stamped")
+	return m.Delay.Stamp, true
 }
 
 // addMessage stores msg, of a chat, with job, its send to Matrix, and
@@ -1122,7 +1266,11 @@ func (g *groups) groupToMatrix(ctx context.Context, job *Job) error {
 	case msg.RelKind != RelNone:
 		ev, err = g.relations.relationToMatrix(ctx, msg.RoomID, ghost, msg, relationTxn(job.MessageID))
 	default:
-		ev, err = g.matrix.SendMessage(ctx, msg.RoomID, ghost, &OutMatrix{Body: msg.Body}, relationTxn(job.MessageID))
+		out := &OutMatrix{Body: msg.Body}
+		if args.History {
+			out.TS = msg.TS
+		}
+		ev, err = g.matrix.SendMessage(ctx, msg.RoomID, ghost, out, relationTxn(job.MessageID))
 	}
 	if err != nil {
 		return fmt.Errorf("send message %d to %s: %w", job.MessageID, msg.RoomID, err)

@@ -711,3 +711,41 @@ func TestOccupantKeys(t *testing.T) {
 		}
 	})
 }
+
+// XEP-0045 §7.2.15: the history a join receives carries the room's
+// XEP-0203 <delay/> (§4: from the room, stamped when it was said); its
+// messages reach Matrix at that time (the send's ts, the application
+// service API's timestamp massaging) and keep it in the id map. A
+// message without one is posted as it comes; a stamp later than now,
+// before 1970 (no origin_server_ts) or no date at all is not believed:
+// the message is posted as it comes, counted.
+func TestGroupHistoryKeepsItsTime(t *testing.T) {
+	h := groupHarness(t, alice)
+	now := time.Date(2026, 12, 7, 20, 0, 0, 0, time.UTC)
+	h.b.SetClock(func() time.Time { return now })
+	said := time.Date(2026, 12, 7, 18, 58, 37, 0, time.UTC)
+	ctx := context.Background()
+	feed := func(sid string, d *XMPPDelay) {
+		t.Helper()
+		m := groupchat("firstwitch", "occ-1", alicePup, sid, "Thrice the brinded cat hath mew'd.")
+		m.Delay = d
+		h.feed(t, m)
+	}
+	feed("h1", &XMPPDelay{Stamp: said})
+	feed("h2", nil)
+	feed("h3", &XMPPDelay{Stamp: now.Add(time.Hour)})
+	feed("h4", &XMPPDelay{Bad: true})
+	feed("h5", &XMPPDelay{Stamp: time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC)}) // "0001-01-01T00:00:00Z" parses
+	want := []time.Time{said, {}, {}, {}, {}}
+	if !slices.EqualFunc(h.matrix.stamps, want, time.Time.Equal) {
+		t.Errorf("posted at %v, want %v", h.matrix.stamps, want)
+	}
+	for sid, at := range map[string]time.Time{"h1": said, "h2": now, "h3": now, "h4": now, "h5": now} {
+		if msg, err := h.store.MessageByXMPPID(ctx, jid.MustParse(lounge), sid, FromXMPP); err != nil || !msg.TS.Equal(at) {
+			t.Errorf("%s kept at %v (%v), want %v", sid, msg.TS, err, at)
+		}
+	}
+	if h.counts["muc_history/stamped"] != 1 || h.counts["muc_history/future_stamp"] != 1 || h.counts["muc_history/bad_stamp"] != 2 {
+		t.Errorf("counts %v", h.counts)
+	}
+}

@@ -55,6 +55,7 @@ const (
 	EventReaction                   // m.reaction
 	EventRedaction                  // m.room.redaction
 	EventTopic                      // m.room.topic, its topic as Body
+	EventRoomName                   // m.room.name, its name as Body
 )
 
 // The message types and the membership the core reads (client-server

@@ -1,6 +1,8 @@
 package mapping
 
 import (
+	"time"
+
 	"maunium.net/go/mautrix/id"
 	"mellium.im/xmpp/jid"
 )
@@ -102,4 +104,9 @@ type OutMatrix struct {
 	// Media, if set, makes this a file's message (media.go), of its
 	// msgtype, with Body as its body.
 	Media *MediaFile
+	// TS, if not zero, is the event's origin_server_ts: when the message
+	// was said, for one that comes late (a room's history), as the
+	// application service API lets the bridge say ("Timestamp
+	// massaging", the ts parameter of a send).
+	TS time.Time
 }

@@ -5,20 +5,29 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/rs/zerolog"
+	"maunium.net/go/mautrix/id"
 )
 
-// A chat's name as its portal's: the name the chat room gives itself
-// (XEP-0045 §6.4, its conference identity in disco#info) is the room's
-// m.room.name, asked by the first puppet in at each run of the bridge
-// (a join, or a rejoin after a restart or a reconnection). A name set on
-// Matrix does not cross: only a room's owner may change its name
-// (§10.2), which a puppet is not.
+// A chat's name as its portal's, both ways: the name the chat room gives
+// itself (XEP-0045 §6.4, its conference identity in disco#info) is the
+// room's m.room.name, asked by the first puppet in at each run of the
+// bridge (a join, or a rejoin after a restart or a reconnection) and
+// again whenever the room says its configuration changed (§10.2.1,
+// status 104). A member's m.room.name is their puppet's change of the
+// room's configuration (§10.2), which only the room's owner may make:
+// the room decides, and a refusal is told in the portal.
 
 // Kinds of sends of a chat's name.
 const (
-	JobRoomInfo  JobKind = "xmpp.room_info"    // the chat's name, asked of the room (§6.4)
-	JobGroupName JobKind = "matrix.group_name" // the chat's name as the portal's
+	JobRoomInfo   JobKind = "xmpp.room_info"    // the chat's name, asked of the room (§6.4)
+	JobGroupName  JobKind = "matrix.group_name" // the chat's name as the portal's
+	JobRenameRoom JobKind = "xmpp.room_rename"  // a member's name for the portal as the chat's (§10.2)
 )
+
+// ReasonSameName: a member's name for the portal that is the chat's.
+const ReasonSameName Reason = "same_name"
 
 // maxRoomName bounds a chat's name carried: a title, not a text.
 const maxRoomName = 255
@@ -31,6 +40,12 @@ var (
 	_ = register(JobGroupName, jobKind{side: SideMatrix, order: byRoom, payload: groupArgs{},
 		run: withPayload(func(b *Bridge, ctx context.Context, _ *Job, args groupArgs) error {
 			return b.matrix.SetRoomName(ctx, args.Room, args.Nick)
+		})})
+	// One after the other in a room: the newest name a member gave is
+	// the one the chat keeps.
+	_ = register(JobRenameRoom, jobKind{side: SideXMPP, order: byRoom, payload: groupArgs{}, asks: true,
+		run: withPayload(func(b *Bridge, ctx context.Context, _ *Job, args groupArgs) error {
+			return b.groups.state.renameRoom(ctx, args)
 		})})
 )
 
@@ -65,8 +80,96 @@ func (g *chatState) askRoomName(ctx context.Context, args groupArgs) error {
 		return nil
 	}
 	g.count("muc_name", "named")
+	if r := g.known(muc); r != nil {
+		g.mu.Lock()
+		r.name = name
+		g.mu.Unlock()
+	}
 	if err := g.queueStored(ctx, groupJob(JobGroupName, args.Room, 0, groupArgs{Room: args.Room, MUC: args.MUC, Nick: name})); err != nil {
 		return fmt.Errorf("queue the name of %s: %w", muc, err)
 	}
 	return nil
+}
+
+// configChanged takes the room's word that its configuration changed
+// (§10.2.1: a message from the room itself with status 104), the
+// listener's copy: its name is asked again, and becomes the portal's if
+// it changed (SetRoomName sets nothing when it is the same, as after a
+// member's own change came back).
+func (g *chatState) configChanged(ctx context.Context, log zerolog.Logger, r *mucRoom, mxid id.UserID) error {
+	log.Debug().Msg("The chat's configuration changed: its name is asked again")
+	g.count("muc_config", "changed")
+	return g.queueStored(ctx, groupJob(JobRoomInfo, r.portal, 0, groupArgs{Room: r.portal, MUC: r.jid.String(), MXID: mxid}))
+}
+
+// nameFromMatrix takes a Matrix member's m.room.name in a group portal:
+// their puppet changes the chat's name (§10.2, renameRoom). The bot's
+// own (the chat's name, set from XMPP) never comes here (the bridge does
+// not carry the bot's events); a name the chat has already is not sent
+// back to it.
+func (g *chatState) nameFromMatrix(ctx context.Context, log zerolog.Logger, portal *Portal, evt MatrixEvent) ([]*Job, error) {
+	r := g.known(portal.JID)
+	name := clip(strings.TrimSpace(evt.Body), maxRoomName)
+	if r == nil {
+		g.count("matrix_room_name", ReasonNotInChat)
+		return nil, nil
+	}
+	g.mu.Lock()
+	in, same := r.joined[evt.Sender], r.name != "" && r.name == name
+	g.mu.Unlock()
+	switch {
+	case !in:
+		g.count("matrix_room_name", ReasonNotInChat)
+		return nil, nil
+	case same:
+		g.count("matrix_room_name", ReasonSameName)
+		return nil, nil
+	}
+	log.Debug().Msg("A member renames the chat")
+	g.count("matrix_room_name", "rename")
+	return []*Job{groupJob(JobRenameRoom, portal.RoomID, 0, groupArgs{Room: portal.RoomID, MUC: portal.JID.String(), MXID: evt.Sender, Nick: name})}, nil
+}
+
+// renameRoom runs a JobRenameRoom: the member's puppet asks the chat for
+// its configuration form and submits it with the new name (§10.2). The
+// chat answers with status 104 to its occupants (configChanged). A
+// refusal (not the owner: Prosody answers <forbidden/>) is told in the
+// portal by the bot, logged and counted, and the portal's name put back
+// to the chat's.
+func (g *chatState) renameRoom(ctx context.Context, args groupArgs) error {
+	muc, from, err := g.puppetTo(args.MXID, args.MUC)
+	if err != nil {
+		return err
+	}
+	err = g.xmpp.RenameRoom(ctx, from, muc, args.Nick)
+	var answer *StanzaError
+	switch {
+	case err == nil:
+		g.count("matrix_room_name", "renamed")
+		return nil
+	case !errors.As(err, &answer):
+		return fmt.Errorf("rename %s as %s: %w", muc, args.MXID, err)
+	}
+	why, cond := refusal(conditionOf(answer), map[string]string{
+		"forbidden":               "only its owners may change it",
+		"not-allowed":             "only its owners may change it",
+		"not-authorized":          "only its owners may change it",
+		"not-acceptable":          "the puppet is not in it, or it refused the name",
+		"bad-request":             "it refused the name",
+		"feature-not-implemented": "its configuration has no name to change",
+		"service-unavailable":     "it cannot be configured",
+	})
+	g.count("matrix_room_name", Reason("refused_"+cond))
+	g.log.Info().Str("room", string(args.Room)).Str("mxid", string(args.MXID)).Str("muc", muc.String()).
+		Str("condition", cond).Msg("The chat did not take the name a member gave the portal")
+	text := fmt.Sprintf("The chat `%s` did not take the name %s gave this room: %s.", muc, args.MXID, why)
+	back := groupJob(JobRoomInfo, args.Room, 0, groupArgs{Room: args.Room, MUC: muc.String(), MXID: args.MXID})
+	if r := g.known(muc); r != nil {
+		g.mu.Lock()
+		if r.name != "" {
+			back = groupJob(JobGroupName, args.Room, 0, groupArgs{Room: args.Room, MUC: muc.String(), Nick: r.name})
+		}
+		g.mu.Unlock()
+	}
+	return g.queueStored(ctx, g.bot.reply(args.Room, text+" The room's name is back to the chat's."), back)
 }

@@ -551,3 +551,83 @@ func TestGroupChurnIsBounded(t *testing.T) {
 		t.Errorf("%d new nicks made %d ghosts, want %d (one member, macbeth, was made before)", MaxOccupants+10, n, MaxOccupants-1)
 	}
 }
+
+// XEP-0045 §10.2.1, "Notification of Configuration Changes": the room
+// says its configuration changed with a message from itself carrying
+// status 104 and no body. The name it gives itself (§6.4) is asked again
+// and becomes the portal's, once for all the puppets that receive the
+// notice; the same status from an occupant is not the room's word.
+func TestGroupConfigChangeRenamesThePortal(t *testing.T) {
+	h := groupHarness(t, alice, bob)
+	h.xmpp.roomName = "Lounge"
+	h.drain(t)
+	h.xmpp.roomName = "Messina's Lounge"
+	for _, to := range []string{alicePup, bobPup} {
+		h.feed(t, &XMPPMessage{ID: "80349046", From: jid.MustParse(lounge), To: jid.MustParse(to), Type: TypeGroupchat, MUCStatus: []int{104}})
+	}
+	want := []string{string(loungeRoom) + " Lounge", string(loungeRoom) + " Messina's Lounge"}
+	if !slices.Equal(h.matrix.roomNames, want) {
+		t.Errorf("names set %q, want %q", h.matrix.roomNames, want)
+	}
+	h.feed(t, &XMPPMessage{ID: "x", From: jid.MustParse(lounge + "/Beatrice"), To: jid.MustParse(alicePup), Type: TypeGroupchat, MUCStatus: []int{104}})
+	if len(h.matrix.roomNames) != 2 || h.counts["muc_config/changed"] != 1 {
+		t.Errorf("an occupant's 104 renamed the portal: %q, %v", h.matrix.roomNames, h.counts)
+	}
+}
+
+// XEP-0045 §10.2: a member's m.room.name is their puppet's change of the
+// room's configuration (its owner's form, submitted with
+// muc#roomconfig_roomname changed). The bot's own name, set from the
+// room's, is not sent back, nor a member's that is the room's already;
+// the room's 104 that follows sets nothing new.
+func TestGroupNameFromMatrix(t *testing.T) {
+	h := groupHarness(t, alice)
+	h.xmpp.roomName = "Lounge"
+	h.drain(t)
+	ctx := context.Background()
+	nameEvent := func(id id.EventID, sender id.UserID, name string) {
+		t.Helper()
+		if err := h.handleTxn(ctx, MatrixTxn{ID: string(id), Events: []MatrixEvent{{ID: id, Room: loungeRoom, Sender: sender, Kind: EventRoomName, Type: "m.room.name", Body: name}}}); err != nil {
+			t.Fatal(err)
+		}
+		h.drain(t)
+	}
+	nameEvent("$n1", alice, "Messina's Lounge")
+	if want := []string{aliceFrom + " " + lounge + " Messina's Lounge"}; !slices.Equal(h.xmpp.renames, want) {
+		t.Fatalf("renames %q, want %q", h.xmpp.renames, want)
+	}
+	nameEvent("$n2", testIDs.Bot(), "Lounge")
+	nameEvent("$n3", alice, "Lounge")
+	if len(h.xmpp.renames) != 1 || h.counts["matrix_room_name/"+string(ReasonSameName)] != 1 {
+		t.Errorf("renames %q, counts %v: want the bot's name and the room's own not sent", h.xmpp.renames, h.counts)
+	}
+	// Bob is no occupant: his puppet is in no chat to rename.
+	nameEvent("$n4", bob, "Bob's")
+	if len(h.xmpp.renames) != 1 {
+		t.Errorf("renames %q: a non-member's name was sent", h.xmpp.renames)
+	}
+}
+
+// XEP-0045 §10.2: only an owner may configure the room; Prosody answers
+// anyone else's request for the form with <forbidden/> (type auth). The
+// member is told in the portal by the bot, the refusal is counted by its
+// condition, and the portal's name goes back to the room's.
+func TestGroupRenameRefused(t *testing.T) {
+	h := groupHarness(t, alice)
+	h.xmpp.roomName = "Lounge"
+	h.drain(t)
+	h.xmpp.renameAnswer = fmt.Errorf("%w: configuration form: %w", ErrPermanent, &StanzaError{Type: "auth", Condition: "forbidden"})
+	if err := h.handleTxn(context.Background(), MatrixTxn{ID: "t", Events: []MatrixEvent{{ID: "$n", Room: loungeRoom, Sender: alice, Kind: EventRoomName, Type: "m.room.name", Body: "Mine"}}}); err != nil {
+		t.Fatal(err)
+	}
+	h.drain(t)
+	if len(h.matrix.notices) != 1 || !strings.Contains(h.matrix.notices[0], "did not take the name "+string(alice)+" gave this room: only its owners may change it") {
+		t.Errorf("notices %q, want Alice told", h.matrix.notices)
+	}
+	if want := []string{string(loungeRoom) + " Lounge", string(loungeRoom) + " Lounge"}; !slices.Equal(h.matrix.roomNames, want) {
+		t.Errorf("names %q, want the room's put back: %q", h.matrix.roomNames, want)
+	}
+	if h.counts["matrix_room_name/refused_forbidden"] != 1 {
+		t.Errorf("counts %v, want the refusal counted", h.counts)
+	}
+}

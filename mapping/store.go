@@ -292,6 +292,8 @@ type PortalStore interface {
 	GroupPortal(ctx context.Context, room jid.JID) (*Portal, error)
 	// GroupPortals lists every group portal, by JID.
 	GroupPortals(ctx context.Context) ([]*Portal, error)
+	// GroupsOf is how many group portals the Matrix user is a member of.
+	GroupsOf(ctx context.Context, user id.UserID) (int, error)
 	// RemoveMember takes member out of the portal of room, with its
 	// watermarks; nothing if it is not one.
 	RemoveMember(ctx context.Context, room id.RoomID, member MemberID) error

@@ -3,6 +3,7 @@ package mapping
 import (
 	"crypto/rand"
 	"encoding/base32"
+	"time"
 
 	"mellium.im/xmpp/jid"
 )
@@ -72,6 +73,21 @@ type XMPPMessage struct {
 	// Moderation is a room's word that a moderator retracted one of its
 	// messages (XEP-0425); only the room itself may say it.
 	Moderation *XMPPModeration
+
+	// Delay is the XEP-0203 <delay/> the sender itself put on the
+	// message (a room, on the history it sends a joining occupant:
+	// XEP-0045 §7.2.15), nil if none.
+	Delay *XMPPDelay
+	// MUCStatus are the status codes of a room's muc#user <x/> in the
+	// message (XEP-0045 §10.2.1: 104, its configuration changed).
+	MUCStatus []int
+}
+
+// XMPPDelay is when the sender says a message was first sent (XEP-0203
+// §4): Stamp, or Bad if its stamp is no XEP-0082 DateTime.
+type XMPPDelay struct {
+	Stamp time.Time
+	Bad   bool
 }
 
 // XMPPModeration is a XEP-0425 moderated retraction as a room broadcasts

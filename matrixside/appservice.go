@@ -721,6 +721,11 @@ func coreEvent(evt *event.Event) mapping.MatrixEvent {
 		if c := evt.Content.AsTopic(); c != nil {
 			out.Body = c.Topic
 		}
+	case event.StateRoomName:
+		out.Kind = mapping.EventRoomName
+		if c := evt.Content.AsRoomName(); c != nil {
+			out.Body = c.Name
+		}
 	case event.StateMember:
 		out.Kind = mapping.EventMember
 		if evt.StateKey != nil {

@@ -20,9 +20,10 @@ import (
 // invite the occupants' ghosts as they come (their intents join through
 // its invite: appservice.IntentAPI.EnsureJoined).
 //
-// Any member may set the topic (m.room.topic at power 0, where the preset
-// gives state events 50): the chat's room decides who may change its
-// subject (XEP-0045 §8.1), and the bridge says so when it refuses. The
+// Any member may set the topic and the name (m.room.topic and
+// m.room.name at power 0, where the preset gives state events 50): the
+// chat's room decides who may change its subject (XEP-0045 §8.1) and its
+// name (its owners, §10.2), and the bridge says so when it refuses. The
 // other events keep the power the client-server API's presets give them,
 // since an override of "events" replaces the whole map.
 func (h *Homeserver) CreateGroup(ctx context.Context, room mapping.GroupRoom) (id.RoomID, error) {
@@ -30,7 +31,7 @@ func (h *Homeserver) CreateGroup(ctx context.Context, room mapping.GroupRoom) (i
 	req := &mautrix.ReqCreateRoom{Preset: "private_chat", Name: room.Name, Topic: room.Topic, Visibility: "private",
 		PowerLevelOverride: &event.PowerLevelsEventContent{Events: map[string]int{
 			event.StateTopic.Type:             0,
-			event.StateRoomName.Type:          50,
+			event.StateRoomName.Type:          0,
 			event.StateRoomAvatar.Type:        50,
 			event.StateCanonicalAlias.Type:    50,
 			event.StatePowerLevels.Type:       100,

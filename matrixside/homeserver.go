@@ -163,7 +163,14 @@ func (h *Homeserver) SendMessage(ctx context.Context, room id.RoomID, sender id.
 	} else if msg.ReplyTo != "" {
 		content.RelatesTo = &event.RelatesTo{InReplyTo: &event.InReplyTo{EventID: msg.ReplyTo}}
 	}
-	return h.send(ctx, intent, room, event.EventMessage, content, txnID)
+	req := mautrix.ReqSendEvent{TransactionID: txnID}
+	if !msg.TS.IsZero() {
+		// The application service API's timestamp massaging: the ts
+		// query parameter is the event's origin_server_ts (Dendrite 0.15
+		// and Synapse take it from an application service).
+		req.Timestamp = msg.TS.UnixMilli()
+	}
+	return h.sendReq(ctx, intent, room, event.EventMessage, content, req)
 }
 
 func textContent(body, html string) *event.MessageEventContent {
@@ -198,7 +205,11 @@ func (h *Homeserver) Redact(ctx context.Context, room id.RoomID, sender id.UserI
 }
 
 func (h *Homeserver) send(ctx context.Context, intent *appservice.IntentAPI, room id.RoomID, typ event.Type, content any, txnID string) (id.EventID, error) {
-	resp, err := intent.SendMessageEvent(ctx, room, typ, content, mautrix.ReqSendEvent{TransactionID: txnID})
+	return h.sendReq(ctx, intent, room, typ, content, mautrix.ReqSendEvent{TransactionID: txnID})
+}
+
+func (h *Homeserver) sendReq(ctx context.Context, intent *appservice.IntentAPI, room id.RoomID, typ event.Type, content any, req mautrix.ReqSendEvent) (id.EventID, error) {
+	resp, err := intent.SendMessageEvent(ctx, room, typ, content, req)
 	if err = h.classify(ctx, err); err != nil {
 		return "", err
 	}

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 	"unicode/utf8"
 
 	"xmppbridge/mapping"
@@ -30,10 +31,22 @@ func FuzzDecodeMessage(f *testing.F) {
 	f.Add(`<message from='a@b/c' to='d@e' id='1'><body>🎂> q</body><reply xmlns='urn:xmpp:reply:0' id='0'/>` +
 		`<fallback xmlns='urn:xmpp:fallback:0' for='urn:xmpp:reply:0'><body start='3' end='2'/></fallback></message>`)
 	f.Add(`<message from='a@b/c' to='d@e'><reactions xmlns='urn:xmpp:reactions:0' id='0'><reaction> 👍</reaction><reaction>👍 </reaction><reaction/></reactions></message>`)
+	// A room's history (XEP-0045 §7.2.15 with XEP-0203) and its notice of
+	// a configuration change (§10.2.1).
+	f.Add(`<message from='r@c/n' to='d@e' type='groupchat'><body>b</body><delay xmlns='urn:xmpp:delay' from='r@c' stamp='2002-10-13T23:58:37.5+02:00'/></message>`)
+	f.Add(`<message from='r@c' to='d@e' type='groupchat'><x xmlns='http://jabber.org/protocol/muc#user'><status code='104'/><status code='99999999999999999999'/></x></message>`)
 	f.Fuzz(func(t *testing.T, s string) {
 		m, err := decodeString(s)
 		if err != nil {
 			return
+		}
+		if d := m.Delay; d != nil && (d.Bad && !d.Stamp.IsZero() || d.Stamp.Location() != time.UTC) {
+			t.Fatalf("a delay both bad and stamped, or not in UTC: %+v", d)
+		}
+		for _, code := range m.MUCStatus {
+			if code < 100 || code > 999 || len(m.MUCStatus) > maxMUCStatuses {
+				t.Fatalf("statuses %v got through", m.MUCStatus)
+			}
 		}
 		ids := []string{m.ID, m.OriginID, m.StanzaID, m.Replace, m.Retract}
 		for i, a := range m.Acks {

@@ -310,7 +310,11 @@ func stanzaError(e *errorElem) *mapping.StanzaError {
 // <body/> and <error/> (in any namespace, as they always were), and each
 // other child by the XEP that registered its namespace; the others are
 // skipped.
-func (in *inMessage) children() error {
+func (in *inMessage) children() error { return in.eachChild(in.child) }
+
+// eachChild reads the element just started to its end, handing the start
+// of each of its children to read, which reads that child to its end.
+func (in *inMessage) eachChild(read func(xml.StartElement) error) error {
 	for {
 		tok, err := in.d.Token()
 		if err != nil {
@@ -318,7 +322,7 @@ func (in *inMessage) children() error {
 		}
 		switch t := tok.(type) {
 		case xml.StartElement:
-			if err := in.child(t); err != nil {
+			if err := read(t); err != nil {
 				return err
 			}
 		case xml.EndElement:

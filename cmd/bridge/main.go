@@ -143,6 +143,7 @@ func run(configPath, regPath string, generate, newTokens bool) error {
 		Limits:         cfg.CoreLimits(),
 		Presence:       cfg.PresencePolicy(),
 		EditMaxAge:     cfg.Bridge.EditMaxAge,
+		Groups:         cfg.GroupLimits(),
 	}, db, count, log.With().Str("component", "core").Logger())
 	domain, _ := jid.Parse(cfg.XMPP.Domain) // validated by config
 	comp := &xmppside.Component{

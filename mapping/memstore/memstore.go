@@ -166,6 +166,18 @@ func (s *Store) GroupPortals(context.Context) ([]*mapping.Portal, error) {
 	return out, nil
 }
 
+func (s *Store) GroupsOf(_ context.Context, user id.UserID) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, p := range s.portals {
+		if p.Kind == mapping.PortalGroup && p.Member(mapping.MatrixMember(user)) != nil {
+			n++
+		}
+	}
+	return n, nil
+}
+
 func (s *Store) RemoveMember(_ context.Context, room id.RoomID, member mapping.MemberID) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
