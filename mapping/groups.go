@@ -77,11 +77,12 @@ const maxOccupants = 5000
 // receipts are receipts'.
 type groups struct {
 	*core
-	receipts  *receipts
-	bot       *bot
-	relations *relations
-	people    *people    // the occupants' avatars (ghosts.go)
-	state     *chatState // roomstate.go
+	receipts   *receipts
+	bot        *bot
+	relations  *relations
+	people     *people     // the occupants' avatars (ghosts.go)
+	state      *chatState  // roomstate.go
+	moderation *moderation // moderation.go
 
 	mu    sync.Mutex
 	rooms map[string]*mucRoom // by the chat's bare JID
@@ -236,6 +237,7 @@ func newGroups(c *core, r *receipts, b *bot, rel *relations) *groups {
 		creating: make(chan struct{}, 1), aliasQueries: make(chan struct{}, maxAliasQueries),
 		limits: limits, joins: map[id.UserID]*bucket{}, granted: map[id.UserID]map[string]time.Time{}}
 	g.state = &chatState{g}
+	g.moderation = &moderation{g}
 	return g
 }
 
@@ -762,7 +764,7 @@ func (g *groups) presenceFromMUC(ctx context.Context, log zerolog.Logger, r *muc
 			}
 			waiting := r.learnAnonymity(p.MUC)
 			var jobs []*Job
-			for _, job := range []*Job{g.moderatorJob(r, mxid, p.MUC), g.state.nameOnce(r, groupArgs{Room: r.portal, MUC: r.jid.String(), MXID: mxid})} {
+			for _, job := range []*Job{g.moderation.moderatorJob(r, mxid, p.MUC), g.state.nameOnce(r, groupArgs{Room: r.portal, MUC: r.jid.String(), MXID: mxid})} {
 				if job != nil {
 					jobs = append(jobs, job)
 				}
@@ -1064,7 +1066,7 @@ func (g *groups) messageFromMUC(ctx context.Context, log zerolog.Logger, mxid id
 		g.count("xmpp_message", ReasonNotListener)
 		return nil
 	case m.Moderation != nil:
-		return g.moderationFromMUC(ctx, log, r, nick, m) // moderation.go
+		return g.moderation.moderationFromMUC(ctx, log, r, nick, m) // moderation.go
 	case m.HasSubject && !m.HasBody:
 		// §7.2.16, §8.1: the room's subject, from the room itself or
 		// the occupant who set it.
@@ -1291,7 +1293,7 @@ func (g *groups) messageFromMatrix(ctx context.Context, log zerolog.Logger, port
 		return []*Job{argsJob(JobNotice, jobArgs{Room: evt.Room, User: g.cfg.Identities.Bot(), Body: EncryptedNotice})}, nil
 	}
 	if evt.Kind == EventRedaction {
-		if done, err := g.moderationFromMatrix(ctx, log, portal, evt); done || err != nil {
+		if done, err := g.moderation.moderationFromMatrix(ctx, log, portal, evt); done || err != nil {
 			return nil, err
 		}
 	}

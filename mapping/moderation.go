@@ -46,6 +46,14 @@ import (
 // gave in this run is taken back: a role lost while the bridge was away
 // leaves the power as it was.
 
+// moderation is the group portals' concern of moderation, on the chats'
+// state and the sends of groups (which it embeds: a moderation is about a
+// chat's room, its occupants and its puppets as the rest of groups sees
+// them).
+type moderation struct {
+	*groups
+}
+
 // Kinds of sends of moderation.
 const (
 	JobModerateMUC       JobKind = "xmpp.muc_moderate"      // a member's redaction of another's message, by row, asked of the room (§3)
@@ -66,14 +74,14 @@ var (
 	// pool of such jobs. Each stands alone (its message was sent, and
 	// named by the room, before).
 	_ = register(JobModerateMUC, jobKind{side: SideXMPP, order: noOrder, payload: nil, asks: true,
-		run: func(b *Bridge, ctx context.Context, job *Job) error { return b.groups.moderateMUC(ctx, job) }})
+		run: func(b *Bridge, ctx context.Context, job *Job) error { return b.groups.moderation.moderateMUC(ctx, job) }})
 	_ = register(JobGroupModerator, jobKind{side: SideMatrix, order: byRoom, payload: groupArgs{},
 		run: withPayload(func(b *Bridge, ctx context.Context, _ *Job, args groupArgs) error {
 			return b.matrix.SetModerator(ctx, args.Room, args.MXID, args.Moderator)
 		})})
 	_ = register(JobModeratedToMatrix, jobKind{side: SideMatrix, order: byRoom, payload: groupArgs{},
 		run: withPayload(func(b *Bridge, ctx context.Context, job *Job, args groupArgs) error {
-			return b.groups.moderatedToMatrix(ctx, job, args)
+			return b.groups.moderation.moderatedToMatrix(ctx, job, args)
 		})})
 )
 
@@ -81,7 +89,7 @@ var (
 // portal of the chat r, or takes it back, as the role in x, their
 // puppet's own presence, says: nil if it is as the bridge last made it.
 // The caller holds g.mu.
-func (g *groups) moderatorJob(r *mucRoom, mxid id.UserID, x *MUCPresence) *Job {
+func (g *moderation) moderatorJob(r *mucRoom, mxid id.UserID, x *MUCPresence) *Job {
 	on := x != nil && x.Role == "moderator"
 	if on == r.moderators[mxid] {
 		return nil
@@ -96,7 +104,7 @@ func (g *groups) moderatorJob(r *mucRoom, mxid id.UserID, x *MUCPresence) *Job {
 // request to the room to retract it. It returns false for anything else
 // (the member's own message: a retraction; an event the bridge never
 // carried), which relationFromMatrix judges.
-func (g *groups) moderationFromMatrix(ctx context.Context, log zerolog.Logger, portal *Portal, evt MatrixEvent) (bool, error) {
+func (g *moderation) moderationFromMatrix(ctx context.Context, log zerolog.Logger, portal *Portal, evt MatrixEvent) (bool, error) {
 	const what = "matrix_moderate"
 	target, err := g.store.MessageByEventID(ctx, evt.Redacts)
 	if isNotFound(err) || err == nil && target.RoomID != portal.RoomID {
@@ -137,7 +145,7 @@ func (g *groups) moderationFromMatrix(ctx context.Context, log zerolog.Logger, p
 // moderateMUC runs a JobModerateMUC: the member's puppet asks the chat to
 // retract the message by the room's stanza-id (§3). A refusal (§3.2) is
 // told, not retried.
-func (g *groups) moderateMUC(ctx context.Context, job *Job) error {
+func (g *moderation) moderateMUC(ctx context.Context, job *Job) error {
 	row, err := g.store.MessageByRow(ctx, job.MessageID)
 	if err != nil {
 		return fmt.Errorf("load moderation %d: %w", job.MessageID, err)
@@ -171,7 +179,7 @@ func (g *groups) moderateMUC(ctx context.Context, job *Job) error {
 // not carry out, in the portal by the bot and as a failure status on the
 // redaction, that the message stays in the chat: cond is the room's
 // error condition (§3.2), or why the bridge could not ask.
-func (g *groups) moderationRefused(ctx context.Context, row *Message, cond string) error {
+func (g *moderation) moderationRefused(ctx context.Context, row *Message, cond string) error {
 	why, cond := refusal(cond, map[string]string{
 		"forbidden":               "their puppet is not one of its moderators",
 		"not-allowed":             "their puppet is not one of its moderators",
@@ -192,7 +200,7 @@ func (g *groups) moderationRefused(ctx context.Context, row *Message, cond strin
 // moderationFromMUC takes m, the listener's copy of a moderation said in
 // the chat r by nick ("": the room itself): a redaction of the message it
 // names, by the moderator (moderatedToMatrix).
-func (g *groups) moderationFromMUC(ctx context.Context, log zerolog.Logger, r *mucRoom, nick string, m *XMPPMessage) error {
+func (g *moderation) moderationFromMUC(ctx context.Context, log zerolog.Logger, r *mucRoom, nick string, m *XMPPMessage) error {
 	const what = "xmpp_moderate"
 	if nick != "" {
 		log.Debug().Str("nick", nick).Msg("Refused a moderation from an occupant, not the room")
@@ -242,7 +250,7 @@ func (g *groups) moderationFromMUC(ctx context.Context, log zerolog.Logger, r *m
 // moderatedToMatrix runs a JobModeratedToMatrix: the message's event
 // redacted with the room's reason, by the moderator's ghost if the bridge
 // knows who it is (args.Member) and the portal lets it, else by the bot.
-func (g *groups) moderatedToMatrix(ctx context.Context, job *Job, args groupArgs) error {
+func (g *moderation) moderatedToMatrix(ctx context.Context, job *Job, args groupArgs) error {
 	row, err := g.store.MessageByRow(ctx, job.MessageID)
 	if err != nil {
 		return fmt.Errorf("load moderation %d: %w", job.MessageID, err)
