@@ -103,3 +103,8 @@ func (b *Bridge) SelfPing(ctx context.Context) { b.groups.state.selfPing(ctx) }
 // SelfPingAfter is how long a puppet goes without word from a chat before
 // it asks whether it is still in.
 const SelfPingAfter = selfPingAfter
+
+// ReceiptJob is receiptJob: a receipt job as a burst from XMPP makes it.
+func ReceiptJob(kind JobKind, room id.RoomID, msg *Message, by MemberID) *Job {
+	return receiptJob(kind, room, msg, by)
+}

@@ -140,6 +140,26 @@ func receiptPayload(msg *Message) []byte {
 	return payload
 }
 
+// receiptJob is a job of kind telling Matrix of a receipt about msg by
+// member by ("": the person of a direct portal): its payload for the
+// store, and the same as the send takes it in memory (Job.Made), so that
+// a receipt sent soon after in the same process is not decoded again.
+func receiptJob(kind JobKind, room id.RoomID, msg *Message, by MemberID) *Job {
+	args := receiptArgs{Room: msg.RoomID, Event: msg.EventID, Peer: msg.PeerJID.String(), By: by}
+	payload, _ := json.Marshal(args) // strings only
+	job := newJob(kind, about{room: room}, msg.RowID, payload)
+	job.Made = receiptMade{msg: &Message{RowID: msg.RowID, RoomID: msg.RoomID, EventID: msg.EventID, PeerJID: msg.PeerJID}, by: by}
+	return job
+}
+
+// receiptMade is what receiptToMatrix reads of a receipt job's payload,
+// as receiptJob made it: the message (only what the payload names) and
+// the member.
+type receiptMade struct {
+	msg *Message
+	by  MemberID
+}
+
 // m.read only moves forward, and a burst's older reads stand aside for the
 // newest (receiptToMatrix). A receipt or status about one message needs
 // no order with another's (MSC4089 receipts and status events are per
@@ -155,7 +175,9 @@ func (b *receipts) receiptToMatrix(ctx context.Context, job *Job) error {
 	var msg *Message
 	var args receiptArgs
 	by := MemberID("")
-	if job.Kind != JobMatrixStatus && json.Unmarshal(job.Payload, &args) == nil && args.Event != "" {
+	if made, ok := job.Made.(receiptMade); ok {
+		msg, by = made.msg, made.by
+	} else if job.Kind != JobMatrixStatus && json.Unmarshal(job.Payload, &args) == nil && args.Event != "" {
 		peer, err := jid.Parse(args.Peer)
 		if err != nil {
 			return fmt.Errorf("%w: bad peer in receipt job: %w", ErrPermanent, err)
@@ -318,7 +340,7 @@ func (b *receipts) flushReceipts(ctx context.Context) (ok bool) {
 				read[mark] = msg
 			}
 		} else {
-			ack.Job = newJob(r.kind.job, about{room: msg.RoomID}, msg.RowID, receiptPayload(msg))
+			ack.Job = receiptJob(r.kind.job, msg.RoomID, msg, "")
 		}
 		acks = append(acks, ack)
 		b.count("xmpp_receipt", Reason(string(r.kind.wire)))
@@ -326,12 +348,12 @@ func (b *receipts) flushReceipts(ctx context.Context) (ok bool) {
 	for mark, msg := range read {
 		// New only if it moves the member's watermark: an older marker
 		// after a newer one raises nothing.
-		payload := receiptPayload(msg)
+		by := MemberID("") // a direct portal's person: the payload's peer
 		if _, _, ok := mark.By.Occupant(); ok {
-			payload, _ = json.Marshal(receiptArgs{Room: msg.RoomID, Event: msg.EventID, Peer: msg.PeerJID.String(), By: mark.By})
+			by = mark.By
 		}
 		acks = append(acks, Ack{Row: msg.RowID, Kind: AckDisplayed, At: b.now(), UpTo: mark.Room, By: mark.By,
-			Job: newJob(JobMatrixRead, about{room: mark.Room}, msg.RowID, payload)})
+			Job: receiptJob(JobMatrixRead, mark.Room, msg, by)})
 	}
 	if len(acks) == 0 {
 		return true

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"github.com/rs/zerolog"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -403,5 +404,46 @@ func TestAJobWhoseCommitsAnswerWasLostIsSentAtOnce(t *testing.T) {
 	}
 	if out.rescans != 2 {
 		t.Fatalf("outbox asked to read the store %d times after a plain write, want 2", out.rescans)
+	}
+}
+
+// A receipt job hands the send what it is about in memory (Job.Made);
+// read back from the store after a restart (no Made), its payload makes
+// the same request: a person's delivery, and an occupant's m.read as
+// their own ghost (XEP-0333 §3, "groupchat").
+func TestReceiptJobReadBackIsTheSame(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	juliet := jid.MustParse("juliet@capulet.example")
+	msg := &Message{RowID: 7, RoomID: "!dm:example.org", EventID: "$seen", PeerJID: juliet, MXID: alice}
+	if err := h.store.PutPortal(ctx, DirectPortal(msg.RoomID, alice, juliet, time.Time{})); err != nil {
+		t.Fatal(err)
+	}
+	occupant := MemberID("lounge@conference.example.org/8lfZCp")
+	jobs := []*Job{
+		ReceiptJob(JobMatrixDelivery, msg.RoomID, msg, ""),
+		ReceiptJob(JobMatrixRead, msg.RoomID, msg, occupant),
+	}
+	run := func(made bool) (deliveries, reads []string) {
+		h.matrix.mu.Lock()
+		h.matrix.deliveries, h.matrix.reads = nil, nil
+		h.matrix.mu.Unlock()
+		for _, j := range jobs {
+			c := *j
+			if !made {
+				c.Made = nil
+			}
+			if err := h.b.RunJob(ctx, &c); err != nil {
+				t.Fatal(err)
+			}
+		}
+		h.matrix.mu.Lock()
+		defer h.matrix.mu.Unlock()
+		return h.matrix.deliveries, h.matrix.reads
+	}
+	d1, r1 := run(true)
+	d2, r2 := run(false)
+	if len(d1) != 1 || len(r1) != 1 || !slices.Equal(d1, d2) || !slices.Equal(r1, r2) {
+		t.Errorf("in memory: %q %q; read back: %q %q", d1, r1, d2, r2)
 	}
 }
