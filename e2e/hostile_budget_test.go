@@ -23,6 +23,18 @@ import (
 // begins with them full.
 func restartWithLimits(t *testing.T, ctx context.Context, limits map[string]int) {
 	t.Helper()
+	values := map[string]any{}
+	for k, v := range limits {
+		values[k] = v
+	}
+	restartWith(t, ctx, "limits", values)
+}
+
+// restartWith restarts the bridge with the keys of values set in section
+// on top of its configuration, and after the test with the configuration
+// it had.
+func restartWith(t *testing.T, ctx context.Context, name string, values map[string]any) {
+	t.Helper()
 	orig, err := os.ReadFile(w.Bridge.Config)
 	if err != nil {
 		t.Fatal(err)
@@ -31,14 +43,14 @@ func restartWithLimits(t *testing.T, ctx context.Context, limits map[string]int)
 	if err := yaml.Unmarshal(orig, &cfg); err != nil {
 		t.Fatal(err)
 	}
-	section, _ := cfg["limits"].(map[string]any)
+	section, _ := cfg[name].(map[string]any)
 	if section == nil {
 		section = map[string]any{}
 	}
-	for k, v := range limits {
+	for k, v := range values {
 		section[k] = v
 	}
-	cfg["limits"] = section
+	cfg[name] = section
 	changed, err := yaml.Marshal(cfg)
 	if err != nil {
 		t.Fatal(err)

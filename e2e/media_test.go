@@ -17,6 +17,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -26,6 +27,7 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"xmppbridge/internal/peers"
+	"xmppbridge/internal/rig"
 )
 
 // testPNG is a w×h PNG, different for each seed.
@@ -146,6 +148,42 @@ func TestMediaFromXMPP(t *testing.T) {
 	}
 }
 
+// slixmppDM starts slixmpp as user@localhost and a DM of Alice's with
+// their ghost, which the ghost has joined.
+func slixmppDM(t *testing.T, ctx context.Context, user string) (*peers.Slixmpp, id.RoomID) {
+	t.Helper()
+	client, err := w.StartSlixmpp(ctx, user)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(client.Close)
+	ghost := w.ghost(user + "@localhost")
+	room, err := w.alice.CreateDM(ctx, ghost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.alice.Wait(ctx, wait, peers.IsMembership(room, ghost, event.MembershipJoin)); err != nil {
+		t.Fatalf("the ghost never joined: %v", err)
+	}
+	return client, room
+}
+
+// slixmppDownloads has client download u over HTTP and checks it got
+// want; what names the file in a failure.
+func slixmppDownloads(t *testing.T, ctx context.Context, client *peers.Slixmpp, u string, want []byte, what string) {
+	t.Helper()
+	if err := client.Do(ctx, wait, map[string]string{"cmd": "download", "url": u}); err != nil {
+		t.Fatalf("slixmpp could not download %s: %v", u, err)
+	}
+	dl, err := client.Wait(ctx, wait, func(e peers.SlixmppEvent) bool { return e.Event == "downloaded" && e.URL == u })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dl.SHA256 != sha(want) || dl.Size != int64(len(want)) {
+		t.Errorf("%s is %d bytes (sha256 %s), not the %d Alice sent", what, dl.Size, dl.SHA256, len(want))
+	}
+}
+
 func download(t *testing.T, ctx context.Context, cli *mautrix.Client, uri id.ContentURIString) []byte {
 	t.Helper()
 	mxc, err := uri.Parse()
@@ -173,19 +211,7 @@ func TestMediaFromMatrix(t *testing.T) {
 	}
 	ctx := context.Background()
 	alice := w.alice
-	orsino, err := w.StartSlixmpp(ctx, "orsino")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(orsino.Close)
-	ghost := w.ghost("orsino@localhost")
-	room, err := alice.CreateDM(ctx, ghost)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := alice.Wait(ctx, wait, peers.IsMembership(room, ghost, event.MembershipJoin)); err != nil {
-		t.Fatalf("the ghost never joined: %v", err)
-	}
+	orsino, room := slixmppDM(t, ctx, "orsino")
 	pic := testPNG(t, 16, 24, 99)
 	files := []struct {
 		name, typ string
@@ -223,23 +249,14 @@ func TestMediaFromMatrix(t *testing.T) {
 		if msg.Body != msg.URL {
 			t.Errorf("body %q, XEP-0066 URL %q: want the same", msg.Body, msg.URL)
 		}
-		if err := orsino.Do(ctx, wait, map[string]string{"cmd": "download", "url": msg.URL}); err != nil {
-			t.Fatalf("slixmpp could not download %s: %v", msg.URL, err)
-		}
-		dl, err := orsino.Wait(ctx, wait, func(e peers.SlixmppEvent) bool { return e.Event == "downloaded" && e.URL == msg.URL })
-		if err != nil {
-			t.Fatal(err)
-		}
-		if dl.SHA256 != sha(f.data) || dl.Size != int64(len(f.data)) {
-			t.Errorf("%s from the XMPP upload service is %d bytes (sha256 %s), not the %d Alice sent", f.name, dl.Size, dl.SHA256, len(f.data))
-		}
+		slixmppDownloads(t, ctx, orsino, msg.URL, f.data, "from the XMPP upload service "+f.name)
 		if f.msgtype == event.MsgImage {
 			if err := orsino.Do(ctx, wait, map[string]string{"cmd": "displayed", "to": w.puppet(t, alice.Client.UserID), "id": msg.ID}); err != nil {
 				t.Fatal(err)
 			}
 		}
 	}
-	if _, err := alice.Wait(ctx, wait, isRead(room, picEvent, ghost)); err != nil {
+	if _, err := alice.Wait(ctx, wait, isRead(room, picEvent, w.ghost("orsino@localhost"))); err != nil {
 		t.Errorf("slixmpp's displayed marker on the picture never became the ghost's m.read: %v", err)
 	}
 
@@ -450,4 +467,123 @@ func TestMediaFetchBlocksNothing(t *testing.T) {
 	if got := download(t, ctx, alice.Client, img.Content.AsMessage().URL); !bytes.Equal(got, pic) {
 		t.Errorf("the picture on Matrix is %d bytes, not the %d served", len(got), len(pic))
 	}
+}
+
+// The second way a file from Matrix reaches XMPP (media.to_xmpp: serve):
+// the bridge, restarted with it, gives Alice's picture and PDF URLs of its
+// own under media.public_url instead of uploading them to Prosody, as the
+// body and in XEP-0066 <x/> (§3) of the message to slixmpp. slixmpp
+// downloads the picture from there and a plain HTTP client the PDF, each
+// streamed by the bridge from Dendrite's authenticated media API: the
+// bytes are Alice's, with their type, length and name, and a range of
+// the PDF is that range (RFC 9110 §14.2). A URL with its media id, expiry
+// or signature changed is refused (403) and counted.
+func TestMediaServedToXMPP(t *testing.T) {
+	if err := peers.SlixmppAvailable(); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	port, err := rig.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	listen := fmt.Sprintf("127.0.0.1:%d", port)
+	public := "http://" + listen + "/files"
+	restartWith(t, ctx, "media", map[string]any{"to_xmpp": "serve", "public_url": public, "serve_listen": listen})
+	alice := w.alice
+	feste, room := slixmppDM(t, ctx, "feste")
+	pic := testPNG(t, 20, 10, 42)
+	var pdfURL string
+	for _, f := range []struct {
+		name, typ string
+		data      []byte
+		msgtype   event.MessageType
+	}{
+		{"fool.png", "image/png", pic, event.MsgImage},
+		{"twelfth night.pdf", "application/pdf", testPDF, event.MsgFile},
+	} {
+		up, err := alice.Client.UploadBytesWithName(ctx, f.data, f.typ, f.name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := alice.Client.SendMessageEvent(ctx, room, event.EventMessage, &event.MessageEventContent{
+			MsgType: f.msgtype, Body: f.name, URL: up.ContentURI.CUString(),
+			Info: &event.FileInfo{MimeType: f.typ, Size: len(f.data)},
+		}); err != nil {
+			t.Fatal(err)
+		}
+		escaped := strings.ReplaceAll(f.name, " ", "%20")
+		msg, err := feste.Wait(ctx, wait, func(e peers.SlixmppEvent) bool {
+			return e.Event == "message" && strings.HasSuffix(e.URL, "/"+escaped)
+		})
+		if err != nil {
+			t.Fatalf("%s never reached slixmpp with a XEP-0066 URL: %v", f.name, err)
+		}
+		if msg.Body != msg.URL || !strings.HasPrefix(msg.URL, public+"/localhost/"+up.ContentURI.FileID+"/") {
+			t.Errorf("body %q, XEP-0066 URL %q: want the same, under %s naming the file", msg.Body, msg.URL, public)
+		}
+		if f.msgtype == event.MsgFile {
+			pdfURL = msg.URL
+			continue
+		}
+		slixmppDownloads(t, ctx, feste, msg.URL, f.data, "served by the bridge "+f.name)
+	}
+
+	resp, body := httpGet(t, ctx, pdfURL, "")
+	if resp.StatusCode != http.StatusOK || !bytes.Equal(body, testPDF) {
+		t.Errorf("GET the PDF: %s, %d bytes, want 200 and the %d Alice sent", resp.Status, len(body), len(testPDF))
+	}
+	if resp.Header.Get("Content-Type") != "application/pdf" || resp.ContentLength != int64(len(testPDF)) ||
+		resp.Header.Get("Content-Disposition") != `attachment; filename="twelfth night.pdf"` {
+		t.Errorf("GET the PDF: Content-Type %q, Content-Length %d, Content-Disposition %q", resp.Header.Get("Content-Type"), resp.ContentLength, resp.Header.Get("Content-Disposition"))
+	}
+	resp, body = httpGet(t, ctx, pdfURL, "bytes=9-20")
+	if resp.StatusCode != http.StatusPartialContent || !bytes.Equal(body, testPDF[9:21]) ||
+		resp.Header.Get("Content-Range") != fmt.Sprintf("bytes 9-20/%d", len(testPDF)) {
+		t.Errorf("GET bytes=9-20 of the PDF: %s %q (%s), want 206 %q", resp.Status, body, resp.Header.Get("Content-Range"), testPDF[9:21])
+	}
+
+	// server, media id, expiry, signature, name after the prefix
+	parts := strings.Split(strings.TrimPrefix(pdfURL, public+"/"), "/")
+	flip := func(s string) string {
+		if s[len(s)-1] == 'a' {
+			return s[:len(s)-1] + "b"
+		}
+		return s[:len(s)-1] + "a"
+	}
+	later := func(s string) string { n, _ := strconv.ParseInt(s, 10, 64); return strconv.FormatInt(n+3600, 10) }
+	for i, change := range map[int]func(string) string{1: flip, 2: later, 3: flip} {
+		p := append([]string(nil), parts...)
+		p[i] = change(p[i])
+		tampered := public + "/" + strings.Join(p, "/")
+		if resp, _ := httpGet(t, ctx, tampered, ""); resp.StatusCode != http.StatusForbidden {
+			t.Errorf("a tampered URL %s: %s, want 403", tampered, resp.Status)
+		}
+	}
+	if m := w.metrics(t); !strings.Contains(m, `xmppbridge_events_total{reason="bad_signature",what="media_serve"} 3`) ||
+		!strings.Contains(m, `xmppbridge_events_total{reason="served",what="media_serve"} 3`) {
+		t.Errorf("/metrics does not count 3 served and 3 refused media_serve:\n%s", grepLines(m, "media_serve"))
+	}
+}
+
+// httpGet is a GET of u, with a Range header unless rng is "".
+func httpGet(t *testing.T, ctx context.Context, u, rng string) (*http.Response, []byte) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rng != "" {
+		req.Header.Set("Range", rng)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp, body
 }
