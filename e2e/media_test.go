@@ -475,8 +475,9 @@ func TestMediaFetchBlocksNothing(t *testing.T) {
 // body and in XEP-0066 <x/> (§3) of the message to slixmpp. slixmpp
 // downloads the picture from there and a plain HTTP client the PDF, each
 // streamed by the bridge from Dendrite's authenticated media API: the
-// bytes are Alice's, with their type, length and name, and a range of
-// the PDF is that range (RFC 9110 §14.2). A URL with its media id, expiry
+// bytes are Alice's, with their type, length and name, a HEAD gives the
+// same headers (RFC 9110 §9.3.2), and a range of the PDF is that range
+// (RFC 9110 §14.2). A URL with its media id, expiry
 // or signature changed is refused (403) and counted.
 func TestMediaServedToXMPP(t *testing.T) {
 	if err := peers.SlixmppAvailable(); err != nil {
@@ -537,6 +538,16 @@ func TestMediaServedToXMPP(t *testing.T) {
 		resp.Header.Get("Content-Disposition") != `attachment; filename="twelfth night.pdf"` {
 		t.Errorf("GET the PDF: Content-Type %q, Content-Length %d, Content-Disposition %q", resp.Header.Get("Content-Type"), resp.ContentLength, resp.Header.Get("Content-Disposition"))
 	}
+	// HEAD, as Conversations asks before it downloads: the length
+	// Dendrite gives, the type from the first bytes.
+	head, err := http.Head(pdfURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	head.Body.Close()
+	if head.StatusCode != http.StatusOK || head.ContentLength != int64(len(testPDF)) || head.Header.Get("Content-Type") != "application/pdf" {
+		t.Errorf("HEAD the PDF: %s, Content-Length %d, Content-Type %q", head.Status, head.ContentLength, head.Header.Get("Content-Type"))
+	}
 	resp, body = httpGet(t, ctx, pdfURL, "bytes=9-20")
 	if resp.StatusCode != http.StatusPartialContent || !bytes.Equal(body, testPDF[9:21]) ||
 		resp.Header.Get("Content-Range") != fmt.Sprintf("bytes 9-20/%d", len(testPDF)) {
@@ -561,8 +572,8 @@ func TestMediaServedToXMPP(t *testing.T) {
 		}
 	}
 	if m := w.metrics(t); !strings.Contains(m, `xmppbridge_events_total{reason="bad_signature",what="media_serve"} 3`) ||
-		!strings.Contains(m, `xmppbridge_events_total{reason="served",what="media_serve"} 3`) {
-		t.Errorf("/metrics does not count 3 served and 3 refused media_serve:\n%s", grepLines(m, "media_serve"))
+		!strings.Contains(m, `xmppbridge_events_total{reason="served",what="media_serve"} 4`) {
+		t.Errorf("/metrics does not count 4 served and 3 refused media_serve:\n%s", grepLines(m, "media_serve"))
 	}
 }
 

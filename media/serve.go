@@ -248,7 +248,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case <-r.Context().Done():
 		return
 	}
-	file, err := s.download(r.Context(), f)
+	file, err := s.download(r.Context(), f, r.Method == http.MethodHead)
 	<-s.Slots
 	switch {
 	case errors.Is(err, ErrTooLarge):
@@ -263,11 +263,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		refuse(http.StatusBadGateway, "failed", "Refused a request for a served file: the homeserver did not give it")
 		return
 	}
-	defer file.Close()
-	body, err := file.Reader()
-	if err != nil {
-		refuse(http.StatusInternalServerError, "failed", "Could not read a served file back")
-		return
+	var body io.ReadSeeker
+	if file.f != nil {
+		defer file.Close()
+		if body, err = file.Reader(); err != nil {
+			refuse(http.StatusInternalServerError, "failed", "Could not read a served file back")
+			return
+		}
 	}
 	disposition := "attachment"
 	if inline(file.Type) {
@@ -284,12 +286,22 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	tag := sha256.Sum256([]byte(f.MXC))
 	h.Set("ETag", fmt.Sprintf(`"%x"`, tag[:12]))
 	s.Count("media_serve", "served")
-	log.Debug().Str("type", file.Type).Int64("size", file.Size).Str("range", r.Header.Get("Range")).Msg("Serving a file from Matrix")
+	log.Debug().Str("method", r.Method).Str("type", file.Type).Int64("size", file.Size).Str("range", r.Header.Get("Range")).Msg("Serving a file from Matrix")
+	if body == nil { // a HEAD answered from the homeserver's length
+		h.Set("Accept-Ranges", "bytes")
+		h.Set("Content-Length", strconv.FormatInt(file.Size, 10))
+		w.WriteHeader(http.StatusOK)
+		return
+	}
 	http.ServeContent(w, r, "", time.Time{}, body)
 }
 
 // download spools the file f names from the homeserver, within Timeout.
-func (s *Server) download(ctx context.Context, f *signedFile) (*File, error) {
+// For a HEAD (head), whose answer has no body, only the first bytes are
+// read, for the type, when the homeserver tells the length: clients such
+// as Conversations ask for the size before the file, and that would
+// otherwise download it twice. The File it returns then holds no file.
+func (s *Server) download(ctx context.Context, f *signedFile, head bool) (*File, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.Timeout)
 	defer cancel()
 	body, size, typ, err := s.Homeserver.DownloadMedia(ctx, f.MXC)
@@ -299,6 +311,14 @@ func (s *Server) download(ctx context.Context, f *signedFile) (*File, error) {
 	defer body.Close()
 	if size > s.MaxBytes {
 		return nil, fmt.Errorf("%w: %d bytes", ErrTooLarge, size)
+	}
+	if head && size >= 0 {
+		first := make([]byte, sniffLen)
+		n, err := io.ReadFull(body, first)
+		if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
+			return nil, fmt.Errorf("read the file: %w", err)
+		}
+		return &File{Name: f.Name, Type: sniff(first[:n], typ), Size: size}, nil
 	}
 	return Spool(body, s.MaxBytes, f.Name, typ, s.TempDir)
 }

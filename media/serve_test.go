@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/iotest"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -29,6 +30,7 @@ type repository struct {
 	files     map[string][]byte
 	types     map[string]string
 	downloads int
+	cut       int
 }
 
 func (r *repository) DownloadMedia(_ context.Context, uri string) (io.ReadCloser, int64, string, error) {
@@ -39,7 +41,12 @@ func (r *repository) DownloadMedia(_ context.Context, uri string) (io.ReadCloser
 		return nil, 0, "", fmt.Errorf("%w: download %s: M_NOT_FOUND", mapping.ErrPermanent, uri)
 	}
 	r.downloads++
-	return io.NopCloser(bytes.NewReader(data)), int64(len(data)), r.types[uri], nil
+	body := io.Reader(bytes.NewReader(data))
+	if r.cut > 0 {
+		// The connection breaks after cut bytes.
+		body = io.MultiReader(bytes.NewReader(data[:r.cut]), iotest.ErrReader(errors.New("connection reset")))
+	}
+	return io.NopCloser(body), int64(len(data)), r.types[uri], nil
 }
 
 // counts is a mapping.Counter that keeps what it counted.
@@ -296,6 +303,35 @@ func TestServedFailures(t *testing.T) {
 	resp, _ := get(t, w.sign(t, "mxc://localhost/big", "big.txt"))
 	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" || w.counts.get("media_serve/busy") != 1 {
 		t.Errorf("all places taken: %s, Retry-After %q", resp.Status, resp.Header.Get("Retry-After"))
+	}
+}
+
+// HEAD (RFC 9110 §9.3.2) gives the headers a GET would, its length the
+// homeserver's, without the file: only its first bytes are read, for its
+// type, so a client that asks for the size first (as Conversations does)
+// does not have the bridge download the file twice. Here the homeserver's
+// connection breaks after those bytes: HEAD still answers, GET cannot.
+func TestServedHead(t *testing.T) {
+	w := newServed(t)
+	data := append(pngOf(t, 30, 30), bytes.Repeat([]byte{0}, 700)...)
+	w.add("mxc://localhost/picture", data, "application/octet-stream")
+	u := w.sign(t, "mxc://localhost/picture", "pic.png")
+	w.repo.cut = sniffLen
+	resp, err := http.Head(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || resp.ContentLength != int64(len(data)) || resp.Header.Get("Content-Type") != "image/png" ||
+		resp.Header.Get("Accept-Ranges") != "bytes" || !strings.HasPrefix(resp.Header.Get("Content-Disposition"), "inline") {
+		t.Errorf("HEAD: %s, Content-Length %d, headers %v; want 200, %d, image/png", resp.Status, resp.ContentLength, resp.Header, len(data))
+	}
+	if resp, _ := get(t, u); resp.StatusCode != http.StatusBadGateway {
+		t.Errorf("GET over a broken connection: %s, want 502", resp.Status)
+	}
+	w.repo.cut = 0
+	if resp, body := get(t, u); resp.StatusCode != http.StatusOK || !bytes.Equal(body, data) {
+		t.Errorf("GET: %s, %d bytes", resp.Status, len(body))
 	}
 }
 
