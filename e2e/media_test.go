@@ -13,6 +13,7 @@ import (
 	"image/color"
 	"image/png"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -478,7 +479,8 @@ func TestMediaFetchBlocksNothing(t *testing.T) {
 // bytes are Alice's, with their type, length and name, a HEAD gives the
 // same headers (RFC 9110 §9.3.2), and a range of the PDF is that range
 // (RFC 9110 §14.2). A URL with its media id, expiry
-// or signature changed is refused (403) and counted.
+// or signature changed is refused (403) and counted. The key the bridge
+// made is kept in its database: its URLs work after a restart.
 func TestMediaServedToXMPP(t *testing.T) {
 	if err := peers.SlixmppAvailable(); err != nil {
 		t.Fatal(err)
@@ -571,7 +573,33 @@ func TestMediaServedToXMPP(t *testing.T) {
 			t.Errorf("a tampered URL %s: %s, want 403", tampered, resp.Status)
 		}
 	}
-	if m := w.metrics(t); !strings.Contains(m, `xmppbridge_events_total{reason="bad_signature",what="media_serve"} 3`) ||
+	metrics := w.metrics(t)
+
+	// The key the bridge generated is kept in its database: the URLs it
+	// gave still work after a restart.
+	if err := w.Bridge.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Bridge.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := bridgeReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(wait); ; time.Sleep(50 * time.Millisecond) {
+		c, err := net.DialTimeout("tcp", listen, time.Second)
+		if err == nil {
+			c.Close()
+			break
+		} else if time.Now().After(deadline) {
+			t.Fatalf("the bridge does not listen on media.serve_listen after its restart: %v", err)
+		}
+	}
+	if resp, body := httpGet(t, ctx, pdfURL, ""); resp.StatusCode != http.StatusOK || !bytes.Equal(body, testPDF) {
+		t.Errorf("GET the PDF after a restart: %s, %d bytes", resp.Status, len(body))
+	}
+
+	if m := metrics; !strings.Contains(m, `xmppbridge_events_total{reason="bad_signature",what="media_serve"} 3`) ||
 		!strings.Contains(m, `xmppbridge_events_total{reason="served",what="media_serve"} 4`) {
 		t.Errorf("/metrics does not count 4 served and 3 refused media_serve:\n%s", grepLines(m, "media_serve"))
 	}
