@@ -382,18 +382,26 @@ func TestGroupMedia(t *testing.T) {
 		t.Errorf("the picture on Matrix is %d bytes, not the %d uploaded", len(got), len(pic))
 	}
 
-	mine := testPNG(t, 5, 5, 42)
-	up, err := alice.Client.UploadBytesWithName(ctx, mine, "image/png", "veil.png")
+	aliceSendsGroupPicture(t, ctx, portal, olivia, muc+"/"+aliceNick, "veil.png", testPNG(t, 5, 5, 42))
+}
+
+// aliceSendsGroupPicture has Alice send a picture of name and data to a
+// group portal, and checks that the chat's message to client from her
+// puppet's occupant JID carries a URL as body and in XEP-0066 <x/> (§3)
+// from which data can be downloaded; it returns that URL.
+func aliceSendsGroupPicture(t *testing.T, ctx context.Context, portal id.RoomID, client *peers.XMPPClient, from, name string, data []byte) string {
+	t.Helper()
+	up, err := w.alice.Client.UploadBytesWithName(ctx, data, "image/png", name)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := alice.Client.SendMessageEvent(ctx, portal, event.EventMessage, &event.MessageEventContent{
-		MsgType: event.MsgImage, Body: "veil.png", URL: up.ContentURI.CUString(), Info: &event.FileInfo{MimeType: "image/png", Size: len(mine)},
+	if _, err := w.alice.Client.SendMessageEvent(ctx, portal, event.EventMessage, &event.MessageEventContent{
+		MsgType: event.MsgImage, Body: name, URL: up.ContentURI.CUString(), Info: &event.FileInfo{MimeType: "image/png", Size: len(data)},
 	}); err != nil {
 		t.Fatal(err)
 	}
-	got, err := olivia.Wait(ctx, wait, func(s *peers.Stanza) bool {
-		return s.Name == "message" && s.Type == "groupchat" && s.From == muc+"/"+aliceNick && strings.Contains(s.Body, "veil.png")
+	got, err := client.Wait(ctx, wait, func(s *peers.Stanza) bool {
+		return s.Name == "message" && s.Type == "groupchat" && s.From == from && strings.Contains(s.Body, name)
 	})
 	if err != nil {
 		t.Fatalf("Alice's picture never reached the chat: %v", err)
@@ -401,14 +409,10 @@ func TestGroupMedia(t *testing.T) {
 	if !got.Has(`<x xmlns="jabber:x:oob"><url xmlns="jabber:x:oob">` + got.Body + `</url>`) {
 		t.Errorf("the chat's message has no XEP-0066 URL equal to its body: %s", got.XML)
 	}
-	resp, err := http.Get(got.Body)
-	if err != nil {
-		t.Fatal(err)
+	if resp, body := httpGet(t, ctx, got.Body, ""); resp.StatusCode != http.StatusOK || !bytes.Equal(body, data) {
+		t.Errorf("the chat's URL serves %s, %d bytes, not the %d Alice sent", resp.Status, len(body), len(data))
 	}
-	defer resp.Body.Close()
-	if data, _ := io.ReadAll(resp.Body); !bytes.Equal(data, mine) {
-		t.Errorf("the chat's URL serves %d bytes, not the %d Alice sent", len(data), len(mine))
-	}
+	return got.Body
 }
 
 // A slow file holds nothing else: while the bridge fetches Sebastian's
@@ -480,7 +484,8 @@ func TestMediaFetchBlocksNothing(t *testing.T) {
 // same headers (RFC 9110 §9.3.2), and a range of the PDF is that range
 // (RFC 9110 §14.2). A URL with its media id, expiry
 // or signature changed is refused (403) and counted. The key the bridge
-// made is kept in its database: its URLs work after a restart.
+// made is kept in its database: its URLs work after a restart. A file
+// Alice sends to a group portal reaches the chat with such a URL too.
 func TestMediaServedToXMPP(t *testing.T) {
 	if err := peers.SlixmppAvailable(); err != nil {
 		t.Fatal(err)
@@ -602,6 +607,17 @@ func TestMediaServedToXMPP(t *testing.T) {
 	if m := metrics; !strings.Contains(m, `xmppbridge_events_total{reason="bad_signature",what="media_serve"} 3`) ||
 		!strings.Contains(m, `xmppbridge_events_total{reason="served",what="media_serve"} 4`) {
 		t.Errorf("/metrics does not count 4 served and 3 refused media_serve:\n%s", grepLines(m, "media_serve"))
+	}
+
+	// A group portal's file takes the same way: the chat's message from
+	// Alice's nick carries the bridge's URL as body and in <x/>.
+	muc := "masque@" + w.Prosody.MUCDomain
+	maria := w.xmppUser(t, "maria", "masque")
+	joinMUC(t, maria, muc, "Maria")
+	portal := w.aliceJoinsGroup(t, muc)
+	nick := puppetNick(t, maria, muc, "Maria")
+	if u := aliceSendsGroupPicture(t, ctx, portal, maria, muc+"/"+nick, "mask.png", testPNG(t, 6, 7, 11)); !strings.HasPrefix(u, public+"/") {
+		t.Errorf("the chat's URL %s is not the bridge's", u)
 	}
 }
 
