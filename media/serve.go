@@ -27,10 +27,12 @@ import (
 // open (media.to_xmpp: serve). The bridge hands out a URL under
 // media.public_url that names the file in the media repository (the mxc://
 // server and media id), when the URL stops working, and its file name,
-// all signed with HMAC-SHA256; whoever opens it gets the file streamed
-// from the homeserver's authenticated media API, which no XMPP client can
-// ask (it needs a Matrix access token). Nothing else is reachable through
-// it: a URL the bridge did not sign names nothing.
+// all signed with HMAC-SHA256; whoever opens it gets the file the bridge
+// downloads for them from the homeserver's authenticated media API, which
+// no XMPP client can ask (it needs a Matrix access token), into a bounded
+// temporary file (a seekable copy, which ranges need; the API is not
+// asked for ranges, so that they do not depend on the homeserver). Nothing else is
+// reachable through it: a URL the bridge did not sign names nothing.
 //
 // The URL is PUBLIC/SERVER/MEDIA_ID/EXPIRY/SIGNATURE/NAME, each part
 // escaped as a path segment: the name last, so that a client that guesses
