@@ -97,6 +97,13 @@ type Config struct {
 		UploadService string        `yaml:"upload_service"`
 		ServerDomain  string        `yaml:"server_domain"`
 		TempDir       string        `yaml:"temp_dir"`
+		// How files from Matrix get a URL on XMPP: MediaUpload or
+		// MediaServe, and what serving needs.
+		ToXMPP      string        `yaml:"to_xmpp"`
+		PublicURL   string        `yaml:"public_url"`
+		ServeListen string        `yaml:"serve_listen"`
+		ServeExpiry time.Duration `yaml:"serve_expiry"`
+		SigningKey  string        `yaml:"signing_key"`
 	} `yaml:"media"`
 	// What one Matrix user may have the bridge join of XMPP chats.
 	Groups struct {
@@ -506,7 +513,46 @@ func (c *Config) validateMedia(bad func(key, what string)) {
 			bad(key, fmt.Sprintf("%q is not a domain; put one such as upload.example.org, or leave it empty", v))
 		}
 	}
+	switch c.Media.ToXMPP {
+	case MediaUpload:
+	case MediaServe:
+		c.validateServe(bad)
+	default:
+		bad("media.to_xmpp", fmt.Sprintf("%q is neither %s nor %s", c.Media.ToXMPP, MediaUpload, MediaServe))
+	}
 }
+
+// The ways a file from Matrix gets its URL on XMPP (media.to_xmpp): put on
+// the XMPP server's upload service (XEP-0363) as the sender's puppet, or
+// served by the bridge at signed, expiring URLs.
+const (
+	MediaUpload = "upload"
+	MediaServe  = "serve"
+)
+
+// minSigningKey is the shortest media.signing_key: as many bytes as the
+// HMAC-SHA256 it keys gives, so that the key is no easier to guess than a
+// signature.
+const minSigningKey = 32
+
+// validateServe checks the keys media.to_xmpp: serve needs.
+func (c *Config) validateServe(bad func(key, what string)) {
+	if u, err := c.MediaPublicURL(); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+		bad("media.public_url", fmt.Sprintf("%q is not an http(s) address without query; put where XMPP clients reach the bridge's files, e.g. https://bridge.example.org/media", c.Media.PublicURL))
+	}
+	if _, _, err := net.SplitHostPort(c.Media.ServeListen); err != nil {
+		bad("media.serve_listen", fmt.Sprintf("%q is not a host:port; put where the bridge listens for the files' requests, e.g. 127.0.0.1:29342", c.Media.ServeListen))
+	}
+	if c.Media.ServeExpiry <= 0 {
+		bad("media.serve_expiry", "must be more than 0; put how long a file's URL works, e.g. 720h")
+	}
+	if k := c.Media.SigningKey; k != "" && len(k) < minSigningKey {
+		bad("media.signing_key", fmt.Sprintf("is %d characters, fewer than %d; put a long random string (openssl rand -base64 48), or leave it empty for one the bridge keeps in its database", len(k), minSigningKey))
+	}
+}
+
+// MediaPublicURL is media.public_url parsed.
+func (c *Config) MediaPublicURL() (*url.URL, error) { return url.Parse(c.Media.PublicURL) }
 
 // MediaNetworks is media.allow_networks, each a network or an address
 // (a network of one).

@@ -29,7 +29,19 @@ func TestMediaConfig(t *testing.T) {
 	if !slices.Equal(nets, want) || cfg.MediaServerDomain().String() != "xmpp.example.net" {
 		t.Errorf("networks %v server %s", nets, cfg.MediaServerDomain())
 	}
+	if cfg.Media.ToXMPP != MediaUpload || cfg.Media.ServeExpiry != 720*time.Hour || cfg.Media.ServeListen != "127.0.0.1:29342" {
+		t.Errorf("to_xmpp %q serve_expiry %s serve_listen %q: want upload, 720h, 127.0.0.1:29342", cfg.Media.ToXMPP, cfg.Media.ServeExpiry, cfg.Media.ServeListen)
+	}
+	serve := "+media:\n    to_xmpp: serve\n    public_url: https://bridge.example.org/media\n"
+	if cfg, err := Parse([]byte(edit(minimal, serve))); err != nil || cfg.Media.ToXMPP != MediaServe {
+		t.Errorf("serve with a public_url: %v", err)
+	}
 	for key, e := range map[string]string{
+		"media.to_xmpp":                 "+media:\n    to_xmpp: link\n",
+		"media.public_url":              "+media:\n    to_xmpp: serve\n",
+		"media.serve_listen":            serve + "    serve_listen: localhost\n",
+		"media.serve_expiry":            serve + "    serve_expiry: 0s\n",
+		"media.signing_key":             serve + "    signing_key: short\n",
 		"media.max_file_mib":            "+media:\n    max_file_mib: 0\n",
 		"media.fetch_timeout":           "+media:\n    fetch_timeout: 0s\n",
 		"media.allow_networks":          "+media:\n    allow_networks: [intranet]\n",

@@ -203,7 +203,7 @@ func TestGroupHistoryAtItsTime(t *testing.T) {
 // in that room.
 func TestGroupJoinBudget(t *testing.T) {
 	ctx := context.Background()
-	restartWith(t, ctx, "groups", map[string]int{"max_rooms_per_user": 1, "joins_per_user_per_hour": 5})
+	restartWith(t, ctx, "groups", map[string]any{"max_rooms_per_user": 1, "joins_per_user_per_hour": 5})
 	cli, err := w.Dendrite.RegisterUser(ctx, "pedro", peers.Password)
 	if err != nil {
 		t.Fatal(err)

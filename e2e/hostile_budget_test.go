@@ -23,13 +23,17 @@ import (
 // begins with them full.
 func restartWithLimits(t *testing.T, ctx context.Context, limits map[string]int) {
 	t.Helper()
-	restartWith(t, ctx, "limits", limits)
+	values := map[string]any{}
+	for k, v := range limits {
+		values[k] = v
+	}
+	restartWith(t, ctx, "limits", values)
 }
 
-// restartWith restarts the bridge with the keys of values set in the
-// section of its configuration, and after the test with the
-// configuration it had.
-func restartWith(t *testing.T, ctx context.Context, name string, values map[string]int) {
+// restartWith restarts the bridge with the keys of values set in section
+// on top of its configuration, and after the test with the configuration
+// it had.
+func restartWith(t *testing.T, ctx context.Context, name string, values map[string]any) {
 	t.Helper()
 	orig, err := os.ReadFile(w.Bridge.Config)
 	if err != nil {

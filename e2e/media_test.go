@@ -13,10 +13,12 @@ import (
 	"image/color"
 	"image/png"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -26,6 +28,7 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"xmppbridge/internal/peers"
+	"xmppbridge/internal/rig"
 )
 
 // testPNG is a w×h PNG, different for each seed.
@@ -146,6 +149,42 @@ func TestMediaFromXMPP(t *testing.T) {
 	}
 }
 
+// slixmppDM starts slixmpp as user@localhost and a DM of Alice's with
+// their ghost, which the ghost has joined.
+func slixmppDM(t *testing.T, ctx context.Context, user string) (*peers.Slixmpp, id.RoomID) {
+	t.Helper()
+	client, err := w.StartSlixmpp(ctx, user)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(client.Close)
+	ghost := w.ghost(user + "@localhost")
+	room, err := w.alice.CreateDM(ctx, ghost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.alice.Wait(ctx, wait, peers.IsMembership(room, ghost, event.MembershipJoin)); err != nil {
+		t.Fatalf("the ghost never joined: %v", err)
+	}
+	return client, room
+}
+
+// slixmppDownloads has client download u over HTTP and checks it got
+// want; what names the file in a failure.
+func slixmppDownloads(t *testing.T, ctx context.Context, client *peers.Slixmpp, u string, want []byte, what string) {
+	t.Helper()
+	if err := client.Do(ctx, wait, map[string]string{"cmd": "download", "url": u}); err != nil {
+		t.Fatalf("slixmpp could not download %s: %v", u, err)
+	}
+	dl, err := client.Wait(ctx, wait, func(e peers.SlixmppEvent) bool { return e.Event == "downloaded" && e.URL == u })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dl.SHA256 != sha(want) || dl.Size != int64(len(want)) {
+		t.Errorf("%s is %d bytes (sha256 %s), not the %d Alice sent", what, dl.Size, dl.SHA256, len(want))
+	}
+}
+
 func download(t *testing.T, ctx context.Context, cli *mautrix.Client, uri id.ContentURIString) []byte {
 	t.Helper()
 	mxc, err := uri.Parse()
@@ -173,19 +212,7 @@ func TestMediaFromMatrix(t *testing.T) {
 	}
 	ctx := context.Background()
 	alice := w.alice
-	orsino, err := w.StartSlixmpp(ctx, "orsino")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(orsino.Close)
-	ghost := w.ghost("orsino@localhost")
-	room, err := alice.CreateDM(ctx, ghost)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := alice.Wait(ctx, wait, peers.IsMembership(room, ghost, event.MembershipJoin)); err != nil {
-		t.Fatalf("the ghost never joined: %v", err)
-	}
+	orsino, room := slixmppDM(t, ctx, "orsino")
 	pic := testPNG(t, 16, 24, 99)
 	files := []struct {
 		name, typ string
@@ -223,23 +250,14 @@ func TestMediaFromMatrix(t *testing.T) {
 		if msg.Body != msg.URL {
 			t.Errorf("body %q, XEP-0066 URL %q: want the same", msg.Body, msg.URL)
 		}
-		if err := orsino.Do(ctx, wait, map[string]string{"cmd": "download", "url": msg.URL}); err != nil {
-			t.Fatalf("slixmpp could not download %s: %v", msg.URL, err)
-		}
-		dl, err := orsino.Wait(ctx, wait, func(e peers.SlixmppEvent) bool { return e.Event == "downloaded" && e.URL == msg.URL })
-		if err != nil {
-			t.Fatal(err)
-		}
-		if dl.SHA256 != sha(f.data) || dl.Size != int64(len(f.data)) {
-			t.Errorf("%s from the XMPP upload service is %d bytes (sha256 %s), not the %d Alice sent", f.name, dl.Size, dl.SHA256, len(f.data))
-		}
+		slixmppDownloads(t, ctx, orsino, msg.URL, f.data, "from the XMPP upload service "+f.name)
 		if f.msgtype == event.MsgImage {
 			if err := orsino.Do(ctx, wait, map[string]string{"cmd": "displayed", "to": w.puppet(t, alice.Client.UserID), "id": msg.ID}); err != nil {
 				t.Fatal(err)
 			}
 		}
 	}
-	if _, err := alice.Wait(ctx, wait, isRead(room, picEvent, ghost)); err != nil {
+	if _, err := alice.Wait(ctx, wait, isRead(room, picEvent, w.ghost("orsino@localhost"))); err != nil {
 		t.Errorf("slixmpp's displayed marker on the picture never became the ghost's m.read: %v", err)
 	}
 
@@ -364,18 +382,26 @@ func TestGroupMedia(t *testing.T) {
 		t.Errorf("the picture on Matrix is %d bytes, not the %d uploaded", len(got), len(pic))
 	}
 
-	mine := testPNG(t, 5, 5, 42)
-	up, err := alice.Client.UploadBytesWithName(ctx, mine, "image/png", "veil.png")
+	aliceSendsGroupPicture(t, ctx, portal, olivia, muc+"/"+aliceNick, "veil.png", testPNG(t, 5, 5, 42))
+}
+
+// aliceSendsGroupPicture has Alice send a picture of name and data to a
+// group portal, and checks that the chat's message to client from her
+// puppet's occupant JID carries a URL as body and in XEP-0066 <x/> (§3)
+// from which data can be downloaded; it returns that URL.
+func aliceSendsGroupPicture(t *testing.T, ctx context.Context, portal id.RoomID, client *peers.XMPPClient, from, name string, data []byte) string {
+	t.Helper()
+	up, err := w.alice.Client.UploadBytesWithName(ctx, data, "image/png", name)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := alice.Client.SendMessageEvent(ctx, portal, event.EventMessage, &event.MessageEventContent{
-		MsgType: event.MsgImage, Body: "veil.png", URL: up.ContentURI.CUString(), Info: &event.FileInfo{MimeType: "image/png", Size: len(mine)},
+	if _, err := w.alice.Client.SendMessageEvent(ctx, portal, event.EventMessage, &event.MessageEventContent{
+		MsgType: event.MsgImage, Body: name, URL: up.ContentURI.CUString(), Info: &event.FileInfo{MimeType: "image/png", Size: len(data)},
 	}); err != nil {
 		t.Fatal(err)
 	}
-	got, err := olivia.Wait(ctx, wait, func(s *peers.Stanza) bool {
-		return s.Name == "message" && s.Type == "groupchat" && s.From == muc+"/"+aliceNick && strings.Contains(s.Body, "veil.png")
+	got, err := client.Wait(ctx, wait, func(s *peers.Stanza) bool {
+		return s.Name == "message" && s.Type == "groupchat" && s.From == from && strings.Contains(s.Body, name)
 	})
 	if err != nil {
 		t.Fatalf("Alice's picture never reached the chat: %v", err)
@@ -383,14 +409,10 @@ func TestGroupMedia(t *testing.T) {
 	if !got.Has(`<x xmlns="jabber:x:oob"><url xmlns="jabber:x:oob">` + got.Body + `</url>`) {
 		t.Errorf("the chat's message has no XEP-0066 URL equal to its body: %s", got.XML)
 	}
-	resp, err := http.Get(got.Body)
-	if err != nil {
-		t.Fatal(err)
+	if resp, body := httpGet(t, ctx, got.Body, ""); resp.StatusCode != http.StatusOK || !bytes.Equal(body, data) {
+		t.Errorf("the chat's URL serves %s, %d bytes, not the %d Alice sent", resp.Status, len(body), len(data))
 	}
-	defer resp.Body.Close()
-	if data, _ := io.ReadAll(resp.Body); !bytes.Equal(data, mine) {
-		t.Errorf("the chat's URL serves %d bytes, not the %d Alice sent", len(data), len(mine))
-	}
+	return got.Body
 }
 
 // A slow file holds nothing else: while the bridge fetches Sebastian's
@@ -450,4 +472,173 @@ func TestMediaFetchBlocksNothing(t *testing.T) {
 	if got := download(t, ctx, alice.Client, img.Content.AsMessage().URL); !bytes.Equal(got, pic) {
 		t.Errorf("the picture on Matrix is %d bytes, not the %d served", len(got), len(pic))
 	}
+}
+
+// The second way a file from Matrix reaches XMPP (media.to_xmpp: serve):
+// the bridge, restarted with it, gives Alice's picture and PDF URLs of its
+// own under media.public_url instead of uploading them to Prosody, as the
+// body and in XEP-0066 <x/> (§3) of the message to slixmpp. slixmpp
+// downloads the picture from there and a plain HTTP client the PDF, each
+// streamed by the bridge from Dendrite's authenticated media API: the
+// bytes are Alice's, with their type, length and name, a HEAD gives the
+// same headers (RFC 9110 §9.3.2), and a range of the PDF is that range
+// (RFC 9110 §14.2). A URL with its media id, expiry
+// or signature changed is refused (403) and counted. The key the bridge
+// made is kept in its database: its URLs work after a restart. A file
+// Alice sends to a group portal reaches the chat with such a URL too.
+func TestMediaServedToXMPP(t *testing.T) {
+	if err := peers.SlixmppAvailable(); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	port, err := rig.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	listen := fmt.Sprintf("127.0.0.1:%d", port)
+	public := "http://" + listen + "/files"
+	restartWith(t, ctx, "media", map[string]any{"to_xmpp": "serve", "public_url": public, "serve_listen": listen})
+	alice := w.alice
+	feste, room := slixmppDM(t, ctx, "feste")
+	pic := testPNG(t, 20, 10, 42)
+	var pdfURL string
+	for _, f := range []struct {
+		name, typ string
+		data      []byte
+		msgtype   event.MessageType
+	}{
+		{"fool.png", "image/png", pic, event.MsgImage},
+		{"twelfth night.pdf", "application/pdf", testPDF, event.MsgFile},
+	} {
+		up, err := alice.Client.UploadBytesWithName(ctx, f.data, f.typ, f.name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := alice.Client.SendMessageEvent(ctx, room, event.EventMessage, &event.MessageEventContent{
+			MsgType: f.msgtype, Body: f.name, URL: up.ContentURI.CUString(),
+			Info: &event.FileInfo{MimeType: f.typ, Size: len(f.data)},
+		}); err != nil {
+			t.Fatal(err)
+		}
+		escaped := strings.ReplaceAll(f.name, " ", "%20")
+		msg, err := feste.Wait(ctx, wait, func(e peers.SlixmppEvent) bool {
+			return e.Event == "message" && strings.HasSuffix(e.URL, "/"+escaped)
+		})
+		if err != nil {
+			t.Fatalf("%s never reached slixmpp with a XEP-0066 URL: %v", f.name, err)
+		}
+		if msg.Body != msg.URL || !strings.HasPrefix(msg.URL, public+"/localhost/"+up.ContentURI.FileID+"/") {
+			t.Errorf("body %q, XEP-0066 URL %q: want the same, under %s naming the file", msg.Body, msg.URL, public)
+		}
+		if f.msgtype == event.MsgFile {
+			pdfURL = msg.URL
+			continue
+		}
+		slixmppDownloads(t, ctx, feste, msg.URL, f.data, "served by the bridge "+f.name)
+	}
+
+	resp, body := httpGet(t, ctx, pdfURL, "")
+	if resp.StatusCode != http.StatusOK || !bytes.Equal(body, testPDF) {
+		t.Errorf("GET the PDF: %s, %d bytes, want 200 and the %d Alice sent", resp.Status, len(body), len(testPDF))
+	}
+	if resp.Header.Get("Content-Type") != "application/pdf" || resp.ContentLength != int64(len(testPDF)) ||
+		resp.Header.Get("Content-Disposition") != `attachment; filename="twelfth night.pdf"` {
+		t.Errorf("GET the PDF: Content-Type %q, Content-Length %d, Content-Disposition %q", resp.Header.Get("Content-Type"), resp.ContentLength, resp.Header.Get("Content-Disposition"))
+	}
+	// HEAD, as Conversations asks before it downloads: the length
+	// Dendrite gives, the type from the first bytes.
+	head, err := http.Head(pdfURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	head.Body.Close()
+	if head.StatusCode != http.StatusOK || head.ContentLength != int64(len(testPDF)) || head.Header.Get("Content-Type") != "application/pdf" {
+		t.Errorf("HEAD the PDF: %s, Content-Length %d, Content-Type %q", head.Status, head.ContentLength, head.Header.Get("Content-Type"))
+	}
+	resp, body = httpGet(t, ctx, pdfURL, "bytes=9-20")
+	if resp.StatusCode != http.StatusPartialContent || !bytes.Equal(body, testPDF[9:21]) ||
+		resp.Header.Get("Content-Range") != fmt.Sprintf("bytes 9-20/%d", len(testPDF)) {
+		t.Errorf("GET bytes=9-20 of the PDF: %s %q (%s), want 206 %q", resp.Status, body, resp.Header.Get("Content-Range"), testPDF[9:21])
+	}
+
+	// server, media id, expiry, signature, name after the prefix
+	parts := strings.Split(strings.TrimPrefix(pdfURL, public+"/"), "/")
+	flip := func(s string) string {
+		if s[len(s)-1] == 'a' {
+			return s[:len(s)-1] + "b"
+		}
+		return s[:len(s)-1] + "a"
+	}
+	later := func(s string) string { n, _ := strconv.ParseInt(s, 10, 64); return strconv.FormatInt(n+3600, 10) }
+	for i, change := range map[int]func(string) string{1: flip, 2: later, 3: flip} {
+		p := append([]string(nil), parts...)
+		p[i] = change(p[i])
+		tampered := public + "/" + strings.Join(p, "/")
+		if resp, _ := httpGet(t, ctx, tampered, ""); resp.StatusCode != http.StatusForbidden {
+			t.Errorf("a tampered URL %s: %s, want 403", tampered, resp.Status)
+		}
+	}
+	metrics := w.metrics(t)
+
+	// The key the bridge generated is kept in its database: the URLs it
+	// gave still work after a restart.
+	if err := w.Bridge.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Bridge.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := bridgeReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(wait); ; time.Sleep(50 * time.Millisecond) {
+		c, err := net.DialTimeout("tcp", listen, time.Second)
+		if err == nil {
+			c.Close()
+			break
+		} else if time.Now().After(deadline) {
+			t.Fatalf("the bridge does not listen on media.serve_listen after its restart: %v", err)
+		}
+	}
+	if resp, body := httpGet(t, ctx, pdfURL, ""); resp.StatusCode != http.StatusOK || !bytes.Equal(body, testPDF) {
+		t.Errorf("GET the PDF after a restart: %s, %d bytes", resp.Status, len(body))
+	}
+
+	if m := metrics; !strings.Contains(m, `xmppbridge_events_total{reason="bad_signature",what="media_serve"} 3`) ||
+		!strings.Contains(m, `xmppbridge_events_total{reason="served",what="media_serve"} 4`) {
+		t.Errorf("/metrics does not count 4 served and 3 refused media_serve:\n%s", grepLines(m, "media_serve"))
+	}
+
+	// A group portal's file takes the same way: the chat's message from
+	// Alice's nick carries the bridge's URL as body and in <x/>.
+	muc := "masque@" + w.Prosody.MUCDomain
+	maria := w.xmppUser(t, "maria", "masque")
+	joinMUC(t, maria, muc, "Maria")
+	portal := w.aliceJoinsGroup(t, muc)
+	nick := puppetNick(t, maria, muc, "Maria")
+	if u := aliceSendsGroupPicture(t, ctx, portal, maria, muc+"/"+nick, "mask.png", testPNG(t, 6, 7, 11)); !strings.HasPrefix(u, public+"/") {
+		t.Errorf("the chat's URL %s is not the bridge's", u)
+	}
+}
+
+// httpGet is a GET of u, with a Range header unless rng is "".
+func httpGet(t *testing.T, ctx context.Context, u, rng string) (*http.Response, []byte) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rng != "" {
+		req.Header.Set("Range", rng)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp, body
 }

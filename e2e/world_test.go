@@ -5,8 +5,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"testing"
@@ -28,7 +26,7 @@ var w *world
 
 func TestMain(m *testing.M) {
 	code := 1
-	ww, logPath, err := startWorld(peers.WorldOptions{XMPPUsers: []string{"juliet", "romeo", "tybalt", "mercutio", "benvolio", "paris", "nurse", "balthasar", "friar", "rosaline", "sampson", "gregory", "abram", "peter", "montague", "escalus", "lawrence", "potpan", "benedick", "hero", "claudio", "beatrice", "verges", "dogberry", "seacoal", "macbeth", "banquo", "ursula", "antonio", "borachio", "conrade", "viola", "orsino", "olivia", "sebastian", "valentine", "leonato", "margaret"}})
+	ww, logPath, err := startWorld(peers.WorldOptions{XMPPUsers: []string{"juliet", "romeo", "tybalt", "mercutio", "benvolio", "paris", "nurse", "balthasar", "friar", "rosaline", "sampson", "gregory", "abram", "peter", "montague", "escalus", "lawrence", "potpan", "benedick", "hero", "claudio", "beatrice", "verges", "dogberry", "seacoal", "macbeth", "banquo", "ursula", "antonio", "borachio", "conrade", "viola", "orsino", "olivia", "sebastian", "valentine", "leonato", "margaret", "feste", "maria"}})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "e2e: setting up Prosody, Dendrite and the bridge:", err)
 	} else {
@@ -104,14 +102,6 @@ func (w *world) ghost(bare string) id.UserID { return w.Ghost(bare) }
 // metrics is what w's bridge serves at /metrics.
 func (w *world) metrics(t *testing.T) string {
 	t.Helper()
-	resp, err := http.Get("http://" + w.MetricsAddr + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, body := httpGet(t, context.Background(), "http://"+w.MetricsAddr+"/metrics", "")
 	return string(body)
 }

@@ -68,7 +68,7 @@ func Spool(r io.Reader, max int64, name, claimed, dir string) (*File, error) {
 		return nil, fmt.Errorf("%w: %w: over %d bytes", mapping.ErrPermanent, ErrTooLarge, max)
 	}
 	file.Size = n
-	head := make([]byte, 512)
+	head := make([]byte, sniffLen)
 	k, _ := tmp.ReadAt(head, 0)
 	file.Type = sniff(head[:k], claimed)
 	if strings.HasPrefix(file.Type, "image/") {
@@ -80,6 +80,10 @@ func Spool(r io.Reader, max int64, name, claimed, dir string) (*File, error) {
 	}
 	return file, nil
 }
+
+// sniffLen is how much of a file the sniffing algorithm reads (WHATWG
+// MIME Sniffing §7: the resource header, 512 bytes).
+const sniffLen = 512
 
 // sniff is the MIME type of a file that begins with head, as
 // http.DetectContentType reads it (the WHATWG sniffing algorithm), without

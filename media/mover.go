@@ -33,6 +33,9 @@ type Mover struct {
 	// is usually below it); TempDir is where files are spooled.
 	MaxBytes int64
 	TempDir  string
+	// Serve, when set (media.to_xmpp: serve), gives files from Matrix
+	// the bridge's own signed URLs instead of uploading them.
+	Serve *SignedURLs
 }
 
 var _ mapping.Media = (*Mover)(nil)
@@ -55,11 +58,16 @@ func (m *Mover) ToMatrix(ctx context.Context, ghost id.UserID, url string) (*map
 	return &mapping.MediaFile{URL: uri, Name: f.Name, Type: f.Type, Size: f.Size, Width: f.Width, Height: f.Height}, nil
 }
 
-// ToXMPP implements mapping.Media: downloaded from the homeserver,
-// spooled (XEP-0363 asks for the size before the upload), put on the
-// upload service as from. The homeserver's ErrNotConnected is not passed
-// on: the job waits on the XMPP side, which is up.
+// ToXMPP implements mapping.Media, and is the one place that decides the
+// URL a file from Matrix has on XMPP: with Serve, the bridge's own signed
+// URL of it (served); else downloaded from the homeserver, spooled
+// (XEP-0363 asks for the size before the upload), put on the upload
+// service as from. The homeserver's ErrNotConnected is not passed on: the
+// job waits on the XMPP side, which is up.
 func (m *Mover) ToXMPP(ctx context.Context, from jid.JID, src mapping.MediaFile) (*mapping.MediaFile, error) {
+	if m.Serve != nil {
+		return m.served(src)
+	}
 	body, size, typ, err := m.Homeserver.DownloadMedia(ctx, src.URL)
 	if errors.Is(err, mapping.ErrNotConnected) {
 		return nil, fmt.Errorf("download %s: the homeserver is away", src.URL)
@@ -92,4 +100,19 @@ func (m *Mover) ToXMPP(ctx context.Context, from jid.JID, src mapping.MediaFile)
 		return nil, err
 	}
 	return &mapping.MediaFile{URL: url, Name: f.Name, Type: f.Type, Size: f.Size, Width: f.Width, Height: f.Height}, nil
+}
+
+// served is src with its signed URL, which the bridge serves by
+// downloading it when it is asked for (Server). Nothing is downloaded
+// now: the size its sender claimed is checked against MaxBytes, the
+// served bytes again when they are fetched.
+func (m *Mover) served(src mapping.MediaFile) (*mapping.MediaFile, error) {
+	if src.Size > m.MaxBytes {
+		return nil, fmt.Errorf("%w: %w: %d bytes, over media.max_file_mib", mapping.ErrPermanent, ErrTooLarge, src.Size)
+	}
+	url, err := m.Serve.URL(src.URL, src.Name)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", mapping.ErrPermanent, err)
+	}
+	return &mapping.MediaFile{URL: url, Name: safeName(src.Name), Type: src.Type, Size: src.Size}, nil
 }

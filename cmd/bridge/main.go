@@ -162,8 +162,16 @@ func run(configPath, regPath string, generate, newTokens bool) error {
 		return err
 	}
 	core.SetSides(hs, comp)
+	var served *media.Server
 	if cfg.Media.Enabled {
-		core.SetMedia(newMedia(cfg, hs, comp))
+		mover := newMedia(cfg, hs, comp)
+		if cfg.Media.ToXMPP == config.MediaServe {
+			if served, err = newServed(ctx, cfg, db, hs, count, log); err != nil {
+				return err
+			}
+			mover.Serve = served.URLs
+		}
+		core.SetMedia(mover)
 		if n := media.CleanTemp(cfg.Media.TempDir, time.Hour); n > 0 {
 			log.Info().Int("files", n).Msg("Removed the temporary files of transfers an earlier run left")
 		}
@@ -183,13 +191,20 @@ func run(configPath, regPath string, generate, newTokens bool) error {
 	core.SetStatus(statusOf(watch, hs, cfg, func() string { return ephemeral.Load().(string) }))
 
 	var wg sync.WaitGroup
-	errc := make(chan error, 3)
+	errc := make(chan error, 4)
 	goRun := func(f func()) { wg.Add(1); go func() { defer wg.Done(); f() }() }
 	goRun(func() {
 		if err := srv.Listen(ctx, cfg.ListenAddress()); err != nil {
 			errc <- fmt.Errorf("listen on %s (appservice.hostname/port): %w", cfg.ListenAddress(), err)
 		}
 	})
+	if served != nil {
+		goRun(func() {
+			if err := served.Listen(ctx, cfg.Media.ServeListen); err != nil {
+				errc <- fmt.Errorf("serve files on %s (media.serve_listen): %w", cfg.Media.ServeListen, err)
+			}
+		})
+	}
 	if cfg.Metrics.Enabled {
 		goRun(func() {
 			if err := serveMetrics(ctx, cfg.Metrics.Listen, watch); err != nil {
@@ -242,6 +257,20 @@ func newMedia(cfg *config.Config, hs *matrixside.Homeserver, comp *xmppside.Comp
 		MaxBytes: max,
 		TempDir:  cfg.Media.TempDir,
 	}
+}
+
+// newServed is the server of the files from Matrix at the bridge's own
+// signed URLs (media.to_xmpp: serve), its key the configured one or the
+// one kept in the database.
+func newServed(ctx context.Context, cfg *config.Config, db *database.Database, hs *matrixside.Homeserver, count mapping.Counter, log zerolog.Logger) (*media.Server, error) {
+	key, err := media.SigningKey(ctx, db, cfg.Media.SigningKey)
+	if err != nil {
+		return nil, err
+	}
+	public, _ := cfg.MediaPublicURL() // validated
+	urls := &media.SignedURLs{Public: public, Key: key, Lifetime: cfg.Media.ServeExpiry}
+	return media.NewServer(urls, hs, int64(cfg.Media.MaxFileMiB)<<20, cfg.Media.TempDir, cfg.Media.FetchTimeout,
+		count, log.With().Str("component", "media").Logger()), nil
 }
 
 // gcPercent is GOGC while the heap is below limits.memory_mib: the
