@@ -7,12 +7,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/xml"
 	"fmt"
-	"image"
-	"image/color"
-	"image/png"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -31,17 +26,7 @@ import (
 // testPNG is a w×h PNG, different for each seed.
 func testPNG(t *testing.T, w, h int, seed uint8) []byte {
 	t.Helper()
-	img := image.NewRGBA(image.Rect(0, 0, w, h))
-	for x := 0; x < w; x++ {
-		for y := 0; y < h; y++ {
-			img.Set(x, y, color.RGBA{uint8(x) ^ seed, uint8(y), seed, 255})
-		}
-	}
-	var b bytes.Buffer
-	if err := png.Encode(&b, img); err != nil {
-		t.Fatal(err)
-	}
-	return b.Bytes()
+	return peers.PNG(w, h, seed)
 }
 
 // testPDF is a small PDF document (net/http's sniffing knows it by its
@@ -294,48 +279,6 @@ func TestProsodyUploadFacts(t *testing.T) {
 	}
 }
 
-// uploadRaw puts data on Prosody's upload service as c (XEP-0363 §4 slot,
-// §6 PUT), as a client does, and returns the GET URL.
-func uploadRaw(t *testing.T, c *peers.XMPPClient, name, typ string, data []byte) string {
-	t.Helper()
-	ctx := context.Background()
-	sendRaw(t, c, fmt.Sprintf(`<iq type='get' id='slot-%s' to='%s'><request xmlns='urn:xmpp:http:upload:0' filename='%s' size='%d' content-type='%s'/></iq>`,
-		name, w.Prosody.UploadDomain, name, len(data), typ))
-	slot, err := c.Wait(ctx, wait, func(s *peers.Stanza) bool { return s.Name == "iq" && s.ID == "slot-"+name })
-	if err != nil || slot.Type != "result" {
-		t.Fatalf("no slot: %v %v", slot, err)
-	}
-	var answer struct {
-		Slot struct {
-			Put struct {
-				URL    string `xml:"url,attr"`
-				Header string `xml:"header"`
-			} `xml:"put"`
-			Get struct {
-				URL string `xml:"url,attr"`
-			} `xml:"get"`
-		} `xml:"slot"`
-	}
-	if err := xml.Unmarshal([]byte(slot.XML), &answer); err != nil {
-		t.Fatal(err)
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPut, answer.Slot.Put.URL, bytes.NewReader(data))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", typ)
-	req.Header.Set("Authorization", answer.Slot.Put.Header)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusCreated && resp.StatusCode != http.StatusOK {
-		t.Fatalf("PUT %s: %s", answer.Slot.Put.URL, resp.Status)
-	}
-	return answer.Slot.Get.URL
-}
-
 // In a group portal too: an occupant's file (XEP-0066 in a groupchat
 // message, after a XEP-0363 upload) is an m.image of their ghost with the
 // bytes uploaded, and a member's picture reaches the chat as a groupchat
@@ -351,7 +294,10 @@ func TestGroupMedia(t *testing.T) {
 	aliceNick := puppetNick(t, olivia, muc, "Olivia")
 
 	pic := testPNG(t, 12, 9, 3)
-	url := uploadRaw(t, olivia, "portrait.png", "image/png", pic)
+	url, err := olivia.Upload(ctx, wait, w.Prosody.UploadDomain, "portrait.png", "image/png", pic)
+	if err != nil {
+		t.Fatal(err)
+	}
 	sendRaw(t, olivia, `<message type='groupchat' to='`+muc+`' id='gm1'><body>`+url+`</body><x xmlns='jabber:x:oob'><url>`+url+`</url></x></message>`)
 	img, err := alice.Wait(ctx, wait, func(e *event.Event) bool {
 		c := e.Content.AsMessage()
@@ -383,13 +329,8 @@ func TestGroupMedia(t *testing.T) {
 	if !got.Has(`<x xmlns="jabber:x:oob"><url xmlns="jabber:x:oob">` + got.Body + `</url>`) {
 		t.Errorf("the chat's message has no XEP-0066 URL equal to its body: %s", got.XML)
 	}
-	resp, err := http.Get(got.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if data, _ := io.ReadAll(resp.Body); !bytes.Equal(data, mine) {
-		t.Errorf("the chat's URL serves %d bytes, not the %d Alice sent", len(data), len(mine))
+	if data, err := peers.Download(ctx, wait, got.Body); err != nil || !bytes.Equal(data, mine) {
+		t.Errorf("the chat's URL serves %d bytes (%v), not the %d Alice sent", len(data), err, len(mine))
 	}
 }
 
