@@ -8,6 +8,8 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"image"
+	_ "image/png"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -390,5 +392,41 @@ func TestMediaFetchBlocksNothing(t *testing.T) {
 	}
 	if got := download(t, ctx, alice.Client, img.Content.AsMessage().URL); !bytes.Equal(got, pic) {
 		t.Errorf("the picture on Matrix is %d bytes, not the %d served", len(got), len(pic))
+	}
+}
+
+// A large picture gets a thumbnail (client-server API, m.image info:
+// thumbnail_url, thumbnail_info): the bridge scales a 1,200×900 PNG sent
+// with XEP-0066 to fit 800×600 and uploads it beside the picture as the
+// ghost, so that a client shows it without fetching the whole file; Alice
+// downloads both from Dendrite, the picture with the bytes sent.
+func TestMediaThumbnail(t *testing.T) {
+	ctx := context.Background()
+	alice := w.alice
+	bassanio := w.xmppUser(t, "bassanio", "gallery")
+	room := openPortal(t, ctx, bassanio, "bassanio")
+	ghost := w.ghost("bassanio@localhost")
+	pic := testPNG(t, 1200, 900, 17)
+	url, err := bassanio.Upload(ctx, wait, w.Prosody.UploadDomain, "belmont.png", "image/png", pic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sendRaw(t, bassanio, `<message type='chat' id='thumb-1' to='`+peers.XMLEscape(w.puppet(t, alice.Client.UserID))+`'><body>`+url+`</body><x xmlns='jabber:x:oob'><url>`+url+`</url></x></message>`)
+	img, err := alice.Wait(ctx, wait, isFile(room, ghost, event.MsgImage))
+	if err != nil {
+		t.Fatalf("no m.image: %v", err)
+	}
+	c := img.Content.AsMessage()
+	if got := download(t, ctx, alice.Client, c.URL); !bytes.Equal(got, pic) {
+		t.Errorf("the picture on Matrix is %d bytes, not the %d sent", len(got), len(pic))
+	}
+	ti := c.Info.ThumbnailInfo
+	if c.Info.ThumbnailURL == "" || ti == nil || ti.MimeType != "image/png" || ti.Width != 800 || ti.Height != 600 {
+		t.Fatalf("thumbnail_url %q thumbnail_info %+v: want an 800×600 image/png", c.Info.ThumbnailURL, ti)
+	}
+	thumb := download(t, ctx, alice.Client, c.Info.ThumbnailURL)
+	cfg, kind, err := image.DecodeConfig(bytes.NewReader(thumb))
+	if err != nil || kind != "png" || cfg.Width != 800 || cfg.Height != 600 || len(thumb) != ti.Size {
+		t.Errorf("the thumbnail is %s %d×%d, %d bytes (%v); its info says %+v", kind, cfg.Width, cfg.Height, len(thumb), err, ti)
 	}
 }
