@@ -3,7 +3,10 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -187,4 +190,87 @@ func aliceJoinsFrom(t *testing.T, ctx context.Context, ghost id.UserID, body str
 		t.Fatalf("the client's message never reached Alice: %v", err)
 	}
 	return invite.RoomID
+}
+
+// profanity's /sendfile (XEP-0363 and XEP-0066 from a client people use):
+// it finds Prosody's upload service by disco (XEP-0363 §3), takes a slot
+// (§4), PUTs the file with the slot's Authorization header (§6) and sends
+// the GET URL. What it sends is recorded first by a plain client (its
+// stanza logged): the URL as the body and in XEP-0066's <x/> (XEP-0066 §3).
+// Sent to Alice's puppet, the picture is an m.image of abram's ghost with
+// the bytes profanity uploaded.
+func TestProfanitySendFile(t *testing.T) {
+	if err := peers.ProfanityAvailable(); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	p, err := w.StartProfanity(ctx, "portia")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	alice := w.alice
+	ghost := w.ghost("portia@localhost")
+	pic := testPNG(t, 48, 36, 21)
+	path := filepath.Join(t.TempDir(), "casket.png")
+	if err := os.WriteFile(path, pic, 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	witness := w.xmppUser(t, "nerissa", "witness")
+	if err := p.Line("/msg nerissa@localhost"); err != nil {
+		t.Fatal(err)
+	}
+	// Typed before the chat window is open, /sendfile is lost.
+	if err := p.WaitScreen(ctx, wait, "nerissa@localhost ["); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Line("/sendfile " + path); err != nil {
+		t.Fatal(err)
+	}
+	sent, err := witness.Wait(ctx, wait, func(s *peers.Stanza) bool {
+		return s.Name == "message" && strings.Contains(s.Body, "casket.png")
+	})
+	if err != nil {
+		s, _ := p.Screen()
+		t.Fatalf("profanity's /sendfile never reached a plain client: %v\nits screen:\n%s", err, s)
+	}
+	t.Logf("profanity 0.13 /sendfile sends:\n%s", sent.XML)
+	url := strings.TrimSpace(sent.Body)
+	if !sent.Has(`<x xmlns="jabber:x:oob"><url xmlns="jabber:x:oob">`+url+`</url>`) || !strings.Contains(url, "/file_share/") {
+		t.Errorf("profanity's message is not its upload's URL as body and XEP-0066 URL: %s", sent.XML)
+	}
+	if got, err := peers.Download(ctx, wait, url); err != nil || !bytes.Equal(got, pic) {
+		t.Errorf("profanity's upload serves %d bytes (%v), not the %d of the file", len(got), err, len(pic))
+	}
+
+	puppet := w.puppet(t, alice.Client.UserID)
+	if err := p.Line("/msg " + puppet); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.WaitScreen(ctx, wait, puppet+" ["); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Line("/sendfile " + path); err != nil {
+		t.Fatal(err)
+	}
+	invite, err := alice.Wait(ctx, wait, peers.IsInvite(alice.Client.UserID, ghost))
+	if err != nil {
+		s, _ := p.Screen()
+		t.Fatalf("profanity's file never reached Matrix: %v\nits screen:\n%s", err, s)
+	}
+	if _, err := alice.Client.JoinRoomByID(ctx, invite.RoomID); err != nil {
+		t.Fatal(err)
+	}
+	img, err := alice.Wait(ctx, wait, isFile(invite.RoomID, ghost, event.MsgImage))
+	if err != nil {
+		t.Fatalf("profanity's picture is no m.image: %v", err)
+	}
+	c := img.Content.AsMessage()
+	if c.Body != "casket.png" || c.Info == nil || c.Info.MimeType != "image/png" || c.Info.Width != 48 || c.Info.Height != 36 {
+		t.Errorf("m.image body %q info %+v: want casket.png, image/png, 48×36", c.Body, c.Info)
+	}
+	if got := download(t, ctx, alice.Client, c.URL); !bytes.Equal(got, pic) {
+		t.Errorf("the picture on Matrix is %d bytes, not the %d profanity uploaded", len(got), len(pic))
+	}
 }

@@ -7,11 +7,9 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/xml"
 	"fmt"
 	"image"
-	"image/color"
-	"image/png"
+	_ "image/png"
 	"io"
 	"net"
 	"net/http"
@@ -34,17 +32,7 @@ import (
 // testPNG is a w×h PNG, different for each seed.
 func testPNG(t *testing.T, w, h int, seed uint8) []byte {
 	t.Helper()
-	img := image.NewRGBA(image.Rect(0, 0, w, h))
-	for x := 0; x < w; x++ {
-		for y := 0; y < h; y++ {
-			img.Set(x, y, color.RGBA{uint8(x) ^ seed, uint8(y), seed, 255})
-		}
-	}
-	var b bytes.Buffer
-	if err := png.Encode(&b, img); err != nil {
-		t.Fatal(err)
-	}
-	return b.Bytes()
+	return peers.PNG(w, h, seed)
 }
 
 // testPDF is a small PDF document (net/http's sniffing knows it by its
@@ -312,48 +300,6 @@ func TestProsodyUploadFacts(t *testing.T) {
 	}
 }
 
-// uploadRaw puts data on Prosody's upload service as c (XEP-0363 §4 slot,
-// §6 PUT), as a client does, and returns the GET URL.
-func uploadRaw(t *testing.T, c *peers.XMPPClient, name, typ string, data []byte) string {
-	t.Helper()
-	ctx := context.Background()
-	sendRaw(t, c, fmt.Sprintf(`<iq type='get' id='slot-%s' to='%s'><request xmlns='urn:xmpp:http:upload:0' filename='%s' size='%d' content-type='%s'/></iq>`,
-		name, w.Prosody.UploadDomain, name, len(data), typ))
-	slot, err := c.Wait(ctx, wait, func(s *peers.Stanza) bool { return s.Name == "iq" && s.ID == "slot-"+name })
-	if err != nil || slot.Type != "result" {
-		t.Fatalf("no slot: %v %v", slot, err)
-	}
-	var answer struct {
-		Slot struct {
-			Put struct {
-				URL    string `xml:"url,attr"`
-				Header string `xml:"header"`
-			} `xml:"put"`
-			Get struct {
-				URL string `xml:"url,attr"`
-			} `xml:"get"`
-		} `xml:"slot"`
-	}
-	if err := xml.Unmarshal([]byte(slot.XML), &answer); err != nil {
-		t.Fatal(err)
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPut, answer.Slot.Put.URL, bytes.NewReader(data))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", typ)
-	req.Header.Set("Authorization", answer.Slot.Put.Header)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusCreated && resp.StatusCode != http.StatusOK {
-		t.Fatalf("PUT %s: %s", answer.Slot.Put.URL, resp.Status)
-	}
-	return answer.Slot.Get.URL
-}
-
 // In a group portal too: an occupant's file (XEP-0066 in a groupchat
 // message, after a XEP-0363 upload) is an m.image of their ghost with the
 // bytes uploaded, and a member's picture reaches the chat as a groupchat
@@ -369,7 +315,10 @@ func TestGroupMedia(t *testing.T) {
 	aliceNick := puppetNick(t, olivia, muc, "Olivia")
 
 	pic := testPNG(t, 12, 9, 3)
-	url := uploadRaw(t, olivia, "portrait.png", "image/png", pic)
+	url, err := olivia.Upload(ctx, wait, w.Prosody.UploadDomain, "portrait.png", "image/png", pic)
+	if err != nil {
+		t.Fatal(err)
+	}
 	sendRaw(t, olivia, `<message type='groupchat' to='`+muc+`' id='gm1'><body>`+url+`</body><x xmlns='jabber:x:oob'><url>`+url+`</url></x></message>`)
 	img, err := alice.Wait(ctx, wait, func(e *event.Event) bool {
 		c := e.Content.AsMessage()
@@ -641,4 +590,40 @@ func httpGet(t *testing.T, ctx context.Context, u, rng string) (*http.Response, 
 		t.Fatal(err)
 	}
 	return resp, body
+}
+
+// A large picture gets a thumbnail (client-server API, m.image info:
+// thumbnail_url, thumbnail_info): the bridge scales a 1,200×900 PNG sent
+// with XEP-0066 to fit 800×600 and uploads it beside the picture as the
+// ghost, so that a client shows it without fetching the whole file; Alice
+// downloads both from Dendrite, the picture with the bytes sent.
+func TestMediaThumbnail(t *testing.T) {
+	ctx := context.Background()
+	alice := w.alice
+	bassanio := w.xmppUser(t, "bassanio", "gallery")
+	room := openPortal(t, ctx, bassanio, "bassanio")
+	ghost := w.ghost("bassanio@localhost")
+	pic := testPNG(t, 1200, 900, 17)
+	url, err := bassanio.Upload(ctx, wait, w.Prosody.UploadDomain, "belmont.png", "image/png", pic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sendRaw(t, bassanio, `<message type='chat' id='thumb-1' to='`+peers.XMLEscape(w.puppet(t, alice.Client.UserID))+`'><body>`+url+`</body><x xmlns='jabber:x:oob'><url>`+url+`</url></x></message>`)
+	img, err := alice.Wait(ctx, wait, isFile(room, ghost, event.MsgImage))
+	if err != nil {
+		t.Fatalf("no m.image: %v", err)
+	}
+	c := img.Content.AsMessage()
+	if got := download(t, ctx, alice.Client, c.URL); !bytes.Equal(got, pic) {
+		t.Errorf("the picture on Matrix is %d bytes, not the %d sent", len(got), len(pic))
+	}
+	ti := c.Info.ThumbnailInfo
+	if c.Info.ThumbnailURL == "" || ti == nil || ti.MimeType != "image/png" || ti.Width != 800 || ti.Height != 600 {
+		t.Fatalf("thumbnail_url %q thumbnail_info %+v: want an 800×600 image/png", c.Info.ThumbnailURL, ti)
+	}
+	thumb := download(t, ctx, alice.Client, c.Info.ThumbnailURL)
+	cfg, kind, err := image.DecodeConfig(bytes.NewReader(thumb))
+	if err != nil || kind != "png" || cfg.Width != 800 || cfg.Height != 600 || len(thumb) != ti.Size {
+		t.Errorf("the thumbnail is %s %d×%d, %d bytes (%v); its info says %+v", kind, cfg.Width, cfg.Height, len(thumb), err, ti)
+	}
 }

@@ -54,6 +54,19 @@ type MediaFile struct {
 	MsgType string `json:"msgtype,omitempty"`
 	// Caption is what the sender said with it, "" for nothing.
 	Caption string `json:"caption,omitempty"`
+	// Thumbnail is a large picture's scaled-down copy in the media
+	// repository (m.image's info.thumbnail_url), nil for none.
+	Thumbnail *MediaThumbnail `json:"thumbnail,omitempty"`
+}
+
+// MediaThumbnail is a thumbnail in the media repository: its mxc:// URI
+// and its thumbnail_info.
+type MediaThumbnail struct {
+	URL    string `json:"url"`
+	Type   string `json:"type"`
+	Size   int64  `json:"size"`
+	Width  int    `json:"w"`
+	Height int    `json:"h"`
 }
 
 // Media moves files between the two sides; package media implements it

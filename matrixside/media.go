@@ -65,6 +65,10 @@ func (h *Homeserver) DownloadMedia(ctx context.Context, uri string) (io.ReadClos
 func mediaContent(body string, f *mapping.MediaFile) *event.MessageEventContent {
 	c := &event.MessageEventContent{MsgType: event.MessageType(f.MsgType), Body: body, URL: id.ContentURIString(f.URL),
 		Info: &event.FileInfo{MimeType: f.Type, Size: int(f.Size), Width: f.Width, Height: f.Height}}
+	if t := f.Thumbnail; t != nil {
+		c.Info.ThumbnailURL = id.ContentURIString(t.URL)
+		c.Info.ThumbnailInfo = &event.FileInfo{MimeType: t.Type, Size: int(t.Size), Width: t.Width, Height: t.Height}
+	}
 	if body != f.Name {
 		c.FileName = f.Name
 	}

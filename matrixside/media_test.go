@@ -68,6 +68,15 @@ func TestMediaContent(t *testing.T) {
 	if c := mediaContent("look", f); c.Body != "look" || c.FileName != "a.png" {
 		t.Errorf("captioned: body %q filename %q", c.Body, c.FileName)
 	}
+	if c.Info.ThumbnailURL != "" || c.Info.ThumbnailInfo != nil {
+		t.Errorf("a picture without a thumbnail has one: %+v", c.Info)
+	}
+	// m.image info: thumbnail_url and thumbnail_info (client-server API).
+	f.Thumbnail = &mapping.MediaThumbnail{URL: "mxc://example.org/t", Type: "image/jpeg", Size: 4, Width: 800, Height: 600}
+	c = mediaContent("a.png", f)
+	if ti := c.Info.ThumbnailInfo; c.Info.ThumbnailURL != "mxc://example.org/t" || ti == nil || ti.MimeType != "image/jpeg" || ti.Size != 4 || ti.Width != 800 || ti.Height != 600 {
+		t.Errorf("thumbnail_url %q thumbnail_info %+v", c.Info.ThumbnailURL, c.Info.ThumbnailInfo)
+	}
 }
 
 // A file is fetched through the authenticated media API (v1.11); from a

@@ -1,11 +1,13 @@
 package media
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 
+	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix/id"
 	"mellium.im/xmpp/jid"
 
@@ -55,7 +57,26 @@ func (m *Mover) ToMatrix(ctx context.Context, ghost id.UserID, url string) (*map
 	if err != nil {
 		return nil, err
 	}
-	return &mapping.MediaFile{URL: uri, Name: f.Name, Type: f.Type, Size: f.Size, Width: f.Width, Height: f.Height}, nil
+	return &mapping.MediaFile{URL: uri, Name: f.Name, Type: f.Type, Size: f.Size, Width: f.Width, Height: f.Height,
+		Thumbnail: m.thumbnail(ctx, ghost, f)}, nil
+}
+
+// thumbnail makes a large picture's thumbnail and uploads it as ghost; a
+// picture that cannot have one goes without (a client then shows the
+// whole file): what went wrong is logged, not passed on.
+func (m *Mover) thumbnail(ctx context.Context, ghost id.UserID, f *File) *mapping.MediaThumbnail {
+	t, err := MakeThumbnail(f)
+	if err == nil && t != nil {
+		var uri string
+		uri, err = m.Homeserver.UploadMedia(ctx, ghost, bytes.NewReader(t.Data), int64(len(t.Data)), t.Type, "thumbnail-"+f.Name)
+		if err == nil {
+			return &mapping.MediaThumbnail{URL: uri, Type: t.Type, Size: int64(len(t.Data)), Width: t.Width, Height: t.Height}
+		}
+	}
+	if err != nil {
+		zerolog.Ctx(ctx).Warn().Err(err).Str("type", f.Type).Int("w", f.Width).Int("h", f.Height).Msg("The picture goes without a thumbnail")
+	}
+	return nil
 }
 
 // ToXMPP implements mapping.Media, and is the one place that decides the

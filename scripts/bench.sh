@@ -6,7 +6,8 @@
 # store bench: receipt lookups at 1 M and 10 M mappings on SQLite and
 # PostgreSQL (database/store_bench_test.go).
 #
-#   BENCH_SHAPES=hot,p100,p1000,flood,paced1,paced100,dead,group  (or e.g. hot/x2m-0333, group/m2x-read; empty: all)
+#   BENCH_SHAPES=hot,p100,p1000,flood,paced1,paced100,dead,group,media  (or e.g. hot/x2m-0333, group/m2x-read; empty: all)
+#   BENCH_MEDIA_FILES=200 BENCH_MEDIA_KIB=1024  (the media shape: XEP-0066 pictures sent at once)
 #   BENCH_N=20000 BENCH_HISTORY=20000 BENCH_PACED_SECONDS=3 BENCH_DEAD=30 BENCH_DEAD_SECONDS=30
 #   BENCH_BRIDGE=path/to/bridge  (a bridge built elsewhere, e.g. of an older commit; default: ./cmd/bridge)
 #   BENCH_TIMEOUT=60s BENCH_STALL=20s BENCH_DIR=/dev/shm

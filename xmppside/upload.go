@@ -42,8 +42,9 @@ type Uploader struct {
 	max   int64   // its max-file-size (§3), 0 if it gives none
 }
 
-// uploadSlot is the answer to a slot request (§4).
-type uploadSlot struct {
+// UploadSlot is the answer to a slot request (§4); the end-to-end
+// tests' client reads it too.
+type UploadSlot struct {
 	XMLName xml.Name `xml:"urn:xmpp:http:upload:0 slot"`
 	Put     struct {
 		URL     string `xml:"url,attr"`
@@ -75,7 +76,7 @@ func (u *Uploader) Upload(ctx context.Context, from jid.JID, name string, size i
 		{Name: xml.Name{Local: "size"}, Value: strconv.FormatInt(size, 10)},
 		{Name: xml.Name{Local: "content-type"}, Value: typ},
 	}}
-	var slot uploadSlot
+	var slot UploadSlot
 	if err := u.Component.ask(ctx, stanza.IQ{From: from, To: service, Type: stanza.GetIQ}, xmlstream.Wrap(nil, req), &slot, "upload slot"); err != nil {
 		u.forget(err)
 		return "", err

@@ -29,7 +29,7 @@ func TestUploadServiceAnswers(t *testing.T) {
 	if other.maxFileSize() != 0 {
 		t.Errorf("max-file-size %d from another form", other.maxFileSize())
 	}
-	var slot uploadSlot
+	var slot UploadSlot
 	if err := xml.Unmarshal([]byte(prosodySlot), &slot); err != nil {
 		t.Fatal(err)
 	}

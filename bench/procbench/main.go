@@ -14,6 +14,8 @@
 // BENCH_REPEAT (runs of each shape by each process, the median shown),
 // BENCH_DEAD and BENCH_DEAD_SECONDS (the dead shape's strangers and the
 // length of its paced run),
+// BENCH_MEDIA_FILES and BENCH_MEDIA_KIB (the media shape's files at once
+// and their size),
 // BENCH_TIMEOUT and BENCH_STALL (a shape that has not finished by then, or
 // that sees nothing for that long, is reported as stalled), BENCH_BRIDGE
 // (a built bridge binary), BENCH_DIR (where the databases and logs go).
@@ -62,12 +64,14 @@ func main() {
 		return
 	}
 	d := &driver{}
-	flag.StringVar(&d.shapes, "shapes", env("BENCH_SHAPES", ""), "shapes to run, comma-separated (hot, p100, p1000, flood, paced1, paced100, dead, group, or shape/direction); empty for all")
+	flag.StringVar(&d.shapes, "shapes", env("BENCH_SHAPES", ""), "shapes to run, comma-separated (hot, p100, p1000, flood, paced1, paced100, dead, group, media, or shape/direction); empty for all")
 	flag.IntVar(&d.n, "n", envInt("BENCH_N", 20000), "receipts in a burst")
 	flag.IntVar(&d.history, "history", envInt("BENCH_HISTORY", 20000), "messages of history in the hot portal and the group portal")
 	flag.IntVar(&d.pacedSeconds, "paced-seconds", envInt("BENCH_PACED_SECONDS", 3), "seconds of each paced run")
 	flag.IntVar(&d.dead, "dead", envInt("BENCH_DEAD", 30), "the dead shape's strangers on servers that never answer")
 	flag.IntVar(&d.deadSeconds, "dead-seconds", envInt("BENCH_DEAD_SECONDS", 30), "seconds of the dead shape's paced run")
+	flag.IntVar(&d.mediaFiles, "media-files", envInt("BENCH_MEDIA_FILES", 200), "the media shape's files, all sent at once")
+	flag.IntVar(&d.mediaKiB, "media-kib", envInt("BENCH_MEDIA_KIB", 1024), "the size of the media shape's files, in KiB")
 	flag.DurationVar(&d.timeout, "timeout", envDur("BENCH_TIMEOUT", 60*time.Second), "longest a shape may take")
 	flag.DurationVar(&d.stall, "stall", envDur("BENCH_STALL", 20*time.Second), "a shape that sees nothing for this long has stalled")
 	flag.IntVar(&d.repeat, "repeat", envInt("BENCH_REPEAT", 1), "runs of each shape by each process; the median is shown")
@@ -111,6 +115,7 @@ type driver struct {
 	shapes                   string
 	n, history, pacedSeconds int
 	dead, deadSeconds        int
+	mediaFiles, mediaKiB     int
 	timeout, stall           time.Duration
 	bridgeBin, base, self    string
 	delivery                 string // deliveryFallback or deliveryMSC4089
@@ -138,6 +143,8 @@ type scenario struct {
 	dead *deadShape
 	// The group shape (group.go): its group portal.
 	group *groupShape
+	// The media shape (media.go): files sent at once.
+	media *mediaShape
 }
 
 func (s *scenario) name() string { return s.shape + "/" + s.dir }
@@ -209,6 +216,7 @@ func (d *driver) scenarios() []*scenario {
 	}
 	out = append(out, d.deadScenarios()...)
 	out = append(out, d.groupScenarios()...)
+	out = append(out, d.mediaScenarios()...)
 	var picked []*scenario
 	for _, s := range out {
 		if d.shapes == "" || slicesContains(strings.Split(d.shapes, ","), s.shape, s.name(), s.family) {
@@ -471,6 +479,14 @@ func (d *driver) runOne(ctx context.Context, s *scenario, dir, target, name, see
 			seen(i)
 		}
 	}
+	var mc *mediaCount
+	var files *mediaServer
+	if s.media != nil {
+		mc = &mediaCount{}
+		hs.Seen = mc.seen
+		files = newMediaServer(mediaFile(s.media.kib))
+		defer files.Close()
+	}
 	tap := &xmppTap{seen: seen}
 	asks := newPatternCount(askPatterns...)
 	var muc *mucRoomStandin
@@ -492,7 +508,7 @@ func (d *driver) runOne(ctx context.Context, s *scenario, dir, target, name, see
 	}
 	var p *process
 	if target != "relay" {
-		p, err = d.startBridge(ctx, tdir, hs, xs)
+		p, err = d.startBridge(ctx, tdir, hs, xs, s.bridgeExtra(tdir))
 	} else {
 		p, err = d.startRelay(tdir, dbPath, hs, xs)
 	}
@@ -569,6 +585,8 @@ func (d *driver) runOne(ctx context.Context, s *scenario, dir, target, name, see
 	started := time.Now()
 	res.paced = s.paced != nil
 	switch {
+	case s.media != nil:
+		runMedia(s, xs, mc, files, res, d.timeout, d.stall)
 	case s.dead != nil:
 		env := &partEnv{xs: xs, hs: hs, pid: p.pid, puppet: sender.puppet, asks: asks,
 			track: track, send: send, measure: measureInto, cur: &cur}
@@ -680,7 +698,7 @@ func versionsFor(delivery string) string {
 	return `{"versions":["v1.11"]}`
 }
 
-func (d *driver) startBridge(ctx context.Context, dir string, hs *standin.Homeserver, xs *standin.XMPPServer) (*process, error) {
+func (d *driver) startBridge(ctx context.Context, dir string, hs *standin.Homeserver, xs *standin.XMPPServer, extra string) (*process, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
@@ -692,7 +710,7 @@ func (d *driver) startBridge(ctx context.Context, dir string, hs *standin.Homese
 	bp, err := peers.NewBridgeProcess(ctx, d.bridgeBin, dir, peers.BridgeSettings{
 		HomeserverURL: hs.URL, HomeserverDomain: ids.HomeserverDomain, ASPort: port,
 		XMPPAddress: xs.Addr, XMPPDomain: ids.ComponentDomain, XMPPSecret: secret,
-		LogLevel: "info", Ephemeral: d.matrix,
+		LogLevel: "info", Ephemeral: d.matrix, Extra: extra,
 	}, logf)
 	if err != nil {
 		logf.Close()
@@ -846,6 +864,9 @@ func (d *driver) print(w io.Writer) {
 		}
 		if r.s.group != nil && r.s.burst != nil {
 			notes = append(notes, groupNote(r))
+		}
+		if r.s.media != nil {
+			notes = append(notes, mediaNote(r))
 		}
 		if r.bridges != "" {
 			notes = append(notes, fmt.Sprintf("%s: runs of the bridge %s; of the relay %s", r.s.name(), r.bridges, r.relays))

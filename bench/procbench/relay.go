@@ -143,9 +143,18 @@ func runRelay(args []string) error {
 			}
 		}()
 	}
+	// A file (XEP-0066): fetched and uploaded as it streams in, then
+	// posted in the sender's room.
+	roomOfPeer := map[string]string{}
+	for _, e := range fromXMPP {
+		roomOfPeer[e.peer] = e.room
+	}
+	files := make(chan relayMedia, 1<<16)
+	relayMediaJobs(client, *hsURL, files, &wg)
 	occupantGhosts := map[string]string{}
 	go func() {
 		defer close(jobs)
+		defer close(files)
 		dec := xml.NewDecoder(r)
 		for {
 			tok, err := dec.Token()
@@ -167,11 +176,20 @@ func runRelay(args []string) error {
 				Displayed *struct {
 					ID string `xml:"id,attr"`
 				} `xml:"urn:xmpp:chat-markers:0 displayed"`
+				OOB *struct {
+					URL string `xml:"url"`
+				} `xml:"jabber:x:oob x"`
 			}
 			if err := dec.DecodeElement(&m, &se); err != nil {
 				return
 			}
 			bare, _, _ := strings.Cut(m.From, "/")
+			if m.OOB != nil {
+				if room, ok := roomOfPeer[bare]; ok {
+					files <- relayMedia{link: strings.TrimSpace(m.OOB.URL), room: room, ghost: relayGhost(bare)}
+				}
+				continue
+			}
 			kind, sid := "org.matrix.msc4089.delivery", ""
 			if m.Received != nil {
 				sid = m.Received.ID

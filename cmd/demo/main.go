@@ -1,6 +1,7 @@
 // Command demo runs the bridge end to end on loopback: it starts Prosody,
 // Dendrite and the bridge with the embedded defaults, sends a message each
-// way with real clients (and the receipts that answer them), then does the
+// way with real clients (and the receipts that answer them), a picture each
+// way (XEP-0363 and XEP-0066 to m.image and back), then does the
 // same in a group (an XMPP chat room with two occupants and Alice), prints
 // what crossed and the id map, and stops everything. Run it through
 // scripts/demo.sh, which installs Prosody and builds Dendrite first.
@@ -93,6 +94,9 @@ func run() error {
 	step("Juliet receives:\n    %s", st.XML)
 
 	if err := demoReceipts(ctx, w, juliet, room, st); err != nil {
+		return err
+	}
+	if err := demoMedia(ctx, w, juliet, room); err != nil {
 		return err
 	}
 	if err := demoGroup(ctx, w); err != nil {

@@ -248,6 +248,7 @@ type Homeserver struct {
 	Versions string
 	counts   sync.Map // string -> *atomic.Int64
 	ids      atomic.Int64
+	bytes    atomic.Int64 // request bodies read
 	// Latency is added to every request, to model a real round trip.
 	Latency time.Duration
 	// Seen, if set, is called with each request's path as it arrives.
@@ -265,7 +266,8 @@ func NewHomeserver() *Homeserver {
 }
 
 func (h *Homeserver) serve(w http.ResponseWriter, r *http.Request) {
-	_, _ = io.Copy(io.Discard, r.Body)
+	n, _ := io.Copy(io.Discard, r.Body)
+	h.bytes.Add(n)
 	if h.Seen != nil {
 		h.Seen(r.URL.Path)
 	}
@@ -279,6 +281,12 @@ func (h *Homeserver) serve(w http.ResponseWriter, r *http.Request) {
 			kind = strings.Trim(k, "/")
 		}
 	}
+	// The media repository's upload, by its path before and after
+	// authenticated media (v1.11 left upload at v3; some servers take it
+	// under /client/v1 too): the bytes are read and dropped.
+	if strings.HasPrefix(path, "/_matrix/media/v3/upload") || strings.HasPrefix(path, "/_matrix/client/v1/media/upload") {
+		kind = "upload"
+	}
 	c, _ := h.counts.LoadOrStore(kind, new(atomic.Int64))
 	c.(*atomic.Int64).Add(1)
 	w.Header().Set("Content-Type", "application/json")
@@ -290,6 +298,8 @@ func (h *Homeserver) serve(w http.ResponseWriter, r *http.Request) {
 	case "whoami":
 		// Whoever the appservice masquerades as: its token is good.
 		_ = json.NewEncoder(w).Encode(map[string]string{"user_id": r.URL.Query().Get("user_id")})
+	case "upload":
+		fmt.Fprintf(w, `{"content_uri":"mxc://example.org/standin%d"}`, h.ids.Add(1))
 	case "createRoom":
 		fmt.Fprintf(w, `{"room_id":"!standin%d:example.org"}`, h.ids.Add(1))
 	case "join":
@@ -314,3 +324,6 @@ func (h *Homeserver) Count(kind string) int64 {
 	}
 	return 0
 }
+
+// Bytes is how many bytes of request bodies arrived (uploads, mostly).
+func (h *Homeserver) Bytes() int64 { return h.bytes.Load() }
