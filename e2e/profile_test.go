@@ -68,12 +68,7 @@ func testAvatar(t *testing.T) []byte {
 // the authenticated media API.
 func TestMatrixProfileReachesXMPP(t *testing.T) {
 	ctx := context.Background()
-	cli, err := w.Dendrite.RegisterUser(ctx, "carol", peers.Password)
-	if err != nil {
-		t.Fatal(err)
-	}
-	carol := peers.NewMatrixUser(ctx, cli)
-	t.Cleanup(carol.Close)
+	cli, carol := matrixUser(t, ctx, "carol")
 	montague := w.xmppUser(t, "montague", "verona")
 	interested(t, ctx, montague)
 	puppet := w.puppet(t, cli.UserID)
@@ -126,14 +121,7 @@ func TestMatrixProfileReachesXMPP(t *testing.T) {
 	if nick != "Carol of Verona" {
 		t.Errorf("presence with the avatar has nick %q", nick)
 	}
-	// The photo is the thumbnail the homeserver makes at 96 a side.
-	resp, err := cli.DownloadThumbnail(ctx, up.ContentURI, 96, 96, mautrix.DownloadThumbnailExtra{Method: "scale"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	thumb, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	sum := sha1.Sum(thumb)
+	sum := sha1.Sum(thumbnail(t, ctx, cli, up.ContentURI))
 	if hash != hex.EncodeToString(sum[:]) {
 		t.Errorf("presence photo hash %s, the thumbnail's SHA-1 is %x", hash, sum)
 	}
@@ -145,6 +133,46 @@ func TestMatrixProfileReachesXMPP(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	fn, typ, photo := vCardOf(t, res)
+	vsum := sha1.Sum(photo)
+	if fn != "Carol of Verona" || !strings.HasPrefix(typ, "image/") || hex.EncodeToString(vsum[:]) != hash {
+		t.Errorf("vCard FN %q PHOTO %s of %d bytes (SHA-1 %x), want the presence's hash %s: %s", fn, typ, len(photo), vsum, hash, res.XML)
+	}
+}
+
+// matrixUser registers name on the rig's Dendrite, its client following
+// its sync for the length of the test.
+func matrixUser(t *testing.T, ctx context.Context, name string) (*mautrix.Client, *peers.MatrixUser) {
+	t.Helper()
+	cli, err := w.Dendrite.RegisterUser(ctx, name, peers.Password)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := peers.NewMatrixUser(ctx, cli)
+	t.Cleanup(u.Close)
+	return cli, u
+}
+
+// thumbnail is the homeserver's thumbnail of uri at 96 a side, which the
+// bridge gives a puppet's vCard as its PHOTO.
+func thumbnail(t *testing.T, ctx context.Context, cli *mautrix.Client, uri id.ContentURI) []byte {
+	t.Helper()
+	resp, err := cli.DownloadThumbnail(ctx, uri, 96, 96, mautrix.DownloadThumbnailExtra{Method: "scale"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	thumb, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return thumb
+}
+
+// vCardOf reads the vCard (XEP-0054 §3.1) of the IQ result res: its FN,
+// and its PHOTO's TYPE and bytes.
+func vCardOf(t *testing.T, res *peers.Stanza) (fn, typ string, photo []byte) {
+	t.Helper()
 	var card struct {
 		VCard struct {
 			FN    string `xml:"FN"`
@@ -161,10 +189,7 @@ func TestMatrixProfileReachesXMPP(t *testing.T) {
 	if err != nil {
 		t.Fatalf("PHOTO BINVAL: %v", err)
 	}
-	vsum := sha1.Sum(photo)
-	if card.VCard.FN != "Carol of Verona" || !strings.HasPrefix(card.VCard.Photo.Type, "image/") || hex.EncodeToString(vsum[:]) != hash {
-		t.Errorf("vCard FN %q PHOTO %s of %d bytes (SHA-1 %x), want the presence's hash %s: %s", card.VCard.FN, card.VCard.Photo.Type, len(photo), vsum, hash, res.XML)
-	}
+	return card.VCard.FN, card.VCard.Photo.Type, photo
 }
 
 // ghostProfile is the ghost's display name and avatar on Dendrite.

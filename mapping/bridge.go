@@ -123,6 +123,10 @@ type XMPPSide interface {
 	// with the name changed); an error answer wraps ErrPermanent and a
 	// *StanzaError.
 	RenameRoom(ctx context.Context, from, room jid.JID, name string) error
+	// InstantRoom has from, the owner of the chat room its join made,
+	// accept the room's default configuration (XEP-0045 §10.1.2), which
+	// unlocks it; an error answer wraps ErrPermanent and a *StanzaError.
+	InstantRoom(ctx context.Context, from, room jid.JID) error
 	// Moderate asks the chat room, as from (an occupant), to retract the
 	// message it stamped with the stanza-id sid, saying reason ("": none)
 	// (XEP-0425): nil once the room took it; an error answer wraps

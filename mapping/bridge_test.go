@@ -323,6 +323,10 @@ type fakeXMPP struct {
 	// renameAnswer, if set, is the room's answer (nil: a result).
 	renames      []string
 	renameAnswer error
+	// instants are "from room" of each instant room's form (XEP-0045
+	// §10.1.2); instantAnswer, if set, is the room's answer.
+	instants      []string
+	instantAnswer error
 	// pingAnswer, if set, is what a ping to to is answered with.
 	pingAnswer func(to jid.JID) error
 	// moderations are "from room sid reason" of each XEP-0425 request;
@@ -359,6 +363,14 @@ func (f *fakeXMPP) RenameRoom(_ context.Context, from, room jid.JID, name string
 	defer f.mu.Unlock()
 	f.renames = append(f.renames, from.String()+" "+room.String()+" "+name)
 	return f.renameAnswer
+}
+
+// InstantRoom records "from room" and answers instantAnswer.
+func (f *fakeXMPP) InstantRoom(_ context.Context, from, room jid.JID) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.instants = append(f.instants, from.String()+" "+room.String())
+	return f.instantAnswer
 }
 
 // Ping answers as pingAnswer says for the occupant JID asked (nil: a

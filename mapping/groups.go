@@ -34,6 +34,7 @@ const (
 	JobLeaveMUC      JobKind = "xmpp.muc_leave"    // a puppet leaves it (§7.14)
 	JobGroupToMatrix JobKind = "matrix.group_send" // an occupant's message, by row, as their ghost
 	JobMatrixSent    JobKind = "matrix.sent"       // the room took a Matrix user's message
+	JobPuppetPhoto   JobKind = "xmpp.muc_photo"    // a puppet's avatar hash to a chat it is in (XEP-0153)
 )
 
 // Reasons of group portals, as counted.
@@ -185,6 +186,10 @@ type mucRoom struct {
 	// joined, those the room said are in (status 110).
 	nicks  map[id.UserID]string
 	joined map[id.UserID]bool
+	// told is the XEP-0153 photo hash each puppet's presence last gave
+	// the room in this run ("" none), absent where none said any or its
+	// profile changed before the room took the join (puppetPhoto).
+	told map[id.UserID]string
 	// own are the occupant-ids of the puppets (XEP-0421).
 	own map[string]bool
 	// moderators are the members the bridge gave the power to moderate
@@ -247,7 +252,7 @@ func (g *groups) room(j jid.JID, portal id.RoomID) *mucRoom {
 	key := j.Bare().String()
 	r := g.rooms[key]
 	if r == nil {
-		r = &mucRoom{jid: j.Bare(), portal: portal, nicks: map[id.UserID]string{}, joined: map[id.UserID]bool{}, heard: map[id.UserID]time.Time{}, dropped: map[id.UserID]time.Time{},
+		r = &mucRoom{jid: j.Bare(), portal: portal, nicks: map[id.UserID]string{}, joined: map[id.UserID]bool{}, told: map[id.UserID]string{}, heard: map[id.UserID]time.Time{}, dropped: map[id.UserID]time.Time{},
 			own: map[string]bool{}, moderators: map[id.UserID]bool{}, occupants: map[string]MemberID{}, realJIDs: map[string]string{}, waiting: map[string]*string{}, subjectIDs: map[string]id.UserID{},
 			admitted: map[MemberID]bool{}, churn: roomChurn.full(now)}
 		g.rooms[key] = r
@@ -533,7 +538,13 @@ func (g *groups) memberFromMatrix(ctx context.Context, portal *Portal, evt Matri
 			}
 		}
 		g.count("group_member", "joined")
-		return []*Job{groupJob(JobJoinMUC, portal.RoomID, 0, groupArgs{Room: portal.RoomID, MUC: portal.JID.String(), MXID: user})}, nil
+		// The profile the join gives, whose avatar the puppet shows the
+		// chat (puppetPhoto) and answers occupants' vCard queries with.
+		jobs, err := g.people.profileChanged(ctx, evt)
+		if err != nil {
+			return nil, err
+		}
+		return append(jobs, groupJob(JobJoinMUC, portal.RoomID, 0, groupArgs{Room: portal.RoomID, MUC: portal.JID.String(), MXID: user})), nil
 	case "leave", "ban":
 		if portal.Member(member) == nil {
 			return nil, nil
@@ -596,12 +607,23 @@ func (g *groups) joinMUC(ctx context.Context, args groupArgs) error {
 		}
 		nick = args.MXID.Localpart()
 	}
+	// XEP-0153 §3.1: the hash of the member's avatar, as the puppet's
+	// presence to its subscribers has it, so that occupants' clients
+	// show it (and ask the puppet's vCard through the room).
+	join := &OutPresence{From: from, To: to, JoinMUC: true, MUCPassword: asked.Password, Caps: true}
+	if err := g.people.withPhoto(ctx, args.MXID, join); err != nil {
+		return err
+	}
 	g.mu.Lock()
 	r := g.room(muc, args.Room)
 	r.nicks[args.MXID] = nick
 	r.anonymityKnown = false // its own presence tells again (occupantKey)
+	if join.Photo != nil {
+		r.told[args.MXID] = *join.Photo
+	} else {
+		delete(r.told, args.MXID)
+	}
 	g.mu.Unlock()
-	join := &OutPresence{From: from, To: to, JoinMUC: true, MUCPassword: asked.Password, Caps: true}
 	if args.Rejoin {
 		if join.HistorySince, err = g.missedSince(ctx, args.Room); err != nil {
 			return err
@@ -612,6 +634,98 @@ func (g *groups) joinMUC(ctx context.Context, args groupArgs) error {
 	}
 	g.count("muc_join", "sent")
 	return nil
+}
+
+// A puppet's photo hash follows its join in the XMPP side's line, so
+// that a chat hears it after the join; each reads the profile as it runs.
+var _ = register(JobPuppetPhoto, jobKind{side: SideXMPP, order: bySide, payload: groupArgs{},
+	run: withPayload(func(b *Bridge, ctx context.Context, _ *Job, args groupArgs) error {
+		return b.groups.puppetPhoto(ctx, args)
+	})})
+
+// photoAfterJoin is the JobPuppetPhoto owed (owed) when the room r takes
+// the join of mxid's puppet, which was not in, and whose presence gave
+// no photo hash, or an old one (told cleared by photoJobs): the profile
+// may have been stored meanwhile. The caller holds g.mu.
+func (g *groups) photoAfterJoin(r *mucRoom, mxid id.UserID, owed bool) *Job {
+	if !owed {
+		return nil
+	}
+	return groupJob(JobPuppetPhoto, r.portal, 0, groupArgs{Room: r.portal, MUC: r.jid.String(), MXID: mxid})
+}
+
+// photoJobs are the JobPuppetPhotos owed when mxid's avatar changed:
+// one for each chat the puppet is in; a chat that has yet to take its
+// join is told after it (photoAfterJoin).
+func (g *groups) photoJobs(mxid id.UserID) []*Job {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	var jobs []*Job
+	for _, r := range g.rooms {
+		switch {
+		case r.joined[mxid]:
+			jobs = append(jobs, groupJob(JobPuppetPhoto, r.portal, 0, groupArgs{Room: r.portal, MUC: r.jid.String(), MXID: mxid}))
+		case r.nicks[mxid] != "":
+			delete(r.told, mxid)
+		}
+	}
+	return jobs
+}
+
+// puppetPhoto runs a JobPuppetPhoto: the puppet's available presence to
+// the chat, with the hash of its stored avatar (XEP-0153 §3.2: a client
+// fetches the vCard again when the hash changes; XEP-0045 §7.7: an
+// occupant's presence change is broadcast to the room), unless the room
+// was told that hash already or the puppet is not in.
+func (g *groups) puppetPhoto(ctx context.Context, args groupArgs) error {
+	muc, from, err := g.puppetTo(args.MXID, args.MUC)
+	if err != nil {
+		return err
+	}
+	out := &OutPresence{From: from, Caps: true}
+	if err := g.people.withPhoto(ctx, args.MXID, out); err != nil {
+		return err
+	}
+	g.mu.Lock()
+	r := g.rooms[muc.Bare().String()]
+	var nick string
+	if r != nil && r.joined[args.MXID] {
+		nick = r.nicks[args.MXID]
+	}
+	told, ok := "", false
+	if r != nil {
+		told, ok = r.told[args.MXID]
+	}
+	g.mu.Unlock()
+	if nick == "" || out.Photo == nil || ok && told == *out.Photo {
+		// Without the <x/> of a join, a presence to a chat the puppet is
+		// not in would be a join (§7.2.1, the old protocol).
+		return nil
+	}
+	if out.To, err = muc.WithResource(nick); err != nil {
+		return nil
+	}
+	if err := g.xmpp.SendPresence(ctx, out); err != nil {
+		return fmt.Errorf("tell %s the photo of %s: %w", muc, args.MXID, err)
+	}
+	g.mu.Lock()
+	r.told[args.MXID] = *out.Photo
+	g.mu.Unlock()
+	g.count("muc_presence", "photo_sent")
+	return nil
+}
+
+// occupantAsks tells whether asker is an occupant JID, room/nick, of a
+// chat mxid's puppet is in (PuppetCard): what the chat's room, which
+// sends a vCard query of its occupant on, makes the asker of one.
+func (g *groups) occupantAsks(mxid id.UserID, asker jid.JID) bool {
+	if asker.Resourcepart() == "" {
+		return false
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	r := g.rooms[asker.Bare().String()]
+	return r != nil && r.joined[mxid]
 }
 
 // rejoinAfter is how often, at most, a puppet the room dropped (status
@@ -757,6 +871,8 @@ func (g *groups) presenceFromMUC(ctx context.Context, log zerolog.Logger, r *muc
 				return g.queueStored(ctx, groupJob(JobJoinMUC, r.portal, 0, groupArgs{Room: r.portal, MUC: r.jid.String(), MXID: mxid, Rejoin: true}))
 			}
 		} else {
+			_, told := r.told[mxid]
+			photo := !r.joined[mxid] && !told
 			r.joined[mxid] = true
 			r.nicks[mxid] = nick
 			if p.MUC != nil && p.MUC.OccupantID != "" {
@@ -764,7 +880,8 @@ func (g *groups) presenceFromMUC(ctx context.Context, log zerolog.Logger, r *muc
 			}
 			waiting := r.learnAnonymity(p.MUC)
 			var jobs []*Job
-			for _, job := range []*Job{g.moderation.moderatorJob(r, mxid, p.MUC), g.state.nameOnce(r, groupArgs{Room: r.portal, MUC: r.jid.String(), MXID: mxid})} {
+			for _, job := range []*Job{g.moderation.moderatorJob(r, mxid, p.MUC), g.state.nameOnce(r, groupArgs{Room: r.portal, MUC: r.jid.String(), MXID: mxid}),
+				g.photoAfterJoin(r, mxid, photo), g.state.instantJob(r, mxid, p.MUC)} {
 				if job != nil {
 					jobs = append(jobs, job)
 				}

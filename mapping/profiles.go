@@ -81,6 +81,14 @@ func (b *people) profileFromMember(ctx context.Context, evt MatrixEvent) ([]*Job
 	if portal.Member(MatrixMember(evt.Target)) == nil {
 		return nil, nil
 	}
+	return b.profileChanged(ctx, evt)
+}
+
+// profileChanged is the job that stores the profile the join evt of its
+// sender gives, if it differs from the stored one: in a direct portal
+// (profileFromMember) or a group one (groups.memberFromMatrix), whose
+// member's puppet shows the avatar in the chat.
+func (b *people) profileChanged(ctx context.Context, evt MatrixEvent) ([]*Job, error) {
 	stored, err := b.store.PuppetProfile(ctx, evt.Target)
 	if err != nil && !isNotFound(err) {
 		return nil, fmt.Errorf("look up the profile of %s: %w", evt.Target, err)
@@ -154,6 +162,11 @@ func (b *people) updateProfile(ctx context.Context, job *Job) error {
 			jobs = append(jobs, pairJob(JobPresence, s.MXID, s.JID))
 		}
 	}
+	if stored == nil || stored.PhotoHash != p.PhotoHash {
+		// XEP-0153 §3.2: the chats the puppet is in learn the new hash
+		// from its presence there, as its subscribers do.
+		jobs = append(jobs, b.groups.photoJobs(args.MXID)...)
+	}
 	if stored != nil && stored.Name != p.Name {
 		// The name in the rosters the server lets the puppets into (a
 		// first profile comes with a portal, whose jobs write it).
@@ -217,21 +230,45 @@ func (b *people) sendPresence(ctx context.Context, job *Job) error {
 // XEP-0153's update (empty for no avatar). Without a stored profile the
 // presence says nothing of either (XEP-0153 §3.2: not ready to advertise).
 func (b *people) withProfile(ctx context.Context, mxid id.UserID, out *OutPresence) error {
+	p, err := b.storedProfile(ctx, mxid)
+	if p != nil {
+		out.Nick = p.Name
+		out.Photo = &p.PhotoHash
+	}
+	return err
+}
+
+// withPhoto puts the hash of mxid's stored avatar into a presence of its
+// puppet to a chat (XEP-0153 §3.1, as withProfile): the chat knows the
+// puppet by its nick there, so no XEP-0172 nick goes with it.
+func (b *people) withPhoto(ctx context.Context, mxid id.UserID, out *OutPresence) error {
+	p, err := b.storedProfile(ctx, mxid)
+	if p != nil {
+		out.Photo = &p.PhotoHash
+	}
+	return err
+}
+
+// storedProfile is mxid's stored profile, nil if none.
+func (b *people) storedProfile(ctx context.Context, mxid id.UserID) (*Profile, error) {
 	p, err := b.store.PuppetProfile(ctx, mxid)
 	if isNotFound(err) {
-		return nil
+		return nil, nil
 	} else if err != nil {
-		return fmt.Errorf("look up the profile of %s: %w", mxid, err)
+		return nil, fmt.Errorf("look up the profile of %s: %w", mxid, err)
 	}
-	out.Nick = p.Name
-	out.Photo = &p.PhotoHash
-	return nil
+	return p, nil
 }
 
 // PuppetCard is the vCard (XEP-0054) of mxid's puppet as asker may see
 // it: its Matrix user's display name (the user ID without one) and
-// avatar, as stored, and only for a person with a portal with mxid.
-// Anyone else gets ErrNotFound, the answer for a user who does not exist.
+// avatar, as stored, and only for a person with a portal with mxid, or
+// an occupant of a chat mxid's puppet is in: a vCard asked of the
+// puppet's occupant JID, room/nick, which the room (Prosody 0.12's)
+// sends on to the puppet's bare JID from the asker's occupant JID
+// (XEP-0054 §3.1 through XEP-0045's rooms, as clients fetch the avatar
+// an occupant's XEP-0153 hash announces). Anyone else gets ErrNotFound,
+// the answer for a user who does not exist.
 // It never asks the homeserver: it answers on the XMPP read loop, which a
 // lookup would hold up, and a live lookup would tell a stranger which
 // Matrix users exist and what they are called.
@@ -243,11 +280,13 @@ func (b *people) puppetCard(ctx context.Context, mxid id.UserID, asker jid.JID) 
 	if b.blocked(asker) {
 		return Profile{}, ErrNotFound
 	}
-	if _, err := b.store.PortalByPair(ctx, mxid, asker.Bare()); err != nil {
-		if isNotFound(err) {
-			return Profile{}, ErrNotFound
+	if !b.groups.occupantAsks(mxid, asker) {
+		if _, err := b.store.PortalByPair(ctx, mxid, asker.Bare()); err != nil {
+			if isNotFound(err) {
+				return Profile{}, ErrNotFound
+			}
+			return Profile{}, fmt.Errorf("look up the portal of %s and %s: %w", mxid, asker.Bare(), err)
 		}
-		return Profile{}, fmt.Errorf("look up the portal of %s and %s: %w", mxid, asker.Bare(), err)
 	}
 	card := Profile{MXID: mxid}
 	if p, err := b.store.PuppetProfile(ctx, mxid); err == nil {

@@ -21,9 +21,10 @@ import (
 
 // Kinds of sends of a chat's name.
 const (
-	JobRoomInfo   JobKind = "xmpp.room_info"    // the chat's name, asked of the room (§6.4)
-	JobGroupName  JobKind = "matrix.group_name" // the chat's name as the portal's
-	JobRenameRoom JobKind = "xmpp.room_rename"  // a member's name for the portal as the chat's (§10.2)
+	JobRoomInfo    JobKind = "xmpp.room_info"    // the chat's name, asked of the room (§6.4)
+	JobGroupName   JobKind = "matrix.group_name" // the chat's name as the portal's
+	JobRenameRoom  JobKind = "xmpp.room_rename"  // a member's name for the portal as the chat's (§10.2)
+	JobInstantRoom JobKind = "xmpp.room_instant" // a chat a puppet's join made, unlocked (§10.1.2)
 )
 
 // ReasonSameName: a member's name for the portal that is the chat's.
@@ -48,6 +49,59 @@ var (
 			return b.groups.state.renameRoom(ctx, args)
 		})})
 )
+
+// Asked once the room took the join (its own presence says 201).
+var _ = register(JobInstantRoom, jobKind{side: SideXMPP, order: byRoom, payload: groupArgs{}, asks: true,
+	run: withPayload(func(b *Bridge, ctx context.Context, _ *Job, args groupArgs) error {
+		return b.groups.state.instantRoom(ctx, args)
+	})})
+
+// instantJob is the JobInstantRoom owed when the own presence x of
+// mxid's join says that the join made the chat r (status 201, XEP-0045
+// §10.1.1): the room is locked, and no one else may join it (Prosody
+// 0.12 answers their joins <item-not-found/>, §7.2.13), until its owner,
+// the puppet, configures it. The bridge configures no chat (its owners
+// do), so the puppet accepts the default configuration: an instant room
+// (§10.1.2), as clients make one when their user joins a chat that is
+// not there. Called with g.mu held.
+func (g *chatState) instantJob(r *mucRoom, mxid id.UserID, x *MUCPresence) *Job {
+	if !x.Has(201) {
+		return nil
+	}
+	return groupJob(JobInstantRoom, r.portal, 0, groupArgs{Room: r.portal, MUC: r.jid.String(), MXID: mxid})
+}
+
+// instantRoom runs a JobInstantRoom. A refusal leaves the chat locked,
+// which the bot says in the portal, logged and counted.
+func (g *chatState) instantRoom(ctx context.Context, args groupArgs) error {
+	muc, from, err := g.puppetTo(args.MXID, args.MUC)
+	if err != nil {
+		return err
+	}
+	err = g.xmpp.InstantRoom(ctx, from, muc)
+	var answer *StanzaError
+	switch {
+	case err == nil:
+		g.count("muc_instant", "unlocked")
+		return nil
+	case !errors.As(err, &answer):
+		return fmt.Errorf("make %s an instant room as %s: %w", muc, args.MXID, err)
+	}
+	why, cond := refusal(conditionOf(answer), map[string]string{
+		"forbidden":               "the puppet is not its owner",
+		"not-allowed":             "the puppet is not its owner",
+		"not-acceptable":          "the puppet is not in it",
+		"bad-request":             "it refused its default configuration",
+		"feature-not-implemented": "it cannot be configured",
+		"service-unavailable":     "it cannot be configured",
+	})
+	g.count("muc_instant", Reason("refused_"+cond))
+	g.log.Info().Str("room", string(args.Room)).Str("mxid", string(args.MXID)).Str("muc", muc.String()).
+		Str("condition", cond).Msg("The chat a puppet's join made did not take its default configuration")
+	return g.queueStored(ctx, g.bot.reply(args.Room, fmt.Sprintf(
+		"%s's join made the chat `%s`, which stays locked until its owner configures it: %s. No one else can join it until then.",
+		args.MXID, muc, why)))
+}
 
 // nameOnce queues, the first time a puppet is in the chat r in this
 // run, the question of its name. Called with g.mu held.

@@ -56,6 +56,7 @@ func (x *lockedXMPP) FetchAvatar(context.Context, jid.JID, jid.JID, string) ([]b
 func (x *lockedXMPP) Ping(context.Context, jid.JID, jid.JID) error                     { return nil }
 func (x *lockedXMPP) Moderate(context.Context, jid.JID, jid.JID, string, string) error { return nil }
 func (x *lockedXMPP) RenameRoom(context.Context, jid.JID, jid.JID, string) error       { return nil }
+func (x *lockedXMPP) InstantRoom(context.Context, jid.JID, jid.JID) error              { return nil }
 func (x *lockedXMPP) RoomName(context.Context, jid.JID, jid.JID) (string, error) {
 	return "", nil
 }

@@ -69,6 +69,18 @@ func (c *Component) RenameRoom(ctx context.Context, from, room jid.JID, name str
 	return c.ask(ctx, stanza.IQ{From: from, To: room.Bare(), Type: stanza.SetIQ}, submit, nil, "configuration")
 }
 
+// InstantRoom implements mapping.XMPPSide: as from, the owner of the
+// room its join made, it accepts the room's default configuration with
+// an empty form of type submit (§10.1.2, Example 155), which unlocks the
+// room for others (Prosody 0.12 keeps a new room locked until then,
+// `muc_room_locking`, for 300 s). An error answer wraps ErrPermanent
+// and a *StanzaError.
+func (c *Component) InstantRoom(ctx context.Context, from, room jid.JID) error {
+	form := xmlstream.Wrap(nil, xml.StartElement{Name: xml.Name{Space: NSData, Local: "x"}, Attr: []xml.Attr{{Name: xml.Name{Local: "type"}, Value: "submit"}}})
+	submit := xmlstream.Wrap(form, xml.StartElement{Name: xml.Name{Space: NSMUCOwner, Local: "query"}})
+	return c.ask(ctx, stanza.IQ{From: from, To: room.Bare(), Type: stanza.SetIQ}, submit, nil, "instant room")
+}
+
 // renamedForm is the submission of the room's form f (XEP-0004 §3.1: a
 // form of type submit, each field by its var with its values; fixed
 // fields, which have none, are left out) with the name changed, false if
