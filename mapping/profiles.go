@@ -165,7 +165,7 @@ func (b *people) updateProfile(ctx context.Context, job *Job) error {
 	if stored == nil || stored.PhotoHash != p.PhotoHash {
 		// XEP-0153 §3.2: the chats the puppet is in learn the new hash
 		// from its presence there, as its subscribers do.
-		jobs = append(jobs, b.groups.photoJobs(args.MXID)...)
+		jobs = append(jobs, b.groups.state.photoJobs(args.MXID)...)
 	}
 	if stored != nil && stored.Name != p.Name {
 		// The name in the rosters the server lets the puppets into (a
@@ -280,7 +280,7 @@ func (b *people) puppetCard(ctx context.Context, mxid id.UserID, asker jid.JID) 
 	if b.blocked(asker) {
 		return Profile{}, ErrNotFound
 	}
-	if !b.groups.occupantAsks(mxid, asker) {
+	if !b.groups.state.occupantAsks(mxid, asker) {
 		if _, err := b.store.PortalByPair(ctx, mxid, asker.Bare()); err != nil {
 			if isNotFound(err) {
 				return Profile{}, ErrNotFound
