@@ -560,8 +560,8 @@ func TestMediaServedToXMPP(t *testing.T) {
 
 	// A group portal's file takes the same way: the chat's message from
 	// Alice's nick carries the bridge's URL as body and in <x/>.
-	muc := "masque@" + w.Prosody.MUCDomain
-	maria := w.xmppUser(t, "maria", "masque")
+	muc := "revels@" + w.Prosody.MUCDomain
+	maria := w.xmppUser(t, "maria", "revels")
 	joinMUC(t, maria, muc, "Maria")
 	portal := w.aliceJoinsGroup(t, muc)
 	nick := puppetNick(t, maria, muc, "Maria")
