@@ -90,6 +90,12 @@ type Component struct {
 	// outageGrace and outageEvery replace the package's defaults when
 	// set (tests).
 	outageGrace, outageEvery time.Duration
+	// sent is what Send wrote on the live stream lately (sentCount
+	// messages), owed what a cut stream had written just before its cut
+	// (resend.go).
+	sent      []sentBatch
+	sentCount int
+	owed      []*mapping.OutMessage
 }
 
 // Run keeps the component connected until ctx ends. It never gives up on a
@@ -269,8 +275,12 @@ func (c *Component) serveOnce(ctx context.Context) error {
 	defer func() {
 		c.mu.Lock()
 		c.sess, c.conn = nil, nil
+		if ctx.Err() == nil {
+			c.cut(time.Now()) // not when the bridge itself stops
+		}
 		c.mu.Unlock()
 	}()
+	c.resend(ctx)
 	c.Core.Wake() // flush what waited for us
 	if err := c.Core.Rejoin(ctx); err != nil {
 		// The joins are the rooms' only: the stream goes on, and the
@@ -330,6 +340,11 @@ func (c *Component) Send(ctx context.Context, msgs ...*mapping.OutMessage) error
 	if err != nil {
 		return fmt.Errorf("%w: %w", mapping.ErrNotConnected, err)
 	}
+	c.mu.Lock()
+	if c.conn == conn {
+		c.wrote(msgs, time.Now())
+	}
+	c.mu.Unlock()
 	return nil
 }
 
