@@ -411,15 +411,37 @@ func (b *core) outgoing(evt MatrixEvent, peer jid.JID) (body string, job *Job, r
 	return body, newJob(JobMediaFromMatrix, about{room: evt.Room}, 0, payload), nil, true
 }
 
+// fileEdit is what an m.replace of a file (evt, whose m.new_content is a
+// file msgtype) goes to XMPP as, as outgoing's: a XEP-0308 correction
+// that carries the file again, the URL as its body and in XEP-0066 <x/>
+// with the new caption as <desc/>, as the file's first message did;
+// words alone in the correction would replace what XMPP clients show
+// as the file. The file goes up again (or gets a new signed URL): the
+// id map keeps no file's URL on XMPP, and m.new_content may name
+// another file.
+func (b *core) fileEdit(evt MatrixEvent, peer jid.JID) (body string, job *Job, refused []*Job, ok bool) {
+	return b.outgoing(MatrixEvent{ID: evt.ID, Room: evt.Room, Sender: evt.Sender, MsgType: evt.Rel.NewMsgType, File: evt.File}, peer)
+}
+
+// addJobs stores jobs and queues them.
+func (b *core) addJobs(ctx context.Context, jobs []*Job) error {
+	if len(jobs) == 0 {
+		return nil
+	}
+	if err := b.store.AddJobs(ctx, jobs...); err != nil {
+		return fmt.Errorf("queue %d jobs: %w", len(jobs), err)
+	}
+	b.queue(jobs...)
+	return nil
+}
+
 // failMedia marks msg, a file from Matrix that cannot reach XMPP, failed
 // for its sender, saying why: the send is dropped after.
 func (b *core) failMedia(ctx context.Context, msg *Message, text string) error {
 	payload, _ := json.Marshal(StatusArgs{Condition: string(ReasonUndeliverable), ByBridge: true, Room: msg.RoomID, Event: msg.EventID, Text: text}) // strings only
-	job := newJob(JobMatrixStatus, about{room: msg.RoomID}, 0, payload)
-	if err := b.store.AddJobs(ctx, job); err != nil {
+	if err := b.addJobs(ctx, []*Job{newJob(JobMatrixStatus, about{room: msg.RoomID}, 0, payload)}); err != nil {
 		return fmt.Errorf("mark a file that cannot reach XMPP failed: %w", err)
 	}
-	b.queue(job)
 	return nil
 }
 

@@ -120,3 +120,16 @@ func TestMediaFromMatrixRelations(t *testing.T) {
 		t.Errorf("Alice's redaction of her file sent %+v, want a XEP-0424 retraction of %s", r, x)
 	}
 }
+
+// XEP-0308 §3 on a picture Juliet sent: a correction replaces the whole
+// message, and XMPP clients show its new body in place of the file;
+// Matrix is told the same, an m.replace of the picture's event with the
+// new text (client-server API, "Event replacements").
+func TestMediaCorrectedFromXMPP(t *testing.T) {
+	h, _ := mediaHarness(t)
+	julietsPicture(t, h)
+	h.handle(t, julietSays("fix1", "Wrong picture, sorry", func(m *XMPPMessage) { m.Replace = "pic1" }))
+	if got := h.matrixBodies(); len(got) != 2 || got[1] != "edit $ev1 Wrong picture, sorry" {
+		t.Errorf("sent to Matrix %q, want the picture's edit to the new text", got)
+	}
+}

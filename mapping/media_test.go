@@ -216,9 +216,14 @@ func TestMediaNotFetchedForBlocked(t *testing.T) {
 	}
 }
 
-// A file sent in reply crosses as a file (without the reply's quote); an
-// edit of a file's caption does not cross: a XEP-0308 correction would
-// put words where XMPP clients show the file.
+// A file sent in reply crosses as a file (without the reply's quote). An
+// edit of a file's caption (m.replace whose m.new_content is the file
+// with its new caption: client-server API, "Event replacements", v1.10
+// "Media captions") is a XEP-0308 §3 correction of the stanza the file
+// became that carries the file again as its first message did: the URL
+// as the body and in XEP-0066 <x/> (§3), the new caption as <desc/>.
+// An edit that takes the caption away leaves the <x/> without <desc/>;
+// one to an encrypted file gets a failure status.
 func TestMediaRelationsFromMatrix(t *testing.T) {
 	h, _ := mediaHarness(t)
 	ctx := context.Background()
@@ -227,21 +232,41 @@ func TestMediaRelationsFromMatrix(t *testing.T) {
 	reply := textEvent("$r", alice, "!dm:example.org", "sonnet.pdf")
 	reply.MsgType, reply.File = MsgFile, &MatrixFile{URL: "mxc://example.org/sonnet", Name: "sonnet.pdf", Type: "application/pdf", Size: 99}
 	reply.Rel.ReplyTo = "$t"
-	edit := textEvent("$e", alice, "!dm:example.org", "* new caption")
-	edit.MsgType, edit.Rel = MsgFile, MatrixRelation{Type: RelTypeReplace, Event: "$r", NewBody: "new caption", NewMsgType: MsgFile}
+	edit := func(evID, caption string, f MatrixFile) MatrixEvent {
+		e := textEvent(evID, alice, "!dm:example.org", "* "+caption)
+		e.MsgType, e.File, e.Rel = MsgFile, &f, MatrixRelation{Type: RelTypeReplace, Event: "$r", NewBody: caption, NewMsgType: MsgFile}
+		return e
+	}
+	pdf := MatrixFile{URL: "mxc://example.org/sonnet", Name: "sonnet.pdf", Type: "application/pdf", Size: 99}
+	captioned, plain, secret := pdf, pdf, pdf
+	captioned.Caption = "new caption"
+	secret.Encrypted = true
 	if err := h.handleTxn(ctx, MatrixTxn{ID: "t1", Events: []MatrixEvent{first, reply}}); err != nil {
 		t.Fatal(err)
 	}
 	h.drain(t)
-	if err := h.handleTxn(ctx, MatrixTxn{ID: "t2", Events: []MatrixEvent{edit}}); err != nil {
-		t.Fatal(err)
+	if len(h.xmpp.sent) != 2 || h.xmpp.sent[1].OOB == nil || h.xmpp.sent[1].Body != "https://upload.capulet.lit/abc/sonnet.pdf" || h.xmpp.sent[1].Reply != nil {
+		t.Fatalf("sent %d stanzas; the second %+v: want the text, then the file without a reply", len(h.xmpp.sent), h.xmpp.sent[len(h.xmpp.sent)-1])
 	}
-	h.drain(t)
-	if len(h.xmpp.sent) != 2 || h.xmpp.sent[1].OOB == nil || h.xmpp.sent[1].Body != "https://upload.capulet.lit/abc/sonnet.pdf" {
-		t.Fatalf("sent %d stanzas; the second %+v: want the text, then the file", len(h.xmpp.sent), h.xmpp.sent[len(h.xmpp.sent)-1])
+	original := h.xmpp.sent[1]
+	h.matrixEvents(t, edit("$e1", "new caption", captioned))
+	h.matrixEvents(t, edit("$e2", "sonnet.pdf", plain))
+	h.matrixEvents(t, edit("$e3", "hidden", secret))
+	if len(h.xmpp.sent) != 4 {
+		t.Fatalf("sent %d stanzas, want the two corrections after the file", len(h.xmpp.sent))
 	}
-	if h.counts["matrix_replace/file"] != 1 {
-		t.Errorf("counts %v: want the caption's edit counted and left", h.counts)
+	url := "https://upload.capulet.lit/abc/sonnet.pdf"
+	for i, desc := range []string{"new caption", ""} {
+		c := h.xmpp.sent[2+i]
+		if c.Replace != original.ID || c.Body != url || c.OOB == nil || c.OOB.URL != url || c.OOB.Desc != desc || c.Request != original.Request {
+			t.Errorf("correction %d: replace %q body %q oob %+v requests %+v; want of %s, the URL in both, desc %q, a message's requests", i, c.Replace, c.Body, c.OOB, c.Request, original.ID, desc)
+		}
+	}
+	if len(h.matrix.failures) != 1 || !strings.HasPrefix(h.matrix.failures[0], "!dm:example.org $e3 ") {
+		t.Errorf("failures %q, want one for the encrypted file's edit", h.matrix.failures)
+	}
+	if h.counts["matrix_reply/file"] != 1 || h.counts["matrix_replace/accepted"] != 2 {
+		t.Errorf("counts %v", h.counts)
 	}
 }
 
