@@ -65,10 +65,54 @@ func mediaHarness(t *testing.T) (*harness, *fakeMedia) {
 	h := newHarness(t)
 	m := &fakeMedia{files: map[string]*MediaFile{
 		oobExampleURL:              {URL: "mxc://example.org/license", Name: "psa-license.jpg", Type: "image/jpeg", Size: 1234, Width: 10, Height: 8},
+		sfsExampleURL:              {URL: "mxc://example.org/summit", Name: "4a771ac1.jpg", Type: "image/jpeg", Size: 3032449, Width: 4096, Height: 2160},
 		"mxc://example.org/sonnet": {URL: "https://upload.capulet.lit/abc/sonnet.pdf", Name: "sonnet.pdf", Type: "application/pdf", Size: 99},
 	}}
 	h.b.SetMedia(m)
 	return h, m
+}
+
+// XEP-0447 §3.1, Example 1 (as xmppside decodes it): summit.jpg shared
+// with a url-data and a jinglepub source, and its XEP-0446 metadata.
+const sfsExampleURL = "https://download.montague.lit/4a771ac1-f0b2-4a4a-9700-f2a26fa2bb67/summit.jpg"
+
+func withSFS(id, body string, shared SharedFile) *XMPPMessage {
+	m := chat(id, body)
+	m.Shared = &shared
+	return m
+}
+
+// XEP-0447 §3.1-3.2: a shared file's http(s) url-data source is fetched
+// as a XEP-0066 URL is, its metadata's name the file's name and its
+// <desc/> the caption, with no body (Example 1) or with the fallback
+// body and <x/> of Example 2, which say nothing more; its jinglepub
+// source is ignored and counted. A share with no source the bridge can
+// use goes as its fallback body, and without one, nothing goes.
+func TestMediaSharedFromXMPP(t *testing.T) {
+	h, m := mediaHarness(t)
+	ctx := context.Background()
+	_ = h.store.PutPortal(ctx, DirectPortal("!dm:example.org", alice, jid.MustParse(julietJID), time.Time{}))
+	summit := SharedFile{URL: sfsExampleURL, Ignored: 1, Name: "summit.jpg", Desc: "Photo from the summit."}
+	fallback := withSFS("s2", "Photo from the summit: "+sfsExampleURL, summit)
+	fallback.OOB = &OOB{URL: sfsExampleURL}
+	jingle := SharedFile{Ignored: 1, Name: "summit.jpg"}
+	for _, msg := range []*XMPPMessage{withSFS("s1", "", summit), fallback, withSFS("s3", "summit.jpg (by jingle)", jingle), withSFS("s4", "", jingle)} {
+		if _, err := h.b.HandleXMPPMessage(ctx, msg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.drain(t)
+	text := "!dm:example.org " + string(julietGhost) + " summit.jpg (by jingle) "
+	picture := "!dm:example.org " + string(julietGhost) + " m.image mxc://example.org/summit Photo from the summit. filename=summit.jpg "
+	if len(h.matrix.texts) != 3 || !strings.HasPrefix(h.matrix.texts[0], text) || !strings.HasPrefix(h.matrix.texts[1], picture) || !strings.HasPrefix(h.matrix.texts[2], picture) {
+		t.Errorf("posted %q,\nwant the text %q, then the picture twice: %q", h.matrix.texts, text, picture)
+	}
+	if len(m.fetched) != 2 || m.fetched[0] != string(julietGhost)+" "+sfsExampleURL {
+		t.Errorf("fetched %q, want the url-data twice as the ghost", m.fetched)
+	}
+	if h.counts["media_fetch/sfs_source_ignored"] != 4 || h.counts["media_fetch/not_fetched"] != 1 || h.counts["media_fetch/uploaded"] != 2 {
+		t.Errorf("counts %v", h.counts)
+	}
 }
 
 // A message with a file from XMPP is fetched as the ghost and posted as
