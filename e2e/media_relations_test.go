@@ -18,7 +18,9 @@ import (
 // Prosody and Dendrite, both ways. Perdita's picture (XEP-0363 upload,
 // XEP-0066 link): Alice's m.read becomes her XEP-0333 marker on it, Alice's
 // reaction a XEP-0444 <reactions/> on its id, her reply a XEP-0461
-// <reply/>; Perdita's XEP-0424 retraction redacts the m.image. Alice's
+// <reply/>; Perdita's XEP-0308 correction with the file and new words is
+// an m.replace whose m.new_content is the picture, captioned, and her
+// XEP-0424 retraction redacts the m.image. Alice's
 // picture: Perdita's XEP-0184 <received/> and XEP-0333 <displayed/> on
 // its stanza become its delivery and the ghost's m.read, her XEP-0444
 // reaction an m.reaction on it; Alice's edit of its caption is a XEP-0308
@@ -71,6 +73,18 @@ func TestMediaRelations(t *testing.T) {
 	sendEvent(event.EventMessage, &event.MessageEventContent{MsgType: event.MsgText, Body: "Where did you find them?", RelatesTo: &event.RelatesTo{InReplyTo: &event.InReplyTo{EventID: img.ID}}})
 	if r := fromPuppet("the reply to the picture", func(s *peers.Stanza) bool { return s.Has(`urn:xmpp:reply:0`) }); !r.Has(`id="pic-1"`) || !r.Has(`to="perdita@localhost"`) {
 		t.Errorf("reply to the picture: %s", r.XML)
+	}
+	// XEP-0308 §3 with the file in XEP-0066 <x/> again and words: an
+	// m.replace whose m.new_content is the picture, captioned.
+	sendRaw(t, perdita, `<message type='chat' id='fix-pic-1' to='`+peers.XMLEscape(puppet)+`'><body>Flowers for you `+url+`</body><x xmlns='jabber:x:oob'><url>`+url+`</url></x><replace id='pic-1' xmlns='urn:xmpp:message-correct:0'/></message>`)
+	fixed := waitEvent("the picture's correction", func(e *event.Event) bool {
+		c := e.Content.AsMessage()
+		return e.Sender == ghost && c != nil && c.RelatesTo != nil && c.RelatesTo.Type == event.RelReplace && c.RelatesTo.EventID == img.ID
+	})
+	if n := fixed.Content.AsMessage().NewContent; n == nil || n.MsgType != event.MsgImage || n.Body != "Flowers for you" || n.FileName != "flowers.png" || n.URL == "" {
+		t.Errorf("the correction's m.new_content %+v: want the picture captioned", n)
+	} else if got := download(t, ctx, alice.Client, n.URL); !bytes.Equal(got, pic) {
+		t.Errorf("the corrected picture is %d bytes, not the %d uploaded", len(got), len(pic))
 	}
 	// XEP-0424 §3: Perdita takes her picture back.
 	sendRaw(t, perdita, `<message type='chat' id='retract-pic-1' to='`+peers.XMLEscape(puppet)+`'><retract id='pic-1' xmlns='urn:xmpp:message-retract:1'/><fallback xmlns='urn:xmpp:fallback:0' for='urn:xmpp:message-retract:1'/><body>This person attempted to retract a previous message, but it's unsupported by your client.</body><store xmlns='urn:xmpp:hints'/></message>`)

@@ -235,7 +235,7 @@ func (b *core) toFetch(log zerolog.Logger, m *XMPPMessage, who string) (mediaFet
 // mediaJobs are the jobs that carry a message of peer to mxid whose <x/>
 // names a file to fetch (toFetch): the fetch, which queues the post;
 // nil to send it as text.
-func (b *messages) mediaJobs(log zerolog.Logger, m *XMPPMessage, mxid id.UserID, peer jid.JID) []*Job {
+func (b *core) mediaJobs(log zerolog.Logger, m *XMPPMessage, mxid id.UserID, peer jid.JID) []*Job {
 	args, ok := b.toFetch(log, m, peer.String())
 	if !ok {
 		return nil

@@ -122,14 +122,25 @@ func TestMediaFromMatrixRelations(t *testing.T) {
 }
 
 // XEP-0308 §3 on a picture Juliet sent: a correction replaces the whole
-// message, and XMPP clients show its new body in place of the file;
-// Matrix is told the same, an m.replace of the picture's event with the
-// new text (client-server API, "Event replacements").
+// message, and XMPP clients show its new body in place of the file.
+// Matrix is told the same: an m.replace of the picture's event with the
+// new text (client-server API, "Event replacements"), or, for a
+// correction that carries a file (XEP-0066 §3's <x/>), an m.replace
+// whose m.new_content is that file, fetched as any, with the words as
+// its caption.
 func TestMediaCorrectedFromXMPP(t *testing.T) {
-	h, _ := mediaHarness(t)
+	h, m := mediaHarness(t)
 	julietsPicture(t, h)
 	h.handle(t, julietSays("fix1", "Wrong picture, sorry", func(m *XMPPMessage) { m.Replace = "pic1" }))
-	if got := h.matrixBodies(); len(got) != 2 || got[1] != "edit $ev1 Wrong picture, sorry" {
-		t.Errorf("sent to Matrix %q, want the picture's edit to the new text", got)
+	h.handle(t, julietSays("fix2", oobExampleBody+" "+oobExampleURL, func(m *XMPPMessage) {
+		m.Replace, m.OOB = "pic1", &OOB{URL: oobExampleURL}
+	}))
+	got := h.matrixBodies()
+	want := []string{"edit $ev1 Wrong picture, sorry", "edit $ev1 m.image mxc://example.org/license " + oobExampleBody + " filename=psa-license.jpg"}
+	if len(got) != 3 || got[1] != want[0] || got[2] != want[1] {
+		t.Errorf("sent to Matrix %q, want the picture, then %q", got, want)
+	}
+	if len(m.fetched) != 2 {
+		t.Errorf("fetched %q, want the picture's file and the correction's", m.fetched)
 	}
 }

@@ -89,7 +89,15 @@ func (b *relations) relationFromXMPP(ctx context.Context, log zerolog.Logger, mx
 		return true, nil
 	}
 	msg := b.relationRow(mxid, peer, target, kind, m)
-	return true, b.addRelation(ctx, log, what, msg, nil)
+	var job *Job
+	if kind == RelReplace {
+		// A correction that carries a file (XEP-0066 <x/>, XEP-0447):
+		// the file fetched, then an m.replace whose m.new_content is it.
+		if jobs := b.mediaJobs(log, m, mxid, peer); jobs != nil {
+			job = jobs[0]
+		}
+	}
+	return true, b.addRelation(ctx, log, what, msg, job)
 }
 
 // xmppRelation is what m points at: how, and the id it names, RelNone if
@@ -358,6 +366,20 @@ func (b *relations) relationToMatrix(ctx context.Context, room id.RoomID, ghost 
 		return b.matrix.Redact(ctx, room, ghost, target.EventID, txnID)
 	}
 	return "", fmt.Errorf("%w: message %d has relation %q", ErrPermanent, msg.RowID, msg.RelKind)
+}
+
+// fileEditToMatrix posts msg, a XEP-0308 correction that carried file,
+// as ghost: an m.replace of the original whose m.new_content is the file
+// with its caption (client-server API, "Event replacements"), its
+// content "* " and the caption as a fallback.
+func (b *relations) fileEditToMatrix(ctx context.Context, room id.RoomID, ghost id.UserID, msg *Message, file *MediaFile, txnID string) (id.EventID, error) {
+	target, err := b.relationTarget(ctx, msg)
+	if err != nil {
+		return "", err
+	}
+	out := mediaOut(file)
+	out.Replace, out.NewBody, out.Body = target.EventID, out.Body, "* "+out.Body
+	return b.matrix.SendMessage(ctx, room, ghost, out, txnID)
 }
 
 // relationTarget is the message msg points at, which its side must know.
