@@ -304,7 +304,8 @@ func TestProsodyUploadFacts(t *testing.T) {
 // message, after a XEP-0363 upload) is an m.image of their ghost with the
 // bytes uploaded, and a member's picture reaches the chat as a groupchat
 // message from their puppet with the URL as body and in XEP-0066, whose
-// file is the one Alice sent.
+// file is the one Alice sent; her edit of its caption is a XEP-0308
+// correction in the chat carrying the file again.
 func TestGroupMedia(t *testing.T) {
 	ctx := context.Background()
 	alice := w.alice
@@ -331,7 +332,47 @@ func TestGroupMedia(t *testing.T) {
 		t.Errorf("the picture on Matrix is %d bytes, not the %d uploaded", len(got), len(pic))
 	}
 
-	aliceSendsGroupPicture(t, ctx, portal, olivia, muc+"/"+aliceNick, "veil.png", testPNG(t, 5, 5, 42))
+	veil := testPNG(t, 5, 5, 42)
+	aliceSendsGroupPicture(t, ctx, portal, olivia, muc+"/"+aliceNick, "veil.png", veil)
+
+	// Her edit of its caption is a XEP-0308 correction in the chat that
+	// carries the file again, the new caption as XEP-0066 <desc/>.
+	sent := alice.Events(func(e *event.Event) bool {
+		c := e.Content.AsMessage()
+		return e.RoomID == portal && e.Sender == alice.Client.UserID && c != nil && c.MsgType == event.MsgImage && c.Body == "veil.png"
+	})
+	if len(sent) == 0 {
+		t.Fatal("Alice's picture is not in her timeline")
+	}
+	orig := sent[0].Content.AsMessage()
+	newContent := &event.MessageEventContent{MsgType: event.MsgImage, Body: "The veil lifted", FileName: "veil.png", URL: orig.URL, Info: orig.Info}
+	if _, err := alice.Client.SendMessageEvent(ctx, portal, event.EventMessage, &event.MessageEventContent{
+		MsgType: event.MsgImage, Body: "* The veil lifted", FileName: "veil.png", URL: orig.URL, Info: orig.Info,
+		NewContent: newContent, RelatesTo: &event.RelatesTo{Type: event.RelReplace, EventID: sent[0].ID},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	fix, err := olivia.Wait(ctx, wait, func(s *peers.Stanza) bool {
+		return s.Name == "message" && s.Type == "groupchat" && s.From == muc+"/"+aliceNick && s.Has(`urn:xmpp:message-correct:0`)
+	})
+	if err != nil {
+		t.Fatalf("the caption's edit never reached the chat: %v", err)
+	}
+	var origID string
+	for _, st := range olivia.Stanzas() {
+		if st.Type == "groupchat" && st.From == muc+"/"+aliceNick && strings.HasSuffix(st.Body, "veil.png") && !st.Has(`urn:xmpp:message-correct:0`) {
+			origID = st.ID
+		}
+	}
+	if origID == "" || !fix.Has(`<replace xmlns="urn:xmpp:message-correct:0" id="`+origID+`"`) && !fix.Has(`id="`+origID+`" xmlns="urn:xmpp:message-correct:0"`) {
+		t.Errorf("the correction does not name the picture's message %q: %s", origID, fix.XML)
+	}
+	if !fix.Has(`<url xmlns="jabber:x:oob">`+fix.Body+`</url>`) || !fix.Has(`The veil lifted</desc>`) {
+		t.Errorf("the chat's correction has no XEP-0066 URL equal to its body, or not the new caption: %s", fix.XML)
+	}
+	if resp, body := httpGet(t, ctx, fix.Body, ""); resp.StatusCode != http.StatusOK || !bytes.Equal(body, veil) {
+		t.Errorf("the correction's URL serves %s, %d bytes, not the %d Alice sent", resp.Status, len(body), len(veil))
+	}
 }
 
 // aliceSendsGroupPicture has Alice send a picture of name and data to a

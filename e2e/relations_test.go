@@ -145,6 +145,27 @@ func TestRelationsFromXMPP(t *testing.T) {
 	}
 }
 
+// messageFrom waits for a message to c from from (a bare JID or a full
+// one's start) that match accepts; what names it in a failure.
+func messageFrom(t *testing.T, ctx context.Context, c *peers.XMPPClient, from, what string, match func(*peers.Stanza) bool) *peers.Stanza {
+	t.Helper()
+	s, err := c.Wait(ctx, wait, func(s *peers.Stanza) bool { return s.Name == "message" && strings.HasPrefix(s.From, from) && match(s) })
+	if err != nil {
+		t.Fatalf("%s never reached the XMPP client: %v", what, err)
+	}
+	return s
+}
+
+// aliceSends has Alice send an event of typ with content to room.
+func aliceSends(t *testing.T, ctx context.Context, room id.RoomID, typ event.Type, content any) id.EventID {
+	t.Helper()
+	resp, err := w.alice.Client.SendMessageEvent(ctx, room, typ, content)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.EventID
+}
+
 // redacts is the event a redaction removes, wherever its room version
 // puts it.
 func redacts(e *event.Event) id.EventID {
@@ -171,19 +192,11 @@ func TestRelationsFromMatrix(t *testing.T) {
 	from := w.puppet(t, alice.Client.UserID)
 	waitStanza := func(what string, match func(*peers.Stanza) bool) *peers.Stanza {
 		t.Helper()
-		s, err := claudio.Wait(ctx, wait, func(s *peers.Stanza) bool { return s.Name == "message" && strings.HasPrefix(s.From, from) && match(s) })
-		if err != nil {
-			t.Fatalf("%s never reached the XMPP client: %v", what, err)
-		}
-		return s
+		return messageFrom(t, ctx, claudio, from, what, match)
 	}
 	sendEvent := func(typ event.Type, content any) id.EventID {
 		t.Helper()
-		resp, err := alice.Client.SendMessageEvent(ctx, room, typ, content)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return resp.EventID
+		return aliceSends(t, ctx, room, typ, content)
 	}
 
 	// A formatted body reaches XMPP as XEP-0393 styling.

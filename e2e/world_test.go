@@ -26,7 +26,7 @@ var w *world
 
 func TestMain(m *testing.M) {
 	code := 1
-	ww, logPath, err := startWorld(peers.WorldOptions{XMPPUsers: []string{"juliet", "romeo", "tybalt", "mercutio", "benvolio", "paris", "nurse", "balthasar", "friar", "rosaline", "sampson", "gregory", "abram", "peter", "montague", "escalus", "lawrence", "potpan", "benedick", "hero", "claudio", "beatrice", "verges", "dogberry", "seacoal", "macbeth", "banquo", "ursula", "antonio", "borachio", "conrade", "viola", "orsino", "olivia", "sebastian", "valentine", "leonato", "margaret", "feste", "maria", "portia", "nerissa", "bassanio"}})
+	ww, logPath, err := startWorld(peers.WorldOptions{XMPPUsers: []string{"juliet", "romeo", "tybalt", "mercutio", "benvolio", "paris", "nurse", "balthasar", "friar", "rosaline", "sampson", "gregory", "abram", "peter", "montague", "escalus", "lawrence", "potpan", "benedick", "hero", "claudio", "beatrice", "verges", "dogberry", "seacoal", "macbeth", "banquo", "ursula", "antonio", "borachio", "conrade", "viola", "orsino", "olivia", "sebastian", "valentine", "leonato", "margaret", "feste", "maria", "portia", "nerissa", "bassanio", "perdita", "florizel"}})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "e2e: setting up Prosody, Dendrite and the bridge:", err)
 	} else {

@@ -146,6 +146,8 @@ func (f *fakeMatrix) SendMessage(ctx context.Context, room id.RoomID, sender id.
 	f.mu.Unlock()
 	body := msg.Body
 	switch {
+	case msg.Media != nil && msg.Replace != "":
+		body = fmt.Sprintf("edit %s %s %s %s filename=%s", msg.Replace, msg.Media.MsgType, msg.Media.URL, msg.NewBody, msg.Media.Name)
 	case msg.Media != nil:
 		body = fmt.Sprintf("%s %s %s filename=%s", msg.Media.MsgType, msg.Media.URL, msg.Body, msg.Media.Name)
 	case msg.Replace != "":

@@ -40,6 +40,16 @@ func (b *messages) handleXMPPMessage(ctx context.Context, m *XMPPMessage) (*OutM
 		// XEP-0066 §3 makes the <x/> the message: its link is its text.
 		m.Body, m.HasBody = m.OOB.URL, true
 	}
+	if m.Shared != nil && m.Shared.Ignored > 0 {
+		// XEP-0447 §3.2 leaves sources other than an http(s) url-data
+		// to their own protocols (jingle), which the bridge speaks none of.
+		b.count("media_fetch", "sfs_source_ignored")
+	}
+	if !m.HasBody && m.Shared != nil && m.Shared.URL != "" {
+		// XEP-0447 §3.1 makes the <file-sharing/> the message, its body
+		// only a fallback that may be left out: the link is its text.
+		m.Body, m.HasBody = m.Shared.URL, true
+	}
 	mxid, reason := b.resolvePuppet(m.To)
 	if m.Type == TypeGroupchat {
 		if reason != "" {

@@ -723,13 +723,9 @@ func (g *groups) rejoin(ctx context.Context) error {
 			}
 		}
 	}
-	if len(jobs) == 0 {
-		return nil
+	if err := g.addJobs(ctx, jobs); err != nil {
+		return fmt.Errorf("rejoin the puppets: %w", err)
 	}
-	if err := g.store.AddJobs(ctx, jobs...); err != nil {
-		return fmt.Errorf("queue the joins of %d puppets: %w", len(jobs), err)
-	}
-	g.queue(jobs...)
 	return nil
 }
 

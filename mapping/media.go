@@ -16,7 +16,8 @@ import (
 // Media: pictures and files, one message kind on both sides. From XMPP, a
 // message with a XEP-0066 <x xmlns='jabber:x:oob'><url/></x> (what
 // Conversations, Gajim, Dino and Monal send after a XEP-0363 upload, with
-// the same URL as the body) becomes an m.image, m.video, m.audio or
+// the same URL as the body), or a XEP-0447 <file-sharing/> with an
+// http(s) source, becomes an m.image, m.video, m.audio or
 // m.file whose file the bridge fetched and put in the media repository as
 // the ghost. From Matrix, those and m.sticker become a message whose body
 // is a URL on the XMPP server's upload service (XEP-0363, uploaded as the
@@ -37,6 +38,26 @@ const NSOOB = "jabber:x:oob"
 type OOB struct {
 	URL  string `json:"url"`
 	Desc string `json:"desc,omitempty"`
+}
+
+// NSSFS is the namespace of XEP-0447's <file-sharing/> in a message, and
+// NSFileMetadata that of its XEP-0446 <file/>.
+const (
+	NSSFS          = "urn:xmpp:sfs:0"
+	NSFileMetadata = "urn:xmpp:file:metadata:0"
+)
+
+// SharedFile is a XEP-0447 <file-sharing/> (§3.1): the first of its
+// sources that is a XEP-0103 <url-data/> with an http(s) target (""
+// for none), how many sources the bridge cannot use (XEP-0358 jingle,
+// other schemes), and its XEP-0446 <file/>'s name and description, the
+// file's name and caption on Matrix. The type, size and pixels it
+// claims are not kept: the bytes say them, as for any file.
+type SharedFile struct {
+	URL     string
+	Ignored int
+	Name    string
+	Desc    string
 }
 
 // MediaFile is a file the bridge moved: where it is now (an mxc:// URI in
@@ -121,26 +142,50 @@ func isMediaMsgType(t string) bool {
 	return false
 }
 
-// oobToFetch is the URL of m's file the bridge fetches, and the caption
-// to go with it: the sender's own words when the body is more than the
-// URL (clients send the URL as the body for those without XEP-0066),
-// else the <desc/>. "" if there is nothing to fetch: no <x/>, or a URL
-// that is not http(s) (XEP-0454's aesgcm:// is an encrypted file whose
-// key is in the fragment, which the bridge cannot show on Matrix and
-// passes on as the text it is).
-func oobToFetch(m *XMPPMessage) (string, string) {
-	if m.OOB == nil {
-		return "", ""
+// oobToFetch is the URL of m's file the bridge fetches, the caption to
+// go with it and its name ("": the URL's). From a XEP-0447
+// <file-sharing/> with an http(s) source: its <desc/> and <name/> (§3.1:
+// the body is a fallback that says nothing more). Else from XEP-0066's
+// <x/>: the sender's own words when the body is more than the URL
+// (clients send the URL as the body for those without XEP-0066), else
+// the <desc/>. "" if there is nothing to fetch: neither, or a URL that is
+// not http(s) (XEP-0454's aesgcm:// is an encrypted file whose key is in
+// the fragment, which the bridge cannot show on Matrix and passes on as
+// the text it is).
+func oobToFetch(m *XMPPMessage) (link, caption, name string) {
+	if s := m.Shared; s != nil && IsHTTPURL(s.URL) {
+		return s.URL, strings.TrimSpace(s.Desc), fileName(s.Name)
 	}
-	u, err := url.Parse(m.OOB.URL)
-	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-		return "", ""
+	if m.OOB == nil || !IsHTTPURL(m.OOB.URL) {
+		return "", "", ""
 	}
 	body := strings.TrimSpace(m.Body)
 	if body == "" || body == m.OOB.URL {
-		return m.OOB.URL, strings.TrimSpace(m.OOB.Desc)
+		return m.OOB.URL, strings.TrimSpace(m.OOB.Desc), ""
 	}
-	return m.OOB.URL, strings.TrimSpace(strings.ReplaceAll(body, m.OOB.URL, ""))
+	return m.OOB.URL, strings.TrimSpace(strings.ReplaceAll(body, m.OOB.URL, "")), ""
+}
+
+// IsHTTPURL tells whether link is an http(s) URL with a host: one the
+// bridge may fetch.
+func IsHTTPURL(link string) bool {
+	u, err := url.Parse(link)
+	return err == nil && (u.Scheme == "https" || u.Scheme == "http") && u.Host != ""
+}
+
+// maxFileName bounds a file name a sender gives (most file systems'
+// 255 bytes).
+const maxFileName = 255
+
+// fileName is name, which a remote sender gave, as a file's name: what
+// follows its last / or \ (XEP-0446 §3: a name must not pass for a
+// path), "" for nothing usable or one longer than maxFileName.
+func fileName(name string) string {
+	name = strings.TrimSpace(name[strings.LastIndexAny(name, `/\`)+1:])
+	if name == "." || name == ".." || len(name) > maxFileName || strings.ContainsFunc(name, func(r rune) bool { return r < ' ' || r == 0x7f }) {
+		return ""
+	}
+	return name
 }
 
 // JobMediaFromXMPP fetches the file of a message from XMPP and puts it in
@@ -150,21 +195,31 @@ const (
 	JobMediaToMatrix JobKind = "matrix.media_send"
 )
 
-// mediaFetchArgs is the payload of a JobMediaFromXMPP: the URL and the
-// caption.
+// mediaFetchArgs is the payload of a JobMediaFromXMPP: the URL, the
+// caption, and the file's name if the sender gave one.
 type mediaFetchArgs struct {
 	URL     string `json:"url"`
 	Caption string `json:"caption,omitempty"`
+	Name    string `json:"name,omitempty"`
 }
 
-// toFetch is the fetch of the file m's <x/> names, from who (a person's
+// fetched completes file, fetched for args: its msgtype by its type,
+// the caption, and the name the sender gave (else the URL's).
+func (args mediaFetchArgs) fetched(file *MediaFile) {
+	file.MsgType, file.Caption = mediaMsgType(file.Type), args.Caption
+	if args.Name != "" {
+		file.Name = args.Name
+	}
+}
+
+// toFetch is the fetch of the file m's <x/> or <file-sharing/> names, from who (a person's
 // bare JID, or a chat's occupant), if the URL is one to fetch, a media
 // mover is set and who's budget of fetches (limits.media_fetches_per_hour)
 // lets it; false to send the message as its text.
 func (b *core) toFetch(log zerolog.Logger, m *XMPPMessage, who string) (mediaFetchArgs, bool) {
-	link, caption := oobToFetch(m)
+	link, caption, name := oobToFetch(m)
 	if link == "" || b.media == nil {
-		if m.OOB != nil {
+		if m.OOB != nil || m.Shared != nil {
 			b.count("media_fetch", "not_fetched")
 		}
 		return mediaFetchArgs{}, false
@@ -174,13 +229,13 @@ func (b *core) toFetch(log zerolog.Logger, m *XMPPMessage, who string) (mediaFet
 		b.count("media_fetch", reason)
 		return mediaFetchArgs{}, false
 	}
-	return mediaFetchArgs{URL: link, Caption: caption}, true
+	return mediaFetchArgs{URL: link, Caption: caption, Name: name}, true
 }
 
 // mediaJobs are the jobs that carry a message of peer to mxid whose <x/>
 // names a file to fetch (toFetch): the fetch, which queues the post;
 // nil to send it as text.
-func (b *messages) mediaJobs(log zerolog.Logger, m *XMPPMessage, mxid id.UserID, peer jid.JID) []*Job {
+func (b *core) mediaJobs(log zerolog.Logger, m *XMPPMessage, mxid id.UserID, peer jid.JID) []*Job {
 	args, ok := b.toFetch(log, m, peer.String())
 	if !ok {
 		return nil
@@ -225,7 +280,7 @@ func (b *messages) fetchFromXMPP(ctx context.Context, job *Job, args mediaFetchA
 		b.count("media_fetch", "failed")
 		return b.follow(ctx, msg, JobSendToMatrix, nil)
 	}
-	file.MsgType, file.Caption = mediaMsgType(file.Type), args.Caption
+	args.fetched(file)
 	log.Debug().Str("mxc", file.URL).Str("type", file.Type).Int64("size", file.Size).Msg("Fetched the file of a message from XMPP")
 	b.count("media_fetch", "uploaded")
 	return b.follow(ctx, msg, JobMediaToMatrix, file)
@@ -294,7 +349,7 @@ func (g *groups) fetchFromMUC(ctx context.Context, job *Job, args groupArgs) err
 		g.log.Info().Err(err).Int64("row", job.MessageID).Str("url", fetch.URL).Msg("Could not fetch the file an occupant sent; it goes to Matrix as its link")
 		g.count("media_fetch", "failed")
 	} else {
-		file.MsgType, file.Caption = mediaMsgType(file.Type), fetch.Caption
+		fetch.fetched(file)
 		args.File = file
 		send = groupJob(JobGroupToMatrix, args.Room, job.MessageID, args)
 		g.count("media_fetch", "uploaded")
@@ -411,15 +466,37 @@ func (b *core) outgoing(evt MatrixEvent, peer jid.JID) (body string, job *Job, r
 	return body, newJob(JobMediaFromMatrix, about{room: evt.Room}, 0, payload), nil, true
 }
 
+// fileEdit is what an m.replace of a file (evt, whose m.new_content is a
+// file msgtype) goes to XMPP as, as outgoing's: a XEP-0308 correction
+// that carries the file again, the URL as its body and in XEP-0066 <x/>
+// with the new caption as <desc/>, as the file's first message did;
+// words alone in the correction would replace what XMPP clients show
+// as the file. The file goes up again (or gets a new signed URL): the
+// id map keeps no file's URL on XMPP, and m.new_content may name
+// another file.
+func (b *core) fileEdit(evt MatrixEvent, peer jid.JID) (body string, job *Job, refused []*Job, ok bool) {
+	return b.outgoing(MatrixEvent{ID: evt.ID, Room: evt.Room, Sender: evt.Sender, MsgType: evt.Rel.NewMsgType, File: evt.File}, peer)
+}
+
+// addJobs stores jobs and queues them.
+func (b *core) addJobs(ctx context.Context, jobs []*Job) error {
+	if len(jobs) == 0 {
+		return nil
+	}
+	if err := b.store.AddJobs(ctx, jobs...); err != nil {
+		return fmt.Errorf("queue %d jobs: %w", len(jobs), err)
+	}
+	b.queue(jobs...)
+	return nil
+}
+
 // failMedia marks msg, a file from Matrix that cannot reach XMPP, failed
 // for its sender, saying why: the send is dropped after.
 func (b *core) failMedia(ctx context.Context, msg *Message, text string) error {
 	payload, _ := json.Marshal(StatusArgs{Condition: string(ReasonUndeliverable), ByBridge: true, Room: msg.RoomID, Event: msg.EventID, Text: text}) // strings only
-	job := newJob(JobMatrixStatus, about{room: msg.RoomID}, 0, payload)
-	if err := b.store.AddJobs(ctx, job); err != nil {
+	if err := b.addJobs(ctx, []*Job{newJob(JobMatrixStatus, about{room: msg.RoomID}, 0, payload)}); err != nil {
 		return fmt.Errorf("mark a file that cannot reach XMPP failed: %w", err)
 	}
-	b.queue(job)
 	return nil
 }
 

@@ -65,10 +65,54 @@ func mediaHarness(t *testing.T) (*harness, *fakeMedia) {
 	h := newHarness(t)
 	m := &fakeMedia{files: map[string]*MediaFile{
 		oobExampleURL:              {URL: "mxc://example.org/license", Name: "psa-license.jpg", Type: "image/jpeg", Size: 1234, Width: 10, Height: 8},
+		sfsExampleURL:              {URL: "mxc://example.org/summit", Name: "4a771ac1.jpg", Type: "image/jpeg", Size: 3032449, Width: 4096, Height: 2160},
 		"mxc://example.org/sonnet": {URL: "https://upload.capulet.lit/abc/sonnet.pdf", Name: "sonnet.pdf", Type: "application/pdf", Size: 99},
 	}}
 	h.b.SetMedia(m)
 	return h, m
+}
+
+// XEP-0447 §3.1, Example 1 (as xmppside decodes it): summit.jpg shared
+// with a url-data and a jinglepub source, and its XEP-0446 metadata.
+const sfsExampleURL = "https://download.montague.lit/4a771ac1-f0b2-4a4a-9700-f2a26fa2bb67/summit.jpg"
+
+func withSFS(id, body string, shared SharedFile) *XMPPMessage {
+	m := chat(id, body)
+	m.Shared = &shared
+	return m
+}
+
+// XEP-0447 §3.1-3.2: a shared file's http(s) url-data source is fetched
+// as a XEP-0066 URL is, its metadata's name the file's name and its
+// <desc/> the caption, with no body (Example 1) or with the fallback
+// body and <x/> of Example 2, which say nothing more; its jinglepub
+// source is ignored and counted. A share with no source the bridge can
+// use goes as its fallback body, and without one, nothing goes.
+func TestMediaSharedFromXMPP(t *testing.T) {
+	h, m := mediaHarness(t)
+	ctx := context.Background()
+	_ = h.store.PutPortal(ctx, DirectPortal("!dm:example.org", alice, jid.MustParse(julietJID), time.Time{}))
+	summit := SharedFile{URL: sfsExampleURL, Ignored: 1, Name: "summit.jpg", Desc: "Photo from the summit."}
+	fallback := withSFS("s2", "Photo from the summit: "+sfsExampleURL, summit)
+	fallback.OOB = &OOB{URL: sfsExampleURL}
+	jingle := SharedFile{Ignored: 1, Name: "summit.jpg"}
+	for _, msg := range []*XMPPMessage{withSFS("s1", "", summit), fallback, withSFS("s3", "summit.jpg (by jingle)", jingle), withSFS("s4", "", jingle)} {
+		if _, err := h.b.HandleXMPPMessage(ctx, msg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.drain(t)
+	text := "!dm:example.org " + string(julietGhost) + " summit.jpg (by jingle) "
+	picture := "!dm:example.org " + string(julietGhost) + " m.image mxc://example.org/summit Photo from the summit. filename=summit.jpg "
+	if len(h.matrix.texts) != 3 || !strings.HasPrefix(h.matrix.texts[0], text) || !strings.HasPrefix(h.matrix.texts[1], picture) || !strings.HasPrefix(h.matrix.texts[2], picture) {
+		t.Errorf("posted %q,\nwant the text %q, then the picture twice: %q", h.matrix.texts, text, picture)
+	}
+	if len(m.fetched) != 2 || m.fetched[0] != string(julietGhost)+" "+sfsExampleURL {
+		t.Errorf("fetched %q, want the url-data twice as the ghost", m.fetched)
+	}
+	if h.counts["media_fetch/sfs_source_ignored"] != 4 || h.counts["media_fetch/not_fetched"] != 1 || h.counts["media_fetch/uploaded"] != 2 {
+		t.Errorf("counts %v", h.counts)
+	}
 }
 
 // A message with a file from XMPP is fetched as the ghost and posted as
@@ -216,9 +260,14 @@ func TestMediaNotFetchedForBlocked(t *testing.T) {
 	}
 }
 
-// A file sent in reply crosses as a file (without the reply's quote); an
-// edit of a file's caption does not cross: a XEP-0308 correction would
-// put words where XMPP clients show the file.
+// A file sent in reply crosses as a file (without the reply's quote). An
+// edit of a file's caption (m.replace whose m.new_content is the file
+// with its new caption: client-server API, "Event replacements", v1.10
+// "Media captions") is a XEP-0308 §3 correction of the stanza the file
+// became that carries the file again as its first message did: the URL
+// as the body and in XEP-0066 <x/> (§3), the new caption as <desc/>.
+// An edit that takes the caption away leaves the <x/> without <desc/>;
+// one to an encrypted file gets a failure status.
 func TestMediaRelationsFromMatrix(t *testing.T) {
 	h, _ := mediaHarness(t)
 	ctx := context.Background()
@@ -227,21 +276,41 @@ func TestMediaRelationsFromMatrix(t *testing.T) {
 	reply := textEvent("$r", alice, "!dm:example.org", "sonnet.pdf")
 	reply.MsgType, reply.File = MsgFile, &MatrixFile{URL: "mxc://example.org/sonnet", Name: "sonnet.pdf", Type: "application/pdf", Size: 99}
 	reply.Rel.ReplyTo = "$t"
-	edit := textEvent("$e", alice, "!dm:example.org", "* new caption")
-	edit.MsgType, edit.Rel = MsgFile, MatrixRelation{Type: RelTypeReplace, Event: "$r", NewBody: "new caption", NewMsgType: MsgFile}
+	edit := func(evID, caption string, f MatrixFile) MatrixEvent {
+		e := textEvent(evID, alice, "!dm:example.org", "* "+caption)
+		e.MsgType, e.File, e.Rel = MsgFile, &f, MatrixRelation{Type: RelTypeReplace, Event: "$r", NewBody: caption, NewMsgType: MsgFile}
+		return e
+	}
+	pdf := MatrixFile{URL: "mxc://example.org/sonnet", Name: "sonnet.pdf", Type: "application/pdf", Size: 99}
+	captioned, plain, secret := pdf, pdf, pdf
+	captioned.Caption = "new caption"
+	secret.Encrypted = true
 	if err := h.handleTxn(ctx, MatrixTxn{ID: "t1", Events: []MatrixEvent{first, reply}}); err != nil {
 		t.Fatal(err)
 	}
 	h.drain(t)
-	if err := h.handleTxn(ctx, MatrixTxn{ID: "t2", Events: []MatrixEvent{edit}}); err != nil {
-		t.Fatal(err)
+	if len(h.xmpp.sent) != 2 || h.xmpp.sent[1].OOB == nil || h.xmpp.sent[1].Body != "https://upload.capulet.lit/abc/sonnet.pdf" || h.xmpp.sent[1].Reply != nil {
+		t.Fatalf("sent %d stanzas; the second %+v: want the text, then the file without a reply", len(h.xmpp.sent), h.xmpp.sent[len(h.xmpp.sent)-1])
 	}
-	h.drain(t)
-	if len(h.xmpp.sent) != 2 || h.xmpp.sent[1].OOB == nil || h.xmpp.sent[1].Body != "https://upload.capulet.lit/abc/sonnet.pdf" {
-		t.Fatalf("sent %d stanzas; the second %+v: want the text, then the file", len(h.xmpp.sent), h.xmpp.sent[len(h.xmpp.sent)-1])
+	original := h.xmpp.sent[1]
+	h.matrixEvents(t, edit("$e1", "new caption", captioned))
+	h.matrixEvents(t, edit("$e2", "sonnet.pdf", plain))
+	h.matrixEvents(t, edit("$e3", "hidden", secret))
+	if len(h.xmpp.sent) != 4 {
+		t.Fatalf("sent %d stanzas, want the two corrections after the file", len(h.xmpp.sent))
 	}
-	if h.counts["matrix_replace/file"] != 1 {
-		t.Errorf("counts %v: want the caption's edit counted and left", h.counts)
+	url := "https://upload.capulet.lit/abc/sonnet.pdf"
+	for i, desc := range []string{"new caption", ""} {
+		c := h.xmpp.sent[2+i]
+		if c.Replace != original.ID || c.Body != url || c.OOB == nil || c.OOB.URL != url || c.OOB.Desc != desc || c.Request != original.Request {
+			t.Errorf("correction %d: replace %q body %q oob %+v requests %+v; want of %s, the URL in both, desc %q, a message's requests", i, c.Replace, c.Body, c.OOB, c.Request, original.ID, desc)
+		}
+	}
+	if len(h.matrix.failures) != 1 || !strings.HasPrefix(h.matrix.failures[0], "!dm:example.org $e3 ") {
+		t.Errorf("failures %q, want one for the encrypted file's edit", h.matrix.failures)
+	}
+	if h.counts["matrix_reply/file"] != 1 || h.counts["matrix_replace/accepted"] != 2 {
+		t.Errorf("counts %v", h.counts)
 	}
 }
 

@@ -82,14 +82,22 @@ func (b *relations) relationFromXMPP(ctx context.Context, log zerolog.Logger, mx
 		}
 		for _, r := range reactionRows(have, target, m.Reactions.Keys) {
 			r.PeerJID, r.MXID, r.TS = peer, mxid, b.now()
-			if err := b.addRelation(ctx, log, "xmpp_reaction", r); err != nil {
+			if err := b.addRelation(ctx, log, "xmpp_reaction", r, nil); err != nil {
 				return true, err
 			}
 		}
 		return true, nil
 	}
 	msg := b.relationRow(mxid, peer, target, kind, m)
-	return true, b.addRelation(ctx, log, what, msg)
+	var job *Job
+	if kind == RelReplace {
+		// A correction that carries a file (XEP-0066 <x/>, XEP-0447):
+		// the file fetched, then an m.replace whose m.new_content is it.
+		if jobs := b.mediaJobs(log, m, mxid, peer); jobs != nil {
+			job = jobs[0]
+		}
+	}
+	return true, b.addRelation(ctx, log, what, msg, job)
 }
 
 // xmppRelation is what m points at: how, and the id it names, RelNone if
@@ -184,12 +192,14 @@ func (b *relations) relationRow(mxid id.UserID, peer jid.JID, target *Message, k
 	return msg
 }
 
-// addRelation stores msg with the job that sends it.
-func (b *relations) addRelation(ctx context.Context, log zerolog.Logger, what string, msg *Message) error {
-	var job *Job
-	if msg.Direction == FromXMPP {
+// addRelation stores msg with job, the one that sends it (nil: the send
+// of its text).
+func (b *relations) addRelation(ctx context.Context, log zerolog.Logger, what string, msg *Message, job *Job) error {
+	switch {
+	case job != nil:
+	case msg.Direction == FromXMPP:
 		job = newJob(JobSendToMatrix, about{room: msg.RoomID, mxid: msg.MXID, peer: msg.PeerJID}, 0, nil)
-	} else {
+	default:
 		job = newJob(JobSendToXMPP, about{room: msg.RoomID, mxid: msg.MXID, peer: msg.PeerJID}, 0, nil)
 	}
 	added, err := b.store.AddMessage(ctx, msg, job)
@@ -243,11 +253,6 @@ func (b *relations) relationFromMatrix(ctx context.Context, log zerolog.Logger, 
 			return true, nil
 		}
 		kind, ref = RelReaction, evt.Rel.Event
-	case evt.Rel.Type == RelTypeReplace && isMediaMsgType(evt.Rel.NewMsgType):
-		// A file's new caption: a XEP-0308 correction would replace the
-		// file's URL, which XMPP clients show as the file, with words.
-		b.count("matrix_replace", "file")
-		return true, nil
 	case evt.Rel.Type == RelTypeReplace:
 		kind, ref = RelReplace, evt.Rel.Event
 	case evt.Rel.ReplyTo != "" && evt.File != nil:
@@ -309,8 +314,16 @@ func (b *relations) relationFromMatrix(ctx context.Context, log zerolog.Logger, 
 		}
 	}
 	body, _ := textOf(evt)
+	var job *Job
 	if kind == RelReplace {
 		body, _ = textOf(MatrixEvent{MsgType: evt.Rel.NewMsgType, Body: evt.Rel.NewBody})
+	}
+	if kind == RelReplace && isMediaMsgType(evt.Rel.NewMsgType) {
+		var refused []*Job
+		var ok bool
+		if body, job, refused, ok = b.fileEdit(evt, portal.JID); !ok {
+			return true, b.addJobs(ctx, refused)
+		}
 	}
 	xid := NewXMPPID()
 	msg := &Message{
@@ -328,7 +341,7 @@ func (b *relations) relationFromMatrix(ctx context.Context, log zerolog.Logger, 
 			msg.RelKind, msg.RelTo, msg.Body = RelNone, 0, "* "+body
 		}
 	}
-	return true, b.addRelation(ctx, log, what, msg)
+	return true, b.addRelation(ctx, log, what, msg, job)
 }
 
 // relationToMatrix posts msg, which points at another message, as ghost.
@@ -353,6 +366,20 @@ func (b *relations) relationToMatrix(ctx context.Context, room id.RoomID, ghost 
 		return b.matrix.Redact(ctx, room, ghost, target.EventID, txnID)
 	}
 	return "", fmt.Errorf("%w: message %d has relation %q", ErrPermanent, msg.RowID, msg.RelKind)
+}
+
+// fileEditToMatrix posts msg, a XEP-0308 correction that carried file,
+// as ghost: an m.replace of the original whose m.new_content is the file
+// with its caption (client-server API, "Event replacements"), its
+// content "* " and the caption as a fallback.
+func (b *relations) fileEditToMatrix(ctx context.Context, room id.RoomID, ghost id.UserID, msg *Message, file *MediaFile, txnID string) (id.EventID, error) {
+	target, err := b.relationTarget(ctx, msg)
+	if err != nil {
+		return "", err
+	}
+	out := mediaOut(file)
+	out.Replace, out.NewBody, out.Body = target.EventID, out.Body, "* "+out.Body
+	return b.matrix.SendMessage(ctx, room, ghost, out, txnID)
 }
 
 // relationTarget is the message msg points at, which its side must know.

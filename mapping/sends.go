@@ -140,6 +140,8 @@ func (b *messages) postToMatrix(ctx context.Context, row int64, msg *Message, fi
 	// send and SetMessageEventID yields the same event, not a second one.
 	var ev id.EventID
 	switch {
+	case file != nil && msg.RelKind == RelReplace:
+		ev, err = b.relations.fileEditToMatrix(ctx, portal.RoomID, ghost, msg, file, relationTxn(row))
 	case file != nil:
 		ev, err = b.matrix.SendMessage(ctx, portal.RoomID, ghost, mediaOut(file), relationTxn(row))
 	case msg.RelKind != RelNone:

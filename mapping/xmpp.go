@@ -70,6 +70,9 @@ type XMPPMessage struct {
 	// OOB is the first XEP-0066 <x xmlns='jabber:x:oob'/>: a file the
 	// message carries (media.go).
 	OOB *OOB
+	// Shared is the first XEP-0447 <file-sharing/>: a file the message
+	// carries, with its metadata (media.go).
+	Shared *SharedFile
 	// Moderation is a room's word that a moderator retracted one of its
 	// messages (XEP-0425); only the room itself may say it.
 	Moderation *XMPPModeration

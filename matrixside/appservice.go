@@ -694,6 +694,12 @@ func coreEvent(evt *event.Event) mapping.MatrixEvent {
 			}
 			if n := c.NewContent; n != nil {
 				out.Rel.NewBody, out.Rel.NewMsgType = n.Body, string(n.MsgType)
+				switch out.Rel.NewMsgType {
+				case mapping.MsgImage, mapping.MsgVideo, mapping.MsgAudio, mapping.MsgFile:
+					// An edit of a file: the file and caption are
+					// m.new_content's, the content's "* " body a fallback.
+					out.File = fileOf(n)
+				}
 				if n.Format == event.FormatHTML {
 					out.Rel.NewHTML = n.FormattedBody
 				}

@@ -508,3 +508,25 @@ func TestTransactionParsedOnce(t *testing.T) {
 		t.Errorf("%d decoded transactions still kept after the inbox emptied", len(s.decoded))
 	}
 }
+
+// An edit of a file's caption (client-server API, "Event replacements"
+// and v1.10 "Media captions", as Element sends it): the file and its new
+// caption are m.new_content's, not the "* " fallback's.
+func TestDecodeCaptionEdit(t *testing.T) {
+	s := NewServer("hs-secret", nil, nil, func(string, string) {}, zerolog.Nop())
+	body := `{"events": [
+		{"type":"m.room.message","event_id":"$edit","room_id":"!r:example.org","sender":"@alice:example.org",
+		 "content":{"msgtype":"m.image","body":"* the old fallback","filename":"cat.png","url":"mxc://example.org/old","info":{"mimetype":"image/png","size":7},
+		  "m.new_content":{"msgtype":"m.image","body":"A cat","filename":"cat.png","url":"mxc://example.org/cat","info":{"mimetype":"image/png","size":9}},
+		  "m.relates_to":{"rel_type":"m.replace","event_id":"$pic"}}}
+	]}`
+	got := s.decodeEvents(&mapping.Txn{ID: "t", Body: []byte(body)}).Events
+	if len(got) != 1 {
+		t.Fatalf("decoded %+v", got)
+	}
+	f, rel := got[0].File, got[0].Rel
+	want := mapping.MatrixFile{URL: "mxc://example.org/cat", Name: "cat.png", Type: "image/png", Size: 9, Caption: "A cat"}
+	if f == nil || *f != want || rel.Type != mapping.RelTypeReplace || rel.Event != "$pic" || rel.NewMsgType != mapping.MsgImage {
+		t.Errorf("decoded file %+v rel %+v, want m.new_content's %+v", f, rel, want)
+	}
+}

@@ -159,6 +159,10 @@ func (h *Homeserver) SendMessage(ctx context.Context, room id.RoomID, sender id.
 	}
 	if msg.Replace != "" {
 		content.NewContent = textContent(msg.NewBody, msg.NewHTML)
+		if msg.Media != nil {
+			// A file's edit: the new content is the file, captioned.
+			content.NewContent = mediaContent(msg.NewBody, msg.Media)
+		}
 		content.RelatesTo = &event.RelatesTo{Type: event.RelReplace, EventID: msg.Replace}
 	} else if msg.ReplyTo != "" {
 		content.RelatesTo = &event.RelatesTo{InReplyTo: &event.InReplyTo{EventID: msg.ReplyTo}}

@@ -7,7 +7,6 @@ package xmppside
 
 import (
 	"encoding/xml"
-	"strings"
 
 	"xmppbridge/mapping"
 )
@@ -39,14 +38,11 @@ func decodeOOB(in *inMessage, start xml.StartElement) error {
 	if err := in.d.DecodeElement(&x, &start); err != nil {
 		return err
 	}
-	url, desc := strings.TrimSpace(x.URL), strings.TrimSpace(x.Desc)
-	if url == "" || len(url) > maxOOBLen {
+	url := bounded(x.URL)
+	if url == "" {
 		return nil
 	}
-	if len(desc) > maxOOBLen {
-		desc = ""
-	}
-	in.m.OOB = &mapping.OOB{URL: url, Desc: desc}
+	in.m.OOB = &mapping.OOB{URL: url, Desc: bounded(x.Desc)}
 	return nil
 }
 

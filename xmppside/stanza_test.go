@@ -268,7 +268,7 @@ func decodeRaw(t *testing.T, raw string) *mapping.XMPPMessage {
 // The features the XEPs register are listed as they were before each
 // file registered its own (disco.go, discoPlace).
 func TestDiscoFeaturesOrder(t *testing.T) {
-	wantPuppet := []string{NSDiscoInfo, NSReceipts, NSEvent, NSMarkers, NSIMNG, NSSID, NSChatStates, mapping.NSOOB, NSPing, NSCaps, NSVersion, NSVCard,
+	wantPuppet := []string{NSDiscoInfo, NSReceipts, NSEvent, NSMarkers, NSIMNG, NSSID, NSChatStates, mapping.NSOOB, mapping.NSSFS, NSPing, NSCaps, NSVersion, NSVCard,
 		NSNickNotify, NSAvatarMetadataNotify, mapping.NSCorrect, mapping.NSReply, mapping.NSReactions, mapping.NSRetract, mapping.NSFallback, mapping.NSStyling, NSModerate0}
 	wantDomain := []string{NSDiscoInfo, NSDiscoItems, NSReceipts, NSEvent, NSMarkers, NSIMNG, NSSID, NSChatStates, NSPing, NSVersion, NSGateway,
 		mapping.NSCorrect, mapping.NSReply, mapping.NSReactions, mapping.NSRetract, mapping.NSFallback, mapping.NSStyling}
