@@ -337,18 +337,19 @@ func TestGroupMedia(t *testing.T) {
 
 	// Her edit of its caption is a XEP-0308 correction in the chat that
 	// carries the file again, the new caption as XEP-0066 <desc/>.
-	sent := alice.Events(func(e *event.Event) bool {
+	// Her client's /sync may bring her own event after the chat has it.
+	sent, err := alice.Wait(ctx, wait, func(e *event.Event) bool {
 		c := e.Content.AsMessage()
 		return e.RoomID == portal && e.Sender == alice.Client.UserID && c != nil && c.MsgType == event.MsgImage && c.Body == "veil.png"
 	})
-	if len(sent) == 0 {
-		t.Fatal("Alice's picture is not in her timeline")
+	if err != nil {
+		t.Fatalf("Alice's picture is not in her timeline: %v", err)
 	}
-	orig := sent[0].Content.AsMessage()
+	orig := sent.Content.AsMessage()
 	newContent := &event.MessageEventContent{MsgType: event.MsgImage, Body: "The veil lifted", FileName: "veil.png", URL: orig.URL, Info: orig.Info}
 	if _, err := alice.Client.SendMessageEvent(ctx, portal, event.EventMessage, &event.MessageEventContent{
 		MsgType: event.MsgImage, Body: "* The veil lifted", FileName: "veil.png", URL: orig.URL, Info: orig.Info,
-		NewContent: newContent, RelatesTo: &event.RelatesTo{Type: event.RelReplace, EventID: sent[0].ID},
+		NewContent: newContent, RelatesTo: &event.RelatesTo{Type: event.RelReplace, EventID: sent.ID},
 	}); err != nil {
 		t.Fatal(err)
 	}
