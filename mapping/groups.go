@@ -196,9 +196,10 @@ type mucRoom struct {
 	// in the portal in this run, as their puppets' role is (moderation.go).
 	moderators map[id.UserID]bool
 	// nameAsked: the chat's name was asked in this run; name is what it
-	// answered last, "" if nothing yet (roomname.go).
-	nameAsked bool
-	name      string
+	// answered last, "" if nothing yet (roomname.go); infoPending: a
+	// question of it is queued and not yet asked (configChanged).
+	nameAsked, infoPending bool
+	name                   string
 	// heard is when each puppet last had word from the room (selfPing);
 	// dropped, when the room last dropped it (status 333, 332).
 	heard, dropped map[id.UserID]time.Time

@@ -122,6 +122,12 @@ func (g *chatState) askRoomName(ctx context.Context, args groupArgs) error {
 	if err != nil {
 		return err
 	}
+	if r := g.known(muc); r != nil {
+		// Asked from now on: a change noticed after this asks again.
+		g.mu.Lock()
+		r.infoPending = false
+		g.mu.Unlock()
+	}
 	name, err := g.xmpp.RoomName(ctx, from, muc)
 	if errors.Is(err, ErrPermanent) {
 		g.count("muc_name", "refused")
@@ -133,12 +139,18 @@ func (g *chatState) askRoomName(ctx context.Context, args groupArgs) error {
 		g.count("muc_name", "none")
 		return nil
 	}
-	g.count("muc_name", "named")
 	if r := g.known(muc); r != nil {
 		g.mu.Lock()
+		same := r.name == name
 		r.name = name
 		g.mu.Unlock()
+		if same {
+			// A configuration change that left the name as it was.
+			g.count("muc_name", "unchanged")
+			return nil
+		}
 	}
+	g.count("muc_name", "named")
 	if err := g.queueStored(ctx, groupJob(JobGroupName, args.Room, 0, groupArgs{Room: args.Room, MUC: args.MUC, Nick: name})); err != nil {
 		return fmt.Errorf("queue the name of %s: %w", muc, err)
 	}
@@ -151,9 +163,26 @@ func (g *chatState) askRoomName(ctx context.Context, args groupArgs) error {
 // it changed (SetRoomName sets nothing when it is the same, as after a
 // member's own change came back).
 func (g *chatState) configChanged(ctx context.Context, log zerolog.Logger, r *mucRoom, mxid id.UserID) error {
+	// One question queued at a time, however many notices the room sends
+	// (a broken or hostile service may send them in a stream): the one
+	// queued asks after all of them.
+	g.mu.Lock()
+	pending := r.infoPending
+	r.infoPending = true
+	g.mu.Unlock()
+	if pending {
+		g.count("muc_config", "coalesced")
+		return nil
+	}
 	log.Debug().Msg("The chat's configuration changed: its name is asked again")
 	g.count("muc_config", "changed")
-	return g.queueStored(ctx, groupJob(JobRoomInfo, r.portal, 0, groupArgs{Room: r.portal, MUC: r.jid.String(), MXID: mxid}))
+	err := g.queueStored(ctx, groupJob(JobRoomInfo, r.portal, 0, groupArgs{Room: r.portal, MUC: r.jid.String(), MXID: mxid}))
+	if err != nil {
+		g.mu.Lock()
+		r.infoPending = false
+		g.mu.Unlock()
+	}
+	return err
 }
 
 // nameFromMatrix takes a Matrix member's m.room.name in a group portal:

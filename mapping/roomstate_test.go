@@ -631,3 +631,43 @@ func TestGroupRenameRefused(t *testing.T) {
 		t.Errorf("counts %v, want the refusal counted", h.counts)
 	}
 }
+
+// XEP-0045 §10.2.1: each status 104 from the room asks its name again,
+// but a room that sends a stream of them (broken, or hostile) gets one
+// question queued at a time, which asks after all of them; and a change
+// that left the name as it was sets nothing on the portal.
+func TestGroupConfigChangesCoalesce(t *testing.T) {
+	h := groupHarness(t, alice)
+	h.xmpp.roomName = "Lounge"
+	h.drain(t)
+	ctx := context.Background()
+	asked := func() int {
+		h.xmpp.mu.Lock()
+		defer h.xmpp.mu.Unlock()
+		n := 0
+		for _, a := range h.xmpp.asked {
+			if strings.HasSuffix(a, " name") {
+				n++
+			}
+		}
+		return n
+	}
+	before := asked()
+	h.xmpp.roomName = "Messina's Lounge"
+	for range 50 {
+		if _, err := h.b.HandleXMPPMessage(ctx, &XMPPMessage{From: jid.MustParse(lounge), To: jid.MustParse(alicePup), Type: TypeGroupchat, MUCStatus: []int{104}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.drain(t)
+	if n := asked() - before; n != 1 || h.counts["muc_config/coalesced"] != 49 {
+		t.Errorf("50 notices asked the name %d times (counts %v), want once", n, h.counts)
+	}
+	if want := []string{string(loungeRoom) + " Lounge", string(loungeRoom) + " Messina's Lounge"}; !slices.Equal(h.matrix.roomNames, want) {
+		t.Errorf("names set %q, want %q", h.matrix.roomNames, want)
+	}
+	h.feed(t, &XMPPMessage{From: jid.MustParse(lounge), To: jid.MustParse(alicePup), Type: TypeGroupchat, MUCStatus: []int{104}})
+	if n := asked() - before; n != 2 || len(h.matrix.roomNames) != 2 || h.counts["muc_name/unchanged"] != 1 {
+		t.Errorf("a notice after the question was asked: %d questions, names %q, counts %v", n, h.matrix.roomNames, h.counts)
+	}
+}
