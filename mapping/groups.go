@@ -1228,7 +1228,7 @@ func (g *groups) reflection(ctx context.Context, log zerolog.Logger, r *mucRoom,
 	}
 	log.Debug().Int64("row", msg.RowID).Str("stanza_id", m.StanzaID).Msg("The room took a message")
 	g.count("xmpp_message", "reflected")
-	return g.queueStored(ctx, newJob(JobMatrixSent, about{room: msg.RoomID}, msg.RowID, receiptPayload(msg)))
+	return g.queueStored(ctx, receiptJob(JobMatrixSent, msg.RoomID, msg, ""))
 }
 
 // noStanzaID takes the reflection of a member's message that the chat r

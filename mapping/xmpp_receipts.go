@@ -135,11 +135,6 @@ type receiptArgs struct {
 	By MemberID `json:"b,omitempty"`
 }
 
-func receiptPayload(msg *Message) []byte {
-	payload, _ := json.Marshal(receiptArgs{Room: msg.RoomID, Event: msg.EventID, Peer: msg.PeerJID.String()})
-	return payload
-}
-
 // receiptJob is a job of kind telling Matrix of a receipt about msg by
 // member by ("": the person of a direct portal): its payload for the
 // store, and the same as the send takes it in memory (Job.Made), so that
