@@ -77,6 +77,25 @@ func (db *Database) markRows(ctx context.Context, kind mapping.AckKind, at int64
 	return set, nil
 }
 
+// markedRows is what sets the kind's time at on the cached messages of
+// set, as markRows did on their rows, to be called once committed.
+func (db *Database) markedRows(kind mapping.AckKind, at int64, set map[int64]bool) func() {
+	rows := make([]int64, 0, len(set))
+	for r := range set {
+		rows = append(rows, r)
+	}
+	t := fromMilli(at)
+	return func() {
+		db.messages.wrote(rows, func(m *mapping.Message) {
+			if kind == mapping.AckDisplayed {
+				m.DisplayedAt = t
+			} else {
+				m.DeliveredAt = t
+			}
+		})
+	}
+}
+
 // acks records acks inside a transaction, with the jobs of the new ones
 // and jobs: one statement per kind for the plain acks, however many, and
 // one for all the jobs. It returns which acks were new, and a commit that
@@ -84,6 +103,7 @@ func (db *Database) markRows(ctx context.Context, kind mapping.AckKind, at int64
 func (db *Database) acks(ctx context.Context, acks []mapping.Ack, jobs []*mapping.Job) (isNew []bool, commit func(), err error) {
 	isNew = make([]bool, len(acks))
 	plain := map[mapping.AckKind][]int{} // indexes into acks
+	var marks []func()                   // the cached messages' changes, once committed
 	for i, a := range acks {
 		if a.UpTo == "" {
 			plain[a.Kind] = append(plain[a.Kind], i)
@@ -96,10 +116,12 @@ func (db *Database) acks(ctx context.Context, acks []mapping.Ack, jobs []*mappin
 		for j, i := range idx {
 			rows[j] = acks[i].Row
 		}
-		set, err := db.markRows(ctx, kind, toMilli(acks[idx[0]].At), rows)
+		at := toMilli(acks[idx[0]].At)
+		set, err := db.markRows(ctx, kind, at, rows)
 		if err != nil {
 			return nil, nil, err
 		}
+		marks = append(marks, db.markedRows(kind, at, set))
 		for _, i := range idx {
 			// The same row twice in one batch: only the first is new.
 			isNew[i] = set[acks[i].Row]
@@ -127,6 +149,9 @@ func (db *Database) acks(ctx context.Context, acks []mapping.Ack, jobs []*mappin
 	return isNew, func() {
 		for i, j := range owners {
 			j.ID, j.MessageID = ids[i], toStore[i].MessageID
+		}
+		for _, m := range marks {
+			m()
 		}
 	}, nil
 }

@@ -46,6 +46,8 @@ type Database struct {
 	serialWrites bool
 	// portals keeps the portals read (portalcache.go).
 	portals portalCache
+	// messages keeps the newest messages (messagecache.go).
+	messages *messageCache
 
 	// For tests and measurements.
 	checkpoints   atomic.Int64 // PASSIVE checkpoints done by the checkpointer
@@ -156,7 +158,7 @@ func openWith(ctx context.Context, dbType, uri string, log zerolog.Logger, opts 
 		_ = db.Close()
 		return nil, fmt.Errorf("upgrade %s database: %w", dbType, err)
 	}
-	d := &Database{db: db, opts: opts, log: log, serialWrites: dialect == dbutil.SQLite}
+	d := &Database{db: db, opts: opts, log: log, serialWrites: dialect == dbutil.SQLite, messages: newMessageCache()}
 	if driverName == sqliteDriver {
 		if d.walPath, err = sqliteWALPath(ctx, db); err != nil {
 			_ = db.Close()
@@ -170,6 +172,7 @@ func openWith(ctx context.Context, dbType, uri string, log zerolog.Logger, opts 
 		d.background.Go(func() { d.checkpointer(bctx) })
 	}
 	d.background.Go(func() { d.pruner(bctx) })
+	d.background.Go(func() { d.warmUp(bctx) })
 	return d, nil
 }
 

@@ -122,6 +122,7 @@ func messageArgs(m *mapping.Message) []any {
 // alone. PeerJID is stored bare.
 func (db *Database) AddMessage(ctx context.Context, msg *mapping.Message, jobs ...*mapping.Job) (bool, error) {
 	defer db.writing()()
+	gen := db.messages.begin()
 	var rowID int64
 	var jobIDs []int64
 	err := db.db.DoTxn(ctx, nil, func(ctx context.Context) error {
@@ -146,24 +147,37 @@ func (db *Database) AddMessage(ctx context.Context, msg *mapping.Message, jobs .
 		job.ID = jobIDs[i]
 		job.MessageID = rowID
 	}
+	if stored, err := storedForm(msg, rowID); err == nil {
+		db.messages.put(gen, stored)
+	}
 	return true, nil
 }
 
 // MessageByRow returns the message stored in row.
 func (db *Database) MessageByRow(ctx context.Context, row int64) (*mapping.Message, error) {
+	cached, gen := db.messages.row(row)
+	if cached != nil {
+		return cached, nil
+	}
 	m, err := queryOne(ctx, db.db, scanMessage, getMessageByRowQuery, row)
 	if err != nil {
 		return nil, fmt.Errorf("get message %d: %w", row, err)
 	}
+	db.messages.put(gen, m)
 	return m, nil
 }
 
 // MessageByEventID returns the message bridged as or from event ev.
 func (db *Database) MessageByEventID(ctx context.Context, ev id.EventID) (*mapping.Message, error) {
+	found, _, gen := db.messages.events([]id.EventID{ev})
+	if m := found[ev]; m != nil {
+		return m, nil
+	}
 	m, err := queryOne(ctx, db.db, scanMessage, getMessageByEventIDQuery, ev)
 	if err != nil {
 		return nil, fmt.Errorf("get message by event %s: %w", ev, err)
 	}
+	db.messages.put(gen, m)
 	return m, nil
 }
 
@@ -173,10 +187,16 @@ func (db *Database) MessageByXMPPID(ctx context.Context, peer jid.JID, xmppID st
 	if xmppID == "" {
 		return nil, fmt.Errorf("get %s message with %s by empty stanza id: %w", dir, peer.Bare(), mapping.ErrNotFound)
 	}
-	m, err := queryOne(ctx, db.db, scanMessage, getMessageByXMPPIDQuery, bareJID(peer), xmppID, dir)
+	key := mapping.XMPPKey{Peer: bareJID(peer), ID: xmppID}
+	found, _, gen := db.messages.stanzas(dir, []mapping.XMPPKey{key})
+	if m := found[key]; m != nil {
+		return m, nil
+	}
+	m, err := queryOne(ctx, db.db, scanMessage, getMessageByXMPPIDQuery, key.Peer, xmppID, dir)
 	if err != nil {
 		return nil, fmt.Errorf("get %s message %q with %s: %w", dir, xmppID, peer.Bare(), err)
 	}
+	db.messages.put(gen, m)
 	return m, nil
 }
 
@@ -205,6 +225,7 @@ func (db *Database) SetMessageEventID(ctx context.Context, row int64, room id.Ro
 	if err := execOne(ctx, db.db, setMessageEventIDQuery, row, room, dbutil.StrPtr(ev)); err != nil {
 		return fmt.Errorf("set event of message %d to %s in %s: %w", row, ev, room, err)
 	}
+	db.messages.wrote([]int64{row}, func(m *mapping.Message) { m.RoomID, m.EventID = room, ev })
 	return nil
 }
 
@@ -216,6 +237,9 @@ func (db *Database) SetRoomStanzaID(ctx context.Context, row int64, sid string) 
 		return false, fmt.Errorf("name message %d by the room's stanza-id %q: %w", row, sid, err)
 	}
 	n, err := res.RowsAffected()
+	if n > 0 {
+		db.messages.wrote([]int64{row}, func(m *mapping.Message) { m.XMPPID, m.StanzaID = sid, sid })
+	}
 	return n > 0, err
 }
 
@@ -249,18 +273,26 @@ func (db *Database) Messages(ctx context.Context, room id.RoomID) ([]*mapping.Me
 
 // MessagesByEventIDs looks up many events in one query per inBatch.
 func (db *Database) MessagesByEventIDs(ctx context.Context, evs []id.EventID) (map[id.EventID]*mapping.Message, error) {
+	out, evs, gen := db.messages.events(evs)
+	if len(evs) == 0 {
+		return out, nil
+	}
 	ms, err := queryIn(ctx, db.db, scanMessage, getMessageBaseQuery+"WHERE event_id IN (", evs,
 		func(m *mapping.Message) id.EventID { return m.EventID })
 	if err != nil {
 		return nil, fmt.Errorf("get %d messages by event: %w", len(evs), err)
 	}
-	return ms, nil
+	for ev, m := range ms {
+		out[ev] = m
+		db.messages.put(gen, m)
+	}
+	return out, nil
 }
 
 // MessagesByXMPPIDs looks up many (peer, stanza id) pairs of direction dir
 // in one query per few hundred.
 func (db *Database) MessagesByXMPPIDs(ctx context.Context, dir mapping.Direction, keys []mapping.XMPPKey) (map[mapping.XMPPKey]*mapping.Message, error) {
-	out := make(map[mapping.XMPPKey]*mapping.Message, len(keys))
+	out, keys, gen := db.messages.stanzas(dir, keys)
 	seen := make(map[mapping.XMPPKey]bool, len(keys))
 	for len(keys) > 0 {
 		n := min(len(keys), 300)
@@ -276,6 +308,7 @@ func (db *Database) MessagesByXMPPIDs(ctx context.Context, dir mapping.Direction
 		for _, m := range ms {
 			out[mapping.XMPPKey{Peer: m.PeerJID.String(), ID: m.XMPPID}] = m
 		}
+		db.messages.put(gen, ms...)
 	}
 	return out, nil
 }
