@@ -86,7 +86,7 @@ func (db *Database) markedRows(kind mapping.AckKind, at int64, set map[int64]boo
 	}
 	t := fromMilli(at)
 	return func() {
-		db.messages.wrote(rows, func(m *mapping.Message) {
+		db.messages.wrote(rows, false, func(m *mapping.Message) {
 			if kind == mapping.AckDisplayed {
 				m.DisplayedAt = t
 			} else {

@@ -225,7 +225,7 @@ func (db *Database) SetMessageEventID(ctx context.Context, row int64, room id.Ro
 	if err := execOne(ctx, db.db, setMessageEventIDQuery, row, room, dbutil.StrPtr(ev)); err != nil {
 		return fmt.Errorf("set event of message %d to %s in %s: %w", row, ev, room, err)
 	}
-	db.messages.wrote([]int64{row}, func(m *mapping.Message) { m.RoomID, m.EventID = room, ev })
+	db.messages.wrote([]int64{row}, true, func(m *mapping.Message) { m.RoomID, m.EventID = room, ev })
 	return nil
 }
 
@@ -238,7 +238,7 @@ func (db *Database) SetRoomStanzaID(ctx context.Context, row int64, sid string) 
 	}
 	n, err := res.RowsAffected()
 	if n > 0 {
-		db.messages.wrote([]int64{row}, func(m *mapping.Message) { m.XMPPID, m.StanzaID = sid, sid })
+		db.messages.wrote([]int64{row}, true, func(m *mapping.Message) { m.XMPPID, m.StanzaID = sid, sid })
 	}
 	return n > 0, err
 }

@@ -196,8 +196,11 @@ const maxTouched = 4 * maxCachedMessages
 
 // wrote is called once a write to rows is committed: each cached one is
 // changed by change as the write changed its row, and every one is marked
-// touched, so that a read begun before stores none of them.
-func (c *messageCache) wrote(rows []int64, change func(*mapping.Message)) {
+// touched, so that a read begun before stores none of them. rekey says
+// that the write changes what the message is found by (its event or
+// stanza id): an ack changes neither, and finding the keys (a JID made
+// a string) was most of the cost of keeping the cache.
+func (c *messageCache) wrote(rows []int64, rekey bool, change func(*mapping.Message)) {
 	if len(rows) == 0 {
 		return
 	}
@@ -210,10 +213,12 @@ func (c *messageCache) wrote(rows []int64, change func(*mapping.Message)) {
 	}
 	for _, row := range rows {
 		c.touched[row] = c.gen
-		if m := c.byRow[row]; m != nil {
+		if m := c.byRow[row]; m != nil && rekey {
 			c.unindex(m)
 			change(m)
 			c.index(m)
+		} else if m != nil {
+			change(m)
 		}
 	}
 }

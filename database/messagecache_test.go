@@ -105,7 +105,7 @@ func TestMessageCacheKeepsNoReadOlderThanAWrite(t *testing.T) {
 	c := newMessageCache()
 	m := &mapping.Message{RowID: 7, EventID: "$a", XMPPID: "a", PeerJID: bob, Direction: mapping.FromMatrix}
 	gen := c.begin()
-	c.wrote([]int64{7}, func(*mapping.Message) {})
+	c.wrote([]int64{7}, false, func(*mapping.Message) {})
 	c.put(gen, m)
 	if got, _ := c.row(7); got != nil {
 		t.Fatal("a read older than a write was kept")
@@ -128,7 +128,7 @@ func TestMessageCacheKeepsNoReadOlderThanAWrite(t *testing.T) {
 		for i := range rows {
 			rows[i] = r + int64(i)
 		}
-		c.wrote(rows, func(*mapping.Message) {})
+		c.wrote(rows, false, func(*mapping.Message) {})
 	}
 	c.put(gen, &mapping.Message{RowID: 8, EventID: "$b"})
 	if got, _ := c.row(8); got != nil {
