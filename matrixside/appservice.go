@@ -83,12 +83,32 @@ type Server struct {
 	readFailing retry.Outage
 	// handleTxns stands in for Core.HandleMatrixTxns in tests, if set.
 	handleTxns func(ctx context.Context, txns []mapping.MatrixTxn) error
-	// decoded keeps what putTransaction decoded of a new transaction until
-	// the processor takes it (decode), so that a body is parsed once on its
-	// way in; a transaction read back from the store without an entry here
-	// (after a restart) is decoded from its body.
+	// decoded keeps what putTransaction decoded of a new transaction (and
+	// the syncer of a batch) until the processor takes it (decode), so that
+	// a body is parsed once on its way in; a transaction read back from the
+	// store without an entry here (after a restart) is decoded from its
+	// body. An entry is made before the transaction is stored, and the
+	// processor that finds the transaction before its decoding is done
+	// waits for it instead of parsing the body a second time.
 	decodedMu sync.Mutex
-	decoded   map[string]mapping.MatrixTxn
+	decoded   map[string]*keptTxn
+}
+
+// keptTxn is a transaction's decoded form, once done is closed; ok false
+// if there is none (its store failed, or it was seen before).
+type keptTxn struct {
+	done chan struct{}
+	txn  mapping.MatrixTxn
+	ok   bool
+}
+
+// settle hands k its decoded form (ok) or none, once.
+func (k *keptTxn) settle(txn mapping.MatrixTxn, ok bool) {
+	if k == nil {
+		return
+	}
+	k.txn, k.ok = txn, ok
+	close(k.done)
 }
 
 // maxDecoded bounds Server.decoded: past it, transactions are decoded
@@ -195,7 +215,11 @@ func (s *Server) putTransaction(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "M_NOT_JSON", "Transaction body is not valid JSON: "+err.Error())
 		return
 	}
+	kept := s.expectDecoded(txnID) // before it can be found stored
 	isNew, err := s.storeTxn(r.Context(), &mapping.Txn{ID: txnID, Body: body})
+	if !isNew || err != nil {
+		kept.settle(mapping.MatrixTxn{}, false)
+	}
 	if err != nil {
 		// Not stored, so not acknowledged: the homeserver will retry.
 		s.Log.Err(err).Str("txn_id", txnID).Msg("Failed to store transaction")
@@ -212,10 +236,14 @@ func (s *Server) putTransaction(w http.ResponseWriter, r *http.Request) {
 		// Decoded once, here, off the request (the homeserver sends the
 		// next transaction when it has this one's answer), and kept for the
 		// processor, which it then wakes. Should the processor find the
-		// transaction first, it decodes the body, and forgets what is kept
-		// when the inbox is empty (processPending).
+		// transaction first, it waits for this (takeDecoded).
 		go func() {
-			s.keepDecoded(s.decodeBody(txnID, parsed))
+			var txn mapping.MatrixTxn
+			defer func() { kept.settle(txn, txn.ID != "") }() // a panic settles too: the body is read again
+			txn = s.decodeBody(txnID, parsed)
+			if kept == nil {
+				s.keepDecoded(txn)
+			}
 			s.Enqueue(txnID)
 		}()
 		return
@@ -496,25 +524,40 @@ func (s *Server) decodeBody(txnID string, body txnBody) mapping.MatrixTxn {
 	return out
 }
 
-// keepDecoded keeps txn for the processor (Server.decoded).
-func (s *Server) keepDecoded(txn mapping.MatrixTxn) {
+// expectDecoded makes txnID's entry in Server.decoded, to be settled
+// with its decoded form; nil (nothing to settle) if one is there already
+// or the map is full.
+func (s *Server) expectDecoded(txnID string) *keptTxn {
 	s.decodedMu.Lock()
 	defer s.decodedMu.Unlock()
 	if s.decoded == nil {
-		s.decoded = map[string]mapping.MatrixTxn{}
+		s.decoded = map[string]*keptTxn{}
 	}
-	if len(s.decoded) < maxDecoded {
-		s.decoded[txn.ID] = txn
+	if _, ok := s.decoded[txnID]; ok || len(s.decoded) >= maxDecoded {
+		return nil
 	}
+	k := &keptTxn{done: make(chan struct{})}
+	s.decoded[txnID] = k
+	return k
 }
 
-// takeDecoded hands over what putTransaction kept of txnID, once.
+// keepDecoded keeps txn, decoded, for the processor (Server.decoded).
+func (s *Server) keepDecoded(txn mapping.MatrixTxn) {
+	s.expectDecoded(txn.ID).settle(txn, true)
+}
+
+// takeDecoded hands over what was kept of txnID, once, waiting for its
+// decoding if it is under way.
 func (s *Server) takeDecoded(txnID string) (mapping.MatrixTxn, bool) {
 	s.decodedMu.Lock()
-	defer s.decodedMu.Unlock()
-	txn, ok := s.decoded[txnID]
+	k := s.decoded[txnID]
 	delete(s.decoded, txnID)
-	return txn, ok
+	s.decodedMu.Unlock()
+	if k == nil {
+		return mapping.MatrixTxn{}, false
+	}
+	<-k.done
+	return k.txn, k.ok
 }
 
 // forgetDecoded drops what is kept.

@@ -530,3 +530,32 @@ func TestDecodeCaptionEdit(t *testing.T) {
 		t.Errorf("decoded file %+v rel %+v, want m.new_content's %+v", f, rel, want)
 	}
 }
+
+// A transaction the processor finds stored while its decoding is still
+// under way (putTransaction answers, then decodes) is taken from that
+// decoding, not parsed a second time; one whose decoding gave nothing
+// (its store failed, or it was seen before) is read from its body.
+func TestProcessorWaitsForTheDecodingUnderWay(t *testing.T) {
+	srv, _, _ := newServer(t)
+	typing := `{"ephemeral":[{"type":"m.typing","room_id":"!b:example.org","content":{"user_ids":["@alice:example.org"]}}]}`
+	k := srv.expectDecoded("t1")
+	got := make(chan mapping.MatrixTxn, 1)
+	go func() { got <- srv.decode(&mapping.Txn{ID: "t1", Body: []byte(typing)}) }()
+	select {
+	case <-got:
+		t.Fatal("the processor did not wait for the decoding under way")
+	case <-time.After(50 * time.Millisecond):
+	}
+	k.settle(mapping.MatrixTxn{ID: "t1"}, true) // no typing: not the body's
+	if txn := <-got; txn.ID != "t1" || len(txn.Typing) != 0 {
+		t.Errorf("decode = %+v, want the decoding's form", txn)
+	}
+
+	srv.expectDecoded("t2").settle(mapping.MatrixTxn{}, false)
+	if txn := srv.decode(&mapping.Txn{ID: "t2", Body: []byte(typing)}); len(txn.Typing) != 1 {
+		t.Errorf("decode = %+v, want the body's typing", txn)
+	}
+	if srv.expectDecoded("t1") == nil {
+		t.Error("a transaction taken still had its entry")
+	}
+}

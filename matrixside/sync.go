@@ -233,9 +233,20 @@ func (s *Syncer) syncOnce(ctx context.Context, bot *mautrix.Client, filterID, si
 		if err != nil {
 			return err
 		}
-		if _, err := s.Store.PutTxn(ctx, txn); err != nil {
+		// Kept decoded for the processor, as a pushed transaction is
+		// (Server.decoded), unless it holds redactions: an event's stored
+		// form, read back, is what the processor takes.
+		var kept *keptTxn
+		if len(out.Events) == 0 {
+			kept = s.Server.expectDecoded(id)
+		}
+		isNew, err := s.Store.PutTxn(ctx, txn)
+		if err != nil {
+			kept.settle(mapping.MatrixTxn{}, false)
 			return fmt.Errorf("store synced receipts: %w", err)
 		}
+		out.ID = id
+		kept.settle(out, isNew)
 		s.Log.Debug().Str("txn", id).Int("receipts", len(out.Receipts)).Int("typing", len(out.Typing)).Int("events", len(out.Events)).Msg("Synced")
 		s.Server.Enqueue(id)
 	}
